@@ -1,0 +1,151 @@
+# Shoal: plain GNU make with pkg-config (see DESIGN.md for the layout).
+#   make            build every binary into $(BUILD)/
+#   make test       unit tests, then integration tests on the namespace lab
+#   make check      the same under ASan+UBSan, built into build-san/
+#   make fuzz       each libFuzzer target for FUZZ_SECONDS
+#   make demo       the namespace lab with a scheduler and 3 agents
+#   make deps       install what is missing from Debian's archive
+
+BUILD ?= build
+SAN ?=
+NODES ?= 3
+FUZZ_SECONDS ?= 30
+PROTOC_C ?= protoc-c
+
+PKGS := libevent libevent_pthreads libprotobuf-c yaml-0.1 libsodium sqlite3 libarchive \
+	libseccomp libmnl jansson
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -I. -Icommon -I$(BUILD)/proto \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+ifneq ($(SAN),)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# Every module outside a main.c is a library object; a new module needs no Makefile edit.
+PROTO_C := $(BUILD)/proto/shoal.pb-c.c
+PROTO_H := $(BUILD)/proto/shoal.pb-c.h
+libsrc = $(filter-out %main.c,$(wildcard $(1)/*.c))
+COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(call libsrc,common)) $(BUILD)/proto/shoal.pb-c.o
+SCHED_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(call libsrc,scheduler))
+AGENT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(call libsrc,agent))
+RUNTIME_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(call libsrc,runtime))
+CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(call libsrc,cli))
+
+LIBS := $(BUILD)/libshoal_sched.a $(BUILD)/libshoal_agent.a $(BUILD)/libshoal_runtime.a \
+	$(BUILD)/libshoal_cli.a $(BUILD)/libshoal_common.a
+
+BINS := $(BUILD)/shoal-scheduler $(BUILD)/shoal-agent $(BUILD)/shoal
+# Front ends of the runtime library: shoalrt (one file per verb) and the per-container shim.
+SHOALRT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard runtime/shoalrt/*.c))
+SHIM_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard runtime/shim/*.c))
+ifneq ($(SHOALRT_OBJ),)
+BINS += $(BUILD)/shoalrt
+endif
+ifneq ($(SHIM_OBJ),)
+BINS += $(BUILD)/shoal-shim
+endif
+
+UNIT_SRC := $(wildcard tests/unit/*_test.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+
+.PHONY: all deps deps-check test unit integration check fuzz format format-check clean \
+	lab-up lab-down demo images bench
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: deps-check $(BINS) $(UNIT_BINS)
+
+# Install missing packages only when something is missing: a cheap dpkg query otherwise.
+deps-check:
+	@bash vagrant/provision/deps.sh --check >/dev/null 2>&1 || bash vagrant/provision/deps.sh
+
+deps:
+	bash vagrant/provision/deps.sh
+
+$(PROTO_C) $(PROTO_H) &: proto/shoal.proto
+	@mkdir -p $(BUILD)/proto
+	$(PROTOC_C) --proto_path=proto --c_out=$(BUILD)/proto proto/shoal.proto
+
+# Generated code is not ours to warn about.
+$(BUILD)/proto/shoal.pb-c.o: $(PROTO_C)
+	$(CC) -std=gnu11 $(CFLAGS) $(filter -fsanitize% -fno-%,$(ALL_CFLAGS)) \
+		$(shell pkg-config --cflags libprotobuf-c) -c $< -o $@
+
+$(BUILD)/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libshoal_common.a: $(COMMON_OBJ)
+$(BUILD)/libshoal_sched.a: $(SCHED_OBJ)
+$(BUILD)/libshoal_agent.a: $(AGENT_OBJ)
+$(BUILD)/libshoal_runtime.a: $(RUNTIME_OBJ)
+$(BUILD)/libshoal_cli.a: $(CLI_OBJ)
+$(LIBS):
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/shoal-scheduler: $(BUILD)/scheduler/main.o $(BUILD)/libshoal_sched.a $(BUILD)/libshoal_common.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/shoal-agent: $(BUILD)/agent/main.o $(BUILD)/libshoal_agent.a $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/shoal: $(BUILD)/cli/main.o $(BUILD)/libshoal_cli.a $(BUILD)/libshoal_common.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/shoalrt: $(SHOALRT_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/shoal-shim: $(SHIM_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# A unit test links the module libraries, never a main.c.
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+test: all
+	BUILD=$(BUILD) bash tests/run.sh
+
+unit: all
+	BUILD=$(BUILD) bash tests/run.sh --unit
+
+integration: all
+	BUILD=$(BUILD) bash tests/run.sh --integration
+
+check:
+	$(MAKE) BUILD=build-san SAN=1 CFLAGS="-O1 -g" test
+
+# libFuzzer targets: clang, each target linked with the common library built by clang.
+FUZZ_SRC := $(wildcard tests/fuzz/*.c)
+fuzz: deps-check
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
+		build-fuzz/libshoal_common.a build-fuzz/libshoal_sched.a
+	@set -e; for f in $(FUZZ_SRC); do \
+		t=build-fuzz/fuzz/$$(basename $$f .c); mkdir -p build-fuzz/fuzz $$t.corpus; \
+		clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -I. -Icommon \
+			-Ibuild-fuzz/proto $$f build-fuzz/libshoal_sched.a build-fuzz/libshoal_common.a \
+			$(LDLIBS) -o $$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$t.corpus tests/fuzz/corpus/$$(basename $$f .c) 2>&1 | tail -5; \
+	done
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "format ok"
+
+lab-up: all
+	bash tests/lab/lab up $(NODES)
+
+lab-down:
+	bash tests/lab/lab down
+
+demo: all
+	bash tests/lab/demo
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

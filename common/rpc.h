@@ -1,0 +1,118 @@
+#ifndef SHOAL_COMMON_RPC_H
+#define SHOAL_COMMON_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sodium.h>
+
+#include "token.h"
+
+struct event_base;
+struct shoal_err;
+struct Shoal__Envelope;
+typedef struct Shoal__Envelope Shoal__Envelope;
+
+/*
+ * Shoal's secure RPC connection (DESIGN.md, "Wire protocol").
+ *
+ * Handshake, every message fixed-size, before any framing:
+ *   1. client -> server  HELLO:  "SHL1" | u8 role | client X25519 ephemeral pk (32)
+ *   2. server -> client  ACCEPT: server X25519 ephemeral pk (32)
+ *                               | MAC_s = crypto_auth(K_role, "S" | role | cpk | spk) (32)
+ *                               | scheduler Ed25519 pk (32)
+ *                               | Ed25519 signature over "shoal-hs1" | role | cpk | spk (64)
+ *                               | server's secretstream header (24)
+ *   3. client -> server  FINISH: MAC_c = crypto_auth(K_role, "C" | role | cpk | spk) (32)
+ *                               | client's secretstream header (24)
+ * K_role is derived from the role's token secret (crypto_generichash keyed by it). The client
+ * checks MAC_s, that BLAKE2b(scheduler pk) equals its token's CA hash, and the signature; the
+ * server checks MAC_c. Session keys come from crypto_kx_{client,server}_session_keys; each
+ * direction is one crypto_secretstream_xchacha20poly1305 stream, so a replayed, reordered,
+ * dropped or altered frame fails to decrypt.
+ *
+ * Afterwards every frame is: u32 big-endian length | secretstream message (ciphertext of one
+ * packed Shoal__Envelope). A frame whose plaintext would exceed max_frame is refused.
+ *
+ * Any failure (bad magic, unknown role, bad MAC, bad signature, CA hash mismatch, decrypt
+ * failure, oversize or truncated frame, unparsable envelope, handshake over its timeout,
+ * idle timeout) logs exactly one line at warning level naming the peer and the reason, calls
+ * the closed callback, then frees the connection. A clean EOF from the peer is logged at
+ * debug level only and reported to the callback with reason "connection closed by peer".
+ */
+
+#define RPC_DEFAULT_MAX_FRAME (4u << 20)
+#define RPC_DEFAULT_HANDSHAKE_MS 5000
+
+struct rpc_conn;
+
+/* The scheduler's side of the handshake: its signing key and the secret of each role. */
+struct rpc_identity {
+	uint8_t sign_pk[crypto_sign_PUBLICKEYBYTES];
+	uint8_t sign_sk[crypto_sign_SECRETKEYBYTES];
+	struct token worker; /* agents present this one */
+	struct token admin;  /* the CLI presents this one */
+};
+
+struct rpc_callbacks {
+	/* The handshake completed; rpc_conn_role() now tells who the peer is. May be NULL. */
+	void (*ready)(struct rpc_conn *c, void *arg);
+	/* One decoded envelope, borrowed for the duration of the call. */
+	void (*message)(struct rpc_conn *c, const Shoal__Envelope *env, void *arg);
+	/* The connection closed; c is freed right after this returns. Drop every reference. */
+	void (*closed)(struct rpc_conn *c, const char *reason, void *arg);
+};
+
+/* Limits; zero fields take the defaults. */
+struct rpc_limits {
+	size_t max_frame;         /* bytes of plaintext per frame, default 4 MiB */
+	int handshake_timeout_ms; /* default 5000 */
+	int idle_timeout_ms;      /* close when nothing is read for this long; 0 = never */
+};
+
+/*
+ * Server side over an accepted, connected socket. Takes fd (closed on free). peer names the
+ * remote end in log lines ("10.0.0.2:41234"). id is borrowed and must outlive the connection.
+ */
+struct rpc_conn *rpc_accept(struct event_base *base, int fd, const char *peer,
+			    const struct rpc_identity *id, const struct rpc_limits *limits,
+			    const struct rpc_callbacks *cb, void *arg);
+
+/* Client side over a connected (or connecting, non-blocking) socket. Takes fd. token is copied. */
+struct rpc_conn *rpc_client(struct event_base *base, int fd, const char *peer,
+			    const struct token *token, const struct rpc_limits *limits,
+			    const struct rpc_callbacks *cb, void *arg);
+
+/*
+ * Resolve host (numeric or name), start a non-blocking TCP connect and run the client
+ * handshake on it. A refused or failed connect is reported through the closed callback.
+ */
+struct rpc_conn *rpc_connect(struct event_base *base, const char *host, uint16_t port,
+			     const struct token *token, const struct rpc_limits *limits,
+			     const struct rpc_callbacks *cb, void *arg, struct shoal_err *err);
+
+/* Encrypt and queue one envelope. -1 (with err) if the handshake is not done or it is too big. */
+int rpc_send(struct rpc_conn *c, const Shoal__Envelope *env, struct shoal_err *err);
+
+/* Close without calling the closed callback. Safe inside this connection's own callbacks. */
+void rpc_free(struct rpc_conn *c);
+
+/* Who the peer is once ready: the role it proved. */
+enum token_role rpc_conn_role(const struct rpc_conn *c);
+const char *rpc_conn_peer(const struct rpc_conn *c);
+/* Bytes queued for sending and not yet written to the socket. */
+size_t rpc_conn_pending(const struct rpc_conn *c);
+void rpc_set_idle_timeout(struct rpc_conn *c, int ms);
+void rpc_set_user(struct rpc_conn *c, void *user);
+void *rpc_get_user(const struct rpc_conn *c);
+
+/*
+ * One request, one reply, for short-lived clients like the CLI: connect, handshake, send req
+ * (its id is set here), wait for the envelope with the same id. *reply is the caller's to free
+ * with shoal__envelope__free_unpacked(*reply, NULL). Fails with a one-line error within
+ * timeout_ms when the scheduler is unreachable.
+ */
+int rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
+	     Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err);
+
+#endif

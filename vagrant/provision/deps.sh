@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install Shoal's build, test and lab dependencies from Debian's archive.
+# Shared by `make deps`, CI and the Vagrant VMs' provisioning.
+#   deps.sh           install whatever is missing (idempotent)
+#   deps.sh --check   exit 1 when something is missing, install nothing
+#   deps.sh --bench   also the peers the benchmarks compare against
+set -euo pipefail
+
+build_pkgs=(gcc make pkg-config libc6-dev
+	libevent-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev libsodium-dev
+	libsqlite3-dev libarchive-dev libseccomp-dev libmnl-dev libjansson-dev)
+test_pkgs=(libcmocka-dev bats iproute2 procps busybox-static shellcheck ruby vagrant
+	clang libclang-rt-14-dev clang-format sqlite3)
+bench_pkgs=(haproxy crun wrk hyperfine)
+
+mode=install
+pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}")
+for arg in "$@"; do
+	case "$arg" in
+	--check) mode=check ;;
+	--bench) pkgs+=("${bench_pkgs[@]}") ;;
+	*)
+		echo "usage: deps.sh [--check] [--bench]" >&2
+		exit 2
+		;;
+	esac
+done
+
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+	exit 0
+fi
+if [ "$mode" = check ]; then
+	echo "missing: ${missing[*]}"
+	exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps.sh: need root to install: ${missing[*]}" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt_opts=(-o DPkg::Lock::Timeout=600 -y -q --no-install-recommends)
+apt-get -o DPkg::Lock::Timeout=600 -q update >/dev/null
+apt-get "${apt_opts[@]}" install "${missing[@]}" >/dev/null
+echo "deps: done"
