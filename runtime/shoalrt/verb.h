@@ -1,0 +1,31 @@
+#ifndef SHOAL_RUNTIME_SHOALRT_VERB_H
+#define SHOAL_RUNTIME_SHOALRT_VERB_H
+
+/*
+ * shoalrt is a thin front end over the runtime library, one file per verb (crun's layout).
+ * Each verb file registers itself with SHOALRT_VERB, so adding a verb touches no shared table.
+ */
+struct shoalrt_ctx {
+	const char *root; /* --root, else $SHOAL_ROOT, else /var/lib/shoal */
+	int json;         /* -o json */
+};
+
+struct shoalrt_verb {
+	const char *name;
+	const char *summary; /* one line for `shoalrt --help` */
+	const char *usage;   /* full text for `shoalrt VERB --help` */
+	/* argv[0] is the verb; returns the process exit status */
+	int (*run)(struct shoalrt_ctx *ctx, int argc, char **argv);
+	struct shoalrt_verb *next;
+};
+
+void shoalrt_verb_register(struct shoalrt_verb *v);
+
+#define SHOALRT_VERB(id, vname, vsummary, vusage, fn)                                              \
+	static struct shoalrt_verb verb_##id = {vname, vsummary, vusage, fn, 0};                   \
+	static void __attribute__((constructor)) verb_register_##id(void)                         \
+	{                                                                                          \
+		shoalrt_verb_register(&verb_##id);                                                 \
+	}
+
+#endif
