@@ -6,7 +6,8 @@
 
 load helpers
 
-BATS_TEST_TIMEOUT=60
+# shellcheck disable=SC2034 # read by bats: every test runs under this timeout
+BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-60}
 NET=192.168.56.0/24
 CLUSTER=10.244.0.0/16
 
@@ -213,6 +214,7 @@ teardown_file() {
 	daemon=$(lab spawn d1 node4 sleep 1000)
 	# A stray: started with exec, not spawn; down finds it through `ip netns pids`.
 	lab exec node5 sleep 1001 </dev/null >/dev/null 2>&1 3>&- &
+	# shellcheck disable=SC2016 # expands in the inner shell
 	wait_until 5 sh -c '[ -n "$(ip netns pids shoal-node5)" ]'
 	stray=$(ip netns pids shoal-node5)
 	run lab down
