@@ -1,0 +1,70 @@
+# Shared helpers of Shoal's integration tests (bats). In a .bats file:
+#   load helpers
+#   setup_file()    { lab up 3; }
+#   teardown()      { dump_logs_on_failure; }
+#   teardown_file() { lab down; }
+# Every lab client runs inside a lab namespace (`lab exec HOST ...`), never in the
+# root namespace: the lab's addresses are blackholed there.
+# shellcheck shell=bash
+
+SHOAL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LAB_BIN="$SHOAL_ROOT/tests/lab/lab"
+export LAB_RUN=${LAB_RUN:-/run/shoal-lab}
+
+# SHOAL_BIN: the directory of the built binaries, absolute ($BUILD, default build/).
+if [ -z "${SHOAL_BIN:-}" ]; then
+	SHOAL_BIN=${BUILD:-build}
+	[[ $SHOAL_BIN == /* ]] || SHOAL_BIN="$SHOAL_ROOT/$SHOAL_BIN"
+fi
+export SHOAL_BIN
+
+# lab ARGS...: the lab script (tests/lab/lab --help).
+lab() {
+	bash "$LAB_BIN" "$@"
+}
+
+# wait_until TIMEOUT_S CMD...: run CMD every 100 ms until it succeeds; after TIMEOUT_S
+# seconds (may be fractional, e.g. 0.5) fail with a message and CMD's last output.
+wait_until() {
+	local timeout=$1 int frac now deadline out
+	shift
+	[[ $timeout =~ ^([0-9]+)(\.([0-9]{1,6}))?$ ]] || {
+		echo "wait_until: bad timeout '$timeout'" >&2
+		return 2
+	}
+	int=${BASH_REMATCH[1]}
+	frac=${BASH_REMATCH[3]}
+	frac=$((10#${frac:-0} * 10 ** (6 - ${#frac})))
+	now=${EPOCHREALTIME/./}
+	deadline=$((10#$now + 10#$int * 1000000 + frac))
+	while true; do
+		if out=$("$@" 2>&1); then
+			return 0
+		fi
+		now=${EPOCHREALTIME/./}
+		if [ "$((10#$now))" -ge "$deadline" ]; then
+			echo "wait_until: timed out after ${timeout}s: $*" >&2
+			[ -z "$out" ] || printf 'wait_until: last output:\n%s\n' "$out" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# dump_logs: print every log of the lab's spawned daemons ($LAB_RUN/*.log).
+dump_logs() {
+	local f any=0
+	for f in "$LAB_RUN"/*.log; do
+		[ -e "$f" ] || continue
+		any=1
+		echo "----- $f"
+		cat "$f"
+	done
+	[ "$any" = 1 ] || echo "----- no logs in $LAB_RUN"
+	echo "----- end of logs"
+}
+
+# dump_logs_on_failure: dump_logs when the current test failed (for teardown).
+dump_logs_on_failure() {
+	[ -n "${BATS_TEST_COMPLETED:-}" ] || dump_logs
+}
