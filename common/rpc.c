@@ -292,10 +292,9 @@ rpc_client_accept(struct rpc_conn *c, struct evbuffer *in, size_t have)
 		rpc_mac_msg(mac_msg, 'C', hs->role, hs->pk, spk);
 		crypto_auth(fin, mac_msg, sizeof(mac_msg), hs->mac_key);
 		memset(fin + crypto_auth_BYTES, 0, RPC_HDR);
-		if (send(bufferevent_getfd(c->bev), fin, sizeof(fin), MSG_NOSIGNAL | MSG_DONTWAIT) ==
-		    -1) {
-			/* The server may be gone already; the local reason is what matters. */
-		}
+		/* The server may be gone already; the local reason is what matters. */
+		(void)!send(bufferevent_getfd(c->bev), fin, sizeof(fin),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
 		return rpc_fail(c, LOG_WARNING, "bad handshake MAC (wrong token?)");
 	}
 	token_ca_hash(sign_pk, hash);
@@ -628,8 +627,8 @@ rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_er
 	if (c->dead || c->state != RPC_READY)
 		return err_set(err, 0, "rpc: %s: connection not ready", c->peer);
 	if (len > c->max_frame)
-		return err_set(err, 0, "rpc: %s: message of %zu bytes exceeds the frame limit of %u",
-			       c->peer, len, c->max_frame);
+		return err_set(err, 0, "rpc: %s: message of %zu bytes exceeds the frame limit "
+			       "of %u", c->peer, len, c->max_frame);
 	/* Encrypt straight into the output buffer: no copy of the ciphertext. */
 	out = bufferevent_get_output(c->bev);
 	if (evbuffer_reserve_space(out, (ev_ssize_t)(4 + clen), &v, 1) != 1)
@@ -651,8 +650,8 @@ rpc_send(struct rpc_conn *c, const Shoal__Envelope *env, struct shoal_err *err)
 	int r;
 
 	if (len > c->max_frame)
-		return err_set(err, 0, "rpc: %s: message of %zu bytes exceeds the frame limit of %u",
-			       c->peer, len, c->max_frame);
+		return err_set(err, 0, "rpc: %s: message of %zu bytes exceeds the frame limit "
+			       "of %u", c->peer, len, c->max_frame);
 	buf = len <= sizeof(small) ? small : xmalloc(len);
 	shoal__envelope__pack(env, buf);
 	r = rpc_send_bytes(c, buf, len, err);

@@ -70,7 +70,8 @@ test_malformed(void **state)
 		"SHOAL1-worker-" HASH_HEX "-" SECRET_HEX "0",
 		"SHOAL1-worker-" HASH_HEX "-" SECRET_HEX "-",
 		"SHOAL1-worker-" HASH_HEX "0-" SECRET_HEX,
-		"SHOAL1-worker-" HASH_HEX "-5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ecz",
+		"SHOAL1-worker-" HASH_HEX
+		"-5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ecz",
 		"SHOAL1-worker-" SECRET_HEX,
 		"SHOAL1-worker--" SECRET_HEX,
 		"SHOAL1-worker-" HASH_HEX " " SECRET_HEX,
