@@ -130,7 +130,11 @@ fuzz: deps-check
 			-Ibuild-fuzz/proto $$f build-fuzz/libshoal_sched.a build-fuzz/libshoal_common.a \
 			$(LDLIBS) -o $$t; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$t.corpus tests/fuzz/corpus/$$(basename $$f .c) 2>&1 | tail -5; \
+		if ! $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$$t- \
+			$$t.corpus tests/fuzz/corpus/$$(basename $$f .c) >$$t.log 2>&1; then \
+			tail -40 $$t.log; echo "fuzz: $$t FAILED (log: $$t.log)"; exit 1; \
+		fi; \
+		tail -5 $$t.log; \
 	done
 
 format:
