@@ -39,6 +39,9 @@ typedef struct Shoal__Envelope Shoal__Envelope;
  * idle timeout) logs exactly one line at warning level naming the peer and the reason, calls
  * the closed callback, then frees the connection. A clean EOF from the peer is logged at
  * debug level only and reported to the callback with reason "connection closed by peer".
+ *
+ * Writes to a peer that hung up raise SIGPIPE: a daemon using this module ignores SIGPIPE
+ * (rpc_call() does so itself for the CLI when SIGPIPE is at its default).
  */
 
 #define RPC_DEFAULT_MAX_FRAME (4u << 20)
@@ -93,6 +96,12 @@ struct rpc_conn *rpc_connect(struct event_base *base, const char *host, uint16_t
 
 /* Encrypt and queue one envelope. -1 (with err) if the handshake is not done or it is too big. */
 int rpc_send(struct rpc_conn *c, const Shoal__Envelope *env, struct shoal_err *err);
+
+/*
+ * Encrypt and queue one frame of already packed bytes (len <= max_frame). rpc_send() is this
+ * after packing; tests and the fuzz target use it to deliver what no Envelope packs to.
+ */
+int rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_err *err);
 
 /* Close without calling the closed callback. Safe inside this connection's own callbacks. */
 void rpc_free(struct rpc_conn *c);

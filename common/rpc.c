@@ -1,0 +1,874 @@
+#include "rpc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "shoal.pb-c.h"
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#define RPC_MAGIC "SHL1"
+#define RPC_MAGIC_LEN 4
+#define RPC_PK crypto_kx_PUBLICKEYBYTES
+#define RPC_HDR crypto_secretstream_xchacha20poly1305_HEADERBYTES
+#define RPC_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
+#define RPC_TAG crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+#define RPC_HELLO_LEN (RPC_MAGIC_LEN + 1 + RPC_PK)
+#define RPC_ACCEPT_LEN                                                                             \
+	(RPC_PK + crypto_auth_BYTES + crypto_sign_PUBLICKEYBYTES + crypto_sign_BYTES + RPC_HDR)
+#define RPC_FINISH_LEN (crypto_auth_BYTES + RPC_HDR)
+/* "S"|role|cpk|spk for the MACs; "shoal-hs1"|role|cpk|spk for the signature. */
+#define RPC_MAC_MSG_LEN (1 + 1 + 2 * RPC_PK)
+#define RPC_SIG_CTX "shoal-hs1"
+#define RPC_SIG_MSG_LEN (sizeof(RPC_SIG_CTX) - 1 + 1 + 2 * RPC_PK)
+#define RPC_MAC_CTX "shoal-mac-v1"
+/* Frames up to this size are packed and decrypted on the stack, without a malloc. */
+#define RPC_SMALL_FRAME 4096
+
+enum rpc_state {
+	RPC_SERVER_HELLO,  /* server: waiting for HELLO */
+	RPC_SERVER_FINISH, /* server: ACCEPT sent, waiting for FINISH */
+	RPC_CLIENT_ACCEPT, /* client: HELLO sent, waiting for ACCEPT */
+	RPC_READY,         /* frames both ways */
+};
+
+/* What only the handshake needs: allocated with the connection, wiped and freed once ready, so
+ * an established connection carries just its two stream states. */
+struct rpc_hs {
+	uint8_t pk[RPC_PK];                           /* our ephemeral X25519 key pair */
+	uint8_t sk[crypto_kx_SECRETKEYBYTES];
+	uint8_t cpk[RPC_PK];                          /* server: the client's ephemeral key */
+	uint8_t mac_key[crypto_auth_KEYBYTES];        /* K_role */
+	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES];    /* server: until the client's header */
+	uint8_t ca_hash[TOKEN_HASH_BYTES];            /* client: the scheduler we expect */
+	uint8_t role;                                 /* the role being proved */
+};
+
+struct rpc_conn {
+	struct bufferevent *bev;
+	struct event *timer;           /* handshake deadline; NULL once ready */
+	const struct rpc_identity *id; /* server side only; borrowed */
+	struct rpc_hs *hs;             /* NULL once ready */
+	struct rpc_callbacks cb;
+	void *arg;
+	void *user;
+	crypto_secretstream_xchacha20poly1305_state tx, rx;
+	uint32_t max_frame;
+	int hs_ms;
+	int idle_ms;
+	int sys_errno;    /* errno of a connect or socket failure, for rpc_call's message */
+	uint8_t state;    /* enum rpc_state */
+	uint8_t role;     /* enum token_role, once ready */
+	uint8_t depth;    /* our own callbacks on the stack: free only when it drops to 0 */
+	bool connecting;  /* rpc_connect started a connect that has not completed */
+	bool dead;        /* closed or rpc_free()d inside a callback; freed on the way out */
+	char peer[48];
+};
+
+static void
+rpc_destroy(struct rpc_conn *c)
+{
+	bufferevent_free(c->bev);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	if (c->hs != NULL) {
+		sodium_memzero(c->hs, sizeof(*c->hs));
+		free(c->hs);
+	}
+	sodium_memzero(c, sizeof(*c));
+	free(c);
+}
+
+static void
+rpc_enter(struct rpc_conn *c)
+{
+	c->depth++;
+}
+
+/* Leave a callback; the connection is freed here if it died inside it. */
+static void
+rpc_leave(struct rpc_conn *c)
+{
+	if (--c->depth == 0 && c->dead)
+		rpc_destroy(c);
+}
+
+/* Stop every event of c so that nothing calls back into it before it is freed. */
+static void
+rpc_quiesce(struct rpc_conn *c)
+{
+	c->dead = true;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	if (c->timer != NULL)
+		event_del(c->timer);
+}
+
+/*
+ * Close c for the given reason: one log line, the closed callback, then free (deferred to
+ * rpc_leave() while one of c's callbacks is on the stack). Always returns -1 so that a parser
+ * can `return rpc_fail(...)`.
+ */
+static int __attribute__((format(printf, 3, 4)))
+rpc_fail(struct rpc_conn *c, int level, const char *fmt, ...)
+{
+	char reason[200];
+	va_list ap;
+
+	if (c->dead)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	rpc_quiesce(c);
+	shoal_log(level, "rpc: %s: closing: %s", c->peer, reason);
+	if (c->cb.closed != NULL) {
+		rpc_enter(c);
+		c->cb.closed(c, reason, c->arg);
+		c->depth--;
+	}
+	if (c->depth == 0)
+		rpc_destroy(c);
+	return -1;
+}
+
+/* K_role: a MAC key bound to this protocol, derived from the role's token secret. */
+static void
+rpc_mac_key(const uint8_t *secret, uint8_t key[crypto_auth_KEYBYTES])
+{
+	crypto_generichash(key, crypto_auth_KEYBYTES, (const uint8_t *)RPC_MAC_CTX,
+			   sizeof(RPC_MAC_CTX) - 1, secret, TOKEN_SECRET_BYTES);
+}
+
+static void
+rpc_mac_msg(uint8_t out[RPC_MAC_MSG_LEN], char who, uint8_t role, const uint8_t *cpk,
+	    const uint8_t *spk)
+{
+	out[0] = (uint8_t)who;
+	out[1] = role;
+	memcpy(out + 2, cpk, RPC_PK);
+	memcpy(out + 2 + RPC_PK, spk, RPC_PK);
+}
+
+static void
+rpc_sig_msg(uint8_t out[RPC_SIG_MSG_LEN], uint8_t role, const uint8_t *cpk, const uint8_t *spk)
+{
+	size_t n = sizeof(RPC_SIG_CTX) - 1;
+
+	memcpy(out, RPC_SIG_CTX, n);
+	out[n] = role;
+	memcpy(out + n + 1, cpk, RPC_PK);
+	memcpy(out + n + 1 + RPC_PK, spk, RPC_PK);
+}
+
+/* The handshake is done: drop its material and timer, and tell the owner. */
+static int
+rpc_ready(struct rpc_conn *c)
+{
+	c->role = c->hs->role;
+	sodium_memzero(c->hs, sizeof(*c->hs));
+	free(c->hs);
+	c->hs = NULL;
+	event_free(c->timer);
+	c->timer = NULL;
+	c->state = RPC_READY;
+	rpc_set_idle_timeout(c, c->idle_ms);
+	if (c->cb.ready != NULL)
+		c->cb.ready(c, c->arg);
+	return c->dead ? -1 : 0;
+}
+
+/* Parsers below return 0 after consuming a message, 1 when more bytes are needed, -1 once c
+ * is closed. */
+static int
+rpc_server_hello(struct rpc_conn *c, struct evbuffer *in, size_t have)
+{
+	uint8_t hello[RPC_HELLO_LEN], acc[RPC_ACCEPT_LEN], tx_key[crypto_kx_SESSIONKEYBYTES];
+	uint8_t mac_msg[RPC_MAC_MSG_LEN], sig_msg[RPC_SIG_MSG_LEN];
+	size_t n = have < sizeof(hello) ? have : sizeof(hello);
+	const struct token *tok;
+	struct rpc_hs *hs = c->hs;
+	uint8_t *p = acc;
+
+	if (n == 0)
+		return 1;
+	/* Judge the prefix as it arrives, so garbage is refused without waiting for more. */
+	evbuffer_copyout(in, hello, n);
+	if (memcmp(hello, RPC_MAGIC, n < RPC_MAGIC_LEN ? n : RPC_MAGIC_LEN) != 0)
+		return rpc_fail(c, LOG_WARNING, "bad magic (not a Shoal client?)");
+	if (n > RPC_MAGIC_LEN && hello[RPC_MAGIC_LEN] != TOKEN_ROLE_WORKER &&
+	    hello[RPC_MAGIC_LEN] != TOKEN_ROLE_ADMIN)
+		return rpc_fail(c, LOG_WARNING, "unknown role %u", hello[RPC_MAGIC_LEN]);
+	if (n < sizeof(hello))
+		return 1;
+	evbuffer_drain(in, sizeof(hello));
+
+	hs->role = hello[RPC_MAGIC_LEN];
+	tok = hs->role == TOKEN_ROLE_WORKER ? &c->id->worker : &c->id->admin;
+	if (tok->role != hs->role)
+		return rpc_fail(c, LOG_WARNING, "role %s not accepted here",
+				token_role_name(hs->role));
+	memcpy(hs->cpk, hello + RPC_MAGIC_LEN + 1, RPC_PK);
+	crypto_kx_keypair(hs->pk, hs->sk);
+	if (crypto_kx_server_session_keys(hs->rx_key, tx_key, hs->pk, hs->sk, hs->cpk) != 0)
+		return rpc_fail(c, LOG_WARNING, "bad handshake key");
+	sodium_memzero(hs->sk, sizeof(hs->sk));
+	rpc_mac_key(tok->secret, hs->mac_key);
+
+	memcpy(p, hs->pk, RPC_PK);
+	p += RPC_PK;
+	rpc_mac_msg(mac_msg, 'S', hs->role, hs->cpk, hs->pk);
+	crypto_auth(p, mac_msg, sizeof(mac_msg), hs->mac_key);
+	p += crypto_auth_BYTES;
+	memcpy(p, c->id->sign_pk, crypto_sign_PUBLICKEYBYTES);
+	p += crypto_sign_PUBLICKEYBYTES;
+	rpc_sig_msg(sig_msg, hs->role, hs->cpk, hs->pk);
+	crypto_sign_detached(p, NULL, sig_msg, sizeof(sig_msg), c->id->sign_sk);
+	p += crypto_sign_BYTES;
+	crypto_secretstream_xchacha20poly1305_init_push(&c->tx, p, tx_key);
+	sodium_memzero(tx_key, sizeof(tx_key));
+	bufferevent_write(c->bev, acc, sizeof(acc));
+	c->state = RPC_SERVER_FINISH;
+	return 0;
+}
+
+static int
+rpc_server_finish(struct rpc_conn *c, struct evbuffer *in, size_t have)
+{
+	uint8_t fin[RPC_FINISH_LEN], mac_msg[RPC_MAC_MSG_LEN];
+	struct rpc_hs *hs = c->hs;
+
+	if (have < sizeof(fin))
+		return 1;
+	evbuffer_remove(in, fin, sizeof(fin));
+	rpc_mac_msg(mac_msg, 'C', hs->role, hs->cpk, hs->pk);
+	if (crypto_auth_verify(fin, mac_msg, sizeof(mac_msg), hs->mac_key) != 0)
+		return rpc_fail(c, LOG_WARNING, "bad handshake MAC (wrong token?)");
+	if (crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, fin + crypto_auth_BYTES,
+							     hs->rx_key) != 0)
+		return rpc_fail(c, LOG_WARNING, "bad stream header");
+	return rpc_ready(c);
+}
+
+static int
+rpc_client_accept(struct rpc_conn *c, struct evbuffer *in, size_t have)
+{
+	uint8_t acc[RPC_ACCEPT_LEN], fin[RPC_FINISH_LEN], hash[TOKEN_HASH_BYTES];
+	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES], tx_key[crypto_kx_SESSIONKEYBYTES];
+	uint8_t mac_msg[RPC_MAC_MSG_LEN], sig_msg[RPC_SIG_MSG_LEN];
+	const uint8_t *spk = acc, *mac = spk + RPC_PK, *sign_pk = mac + crypto_auth_BYTES;
+	const uint8_t *sig = sign_pk + crypto_sign_PUBLICKEYBYTES, *hdr = sig + crypto_sign_BYTES;
+	struct rpc_hs *hs = c->hs;
+	int r;
+
+	if (have < sizeof(acc))
+		return 1;
+	evbuffer_remove(in, acc, sizeof(acc));
+	rpc_mac_msg(mac_msg, 'S', hs->role, hs->pk, spk);
+	if (crypto_auth_verify(mac, mac_msg, sizeof(mac_msg), hs->mac_key) != 0) {
+		/*
+		 * Send FINISH anyway, best effort and straight to the socket (nothing else is
+		 * queued: the server answered our whole HELLO), so that the scheduler's log too
+		 * says a node came with the wrong token. It reveals nothing: the MAC covers a
+		 * transcript with the other side's fresh key.
+		 */
+		rpc_mac_msg(mac_msg, 'C', hs->role, hs->pk, spk);
+		crypto_auth(fin, mac_msg, sizeof(mac_msg), hs->mac_key);
+		memset(fin + crypto_auth_BYTES, 0, RPC_HDR);
+		/* The server may be gone already; the local reason is what matters. */
+		(void)!send(bufferevent_getfd(c->bev), fin, sizeof(fin),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+		return rpc_fail(c, LOG_WARNING, "bad handshake MAC (wrong token?)");
+	}
+	token_ca_hash(sign_pk, hash);
+	if (sodium_memcmp(hash, hs->ca_hash, sizeof(hash)) != 0)
+		return rpc_fail(c, LOG_WARNING,
+				"CA hash mismatch (scheduler key is not the one in our token: "
+				"not our scheduler)");
+	rpc_sig_msg(sig_msg, hs->role, hs->pk, spk);
+	if (crypto_sign_verify_detached(sig, sig_msg, sizeof(sig_msg), sign_pk) != 0)
+		return rpc_fail(c, LOG_WARNING, "bad handshake signature (not our scheduler)");
+	r = crypto_kx_client_session_keys(rx_key, tx_key, hs->pk, hs->sk, spk);
+	if (r == 0)
+		r = crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, hdr, rx_key);
+	if (r == 0) {
+		crypto_secretstream_xchacha20poly1305_init_push(&c->tx, fin + crypto_auth_BYTES,
+								tx_key);
+		rpc_mac_msg(mac_msg, 'C', hs->role, hs->pk, spk);
+		crypto_auth(fin, mac_msg, sizeof(mac_msg), hs->mac_key);
+	}
+	sodium_memzero(rx_key, sizeof(rx_key));
+	sodium_memzero(tx_key, sizeof(tx_key));
+	if (r != 0)
+		return rpc_fail(c, LOG_WARNING, "bad handshake key");
+	bufferevent_write(c->bev, fin, sizeof(fin));
+	return rpc_ready(c);
+}
+
+static uint32_t
+rpc_get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void
+rpc_put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static int
+rpc_frame(struct rpc_conn *c, struct evbuffer *in, size_t have)
+{
+	uint8_t hdr[4], small[RPC_SMALL_FRAME], *m, *p;
+	unsigned char tag;
+	Shoal__Envelope *env;
+	size_t mlen;
+	uint32_t len;
+	int r;
+
+	if (have < sizeof(hdr))
+		return 1;
+	evbuffer_copyout(in, hdr, sizeof(hdr));
+	len = rpc_get_be32(hdr);
+	/* Refuse on the prefix alone: never buffer what we would refuse anyway. */
+	if (len > c->max_frame + RPC_ABYTES)
+		return rpc_fail(c, LOG_WARNING, "frame of %u bytes exceeds limit of %u", len,
+				c->max_frame + RPC_ABYTES);
+	if (len < RPC_ABYTES)
+		return rpc_fail(c, LOG_WARNING, "frame of %u bytes is shorter than its tag", len);
+	if (have - sizeof(hdr) < len)
+		return 1;
+	p = evbuffer_pullup(in, (ev_ssize_t)(sizeof(hdr) + len));
+	mlen = len - RPC_ABYTES;
+	m = mlen <= sizeof(small) ? small : xmalloc(mlen);
+	r = crypto_secretstream_xchacha20poly1305_pull(&c->rx, m, NULL, &tag, p + sizeof(hdr), len,
+						       NULL, 0);
+	evbuffer_drain(in, sizeof(hdr) + len);
+	env = r == 0 && tag == RPC_TAG ? shoal__envelope__unpack(NULL, mlen, m) : NULL;
+	if (m != small)
+		free(m);
+	if (r != 0)
+		return rpc_fail(c, LOG_WARNING,
+				"decrypt failure (tampered, replayed or reordered frame)");
+	if (tag != RPC_TAG)
+		return rpc_fail(c, LOG_WARNING, "unexpected stream tag %u", tag);
+	if (env == NULL)
+		return rpc_fail(c, LOG_WARNING, "unparsable envelope (%zu bytes)", mlen);
+	if (c->cb.message != NULL)
+		c->cb.message(c, env, c->arg);
+	shoal__envelope__free_unpacked(env, NULL);
+	return c->dead ? -1 : 0;
+}
+
+static void
+rpc_readcb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct rpc_conn *c = arg;
+	int r = 0;
+
+	rpc_enter(c);
+	while (r == 0 && !c->dead) {
+		size_t have = evbuffer_get_length(in);
+
+		switch (c->state) {
+		case RPC_SERVER_HELLO:
+			r = rpc_server_hello(c, in, have);
+			break;
+		case RPC_SERVER_FINISH:
+			r = rpc_server_finish(c, in, have);
+			break;
+		case RPC_CLIENT_ACCEPT:
+			r = rpc_client_accept(c, in, have);
+			break;
+		default:
+			r = rpc_frame(c, in, have);
+			break;
+		}
+	}
+	rpc_leave(c);
+}
+
+static void
+rpc_eof(struct rpc_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t have = evbuffer_get_length(in);
+	uint8_t hdr[4];
+
+	if (c->state != RPC_READY)
+		rpc_fail(c, LOG_WARNING, "connection closed during handshake");
+	else if (have == 0)
+		rpc_fail(c, LOG_DEBUG, "connection closed by peer");
+	else if (have < sizeof(hdr))
+		rpc_fail(c, LOG_WARNING, "truncated frame (EOF after %zu bytes of its length)",
+			 have);
+	else {
+		evbuffer_copyout(in, hdr, sizeof(hdr));
+		rpc_fail(c, LOG_WARNING, "truncated frame (EOF after %zu of %zu bytes)", have,
+			 sizeof(hdr) + rpc_get_be32(hdr));
+	}
+}
+
+static void
+rpc_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+	struct rpc_conn *c = arg;
+
+	(void)bev;
+	rpc_enter(c);
+	if (what & BEV_EVENT_CONNECTED) {
+		c->connecting = false;
+	} else if (c->connecting && (what & BEV_EVENT_ERROR)) {
+		c->sys_errno = e ? e : ECONNREFUSED;
+		rpc_fail(c, LOG_WARNING, "connect %s: %s", c->peer, strerror(c->sys_errno));
+	} else if (what & BEV_EVENT_TIMEOUT) {
+		rpc_fail(c, LOG_WARNING, "idle timeout (nothing read for %d ms)", c->idle_ms);
+	} else if (what & BEV_EVENT_EOF) {
+		rpc_eof(c);
+	} else if (what & BEV_EVENT_ERROR) {
+		c->sys_errno = e;
+		rpc_fail(c, LOG_WARNING, "%s error: %s",
+			 (what & BEV_EVENT_READING) ? "read" : "write", strerror(e));
+	}
+	rpc_leave(c);
+}
+
+static void
+rpc_timeoutcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	rpc_enter(c);
+	if (c->connecting) {
+		c->sys_errno = ETIMEDOUT;
+		rpc_fail(c, LOG_WARNING, "connect %s: timed out after %d ms", c->peer, c->hs_ms);
+	} else {
+		rpc_fail(c, LOG_WARNING, "handshake timeout after %d ms", c->hs_ms);
+	}
+	rpc_leave(c);
+}
+
+/* Common setup of both sides; takes fd (-1: rpc_connect makes the socket). */
+static struct rpc_conn *
+rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limits *limits,
+	const struct rpc_callbacks *cb, void *arg)
+{
+	struct rpc_conn *c = xcalloc(1, sizeof(*c));
+	struct timeval tv;
+	int one = 1;
+
+	snprintf(c->peer, sizeof(c->peer), "%s", peer != NULL ? peer : "?");
+	if (fd != -1) {
+		evutil_make_socket_nonblocking(fd);
+		/* Frames are written whole; Nagle would only delay replies. Fails on AF_UNIX. */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(base, rpc_timeoutcb, c);
+	if (c->bev == NULL || c->timer == NULL) {
+		shoal_log(LOG_WARNING, "rpc: %s: closing: cannot set up the connection", c->peer);
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		else if (fd != -1)
+			close(fd);
+		if (c->timer != NULL)
+			event_free(c->timer);
+		free(c);
+		return NULL;
+	}
+	c->hs = xcalloc(1, sizeof(*c->hs));
+	if (cb != NULL)
+		c->cb = *cb;
+	c->arg = arg;
+	c->max_frame = RPC_DEFAULT_MAX_FRAME;
+	c->hs_ms = RPC_DEFAULT_HANDSHAKE_MS;
+	if (limits != NULL) {
+		if (limits->max_frame > 0)
+			c->max_frame = limits->max_frame > UINT32_MAX - RPC_ABYTES
+					       ? UINT32_MAX - RPC_ABYTES
+					       : (uint32_t)limits->max_frame;
+		if (limits->handshake_timeout_ms > 0)
+			c->hs_ms = limits->handshake_timeout_ms;
+		if (limits->idle_timeout_ms > 0)
+			c->idle_ms = limits->idle_timeout_ms;
+	}
+	bufferevent_setcb(c->bev, rpc_readcb, NULL, rpc_eventcb, c);
+	tv.tv_sec = c->hs_ms / 1000;
+	tv.tv_usec = (c->hs_ms % 1000) * 1000;
+	evtimer_add(c->timer, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return c;
+}
+
+struct rpc_conn *
+rpc_accept(struct event_base *base, int fd, const char *peer, const struct rpc_identity *id,
+	   const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg)
+{
+	struct rpc_conn *c = rpc_new(base, fd, peer, limits, cb, arg);
+
+	if (c == NULL)
+		return NULL;
+	c->id = id;
+	c->state = RPC_SERVER_HELLO;
+	return c;
+}
+
+/* Queue HELLO; it goes out as soon as the socket is connected. */
+static void
+rpc_client_start(struct rpc_conn *c, const struct token *token)
+{
+	uint8_t hello[RPC_HELLO_LEN];
+
+	c->state = RPC_CLIENT_ACCEPT;
+	c->hs->role = (uint8_t)token->role;
+	rpc_mac_key(token->secret, c->hs->mac_key);
+	memcpy(c->hs->ca_hash, token->ca_hash, TOKEN_HASH_BYTES);
+	crypto_kx_keypair(c->hs->pk, c->hs->sk);
+	memcpy(hello, RPC_MAGIC, RPC_MAGIC_LEN);
+	hello[RPC_MAGIC_LEN] = (uint8_t)token->role;
+	memcpy(hello + RPC_MAGIC_LEN + 1, c->hs->pk, RPC_PK);
+	bufferevent_write(c->bev, hello, sizeof(hello));
+}
+
+struct rpc_conn *
+rpc_client(struct event_base *base, int fd, const char *peer, const struct token *token,
+	   const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg)
+{
+	struct rpc_conn *c = rpc_new(base, fd, peer, limits, cb, arg);
+
+	if (c != NULL)
+		rpc_client_start(c, token);
+	return c;
+}
+
+struct rpc_conn *
+rpc_connect(struct event_base *base, const char *host, uint16_t port, const struct token *token,
+	    const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg,
+	    struct shoal_err *err)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	socklen_t sslen = sizeof(*sin);
+	struct rpc_conn *c;
+	char peer[64];
+	int one = 1, fd;
+
+	if (host == NULL || host[0] == '\0')
+		host = "127.0.0.1";
+	snprintf(peer, sizeof(peer), "%s:%u", host, port);
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+	} else {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+		int r = getaddrinfo(host, NULL, &hints, &res);
+
+		if (r == EAI_SYSTEM)
+			return err_set(err, errno, "resolve %s", host), NULL;
+		if (r != 0)
+			return err_set(err, 0, "resolve %s: %s", host, gai_strerror(r)), NULL;
+		memcpy(&ss, res->ai_addr, res->ai_addrlen);
+		sslen = res->ai_addrlen;
+		freeaddrinfo(res);
+		if (ss.ss_family == AF_INET6)
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+		else
+			sin->sin_port = htons(port);
+	}
+	c = rpc_new(base, -1, peer, limits, cb, arg);
+	if (c == NULL)
+		return err_set(err, 0, "connect %s: cannot set up the connection", peer), NULL;
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)sslen) == -1) {
+		err_set(err, errno, "connect %s", peer);
+		rpc_destroy(c);
+		return NULL;
+	}
+	fd = bufferevent_getfd(c->bev);
+	if (fd != -1)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->connecting = true;
+	rpc_client_start(c, token);
+	return c;
+}
+
+int
+rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_err *err)
+{
+	struct evbuffer *out;
+	struct evbuffer_iovec v;
+	size_t clen = len + RPC_ABYTES;
+
+	if (c->dead || c->state != RPC_READY)
+		return err_set(err, 0, "rpc: %s: connection not ready", c->peer);
+	if (len > c->max_frame)
+		return err_set(err, 0, "rpc: %s: message of %zu bytes exceeds the frame limit "
+			       "of %u", c->peer, len, c->max_frame);
+	/* Encrypt straight into the output buffer: no copy of the ciphertext. */
+	out = bufferevent_get_output(c->bev);
+	if (evbuffer_reserve_space(out, (ev_ssize_t)(4 + clen), &v, 1) != 1)
+		return err_set(err, ENOMEM, "rpc: %s: queue frame", c->peer);
+	rpc_put_be32(v.iov_base, (uint32_t)clen);
+	crypto_secretstream_xchacha20poly1305_push(&c->tx, (uint8_t *)v.iov_base + 4, NULL, data,
+						   len, NULL, 0, RPC_TAG);
+	v.iov_len = 4 + clen;
+	if (evbuffer_commit_space(out, &v, 1) != 0)
+		return err_set(err, ENOMEM, "rpc: %s: queue frame", c->peer);
+	return 0;
+}
+
+int
+rpc_send(struct rpc_conn *c, const Shoal__Envelope *env, struct shoal_err *err)
+{
+	size_t len = shoal__envelope__get_packed_size(env);
+	uint8_t small[RPC_SMALL_FRAME], *buf;
+	int r;
+
+	if (len > c->max_frame)
+		return err_set(err, 0, "rpc: %s: message of %zu bytes exceeds the frame limit "
+			       "of %u", c->peer, len, c->max_frame);
+	buf = len <= sizeof(small) ? small : xmalloc(len);
+	shoal__envelope__pack(env, buf);
+	r = rpc_send_bytes(c, buf, len, err);
+	if (buf != small)
+		free(buf);
+	return r;
+}
+
+void
+rpc_free(struct rpc_conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->depth > 0) {
+		/* Inside one of c's callbacks: the callback's caller frees it on the way out. */
+		if (!c->dead)
+			rpc_quiesce(c);
+		return;
+	}
+	rpc_destroy(c);
+}
+
+enum token_role
+rpc_conn_role(const struct rpc_conn *c)
+{
+	return (enum token_role)c->role;
+}
+
+const char *
+rpc_conn_peer(const struct rpc_conn *c)
+{
+	return c->peer;
+}
+
+size_t
+rpc_conn_pending(const struct rpc_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+void
+rpc_set_idle_timeout(struct rpc_conn *c, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	c->idle_ms = ms > 0 ? ms : 0;
+	/* The handshake has its own deadline; the idle clock starts once it is done. */
+	if (c->state != RPC_READY || c->dead)
+		return;
+	bufferevent_set_timeouts(c->bev, c->idle_ms > 0 ? &tv : NULL, NULL);
+}
+
+void
+rpc_set_user(struct rpc_conn *c, void *user)
+{
+	c->user = user;
+}
+
+void *
+rpc_get_user(const struct rpc_conn *c)
+{
+	return c->user;
+}
+
+/* ---- rpc_call: one request, one reply, on a private loop ---- */
+
+struct rpc_call_state {
+	struct event_base *base;
+	struct rpc_conn *c;
+	Shoal__Envelope *req;
+	Shoal__Envelope **reply;
+	struct shoal_err *err;
+	const char *where; /* HOST:PORT */
+	int timeout_ms;
+	int done;          /* 0 running, 1 got the reply, -1 failed (err set) */
+};
+
+static void
+rpc_call_finish(struct rpc_call_state *st, int done)
+{
+	st->done = done;
+	rpc_free(st->c);
+	st->c = NULL;
+	event_base_loopbreak(st->base);
+}
+
+static void
+rpc_call_ready(struct rpc_conn *c, void *arg)
+{
+	struct rpc_call_state *st = arg;
+
+	if (rpc_send(c, st->req, st->err) == -1)
+		rpc_call_finish(st, -1);
+}
+
+static void
+rpc_call_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
+{
+	struct rpc_call_state *st = arg;
+	size_t len;
+	uint8_t *buf;
+
+	(void)c;
+	/* Pushes (id 0) and stray replies are not ours. */
+	if (env->id != st->req->id)
+		return;
+	/* env is borrowed; the caller gets its own copy to keep. */
+	len = shoal__envelope__get_packed_size(env);
+	buf = xmalloc(len);
+	shoal__envelope__pack(env, buf);
+	*st->reply = shoal__envelope__unpack(NULL, len, buf);
+	free(buf);
+	if (*st->reply == NULL) {
+		err_set(st->err, 0, "scheduler at %s: unparsable reply", st->where);
+		rpc_call_finish(st, -1);
+		return;
+	}
+	rpc_call_finish(st, 1);
+}
+
+static void
+rpc_call_closed(struct rpc_conn *c, const char *reason, void *arg)
+{
+	struct rpc_call_state *st = arg;
+
+	if (c->connecting)
+		err_set(st->err, 0, "cannot reach scheduler at %s: %s", st->where,
+			strerror(c->sys_errno));
+	else
+		err_set(st->err, 0, "scheduler at %s: %s", st->where, reason);
+	st->c = NULL;
+	st->done = -1;
+	event_base_loopbreak(st->base);
+}
+
+static void
+rpc_call_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_call_state *st = arg;
+	char span[32];
+
+	(void)fd;
+	(void)what;
+	if (st->timeout_ms % 1000 == 0)
+		snprintf(span, sizeof(span), "%ds", st->timeout_ms / 1000);
+	else
+		snprintf(span, sizeof(span), "%dms", st->timeout_ms);
+	if (st->c == NULL || st->c->connecting)
+		err_set(st->err, 0, "cannot reach scheduler at %s: timed out after %s", st->where,
+			span);
+	else if (st->c->state != RPC_READY)
+		err_set(st->err, 0, "scheduler at %s: no handshake within %s", st->where, span);
+	else
+		err_set(st->err, 0, "scheduler at %s: no reply within %s", st->where, span);
+	rpc_call_finish(st, -1);
+}
+
+int
+rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
+	 Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err)
+{
+	static const struct rpc_callbacks cb = {
+		.ready = rpc_call_ready,
+		.message = rpc_call_message,
+		.closed = rpc_call_closed,
+	};
+	struct rpc_call_state st = { .req = req, .reply = reply, .err = err };
+	struct rpc_limits limits = { 0 };
+	struct sigaction sa;
+	struct event *timer;
+	struct timeval tv;
+	char where[80];
+
+	*reply = NULL;
+	if (sodium_init() < 0)
+		return err_set(err, 0, "libsodium: cannot initialise");
+	/* A CLI has no SIGPIPE handler; a scheduler that hangs up must not kill it. */
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
+	if (timeout_ms <= 0)
+		timeout_ms = RPC_DEFAULT_HANDSHAKE_MS;
+	snprintf(where, sizeof(where), "%s:%u", host != NULL && host[0] ? host : "127.0.0.1",
+		 port);
+	st.where = where;
+	st.timeout_ms = timeout_ms;
+	do
+		randombytes_buf(&req->id, sizeof(req->id));
+	while (req->id == 0);
+	/* Our own deadline covers connect, handshake and reply; the handshake's must not win. */
+	limits.handshake_timeout_ms = timeout_ms + 1000;
+
+	st.base = event_base_new();
+	if (st.base == NULL)
+		return err_set(err, 0, "cannot create an event loop");
+	timer = evtimer_new(st.base, rpc_call_timeout, &st);
+	st.c = rpc_connect(st.base, host, port, token, &limits, &cb, &st, err);
+	if (timer == NULL || st.c == NULL) {
+		if (st.c == NULL && timer != NULL)
+			err_prefix(err, "cannot reach scheduler at %s", where);
+		else
+			err_set(err, 0, "cannot create a timer");
+		rpc_free(st.c);
+		if (timer != NULL)
+			event_free(timer);
+		event_base_free(st.base);
+		return -1;
+	}
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	evtimer_add(timer, &tv);
+	while (st.done == 0)
+		if (event_base_loop(st.base, EVLOOP_ONCE) == -1)
+			break;
+	if (st.done == 0)
+		err_set(err, 0, "scheduler at %s: event loop failed", where);
+	rpc_free(st.c);
+	event_free(timer);
+	event_base_free(st.base);
+	return st.done == 1 ? 0 : -1;
+}
