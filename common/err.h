@@ -15,7 +15,7 @@ struct shoal_err {
 
 /* Set *err to fmt; when code is non-zero, append ": strerror(code)". Returns -1. */
 int err_set(struct shoal_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Prefix the existing message with fmt and ": ". Returns -1. */
 int err_prefix(struct shoal_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -12,9 +12,8 @@ int log_level = LOG_INFO;
 static char log_component[32] = "shoal";
 
 static const char *const level_names[] = {
-	[LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
-	[LOG_ERR] = "error",   [LOG_WARNING] = "warn",  [LOG_NOTICE] = "notice",
-	[LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+    [LOG_EMERG] = "emerg",  [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit", [LOG_ERR] = "error",
+    [LOG_WARNING] = "warn", [LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 };
 
 static void
@@ -72,7 +71,7 @@ log_write(int level, const char *fmt, ...)
 	if (level < 0 || level > LOG_DEBUG)
 		level = LOG_INFO;
 	n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s: ", stamp, (long)(tv.tv_usec / 1000),
-		     level_names[level], log_component);
+	             level_names[level], log_component);
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);

@@ -24,21 +24,21 @@
 #include "log.h"
 #include "util.h"
 
-#define RPC_MAGIC "SHL1"
+#define RPC_MAGIC     "SHL1"
 #define RPC_MAGIC_LEN 4
-#define RPC_PK crypto_kx_PUBLICKEYBYTES
-#define RPC_HDR crypto_secretstream_xchacha20poly1305_HEADERBYTES
-#define RPC_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
-#define RPC_TAG crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+#define RPC_PK        crypto_kx_PUBLICKEYBYTES
+#define RPC_HDR       crypto_secretstream_xchacha20poly1305_HEADERBYTES
+#define RPC_ABYTES    crypto_secretstream_xchacha20poly1305_ABYTES
+#define RPC_TAG       crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 #define RPC_HELLO_LEN (RPC_MAGIC_LEN + 1 + RPC_PK)
 #define RPC_ACCEPT_LEN                                                                             \
 	(RPC_PK + crypto_auth_BYTES + crypto_sign_PUBLICKEYBYTES + crypto_sign_BYTES + RPC_HDR)
 #define RPC_FINISH_LEN (crypto_auth_BYTES + RPC_HDR)
 /* "S"|role|cpk|spk for the MACs; "shoal-hs1"|role|cpk|spk for the signature. */
 #define RPC_MAC_MSG_LEN (1 + 1 + 2 * RPC_PK)
-#define RPC_SIG_CTX "shoal-hs1"
+#define RPC_SIG_CTX     "shoal-hs1"
 #define RPC_SIG_MSG_LEN (sizeof(RPC_SIG_CTX) - 1 + 1 + 2 * RPC_PK)
-#define RPC_MAC_CTX "shoal-mac-v1"
+#define RPC_MAC_CTX     "shoal-mac-v1"
 /* Frames up to this size are packed and decrypted on the stack, without a malloc. */
 #define RPC_SMALL_FRAME 4096
 
@@ -52,13 +52,13 @@ enum rpc_state {
 /* What only the handshake needs: allocated with the connection, wiped and freed once ready, so
  * an established connection carries just its two stream states. */
 struct rpc_hs {
-	uint8_t pk[RPC_PK];                           /* our ephemeral X25519 key pair */
+	uint8_t pk[RPC_PK]; /* our ephemeral X25519 key pair */
 	uint8_t sk[crypto_kx_SECRETKEYBYTES];
-	uint8_t cpk[RPC_PK];                          /* server: the client's ephemeral key */
-	uint8_t mac_key[crypto_auth_KEYBYTES];        /* K_role */
-	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES];    /* server: until the client's header */
-	uint8_t ca_hash[TOKEN_HASH_BYTES];            /* client: the scheduler we expect */
-	uint8_t role;                                 /* the role being proved */
+	uint8_t cpk[RPC_PK];                       /* server: the client's ephemeral key */
+	uint8_t mac_key[crypto_auth_KEYBYTES];     /* K_role */
+	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES]; /* server: until the client's header */
+	uint8_t ca_hash[TOKEN_HASH_BYTES];         /* client: the scheduler we expect */
+	uint8_t role;                              /* the role being proved */
 };
 
 struct rpc_conn {
@@ -73,12 +73,12 @@ struct rpc_conn {
 	uint32_t max_frame;
 	int hs_ms;
 	int idle_ms;
-	int sys_errno;    /* errno of a connect or socket failure, for rpc_call's message */
-	uint8_t state;    /* enum rpc_state */
-	uint8_t role;     /* enum token_role, once ready */
-	uint8_t depth;    /* our own callbacks on the stack: free only when it drops to 0 */
-	bool connecting;  /* rpc_connect started a connect that has not completed */
-	bool dead;        /* closed or rpc_free()d inside a callback; freed on the way out */
+	int sys_errno;   /* errno of a connect or socket failure, for rpc_call's message */
+	uint8_t state;   /* enum rpc_state */
+	uint8_t role;    /* enum token_role, once ready */
+	uint8_t depth;   /* our own callbacks on the stack: free only when it drops to 0 */
+	bool connecting; /* rpc_connect started a connect that has not completed */
+	bool dead;       /* closed or rpc_free()d inside a callback; freed on the way out */
 	char peer[48];
 };
 
@@ -154,12 +154,12 @@ static void
 rpc_mac_key(const uint8_t *secret, uint8_t key[crypto_auth_KEYBYTES])
 {
 	crypto_generichash(key, crypto_auth_KEYBYTES, (const uint8_t *)RPC_MAC_CTX,
-			   sizeof(RPC_MAC_CTX) - 1, secret, TOKEN_SECRET_BYTES);
+	                   sizeof(RPC_MAC_CTX) - 1, secret, TOKEN_SECRET_BYTES);
 }
 
 static void
 rpc_mac_msg(uint8_t out[RPC_MAC_MSG_LEN], char who, uint8_t role, const uint8_t *cpk,
-	    const uint8_t *spk)
+            const uint8_t *spk)
 {
 	out[0] = (uint8_t)who;
 	out[1] = role;
@@ -224,7 +224,7 @@ rpc_server_hello(struct rpc_conn *c, struct evbuffer *in, size_t have)
 	tok = hs->role == TOKEN_ROLE_WORKER ? &c->id->worker : &c->id->admin;
 	if (tok->role != hs->role)
 		return rpc_fail(c, LOG_WARNING, "role %s not accepted here",
-				token_role_name(hs->role));
+		                token_role_name(hs->role));
 	memcpy(hs->cpk, hello + RPC_MAGIC_LEN + 1, RPC_PK);
 	crypto_kx_keypair(hs->pk, hs->sk);
 	if (crypto_kx_server_session_keys(hs->rx_key, tx_key, hs->pk, hs->sk, hs->cpk) != 0)
@@ -262,7 +262,7 @@ rpc_server_finish(struct rpc_conn *c, struct evbuffer *in, size_t have)
 	if (crypto_auth_verify(fin, mac_msg, sizeof(mac_msg), hs->mac_key) != 0)
 		return rpc_fail(c, LOG_WARNING, "bad handshake MAC (wrong token?)");
 	if (crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, fin + crypto_auth_BYTES,
-							     hs->rx_key) != 0)
+	                                                    hs->rx_key) != 0)
 		return rpc_fail(c, LOG_WARNING, "bad stream header");
 	return rpc_ready(c);
 }
@@ -294,14 +294,14 @@ rpc_client_accept(struct rpc_conn *c, struct evbuffer *in, size_t have)
 		memset(fin + crypto_auth_BYTES, 0, RPC_HDR);
 		/* The server may be gone already; the local reason is what matters. */
 		(void)!send(bufferevent_getfd(c->bev), fin, sizeof(fin),
-			    MSG_NOSIGNAL | MSG_DONTWAIT);
+		            MSG_NOSIGNAL | MSG_DONTWAIT);
 		return rpc_fail(c, LOG_WARNING, "bad handshake MAC (wrong token?)");
 	}
 	token_ca_hash(sign_pk, hash);
 	if (sodium_memcmp(hash, hs->ca_hash, sizeof(hash)) != 0)
 		return rpc_fail(c, LOG_WARNING,
-				"CA hash mismatch (scheduler key is not the one in our token: "
-				"not our scheduler)");
+		                "CA hash mismatch (scheduler key is not the one in our token: "
+		                "not our scheduler)");
 	rpc_sig_msg(sig_msg, hs->role, hs->pk, spk);
 	if (crypto_sign_verify_detached(sig, sig_msg, sizeof(sig_msg), sign_pk) != 0)
 		return rpc_fail(c, LOG_WARNING, "bad handshake signature (not our scheduler)");
@@ -310,7 +310,7 @@ rpc_client_accept(struct rpc_conn *c, struct evbuffer *in, size_t have)
 		r = crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, hdr, rx_key);
 	if (r == 0) {
 		crypto_secretstream_xchacha20poly1305_init_push(&c->tx, fin + crypto_auth_BYTES,
-								tx_key);
+		                                                tx_key);
 		rpc_mac_msg(mac_msg, 'C', hs->role, hs->pk, spk);
 		crypto_auth(fin, mac_msg, sizeof(mac_msg), hs->mac_key);
 	}
@@ -354,7 +354,7 @@ rpc_frame(struct rpc_conn *c, struct evbuffer *in, size_t have)
 	/* Refuse on the prefix alone: never buffer what we would refuse anyway. */
 	if (len > c->max_frame + RPC_ABYTES)
 		return rpc_fail(c, LOG_WARNING, "frame of %u bytes exceeds limit of %u", len,
-				c->max_frame + RPC_ABYTES);
+		                c->max_frame + RPC_ABYTES);
 	if (len < RPC_ABYTES)
 		return rpc_fail(c, LOG_WARNING, "frame of %u bytes is shorter than its tag", len);
 	if (have - sizeof(hdr) < len)
@@ -363,14 +363,14 @@ rpc_frame(struct rpc_conn *c, struct evbuffer *in, size_t have)
 	mlen = len - RPC_ABYTES;
 	m = mlen <= sizeof(small) ? small : xmalloc(mlen);
 	r = crypto_secretstream_xchacha20poly1305_pull(&c->rx, m, NULL, &tag, p + sizeof(hdr), len,
-						       NULL, 0);
+	                                               NULL, 0);
 	evbuffer_drain(in, sizeof(hdr) + len);
 	env = r == 0 && tag == RPC_TAG ? shoal__envelope__unpack(NULL, mlen, m) : NULL;
 	if (m != small)
 		free(m);
 	if (r != 0)
 		return rpc_fail(c, LOG_WARNING,
-				"decrypt failure (tampered, replayed or reordered frame)");
+		                "decrypt failure (tampered, replayed or reordered frame)");
 	if (tag != RPC_TAG)
 		return rpc_fail(c, LOG_WARNING, "unexpected stream tag %u", tag);
 	if (env == NULL)
@@ -423,11 +423,11 @@ rpc_eof(struct rpc_conn *c)
 		rpc_fail(c, LOG_DEBUG, "connection closed by peer");
 	else if (have < sizeof(hdr))
 		rpc_fail(c, LOG_WARNING, "truncated frame (EOF after %zu bytes of its length)",
-			 have);
+		         have);
 	else {
 		evbuffer_copyout(in, hdr, sizeof(hdr));
 		rpc_fail(c, LOG_WARNING, "truncated frame (EOF after %zu of %zu bytes)", have,
-			 sizeof(hdr) + rpc_get_be32(hdr));
+		         sizeof(hdr) + rpc_get_be32(hdr));
 	}
 }
 
@@ -451,7 +451,7 @@ rpc_eventcb(struct bufferevent *bev, short what, void *arg)
 	} else if (what & BEV_EVENT_ERROR) {
 		c->sys_errno = e;
 		rpc_fail(c, LOG_WARNING, "%s error: %s",
-			 (what & BEV_EVENT_READING) ? "read" : "write", strerror(e));
+		         (what & BEV_EVENT_READING) ? "read" : "write", strerror(e));
 	}
 	rpc_leave(c);
 }
@@ -476,7 +476,7 @@ rpc_timeoutcb(evutil_socket_t fd, short what, void *arg)
 /* Common setup of both sides; takes fd (-1: rpc_connect makes the socket). */
 static struct rpc_conn *
 rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limits *limits,
-	const struct rpc_callbacks *cb, void *arg)
+        const struct rpc_callbacks *cb, void *arg)
 {
 	struct rpc_conn *c = xcalloc(1, sizeof(*c));
 	struct timeval tv;
@@ -510,8 +510,8 @@ rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limi
 	if (limits != NULL) {
 		if (limits->max_frame > 0)
 			c->max_frame = limits->max_frame > UINT32_MAX - RPC_ABYTES
-					       ? UINT32_MAX - RPC_ABYTES
-					       : (uint32_t)limits->max_frame;
+			                   ? UINT32_MAX - RPC_ABYTES
+			                   : (uint32_t)limits->max_frame;
 		if (limits->handshake_timeout_ms > 0)
 			c->hs_ms = limits->handshake_timeout_ms;
 		if (limits->idle_timeout_ms > 0)
@@ -527,7 +527,7 @@ rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limi
 
 struct rpc_conn *
 rpc_accept(struct event_base *base, int fd, const char *peer, const struct rpc_identity *id,
-	   const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg)
+           const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg)
 {
 	struct rpc_conn *c = rpc_new(base, fd, peer, limits, cb, arg);
 
@@ -557,7 +557,7 @@ rpc_client_start(struct rpc_conn *c, const struct token *token)
 
 struct rpc_conn *
 rpc_client(struct event_base *base, int fd, const char *peer, const struct token *token,
-	   const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg)
+           const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg)
 {
 	struct rpc_conn *c = rpc_new(base, fd, peer, limits, cb, arg);
 
@@ -568,8 +568,8 @@ rpc_client(struct event_base *base, int fd, const char *peer, const struct token
 
 struct rpc_conn *
 rpc_connect(struct event_base *base, const char *host, uint16_t port, const struct token *token,
-	    const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg,
-	    struct shoal_err *err)
+            const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg,
+            struct shoal_err *err)
 {
 	struct sockaddr_storage ss;
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
@@ -586,7 +586,7 @@ rpc_connect(struct event_base *base, const char *host, uint16_t port, const stru
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(port);
 	} else {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
 		int r = getaddrinfo(host, NULL, &hints, &res);
 
 		if (r == EAI_SYSTEM)
@@ -627,15 +627,17 @@ rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_er
 	if (c->dead || c->state != RPC_READY)
 		return err_set(err, 0, "rpc: %s: connection not ready", c->peer);
 	if (len > c->max_frame)
-		return err_set(err, 0, "rpc: %s: message of %zu bytes exceeds the frame limit "
-			       "of %u", c->peer, len, c->max_frame);
+		return err_set(err, 0,
+		               "rpc: %s: message of %zu bytes exceeds the frame limit "
+		               "of %u",
+		               c->peer, len, c->max_frame);
 	/* Encrypt straight into the output buffer: no copy of the ciphertext. */
 	out = bufferevent_get_output(c->bev);
 	if (evbuffer_reserve_space(out, (ev_ssize_t)(4 + clen), &v, 1) != 1)
 		return err_set(err, ENOMEM, "rpc: %s: queue frame", c->peer);
 	rpc_put_be32(v.iov_base, (uint32_t)clen);
 	crypto_secretstream_xchacha20poly1305_push(&c->tx, (uint8_t *)v.iov_base + 4, NULL, data,
-						   len, NULL, 0, RPC_TAG);
+	                                           len, NULL, 0, RPC_TAG);
 	v.iov_len = 4 + clen;
 	if (evbuffer_commit_space(out, &v, 1) != 0)
 		return err_set(err, ENOMEM, "rpc: %s: queue frame", c->peer);
@@ -650,8 +652,10 @@ rpc_send(struct rpc_conn *c, const Shoal__Envelope *env, struct shoal_err *err)
 	int r;
 
 	if (len > c->max_frame)
-		return err_set(err, 0, "rpc: %s: message of %zu bytes exceeds the frame limit "
-			       "of %u", c->peer, len, c->max_frame);
+		return err_set(err, 0,
+		               "rpc: %s: message of %zu bytes exceeds the frame limit "
+		               "of %u",
+		               c->peer, len, c->max_frame);
 	buf = len <= sizeof(small) ? small : xmalloc(len);
 	shoal__envelope__pack(env, buf);
 	r = rpc_send_bytes(c, buf, len, err);
@@ -695,7 +699,7 @@ rpc_conn_pending(const struct rpc_conn *c)
 void
 rpc_set_idle_timeout(struct rpc_conn *c, int ms)
 {
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
 	c->idle_ms = ms > 0 ? ms : 0;
 	/* The handshake has its own deadline; the idle clock starts once it is done. */
@@ -726,7 +730,7 @@ struct rpc_call_state {
 	struct shoal_err *err;
 	const char *where; /* HOST:PORT */
 	int timeout_ms;
-	int done;          /* 0 running, 1 got the reply, -1 failed (err set) */
+	int done; /* 0 running, 1 got the reply, -1 failed (err set) */
 };
 
 static void
@@ -779,7 +783,7 @@ rpc_call_closed(struct rpc_conn *c, const char *reason, void *arg)
 
 	if (c->connecting)
 		err_set(st->err, 0, "cannot reach scheduler at %s: %s", st->where,
-			strerror(c->sys_errno));
+		        strerror(c->sys_errno));
 	else
 		err_set(st->err, 0, "scheduler at %s: %s", st->where, reason);
 	st->c = NULL;
@@ -801,7 +805,7 @@ rpc_call_timeout(evutil_socket_t fd, short what, void *arg)
 		snprintf(span, sizeof(span), "%dms", st->timeout_ms);
 	if (st->c == NULL || st->c->connecting)
 		err_set(st->err, 0, "cannot reach scheduler at %s: timed out after %s", st->where,
-			span);
+		        span);
 	else if (st->c->state != RPC_READY)
 		err_set(st->err, 0, "scheduler at %s: no handshake within %s", st->where, span);
 	else
@@ -811,15 +815,15 @@ rpc_call_timeout(evutil_socket_t fd, short what, void *arg)
 
 int
 rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
-	 Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err)
+         Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err)
 {
 	static const struct rpc_callbacks cb = {
-		.ready = rpc_call_ready,
-		.message = rpc_call_message,
-		.closed = rpc_call_closed,
+	    .ready = rpc_call_ready,
+	    .message = rpc_call_message,
+	    .closed = rpc_call_closed,
 	};
-	struct rpc_call_state st = { .req = req, .reply = reply, .err = err };
-	struct rpc_limits limits = { 0 };
+	struct rpc_call_state st = {.req = req, .reply = reply, .err = err};
+	struct rpc_limits limits = {0};
 	struct sigaction sa;
 	struct event *timer;
 	struct timeval tv;
@@ -833,8 +837,7 @@ rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Enve
 		signal(SIGPIPE, SIG_IGN);
 	if (timeout_ms <= 0)
 		timeout_ms = RPC_DEFAULT_HANDSHAKE_MS;
-	snprintf(where, sizeof(where), "%s:%u", host != NULL && host[0] ? host : "127.0.0.1",
-		 port);
+	snprintf(where, sizeof(where), "%s:%u", host != NULL && host[0] ? host : "127.0.0.1", port);
 	st.where = where;
 	st.timeout_ms = timeout_ms;
 	do

@@ -44,7 +44,7 @@ typedef struct Shoal__Envelope Shoal__Envelope;
  * (rpc_call() does so itself for the CLI when SIGPIPE is at its default).
  */
 
-#define RPC_DEFAULT_MAX_FRAME (4u << 20)
+#define RPC_DEFAULT_MAX_FRAME    (4u << 20)
 #define RPC_DEFAULT_HANDSHAKE_MS 5000
 
 struct rpc_conn;
@@ -78,21 +78,21 @@ struct rpc_limits {
  * remote end in log lines ("10.0.0.2:41234"). id is borrowed and must outlive the connection.
  */
 struct rpc_conn *rpc_accept(struct event_base *base, int fd, const char *peer,
-			    const struct rpc_identity *id, const struct rpc_limits *limits,
-			    const struct rpc_callbacks *cb, void *arg);
+                            const struct rpc_identity *id, const struct rpc_limits *limits,
+                            const struct rpc_callbacks *cb, void *arg);
 
 /* Client side over a connected (or connecting, non-blocking) socket. Takes fd. token is copied. */
 struct rpc_conn *rpc_client(struct event_base *base, int fd, const char *peer,
-			    const struct token *token, const struct rpc_limits *limits,
-			    const struct rpc_callbacks *cb, void *arg);
+                            const struct token *token, const struct rpc_limits *limits,
+                            const struct rpc_callbacks *cb, void *arg);
 
 /*
  * Resolve host (numeric or name), start a non-blocking TCP connect and run the client
  * handshake on it. A refused or failed connect is reported through the closed callback.
  */
 struct rpc_conn *rpc_connect(struct event_base *base, const char *host, uint16_t port,
-			     const struct token *token, const struct rpc_limits *limits,
-			     const struct rpc_callbacks *cb, void *arg, struct shoal_err *err);
+                             const struct token *token, const struct rpc_limits *limits,
+                             const struct rpc_callbacks *cb, void *arg, struct shoal_err *err);
 
 /* Encrypt and queue one envelope. -1 (with err) if the handshake is not done or it is too big. */
 int rpc_send(struct rpc_conn *c, const Shoal__Envelope *env, struct shoal_err *err);
@@ -122,6 +122,6 @@ void *rpc_get_user(const struct rpc_conn *c);
  * timeout_ms when the scheduler is unreachable.
  */
 int rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
-	     Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err);
+             Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err);
 
 #endif

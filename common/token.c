@@ -60,7 +60,7 @@ int
 token_parse(const char *s, struct token *t, struct shoal_err *err)
 {
 	const char *end, *role, *hash, *secret;
-	struct token tmp = { 0 };
+	struct token tmp = {0};
 	size_t rlen;
 
 	while (isspace((unsigned char)*s))
@@ -89,7 +89,7 @@ token_parse(const char *s, struct token *t, struct shoal_err *err)
 	else
 		return err_set(err, 0, "token: unknown role (want worker or admin)");
 	if (token_unhex(hash, (size_t)(secret - 1 - hash), tmp.ca_hash, sizeof(tmp.ca_hash)) ==
-		    -1 ||
+	        -1 ||
 	    token_unhex(secret, (size_t)(end - secret), tmp.secret, sizeof(tmp.secret)) == -1) {
 		token_wipe(&tmp);
 		return err_set(err, 0, TOKEN_MALFORMED);

@@ -19,9 +19,9 @@ enum token_role {
 	TOKEN_ROLE_ADMIN = 2,  /* the CLI */
 };
 
-#define TOKEN_HASH_BYTES 32
+#define TOKEN_HASH_BYTES   32
 #define TOKEN_SECRET_BYTES 32
-#define TOKEN_STRLEN (7 + 6 + 1 + 2 * TOKEN_HASH_BYTES + 1 + 2 * TOKEN_SECRET_BYTES + 1)
+#define TOKEN_STRLEN       (7 + 6 + 1 + 2 * TOKEN_HASH_BYTES + 1 + 2 * TOKEN_SECRET_BYTES + 1)
 
 struct token {
 	enum token_role role;

@@ -149,7 +149,7 @@ util_read_file(const char *path, size_t *len, struct shoal_err *err)
 
 int
 util_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
-		       struct shoal_err *err)
+                       struct shoal_err *err)
 {
 	cleanup_free char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
 	cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
@@ -205,7 +205,7 @@ util_mkdir_p(const char *path, unsigned mode, struct shoal_err *err)
 
 int
 util_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port,
-		    struct shoal_err *err)
+                    struct shoal_err *err)
 {
 	const char *colon = strrchr(s, ':');
 	char *end;
@@ -234,7 +234,8 @@ util_parse_duration_ms(const char *s, int64_t *ms, struct shoal_err *err)
 	errno = 0;
 	v = strtod(s, &end);
 	if (end == s || errno != 0 || !isfinite(v) || v < 0)
-		return err_set(err, 0, "invalid duration \"%s\" (want a number and ms, s, m or h)", s);
+		return err_set(err, 0, "invalid duration \"%s\" (want a number and ms, s, m or h)",
+		               s);
 	if (strcmp(end, "ms") == 0)
 		mult = 1;
 	else if (strcmp(end, "s") == 0)
@@ -244,7 +245,8 @@ util_parse_duration_ms(const char *s, int64_t *ms, struct shoal_err *err)
 	else if (strcmp(end, "h") == 0)
 		mult = 3600000;
 	else
-		return err_set(err, 0, "invalid duration \"%s\" (want a number and ms, s, m or h)", s);
+		return err_set(err, 0, "invalid duration \"%s\" (want a number and ms, s, m or h)",
+		               s);
 	if (v * mult > 1e15)
 		return err_set(err, 0, "duration \"%s\" too large", s);
 	*ms = (int64_t)llround(v * mult);
@@ -258,8 +260,16 @@ util_parse_bytes(const char *s, int64_t *bytes, struct shoal_err *err)
 		const char *unit;
 		double mult;
 	} units[] = {
-		{"", 1},       {"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
-		{"k", 1e3},    {"K", 1e3},     {"M", 1e6},        {"G", 1e9},           {"T", 1e12},
+	    {"", 1},
+	    {"Ki", 1024.0},
+	    {"Mi", 1048576.0},
+	    {"Gi", 1073741824.0},
+	    {"Ti", 1099511627776.0},
+	    {"k", 1e3},
+	    {"K", 1e3},
+	    {"M", 1e6},
+	    {"G", 1e9},
+	    {"T", 1e12},
 	};
 	char *end;
 	double v;

@@ -25,7 +25,7 @@ void util_assert_fail(const char *expr, const char *file, int line) __attribute_
 /* Cleanup attributes for locals (crun's cleanup_free / cleanup_close). */
 void util_freep(void *p);
 void util_closep(int *fd);
-#define cleanup_free __attribute__((cleanup(util_freep)))
+#define cleanup_free  __attribute__((cleanup(util_freep)))
 #define cleanup_close __attribute__((cleanup(util_closep)))
 
 /* Hand a cleanup_close fd to the caller. */
@@ -58,14 +58,14 @@ char *util_read_file(const char *path, size_t *len, struct shoal_err *err);
 
 /* Write data to path atomically (temp file, fsync, rename) with the given mode. */
 int util_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
-			   struct shoal_err *err);
+                           struct shoal_err *err);
 
 /* mkdir -p with mode for every created component. */
 int util_mkdir_p(const char *path, unsigned mode, struct shoal_err *err);
 
 /* Parse "HOST:PORT" (HOST may be empty or an IPv4 address) into host and port. */
 int util_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port,
-			struct shoal_err *err);
+                        struct shoal_err *err);
 
 /* Parse a duration: a number with a unit ms, s, m or h ("1500ms", "2s", "1.5m"). */
 int util_parse_duration_ms(const char *s, int64_t *ms, struct shoal_err *err);

@@ -22,9 +22,9 @@ struct image_store;
 
 /* What a container needs from its image. Lists are NULL-terminated. */
 struct image {
-	char *name;           /* "shoal/web" */
-	char *tag;            /* "1" */
-	char digest[72];      /* "sha256:<hex>" of the manifest */
+	char *name;      /* "shoal/web" */
+	char *tag;       /* "1" */
+	char digest[72]; /* "sha256:<hex>" of the manifest */
 	size_t nlayers;
 	char **layer_dirs;    /* absolute paths of the unpacked layers, base layer first */
 	char **layer_digests; /* hex digests of the same layers, same order */

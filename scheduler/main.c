@@ -1,8 +1,155 @@
+/* shoal-scheduler: one per cluster. `init` makes the cluster's secrets, `run` serves it. */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "err.h"
+#include "identity.h"
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+#include "token.h"
+#include "util.h"
+
+static const char usage_text[] =
+    "usage: shoal-scheduler init --data-dir DIR [--force]\n"
+    "       shoal-scheduler run --data-dir DIR [options]\n"
+    "\n"
+    "init  create DIR, the scheduler's signing key and the two join tokens\n"
+    "      (DIR/worker.token for agents, DIR/admin.token for the CLI; mode 0600).\n"
+    "      The tokens are printed once. Refuses to replace a cluster unless --force.\n"
+    "run   serve agents and the CLI.\n"
+    "\n"
+    "Options:\n"
+    "  --data-dir DIR            state directory (required)\n"
+    "  --force                   init: replace an existing cluster (old tokens stop working)\n"
+    "  --listen ADDR:PORT        address to serve on (default :7100)\n"
+    "  --cluster-cidr CIDR       range that node container subnets (/24) come from\n"
+    "                            (default 10.244.0.0/16)\n"
+    "  --heartbeat-interval DUR  how often agents report (default 1s); a node is down\n"
+    "                            after 3 missed intervals\n"
+    "  --log-level LEVEL         error, warn, notice, info (default) or debug\n"
+    "  -h, --help                this text\n";
+
+static int
+cmd_init(const char *data_dir, bool force)
+{
+	struct rpc_identity id;
+	struct shoal_err err;
+	char tok[TOKEN_STRLEN];
+
+	if (identity_init(data_dir, force, &id, &err) == -1) {
+		fprintf(stderr, "shoal-scheduler: init: %s\n", err.msg);
+		return 1;
+	}
+	/* Printed once to the operator, never logged. */
+	printf("Cluster created in %s.\n\n", data_dir);
+	token_format(&id.worker, tok, sizeof(tok));
+	printf("Worker token (for shoal-agent --token-file), saved in %s/worker.token:\n  %s\n\n",
+	       data_dir, tok);
+	token_format(&id.admin, tok, sizeof(tok));
+	printf("Admin token (for shoal --token-file), saved in %s/admin.token:\n  %s\n", data_dir,
+	       tok);
+	sodium_memzero(tok, sizeof(tok));
+	identity_wipe(&id);
+	return 0;
+}
 
 int
-main(void)
+main(int argc, char **argv)
 {
-	fputs("not built yet\n", stderr);
-	return 1;
+	static const struct option opts[] = {
+	    {"data-dir", required_argument, NULL, 'd'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"cluster-cidr", required_argument, NULL, 'c'},
+	    {"heartbeat-interval", required_argument, NULL, 'i'},
+	    {"log-level", required_argument, NULL, 'L'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0, 0, 0, 0},
+	};
+	struct sched_options so = {0};
+	struct sched_server srv;
+	struct shoal_err err;
+	const char *cmd;
+	bool force = false;
+	int c, level = LOG_INFO, rc;
+
+	if (sodium_init() < 0) {
+		fputs("shoal-scheduler: cannot initialise libsodium\n", stderr);
+		return 1;
+	}
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		fputs(usage_text, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 1 : 0;
+	}
+	cmd = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			so.data_dir = optarg;
+			break;
+		case 'f':
+			force = true;
+			break;
+		case 'l':
+			so.listen = optarg;
+			break;
+		case 'c':
+			so.cluster_cidr = optarg;
+			break;
+		case 'i': {
+			int64_t ms;
+			if (util_parse_duration_ms(optarg, &ms, &err) == -1 || ms < 50 ||
+			    ms > 60000) {
+				fprintf(stderr,
+				        "shoal-scheduler: --heartbeat-interval %s: want 50ms to "
+				        "60s\n",
+				        optarg);
+				return 1;
+			}
+			so.heartbeat_ms = (uint32_t)ms;
+			break;
+		}
+		case 'L':
+			level = log_level_parse(optarg);
+			if (level < 0) {
+				fprintf(stderr, "shoal-scheduler: unknown log level %s\n", optarg);
+				return 1;
+			}
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			fputs(usage_text, stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "shoal-scheduler: unexpected argument %s\n", argv[optind]);
+		return 1;
+	}
+	if (so.data_dir == NULL) {
+		fprintf(stderr, "shoal-scheduler: %s needs --data-dir DIR\n", cmd);
+		return 1;
+	}
+	if (strcmp(cmd, "init") == 0)
+		return cmd_init(so.data_dir, force);
+	if (strcmp(cmd, "run") != 0) {
+		fprintf(stderr, "shoal-scheduler: unknown command \"%s\" (init or run)\n", cmd);
+		return 1;
+	}
+	log_init("sched", level);
+	if (sched_server_init(&srv, &so, &err) == -1) {
+		shoal_log(LOG_ERR, "cannot start: %s", err.msg);
+		return 1;
+	}
+	rc = sched_server_run(&srv);
+	sched_server_free(&srv);
+	return rc == 0 ? 0 : 1;
 }

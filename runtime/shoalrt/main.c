@@ -26,14 +26,14 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: shoalrt [--root DIR] [-o json] VERB [ARGS...]\n\n"
-		   "Shoal's container runtime on this host alone: images and containers.\n\n"
-		   "Options:\n"
-		   "  --root DIR   store and state directory (default $SHOAL_ROOT, else "
-		   "/var/lib/shoal)\n"
-		   "  -o json      machine-readable output for listings\n"
-		   "  --debug      verbose log lines on stderr\n"
-		   "  -h, --help   this text; `shoalrt VERB --help` for a verb\n\n"
-		   "Verbs:\n");
+	           "Shoal's container runtime on this host alone: images and containers.\n\n"
+	           "Options:\n"
+	           "  --root DIR   store and state directory (default $SHOAL_ROOT, else "
+	           "/var/lib/shoal)\n"
+	           "  -o json      machine-readable output for listings\n"
+	           "  --debug      verbose log lines on stderr\n"
+	           "  -h, --help   this text; `shoalrt VERB --help` for a verb\n\n"
+	           "Verbs:\n");
 	for (struct shoalrt_verb *v = verbs; v; v = v->next)
 		fprintf(f, "  %-10s %s\n", v->name, v->summary);
 }

@@ -23,7 +23,7 @@ void shoalrt_verb_register(struct shoalrt_verb *v);
 
 #define SHOALRT_VERB(id, vname, vsummary, vusage, fn)                                              \
 	static struct shoalrt_verb verb_##id = {vname, vsummary, vusage, fn, 0};                   \
-	static void __attribute__((constructor)) verb_register_##id(void)                         \
+	static void __attribute__((constructor)) verb_register_##id(void)                          \
 	{                                                                                          \
 		shoalrt_verb_register(&verb_##id);                                                 \
 	}

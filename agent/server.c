@@ -1,0 +1,112 @@
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "err.h"
+#include "log.h"
+#include "token.h"
+#include "util.h"
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct agent_server *a = arg;
+
+	(void)what;
+	shoal_log(LOG_INFO, "%s: shutting down", strsignal((int)sig));
+	event_base_loopexit(a->base, NULL);
+}
+
+int
+agent_server_init(struct agent_server *a, const struct agent_options *opt, struct shoal_err *err)
+{
+	char host[256];
+	struct in_addr in;
+	char mem[32];
+
+	memset(a, 0, sizeof(*a));
+	if (util_parse_hostport(opt->scheduler, host, sizeof(host), &a->scheduler_port, err) == -1)
+		return err_prefix(err, "--scheduler");
+	if (host[0] == '\0')
+		return err_set(err, 0, "--scheduler %s: needs a host", opt->scheduler);
+	if (inet_pton(AF_INET, opt->address, &in) != 1)
+		return err_set(err, 0, "--address %s: must be an IPv4 address", opt->address);
+	for (size_t i = 0; i < opt->nlabels; i++)
+		if (strchr(opt->labels[i], '=') == NULL || opt->labels[i][0] == '=')
+			return err_set(err, 0, "--label %s: expected KEY=VALUE", opt->labels[i]);
+	if (token_load(opt->token_file, &a->token, err) == -1)
+		return err_prefix(err, "--token-file");
+	if (a->token.role != TOKEN_ROLE_WORKER) {
+		token_wipe(&a->token);
+		return err_set(err, 0,
+		               "--token-file %s: an agent needs the worker token, not the %s token",
+		               opt->token_file, token_role_name(a->token.role));
+	}
+	if (util_mkdir_p(opt->data_dir, 0700, err) == -1) {
+		token_wipe(&a->token);
+		return err_prefix(err, "--data-dir");
+	}
+	a->scheduler_host = xstrdup(host);
+	a->name = xstrdup(opt->name);
+	a->address = xstrdup(opt->address);
+	a->data_dir = xstrdup(opt->data_dir);
+	a->labels = xcalloc(opt->nlabels + 1, sizeof(char *));
+	for (size_t i = 0; i < opt->nlabels; i++)
+		a->labels[i] = xstrdup(opt->labels[i]);
+	a->nlabels = opt->nlabels;
+	resources_capacity("/sys/fs/cgroup", &a->capacity);
+	if (opt->cpu_millis > 0 && opt->cpu_millis < a->capacity.cpu_millis)
+		a->capacity.cpu_millis = opt->cpu_millis;
+	if (opt->memory_bytes > 0 && opt->memory_bytes < a->capacity.memory_bytes)
+		a->capacity.memory_bytes = opt->memory_bytes;
+
+	a->base = event_base_new();
+	if (a->base == NULL) {
+		agent_server_free(a);
+		return err_set(err, 0, "cannot create event base");
+	}
+	a->sig_term = evsignal_new(a->base, SIGTERM, on_signal, a);
+	a->sig_int = evsignal_new(a->base, SIGINT, on_signal, a);
+	event_add(a->sig_term, NULL);
+	event_add(a->sig_int, NULL);
+	session_init(&a->session, a);
+	shoal_log(LOG_INFO, "agent %s address=%s capacity cpus=%.2f memory=%s", a->name, a->address,
+	          (double)a->capacity.cpu_millis / 1000.0,
+	          util_format_bytes(a->capacity.memory_bytes, mem, sizeof(mem)));
+	return 0;
+}
+
+int
+agent_server_run(struct agent_server *a)
+{
+	signal(SIGPIPE, SIG_IGN);
+	session_start(&a->session);
+	return event_base_dispatch(a->base) == -1 ? -1 : 0;
+}
+
+void
+agent_server_free(struct agent_server *a)
+{
+	session_free(&a->session);
+	if (a->sig_term)
+		event_free(a->sig_term);
+	if (a->sig_int)
+		event_free(a->sig_int);
+	if (a->base)
+		event_base_free(a->base);
+	for (size_t i = 0; i < a->nlabels; i++)
+		free(a->labels[i]);
+	free(a->labels);
+	free(a->scheduler_host);
+	free(a->name);
+	free(a->address);
+	free(a->data_dir);
+	token_wipe(&a->token);
+	memset(a, 0, sizeof(*a));
+}

@@ -1,0 +1,50 @@
+#ifndef SHOAL_AGENT_SERVER_H
+#define SHOAL_AGENT_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resources.h"
+#include "session.h"
+#include "token.h"
+
+struct event_base;
+struct event;
+struct shoal_err;
+
+struct agent_options {
+	const char *scheduler; /* HOST:PORT */
+	const char *token_file;
+	const char *name;
+	const char *address;
+	const char *data_dir;
+	char **labels; /* "k=v" */
+	size_t nlabels;
+	int64_t cpu_millis; /* advertise at most this much; 0 = what the node has */
+	int64_t memory_bytes;
+};
+
+/* The agent daemon's state: the only mutable global, owner of everything below. */
+struct agent_server {
+	struct event_base *base;
+	struct event *sig_term;
+	struct event *sig_int;
+	struct session session; /* the connection to the scheduler */
+	struct token token;     /* worker join token (secret) */
+	char *scheduler_host;
+	uint16_t scheduler_port;
+	char *name;
+	char *address;
+	char *data_dir;
+	char **labels; /* "k=v", owned */
+	size_t nlabels;
+	struct resources capacity; /* advertised */
+	struct resources_cpu_sample cpu_sample;
+};
+
+int agent_server_init(struct agent_server *a, const struct agent_options *opt,
+                      struct shoal_err *err);
+int agent_server_run(struct agent_server *a);
+void agent_server_free(struct agent_server *a);
+
+#endif

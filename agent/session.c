@@ -1,0 +1,254 @@
+#include "session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "err.h"
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+#include "shoal.pb-c.h"
+#include "util.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static void session_connect(struct session *s);
+
+int64_t
+session_backoff_ms(int n)
+{
+	int64_t ms = BACKOFF_MIN_MS;
+
+	for (int i = 1; i < n && ms < BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	return ms > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms;
+}
+
+static void
+arm(struct event *ev, int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	event_add(ev, &tv);
+}
+
+static void
+schedule_retry(struct session *s)
+{
+	int64_t ms;
+
+	s->failures++;
+	ms = util_jitter(session_backoff_ms(s->failures), 20);
+	s->state = SESSION_IDLE;
+	event_del(s->heartbeat);
+	arm(s->retry, ms);
+	shoal_log(LOG_DEBUG, "reconnecting in %lldms", (long long)ms);
+}
+
+static void
+send_heartbeat(struct session *s)
+{
+	struct agent_server *a = s->agent;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__Heartbeat hb = SHOAL__HEARTBEAT__INIT;
+	Shoal__Usage usage = SHOAL__USAGE__INIT;
+	struct resources used;
+	struct shoal_err err;
+
+	resources_usage(&a->cpu_sample, a->capacity.cpu_millis, &used);
+	usage.cpu_millis = (uint64_t)used.cpu_millis;
+	usage.memory_bytes = (uint64_t)used.memory_bytes;
+	hb.usage = &usage;
+	env.id = ++s->next_id;
+	env.body_case = SHOAL__ENVELOPE__BODY_HEARTBEAT;
+	env.heartbeat = &hb;
+	if (rpc_send(s->conn, &env, &err) == -1)
+		shoal_log(LOG_WARNING, "heartbeat: %s", err.msg);
+}
+
+static void
+on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state != SESSION_READY)
+		return;
+	send_heartbeat(s);
+	/* Jitter each beat (+/-10%) so a thousand agents started together do not beat together. */
+	arm(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
+}
+
+static void
+send_register(struct session *s)
+{
+	struct agent_server *a = s->agent;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__Register reg = SHOAL__REGISTER__INIT;
+	Shoal__Capacity cap = SHOAL__CAPACITY__INIT;
+	Shoal__Label *labels = xcalloc(a->nlabels, sizeof(*labels));
+	Shoal__Label **lp = xcalloc(a->nlabels, sizeof(*lp));
+	cleanup_free char *copies = NULL;
+	struct shoal_err err;
+
+	for (size_t i = 0; i < a->nlabels; i++) {
+		char *eq = strchr(a->labels[i], '=');
+		shoal__label__init(&labels[i]);
+		/* Labels are validated k=v at startup; split a copy so the original stays whole. */
+		labels[i].key = xstrdup(a->labels[i]);
+		labels[i].key[eq - a->labels[i]] = '\0';
+		labels[i].value = labels[i].key + (eq - a->labels[i]) + 1;
+		lp[i] = &labels[i];
+	}
+	cap.cpu_millis = (uint64_t)a->capacity.cpu_millis;
+	cap.memory_bytes = (uint64_t)a->capacity.memory_bytes;
+	reg.node_name = a->name;
+	reg.address = a->address;
+	reg.labels = lp;
+	reg.n_labels = a->nlabels;
+	reg.capacity = &cap;
+	reg.version = "0.1";
+	env.id = s->register_id = ++s->next_id;
+	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
+	env.register_ = &reg;
+	s->state = SESSION_REGISTERING;
+	if (rpc_send(s->conn, &env, &err) == -1)
+		shoal_log(LOG_WARNING, "register: %s", err.msg);
+	for (size_t i = 0; i < a->nlabels; i++)
+		free(labels[i].key);
+	free(labels);
+	free(lp);
+}
+
+static void
+on_ready(struct rpc_conn *c, void *arg)
+{
+	(void)c;
+	send_register(arg);
+}
+
+static void
+on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
+{
+	snprintf(s->node_id, sizeof(s->node_id), "%s", rr->node_id);
+	snprintf(s->subnet, sizeof(s->subnet), "%s", rr->container_subnet);
+	s->heartbeat_ms = rr->heartbeat_interval_ms ? rr->heartbeat_interval_ms : 1000;
+	s->state = SESSION_READY;
+	s->failures = 0;
+	shoal_log(LOG_INFO, "registered with scheduler %s:%u as %s id=%s subnet=%s heartbeat=%ums",
+	          s->agent->scheduler_host, s->agent->scheduler_port, s->agent->name, s->node_id,
+	          s->subnet, s->heartbeat_ms);
+	/* The scheduler answers every heartbeat; silence for 5 intervals means it is gone even
+	 * when TCP has not noticed (a partition, a frozen peer). */
+	rpc_set_idle_timeout(s->conn, (int)(5 * s->heartbeat_ms));
+	send_heartbeat(s);
+	arm(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
+}
+
+static void
+on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
+{
+	struct session *s = arg;
+
+	(void)c;
+	switch (env->body_case) {
+	case SHOAL__ENVELOPE__BODY_REGISTER_REPLY:
+		if (s->state == SESSION_REGISTERING && env->id == s->register_id)
+			on_register_reply(s, env->register_reply);
+		break;
+	case SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY:
+		break;
+	case SHOAL__ENVELOPE__BODY_ERROR:
+		shoal_log(LOG_ERR, "scheduler refused %s: %s",
+		          env->id == s->register_id ? "registration" : "a request",
+		          env->error->message);
+		if (env->id == s->register_id) {
+			rpc_free(s->conn);
+			s->conn = NULL;
+			schedule_retry(s);
+		}
+		break;
+	default:
+		shoal_log(LOG_DEBUG, "ignoring message body %d", (int)env->body_case);
+		break;
+	}
+}
+
+static void
+on_closed(struct rpc_conn *c, const char *reason, void *arg)
+{
+	struct session *s = arg;
+
+	(void)c;
+	s->conn = NULL;
+	if (s->state == SESSION_READY)
+		shoal_log(LOG_WARNING, "lost scheduler %s:%u: %s; reconnecting",
+		          s->agent->scheduler_host, s->agent->scheduler_port, reason);
+	else if (s->failures == 0)
+		shoal_log(LOG_WARNING, "cannot reach scheduler %s:%u: %s; retrying with back-off",
+		          s->agent->scheduler_host, s->agent->scheduler_port, reason);
+	schedule_retry(s);
+}
+
+static const struct rpc_callbacks session_cbs = {
+    .ready = on_ready,
+    .message = on_message,
+    .closed = on_closed,
+};
+
+static void
+session_connect(struct session *s)
+{
+	struct agent_server *a = s->agent;
+	struct shoal_err err;
+
+	s->state = SESSION_CONNECTING;
+	s->conn = rpc_connect(a->base, a->scheduler_host, a->scheduler_port, &a->token, NULL,
+	                      &session_cbs, s, &err);
+	if (s->conn == NULL) {
+		if (s->failures == 0)
+			shoal_log(LOG_WARNING, "cannot reach scheduler: %s; retrying with back-off",
+			          err.msg);
+		schedule_retry(s);
+	}
+}
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_connect(arg);
+}
+
+void
+session_init(struct session *s, struct agent_server *a)
+{
+	memset(s, 0, sizeof(*s));
+	s->agent = a;
+	s->retry = evtimer_new(a->base, on_retry, s);
+	s->heartbeat = evtimer_new(a->base, on_heartbeat_timer, s);
+}
+
+void
+session_start(struct session *s)
+{
+	session_connect(s);
+}
+
+void
+session_free(struct session *s)
+{
+	if (s->conn)
+		rpc_free(s->conn);
+	if (s->retry)
+		event_free(s->retry);
+	if (s->heartbeat)
+		event_free(s->heartbeat);
+	memset(s, 0, sizeof(*s));
+}

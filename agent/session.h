@@ -1,0 +1,45 @@
+#ifndef SHOAL_AGENT_SESSION_H
+#define SHOAL_AGENT_SESSION_H
+
+#include <stdint.h>
+
+struct agent_server;
+struct event;
+struct rpc_conn;
+
+/*
+ * The agent's one long-lived session with the scheduler: connect, register, heartbeat, and on
+ * any loss reconnect with exponential back-off (100 ms doubling to 5 s, jittered). Each state
+ * change is logged once, not once per retry.
+ */
+enum session_state {
+	SESSION_IDLE,        /* waiting for the back-off timer */
+	SESSION_CONNECTING,  /* TCP connect and handshake */
+	SESSION_REGISTERING, /* Register sent, waiting for RegisterReply */
+	SESSION_READY,       /* registered, heartbeating */
+};
+
+struct session {
+	struct agent_server *agent;
+	enum session_state state;
+	struct rpc_conn *conn;
+	struct event *retry;     /* back-off timer */
+	struct event *heartbeat; /* one-shot, re-armed with jitter each beat */
+	int64_t backoff_ms;
+	uint64_t next_id;
+	uint64_t register_id;
+	char node_id[16];
+	char subnet[32];
+	uint32_t heartbeat_ms;
+	int failures; /* consecutive failed attempts (for quiet logging) */
+};
+
+void session_init(struct session *s, struct agent_server *a);
+/* Start connecting now. */
+void session_start(struct session *s);
+void session_free(struct session *s);
+
+/* Back-off after the n-th consecutive failure (n >= 1), before jitter: 100ms * 2^(n-1), max 5s. */
+int64_t session_backoff_ms(int n);
+
+#endif

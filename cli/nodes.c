@@ -1,0 +1,98 @@
+#include "nodes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "client.h"
+#include "err.h"
+#include "shoal.pb-c.h"
+#include "table.h"
+#include "util.h"
+
+const char nodes_usage[] =
+    "usage: shoal nodes [-o json]\n"
+    "\n"
+    "List the cluster's nodes: NAME ADDRESS STATUS AVAILABILITY CPUS MEMORY TASKS SUBNET AGE.\n"
+    "STATUS is ready while heartbeats arrive and down after 3 missed intervals.\n"
+    "\n"
+    "Options:\n"
+    "  -o json   print the same as a JSON array\n";
+
+static json_t *
+node_json(const Shoal__NodeInfo *n)
+{
+	json_t *labels = json_object();
+
+	for (size_t i = 0; i < n->n_labels; i++)
+		json_object_set_new(labels, n->labels[i]->key, json_string(n->labels[i]->value));
+	return json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:f, s:I, s:i, s:s, s:I, s:I, s:o}", "id", n->id,
+	    "name", n->name, "address", n->address, "status", n->status, "availability",
+	    n->availability, "cpus", n->capacity ? (double)n->capacity->cpu_millis / 1000.0 : 0.0,
+	    "memory_bytes", (json_int_t)(n->capacity ? n->capacity->memory_bytes : 0), "cpus_used",
+	    n->usage ? (double)n->usage->cpu_millis / 1000.0 : 0.0, "memory_used_bytes",
+	    (json_int_t)(n->usage ? n->usage->memory_bytes : 0), "tasks", (int)n->tasks, "subnet",
+	    n->subnet, "created_ms", (json_int_t)n->created_ms, "last_seen_ms",
+	    (json_int_t)n->last_seen_ms, "labels", labels);
+}
+
+int
+nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const char *const header[] = {"NAME",   "ADDRESS", "STATUS", "AVAILABILITY", "CPUS",
+	                                     "MEMORY", "TASKS",   "SUBNET", "AGE"};
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__ListNodes ln = SHOAL__LIST_NODES__INIT;
+	Shoal__Envelope *reply = NULL;
+	const Shoal__ListNodesReply *lr;
+	struct shoal_err err;
+	int64_t now = util_wall_ms();
+
+	if (argc > 1) {
+		fprintf(stderr, "shoal nodes: unexpected argument %s\n%s", argv[1], nodes_usage);
+		return 1;
+	}
+	req.body_case = SHOAL__ENVELOPE__BODY_LIST_NODES;
+	req.list_nodes = &ln;
+	if (client_call(ctx, &req, &reply, &err) == -1) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return 1;
+	}
+	if (reply->body_case != SHOAL__ENVELOPE__BODY_LIST_NODES_REPLY) {
+		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
+		shoal__envelope__free_unpacked(reply, NULL);
+		return 1;
+	}
+	lr = reply->list_nodes_reply;
+	if (ctx->json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < lr->n_nodes; i++)
+			json_array_append_new(arr, node_json(lr->nodes[i]));
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(arr);
+	} else {
+		struct table t;
+		table_init(&t, ARRAY_SIZE(header), header);
+		for (size_t i = 0; i < lr->n_nodes; i++) {
+			const Shoal__NodeInfo *n = lr->nodes[i];
+			char cpus[16], mem[32], tasks[16], age[16];
+			snprintf(cpus, sizeof(cpus), "%.2f",
+			         n->capacity ? (double)n->capacity->cpu_millis / 1000.0 : 0.0);
+			util_format_bytes(n->capacity ? (int64_t)n->capacity->memory_bytes : 0, mem,
+			                  sizeof(mem));
+			snprintf(tasks, sizeof(tasks), "%u", n->tasks);
+			util_format_age(now - n->created_ms, age, sizeof(age));
+			const char *row[] = {n->name,         n->address, n->status,
+			                     n->availability, cpus,       mem,
+			                     tasks,           n->subnet,  age};
+			table_add(&t, row);
+		}
+		table_print(&t, stdout);
+		table_free(&t);
+	}
+	shoal__envelope__free_unpacked(reply, NULL);
+	return 0;
+}

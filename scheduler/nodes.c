@@ -1,0 +1,255 @@
+#include "nodes.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "err.h"
+#include "store.h"
+#include "util.h"
+
+int
+nodes_parse_cidr(const char *cidr, uint32_t *base, int *prefix, struct shoal_err *err)
+{
+	char addr[32];
+	const char *slash = strchr(cidr, '/');
+	struct in_addr in;
+	char *end;
+	long p;
+
+	if (slash == NULL || (size_t)(slash - cidr) >= sizeof(addr))
+		return err_set(err, 0, "cluster CIDR \"%s\": expected A.B.C.D/N", cidr);
+	memcpy(addr, cidr, (size_t)(slash - cidr));
+	addr[slash - cidr] = '\0';
+	errno = 0;
+	p = strtol(slash + 1, &end, 10);
+	if (inet_pton(AF_INET, addr, &in) != 1 || *end != '\0' || slash[1] == '\0' || errno)
+		return err_set(err, 0, "cluster CIDR \"%s\": expected A.B.C.D/N", cidr);
+	if (p < 8 || p > 24)
+		return err_set(err, 0, "cluster CIDR \"%s\": prefix must be /8 to /24", cidr);
+	*prefix = (int)p;
+	*base = ntohl(in.s_addr) & (uint32_t)(0xffffffffu << (32 - p));
+	return 0;
+}
+
+int
+nodes_init(struct nodes *ns, const char *cidr, struct shoal_err *err)
+{
+	memset(ns, 0, sizeof(*ns));
+	if (nodes_parse_cidr(cidr, &ns->cidr_base, &ns->cidr_prefix, err) == -1)
+		return -1;
+	ns->nsubnets = (size_t)1 << (24 - ns->cidr_prefix);
+	ns->subnet_used = xcalloc(ns->nsubnets, 1);
+	return 0;
+}
+
+static void
+node_free(struct node *n)
+{
+	if (n == NULL)
+		return;
+	free(n->name);
+	free(n->address);
+	free(n->labels);
+	free(n);
+}
+
+void
+nodes_free(struct nodes *ns)
+{
+	for (size_t i = 0; i < ns->n; i++)
+		node_free(ns->v[i]);
+	free(ns->v);
+	free(ns->subnet_used);
+	memset(ns, 0, sizeof(*ns));
+}
+
+/* Index of the first node whose name is >= name (binary search over the sorted array). */
+static size_t
+lower_bound(const struct nodes *ns, const char *name)
+{
+	size_t lo = 0, hi = ns->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(ns->v[mid]->name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct node *
+nodes_find(struct nodes *ns, const char *name)
+{
+	size_t i = lower_bound(ns, name);
+
+	if (i < ns->n && strcmp(ns->v[i]->name, name) == 0)
+		return ns->v[i];
+	return NULL;
+}
+
+struct node *
+nodes_find_id(struct nodes *ns, const char *id)
+{
+	for (size_t i = 0; i < ns->n; i++)
+		if (strcmp(ns->v[i]->id, id) == 0)
+			return ns->v[i];
+	return NULL;
+}
+
+static void
+insert(struct nodes *ns, struct node *n)
+{
+	size_t i = lower_bound(ns, n->name);
+
+	if (ns->n == ns->cap) {
+		ns->cap = ns->cap ? ns->cap * 2 : 16;
+		ns->v = xrealloc(ns->v, ns->cap * sizeof(*ns->v));
+	}
+	memmove(ns->v + i + 1, ns->v + i, (ns->n - i) * sizeof(*ns->v));
+	ns->v[i] = n;
+	ns->n++;
+}
+
+struct load_ctx {
+	struct nodes *ns;
+	int skipped;
+};
+
+static void
+load_one(const struct store_node *sn, void *arg)
+{
+	struct load_ctx *ctx = arg;
+	struct nodes *ns = ctx->ns;
+	struct node *n;
+
+	/* A record whose subnet lies outside the (possibly changed) CIDR is dropped from memory;
+	 * the node gets a fresh subnet when it registers again. */
+	if (sn->subnet_index < 0 || (size_t)sn->subnet_index >= ns->nsubnets ||
+	    ns->subnet_used[sn->subnet_index]) {
+		ctx->skipped++;
+		return;
+	}
+	n = xcalloc(1, sizeof(*n));
+	snprintf(n->id, sizeof(n->id), "%s", sn->id);
+	n->name = xstrdup(sn->name);
+	n->address = xstrdup(sn->address);
+	n->labels = xstrdup(sn->labels);
+	n->drain = strcmp(sn->availability, "drain") == 0;
+	n->cpu_millis = sn->cpu_millis;
+	n->memory_bytes = sn->memory_bytes;
+	n->subnet_index = sn->subnet_index;
+	n->created_ms = sn->created_ms;
+	n->status = NODE_DOWN;
+	ns->subnet_used[n->subnet_index] = 1;
+	insert(ns, n);
+}
+
+int
+nodes_load(struct nodes *ns, struct store *st, struct shoal_err *err)
+{
+	struct load_ctx ctx = {.ns = ns};
+
+	return store_node_each(st, load_one, &ctx, err);
+}
+
+static int
+persist(struct store *st, const struct node *n, struct shoal_err *err)
+{
+	struct store_node sn = {
+	    .id = (char *)n->id,
+	    .name = n->name,
+	    .address = n->address,
+	    .labels = n->labels,
+	    .availability = n->drain ? "drain" : "active",
+	    .cpu_millis = n->cpu_millis,
+	    .memory_bytes = n->memory_bytes,
+	    .subnet_index = n->subnet_index,
+	    .created_ms = n->created_ms,
+	};
+	return store_node_put(st, &sn, err);
+}
+
+static void
+set_str(char **dst, const char *src)
+{
+	if (*dst && strcmp(*dst, src) == 0)
+		return;
+	free(*dst);
+	*dst = xstrdup(src);
+}
+
+struct node *
+nodes_register(struct nodes *ns, struct store *st, const char *name, const char *address,
+               const char *labels, int64_t cpu_millis, int64_t memory_bytes, struct shoal_err *err)
+{
+	struct node *n = nodes_find(ns, name);
+	bool fresh = n == NULL;
+
+	if (fresh) {
+		size_t idx;
+		uint8_t raw[6];
+
+		/* Index 0 is skipped: 10.244.0.0/24 reads like "the cluster", not a node. */
+		for (idx = ns->nsubnets > 1 ? 1 : 0; idx < ns->nsubnets; idx++)
+			if (!ns->subnet_used[idx])
+				break;
+		if (idx == ns->nsubnets) {
+			err_set(err, 0, "no free /24 left in the cluster CIDR for node %s", name);
+			return NULL;
+		}
+		n = xcalloc(1, sizeof(*n));
+		randombytes_buf(raw, sizeof(raw));
+		util_hex(raw, sizeof(raw), n->id);
+		n->name = xstrdup(name);
+		n->subnet_index = (int)idx;
+		n->created_ms = util_wall_ms();
+	}
+	set_str(&n->address, address);
+	set_str(&n->labels, labels);
+	n->cpu_millis = cpu_millis;
+	n->memory_bytes = memory_bytes;
+	if (persist(st, n, err) == -1) {
+		if (fresh)
+			node_free(n);
+		return NULL;
+	}
+	if (fresh) {
+		ns->subnet_used[n->subnet_index] = 1;
+		insert(ns, n);
+	}
+	return n;
+}
+
+char *
+nodes_subnet(const struct nodes *ns, const struct node *n, char *buf, size_t len)
+{
+	uint32_t a = ns->cidr_base + ((uint32_t)n->subnet_index << 8);
+
+	snprintf(buf, len, "%u.%u.%u.0/24", a >> 24, (a >> 16) & 255, (a >> 8) & 255);
+	return buf;
+}
+
+size_t
+nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
+             void (*fn)(struct node *n, void *arg), void *arg)
+{
+	size_t changed = 0;
+
+	for (size_t i = 0; i < ns->n; i++) {
+		struct node *n = ns->v[i];
+		if (n->status != NODE_READY || now - n->last_seen <= timeout_ms)
+			continue;
+		n->status = NODE_DOWN;
+		changed++;
+		if (fn)
+			fn(n, arg);
+	}
+	return changed;
+}

@@ -1,0 +1,231 @@
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "api.h"
+#include "err.h"
+#include "identity.h"
+#include "log.h"
+#include "util.h"
+
+#define CRON_MS 100
+
+static void
+conn_unlink(struct sched_conn *sc)
+{
+	struct sched_server *srv = sc->srv;
+
+	if (sc->node && sc->node->conn == sc->rpc)
+		sc->node->conn = NULL;
+	if (sc->prev)
+		sc->prev->next = sc->next;
+	else
+		srv->conns = sc->next;
+	if (sc->next)
+		sc->next->prev = sc->prev;
+}
+
+void
+sched_conn_drop(struct sched_conn *sc)
+{
+	conn_unlink(sc);
+	rpc_free(sc->rpc);
+	free(sc);
+}
+
+static void
+on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
+{
+	(void)c;
+	api_handle(arg, env);
+}
+
+static void
+on_closed(struct rpc_conn *c, const char *reason, void *arg)
+{
+	struct sched_conn *sc = arg;
+
+	(void)c;
+	if (sc->node)
+		shoal_log(LOG_INFO, "node %s disconnected: %s", sc->node->name, reason);
+	conn_unlink(sc);
+	free(sc);
+}
+
+static const struct rpc_callbacks conn_cbs = {
+    .message = on_message,
+    .closed = on_closed,
+};
+
+static void
+on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct sched_server *srv = arg;
+	struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+	struct sched_conn *sc;
+	char addr[INET_ADDRSTRLEN] = "?", peer[64];
+
+	(void)l;
+	(void)salen;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
+	snprintf(peer, sizeof(peer), "%s:%u", addr,
+	         sa->sa_family == AF_INET ? ntohs(sin->sin_port) : 0);
+	sc = xcalloc(1, sizeof(*sc));
+	sc->srv = srv;
+	sc->rpc = rpc_accept(srv->base, fd, peer, &srv->id, &srv->limits, &conn_cbs, sc);
+	if (sc->rpc == NULL) {
+		free(sc);
+		return;
+	}
+	sc->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = sc;
+	srv->conns = sc;
+}
+
+static void
+on_accept_error(struct evconnlistener *l, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	(void)arg;
+	/* EMFILE and friends: log and keep listening; the loop must not die with a full fd table.
+	 */
+	shoal_log(LOG_WARNING, "accept: %s", evutil_socket_error_to_string(e));
+}
+
+static void
+node_went_down(struct node *n, void *arg)
+{
+	struct sched_server *srv = arg;
+
+	shoal_log(LOG_WARNING, "node %s down (no heartbeat for %.1fs)", n->name,
+	          (double)(util_now_ms() - n->last_seen) / 1000.0);
+	(void)srv;
+}
+
+static void
+cron(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	nodes_expire(&srv->nodes, util_now_ms(), 3 * (int64_t)srv->heartbeat_ms, node_went_down,
+	             srv);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct sched_server *srv = arg;
+
+	(void)what;
+	shoal_log(LOG_INFO, "%s: shutting down", strsignal((int)sig));
+	event_base_loopexit(srv->base, NULL);
+}
+
+static int
+listen_on(struct sched_server *srv, const char *spec, struct shoal_err *err)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	char host[64];
+	uint16_t port;
+
+	if (util_parse_hostport(spec, host, sizeof(host), &port, err) == -1)
+		return err_prefix(err, "--listen");
+	if (host[0] == '\0' || strcmp(host, "*") == 0)
+		sin.sin_addr.s_addr = htonl(INADDR_ANY);
+	else if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+		return err_set(err, 0, "--listen %s: host must be an IPv4 address", spec);
+	sin.sin_port = htons(port);
+	srv->listener = evconnlistener_new_bind(srv->base, on_accept, srv,
+	                                        LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE |
+	                                            LEV_OPT_CLOSE_ON_EXEC,
+	                                        1024, (struct sockaddr *)&sin, sizeof(sin));
+	if (srv->listener == NULL)
+		return err_set(err, errno, "listen on %s", spec);
+	evconnlistener_set_error_cb(srv->listener, on_accept_error);
+	return 0;
+}
+
+int
+sched_server_init(struct sched_server *srv, const struct sched_options *opt, struct shoal_err *err)
+{
+	struct timeval tv = {0, CRON_MS * 1000};
+	cleanup_free char *dbpath = NULL;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->data_dir = xstrdup(opt->data_dir);
+	srv->heartbeat_ms = opt->heartbeat_ms ? opt->heartbeat_ms : 1000;
+	if (identity_load(opt->data_dir, &srv->id, err) == -1)
+		goto fail;
+	dbpath = xasprintf("%s/state.db", opt->data_dir);
+	if (store_open(&srv->store, dbpath, err) == -1)
+		goto fail;
+	if (nodes_init(&srv->nodes, opt->cluster_cidr ? opt->cluster_cidr : "10.244.0.0/16", err) ==
+	    -1)
+		goto fail;
+	if (nodes_load(&srv->nodes, &srv->store, err) == -1)
+		goto fail;
+	srv->base = event_base_new();
+	if (srv->base == NULL) {
+		err_set(err, 0, "cannot create event base");
+		goto fail;
+	}
+	if (listen_on(srv, opt->listen ? opt->listen : ":7100", err) == -1)
+		goto fail;
+	srv->cron = event_new(srv->base, -1, EV_PERSIST, cron, srv);
+	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
+	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
+	event_add(srv->cron, &tv);
+	event_add(srv->sig_term, NULL);
+	event_add(srv->sig_int, NULL);
+	return 0;
+fail:
+	sched_server_free(srv);
+	return -1;
+}
+
+int
+sched_server_run(struct sched_server *srv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	shoal_log(LOG_INFO, "scheduler ready: %zu known nodes, heartbeat %ums", srv->nodes.n,
+	          srv->heartbeat_ms);
+	return event_base_dispatch(srv->base) == -1 ? -1 : 0;
+}
+
+void
+sched_server_free(struct sched_server *srv)
+{
+	while (srv->conns)
+		sched_conn_drop(srv->conns);
+	if (srv->listener)
+		evconnlistener_free(srv->listener);
+	if (srv->cron)
+		event_free(srv->cron);
+	if (srv->sig_term)
+		event_free(srv->sig_term);
+	if (srv->sig_int)
+		event_free(srv->sig_int);
+	if (srv->base)
+		event_base_free(srv->base);
+	nodes_free(&srv->nodes);
+	store_close(&srv->store);
+	identity_wipe(&srv->id);
+	free(srv->data_dir);
+	memset(srv, 0, sizeof(*srv));
+}

@@ -1,0 +1,55 @@
+#ifndef SHOAL_SCHEDULER_SERVER_H
+#define SHOAL_SCHEDULER_SERVER_H
+
+#include <stdint.h>
+
+#include "nodes.h"
+#include "rpc.h"
+#include "store.h"
+
+struct event_base;
+struct evconnlistener;
+struct event;
+struct shoal_err;
+
+/* One accepted connection: an agent's session or a short CLI call. */
+struct sched_conn {
+	struct sched_server *srv;
+	struct rpc_conn *rpc;
+	struct node *node; /* set once an agent registered on this connection */
+	struct sched_conn *prev, *next;
+};
+
+struct sched_options {
+	const char *data_dir;
+	const char *listen;       /* "ADDR:PORT", default ":7100" */
+	const char *cluster_cidr; /* default 10.244.0.0/16 */
+	uint32_t heartbeat_ms;    /* default 1000 */
+};
+
+/* The scheduler daemon's state: the only mutable global, owner of everything below. */
+struct sched_server {
+	struct event_base *base;
+	struct evconnlistener *listener;
+	struct event *cron; /* periodic work (serverCron): liveness, later reconcile */
+	struct event *sig_term;
+	struct event *sig_int;
+	struct store store;     /* SQLite in data_dir/state.db */
+	struct nodes nodes;     /* registry, mirrored in store */
+	struct rpc_identity id; /* signing key and role tokens (secret) */
+	struct rpc_limits limits;
+	struct sched_conn *conns; /* every open connection */
+	uint32_t heartbeat_ms;    /* interval handed to agents */
+	char *data_dir;
+};
+
+int sched_server_init(struct sched_server *srv, const struct sched_options *opt,
+                      struct shoal_err *err);
+/* Run the loop until SIGTERM or SIGINT. */
+int sched_server_run(struct sched_server *srv);
+void sched_server_free(struct sched_server *srv);
+
+/* Close one connection without its callback and forget it. */
+void sched_conn_drop(struct sched_conn *sc);
+
+#endif
