@@ -27,18 +27,18 @@
 #include "rpc.h"
 #include "token.h"
 
-#define HELLO_LEN (4 + 1 + crypto_kx_PUBLICKEYBYTES)
-#define ACCEPT_LEN (32 + 32 + 32 + 64 + 24)
+#define HELLO_LEN      (4 + 1 + crypto_kx_PUBLICKEYBYTES)
+#define ACCEPT_LEN     (32 + 32 + 32 + 64 + 24)
 #define FUZZ_MAX_INPUT (16 << 10)
-#define ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
-#define TAG_MESSAGE crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+#define ABYTES         crypto_secretstream_xchacha20poly1305_ABYTES
+#define TAG_MESSAGE    crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct event_base *base;
 static struct rpc_identity ident;
-static const struct rpc_limits limits = { .max_frame = 1024 };
+static const struct rpc_limits limits = {.max_frame = 1024};
 
 struct state {
 	bool closed;
@@ -64,7 +64,7 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 	st->closed = true;
 }
 
-static const struct rpc_callbacks cbs = { .message = on_message, .closed = on_closed };
+static const struct rpc_callbacks cbs = {.message = on_message, .closed = on_closed};
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -136,7 +136,7 @@ handshake(int fd, crypto_secretstream_xchacha20poly1305_state *tx, struct state 
 	if (crypto_kx_client_session_keys(rx_key, tx_key, pk, sk, acc) != 0)
 		abort();
 	crypto_generichash(mac_key, sizeof(mac_key), (const uint8_t *)"shoal-mac-v1", 12,
-			   ident.worker.secret, TOKEN_SECRET_BYTES);
+	                   ident.worker.secret, TOKEN_SECRET_BYTES);
 	msg[0] = 'C';
 	msg[1] = TOKEN_ROLE_WORKER;
 	memcpy(msg + 2, pk, 32);
@@ -149,7 +149,7 @@ handshake(int fd, crypto_secretstream_xchacha20poly1305_state *tx, struct state 
 /* Play the records of an odd-mode input after the handshake; false once the server hung up. */
 static bool
 send_records(int fd, crypto_secretstream_xchacha20poly1305_state *tx, const uint8_t *data,
-	     size_t size, struct state *st)
+             size_t size, struct state *st)
 {
 	uint8_t frame[4 + 1024 + ABYTES];
 
@@ -174,7 +174,7 @@ send_records(int fd, crypto_secretstream_xchacha20poly1305_state *tx, const uint
 		frame[2] = (uint8_t)((len + ABYTES) >> 8);
 		frame[3] = (uint8_t)(len + ABYTES);
 		crypto_secretstream_xchacha20poly1305_push(tx, frame + 4, NULL, p, len, NULL, 0,
-							   TAG_MESSAGE);
+		                                           TAG_MESSAGE);
 		if (!put(fd, frame, 4 + len + ABYTES, st))
 			return false;
 	}
@@ -185,7 +185,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	crypto_secretstream_xchacha20poly1305_state tx;
-	struct state st = { 0 };
+	struct state st = {0};
 	struct rpc_conn *c;
 	int sp[2];
 

@@ -107,9 +107,9 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 }
 
 static const struct rpc_callbacks cbs = {
-	.ready = on_ready,
-	.message = on_message,
-	.closed = on_closed,
+    .ready = on_ready,
+    .message = on_message,
+    .closed = on_closed,
 };
 
 /* Run base until cond holds, failing the test after 5 s. */
@@ -125,7 +125,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	do {                                                                                       \
 		bool expired_ = false;                                                             \
 		struct event *dl_ = evtimer_new(base, deadline_cb, &expired_);                     \
-		struct timeval tv_ = { 5, 0 };                                                     \
+		struct timeval tv_ = {5, 0};                                                       \
 		evtimer_add(dl_, &tv_);                                                            \
 		while (!(cond) && !expired_)                                                       \
 			event_base_loop(base, EVLOOP_ONCE);                                        \
@@ -152,7 +152,7 @@ send_heartbeat(struct rpc_conn *c, uint64_t id)
 /* Client and server on the two ends of a socketpair. */
 static void
 pair_start(struct event_base *base, const struct token *tok, const struct rpc_identity *id,
-	   const struct rpc_limits *limits, struct side *cli, struct side *srv)
+           const struct rpc_limits *limits, struct side *cli, struct side *srv)
 {
 	int sp[2];
 
@@ -167,7 +167,7 @@ static void
 test_happy_path(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { .echo = true };
+	struct side cli = {0}, srv = {.echo = true};
 	Shoal__Register reg = SHOAL__REGISTER__INIT;
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
 	struct shoal_err err;
@@ -227,7 +227,7 @@ static void
 test_worker_role(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
+	struct side cli = {0}, srv = {0};
 
 	(void)state;
 	pair_start(base, &worker_tok, &ident, NULL, &cli, &srv);
@@ -243,7 +243,7 @@ static void
 test_wrong_token(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
+	struct side cli = {0}, srv = {0};
 	struct token bad = worker_tok;
 
 	(void)state;
@@ -269,7 +269,7 @@ static void
 test_ca_mismatch(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
+	struct side cli = {0}, srv = {0};
 	struct token tok = worker_tok;
 
 	(void)state;
@@ -288,7 +288,7 @@ static void
 test_bad_signature(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
+	struct side cli = {0}, srv = {0};
 	struct rpc_identity impostor = ident;
 
 	(void)state;
@@ -373,7 +373,7 @@ relay_c2s(evutil_socket_t fd, short what, void *arg)
 	write_all(r->rs, buf, (size_t)n);
 	if (r->mode == RELAY_REPLAY && !r->replayed && r->c2s >= CLIENT_HS_BYTES + 4) {
 		size_t flen = 4 + ((size_t)r->frame[0] << 24 | (size_t)r->frame[1] << 16 |
-				   (size_t)r->frame[2] << 8 | r->frame[3]);
+		                   (size_t)r->frame[2] << 8 | r->frame[3]);
 
 		if (r->c2s >= CLIENT_HS_BYTES + flen) {
 			assert_true(flen <= sizeof(r->frame));
@@ -401,7 +401,7 @@ relay_s2c(evutil_socket_t fd, short what, void *arg)
 
 static void
 relay_start(struct event_base *base, struct relay *r, enum relay_mode mode, struct side *cli,
-	    struct side *srv)
+            struct side *srv)
 {
 	int a[2], b[2];
 
@@ -432,7 +432,7 @@ static void
 test_tampered_frame(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
+	struct side cli = {0}, srv = {0};
 	struct relay r;
 
 	(void)state;
@@ -440,8 +440,7 @@ test_tampered_frame(void **state)
 	RUN_UNTIL(base, cli.ready && srv.ready);
 	send_heartbeat(cli.c, 1);
 	RUN_UNTIL(base, srv.closed);
-	assert_string_equal(srv.reason,
-			    "decrypt failure (tampered, replayed or reordered frame)");
+	assert_string_equal(srv.reason, "decrypt failure (tampered, replayed or reordered frame)");
 	assert_int_equal(srv.nmsg, 0);
 	/* The client learns through the hang-up. */
 	RUN_UNTIL(base, cli.closed);
@@ -454,7 +453,7 @@ static void
 test_replayed_frame(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
+	struct side cli = {0}, srv = {0};
 	struct relay r;
 
 	(void)state;
@@ -466,8 +465,7 @@ test_replayed_frame(void **state)
 	/* The original went through once; its copy was refused. */
 	assert_int_equal(srv.nmsg, 1);
 	assert_int_equal(srv.ids[0], 7);
-	assert_string_equal(srv.reason,
-			    "decrypt failure (tampered, replayed or reordered frame)");
+	assert_string_equal(srv.reason, "decrypt failure (tampered, replayed or reordered frame)");
 	rpc_free(cli.c);
 	relay_stop(&r);
 	event_base_free(base);
@@ -477,7 +475,7 @@ static void
 test_truncated_frame(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
+	struct side cli = {0}, srv = {0};
 	struct relay r;
 
 	(void)state;
@@ -497,11 +495,11 @@ static void
 test_oversize_frame(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
-	struct rpc_limits limits = { .max_frame = 1024 };
-	static const uint8_t huge[4] = { 0x7f, 0xff, 0xff, 0xf0 };
+	struct side cli = {0}, srv = {0};
+	struct rpc_limits limits = {.max_frame = 1024};
+	static const uint8_t huge[4] = {0x7f, 0xff, 0xff, 0xf0};
 	struct shoal_err err;
-	char buf[2048] = { 0 };
+	char buf[2048] = {0};
 	struct relay r;
 
 	(void)state;
@@ -532,7 +530,7 @@ static void
 test_unparsable_envelope(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { 0 };
+	struct side cli = {0}, srv = {0};
 	struct shoal_err err;
 
 	(void)state;
@@ -562,7 +560,7 @@ static void
 test_garbage(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side srv = { 0 };
+	struct side srv = {0};
 	char buf[16];
 	int fd;
 
@@ -605,8 +603,8 @@ static void
 test_handshake_stall(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct rpc_limits limits = { .handshake_timeout_ms = 200 };
-	struct side srv = { 0 };
+	struct rpc_limits limits = {.handshake_timeout_ms = 200};
+	struct side srv = {0};
 	int64_t t0;
 	int fd;
 
@@ -626,8 +624,8 @@ static void
 test_idle_timeout(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct rpc_limits limits = { .idle_timeout_ms = 150 };
-	struct side cli = { 0 }, srv = { 0 };
+	struct rpc_limits limits = {.idle_timeout_ms = 150};
+	struct side cli = {0}, srv = {0};
 
 	(void)state;
 	pair_start(base, &worker_tok, &ident, &limits, &cli, &srv);
@@ -645,8 +643,7 @@ static void
 test_keeps_serving(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side bad = { 0 }, cli = { 0 }, srv = { .echo = true }, wrong_c = { 0 },
-		    wrong_s = { 0 };
+	struct side bad = {0}, cli = {0}, srv = {.echo = true}, wrong_c = {0}, wrong_s = {0};
 	struct token wrong = worker_tok;
 	int fd;
 
@@ -666,7 +663,7 @@ test_keeps_serving(void **state)
 
 	/* And a new one after the failures works too. */
 	{
-		struct side c2 = { 0 }, s2 = { .echo = true };
+		struct side c2 = {0}, s2 = {.echo = true};
 
 		pair_start(base, &admin_tok, &ident, NULL, &c2, &s2);
 		RUN_UNTIL(base, c2.ready && s2.ready);
@@ -686,7 +683,7 @@ static void
 test_free_in_callback(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct side cli = { 0 }, srv = { .free_on_msg = true };
+	struct side cli = {0}, srv = {.free_on_msg = true};
 
 	(void)state;
 	pair_start(base, &worker_tok, &ident, NULL, &cli, &srv);
@@ -744,7 +741,7 @@ st_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 static void
 st_accept(evutil_socket_t fd, short what, void *arg)
 {
-	static const struct rpc_callbacks cb = { .message = st_message, .closed = st_closed };
+	static const struct rpc_callbacks cb = {.message = st_message, .closed = st_closed};
 	struct server_thread *t = arg;
 	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -768,7 +765,7 @@ server_main(void *arg)
 static int
 listen_loopback(uint16_t *port)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr_in sin = {.sin_family = AF_INET};
 	socklen_t len = sizeof(sin);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -784,7 +781,7 @@ listen_loopback(uint16_t *port)
 static void
 test_rpc_call(void **state)
 {
-	struct server_thread t = { .srv = { .echo = true } };
+	struct server_thread t = {.srv = {.echo = true}};
 	Shoal__ListNodes ln = SHOAL__LIST_NODES__INIT;
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT, *reply = NULL;
 	struct shoal_err err;
@@ -820,7 +817,7 @@ test_rpc_call(void **state)
 	assert_int_equal(rpc_call("127.0.0.1", port, &admin_tok, &req, &reply, 5000, &err), -1);
 	assert_null(reply);
 	snprintf(want, sizeof(want), "cannot reach scheduler at 127.0.0.1:%u: Connection refused",
-		 port);
+	         port);
 	assert_string_equal(err.msg, want);
 	assert_true(util_now_ms() - t0 < 2000);
 
@@ -855,22 +852,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_happy_path),
-		cmocka_unit_test(test_worker_role),
-		cmocka_unit_test(test_wrong_token),
-		cmocka_unit_test(test_ca_mismatch),
-		cmocka_unit_test(test_bad_signature),
-		cmocka_unit_test(test_tampered_frame),
-		cmocka_unit_test(test_replayed_frame),
-		cmocka_unit_test(test_truncated_frame),
-		cmocka_unit_test(test_oversize_frame),
-		cmocka_unit_test(test_unparsable_envelope),
-		cmocka_unit_test(test_garbage),
-		cmocka_unit_test(test_handshake_stall),
-		cmocka_unit_test(test_idle_timeout),
-		cmocka_unit_test(test_keeps_serving),
-		cmocka_unit_test(test_free_in_callback),
-		cmocka_unit_test(test_rpc_call),
+	    cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_worker_role),
+	    cmocka_unit_test(test_wrong_token),      cmocka_unit_test(test_ca_mismatch),
+	    cmocka_unit_test(test_bad_signature),    cmocka_unit_test(test_tampered_frame),
+	    cmocka_unit_test(test_replayed_frame),   cmocka_unit_test(test_truncated_frame),
+	    cmocka_unit_test(test_oversize_frame),   cmocka_unit_test(test_unparsable_envelope),
+	    cmocka_unit_test(test_garbage),          cmocka_unit_test(test_handshake_stall),
+	    cmocka_unit_test(test_idle_timeout),     cmocka_unit_test(test_keeps_serving),
+	    cmocka_unit_test(test_free_in_callback), cmocka_unit_test(test_rpc_call),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

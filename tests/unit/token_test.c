@@ -15,7 +15,7 @@
 #include "err.h"
 #include "token.h"
 
-#define HASH_HEX "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define HASH_HEX   "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define SECRET_HEX "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2"
 
 static void
@@ -60,26 +60,26 @@ static void
 test_malformed(void **state)
 {
 	static const char *const bad[] = {
-		"",
-		"   \n",
-		"SHOAL1",
-		"SHOAL2-worker-" HASH_HEX "-" SECRET_HEX,
-		"shoal1-worker-" HASH_HEX "-" SECRET_HEX,
-		"SHOAL1-worker-" HASH_HEX,
-		"SHOAL1-worker-" HASH_HEX "-",
-		"SHOAL1-worker-" HASH_HEX "-" SECRET_HEX "0",
-		"SHOAL1-worker-" HASH_HEX "-" SECRET_HEX "-",
-		"SHOAL1-worker-" HASH_HEX "0-" SECRET_HEX,
-		"SHOAL1-worker-" HASH_HEX
-		"-5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ecz",
-		"SHOAL1-worker-" SECRET_HEX,
-		"SHOAL1-worker--" SECRET_HEX,
-		"SHOAL1-worker-" HASH_HEX " " SECRET_HEX,
-		"SHOAL1-" SECRET_HEX "-" HASH_HEX "-" SECRET_HEX,
-		"SHOAL1-root-" HASH_HEX "-" SECRET_HEX,
-		"SHOAL1--" HASH_HEX "-" SECRET_HEX,
-		"SHOAL1-WORKER-" HASH_HEX "-" SECRET_HEX,
-		"SHOAL1-worker-" HASH_HEX "-" SECRET_HEX " trailing",
+	    "",
+	    "   \n",
+	    "SHOAL1",
+	    "SHOAL2-worker-" HASH_HEX "-" SECRET_HEX,
+	    "shoal1-worker-" HASH_HEX "-" SECRET_HEX,
+	    "SHOAL1-worker-" HASH_HEX,
+	    "SHOAL1-worker-" HASH_HEX "-",
+	    "SHOAL1-worker-" HASH_HEX "-" SECRET_HEX "0",
+	    "SHOAL1-worker-" HASH_HEX "-" SECRET_HEX "-",
+	    "SHOAL1-worker-" HASH_HEX "0-" SECRET_HEX,
+	    "SHOAL1-worker-" HASH_HEX
+	    "-5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ecz",
+	    "SHOAL1-worker-" SECRET_HEX,
+	    "SHOAL1-worker--" SECRET_HEX,
+	    "SHOAL1-worker-" HASH_HEX " " SECRET_HEX,
+	    "SHOAL1-" SECRET_HEX "-" HASH_HEX "-" SECRET_HEX,
+	    "SHOAL1-root-" HASH_HEX "-" SECRET_HEX,
+	    "SHOAL1--" HASH_HEX "-" SECRET_HEX,
+	    "SHOAL1-WORKER-" HASH_HEX "-" SECRET_HEX,
+	    "SHOAL1-worker-" HASH_HEX "-" SECRET_HEX " trailing",
 	};
 	struct token t;
 	struct shoal_err err;
@@ -149,10 +149,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_role_names),
-		cmocka_unit_test(test_load),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_role_names),
+	    cmocka_unit_test(test_load),
 	};
 
 	if (sodium_init() < 0)

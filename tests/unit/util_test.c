@@ -50,7 +50,7 @@ test_bytes(void **state)
 	assert_int_equal(b, 4096);
 	assert_int_equal(util_parse_bytes("64MB", &b, &err), -1);
 	assert_string_equal(err.msg,
-			    "invalid size \"64MB\" (want a number with Ki, Mi, Gi, k, M or G)");
+	                    "invalid size \"64MB\" (want a number with Ki, Mi, Gi, k, M or G)");
 }
 
 static void
@@ -93,7 +93,8 @@ test_err_prefix(void **state)
 	(void)state;
 	err_set(&err, ENOENT, "open %s", "layers/ab12/etc");
 	err_prefix(&err, "layer sha256:%s", "ab12");
-	assert_string_equal(err.msg, "layer sha256:ab12: open layers/ab12/etc: No such file or directory");
+	assert_string_equal(err.msg,
+	                    "layer sha256:ab12: open layers/ab12/etc: No such file or directory");
 	assert_int_equal(err.code, ENOENT);
 }
 
@@ -111,9 +112,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_duration),   cmocka_unit_test(test_bytes),
-		cmocka_unit_test(test_format),     cmocka_unit_test(test_hostport),
-		cmocka_unit_test(test_err_prefix), cmocka_unit_test(test_jitter),
+	    cmocka_unit_test(test_duration),   cmocka_unit_test(test_bytes),
+	    cmocka_unit_test(test_format),     cmocka_unit_test(test_hostport),
+	    cmocka_unit_test(test_err_prefix), cmocka_unit_test(test_jitter),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
