@@ -21,10 +21,7 @@ ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -I. -Icommon -I$(BUILD)
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 ifneq ($(SAN),)
-# At -O1 gcc flags err_prefix()'s deliberate truncation (false positive; -O2 does not): keep it
-# visible, not fatal.
-ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
-	-Wno-error=format-truncation
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 
@@ -78,9 +75,17 @@ $(BUILD)/proto/shoal.pb-c.o: $(PROTO_C)
 	$(CC) -std=gnu11 $(CFLAGS) $(filter -fsanitize% -fno-%,$(ALL_CFLAGS)) \
 		$(shell pkg-config --cflags libprotobuf-c) -c $< -o $@
 
+# V=1 shows the full commands.
+ifeq ($(V),)
+Q := @
+else
+Q :=
+endif
+
 $(BUILD)/%.o: %.c $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libshoal_common.a: $(COMMON_OBJ)
 $(BUILD)/libshoal_sched.a: $(SCHED_OBJ)
