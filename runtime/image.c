@@ -720,6 +720,9 @@ stage_blob(struct import *imp, const char *rel, const char *want, int64_t want_s
 
 	in = open_in(imp->srcfd, rel, err);
 	if (in == -1) {
+		if (err->code == ENOENT && want != NULL)
+			return err_set(err, 0, "%s %s: missing from the archive (%s)", what,
+				       digest_short(want, b, sizeof(b)), rel);
 		if (err->code == ENOENT)
 			return err_set(err, 0, "%s: missing from the archive (%s)", what, rel);
 		return err_prefix(err, "%s", what);
@@ -737,14 +740,16 @@ stage_blob(struct import *imp, const char *rel, const char *want, int64_t want_s
 	}
 	if (digest_fd(in, out, got, &size, err) == -1)
 		return err_prefix(err, "%s: %s", what, rel);
-	if (want_size >= 0 && size != (uint64_t)want_size)
-		snprintf(problems, sizeof(problems), "%llu bytes, descriptor says %lld (%s)",
+	/* Both problems when both: "truncated" explains the mismatch. */
+	if (want != NULL && strcmp(got, want) != 0)
+		snprintf(problems, sizeof(problems), "digest mismatch (got %s)",
+			 digest_short(got, a, sizeof(a)));
+	if (want_size >= 0 && size != (uint64_t)want_size) {
+		size_t n = strlen(problems);
+		snprintf(problems + n, sizeof(problems) - n,
+			 "%s%llu bytes, descriptor says %lld (%s)", n ? "; " : "",
 			 (unsigned long long)size, (long long)want_size,
 			 size < (uint64_t)want_size ? "truncated" : "too long");
-	if (want != NULL && strcmp(got, want) != 0) {
-		size_t n = strlen(problems);
-		snprintf(problems + n, sizeof(problems) - n, "%sdigest mismatch (got %s)",
-			 n ? "; " : "", digest_short(got, a, sizeof(a)));
 	}
 	if (problems[0])
 		return err_set(err, 0, "%s %s: %s", what,

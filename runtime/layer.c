@@ -423,7 +423,8 @@ unpack_entry(struct archive *in, struct archive *out, struct archive_entry *e, i
 			return 0; /* aufs bookkeeping (.wh..wh.plnk, ...): meaningless here */
 		return apply_whiteout(root, parent, base + strlen(WH_PREFIX), err);
 	}
-	overlay_whiteout = check_type(e, flags, err);
+	/* A hardlink's own type field is whatever the writer left; its target is checked. */
+	overlay_whiteout = link ? 0 : check_type(e, flags, err);
 	if (overlay_whiteout == -1)
 		return -1;
 	if (overlay_whiteout) {
@@ -498,9 +499,9 @@ layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_
 
 	/* Paths are made absolute below (no chdir: other threads share the cwd), after our own
 	 * checks for absolute and ".." names; SECURE_SYMLINKS still refuses writing through a
-	 * symlink the archive planted. No name lookup: layer uids are numeric. */
-	opts = ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-	       ARCHIVE_EXTRACT_UNLINK;
+	 * symlink the archive planted (no EXTRACT_UNLINK: it would quietly replace that symlink
+	 * by a directory instead of refusing). No name lookup: layer uids are numeric. */
+	opts = ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT;
 	if (flags & LAYER_OCI)
 		opts |= ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
 			ARCHIVE_EXTRACT_XATTR;
