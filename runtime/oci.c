@@ -115,10 +115,17 @@ parse_desc(json_t *j, struct oci_desc *d, const char *what, struct shoal_err *er
 	d->size = json_integer_value(size);
 	d->media_type = dup_string(j, "mediaType");
 	if (json_is_object(ann)) {
+		/* containerd and `docker save` (v25+) put the full reference in their own
+		 * annotation and only the tag in ref.name: prefer the full one then. */
+		char *full = dup_string(ann, "io.containerd.image.name");
+
 		d->ref_name = dup_string(ann, OCI_ANN_REF_NAME);
-		/* containerd and `docker save` (v25+) put the full reference here. */
-		if (d->ref_name == NULL)
-			d->ref_name = dup_string(ann, "io.containerd.image.name");
+		if (full && (d->ref_name == NULL || strpbrk(d->ref_name, ":/") == NULL)) {
+			free(d->ref_name);
+			d->ref_name = full;
+		} else {
+			free(full);
+		}
 	}
 	if (json_is_object(plat)) {
 		json_t *os = json_object_get(plat, "os"), *arch = json_object_get(plat, "architecture");

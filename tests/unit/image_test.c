@@ -307,6 +307,33 @@ test_ref(void **state)
 }
 
 static void
+test_index_names(void **state)
+{
+	/* docker save v25: the tag alone in ref.name, the full name in containerd's key */
+	const char *ix =
+		"{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" OCI_MT_MANIFEST "\","
+		"\"digest\":\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+		"\"size\":3,\"annotations\":{\"io.containerd.image.name\":"
+		"\"docker.io/library/busybox:1.36\",\"" OCI_ANN_REF_NAME "\":\"1.36\"}},"
+		"{\"mediaType\":\"" OCI_MT_MANIFEST "\","
+		"\"digest\":\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+		"\"size\":3,\"annotations\":{\"" OCI_ANN_REF_NAME "\":\"shoal/web:1\"}}]}";
+	struct oci_desc *d;
+	size_t n;
+	struct shoal_err err;
+
+	(void)state;
+	assert_int_equal(oci_parse_index(ix, &d, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(d[0].ref_name, "docker.io/library/busybox:1.36");
+	assert_string_equal(d[1].ref_name, "shoal/web:1");
+	oci_descs_free(d, n);
+	assert_int_equal(oci_parse_index("{\"manifests\":[]}", &d, &n, &err), -1);
+	assert_int_equal(oci_parse_index("[1", &d, &n, &err), -1);
+	assert_non_null(strstr(err.msg, "invalid JSON"));
+}
+
+static void
 test_manifest_problems_collected(void **state)
 {
 	const char *m =
@@ -542,6 +569,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_digest),
 		cmocka_unit_test(test_ref),
+		cmocka_unit_test(test_index_names),
 		cmocka_unit_test(test_manifest_problems_collected),
 		cmocka_unit_test_setup_teardown(test_import_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_base_and_rmi, setup, teardown),
