@@ -336,7 +336,8 @@ image_list(struct image_store *s, struct image ***imgs, size_t *n, struct shoal_
 	*n = 0;
 	if (index_load(s, &ix, err) == -1)
 		return -1;
-	qsort(ix.e, ix.n, sizeof(*ix.e), entry_cmp);
+	if (ix.n > 0)
+		qsort(ix.e, ix.n, sizeof(*ix.e), entry_cmp);
 	out = xcalloc(ix.n + 1, sizeof(*out));
 	for (size_t i = 0; i < ix.n; i++) {
 		out[i] = image_from_entry(s, &ix.e[i], err);

@@ -37,7 +37,9 @@ struct image {
 	uint64_t size;        /* bytes of the unpacked layers */
 };
 
-/* Open (creating if needed) the store at root. */
+/* Open (creating if needed) the store at root. A handle holds the lock state of
+ * image_store_lock: use one handle per thread; handles in any threads or processes exclude each
+ * other through the lock. */
 struct image_store *image_store_open(const char *root, struct shoal_err *err);
 void image_store_close(struct image_store *s);
 const char *image_store_root(const struct image_store *s);
