@@ -157,6 +157,10 @@ lab-down:
 demo: all
 	bash tests/lab/demo
 
+# Demo images as OCI layouts in $(BUILD)/images/NAME_TAG/, built offline from busybox-static.
+images:
+	bash images/build.sh $(BUILD)/images
+
 clean:
 	rm -rf build build-san build-fuzz
 

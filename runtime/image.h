@@ -37,7 +37,9 @@ struct image {
 	uint64_t size;        /* bytes of the unpacked layers */
 };
 
-/* Open (creating if needed) the store at root. */
+/* Open (creating if needed) the store at root. A handle holds the lock state of
+ * image_store_lock: use one handle per thread; handles in any threads or processes exclude each
+ * other through the lock. */
 struct image_store *image_store_open(const char *root, struct shoal_err *err);
 void image_store_close(struct image_store *s);
 const char *image_store_root(const struct image_store *s);
@@ -45,5 +47,46 @@ const char *image_store_root(const struct image_store *s);
 /* Resolve "name:tag" (tag defaults to "latest"). Caller frees with image_free. */
 struct image *image_get(struct image_store *s, const char *ref, struct shoal_err *err);
 void image_free(struct image *img);
+
+/*
+ * Import an OCI image layout (a directory or a tar of one) or a `docker save` archive. ref
+ * ("name:tag") names the image; NULL takes the names the archive gives (the layout's
+ * org.opencontainers.image.ref.name annotation, docker's RepoTags). Every blob's digest is
+ * verified; layers new to the store are unpacked under ROOT/tmp/ and renamed into place, and
+ * the index is rewritten last, so on failure the store is left exactly as it was. Slow (it
+ * unpacks layers): call it off any event loop. On success *refs (if non-NULL) receives the
+ * imported "name:tag" references, NULL-terminated; free with image_refs_free.
+ */
+int image_import(struct image_store *s, const char *path, const char *ref, char ***refs,
+		 struct shoal_err *err);
+void image_refs_free(char **refs);
+
+/* Every image, sorted by name then tag. Free with image_list_free. */
+int image_list(struct image_store *s, struct image ***imgs, size_t *n, struct shoal_err *err);
+void image_list_free(struct image **imgs, size_t n);
+
+struct image_gc_stats {
+	size_t blobs;  /* blobs deleted */
+	size_t layers; /* layer directories deleted */
+};
+
+/* Remove "name:tag" from the index, then collect garbage (image_store_gc). stats may be NULL. */
+int image_remove(struct image_store *s, const char *ref, struct image_gc_stats *stats,
+		 struct shoal_err *err);
+
+/*
+ * Delete every blob and layer directory that no image in the index and no container
+ * (ROOT/containers/<id>/layers) references. The container side calls it after removing a
+ * container. stats may be NULL.
+ */
+int image_store_gc(struct image_store *s, struct image_gc_stats *stats, struct shoal_err *err);
+
+/*
+ * The store's lock (flock on ROOT), held by import's commit, rmi and gc. A container creator
+ * holds it while writing ROOT/containers/<id>/layers, so rmi cannot delete a layer between
+ * image_get() and that write.
+ */
+int image_store_lock(struct image_store *s, struct shoal_err *err);
+void image_store_unlock(struct image_store *s);
 
 #endif
