@@ -29,13 +29,14 @@ digest_parse(const char *s, char *hex, struct shoal_err *err)
 	if (strncmp(s, "sha256:", 7) != 0) {
 		const char *colon = strchr(s, ':');
 		if (colon != NULL && colon - s < 16)
-			return err_set(err, 0, "digest %.60s: unsupported algorithm %.*s (want sha256)",
-				       s, (int)(colon - s), s);
+			return err_set(err, 0,
+			               "digest %.60s: unsupported algorithm %.*s (want sha256)", s,
+			               (int)(colon - s), s);
 		return err_set(err, 0, "invalid digest \"%.80s\"", s);
 	}
 	if (!digest_is_hex(s + 7))
-		return err_set(err, 0, "invalid digest \"%.80s\" (want sha256: and 64 lowercase hex)",
-			       s);
+		return err_set(err, 0,
+		               "invalid digest \"%.80s\" (want sha256: and 64 lowercase hex)", s);
 	memcpy(hex, s + 7, DIGEST_HEX_LEN + 1);
 	return 0;
 }

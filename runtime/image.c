@@ -181,7 +181,7 @@ index_load(struct image_store *s, struct index *ix, struct shoal_err *err)
 		if (name == NULL || tag == NULL || digest_parse(digest, hex, err) == -1) {
 			index_free(ix);
 			return err_set(err, 0, "%s: image %zu: missing name, tag or digest", path,
-				       i);
+			               i);
 		}
 		e->name = xstrdup(name);
 		e->tag = xstrdup(tag);
@@ -204,9 +204,9 @@ index_save(struct image_store *s, const struct index *ix, struct shoal_err *err)
 	for (size_t i = 0; i < ix->n; i++) {
 		const struct entry *e = &ix->e[i];
 		json_array_append_new(imgs, json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", e->name,
-						      "tag", e->tag, "digest", e->digest,
-						      "created_ms", (json_int_t)e->created_ms,
-						      "size", (json_int_t)e->size));
+		                                      "tag", e->tag, "digest", e->digest,
+		                                      "created_ms", (json_int_t)e->created_ms,
+		                                      "size", (json_int_t)e->size));
 	}
 	json_object_set_new(j, "images", imgs);
 	text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -447,7 +447,7 @@ container_layers(struct image_store *s, struct hexset *layers, struct shoal_err 
 /* Everything the index's images reference: manifests, configs, layers. */
 static int
 referenced(struct image_store *s, const struct index *ix, struct hexset *blobs,
-	   struct hexset *layers, struct shoal_err *err)
+           struct hexset *layers, struct shoal_err *err)
 {
 	for (size_t i = 0; i < ix->n; i++) {
 		cleanup_free char *mtext = read_blob(s, ix->e[i].digest, err);
@@ -471,7 +471,7 @@ referenced(struct image_store *s, const struct index *ix, struct hexset *blobs,
 /* Sweep with the lock held. */
 static int
 gc_locked(struct image_store *s, const struct index *ix, struct image_gc_stats *stats,
-	  struct shoal_err *err)
+          struct shoal_err *err)
 {
 	struct hexset blobs = {0}, layers = {0};
 	cleanup_free char *bdir = store_path(s, "blobs/sha256", NULL);
@@ -552,7 +552,7 @@ image_store_gc(struct image_store *s, struct image_gc_stats *stats, struct shoal
 
 int
 image_remove(struct image_store *s, const char *ref, struct image_gc_stats *stats,
-	     struct shoal_err *err)
+             struct shoal_err *err)
 {
 	cleanup_unlock struct image_store *held = NULL;
 	cleanup_free char *name = NULL;
@@ -620,8 +620,8 @@ static int
 open_in(int dirfd, const char *rel, struct shoal_err *err)
 {
 	struct open_how how = {
-		.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	    .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
 	int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
 	struct stat st;
@@ -708,7 +708,7 @@ blob_location(struct import *imp, const char *hex)
  */
 static int
 stage_blob(struct import *imp, const char *rel, const char *want, int64_t want_size, char *got,
-	   const char *what, struct shoal_err *err)
+           const char *what, struct shoal_err *err)
 {
 	cleanup_close int in = -1;
 	cleanup_close int out = -1;
@@ -723,7 +723,7 @@ stage_blob(struct import *imp, const char *rel, const char *want, int64_t want_s
 	if (in == -1) {
 		if (err->code == ENOENT && want != NULL)
 			return err_set(err, 0, "%s %s: missing from the archive (%s)", what,
-				       digest_short(want, b, sizeof(b)), rel);
+			               digest_short(want, b, sizeof(b)), rel);
 		if (err->code == ENOENT)
 			return err_set(err, 0, "%s: missing from the archive (%s)", what, rel);
 		return err_prefix(err, "%s", what);
@@ -744,17 +744,17 @@ stage_blob(struct import *imp, const char *rel, const char *want, int64_t want_s
 	/* Both problems when both: "truncated" explains the mismatch. */
 	if (want != NULL && strcmp(got, want) != 0)
 		snprintf(problems, sizeof(problems), "digest mismatch (got %s)",
-			 digest_short(got, a, sizeof(a)));
+		         digest_short(got, a, sizeof(a)));
 	if (want_size >= 0 && size != (uint64_t)want_size) {
 		size_t n = strlen(problems);
 		snprintf(problems + n, sizeof(problems) - n,
-			 "%s%llu bytes, descriptor says %lld (%s)", n ? "; " : "",
-			 (unsigned long long)size, (long long)want_size,
-			 size < (uint64_t)want_size ? "truncated" : "too long");
+		         "%s%llu bytes, descriptor says %lld (%s)", n ? "; " : "",
+		         (unsigned long long)size, (long long)want_size,
+		         size < (uint64_t)want_size ? "truncated" : "too long");
 	}
 	if (problems[0])
 		return err_set(err, 0, "%s %s: %s", what,
-			       digest_short(want ? want : got, b, sizeof(b)), problems);
+		               digest_short(want ? want : got, b, sizeof(b)), problems);
 	if (!have) {
 		if (fsync(out) == -1)
 			return err_set(err, errno, "fsync %s", dst);
@@ -816,25 +816,23 @@ staged_add(struct import *imp, char *name, char *tag)
  */
 static int
 stage_image_body(struct import *imp, struct staged *st, const struct oci_manifest *m,
-		 const char *const *layer_src, const char *config_src, struct shoal_err *err)
+                 const char *const *layer_src, const char *config_src, struct shoal_err *err)
 {
 	cleanup_free char *cpath = NULL;
 	cleanup_free char *ctext = NULL;
 	struct oci_config c;
 	char got[DIGEST_STR_LEN + 1], a[40];
 
-	if (stage_blob(imp, config_src, m->config.digest, m->config.size, got, "config", err) ==
-	    -1)
+	if (stage_blob(imp, config_src, m->config.digest, m->config.size, got, "config", err) == -1)
 		return -1;
 	cpath = blob_location(imp, m->config.digest + 7);
 	ctext = util_read_file(cpath, NULL, err);
 	if (ctext == NULL || oci_parse_config(ctext, &c, err) == -1)
-		return err_prefix(err, "config %s",
-				  digest_short(m->config.digest, a, sizeof(a)));
+		return err_prefix(err, "config %s", digest_short(m->config.digest, a, sizeof(a)));
 	if (c.diff_ids && c.ndiff_ids != m->nlayers) {
 		oci_config_free(&c);
 		return err_set(err, 0, "config lists %zu layers (rootfs.diff_ids), manifest %zu",
-			       c.ndiff_ids, m->nlayers);
+		               c.ndiff_ids, m->nlayers);
 	}
 	oci_config_free(&c);
 	st->blobs = xcalloc(m->nlayers + 3, sizeof(char *));
@@ -907,11 +905,12 @@ oci_entry_name(const struct oci_desc *d, char **name, char **tag, struct shoal_e
 {
 	if (d->ref_name == NULL)
 		return err_set(err, 0, "manifest %.19s… has no %s annotation: give NAME:TAG",
-			       d->digest, OCI_ANN_REF_NAME);
+		               d->digest, OCI_ANN_REF_NAME);
 	if (strchr(d->ref_name, ':') == NULL && strchr(d->ref_name, '/') == NULL)
-		return err_set(err, 0, "manifest %.19s… is named only by its tag \"%s\": give "
-				       "NAME:TAG",
-			       d->digest, d->ref_name);
+		return err_set(err, 0,
+		               "manifest %.19s… is named only by its tag \"%s\": give "
+		               "NAME:TAG",
+		               d->digest, d->ref_name);
 	return oci_parse_ref(d->ref_name, name, tag, err);
 }
 
@@ -921,9 +920,8 @@ oci_entry_matches(const struct oci_desc *d, const char *name, const char *tag)
 {
 	cleanup_free char *full = xasprintf("%s:%s", name, tag);
 
-	return d->ref_name &&
-	       (strcmp(d->ref_name, full) == 0 || strcmp(d->ref_name, tag) == 0 ||
-		(strcmp(tag, "latest") == 0 && strcmp(d->ref_name, name) == 0));
+	return d->ref_name && (strcmp(d->ref_name, full) == 0 || strcmp(d->ref_name, tag) == 0 ||
+	                       (strcmp(tag, "latest") == 0 && strcmp(d->ref_name, name) == 0));
 }
 
 static int
@@ -953,7 +951,7 @@ import_oci(struct import *imp, struct shoal_err *err)
 			matched += (size_t)oci_entry_matches(&ds[i], uname, utag);
 	if (imp->ref && n > 1 && matched != 1) {
 		err_set(err, 0, "the layout holds %zu images and %s of them is named %s", n,
-			matched ? "more than one" : "none", imp->ref);
+		        matched ? "more than one" : "none", imp->ref);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -981,7 +979,7 @@ import_oci(struct import *imp, struct shoal_err *err)
 			goto out;
 		if (d->media_type && oci_media_kind(d->media_type) != OCI_KIND_MANIFEST) {
 			err_set(err, 0, "manifest %s: unknown media type %s",
-				digest_short(d->digest, a, sizeof(a)), d->media_type);
+			        digest_short(d->digest, a, sizeof(a)), d->media_type);
 			goto out;
 		}
 		rel = xasprintf("blobs/sha256/%s", d->digest + 7);
@@ -1047,7 +1045,7 @@ sniff_layer_type(const char *path)
 /* Names a docker save image answers to: the user's, RepoTags, else the repositories file. */
 static char **
 docker_names(struct import *imp, const struct oci_docker_image *di, size_t nimgs,
-	     struct shoal_err *err)
+             struct shoal_err *err)
 {
 	char **names;
 
@@ -1118,8 +1116,9 @@ import_docker(struct import *imp, struct shoal_err *err)
 		if (ctext == NULL || oci_parse_config(ctext, &c, err) == -1)
 			goto next;
 		if (c.diff_ids && c.ndiff_ids != di->nlayers) {
-			err_set(err, 0, "config lists %zu layers (rootfs.diff_ids), manifest.json %zu",
-				c.ndiff_ids, di->nlayers);
+			err_set(err, 0,
+			        "config lists %zu layers (rootfs.diff_ids), manifest.json %zu",
+			        c.ndiff_ids, di->nlayers);
 			goto next;
 		}
 		m.config.media_type = xstrdup(OCI_MT_CONFIG);
@@ -1138,12 +1137,13 @@ import_docker(struct import *imp, struct shoal_err *err)
 			lpath = blob_location(imp, l->digest + 7);
 			l->media_type = xstrdup(sniff_layer_type(lpath));
 			l->size = stat(lpath, &sb) == 0 ? (int64_t)sb.st_size : 0;
-			/* An uncompressed layer's digest is its diff_id: the config vouches for it. */
+			/* An uncompressed layer's digest is its diff_id: the config vouches for it.
+			 */
 			if (strcmp(l->media_type, OCI_MT_LAYER) == 0 && c.diff_ids &&
 			    strcmp(c.diff_ids[k], l->digest) != 0) {
 				err_set(err, 0, "layer %s (%s): digest mismatch (config says %s)",
-					digest_short(l->digest, a, sizeof(a)), di->layers[k],
-					digest_short(c.diff_ids[k], b, sizeof(b)));
+				        digest_short(l->digest, a, sizeof(a)), di->layers[k],
+				        digest_short(c.diff_ids[k], b, sizeof(b)));
 				goto next;
 			}
 		}
@@ -1164,7 +1164,7 @@ import_docker(struct import *imp, struct shoal_err *err)
 			if (first == NULL) {
 				/* Layers were staged by path above; the body only unpacks them. */
 				if (stage_image_body(imp, st, &m, (const char *const *)di->layers,
-						     di->config, err) == -1)
+				                     di->config, err) == -1)
 					goto next;
 				first = st;
 			} else {
@@ -1178,7 +1178,7 @@ import_docker(struct import *imp, struct shoal_err *err)
 			}
 		}
 		r = 0;
-next:
+	next:
 		oci_manifest_free(&m);
 		oci_config_free(&c);
 		oci_strv_free(names);
@@ -1194,7 +1194,7 @@ out:
 /* Move a staged file or directory into the store unless it is there already. */
 static int
 commit_one(struct import *imp, const char *kind, const char *from_dir, const char *hex,
-	   struct shoal_err *err)
+           struct shoal_err *err)
 {
 	cleanup_free char *from = xasprintf("%s/%s/%s", imp->tmp, from_dir, hex);
 	cleanup_free char *to = store_path(imp->s, kind, hex);
@@ -1203,7 +1203,7 @@ commit_one(struct import *imp, const char *kind, const char *from_dir, const cha
 		return 0;
 	if (!path_exists(from))
 		return err_set(err, 0, "%s %s was removed from the store during the import: retry",
-			       from_dir, hex);
+		               from_dir, hex);
 	if (rename(from, to) == -1)
 		return err_set(err, errno, "rename into %s", to);
 	return 0;
@@ -1263,7 +1263,7 @@ out:
 
 int
 image_import(struct image_store *s, const char *path, const char *ref, char ***refs,
-	     struct shoal_err *err)
+             struct shoal_err *err)
 {
 	struct import imp = {.s = s, .ref = ref, .srcfd = -1};
 	cleanup_free char *blobs = NULL;
@@ -1320,8 +1320,9 @@ image_import(struct image_store *s, const char *path, const char *ref, char ***r
 	else if (exists_in(imp.srcfd, "manifest.json"))
 		rc = import_docker(&imp, err);
 	else
-		err_set(err, 0, "neither an OCI image layout (no index.json) nor a docker save "
-				"archive (no manifest.json)");
+		err_set(err, 0,
+		        "neither an OCI image layout (no index.json) nor a docker save "
+		        "archive (no manifest.json)");
 	if (rc == 0)
 		rc = commit(&imp, err);
 	if (rc == 0 && refs) {

@@ -58,7 +58,7 @@ void image_free(struct image *img);
  * imported "name:tag" references, NULL-terminated; free with image_refs_free.
  */
 int image_import(struct image_store *s, const char *path, const char *ref, char ***refs,
-		 struct shoal_err *err);
+                 struct shoal_err *err);
 void image_refs_free(char **refs);
 
 /* Every image, sorted by name then tag. Free with image_list_free. */
@@ -72,7 +72,7 @@ struct image_gc_stats {
 
 /* Remove "name:tag" from the index, then collect garbage (image_store_gc). stats may be NULL. */
 int image_remove(struct image_store *s, const char *ref, struct image_gc_stats *stats,
-		 struct shoal_err *err);
+                 struct shoal_err *err);
 
 /*
  * Delete every blob and layer directory that no image in the index and no container

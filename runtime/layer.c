@@ -18,9 +18,9 @@
 #include "err.h"
 #include "util.h"
 
-#define WH_PREFIX ".wh."
+#define WH_PREFIX      ".wh."
 #define WH_META_PREFIX ".wh..wh."
-#define WH_OPAQUE ".wh..wh..opq"
+#define WH_OPAQUE      ".wh..wh..opq"
 
 static void
 archive_read_freep(struct archive **a)
@@ -46,9 +46,9 @@ closedirp(DIR **d)
 	*d = NULL;
 }
 
-#define cleanup_archive_read __attribute__((cleanup(archive_read_freep)))
+#define cleanup_archive_read  __attribute__((cleanup(archive_read_freep)))
 #define cleanup_archive_write __attribute__((cleanup(archive_write_freep)))
-#define cleanup_dir __attribute__((cleanup(closedirp)))
+#define cleanup_dir           __attribute__((cleanup(closedirp)))
 
 /*
  * Normalise an entry name into out: drop "./" and empty components. Absolute names and ".."
@@ -114,7 +114,7 @@ open_dir_beneath(int base, const char *rel, int create, struct shoal_err *err)
 		if (next == -1) {
 			if (errno == ELOOP || errno == ENOTDIR)
 				return err_set(err, 0, "%.*s is a symlink or not a directory",
-					       (int)(end - rel), rel);
+				               (int)(end - rel), rel);
 			return err_set(err, errno, "open %.*s", (int)(end - rel), rel);
 		}
 		close(fd);
@@ -213,7 +213,7 @@ size_at(int fd, uint64_t *bytes, struct shoal_err *err)
 			*bytes += (uint64_t)st.st_size;
 		} else if (S_ISDIR(st.st_mode)) {
 			int sub = openat(dirfd(d), de->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub == -1)
 				return err_set(err, errno, "open %s", de->d_name);
 			if (size_at(sub, bytes, err) == -1)
@@ -341,12 +341,12 @@ check_type(struct archive_entry *e, unsigned flags, struct shoal_err *err)
 		if ((flags & LAYER_OCI) && archive_entry_rdev(e) == 0)
 			return 1;
 		return err_set(err, 0, "device node refused (char %u:%u)",
-			       (unsigned)archive_entry_rdevmajor(e),
-			       (unsigned)archive_entry_rdevminor(e));
+		               (unsigned)archive_entry_rdevmajor(e),
+		               (unsigned)archive_entry_rdevminor(e));
 	case AE_IFBLK:
 		return err_set(err, 0, "device node refused (block %u:%u)",
-			       (unsigned)archive_entry_rdevmajor(e),
-			       (unsigned)archive_entry_rdevminor(e));
+		               (unsigned)archive_entry_rdevmajor(e),
+		               (unsigned)archive_entry_rdevminor(e));
 	default:
 		return err_set(err, 0, "unsupported file type refused");
 	}
@@ -397,8 +397,7 @@ copy_data(struct archive *in, struct archive *out, struct shoal_err *err)
 /* One archive entry; the caller prefixes errors with the entry's name. */
 static int
 unpack_entry(struct archive *in, struct archive *out, struct archive_entry *e, int root,
-	     const char *rootpath, unsigned flags, struct layer_stats *stats,
-	     struct shoal_err *err)
+             const char *rootpath, unsigned flags, struct layer_stats *stats, struct shoal_err *err)
 {
 	char clean[PATH_MAX], parent[PATH_MAX];
 	const char *base;
@@ -470,7 +469,7 @@ unpack_entry(struct archive *in, struct archive *out, struct archive_entry *e, i
 
 int
 layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_stats *stats,
-	     struct shoal_err *err)
+             struct shoal_err *err)
 {
 	cleanup_archive_read struct archive *in = archive_read_new();
 	cleanup_archive_write struct archive *out = archive_write_disk_new();
@@ -504,7 +503,7 @@ layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_
 	opts = ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT;
 	if (flags & LAYER_OCI)
 		opts |= ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
-			ARCHIVE_EXTRACT_XATTR;
+		        ARCHIVE_EXTRACT_XATTR;
 	archive_write_disk_set_options(out, opts);
 
 	for (;;) {
@@ -515,7 +514,8 @@ layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_
 			break;
 		if (r < ARCHIVE_WARN)
 			return err_set(err, 0, "after %llu entries: %s",
-				       (unsigned long long)stats->entries, archive_error_string(in));
+			               (unsigned long long)stats->entries,
+			               archive_error_string(in));
 		name = xstrdup(archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
 		if (unpack_entry(in, out, e, root, rootpath, flags, stats, err) == -1)
 			return err_prefix(err, "entry \"%s\"", name);

@@ -37,7 +37,7 @@ struct layer_stats {
  * existing directory (normally empty). stats may be NULL.
  */
 int layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_stats *stats,
-		 struct shoal_err *err);
+                 struct shoal_err *err);
 
 /* Bytes of regular files under dir, symlinks not followed. */
 int layer_size(const char *dir, uint64_t *bytes, struct shoal_err *err);

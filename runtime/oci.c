@@ -59,14 +59,14 @@ int
 oci_layer_type_ok(const char *mt)
 {
 	static const char *const ok[] = {
-		"application/vnd.oci.image.layer.v1.tar",
-		"application/vnd.oci.image.layer.v1.tar+gzip",
-		"application/vnd.oci.image.layer.v1.tar+zstd",
-		"application/vnd.oci.image.layer.nondistributable.v1.tar",
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-		"application/vnd.docker.image.rootfs.diff.tar.gzip",
-		"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+	    "application/vnd.oci.image.layer.v1.tar",
+	    "application/vnd.oci.image.layer.v1.tar+gzip",
+	    "application/vnd.oci.image.layer.v1.tar+zstd",
+	    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+	    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+	    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+	    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+	    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 	};
 
 	if (mt == NULL)
@@ -128,10 +128,11 @@ parse_desc(json_t *j, struct oci_desc *d, const char *what, struct shoal_err *er
 		}
 	}
 	if (json_is_object(plat)) {
-		json_t *os = json_object_get(plat, "os"), *arch = json_object_get(plat, "architecture");
+		json_t *os = json_object_get(plat, "os"),
+		       *arch = json_object_get(plat, "architecture");
 		if (json_is_string(os) && json_is_string(arch))
-			d->platform = xasprintf("%s/%s", json_string_value(os),
-						json_string_value(arch));
+			d->platform =
+			    xasprintf("%s/%s", json_string_value(os), json_string_value(arch));
 	}
 	return 0;
 }
@@ -216,7 +217,7 @@ add_problem(char *buf, size_t len, const char *fmt, ...)
 
 int
 oci_parse_manifest(const char *json, const char *media_type, struct oci_manifest *m,
-		   struct shoal_err *err)
+                   struct shoal_err *err)
 {
 	cleanup_json json_t *j = load(json, "manifest", err);
 	char problems[sizeof(err->msg)] = "";
@@ -230,8 +231,9 @@ oci_parse_manifest(const char *json, const char *media_type, struct oci_manifest
 		return err_set(err, 0, "manifest: not a JSON object");
 	sv = json_object_get(j, "schemaVersion");
 	if (!json_is_integer(sv) || json_integer_value(sv) != 2)
-		return err_set(err, 0, "manifest: schemaVersion must be 2 (Docker schema1 is not "
-				       "supported)");
+		return err_set(err, 0,
+		               "manifest: schemaVersion must be 2 (Docker schema1 is not "
+		               "supported)");
 	mt = json_object_get(j, "mediaType");
 	if (json_is_string(mt))
 		media_type = json_string_value(mt);
@@ -243,8 +245,8 @@ oci_parse_manifest(const char *json, const char *media_type, struct oci_manifest
 		return err_prefix(err, "manifest");
 	if (m->config.media_type == NULL || !config_type_ok(m->config.media_type))
 		add_problem(problems, sizeof(problems), "config %s: unknown media type %s",
-			    m->config.digest,
-			    m->config.media_type ? m->config.media_type : "(none)");
+		            m->config.digest,
+		            m->config.media_type ? m->config.media_type : "(none)");
 	ls = json_object_get(j, "layers");
 	if (!json_is_array(ls)) {
 		oci_manifest_free(m);
@@ -264,8 +266,8 @@ oci_parse_manifest(const char *json, const char *media_type, struct oci_manifest
 		m->nlayers = i + 1;
 		if (!oci_layer_type_ok(m->layers[i].media_type))
 			add_problem(problems, sizeof(problems), "layer %s: unknown media type %s",
-				    m->layers[i].digest,
-				    m->layers[i].media_type ? m->layers[i].media_type : "(none)");
+			            m->layers[i].digest,
+			            m->layers[i].media_type ? m->layers[i].media_type : "(none)");
 	}
 	if (problems[0]) {
 		oci_manifest_free(m);
@@ -340,7 +342,7 @@ oci_parse_config(const char *json, struct oci_config *c, struct shoal_err *err)
 		if (!json_is_object(cfg))
 			return err_set(err, 0, "config: \"config\" is not an object");
 		if (strv_from(json_object_get(cfg, "Entrypoint"), "config Entrypoint",
-			      &c->entrypoint, err) == -1 ||
+		              &c->entrypoint, err) == -1 ||
 		    strv_from(json_object_get(cfg, "Cmd"), "config Cmd", &c->cmd, err) == -1 ||
 		    strv_from(json_object_get(cfg, "Env"), "config Env", &c->env, err) == -1)
 			goto fail;
@@ -354,7 +356,7 @@ oci_parse_config(const char *json, struct oci_config *c, struct shoal_err *err)
 	rootfs = json_object_get(j, "rootfs");
 	if (json_is_object(rootfs)) {
 		if (strv_from(json_object_get(rootfs, "diff_ids"), "config rootfs.diff_ids",
-			      &c->diff_ids, err) == -1)
+		              &c->diff_ids, err) == -1)
 			goto fail;
 		while (c->diff_ids && c->diff_ids[c->ndiff_ids])
 			c->ndiff_ids++;
@@ -380,7 +382,7 @@ oci_docker_images_free(struct oci_docker_image *imgs, size_t n)
 
 int
 oci_parse_docker_manifest(const char *json, struct oci_docker_image **imgs, size_t *n,
-			  struct shoal_err *err)
+                          struct shoal_err *err)
 {
 	cleanup_json json_t *j = load(json, "manifest.json", err);
 	struct oci_docker_image *out;
@@ -404,8 +406,8 @@ oci_parse_docker_manifest(const char *json, struct oci_docker_image **imgs, size
 			goto fail;
 		}
 		out[i].config = xstrdup(json_string_value(cfg));
-		if (strv_from(json_object_get(e, "RepoTags"), "RepoTags", &out[i].repo_tags,
-			      err) == -1 ||
+		if (strv_from(json_object_get(e, "RepoTags"), "RepoTags", &out[i].repo_tags, err) ==
+		        -1 ||
 		    strv_from(json_object_get(e, "Layers"), "Layers", &layers, err) == -1) {
 			err_prefix(err, "manifest.json: image %zu", i);
 			goto fail;
@@ -462,8 +464,8 @@ oci_parse_docker_repositories(const char *json, struct shoal_err *err)
 static json_t *
 desc_json(const struct oci_desc *d)
 {
-	return json_pack("{s:s, s:s, s:I}", "mediaType", d->media_type, "digest", d->digest,
-			 "size", (json_int_t)d->size);
+	return json_pack("{s:s, s:s, s:I}", "mediaType", d->media_type, "digest", d->digest, "size",
+	                 (json_int_t)d->size);
 }
 
 char *
@@ -475,7 +477,7 @@ oci_build_manifest(const struct oci_desc *config, const struct oci_desc *layers,
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(ls, desc_json(&layers[i]));
 	j = json_pack("{s:i, s:s, s:o, s:o}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST,
-		      "config", desc_json(config), "layers", ls);
+	              "config", desc_json(config), "layers", ls);
 	SHOAL_ASSERT(j != NULL);
 	return json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
 }
@@ -524,8 +526,8 @@ oci_parse_ref(const char *ref, char **name, char **tag, struct shoal_err *err)
 
 	*name = *tag = NULL;
 	if (strchr(ref, '@'))
-		return err_set(err, 0, "reference \"%.80s\": digests are not supported, use NAME:TAG",
-			       ref);
+		return err_set(err, 0,
+		               "reference \"%.80s\": digests are not supported, use NAME:TAG", ref);
 	n = colon ? xstrndup(ref, (size_t)(colon - ref)) : xstrdup(ref);
 	t = xstrdup(colon ? colon + 1 : "latest");
 	if (!name_ok(n))

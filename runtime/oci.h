@@ -14,12 +14,12 @@ struct shoal_err;
  * hands the text to these parsers, and the parsers are what a fuzzer exercises.
  */
 
-#define OCI_MT_INDEX "application/vnd.oci.image.index.v1+json"
-#define OCI_MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
-#define OCI_MT_CONFIG "application/vnd.oci.image.config.v1+json"
-#define OCI_MT_LAYER "application/vnd.oci.image.layer.v1.tar"
+#define OCI_MT_INDEX      "application/vnd.oci.image.index.v1+json"
+#define OCI_MT_MANIFEST   "application/vnd.oci.image.manifest.v1+json"
+#define OCI_MT_CONFIG     "application/vnd.oci.image.config.v1+json"
+#define OCI_MT_LAYER      "application/vnd.oci.image.layer.v1.tar"
 #define OCI_MT_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
-#define OCI_ANN_REF_NAME "org.opencontainers.image.ref.name"
+#define OCI_ANN_REF_NAME  "org.opencontainers.image.ref.name"
 
 enum oci_kind {
 	OCI_KIND_OTHER = 0,
@@ -69,11 +69,11 @@ int oci_parse_index(const char *json, struct oci_desc **descs, size_t *n, struct
 /* An image manifest: config and layer descriptors, media types checked (every problem
  * reported, not just the first). media_type is the referring descriptor's, may be NULL. */
 int oci_parse_manifest(const char *json, const char *media_type, struct oci_manifest *m,
-		       struct shoal_err *err);
+                       struct shoal_err *err);
 int oci_parse_config(const char *json, struct oci_config *c, struct shoal_err *err);
 /* `docker save`'s manifest.json. */
 int oci_parse_docker_manifest(const char *json, struct oci_docker_image **imgs, size_t *n,
-			      struct shoal_err *err);
+                              struct shoal_err *err);
 /* `docker save`'s legacy repositories file: {"name":{"tag":"id"}} -> "name:tag" list. */
 char **oci_parse_docker_repositories(const char *json, struct shoal_err *err);
 

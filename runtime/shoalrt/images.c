@@ -24,14 +24,14 @@ print_json(struct image **imgs, size_t n)
 
 		for (size_t k = 0; k < imgs[i]->nlayers; k++)
 			json_array_append_new(layers,
-					      json_sprintf("sha256:%s", imgs[i]->layer_digests[k]));
+			                      json_sprintf("sha256:%s", imgs[i]->layer_digests[k]));
 		gmtime_r(&t, &tm);
 		strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		json_array_append_new(
-			a, json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:I}", "name", imgs[i]->name,
-				     "tag", imgs[i]->tag, "digest", imgs[i]->digest, "layers",
-				     layers, "size", (json_int_t)imgs[i]->size, "created", created,
-				     "created_ms", (json_int_t)imgs[i]->created_ms));
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:I}", "name",
+		                                   imgs[i]->name, "tag", imgs[i]->tag, "digest",
+		                                   imgs[i]->digest, "layers", layers, "size",
+		                                   (json_int_t)imgs[i]->size, "created", created,
+		                                   "created_ms", (json_int_t)imgs[i]->created_ms));
 	}
 	text = json_dumps(a, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	puts(text);
@@ -96,7 +96,7 @@ images_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(images, "images", "list images in the store",
-	     "usage: shoalrt [-o json] images\n\n"
-	     "List the store's images: NAME TAG DIGEST (12 hex of the manifest digest) LAYERS\n"
-	     "SIZE (unpacked) CREATED (import time). -o json prints every field in full.\n",
-	     images_run)
+             "usage: shoalrt [-o json] images\n\n"
+             "List the store's images: NAME TAG DIGEST (12 hex of the manifest digest) LAYERS\n"
+             "SIZE (unpacked) CREATED (import time). -o json prints every field in full.\n",
+             images_run)

@@ -38,8 +38,8 @@ import_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 			rc = 1;
 			continue;
 		}
-		printf("imported %s:%s %.19s (%zu layer%s, %s)\n", img->name, img->tag,
-		       img->digest, img->nlayers, img->nlayers == 1 ? "" : "s",
+		printf("imported %s:%s %.19s (%zu layer%s, %s)\n", img->name, img->tag, img->digest,
+		       img->nlayers, img->nlayers == 1 ? "" : "s",
 		       util_format_bytes((int64_t)img->size, size, sizeof(size)));
 		image_free(img);
 	}
@@ -49,9 +49,9 @@ import_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(import, "import", "import an OCI image layout (dir or tar) or a docker save archive",
-	     "usage: shoalrt import PATH [NAME:TAG]\n\n"
-	     "Import the image(s) at PATH: an OCI image layout directory, a tar of one, or a\n"
-	     "`docker save` archive. Every digest is verified; a failed import leaves the store\n"
-	     "unchanged. NAME:TAG names the image; by default the layout's\n"
-	     "org.opencontainers.image.ref.name annotation or docker's RepoTags name it.\n",
-	     import_run)
+             "usage: shoalrt import PATH [NAME:TAG]\n\n"
+             "Import the image(s) at PATH: an OCI image layout directory, a tar of one, or a\n"
+             "`docker save` archive. Every digest is verified; a failed import leaves the store\n"
+             "unchanged. NAME:TAG names the image; by default the layout's\n"
+             "org.opencontainers.image.ref.name annotation or docker's RepoTags name it.\n",
+             import_run)

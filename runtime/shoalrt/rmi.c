@@ -37,7 +37,7 @@ rmi_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(rmi, "rmi", "remove images (and layers nothing else uses)",
-	     "usage: shoalrt rmi NAME:TAG...\n\n"
-	     "Remove each image from the index, then delete every blob and layer that no other\n"
-	     "image and no container (ROOT/containers/<id>/layers) references.\n",
-	     rmi_run)
+             "usage: shoalrt rmi NAME:TAG...\n\n"
+             "Remove each image from the index, then delete every blob and layer that no other\n"
+             "image and no container (ROOT/containers/<id>/layers) references.\n",
+             rmi_run)

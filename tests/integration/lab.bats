@@ -23,7 +23,7 @@ lab_snapshot() {
 	ip -n shoal-lab-br -o link show | sed 's/ qlen.*//'
 	for h in $(lab hosts); do
 		ip -n "shoal-$h" -o link show | sed 's/ qlen.*//'
-		ip -n "shoal-$h" -o addr show
+		ip -4 -n "shoal-$h" -o addr show
 	done
 }
 
@@ -172,7 +172,9 @@ teardown_file() {
 	run lab up 3
 	[ "$status" -eq 0 ]
 	[[ $output == *"(no changes)"* ]]
-	[ "$(lab_snapshot)" = "$before" ]
+	after=$(lab_snapshot)
+	diff <(echo "$before") <(echo "$after") || true
+	[ "$after" = "$before" ]
 }
 
 @test "up repairs a missing veth, address and link state" {
@@ -207,7 +209,9 @@ teardown_file() {
 	[ "$(lab hosts | tr '\n' ' ')" = "sched node1 node2 node3 node4 node5 " ]
 	run ip -n shoal-lab-br -o link show dev v-node6
 	[ "$status" -ne 0 ]
-	[ "$(lab_snapshot)" = "$before" ]
+	after=$(lab_snapshot)
+	diff <(echo "$before") <(echo "$after") || true
+	[ "$after" = "$before" ]
 }
 
 @test "down stops daemons and strays, removes namespaces, routes and run dir" {

@@ -117,8 +117,8 @@ struct layout {
  */
 static void
 make_layout(struct fixture *f, struct layout *l, const char *name, const char *ref,
-	    const struct file *const *layers, const size_t *nfiles, size_t nlayers,
-	    const char *layer_type)
+            const struct file *const *layers, const size_t *nfiles, size_t nlayers,
+            const char *layer_type)
 {
 	char *buf, *json, path[256], descs[2048] = "", diffs[1024] = "";
 	size_t len;
@@ -133,29 +133,30 @@ make_layout(struct fixture *f, struct layout *l, const char *name, const char *r
 		put_blob(l->dir, buf, len, l->layers[i]);
 		free(buf);
 		snprintf(descs + n, sizeof(descs) - n,
-			 "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu}", i ? "," : "",
-			 layer_type ? layer_type : OCI_MT_LAYER, l->layers[i], len);
+		         "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu}", i ? "," : "",
+		         layer_type ? layer_type : OCI_MT_LAYER, l->layers[i], len);
 		n = strlen(diffs);
 		snprintf(diffs + n, sizeof(diffs) - n, "%s\"%s\"", i ? "," : "", l->layers[i]);
 	}
 	l->nlayers = nlayers;
-	json = xasprintf("{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{"
-			 "\"Entrypoint\":[\"/bin/app\"],\"Cmd\":[\"--port\",\"80\"],"
-			 "\"Env\":[\"PATH=/bin\",\"MODE=test\"],\"WorkingDir\":\"/srv\","
-			 "\"User\":\"1000:1000\"},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}}",
-			 diffs);
+	json =
+	    xasprintf("{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{"
+	              "\"Entrypoint\":[\"/bin/app\"],\"Cmd\":[\"--port\",\"80\"],"
+	              "\"Env\":[\"PATH=/bin\",\"MODE=test\"],\"WorkingDir\":\"/srv\","
+	              "\"User\":\"1000:1000\"},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}}",
+	              diffs);
 	put_blob(l->dir, json, strlen(json), l->config);
 	len = strlen(json);
 	free(json);
 	json = xasprintf("{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
-			 "\"%s\",\"digest\":\"%s\",\"size\":%zu},\"layers\":[%s]}",
-			 OCI_MT_MANIFEST, OCI_MT_CONFIG, l->config, len, descs);
+	                 "\"%s\",\"digest\":\"%s\",\"size\":%zu},\"layers\":[%s]}",
+	                 OCI_MT_MANIFEST, OCI_MT_CONFIG, l->config, len, descs);
 	put_blob(l->dir, json, strlen(json), l->manifest);
 	len = strlen(json);
 	free(json);
 	json = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":"
-			 "\"%s\",\"size\":%zu,\"annotations\":{\"%s\":\"%s\"}}]}",
-			 OCI_MT_MANIFEST, l->manifest, len, OCI_ANN_REF_NAME, ref);
+	                 "\"%s\",\"size\":%zu,\"annotations\":{\"%s\":\"%s\"}}]}",
+	                 OCI_MT_MANIFEST, l->manifest, len, OCI_ANN_REF_NAME, ref);
 	snprintf(path, sizeof(path), "%s/index.json", l->dir);
 	write_file(path, json, strlen(json));
 	free(json);
@@ -164,10 +165,10 @@ make_layout(struct fixture *f, struct layout *l, const char *name, const char *r
 }
 
 static const struct file base_files[] = {
-	{"bin/", NULL, 0},
-	{"bin/app", "#!/bin/sh\necho app\n", 0},
-	{"etc/", NULL, 0},
-	{"etc/os-release", "ID=shoal\n", 0},
+    {"bin/", NULL, 0},
+    {"bin/app", "#!/bin/sh\necho app\n", 0},
+    {"etc/", NULL, 0},
+    {"etc/os-release", "ID=shoal\n", 0},
 };
 static const struct file top1_files[] = {{"srv/", NULL, 0}, {"srv/version", "1\n", 0}};
 static const struct file top2_files[] = {{"srv/", NULL, 0}, {"srv/version", "2\n", 0}};
@@ -191,9 +192,9 @@ snapshot(const char *root)
 	char *out = xmalloc(cap);
 
 	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && find . -printf '%%p %%y %%m %%U:%%G %%s\\n' | sort && "
-		 "find . -type f -exec sha256sum {} + | sort",
-		 root);
+	         "cd '%s' && find . -printf '%%p %%y %%m %%U:%%G %%s\\n' | sort && "
+	         "find . -type f -exec sha256sum {} + | sort",
+	         root);
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	while (fgets(buf, sizeof(buf), p)) {
@@ -267,15 +268,15 @@ test_digest(void **state)
 	(void)state;
 	digest_buf("abc", 3, d);
 	assert_string_equal(
-		d, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	    d, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	assert_int_equal(digest_parse(d, hex, &err), 0);
 	assert_string_equal(hex, d + 7);
 	assert_string_equal(digest_short(d, s, sizeof(s)), "sha256:ba7816bf8f01…");
 	assert_int_equal(digest_parse("sha256:../../../etc/passwd", hex, &err), -1);
 	assert_int_equal(digest_parse("sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410"
-				      "FF61F20015AD",
-				      hex, &err),
-			 -1);
+	                              "FF61F20015AD",
+	                              hex, &err),
+	                 -1);
 	assert_int_equal(digest_parse("sha256:ba78", hex, &err), -1);
 	assert_int_equal(digest_parse("sha512:abcd", hex, &err), -1);
 	assert_non_null(strstr(err.msg, "unsupported algorithm sha512"));
@@ -311,13 +312,15 @@ test_index_names(void **state)
 {
 	/* docker save v25: the tag alone in ref.name, the full name in containerd's key */
 	const char *ix =
-		"{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" OCI_MT_MANIFEST "\","
-		"\"digest\":\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
-		"\"size\":3,\"annotations\":{\"io.containerd.image.name\":"
-		"\"docker.io/library/busybox:1.36\",\"" OCI_ANN_REF_NAME "\":\"1.36\"}},"
-		"{\"mediaType\":\"" OCI_MT_MANIFEST "\","
-		"\"digest\":\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
-		"\"size\":3,\"annotations\":{\"" OCI_ANN_REF_NAME "\":\"shoal/web:1\"}}]}";
+	    "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"" OCI_MT_MANIFEST "\","
+	    "\"digest\":\"sha256:"
+	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+	    "\"size\":3,\"annotations\":{\"io.containerd.image.name\":"
+	    "\"docker.io/library/busybox:1.36\",\"" OCI_ANN_REF_NAME "\":\"1.36\"}},"
+	    "{\"mediaType\":\"" OCI_MT_MANIFEST "\","
+	    "\"digest\":\"sha256:"
+	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+	    "\"size\":3,\"annotations\":{\"" OCI_ANN_REF_NAME "\":\"shoal/web:1\"}}]}";
 	struct oci_desc *d;
 	size_t n;
 	struct shoal_err err;
@@ -337,11 +340,11 @@ static void
 test_manifest_problems_collected(void **state)
 {
 	const char *m =
-		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/x-weird\",\"digest\":"
-		"\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
-		"\"size\":3},\"layers\":[{\"mediaType\":\"application/x-rar\",\"digest\":"
-		"\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
-		"\"size\":3}]}";
+	    "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/x-weird\",\"digest\":"
+	    "\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+	    "\"size\":3},\"layers\":[{\"mediaType\":\"application/x-rar\",\"digest\":"
+	    "\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+	    "\"size\":3}]}";
 	struct oci_manifest man;
 	struct shoal_err err;
 
@@ -533,7 +536,7 @@ test_failed_imports_leave_store_unchanged(void **state)
 		const struct file *layers[] = {base_files, top2_files};
 		const size_t n[] = {ARRAY_SIZE(base_files), 2};
 		make_layout(f, &l, "mediatype", "test/app:2", layers, n, 2,
-			    "application/vnd.example.squashfs");
+		            "application/vnd.example.squashfs");
 		expect_failure(f, l.dir, "unknown media type application/vnd.example.squashfs");
 	}
 
@@ -567,14 +570,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_digest),
-		cmocka_unit_test(test_ref),
-		cmocka_unit_test(test_index_names),
-		cmocka_unit_test(test_manifest_problems_collected),
-		cmocka_unit_test_setup_teardown(test_import_roundtrip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shared_base_and_rmi, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failed_imports_leave_store_unchanged, setup,
-						teardown),
+	    cmocka_unit_test(test_digest),
+	    cmocka_unit_test(test_ref),
+	    cmocka_unit_test(test_index_names),
+	    cmocka_unit_test(test_manifest_problems_collected),
+	    cmocka_unit_test_setup_teardown(test_import_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_base_and_rmi, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_imports_leave_store_unchanged, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests_name("image", tests, NULL, NULL);
 }

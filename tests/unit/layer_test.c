@@ -71,8 +71,8 @@ write_tar(const char *path, const struct ent *e, size_t n, int gz)
 			archive_entry_set_perm(ae, 0644);
 		} else {
 			archive_entry_set_filetype(ae, e[i].type);
-			archive_entry_set_perm(ae, e[i].mode ? e[i].mode
-							      : (e[i].type == AE_IFDIR ? 0755 : 0644));
+			archive_entry_set_perm(
+			    ae, e[i].mode ? e[i].mode : (e[i].type == AE_IFDIR ? 0755 : 0644));
 		}
 		if (e[i].type == AE_IFLNK)
 			archive_entry_set_symlink(ae, e[i].data_or_link);
@@ -89,7 +89,8 @@ write_tar(const char *path, const struct ent *e, size_t n, int gz)
 		}
 		assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
 		if (len)
-			assert_int_equal(archive_write_data(a, e[i].data_or_link, len), (ssize_t)len);
+			assert_int_equal(archive_write_data(a, e[i].data_or_link, len),
+			                 (ssize_t)len);
 	}
 	archive_entry_free(ae);
 	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
@@ -145,14 +146,14 @@ test_whiteouts(void **state)
 {
 	struct fixture *f = *state;
 	const struct ent e[] = {
-		{"./", AE_IFDIR, NULL, 0755, 0, 0, 0, NULL},
-		{"etc/", AE_IFDIR, NULL, 0755, 0, 0, 0, NULL},
-		{"etc/.wh.passwd", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
-		{"var/", AE_IFDIR, NULL, 0755, 0, 0, 0, NULL},
-		{"var/.wh..wh..opq", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
-		{"var/new", AE_IFREG, "fresh\n", 0644, 0, 0, 0, NULL},
-		{"deep/dir/.wh.gone", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
-		{".wh..wh.plnk", AE_IFDIR, NULL, 0700, 0, 0, 0, NULL},
+	    {"./", AE_IFDIR, NULL, 0755, 0, 0, 0, NULL},
+	    {"etc/", AE_IFDIR, NULL, 0755, 0, 0, 0, NULL},
+	    {"etc/.wh.passwd", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
+	    {"var/", AE_IFDIR, NULL, 0755, 0, 0, 0, NULL},
+	    {"var/.wh..wh..opq", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
+	    {"var/new", AE_IFREG, "fresh\n", 0644, 0, 0, 0, NULL},
+	    {"deep/dir/.wh.gone", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
+	    {".wh..wh.plnk", AE_IFDIR, NULL, 0700, 0, 0, 0, NULL},
 	};
 	struct layer_stats st;
 	struct shoal_err err;
@@ -196,13 +197,13 @@ test_owners_modes_links(void **state)
 {
 	struct fixture *f = *state;
 	const struct ent e[] = {
-		{"bin/", AE_IFDIR, NULL, 0755, 0, 0, 0, NULL},
-		{"bin/tool", AE_IFREG, "#!/bin/sh\n", 04755, 1234, 5678, 0, "user.note=kept"},
-		{"bin/sh", AE_IFLNK, "/bin/busybox", 0777, 0, 0, 0, NULL}, /* absolute: fine */
-		{"bin/up", AE_IFLNK, "../../../../etc", 0777, 0, 0, 0, NULL},
-		{"bin/tool2", 0, "bin/tool", 0, 0, 0, 0, NULL},
-		{"tmp/", AE_IFDIR, NULL, 01777, 0, 0, 0, NULL},
-		{"etc/x", AE_IFREG, "x", 0600, 0, 0, 0, "trusted.overlay.redirect=/etc"},
+	    {"bin/", AE_IFDIR, NULL, 0755, 0, 0, 0, NULL},
+	    {"bin/tool", AE_IFREG, "#!/bin/sh\n", 04755, 1234, 5678, 0, "user.note=kept"},
+	    {"bin/sh", AE_IFLNK, "/bin/busybox", 0777, 0, 0, 0, NULL}, /* absolute: fine */
+	    {"bin/up", AE_IFLNK, "../../../../etc", 0777, 0, 0, 0, NULL},
+	    {"bin/tool2", 0, "bin/tool", 0, 0, 0, 0, NULL},
+	    {"tmp/", AE_IFDIR, NULL, 01777, 0, 0, 0, NULL},
+	    {"etc/x", AE_IFREG, "x", 0600, 0, 0, 0, "trusted.overlay.redirect=/etc"},
 	};
 	struct shoal_err err;
 	struct stat sb, sb2;
@@ -238,8 +239,7 @@ test_owners_modes_links(void **state)
 
 /* Unpack e and expect a refusal whose message names the entry; nothing may leak outside. */
 static void
-expect_refused(struct fixture *f, const struct ent *e, size_t n, const char *entry,
-	       const char *why)
+expect_refused(struct fixture *f, const struct ent *e, size_t n, const char *entry, const char *why)
 {
 	struct shoal_err err = {0};
 
@@ -279,8 +279,8 @@ test_refuse_hardlink_escape(void **state)
 	char target[160];
 	const struct ent dotdot[] = {{"h", 0, "../outside/x", 0, 0, 0, 0, NULL}};
 	const struct ent via_symlink[] = {
-		{"s", AE_IFLNK, f->outside, 0777, 0, 0, 0, NULL},
-		{"h", 0, "s/secret", 0, 0, 0, 0, NULL},
+	    {"s", AE_IFLNK, f->outside, 0777, 0, 0, 0, NULL},
+	    {"h", 0, "s/secret", 0, 0, 0, 0, NULL},
 	};
 	struct shoal_err err;
 
@@ -312,8 +312,8 @@ test_refuse_write_through_symlink(void **state)
 {
 	struct fixture *f = *state;
 	const struct ent e[] = {
-		{"s", AE_IFLNK, f->outside, 0777, 0, 0, 0, NULL},
-		{"s/evil", AE_IFREG, "x", 0644, 0, 0, 0, NULL},
+	    {"s", AE_IFLNK, f->outside, 0777, 0, 0, 0, NULL},
+	    {"s/evil", AE_IFREG, "x", 0644, 0, 0, 0, NULL},
 	};
 
 	need_root();
@@ -325,8 +325,8 @@ test_refuse_whiteout_through_symlink(void **state)
 {
 	struct fixture *f = *state;
 	const struct ent e[] = {
-		{"s", AE_IFLNK, f->outside, 0777, 0, 0, 0, NULL},
-		{"s/.wh.x", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
+	    {"s", AE_IFLNK, f->outside, 0777, 0, 0, 0, NULL},
+	    {"s/.wh.x", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
 	};
 
 	need_root();
@@ -378,8 +378,8 @@ test_plain_archive_refuses_devices_and_owners(void **state)
 {
 	struct fixture *f = *state;
 	const struct ent e[] = {
-		{"index.json", AE_IFREG, "{}", 0644, 4321, 4321, 0, NULL},
-		{".wh.x", AE_IFREG, "kept: no whiteouts in a transport archive", 0644, 0, 0, 0, NULL},
+	    {"index.json", AE_IFREG, "{}", 0644, 4321, 4321, 0, NULL},
+	    {".wh.x", AE_IFREG, "kept: no whiteouts in a transport archive", 0644, 0, 0, 0, NULL},
 	};
 	const struct ent fifo[] = {{"p", AE_IFIFO, NULL, 0644, 0, 0, 0, NULL}};
 	struct shoal_err err;
@@ -422,10 +422,10 @@ test_size_and_remove(void **state)
 {
 	struct fixture *f = *state;
 	const struct ent e[] = {
-		{"a/b/c", AE_IFREG, "12345", 0644, 0, 0, 0, NULL},
-		{"a/d", AE_IFREG, "123", 0000, 0, 0, 0, NULL},
-		{"a/l", AE_IFLNK, "/", 0777, 0, 0, 0, NULL},
-		{"ro/", AE_IFDIR, NULL, 0500, 0, 0, 0, NULL},
+	    {"a/b/c", AE_IFREG, "12345", 0644, 0, 0, 0, NULL},
+	    {"a/d", AE_IFREG, "123", 0000, 0, 0, 0, NULL},
+	    {"a/l", AE_IFLNK, "/", 0777, 0, 0, 0, NULL},
+	    {"ro/", AE_IFDIR, NULL, 0500, 0, 0, 0, NULL},
 	};
 	struct shoal_err err;
 	uint64_t bytes;
@@ -446,20 +446,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_whiteouts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_owners_modes_links, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_dotdot, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_absolute, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_hardlink_escape, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_write_through_symlink, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_whiteout_through_symlink, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_devices, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_plain_archive_refuses_devices_and_owners,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_zstd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_size_and_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_whiteouts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_owners_modes_links, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_dotdot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_absolute, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_hardlink_escape, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_write_through_symlink, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_whiteout_through_symlink, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_devices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_plain_archive_refuses_devices_and_owners, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_zstd, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_size_and_remove, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("layer", tests, NULL, NULL);
 }

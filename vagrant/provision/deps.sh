@@ -10,7 +10,7 @@ build_pkgs=(gcc make pkg-config libc6-dev
 	libevent-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev libsodium-dev
 	libsqlite3-dev libarchive-dev libseccomp-dev libmnl-dev libjansson-dev)
 test_pkgs=(libcmocka-dev bats iproute2 procps busybox-static shellcheck ruby vagrant
-	clang libclang-rt-14-dev clang-format sqlite3)
+	clang libclang-rt-14-dev clang-format sqlite3 jq)
 bench_pkgs=(haproxy crun wrk hyperfine)
 
 mode=install
