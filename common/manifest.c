@@ -1473,6 +1473,7 @@ check_set(struct vctx *c, const struct manifest *set, size_t n)
 		for (size_t i = 0; i < set[a].n_services; i++) {
 			const struct service_spec *s = &set[a].services[i];
 			const struct manifest_origin *o = &set[a].origins[i];
+			cleanup_free bool *port_done = xcalloc(s->n_ports + 1, sizeof(bool));
 			bool dup_name = false;
 
 			for (size_t b = 0; b <= a; b++) {
@@ -1494,7 +1495,7 @@ check_set(struct vctx *c, const struct manifest *set, size_t n)
 					 * or earlier in this service's own list. */
 					for (size_t p = 0; p < s->n_ports; p++) {
 						size_t qend = self ? p : t->n_ports;
-						if (s->ports[p].published == 0)
+						if (s->ports[p].published == 0 || port_done[p])
 							continue;
 						for (size_t q = 0; q < qend; q++) {
 							if (s->ports[p].published != t->ports[q].published)
@@ -1505,6 +1506,7 @@ check_set(struct vctx *c, const struct manifest *set, size_t n)
 							     p, s->ports[p].published, t->name,
 							     set[b].file, to->ports[q].line,
 							     to->ports[q].column);
+							port_done[p] = true; /* one line per port */
 							break;
 						}
 					}
