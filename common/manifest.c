@@ -33,6 +33,8 @@ errs_add(struct manifest_errors *errs, const char *line)
 		errs->lines[errs->n++] = xstrdup(line);
 }
 
+static char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static char *
 xvasprintf(const char *fmt, va_list ap)
 {
