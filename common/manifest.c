@@ -1187,8 +1187,8 @@ f_health(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 	if (kind == NULL)
 		perr(c, v->mark, "%s: missing the check (want exactly one of http, tcp or cmd)", path);
 	else if (kind_idx != 0 && seen[3] != NULL)
-		perr(c, seen[3]->mark, "%s.port: only applies to an http check (%s names its own)",
-		     path, fields[kind_idx].name);
+		perr(c, seen[3]->mark, "%s.port: only applies to an http check (%s)", path,
+		     kind_idx == 1 ? "tcp names its own port" : "a cmd check has none");
 }
 
 static void

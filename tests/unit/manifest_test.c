@@ -477,7 +477,9 @@ test_errors_health(void **state)
 	       "t.yaml:3:19: health: http and tcp cannot be combined (want exactly one of http, "
 	       "tcp or cmd)");
 	EXPECT("service: web\nimage: x\nhealth: {tcp: 80, port: 81}\n",
-	       "t.yaml:3:19: health.port: only applies to an http check (tcp names its own)");
+	       "t.yaml:3:19: health.port: only applies to an http check (tcp names its own port)");
+	EXPECT("service: web\nimage: x\nhealth: {cmd: [\"true\"], port: 81}\n",
+	       "t.yaml:3:25: health.port: only applies to an http check (a cmd check has none)");
 	EXPECT("service: web\nimage: x\nhealth: {http: healthz, port: 80}\n",
 	       "t.yaml:3:16: health.http: invalid path \"healthz\" (want an absolute URL path like "
 	       "/healthz)");
