@@ -1290,15 +1290,16 @@ origin_free(struct manifest_origin *o)
 
 /*
  * Turn one document's tree into a spec appended to m; errors go to c. The
- * document mark is where "missing key" errors point.
+ * document mark is where "missing key" errors point; nerr is the error count
+ * when the document began, so mistakes found while reading it (aliases, too
+ * deep) also keep it out.
  */
 static void
 validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark, size_t doc_no,
-		  struct manifest *m)
+		  size_t nerr, struct manifest *m)
 {
 	const struct ynode *seen[ARRAY_SIZE(service_fields)];
 	struct docstate d = {0};
-	size_t nerr = c->nerr;
 	qbuf q;
 
 	snprintf(c->who, sizeof(c->who), "document %zu", doc_no);
@@ -1485,7 +1486,8 @@ check_set(struct vctx *c, const struct manifest *set, size_t n)
 					const struct manifest_origin *to = &set[b].origins[j];
 					bool self = b == a && j == i;
 
-					if (!self && !dup_name && strcmp(s->name, t->name) == 0) {
+					if (!self && !dup_name && s->name != NULL && t->name != NULL &&
+					    strcmp(s->name, t->name) == 0) {
 						dup_name = true;
 						perr(c, pos_mark(o->service),
 						     "service: duplicate service name \"%s\" (first defined "
@@ -1552,7 +1554,7 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 	struct builder b = {0};
 	yaml_parser_t parser;
 	yaml_mark_t doc_mark = {0};
-	size_t doc_no = 0;
+	size_t doc_no = 0, doc_nerr = 0;
 	bool done = false;
 
 	memset(out, 0, sizeof(*out));
@@ -1572,13 +1574,14 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 			break;
 		case YAML_DOCUMENT_START_EVENT:
 			doc_mark = ev.start_mark;
+			doc_nerr = c.nerr;
 			doc_no++;
 			break;
 		case YAML_DOCUMENT_END_EVENT:
 			/* An empty document (a stray "---") holds no service: skip it, as kubectl
 			 * does. */
 			if (b.root != NULL && !(b.root->kind == Y_SCALAR && b.root->null))
-				validate_document(&c, b.root, doc_mark, doc_no, &m);
+				validate_document(&c, b.root, doc_mark, doc_no, doc_nerr, &m);
 			ynode_free(b.root);
 			b = (struct builder){0};
 			break;

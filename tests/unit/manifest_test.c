@@ -379,6 +379,9 @@ test_errors_keys(void **state)
 	EXPECT("base: &b {replicas: 2}\nservice: web\nimage: x\nupdate: *b\n",
 	       "t.yaml:1:1: unknown key \"base\" in service web",
 	       "t.yaml:4:9: aliases are not supported (*b): write the value out in full");
+	/* An alias where the name goes: one error, and no nameless service slips through. */
+	EXPECT("service: &n a\nimage: x\n---\nservice: *n\nimage: x\n",
+	       "t.yaml:4:10: aliases are not supported (*n): write the value out in full");
 	EXPECT("service: web\nimage: x\n[a]: 1\n",
 	       "t.yaml:3:1: keys must be strings, got a sequence in service web");
 }
