@@ -1,0 +1,207 @@
+#ifndef SHOAL_COMMON_MANIFEST_H
+#define SHOAL_COMMON_MANIFEST_H
+
+/*
+ * Service manifests: YAML ⇄ struct service_spec ⇄ canonical JSON.
+ *
+ * A manifest file holds one YAML document per service. Parsing is all or
+ * nothing and collects every mistake as "FILE:LINE:COLUMN: message" (1-based,
+ * pointing at the offending key or value), so a user fixes a file in one go.
+ * manifests/README.md is the reference of every key, its type and default.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct shoal_err;
+
+/* Docker Swarm's restart conditions; "always" is Swarm's "any". */
+enum manifest_restart_policy {
+	MANIFEST_RESTART_ALWAYS = 0,
+	MANIFEST_RESTART_ON_FAILURE,
+	MANIFEST_RESTART_NEVER,
+};
+
+enum manifest_health_kind {
+	MANIFEST_HEALTH_NONE = 0, /* no check: a running task counts as healthy */
+	MANIFEST_HEALTH_HTTP,     /* GET http_path on port: 2xx/3xx is healthy */
+	MANIFEST_HEALTH_TCP,      /* a TCP connect to port succeeds */
+	MANIFEST_HEALTH_CMD,      /* cmd run in the container exits 0 */
+};
+
+enum manifest_update_order {
+	MANIFEST_ORDER_STOP_FIRST = 0,
+	MANIFEST_ORDER_START_FIRST,
+};
+
+enum manifest_failure_action {
+	MANIFEST_FAILURE_PAUSE = 0,
+	MANIFEST_FAILURE_ROLLBACK,
+	MANIFEST_FAILURE_CONTINUE,
+};
+
+enum manifest_network {
+	MANIFEST_NETWORK_BRIDGE = 0,
+	MANIFEST_NETWORK_HOST,
+};
+
+enum manifest_constraint_field {
+	MANIFEST_NODE_NAME = 0,
+	MANIFEST_NODE_ID,
+	MANIFEST_NODE_LABEL, /* node.labels.KEY: label holds KEY */
+};
+
+/* An argument vector. set distinguishes "absent" (use the image's) from an explicit []. */
+struct manifest_argv {
+	bool set;
+	size_t n;
+	char **v;
+};
+
+struct manifest_env {
+	char *name;
+	char *value;
+};
+
+struct manifest_port {
+	uint16_t published; /* port every node's proxy listens on; 0 = not published */
+	uint16_t target;    /* port inside the container */
+};
+
+/* "node.labels.zone == a": field LABEL, label "zone", equal true, value "a". */
+struct manifest_constraint {
+	enum manifest_constraint_field field;
+	char *label; /* NULL unless field is MANIFEST_NODE_LABEL */
+	bool equal;  /* == when true, != when false */
+	char *value;
+};
+
+/*
+ * One service's desired state. manifest_spec_init() fills the defaults; every
+ * string and array is heap-owned by the spec. env is sorted by name and
+ * constraints by their text, so two manifests that differ only in that order
+ * describe the same spec.
+ */
+struct service_spec {
+	char *name;  /* DNS label */
+	char *image; /* image reference, e.g. shoal/web:1 */
+	uint32_t replicas;
+	struct manifest_argv entrypoint; /* unset: the image's */
+	struct manifest_argv command;    /* unset: the image's */
+	struct manifest_env *env;
+	size_t n_env;
+	struct manifest_port *ports;
+	size_t n_ports;
+	struct {
+		uint32_t cpu_millis;  /* 0 = unlimited; cpus 0.25 is 250 */
+		int64_t memory_bytes; /* 0 = unlimited */
+		int64_t pids;         /* 0 = unlimited */
+	} resources;
+	struct {
+		enum manifest_restart_policy policy;
+		uint32_t max_attempts; /* 0 = no limit */
+		int64_t delay_ms;
+	} restart;
+	struct {
+		struct manifest_constraint *constraints;
+		size_t n_constraints;
+		uint32_t max_per_node; /* 0 = no limit */
+	} placement;
+	struct {
+		enum manifest_health_kind kind;
+		char *http_path;          /* HTTP only */
+		uint16_t port;            /* HTTP and TCP */
+		struct manifest_argv cmd; /* CMD only */
+		int64_t interval_ms;
+		int64_t timeout_ms;
+		int64_t start_period_ms;
+		uint32_t retries;
+	} health;
+	struct {
+		uint32_t parallelism; /* 0 = all at once */
+		int64_t delay_ms;
+		enum manifest_update_order order;
+		enum manifest_failure_action failure_action;
+		int64_t monitor_ms;
+	} update;
+	int64_t stop_grace_ms;
+	enum manifest_network network;
+};
+
+/* Where a service came from, for errors that compare services (duplicates). */
+struct manifest_pos {
+	unsigned line, column; /* 1-based */
+};
+struct manifest_origin {
+	struct manifest_pos service; /* the service name's value */
+	struct manifest_pos *ports;  /* one per spec port: its published value */
+};
+
+/* The services of one file, in document order. */
+struct manifest {
+	char *file; /* the name given to the parser, used in messages */
+	struct service_spec *services;
+	struct manifest_origin *origins; /* parallel to services */
+	size_t n_services;
+};
+
+/* Every error found, one "FILE:LINE:COLUMN: message" per line. Zero-initialise;
+ * parsers append, so one set can gather the errors of several files. */
+struct manifest_errors {
+	char **lines;
+	size_t n;
+};
+
+/* Caps a runaway file (or a fuzzer) at this many lines, then one "too many errors" line. */
+#define MANIFEST_MAX_ERRORS 100
+
+/*
+ * Parse buf (len bytes, need not be NUL-terminated) named name in messages.
+ * On success fills *out (free with manifest_free) and returns 0. On any error
+ * appends every error to *errs, leaves *out empty and returns -1.
+ */
+int manifest_parse_buffer(const char *name, const char *buf, size_t len, struct manifest *out,
+			  struct manifest_errors *errs);
+
+/* Read path and parse it as manifest_parse_buffer does, path naming it in messages. */
+int manifest_parse_file(const char *path, struct manifest *out, struct manifest_errors *errs);
+
+/*
+ * Check that the services of several parsed manifests can coexist: no
+ * service name twice, no published port twice. Appends an error per clash at
+ * the later occurrence; returns -1 if any. manifest_parse_buffer already
+ * runs this on its own file.
+ */
+int manifest_check_set(const struct manifest *set, size_t n, struct manifest_errors *errs);
+
+void manifest_free(struct manifest *m);
+void manifest_errors_free(struct manifest_errors *errs);
+
+/* Fill *spec with the defaults (README) and no strings. */
+void manifest_spec_init(struct service_spec *spec);
+/* Free what *spec owns and leave it zeroed; the struct itself is the caller's. */
+void manifest_spec_free(struct service_spec *spec);
+/* Deep copy src into *dst (uninitialised on entry). */
+void manifest_spec_copy(struct service_spec *dst, const struct service_spec *src);
+/* True when a and b describe the same desired state: applying b over a changes nothing. */
+bool manifest_spec_equal(const struct service_spec *a, const struct service_spec *b);
+
+/*
+ * Canonical JSON (compact, sorted keys, every field present, durations in ms,
+ * sizes in bytes): equal specs give identical bytes. Caller frees with free().
+ */
+char *manifest_spec_to_json(const struct service_spec *spec);
+/* Parse what manifest_spec_to_json wrote into *out (uninitialised on entry). Missing keys take
+ * their defaults, unknown keys are ignored so an older scheduler reads a newer row. */
+int manifest_spec_from_json(const char *json, struct service_spec *out, struct shoal_err *err);
+
+/* The constraint as written canonically: "node.labels.zone == a". Caller frees. */
+char *manifest_constraint_format(const struct manifest_constraint *c);
+/* Parse "node.name|node.id|node.labels.KEY ==|!= VALUE" into *out (caller frees with
+ * manifest_constraint_free). */
+int manifest_constraint_parse(const char *s, struct manifest_constraint *out,
+			      struct shoal_err *err);
+void manifest_constraint_free(struct manifest_constraint *c);
+
+#endif

@@ -1,0 +1,823 @@
+/* Unit tests for common/manifest: what a user writes, what the scheduler gets, and every
+ * mistake reported once at the exact FILE:LINE:COLUMN. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <cmocka.h>
+
+#include "manifest.h"
+#include "err.h"
+#include "util.h"
+
+/* Parse text that must be valid; fails the test with the errors otherwise. */
+static void
+parse_ok(const char *yaml, struct manifest *m)
+{
+	struct manifest_errors errs = {0};
+	int r = manifest_parse_buffer("t.yaml", yaml, strlen(yaml), m, &errs);
+
+	for (size_t i = 0; i < errs.n; i++)
+		print_error("unexpected: %s\n", errs.lines[i]);
+	assert_int_equal(r, 0);
+	assert_int_equal(errs.n, 0);
+	manifest_errors_free(&errs);
+}
+
+/* Parse text that must fail with exactly the expected lines (NULL-terminated), in order. */
+static void
+expect_errors(const char *yaml, const char *const *want)
+{
+	struct manifest_errors errs = {0};
+	struct manifest m;
+	size_t n = 0;
+	int r = manifest_parse_buffer("t.yaml", yaml, strlen(yaml), &m, &errs);
+
+	while (want[n] != NULL)
+		n++;
+	/* On a mismatch, show everything that came back before the assertion fails. */
+	for (size_t i = 0; i < errs.n; i++)
+		if (errs.n != n || strcmp(errs.lines[i], want[i]) != 0)
+			print_error("got: %s\n", errs.lines[i]);
+	assert_int_equal(r, -1);
+	/* All or nothing: a failed parse hands back no services. */
+	assert_int_equal(m.n_services, 0);
+	assert_null(m.services);
+	assert_int_equal(errs.n, n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(errs.lines[i], want[i]);
+	manifest_errors_free(&errs);
+}
+
+#define EXPECT(yaml, ...) expect_errors((yaml), (const char *const[]){__VA_ARGS__, NULL})
+
+static void
+test_web_example(void **state)
+{
+	struct manifest_errors errs = {0};
+	struct manifest m;
+	const struct service_spec *s;
+
+	(void)state;
+	assert_int_equal(manifest_parse_file("manifests/web.yaml", &m, &errs), 0);
+	assert_int_equal(m.n_services, 1);
+	s = &m.services[0];
+	assert_string_equal(s->name, "web");
+	assert_string_equal(s->image, "shoal/web:1");
+	assert_int_equal(s->replicas, 3);
+	assert_false(s->entrypoint.set);
+	assert_true(s->command.set);
+	assert_int_equal(s->command.n, 6);
+	assert_string_equal(s->command.v[0], "httpd");
+	assert_string_equal(s->command.v[5], "/www");
+	assert_int_equal(s->n_env, 1);
+	assert_string_equal(s->env[0].name, "GREETING");
+	assert_string_equal(s->env[0].value, "hello");
+	assert_int_equal(s->n_ports, 1);
+	assert_int_equal(s->ports[0].published, 8080);
+	assert_int_equal(s->ports[0].target, 8080);
+	assert_int_equal(s->resources.cpu_millis, 100);
+	assert_int_equal(s->resources.memory_bytes, 32 * 1024 * 1024);
+	assert_int_equal(s->health.kind, MANIFEST_HEALTH_HTTP);
+	assert_string_equal(s->health.http_path, "/healthz");
+	assert_int_equal(s->health.port, 8080);
+	assert_int_equal(s->health.interval_ms, 2000);
+	assert_int_equal(s->health.timeout_ms, 1000);
+	assert_int_equal(s->health.retries, 3);
+	assert_int_equal(s->health.start_period_ms, 5000);
+	assert_int_equal(s->update.order, MANIFEST_ORDER_START_FIRST);
+	assert_int_equal(s->update.failure_action, MANIFEST_FAILURE_ROLLBACK);
+	assert_int_equal(s->update.delay_ms, 2000);
+	assert_int_equal(s->update.monitor_ms, 5000);
+	assert_int_equal(s->stop_grace_ms, 10000);
+	assert_int_equal(s->network, MANIFEST_NETWORK_BRIDGE);
+	/* Origins point at the service name's value and the published port's value. */
+	assert_int_equal(m.origins[0].service.line, 4);
+	assert_int_equal(m.origins[0].service.column, 10);
+	assert_int_equal(m.origins[0].ports[0].line, 9);
+	assert_int_equal(m.origins[0].ports[0].column, 21);
+	manifest_free(&m);
+	manifest_errors_free(&errs);
+}
+
+static const char full_flow[] =
+	"service: web\n"
+	"image: shoal/web:1\n"
+	"replicas: 3\n"
+	"command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
+	"env: {GREETING: hello, A: \"1\"}\n"
+	"ports: [{published: 8080, target: 8080}]\n"
+	"resources: {cpus: 0.25, memory: 32Mi}\n"
+	"restart: {policy: on-failure, max_attempts: 5, delay: 1s}\n"
+	"placement: {constraints: [\"node.labels.zone == a\", \"node.name != node3\"], "
+	"max_per_node: 2}\n"
+	"health: {http: /healthz, port: 8080, interval: 2s, timeout: 1s, retries: 3, "
+	"start_period: 5s}\n"
+	"update: {parallelism: 1, delay: 2s, order: start-first, failure_action: rollback, "
+	"monitor: 5s}\n"
+	"stop_grace: 10s\n"
+	"network: bridge\n";
+
+/* The same service in block style, keys and env in another order. */
+static const char full_block[] = "# block style\n"
+				 "image: shoal/web:1\n"
+				 "service: web\n"
+				 "replicas: 3\n"
+				 "command:\n"
+				 "  - httpd\n"
+				 "  - -f\n"
+				 "  - -p\n"
+				 "  - \"8080\"\n"
+				 "  - -h\n"
+				 "  - /www\n"
+				 "env:\n"
+				 "  - A=1\n"
+				 "  - GREETING=hello\n"
+				 "ports:\n"
+				 "  - published: 8080\n"
+				 "    target: 8080\n"
+				 "resources:\n"
+				 "  memory: 32Mi\n"
+				 "  cpus: 0.25\n"
+				 "restart:\n"
+				 "  policy: on-failure\n"
+				 "  max_attempts: 5\n"
+				 "  delay: 1000ms\n"
+				 "placement:\n"
+				 "  constraints:\n"
+				 "    - node.name!=node3\n"
+				 "    - node.labels.zone == a\n"
+				 "  max_per_node: 2\n"
+				 "health:\n"
+				 "  http: /healthz\n"
+				 "  port: 8080\n"
+				 "  interval: 2s\n"
+				 "  timeout: 1s\n"
+				 "  retries: 3\n"
+				 "  start_period: 5s\n"
+				 "update:\n"
+				 "  parallelism: 1\n"
+				 "  delay: 2s\n"
+				 "  order: start-first\n"
+				 "  failure_action: rollback\n"
+				 "  monitor: 5s\n"
+				 "stop_grace: 10s\n"
+				 "network: bridge\n";
+
+static void
+test_block_equals_flow(void **state)
+{
+	struct manifest a, b;
+	const struct service_spec *s;
+
+	(void)state;
+	parse_ok(full_flow, &a);
+	parse_ok(full_block, &b);
+	s = &a.services[0];
+	assert_int_equal(s->restart.policy, MANIFEST_RESTART_ON_FAILURE);
+	assert_int_equal(s->restart.max_attempts, 5);
+	assert_int_equal(s->restart.delay_ms, 1000);
+	assert_int_equal(s->resources.cpu_millis, 250);
+	assert_int_equal(s->placement.max_per_node, 2);
+	/* Sorted by text, so the order written does not matter. */
+	assert_int_equal(s->placement.n_constraints, 2);
+	assert_int_equal(s->placement.constraints[0].field, MANIFEST_NODE_LABEL);
+	assert_string_equal(s->placement.constraints[0].label, "zone");
+	assert_true(s->placement.constraints[0].equal);
+	assert_string_equal(s->placement.constraints[0].value, "a");
+	assert_int_equal(s->placement.constraints[1].field, MANIFEST_NODE_NAME);
+	assert_false(s->placement.constraints[1].equal);
+	assert_string_equal(s->placement.constraints[1].value, "node3");
+	/* env sorted by name. */
+	assert_string_equal(s->env[0].name, "A");
+	assert_string_equal(s->env[1].name, "GREETING");
+	assert_true(manifest_spec_equal(&a.services[0], &b.services[0]));
+	manifest_free(&a);
+	manifest_free(&b);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct manifest m;
+	const struct service_spec *s;
+
+	(void)state;
+	parse_ok("service: min\nimage: busybox\n", &m);
+	assert_int_equal(m.n_services, 1);
+	s = &m.services[0];
+	assert_int_equal(s->replicas, 1);
+	assert_false(s->entrypoint.set);
+	assert_false(s->command.set);
+	assert_int_equal(s->n_env, 0);
+	assert_int_equal(s->n_ports, 0);
+	assert_int_equal(s->resources.cpu_millis, 0);
+	assert_int_equal(s->resources.memory_bytes, 0);
+	assert_int_equal(s->resources.pids, 0);
+	assert_int_equal(s->restart.policy, MANIFEST_RESTART_ALWAYS);
+	assert_int_equal(s->restart.max_attempts, 0);
+	assert_int_equal(s->restart.delay_ms, 5000);
+	assert_int_equal(s->placement.n_constraints, 0);
+	assert_int_equal(s->placement.max_per_node, 0);
+	assert_int_equal(s->health.kind, MANIFEST_HEALTH_NONE);
+	assert_int_equal(s->health.interval_ms, 30000);
+	assert_int_equal(s->health.timeout_ms, 30000);
+	assert_int_equal(s->health.retries, 3);
+	assert_int_equal(s->health.start_period_ms, 0);
+	assert_int_equal(s->update.parallelism, 1);
+	assert_int_equal(s->update.delay_ms, 0);
+	assert_int_equal(s->update.order, MANIFEST_ORDER_STOP_FIRST);
+	assert_int_equal(s->update.failure_action, MANIFEST_FAILURE_PAUSE);
+	assert_int_equal(s->update.monitor_ms, 5000);
+	assert_int_equal(s->stop_grace_ms, 10000);
+	assert_int_equal(s->network, MANIFEST_NETWORK_BRIDGE);
+	manifest_free(&m);
+}
+
+static void
+test_multiple_documents(void **state)
+{
+	struct manifest m;
+
+	(void)state;
+	/* A leading "---", an empty document and a trailing "---" are all fine. */
+	parse_ok("---\nservice: a\nimage: x\n---\n---\nservice: b\nimage: y\nreplicas: 0\n---\n",
+		 &m);
+	assert_int_equal(m.n_services, 2);
+	assert_string_equal(m.file, "t.yaml");
+	assert_string_equal(m.services[0].name, "a");
+	assert_string_equal(m.services[1].name, "b");
+	assert_int_equal(m.services[1].replicas, 0);
+	assert_int_equal(m.origins[1].service.line, 6);
+	manifest_free(&m);
+}
+
+static void
+test_units_and_forms(void **state)
+{
+	struct manifest m;
+	const struct service_spec *s;
+
+	(void)state;
+	parse_ok("service: u\n"
+		 "image: x\n"
+		 "entrypoint: []\n"
+		 "command: sh -c \"echo 'hi there'\" a\\ b\n"
+		 "ports: [\"8080:80\", 81, {target: 82}]\n"
+		 "resources: {cpus: 2, memory: 1.5Gi, pids: 64}\n"
+		 "restart: {delay: 1.5m}\n"
+		 "health: {cmd: curl -f localhost, interval: 1500ms, timeout: 1h}\n"
+		 "update: {parallelism: 0, delay: 0}\n"
+		 "stop_grace: 0\n"
+		 "network: host\n",
+		 &m);
+	s = &m.services[0];
+	/* entrypoint: [] clears the image's: set, but empty. */
+	assert_true(s->entrypoint.set);
+	assert_int_equal(s->entrypoint.n, 0);
+	/* A command string is split like a shell would, quotes and backslashes included. */
+	assert_int_equal(s->command.n, 4);
+	assert_string_equal(s->command.v[0], "sh");
+	assert_string_equal(s->command.v[1], "-c");
+	assert_string_equal(s->command.v[2], "echo 'hi there'");
+	assert_string_equal(s->command.v[3], "a b");
+	assert_int_equal(s->n_ports, 3);
+	assert_int_equal(s->ports[0].published, 8080);
+	assert_int_equal(s->ports[0].target, 80);
+	assert_int_equal(s->ports[1].published, 0);
+	assert_int_equal(s->ports[1].target, 81);
+	assert_int_equal(s->ports[2].target, 82);
+	assert_int_equal(s->resources.cpu_millis, 2000);
+	assert_int_equal(s->resources.memory_bytes, 1610612736LL);
+	assert_int_equal(s->resources.pids, 64);
+	assert_int_equal(s->restart.delay_ms, 90000);
+	/* A health cmd string runs through sh -c, as Docker's CMD-SHELL. */
+	assert_int_equal(s->health.kind, MANIFEST_HEALTH_CMD);
+	assert_int_equal(s->health.cmd.n, 3);
+	assert_string_equal(s->health.cmd.v[2], "curl -f localhost");
+	assert_int_equal(s->health.interval_ms, 1500);
+	assert_int_equal(s->health.timeout_ms, 3600000);
+	assert_int_equal(s->update.parallelism, 0);
+	assert_int_equal(s->update.delay_ms, 0);
+	assert_int_equal(s->stop_grace_ms, 0);
+	assert_int_equal(s->network, MANIFEST_NETWORK_HOST);
+	manifest_free(&m);
+
+	/* An http check without a port probes the first port's target. */
+	parse_ok("service: h\nimage: x\nports: [\"8080:80\"]\nhealth: {http: /}\n", &m);
+	assert_int_equal(m.services[0].health.port, 80);
+	manifest_free(&m);
+}
+
+/* Every file in manifests/ parses, and together they can run in one cluster. */
+static void
+test_examples_dir(void **state)
+{
+	struct manifest set[32];
+	size_t n = 0;
+	struct dirent *de;
+	DIR *d = opendir("manifests");
+
+	(void)state;
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		struct manifest_errors errs = {0};
+		size_t l = strlen(de->d_name);
+		char path[300];
+
+		if (l < 6 || strcmp(de->d_name + l - 5, ".yaml") != 0)
+			continue;
+		assert_true(n < ARRAY_SIZE(set));
+		snprintf(path, sizeof(path), "manifests/%s", de->d_name);
+		if (manifest_parse_file(path, &set[n], &errs) != 0)
+			for (size_t i = 0; i < errs.n; i++)
+				print_error("%s\n", errs.lines[i]);
+		assert_int_equal(errs.n, 0);
+		assert_true(set[n].n_services > 0);
+		manifest_errors_free(&errs);
+		n++;
+	}
+	closedir(d);
+	assert_true(n >= 4);
+	{
+		struct manifest_errors errs = {0};
+		assert_int_equal(manifest_check_set(set, n, &errs), 0);
+		assert_int_equal(errs.n, 0);
+	}
+	for (size_t i = 0; i < n; i++)
+		manifest_free(&set[i]);
+}
+
+static void
+test_errors_keys(void **state)
+{
+	(void)state;
+	EXPECT("service: web\nimage: x\nreplica: 3\n",
+	       "t.yaml:3:1: unknown key \"replica\" in service web (did you mean \"replicas\"?)");
+	EXPECT("service: web\nimage: x\nhealth: {tcp: 80, intervall: 2s}\n",
+	       "t.yaml:3:19: unknown key \"intervall\" in health of service web (did you mean "
+	       "\"interval\"?)");
+	EXPECT("service: web\nimage: x\nfoo: 1\n", "t.yaml:3:1: unknown key \"foo\" in service web");
+	EXPECT("service: web\nimage: x\nreplicas: 1\nreplicas: 2\n",
+	       "t.yaml:4:1: duplicate key \"replicas\" in service web (first at 3:1)");
+	EXPECT("service: web\nimage: x\nenv: {A: 1, B: 2, A: 3}\n",
+	       "t.yaml:3:19: env: duplicate variable \"A\" (first at 3:7)");
+	EXPECT("service: web\nimage: x\nports: [{target: 80, target: 81}]\n",
+	       "t.yaml:3:22: duplicate key \"target\" in ports[0] of service web (first at 3:10)");
+	/* Missing keys point at the document's start. */
+	EXPECT("# comment\nimage: x\n", "t.yaml:2:1: missing required key \"service\" in document 1");
+	EXPECT("service: a\nimage: x\n---\nservice: web\n",
+	       "t.yaml:3:1: missing required key \"image\" in service web");
+	EXPECT("- service: web\n",
+	       "t.yaml:1:1: expected a mapping describing one service, got a sequence");
+	EXPECT("hello\n", "t.yaml:1:1: expected a mapping describing one service, got \"hello\"");
+	EXPECT("", "t.yaml:1:1: no service defined (want one YAML document per service)");
+	EXPECT("base: &b {replicas: 2}\nservice: web\nimage: x\nupdate: *b\n",
+	       "t.yaml:1:1: unknown key \"base\" in service web",
+	       "t.yaml:4:9: aliases are not supported (*b): write the value out in full");
+	/* An alias where the name goes: one error, and no nameless service slips through. */
+	EXPECT("service: &n a\nimage: x\n---\nservice: *n\nimage: x\n",
+	       "t.yaml:4:10: aliases are not supported (*n): write the value out in full");
+	EXPECT("service: web\nimage: x\n[a]: 1\n",
+	       "t.yaml:3:1: keys must be strings, got a sequence in service web");
+}
+
+static void
+test_errors_values(void **state)
+{
+	(void)state;
+	EXPECT("service: web\nimage: x\nreplicas: three\n",
+	       "t.yaml:3:11: replicas: expected an integer, got \"three\"");
+	EXPECT("service: web\nimage: x\nreplicas: 10001\n",
+	       "t.yaml:3:11: replicas: must be between 0 and 10000, got \"10001\"");
+	EXPECT("service: web\nimage: x\nreplicas: -1\n",
+	       "t.yaml:3:11: replicas: must be between 0 and 10000, got \"-1\"");
+	EXPECT("service: web\nimage: x\nreplicas: 99999999999999999999\n",
+	       "t.yaml:3:11: replicas: must be between 0 and 10000, got \"99999999999999999999\"");
+	EXPECT("service: web\nimage: x\nreplicas:\n", "t.yaml:3:10: replicas: expected an integer, got null");
+	EXPECT("service: Web_1\nimage: x\n",
+	       "t.yaml:1:10: service: invalid name \"Web_1\" (want a DNS label: lowercase letters, "
+	       "digits and '-', at most 63 characters, not starting or ending with '-')");
+	EXPECT("service: web\nimage: \"a b\"\n",
+	       "t.yaml:2:8: image: invalid image reference \"a b\" (want NAME[:TAG] or "
+	       "NAME@DIGEST, no spaces)");
+	EXPECT("service: web\nimage: [x]\n", "t.yaml:2:8: image: expected a string, got a sequence");
+	EXPECT("service: web\nimage: x\nports: [{published: 0, target: 65536}]\n",
+	       "t.yaml:3:21: ports[0].published: must be between 1 and 65535, got \"0\"",
+	       "t.yaml:3:32: ports[0].target: must be between 1 and 65535, got \"65536\"");
+	EXPECT("service: web\nimage: x\nports: [{published: 80}]\n",
+	       "t.yaml:3:9: ports[0]: missing required key \"target\"");
+	EXPECT("service: web\nimage: x\nports: [\"80:\"]\n",
+	       "t.yaml:3:9: ports[0]: invalid port \"80:\" (want PUBLISHED:TARGET or a mapping "
+	       "with published and target, ports 1 to 65535)");
+	EXPECT("service: web\nimage: x\nresources: {cpus: 0}\n",
+	       "t.yaml:3:19: resources.cpus: must be between 0.001 and 1024, got \"0\"");
+	EXPECT("service: web\nimage: x\nresources: {cpus: 2000}\n",
+	       "t.yaml:3:19: resources.cpus: must be between 0.001 and 1024, got \"2000\"");
+	EXPECT("service: web\nimage: x\nresources: {cpus: half}\n",
+	       "t.yaml:3:19: resources.cpus: expected a number of CPUs, got \"half\"");
+	EXPECT("service: web\nimage: x\nresources: {memory: 32MB}\n",
+	       "t.yaml:3:21: resources.memory: invalid size \"32MB\" (want a number with Ki, Mi, Gi, "
+	       "k, M or G)");
+	EXPECT("service: web\nimage: x\nresources: {memory: 1Mi}\n",
+	       "t.yaml:3:21: resources.memory: must be at least 4Mi (omit it for no limit), got "
+	       "\"1Mi\"");
+	EXPECT("service: web\nimage: x\nresources: {pids: 0}\n",
+	       "t.yaml:3:19: resources.pids: must be between 1 and 4194304, got \"0\"");
+	EXPECT("service: web\nimage: x\nrestart: {policy: sometimes}\n",
+	       "t.yaml:3:19: restart.policy: invalid value \"sometimes\" (want always, on-failure "
+	       "or never)");
+	EXPECT("service: web\nimage: x\nrestart: {delay: 5}\n",
+	       "t.yaml:3:18: restart.delay: invalid duration \"5\" (want a number and ms, s, m or "
+	       "h)");
+	EXPECT("service: web\nimage: x\nrestart: {max_attempts: -1}\n",
+	       "t.yaml:3:25: restart.max_attempts: must be between 0 and 1000000, got \"-1\"");
+	EXPECT("service: web\nimage: x\nupdate: {order: random, failure_action: panic}\n",
+	       "t.yaml:3:17: update.order: invalid value \"random\" (want stop-first or "
+	       "start-first)",
+	       "t.yaml:3:41: update.failure_action: invalid value \"panic\" (want pause, rollback "
+	       "or continue)");
+	EXPECT("service: web\nimage: x\nupdate: {parallelism: -1}\n",
+	       "t.yaml:3:23: update.parallelism: must be between 0 and 10000, got \"-1\"");
+	EXPECT("service: web\nimage: x\nnetwork: overlay\n",
+	       "t.yaml:3:10: network: invalid value \"overlay\" (want bridge or host)");
+	EXPECT("service: web\nimage: x\nstop_grace: soon\n",
+	       "t.yaml:3:13: stop_grace: invalid duration \"soon\" (want a number and ms, s, m or "
+	       "h)");
+	EXPECT("service: web\nimage: x\nplacement: {max_per_node: -2}\n",
+	       "t.yaml:3:27: placement.max_per_node: must be between 0 and 10000, got \"-2\"");
+	EXPECT("service: web\nimage: x\nplacement: {constraints: [\"node.zone == a\", "
+	       "\"node.labels. == b\", \"node.name = c\", \"node.id !=\"]}\n",
+	       "t.yaml:3:27: placement.constraints[0]: invalid constraint \"node.zone == a\" (want "
+	       "node.name, node.id or node.labels.KEY, then == or !=, then a value)",
+	       "t.yaml:3:45: placement.constraints[1]: invalid constraint \"node.labels. == b\" "
+	       "(want node.name, node.id or node.labels.KEY, then == or !=, then a value)",
+	       "t.yaml:3:66: placement.constraints[2]: invalid constraint \"node.name = c\" (want "
+	       "node.name, node.id or node.labels.KEY, then == or !=, then a value)",
+	       "t.yaml:3:83: placement.constraints[3]: invalid constraint \"node.id !=\" (want "
+	       "node.name, node.id or node.labels.KEY, then == or !=, then a value)");
+	EXPECT("service: web\nimage: x\ncommand: \"echo 'oops\"\n",
+	       "t.yaml:3:10: command: cannot split \"echo 'oops\" into words: unterminated single "
+	       "quote");
+	EXPECT("service: web\nimage: x\ncommand: [echo, {a: 1}]\n",
+	       "t.yaml:3:17: command[1]: expected a string, got a mapping");
+	EXPECT("service: web\nimage: x\nenv: [A=1, B]\n",
+	       "t.yaml:3:12: env[1]: expected NAME=VALUE, got \"B\"");
+	EXPECT("service: web\nimage: x\nenv: {A: }\n", "t.yaml:3:10: env.A: expected a string, got null");
+}
+
+static void
+test_errors_health(void **state)
+{
+	(void)state;
+	EXPECT("service: web\nimage: x\nhealth: {interval: 2s}\n",
+	       "t.yaml:3:9: health: missing the check (want exactly one of http, tcp or cmd)");
+	EXPECT("service: web\nimage: x\nhealth: {http: /, tcp: 80, port: 80}\n",
+	       "t.yaml:3:19: health: http and tcp cannot be combined (want exactly one of http, "
+	       "tcp or cmd)");
+	EXPECT("service: web\nimage: x\nhealth: {tcp: 80, port: 81}\n",
+	       "t.yaml:3:19: health.port: only applies to an http check (tcp names its own port)");
+	EXPECT("service: web\nimage: x\nhealth: {cmd: [\"true\"], port: 81}\n",
+	       "t.yaml:3:25: health.port: only applies to an http check (a cmd check has none)");
+	EXPECT("service: web\nimage: x\nhealth: {http: healthz, port: 80}\n",
+	       "t.yaml:3:16: health.http: invalid path \"healthz\" (want an absolute URL path like "
+	       "/healthz)");
+	EXPECT("service: web\nimage: x\nhealth: {http: /}\n",
+	       "t.yaml:3:9: health.port: required for an http check when the service has no ports");
+	EXPECT("service: web\nimage: x\nhealth: {cmd: [], retries: 0, interval: 0, timeout: 1x}\n",
+	       "t.yaml:3:15: health.cmd: must not be empty",
+	       "t.yaml:3:28: health.retries: must be between 1 and 1000, got \"0\"",
+	       "t.yaml:3:41: health.interval: must be greater than 0",
+	       "t.yaml:3:53: health.timeout: invalid duration \"1x\" (want a number and ms, s, m or "
+	       "h)");
+	EXPECT("service: web\nimage: x\nhealth: tcp\n",
+	       "t.yaml:3:9: health: expected a mapping, got \"tcp\"");
+}
+
+static void
+test_errors_syntax(void **state)
+{
+	(void)state;
+	EXPECT("service: web\nimage: [a\n",
+	       "t.yaml:3:1: YAML syntax error: did not find expected ',' or ']' (while parsing a "
+	       "flow sequence at 2:8)");
+	EXPECT("service: web\n  image: a\n",
+	       "t.yaml:2:8: YAML syntax error: mapping values are not allowed in this context");
+	EXPECT("service: web\nimage: x\n\treplicas: 2\n",
+	       "t.yaml:3:1: YAML syntax error: found a tab character that violates indentation "
+	       "(while scanning a plain scalar at 2:8)");
+	/* Mistakes in earlier documents are still reported before the syntax error stops us. */
+	EXPECT("service: web\nimage: x\nreplicas: many\n---\nservice: b\nimage: \"x\n",
+	       "t.yaml:3:11: replicas: expected an integer, got \"many\"",
+	       "t.yaml:7:1: YAML syntax error: found unexpected end of stream (while scanning a "
+	       "quoted scalar at 6:8)");
+	EXPECT("service: w\xff\n", "t.yaml:1:11: invalid input: invalid leading UTF-8 octet");
+}
+
+/* STYLE.md: a manifest with three mistakes gets three lines. */
+static void
+test_three_mistakes(void **state)
+{
+	(void)state;
+	EXPECT("service: web\n"
+	       "image: shoal/web:1\n"
+	       "replica: 3\n"
+	       "resources:\n"
+	       "  memory: 32MB\n"
+	       "update:\n"
+	       "  order: sideways\n",
+	       "t.yaml:3:1: unknown key \"replica\" in service web (did you mean \"replicas\"?)",
+	       "t.yaml:5:11: resources.memory: invalid size \"32MB\" (want a number with Ki, Mi, Gi, "
+	       "k, M or G)",
+	       "t.yaml:7:10: update.order: invalid value \"sideways\" (want stop-first or "
+	       "start-first)");
+}
+
+static void
+test_duplicates(void **state)
+{
+	struct manifest set[2];
+	struct manifest_errors errs = {0};
+	const char *a = "service: web\nimage: x\nports: [{published: 8080, target: 80}]\n";
+	const char *b = "service: api\nimage: y\n---\n"
+			"service: web\nimage: z\nports: [\"9000:80\", \"8080:80\"]\n";
+
+	(void)state;
+	/* Within one file: the second service name and the port clash. */
+	EXPECT("service: web\nimage: x\nports: [\"8080:80\"]\n---\n"
+	       "service: web\nimage: y\nports: [\"8080:81\", \"8080:82\"]\n",
+	       "t.yaml:5:10: service: duplicate service name \"web\" (first defined at t.yaml:1:10)",
+	       "t.yaml:7:9: ports[0]: port 8080 is already published by service web (t.yaml:3:9)",
+	       "t.yaml:7:20: ports[1]: port 8080 is already published by service web (t.yaml:3:9)");
+	EXPECT("service: web\nimage: x\nports: [\"8080:80\", \"8080:81\"]\n",
+	       "t.yaml:3:20: ports[1]: port 8080 is already published by service web (t.yaml:3:9)");
+
+	/* Across files: each parses alone, the set does not. */
+	assert_int_equal(manifest_parse_buffer("a.yaml", a, strlen(a), &set[0], &errs), 0);
+	assert_int_equal(manifest_parse_buffer("b.yaml", b, strlen(b), &set[1], &errs), 0);
+	assert_int_equal(manifest_check_set(set, 1, &errs), 0);
+	assert_int_equal(manifest_check_set(set, 2, &errs), -1);
+	assert_int_equal(errs.n, 2);
+	assert_string_equal(errs.lines[0], "b.yaml:4:10: service: duplicate service name \"web\" "
+					   "(first defined at a.yaml:1:10)");
+	assert_string_equal(errs.lines[1], "b.yaml:6:20: ports[1]: port 8080 is already published "
+					   "by service web (a.yaml:3:21)");
+	manifest_errors_free(&errs);
+	manifest_free(&set[0]);
+	manifest_free(&set[1]);
+}
+
+/* A runaway file is capped: the first MANIFEST_MAX_ERRORS lines and one more saying so. */
+static void
+test_error_cap(void **state)
+{
+	struct manifest_errors errs = {0};
+	struct manifest m;
+	char *buf = xstrdup("service: web\nimage: x\n");
+
+	(void)state;
+	for (int i = 0; i < 300; i++) {
+		char *next = xasprintf("%sbad%d: 1\n", buf, i);
+		free(buf);
+		buf = next;
+	}
+	assert_int_equal(manifest_parse_buffer("t.yaml", buf, strlen(buf), &m, &errs), -1);
+	assert_int_equal(errs.n, MANIFEST_MAX_ERRORS + 1);
+	assert_string_equal(errs.lines[0], "t.yaml:3:1: unknown key \"bad0\" in service web");
+	assert_string_equal(errs.lines[MANIFEST_MAX_ERRORS],
+			    "too many errors; only the first 100 are shown");
+	manifest_errors_free(&errs);
+	free(buf);
+}
+
+static void
+test_deep_nesting(void **state)
+{
+	struct manifest_errors errs = {0};
+	struct manifest m;
+	char buf[400];
+	size_t o;
+
+	(void)state;
+	o = (size_t)snprintf(buf, sizeof(buf), "service: web\nimage: x\nenv: ");
+	for (int i = 0; i < 100; i++)
+		buf[o++] = '[';
+	for (int i = 0; i < 100; i++)
+		buf[o++] = ']';
+	buf[o++] = '\n';
+	buf[o] = '\0';
+	assert_int_equal(manifest_parse_buffer("t.yaml", buf, strlen(buf), &m, &errs), -1);
+	assert_int_equal(errs.n, 2);
+	assert_string_equal(errs.lines[0], "t.yaml:3:7: env[0]: expected a string, got a sequence");
+	assert_string_equal(errs.lines[1], "t.yaml:3:37: nested too deeply (more than 32 levels)");
+	manifest_errors_free(&errs);
+}
+
+static void
+test_parse_file_missing(void **state)
+{
+	struct manifest_errors errs = {0};
+	struct manifest m;
+
+	(void)state;
+	assert_int_equal(manifest_parse_file("manifests/nope.yaml", &m, &errs), -1);
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.lines[0],
+			    "manifests/nope.yaml: open manifests/nope.yaml: No such file or directory");
+	assert_int_equal(m.n_services, 0);
+	manifest_errors_free(&errs);
+}
+
+static void
+round_trip(const struct service_spec *s)
+{
+	struct service_spec back;
+	struct shoal_err err;
+	char *j1 = manifest_spec_to_json(s), *j2;
+
+	assert_int_equal(manifest_spec_from_json(j1, &back, &err), 0);
+	assert_true(manifest_spec_equal(s, &back));
+	j2 = manifest_spec_to_json(&back);
+	assert_string_equal(j1, j2);
+	free(j1);
+	free(j2);
+	manifest_spec_free(&back);
+}
+
+static void
+test_json_round_trip(void **state)
+{
+	const char *files[] = {"manifests/web.yaml", "manifests/api-constraints.yaml",
+			       "manifests/worker-restart.yaml", "manifests/multi.yaml"};
+	struct manifest m;
+	char *j;
+
+	(void)state;
+	for (size_t f = 0; f < ARRAY_SIZE(files); f++) {
+		struct manifest_errors errs = {0};
+		assert_int_equal(manifest_parse_file(files[f], &m, &errs), 0);
+		for (size_t i = 0; i < m.n_services; i++)
+			round_trip(&m.services[i]);
+		manifest_free(&m);
+	}
+	parse_ok(full_flow, &m);
+	round_trip(&m.services[0]);
+	j = manifest_spec_to_json(&m.services[0]);
+	assert_string_equal(
+		j, "{\"command\":[\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"],"
+		   "\"env\":{\"A\":\"1\",\"GREETING\":\"hello\"},"
+		   "\"health\":{\"http\":\"/healthz\",\"interval_ms\":2000,\"kind\":\"http\","
+		   "\"port\":8080,\"retries\":3,\"start_period_ms\":5000,\"timeout_ms\":1000},"
+		   "\"image\":\"shoal/web:1\",\"name\":\"web\",\"network\":\"bridge\","
+		   "\"placement\":{\"constraints\":[\"node.labels.zone == a\",\"node.name != "
+		   "node3\"],\"max_per_node\":2},"
+		   "\"ports\":[{\"published\":8080,\"target\":8080}],\"replicas\":3,"
+		   "\"resources\":{\"cpu_millis\":250,\"memory_bytes\":33554432,\"pids\":0},"
+		   "\"restart\":{\"delay_ms\":1000,\"max_attempts\":5,\"policy\":\"on-failure\"},"
+		   "\"stop_grace_ms\":10000,"
+		   "\"update\":{\"delay_ms\":2000,\"failure_action\":\"rollback\",\"monitor_ms\":"
+		   "5000,\"order\":\"start-first\",\"parallelism\":1}}");
+	free(j);
+	manifest_free(&m);
+	parse_ok("service: u\nimage: x\nentrypoint: []\nhealth: {cmd: \"true\"}\n", &m);
+	round_trip(&m.services[0]);
+	manifest_free(&m);
+}
+
+static void
+test_from_json(void **state)
+{
+	struct service_spec s;
+	struct shoal_err err;
+
+	(void)state;
+	/* Missing keys take defaults; unknown keys are ignored (a newer writer). */
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"future\":1}", &s,
+						 &err),
+			 0);
+	assert_int_equal(s.replicas, 1);
+	assert_int_equal(s.restart.delay_ms, 5000);
+	assert_int_equal(s.health.interval_ms, 30000);
+	manifest_spec_free(&s);
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\"", &s, &err), -1);
+	assert_int_equal(manifest_spec_from_json("[]", &s, &err), -1);
+	assert_string_equal(err.msg, "spec json: expected an object");
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"replicas\":\"3\"}",
+						 &s, &err),
+			 -1);
+	assert_string_equal(err.msg, "spec json: replicas: expected an integer");
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"restart\":"
+						 "{\"policy\":\"sometimes\"}}",
+						 &s, &err),
+			 -1);
+	assert_string_equal(err.msg, "spec json: policy: invalid value");
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"placement\":"
+						 "{\"constraints\":[\"zone=a\"]}}",
+						 &s, &err),
+			 -1);
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"env\":{\"B\":"
+						 "\"2\",\"A\":\"1\"}}",
+						 &s, &err),
+			 0);
+	assert_string_equal(s.env[0].name, "A");
+	manifest_spec_free(&s);
+}
+
+static void
+test_spec_equal_and_copy(void **state)
+{
+	struct manifest m;
+	struct service_spec c;
+
+	(void)state;
+	parse_ok(full_flow, &m);
+	manifest_spec_copy(&c, &m.services[0]);
+	assert_true(manifest_spec_equal(&c, &m.services[0]));
+	/* The copy owns its strings. */
+	assert_ptr_not_equal(c.name, m.services[0].name);
+	assert_ptr_not_equal(c.env[0].value, m.services[0].env[0].value);
+
+	c.replicas = 4;
+	assert_false(manifest_spec_equal(&c, &m.services[0]));
+	c.replicas = 3;
+	free(c.env[1].value);
+	c.env[1].value = xstrdup("bye");
+	assert_false(manifest_spec_equal(&c, &m.services[0]));
+	free(c.env[1].value);
+	c.env[1].value = xstrdup("hello");
+	assert_true(manifest_spec_equal(&c, &m.services[0]));
+	c.placement.constraints[1].equal = true;
+	assert_false(manifest_spec_equal(&c, &m.services[0]));
+	c.placement.constraints[1].equal = false;
+	c.command.set = false;
+	assert_false(manifest_spec_equal(&c, &m.services[0]));
+	c.command.set = true;
+	c.health.timeout_ms++;
+	assert_false(manifest_spec_equal(&c, &m.services[0]));
+	c.health.timeout_ms--;
+	c.ports[0].published = 8081;
+	assert_false(manifest_spec_equal(&c, &m.services[0]));
+	c.ports[0].published = 8080;
+	assert_true(manifest_spec_equal(&c, &m.services[0]));
+	manifest_spec_free(&c);
+	assert_null(c.name);
+	manifest_spec_free(&c); /* a freed spec frees again as a no-op */
+	manifest_free(&m);
+}
+
+static void
+test_constraint(void **state)
+{
+	struct manifest_constraint c;
+	struct shoal_err err;
+	char *s;
+
+	(void)state;
+	assert_int_equal(manifest_constraint_parse("  node.labels.disk==ssd ", &c, &err), 0);
+	assert_int_equal(c.field, MANIFEST_NODE_LABEL);
+	assert_string_equal(c.label, "disk");
+	assert_true(c.equal);
+	assert_string_equal(c.value, "ssd");
+	s = manifest_constraint_format(&c);
+	assert_string_equal(s, "node.labels.disk == ssd");
+	free(s);
+	manifest_constraint_free(&c);
+	assert_int_equal(manifest_constraint_parse("node.id != abc123", &c, &err), 0);
+	assert_int_equal(c.field, MANIFEST_NODE_ID);
+	assert_false(c.equal);
+	manifest_constraint_free(&c);
+	assert_int_equal(manifest_constraint_parse("node.name == a b", &c, &err), -1);
+	assert_int_equal(manifest_constraint_parse("node.name == ", &c, &err), -1);
+	assert_int_equal(manifest_constraint_parse("node.hostname == a", &c, &err), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_web_example),
+		cmocka_unit_test(test_block_equals_flow),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_multiple_documents),
+		cmocka_unit_test(test_units_and_forms),
+		cmocka_unit_test(test_examples_dir),
+		cmocka_unit_test(test_errors_keys),
+		cmocka_unit_test(test_errors_values),
+		cmocka_unit_test(test_errors_health),
+		cmocka_unit_test(test_errors_syntax),
+		cmocka_unit_test(test_three_mistakes),
+		cmocka_unit_test(test_duplicates),
+		cmocka_unit_test(test_error_cap),
+		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_parse_file_missing),
+		cmocka_unit_test(test_json_round_trip),
+		cmocka_unit_test(test_from_json),
+		cmocka_unit_test(test_spec_equal_and_copy),
+		cmocka_unit_test(test_constraint),
+	};
+	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
+}
