@@ -28,11 +28,14 @@ static const char *const devices[] = {"null", "zero", "full", "random", "urandom
 int
 rootfs_prepare(const char *state_dir, struct shoal_err *err)
 {
+	/* upper becomes the container's "/" (its mode shows through the overlay): 0755, or only
+	 * root could walk the tree. The state dir above stays 0700. */
 	static const char *const sub[] = {"upper", "work", "rootfs"};
+	static const mode_t mode[] = {0755, 0700, 0755};
 
 	for (size_t i = 0; i < ARRAY_SIZE(sub); i++) {
 		cleanup_free char *p = xasprintf("%s/%s", state_dir, sub[i]);
-		if (mkdir(p, 0700) == -1 && errno != EEXIST)
+		if (mkdir(p, mode[i]) == -1 && errno != EEXIST)
 			return err_set(err, errno, "mkdir %s", p);
 	}
 	return 0;
