@@ -266,8 +266,10 @@ cgroup_detect(const char *fsroot)
 
 	/* The unified hierarchy must be mounted at the root AND carry the controllers we limit;
 	 * a hybrid host's /sys/fs/cgroup/unified (hugetlb only) does not qualify. */
+	char *save = NULL;
+
 	if (data != NULL) {
-		for (char *tok = strtok(data, " \n"); tok; tok = strtok(NULL, " \n"))
+		for (char *tok = strtok_r(data, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
 			if (strcmp(tok, "cpu") == 0 || strcmp(tok, "memory") == 0 ||
 			    strcmp(tok, "pids") == 0)
 				return &cgroup_ops_v2;
