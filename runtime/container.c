@@ -28,16 +28,6 @@
 #include "spawn.h"
 #include "util.h"
 
-/*
- * The image store lives in runtime/image.c, built on another branch. Referencing it weakly
- * lets this library link without it (shoalrt then says so); once image.c is linked in, the
- * strong definitions win and nothing here changes.
- */
-#pragma weak image_store_open
-#pragma weak image_store_close
-#pragma weak image_get
-#pragma weak image_free
-
 const char *
 container_status_name(enum container_status s)
 {
@@ -124,7 +114,7 @@ env_set(char ***env, const char *kv)
 
 void
 container_spec_apply_image(struct container_spec *s, const struct image *img, char **cmd,
-			   char **env)
+                           char **env)
 {
 	s->nlayers = img->nlayers;
 	s->layers = xcalloc(img->nlayers + 1, sizeof(char *));
@@ -148,29 +138,6 @@ container_spec_apply_image(struct container_spec *s, const struct image *img, ch
 		s->cwd = xstrdup(img->workdir);
 	if (s->user == NULL && img->user && img->user[0])
 		s->user = xstrdup(img->user);
-}
-
-int
-container_spec_from_store(struct container_spec *s, const char *root, const char *ref,
-			  char **cmd, char **env, struct shoal_err *err)
-{
-	struct image_store *st;
-	struct image *img;
-
-	if (image_store_open == NULL || image_get == NULL)
-		return err_set(err, 0, "image %s: this build has no image store (runtime/image.c)", ref);
-	st = image_store_open(root, err);
-	if (st == NULL)
-		return -1;
-	img = image_get(st, ref, err);
-	if (img == NULL) {
-		image_store_close(st);
-		return -1;
-	}
-	container_spec_apply_image(s, img, cmd, env);
-	image_free(img);
-	image_store_close(st);
-	return 0;
 }
 
 /* ---- state file ---- */
@@ -259,8 +226,7 @@ get_strv(json_t *o, const char *k, size_t *n)
 	size_t i, len = json_is_array(a) ? json_array_size(a) : 0;
 	char **out = xcalloc(len + 1, sizeof(char *));
 
-	json_array_foreach(a, i, v)
-		out[i] = xstrdup(json_is_string(v) ? json_string_value(v) : "");
+	json_array_foreach(a, i, v) out[i] = xstrdup(json_is_string(v) ? json_string_value(v) : "");
 	if (n)
 		*n = len;
 	return out;
@@ -288,8 +254,8 @@ container_from_json(const char *root, json_t *o, struct shoal_err *err)
 	c->spec.image = get_str(o, "image");
 	c->spec.image_digest = get_str(o, "image_digest");
 	c->status = strcmp(st, "running") == 0  ? CONTAINER_RUNNING
-		    : strcmp(st, "exited") == 0 ? CONTAINER_EXITED
-						: CONTAINER_CREATED;
+	            : strcmp(st, "exited") == 0 ? CONTAINER_EXITED
+	                                        : CONTAINER_CREATED;
 	c->pid = (pid_t)get_int(o, "pid");
 	c->pid_start = (uint64_t)get_int(o, "pid_start");
 	c->shim_pid = (pid_t)get_int(o, "shim_pid");
@@ -323,8 +289,8 @@ container_from_json(const char *root, json_t *o, struct shoal_err *err)
 	c->spec.limits.memory_bytes = get_int(lim, "memory_bytes");
 	c->spec.limits.pids = get_int(lim, "pids");
 	c->spec.net = net && strcmp(net, "host") == 0   ? NETNS_HOST
-		      : net && strcmp(net, "join") == 0 ? NETNS_JOIN
-							: NETNS_NONE;
+	              : net && strcmp(net, "join") == 0 ? NETNS_JOIN
+	                                                : NETNS_NONE;
 	c->spec.netns_path = get_str(spec, "netns_path");
 	c->spec.autoremove = json_is_true(json_object_get(spec, "autoremove"));
 	return c;
@@ -504,6 +470,34 @@ fail_name:
 	return NULL;
 }
 
+struct container *
+container_create_from_image(const char *root, struct container_spec *spec, const char *ref,
+                            char **cmd, char **env, struct shoal_err *err)
+{
+	struct image_store *st = image_store_open(root, err);
+	struct container *c = NULL;
+	struct image *img;
+
+	if (st == NULL)
+		return NULL;
+	/* From image_get until the layers file exists, an rmi (or its gc) would find the layers
+	 * unreferenced and delete them under the new container: hold the store's lock. */
+	if (image_store_lock(st, err) == -1)
+		goto out;
+	img = image_get(st, ref, err);
+	if (img == NULL)
+		goto out;
+	container_spec_apply_image(spec, img, cmd, env);
+	image_free(img);
+	c = container_create(root, spec, err);
+out:
+	image_store_unlock(st);
+	image_store_close(st);
+	if (c == NULL)
+		container_spec_clear(spec);
+	return c;
+}
+
 bool
 container_alive(const struct container *c)
 {
@@ -579,7 +573,8 @@ container_load(const char *root, const char *ref, struct shoal_err *err)
 static int
 by_created(const void *a, const void *b)
 {
-	const struct container *x = *(struct container *const *)a, *y = *(struct container *const *)b;
+	const struct container *x = *(struct container *const *)a,
+	                       *y = *(struct container *const *)b;
 	return x->created_ms < y->created_ms ? -1 : x->created_ms > y->created_ms;
 }
 
@@ -665,8 +660,8 @@ exec_shim(const char *shim, const char *root, const char *id, int sync, int out,
 	int k = 0;
 
 	if (null == -1 || place_fd(null, 0) == -1 || place_fd(null, 1) == -1 ||
-	    place_fd(null, 2) == -1 || place_fd(sync, 3) == -1 || (out >= 0 && place_fd(out, 4) == -1) ||
-	    (errfd >= 0 && place_fd(errfd, 5) == -1)) {
+	    place_fd(null, 2) == -1 || place_fd(sync, 3) == -1 ||
+	    (out >= 0 && place_fd(out, 4) == -1) || (errfd >= 0 && place_fd(errfd, 5) == -1)) {
 		err_set(&m.err, errno, "shim: arrange fds");
 		(void)!send(sync, &m, sizeof(m), MSG_NOSIGNAL);
 		_exit(1);
@@ -694,8 +689,8 @@ exec_shim(const char *shim, const char *root, const char *id, int sync, int out,
 }
 
 int
-container_start(struct container *c, const struct container_attach *a, int *sync_fd,
-		int *exit_code, struct shoal_err *err)
+container_start(struct container *c, const struct container_attach *a, int *sync_fd, int *exit_code,
+                struct shoal_err *err)
 {
 	cleanup_free char *shim = container_shim_path();
 	cleanup_close int mine = -1;
@@ -708,7 +703,7 @@ container_start(struct container *c, const struct container_attach *a, int *sync
 	*sync_fd = -1;
 	if (c->status != CONTAINER_CREATED)
 		return err_set(err, 0, "container %s is %s", c->spec.name,
-			       container_status_name(c->status));
+		               container_status_name(c->status));
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
 		return err_set(err, errno, "socketpair");
 	mine = sv[0];
@@ -874,16 +869,17 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 int
 container_remove_files(struct container *c, struct shoal_err *err)
 {
-	cleanup_free char *link = xasprintf("%s/names/%s", c->root, c->spec.name ? c->spec.name : "");
+	cleanup_free char *link =
+	    xasprintf("%s/names/%s", c->root, c->spec.name ? c->spec.name : "");
 	char target[80];
 	ssize_t n;
 	int rc = 0;
 
 	if (c->cgroup) {
-		struct cgroup *cg = cgroup_new(NULL, c->cgroup,
-					       c->cgroup_manager && strcmp(c->cgroup_manager, "v2") == 0
-						       ? &cgroup_ops_v2
-						       : NULL);
+		struct cgroup *cg = cgroup_new(
+		    NULL, c->cgroup,
+		    c->cgroup_manager && strcmp(c->cgroup_manager, "v2") == 0 ? &cgroup_ops_v2
+		                                                              : NULL);
 		rc = cgroup_destroy(cg, err);
 		cgroup_free(cg);
 	}
@@ -905,8 +901,8 @@ container_remove(struct container *c, bool force, struct shoal_err *err)
 	if (c->status == CONTAINER_RUNNING) {
 		if (!force)
 			return err_set(err, 0,
-				       "container %s is running: stop it first or use rm -f",
-				       c->spec.name);
+			               "container %s is running: stop it first or use rm -f",
+			               c->spec.name);
 		if (container_kill(c, SIGKILL, err) == -1 && container_alive(c))
 			return -1;
 	}

@@ -51,9 +51,9 @@ struct container_spec {
 };
 
 struct container {
-	char *root;   /* ROOT */
-	char id[65];  /* 64 hex digits */
-	char *dir;    /* ROOT/containers/<id> */
+	char *root;  /* ROOT */
+	char id[65]; /* 64 hex digits */
+	char *dir;   /* ROOT/containers/<id> */
 	struct container_spec spec;
 	enum container_status status;
 	pid_t pid;          /* the container's init, in our pid namespace */
@@ -64,10 +64,10 @@ struct container {
 	int exit_signal; /* the signal that killed init, 0 if none */
 	bool oom_killed;
 	int64_t created_ms, started_ms, finished_ms; /* wall clock, 0 when not yet */
-	char *cgroup;         /* "shoal/<id>" relative to the cgroupfs */
-	char *cgroup_manager; /* "v1" / "v2" */
-	char *ip;             /* NULL until networking assigns one */
-	char *error;          /* why the start failed, NULL if it did not */
+	char *cgroup;                                /* "shoal/<id>" relative to the cgroupfs */
+	char *cgroup_manager;                        /* "v1" / "v2" */
+	char *ip;                                    /* NULL until networking assigns one */
+	char *error;                                 /* why the start failed, NULL if it did not */
 };
 
 /* Messages from the shim to whoever started it (SOCK_SEQPACKET: one struct per message). */
@@ -101,16 +101,20 @@ void container_spec_clear(struct container_spec *s);
  * the spec already overrides them (cmd replaces the image's cmd, env entries replace the
  * image's same keys). cmd/env are borrowed NULL-terminated arrays, may be NULL. */
 void container_spec_apply_image(struct container_spec *s, const struct image *img, char **cmd,
-				char **env);
-
-/* Resolve ref in the image store at root and apply it (the only place that calls image_get). */
-int container_spec_from_store(struct container_spec *s, const char *root, const char *ref,
-			      char **cmd, char **env, struct shoal_err *err);
+                                char **env);
 
 /* Validate and create a container in state "created": reserves the name (EEXIST -> "name in
  * use"), writes state.json and layers. Takes spec's contents (spec is zeroed). */
 struct container *container_create(const char *root, struct container_spec *spec,
-				   struct shoal_err *err);
+                                   struct shoal_err *err);
+
+/* Resolve ref in the image store at root, apply it to spec (container_spec_apply_image) and
+ * create the container, holding the store's lock from image_get until the container's layers
+ * file is written, so rmi cannot delete a layer in between. Takes spec's contents (zeroed,
+ * also on failure). cmd/env are borrowed, may be NULL. */
+struct container *container_create_from_image(const char *root, struct container_spec *spec,
+                                              const char *ref, char **cmd, char **env,
+                                              struct shoal_err *err);
 
 /*
  * Start c through a new shim and return once its process has exec'd (0) or failed (-1, with
@@ -118,7 +122,7 @@ struct container *container_create(const char *root, struct container_spec *spec
  * conversation: read the exit with container_wait_exit, or close it to detach.
  */
 int container_start(struct container *c, const struct container_attach *a, int *sync_fd,
-		    int *exit_code, struct shoal_err *err);
+                    int *exit_code, struct shoal_err *err);
 
 /* Block until the shim reports the exit. Returns the shell-style status (code, or 128+signal). */
 int container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err);

@@ -24,7 +24,7 @@ static int
 usage_error(const char *msg, const char *arg)
 {
 	fprintf(stderr, "shoalrt: run: %s%s%s (see shoalrt run --help)\n", msg, arg ? " " : "",
-		arg ? arg : "");
+	        arg ? arg : "");
 	return 1;
 }
 
@@ -62,8 +62,8 @@ run_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 				return usage_error("--env wants KEY=VALUE, got", v);
 			env[nenv++] = (char *)v;
 		} else if (strcmp(o, "--cpus") == 0) {
-			if (cgroup_parse_cpus(v, &spec.limits.cpu_quota_us, &spec.limits.cpu_period_us,
-					      &err) == -1)
+			if (cgroup_parse_cpus(v, &spec.limits.cpu_quota_us,
+			                      &spec.limits.cpu_period_us, &err) == -1)
 				goto fail;
 		} else if (strcmp(o, "--memory") == 0 || strcmp(o, "-m") == 0) {
 			if (cgroup_parse_memory(v, &spec.limits.memory_bytes, &err) == -1)
@@ -92,11 +92,9 @@ run_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 	if (i >= argc)
 		return usage_error("missing IMAGE", NULL);
 	spec.image = xstrdup(argv[i]);
-	if (container_spec_from_store(&spec, ctx->root, argv[i], argv + i + 1, env, &err) == -1)
-		goto fail;
+	c = container_create_from_image(ctx->root, &spec, argv[i], argv + i + 1, env, &err);
 	free(env);
 	env = NULL;
-	c = container_create(ctx->root, &spec, &err);
 	if (c == NULL)
 		goto fail;
 	if (container_start(c, detach ? NULL : &attach, &sync_fd, &code, &err) == -1) {
@@ -131,19 +129,19 @@ fail:
 }
 
 SHOALRT_VERB(run, "run", "create and start a container",
-	     "usage: shoalrt run [OPTIONS] IMAGE [CMD...]\n\n"
-	     "Run CMD (default: the image's entrypoint and cmd) in a new container. In the\n"
-	     "foreground, output is streamed and shoalrt exits with the container's status\n"
-	     "(125 runtime error, 126 not executable, 127 not found, 128+N killed by signal N).\n\n"
-	     "  --name NAME          container name (default: the short id)\n"
-	     "  -d, --detach         print the id and return once the container runs\n"
-	     "  --rm                 remove the container when it exits\n"
-	     "  -e, --env K=V        set an environment variable (repeatable)\n"
-	     "  --cpus N             CPU quota in CPUs, e.g. 0.5\n"
-	     "  -m, --memory SIZE    memory limit, e.g. 64Mi (an excess is OOM-killed)\n"
-	     "  --pids N             maximum number of tasks\n"
-	     "  --network none|host  own network namespace with lo only (default), or the host's\n"
-	     "  --hostname NAME      hostname (default: the short id)\n"
-	     "  -u, --user U[:G]     user (default: the image's, else root)\n"
-	     "  -w, --workdir DIR    working directory (default: the image's, else /)\n",
-	     run_main)
+             "usage: shoalrt run [OPTIONS] IMAGE [CMD...]\n\n"
+             "Run CMD (default: the image's entrypoint and cmd) in a new container. In the\n"
+             "foreground, output is streamed and shoalrt exits with the container's status\n"
+             "(125 runtime error, 126 not executable, 127 not found, 128+N killed by signal N).\n\n"
+             "  --name NAME          container name (default: the short id)\n"
+             "  -d, --detach         print the id and return once the container runs\n"
+             "  --rm                 remove the container when it exits\n"
+             "  -e, --env K=V        set an environment variable (repeatable)\n"
+             "  --cpus N             CPU quota in CPUs, e.g. 0.5\n"
+             "  -m, --memory SIZE    memory limit, e.g. 64Mi (an excess is OOM-killed)\n"
+             "  --pids N             maximum number of tasks\n"
+             "  --network none|host  own network namespace with lo only (default), or the host's\n"
+             "  --hostname NAME      hostname (default: the short id)\n"
+             "  -u, --user U[:G]     user (default: the image's, else root)\n"
+             "  -w, --workdir DIR    working directory (default: the image's, else /)\n",
+             run_main)

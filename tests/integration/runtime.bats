@@ -1,49 +1,37 @@
 #!/usr/bin/env bats
-# The container runtime on this host: shoalrt run/ps/stop/kill/rm/logs/inspect against a
-# busybox image, isolation inside, limits, re-adoption, and removal that leaves nothing.
+# The container runtime on this host: shoalrt run/ps/stop/kill/rm/logs/inspect against the
+# demo image shoal/web:1 (busybox-static, from `make images`) imported by the real image
+# store; isolation inside, limits, re-adoption, and removal that leaves nothing.
 # Root only. Every container lives under a temp --root in /tmp and a cgroup under shoal/;
 # teardown removes them whether the test passed or not.
-#
-# Until runtime/image.c is on this branch, `shoalrt` here is a test build linking
-# tests/unit/image_fake.c (an image_get that reads ROOT/test-images/NAME:TAG.json) in front
-# of the runtime library; everything below image_get is the real code.
 
 bats_require_minimum_version 1.5.0
 
+REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+
 setup_file() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root"
-	export BUILD=${BUILD:-build}
-	local repo bin
-	repo=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-	bin=$(cd "$repo/$BUILD" && pwd)
-	export SHOAL_SHIM="$bin/shoal-shim"
+	local build=${BUILD:-build}
+	case "$build" in /*) ;; *) build=$REPO/$build ;; esac
+	export SHOALRT=$build/shoalrt
+	export SHOAL_SHIM=$build/shoal-shim
+	[ -x "$SHOALRT" ] || { echo "build shoalrt first (make)" >&2; return 1; }
+	make -s -C "$REPO" BUILD="$build" images >/dev/null
 	export RT_ROOT
 	RT_ROOT=$(mktemp -d /tmp/shoal-rt.XXXXXX)
-	export SHOALRT="$RT_ROOT/shoalrt"
-	# shellcheck disable=SC2046
-	cc -std=gnu11 -D_GNU_SOURCE -O1 -g -I"$repo" -I"$repo/common" \
-		-o "$SHOALRT" "$bin"/runtime/shoalrt/*.o "$repo/tests/unit/image_fake.c" \
-		"$bin/libshoal_runtime.a" "$bin/libshoal_common.a" \
-		$(pkg-config --libs libevent libseccomp jansson libsodium) -lpthread -lm \
-		$( [ -n "${SAN:-}" ] && echo -fsanitize=address,undefined )
-	# A one-layer busybox image: /bin/busybox from Debian's busybox-static plus its applets.
-	local l="$RT_ROOT/layers/1111111111111111111111111111111111111111111111111111111111111111"
-	mkdir -p "$l/bin" "$l/etc" "$l/tmp" "$l/www" "$RT_ROOT/test-images"
-	cp /bin/busybox "$l/bin/busybox"
-	for a in $(/bin/busybox --list); do
-		[ "$a" = busybox ] || ln -s busybox "$l/bin/$a"
-	done
-	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$l/etc/passwd"
-	printf 'root:x:0:\nnogroup:x:65534:\n' >"$l/etc/group"
-	echo hello >"$l/www/index.html"
-	chmod -R a-w "$l"
-	cat >"$RT_ROOT/test-images/busybox:latest.json" <<JSON
-{"layers": ["$l"], "digests": ["${l##*/}"], "cmd": ["sh"],
- "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "IMAGE_VAR=1"], "workdir": "/"}
-JSON
-	export LAYER="$l"
-	# A checksum of the layer: the image is never written, whatever the containers do.
-	(cd "$l" && find . | sort | md5sum) >"$RT_ROOT/layer.sum"
+	export IMG=shoal/web:1
+	"$SHOALRT" --root "$RT_ROOT" import "$build/images/web_1" >/dev/null
+	# The image's layers as the store unpacked them, base first (the manifest's order).
+	export LAYERS
+	LAYERS=$(jq -r '.layers[].digest' "$build/images/web_1/blobs/sha256/$(jq -r \
+		'.manifests[0].digest' "$build/images/web_1/index.json" | cut -d: -f2)" | cut -d: -f2)
+	export TOP_LAYER="$RT_ROOT/layers/$(echo "$LAYERS" | tail -1)"
+	# A checksum of the layers: the image is never written, whatever the containers do.
+	layers_sum >"$RT_ROOT/layers.sum"
+}
+
+layers_sum() {
+	(cd "$RT_ROOT/layers" && find . -printf '%p %m %s\n' | sort | md5sum)
 }
 
 rt() {
@@ -84,12 +72,11 @@ teardown() {
 
 teardown_file() {
 	[ -n "${RT_ROOT:-}" ] || return 0
-	chmod -R u+w "$RT_ROOT/layers" 2>/dev/null || true
 	rm -rf "${RT_ROOT:?}"
 }
 
 @test "run streams output and exits with the container's code" {
-	run rt run --rm busybox sh -c 'echo out; echo err >&2; exit 3'
+	run rt run --rm "$IMG" sh -c 'echo out; echo err >&2; exit 3'
 	[ "$status" -eq 3 ]
 	[[ "$output" == *out* ]]
 	[[ "$output" == *err* ]]
@@ -97,7 +84,7 @@ teardown_file() {
 }
 
 @test "a missing executable exits 127 with one clear line" {
-	run -127 rt run --rm busybox /bin/nope
+	run -127 rt run --rm "$IMG" /bin/nope
 	[ "$status" -eq 127 ]
 	[ "$output" = "shoalrt: executable file not found: /bin/nope" ]
 	[ -z "$(ids)" ]
@@ -108,14 +95,14 @@ teardown_file() {
 	[ "$status" -eq 1 ]
 	[ "${#lines[@]}" -eq 1 ]
 	[[ "$output" == "shoalrt: "*nosuch* ]]
-	run rt run --memory 12x busybox true
+	run rt run --memory 12x "$IMG" true
 	[ "$status" -eq 1 ]
 	[ "$output" = 'shoalrt: memory: invalid size "12x" (want a number with Ki, Mi, Gi, k, M or G)' ]
-	run rt run --cpus lots busybox true
+	run rt run --cpus lots "$IMG" true
 	[ "$status" -eq 1 ]
 	[ -z "$(ids)" ]
-	rt run -d --name taken busybox sleep 30
-	run rt run --name taken busybox true
+	rt run -d --name taken "$IMG" sleep 30
+	run rt run --name taken "$IMG" true
 	[ "$status" -eq 1 ]
 	[ "$output" = 'shoalrt: name "taken" is already in use' ]
 	[ "$(ids | wc -l)" -eq 1 ]
@@ -123,7 +110,7 @@ teardown_file() {
 
 @test "isolation: own pids, hostname, no mount, no modules, masked and read-only /proc" {
 	: >"$RT_ROOT/fake.ko"
-	run rt run --rm --hostname iso-test busybox sh -c '
+	run rt run --rm --hostname iso-test "$IMG" sh -c '
 		echo "pid1=$(cat /proc/1/cmdline | tr "\0" " ")"
 		echo "nprocs=$(ls -d /proc/[0-9]* | wc -l)"
 		echo "host=$(hostname)"
@@ -166,41 +153,44 @@ teardown_file() {
 }
 
 @test "a node made with CAP_MKNOD cannot be opened (nodev)" {
-	run rt run --rm busybox sh -c 'mknod /tmp/m c 1 3 && cat /tmp/m; mknod /dev/m c 1 3 && cat /dev/m'
+	run rt run --rm "$IMG" sh -c 'mknod /tmp/m c 1 3 && cat /tmp/m; mknod /dev/m c 1 3 && cat /dev/m'
 	echo "$output"
 	[[ "$output" == *"can't open '/tmp/m': Permission denied"* ]]
 	[[ "$output" == *"can't open '/dev/m': Permission denied"* ]]
 }
 
 @test "network none has only lo, up; host sees the host's interfaces" {
-	run rt run --rm busybox cat /proc/net/dev
+	run rt run --rm "$IMG" cat /proc/net/dev
 	[ "$status" -eq 0 ]
 	[ "$(echo "$output" | grep -c ':')" -eq 1 ]
 	[[ "$output" == *"lo:"* ]]
-	run rt run --rm busybox ip link show lo
+	run rt run --rm "$IMG" ip link show lo
 	[[ "$output" == *"UP"* ]]
-	run rt run --rm --network host busybox cat /proc/net/dev
+	run rt run --rm --network host "$IMG" cat /proc/net/dev
 	[ "$(echo "$output" | grep -c ':')" -eq "$(grep -c ':' /proc/net/dev)" ]
 }
 
 @test "env, workdir and user come from the image unless overridden" {
-	run rt run --rm busybox sh -c 'echo "$IMAGE_VAR $HOSTNAME $HOME $(pwd) $(id -u)"'
+	# shoal/web:1's config: Env PATH=/bin:/usr/bin:/sbin:/usr/sbin, WorkingDir /.
+	run rt run --rm "$IMG" sh -c 'echo "$PATH $HOSTNAME $HOME $(pwd) $(id -u)"'
 	[ "$status" -eq 0 ]
-	[[ "$output" =~ ^1\ [0-9a-f]{12}\ /root\ /\ 0$ ]]
-	run rt run --rm --env IMAGE_VAR=2 --env NEW=x --workdir /tmp/w --user nobody busybox \
-		sh -c 'echo "$IMAGE_VAR $NEW $(pwd) $(id -u) $(grep CapEff /proc/self/status)"'
+	[[ "$output" =~ ^/bin:/usr/bin:/sbin:/usr/sbin\ [0-9a-f]{12}\ /root\ /\ 0$ ]]
+	run rt run --rm --env PATH=/bin --env NEW=x --workdir /tmp/w --user nobody "$IMG" \
+		sh -c 'echo "$PATH $NEW $(pwd) $(id -u) $(grep CapEff /proc/self/status)"'
 	[ "$status" -eq 0 ]
-	[ "$output" = "2 x /tmp/w 65534 CapEff:	0000000000000000" ]
+	[ "$output" = "/bin x /tmp/w 65534 CapEff:	0000000000000000" ]
 }
 
 @test "the image layer is never written" {
-	rt run --rm busybox sh -c 'echo changed > /bin/busybox2; rm /www/index.html; echo x >> /etc/passwd'
-	(cd "$LAYER" && find . | sort | md5sum) | diff - "$RT_ROOT/layer.sum"
-	[ "$(cat "$LAYER/www/index.html")" = hello ]
+	run rt run --rm "$IMG" sh -c 'echo changed > /bin/busybox2; rm /www/healthz; echo x >> /etc/passwd
+		[ ! -e /www/healthz ] && grep -q "^x$" /etc/passwd && echo changed-inside'
+	[ "$output" = changed-inside ]
+	layers_sum | diff - "$RT_ROOT/layers.sum"
+	[ "$(cat "$TOP_LAYER/www/healthz")" = ok ]
 }
 
 @test "limits land in the v1 cgroup: cpus, memory, pids" {
-	id=$(rt run -d --cpus 0.5 --memory 64Mi --pids 256 busybox sleep 30)
+	id=$(rt run -d --cpus 0.5 --memory 64Mi --pids 256 "$IMG" sleep 30)
 	[ "$(cat /sys/fs/cgroup/cpu/shoal/$id/cpu.cfs_quota_us)" -eq 50000 ]
 	[ "$(cat /sys/fs/cgroup/cpu/shoal/$id/cpu.cfs_period_us)" -eq 100000 ]
 	[ "$(cat /sys/fs/cgroup/memory/shoal/$id/memory.limit_in_bytes)" -eq 67108864 ]
@@ -208,12 +198,12 @@ teardown_file() {
 	pid=$(rt inspect "$id" | grep '"pid":' | grep -oE '[0-9]+')
 	grep -q "/shoal/$id" "/proc/$pid/cgroup"
 	# Inside, its cgroup namespace is rooted at its own cgroup.
-	run rt run --rm busybox cat /proc/self/cgroup
+	run rt run --rm "$IMG" cat /proc/self/cgroup
 	[[ "$output" == *"memory:/"$'\n'* ]] || [[ "$output" == *"memory:/" ]]
 }
 
 @test "OOM: allocating past --memory is killed: 137 and inspect says oom_killed" {
-	run rt run --name oom --memory 16Mi busybox sh -c 'x=$(head -c 40000000 /dev/zero | tr "\0" a); echo survived'
+	run rt run --name oom --memory 16Mi "$IMG" sh -c 'x=$(head -c 40000000 /dev/zero | tr "\0" a); echo survived'
 	[ "$status" -eq 137 ]
 	[[ "$output" != *survived* ]]
 	run rt inspect oom
@@ -223,7 +213,7 @@ teardown_file() {
 }
 
 @test "a fork bomb stops at --pids 32 and the host stays fine" {
-	run timeout 20 "$SHOALRT" --root "$RT_ROOT" run --rm --pids 32 busybox sh -c \
+	run timeout 20 "$SHOALRT" --root "$RT_ROOT" run --rm --pids 32 "$IMG" sh -c \
 		'sh -c "while true; do sleep 100 & done" 2>/dev/null; set -- /proc/[0-9]*; echo procs=$#'
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -234,7 +224,7 @@ teardown_file() {
 }
 
 @test "re-adoption: a detached container outlives shoalrt, a new shoalrt finds and stops it" {
-	id=$(rt run -d --name bg busybox sh -c 'trap "exit 0" TERM; while true; do sleep 0.1; done')
+	id=$(rt run -d --name bg "$IMG" sh -c 'trap "exit 0" TERM; while true; do sleep 0.1; done')
 	[ ${#id} -eq 64 ]
 	shim=$(grep -oE '"shim_pid": [0-9]+' "$RT_ROOT/containers/$id/state.json" | grep -oE '[0-9]+$')
 	# The shim is nobody's child here: double-forked, own session.
@@ -254,7 +244,7 @@ teardown_file() {
 }
 
 @test "stop: a PID 1 that ignores SIGTERM (busybox httpd) dies at the deadline" {
-	rt run -d --name web busybox httpd -f -p 8080 -h /www
+	rt run -d --name web "$IMG" httpd -f -p 8080 -h /www
 	sleep 0.2
 	start=$(date +%s%N)
 	run rt stop -t 2 web
@@ -270,7 +260,7 @@ teardown_file() {
 }
 
 @test "kill sends a signal; rm refuses a running container without -f" {
-	rt run -d --name k busybox sh -c 'trap "exit 7" USR1; while true; do sleep 0.1; done'
+	rt run -d --name k "$IMG" sh -c 'trap "exit 7" USR1; while true; do sleep 0.1; done'
 	run rt rm k
 	[ "$status" -eq 1 ]
 	[ "$output" = "shoalrt: container k is running: stop it first or use rm -f" ]
@@ -282,34 +272,34 @@ teardown_file() {
 }
 
 @test "rm leaves no mount, cgroup, shim or state directory" {
-	id=$(rt run -d --memory 32Mi --pids 64 busybox sleep 60)
+	id=$(rt run -d --memory 32Mi --pids 64 "$IMG" sleep 60)
 	[ -d "/sys/fs/cgroup/memory/shoal/$id" ]
 	rt rm -f "$id"
 	assert_gone "$id"
 	[ ! -e "$RT_ROOT/names/${id:0:12}" ]
-	id2=$(rt run -d --name done busybox true)
+	id2=$(rt run -d --name done "$IMG" true)
 	sleep 0.3
 	rt rm done
 	assert_gone "$id2"
 }
 
 @test "--rm removes everything after the exit" {
-	rt run --rm --name gone busybox true
+	rt run --rm --name gone "$IMG" true
 	[ -z "$(ids)" ]
 	[ ! -e "$RT_ROOT/names/gone" ]
 	[ -z "$(ls /sys/fs/cgroup/memory/shoal/ | grep -E '^[0-9a-f]{64}$' | while read -r c; do grep -l . /dev/null; done)" ]
 }
 
 @test "logs: --tail, -f, and rotation at 10 MiB" {
-	rt run --name lg busybox sh -c 'for i in 1 2 3 4 5; do echo line$i; done'
+	rt run --name lg "$IMG" sh -c 'for i in 1 2 3 4 5; do echo line$i; done'
 	run rt logs lg
 	[ "${#lines[@]}" -eq 5 ]
 	run rt logs --tail 2 lg
 	[ "$output" = $'line4\nline5' ]
-	rt run -d --name follow busybox sh -c 'for i in 1 2 3; do echo f$i; sleep 0.2; done'
+	rt run -d --name follow "$IMG" sh -c 'for i in 1 2 3; do echo f$i; sleep 0.2; done'
 	run rt logs -f follow
 	[ "$output" = $'f1\nf2\nf3' ]
-	rt run --name big busybox sh -c 'head -c 11000000 /dev/zero | tr "\0" x; echo; echo last' >/dev/null
+	rt run --name big "$IMG" sh -c 'head -c 11000000 /dev/zero | tr "\0" x; echo; echo last' >/dev/null
 	id=$(rt inspect big | grep '"id"' | grep -oE '[0-9a-f]{64}')
 	[ -f "$RT_ROOT/containers/$id/log.1" ]
 	[ "$(stat -c %s "$RT_ROOT/containers/$id/log")" -le 10485760 ]
@@ -318,25 +308,37 @@ teardown_file() {
 }
 
 @test "inspect reports id, name, image, pid, state, times, rootfs, cgroup" {
-	id=$(rt run -d --name insp busybox sleep 30)
+	id=$(rt run -d --name insp "$IMG" sleep 30)
 	run rt inspect insp
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"\"id\": \"$id\""* ]]
 	[[ "$output" == *'"name": "insp"'* ]]
-	[[ "$output" == *'"image": "busybox"'* ]]
+	[[ "$output" == *'"image": "shoal/web:1"'* ]]
+	[[ "$output" == *"\"image_digest\": \"sha256:"* ]]
 	[[ "$output" == *'"state": "running"'* ]]
 	[[ "$output" =~ \"pid\":\ [1-9] ]]
 	[[ "$output" =~ \"started\":\ \"20[0-9-]+T ]]
 	[[ "$output" == *"\"rootfs\": \"$RT_ROOT/containers/$id/rootfs\""* ]]
 	[[ "$output" == *"\"cgroup\": \"shoal/$id\""* ]]
 	[[ "$output" == *'"ip": null'* ]]
-	[ "$(cat "$RT_ROOT/containers/$id/layers")" = "${LAYER##*/}" ]
+	# The store's rmi keeps these layers while the container exists.
+	[ "$(cat "$RT_ROOT/containers/$id/layers")" = "$LAYERS" ]
 }
 
-@test "the real image store (runtime/image.c)" {
-	nm "$BUILD/libshoal_runtime.a" 2>/dev/null | grep -q ' T image_get$' ||
-		skip "runtime/image.c is not on this branch: run goes through tests/unit/image_fake.c"
-	run "$BUILD/shoalrt" --root "$RT_ROOT" run --rm nosuch:1 true
+@test "the real image store: unknown images fail; rmi keeps a container's layers" {
+	run rt run --rm nosuch:1 true
 	[ "$status" -eq 1 ]
-	[[ "$output" == shoalrt:*nosuch* ]]
+	[ "$output" = "shoalrt: no image nosuch:1" ]
+	# A second image tag sharing the layers: removing it while a container of shoal/web:1
+	# exists must leave every layer the container lists.
+	rt import "$(dirname "$SHOALRT")/images/web_1" other/web:1 >/dev/null
+	id=$(rt run -d --name pinned other/web:1 sleep 30)
+	rt rmi other/web:1
+	rt rmi "$IMG"
+	for l in $LAYERS; do [ -d "$RT_ROOT/layers/$l" ]; done
+	rt rm -f pinned
+	assert_gone "$id"
+	# Put the image back for any test after this one.
+	rt import "$(dirname "$SHOALRT")/images/web_1" >/dev/null
+	layers_sum | diff - "$RT_ROOT/layers.sum"
 }
