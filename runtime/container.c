@@ -1,0 +1,913 @@
+#include "container.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "err.h"
+#include "image.h"
+#include "rootfs.h"
+#include "spawn.h"
+#include "util.h"
+
+const char *
+container_status_name(enum container_status s)
+{
+	switch (s) {
+	case CONTAINER_CREATED:
+		return "created";
+	case CONTAINER_RUNNING:
+		return "running";
+	case CONTAINER_EXITED:
+		return "exited";
+	}
+	return "unknown";
+}
+
+static void
+strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+static size_t
+strv_len(char *const *v)
+{
+	size_t n = 0;
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+/* Append the elements of src (copied) to *dst, growing it. */
+static void
+strv_extend(char ***dst, char *const *src)
+{
+	size_t n = strv_len(*dst), m = strv_len(src);
+
+	*dst = xrealloc(*dst, (n + m + 1) * sizeof(char *));
+	for (size_t i = 0; i < m; i++)
+		(*dst)[n + i] = xstrdup(src[i]);
+	(*dst)[n + m] = NULL;
+}
+
+void
+container_spec_clear(struct container_spec *s)
+{
+	free(s->name);
+	free(s->image);
+	free(s->image_digest);
+	for (size_t i = 0; i < s->nlayers; i++) {
+		free(s->layers[i]);
+		free(s->layer_digests[i]);
+	}
+	free(s->layers);
+	free(s->layer_digests);
+	strv_free(s->argv);
+	strv_free(s->env);
+	free(s->cwd);
+	free(s->user);
+	free(s->hostname);
+	free(s->netns_path);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Set KEY=VALUE in env, replacing an entry with the same key. */
+static void
+env_set(char ***env, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	size_t kl = eq ? (size_t)(eq - kv) : strlen(kv);
+	size_t n = strv_len(*env);
+
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp((*env)[i], kv, kl) == 0 && (*env)[i][kl] == '=') {
+			free((*env)[i]);
+			(*env)[i] = xstrdup(kv);
+			return;
+		}
+	}
+	*env = xrealloc(*env, (n + 2) * sizeof(char *));
+	(*env)[n] = xstrdup(kv);
+	(*env)[n + 1] = NULL;
+}
+
+void
+container_spec_apply_image(struct container_spec *s, const struct image *img, char **cmd,
+                           char **env)
+{
+	s->nlayers = img->nlayers;
+	s->layers = xcalloc(img->nlayers + 1, sizeof(char *));
+	s->layer_digests = xcalloc(img->nlayers + 1, sizeof(char *));
+	for (size_t i = 0; i < img->nlayers; i++) {
+		s->layers[i] = xstrdup(img->layer_dirs[i]);
+		s->layer_digests[i] = xstrdup(img->layer_digests[i]);
+	}
+	if (img->digest[0] && s->image_digest == NULL)
+		s->image_digest = xstrdup(img->digest);
+	/* docker run: the entrypoint stays, arguments replace the image's cmd. */
+	strv_free(s->argv);
+	s->argv = NULL;
+	strv_extend(&s->argv, img->entrypoint);
+	strv_extend(&s->argv, cmd && cmd[0] ? cmd : img->cmd);
+	for (size_t i = 0; img->env && img->env[i]; i++)
+		env_set(&s->env, img->env[i]);
+	for (size_t i = 0; env && env[i]; i++)
+		env_set(&s->env, env[i]);
+	if (s->cwd == NULL && img->workdir && img->workdir[0])
+		s->cwd = xstrdup(img->workdir);
+	if (s->user == NULL && img->user && img->user[0])
+		s->user = xstrdup(img->user);
+}
+
+/* ---- state file ---- */
+
+static json_t *
+strv_json(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static void
+set_str(json_t *o, const char *k, const char *v)
+{
+	json_object_set_new(o, k, v ? json_string(v) : json_null());
+}
+
+json_t *
+container_to_json(const struct container *c)
+{
+	const struct container_spec *s = &c->spec;
+	json_t *o = json_object(), *spec = json_object(), *lim = json_object();
+
+	json_object_set_new(o, "id", json_string(c->id));
+	set_str(o, "name", s->name);
+	set_str(o, "image", s->image);
+	set_str(o, "image_digest", s->image_digest);
+	json_object_set_new(o, "state", json_string(container_status_name(c->status)));
+	json_object_set_new(o, "pid", json_integer(c->pid));
+	json_object_set_new(o, "pid_start", json_integer((json_int_t)c->pid_start));
+	json_object_set_new(o, "shim_pid", json_integer(c->shim_pid));
+	json_object_set_new(o, "shim_start", json_integer((json_int_t)c->shim_start));
+	json_object_set_new(o, "exit_code", json_integer(c->exit_code));
+	json_object_set_new(o, "exit_signal", json_integer(c->exit_signal));
+	json_object_set_new(o, "oom_killed", json_boolean(c->oom_killed));
+	json_object_set_new(o, "created_ms", json_integer(c->created_ms));
+	json_object_set_new(o, "started_ms", json_integer(c->started_ms));
+	json_object_set_new(o, "finished_ms", json_integer(c->finished_ms));
+	cleanup_free char *rootfs = xasprintf("%s/rootfs", c->dir);
+	json_object_set_new(o, "rootfs", json_string(rootfs));
+	set_str(o, "cgroup", c->cgroup);
+	set_str(o, "cgroup_manager", c->cgroup_manager);
+	set_str(o, "ip", c->ip);
+	set_str(o, "error", c->error);
+
+	json_object_set_new(spec, "layers", strv_json(s->layers, s->nlayers));
+	json_object_set_new(spec, "layer_digests", strv_json(s->layer_digests, s->nlayers));
+	json_object_set_new(spec, "argv", strv_json(s->argv, strv_len(s->argv)));
+	json_object_set_new(spec, "env", strv_json(s->env, strv_len(s->env)));
+	set_str(spec, "cwd", s->cwd);
+	set_str(spec, "user", s->user);
+	set_str(spec, "hostname", s->hostname);
+	json_object_set_new(lim, "cpu_quota_us", json_integer(s->limits.cpu_quota_us));
+	json_object_set_new(lim, "cpu_period_us", json_integer(s->limits.cpu_period_us));
+	json_object_set_new(lim, "memory_bytes", json_integer(s->limits.memory_bytes));
+	json_object_set_new(lim, "pids", json_integer(s->limits.pids));
+	json_object_set_new(spec, "limits", lim);
+	json_object_set_new(spec, "network", json_string(netns_mode_name(s->net)));
+	set_str(spec, "netns_path", s->netns_path);
+	json_object_set_new(spec, "autoremove", json_boolean(s->autoremove));
+	json_object_set_new(o, "config", spec);
+	return o;
+}
+
+static char *
+get_str(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+	return json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
+}
+
+static int64_t
+get_int(json_t *o, const char *k)
+{
+	return (int64_t)json_integer_value(json_object_get(o, k));
+}
+
+/* A NULL-terminated copy of a JSON string array; *n gets its length. */
+static char **
+get_strv(json_t *o, const char *k, size_t *n)
+{
+	json_t *a = json_object_get(o, k), *v;
+	size_t i, len = json_is_array(a) ? json_array_size(a) : 0;
+	char **out = xcalloc(len + 1, sizeof(char *));
+
+	json_array_foreach(a, i, v) out[i] = xstrdup(json_is_string(v) ? json_string_value(v) : "");
+	if (n)
+		*n = len;
+	return out;
+}
+
+struct container *
+container_from_json(const char *root, json_t *o, struct shoal_err *err)
+{
+	struct container *c;
+	json_t *spec = json_object_get(o, "config"), *lim;
+	const char *id = json_string_value(json_object_get(o, "id"));
+	const char *st = json_string_value(json_object_get(o, "state"));
+	const char *net = json_string_value(json_object_get(spec, "network"));
+	size_t nd = 0;
+
+	if (id == NULL || strlen(id) != 64 || !json_is_object(spec) || st == NULL) {
+		err_set(err, 0, "malformed state");
+		return NULL;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->root = xstrdup(root);
+	memcpy(c->id, id, 65);
+	c->dir = xasprintf("%s/containers/%s", root, id);
+	c->spec.name = get_str(o, "name");
+	c->spec.image = get_str(o, "image");
+	c->spec.image_digest = get_str(o, "image_digest");
+	c->status = strcmp(st, "running") == 0  ? CONTAINER_RUNNING
+	            : strcmp(st, "exited") == 0 ? CONTAINER_EXITED
+	                                        : CONTAINER_CREATED;
+	c->pid = (pid_t)get_int(o, "pid");
+	c->pid_start = (uint64_t)get_int(o, "pid_start");
+	c->shim_pid = (pid_t)get_int(o, "shim_pid");
+	c->shim_start = (uint64_t)get_int(o, "shim_start");
+	c->exit_code = (int)get_int(o, "exit_code");
+	c->exit_signal = (int)get_int(o, "exit_signal");
+	c->oom_killed = json_is_true(json_object_get(o, "oom_killed"));
+	c->created_ms = get_int(o, "created_ms");
+	c->started_ms = get_int(o, "started_ms");
+	c->finished_ms = get_int(o, "finished_ms");
+	c->cgroup = get_str(o, "cgroup");
+	c->cgroup_manager = get_str(o, "cgroup_manager");
+	c->ip = get_str(o, "ip");
+	c->error = get_str(o, "error");
+
+	c->spec.layers = get_strv(spec, "layers", &c->spec.nlayers);
+	c->spec.layer_digests = get_strv(spec, "layer_digests", &nd);
+	if (nd != c->spec.nlayers) {
+		err_set(err, 0, "malformed state: %zu layers, %zu digests", c->spec.nlayers, nd);
+		container_free(c);
+		return NULL;
+	}
+	c->spec.argv = get_strv(spec, "argv", NULL);
+	c->spec.env = get_strv(spec, "env", NULL);
+	c->spec.cwd = get_str(spec, "cwd");
+	c->spec.user = get_str(spec, "user");
+	c->spec.hostname = get_str(spec, "hostname");
+	lim = json_object_get(spec, "limits");
+	c->spec.limits.cpu_quota_us = get_int(lim, "cpu_quota_us");
+	c->spec.limits.cpu_period_us = get_int(lim, "cpu_period_us");
+	c->spec.limits.memory_bytes = get_int(lim, "memory_bytes");
+	c->spec.limits.pids = get_int(lim, "pids");
+	c->spec.net = net && strcmp(net, "host") == 0   ? NETNS_HOST
+	              : net && strcmp(net, "join") == 0 ? NETNS_JOIN
+	                                                : NETNS_NONE;
+	c->spec.netns_path = get_str(spec, "netns_path");
+	c->spec.autoremove = json_is_true(json_object_get(spec, "autoremove"));
+	return c;
+}
+
+/* Atomic replace without fsync: readers never see a torn file, and a container's state does
+ * not need to survive a power loss (its processes would not either); an fsync would cost
+ * milliseconds on every start and exit. */
+static int
+write_atomic(const char *path, const char *data, size_t len, struct shoal_err *err)
+{
+	cleanup_free char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd == -1)
+		return err_set(err, errno, "create %s", tmp);
+	if (write(fd, data, len) != (ssize_t)len) {
+		err_set(err, errno, "write %s", tmp);
+		unlink(tmp);
+		return -1;
+	}
+	if (rename(tmp, path) == -1) {
+		err_set(err, errno, "rename %s", tmp);
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int
+container_save(const struct container *c, struct shoal_err *err)
+{
+	json_t *o = container_to_json(c);
+	cleanup_free char *data = json_dumps(o, JSON_INDENT(2));
+	cleanup_free char *path = xasprintf("%s/state.json", c->dir);
+
+	json_decref(o);
+	if (data == NULL)
+		return err_set(err, ENOMEM, "encode state");
+	return write_atomic(path, data, strlen(data), err);
+}
+
+void
+container_free(struct container *c)
+{
+	if (c == NULL)
+		return;
+	container_spec_clear(&c->spec);
+	free(c->root);
+	free(c->dir);
+	free(c->cgroup);
+	free(c->cgroup_manager);
+	free(c->ip);
+	free(c->error);
+	free(c);
+}
+
+/* ---- create, load, list ---- */
+
+static bool
+valid_name(const char *n)
+{
+	if (n == NULL || n[0] == '\0' || strlen(n) > 128 || n[0] == '.' || n[0] == '-')
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* Reserve name for id: the symlink's creation is the atomic test-and-set. A link whose
+ * container directory is gone (a crash between steps) is taken over. */
+static int
+reserve_name(const char *root, const char *name, const char *id, struct shoal_err *err)
+{
+	cleanup_free char *dir = xasprintf("%s/names", root);
+	cleanup_free char *link = xasprintf("%s/%s", dir, name);
+	char target[80];
+	ssize_t n;
+
+	if (util_mkdir_p(dir, 0700, err) == -1)
+		return -1;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (symlink(id, link) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return err_set(err, errno, "reserve name %s", name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = '\0';
+			cleanup_free char *cdir = xasprintf("%s/containers/%s", root, target);
+			if (access(cdir, F_OK) == 0)
+				break;
+		}
+		unlink(link);
+	}
+	return err_set(err, 0, "name \"%s\" is already in use", name);
+}
+
+struct container *
+container_create(const char *root, struct container_spec *spec, struct shoal_err *err)
+{
+	struct container *c;
+	uint8_t rnd[32];
+	cleanup_free char *containers = xasprintf("%s/containers", root);
+	cleanup_free char *hn = NULL;
+	cleanup_free char *layers = NULL;
+	cleanup_free char *lpath = NULL;
+	bool have = false;
+	size_t len = 0;
+
+	if (spec->name && !valid_name(spec->name)) {
+		err_set(err, 0, "invalid name \"%s\" (letters, digits, '_', '.', '-')", spec->name);
+		return NULL;
+	}
+	if (spec->nlayers == 0) {
+		err_set(err, 0, "image %s has no layers", spec->image ? spec->image : "?");
+		return NULL;
+	}
+	if (spec->argv == NULL || spec->argv[0] == NULL) {
+		err_set(err, 0, "no command specified (the image has no entrypoint or cmd)");
+		return NULL;
+	}
+	if (util_mkdir_p(containers, 0700, err) == -1)
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
+	randombytes_buf(rnd, sizeof(rnd));
+	util_hex(rnd, sizeof(rnd), c->id);
+	c->root = xstrdup(root);
+	c->dir = xasprintf("%s/%s", containers, c->id);
+	c->spec = *spec;
+	memset(spec, 0, sizeof(*spec));
+	if (c->spec.name == NULL)
+		c->spec.name = xasprintf("%.12s", c->id);
+	if (c->spec.hostname == NULL)
+		c->spec.hostname = xasprintf("%.12s", c->id);
+	/* HOSTNAME as docker run sets it, unless the user set one. */
+	hn = xasprintf("HOSTNAME=%s", c->spec.hostname);
+	for (size_t i = 0; c->spec.env && c->spec.env[i]; i++)
+		have |= strncmp(c->spec.env[i], "HOSTNAME=", 9) == 0;
+	if (!have)
+		env_set(&c->spec.env, hn);
+	c->exit_code = -1;
+	c->created_ms = util_wall_ms();
+	c->cgroup = xasprintf("shoal/%s", c->id);
+	if (reserve_name(root, c->spec.name, c->id, err) == -1) {
+		container_free(c);
+		return NULL;
+	}
+	if (mkdir(c->dir, 0700) == -1) {
+		err_set(err, errno, "mkdir %s", c->dir);
+		goto fail_name;
+	}
+	if (rootfs_prepare(c->dir, err) == -1)
+		goto fail_dir;
+	/* The image store's rmi keeps every layer listed in some container's layers file. */
+	for (size_t i = 0; i < c->spec.nlayers; i++)
+		len += strlen(c->spec.layer_digests[i]) + 1;
+	layers = xcalloc(1, len + 1);
+	for (size_t i = 0; i < c->spec.nlayers; i++) {
+		strcat(layers, c->spec.layer_digests[i]);
+		strcat(layers, "\n");
+	}
+	lpath = xasprintf("%s/layers", c->dir);
+	if (write_atomic(lpath, layers, len, err) == -1 || container_save(c, err) == -1)
+		goto fail_dir;
+	return c;
+fail_dir:
+	container_remove_files(c, NULL);
+	container_free(c);
+	return NULL;
+fail_name:
+	lpath = xasprintf("%s/names/%s", root, c->spec.name);
+	unlink(lpath);
+	container_free(c);
+	return NULL;
+}
+
+struct container *
+container_create_from_image(const char *root, struct container_spec *spec, const char *ref,
+                            char **cmd, char **env, struct shoal_err *err)
+{
+	struct image_store *st = image_store_open(root, err);
+	struct container *c = NULL;
+	struct image *img;
+
+	if (st == NULL)
+		return NULL;
+	/* From image_get until the layers file exists, an rmi (or its gc) would find the layers
+	 * unreferenced and delete them under the new container: hold the store's lock. */
+	if (image_store_lock(st, err) == -1)
+		goto out;
+	img = image_get(st, ref, err);
+	if (img == NULL)
+		goto out;
+	container_spec_apply_image(spec, img, cmd, env);
+	image_free(img);
+	c = container_create(root, spec, err);
+out:
+	image_store_unlock(st);
+	image_store_close(st);
+	if (c == NULL)
+		container_spec_clear(spec);
+	return c;
+}
+
+bool
+container_alive(const struct container *c)
+{
+	return c->pid > 0 && c->pid_start != 0 && spawn_proc_start_time(c->pid) == c->pid_start;
+}
+
+static bool
+shim_alive(const struct container *c)
+{
+	return c->shim_pid > 0 && c->shim_start != 0 &&
+	       spawn_proc_start_time(c->shim_pid) == c->shim_start;
+}
+
+static struct container *
+load_id(const char *root, const char *id, struct shoal_err *err)
+{
+	cleanup_free char *path = xasprintf("%s/containers/%s/state.json", root, id);
+	json_error_t jerr;
+	json_t *o = json_load_file(path, 0, &jerr);
+	struct container *c;
+
+	if (o == NULL) {
+		if (access(path, F_OK) == -1)
+			err_set(err, errno, "container %.12s", id);
+		else
+			err_set(err, 0, "container %.12s: state.json: %s", id, jerr.text);
+		return NULL;
+	}
+	c = container_from_json(root, o, err);
+	json_decref(o);
+	if (c == NULL)
+		return NULL;
+	/* A running container whose init and shim are both gone (the host rebooted, someone
+	 * SIGKILLed the shim) has exited without anyone recording it. */
+	if (c->status == CONTAINER_RUNNING && !container_alive(c) && !shim_alive(c)) {
+		c->status = CONTAINER_EXITED;
+		c->exit_code = -1;
+	}
+	return c;
+}
+
+struct container *
+container_load(const char *root, const char *ref, struct shoal_err *err)
+{
+	cleanup_free char *link = xasprintf("%s/names/%s", root, ref);
+	cleanup_free char *dir = xasprintf("%s/containers", root);
+	char target[80], match[65] = "";
+	size_t rl = strlen(ref);
+	int matches = 0;
+	ssize_t n;
+	DIR *d;
+	struct dirent *e;
+
+	if (valid_name(ref) && (n = readlink(link, target, sizeof(target) - 1)) > 0) {
+		target[n] = '\0';
+		return load_id(root, target, err);
+	}
+	d = rl > 0 ? opendir(dir) : NULL;
+	while (d && (e = readdir(d)) != NULL) {
+		if (strlen(e->d_name) == 64 && strncmp(e->d_name, ref, rl) == 0) {
+			memcpy(match, e->d_name, 65);
+			matches++;
+		}
+	}
+	if (d)
+		closedir(d);
+	if (matches == 1)
+		return load_id(root, match, err);
+	err_set(err, 0, matches ? "container \"%s\" is ambiguous" : "no such container: %s", ref);
+	return NULL;
+}
+
+static int
+by_created(const void *a, const void *b)
+{
+	const struct container *x = *(struct container *const *)a,
+	                       *y = *(struct container *const *)b;
+	return x->created_ms < y->created_ms ? -1 : x->created_ms > y->created_ms;
+}
+
+struct container **
+container_list(const char *root, size_t *n, struct shoal_err *err)
+{
+	cleanup_free char *dir = xasprintf("%s/containers", root);
+	struct container **v = NULL;
+	size_t cap = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	*n = 0;
+	if (d == NULL) {
+		if (errno == ENOENT)
+			return xcalloc(1, sizeof(*v));
+		err_set(err, errno, "open %s", dir);
+		return NULL;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct container *c;
+		if (strlen(e->d_name) != 64)
+			continue;
+		/* A directory being created or removed right now has no state yet: skip it. */
+		c = load_id(root, e->d_name, NULL);
+		if (c == NULL)
+			continue;
+		if (*n + 1 >= cap) {
+			cap = cap ? 2 * cap : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[(*n)++] = c;
+	}
+	closedir(d);
+	if (v == NULL)
+		v = xcalloc(1, sizeof(*v));
+	qsort(v, *n, sizeof(*v), by_created);
+	return v;
+}
+
+void
+container_list_free(struct container **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		container_free(v[i]);
+	free(v);
+}
+
+/* ---- start ---- */
+
+char *
+container_shim_path(void)
+{
+	const char *env = getenv("SHOAL_SHIM");
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (env && env[0])
+		return xstrdup(env);
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return xstrdup("shoal-shim");
+	self[n] = '\0';
+	return xasprintf("%s/shoal-shim", dirname(self));
+}
+
+/* Move fd to exactly target in a child about to exec (without close-on-exec). */
+static int
+place_fd(int fd, int target)
+{
+	if (fd == target)
+		return fcntl(fd, F_SETFD, 0);
+	return dup2(fd, target) == -1 ? -1 : 0;
+}
+
+/* The grandchild: becomes the shim. fds arrive above 100 so placing them cannot clobber. */
+static void __attribute__((noreturn))
+exec_shim(const char *shim, const char *root, const char *id, int sync, int out, int errfd)
+{
+	struct container_msg m = {.type = CONTAINER_MSG_ERROR, .exit_code = 125};
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	char *argv[12];
+	int k = 0;
+
+	if (null == -1 || place_fd(null, 0) == -1 || place_fd(null, 1) == -1 ||
+	    place_fd(null, 2) == -1 || place_fd(sync, 3) == -1 ||
+	    (out >= 0 && place_fd(out, 4) == -1) || (errfd >= 0 && place_fd(errfd, 5) == -1)) {
+		err_set(&m.err, errno, "shim: arrange fds");
+		(void)!send(sync, &m, sizeof(m), MSG_NOSIGNAL);
+		_exit(1);
+	}
+	argv[k++] = "shoal-shim";
+	argv[k++] = "--root";
+	argv[k++] = (char *)root;
+	argv[k++] = "--id";
+	argv[k++] = (char *)id;
+	argv[k++] = "--sync-fd";
+	argv[k++] = "3";
+	if (out >= 0) {
+		argv[k++] = "--stdout-fd";
+		argv[k++] = "4";
+	}
+	if (errfd >= 0) {
+		argv[k++] = "--stderr-fd";
+		argv[k++] = "5";
+	}
+	argv[k] = NULL;
+	execv(shim, argv);
+	err_set(&m.err, errno, "exec %s", shim);
+	(void)!send(3, &m, sizeof(m), MSG_NOSIGNAL);
+	_exit(1);
+}
+
+int
+container_start(struct container *c, const struct container_attach *a, int *sync_fd, int *exit_code,
+                struct shoal_err *err)
+{
+	cleanup_free char *shim = container_shim_path();
+	cleanup_close int mine = -1;
+	struct container_msg m;
+	int sv[2], status;
+	pid_t pid;
+	ssize_t n;
+
+	*exit_code = 125;
+	*sync_fd = -1;
+	if (c->status != CONTAINER_CREATED)
+		return err_set(err, 0, "container %s is %s", c->spec.name,
+		               container_status_name(c->status));
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return err_set(err, errno, "socketpair");
+	mine = sv[0];
+	pid = fork();
+	if (pid == -1) {
+		close(sv[1]);
+		return err_set(err, errno, "fork");
+	}
+	if (pid == 0) {
+		/* Double fork: a new session, and a parent that exits at once, so the shim is
+		 * nobody's child but init's (or the subreaper's) and outlives its starter. */
+		int s = fcntl(sv[1], F_DUPFD_CLOEXEC, 100);
+		int o = a && a->stdout_fd >= 0 ? fcntl(a->stdout_fd, F_DUPFD_CLOEXEC, 100) : -1;
+		int e = a && a->stderr_fd >= 0 ? fcntl(a->stderr_fd, F_DUPFD_CLOEXEC, 100) : -1;
+		if (setsid() == -1)
+			_exit(1);
+		pid_t p = fork();
+		if (p == -1)
+			_exit(1);
+		if (p > 0)
+			_exit(0);
+		exec_shim(shim, c->root, c->id, s, o, e);
+	}
+	close(sv[1]);
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return err_set(err, 0, "could not start the shim");
+	do
+		n = recv(mine, &m, sizeof(m), 0);
+	while (n == -1 && errno == EINTR);
+	if (n != (ssize_t)sizeof(m))
+		return err_set(err, n == -1 ? errno : EIO, "shim %s exited before reporting", shim);
+	if (m.type == CONTAINER_MSG_ERROR) {
+		*exit_code = m.exit_code;
+		*err = m.err;
+		return -1;
+	}
+	if (m.type != CONTAINER_MSG_STARTED)
+		return err_set(err, EPROTO, "shim sent message %d", m.type);
+	c->status = CONTAINER_RUNNING;
+	c->pid = m.pid;
+	*exit_code = 0;
+	*sync_fd = steal_fd(&mine);
+	return 0;
+}
+
+int
+container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err)
+{
+	ssize_t n;
+
+	do
+		n = recv(sync_fd, m, sizeof(*m), 0);
+	while (n == -1 && errno == EINTR);
+	if (n != (ssize_t)sizeof(*m) || m->type != CONTAINER_MSG_EXITED)
+		return err_set(err, n == -1 ? errno : 0, "shim exited without reporting the exit");
+	return m->signal ? 128 + m->signal : m->exit_code;
+}
+
+/* ---- signals, stop, remove ---- */
+
+static int
+pidfd_open_checked(pid_t pid, uint64_t start)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	/* Check the start time after opening: the pidfd then names the process we mean. */
+	if (fd != -1 && spawn_proc_start_time(pid) != start) {
+		close(fd);
+		errno = ESRCH;
+		return -1;
+	}
+	return fd;
+}
+
+/* Wait until the pidfd's process has exited or timeout_ms passed; true if it exited. */
+static bool
+pidfd_wait(int fd, int timeout_ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	int64_t deadline = util_now_ms() + timeout_ms;
+	int r;
+
+	for (;;) {
+		int64_t left = deadline - util_now_ms();
+		r = poll(&p, 1, left < 0 ? 0 : (int)left);
+		if (r == -1 && errno == EINTR)
+			continue;
+		return r == 1;
+	}
+}
+
+int
+container_kill(struct container *c, int sig, struct shoal_err *err)
+{
+	cleanup_close int fd = -1;
+
+	if (c->status != CONTAINER_RUNNING)
+		return err_set(err, 0, "container %s is not running", c->spec.name);
+	fd = pidfd_open_checked(c->pid, c->pid_start);
+	if (fd == -1)
+		return err_set(err, 0, "container %s is not running", c->spec.name);
+	if (syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) == -1)
+		return err_set(err, errno, "signal container %s", c->spec.name);
+	return 0;
+}
+
+/* Wait (bounded) for the shim to record the exit and quit, then reload the state. */
+static int
+wait_shim(struct container *c, struct shoal_err *err)
+{
+	cleanup_close int fd = pidfd_open_checked(c->shim_pid, c->shim_start);
+	struct container *fresh;
+
+	if (fd != -1 && !pidfd_wait(fd, 10000))
+		return err_set(err, ETIMEDOUT, "shim of %s did not finish", c->spec.name);
+	fresh = load_id(c->root, c->id, err);
+	if (fresh == NULL)
+		return -1;
+	/* Swap contents so the caller's pointer stays valid. */
+	struct container tmp = *c;
+	*c = *fresh;
+	*fresh = tmp;
+	container_free(fresh);
+	return 0;
+}
+
+int
+container_stop(struct container *c, int timeout_s, struct shoal_err *err)
+{
+	cleanup_close int fd = -1;
+
+	if (c->status != CONTAINER_RUNNING)
+		return 0;
+	fd = pidfd_open_checked(c->pid, c->pid_start);
+	if (fd != -1) {
+		if (syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0) == -1 && errno != ESRCH)
+			return err_set(err, errno, "SIGTERM %s", c->spec.name);
+		/* An init without a SIGTERM handler ignores it (busybox httpd as PID 1): the
+		 * deadline's SIGKILL is what ends it. */
+		if (!pidfd_wait(fd, timeout_s * 1000)) {
+			if (syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0) == -1 &&
+			    errno != ESRCH)
+				return err_set(err, errno, "SIGKILL %s", c->spec.name);
+			if (!pidfd_wait(fd, 10000))
+				return err_set(err, ETIMEDOUT, "%s survived SIGKILL", c->spec.name);
+		}
+	}
+	return wait_shim(c, err);
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP ? rmdir(path) : unlink(path))
+		return errno == ENOENT ? 0 : -1;
+	return 0;
+}
+
+int
+container_remove_files(struct container *c, struct shoal_err *err)
+{
+	cleanup_free char *link =
+	    xasprintf("%s/names/%s", c->root, c->spec.name ? c->spec.name : "");
+	char target[80];
+	ssize_t n;
+	int rc = 0;
+
+	if (c->cgroup) {
+		struct cgroup *cg = cgroup_new(
+		    NULL, c->cgroup,
+		    c->cgroup_manager && strcmp(c->cgroup_manager, "v2") == 0 ? &cgroup_ops_v2
+		                                                              : NULL);
+		rc = cgroup_destroy(cg, err);
+		cgroup_free(cg);
+	}
+	/* FTW_MOUNT: never cross into a mount, should one exist there against all odds. */
+	if (nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == -1 && errno != ENOENT)
+		rc = err_set(err, errno, "remove %s", c->dir);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n > 0) {
+		target[n] = '\0';
+		if (strcmp(target, c->id) == 0)
+			unlink(link);
+	}
+	return rc;
+}
+
+int
+container_remove(struct container *c, bool force, struct shoal_err *err)
+{
+	if (c->status == CONTAINER_RUNNING) {
+		if (!force)
+			return err_set(err, 0,
+			               "container %s is running: stop it first or use rm -f",
+			               c->spec.name);
+		if (container_kill(c, SIGKILL, err) == -1 && container_alive(c))
+			return -1;
+	}
+	/* The shim may still be recording the exit; let it finish before the files go. */
+	if (shim_alive(c) && wait_shim(c, err) == -1)
+		return -1;
+	return container_remove_files(c, err);
+}

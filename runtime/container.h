@@ -1,0 +1,161 @@
+#ifndef SHOAL_RUNTIME_CONTAINER_H
+#define SHOAL_RUNTIME_CONTAINER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cgroup.h"
+#include "err.h"
+#include "netns.h"
+
+struct image;
+struct image_store;
+
+/*
+ * Containers on one host, under ROOT/containers/<id>/:
+ *   state.json  this file's struct container, replaced atomically by whoever changes it
+ *               (create, then the container's shim: it is the only writer while it lives)
+ *   layers      the image's layer hex digests, one per line: the image store keeps them
+ *   upper/ work/ rootfs/   the overlay's dirs (mounted only inside the container)
+ *   log, log.1  the container's stdout+stderr, written by the shim, rotated at 10 MiB
+ * and ROOT/names/<name> -> <id>, a symlink whose creation reserves the name atomically.
+ *
+ * A container is owned by its shim (shoal-shim), a daemon detached from whoever started it:
+ * any process re-reads state.json and reaches the container by pid, checking the pid's start
+ * time against the one recorded so a reused pid is never signalled.
+ */
+
+enum container_status {
+	CONTAINER_CREATED = 0,
+	CONTAINER_RUNNING,
+	CONTAINER_EXITED,
+};
+
+/* What to run. Every string and array is owned (freed by container_spec_clear). */
+struct container_spec {
+	char *name;
+	char *image;        /* reference as the user gave it */
+	char *image_digest; /* "sha256:..." of the manifest, may be NULL */
+	size_t nlayers;
+	char **layers;        /* unpacked layer dirs, base first */
+	char **layer_digests; /* their hex digests, same order */
+	char **argv;          /* entrypoint + cmd */
+	char **env;           /* KEY=VALUE */
+	char *cwd, *user, *hostname;
+	struct cgroup_limits limits;
+	enum netns_mode net;
+	char *netns_path; /* NETNS_JOIN */
+	bool autoremove;  /* --rm: the shim removes everything after the exit */
+};
+
+struct container {
+	char *root;  /* ROOT */
+	char id[65]; /* 64 hex digits */
+	char *dir;   /* ROOT/containers/<id> */
+	struct container_spec spec;
+	enum container_status status;
+	pid_t pid;          /* the container's init, in our pid namespace */
+	uint64_t pid_start; /* its start time (clock ticks since boot) */
+	pid_t shim_pid;
+	uint64_t shim_start;
+	int exit_code;   /* -1 when unknown */
+	int exit_signal; /* the signal that killed init, 0 if none */
+	bool oom_killed;
+	int64_t created_ms, started_ms, finished_ms; /* wall clock, 0 when not yet */
+	char *cgroup;                                /* "shoal/<id>" relative to the cgroupfs */
+	char *cgroup_manager;                        /* "v1" / "v2" */
+	char *ip;                                    /* NULL until networking assigns one */
+	char *error;                                 /* why the start failed, NULL if it did not */
+};
+
+/* Messages from the shim to whoever started it (SOCK_SEQPACKET: one struct per message). */
+enum container_msg_type {
+	CONTAINER_MSG_STARTED = 1, /* exec happened: pid */
+	CONTAINER_MSG_ERROR,       /* start failed: err, exit_code */
+	CONTAINER_MSG_EXITED,      /* exit_code, signal, oom */
+};
+struct container_msg {
+	int type;
+	int exit_code;
+	int signal;
+	int oom;
+	pid_t pid;
+	struct shoal_err err;
+};
+
+/* Options for starting: where a foreground caller wants the output, besides the log. */
+struct container_attach {
+	int stdout_fd; /* -1: none */
+	int stderr_fd;
+};
+
+#define CONTAINER_LOG_MAX (10 * 1024 * 1024)
+
+const char *container_status_name(enum container_status s);
+
+void container_spec_clear(struct container_spec *s);
+
+/* Fill spec's image part from img: layers, digests, and entrypoint/cmd/env/workdir/user unless
+ * the spec already overrides them (cmd replaces the image's cmd, env entries replace the
+ * image's same keys). cmd/env are borrowed NULL-terminated arrays, may be NULL. */
+void container_spec_apply_image(struct container_spec *s, const struct image *img, char **cmd,
+                                char **env);
+
+/* Validate and create a container in state "created": reserves the name (EEXIST -> "name in
+ * use"), writes state.json and layers. Takes spec's contents (spec is zeroed). */
+struct container *container_create(const char *root, struct container_spec *spec,
+                                   struct shoal_err *err);
+
+/* Resolve ref in the image store at root, apply it to spec (container_spec_apply_image) and
+ * create the container, holding the store's lock from image_get until the container's layers
+ * file is written, so rmi cannot delete a layer in between. Takes spec's contents (zeroed,
+ * also on failure). cmd/env are borrowed, may be NULL. */
+struct container *container_create_from_image(const char *root, struct container_spec *spec,
+                                              const char *ref, char **cmd, char **env,
+                                              struct shoal_err *err);
+
+/*
+ * Start c through a new shim and return once its process has exec'd (0) or failed (-1, with
+ * *exit_code 125/126/127 and the reason in err). *sync_fd receives the shim's end of the
+ * conversation: read the exit with container_wait_exit, or close it to detach.
+ */
+int container_start(struct container *c, const struct container_attach *a, int *sync_fd,
+                    int *exit_code, struct shoal_err *err);
+
+/* Block until the shim reports the exit. Returns the shell-style status (code, or 128+signal). */
+int container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err);
+
+/* Load by id, id prefix or name, and refresh the status from the live processes. */
+struct container *container_load(const char *root, const char *ref, struct shoal_err *err);
+
+/* Every container under root (sorted by creation time). */
+struct container **container_list(const char *root, size_t *n, struct shoal_err *err);
+void container_list_free(struct container **v, size_t n);
+
+int container_save(const struct container *c, struct shoal_err *err);
+void container_free(struct container *c);
+
+/* Is the container's init alive (pid and start time both match)? */
+bool container_alive(const struct container *c);
+
+int container_kill(struct container *c, int sig, struct shoal_err *err);
+
+/* SIGTERM, then SIGKILL after timeout_s; returns once the shim has recorded the exit. */
+int container_stop(struct container *c, int timeout_s, struct shoal_err *err);
+
+/* Remove everything: cgroup, state dir, name. A running container needs force (SIGKILL). */
+int container_remove(struct container *c, bool force, struct shoal_err *err);
+
+/* Remove what a stopped container left; the shim calls this for --rm. */
+int container_remove_files(struct container *c, struct shoal_err *err);
+
+/* JSON (jansson) of the whole state, as in state.json. Caller json_decref's. */
+struct json_t *container_to_json(const struct container *c);
+struct container *container_from_json(const char *root, struct json_t *j, struct shoal_err *err);
+
+/* Path of the shoal-shim binary: $SHOAL_SHIM, else next to the running executable. */
+char *container_shim_path(void);
+
+#endif

@@ -1,0 +1,357 @@
+#!/usr/bin/env bats
+# The container runtime on this host: shoalrt run/ps/stop/kill/rm/logs/inspect against the
+# demo image shoal/web:1 (busybox-static, from `make images`) imported by the real image
+# store; isolation inside, limits, re-adoption, and removal that leaves nothing.
+# Root only. Every container lives under a temp --root in /tmp and a cgroup under shoal/;
+# teardown removes them whether the test passed or not.
+
+bats_require_minimum_version 1.5.0
+
+REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+
+setup_file() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+	local build=${BUILD:-build}
+	case "$build" in /*) ;; *) build=$REPO/$build ;; esac
+	export SHOALRT=$build/shoalrt
+	export SHOAL_SHIM=$build/shoal-shim
+	[ -x "$SHOALRT" ] || { echo "build shoalrt first (make)" >&2; return 1; }
+	make -s -C "$REPO" BUILD="$build" images >/dev/null
+	export RT_ROOT
+	RT_ROOT=$(mktemp -d /tmp/shoal-rt.XXXXXX)
+	export IMG=shoal/web:1
+	# Under make check, the shim (and the container's child until its exec) run with ASan and
+	# UBSan too, but the shim's stderr is /dev/null: reports go to files instead, and
+	# teardown fails the test that produced one.
+	if nm "$SHOALRT" 2>/dev/null | grep -q ' __asan_init'; then
+		mkdir -p "$RT_ROOT/sanitizer"
+		export ASAN_OPTIONS="log_path=$RT_ROOT/sanitizer/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+		export UBSAN_OPTIONS="print_stacktrace=1:log_path=$RT_ROOT/sanitizer/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+	fi
+	"$SHOALRT" --root "$RT_ROOT" import "$build/images/web_1" >/dev/null
+	# The image's layers as the store unpacked them, base first (the manifest's order).
+	export LAYERS
+	LAYERS=$(jq -r '.layers[].digest' "$build/images/web_1/blobs/sha256/$(jq -r \
+		'.manifests[0].digest' "$build/images/web_1/index.json" | cut -d: -f2)" | cut -d: -f2)
+	export TOP_LAYER="$RT_ROOT/layers/$(echo "$LAYERS" | tail -1)"
+	# A checksum of the layers: the image is never written, whatever the containers do.
+	layers_sum >"$RT_ROOT/layers.sum"
+}
+
+layers_sum() {
+	(cd "$RT_ROOT/layers" && find . -printf '%p %m %s\n' | sort | md5sum)
+}
+
+rt() {
+	timeout 30 "$SHOALRT" --root "$RT_ROOT" "$@"
+}
+
+ids() {
+	ls "$RT_ROOT/containers" 2>/dev/null || true
+}
+
+# Nothing of container $1 (full id) may remain: state dir, cgroup, mount, live shim.
+assert_gone() {
+	local id=$1 c
+	[ ! -e "$RT_ROOT/containers/$id" ]
+	for c in /sys/fs/cgroup/*/shoal/"$id" /sys/fs/cgroup/shoal/"$id"; do
+		[ ! -e "$c" ] || { echo "cgroup left: $c"; return 1; }
+	done
+	! grep -q "$id" /proc/mounts || { echo "mount left"; return 1; }
+	! pgrep -f -- "--id $id" >/dev/null || { ps -f -p "$(pgrep -f -- "--id $id")"; return 1; }
+}
+
+teardown() {
+	local id
+	for id in $(ids); do
+		"$SHOALRT" --root "$RT_ROOT" rm -f "$id" >/dev/null 2>&1 || true
+	done
+	# Whatever rm could not remove (a failed test mid-way): kill by recorded pid, then files.
+	for id in $(ids); do
+		local st="$RT_ROOT/containers/$id/state.json" p
+		for p in $(grep -oE '"(shim_)?pid": [0-9]+' "$st" 2>/dev/null | grep -oE '[0-9]+$'); do
+			[ "$p" -gt 1 ] && grep -q -- "$id" "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p"
+		done
+		rmdir /sys/fs/cgroup/*/shoal/"$id" 2>/dev/null || true
+		rm -rf "${RT_ROOT:?}/containers/$id"
+	done
+	rm -rf "${RT_ROOT:?}/names"
+	if [ -n "$(ls "$RT_ROOT/sanitizer" 2>/dev/null)" ]; then
+		cat "$RT_ROOT"/sanitizer/*
+		rm -f "$RT_ROOT"/sanitizer/*
+		return 1
+	fi
+}
+
+teardown_file() {
+	[ -n "${RT_ROOT:-}" ] || return 0
+	rm -rf "${RT_ROOT:?}"
+}
+
+@test "run streams output and exits with the container's code" {
+	run rt run --rm "$IMG" sh -c 'echo out; echo err >&2; exit 3'
+	[ "$status" -eq 3 ]
+	[[ "$output" == *out* ]]
+	[[ "$output" == *err* ]]
+	[ -z "$(ids)" ]
+}
+
+@test "a missing executable exits 127 with one clear line" {
+	run -127 rt run --rm "$IMG" /bin/nope
+	[ "$status" -eq 127 ]
+	[ "$output" = "shoalrt: executable file not found: /bin/nope" ]
+	[ -z "$(ids)" ]
+}
+
+@test "bad input prints one line and changes nothing" {
+	run rt run nosuch:1 true
+	[ "$status" -eq 1 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$output" == "shoalrt: "*nosuch* ]]
+	run rt run --memory 12x "$IMG" true
+	[ "$status" -eq 1 ]
+	[ "$output" = 'shoalrt: memory: invalid size "12x" (want a number with Ki, Mi, Gi, k, M or G)' ]
+	run rt run --cpus lots "$IMG" true
+	[ "$status" -eq 1 ]
+	[ -z "$(ids)" ]
+	rt run -d --name taken "$IMG" sleep 30
+	run rt run --name taken "$IMG" true
+	[ "$status" -eq 1 ]
+	[ "$output" = 'shoalrt: name "taken" is already in use' ]
+	[ "$(ids | wc -l)" -eq 1 ]
+}
+
+@test "isolation: own pids, hostname, no mount, no modules, masked and read-only /proc" {
+	: >"$RT_ROOT/fake.ko"
+	run rt run --rm --hostname iso-test "$IMG" sh -c '
+		echo "pid1=$(cat /proc/1/cmdline | tr "\0" " ")"
+		echo "nprocs=$(ls -d /proc/[0-9]* | wc -l)"
+		echo "host=$(hostname)"
+		mount -t tmpfs none /mnt 2>&1 && echo "MOUNT""ED"
+		echo x > /tmp/x.ko; insmod /tmp/x.ko 2>&1
+		unshare -n true 2>&1 && echo "UNSHA""RED"
+		echo "keys=$(cat /proc/keys | wc -c) timer_list=$(cat /proc/timer_list | wc -c)"
+		[ -e /proc/kcore ] && echo "kcore=$(cat /proc/kcore | wc -c)"
+		echo 1 > /proc/sys/kernel/domainname 2>&1 || echo procsys-ro
+		echo 1 > /proc/sysrq-trigger 2>&1 || echo sysrq-ro
+		touch /sys/x 2>&1 || echo sys-ro
+		ls /sys/firmware | wc -l | sed "s/^/firmware=/"
+		grep -E "^(CapEff|CapBnd|NoNewPrivs|Seccomp):" /proc/self/status
+		ls /dev | tr "\n" " "; echo
+		echo ok > /dev/null && echo devnull-ok'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"pid1=sh -c "* ]]
+	# sh, the $(...) subshell, ls, wc: nothing of the host.
+	[[ "$output" =~ nprocs=[2-5]$'\n' ]]
+	[[ "$output" == *"host=iso-test"* ]]
+	[ "$(hostname)" != iso-test ]
+	[[ "$output" != *MOUNTED* ]]
+	[[ "$output" == *"insmod: can't insert '/tmp/x.ko': Operation not permitted"* ]]
+	[[ "$output" != *UNSHARED* ]]
+	[[ "$output" == *"keys=0 timer_list=0"* ]]
+	[[ "$output" != *kcore=[1-9]* ]]
+	[[ "$output" == *procsys-ro* ]]
+	[[ "$output" == *sysrq-ro* ]]
+	[[ "$output" == *sys-ro* ]]
+	[[ "$output" == *"firmware=0"* ]]
+	# Docker's default set: chown dac_override fowner fsetid kill setgid setuid setpcap
+	# net_bind_service net_raw sys_chroot mknod audit_write setfcap.
+	[[ "$output" == *"CapEff:	00000000a80425fb"* ]]
+	[[ "$output" == *"CapBnd:	00000000a80425fb"* ]]
+	[[ "$output" == *"NoNewPrivs:	1"* ]]
+	[[ "$output" == *"Seccomp:	2"* ]]
+	[[ "$output" == *"null pts random shm"* ]] || [[ "$output" == *"null ptmx pts random shm"* ]]
+	[[ "$output" == *devnull-ok* ]]
+}
+
+@test "a node made with CAP_MKNOD cannot be opened (nodev)" {
+	run rt run --rm "$IMG" sh -c 'mknod /tmp/m c 1 3 && cat /tmp/m; mknod /dev/m c 1 3 && cat /dev/m'
+	echo "$output"
+	[[ "$output" == *"can't open '/tmp/m': Permission denied"* ]]
+	[[ "$output" == *"can't open '/dev/m': Permission denied"* ]]
+}
+
+@test "network none has only lo, up; host sees the host's interfaces" {
+	run rt run --rm "$IMG" cat /proc/net/dev
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | grep -c ':')" -eq 1 ]
+	[[ "$output" == *"lo:"* ]]
+	run rt run --rm "$IMG" ip link show lo
+	[[ "$output" == *"UP"* ]]
+	run rt run --rm --network host "$IMG" cat /proc/net/dev
+	[ "$(echo "$output" | grep -c ':')" -eq "$(grep -c ':' /proc/net/dev)" ]
+}
+
+@test "env, workdir and user come from the image unless overridden" {
+	# shoal/web:1's config: Env PATH=/bin:/usr/bin:/sbin:/usr/sbin, WorkingDir /.
+	run rt run --rm "$IMG" sh -c 'echo "$PATH $HOSTNAME $HOME $(pwd) $(id -u)"'
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ ^/bin:/usr/bin:/sbin:/usr/sbin\ [0-9a-f]{12}\ /root\ /\ 0$ ]]
+	run rt run --rm --env PATH=/bin --env NEW=x --workdir /tmp/w --user nobody "$IMG" \
+		sh -c 'echo "$PATH $NEW $(pwd) $(id -u) $(grep CapEff /proc/self/status)"'
+	[ "$status" -eq 0 ]
+	[ "$output" = "/bin x /tmp/w 65534 CapEff:	0000000000000000" ]
+}
+
+@test "the image layer is never written" {
+	run rt run --rm "$IMG" sh -c 'echo changed > /bin/busybox2; rm /www/healthz; echo x >> /etc/passwd
+		[ ! -e /www/healthz ] && grep -q "^x$" /etc/passwd && echo changed-inside'
+	[ "$output" = changed-inside ]
+	layers_sum | diff - "$RT_ROOT/layers.sum"
+	[ "$(cat "$TOP_LAYER/www/healthz")" = ok ]
+}
+
+@test "limits land in the v1 cgroup: cpus, memory, pids" {
+	id=$(rt run -d --cpus 0.5 --memory 64Mi --pids 256 "$IMG" sleep 30)
+	[ "$(cat /sys/fs/cgroup/cpu/shoal/$id/cpu.cfs_quota_us)" -eq 50000 ]
+	[ "$(cat /sys/fs/cgroup/cpu/shoal/$id/cpu.cfs_period_us)" -eq 100000 ]
+	[ "$(cat /sys/fs/cgroup/memory/shoal/$id/memory.limit_in_bytes)" -eq 67108864 ]
+	[ "$(cat /sys/fs/cgroup/pids/shoal/$id/pids.max)" -eq 256 ]
+	pid=$(rt inspect "$id" | grep '"pid":' | grep -oE '[0-9]+')
+	grep -q "/shoal/$id" "/proc/$pid/cgroup"
+	# Inside, its cgroup namespace is rooted at its own cgroup.
+	run rt run --rm "$IMG" cat /proc/self/cgroup
+	[[ "$output" == *"memory:/"$'\n'* ]] || [[ "$output" == *"memory:/" ]]
+}
+
+@test "OOM: allocating past --memory is killed: 137 and inspect says oom_killed" {
+	run rt run --name oom --memory 16Mi "$IMG" sh -c 'x=$(head -c 40000000 /dev/zero | tr "\0" a); echo survived'
+	[ "$status" -eq 137 ]
+	[[ "$output" != *survived* ]]
+	run rt inspect oom
+	[[ "$output" == *'"oom_killed": true'* ]]
+	[[ "$output" == *'"exit_code": 137'* ]]
+	[[ "$output" == *'"state": "exited"'* ]]
+}
+
+@test "a fork bomb stops at --pids 32 and the host stays fine" {
+	run timeout 20 "$SHOALRT" --root "$RT_ROOT" run --rm --pids 32 "$IMG" sh -c \
+		'sh -c "while true; do sleep 100 & done" 2>/dev/null; set -- /proc/[0-9]*; echo procs=$#'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	n=${output#procs=}
+	[ "$n" -le 32 ]
+	[ "$n" -ge 20 ]
+	/bin/true
+}
+
+@test "re-adoption: a detached container outlives shoalrt, a new shoalrt finds and stops it" {
+	id=$(rt run -d --name bg "$IMG" sh -c 'trap "exit 0" TERM; while true; do sleep 0.1; done')
+	[ ${#id} -eq 64 ]
+	shim=$(grep -oE '"shim_pid": [0-9]+' "$RT_ROOT/containers/$id/state.json" | grep -oE '[0-9]+$')
+	# The shim is nobody's child here: double-forked, own session.
+	[ "$(ps -o ppid= -p "$shim" | tr -d ' ')" != "$$" ]
+	[ "$(ps -o sid= -p "$shim" | tr -d ' ')" != "$(ps -o sid= -p $$ | tr -d ' ')" ]
+	run rt ps
+	[[ "$output" == *"bg"*"Up"* ]]
+	run rt stop bg
+	[ "$status" -eq 0 ]
+	run rt inspect bg
+	[[ "$output" == *'"state": "exited"'* ]]
+	[[ "$output" == *'"exit_code": 0'* ]]
+	run rt ps
+	[[ "$output" != *bg* ]]
+	run rt ps -a
+	[[ "$output" == *"bg"*"Exited (0)"* ]]
+}
+
+@test "stop: a PID 1 that ignores SIGTERM (busybox httpd) dies at the deadline" {
+	rt run -d --name web "$IMG" httpd -f -p 8080 -h /www
+	sleep 0.2
+	start=$(date +%s%N)
+	run rt stop -t 2 web
+	end=$(date +%s%N)
+	[ "$status" -eq 0 ]
+	ms=$(( (end - start) / 1000000 ))
+	echo "stop took ${ms}ms"
+	[ "$ms" -ge 1900 ]
+	[ "$ms" -lt 5000 ]
+	run rt inspect web
+	[[ "$output" == *'"exit_code": 137'* ]]
+	[[ "$output" == *'"exit_signal": 9'* ]]
+}
+
+@test "kill sends a signal; rm refuses a running container without -f" {
+	rt run -d --name k "$IMG" sh -c 'trap "exit 7" USR1; while true; do sleep 0.1; done'
+	run rt rm k
+	[ "$status" -eq 1 ]
+	[ "$output" = "shoalrt: container k is running: stop it first or use rm -f" ]
+	rt kill -s USR1 k
+	for _ in $(seq 50); do rt ps | grep -q ' k ' || break; sleep 0.1; done
+	sleep 0.2
+	run rt inspect k
+	[[ "$output" == *'"exit_code": 7'* ]]
+}
+
+@test "rm leaves no mount, cgroup, shim or state directory" {
+	id=$(rt run -d --memory 32Mi --pids 64 "$IMG" sleep 60)
+	[ -d "/sys/fs/cgroup/memory/shoal/$id" ]
+	rt rm -f "$id"
+	assert_gone "$id"
+	[ ! -e "$RT_ROOT/names/${id:0:12}" ]
+	id2=$(rt run -d --name done "$IMG" true)
+	sleep 0.3
+	rt rm done
+	assert_gone "$id2"
+}
+
+@test "--rm removes everything after the exit" {
+	rt run --rm --name gone "$IMG" true
+	[ -z "$(ids)" ]
+	[ ! -e "$RT_ROOT/names/gone" ]
+	[ -z "$(ls /sys/fs/cgroup/memory/shoal/ | grep -E '^[0-9a-f]{64}$' | while read -r c; do grep -l . /dev/null; done)" ]
+}
+
+@test "logs: --tail, -f, and rotation at 10 MiB" {
+	rt run --name lg "$IMG" sh -c 'for i in 1 2 3 4 5; do echo line$i; done'
+	run rt logs lg
+	[ "${#lines[@]}" -eq 5 ]
+	run rt logs --tail 2 lg
+	[ "$output" = $'line4\nline5' ]
+	rt run -d --name follow "$IMG" sh -c 'for i in 1 2 3; do echo f$i; sleep 0.2; done'
+	run rt logs -f follow
+	[ "$output" = $'f1\nf2\nf3' ]
+	rt run --name big "$IMG" sh -c 'head -c 11000000 /dev/zero | tr "\0" x; echo; echo last' >/dev/null
+	id=$(rt inspect big | grep '"id"' | grep -oE '[0-9a-f]{64}')
+	[ -f "$RT_ROOT/containers/$id/log.1" ]
+	[ "$(stat -c %s "$RT_ROOT/containers/$id/log")" -le 10485760 ]
+	run rt logs --tail 1 big
+	[ "$output" = last ]
+}
+
+@test "inspect reports id, name, image, pid, state, times, rootfs, cgroup" {
+	id=$(rt run -d --name insp "$IMG" sleep 30)
+	run rt inspect insp
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"\"id\": \"$id\""* ]]
+	[[ "$output" == *'"name": "insp"'* ]]
+	[[ "$output" == *'"image": "shoal/web:1"'* ]]
+	[[ "$output" == *"\"image_digest\": \"sha256:"* ]]
+	[[ "$output" == *'"state": "running"'* ]]
+	[[ "$output" =~ \"pid\":\ [1-9] ]]
+	[[ "$output" =~ \"started\":\ \"20[0-9-]+T ]]
+	[[ "$output" == *"\"rootfs\": \"$RT_ROOT/containers/$id/rootfs\""* ]]
+	[[ "$output" == *"\"cgroup\": \"shoal/$id\""* ]]
+	[[ "$output" == *'"ip": null'* ]]
+	# The store's rmi keeps these layers while the container exists.
+	[ "$(cat "$RT_ROOT/containers/$id/layers")" = "$LAYERS" ]
+}
+
+@test "the real image store: unknown images fail; rmi keeps a container's layers" {
+	run rt run --rm nosuch:1 true
+	[ "$status" -eq 1 ]
+	[ "$output" = "shoalrt: no image nosuch:1" ]
+	# A second image tag sharing the layers: removing it while a container of shoal/web:1
+	# exists must leave every layer the container lists.
+	rt import "$(dirname "$SHOALRT")/images/web_1" other/web:1 >/dev/null
+	id=$(rt run -d --name pinned other/web:1 sleep 30)
+	rt rmi other/web:1
+	rt rmi "$IMG"
+	for l in $LAYERS; do [ -d "$RT_ROOT/layers/$l" ]; done
+	rt rm -f pinned
+	assert_gone "$id"
+	# Put the image back for any test after this one.
+	rt import "$(dirname "$SHOALRT")/images/web_1" >/dev/null
+	layers_sum | diff - "$RT_ROOT/layers.sum"
+}

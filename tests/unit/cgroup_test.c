@@ -1,0 +1,192 @@
+/* Unit tests for runtime/cgroup: the values a user types, and what the v2 writer leaves in a
+ * (fake) cgroupfs. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "err.h"
+#include "util.h"
+#include "runtime/cgroup.h"
+
+static void
+test_parse_cpus(void **state)
+{
+	struct shoal_err err;
+	int64_t q, p;
+
+	(void)state;
+	assert_int_equal(cgroup_parse_cpus("0.5", &q, &p, &err), 0);
+	assert_int_equal(q, 50000);
+	assert_int_equal(p, 100000);
+	assert_int_equal(cgroup_parse_cpus("2", &q, &p, &err), 0);
+	assert_int_equal(q, 200000);
+	assert_int_equal(cgroup_parse_cpus("1.25", &q, &p, &err), 0);
+	assert_int_equal(q, 125000);
+	assert_int_equal(cgroup_parse_cpus("0", &q, &p, &err), -1);
+	assert_int_equal(cgroup_parse_cpus("-1", &q, &p, &err), -1);
+	assert_int_equal(cgroup_parse_cpus("half", &q, &p, &err), -1);
+	assert_string_equal(err.msg, "invalid cpus \"half\" (want a number of CPUs such as 0.5)");
+	assert_int_equal(cgroup_parse_cpus("0.001", &q, &p, &err), -1);
+	assert_int_equal(cgroup_parse_cpus("1x", &q, &p, &err), -1);
+}
+
+static void
+test_parse_memory(void **state)
+{
+	struct shoal_err err;
+	int64_t b;
+
+	(void)state;
+	assert_int_equal(cgroup_parse_memory("64Mi", &b, &err), 0);
+	assert_int_equal(b, 64 * 1024 * 1024);
+	assert_int_equal(cgroup_parse_memory("1Gi", &b, &err), 0);
+	assert_int_equal(b, 1073741824LL);
+	assert_int_equal(cgroup_parse_memory("16M", &b, &err), 0);
+	assert_int_equal(b, 16000000);
+	assert_int_equal(cgroup_parse_memory("12x", &b, &err), -1);
+	assert_string_equal(err.msg,
+			    "memory: invalid size \"12x\" (want a number with Ki, Mi, Gi, k, M or G)");
+	assert_int_equal(cgroup_parse_memory("1Ki", &b, &err), -1);
+	assert_string_equal(err.msg, "memory \"1Ki\" too small (at least 4Mi)");
+}
+
+static void
+test_parse_pids(void **state)
+{
+	struct shoal_err err;
+	int64_t n;
+
+	(void)state;
+	assert_int_equal(cgroup_parse_pids("256", &n, &err), 0);
+	assert_int_equal(n, 256);
+	assert_int_equal(cgroup_parse_pids("0", &n, &err), -1);
+	assert_int_equal(cgroup_parse_pids("12a", &n, &err), -1);
+}
+
+static char *
+slurp(const char *dir, const char *file)
+{
+	cleanup_free char *p = xasprintf("%s/%s", dir, file);
+	return util_read_file(p, NULL, NULL);
+}
+
+static void
+put(const char *dir, const char *file, const char *data)
+{
+	cleanup_free char *p = xasprintf("%s/%s", dir, file);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(data, f);
+	fclose(f);
+}
+
+static void
+test_detect(void **state)
+{
+	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	/* No cgroup.controllers at the root: v1. */
+	assert_ptr_equal(cgroup_detect(dir), &cgroup_ops_v1);
+	/* A hybrid host's unified tree lists only hugetlb: still v1. */
+	put(dir, "cgroup.controllers", "hugetlb\n");
+	assert_ptr_equal(cgroup_detect(dir), &cgroup_ops_v1);
+	put(dir, "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
+	assert_ptr_equal(cgroup_detect(dir), &cgroup_ops_v2);
+	cleanup_free char *f = xasprintf("%s/cgroup.controllers", dir);
+	unlink(f);
+	rmdir(dir);
+}
+
+static void
+test_v2_writer(void **state)
+{
+	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
+	struct shoal_err err;
+	struct cgroup_limits l = {50000, 100000, 64 * 1024 * 1024, 256};
+	struct cgroup *cg;
+	bool oom = true;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	put(dir, "cgroup.controllers", "cpu memory pids\n");
+	cg = cgroup_new(dir, "shoal/c1", NULL);
+	assert_ptr_equal(cg->ops, &cgroup_ops_v2);
+	assert_int_equal(cgroup_create(cg, &l, &err), 0);
+	cleanup_free char *leaf = xasprintf("%s/shoal/c1", dir);
+	cleanup_free char *mid = xasprintf("%s/shoal", dir);
+	cleanup_free char *v;
+	assert_string_equal((v = slurp(leaf, "cpu.max")), "50000 100000");
+	free(v);
+	assert_string_equal((v = slurp(leaf, "memory.max")), "67108864");
+	free(v);
+	assert_string_equal((v = slurp(leaf, "memory.swap.max")), "0");
+	free(v);
+	assert_string_equal((v = slurp(leaf, "pids.max")), "256");
+	free(v);
+	/* Controllers enabled for children at the root and at shoal/, not in the leaf. */
+	assert_string_equal((v = slurp(dir, "cgroup.subtree_control")), "+cpu +memory +pids");
+	free(v);
+	assert_string_equal((v = slurp(mid, "cgroup.subtree_control")), "+cpu +memory +pids");
+	free(v);
+	v = slurp(leaf, "cgroup.subtree_control");
+	assert_null(v);
+	/* Joining writes "0" (the writer itself) to cgroup.procs. */
+	assert_int_equal(cg->nprocs, 1);
+	assert_int_equal(cgroup_enter_self(cg, &err), 0);
+	assert_string_equal((v = slurp(leaf, "cgroup.procs")), "0");
+	free(v);
+	cgroup_close_fds(cg);
+
+	put(leaf, "memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n");
+	assert_int_equal(cgroup_oom_killed(cg, &oom, &err), 0);
+	assert_false(oom);
+	put(leaf, "memory.events", "low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\noom_group_kill 0\n");
+	assert_int_equal(cgroup_oom_killed(cg, &oom, &err), 0);
+	assert_true(oom);
+
+	/* A fake dir holds files, so rmdir fails; remove by hand. */
+	v = xasprintf("rm -rf %s", dir);
+	assert_int_equal(system(v), 0);
+	cgroup_free(cg);
+}
+
+static void
+test_v2_no_limits(void **state)
+{
+	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
+	struct shoal_err err;
+	struct cgroup_limits l = {0};
+	struct cgroup *cg;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	put(dir, "cgroup.controllers", "cpu memory pids\n");
+	cg = cgroup_new(dir, "shoal/c2", NULL);
+	assert_int_equal(cgroup_create(cg, &l, &err), 0);
+	cleanup_free char *leaf = xasprintf("%s/shoal/c2", dir);
+	cleanup_free char *p = xasprintf("%s/memory.max", leaf);
+	/* No limit: nothing written, the kernel default ("max") stays. */
+	assert_int_equal(access(p, F_OK), -1);
+	cleanup_free char *cmd = xasprintf("rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	cgroup_free(cg);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_cpus),   cmocka_unit_test(test_parse_memory),
+		cmocka_unit_test(test_parse_pids),   cmocka_unit_test(test_detect),
+		cmocka_unit_test(test_v2_writer),    cmocka_unit_test(test_v2_no_limits),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
