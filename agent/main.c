@@ -16,7 +16,10 @@ static const char usage_text[] =
     "                   --data-dir DIR [--label KEY=VALUE ...] [options]\n"
     "\n"
     "Joins this node to a Shoal cluster: registers its CPUs and memory with the scheduler,\n"
-    "heartbeats its usage, and reconnects with back-off when the scheduler goes away.\n"
+    "runs the containers the scheduler assigns it, reports their state, and reconnects\n"
+    "with back-off when the scheduler goes away. DIR holds the node's images and\n"
+    "containers; containers keep running when the agent stops, and a restarted agent\n"
+    "adopts them.\n"
     "\n"
     "Options:\n"
     "  --scheduler HOST:PORT  the scheduler (port 7100 by default on its side)\n"
@@ -25,6 +28,8 @@ static const char usage_text[] =
     "  --address ADDR         this node's IPv4 address as other nodes reach it\n"
     "  --data-dir DIR         the agent's state directory\n"
     "  --label KEY=VALUE      a node label for placement constraints (repeatable)\n"
+    "  --image-dir DIR        import missing images from the OCI layouts in DIR, named\n"
+    "                         NAME_TAG/ (shoal/web:1 -> DIR/web_1/)\n"
     "  --cpus N               advertise at most N CPUs (default: what the node has)\n"
     "  --memory SIZE          advertise at most SIZE of memory (e.g. 2Gi)\n"
     "  --log-level LEVEL      error, warn, notice, info (default) or debug\n"
@@ -39,6 +44,7 @@ main(int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {"address", required_argument, NULL, 'a'},
 	    {"data-dir", required_argument, NULL, 'd'},
+	    {"image-dir", required_argument, NULL, 'I'},
 	    {"label", required_argument, NULL, 'l'},
 	    {"cpus", required_argument, NULL, 'c'},
 	    {"memory", required_argument, NULL, 'm'},
@@ -72,6 +78,9 @@ main(int argc, char **argv)
 			break;
 		case 'd':
 			o.data_dir = optarg;
+			break;
+		case 'I':
+			o.image_dir = optarg;
 			break;
 		case 'l':
 			o.labels[o.nlabels++] = optarg;

@@ -76,6 +76,11 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	event_add(a->sig_term, NULL);
 	event_add(a->sig_int, NULL);
 	session_init(&a->session, a);
+	if (tasks_init(&a->tasks, a, a->data_dir, opt->image_dir, err) == -1) {
+		agent_server_free(a);
+		return -1;
+	}
+	tasks_load(&a->tasks);
 	shoal_log(LOG_INFO, "agent %s address=%s capacity cpus=%.2f memory=%s", a->name, a->address,
 	          (double)a->capacity.cpu_millis / 1000.0,
 	          util_format_bytes(a->capacity.memory_bytes, mem, sizeof(mem)));
@@ -94,6 +99,8 @@ void
 agent_server_free(struct agent_server *a)
 {
 	session_free(&a->session);
+	if (a->tasks.root)
+		tasks_free(&a->tasks);
 	if (a->sig_term)
 		event_free(a->sig_term);
 	if (a->sig_int)

@@ -6,6 +6,7 @@
 
 #include "resources.h"
 #include "session.h"
+#include "tasks.h"
 #include "token.h"
 
 struct event_base;
@@ -18,7 +19,8 @@ struct agent_options {
 	const char *name;
 	const char *address;
 	const char *data_dir;
-	char **labels; /* "k=v" */
+	const char *image_dir; /* OCI layouts named NAME_TAG/ to import images from */
+	char **labels;         /* "k=v" */
 	size_t nlabels;
 	int64_t cpu_millis; /* advertise at most this much; 0 = what the node has */
 	int64_t memory_bytes;
@@ -30,6 +32,7 @@ struct agent_server {
 	struct event *sig_term;
 	struct event *sig_int;
 	struct session session; /* the connection to the scheduler */
+	struct tasks tasks;     /* the containers this node runs */
 	struct token token;     /* worker join token (secret) */
 	char *scheduler_host;
 	uint16_t scheduler_port;

@@ -112,6 +112,8 @@ send_register(struct session *s)
 	reg.labels = lp;
 	reg.n_labels = a->nlabels;
 	reg.capacity = &cap;
+	/* The tasks this node runs: a restarted scheduler adopts them instead of restarting. */
+	reg.n_tasks_running = tasks_status_all(&a->tasks, &reg.tasks_running);
 	reg.version = "0.1";
 	env.id = s->register_id = ++s->next_id;
 	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
@@ -119,6 +121,7 @@ send_register(struct session *s)
 	s->state = SESSION_REGISTERING;
 	if (rpc_send(s->conn, &env, &err) == -1)
 		shoal_log(LOG_WARNING, "register: %s", err.msg);
+	tasks_status_free(reg.tasks_running, reg.n_tasks_running);
 	for (size_t i = 0; i < a->nlabels; i++)
 		free(labels[i].key);
 	free(labels);
@@ -162,6 +165,10 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 			on_register_reply(s, env->register_reply);
 		break;
 	case SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY:
+		break;
+	case SHOAL__ENVELOPE__BODY_ASSIGNMENTS:
+		if (s->state == SESSION_READY)
+			tasks_apply(&s->agent->tasks, env->assignments);
 		break;
 	case SHOAL__ENVELOPE__BODY_ERROR:
 		shoal_log(LOG_ERR, "scheduler refused %s: %s",

@@ -27,8 +27,8 @@ errs_add(struct manifest_errors *errs, const char *line)
 		return;
 	errs->lines = xrealloc(errs->lines, (errs->n + 1) * sizeof(*errs->lines));
 	if (errs->n == MANIFEST_MAX_ERRORS)
-		errs->lines[errs->n++] = xasprintf("too many errors; only the first %d are shown",
-						   MANIFEST_MAX_ERRORS);
+		errs->lines[errs->n++] =
+		    xasprintf("too many errors; only the first %d are shown", MANIFEST_MAX_ERRORS);
 	else
 		errs->lines[errs->n++] = xstrdup(line);
 }
@@ -145,7 +145,7 @@ struct vctx {
 };
 
 static void perr(struct vctx *c, yaml_mark_t m, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void
 perr(struct vctx *c, yaml_mark_t m, const char *fmt, ...)
@@ -157,9 +157,9 @@ perr(struct vctx *c, yaml_mark_t m, const char *fmt, ...)
 	msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	c->pending = xrealloc(c->pending, (c->nerr + 1) * sizeof(*c->pending));
-	c->pending[c->nerr] = (struct pending){m.line + 1, m.column + 1, c->nerr,
-					       xasprintf("%s:%zu:%zu: %s", c->file, m.line + 1,
-							 m.column + 1, msg)};
+	c->pending[c->nerr] =
+	    (struct pending){m.line + 1, m.column + 1, c->nerr,
+	                     xasprintf("%s:%zu:%zu: %s", c->file, m.line + 1, m.column + 1, msg)};
 	c->nerr++;
 	free(msg);
 }
@@ -267,7 +267,7 @@ get_str(struct vctx *c, const char *path, const struct ynode *v, const char **ou
 
 static bool
 get_int(struct vctx *c, const char *path, const struct ynode *v, long long min, long long max,
-	long long *out)
+        long long *out)
 {
 	qbuf q;
 	const char *s;
@@ -297,7 +297,7 @@ bad:
 
 static bool
 get_u32(struct vctx *c, const char *path, const struct ynode *v, long long min, long long max,
-	uint32_t *out)
+        uint32_t *out)
 {
 	long long x;
 
@@ -309,8 +309,7 @@ get_u32(struct vctx *c, const char *path, const struct ynode *v, long long min, 
 
 /* A duration with a unit ("2s", "1500ms"); a bare 0 needs none. */
 static bool
-get_duration(struct vctx *c, const char *path, const struct ynode *v, bool positive,
-	     int64_t *out)
+get_duration(struct vctx *c, const char *path, const struct ynode *v, bool positive, int64_t *out)
 {
 	struct shoal_err err;
 	const char *s;
@@ -335,7 +334,7 @@ get_duration(struct vctx *c, const char *path, const struct ynode *v, bool posit
 /* Pick names[i] for the value; the message lists every choice. */
 static bool
 get_enum(struct vctx *c, const char *path, const struct ynode *v, const char *const *names,
-	 size_t n, int *out)
+         size_t n, int *out)
 {
 	char want[160] = "";
 	qbuf q;
@@ -351,7 +350,9 @@ get_enum(struct vctx *c, const char *path, const struct ynode *v, const char *co
 	for (size_t i = 0; i < n; i++) {
 		size_t o = strlen(want);
 		snprintf(want + o, sizeof(want) - o, "%s%s", names[i],
-			 i + 2 == n ? " or " : i + 1 == n ? "" : ", ");
+		         i + 2 == n   ? " or "
+		         : i + 1 == n ? ""
+		                      : ", ");
 	}
 	perr(c, v->mark, "%s: invalid value %s (want %s)", path, describe(v, q, sizeof(q)), want);
 	return false;
@@ -433,7 +434,7 @@ shell_split(const char *s, struct manifest_argv *out)
  */
 static bool
 get_argv(struct vctx *c, const char *path, const struct ynode *v, bool shell_form,
-	 struct manifest_argv *out)
+         struct manifest_argv *out)
 {
 	struct manifest_argv a = {.set = true};
 	const char *s, *why;
@@ -532,7 +533,7 @@ edit_distance(const char *a, size_t la, const char *b)
 
 struct docstate;
 typedef void (*field_fn)(struct vctx *c, struct docstate *d, const char *path,
-			 const struct ynode *v);
+                         const struct ynode *v);
 struct field {
 	const char *name;
 	field_fn fn;
@@ -546,7 +547,7 @@ struct field {
  */
 static void
 walk_map(struct vctx *c, struct docstate *d, const struct ynode *map, const char *section,
-	 const struct field *fields, size_t nfields, const struct ynode **seen)
+         const struct field *fields, size_t nfields, const struct ynode **seen)
 {
 	for (size_t i = 0; i < nfields; i++)
 		seen[i] = NULL;
@@ -563,8 +564,8 @@ walk_map(struct vctx *c, struct docstate *d, const struct ynode *map, const char
 		if (k->kind == Y_BAD)
 			continue;
 		if (k->kind != Y_SCALAR || k->null) {
-			perr(c, k->mark, "keys must be strings, got %s %s", describe(k, q, sizeof(q)),
-			     where);
+			perr(c, k->mark, "keys must be strings, got %s %s",
+			     describe(k, q, sizeof(q)), where);
 			continue;
 		}
 		for (idx = 0; idx < nfields; idx++)
@@ -581,14 +582,15 @@ walk_map(struct vctx *c, struct docstate *d, const struct ynode *map, const char
 			}
 			if (bestd <= limit)
 				snprintf(hint, sizeof(hint), " (did you mean \"%s\"?)",
-					 fields[best].name);
-			perr(c, k->mark, "unknown key %s %s%s", quote(k->text, k->len, q, sizeof(q)),
-			     where, hint);
+				         fields[best].name);
+			perr(c, k->mark, "unknown key %s %s%s",
+			     quote(k->text, k->len, q, sizeof(q)), where, hint);
 			continue;
 		}
 		if (seen[idx] != NULL) {
-			perr(c, k->mark, "duplicate key \"%s\" %s (first at %zu:%zu)", fields[idx].name,
-			     where, seen[idx]->mark.line + 1, seen[idx]->mark.column + 1);
+			perr(c, k->mark, "duplicate key \"%s\" %s (first at %zu:%zu)",
+			     fields[idx].name, where, seen[idx]->mark.line + 1,
+			     seen[idx]->mark.column + 1);
 			continue;
 		}
 		seen[idx] = k;
@@ -613,9 +615,9 @@ struct port_state {
 struct docstate {
 	struct service_spec spec;
 	struct manifest_origin origin;
-	const struct ynode *health;    /* the health mapping, for the checks that span keys */
+	const struct ynode *health; /* the health mapping, for the checks that span keys */
 	const struct ynode *health_port;
-	struct port_state *port;       /* the ports entry being read */
+	struct port_state *port; /* the ports entry being read */
 };
 
 /* RFC 1123 label, as Docker and Kubernetes require of names that become DNS names. */
@@ -790,8 +792,8 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(items[i].name, items[i - 1].name) != 0)
 			continue;
-		perr(c, items[i].node->mark, "%s: duplicate variable \"%s\" (first at %zu:%zu)", path,
-		     items[i].name, items[i - 1].node->mark.line + 1,
+		perr(c, items[i].node->mark, "%s: duplicate variable \"%s\" (first at %zu:%zu)",
+		     path, items[i].name, items[i - 1].node->mark.line + 1,
 		     items[i - 1].node->mark.column + 1);
 	}
 	if (c->nerr != nerr)
@@ -803,7 +805,6 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 	}
 	d->spec.n_env = n;
 }
-
 
 static void
 f_port_published(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
@@ -856,8 +857,8 @@ static void
 f_ports(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	static const struct field fields[] = {
-		{"published", f_port_published},
-		{"target", f_port_target},
+	    {"published", f_port_published},
+	    {"target", f_port_target},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 	qbuf q;
@@ -971,9 +972,9 @@ static void
 f_resources(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	static const struct field fields[] = {
-		{"cpus", f_cpus},
-		{"memory", f_memory},
-		{"pids", f_pids},
+	    {"cpus", f_cpus},
+	    {"memory", f_memory},
+	    {"pids", f_pids},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
@@ -1008,9 +1009,9 @@ static void
 f_restart(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	static const struct field fields[] = {
-		{"policy", f_restart_policy},
-		{"max_attempts", f_restart_max},
-		{"delay", f_restart_delay},
+	    {"policy", f_restart_policy},
+	    {"max_attempts", f_restart_max},
+	    {"delay", f_restart_delay},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
@@ -1050,8 +1051,8 @@ f_constraints(struct vctx *c, struct docstate *d, const char *path, const struct
 		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
 		if (!get_str(c, ipath, v->kids[i], &str))
 			continue;
-		if (manifest_constraint_parse(str, &s->placement.constraints[s->placement.n_constraints],
-					      &err) == -1) {
+		if (manifest_constraint_parse(
+		        str, &s->placement.constraints[s->placement.n_constraints], &err) == -1) {
 			perr(c, v->kids[i]->mark, "%s: %s", ipath, err.msg);
 			continue;
 		}
@@ -1071,8 +1072,8 @@ static void
 f_placement(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	static const struct field fields[] = {
-		{"constraints", f_constraints},
-		{"max_per_node", f_max_per_node},
+	    {"constraints", f_constraints},
+	    {"max_per_node", f_max_per_node},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
@@ -1155,14 +1156,10 @@ f_health(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 {
 	/* The first three are the kinds: exactly one must be present. */
 	static const struct field fields[] = {
-		{"http", f_health_http},
-		{"tcp", f_health_tcp},
-		{"cmd", f_health_cmd},
-		{"port", f_health_port},
-		{"interval", f_health_interval},
-		{"timeout", f_health_timeout},
-		{"retries", f_health_retries},
-		{"start_period", f_health_start},
+	    {"http", f_health_http},         {"tcp", f_health_tcp},
+	    {"cmd", f_health_cmd},           {"port", f_health_port},
+	    {"interval", f_health_interval}, {"timeout", f_health_timeout},
+	    {"retries", f_health_retries},   {"start_period", f_health_start},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 	const struct ynode *kind = NULL;
@@ -1177,7 +1174,8 @@ f_health(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 			continue;
 		if (kind != NULL) {
 			perr(c, seen[i]->mark,
-			     "%s: %s and %s cannot be combined (want exactly one of http, tcp or cmd)",
+			     "%s: %s and %s cannot be combined (want exactly one of http, tcp or "
+			     "cmd)",
 			     path, fields[kind_idx].name, fields[i].name);
 			continue;
 		}
@@ -1185,7 +1183,8 @@ f_health(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 		kind_idx = i;
 	}
 	if (kind == NULL)
-		perr(c, v->mark, "%s: missing the check (want exactly one of http, tcp or cmd)", path);
+		perr(c, v->mark, "%s: missing the check (want exactly one of http, tcp or cmd)",
+		     path);
 	else if (kind_idx != 0 && seen[3] != NULL)
 		perr(c, seen[3]->mark, "%s.port: only applies to an http check (%s)", path,
 		     kind_idx == 1 ? "tcp names its own port" : "a cmd check has none");
@@ -1236,11 +1235,11 @@ static void
 f_update(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	static const struct field fields[] = {
-		{"parallelism", f_update_parallelism},
-		{"delay", f_update_delay},
-		{"order", f_update_order},
-		{"failure_action", f_update_action},
-		{"monitor", f_update_monitor},
+	    {"parallelism", f_update_parallelism},
+	    {"delay", f_update_delay},
+	    {"order", f_update_order},
+	    {"failure_action", f_update_action},
+	    {"monitor", f_update_monitor},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
@@ -1265,20 +1264,11 @@ f_network(struct vctx *c, struct docstate *d, const char *path, const struct yno
 
 /* The top-level keys; service and image come first, they are required. */
 static const struct field service_fields[] = {
-	{"service", f_service},
-	{"image", f_image},
-	{"replicas", f_replicas},
-	{"entrypoint", f_entrypoint},
-	{"command", f_command},
-	{"env", f_env},
-	{"ports", f_ports},
-	{"resources", f_resources},
-	{"restart", f_restart},
-	{"placement", f_placement},
-	{"health", f_health},
-	{"update", f_update},
-	{"stop_grace", f_stop_grace},
-	{"network", f_network},
+    {"service", f_service},       {"image", f_image},         {"replicas", f_replicas},
+    {"entrypoint", f_entrypoint}, {"command", f_command},     {"env", f_env},
+    {"ports", f_ports},           {"resources", f_resources}, {"restart", f_restart},
+    {"placement", f_placement},   {"health", f_health},       {"update", f_update},
+    {"stop_grace", f_stop_grace}, {"network", f_network},
 };
 
 static void
@@ -1296,7 +1286,7 @@ origin_free(struct manifest_origin *o)
  */
 static void
 validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark, size_t doc_no,
-		  size_t nerr, struct manifest *m)
+                  size_t nerr, struct manifest *m)
 {
 	const struct ynode *seen[ARRAY_SIZE(service_fields)];
 	struct docstate d = {0};
@@ -1315,7 +1305,8 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 		const struct ynode *v = root->kids[i + 1];
 		if (scalar_is(root->kids[i], "service") && v->kind == Y_SCALAR && !v->null &&
 		    strlen(v->text) == v->len) {
-			snprintf(c->who, sizeof(c->who), "service %s", quote(v->text, v->len, q, sizeof(q)));
+			snprintf(c->who, sizeof(c->who), "service %s",
+			         quote(v->text, v->len, q, sizeof(q)));
 			if (valid_service_name(v->text))
 				snprintf(c->who, sizeof(c->who), "service %s", v->text);
 			break;
@@ -1325,15 +1316,16 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 	walk_map(c, &d, root, NULL, service_fields, ARRAY_SIZE(service_fields), seen);
 	for (size_t i = 0; i < 2; i++)
 		if (seen[i] == NULL)
-			perr(c, doc_mark, "missing required key \"%s\" in %s", service_fields[i].name,
-			     c->who);
+			perr(c, doc_mark, "missing required key \"%s\" in %s",
+			     service_fields[i].name, c->who);
 	if (d.spec.health.kind == MANIFEST_HEALTH_HTTP && d.health_port == NULL) {
 		/* The check probes the container, so the natural default is its first port. */
 		if (d.spec.n_ports > 0)
 			d.spec.health.port = d.spec.ports[0].target;
 		else
 			perr(c, d.health->mark,
-			     "health.port: required for an http check when the service has no ports");
+			     "health.port: required for an http check when the service has no "
+			     "ports");
 	}
 	if (c->nerr != nerr) {
 		manifest_spec_free(&d.spec);
@@ -1435,7 +1427,8 @@ builder_event(struct vctx *c, struct builder *b, const yaml_event_t *ev)
 			return;
 		}
 		if (b->depth == MAX_DEPTH) {
-			perr(c, ev->start_mark, "nested too deeply (more than %d levels)", MAX_DEPTH);
+			perr(c, ev->start_mark, "nested too deeply (more than %d levels)",
+			     MAX_DEPTH);
 			builder_attach(b, ynode_new(Y_BAD, ev->start_mark));
 			b->skip = 1;
 			return;
@@ -1486,26 +1479,29 @@ check_set(struct vctx *c, const struct manifest *set, size_t n)
 					const struct manifest_origin *to = &set[b].origins[j];
 					bool self = b == a && j == i;
 
-					if (!self && !dup_name && s->name != NULL && t->name != NULL &&
-					    strcmp(s->name, t->name) == 0) {
+					if (!self && !dup_name && s->name != NULL &&
+					    t->name != NULL && strcmp(s->name, t->name) == 0) {
 						dup_name = true;
 						perr(c, pos_mark(o->service),
-						     "service: duplicate service name \"%s\" (first defined "
+						     "service: duplicate service name \"%s\" "
+						     "(first defined "
 						     "at %s:%u:%u)",
 						     s->name, set[b].file, to->service.line,
 						     to->service.column);
 					}
-					/* A port clashes with any earlier one: in an earlier service
-					 * or earlier in this service's own list. */
+					/* A port clashes with any earlier one: in an earlier
+					 * service or earlier in this service's own list. */
 					for (size_t p = 0; p < s->n_ports; p++) {
 						size_t qend = self ? p : t->n_ports;
 						if (s->ports[p].published == 0 || port_done[p])
 							continue;
 						for (size_t q = 0; q < qend; q++) {
-							if (s->ports[p].published != t->ports[q].published)
+							if (s->ports[p].published !=
+							    t->ports[q].published)
 								continue;
 							perr(c, pos_mark(o->ports[p]),
-							     "ports[%zu]: port %u is already published by "
+							     "ports[%zu]: port %u is already "
+							     "published by "
 							     "service %s (%s:%u:%u)",
 							     p, s->ports[p].published, t->name,
 							     set[b].file, to->ports[q].line,
@@ -1547,7 +1543,7 @@ manifest_free(struct manifest *m)
 
 int
 manifest_parse_buffer(const char *name, const char *buf, size_t len, struct manifest *out,
-		      struct manifest_errors *errs)
+                      struct manifest_errors *errs)
 {
 	struct vctx c = {.file = name, .errs = errs};
 	struct manifest m = {.file = xstrdup(name)};
@@ -1595,7 +1591,8 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 	ynode_free(b.root);
 
 	if (c.nerr == 0 && m.n_services == 0)
-		perr(&c, (yaml_mark_t){0}, "no service defined (want one YAML document per service)");
+		perr(&c, (yaml_mark_t){0},
+		     "no service defined (want one YAML document per service)");
 	/* The documents that were valid on their own must still agree with each other. */
 	check_set(&c, &m, 1);
 	vctx_flush(&c);
@@ -1697,7 +1694,7 @@ manifest_constraint_parse(const char *s, struct manifest_constraint *out, struct
 	} else if ((size_t)(le - l) == 7 && memcmp(l, "node.id", 7) == 0) {
 		out->field = MANIFEST_NODE_ID;
 	} else if ((size_t)(le - l) > 12 && memcmp(l, "node.labels.", 12) == 0 &&
-		   valid_constraint_word(l + 12, (size_t)(le - l) - 12)) {
+	           valid_constraint_word(l + 12, (size_t)(le - l) - 12)) {
 		out->field = MANIFEST_NODE_LABEL;
 		out->label = strndup(l + 12, (size_t)(le - l) - 12);
 		SHOAL_ASSERT(out->label != NULL);
@@ -1710,9 +1707,9 @@ manifest_constraint_parse(const char *s, struct manifest_constraint *out, struct
 bad:
 	manifest_constraint_free(out);
 	return err_set(err, 0,
-		       "invalid constraint %s (want node.name, node.id or node.labels.KEY, then == "
-		       "or !=, then a value)",
-		       quote(s, strlen(s), q, sizeof(q)));
+	               "invalid constraint %s (want node.name, node.id or node.labels.KEY, then == "
+	               "or !=, then a value)",
+	               quote(s, strlen(s), q, sizeof(q)));
 }
 
 /* ------------------------------------------------------------------ spec */
@@ -1802,7 +1799,7 @@ manifest_spec_copy(struct service_spec *dst, const struct service_spec *src)
 	dst->placement.constraints = NULL;
 	if (src->placement.n_constraints > 0) {
 		dst->placement.constraints =
-			xcalloc(src->placement.n_constraints, sizeof(*dst->placement.constraints));
+		    xcalloc(src->placement.n_constraints, sizeof(*dst->placement.constraints));
 		for (size_t i = 0; i < src->placement.n_constraints; i++) {
 			const struct manifest_constraint *sc = &src->placement.constraints[i];
 			struct manifest_constraint *dc = &dst->placement.constraints[i];
@@ -1837,10 +1834,10 @@ argv_eq(const struct manifest_argv *a, const struct manifest_argv *b)
 bool
 manifest_spec_equal(const struct service_spec *a, const struct service_spec *b)
 {
-	if (!str_eq(a->name, b->name) || !str_eq(a->image, b->image) || a->replicas != b->replicas ||
-	    !argv_eq(&a->entrypoint, &b->entrypoint) || !argv_eq(&a->command, &b->command) ||
-	    a->n_env != b->n_env || a->n_ports != b->n_ports ||
-	    a->resources.cpu_millis != b->resources.cpu_millis ||
+	if (!str_eq(a->name, b->name) || !str_eq(a->image, b->image) ||
+	    a->replicas != b->replicas || !argv_eq(&a->entrypoint, &b->entrypoint) ||
+	    !argv_eq(&a->command, &b->command) || a->n_env != b->n_env ||
+	    a->n_ports != b->n_ports || a->resources.cpu_millis != b->resources.cpu_millis ||
 	    a->resources.memory_bytes != b->resources.memory_bytes ||
 	    a->resources.pids != b->resources.pids || a->restart.policy != b->restart.policy ||
 	    a->restart.max_attempts != b->restart.max_attempts ||
@@ -1908,31 +1905,31 @@ manifest_spec_to_json(const struct service_spec *s)
 	json_object_set_new(o, "env", env);
 	for (size_t i = 0; i < s->n_ports; i++)
 		json_array_append_new(ports, json_pack("{s:i,s:i}", "published",
-						       (int)s->ports[i].published, "target",
-						       (int)s->ports[i].target));
+		                                       (int)s->ports[i].published, "target",
+		                                       (int)s->ports[i].target));
 	json_object_set_new(o, "ports", ports);
 	json_object_set_new(o, "resources",
-			    json_pack("{s:I,s:I,s:I}", "cpu_millis",
-				      (json_int_t)s->resources.cpu_millis, "memory_bytes",
-				      (json_int_t)s->resources.memory_bytes, "pids",
-				      (json_int_t)s->resources.pids));
+	                    json_pack("{s:I,s:I,s:I}", "cpu_millis",
+	                              (json_int_t)s->resources.cpu_millis, "memory_bytes",
+	                              (json_int_t)s->resources.memory_bytes, "pids",
+	                              (json_int_t)s->resources.pids));
 	json_object_set_new(o, "restart",
-			    json_pack("{s:s,s:I,s:I}", "policy", restart_names[s->restart.policy],
-				      "max_attempts", (json_int_t)s->restart.max_attempts,
-				      "delay_ms", (json_int_t)s->restart.delay_ms));
+	                    json_pack("{s:s,s:I,s:I}", "policy", restart_names[s->restart.policy],
+	                              "max_attempts", (json_int_t)s->restart.max_attempts,
+	                              "delay_ms", (json_int_t)s->restart.delay_ms));
 	for (size_t i = 0; i < s->placement.n_constraints; i++) {
 		char *t = manifest_constraint_format(&s->placement.constraints[i]);
 		json_array_append_new(cons, json_string(t));
 		free(t);
 	}
 	json_object_set_new(o, "placement",
-			    json_pack("{s:o,s:I}", "constraints", cons, "max_per_node",
-				      (json_int_t)s->placement.max_per_node));
+	                    json_pack("{s:o,s:I}", "constraints", cons, "max_per_node",
+	                              (json_int_t)s->placement.max_per_node));
 	health = json_pack("{s:s,s:I,s:I,s:I,s:I}", "kind", health_names[s->health.kind],
-			   "interval_ms", (json_int_t)s->health.interval_ms, "timeout_ms",
-			   (json_int_t)s->health.timeout_ms, "start_period_ms",
-			   (json_int_t)s->health.start_period_ms, "retries",
-			   (json_int_t)s->health.retries);
+	                   "interval_ms", (json_int_t)s->health.interval_ms, "timeout_ms",
+	                   (json_int_t)s->health.timeout_ms, "start_period_ms",
+	                   (json_int_t)s->health.start_period_ms, "retries",
+	                   (json_int_t)s->health.retries);
 	if (s->health.http_path)
 		json_object_set_new(health, "http", json_string(s->health.http_path));
 	if (s->health.kind == MANIFEST_HEALTH_HTTP || s->health.kind == MANIFEST_HEALTH_TCP)
@@ -1941,12 +1938,12 @@ manifest_spec_to_json(const struct service_spec *s)
 		json_object_set_new(health, "cmd", argv_to_json(&s->health.cmd));
 	json_object_set_new(o, "health", health);
 	json_object_set_new(o, "update",
-			    json_pack("{s:I,s:I,s:s,s:s,s:I}", "parallelism",
-				      (json_int_t)s->update.parallelism, "delay_ms",
-				      (json_int_t)s->update.delay_ms, "order",
-				      order_names[s->update.order], "failure_action",
-				      action_names[s->update.failure_action], "monitor_ms",
-				      (json_int_t)s->update.monitor_ms));
+	                    json_pack("{s:I,s:I,s:s,s:s,s:I}", "parallelism",
+	                              (json_int_t)s->update.parallelism, "delay_ms",
+	                              (json_int_t)s->update.delay_ms, "order",
+	                              order_names[s->update.order], "failure_action",
+	                              action_names[s->update.failure_action], "monitor_ms",
+	                              (json_int_t)s->update.monitor_ms));
 	json_object_set_new(o, "stop_grace_ms", json_integer(s->stop_grace_ms));
 	json_object_set_new(o, "network", json_string(network_names[s->network]));
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1958,7 +1955,8 @@ manifest_spec_to_json(const struct service_spec *s)
 static int
 env_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct manifest_env *)a)->name, ((const struct manifest_env *)b)->name);
+	return strcmp(((const struct manifest_env *)a)->name,
+	              ((const struct manifest_env *)b)->name);
 }
 
 /* Readers for manifest_spec_from_json: absent keys keep the default. */
@@ -1974,7 +1972,7 @@ js_int(json_t *o, const char *key, json_int_t min, json_int_t max, json_int_t *o
 		return err_set(err, 0, "%s: expected an integer", key);
 	if (json_integer_value(v) < min || json_integer_value(v) > max)
 		return err_set(err, 0, "%s: %" JSON_INTEGER_FORMAT " out of range", key,
-			       json_integer_value(v));
+		               json_integer_value(v));
 	*out = json_integer_value(v);
 	return 0;
 }
@@ -2017,7 +2015,7 @@ js_str(json_t *o, const char *key, char **out, struct shoal_err *err)
 
 static int
 js_enum(json_t *o, const char *key, const char *const *names, size_t n, int *out,
-	struct shoal_err *err)
+        struct shoal_err *err)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -2079,7 +2077,8 @@ spec_from_json(json_t *root, struct service_spec *s, struct shoal_err *err)
 
 	if (!json_is_object(root))
 		return err_set(err, 0, "expected an object");
-	if (js_str(root, "name", &s->name, err) == -1 || js_str(root, "image", &s->image, err) == -1 ||
+	if (js_str(root, "name", &s->name, err) == -1 ||
+	    js_str(root, "image", &s->image, err) == -1 ||
 	    js_u32(root, "replicas", &s->replicas, err) == -1 ||
 	    js_argv(root, "entrypoint", &s->entrypoint, err) == -1 ||
 	    js_argv(root, "command", &s->command, err) == -1 ||
@@ -2154,7 +2153,7 @@ spec_from_json(json_t *root, struct service_spec *s, struct shoal_err *err)
 			goto fail;
 		}
 		s->placement.constraints =
-			xcalloc(json_array_size(v) + 1, sizeof(*s->placement.constraints));
+		    xcalloc(json_array_size(v) + 1, sizeof(*s->placement.constraints));
 		json_array_foreach(v, i, it)
 		{
 			if (!json_is_string(it)) {
@@ -2162,7 +2161,7 @@ spec_from_json(json_t *root, struct service_spec *s, struct shoal_err *err)
 				goto fail;
 			}
 			if (manifest_constraint_parse(json_string_value(it),
-						      &s->placement.constraints[i], err) == -1)
+			                              &s->placement.constraints[i], err) == -1)
 				goto fail;
 			s->placement.n_constraints++;
 		}

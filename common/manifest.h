@@ -162,7 +162,7 @@ struct manifest_errors {
  * appends every error to *errs, leaves *out empty and returns -1.
  */
 int manifest_parse_buffer(const char *name, const char *buf, size_t len, struct manifest *out,
-			  struct manifest_errors *errs);
+                          struct manifest_errors *errs);
 
 /* Read path and parse it as manifest_parse_buffer does, path naming it in messages. */
 int manifest_parse_file(const char *path, struct manifest *out, struct manifest_errors *errs);
@@ -201,7 +201,7 @@ char *manifest_constraint_format(const struct manifest_constraint *c);
 /* Parse "node.name|node.id|node.labels.KEY ==|!= VALUE" into *out (caller frees with
  * manifest_constraint_free). */
 int manifest_constraint_parse(const char *s, struct manifest_constraint *out,
-			      struct shoal_err *err);
+                              struct shoal_err *err);
 void manifest_constraint_free(struct manifest_constraint *c);
 
 #endif

@@ -81,7 +81,7 @@ netns_enter(const struct netns_config *c, struct shoal_err *err)
 		}
 		if (setns(fd, CLONE_NEWNET) == -1)
 			return err_set(err, errno, "join network namespace %s",
-				       c->path ? c->path : "(fd)");
+			               c->path ? c->path : "(fd)");
 		return 0;
 	}
 	}

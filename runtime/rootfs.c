@@ -16,12 +16,20 @@
 
 /* Docker's masked and read-only /proc and /sys paths. */
 static const char *const masked_paths[] = {
-	"/proc/acpi",        "/proc/asound",    "/proc/kcore",     "/proc/keys",
-	"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-	"/proc/scsi",        "/sys/firmware",   "/sys/devices/virtual/powercap",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 };
 static const char *const readonly_paths[] = {
-	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 static const char *const devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
@@ -60,7 +68,7 @@ common_dir_prefix(char *const *paths, size_t n)
 
 static char *
 overlay_options(char *const *layers, size_t nlayers, const char *upper, const char *work,
-		size_t strip)
+                size_t strip)
 {
 	size_t cap = 64 + strlen(upper) + strlen(work);
 	char *o, *p;
@@ -77,7 +85,7 @@ overlay_options(char *const *layers, size_t nlayers, const char *upper, const ch
 
 int
 rootfs_mount_overlay(char *const *layers, size_t nlayers, const char *upper, const char *work,
-		     const char *target, struct shoal_err *err)
+                     const char *target, struct shoal_err *err)
 {
 	cleanup_free char *opts = NULL;
 	long page = sysconf(_SC_PAGESIZE);
@@ -102,7 +110,8 @@ rootfs_mount_overlay(char *const *layers, size_t nlayers, const char *upper, con
 		memcpy(dir, upper, strip);
 		dir[strip] = '\0';
 		if (strip == 0 || chdir(dir) == -1)
-			return err_set(err, ENAMETOOLONG, "overlay options for %zu layers", nlayers);
+			return err_set(err, ENAMETOOLONG, "overlay options for %zu layers",
+			               nlayers);
 		free(opts);
 		opts = overlay_options(layers, nlayers, upper, work, strip);
 	}
@@ -144,8 +153,8 @@ bind_readonly(const char *p, struct shoal_err *err)
 {
 	if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) == -1)
 		return err_set(err, errno, "bind %s", p);
-	if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		  NULL) == -1)
+	if (mount(NULL, p, NULL,
+	          MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == -1)
 		return err_set(err, errno, "remount %s read-only", p);
 	return 0;
 }
@@ -161,7 +170,7 @@ mount_dev(const char *target, struct shoal_err *err)
 	/* nodev: only the nodes bound from the host below (whose mounts keep the host's flags)
 	 * can be opened; anything made with mknod cannot. */
 	if (mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME,
-		  "mode=755,size=65536k") == -1)
+	          "mode=755,size=65536k") == -1)
 		return err_set(err, errno, "mount tmpfs on %s", dev);
 	for (size_t i = 0; i < ARRAY_SIZE(devices); i++) {
 		snprintf(p, sizeof(p), "%s/%s", dev, devices[i]);
@@ -175,17 +184,18 @@ mount_dev(const char *target, struct shoal_err *err)
 	if (ensure_dir(p, 0755, err) == -1)
 		return -1;
 	if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
-		  "newinstance,ptmxmode=0666,mode=0620,gid=5") == -1)
+	          "newinstance,ptmxmode=0666,mode=0620,gid=5") == -1)
 		return err_set(err, errno, "mount devpts on %s", p);
 	snprintf(p, sizeof(p), "%s/shm", dev);
 	if (ensure_dir(p, 01777, err) == -1)
 		return -1;
-	if (mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") == -1)
+	if (mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") ==
+	    -1)
 		return err_set(err, errno, "mount tmpfs on %s", p);
 	static const char *const links[][2] = {
-		{"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},
-		{"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-		{"/proc/self/fd/2", "stderr"},
+	    {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},
+	    {"/proc/self/fd/0", "stdin"},  {"/proc/self/fd/1", "stdout"},
+	    {"/proc/self/fd/2", "stderr"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
 		snprintf(p, sizeof(p), "%s/%s", dev, links[i][1]);
@@ -205,7 +215,8 @@ rootfs_setup_mounts(const char *target, struct shoal_err *err)
 
 	if (ensure_dir(proc, 0555, err) == -1)
 		return -1;
-	/* A fresh proc: the caller is PID 1 of its own namespace, so it shows only the container. */
+	/* A fresh proc: the caller is PID 1 of its own namespace, so it shows only the container.
+	 */
 	if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == -1)
 		return err_set(err, errno, "mount proc on %s", proc);
 	if (mount_dev(target, err) == -1)
@@ -229,7 +240,7 @@ rootfs_setup_mounts(const char *target, struct shoal_err *err)
 			continue;
 		if (S_ISDIR(st.st_mode)) {
 			if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-				  "size=0") == -1)
+			          "size=0") == -1)
 				return err_set(err, errno, "mask %s", masked_paths[i]);
 		} else if (mount("/dev/null", p, NULL, MS_BIND, NULL) == -1) {
 			return err_set(err, errno, "mask %s", masked_paths[i]);

@@ -18,7 +18,7 @@ int rootfs_prepare(const char *state_dir, struct shoal_err *err);
 /* Mount the overlay on target. layers are in image order (base first); overlayfs wants the
  * nearest parent first, so they are listed in reverse. May chdir (long option strings). */
 int rootfs_mount_overlay(char *const *layers, size_t nlayers, const char *upper, const char *work,
-			 const char *target, struct shoal_err *err);
+                         const char *target, struct shoal_err *err);
 
 /* Inside target: fresh /proc with masked and read-only paths, a minimal /dev (null zero full
  * random urandom tty bound from the host, devpts, shm), read-only /sys with /sys/firmware

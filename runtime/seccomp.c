@@ -25,16 +25,66 @@
  * stays allowed as Docker allows it on kernels >= 4.8. Names unknown to this libseccomp or
  * architecture are skipped. */
 static const char *const blocked[] = {
-	"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-	"delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
-	"get_kernel_syms", "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp",
-	"kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mbind", "mount",
-	"mount_setattr", "move_mount", "move_pages", "name_to_handle_at", "nfsservctl",
-	"open_by_handle_at", "open_tree", "perf_event_open", "pivot_root", "process_vm_readv",
-	"process_vm_writev", "query_module", "quotactl", "quotactl_fd", "reboot", "request_key",
-	"set_mempolicy", "setns", "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl",
-	"umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
-	"pidfd_getfd", "fanotify_init", "syslog", "vhangup",
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "query_module",
+    "quotactl",
+    "quotactl_fd",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "_sysctl",
+    "umount",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
+    "pidfd_getfd",
+    "fanotify_init",
+    "syslog",
+    "vhangup",
 };
 
 #define NS_FLAGS                                                                                   \
@@ -66,7 +116,7 @@ build_ctx(scmp_filter_ctx ctx, struct shoal_err *err)
 		if (!(NS_FLAGS & f))
 			continue;
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-				      SCMP_A0(SCMP_CMP_MASKED_EQ, f, f));
+		                      SCMP_A0(SCMP_CMP_MASKED_EQ, f, f));
 		if (rc != 0)
 			return err_set(err, -rc, "seccomp: rule clone");
 	}
@@ -128,7 +178,7 @@ cache_path(const char *dir)
 	const struct scmp_version *v = seccomp_version();
 
 	return xasprintf("%s/seccomp-default-r%d-%u.%u.%u.bpf", dir, PROFILE_REVISION, v->major,
-			 v->minor, v->micro);
+	                 v->minor, v->micro);
 }
 
 const struct sock_fprog *

@@ -111,7 +111,7 @@ lookup_db(const char *file, const char *name, long *gid, char *home, size_t home
 
 static int
 resolve_user(const char *spec, uid_t *uid, gid_t *gid, char *home, size_t homelen,
-	     struct shoal_err *err)
+             struct shoal_err *err)
 {
 	char buf[256];
 	char *group;
@@ -135,8 +135,9 @@ resolve_user(const char *spec, uid_t *uid, gid_t *gid, char *home, size_t homele
 		char *end;
 		u = strtol(buf, &end, 10);
 		if (buf[0] == '\0' || *end != '\0' || u < 0)
-			return err_set(err, 0, "unable to find user %s: no matching entries in passwd file",
-				       buf);
+			return err_set(err, 0,
+			               "unable to find user %s: no matching entries in passwd file",
+			               buf);
 		g = -1;
 	}
 	if (group != NULL) {
@@ -208,7 +209,7 @@ env_get(char *const *env, const char *key)
 /* Resolve argv0 against PATH of the container's env, in the container's root. */
 static int
 find_executable(const char *argv0, char *const *env, char *out, size_t outlen,
-		struct shoal_err *err)
+                struct shoal_err *err)
 {
 	const char *path = env_get(env, "PATH");
 	struct stat st;
@@ -348,7 +349,8 @@ child_main(const struct spawn_config *c, int *stage, struct shoal_err *err)
 pid_t
 spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *err)
 {
-	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | netns_clone_flags(&c->net);
+	int flags =
+	    CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | netns_clone_flags(&c->net);
 	struct spawn_report rep;
 	int sync[2];
 	pid_t pid;

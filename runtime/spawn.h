@@ -22,9 +22,9 @@ struct spawn_config {
 	const char *user;                  /* "uid[:gid]" or "name[:group]"; NULL: root */
 	const char *hostname;
 	struct netns_config net;
-	struct cgroup *cg;               /* created with its procs files open; NULL: none */
+	struct cgroup *cg;                /* created with its procs files open; NULL: none */
 	const struct sock_fprog *seccomp; /* NULL: no filter */
-	int stdio[3];                    /* the container's stdin, stdout, stderr */
+	int stdio[3];                     /* the container's stdin, stdout, stderr */
 };
 
 /* How a start failed: in the runtime's setup (125), or at the exec itself (126 when the file

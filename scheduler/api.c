@@ -9,6 +9,8 @@
 
 #include "err.h"
 #include "log.h"
+#include "manifest.h"
+#include "reconcile.h"
 #include "server.h"
 #include "shoal.pb-c.h"
 #include "util.h"
@@ -129,6 +131,7 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 		          n->name, n->id, n->address, subnet, (double)n->cpu_millis / 1000.0,
 		          util_format_bytes(n->memory_bytes, mem, sizeof(mem)),
 		          n->labels[0] ? n->labels : "-");
+	reconcile_node_registered(srv, n, r->tasks_running, r->n_tasks_running);
 	rr.node_id = n->id;
 	rr.container_subnet = subnet;
 	rr.heartbeat_interval_ms = srv->heartbeat_ms;
@@ -156,6 +159,8 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 		n->used_cpu_millis = (int64_t)hb->usage->cpu_millis;
 		n->used_memory_bytes = (int64_t)hb->usage->memory_bytes;
 	}
+	for (size_t i = 0; i < hb->n_task_status_changes; i++)
+		reconcile_task_status(sc->srv, n, hb->task_status_changes[i]);
 	if (n->status != NODE_READY) {
 		n->status = NODE_READY;
 		shoal_log(LOG_INFO, "node %s ready (heartbeats resumed)", n->name);
@@ -213,7 +218,9 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 		ni->id = (char *)n->id;
 		ni->name = n->name;
 		ni->address = n->address;
-		ni->status = n->status == NODE_READY ? "ready" : "down";
+		ni->status = n->status == NODE_READY  ? "ready"
+		             : n->status == NODE_DOWN ? "down"
+		                                      : "unknown";
 		ni->availability = n->drain ? "drain" : "active";
 		caps[i].cpu_millis = (uint64_t)n->cpu_millis;
 		caps[i].memory_bytes = (uint64_t)n->memory_bytes;
@@ -247,6 +254,368 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 	free(subnets);
 }
 
+static void reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__Ok ok = SHOAL__OK__INIT;
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ok.message = msg;
+	env.id = id;
+	env.body_case = SHOAL__ENVELOPE__BODY_OK;
+	env.ok = &ok;
+	send_or_log(sc, &env);
+}
+
+static void
+handle_task_report(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	const Shoal__TaskReport *tr = env->task_report;
+
+	if (sc->node == NULL)
+		return;
+	sc->node->last_seen = util_now_ms();
+	for (size_t i = 0; i < tr->n_statuses; i++)
+		reconcile_task_status(sc->srv, sc->node, tr->statuses[i]);
+}
+
+/* Two specs that differ only in their replica count: scaling, not an update. */
+static bool
+same_but_replicas(const struct service_spec *a, const struct service_spec *b)
+{
+	struct service_spec tmp;
+	bool eq;
+
+	manifest_spec_copy(&tmp, b);
+	tmp.replicas = a->replicas;
+	eq = manifest_spec_equal(a, &tmp);
+	manifest_spec_free(&tmp);
+	return eq;
+}
+
+static void
+handle_apply(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	const Shoal__Apply *ap = env->apply;
+	size_t n = ap->n_specs_json;
+	struct service_spec *specs = xcalloc(n ? n : 1, sizeof(*specs));
+	Shoal__ServiceChange *changes = xcalloc(n ? n : 1, sizeof(*changes));
+	Shoal__ServiceChange **cp = xcalloc(n ? n : 1, sizeof(*cp));
+	Shoal__Envelope reply = SHOAL__ENVELOPE__INIT;
+	Shoal__ApplyReply ar = SHOAL__APPLY_REPLY__INIT;
+	struct shoal_err err;
+	char problem[320] = "";
+	size_t parsed = 0;
+	int64_t now = util_wall_ms();
+
+	/* Validate everything first: an apply is all or nothing. */
+	for (; parsed < n; parsed++) {
+		if (manifest_spec_from_json(ap->specs_json[parsed], &specs[parsed], &err) == -1) {
+			snprintf(problem, sizeof(problem), "spec %zu: %.256s", parsed + 1, err.msg);
+			break;
+		}
+		if (!valid_name(specs[parsed].name) || specs[parsed].image == NULL ||
+		    specs[parsed].image[0] == '\0') {
+			snprintf(problem, sizeof(problem),
+			         "spec %zu: a service needs a name and an image", parsed + 1);
+			parsed++;
+			break;
+		}
+	}
+	for (size_t i = 0; problem[0] == '\0' && i < n; i++) {
+		for (size_t j = 0; j < i && problem[0] == '\0'; j++)
+			if (strcmp(specs[i].name, specs[j].name) == 0)
+				snprintf(problem, sizeof(problem), "service %s given twice",
+				         specs[i].name);
+		/* A published port belongs to one service cluster-wide: every node listens on it.
+		 */
+		for (size_t p = 0; p < specs[i].n_ports && problem[0] == '\0'; p++) {
+			uint16_t port = specs[i].ports[p].published;
+			if (port == 0)
+				continue;
+			for (size_t k = 0; k < srv->services.n && problem[0] == '\0'; k++) {
+				const struct service *o = srv->services.v[k];
+				if (o->removed || strcmp(o->name, specs[i].name) == 0)
+					continue;
+				for (size_t q = 0; q < o->spec.n_ports; q++)
+					if (o->spec.ports[q].published == port)
+						snprintf(problem, sizeof(problem),
+						         "service %s: published port %u is already "
+						         "used by service %s",
+						         specs[i].name, port, o->name);
+			}
+			for (size_t j = 0; j < i && problem[0] == '\0'; j++)
+				for (size_t q = 0; q < specs[j].n_ports; q++)
+					if (specs[j].ports[q].published == port)
+						snprintf(problem, sizeof(problem),
+						         "services %s and %s both publish port %u",
+						         specs[j].name, specs[i].name, port);
+		}
+	}
+	if (problem[0]) {
+		api_reply_error(sc, env->id, EINVAL, "apply refused, nothing changed: %s", problem);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct service *svc = services_find(&srv->services, specs[i].name);
+		const char *action;
+		cp[i] = &changes[i];
+		shoal__service_change__init(&changes[i]);
+		changes[i].name = specs[i].name;
+		if (svc == NULL) {
+			svc = service_new(specs[i].name, now);
+			svc->version = 1;
+			service_set_spec(svc, &specs[i]);
+			services_add(&srv->services, svc);
+			action = "created";
+		} else if (!svc->removed && manifest_spec_equal(&svc->spec, &specs[i])) {
+			action = "unchanged";
+		} else if (!svc->removed && same_but_replicas(&svc->spec, &specs[i])) {
+			svc->spec.replicas = specs[i].replicas;
+			free(svc->spec_json);
+			svc->spec_json = manifest_spec_to_json(&svc->spec);
+			svc->updated_ms = now;
+			action = "scaled";
+		} else {
+			free(svc->prev_spec_json);
+			svc->prev_spec_json = svc->removed ? NULL : xstrdup(svc->spec_json);
+			svc->removed = false;
+			svc->version++;
+			service_set_spec(svc, &specs[i]);
+			svc->updated_ms = now;
+			action = "updated";
+		}
+		changes[i].name = svc->name;
+		changes[i].action = (char *)action;
+		if (strcmp(action, "unchanged") != 0) {
+			shoal_log(LOG_INFO, "service %s %s: version=%llu replicas=%u image=%s",
+			          svc->name, action, (unsigned long long)svc->version,
+			          svc->spec.replicas, svc->spec.image);
+			reconcile_persist_service(srv, svc);
+			reconcile_mark(srv, svc);
+		}
+	}
+	ar.changes = cp;
+	ar.n_changes = n;
+	reply.id = env->id;
+	reply.body_case = SHOAL__ENVELOPE__BODY_APPLY_REPLY;
+	reply.apply_reply = &ar;
+	send_or_log(sc, &reply);
+out:
+	for (size_t i = 0; i < parsed; i++)
+		manifest_spec_free(&specs[i]);
+	free(specs);
+	free(changes);
+	free(cp);
+}
+
+static void
+handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	const char *only = env->list_services->name;
+	Shoal__Envelope reply = SHOAL__ENVELOPE__INIT;
+	Shoal__ListServicesReply lr = SHOAL__LIST_SERVICES_REPLY__INIT;
+	size_t n = srv->services.n, k = 0;
+	Shoal__ServiceInfo *infos = xcalloc(n ? n : 1, sizeof(*infos));
+
+	lr.services = xcalloc(n ? n : 1, sizeof(*lr.services));
+	for (size_t i = 0; i < n; i++) {
+		const struct service *svc = srv->services.v[i];
+		Shoal__ServiceInfo *si = &infos[k];
+		if (only && only[0] && strcmp(only, svc->name) != 0)
+			continue;
+		shoal__service_info__init(si);
+		si->name = svc->name;
+		si->spec_json = svc->spec_json;
+		si->version = svc->version;
+		si->replicas_desired = svc->removed ? 0 : svc->spec.replicas;
+		si->replicas_running = service_running(svc);
+		si->created_ms = svc->created_ms;
+		si->updated_ms = svc->updated_ms;
+		si->update_state = svc->removed ? "removing" : "";
+		si->prev_spec_json = svc->prev_spec_json ? svc->prev_spec_json : "";
+		lr.services[k++] = si;
+	}
+	if (only && only[0] && k == 0) {
+		api_reply_error(sc, env->id, ENOENT, "no such service: %s", only);
+		goto out;
+	}
+	lr.n_services = k;
+	reply.id = env->id;
+	reply.body_case = SHOAL__ENVELOPE__BODY_LIST_SERVICES_REPLY;
+	reply.list_services_reply = &lr;
+	send_or_log(sc, &reply);
+out:
+	free(lr.services);
+	free(infos);
+}
+
+struct task_list {
+	Shoal__TaskInfo *infos;
+	Shoal__TaskInfo **ptrs;
+	size_t n, cap;
+};
+
+static void
+add_task_info(struct task_list *l, const struct task *t)
+{
+	Shoal__TaskInfo *ti;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->infos = xrealloc(l->infos, l->cap * sizeof(*l->infos));
+	}
+	ti = &l->infos[l->n++];
+	shoal__task_info__init(ti);
+	ti->id = (char *)t->id;
+	ti->name = t->name;
+	ti->service = t->svc->name;
+	ti->slot = t->slot;
+	ti->node = t->node ? t->node->name : "";
+	ti->desired = (char *)task_desired_name(t->desired);
+	ti->state = (Shoal__TaskState)t->state;
+	ti->state_since_ms = t->state_since;
+	ti->ip = (char *)t->ip;
+	ti->message = t->message ? t->message : "";
+	ti->exit_code = t->exit_code;
+	ti->version = t->version;
+	ti->started_at_ms = t->started_at;
+}
+
+static void
+handle_list_tasks(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	const Shoal__ListTasks *lt = env->list_tasks;
+	Shoal__Envelope reply = SHOAL__ENVELOPE__INIT;
+	Shoal__ListTasksReply lr = SHOAL__LIST_TASKS_REPLY__INIT;
+	struct task_list l = {0};
+	bool found = false;
+
+	for (size_t i = 0; i < srv->services.n; i++) {
+		const struct service *svc = srv->services.v[i];
+		if (lt->service && lt->service[0] && strcmp(lt->service, svc->name) != 0)
+			continue;
+		found = true;
+		for (size_t j = 0; j < svc->nslots; j++) {
+			const struct slot *sl = &svc->slots[j];
+			if (sl->cur)
+				add_task_info(&l, sl->cur);
+			if (sl->next)
+				add_task_info(&l, sl->next);
+			for (size_t k = 0; k < sl->nstopping; k++)
+				add_task_info(&l, sl->stopping[k]);
+			for (size_t k = 0; lt->all && k < SLOT_HISTORY; k++)
+				if (sl->history[k])
+					add_task_info(&l, sl->history[k]);
+		}
+	}
+	if (lt->service && lt->service[0] && !found) {
+		api_reply_error(sc, env->id, ENOENT, "no such service: %s", lt->service);
+		free(l.infos);
+		return;
+	}
+	l.ptrs = xcalloc(l.n ? l.n : 1, sizeof(*l.ptrs));
+	for (size_t i = 0; i < l.n; i++)
+		l.ptrs[i] = &l.infos[i];
+	lr.tasks = l.ptrs;
+	lr.n_tasks = l.n;
+	reply.id = env->id;
+	reply.body_case = SHOAL__ENVELOPE__BODY_LIST_TASKS_REPLY;
+	reply.list_tasks_reply = &lr;
+	send_or_log(sc, &reply);
+	free(l.infos);
+	free(l.ptrs);
+}
+
+static void
+handle_scale(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	const Shoal__ScaleRequest *sr = env->scale;
+
+	for (size_t i = 0; i < sr->n_scales; i++) {
+		struct service *svc = services_find(&srv->services, sr->scales[i]->service);
+		if (svc == NULL || svc->removed) {
+			api_reply_error(sc, env->id, ENOENT, "no such service: %s (nothing scaled)",
+			                sr->scales[i]->service);
+			return;
+		}
+		if (sr->scales[i]->replicas > 10000) {
+			api_reply_error(sc, env->id, EINVAL,
+			                "%s: replicas must be 0 to 10000 (nothing scaled)",
+			                svc->name);
+			return;
+		}
+	}
+	for (size_t i = 0; i < sr->n_scales; i++) {
+		struct service *svc = services_find(&srv->services, sr->scales[i]->service);
+		if (svc->spec.replicas == sr->scales[i]->replicas)
+			continue;
+		shoal_log(LOG_INFO, "service %s scaled from %u to %u", svc->name,
+		          svc->spec.replicas, sr->scales[i]->replicas);
+		svc->spec.replicas = sr->scales[i]->replicas;
+		free(svc->spec_json);
+		svc->spec_json = manifest_spec_to_json(&svc->spec);
+		svc->updated_ms = util_wall_ms();
+		reconcile_persist_service(srv, svc);
+		reconcile_mark(srv, svc);
+	}
+	reply_ok(sc, env->id, "scaled");
+}
+
+static void
+handle_remove_service(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	struct service *svc = services_find(&srv->services, env->remove_service->name);
+
+	if (svc == NULL || svc->removed) {
+		api_reply_error(sc, env->id, ENOENT, "no such service: %s",
+		                env->remove_service->name);
+		return;
+	}
+	svc->removed = true;
+	svc->updated_ms = util_wall_ms();
+	shoal_log(LOG_INFO, "service %s: removing", svc->name);
+	reconcile_persist_service(srv, svc);
+	reconcile_mark(srv, svc);
+	reply_ok(sc, env->id, "%s", svc->name);
+}
+
+static void
+handle_set_availability(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	const Shoal__SetAvailability *sa = env->set_availability;
+	struct node *n = nodes_find(&srv->nodes, sa->node);
+	struct shoal_err err;
+
+	if (n == NULL) {
+		api_reply_error(sc, env->id, ENOENT, "no such node: %s", sa->node);
+		return;
+	}
+	if (n->drain != sa->drain) {
+		n->drain = sa->drain;
+		if (nodes_persist(&srv->store, n, &err) == -1)
+			shoal_log(LOG_ERR, "store: %s", err.msg);
+		shoal_log(LOG_INFO, "node %s %s", n->name, n->drain ? "drained" : "active");
+		for (size_t i = 0; i < srv->services.n; i++)
+			reconcile_mark(srv, srv->services.v[i]);
+	}
+	reply_ok(sc, env->id, "%s %s", n->name, n->drain ? "drain" : "active");
+}
+
 /* Which role may send which message: agents report, the CLI administers. */
 static enum token_role
 required_role(Shoal__Envelope__BodyCase c)
@@ -254,8 +623,15 @@ required_role(Shoal__Envelope__BodyCase c)
 	switch (c) {
 	case SHOAL__ENVELOPE__BODY_REGISTER:
 	case SHOAL__ENVELOPE__BODY_HEARTBEAT:
+	case SHOAL__ENVELOPE__BODY_TASK_REPORT:
 		return TOKEN_ROLE_WORKER;
 	case SHOAL__ENVELOPE__BODY_LIST_NODES:
+	case SHOAL__ENVELOPE__BODY_APPLY:
+	case SHOAL__ENVELOPE__BODY_LIST_SERVICES:
+	case SHOAL__ENVELOPE__BODY_LIST_TASKS:
+	case SHOAL__ENVELOPE__BODY_SCALE:
+	case SHOAL__ENVELOPE__BODY_REMOVE_SERVICE:
+	case SHOAL__ENVELOPE__BODY_SET_AVAILABILITY:
 		return TOKEN_ROLE_ADMIN;
 	default:
 		return TOKEN_ROLE_NONE;
@@ -296,6 +672,27 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_LIST_NODES:
 		handle_list_nodes(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_TASK_REPORT:
+		handle_task_report(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_APPLY:
+		handle_apply(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_LIST_SERVICES:
+		handle_list_services(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_LIST_TASKS:
+		handle_list_tasks(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_SCALE:
+		handle_scale(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_REMOVE_SERVICE:
+		handle_remove_service(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_SET_AVAILABILITY:
+		handle_set_availability(sc, env);
 		break;
 	default:
 		break;

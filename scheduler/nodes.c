@@ -146,7 +146,8 @@ load_one(const struct store_node *sn, void *arg)
 	n->memory_bytes = sn->memory_bytes;
 	n->subnet_index = sn->subnet_index;
 	n->created_ms = sn->created_ms;
-	n->status = NODE_DOWN;
+	n->status = NODE_UNKNOWN;
+	n->last_seen = util_now_ms();
 	ns->subnet_used[n->subnet_index] = 1;
 	insert(ns, n);
 }
@@ -159,8 +160,8 @@ nodes_load(struct nodes *ns, struct store *st, struct shoal_err *err)
 	return store_node_each(st, load_one, &ctx, err);
 }
 
-static int
-persist(struct store *st, const struct node *n, struct shoal_err *err)
+int
+nodes_persist(struct store *st, const struct node *n, struct shoal_err *err)
 {
 	struct store_node sn = {
 	    .id = (char *)n->id,
@@ -215,7 +216,7 @@ nodes_register(struct nodes *ns, struct store *st, const char *name, const char 
 	set_str(&n->labels, labels);
 	n->cpu_millis = cpu_millis;
 	n->memory_bytes = memory_bytes;
-	if (persist(st, n, err) == -1) {
+	if (nodes_persist(st, n, err) == -1) {
 		if (fresh)
 			node_free(n);
 		return NULL;
@@ -244,7 +245,7 @@ nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
 
 	for (size_t i = 0; i < ns->n; i++) {
 		struct node *n = ns->v[i];
-		if (n->status != NODE_READY || now - n->last_seen <= timeout_ms)
+		if (n->status == NODE_DOWN || now - n->last_seen <= timeout_ms)
 			continue;
 		n->status = NODE_DOWN;
 		changed++;

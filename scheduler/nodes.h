@@ -15,7 +15,9 @@ struct rpc_conn;
  * heartbeats after a restart, so a scheduler restart costs no write per node.
  */
 
-enum node_status { NODE_DOWN = 0, NODE_READY = 1 };
+/* UNKNOWN: loaded from the store after a restart, not heard from yet. It is not placed on,
+ * but its tasks are not replaced either until it has had 3 intervals to come back. */
+enum node_status { NODE_DOWN = 0, NODE_READY = 1, NODE_UNKNOWN = 2 };
 
 struct node {
 	char id[16]; /* 12 hex chars, stable across re-registrations */
@@ -28,10 +30,16 @@ struct node {
 	int64_t memory_bytes;
 	int64_t used_cpu_millis; /* last heartbeat's usage */
 	int64_t used_memory_bytes;
-	uint32_t ntasks;
-	int subnet_index;   /* which /24 of the cluster CIDR */
-	int64_t created_ms; /* wall clock of first registration */
-	int64_t last_seen;  /* monotonic ms of the last message */
+	uint32_t ntasks;             /* tasks bound here (live or stopping) */
+	int64_t reserved_cpu_millis; /* sum of bound tasks' reservations */
+	int64_t reserved_memory_bytes;
+	uint32_t scratch;    /* per-pass counter for placement (tasks of one service) */
+	bool dirty;          /* its task set changed: send Assignments */
+	uint64_t assign_gen; /* generation of the last Assignments sent */
+	struct task *tasks;  /* bound tasks (task.node_next list) */
+	int subnet_index;    /* which /24 of the cluster CIDR */
+	int64_t created_ms;  /* wall clock of first registration */
+	int64_t last_seen;   /* monotonic ms of the last message */
 	int64_t last_seen_wall;
 	struct rpc_conn *conn; /* the live session, NULL while disconnected (borrowed) */
 };
@@ -67,6 +75,9 @@ struct node *nodes_find_id(struct nodes *ns, const char *id);
 struct node *nodes_register(struct nodes *ns, struct store *st, const char *name,
                             const char *address, const char *labels, int64_t cpu_millis,
                             int64_t memory_bytes, struct shoal_err *err);
+
+/* Write n's durable record (availability, capacity, ...). */
+int nodes_persist(struct store *st, const struct node *n, struct shoal_err *err);
 
 /* Format the node's subnet as CIDR text into buf. */
 char *nodes_subnet(const struct nodes *ns, const struct node *n, char *buf, size_t len);

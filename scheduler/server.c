@@ -13,6 +13,7 @@
 #include <event2/listener.h>
 
 #include "api.h"
+#include "reconcile.h"
 #include "err.h"
 #include "identity.h"
 #include "log.h"
@@ -113,18 +114,30 @@ node_went_down(struct node *n, void *arg)
 
 	shoal_log(LOG_WARNING, "node %s down (no heartbeat for %.1fs)", n->name,
 	          (double)(util_now_ms() - n->last_seen) / 1000.0);
-	(void)srv;
+	reconcile_node_down(srv, n);
 }
 
 static void
 cron(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched_server *srv = arg;
+	int64_t now = util_now_ms();
 
 	(void)fd;
 	(void)what;
-	nodes_expire(&srv->nodes, util_now_ms(), 3 * (int64_t)srv->heartbeat_ms, node_went_down,
-	             srv);
+	nodes_expire(&srv->nodes, now, 3 * (int64_t)srv->heartbeat_ms, node_went_down, srv);
+	if (now >= srv->next_tick) {
+		srv->next_tick = now + 1000;
+		reconcile_tick(srv);
+	}
+}
+
+static void
+on_pass(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	reconcile_flush(arg);
 }
 
 static void
@@ -185,6 +198,13 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		err_set(err, 0, "cannot create event base");
 		goto fail;
 	}
+	/* The reconcile pass runs after the callbacks of an iteration (lowest priority is not
+	 * needed: event_active queues it behind what is already active). */
+	srv->pass = event_new(srv->base, -1, 0, on_pass, srv);
+	srv->started = util_now_ms();
+	task_map_init(&srv->tasks);
+	if (reconcile_load(srv, err) == -1)
+		goto fail;
 	if (listen_on(srv, opt->listen ? opt->listen : ":7100", err) == -1)
 		goto fail;
 	srv->cron = event_new(srv->base, -1, EV_PERSIST, cron, srv);
@@ -217,6 +237,12 @@ sched_server_free(struct sched_server *srv)
 		evconnlistener_free(srv->listener);
 	if (srv->cron)
 		event_free(srv->cron);
+	if (srv->pass)
+		event_free(srv->pass);
+	services_free(&srv->services);
+	task_map_free(&srv->tasks);
+	free(srv->dirty_svcs);
+	free(srv->dirty_nodes);
 	if (srv->sig_term)
 		event_free(srv->sig_term);
 	if (srv->sig_int)

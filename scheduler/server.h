@@ -5,7 +5,9 @@
 
 #include "nodes.h"
 #include "rpc.h"
+#include "service.h"
 #include "store.h"
+#include "task.h"
 
 struct event_base;
 struct evconnlistener;
@@ -38,8 +40,17 @@ struct sched_server {
 	struct nodes nodes;     /* registry, mirrored in store */
 	struct rpc_identity id; /* signing key and role tokens (secret) */
 	struct rpc_limits limits;
-	struct sched_conn *conns; /* every open connection */
-	uint32_t heartbeat_ms;    /* interval handed to agents */
+	struct sched_conn *conns;    /* every open connection */
+	struct services services;    /* desired state, mirrored in store */
+	struct task_map tasks;       /* every known task by id (borrowed from services) */
+	struct event *pass;          /* deferred reconcile pass, activated once per iteration */
+	struct service **dirty_svcs; /* services to reconcile in the pass */
+	size_t ndirty_svcs, capdirty_svcs;
+	struct node **dirty_nodes; /* nodes to send Assignments in the pass */
+	size_t ndirty_nodes, capdirty_nodes;
+	int64_t next_tick;     /* monotonic ms of the next 1 s reconcile tick */
+	int64_t started;       /* monotonic ms the scheduler started */
+	uint32_t heartbeat_ms; /* interval handed to agents */
 	char *data_dir;
 };
 

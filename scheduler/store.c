@@ -23,6 +23,26 @@ static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "  cpu_millis INTEGER NOT NULL DEFAULT 0,"
                              "  memory_bytes INTEGER NOT NULL DEFAULT 0,"
                              "  subnet_index INTEGER NOT NULL UNIQUE,"
+                             "  created_ms INTEGER NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS services ("
+                             "  name TEXT PRIMARY KEY,"
+                             "  spec_json TEXT NOT NULL,"
+                             "  prev_spec_json TEXT,"
+                             "  version INTEGER NOT NULL,"
+                             "  created_ms INTEGER NOT NULL,"
+                             "  updated_ms INTEGER NOT NULL,"
+                             "  removed INTEGER NOT NULL DEFAULT 0,"
+                             "  update_state TEXT);"
+                             "CREATE TABLE IF NOT EXISTS tasks ("
+                             "  id TEXT PRIMARY KEY,"
+                             "  name TEXT NOT NULL,"
+                             "  service TEXT NOT NULL,"
+                             "  slot INTEGER NOT NULL,"
+                             "  version INTEGER NOT NULL,"
+                             "  node_id TEXT NOT NULL DEFAULT '',"
+                             "  desired INTEGER NOT NULL,"
+                             "  role INTEGER NOT NULL DEFAULT 0,"
+                             "  restarts INTEGER NOT NULL DEFAULT 0,"
                              "  created_ms INTEGER NOT NULL);";
 
 static int
@@ -57,6 +77,12 @@ store_open(struct store *s, const char *path, struct shoal_err *err)
 void
 store_close(struct store *s)
 {
+	if (s->in_tx)
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	s->in_tx = 0;
+	sqlite3_finalize(s->task_put);
+	sqlite3_finalize(s->task_delete);
+	s->task_put = s->task_delete = NULL;
 	if (s->db)
 		sqlite3_close(s->db);
 	s->db = NULL;
@@ -201,5 +227,210 @@ store_meta_put(struct store *s, const char *key, const char *value, struct shoal
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return db_err(s, err, "meta put");
+	return 0;
+}
+
+int
+store_tx_begin(struct store *s, struct shoal_err *err)
+{
+	if (s->in_tx)
+		return 0;
+	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(s, err, "begin");
+	s->in_tx = 1;
+	return 0;
+}
+
+int
+store_tx_commit(struct store *s, struct shoal_err *err)
+{
+	if (!s->in_tx)
+		return 0;
+	s->in_tx = 0;
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(s, err, "commit");
+	return 0;
+}
+
+static void
+bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int
+store_service_put(struct store *s, const struct store_service *sv, struct shoal_err *err)
+{
+	static const char sql[] =
+	    "INSERT INTO services(name, spec_json, prev_spec_json, version, created_ms,"
+	    " updated_ms, removed, update_state) VALUES(?,?,?,?,?,?,?,?)"
+	    " ON CONFLICT(name) DO UPDATE SET spec_json=excluded.spec_json,"
+	    " prev_spec_json=excluded.prev_spec_json, version=excluded.version,"
+	    " updated_ms=excluded.updated_ms, removed=excluded.removed,"
+	    " update_state=excluded.update_state";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare service put");
+	sqlite3_bind_text(st, 1, sv->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, sv->spec_json, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 3, sv->prev_spec_json);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)sv->version);
+	sqlite3_bind_int64(st, 5, sv->created_ms);
+	sqlite3_bind_int64(st, 6, sv->updated_ms);
+	sqlite3_bind_int(st, 7, sv->removed);
+	bind_text_or_null(st, 8, sv->update_state);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "service put");
+	return 0;
+}
+
+int
+store_service_delete(struct store *s, const char *name, struct shoal_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM services WHERE name=?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_err(s, err, "prepare service delete");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "service delete");
+	return 0;
+}
+
+static char *
+col_text_or_null(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+int
+store_service_each(struct store *s, void (*fn)(const struct store_service *sv, void *arg),
+                   void *arg, struct shoal_err *err)
+{
+	static const char sql[] = "SELECT name, spec_json, prev_spec_json, version, created_ms,"
+	                          " updated_ms, removed, update_state FROM services ORDER BY name";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare service list");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_service sv = {
+		    .name = col_text(st, 0),
+		    .spec_json = col_text(st, 1),
+		    .prev_spec_json = col_text_or_null(st, 2),
+		    .version = (uint64_t)sqlite3_column_int64(st, 3),
+		    .created_ms = sqlite3_column_int64(st, 4),
+		    .updated_ms = sqlite3_column_int64(st, 5),
+		    .removed = sqlite3_column_int(st, 6),
+		    .update_state = col_text_or_null(st, 7),
+		};
+		fn(&sv, arg);
+		free(sv.name);
+		free(sv.spec_json);
+		free(sv.prev_spec_json);
+		free(sv.update_state);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "service list");
+	return 0;
+}
+
+int
+store_task_put(struct store *s, const struct store_task *t, struct shoal_err *err)
+{
+	static const char sql[] =
+	    "INSERT INTO tasks(id, name, service, slot, version, node_id, desired, role,"
+	    " restarts, created_ms) VALUES(?,?,?,?,?,?,?,?,?,?)"
+	    " ON CONFLICT(id) DO UPDATE SET node_id=excluded.node_id,"
+	    " desired=excluded.desired, role=excluded.role, restarts=excluded.restarts";
+	sqlite3_stmt *st;
+	int rc;
+
+	if (s->task_put == NULL &&
+	    sqlite3_prepare_v2(s->db, sql, -1, &s->task_put, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare task put");
+	st = s->task_put;
+	sqlite3_bind_text(st, 1, t->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, t->service, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, t->slot);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)t->version);
+	sqlite3_bind_text(st, 6, t->node_id ? t->node_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 7, t->desired);
+	sqlite3_bind_int(st, 8, t->role);
+	sqlite3_bind_int64(st, 9, t->restarts);
+	sqlite3_bind_int64(st, 10, t->created_ms);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "task put");
+	return 0;
+}
+
+int
+store_task_delete(struct store *s, const char *id, struct shoal_err *err)
+{
+	int rc;
+
+	if (s->task_delete == NULL && sqlite3_prepare_v2(s->db, "DELETE FROM tasks WHERE id=?", -1,
+	                                                 &s->task_delete, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare task delete");
+	sqlite3_bind_text(s->task_delete, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s->task_delete);
+	sqlite3_reset(s->task_delete);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "task delete");
+	return 0;
+}
+
+int
+store_task_each(struct store *s, void (*fn)(const struct store_task *t, void *arg), void *arg,
+                struct shoal_err *err)
+{
+	static const char sql[] =
+	    "SELECT id, name, service, slot, version, node_id, desired, role,"
+	    " restarts, created_ms FROM tasks ORDER BY service, slot, created_ms";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare task list");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_task t = {
+		    .id = col_text(st, 0),
+		    .name = col_text(st, 1),
+		    .service = col_text(st, 2),
+		    .slot = (uint32_t)sqlite3_column_int64(st, 3),
+		    .version = (uint64_t)sqlite3_column_int64(st, 4),
+		    .node_id = col_text(st, 5),
+		    .desired = sqlite3_column_int(st, 6),
+		    .role = sqlite3_column_int(st, 7),
+		    .restarts = (uint32_t)sqlite3_column_int64(st, 8),
+		    .created_ms = sqlite3_column_int64(st, 9),
+		};
+		fn(&t, arg);
+		free(t.id);
+		free(t.name);
+		free(t.service);
+		free(t.node_id);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "task list");
 	return 0;
 }

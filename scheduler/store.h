@@ -11,8 +11,13 @@ struct sqlite3;
  * (a node registers, a subnet is assigned), never per heartbeat: a heartbeat only touches
  * memory, so 10,000 nodes cost no disk I/O per second.
  */
+struct sqlite3_stmt;
+
 struct store {
 	struct sqlite3 *db;
+	int in_tx;                     /* a transaction is open */
+	struct sqlite3_stmt *task_put; /* prepared once: the hot statements */
+	struct sqlite3_stmt *task_delete;
 };
 
 /* A node's durable record. Strings are owned by the record. */
@@ -41,6 +46,51 @@ int store_node_each(struct store *s, void (*fn)(const struct store_node *n, void
 int store_node_delete(struct store *s, const char *id, struct shoal_err *err);
 
 void store_node_clear(struct store_node *n);
+
+/* A service's durable record. Strings borrowed by store_service_put, owned in each(). */
+struct store_service {
+	char *name;
+	char *spec_json;
+	char *prev_spec_json; /* may be NULL */
+	uint64_t version;
+	int64_t created_ms;
+	int64_t updated_ms;
+	int removed;
+	char *update_state; /* may be NULL */
+};
+
+/* A task's durable record: identity and desired state; observed state is re-learnt from the
+ * agents, so status reports cost no write. */
+struct store_task {
+	char *id;
+	char *service;
+	uint32_t slot;
+	uint64_t version;
+	char *node_id; /* "" while pending */
+	int desired;   /* enum task_desired */
+	int role;      /* 0 = slot's current task, 1 = its replacement, 2 = stopping */
+	uint32_t restarts;
+	int64_t created_ms;
+	char *name;
+};
+
+int store_service_put(struct store *s, const struct store_service *sv, struct shoal_err *err);
+int store_service_delete(struct store *s, const char *name, struct shoal_err *err);
+int store_service_each(struct store *s, void (*fn)(const struct store_service *sv, void *arg),
+                       void *arg, struct shoal_err *err);
+
+int store_task_put(struct store *s, const struct store_task *t, struct shoal_err *err);
+int store_task_delete(struct store *s, const char *id, struct shoal_err *err);
+int store_task_each(struct store *s, void (*fn)(const struct store_task *t, void *arg), void *arg,
+                    struct shoal_err *err);
+
+/*
+ * Batch writes: the first write after store_tx_begin opens a transaction that
+ * store_tx_commit closes. The scheduler commits once per event-loop pass, so a burst of
+ * 10,000 task changes costs one fsync, not 10,000.
+ */
+int store_tx_begin(struct store *s, struct shoal_err *err);
+int store_tx_commit(struct store *s, struct shoal_err *err);
 
 /* Small key/value settings (cluster CIDR, ...): value malloc'd or NULL when absent. */
 char *store_meta_get(struct store *s, const char *key, struct shoal_err *err);

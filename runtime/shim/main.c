@@ -32,9 +32,9 @@
 struct shim {
 	struct container *c;
 	struct cgroup *cg;
-	int sync_fd;      /* to the starter; -1 once it is gone */
-	int attach[2];    /* starter's stdout, stderr; -1 when not attached or gone */
-	int pipe_rd[2];   /* container's stdout, stderr (read ends); -1 at EOF */
+	int sync_fd;    /* to the starter; -1 once it is gone */
+	int attach[2];  /* starter's stdout, stderr; -1 when not attached or gone */
+	int pipe_rd[2]; /* container's stdout, stderr (read ends); -1 at EOF */
 	int log_fd;
 	off_t log_size;
 	char *log_path, *log1_path;
@@ -245,7 +245,8 @@ run(struct shim *s, const char *root)
 	notify(s, &m);
 
 	for (;;) {
-		struct pollfd p[3] = {{sfd, POLLIN, 0}, {s->pipe_rd[0], POLLIN, 0}, {s->pipe_rd[1], POLLIN, 0}};
+		struct pollfd p[3] = {
+		    {sfd, POLLIN, 0}, {s->pipe_rd[0], POLLIN, 0}, {s->pipe_rd[1], POLLIN, 0}};
 		int timeout = -1;
 
 		if (reaped) {
@@ -317,7 +318,8 @@ main(int argc, char **argv)
 		return 1;
 	s.c = container_load(root, id, &err);
 	if (s.c == NULL) {
-		struct container_msg m = {.type = CONTAINER_MSG_ERROR, .exit_code = 125, .err = err};
+		struct container_msg m = {
+		    .type = CONTAINER_MSG_ERROR, .exit_code = 125, .err = err};
 		notify(&s, &m);
 		return 1;
 	}

@@ -20,7 +20,7 @@ time_json(int64_t ms)
 		return json_null();
 	gmtime_r(&t, &tm);
 	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 	return json_string(buf);
 }
 
@@ -65,8 +65,8 @@ inspect_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(inspect, "inspect", "show containers' state as JSON",
-	     "usage: shoalrt inspect CONTAINER...\n\n"
-	     "Print id, name, image, pid, state, exit code, oom_killed, created/started/\n"
-	     "finished times, rootfs, cgroup, IP and the configuration as JSON (an array when\n"
-	     "several containers are named).\n",
-	     inspect_main)
+             "usage: shoalrt inspect CONTAINER...\n\n"
+             "Print id, name, image, pid, state, exit code, oom_killed, created/started/\n"
+             "finished times, rootfs, cgroup, IP and the configuration as JSON (an array when\n"
+             "several containers are named).\n",
+             inspect_main)

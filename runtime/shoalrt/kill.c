@@ -34,7 +34,8 @@ kill_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 	int sig = SIGKILL, i, rc = 0;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-		if ((strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--signal") == 0) && i + 1 < argc) {
+		if ((strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--signal") == 0) &&
+		    i + 1 < argc) {
 			sig = parse_signal(argv[++i]);
 			if (sig == -1) {
 				fprintf(stderr, "shoalrt: kill: unknown signal %s\n", argv[i]);
@@ -63,6 +64,6 @@ kill_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(kill, "kill", "send a signal to containers",
-	     "usage: shoalrt kill [-s SIGNAL] CONTAINER...\n\n"
-	     "Send SIGNAL (name or number, default KILL) to each container's init.\n",
-	     kill_main)
+             "usage: shoalrt kill [-s SIGNAL] CONTAINER...\n\n"
+             "Send SIGNAL (name or number, default KILL) to each container's init.\n",
+             kill_main)

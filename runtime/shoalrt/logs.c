@@ -47,7 +47,7 @@ logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0) {
 			follow = true;
 		} else if ((strcmp(argv[i], "--tail") == 0 || strcmp(argv[i], "-n") == 0) &&
-			   i + 1 < argc) {
+		           i + 1 < argc) {
 			char *end;
 			tail = strtol(argv[++i], &end, 10);
 			if (*end != '\0' || tail < 0) {
@@ -112,7 +112,8 @@ logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 			continue;
 		running = c->status == CONTAINER_RUNNING && container_alive(c);
 		/* Rotated: finish the old file, then follow the new one from its start. */
-		if (stat(p1, &a) == 0 && (fd == -1 || (fstat(fd, &b) == 0 && a.st_ino != b.st_ino))) {
+		if (stat(p1, &a) == 0 &&
+		    (fd == -1 || (fstat(fd, &b) == 0 && a.st_ino != b.st_ino))) {
 			if (fd != -1) {
 				drain(fd);
 				close(fd);
@@ -131,7 +132,7 @@ logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(logs, "logs", "print a container's output",
-	     "usage: shoalrt logs [-f] [--tail N] CONTAINER\n\n"
-	     "Print the container's stdout and stderr (log.1 then log). --tail N prints the\n"
-	     "last N lines; -f keeps printing until the container exits.\n",
-	     logs_main)
+             "usage: shoalrt logs [-f] [--tail N] CONTAINER\n\n"
+             "Print the container's stdout and stderr (log.1 then log). --tail N prints the\n"
+             "last N lines; -f keeps printing until the container exits.\n",
+             logs_main)

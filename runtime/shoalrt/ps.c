@@ -24,8 +24,8 @@ status_text(const struct container *c, char *buf, size_t len)
 			snprintf(buf, len, "Exited (unknown)");
 		else
 			snprintf(buf, len, "Exited (%d)%s %s ago", c->exit_code,
-				 c->oom_killed ? " OOM" : "",
-				 util_format_age(now - c->finished_ms, age, sizeof(age)));
+			         c->oom_killed ? " OOM" : "",
+			         util_format_age(now - c->finished_ms, age, sizeof(age)));
 		break;
 	default:
 		snprintf(buf, len, "Created");
@@ -62,8 +62,8 @@ ps_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 		putchar('\n');
 		json_decref(a);
 	} else {
-		printf("%-12s  %-20s  %-16s  %-24s  %s\n", "CONTAINER ID", "NAME", "IMAGE", "COMMAND",
-		       "STATUS");
+		printf("%-12s  %-20s  %-16s  %-24s  %s\n", "CONTAINER ID", "NAME", "IMAGE",
+		       "COMMAND", "STATUS");
 		for (size_t i = 0; i < n; i++) {
 			struct container *c = v[i];
 			char cmd[256] = "", st[64];
@@ -71,7 +71,8 @@ ps_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 				continue;
 			for (size_t k = 0; c->spec.argv && c->spec.argv[k]; k++) {
 				size_t l = strlen(cmd);
-				snprintf(cmd + l, sizeof(cmd) - l, "%s%s", k ? " " : "", c->spec.argv[k]);
+				snprintf(cmd + l, sizeof(cmd) - l, "%s%s", k ? " " : "",
+				         c->spec.argv[k]);
 			}
 			if (strlen(cmd) > 22)
 				strcpy(cmd + 19, "...");
@@ -85,7 +86,7 @@ ps_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(ps, "ps", "list containers",
-	     "usage: shoalrt ps [-a]\n\n"
-	     "List running containers; -a lists stopped ones too. -o json (before the verb)\n"
-	     "prints each container's full state.\n",
-	     ps_main)
+             "usage: shoalrt ps [-a]\n\n"
+             "List running containers; -a lists stopped ones too. -o json (before the verb)\n"
+             "prints each container's full state.\n",
+             ps_main)

@@ -39,7 +39,7 @@ rm_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(rm, "rm", "remove containers",
-	     "usage: shoalrt rm [-f] CONTAINER...\n\n"
-	     "Remove each container's cgroup, files and name. A running container needs -f,\n"
-	     "which kills it first.\n",
-	     rm_main)
+             "usage: shoalrt rm [-f] CONTAINER...\n\n"
+             "Remove each container's cgroup, files and name. A running container needs -f,\n"
+             "which kills it first.\n",
+             rm_main)

@@ -15,11 +15,13 @@ stop_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 	int i, rc = 0;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-		if ((strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--time") == 0) && i + 1 < argc) {
+		if ((strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--time") == 0) &&
+		    i + 1 < argc) {
 			char *end;
 			timeout = strtol(argv[++i], &end, 10);
 			if (*end != '\0' || timeout < 0 || timeout > 86400) {
-				fprintf(stderr, "shoalrt: stop: invalid timeout %s (seconds)\n", argv[i]);
+				fprintf(stderr, "shoalrt: stop: invalid timeout %s (seconds)\n",
+				        argv[i]);
 				return 1;
 			}
 		} else {
@@ -45,7 +47,7 @@ stop_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(stop, "stop", "stop containers (SIGTERM, then SIGKILL)",
-	     "usage: shoalrt stop [-t SECONDS] CONTAINER...\n\n"
-	     "Send SIGTERM to each container's init, wait up to SECONDS (default 10), then\n"
-	     "SIGKILL. Returns once the exit is recorded.\n",
-	     stop_main)
+             "usage: shoalrt stop [-t SECONDS] CONTAINER...\n\n"
+             "Send SIGTERM to each container's init, wait up to SECONDS (default 10), then\n"
+             "SIGKILL. Returns once the exit is recorded.\n",
+             stop_main)

@@ -50,8 +50,8 @@ test_parse_memory(void **state)
 	assert_int_equal(cgroup_parse_memory("16M", &b, &err), 0);
 	assert_int_equal(b, 16000000);
 	assert_int_equal(cgroup_parse_memory("12x", &b, &err), -1);
-	assert_string_equal(err.msg,
-			    "memory: invalid size \"12x\" (want a number with Ki, Mi, Gi, k, M or G)");
+	assert_string_equal(
+	    err.msg, "memory: invalid size \"12x\" (want a number with Ki, Mi, Gi, k, M or G)");
 	assert_int_equal(cgroup_parse_memory("1Ki", &b, &err), -1);
 	assert_string_equal(err.msg, "memory \"1Ki\" too small (at least 4Mi)");
 }
@@ -184,9 +184,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_cpus),   cmocka_unit_test(test_parse_memory),
-		cmocka_unit_test(test_parse_pids),   cmocka_unit_test(test_detect),
-		cmocka_unit_test(test_v2_writer),    cmocka_unit_test(test_v2_no_limits),
+	    cmocka_unit_test(test_parse_cpus), cmocka_unit_test(test_parse_memory),
+	    cmocka_unit_test(test_parse_pids), cmocka_unit_test(test_detect),
+	    cmocka_unit_test(test_v2_writer),  cmocka_unit_test(test_v2_no_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,7 +91,9 @@ test_round_trip(void **state)
 	json_decref(j);
 	assert_non_null(d);
 	assert_string_equal(d->id, c.id);
-	assert_string_equal(d->dir, "/var/lib/shoal/containers/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	assert_string_equal(d->dir,
+	                    "/var/lib/shoal/containers/"
+	                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 	assert_string_equal(d->spec.name, "web");
 	assert_string_equal(d->spec.image, "shoal/web:1");
 	assert_int_equal(d->status, CONTAINER_EXITED);
@@ -132,7 +134,8 @@ static void
 test_malformed(void **state)
 {
 	struct shoal_err err;
-	json_t *j = json_loads("{\"id\": \"short\", \"state\": \"running\", \"config\": {}}", 0, NULL);
+	json_t *j =
+	    json_loads("{\"id\": \"short\", \"state\": \"running\", \"config\": {}}", 0, NULL);
 
 	(void)state;
 	assert_null(container_from_json("/r", j, &err));
@@ -212,9 +215,15 @@ test_apply_image(void **state)
 	char *ep[] = {"/entry", NULL};
 	char *cmd[] = {"serve", "--port", "80", NULL};
 	char *env[] = {"PATH=/bin", "A=1", NULL};
-	struct image img = {.digest = "sha256:abc", .nlayers = 2, .layer_dirs = layer_dirs,
-			    .layer_digests = digests, .entrypoint = ep, .cmd = cmd, .env = env,
-			    .workdir = "/srv", .user = "www"};
+	struct image img = {.digest = "sha256:abc",
+	                    .nlayers = 2,
+	                    .layer_dirs = layer_dirs,
+	                    .layer_digests = digests,
+	                    .entrypoint = ep,
+	                    .cmd = cmd,
+	                    .env = env,
+	                    .workdir = "/srv",
+	                    .user = "www"};
 	char *over_cmd[] = {"debug", NULL};
 	char *over_env[] = {"A=2", "B=3", NULL};
 	struct container_spec s = {0};
@@ -248,10 +257,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_create_load_remove),
-		cmocka_unit_test(test_apply_image),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_create_load_remove),
+	    cmocka_unit_test(test_apply_image),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

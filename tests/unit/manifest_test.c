@@ -105,68 +105,68 @@ test_web_example(void **state)
 }
 
 static const char full_flow[] =
-	"service: web\n"
-	"image: shoal/web:1\n"
-	"replicas: 3\n"
-	"command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
-	"env: {GREETING: hello, A: \"1\"}\n"
-	"ports: [{published: 8080, target: 8080}]\n"
-	"resources: {cpus: 0.25, memory: 32Mi}\n"
-	"restart: {policy: on-failure, max_attempts: 5, delay: 1s}\n"
-	"placement: {constraints: [\"node.labels.zone == a\", \"node.name != node3\"], "
-	"max_per_node: 2}\n"
-	"health: {http: /healthz, port: 8080, interval: 2s, timeout: 1s, retries: 3, "
-	"start_period: 5s}\n"
-	"update: {parallelism: 1, delay: 2s, order: start-first, failure_action: rollback, "
-	"monitor: 5s}\n"
-	"stop_grace: 10s\n"
-	"network: bridge\n";
+    "service: web\n"
+    "image: shoal/web:1\n"
+    "replicas: 3\n"
+    "command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
+    "env: {GREETING: hello, A: \"1\"}\n"
+    "ports: [{published: 8080, target: 8080}]\n"
+    "resources: {cpus: 0.25, memory: 32Mi}\n"
+    "restart: {policy: on-failure, max_attempts: 5, delay: 1s}\n"
+    "placement: {constraints: [\"node.labels.zone == a\", \"node.name != node3\"], "
+    "max_per_node: 2}\n"
+    "health: {http: /healthz, port: 8080, interval: 2s, timeout: 1s, retries: 3, "
+    "start_period: 5s}\n"
+    "update: {parallelism: 1, delay: 2s, order: start-first, failure_action: rollback, "
+    "monitor: 5s}\n"
+    "stop_grace: 10s\n"
+    "network: bridge\n";
 
 /* The same service in block style, keys and env in another order. */
 static const char full_block[] = "# block style\n"
-				 "image: shoal/web:1\n"
-				 "service: web\n"
-				 "replicas: 3\n"
-				 "command:\n"
-				 "  - httpd\n"
-				 "  - -f\n"
-				 "  - -p\n"
-				 "  - \"8080\"\n"
-				 "  - -h\n"
-				 "  - /www\n"
-				 "env:\n"
-				 "  - A=1\n"
-				 "  - GREETING=hello\n"
-				 "ports:\n"
-				 "  - published: 8080\n"
-				 "    target: 8080\n"
-				 "resources:\n"
-				 "  memory: 32Mi\n"
-				 "  cpus: 0.25\n"
-				 "restart:\n"
-				 "  policy: on-failure\n"
-				 "  max_attempts: 5\n"
-				 "  delay: 1000ms\n"
-				 "placement:\n"
-				 "  constraints:\n"
-				 "    - node.name!=node3\n"
-				 "    - node.labels.zone == a\n"
-				 "  max_per_node: 2\n"
-				 "health:\n"
-				 "  http: /healthz\n"
-				 "  port: 8080\n"
-				 "  interval: 2s\n"
-				 "  timeout: 1s\n"
-				 "  retries: 3\n"
-				 "  start_period: 5s\n"
-				 "update:\n"
-				 "  parallelism: 1\n"
-				 "  delay: 2s\n"
-				 "  order: start-first\n"
-				 "  failure_action: rollback\n"
-				 "  monitor: 5s\n"
-				 "stop_grace: 10s\n"
-				 "network: bridge\n";
+                                 "image: shoal/web:1\n"
+                                 "service: web\n"
+                                 "replicas: 3\n"
+                                 "command:\n"
+                                 "  - httpd\n"
+                                 "  - -f\n"
+                                 "  - -p\n"
+                                 "  - \"8080\"\n"
+                                 "  - -h\n"
+                                 "  - /www\n"
+                                 "env:\n"
+                                 "  - A=1\n"
+                                 "  - GREETING=hello\n"
+                                 "ports:\n"
+                                 "  - published: 8080\n"
+                                 "    target: 8080\n"
+                                 "resources:\n"
+                                 "  memory: 32Mi\n"
+                                 "  cpus: 0.25\n"
+                                 "restart:\n"
+                                 "  policy: on-failure\n"
+                                 "  max_attempts: 5\n"
+                                 "  delay: 1000ms\n"
+                                 "placement:\n"
+                                 "  constraints:\n"
+                                 "    - node.name!=node3\n"
+                                 "    - node.labels.zone == a\n"
+                                 "  max_per_node: 2\n"
+                                 "health:\n"
+                                 "  http: /healthz\n"
+                                 "  port: 8080\n"
+                                 "  interval: 2s\n"
+                                 "  timeout: 1s\n"
+                                 "  retries: 3\n"
+                                 "  start_period: 5s\n"
+                                 "update:\n"
+                                 "  parallelism: 1\n"
+                                 "  delay: 2s\n"
+                                 "  order: start-first\n"
+                                 "  failure_action: rollback\n"
+                                 "  monitor: 5s\n"
+                                 "stop_grace: 10s\n"
+                                 "network: bridge\n";
 
 static void
 test_block_equals_flow(void **state)
@@ -246,7 +246,7 @@ test_multiple_documents(void **state)
 	(void)state;
 	/* A leading "---", an empty document and a trailing "---" are all fine. */
 	parse_ok("---\nservice: a\nimage: x\n---\n---\nservice: b\nimage: y\nreplicas: 0\n---\n",
-		 &m);
+	         &m);
 	assert_int_equal(m.n_services, 2);
 	assert_string_equal(m.file, "t.yaml");
 	assert_string_equal(m.services[0].name, "a");
@@ -264,17 +264,17 @@ test_units_and_forms(void **state)
 
 	(void)state;
 	parse_ok("service: u\n"
-		 "image: x\n"
-		 "entrypoint: []\n"
-		 "command: sh -c \"echo 'hi there'\" a\\ b\n"
-		 "ports: [\"8080:80\", 81, {target: 82}]\n"
-		 "resources: {cpus: 2, memory: 1.5Gi, pids: 64}\n"
-		 "restart: {delay: 1.5m}\n"
-		 "health: {cmd: curl -f localhost, interval: 1500ms, timeout: 1h}\n"
-		 "update: {parallelism: 0, delay: 0}\n"
-		 "stop_grace: 0\n"
-		 "network: host\n",
-		 &m);
+	         "image: x\n"
+	         "entrypoint: []\n"
+	         "command: sh -c \"echo 'hi there'\" a\\ b\n"
+	         "ports: [\"8080:80\", 81, {target: 82}]\n"
+	         "resources: {cpus: 2, memory: 1.5Gi, pids: 64}\n"
+	         "restart: {delay: 1.5m}\n"
+	         "health: {cmd: curl -f localhost, interval: 1500ms, timeout: 1h}\n"
+	         "update: {parallelism: 0, delay: 0}\n"
+	         "stop_grace: 0\n"
+	         "network: host\n",
+	         &m);
 	s = &m.services[0];
 	/* entrypoint: [] clears the image's: set, but empty. */
 	assert_true(s->entrypoint.set);
@@ -361,7 +361,8 @@ test_errors_keys(void **state)
 	EXPECT("service: web\nimage: x\nhealth: {tcp: 80, intervall: 2s}\n",
 	       "t.yaml:3:19: unknown key \"intervall\" in health of service web (did you mean "
 	       "\"interval\"?)");
-	EXPECT("service: web\nimage: x\nfoo: 1\n", "t.yaml:3:1: unknown key \"foo\" in service web");
+	EXPECT("service: web\nimage: x\nfoo: 1\n",
+	       "t.yaml:3:1: unknown key \"foo\" in service web");
 	EXPECT("service: web\nimage: x\nreplicas: 1\nreplicas: 2\n",
 	       "t.yaml:4:1: duplicate key \"replicas\" in service web (first at 3:1)");
 	EXPECT("service: web\nimage: x\nenv: {A: 1, B: 2, A: 3}\n",
@@ -369,7 +370,8 @@ test_errors_keys(void **state)
 	EXPECT("service: web\nimage: x\nports: [{target: 80, target: 81}]\n",
 	       "t.yaml:3:22: duplicate key \"target\" in ports[0] of service web (first at 3:10)");
 	/* Missing keys point at the document's start. */
-	EXPECT("# comment\nimage: x\n", "t.yaml:2:1: missing required key \"service\" in document 1");
+	EXPECT("# comment\nimage: x\n",
+	       "t.yaml:2:1: missing required key \"service\" in document 1");
 	EXPECT("service: a\nimage: x\n---\nservice: web\n",
 	       "t.yaml:3:1: missing required key \"image\" in service web");
 	EXPECT("- service: web\n",
@@ -398,14 +400,16 @@ test_errors_values(void **state)
 	       "t.yaml:3:11: replicas: must be between 0 and 10000, got \"-1\"");
 	EXPECT("service: web\nimage: x\nreplicas: 99999999999999999999\n",
 	       "t.yaml:3:11: replicas: must be between 0 and 10000, got \"99999999999999999999\"");
-	EXPECT("service: web\nimage: x\nreplicas:\n", "t.yaml:3:10: replicas: expected an integer, got null");
+	EXPECT("service: web\nimage: x\nreplicas:\n",
+	       "t.yaml:3:10: replicas: expected an integer, got null");
 	EXPECT("service: Web_1\nimage: x\n",
 	       "t.yaml:1:10: service: invalid name \"Web_1\" (want a DNS label: lowercase letters, "
 	       "digits and '-', at most 63 characters, not starting or ending with '-')");
 	EXPECT("service: web\nimage: \"a b\"\n",
 	       "t.yaml:2:8: image: invalid image reference \"a b\" (want NAME[:TAG] or "
 	       "NAME@DIGEST, no spaces)");
-	EXPECT("service: web\nimage: [x]\n", "t.yaml:2:8: image: expected a string, got a sequence");
+	EXPECT("service: web\nimage: [x]\n",
+	       "t.yaml:2:8: image: expected a string, got a sequence");
 	EXPECT("service: web\nimage: x\nports: [{published: 0, target: 65536}]\n",
 	       "t.yaml:3:21: ports[0].published: must be between 1 and 65535, got \"0\"",
 	       "t.yaml:3:32: ports[0].target: must be between 1 and 65535, got \"65536\"");
@@ -420,9 +424,10 @@ test_errors_values(void **state)
 	       "t.yaml:3:19: resources.cpus: must be between 0.001 and 1024, got \"2000\"");
 	EXPECT("service: web\nimage: x\nresources: {cpus: half}\n",
 	       "t.yaml:3:19: resources.cpus: expected a number of CPUs, got \"half\"");
-	EXPECT("service: web\nimage: x\nresources: {memory: 32MB}\n",
-	       "t.yaml:3:21: resources.memory: invalid size \"32MB\" (want a number with Ki, Mi, Gi, "
-	       "k, M or G)");
+	EXPECT(
+	    "service: web\nimage: x\nresources: {memory: 32MB}\n",
+	    "t.yaml:3:21: resources.memory: invalid size \"32MB\" (want a number with Ki, Mi, Gi, "
+	    "k, M or G)");
 	EXPECT("service: web\nimage: x\nresources: {memory: 1Mi}\n",
 	       "t.yaml:3:21: resources.memory: must be at least 4Mi (omit it for no limit), got "
 	       "\"1Mi\"");
@@ -467,7 +472,8 @@ test_errors_values(void **state)
 	       "t.yaml:3:17: command[1]: expected a string, got a mapping");
 	EXPECT("service: web\nimage: x\nenv: [A=1, B]\n",
 	       "t.yaml:3:12: env[1]: expected NAME=VALUE, got \"B\"");
-	EXPECT("service: web\nimage: x\nenv: {A: }\n", "t.yaml:3:10: env.A: expected a string, got null");
+	EXPECT("service: web\nimage: x\nenv: {A: }\n",
+	       "t.yaml:3:10: env.A: expected a string, got null");
 }
 
 static void
@@ -488,12 +494,13 @@ test_errors_health(void **state)
 	       "/healthz)");
 	EXPECT("service: web\nimage: x\nhealth: {http: /}\n",
 	       "t.yaml:3:9: health.port: required for an http check when the service has no ports");
-	EXPECT("service: web\nimage: x\nhealth: {cmd: [], retries: 0, interval: 0, timeout: 1x}\n",
-	       "t.yaml:3:15: health.cmd: must not be empty",
-	       "t.yaml:3:28: health.retries: must be between 1 and 1000, got \"0\"",
-	       "t.yaml:3:41: health.interval: must be greater than 0",
-	       "t.yaml:3:53: health.timeout: invalid duration \"1x\" (want a number and ms, s, m or "
-	       "h)");
+	EXPECT(
+	    "service: web\nimage: x\nhealth: {cmd: [], retries: 0, interval: 0, timeout: 1x}\n",
+	    "t.yaml:3:15: health.cmd: must not be empty",
+	    "t.yaml:3:28: health.retries: must be between 1 and 1000, got \"0\"",
+	    "t.yaml:3:41: health.interval: must be greater than 0",
+	    "t.yaml:3:53: health.timeout: invalid duration \"1x\" (want a number and ms, s, m or "
+	    "h)");
 	EXPECT("service: web\nimage: x\nhealth: tcp\n",
 	       "t.yaml:3:9: health: expected a mapping, got \"tcp\"");
 }
@@ -523,18 +530,19 @@ static void
 test_three_mistakes(void **state)
 {
 	(void)state;
-	EXPECT("service: web\n"
-	       "image: shoal/web:1\n"
-	       "replica: 3\n"
-	       "resources:\n"
-	       "  memory: 32MB\n"
-	       "update:\n"
-	       "  order: sideways\n",
-	       "t.yaml:3:1: unknown key \"replica\" in service web (did you mean \"replicas\"?)",
-	       "t.yaml:5:11: resources.memory: invalid size \"32MB\" (want a number with Ki, Mi, Gi, "
-	       "k, M or G)",
-	       "t.yaml:7:10: update.order: invalid value \"sideways\" (want stop-first or "
-	       "start-first)");
+	EXPECT(
+	    "service: web\n"
+	    "image: shoal/web:1\n"
+	    "replica: 3\n"
+	    "resources:\n"
+	    "  memory: 32MB\n"
+	    "update:\n"
+	    "  order: sideways\n",
+	    "t.yaml:3:1: unknown key \"replica\" in service web (did you mean \"replicas\"?)",
+	    "t.yaml:5:11: resources.memory: invalid size \"32MB\" (want a number with Ki, Mi, Gi, "
+	    "k, M or G)",
+	    "t.yaml:7:10: update.order: invalid value \"sideways\" (want stop-first or "
+	    "start-first)");
 }
 
 static void
@@ -544,15 +552,16 @@ test_duplicates(void **state)
 	struct manifest_errors errs = {0};
 	const char *a = "service: web\nimage: x\nports: [{published: 8080, target: 80}]\n";
 	const char *b = "service: api\nimage: y\n---\n"
-			"service: web\nimage: z\nports: [\"9000:80\", \"8080:80\"]\n";
+	                "service: web\nimage: z\nports: [\"9000:80\", \"8080:80\"]\n";
 
 	(void)state;
 	/* Within one file: the second service name and the port clash. */
-	EXPECT("service: web\nimage: x\nports: [\"8080:80\"]\n---\n"
-	       "service: web\nimage: y\nports: [\"8080:81\", \"8080:82\"]\n",
-	       "t.yaml:5:10: service: duplicate service name \"web\" (first defined at t.yaml:1:10)",
-	       "t.yaml:7:9: ports[0]: port 8080 is already published by service web (t.yaml:3:9)",
-	       "t.yaml:7:20: ports[1]: port 8080 is already published by service web (t.yaml:3:9)");
+	EXPECT(
+	    "service: web\nimage: x\nports: [\"8080:80\"]\n---\n"
+	    "service: web\nimage: y\nports: [\"8080:81\", \"8080:82\"]\n",
+	    "t.yaml:5:10: service: duplicate service name \"web\" (first defined at t.yaml:1:10)",
+	    "t.yaml:7:9: ports[0]: port 8080 is already published by service web (t.yaml:3:9)",
+	    "t.yaml:7:20: ports[1]: port 8080 is already published by service web (t.yaml:3:9)");
 	EXPECT("service: web\nimage: x\nports: [\"8080:80\", \"8080:81\"]\n",
 	       "t.yaml:3:20: ports[1]: port 8080 is already published by service web (t.yaml:3:9)");
 
@@ -563,9 +572,9 @@ test_duplicates(void **state)
 	assert_int_equal(manifest_check_set(set, 2, &errs), -1);
 	assert_int_equal(errs.n, 2);
 	assert_string_equal(errs.lines[0], "b.yaml:4:10: service: duplicate service name \"web\" "
-					   "(first defined at a.yaml:1:10)");
+	                                   "(first defined at a.yaml:1:10)");
 	assert_string_equal(errs.lines[1], "b.yaml:6:20: ports[1]: port 8080 is already published "
-					   "by service web (a.yaml:3:21)");
+	                                   "by service web (a.yaml:3:21)");
 	manifest_errors_free(&errs);
 	manifest_free(&set[0]);
 	manifest_free(&set[1]);
@@ -589,7 +598,7 @@ test_error_cap(void **state)
 	assert_int_equal(errs.n, MANIFEST_MAX_ERRORS + 1);
 	assert_string_equal(errs.lines[0], "t.yaml:3:1: unknown key \"bad0\" in service web");
 	assert_string_equal(errs.lines[MANIFEST_MAX_ERRORS],
-			    "too many errors; only the first 100 are shown");
+	                    "too many errors; only the first 100 are shown");
 	manifest_errors_free(&errs);
 	free(buf);
 }
@@ -626,8 +635,9 @@ test_parse_file_missing(void **state)
 	(void)state;
 	assert_int_equal(manifest_parse_file("manifests/nope.yaml", &m, &errs), -1);
 	assert_int_equal(errs.n, 1);
-	assert_string_equal(errs.lines[0],
-			    "manifests/nope.yaml: open manifests/nope.yaml: No such file or directory");
+	assert_string_equal(
+	    errs.lines[0],
+	    "manifests/nope.yaml: open manifests/nope.yaml: No such file or directory");
 	assert_int_equal(m.n_services, 0);
 	manifest_errors_free(&errs);
 }
@@ -652,7 +662,7 @@ static void
 test_json_round_trip(void **state)
 {
 	const char *files[] = {"manifests/web.yaml", "manifests/api-constraints.yaml",
-			       "manifests/worker-restart.yaml", "manifests/multi.yaml"};
+	                       "manifests/worker-restart.yaml", "manifests/multi.yaml"};
 	struct manifest m;
 	char *j;
 
@@ -668,19 +678,19 @@ test_json_round_trip(void **state)
 	round_trip(&m.services[0]);
 	j = manifest_spec_to_json(&m.services[0]);
 	assert_string_equal(
-		j, "{\"command\":[\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"],"
-		   "\"env\":{\"A\":\"1\",\"GREETING\":\"hello\"},"
-		   "\"health\":{\"http\":\"/healthz\",\"interval_ms\":2000,\"kind\":\"http\","
-		   "\"port\":8080,\"retries\":3,\"start_period_ms\":5000,\"timeout_ms\":1000},"
-		   "\"image\":\"shoal/web:1\",\"name\":\"web\",\"network\":\"bridge\","
-		   "\"placement\":{\"constraints\":[\"node.labels.zone == a\",\"node.name != "
-		   "node3\"],\"max_per_node\":2},"
-		   "\"ports\":[{\"published\":8080,\"target\":8080}],\"replicas\":3,"
-		   "\"resources\":{\"cpu_millis\":250,\"memory_bytes\":33554432,\"pids\":0},"
-		   "\"restart\":{\"delay_ms\":1000,\"max_attempts\":5,\"policy\":\"on-failure\"},"
-		   "\"stop_grace_ms\":10000,"
-		   "\"update\":{\"delay_ms\":2000,\"failure_action\":\"rollback\",\"monitor_ms\":"
-		   "5000,\"order\":\"start-first\",\"parallelism\":1}}");
+	    j, "{\"command\":[\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"],"
+	       "\"env\":{\"A\":\"1\",\"GREETING\":\"hello\"},"
+	       "\"health\":{\"http\":\"/healthz\",\"interval_ms\":2000,\"kind\":\"http\","
+	       "\"port\":8080,\"retries\":3,\"start_period_ms\":5000,\"timeout_ms\":1000},"
+	       "\"image\":\"shoal/web:1\",\"name\":\"web\",\"network\":\"bridge\","
+	       "\"placement\":{\"constraints\":[\"node.labels.zone == a\",\"node.name != "
+	       "node3\"],\"max_per_node\":2},"
+	       "\"ports\":[{\"published\":8080,\"target\":8080}],\"replicas\":3,"
+	       "\"resources\":{\"cpu_millis\":250,\"memory_bytes\":33554432,\"pids\":0},"
+	       "\"restart\":{\"delay_ms\":1000,\"max_attempts\":5,\"policy\":\"on-failure\"},"
+	       "\"stop_grace_ms\":10000,"
+	       "\"update\":{\"delay_ms\":2000,\"failure_action\":\"rollback\",\"monitor_ms\":"
+	       "5000,\"order\":\"start-first\",\"parallelism\":1}}");
 	free(j);
 	manifest_free(&m);
 	parse_ok("service: u\nimage: x\nentrypoint: []\nhealth: {cmd: \"true\"}\n", &m);
@@ -696,9 +706,8 @@ test_from_json(void **state)
 
 	(void)state;
 	/* Missing keys take defaults; unknown keys are ignored (a newer writer). */
-	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"future\":1}", &s,
-						 &err),
-			 0);
+	assert_int_equal(
+	    manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"future\":1}", &s, &err), 0);
 	assert_int_equal(s.replicas, 1);
 	assert_int_equal(s.restart.delay_ms, 5000);
 	assert_int_equal(s.health.interval_ms, 30000);
@@ -706,23 +715,23 @@ test_from_json(void **state)
 	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\"", &s, &err), -1);
 	assert_int_equal(manifest_spec_from_json("[]", &s, &err), -1);
 	assert_string_equal(err.msg, "spec json: expected an object");
-	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"replicas\":\"3\"}",
-						 &s, &err),
-			 -1);
+	assert_int_equal(manifest_spec_from_json(
+	                     "{\"name\":\"a\",\"image\":\"x\",\"replicas\":\"3\"}", &s, &err),
+	                 -1);
 	assert_string_equal(err.msg, "spec json: replicas: expected an integer");
 	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"restart\":"
-						 "{\"policy\":\"sometimes\"}}",
-						 &s, &err),
-			 -1);
+	                                         "{\"policy\":\"sometimes\"}}",
+	                                         &s, &err),
+	                 -1);
 	assert_string_equal(err.msg, "spec json: policy: invalid value");
 	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"placement\":"
-						 "{\"constraints\":[\"zone=a\"]}}",
-						 &s, &err),
-			 -1);
+	                                         "{\"constraints\":[\"zone=a\"]}}",
+	                                         &s, &err),
+	                 -1);
 	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"env\":{\"B\":"
-						 "\"2\",\"A\":\"1\"}}",
-						 &s, &err),
-			 0);
+	                                         "\"2\",\"A\":\"1\"}}",
+	                                         &s, &err),
+	                 0);
 	assert_string_equal(s.env[0].name, "A");
 	manifest_spec_free(&s);
 }
@@ -799,25 +808,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_web_example),
-		cmocka_unit_test(test_block_equals_flow),
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_multiple_documents),
-		cmocka_unit_test(test_units_and_forms),
-		cmocka_unit_test(test_examples_dir),
-		cmocka_unit_test(test_errors_keys),
-		cmocka_unit_test(test_errors_values),
-		cmocka_unit_test(test_errors_health),
-		cmocka_unit_test(test_errors_syntax),
-		cmocka_unit_test(test_three_mistakes),
-		cmocka_unit_test(test_duplicates),
-		cmocka_unit_test(test_error_cap),
-		cmocka_unit_test(test_deep_nesting),
-		cmocka_unit_test(test_parse_file_missing),
-		cmocka_unit_test(test_json_round_trip),
-		cmocka_unit_test(test_from_json),
-		cmocka_unit_test(test_spec_equal_and_copy),
-		cmocka_unit_test(test_constraint),
+	    cmocka_unit_test(test_web_example),        cmocka_unit_test(test_block_equals_flow),
+	    cmocka_unit_test(test_defaults),           cmocka_unit_test(test_multiple_documents),
+	    cmocka_unit_test(test_units_and_forms),    cmocka_unit_test(test_examples_dir),
+	    cmocka_unit_test(test_errors_keys),        cmocka_unit_test(test_errors_values),
+	    cmocka_unit_test(test_errors_health),      cmocka_unit_test(test_errors_syntax),
+	    cmocka_unit_test(test_three_mistakes),     cmocka_unit_test(test_duplicates),
+	    cmocka_unit_test(test_error_cap),          cmocka_unit_test(test_deep_nesting),
+	    cmocka_unit_test(test_parse_file_missing), cmocka_unit_test(test_json_round_trip),
+	    cmocka_unit_test(test_from_json),          cmocka_unit_test(test_spec_equal_and_copy),
+	    cmocka_unit_test(test_constraint),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }

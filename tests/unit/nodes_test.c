@@ -123,7 +123,7 @@ test_reload_keeps_identity(void **state)
 	n = nodes_find(&ns, "node2");
 	assert_non_null(n);
 	assert_string_equal(n->id, id2);
-	assert_int_equal(n->status, NODE_DOWN);
+	assert_int_equal(n->status, NODE_UNKNOWN);
 	assert_string_equal(n->labels, "zone=b");
 	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.2.0/24");
 	/* A new node does not get a subnet already held. */

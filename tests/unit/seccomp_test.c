@@ -55,7 +55,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_compile_and_cache),
+	    cmocka_unit_test(test_compile_and_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,756 @@
+#include "tasks.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "runtime/container.h"
+#include "err.h"
+#include "runtime/image.h"
+#include "log.h"
+#include "rpc.h"
+#include "server.h"
+#include "shoal.pb-c.h"
+#include "util.h"
+
+/* ---- worker operations ---- */
+
+enum op_kind { OP_START, OP_STOP };
+
+/* One blocking job. The worker reads only the op's own copies, never the task. */
+struct op {
+	enum op_kind kind;
+	struct tasks *ts;
+	struct agent_task *t; /* touched on the loop only */
+	char *root, *image_dir, *node, *name;
+	struct service_spec spec;
+	char container_id[65];
+	int64_t grace_ms;
+	/* results */
+	int rc;
+	struct shoal_err err;
+	int exit_code;
+	int sync_fd;
+	pid_t pid;
+	int64_t started_at;
+};
+
+static const char *
+state_name(enum agent_task_state s)
+{
+	static const char *const names[] = {"", "", "preparing", "starting", "running", "stopping",
+					    "stopped", "failed"};
+	return (size_t)s < ARRAY_SIZE(names) ? names[s] : "?";
+}
+
+char *
+tasks_image_dirname(const char *ref)
+{
+	const char *slash = strrchr(ref, '/');
+	const char *base = slash ? slash + 1 : ref;
+	const char *colon = strrchr(base, ':');
+
+	if (colon == NULL)
+		return xasprintf("%s_latest", base);
+	return xasprintf("%.*s_%s", (int)(colon - base), base, colon + 1);
+}
+
+static char **
+strv_from_argv(const struct manifest_argv *a)
+{
+	char **v;
+
+	if (!a->set)
+		return NULL;
+	v = xcalloc(a->n + 1, sizeof(*v));
+	for (size_t i = 0; i < a->n; i++)
+		v[i] = a->v[i];
+	return v;
+}
+
+/* The image for op: from the store, else imported from --image-dir. */
+static struct image *
+op_image(struct op *op, struct image_store *st)
+{
+	struct image *img = image_get(st, op->spec.image, &op->err);
+	cleanup_free char *dir = NULL;
+	char **refs = NULL;
+
+	if (img || op->image_dir == NULL)
+		goto out;
+	dir = xasprintf("%s/%s", op->image_dir, tasks_image_dirname(op->spec.image));
+	if (access(dir, F_OK) == 0) {
+		if (image_import(st, dir, op->spec.image, &refs, &op->err) == -1) {
+			err_prefix(&op->err, "import %s", dir);
+			return NULL;
+		}
+		image_refs_free(refs);
+		img = image_get(st, op->spec.image, &op->err);
+	}
+out:
+	if (img == NULL)
+		err_set(&op->err, 0, "image %s not found on %s", op->spec.image, op->node);
+	return img;
+}
+
+static void
+op_start(struct op *op)
+{
+	struct container_spec cs = {0};
+	struct container_attach at = {.stdout_fd = -1, .stderr_fd = -1};
+	struct image_store *st;
+	struct image *img;
+	struct container *c = NULL, *old;
+	char **cmd = strv_from_argv(&op->spec.command);
+	char **env = xcalloc(op->spec.n_env + 1, sizeof(*env));
+
+	op->rc = -1;
+	op->sync_fd = -1;
+	op->exit_code = 125;
+	for (size_t i = 0; i < op->spec.n_env; i++)
+		env[i] = xasprintf("%s=%s", op->spec.env[i].name, op->spec.env[i].value);
+	st = image_store_open(op->root, &op->err);
+	if (st == NULL)
+		goto out;
+	img = op_image(op, st);
+	if (img == NULL) {
+		image_store_close(st);
+		goto out;
+	}
+	cs.name = xstrdup(op->name);
+	cs.hostname = xstrdup(op->name);
+	cs.image = xstrdup(op->spec.image);
+	container_spec_apply_image(&cs, img, cmd, env);
+	image_free(img);
+	image_store_close(st);
+	if (op->spec.entrypoint.set) {
+		/* An entrypoint given in the manifest drops the image's command, as in Docker. */
+		size_t n = op->spec.entrypoint.n + (op->spec.command.set ? op->spec.command.n : 0), k = 0;
+		for (size_t i = 0; cs.argv && cs.argv[i]; i++)
+			free(cs.argv[i]);
+		free(cs.argv);
+		cs.argv = xcalloc(n + 1, sizeof(char *));
+		for (size_t i = 0; i < op->spec.entrypoint.n; i++)
+			cs.argv[k++] = xstrdup(op->spec.entrypoint.v[i]);
+		for (size_t i = 0; op->spec.command.set && i < op->spec.command.n; i++)
+			cs.argv[k++] = xstrdup(op->spec.command.v[i]);
+	}
+	if (op->spec.resources.cpu_millis) {
+		cs.limits.cpu_period_us = 100000;
+		cs.limits.cpu_quota_us = (int64_t)op->spec.resources.cpu_millis * 100;
+	}
+	cs.limits.memory_bytes = op->spec.resources.memory_bytes;
+	cs.limits.pids = op->spec.resources.pids;
+	cs.net = op->spec.network == MANIFEST_NETWORK_HOST ? NETNS_HOST : NETNS_NONE;
+	/* A container of this name is left from an attempt the agent did not see finish. */
+	old = container_load(op->root, op->name, NULL);
+	if (old) {
+		container_remove(old, true, NULL);
+		container_free(old);
+	}
+	c = container_create(op->root, &cs, &op->err);
+	if (c == NULL)
+		goto out;
+	snprintf(op->container_id, sizeof(op->container_id), "%s", c->id);
+	if (container_start(c, &at, &op->sync_fd, &op->exit_code, &op->err) == -1)
+		goto out;
+	op->pid = c->pid;
+	op->started_at = c->started_ms ? c->started_ms : util_wall_ms();
+	op->rc = 0;
+out:
+	container_spec_clear(&cs);
+	container_free(c);
+	free(cmd);
+	for (size_t i = 0; env[i]; i++)
+		free(env[i]);
+	free(env);
+}
+
+static void
+op_stop(struct op *op)
+{
+	struct container *c;
+	int grace_s = (int)((op->grace_ms + 999) / 1000);
+
+	op->rc = 0;
+	if (op->container_id[0] == '\0')
+		return;
+	c = container_load(op->root, op->container_id, &op->err);
+	if (c == NULL)
+		return; /* already gone */
+	if (container_alive(c) && container_stop(c, grace_s, &op->err) == -1)
+		shoal_log(LOG_WARNING, "stop %s: %s", op->name, op->err.msg);
+	op->exit_code = c->exit_code;
+	if (container_remove(c, true, &op->err) == -1)
+		op->rc = -1;
+	container_free(c);
+}
+
+static void *
+worker(void *arg)
+{
+	struct op *op = arg;
+	ssize_t w;
+
+	if (op->kind == OP_START)
+		op_start(op);
+	else
+		op_stop(op);
+	/* A pointer-sized write to a pipe is atomic: completions never interleave. */
+	do
+		w = write(op->ts->done_pipe[1], &op, sizeof(op));
+	while (w == -1 && errno == EINTR);
+	return NULL;
+}
+
+static void
+op_free(struct op *op)
+{
+	free(op->root);
+	free(op->image_dir);
+	free(op->node);
+	free(op->name);
+	manifest_spec_free(&op->spec);
+	free(op);
+}
+
+static void
+run_op(struct tasks *ts, struct agent_task *t, enum op_kind kind)
+{
+	struct op *op = xcalloc(1, sizeof(*op));
+	pthread_attr_t attr;
+	pthread_t th;
+	sigset_t all, old;
+
+	op->kind = kind;
+	op->ts = ts;
+	op->t = t;
+	op->root = xstrdup(ts->root);
+	op->image_dir = ts->image_dir ? xstrdup(ts->image_dir) : NULL;
+	op->node = xstrdup(ts->agent->name);
+	op->name = xstrdup(t->name);
+	manifest_spec_copy(&op->spec, &t->spec);
+	snprintf(op->container_id, sizeof(op->container_id), "%s", t->container_id);
+	op->grace_ms = t->spec.stop_grace_ms;
+	t->busy = true;
+	ts->workers++;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* Workers block every signal: SIGTERM and SIGCHLD belong to the loop's thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&th, &attr, worker, op) != 0) {
+		err_set(&op->err, errno, "cannot start a worker thread");
+		op->rc = -1;
+		op->sync_fd = -1;
+		if (write(ts->done_pipe[1], &op, sizeof(op)) == -1)
+			shoal_log(LOG_ERR, "task %s: lost a completion", t->name);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+/* ---- records and reports ---- */
+
+static char *
+record_path(struct tasks *ts, const struct agent_task *t)
+{
+	return xasprintf("%s/tasks/%s.json", ts->root, t->id);
+}
+
+static void
+record_save(struct tasks *ts, struct agent_task *t)
+{
+	cleanup_free char *path = record_path(ts, t);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s}", "id", t->id, "name", t->name,
+			      "service", t->service, "slot", (int)t->slot, "version",
+			      (json_int_t)t->version, "container_id", t->container_id, "spec",
+			      t->spec_json);
+	char *text = json_dumps(j, JSON_COMPACT);
+	struct shoal_err err;
+
+	if (util_write_file_atomic(path, text, strlen(text), 0600, &err) == -1)
+		shoal_log(LOG_ERR, "task %s: %s", t->name, err.msg);
+	free(text);
+	json_decref(j);
+}
+
+static void
+fill_status(const struct agent_task *t, Shoal__TaskStatus *s)
+{
+	shoal__task_status__init(s);
+	s->task_id = (char *)t->id;
+	s->state = (Shoal__TaskState)t->state;
+	s->timestamp_ms = t->state_since;
+	s->exit_code = t->exit_code;
+	s->oom_killed = t->oom_killed;
+	s->message = t->message ? t->message : "";
+	s->container_ip = (char *)t->ip;
+	s->started_at_ms = t->started_at;
+}
+
+static void
+report(struct tasks *ts, struct agent_task *t)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__TaskReport tr = SHOAL__TASK_REPORT__INIT;
+	Shoal__TaskStatus st, *sp = &st;
+	struct session *s = &ts->agent->session;
+	struct shoal_err err;
+
+	if (s->state != SESSION_READY || s->conn == NULL)
+		return; /* the next Register carries every task's state */
+	fill_status(t, &st);
+	tr.statuses = &sp;
+	tr.n_statuses = 1;
+	env.id = ++s->next_id;
+	env.body_case = SHOAL__ENVELOPE__BODY_TASK_REPORT;
+	env.task_report = &tr;
+	if (rpc_send(s->conn, &env, &err) == -1)
+		shoal_log(LOG_WARNING, "report %s: %s", t->name, err.msg);
+}
+
+static void
+set_state(struct tasks *ts, struct agent_task *t, enum agent_task_state st, const char *msg)
+{
+	bool changed = t->state != st || (msg && (!t->message || strcmp(msg, t->message) != 0));
+
+	t->state = st;
+	t->state_since = util_wall_ms();
+	free(t->message);
+	t->message = msg && msg[0] ? xstrdup(msg) : NULL;
+	if (!changed)
+		return;
+	if (st == ATASK_FAILED)
+		shoal_log(LOG_WARNING, "task %s %s: %s", t->name, state_name(st),
+			  msg ? msg : "exited");
+	else
+		shoal_log(LOG_INFO, "task %s %s%s%s", t->name, state_name(st), msg ? ": " : "",
+			  msg ? msg : "");
+	report(ts, t);
+}
+
+/* ---- task list ---- */
+
+static struct agent_task *
+task_add(struct tasks *ts, const char *id, const char *name, const char *service, uint32_t slot,
+	 uint64_t version, const char *spec_json, struct service_spec *spec)
+{
+	struct agent_task *t = xcalloc(1, sizeof(*t));
+
+	snprintf(t->id, sizeof(t->id), "%s", id);
+	t->name = xstrdup(name);
+	t->service = xstrdup(service);
+	t->slot = slot;
+	t->version = version;
+	t->spec_json = xstrdup(spec_json);
+	t->spec = *spec;
+	memset(spec, 0, sizeof(*spec));
+	t->exit_code = -1;
+	t->sync_fd = t->pid_fd = -1;
+	t->owner = ts;
+	t->state_since = util_wall_ms();
+	if (ts->n == ts->cap) {
+		ts->cap = ts->cap ? ts->cap * 2 : 16;
+		ts->v = xrealloc(ts->v, ts->cap * sizeof(*ts->v));
+	}
+	ts->v[ts->n++] = t;
+	return t;
+}
+
+static void
+unwatch(struct agent_task *t)
+{
+	if (t->exit_ev)
+		event_free(t->exit_ev);
+	t->exit_ev = NULL;
+	if (t->sync_fd >= 0)
+		close(t->sync_fd);
+	if (t->pid_fd >= 0)
+		close(t->pid_fd);
+	t->sync_fd = t->pid_fd = -1;
+}
+
+static void
+task_destroy(struct tasks *ts, struct agent_task *t)
+{
+	for (size_t i = 0; i < ts->n; i++) {
+		if (ts->v[i] == t) {
+			ts->v[i] = ts->v[--ts->n];
+			break;
+		}
+	}
+	unwatch(t);
+	free(t->name);
+	free(t->service);
+	free(t->spec_json);
+	free(t->message);
+	manifest_spec_free(&t->spec);
+	free(t);
+}
+
+struct agent_task *
+tasks_find(struct tasks *ts, const char *id_or_name)
+{
+	for (size_t i = 0; i < ts->n; i++)
+		if (strcmp(ts->v[i]->id, id_or_name) == 0 || strcmp(ts->v[i]->name, id_or_name) == 0)
+			return ts->v[i];
+	return NULL;
+}
+
+/* ---- exits ---- */
+
+static void
+exited(struct tasks *ts, struct agent_task *t, int code, int sig, bool oom)
+{
+	char msg[128];
+
+	unwatch(t);
+	if (t->removing || t->state >= ATASK_STOPPING)
+		return; /* a stop we asked for: the stop op reports it */
+	t->exit_code = oom ? 137 : sig ? 128 + sig : code;
+	t->oom_killed = oom;
+	if (oom)
+		snprintf(msg, sizeof(msg), "OOM-killed (exit 137)");
+	else if (sig)
+		snprintf(msg, sizeof(msg), "killed by signal %d (exit %d)", sig, 128 + sig);
+	else
+		snprintf(msg, sizeof(msg), "exited with code %d", code);
+	set_state(ts, t, t->exit_code == 0 ? ATASK_STOPPED : ATASK_FAILED, msg);
+}
+
+static void
+on_sync(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_task *t = arg;
+	struct container_msg m;
+	struct shoal_err err;
+
+	(void)fd;
+	(void)what;
+	if (container_wait_exit(t->sync_fd, &m, &err) == -1) {
+		/* The shim went away without a word: read what it recorded. */
+		struct container *c = container_load(t->owner->root, t->container_id, NULL);
+		exited(t->owner, t, c ? c->exit_code : -1, c ? c->exit_signal : 0,
+		       c ? c->oom_killed : false);
+		container_free(c);
+		return;
+	}
+	exited(t->owner, t, m.exit_code, m.signal, m.oom != 0);
+}
+
+static void
+on_pidfd(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_task *t = arg;
+	struct container *c;
+
+	(void)fd;
+	(void)what;
+	/* The init exited; its shim writes the exit into state.json right after. */
+	for (int i = 0; i < 50; i++) {
+		c = container_load(t->owner->root, t->container_id, NULL);
+		if (c == NULL || c->status == CONTAINER_EXITED)
+			break;
+		container_free(c);
+		c = NULL;
+		usleep(10000);
+	}
+	exited(t->owner, t, c ? c->exit_code : -1, c ? c->exit_signal : 0,
+	       c ? c->oom_killed : false);
+	container_free(c);
+}
+
+static void
+watch_sync(struct tasks *ts, struct agent_task *t, int fd)
+{
+	t->sync_fd = fd;
+	t->exit_ev = event_new(ts->agent->base, fd, EV_READ, on_sync, t);
+	event_add(t->exit_ev, NULL);
+}
+
+static bool
+watch_pid(struct tasks *ts, struct agent_task *t, pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (fd == -1)
+		return false;
+	t->pid_fd = fd;
+	t->exit_ev = event_new(ts->agent->base, fd, EV_READ, on_pidfd, t);
+	event_add(t->exit_ev, NULL);
+	return true;
+}
+
+/* ---- completions ---- */
+
+static void stop_task(struct tasks *ts, struct agent_task *t);
+
+static void
+start_done(struct tasks *ts, struct op *op)
+{
+	struct agent_task *t = op->t;
+
+	if (op->container_id[0]) {
+		snprintf(t->container_id, sizeof(t->container_id), "%s", op->container_id);
+		record_save(ts, t);
+	}
+	if (op->rc == 0) {
+		t->started_at = op->started_at;
+		t->exit_code = -1;
+		watch_sync(ts, t, op->sync_fd);
+		set_state(ts, t, ATASK_RUNNING, NULL);
+	} else {
+		t->exit_code = op->exit_code;
+		set_state(ts, t, ATASK_FAILED, op->err.msg);
+	}
+	if (!t->wanted)
+		stop_task(ts, t);
+}
+
+static void
+stop_done(struct tasks *ts, struct op *op)
+{
+	struct agent_task *t = op->t;
+	cleanup_free char *path = record_path(ts, t);
+
+	if (op->rc == -1)
+		shoal_log(LOG_WARNING, "task %s: remove: %s", t->name, op->err.msg);
+	if (t->state == ATASK_STOPPING)
+		set_state(ts, t, ATASK_STOPPED, NULL);
+	if (t->wanted) {
+		/* Listed again while it stopped (a scheduler that changed its mind). */
+		t->removing = false;
+		return;
+	}
+	unlink(path);
+	task_destroy(ts, t);
+}
+
+static void
+on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct tasks *ts = arg;
+	struct op *op;
+
+	(void)what;
+	while (read(fd, &op, sizeof(op)) == (ssize_t)sizeof(op)) {
+		op->t->busy = false;
+		ts->workers--;
+		if (op->kind == OP_START)
+			start_done(ts, op);
+		else
+			stop_done(ts, op);
+		op_free(op);
+	}
+}
+
+/* ---- the supervisor ---- */
+
+static void
+start_task(struct tasks *ts, struct agent_task *t)
+{
+	record_save(ts, t);
+	set_state(ts, t, ATASK_PREPARING, NULL);
+	run_op(ts, t, OP_START);
+}
+
+static void
+stop_task(struct tasks *ts, struct agent_task *t)
+{
+	if (t->busy)
+		return; /* decided again when the running op completes */
+	t->removing = true;
+	if (t->state <= ATASK_RUNNING)
+		set_state(ts, t, ATASK_STOPPING, NULL);
+	run_op(ts, t, OP_STOP);
+}
+
+void
+tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
+{
+	size_t started = 0, stopped = 0;
+
+	ts->generation = as->generation;
+	for (size_t i = 0; i < ts->n; i++)
+		ts->v[i]->wanted = false;
+	for (size_t i = 0; i < as->n_tasks; i++) {
+		const Shoal__TaskSpec *sp = as->tasks[i];
+		struct agent_task *t = tasks_find(ts, sp->task_id);
+		const char *json = NULL;
+		struct service_spec spec;
+		struct shoal_err err;
+
+		if (t) {
+			t->wanted = true;
+			continue;
+		}
+		for (size_t k = 0; k < as->n_specs; k++)
+			if (as->specs[k]->version == sp->version &&
+			    strcmp(as->specs[k]->service, sp->service) == 0)
+				json = as->specs[k]->spec_json;
+		if (json == NULL || manifest_spec_from_json(json, &spec, &err) == -1) {
+			shoal_log(LOG_ERR, "task %s: no usable spec in the assignments", sp->name);
+			continue;
+		}
+		t = task_add(ts, sp->task_id, sp->name, sp->service, sp->slot, sp->version, json,
+			     &spec);
+		t->wanted = true;
+		start_task(ts, t);
+		started++;
+	}
+	for (size_t i = 0; i < ts->n; i++) {
+		struct agent_task *t = ts->v[i];
+		if (t->wanted || t->removing || t->busy)
+			continue;
+		stop_task(ts, t);
+		stopped++;
+	}
+	shoal_log(LOG_DEBUG, "assignments gen=%llu: %zu tasks, %zu to start, %zu to stop",
+		  (unsigned long long)as->generation, as->n_tasks, started, stopped);
+}
+
+size_t
+tasks_status_all(struct tasks *ts, Shoal__TaskStatus ***out)
+{
+	Shoal__TaskStatus **v = xcalloc(ts->n ? ts->n : 1, sizeof(*v));
+
+	for (size_t i = 0; i < ts->n; i++) {
+		v[i] = xmalloc(sizeof(*v[i]));
+		fill_status(ts->v[i], v[i]);
+	}
+	*out = v;
+	return ts->n;
+}
+
+void
+tasks_status_free(Shoal__TaskStatus **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* ---- re-adoption ---- */
+
+static void
+load_one(struct tasks *ts, const char *path)
+{
+	cleanup_free char *text = util_read_file(path, NULL, NULL);
+	json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+	const char *id = NULL, *name = NULL, *service = NULL, *cid = NULL, *spec_json = NULL;
+	json_int_t slot = 0, version = 0;
+	struct service_spec spec;
+	struct shoal_err err;
+	struct agent_task *t;
+	struct container *c;
+
+	if (j == NULL || json_unpack(j, "{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "id", &id, "name",
+				     &name, "service", &service, "slot", &slot, "version", &version,
+				     "container_id", &cid, "spec", &spec_json) == -1 ||
+	    manifest_spec_from_json(spec_json, &spec, &err) == -1) {
+		shoal_log(LOG_WARNING, "%s: unreadable task record, ignored", path);
+		json_decref(j);
+		return;
+	}
+	t = task_add(ts, id, name, service, (uint32_t)slot, (uint64_t)version, spec_json, &spec);
+	snprintf(t->container_id, sizeof(t->container_id), "%s", cid);
+	json_decref(j);
+	c = container_load(ts->root, cid[0] ? cid : name, NULL);
+	if (c == NULL) {
+		t->state = ATASK_FAILED;
+		t->message = xstrdup("container gone while the agent was down");
+		return;
+	}
+	snprintf(t->container_id, sizeof(t->container_id), "%s", c->id);
+	t->started_at = c->started_ms;
+	if (container_alive(c) && watch_pid(ts, t, c->pid)) {
+		t->state = ATASK_RUNNING;
+	} else {
+		t->state = c->exit_code == 0 ? ATASK_STOPPED : ATASK_FAILED;
+		t->exit_code = c->oom_killed ? 137 : c->exit_code;
+		t->oom_killed = c->oom_killed;
+		t->message = xasprintf("exited with code %d while the agent was down", c->exit_code);
+	}
+	container_free(c);
+}
+
+void
+tasks_load(struct tasks *ts)
+{
+	cleanup_free char *dir = xasprintf("%s/tasks", ts->root);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t running = 0;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		cleanup_free char *path = NULL;
+		size_t len = strlen(de->d_name);
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		path = xasprintf("%s/%s", dir, de->d_name);
+		load_one(ts, path);
+	}
+	closedir(d);
+	for (size_t i = 0; i < ts->n; i++)
+		running += ts->v[i]->state == ATASK_RUNNING;
+	if (ts->n)
+		shoal_log(LOG_INFO, "re-adopted %zu task%s (%zu running)", ts->n,
+			  ts->n == 1 ? "" : "s", running);
+}
+
+int
+tasks_init(struct tasks *ts, struct agent_server *a, const char *root, const char *image_dir,
+	   struct shoal_err *err)
+{
+	cleanup_free char *dir = xasprintf("%s/tasks", root);
+
+	memset(ts, 0, sizeof(*ts));
+	ts->agent = a;
+	ts->root = xstrdup(root);
+	ts->image_dir = image_dir ? xstrdup(image_dir) : NULL;
+	ts->done_pipe[0] = ts->done_pipe[1] = -1;
+	if (util_mkdir_p(dir, 0700, err) == -1)
+		return -1;
+	if (pipe2(ts->done_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
+		return err_set(err, errno, "pipe");
+	ts->done_ev = event_new(a->base, ts->done_pipe[0], EV_READ | EV_PERSIST, on_done, ts);
+	event_add(ts->done_ev, NULL);
+	return 0;
+}
+
+void
+tasks_free(struct tasks *ts)
+{
+	/* Workers still running hold ops that point at tasks: wait for them (bounded by the
+	 * stop grace), so nothing they touch is freed under them. */
+	for (int i = 0; ts->workers > 0 && i < 3000; i++) {
+		on_done(ts->done_pipe[0], EV_READ, ts);
+		if (ts->workers)
+			usleep(10000);
+	}
+	while (ts->n)
+		task_destroy(ts, ts->v[0]);
+	free(ts->v);
+	if (ts->done_ev)
+		event_free(ts->done_ev);
+	if (ts->done_pipe[0] >= 0)
+		close(ts->done_pipe[0]);
+	if (ts->done_pipe[1] >= 0)
+		close(ts->done_pipe[1]);
+	free(ts->root);
+	free(ts->image_dir);
+	memset(ts, 0, sizeof(*ts));
+}

@@ -1,0 +1,43 @@
+#ifndef SHOAL_SCHEDULER_PLACE_H
+#define SHOAL_SCHEDULER_PLACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nodes;
+struct node;
+struct service;
+struct task;
+struct manifest_constraint;
+
+/*
+ * Placement (DESIGN.md): filter the nodes (ready, active, constraints, max_per_node, CPU and
+ * memory reservations against capacity), then spread: fewest tasks of this service, then most
+ * free memory, then name. Deterministic for the same state.
+ *
+ * A batch places many tasks of one service with one filtering pass and a heap of candidates
+ * ordered by the spread key, so each task costs O(log nodes), not O(nodes).
+ */
+
+struct place_batch;
+
+/* Start a batch for svc: counts its live tasks per node, filters, builds the heap. */
+struct place_batch *place_begin(struct nodes *ns, struct service *svc);
+
+/* The node for one more task of the batch's service (reservations not yet applied: the
+ * caller binds the task, then calls place_commit), or NULL when nothing fits. */
+struct node *place_next(struct place_batch *b);
+
+/* Account one task placed on n (from place_next): its counters and heap position. */
+void place_commit(struct place_batch *b, struct node *n);
+
+/* Why nothing fits, for the pending tasks' message; valid until place_end. */
+const char *place_reason(struct place_batch *b);
+
+void place_end(struct place_batch *b);
+
+/* Does node n satisfy constraint c? */
+bool place_constraint_ok(const struct node *n, const struct manifest_constraint *c);
+
+#endif

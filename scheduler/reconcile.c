@@ -1,0 +1,843 @@
+#include "reconcile.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "err.h"
+#include "log.h"
+#include "manifest.h"
+#include "place.h"
+#include "server.h"
+#include "shoal.pb-c.h"
+#include "util.h"
+
+#define BACKOFF_MAX_MS 60000
+#define BACKOFF_RESET_MS 10000 /* a task that ran this long resets its slot's back-off */
+
+/* Roles a task row can have in the store. */
+enum { ROLE_CUR = 0, ROLE_NEXT = 1, ROLE_STOPPING = 2, ROLE_FINISHED = 3 };
+
+static void
+store_warn(struct shoal_err *err)
+{
+	shoal_log(LOG_ERR, "store: %s", err->msg);
+}
+
+static void
+schedule_pass(struct sched_server *srv)
+{
+	if (srv->pass && !event_pending(srv->pass, EV_TIMEOUT, NULL))
+		event_active(srv->pass, EV_TIMEOUT, 0);
+}
+
+static void
+ensure_tx(struct sched_server *srv)
+{
+	struct shoal_err err;
+
+	if (!srv->store.in_tx && store_tx_begin(&srv->store, &err) == -1)
+		store_warn(&err);
+	schedule_pass(srv);
+}
+
+void
+reconcile_mark(struct sched_server *srv, struct service *svc)
+{
+	if (svc->dirty)
+		return;
+	svc->dirty = true;
+	if (srv->ndirty_svcs == srv->capdirty_svcs) {
+		srv->capdirty_svcs = srv->capdirty_svcs ? srv->capdirty_svcs * 2 : 16;
+		srv->dirty_svcs =
+			xrealloc(srv->dirty_svcs, srv->capdirty_svcs * sizeof(*srv->dirty_svcs));
+	}
+	srv->dirty_svcs[srv->ndirty_svcs++] = svc;
+	schedule_pass(srv);
+}
+
+void
+reconcile_mark_node(struct sched_server *srv, struct node *n)
+{
+	if (n->dirty)
+		return;
+	n->dirty = true;
+	if (srv->ndirty_nodes == srv->capdirty_nodes) {
+		srv->capdirty_nodes = srv->capdirty_nodes ? srv->capdirty_nodes * 2 : 16;
+		srv->dirty_nodes =
+			xrealloc(srv->dirty_nodes, srv->capdirty_nodes * sizeof(*srv->dirty_nodes));
+	}
+	srv->dirty_nodes[srv->ndirty_nodes++] = n;
+	schedule_pass(srv);
+}
+
+static int
+task_role(const struct slot *sl, const struct task *t)
+{
+	if (task_terminal(t))
+		return ROLE_FINISHED;
+	if (sl && sl->cur == t)
+		return ROLE_CUR;
+	if (sl && sl->next == t)
+		return ROLE_NEXT;
+	return ROLE_STOPPING;
+}
+
+void
+reconcile_persist_task(struct sched_server *srv, struct task *t)
+{
+	struct slot *sl = service_slot_find(t->svc, t->slot);
+	struct store_task st = {
+		.id = t->id,
+		.name = t->name,
+		.service = t->svc->name,
+		.slot = t->slot,
+		.version = t->version,
+		.node_id = t->node ? t->node->id : "",
+		.desired = t->desired,
+		.role = task_role(sl, t),
+		.restarts = t->restarts,
+		.created_ms = t->created_ms,
+	};
+	struct shoal_err err;
+
+	ensure_tx(srv);
+	if (store_task_put(&srv->store, &st, &err) == -1)
+		store_warn(&err);
+	t->persisted = true;
+}
+
+static void
+unpersist_task(struct sched_server *srv, struct task *t)
+{
+	struct shoal_err err;
+
+	if (!t->persisted)
+		return;
+	ensure_tx(srv);
+	if (store_task_delete(&srv->store, t->id, &err) == -1)
+		store_warn(&err);
+	t->persisted = false;
+}
+
+void
+reconcile_persist_service(struct sched_server *srv, struct service *svc)
+{
+	struct store_service sv = {
+		.name = svc->name,
+		.spec_json = svc->spec_json,
+		.prev_spec_json = svc->prev_spec_json,
+		.version = svc->version,
+		.created_ms = svc->created_ms,
+		.updated_ms = svc->updated_ms,
+		.removed = svc->removed,
+	};
+	struct shoal_err err;
+
+	ensure_tx(srv);
+	if (store_service_put(&srv->store, &sv, &err) == -1)
+		store_warn(&err);
+}
+
+/* ---- binding tasks to nodes ---- */
+
+static void
+bind_task(struct sched_server *srv, struct task *t, struct node *n)
+{
+	t->node = n;
+	t->bound = true;
+	t->cpu_millis = t->svc->spec.resources.cpu_millis;
+	t->memory_bytes = t->svc->spec.resources.memory_bytes;
+	n->reserved_cpu_millis += (int64_t)t->cpu_millis;
+	n->reserved_memory_bytes += t->memory_bytes;
+	n->ntasks++;
+	t->node_prev = NULL;
+	t->node_next = n->tasks;
+	if (n->tasks)
+		n->tasks->node_prev = t;
+	n->tasks = t;
+	reconcile_mark_node(srv, n);
+}
+
+static void
+unbind_task(struct sched_server *srv, struct task *t)
+{
+	struct node *n = t->node;
+
+	if (!t->bound)
+		return;
+	t->bound = false;
+	n->reserved_cpu_millis -= (int64_t)t->cpu_millis;
+	n->reserved_memory_bytes -= t->memory_bytes;
+	n->ntasks--;
+	if (t->node_prev)
+		t->node_prev->node_next = t->node_next;
+	else
+		n->tasks = t->node_next;
+	if (t->node_next)
+		t->node_next->node_prev = t->node_prev;
+	t->node_prev = t->node_next = NULL;
+	reconcile_mark_node(srv, n);
+}
+
+/* Forget a task entirely (it left the slot's history or its slot went). */
+static void
+drop_task(struct sched_server *srv, struct task *t)
+{
+	if (t == NULL)
+		return;
+	unbind_task(srv, t);
+	unpersist_task(srv, t);
+	task_map_del(&srv->tasks, t);
+	task_free(t);
+}
+
+static void
+to_history(struct sched_server *srv, struct slot *sl, struct task *t)
+{
+	drop_task(srv, slot_push_history(sl, t));
+}
+
+static struct task *
+new_task(struct sched_server *srv, struct service *svc, uint32_t slot, uint32_t restarts)
+{
+	struct task *t = task_new(svc, slot, svc->version, util_wall_ms());
+
+	t->restarts = restarts;
+	task_map_put(&srv->tasks, t);
+	return t;
+}
+
+/* Ask for t to stop. A task never placed stops at once. */
+static void
+shutdown_task(struct sched_server *srv, struct task *t, const char *why)
+{
+	if (t->desired == TASK_DESIRED_SHUTDOWN)
+		return;
+	t->desired = TASK_DESIRED_SHUTDOWN;
+	if (why)
+		task_set_message(t, "%s", why);
+	if (!t->bound && !task_terminal(t)) {
+		task_set_state(t, TASK_STATE_STOPPED, util_wall_ms());
+		t->finished_mono = util_now_ms();
+	}
+	if (t->bound)
+		reconcile_mark_node(srv, t->node);
+}
+
+/* Replace slot's current task by a new one; the old one stops (or is history already). */
+static struct task *
+replace_cur(struct sched_server *srv, struct slot *sl, struct task *fresh, const char *why)
+{
+	struct task *old = sl->cur;
+
+	sl->cur = fresh;
+	if (old) {
+		shutdown_task(srv, old, why);
+		if (task_terminal(old)) {
+			to_history(srv, sl, old);
+		} else {
+			slot_add_stopping(sl, old);
+			reconcile_persist_task(srv, old);
+		}
+	}
+	reconcile_persist_task(srv, fresh);
+	return fresh;
+}
+
+/* ---- the per-service pass ---- */
+
+static int64_t
+backoff_ms(const struct service *svc, uint32_t restarts)
+{
+	int64_t d = svc->spec.restart.delay_ms;
+
+	for (uint32_t i = 1; i < restarts && d < BACKOFF_MAX_MS; i++)
+		d *= 2;
+	return d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d;
+}
+
+/* Decide what a slot whose current task finished needs. Returns true if it waits on time. */
+static bool
+restart_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
+{
+	struct task *t = sl->cur;
+	const struct service_spec *sp = &svc->spec;
+	bool failed = t->state == TASK_STATE_FAILED || t->exit_code != 0 || t->oom_killed;
+	bool ran_long;
+	uint32_t restarts;
+	int64_t due;
+
+	if (sp->restart.policy == MANIFEST_RESTART_NEVER)
+		return false;
+	if (sp->restart.policy == MANIFEST_RESTART_ON_FAILURE && !failed)
+		return false;
+	ran_long = t->running_since && t->finished_mono - t->running_since >= BACKOFF_RESET_MS;
+	restarts = ran_long ? 1 : t->restarts + 1;
+	if (sp->restart.max_attempts && restarts > sp->restart.max_attempts) {
+		if (t->message == NULL || strstr(t->message, "restart") == NULL)
+			task_set_message(t, "%s; not restarted: max_attempts=%u reached",
+					 t->message ? t->message : "exited",
+					 sp->restart.max_attempts);
+		return false;
+	}
+	due = t->finished_mono + backoff_ms(svc, restarts);
+	if (now < due)
+		return true;
+	replace_cur(srv, sl, new_task(srv, svc, sl->num, restarts), NULL);
+	return false;
+}
+
+/* Pick which slots a scale-down removes: those on the most loaded nodes first (keeps the
+ * spread even), then the highest slot numbers. */
+struct victim {
+	struct slot *sl;
+	uint32_t load;
+};
+
+static int
+victim_cmp(const void *a, const void *b)
+{
+	const struct victim *x = a, *y = b;
+
+	if (x->load != y->load)
+		return x->load > y->load ? -1 : 1;
+	return x->sl->num > y->sl->num ? -1 : x->sl->num < y->sl->num;
+}
+
+static void
+scale(struct sched_server *srv, struct service *svc)
+{
+	uint32_t want = svc->removed ? 0 : svc->spec.replicas, have = 0;
+	struct victim *v;
+	size_t nv = 0;
+
+	for (size_t i = 0; i < svc->nslots; i++)
+		have += !svc->slots[i].removed;
+	while (have < want) {
+		struct slot *sl = service_slot(svc, service_free_slot(svc));
+		sl->cur = new_task(srv, svc, sl->num, 0);
+		reconcile_persist_task(srv, sl->cur);
+		have++;
+	}
+	if (have <= want)
+		return;
+	/* Load per node = this service's tasks there. */
+	for (size_t i = 0; i < svc->nslots; i++)
+		if (svc->slots[i].cur && svc->slots[i].cur->node)
+			svc->slots[i].cur->node->scratch = 0;
+	for (size_t i = 0; i < svc->nslots; i++)
+		if (!svc->slots[i].removed && svc->slots[i].cur && svc->slots[i].cur->node &&
+		    task_live(svc->slots[i].cur))
+			svc->slots[i].cur->node->scratch++;
+	v = xcalloc(have, sizeof(*v));
+	for (size_t i = 0; i < svc->nslots; i++) {
+		struct slot *sl = &svc->slots[i];
+		if (sl->removed)
+			continue;
+		v[nv].sl = sl;
+		/* Pending and dead tasks go first: removing them costs nothing. */
+		v[nv].load = !sl->cur || !sl->cur->node || !task_live(sl->cur)
+				     ? UINT32_MAX
+				     : sl->cur->node->scratch;
+		nv++;
+	}
+	qsort(v, nv, sizeof(*v), victim_cmp);
+	for (size_t i = 0; i < have - want; i++) {
+		struct slot *sl = v[i].sl;
+		const char *why = svc->removed ? "service removed" : "scaled down";
+		sl->removed = true;
+		if (sl->cur && !task_terminal(sl->cur)) {
+			shutdown_task(srv, sl->cur, why);
+			reconcile_persist_task(srv, sl->cur);
+		}
+		if (sl->next) {
+			shutdown_task(srv, sl->next, why);
+			reconcile_persist_task(srv, sl->next);
+		}
+		/* Recount loads as victims go, so one node is not emptied while others keep two. */
+		if (sl->cur && sl->cur->node && sl->cur->node->scratch)
+			sl->cur->node->scratch--;
+	}
+	free(v);
+}
+
+/* A removed slot goes once none of its tasks is still running somewhere. */
+static bool
+slot_quiet(const struct slot *sl)
+{
+	if (sl->nstopping)
+		return false;
+	if (sl->cur && !task_terminal(sl->cur) && !(sl->cur->lost && !sl->cur->bound))
+		return false;
+	if (sl->next && !task_terminal(sl->next))
+		return false;
+	return true;
+}
+
+static void
+free_slot_tasks(struct sched_server *srv, struct slot *sl)
+{
+	drop_task(srv, sl->cur);
+	drop_task(srv, sl->next);
+	for (size_t i = 0; i < SLOT_HISTORY; i++)
+		drop_task(srv, sl->history[i]);
+	sl->cur = sl->next = NULL;
+	memset(sl->history, 0, sizeof(sl->history));
+}
+
+static bool
+reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
+{
+	struct task *t;
+
+	/* A replacement that runs takes over; one that died is history. */
+	if (sl->next && task_terminal(sl->next)) {
+		to_history(srv, sl, sl->next);
+		sl->next = NULL;
+	} else if (sl->next && sl->next->lost) {
+		shutdown_task(srv, sl->next, NULL);
+		slot_add_stopping(sl, sl->next);
+		reconcile_persist_task(srv, sl->next);
+		sl->next = NULL;
+	} else if (sl->next && sl->next->state == TASK_STATE_RUNNING) {
+		struct task *fresh = sl->next;
+		sl->next = NULL;
+		replace_cur(srv, sl, fresh, sl->cur && sl->cur->node && sl->cur->node->drain
+						    ? "node drained"
+						    : "replaced");
+	}
+	t = sl->cur;
+	if (t == NULL) {
+		sl->cur = new_task(srv, svc, sl->num, 0);
+		reconcile_persist_task(srv, sl->cur);
+		return false;
+	}
+	if (t->lost) {
+		replace_cur(srv, sl, new_task(srv, svc, sl->num, t->restarts), NULL);
+		return false;
+	}
+	if (task_terminal(t))
+		return restart_slot(srv, svc, sl, now);
+	if (sl->next)
+		return false;
+	if (t->version != svc->version) {
+		/* A changed spec: start the new version, then stop the old (rolling updates with
+		 * parallelism and health come with the update module). */
+		sl->next = new_task(srv, svc, sl->num, 0);
+		reconcile_persist_task(srv, sl->next);
+	} else if (t->node && t->node->drain) {
+		sl->next = new_task(srv, svc, sl->num, 0);
+		task_set_message(sl->next, "moving off drained node %s", t->node->name);
+		reconcile_persist_task(srv, sl->next);
+	}
+	return false;
+}
+
+static void
+place_pending(struct sched_server *srv, struct service *svc)
+{
+	struct place_batch *b = NULL;
+	const char *reason = NULL;
+	size_t pending = 0;
+
+	for (size_t i = 0; i < svc->nslots; i++) {
+		struct slot *sl = &svc->slots[i];
+		struct task *ts[] = {sl->cur, sl->next};
+		if (sl->removed)
+			continue;
+		for (size_t k = 0; k < ARRAY_SIZE(ts); k++) {
+			struct task *t = ts[k];
+			struct node *n;
+			if (t == NULL || t->node || t->desired != TASK_DESIRED_RUNNING ||
+			    task_terminal(t))
+				continue;
+			if (b == NULL)
+				b = place_begin(&srv->nodes, svc);
+			n = reason ? NULL : place_next(b);
+			if (n == NULL) {
+				if (reason == NULL)
+					reason = place_reason(b);
+				task_set_message(t, "%s", reason);
+				pending++;
+				continue;
+			}
+			bind_task(srv, t, n);
+			place_commit(b, n);
+			task_set_state(t, TASK_STATE_ASSIGNED, util_wall_ms());
+			if (t->message && k == 0)
+				task_set_message(t, NULL);
+			reconcile_persist_task(srv, t);
+		}
+	}
+	free(svc->pending_reason);
+	svc->pending_reason = pending ? xstrdup(reason) : NULL;
+	if (pending && svc->waiting == false)
+		shoal_log(LOG_INFO, "service %s: %zu task%s pending: %s", svc->name, pending,
+			  pending == 1 ? "" : "s", reason);
+	if (pending)
+		svc->waiting = true;
+	place_end(b);
+}
+
+static void
+delete_service(struct sched_server *srv, struct service *svc)
+{
+	struct shoal_err err;
+
+	for (size_t i = 0; i < svc->nslots; i++)
+		free_slot_tasks(srv, &svc->slots[i]);
+	ensure_tx(srv);
+	if (store_service_delete(&srv->store, svc->name, &err) == -1)
+		store_warn(&err);
+	shoal_log(LOG_INFO, "service %s removed", svc->name);
+	services_del(&srv->services, svc);
+	service_free(svc);
+}
+
+/* Returns false when the service was deleted. */
+static bool
+reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
+{
+	bool waiting = false;
+
+	svc->dirty = false;
+	scale(srv, svc);
+	for (size_t i = 0; i < svc->nslots;) {
+		struct slot *sl = &svc->slots[i];
+		if (sl->removed) {
+			if (slot_quiet(sl)) {
+				free_slot_tasks(srv, sl);
+				service_slot_remove(svc, sl);
+				continue;
+			}
+			i++;
+			continue;
+		}
+		waiting |= reconcile_slot(srv, svc, sl, now);
+		i++;
+	}
+	if (svc->removed && svc->nslots == 0) {
+		delete_service(srv, svc);
+		return false;
+	}
+	svc->waiting = waiting;
+	place_pending(srv, svc);
+	return true;
+}
+
+/* ---- dispatch: a node's whole task set (level-triggered, like swarmkit's dispatcher) ---- */
+
+void
+reconcile_dispatch(struct sched_server *srv, struct node *n)
+{
+	(void)srv;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__Assignments as = SHOAL__ASSIGNMENTS__INIT;
+	Shoal__TaskSpec *specs, **sp;
+	Shoal__ServiceVersion *vers, **vp;
+	size_t nt = 0, nv = 0;
+	struct shoal_err err;
+
+	if (n->conn == NULL || n->status != NODE_READY)
+		return;
+	specs = xcalloc(n->ntasks ? n->ntasks : 1, sizeof(*specs));
+	sp = xcalloc(n->ntasks ? n->ntasks : 1, sizeof(*sp));
+	vers = xcalloc(n->ntasks ? n->ntasks : 1, sizeof(*vers));
+	vp = xcalloc(n->ntasks ? n->ntasks : 1, sizeof(*vp));
+	for (struct task *t = n->tasks; t; t = t->node_next) {
+		Shoal__TaskSpec *ts;
+		size_t k;
+		if (t->desired != TASK_DESIRED_RUNNING || task_terminal(t))
+			continue;
+		ts = &specs[nt];
+		shoal__task_spec__init(ts);
+		ts->task_id = t->id;
+		ts->name = t->name;
+		ts->service = t->svc->name;
+		ts->slot = t->slot;
+		ts->version = t->version;
+		sp[nt++] = ts;
+		/* One spec per (service, version): most nodes run few services. */
+		for (k = 0; k < nv; k++)
+			if (vers[k].version == t->version && strcmp(vers[k].service, t->svc->name) == 0)
+				break;
+		if (k == nv) {
+			shoal__service_version__init(&vers[nv]);
+			vers[nv].service = t->svc->name;
+			vers[nv].version = t->version;
+			/* A task of an older version runs the previous spec. */
+			vers[nv].spec_json = t->version == t->svc->version || !t->svc->prev_spec_json
+						     ? t->svc->spec_json
+						     : t->svc->prev_spec_json;
+			vp[nv] = &vers[nv];
+			nv++;
+		}
+	}
+	as.generation = ++n->assign_gen;
+	as.tasks = sp;
+	as.n_tasks = nt;
+	as.specs = vp;
+	as.n_specs = nv;
+	env.body_case = SHOAL__ENVELOPE__BODY_ASSIGNMENTS;
+	env.assignments = &as;
+	if (rpc_send(n->conn, &env, &err) == -1)
+		shoal_log(LOG_WARNING, "assignments to %s: %s", n->name, err.msg);
+	else
+		shoal_log(LOG_DEBUG, "assignments gen=%llu to %s: %zu tasks",
+			  (unsigned long long)as.generation, n->name, nt);
+	free(specs);
+	free(sp);
+	free(vers);
+	free(vp);
+}
+
+void
+reconcile_flush(struct sched_server *srv)
+{
+	int64_t now = util_now_ms();
+	struct shoal_err err;
+
+	/* Reconciling may dirty more services (it does not today, but a loop is cheap). */
+	while (srv->ndirty_svcs) {
+		struct service **v = srv->dirty_svcs;
+		size_t n = srv->ndirty_svcs;
+		srv->dirty_svcs = NULL;
+		srv->ndirty_svcs = srv->capdirty_svcs = 0;
+		for (size_t i = 0; i < n; i++)
+			if (v[i]->dirty)
+				reconcile_service(srv, v[i], now);
+		free(v);
+	}
+	for (size_t i = 0; i < srv->ndirty_nodes; i++) {
+		struct node *n = srv->dirty_nodes[i];
+		n->dirty = false;
+		reconcile_dispatch(srv, n);
+	}
+	srv->ndirty_nodes = 0;
+	if (store_tx_commit(&srv->store, &err) == -1)
+		store_warn(&err);
+}
+
+void
+reconcile_tick(struct sched_server *srv)
+{
+	for (size_t i = 0; i < srv->services.n; i++)
+		if (srv->services.v[i]->waiting || srv->services.v[i]->removed)
+			reconcile_mark(srv, srv->services.v[i]);
+}
+
+/* ---- reports from agents ---- */
+
+static struct slot *
+slot_of(struct task *t)
+{
+	return service_slot_find(t->svc, t->slot);
+}
+
+/* t reached a terminal state: it gives its node back, leaves the stopping list. */
+static void
+finished(struct sched_server *srv, struct task *t)
+{
+	struct slot *sl = slot_of(t);
+
+	t->finished_mono = util_now_ms();
+	unbind_task(srv, t);
+	if (sl) {
+		for (size_t i = 0; i < sl->nstopping; i++) {
+			if (sl->stopping[i] == t) {
+				slot_del_stopping(sl, t);
+				to_history(srv, sl, t);
+				reconcile_mark(srv, t->svc);
+				return;
+			}
+		}
+	}
+	if (t->persisted)
+		reconcile_persist_task(srv, t);
+	reconcile_mark(srv, t->svc);
+}
+
+void
+reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__TaskStatus *ts)
+{
+	struct task *t = task_map_get(&srv->tasks, ts->task_id);
+	enum task_state st = (enum task_state)ts->state;
+	struct slot *sl;
+
+	if (t == NULL || t->node != n || !t->bound)
+		return; /* stale: a task this node no longer has */
+	if (st > TASK_STATE_FAILED)
+		return;
+	task_set_state(t, st, ts->timestamp_ms ? ts->timestamp_ms : util_wall_ms());
+	if (ts->message && ts->message[0])
+		task_set_message(t, "%s", ts->message);
+	else if (st == TASK_STATE_RUNNING && t->desired == TASK_DESIRED_RUNNING)
+		task_set_message(t, NULL);
+	if (ts->container_ip && ts->container_ip[0])
+		snprintf(t->ip, sizeof(t->ip), "%s", ts->container_ip);
+	if (ts->started_at_ms)
+		t->started_at = ts->started_at_ms;
+	if (st == TASK_STATE_RUNNING && t->running_since == 0)
+		t->running_since = util_now_ms();
+	if (task_terminal(t)) {
+		t->exit_code = ts->exit_code;
+		t->oom_killed = ts->oom_killed;
+		finished(srv, t);
+		return;
+	}
+	/* Only a replacement coming up changes a decision; a plain task going to running
+	 * needs no pass (this keeps a million acknowledgements cheap). */
+	sl = slot_of(t);
+	if (sl && sl->next == t && st == TASK_STATE_RUNNING)
+		reconcile_mark(srv, t->svc);
+}
+
+void
+reconcile_node_down(struct sched_server *srv, struct node *n)
+{
+	size_t lost = 0;
+
+	for (struct task *t = n->tasks; t; t = t->node_next) {
+		if (t->desired != TASK_DESIRED_RUNNING || task_terminal(t) || t->lost)
+			continue;
+		t->lost = true;
+		task_set_message(t, "node %s down", n->name);
+		reconcile_mark(srv, t->svc);
+		lost++;
+	}
+	if (lost)
+		shoal_log(LOG_INFO, "node %s down: replacing %zu task%s elsewhere", n->name, lost,
+			  lost == 1 ? "" : "s");
+}
+
+void
+reconcile_node_registered(struct sched_server *srv, struct node *n,
+			  Shoal__TaskStatus *const *running, size_t nrunning)
+{
+	size_t adopted = 0;
+
+	for (size_t i = 0; i < nrunning; i++) {
+		struct task *t = task_map_get(&srv->tasks, running[i]->task_id);
+		if (t == NULL || t->node != n || !t->bound)
+			continue;
+		if (!t->lost && t->desired == TASK_DESIRED_RUNNING)
+			adopted++;
+		reconcile_task_status(srv, n, running[i]);
+	}
+	/* Tasks it ran before but no longer has died while nobody watched. */
+	for (struct task *t = n->tasks, *next; t; t = next) {
+		bool reported = false;
+		next = t->node_next;
+		if (t->state < TASK_STATE_STARTING || task_terminal(t))
+			continue;
+		for (size_t i = 0; i < nrunning && !reported; i++)
+			reported = strcmp(running[i]->task_id, t->id) == 0;
+		if (reported)
+			continue;
+		task_set_state(t, TASK_STATE_FAILED, util_wall_ms());
+		task_set_message(t, "container gone from %s while it was away", n->name);
+		finished(srv, t);
+	}
+	if (adopted)
+		shoal_log(LOG_INFO, "node %s: adopted %zu running task%s", n->name, adopted,
+			  adopted == 1 ? "" : "s");
+	reconcile_mark_node(srv, n);
+}
+
+/* ---- load after a restart ---- */
+
+static void
+load_service(const struct store_service *sv, void *arg)
+{
+	struct sched_server *srv = arg;
+	struct service_spec spec;
+	struct service *svc;
+	struct shoal_err err;
+
+	if (manifest_spec_from_json(sv->spec_json, &spec, &err) == -1) {
+		shoal_log(LOG_ERR, "store: service %s: %s (skipped)", sv->name, err.msg);
+		return;
+	}
+	svc = service_new(sv->name, sv->created_ms);
+	service_set_spec(svc, &spec);
+	svc->prev_spec_json = sv->prev_spec_json ? xstrdup(sv->prev_spec_json) : NULL;
+	svc->version = sv->version;
+	svc->updated_ms = sv->updated_ms;
+	svc->removed = sv->removed != 0;
+	services_add(&srv->services, svc);
+}
+
+static void
+load_task(const struct store_task *st, void *arg)
+{
+	struct sched_server *srv = arg;
+	struct service *svc = services_find(&srv->services, st->service);
+	struct node *n = st->node_id[0] ? nodes_find_id(&srv->nodes, st->node_id) : NULL;
+	struct slot *sl;
+	struct task *t;
+
+	if (svc == NULL)
+		return;
+	sl = service_slot(svc, st->slot);
+	t = xcalloc(1, sizeof(*t));
+	snprintf(t->id, sizeof(t->id), "%s", st->id);
+	t->name = xstrdup(st->name);
+	t->svc = svc;
+	t->slot = st->slot;
+	t->version = st->version;
+	t->desired = (enum task_desired)st->desired;
+	t->restarts = st->restarts;
+	t->created_ms = st->created_ms;
+	t->state_since = util_wall_ms();
+	t->exit_code = -1;
+	t->persisted = true;
+	/* Observed state comes back with the agents' registrations: until then a placed task is
+	 * "assigned" (its agent will start it if it is not running). */
+	t->state = n ? TASK_STATE_ASSIGNED : TASK_STATE_PENDING;
+	task_map_put(&srv->tasks, t);
+	if (n)
+		bind_task(srv, t, n);
+	switch (st->role) {
+	case ROLE_CUR:
+	case ROLE_FINISHED:
+		if (sl->cur)
+			to_history(srv, sl, sl->cur);
+		sl->cur = t;
+		if (st->role == ROLE_FINISHED) {
+			unbind_task(srv, t);
+			task_set_state(t, TASK_STATE_STOPPED, t->state_since);
+			task_set_message(t, "finished before the scheduler restarted");
+		}
+		break;
+	case ROLE_NEXT:
+		sl->next = t;
+		break;
+	default:
+		slot_add_stopping(sl, t);
+		break;
+	}
+	if (t->desired == TASK_DESIRED_SHUTDOWN && sl->cur == t && svc->removed)
+		sl->removed = true;
+}
+
+int
+reconcile_load(struct sched_server *srv, struct shoal_err *err)
+{
+	size_t ntasks;
+
+	if (store_service_each(&srv->store, load_service, srv, err) == -1)
+		return -1;
+	if (store_task_each(&srv->store, load_task, srv, err) == -1)
+		return -1;
+	ntasks = srv->tasks.n;
+	for (size_t i = 0; i < srv->services.n; i++)
+		reconcile_mark(srv, srv->services.v[i]);
+	if (srv->services.n)
+		shoal_log(LOG_INFO, "loaded %zu service%s and %zu task%s", srv->services.n,
+			  srv->services.n == 1 ? "" : "s", ntasks, ntasks == 1 ? "" : "s");
+	return 0;
+}

@@ -1,0 +1,219 @@
+#include "service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "task.h"
+#include "util.h"
+
+struct service *
+service_new(const char *name, int64_t now_wall)
+{
+	struct service *s = xcalloc(1, sizeof(*s));
+
+	s->name = xstrdup(name);
+	s->created_ms = s->updated_ms = now_wall;
+	manifest_spec_init(&s->spec);
+	return s;
+}
+
+static void
+slot_clear(struct slot *sl)
+{
+	task_free(sl->cur);
+	task_free(sl->next);
+	for (size_t i = 0; i < SLOT_HISTORY; i++)
+		task_free(sl->history[i]);
+	for (size_t i = 0; i < sl->nstopping; i++)
+		task_free(sl->stopping[i]);
+	free(sl->stopping);
+	memset(sl, 0, sizeof(*sl));
+}
+
+void
+service_free(struct service *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->nslots; i++)
+		slot_clear(&s->slots[i]);
+	free(s->slots);
+	manifest_spec_free(&s->spec);
+	free(s->spec_json);
+	free(s->prev_spec_json);
+	free(s->pending_reason);
+	free(s->name);
+	free(s);
+}
+
+void
+service_set_spec(struct service *s, struct service_spec *spec)
+{
+	manifest_spec_free(&s->spec);
+	s->spec = *spec;
+	memset(spec, 0, sizeof(*spec));
+	free(s->spec_json);
+	s->spec_json = manifest_spec_to_json(&s->spec);
+}
+
+struct slot *
+service_slot_find(struct service *s, uint32_t num)
+{
+	size_t lo = 0, hi = s->nslots;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->slots[mid].num < num)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->nslots && s->slots[lo].num == num ? &s->slots[lo] : NULL;
+}
+
+struct slot *
+service_slot(struct service *s, uint32_t num)
+{
+	size_t i = 0;
+	struct slot *sl = service_slot_find(s, num);
+
+	if (sl)
+		return sl;
+	if (s->nslots == s->capslots) {
+		s->capslots = s->capslots ? s->capslots * 2 : 4;
+		s->slots = xrealloc(s->slots, s->capslots * sizeof(*s->slots));
+	}
+	while (i < s->nslots && s->slots[i].num < num)
+		i++;
+	memmove(&s->slots[i + 1], &s->slots[i], (s->nslots - i) * sizeof(*s->slots));
+	memset(&s->slots[i], 0, sizeof(s->slots[i]));
+	s->slots[i].num = num;
+	s->nslots++;
+	return &s->slots[i];
+}
+
+void
+service_slot_remove(struct service *s, struct slot *sl)
+{
+	size_t i = (size_t)(sl - s->slots);
+
+	slot_clear(sl);
+	memmove(&s->slots[i], &s->slots[i + 1], (s->nslots - i - 1) * sizeof(*s->slots));
+	s->nslots--;
+}
+
+uint32_t
+service_free_slot(const struct service *s)
+{
+	uint32_t want = 1;
+
+	/* Slots are sorted: the first gap in 1, 2, 3, ... is the answer. */
+	for (size_t i = 0; i < s->nslots; i++) {
+		if (s->slots[i].num > want)
+			break;
+		if (s->slots[i].num == want)
+			want++;
+	}
+	return want;
+}
+
+struct task *
+slot_push_history(struct slot *sl, struct task *t)
+{
+	struct task *evicted = sl->history[SLOT_HISTORY - 1];
+
+	memmove(&sl->history[1], &sl->history[0], (SLOT_HISTORY - 1) * sizeof(sl->history[0]));
+	sl->history[0] = t;
+	return evicted;
+}
+
+void
+slot_add_stopping(struct slot *sl, struct task *t)
+{
+	sl->stopping = xrealloc(sl->stopping, (sl->nstopping + 1) * sizeof(*sl->stopping));
+	sl->stopping[sl->nstopping++] = t;
+}
+
+void
+slot_del_stopping(struct slot *sl, struct task *t)
+{
+	for (size_t i = 0; i < sl->nstopping; i++) {
+		if (sl->stopping[i] == t) {
+			sl->stopping[i] = sl->stopping[--sl->nstopping];
+			return;
+		}
+	}
+}
+
+uint32_t
+service_running(const struct service *s)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < s->nslots; i++) {
+		const struct slot *sl = &s->slots[i];
+		if (sl->removed)
+			continue;
+		if ((sl->cur && sl->cur->state == TASK_STATE_RUNNING && task_live(sl->cur)) ||
+		    (sl->next && sl->next->state == TASK_STATE_RUNNING && task_live(sl->next)))
+			n++;
+	}
+	return n;
+}
+
+static size_t
+services_lower(const struct services *ss, const char *name)
+{
+	size_t lo = 0, hi = ss->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (strcmp(ss->v[mid]->name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct service *
+services_find(struct services *ss, const char *name)
+{
+	size_t i = services_lower(ss, name);
+
+	return i < ss->n && strcmp(ss->v[i]->name, name) == 0 ? ss->v[i] : NULL;
+}
+
+void
+services_add(struct services *ss, struct service *s)
+{
+	size_t i = services_lower(ss, s->name);
+
+	if (ss->n == ss->cap) {
+		ss->cap = ss->cap ? ss->cap * 2 : 8;
+		ss->v = xrealloc(ss->v, ss->cap * sizeof(*ss->v));
+	}
+	memmove(&ss->v[i + 1], &ss->v[i], (ss->n - i) * sizeof(*ss->v));
+	ss->v[i] = s;
+	ss->n++;
+}
+
+void
+services_del(struct services *ss, struct service *s)
+{
+	size_t i = services_lower(ss, s->name);
+
+	if (i < ss->n && ss->v[i] == s) {
+		memmove(&ss->v[i], &ss->v[i + 1], (ss->n - i - 1) * sizeof(*ss->v));
+		ss->n--;
+	}
+}
+
+void
+services_free(struct services *ss)
+{
+	for (size_t i = 0; i < ss->n; i++)
+		service_free(ss->v[i]);
+	free(ss->v);
+	memset(ss, 0, sizeof(*ss));
+}

@@ -1,0 +1,206 @@
+#include "task.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "service.h"
+#include "util.h"
+
+static const char *const state_names[] = {
+	[TASK_STATE_PENDING] = "pending",   [TASK_STATE_ASSIGNED] = "assigned",
+	[TASK_STATE_PREPARING] = "preparing", [TASK_STATE_STARTING] = "starting",
+	[TASK_STATE_RUNNING] = "running",   [TASK_STATE_STOPPING] = "stopping",
+	[TASK_STATE_STOPPED] = "stopped",   [TASK_STATE_FAILED] = "failed",
+};
+
+struct task *
+task_new(struct service *svc, uint32_t slot, uint64_t version, int64_t now_wall)
+{
+	struct task *t = xcalloc(1, sizeof(*t));
+	static const char b36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	uint8_t raw[6];
+	char shortid[5];
+
+	randombytes_buf(raw, sizeof(raw));
+	util_hex(raw, sizeof(raw), t->id);
+	/* The short id in the name is for people: 4 base-36 characters from the id's bytes. */
+	for (int i = 0; i < 4; i++)
+		shortid[i] = b36[raw[i] % 36];
+	shortid[4] = '\0';
+	t->svc = svc;
+	t->slot = slot;
+	t->version = version;
+	t->name = xasprintf("%s.%u.%s", svc->name, slot, shortid);
+	t->state = TASK_STATE_PENDING;
+	t->state_since = now_wall;
+	t->created_ms = now_wall;
+	t->exit_code = -1;
+	return t;
+}
+
+void
+task_free(struct task *t)
+{
+	if (t == NULL)
+		return;
+	free(t->name);
+	free(t->message);
+	free(t);
+}
+
+bool
+task_terminal(const struct task *t)
+{
+	return t->state == TASK_STATE_STOPPED || t->state == TASK_STATE_FAILED;
+}
+
+bool
+task_live(const struct task *t)
+{
+	return t->desired == TASK_DESIRED_RUNNING && !task_terminal(t) && !t->lost;
+}
+
+void
+task_set_state(struct task *t, enum task_state st, int64_t now_wall)
+{
+	if (t->state == st)
+		return;
+	t->state = st;
+	t->state_since = now_wall;
+}
+
+void
+task_set_message(struct task *t, const char *fmt, ...)
+{
+	va_list ap;
+	char *m = NULL;
+
+	if (fmt) {
+		va_start(ap, fmt);
+		if (vasprintf(&m, fmt, ap) == -1)
+			m = NULL;
+		va_end(ap);
+	}
+	free(t->message);
+	t->message = m;
+}
+
+const char *
+task_state_name(enum task_state st)
+{
+	if ((size_t)st < ARRAY_SIZE(state_names) && state_names[st])
+		return state_names[st];
+	return "unknown";
+}
+
+const char *
+task_desired_name(enum task_desired d)
+{
+	return d == TASK_DESIRED_RUNNING ? "running" : "shutdown";
+}
+
+int
+task_state_parse(const char *s)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(state_names); i++)
+		if (strcmp(s, state_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* ---- id map: open addressing with linear probing; ids are random hex, so their first
+ * 8 digits are already a good hash. ---- */
+
+#define TOMBSTONE ((struct task *)1)
+
+static uint64_t
+id_hash(const char *id)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 1099511628211ULL;
+	return h;
+}
+
+void
+task_map_init(struct task_map *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void
+task_map_free(struct task_map *m)
+{
+	free(m->slots);
+	memset(m, 0, sizeof(*m));
+}
+
+static void
+rehash(struct task_map *m, size_t cap)
+{
+	struct task **old = m->slots;
+	size_t oldcap = m->cap;
+
+	m->slots = xcalloc(cap, sizeof(*m->slots));
+	m->cap = cap;
+	m->n = m->used = 0;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i] && old[i] != TOMBSTONE)
+			task_map_put(m, old[i]);
+	free(old);
+}
+
+void
+task_map_put(struct task_map *m, struct task *t)
+{
+	size_t i;
+
+	if ((m->used + 1) * 4 >= m->cap * 3)
+		rehash(m, m->cap ? (m->n * 2 > m->cap / 2 ? m->cap * 2 : m->cap) : 64);
+	i = id_hash(t->id) & (m->cap - 1);
+	while (m->slots[i] && m->slots[i] != TOMBSTONE)
+		i = (i + 1) & (m->cap - 1);
+	if (m->slots[i] == NULL)
+		m->used++;
+	m->slots[i] = t;
+	m->n++;
+}
+
+struct task *
+task_map_get(const struct task_map *m, const char *id)
+{
+	size_t i;
+
+	if (m->cap == 0)
+		return NULL;
+	i = id_hash(id) & (m->cap - 1);
+	while (m->slots[i]) {
+		if (m->slots[i] != TOMBSTONE && strcmp(m->slots[i]->id, id) == 0)
+			return m->slots[i];
+		i = (i + 1) & (m->cap - 1);
+	}
+	return NULL;
+}
+
+void
+task_map_del(struct task_map *m, const struct task *t)
+{
+	size_t i;
+
+	if (m->cap == 0)
+		return;
+	i = id_hash(t->id) & (m->cap - 1);
+	while (m->slots[i]) {
+		if (m->slots[i] == t) {
+			m->slots[i] = TOMBSTONE;
+			m->n--;
+			return;
+		}
+		i = (i + 1) & (m->cap - 1);
+	}
+}
