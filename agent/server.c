@@ -81,6 +81,7 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 		return -1;
 	}
 	tasks_load(&a->tasks);
+	logs_init(&a->logs, a);
 	shoal_log(LOG_INFO, "agent %s address=%s capacity cpus=%.2f memory=%s", a->name, a->address,
 	          (double)a->capacity.cpu_millis / 1000.0,
 	          util_format_bytes(a->capacity.memory_bytes, mem, sizeof(mem)));
@@ -99,6 +100,8 @@ void
 agent_server_free(struct agent_server *a)
 {
 	session_free(&a->session);
+	if (a->logs.poll)
+		logs_free(&a->logs);
 	if (a->tasks.root)
 		tasks_free(&a->tasks);
 	if (a->sig_term)

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "logs.h"
 #include "resources.h"
 #include "session.h"
 #include "tasks.h"
@@ -33,6 +34,7 @@ struct agent_server {
 	struct event *sig_int;
 	struct session session; /* the connection to the scheduler */
 	struct tasks tasks;     /* the containers this node runs */
+	struct logs logs;       /* `shoal logs` requests being served */
 	struct token token;     /* worker join token (secret) */
 	char *scheduler_host;
 	uint16_t scheduler_port;

@@ -166,6 +166,9 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		break;
 	case SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY:
 		break;
+	case SHOAL__ENVELOPE__BODY_LOGS:
+		logs_request(&s->agent->logs, env->id, env->logs);
+		break;
 	case SHOAL__ENVELOPE__BODY_ASSIGNMENTS:
 		if (s->state == SESSION_READY)
 			tasks_apply(&s->agent->tasks, env->assignments);
@@ -193,6 +196,7 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 
 	(void)c;
 	s->conn = NULL;
+	logs_reset(&s->agent->logs);
 	if (s->state == SESSION_READY)
 		shoal_log(LOG_WARNING, "lost scheduler %s:%u: %s; reconnecting",
 		          s->agent->scheduler_host, s->agent->scheduler_port, reason);

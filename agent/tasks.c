@@ -48,8 +48,8 @@ struct op {
 static const char *
 state_name(enum agent_task_state s)
 {
-	static const char *const names[] = {"", "", "preparing", "starting", "running", "stopping",
-					    "stopped", "failed"};
+	static const char *const names[] = {"",        "",         "preparing", "starting",
+	                                    "running", "stopping", "stopped",   "failed"};
 	return (size_t)s < ARRAY_SIZE(names) ? names[s] : "?";
 }
 
@@ -135,7 +135,8 @@ op_start(struct op *op)
 	image_store_close(st);
 	if (op->spec.entrypoint.set) {
 		/* An entrypoint given in the manifest drops the image's command, as in Docker. */
-		size_t n = op->spec.entrypoint.n + (op->spec.command.set ? op->spec.command.n : 0), k = 0;
+		size_t n = op->spec.entrypoint.n + (op->spec.command.set ? op->spec.command.n : 0),
+		       k = 0;
 		for (size_t i = 0; cs.argv && cs.argv[i]; i++)
 			free(cs.argv[i]);
 		free(cs.argv);
@@ -273,9 +274,9 @@ record_save(struct tasks *ts, struct agent_task *t)
 {
 	cleanup_free char *path = record_path(ts, t);
 	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s}", "id", t->id, "name", t->name,
-			      "service", t->service, "slot", (int)t->slot, "version",
-			      (json_int_t)t->version, "container_id", t->container_id, "spec",
-			      t->spec_json);
+	                      "service", t->service, "slot", (int)t->slot, "version",
+	                      (json_int_t)t->version, "container_id", t->container_id, "spec",
+	                      t->spec_json);
 	char *text = json_dumps(j, JSON_COMPACT);
 	struct shoal_err err;
 
@@ -333,10 +334,10 @@ set_state(struct tasks *ts, struct agent_task *t, enum agent_task_state st, cons
 		return;
 	if (st == ATASK_FAILED)
 		shoal_log(LOG_WARNING, "task %s %s: %s", t->name, state_name(st),
-			  msg ? msg : "exited");
+		          msg ? msg : "exited");
 	else
 		shoal_log(LOG_INFO, "task %s %s%s%s", t->name, state_name(st), msg ? ": " : "",
-			  msg ? msg : "");
+		          msg ? msg : "");
 	report(ts, t);
 }
 
@@ -344,7 +345,7 @@ set_state(struct tasks *ts, struct agent_task *t, enum agent_task_state st, cons
 
 static struct agent_task *
 task_add(struct tasks *ts, const char *id, const char *name, const char *service, uint32_t slot,
-	 uint64_t version, const char *spec_json, struct service_spec *spec)
+         uint64_t version, const char *spec_json, struct service_spec *spec)
 {
 	struct agent_task *t = xcalloc(1, sizeof(*t));
 
@@ -403,7 +404,8 @@ struct agent_task *
 tasks_find(struct tasks *ts, const char *id_or_name)
 {
 	for (size_t i = 0; i < ts->n; i++)
-		if (strcmp(ts->v[i]->id, id_or_name) == 0 || strcmp(ts->v[i]->name, id_or_name) == 0)
+		if (strcmp(ts->v[i]->id, id_or_name) == 0 ||
+		    strcmp(ts->v[i]->name, id_or_name) == 0)
 			return ts->v[i];
 	return NULL;
 }
@@ -604,7 +606,7 @@ tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 			continue;
 		}
 		t = task_add(ts, sp->task_id, sp->name, sp->service, sp->slot, sp->version, json,
-			     &spec);
+		             &spec);
 		t->wanted = true;
 		start_task(ts, t);
 		started++;
@@ -617,7 +619,7 @@ tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 		stopped++;
 	}
 	shoal_log(LOG_DEBUG, "assignments gen=%llu: %zu tasks, %zu to start, %zu to stop",
-		  (unsigned long long)as->generation, as->n_tasks, started, stopped);
+	          (unsigned long long)as->generation, as->n_tasks, started, stopped);
 }
 
 size_t
@@ -655,9 +657,10 @@ load_one(struct tasks *ts, const char *path)
 	struct agent_task *t;
 	struct container *c;
 
-	if (j == NULL || json_unpack(j, "{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "id", &id, "name",
-				     &name, "service", &service, "slot", &slot, "version", &version,
-				     "container_id", &cid, "spec", &spec_json) == -1 ||
+	if (j == NULL ||
+	    json_unpack(j, "{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "id", &id, "name", &name,
+	                "service", &service, "slot", &slot, "version", &version, "container_id",
+	                &cid, "spec", &spec_json) == -1 ||
 	    manifest_spec_from_json(spec_json, &spec, &err) == -1) {
 		shoal_log(LOG_WARNING, "%s: unreadable task record, ignored", path);
 		json_decref(j);
@@ -680,7 +683,8 @@ load_one(struct tasks *ts, const char *path)
 		t->state = c->exit_code == 0 ? ATASK_STOPPED : ATASK_FAILED;
 		t->exit_code = c->oom_killed ? 137 : c->exit_code;
 		t->oom_killed = c->oom_killed;
-		t->message = xasprintf("exited with code %d while the agent was down", c->exit_code);
+		t->message =
+		    xasprintf("exited with code %d while the agent was down", c->exit_code);
 	}
 	container_free(c);
 }
@@ -708,12 +712,12 @@ tasks_load(struct tasks *ts)
 		running += ts->v[i]->state == ATASK_RUNNING;
 	if (ts->n)
 		shoal_log(LOG_INFO, "re-adopted %zu task%s (%zu running)", ts->n,
-			  ts->n == 1 ? "" : "s", running);
+		          ts->n == 1 ? "" : "s", running);
 }
 
 int
 tasks_init(struct tasks *ts, struct agent_server *a, const char *root, const char *image_dir,
-	   struct shoal_err *err)
+           struct shoal_err *err)
 {
 	cleanup_free char *dir = xasprintf("%s/tasks", root);
 

@@ -40,37 +40,37 @@ struct agent_task {
 	uint64_t version;
 	char *spec_json;
 	struct service_spec spec;
-	char container_id[65];    /* "" until created */
+	char container_id[65]; /* "" until created */
 	enum agent_task_state state;
-	int64_t state_since;      /* wall ms */
-	int64_t started_at;       /* wall ms */
+	int64_t state_since; /* wall ms */
+	int64_t started_at;  /* wall ms */
 	int exit_code;
 	bool oom_killed;
 	char *message;
 	char ip[16];
-	bool wanted;              /* listed in the latest Assignments */
-	bool busy;                /* a worker is starting or stopping it */
-	bool removing;            /* being stopped for good; the record goes when done */
-	int sync_fd;              /* shim's socket (fresh containers), or -1 */
-	int pid_fd;               /* pidfd of the container init (re-adopted ones), or -1 */
+	bool wanted;   /* listed in the latest Assignments */
+	bool busy;     /* a worker is starting or stopping it */
+	bool removing; /* being stopped for good; the record goes when done */
+	int sync_fd;   /* shim's socket (fresh containers), or -1 */
+	int pid_fd;    /* pidfd of the container init (re-adopted ones), or -1 */
 	struct event *exit_ev;
 	struct tasks *owner;
 };
 
 struct tasks {
 	struct agent_server *agent;
-	char *root;               /* runtime root: the agent's data dir */
-	char *image_dir;          /* --image-dir: OCI layouts named NAME_TAG/ */
+	char *root;      /* runtime root: the agent's data dir */
+	char *image_dir; /* --image-dir: OCI layouts named NAME_TAG/ */
 	struct agent_task **v;
 	size_t n, cap;
-	int done_pipe[2];         /* workers write finished ops here */
+	int done_pipe[2]; /* workers write finished ops here */
 	struct event *done_ev;
-	uint64_t generation;      /* last Assignments applied */
-	size_t workers;           /* ops in flight */
+	uint64_t generation; /* last Assignments applied */
+	size_t workers;      /* ops in flight */
 };
 
 int tasks_init(struct tasks *ts, struct agent_server *a, const char *root, const char *image_dir,
-	       struct shoal_err *err);
+               struct shoal_err *err);
 /* Re-adopt the tasks recorded in the data dir (their containers keep running). */
 void tasks_load(struct tasks *ts);
 void tasks_free(struct tasks *ts);

@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "logs.h"
 #include "manifest.h"
 #include "reconcile.h"
 #include "server.h"
@@ -624,7 +625,9 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_REGISTER:
 	case SHOAL__ENVELOPE__BODY_HEARTBEAT:
 	case SHOAL__ENVELOPE__BODY_TASK_REPORT:
+	case SHOAL__ENVELOPE__BODY_LOG_CHUNK:
 		return TOKEN_ROLE_WORKER;
+	case SHOAL__ENVELOPE__BODY_LOGS:
 	case SHOAL__ENVELOPE__BODY_LIST_NODES:
 	case SHOAL__ENVELOPE__BODY_APPLY:
 	case SHOAL__ENVELOPE__BODY_LIST_SERVICES:
@@ -675,6 +678,12 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_TASK_REPORT:
 		handle_task_report(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_LOGS:
+		logs_start(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_LOG_CHUNK:
+		logs_chunk(sc, env);
 		break;
 	case SHOAL__ENVELOPE__BODY_APPLY:
 		handle_apply(sc, env);

@@ -195,9 +195,12 @@ place_reason(struct place_batch *b)
 		size_t n;
 		const char *text;
 	} parts[] = {
-		{b->lack_cpu, "lack CPU"},      {b->lack_mem, "lack memory"},
-		{b->constrained, "fail constraints"}, {b->full_per_node, "at max_per_node"},
-		{b->drained, "drained"},        {b->down, "not ready"},
+	    {b->lack_cpu, "lack CPU"},
+	    {b->lack_mem, "lack memory"},
+	    {b->constrained, "fail constraints"},
+	    {b->full_per_node, "at max_per_node"},
+	    {b->drained, "drained"},
+	    {b->down, "not ready"},
 	};
 
 	if (b->checked == 0) {
@@ -206,13 +209,13 @@ place_reason(struct place_batch *b)
 	}
 	if (b->lack_cpu)
 		snprintf(what, sizeof(what), "no node has %.2f CPUs free",
-			 (double)sp->resources.cpu_millis / 1000.0);
+		         (double)sp->resources.cpu_millis / 1000.0);
 	else if (b->lack_mem)
 		snprintf(what, sizeof(what), "no node has %s of memory free",
-			 util_format_bytes(sp->resources.memory_bytes, mem, sizeof(mem)));
+		         util_format_bytes(sp->resources.memory_bytes, mem, sizeof(mem)));
 	else if (b->full_per_node)
 		snprintf(what, sizeof(what), "every eligible node has max_per_node=%u tasks",
-			 sp->placement.max_per_node);
+		         sp->placement.max_per_node);
 	else if (b->constrained)
 		snprintf(what, sizeof(what), "no node satisfies the placement constraints");
 	else
@@ -221,12 +224,12 @@ place_reason(struct place_batch *b)
 		if (parts[i].n == 0)
 			continue;
 		len += (size_t)snprintf(detail + len, sizeof(detail) - len, "%s%zu %s",
-					len ? ", " : "", parts[i].n, parts[i].text);
+		                        len ? ", " : "", parts[i].n, parts[i].text);
 		if (len >= sizeof(detail))
 			break;
 	}
 	snprintf(b->reason, sizeof(b->reason), "%s (%zu node%s checked: %s)", what, b->checked,
-		 b->checked == 1 ? "" : "s", detail);
+	         b->checked == 1 ? "" : "s", detail);
 	return b->reason;
 }
 

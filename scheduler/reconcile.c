@@ -15,7 +15,7 @@
 #include "shoal.pb-c.h"
 #include "util.h"
 
-#define BACKOFF_MAX_MS 60000
+#define BACKOFF_MAX_MS   60000
 #define BACKOFF_RESET_MS 10000 /* a task that ran this long resets its slot's back-off */
 
 /* Roles a task row can have in the store. */
@@ -53,7 +53,7 @@ reconcile_mark(struct sched_server *srv, struct service *svc)
 	if (srv->ndirty_svcs == srv->capdirty_svcs) {
 		srv->capdirty_svcs = srv->capdirty_svcs ? srv->capdirty_svcs * 2 : 16;
 		srv->dirty_svcs =
-			xrealloc(srv->dirty_svcs, srv->capdirty_svcs * sizeof(*srv->dirty_svcs));
+		    xrealloc(srv->dirty_svcs, srv->capdirty_svcs * sizeof(*srv->dirty_svcs));
 	}
 	srv->dirty_svcs[srv->ndirty_svcs++] = svc;
 	schedule_pass(srv);
@@ -68,7 +68,7 @@ reconcile_mark_node(struct sched_server *srv, struct node *n)
 	if (srv->ndirty_nodes == srv->capdirty_nodes) {
 		srv->capdirty_nodes = srv->capdirty_nodes ? srv->capdirty_nodes * 2 : 16;
 		srv->dirty_nodes =
-			xrealloc(srv->dirty_nodes, srv->capdirty_nodes * sizeof(*srv->dirty_nodes));
+		    xrealloc(srv->dirty_nodes, srv->capdirty_nodes * sizeof(*srv->dirty_nodes));
 	}
 	srv->dirty_nodes[srv->ndirty_nodes++] = n;
 	schedule_pass(srv);
@@ -91,16 +91,16 @@ reconcile_persist_task(struct sched_server *srv, struct task *t)
 {
 	struct slot *sl = service_slot_find(t->svc, t->slot);
 	struct store_task st = {
-		.id = t->id,
-		.name = t->name,
-		.service = t->svc->name,
-		.slot = t->slot,
-		.version = t->version,
-		.node_id = t->node ? t->node->id : "",
-		.desired = t->desired,
-		.role = task_role(sl, t),
-		.restarts = t->restarts,
-		.created_ms = t->created_ms,
+	    .id = t->id,
+	    .name = t->name,
+	    .service = t->svc->name,
+	    .slot = t->slot,
+	    .version = t->version,
+	    .node_id = t->node ? t->node->id : "",
+	    .desired = t->desired,
+	    .role = task_role(sl, t),
+	    .restarts = t->restarts,
+	    .created_ms = t->created_ms,
 	};
 	struct shoal_err err;
 
@@ -127,13 +127,13 @@ void
 reconcile_persist_service(struct sched_server *srv, struct service *svc)
 {
 	struct store_service sv = {
-		.name = svc->name,
-		.spec_json = svc->spec_json,
-		.prev_spec_json = svc->prev_spec_json,
-		.version = svc->version,
-		.created_ms = svc->created_ms,
-		.updated_ms = svc->updated_ms,
-		.removed = svc->removed,
+	    .name = svc->name,
+	    .spec_json = svc->spec_json,
+	    .prev_spec_json = svc->prev_spec_json,
+	    .version = svc->version,
+	    .created_ms = svc->created_ms,
+	    .updated_ms = svc->updated_ms,
+	    .removed = svc->removed,
 	};
 	struct shoal_err err;
 
@@ -280,8 +280,8 @@ restart_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int
 	if (sp->restart.max_attempts && restarts > sp->restart.max_attempts) {
 		if (t->message == NULL || strstr(t->message, "restart") == NULL)
 			task_set_message(t, "%s; not restarted: max_attempts=%u reached",
-					 t->message ? t->message : "exited",
-					 sp->restart.max_attempts);
+			                 t->message ? t->message : "exited",
+			                 sp->restart.max_attempts);
 		return false;
 	}
 	due = t->finished_mono + backoff_ms(svc, restarts);
@@ -341,8 +341,8 @@ scale(struct sched_server *srv, struct service *svc)
 		v[nv].sl = sl;
 		/* Pending and dead tasks go first: removing them costs nothing. */
 		v[nv].load = !sl->cur || !sl->cur->node || !task_live(sl->cur)
-				     ? UINT32_MAX
-				     : sl->cur->node->scratch;
+		                 ? UINT32_MAX
+		                 : sl->cur->node->scratch;
 		nv++;
 	}
 	qsort(v, nv, sizeof(*v), victim_cmp);
@@ -406,9 +406,9 @@ reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, i
 	} else if (sl->next && sl->next->state == TASK_STATE_RUNNING) {
 		struct task *fresh = sl->next;
 		sl->next = NULL;
-		replace_cur(srv, sl, fresh, sl->cur && sl->cur->node && sl->cur->node->drain
-						    ? "node drained"
-						    : "replaced");
+		replace_cur(srv, sl, fresh,
+		            sl->cur && sl->cur->node && sl->cur->node->drain ? "node drained"
+		                                                             : "replaced");
 	}
 	t = sl->cur;
 	if (t == NULL) {
@@ -477,7 +477,7 @@ place_pending(struct sched_server *srv, struct service *svc)
 	svc->pending_reason = pending ? xstrdup(reason) : NULL;
 	if (pending && svc->waiting == false)
 		shoal_log(LOG_INFO, "service %s: %zu task%s pending: %s", svc->name, pending,
-			  pending == 1 ? "" : "s", reason);
+		          pending == 1 ? "" : "s", reason);
 	if (pending)
 		svc->waiting = true;
 	place_end(b);
@@ -563,16 +563,18 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 		sp[nt++] = ts;
 		/* One spec per (service, version): most nodes run few services. */
 		for (k = 0; k < nv; k++)
-			if (vers[k].version == t->version && strcmp(vers[k].service, t->svc->name) == 0)
+			if (vers[k].version == t->version &&
+			    strcmp(vers[k].service, t->svc->name) == 0)
 				break;
 		if (k == nv) {
 			shoal__service_version__init(&vers[nv]);
 			vers[nv].service = t->svc->name;
 			vers[nv].version = t->version;
 			/* A task of an older version runs the previous spec. */
-			vers[nv].spec_json = t->version == t->svc->version || !t->svc->prev_spec_json
-						     ? t->svc->spec_json
-						     : t->svc->prev_spec_json;
+			vers[nv].spec_json =
+			    t->version == t->svc->version || !t->svc->prev_spec_json
+			        ? t->svc->spec_json
+			        : t->svc->prev_spec_json;
 			vp[nv] = &vers[nv];
 			nv++;
 		}
@@ -588,7 +590,7 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 		shoal_log(LOG_WARNING, "assignments to %s: %s", n->name, err.msg);
 	else
 		shoal_log(LOG_DEBUG, "assignments gen=%llu to %s: %zu tasks",
-			  (unsigned long long)as.generation, n->name, nt);
+		          (unsigned long long)as.generation, n->name, nt);
 	free(specs);
 	free(sp);
 	free(vers);
@@ -711,12 +713,12 @@ reconcile_node_down(struct sched_server *srv, struct node *n)
 	}
 	if (lost)
 		shoal_log(LOG_INFO, "node %s down: replacing %zu task%s elsewhere", n->name, lost,
-			  lost == 1 ? "" : "s");
+		          lost == 1 ? "" : "s");
 }
 
 void
 reconcile_node_registered(struct sched_server *srv, struct node *n,
-			  Shoal__TaskStatus *const *running, size_t nrunning)
+                          Shoal__TaskStatus *const *running, size_t nrunning)
 {
 	size_t adopted = 0;
 
@@ -744,7 +746,7 @@ reconcile_node_registered(struct sched_server *srv, struct node *n,
 	}
 	if (adopted)
 		shoal_log(LOG_INFO, "node %s: adopted %zu running task%s", n->name, adopted,
-			  adopted == 1 ? "" : "s");
+		          adopted == 1 ? "" : "s");
 	reconcile_mark_node(srv, n);
 }
 
@@ -838,6 +840,6 @@ reconcile_load(struct sched_server *srv, struct shoal_err *err)
 		reconcile_mark(srv, srv->services.v[i]);
 	if (srv->services.n)
 		shoal_log(LOG_INFO, "loaded %zu service%s and %zu task%s", srv->services.n,
-			  srv->services.n == 1 ? "" : "s", ntasks, ntasks == 1 ? "" : "s");
+		          srv->services.n == 1 ? "" : "s", ntasks, ntasks == 1 ? "" : "s");
 	return 0;
 }

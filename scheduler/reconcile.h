@@ -40,7 +40,7 @@ void reconcile_node_down(struct sched_server *srv, struct node *n);
 
 /* n (re-)registered reporting the tasks it runs: adopt them, send it its set. */
 void reconcile_node_registered(struct sched_server *srv, struct node *n,
-			       Shoal__TaskStatus *const *running, size_t nrunning);
+                               Shoal__TaskStatus *const *running, size_t nrunning);
 
 /* Record t's durable fields (batched into the pass's transaction). */
 void reconcile_persist_task(struct sched_server *srv, struct task *t);

@@ -13,6 +13,7 @@
 #include <event2/listener.h>
 
 #include "api.h"
+#include "logs.h"
 #include "reconcile.h"
 #include "err.h"
 #include "identity.h"
@@ -39,6 +40,7 @@ conn_unlink(struct sched_conn *sc)
 void
 sched_conn_drop(struct sched_conn *sc)
 {
+	logs_conn_closed(sc->srv, sc);
 	conn_unlink(sc);
 	rpc_free(sc->rpc);
 	free(sc);
@@ -57,6 +59,7 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 	struct sched_conn *sc = arg;
 
 	(void)c;
+	logs_conn_closed(sc->srv, sc);
 	if (sc->node)
 		shoal_log(LOG_INFO, "node %s disconnected: %s", sc->node->name, reason);
 	conn_unlink(sc);
@@ -239,6 +242,7 @@ sched_server_free(struct sched_server *srv)
 		event_free(srv->cron);
 	if (srv->pass)
 		event_free(srv->pass);
+	logs_free(srv);
 	services_free(&srv->services);
 	task_map_free(&srv->tasks);
 	free(srv->dirty_svcs);

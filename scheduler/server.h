@@ -12,6 +12,7 @@
 struct event_base;
 struct evconnlistener;
 struct event;
+struct log_relay;
 struct shoal_err;
 
 /* One accepted connection: an agent's session or a short CLI call. */
@@ -48,8 +49,10 @@ struct sched_server {
 	size_t ndirty_svcs, capdirty_svcs;
 	struct node **dirty_nodes; /* nodes to send Assignments in the pass */
 	size_t ndirty_nodes, capdirty_nodes;
-	int64_t next_tick;     /* monotonic ms of the next 1 s reconcile tick */
-	int64_t started;       /* monotonic ms the scheduler started */
+	int64_t next_tick;        /* monotonic ms of the next 1 s reconcile tick */
+	int64_t started;          /* monotonic ms the scheduler started */
+	struct log_relay *relays; /* `shoal logs` requests being relayed */
+	uint64_t next_relay_id;
 	uint32_t heartbeat_ms; /* interval handed to agents */
 	char *data_dir;
 };

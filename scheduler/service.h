@@ -17,27 +17,27 @@ struct task;
 
 struct slot {
 	uint32_t num;
-	bool removed;              /* scaled away: goes once its tasks have stopped */
-	struct task *cur;          /* NULL only transiently */
-	struct task *next;         /* replacement being started; becomes cur once running */
+	bool removed;      /* scaled away: goes once its tasks have stopped */
+	struct task *cur;  /* NULL only transiently */
+	struct task *next; /* replacement being started; becomes cur once running */
 	struct task *history[SLOT_HISTORY]; /* newest first; owned */
-	struct task **stopping;    /* replaced tasks still shutting down; owned */
+	struct task **stopping;             /* replaced tasks still shutting down; owned */
 	size_t nstopping;
 };
 
 struct service {
 	char *name;
-	struct service_spec spec;  /* desired state */
-	char *spec_json;           /* canonical JSON of spec (store and wire) */
-	char *prev_spec_json;      /* the spec before the last update, NULL if none */
-	uint64_t version;          /* bumped by every changing apply */
+	struct service_spec spec; /* desired state */
+	char *spec_json;          /* canonical JSON of spec (store and wire) */
+	char *prev_spec_json;     /* the spec before the last update, NULL if none */
+	uint64_t version;         /* bumped by every changing apply */
 	int64_t created_ms, updated_ms;
-	bool removed;              /* `shoal rm`: goes once every task has stopped */
-	bool dirty;                /* needs a reconcile pass */
-	bool waiting;              /* something waits on time (back-off, pending): tick it */
-	struct slot *slots;        /* sorted by num */
+	bool removed;       /* `shoal rm`: goes once every task has stopped */
+	bool dirty;         /* needs a reconcile pass */
+	bool waiting;       /* something waits on time (back-off, pending): tick it */
+	struct slot *slots; /* sorted by num */
 	size_t nslots, capslots;
-	char *pending_reason;      /* why tasks are pending, NULL when none are */
+	char *pending_reason; /* why tasks are pending, NULL when none are */
 };
 
 struct service *service_new(const char *name, int64_t now_wall);

@@ -11,10 +11,10 @@
 #include "util.h"
 
 static const char *const state_names[] = {
-	[TASK_STATE_PENDING] = "pending",   [TASK_STATE_ASSIGNED] = "assigned",
-	[TASK_STATE_PREPARING] = "preparing", [TASK_STATE_STARTING] = "starting",
-	[TASK_STATE_RUNNING] = "running",   [TASK_STATE_STOPPING] = "stopping",
-	[TASK_STATE_STOPPED] = "stopped",   [TASK_STATE_FAILED] = "failed",
+    [TASK_STATE_PENDING] = "pending",     [TASK_STATE_ASSIGNED] = "assigned",
+    [TASK_STATE_PREPARING] = "preparing", [TASK_STATE_STARTING] = "starting",
+    [TASK_STATE_RUNNING] = "running",     [TASK_STATE_STOPPING] = "stopping",
+    [TASK_STATE_STOPPED] = "stopped",     [TASK_STATE_FAILED] = "failed",
 };
 
 struct task *

@@ -32,30 +32,30 @@ enum task_state {
 };
 
 struct task {
-	char id[13];             /* 12 hex, random */
-	char *name;              /* service.slot.shortid */
-	struct service *svc;     /* owner */
+	char id[13];         /* 12 hex, random */
+	char *name;          /* service.slot.shortid */
+	struct service *svc; /* owner */
 	uint32_t slot;
-	uint64_t version;        /* the service spec version it runs */
-	struct node *node;       /* NULL while pending */
+	uint64_t version;  /* the service spec version it runs */
+	struct node *node; /* NULL while pending */
 	enum task_desired desired;
 	enum task_state state;
-	int64_t state_since;     /* wall ms of the last state change */
-	int64_t created_ms;      /* wall ms */
-	int64_t started_at;      /* wall ms the container started, 0 if never */
-	int64_t running_since;   /* monotonic ms it was last seen running, 0 if not */
-	int64_t finished_mono;   /* monotonic ms it reached a terminal state */
-	int64_t not_before;      /* monotonic ms: a restart waits for its back-off */
+	int64_t state_since;   /* wall ms of the last state change */
+	int64_t created_ms;    /* wall ms */
+	int64_t started_at;    /* wall ms the container started, 0 if never */
+	int64_t running_since; /* monotonic ms it was last seen running, 0 if not */
+	int64_t finished_mono; /* monotonic ms it reached a terminal state */
+	int64_t not_before;    /* monotonic ms: a restart waits for its back-off */
 	int32_t exit_code;
 	bool oom_killed;
-	bool lost;               /* its node went down: it no longer counts as live */
-	bool persisted;          /* a row exists in the store */
-	bool bound;              /* on node's task list, holding its reservation */
-	uint32_t restarts;       /* consecutive restarts of the slot before this task */
-	uint64_t cpu_millis;     /* reservation held on node while bound */
+	bool lost;           /* its node went down: it no longer counts as live */
+	bool persisted;      /* a row exists in the store */
+	bool bound;          /* on node's task list, holding its reservation */
+	uint32_t restarts;   /* consecutive restarts of the slot before this task */
+	uint64_t cpu_millis; /* reservation held on node while bound */
 	int64_t memory_bytes;
 	char ip[16];
-	char *message;           /* why it is pending, failed, ...; NULL if nothing to say */
+	char *message; /* why it is pending, failed, ...; NULL if nothing to say */
 	struct task *node_prev, *node_next; /* node's list of bound tasks */
 };
 

@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "runtime/container.h"
+#include "runtime/logfile.h"
 #include "util.h"
 #include "verb.h"
 
@@ -17,22 +18,6 @@ static void
 out(const char *p, size_t n)
 {
 	(void)!fwrite(p, 1, n, stdout);
-}
-
-/* Copy what fd has beyond its offset to stdout; returns bytes copied. */
-static size_t
-drain(int fd)
-{
-	char buf[65536];
-	size_t total = 0;
-	ssize_t n;
-
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		out(buf, (size_t)n);
-		total += (size_t)n;
-	}
-	fflush(stdout);
-	return total;
 }
 
 static int
@@ -68,65 +53,32 @@ logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "shoalrt: %s\n", err.msg);
 		return 1;
 	}
-	cleanup_free char *p0 = xasprintf("%s/log.1", c->dir);
-	cleanup_free char *p1 = xasprintf("%s/log", c->dir);
-	/* Open the current log before reading the rotated one: a rotation in between then shows
-	 * up as an inode change below instead of losing a file's worth of output. */
-	int fd = open(p1, O_RDONLY | O_CLOEXEC);
-	cleanup_free char *old = util_read_file(p0, NULL, NULL);
-	size_t oldlen = old ? strlen(old) : 0, curlen = 0;
-	cleanup_free char *cur = NULL;
-	if (fd != -1) {
-		cur = xmalloc(CONTAINER_LOG_MAX + 65536);
-		ssize_t n;
-		while ((n = read(fd, cur + curlen, CONTAINER_LOG_MAX + 65536 - curlen)) > 0)
-			curlen += (size_t)n;
+	struct logfile lf;
+	char *head = NULL;
+	size_t len = 0;
+	if (logfile_open(&lf, c->dir, tail, &head, &len, &err) == -1) {
+		fprintf(stderr, "shoalrt: %s\n", err.msg);
+		container_free(c);
+		return 1;
 	}
-	/* One view of rotated then current output; --tail N starts after the Nth newline from
-	 * the end (a final newline ends the last line, it does not start another). */
-	size_t total = oldlen + curlen, start = 0;
-	cleanup_free char *all = xmalloc(total + 1);
-	if (oldlen)
-		memcpy(all, old, oldlen);
-	if (curlen)
-		memcpy(all + oldlen, cur, curlen);
-	if (tail == 0) {
-		start = total;
-	} else if (tail > 0) {
-		size_t k = total;
-		long lines = 0;
-		if (k > 0 && all[k - 1] == '\n')
-			k--;
-		while (k > 0 && !(all[k - 1] == '\n' && ++lines == tail))
-			k--;
-		start = k;
-	}
-	out(all + start, total - start);
+	out(head, len);
+	free(head);
 	fflush(stdout);
 	while (follow) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
-		struct stat a, b;
-		bool running;
+		char buf[65536];
+		size_t n = logfile_read(&lf, buf, sizeof(buf));
 
-		if (fd != -1 && drain(fd) > 0)
-			continue;
-		running = c->status == CONTAINER_RUNNING && container_alive(c);
-		/* Rotated: finish the old file, then follow the new one from its start. */
-		if (stat(p1, &a) == 0 &&
-		    (fd == -1 || (fstat(fd, &b) == 0 && a.st_ino != b.st_ino))) {
-			if (fd != -1) {
-				drain(fd);
-				close(fd);
-			}
-			fd = open(p1, O_RDONLY | O_CLOEXEC);
+		if (n > 0) {
+			out(buf, n);
+			fflush(stdout);
 			continue;
 		}
-		if (!running)
+		if (!(c->status == CONTAINER_RUNNING && container_alive(c)))
 			break;
 		nanosleep(&ts, NULL);
 	}
-	if (fd != -1)
-		close(fd);
+	logfile_close(&lf);
 	container_free(c);
 	return 0;
 }

@@ -1,0 +1,34 @@
+#ifndef SHOAL_AGENT_LOGS_H
+#define SHOAL_AGENT_LOGS_H
+
+#include <stdint.h>
+
+struct agent_server;
+struct event;
+typedef struct Shoal__LogsRequest Shoal__LogsRequest;
+
+/*
+ * The agent's log service: the scheduler relays `shoal logs` here over the session. A request
+ * gets the task's last lines as LogChunks; with follow, new output is polled every 200 ms
+ * and sent until the container ends, the request is cancelled, or the session drops.
+ */
+struct log_follow {
+	uint64_t id;           /* the request's envelope id: every chunk echoes it */
+	char task_id[16];
+	struct logfile *lf;
+	struct log_follow *next;
+};
+
+struct logs {
+	struct agent_server *agent;
+	struct log_follow *follows;
+	struct event *poll;    /* runs while any follow is open */
+};
+
+void logs_init(struct logs *l, struct agent_server *a);
+void logs_request(struct logs *l, uint64_t id, const Shoal__LogsRequest *req);
+/* The session dropped: every follow ends (the scheduler's relays are gone too). */
+void logs_reset(struct logs *l);
+void logs_free(struct logs *l);
+
+#endif
