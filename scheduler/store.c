@@ -56,7 +56,7 @@ store_open(struct store *s, const char *path, struct shoal_err *err)
 {
 	char *msg = NULL;
 
-	s->db = NULL;
+	memset(s, 0, sizeof(*s));
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK) {
 		err_set(err, 0, "store: open %s: %s", path,
