@@ -154,7 +154,7 @@ lab-up: all
 lab-down:
 	bash tests/lab/lab down
 
-demo: all
+demo: all images
 	bash tests/lab/demo
 
 # Demo images as OCI layouts in $(BUILD)/images/NAME_TAG/, built offline from busybox-static.

@@ -11,9 +11,17 @@
 #include "server.h"
 #include "util.h"
 
+static const char cleanup_usage[] =
+    "usage: shoal-agent cleanup --data-dir DIR\n"
+    "\n"
+    "Remove what the agent made on this node: stop and remove every container under DIR\n"
+    "(cgroups, mounts, state) and the task records. Images stay. Run it with the agent\n"
+    "stopped, e.g. when taking a node out of the cluster for good.\n";
+
 static const char usage_text[] =
     "usage: shoal-agent --scheduler HOST:PORT --token-file FILE --name NAME --address ADDR\n"
     "                   --data-dir DIR [--label KEY=VALUE ...] [options]\n"
+    "       shoal-agent cleanup --data-dir DIR\n"
     "\n"
     "Joins this node to a Shoal cluster: registers its CPUs and memory with the scheduler,\n"
     "runs the containers the scheduler assigns it, reports their state, and reconnects\n"
@@ -34,6 +42,39 @@ static const char usage_text[] =
     "  --memory SIZE          advertise at most SIZE of memory (e.g. 2Gi)\n"
     "  --log-level LEVEL      error, warn, notice, info (default) or debug\n"
     "  -h, --help             this text\n";
+
+/* shoal-agent cleanup --data-dir DIR: remove what the agent made on this node. */
+static int
+cleanup_main(int argc, char **argv)
+{
+	const char *dir = NULL;
+	struct shoal_err err = {0};
+	size_t removed;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
+			dir = argv[++i];
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			fputs(cleanup_usage, stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "shoal-agent cleanup: unexpected argument %s\n%s", argv[i],
+				cleanup_usage);
+			return 1;
+		}
+	}
+	if (dir == NULL) {
+		fprintf(stderr, "shoal-agent cleanup: needs --data-dir DIR\n");
+		return 1;
+	}
+	log_init("agent", LOG_INFO);
+	if (tasks_cleanup(dir, &removed, &err) == -1) {
+		fprintf(stderr, "shoal-agent cleanup: %s\n", err.msg);
+		return 1;
+	}
+	printf("removed %zu container%s\n", removed, removed == 1 ? "" : "s");
+	return 0;
+}
 
 int
 main(int argc, char **argv)
@@ -61,6 +102,8 @@ main(int argc, char **argv)
 		fputs("shoal-agent: cannot initialise libsodium\n", stderr);
 		return 1;
 	}
+	if (argc >= 2 && strcmp(argv[1], "cleanup") == 0)
+		return cleanup_main(argc - 1, argv + 1);
 	o.labels = xcalloc((size_t)argc, sizeof(char *));
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {

@@ -758,3 +758,37 @@ tasks_free(struct tasks *ts)
 	free(ts->image_dir);
 	memset(ts, 0, sizeof(*ts));
 }
+
+int
+tasks_cleanup(const char *root, size_t *removed, struct shoal_err *err)
+{
+	cleanup_free char *dir = xasprintf("%s/tasks", root);
+	struct container **v;
+	size_t n = 0;
+	DIR *d;
+	struct dirent *de;
+
+	*removed = 0;
+	v = container_list(root, &n, err);
+	if (v == NULL && n == 0 && err->msg[0])
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		struct shoal_err e2;
+		if (container_remove(v[i], true, &e2) == -1)
+			shoal_log(LOG_WARNING, "cleanup: container %.12s: %s", v[i]->id, e2.msg);
+		else
+			(*removed)++;
+	}
+	container_list_free(v, n);
+	/* The task records describe containers that no longer exist. */
+	d = opendir(dir);
+	while (d && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		cleanup_free char *path = xasprintf("%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	return 0;
+}

@@ -85,6 +85,12 @@ void tasks_status_free(Shoal__TaskStatus **v, size_t n);
 
 struct agent_task *tasks_find(struct tasks *ts, const char *id_or_name);
 
+/*
+ * `shoal-agent cleanup`: remove every container under root (stopping what runs) and the task
+ * records. Images stay. *removed counts the containers removed.
+ */
+int tasks_cleanup(const char *root, size_t *removed, struct shoal_err *err);
+
 /* The image directory name of a reference: shoal/web:1 -> web_1 (images/README.md). */
 char *tasks_image_dirname(const char *ref);
 
