@@ -18,4 +18,28 @@ struct cli_ctx {
 int client_call(const struct cli_ctx *ctx, Shoal__Envelope *req, Shoal__Envelope **reply,
                 struct shoal_err *err);
 
+/*
+ * What a client_stream() callback returns: keep reading, or stop. CLIENT_STREAM_FAIL means the
+ * callback filled err and client_stream() returns -1 with it.
+ */
+enum client_stream_action {
+	CLIENT_STREAM_MORE = 0,
+	CLIENT_STREAM_STOP,
+	CLIENT_STREAM_FAIL,
+};
+
+/* One envelope that answers the request (same id); env is borrowed for the call. */
+typedef enum client_stream_action (*client_stream_cb)(const Shoal__Envelope *env, void *arg,
+                                                      struct shoal_err *err);
+
+/*
+ * Send one request and hand every envelope that answers it (the scheduler echoes the request's
+ * id) to cb until cb says stop: for replies that come as a stream, like logs. Connect and
+ * handshake must finish within ctx->timeout_ms; after that, idle_ms > 0 bounds the wait for
+ * each next envelope and idle_ms == 0 waits for ever (logs -f). An Error reply, a connection
+ * closed before cb stopped, or a timeout return -1 with the message in err; 0 once cb stops.
+ */
+int client_stream(const struct cli_ctx *ctx, Shoal__Envelope *req, int idle_ms, client_stream_cb cb,
+                  void *arg, struct shoal_err *err);
+
 #endif

@@ -5,9 +5,13 @@
 
 #include <sodium.h>
 
+#include "apply.h"
 #include "client.h"
 #include "log.h"
+#include "logs.h"
 #include "nodes.h"
+#include "ps.h"
+#include "services.h"
 #include "util.h"
 
 struct command {
@@ -18,7 +22,18 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"apply", "create or update services from manifest files", apply_usage, apply_cmd},
+    {"services", "list the services", services_usage, services_cmd},
+    {"ps", "list the tasks of every service or of one", ps_usage, ps_cmd},
+    {"inspect", "print a service, its spec and its tasks as JSON", services_inspect_usage,
+     services_inspect_cmd},
+    {"scale", "set the number of replicas of services", services_scale_usage, services_scale_cmd},
+    {"rm", "remove services", services_rm_usage, services_rm_cmd},
+    {"logs", "print the output of a service's or a task's containers", logs_usage, logs_cmd},
     {"nodes", "list the cluster's nodes", nodes_usage, nodes_cmd},
+    {"drain", "move a node's tasks away and place no new ones there", nodes_drain_usage,
+     nodes_drain_cmd},
+    {"activate", "let a drained node take tasks again", nodes_activate_usage, nodes_activate_cmd},
 };
 
 static void

@@ -1,5 +1,6 @@
 #include "nodes.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +20,17 @@ const char nodes_usage[] =
     "\n"
     "Options:\n"
     "  -o json   print the same as a JSON array\n";
+
+const char nodes_drain_usage[] =
+    "usage: shoal drain NODE\n"
+    "\n"
+    "Drain a node: the scheduler places no new task there and moves its running tasks to\n"
+    "other nodes. `shoal activate NODE` undoes it.\n";
+
+const char nodes_activate_usage[] =
+    "usage: shoal activate NODE\n"
+    "\n"
+    "Make a drained node active again: it takes new tasks (running ones are not moved back).\n";
 
 static json_t *
 node_json(const Shoal__NodeInfo *n)
@@ -95,4 +107,48 @@ nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	shoal__envelope__free_unpacked(reply, NULL);
 	return 0;
+}
+
+/* drain and activate are one request with a flag. */
+static int
+nodes_set_availability(struct cli_ctx *ctx, int argc, char **argv, bool drain, const char *usage)
+{
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__SetAvailability sa = SHOAL__SET_AVAILABILITY__INIT;
+	Shoal__Envelope *reply = NULL;
+	struct shoal_err err;
+	int rc = 0;
+
+	if (argc != 2 || argv[1][0] == '-') {
+		fprintf(stderr, "shoal %s: want one NODE\n%s", argv[0], usage);
+		return 1;
+	}
+	sa.node = argv[1];
+	sa.drain = drain;
+	req.body_case = SHOAL__ENVELOPE__BODY_SET_AVAILABILITY;
+	req.set_availability = &sa;
+	if (client_call(ctx, &req, &reply, &err) == -1) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return 1;
+	}
+	if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
+		printf("%s %s\n", argv[1], drain ? "drain" : "active");
+	} else {
+		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
+		rc = 1;
+	}
+	shoal__envelope__free_unpacked(reply, NULL);
+	return rc;
+}
+
+int
+nodes_drain_cmd(struct cli_ctx *ctx, int argc, char **argv)
+{
+	return nodes_set_availability(ctx, argc, argv, true, nodes_drain_usage);
+}
+
+int
+nodes_activate_cmd(struct cli_ctx *ctx, int argc, char **argv)
+{
+	return nodes_set_availability(ctx, argc, argv, false, nodes_activate_usage);
 }

@@ -1,0 +1,194 @@
+#include "apply.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "err.h"
+#include "manifest.h"
+#include "shoal.pb-c.h"
+#include "util.h"
+
+const char apply_usage[] =
+    "usage: shoal apply -f FILE|- [-f FILE ...]\n"
+    "\n"
+    "Create or update the services described in manifest files (manifests/README.md), all or\n"
+    "nothing. Every file is checked here first: any mistake is printed as FILE:LINE:COL and\n"
+    "nothing is sent. Prints one line per service: created, updated, scaled or unchanged.\n"
+    "\n"
+    "Options:\n"
+    "  -f FILE   a manifest file, or - for standard input (repeatable)\n";
+
+#define APPLY_STDIN_NAME "<stdin>"
+
+static void apply_error(struct manifest_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A line in the manifest parser's list, so file and parse errors print alike. */
+static void
+apply_error(struct manifest_errors *errs, const char *fmt, ...)
+{
+	va_list ap;
+	char *line;
+
+	va_start(ap, fmt);
+	if (vasprintf(&line, fmt, ap) == -1)
+		abort();
+	va_end(ap);
+	errs->lines = xrealloc(errs->lines, (errs->n + 1) * sizeof(*errs->lines));
+	errs->lines[errs->n++] = line;
+}
+
+/* Read all of in and parse it as <stdin>. */
+static int
+apply_parse_stream(FILE *in, struct manifest *m, struct manifest_errors *errs)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0, got;
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	do {
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 8192;
+			buf = xrealloc(buf, cap);
+		}
+		got = fread(buf + len, 1, cap - len, in);
+		len += got;
+	} while (got > 0);
+	if (ferror(in)) {
+		apply_error(errs, "%s: read: %s", APPLY_STDIN_NAME, strerror(errno));
+		free(buf);
+		return -1;
+	}
+	r = manifest_parse_buffer(APPLY_STDIN_NAME, buf ? buf : "", len, m, errs);
+	free(buf);
+	return r;
+}
+
+int
+apply_build(const char *const *files, size_t nfiles, FILE *in, struct apply_request *out,
+            struct manifest_errors *errs)
+{
+	struct manifest *set = xcalloc(nfiles ? nfiles : 1, sizeof(*set));
+	size_t errors_before = errs->n, total = 0;
+	bool stdin_seen = false;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	/* Every file is parsed even after a bad one: the user fixes them all in one go. */
+	for (size_t i = 0; i < nfiles; i++) {
+		if (strcmp(files[i], "-") == 0) {
+			if (stdin_seen) {
+				apply_error(errs, "%s: given twice (-f -)", APPLY_STDIN_NAME);
+				rc = -1;
+				continue;
+			}
+			stdin_seen = true;
+			if (apply_parse_stream(in, &set[i], errs) == -1)
+				rc = -1;
+		} else if (manifest_parse_file(files[i], &set[i], errs) == -1) {
+			rc = -1;
+		}
+		total += set[i].n_services;
+	}
+	/*
+	 * Names and published ports must also be unique across the files of one apply. A file
+	 * that failed is empty here, so the check still reports the clashes of the others.
+	 */
+	if (manifest_check_set(set, nfiles, errs) == -1)
+		rc = -1;
+	if (rc == 0 && total == 0) {
+		apply_error(errs, "%s: no service in %s", nfiles == 1 ? files[0] : "manifests",
+		            nfiles == 1 ? "this file" : "these files");
+		rc = -1;
+	}
+	if (rc == 0) {
+		out->specs_json = xcalloc(total, sizeof(*out->specs_json));
+		for (size_t i = 0; i < nfiles; i++)
+			for (size_t j = 0; j < set[i].n_services; j++)
+				out->specs_json[out->n++] =
+				    manifest_spec_to_json(&set[i].services[j]);
+	}
+	/* A parser that failed without a line would make a silent exit 1. */
+	if (rc == -1 && errs->n == errors_before)
+		apply_error(errs, "manifests: invalid");
+	for (size_t i = 0; i < nfiles; i++)
+		manifest_free(&set[i]);
+	free(set);
+	return rc;
+}
+
+void
+apply_request_free(struct apply_request *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->specs_json[i]);
+	free(r->specs_json);
+	r->specs_json = NULL;
+	r->n = 0;
+}
+
+int
+apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
+{
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__Apply ap = SHOAL__APPLY__INIT;
+	Shoal__Envelope *reply = NULL;
+	struct manifest_errors errs = {0};
+	struct apply_request ar;
+	struct shoal_err err;
+	const char **files = xcalloc((size_t)argc, sizeof(*files));
+	size_t nfiles = 0;
+	int rc = 1;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--file") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "shoal apply: %s needs a file\n%s", argv[i],
+				        apply_usage);
+				goto out;
+			}
+			files[nfiles++] = argv[++i];
+		} else if (strncmp(argv[i], "-f", 2) == 0 && argv[i][2] != '\0') {
+			files[nfiles++] = argv[i] + 2;
+		} else {
+			fprintf(stderr, "shoal apply: unexpected argument %s\n%s", argv[i],
+			        apply_usage);
+			goto out;
+		}
+	}
+	if (nfiles == 0) {
+		fprintf(stderr, "shoal apply: -f FILE is required\n%s", apply_usage);
+		goto out;
+	}
+	if (apply_build(files, nfiles, stdin, &ar, &errs) == -1) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.lines[i]);
+		manifest_errors_free(&errs);
+		goto out;
+	}
+	ap.specs_json = ar.specs_json;
+	ap.n_specs_json = ar.n;
+	req.body_case = SHOAL__ENVELOPE__BODY_APPLY;
+	req.apply = &ap;
+	if (client_call(ctx, &req, &reply, &err) == -1) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+	} else if (reply->body_case != SHOAL__ENVELOPE__BODY_APPLY_REPLY) {
+		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
+	} else {
+		const Shoal__ApplyReply *r = reply->apply_reply;
+		for (size_t i = 0; i < r->n_changes; i++)
+			printf("service %s %s\n", r->changes[i]->name, r->changes[i]->action);
+		rc = 0;
+	}
+	if (reply)
+		shoal__envelope__free_unpacked(reply, NULL);
+	apply_request_free(&ar);
+out:
+	free(files);
+	return rc;
+}

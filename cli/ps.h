@@ -1,0 +1,35 @@
+#ifndef SHOAL_CLI_PS_H
+#define SHOAL_CLI_PS_H
+
+#include <stddef.h>
+
+struct cli_ctx;
+struct json_t;
+struct Shoal__TaskInfo;
+
+extern const char ps_usage[];
+
+/* The lower-case name of a TaskState ("running"), "unknown" out of range. */
+const char *ps_state_name(int state);
+
+/*
+ * The STATE column: the state's name, plus " (exit N)" for a stopped or failed task with an
+ * exit code >= 0 unless its message already gives the code. Truncates to len; returns buf.
+ */
+char *ps_state_text(const struct Shoal__TaskInfo *t, char *buf, size_t len);
+
+/*
+ * Order of the listing: by service, then slot, then the task meant to run (desired running)
+ * before those being replaced, a running one first, then the newest state change first.
+ * A qsort comparator over Shoal__TaskInfo pointers.
+ */
+int ps_compare(const void *a, const void *b);
+void ps_sort(struct Shoal__TaskInfo **tasks, size_t n);
+
+/* Every TaskInfo field as a JSON object (state by name). New reference. */
+struct json_t *ps_task_json(const struct Shoal__TaskInfo *t);
+
+/* `shoal ps [SERVICE] [-a]`: the tasks as a table or JSON. */
+int ps_cmd(struct cli_ctx *ctx, int argc, char **argv);
+
+#endif
