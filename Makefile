@@ -5,6 +5,7 @@
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make demo       the namespace lab with a scheduler and 3 agents
 #   make deps       install what is missing from Debian's archive
+#   make bench      every benchmark in bench/ (root; peers from deps.sh --bench)
 
 BUILD ?= build
 SAN ?=
@@ -160,6 +161,11 @@ demo: all
 # Demo images as OCI layouts in $(BUILD)/images/NAME_TAG/, built offline from busybox-static.
 images:
 	bash images/build.sh $(BUILD)/images
+
+# The peers the benchmarks compare against (crun, haproxy, wrk, hyperfine) come from Debian.
+bench: all
+	@bash vagrant/provision/deps.sh --check --bench >/dev/null 2>&1 || bash vagrant/provision/deps.sh --bench
+	BUILD=$(BUILD) bash bench/run
 
 clean:
 	rm -rf build build-san build-fuzz
