@@ -106,8 +106,18 @@ $(BUILD)/shoal: $(BUILD)/cli/main.o $(BUILD)/libshoal_cli.a $(BUILD)/libshoal_co
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/shoalrt: $(SHOALRT_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# The shim is exec'd once per container start: linked statically it skips the dynamic loader
+# (0.6 -> 0.3 ms per exec measured; it used to load 20 libraries, 2 ms, before it stopped
+# pulling in the image store). Sanitizer builds stay dynamic: ASan needs its shared runtime.
+ifeq ($(SAN),)
+SHIM_LINK := -static-pie
+SHIM_LIBS := $(shell pkg-config --static --libs jansson libseccomp libsodium 2>/dev/null) -lpthread -lm
+else
+SHIM_LINK :=
+SHIM_LIBS := $(LDLIBS)
+endif
 $(BUILD)/shoal-shim: $(SHIM_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(SHIM_LINK) -o $@ $^ $(SHIM_LIBS)
 
 # A unit test links the module libraries, never a main.c.
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIBS)
