@@ -1,83 +1,244 @@
 #!/usr/bin/env bash
-# Container start-to-exit of /bin/true: shoalrt vs crun vs plain fork+exec, N interleaved runs
-# (default 100), medians and p90 in ms. Root. Needs build/shoal-shim and the runtime objects.
-#   bench/runtime.sh [N]
-# crun 1.8 refuses this host's hybrid cgroup layout, so (as FACTS.md says) everything runs in
-# a private mount namespace with /sys/fs/cgroup/unified unmounted; shoalrt ignores that tree
-# anyway. Until runtime/image.c is on the branch, shoalrt is the test build with
-# tests/unit/image_fake.c (image lookup is a small JSON read either way).
+# shellcheck disable=SC2016 # single-quoted $EPOCHREALTIME is for the container's shell
+# Container start times: shoalrt vs crun vs plain fork+exec, on this machine, in one run.
+#   bench/runtime.sh [N]        (N interleaved runs per row, default 100; root)
+#   BENCH_AB=DIR bench/runtime.sh   adds rows for the shoalrt/shoal-shim built in DIR (an A/B
+#                                   of a change, measured in the same interleaved run)
+#
+# 1. start-to-exit of /bin/true in a fresh container from shoal/web:1: `shoalrt run --rm`,
+#    `crun run` on a bundle of the same rootfs with an equivalent config.json, and fork+exec of
+#    /bin/true as the floor. Median, p95, ratio to crun.
+# 2. start request -> the container's execve: the container runs busybox sh printing
+#    $EPOCHREALTIME (its first act after exec), minus the timestamp taken just before the start
+#    command (the same busybox sh forked directly is the floor row).
+# 3. `shoalrt run --detach` -> busybox httpd of shoal/web:1 accepting a TCP connection on a free
+#    127.0.0.1 port (--network host).
+#
+# The equivalent crun config: namespaces pid, mount, uts, ipc, network and cgroup; Docker's 14
+# default capabilities, no_new_privs; the same masked and read-only paths; the same cgroup
+# limits (cpu quota 1 CPU, memory 256 MiB without swap, pids 1024); /proc, a tmpfs /dev with
+# devpts and shm, read-only /sys; and a Docker-style seccomp profile in config.json: an
+# allowlist (default EPERM) of every x86_64 syscall except those runtime/seccomp.c refuses,
+# clone with namespace flags refused, clone3 ENOSYS, for x86_64, x86 and x32. crun compiles it
+# with libseccomp at every start; shoalrt compiles its filter once and caches the BPF.
+# crun gets the rootfs as an overlay of the same store layers, mounted once for all its runs;
+# shoalrt mounts a fresh overlay per container (its upper dir is the container's own).
+#
+# crun 1.8 refuses this host's hybrid cgroup layout, so (FACTS.md) everything runs in a private
+# mount namespace with /sys/fs/cgroup/unified unmounted; shoalrt ignores that tree anyway.
 set -euo pipefail
 N=${1:-100}
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-bin=$(cd "$BUILD" && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "bench/runtime.sh: needs root" >&2; exit 1; }
-command -v crun >/dev/null || { echo "bench/runtime.sh: needs crun (apt-get install crun)" >&2; exit 1; }
+for t in crun python3; do
+	command -v $t >/dev/null || { echo "bench/runtime.sh: needs $t (bash vagrant/provision/deps.sh --bench)" >&2; exit 1; }
+done
+bin=$(cd "$BUILD" && pwd)
+if [ ! -x "$bin/shoalrt" ] || [ ! -x "$bin/shoal-shim" ]; then
+	echo "bench/runtime.sh: run make first" >&2
+	exit 1
+fi
 
-if [ "${1:-}" != --inner ] && [ -z "${SHOAL_BENCH_INNER:-}" ]; then
+if [ -z "${SHOAL_BENCH_INNER:-}" ]; then
+	make -s BUILD="$BUILD" images >/dev/null
 	export SHOAL_BENCH_INNER=1
-	exec unshare -m bash -c 'umount /sys/fs/cgroup/unified 2>/dev/null || true; exec "$0" "$@"' "$0" "$N"
+	exec unshare -m --propagation private bash -c \
+		'umount /sys/fs/cgroup/unified 2>/dev/null || true; exec "$0" "$@"' "$0" "$N"
 fi
 
 work=$(mktemp -d /tmp/shoal-bench.XXXXXX)
+root=$work/root
+cid=shoal-bench-$$
 cleanup() {
-	for id in $(ls "$work/root/containers" 2>/dev/null); do
-		"$work/shoalrt" --root "$work/root" rm -f "$id" >/dev/null 2>&1 || true
+	local d
+	for d in "$root"/containers/*; do
+		[ -d "$d" ] && "$bin/shoalrt" --root "$root" rm -f "${d##*/}" >/dev/null 2>&1
 	done
-	crun delete -f shoal-bench >/dev/null 2>&1 || true
+	crun delete -f "$cid" >/dev/null 2>&1 || true
+	umount "$work/rootfs" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
-
-# One busybox layer, used as the shoalrt image and as crun's rootfs.
-l="$work/root/layers/2222222222222222222222222222222222222222222222222222222222222222"
-mkdir -p "$l/bin" "$l/proc" "$l/dev" "$l/sys" "$work/root/test-images"
-cp /bin/busybox "$l/bin/busybox"
-ln -s busybox "$l/bin/true"
-cat >"$work/root/test-images/busybox:latest.json" <<JSON
-{"layers": ["$l"], "digests": ["${l##*/}"], "cmd": ["sh"], "env": ["PATH=/bin"]}
-JSON
-cc -std=gnu11 -D_GNU_SOURCE -O2 -I. -Icommon -o "$work/shoalrt" "$bin"/runtime/shoalrt/*.o \
-	tests/unit/image_fake.c "$bin/libshoal_runtime.a" "$bin/libshoal_common.a" \
-	$(pkg-config --libs libevent libseccomp jansson libsodium) -lpthread -lm
+# BENCH_KEEP=1 keeps the work dir (store, bundles) for profiling by hand.
+[ -z "${BENCH_KEEP:-}" ] || trap - EXIT
 export SHOAL_SHIM="$bin/shoal-shim"
+rt() { "$bin/shoalrt" --root "$root" "$@"; }
+ab=${BENCH_AB:-}
+rt_ab() { SHOAL_SHIM="$ab/shoal-shim" "$ab/shoalrt" --root "$root" "$@"; }
 
-mkdir -p "$work/bundle"
-(cd "$work/bundle" && crun spec)
-python3 - "$work/bundle/config.json" "$l" <<'PY'
+rt import "$bin/images/web_1" >/dev/null
+layers=$(python3 - "$bin/images/web_1" <<'PY'
 import json, sys
-p, rootfs = sys.argv[1], sys.argv[2]
-c = json.load(open(p))
-c["process"]["terminal"] = False
-c["process"]["args"] = ["/bin/true"]
-c["root"] = {"path": rootfs, "readonly": True}
-c["linux"]["cgroupsPath"] = "shoal/bench-crun"
-json.dump(c, open(p, "w"))
+d = sys.argv[1]
+ix = json.load(open(d + "/index.json"))
+m = json.load(open(d + "/blobs/sha256/" + ix["manifests"][0]["digest"].split(":")[1]))
+# overlayfs wants the nearest parent first.
+print(":".join(reversed([l["digest"].split(":")[1] for l in m["layers"]])))
+PY
+)
+lower=$(echo "$layers" | tr ':' '\n' | sed "s|^|$root/layers/|" | paste -sd:)
+mkdir -p "$work/rootfs" "$work/upper" "$work/ovwork"
+mount -t overlay overlay -o "lowerdir=$lower,upperdir=$work/upper,workdir=$work/ovwork" \
+	"$work/rootfs"
+
+# Two bundles on that rootfs: /bin/true, and sh printing its exec time.
+for b in true stamp; do
+	mkdir -p "$work/bundle-$b"
+	(cd "$work/bundle-$b" && crun spec)
+done
+python3 - "$work" "$(ulimit -Hn)" runtime/seccomp.c /usr/include/x86_64-linux-gnu/asm/unistd_64.h <<'PY'
+import json, re, sys
+work, nofile, seccomp_c, unistd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+src = open(seccomp_c).read()
+blocked = set(re.findall(r'"(\w+)"', src[src.index("blocked[] = {"):src.index("};", src.index("blocked[] = {"))]))
+names = sorted(set(re.findall(r"#define __NR_(\w+)", open(unistd).read())) - blocked - {"clone", "clone3"})
+NS = 0x00020000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x02000000
+caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+for b, args in (("true", ["/bin/true"]), ("stamp", ["/bin/sh", "-c", "echo $EPOCHREALTIME"])):
+    p = f"{work}/bundle-{b}/config.json"
+    c = json.load(open(p))
+    pr = c["process"]
+    pr["terminal"] = False
+    pr["args"] = args
+    pr["env"] = ["PATH=/bin:/usr/bin:/sbin:/usr/sbin", "HOME=/root"]
+    pr["noNewPrivileges"] = True
+    pr["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps,
+                          "inheritable": [], "ambient": []}
+    pr["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}]
+    c["root"] = {"path": f"{work}/rootfs", "readonly": False}
+    c["hostname"] = "bench"
+    # shoalrt mounts no mqueue and no cgroupfs inside.
+    c["mounts"] = [m for m in c["mounts"] if m["destination"] not in ("/dev/mqueue", "/sys/fs/cgroup")]
+    lx = c["linux"]
+    lx["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
+    lx["maskedPaths"] = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                         "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                         "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                         "/sys/devices/virtual/powercap"]
+    lx["readonlyPaths"] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+    # No device cgroup rules: shoalrt's /dev and rootfs are nodev instead.
+    lx["resources"] = {"memory": {"limit": 256 << 20, "swap": 256 << 20},
+                       "pids": {"limit": 1024},
+                       "cpu": {"quota": 100000, "period": 100000}}
+    lx["cgroupsPath"] = "shoal/crun-bench"
+    lx["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": names, "action": "SCMP_ACT_ALLOW"},
+            {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": NS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        ]}
+    json.dump(c, open(p, "w"), indent=1)
 PY
 
-declare -a t_shoal t_crun t_fork
+lim=(--cpus 1 --memory 256Mi --pids 1024)
 now() { echo "${EPOCHREALTIME/./}"; }
-# Warm-up: page cache, the seccomp BPF cache file.
-"$work/shoalrt" --root "$work/root" run --rm busybox /bin/true
-crun run --bundle "$work/bundle" shoal-bench >/dev/null
+# Warm-up: page cache, the seccomp BPF cache file; and a check that each path works.
+rt run --rm "${lim[@]}" shoal/web:1 /bin/true
+crun run --bundle "$work/bundle-true" "$cid"
+[ "$(crun run --bundle "$work/bundle-stamp" "$cid" | cut -d. -f1)" -gt 0 ]
+
+declare -a t_shoal t_crun t_fork x_shoal x_crun x_fork t_ab x_ab
+[ -z "$ab" ] || rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/true
 for ((i = 0; i < N; i++)); do
-	s=$(now); "$work/shoalrt" --root "$work/root" run --rm busybox /bin/true; e=$(now)
+	if [ -n "$ab" ]; then
+		s=$(now); rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/true; e=$(now)
+		t_ab+=($((e - s)))
+		s=$(now); x=$(rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/sh -c 'echo $EPOCHREALTIME')
+		x_ab+=($((${x/./} - s)))
+	fi
+	s=$(now); rt run --rm "${lim[@]}" shoal/web:1 /bin/true; e=$(now)
 	t_shoal+=($((e - s)))
-	s=$(now); crun run --bundle "$work/bundle" shoal-bench; e=$(now)
+	s=$(now); crun run --bundle "$work/bundle-true" "$cid"; e=$(now)
 	t_crun+=($((e - s)))
 	s=$(now); /bin/true; e=$(now)
 	t_fork+=($((e - s)))
+
+	s=$(now); x=$(rt run --rm "${lim[@]}" shoal/web:1 /bin/sh -c 'echo $EPOCHREALTIME')
+	x_shoal+=($((${x/./} - s)))
+	s=$(now); x=$(crun run --bundle "$work/bundle-stamp" "$cid")
+	x_crun+=($((${x/./} - s)))
+	s=$(now); x=$(/bin/busybox sh -c 'echo $EPOCHREALTIME')
+	x_fork+=($((${x/./} - s)))
 done
 
+# Detached start -> the web server accepts: connect() every 0.2 ms until it succeeds.
+D=$((N / 5 < 10 ? 10 : N / 5))
+accept=$(python3 - "$bin/shoalrt" "$root" "$D" <<'PY'
+import socket, subprocess, sys, time
+shoalrt, root, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out = []
+for _ in range(n):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    t0 = time.perf_counter()
+    cid = subprocess.run([shoalrt, "--root", root, "run", "-d", "--network", "host",
+                          "--cpus", "1", "--memory", "256Mi", "--pids", "1024", "shoal/web:1",
+                          "/bin/httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    t1 = time.perf_counter()
+    while True:
+        c = socket.socket()
+        try:
+            c.connect(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.0002)
+        finally:
+            c.close()
+        if time.perf_counter() - t0 > 5:
+            sys.exit("httpd never accepted")
+    t2 = time.perf_counter()
+    out.append(f"{int((t1 - t0) * 1e6)} {int((t2 - t0) * 1e6)}")
+    subprocess.run([shoalrt, "--root", root, "rm", "-f", cid], check=True, capture_output=True)
+print("\n".join(out))
+PY
+)
+
+# "median p95" in ms of the microsecond values given.
 stats() {
-	local name=$1
-	shift
-	printf '%s\n' "$@" | sort -n | awk -v name="$name" '
-		{ v[NR] = $1 }
-		END { printf "%-22s median %7.2f ms   p90 %7.2f ms   min %7.2f ms   (n=%d)\n",
-			name, v[int((NR + 1) / 2)] / 1000, v[int(NR * 0.9)] / 1000, v[1] / 1000, NR }'
+	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
+		i = int(NR * 0.95 + 0.5); if (i < 1) i = 1
+		printf "%.2f %.2f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) / 1000, v[i] / 1000 }'
 }
-echo "start-to-exit of /bin/true, $N interleaved runs:"
-stats "shoalrt run --rm" "${t_shoal[@]}"
-stats "crun run (cgroup v1)" "${t_crun[@]}"
-stats "fork+exec" "${t_fork[@]}"
+row() { # label median p95 [crun median]
+	if [ -n "${4:-}" ]; then
+		printf '  %-34s %9s %9s %8.2fx\n' "$1" "$2" "$3" "$(echo "$2 / $4" | bc -l)"
+	else
+		printf '  %-34s %9s %9s %9s\n' "$1" "$2" "$3" "-"
+	fi
+}
+read -r sm sp < <(stats "${t_shoal[@]}")
+read -r cm cp < <(stats "${t_crun[@]}")
+read -r fm fp < <(stats "${t_fork[@]}")
+echo "runtime: start-to-exit of /bin/true in a fresh container of shoal/web:1 ($N runs, interleaved)"
+printf '  %-34s %9s %9s %9s\n' "" "median ms" "p95 ms" "vs crun"
+row "shoalrt run --rm" "$sm" "$sp" "$cm"
+if [ -n "$ab" ]; then
+	read -r am ap < <(stats "${t_ab[@]}")
+	row "shoalrt run --rm (A/B: \$BENCH_AB)" "$am" "$ap" "$cm"
+fi
+row "crun run (equivalent config.json)" "$cm" "$cp" "$cm"
+row "fork+exec /bin/true (floor)" "$fm" "$fp" "$cm"
+read -r sm sp < <(stats "${x_shoal[@]}")
+read -r cm cp < <(stats "${x_crun[@]}")
+read -r fm fp < <(stats "${x_fork[@]}")
+echo "runtime: start request -> container's execve (sh prints \$EPOCHREALTIME; $N runs, interleaved)"
+row "shoalrt run --rm" "$sm" "$sp" "$cm"
+if [ -n "$ab" ]; then
+	read -r am ap < <(stats "${x_ab[@]}")
+	row "shoalrt run --rm (A/B: \$BENCH_AB)" "$am" "$ap" "$cm"
+fi
+row "crun run" "$cm" "$cp" "$cm"
+row "fork+exec busybox sh (floor)" "$fm" "$fp" "$cm"
+mapfile -t a_ret < <(echo "$accept" | cut -d' ' -f1)
+mapfile -t a_acc < <(echo "$accept" | cut -d' ' -f2)
+read -r dm dp < <(stats "${a_ret[@]}")
+read -r am ap < <(stats "${a_acc[@]}")
+echo "runtime: shoalrt run --detach of shoal/web:1 httpd, --network host on 127.0.0.1 ($D runs)"
+row "run -d returns" "$dm" "$dp"
+row "run -d -> httpd accepts a connection" "$am" "$ap"

@@ -25,7 +25,8 @@ struct cgroup;
 
 struct cgroup_ops {
 	const char *name; /* "v1" or "v2" */
-	/* Create the directories, write the limits and open cgroup.procs for joining. */
+	/* Create the directories, write the limits and open the files for joining (v1 tasks,
+	 * v2 cgroup.procs). */
 	int (*create)(struct cgroup *cg, const struct cgroup_limits *l, struct shoal_err *err);
 	/* Did the kernel's OOM killer fire in this cgroup? */
 	int (*oom_killed)(struct cgroup *cg, bool *killed, struct shoal_err *err);
@@ -42,7 +43,7 @@ struct cgroup {
 	const struct cgroup_ops *ops;
 	char *fsroot;                 /* "/sys/fs/cgroup" */
 	char *path;                   /* relative: "shoal/<id>" */
-	int procs_fd[CGROUP_MAX_FDS]; /* open cgroup.procs of every hierarchy joined */
+	int procs_fd[CGROUP_MAX_FDS]; /* open join file (tasks / cgroup.procs) per hierarchy */
 	int nprocs;
 };
 
@@ -56,8 +57,9 @@ void cgroup_free(struct cgroup *cg);
 /* Create, set limits and open the procs files (ops->create). */
 int cgroup_create(struct cgroup *cg, const struct cgroup_limits *l, struct shoal_err *err);
 
-/* Move the calling process into the cgroup through the open procs files: a child calls this
- * between clone and unshare(CLONE_NEWCGROUP), so its cgroup namespace is rooted there. */
+/* Move the calling process into the cgroup through the open join files: a child calls this
+ * between clone and unshare(CLONE_NEWCGROUP), so its cgroup namespace is rooted there. The
+ * caller must be single-threaded (v1 joins through "tasks", which moves one thread). */
 int cgroup_enter_self(struct cgroup *cg, struct shoal_err *err);
 
 /* Close the procs files (the parent does not need them after the child joined). */

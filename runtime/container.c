@@ -470,34 +470,6 @@ fail_name:
 	return NULL;
 }
 
-struct container *
-container_create_from_image(const char *root, struct container_spec *spec, const char *ref,
-                            char **cmd, char **env, struct shoal_err *err)
-{
-	struct image_store *st = image_store_open(root, err);
-	struct container *c = NULL;
-	struct image *img;
-
-	if (st == NULL)
-		return NULL;
-	/* From image_get until the layers file exists, an rmi (or its gc) would find the layers
-	 * unreferenced and delete them under the new container: hold the store's lock. */
-	if (image_store_lock(st, err) == -1)
-		goto out;
-	img = image_get(st, ref, err);
-	if (img == NULL)
-		goto out;
-	container_spec_apply_image(spec, img, cmd, env);
-	image_free(img);
-	c = container_create(root, spec, err);
-out:
-	image_store_unlock(st);
-	image_store_close(st);
-	if (c == NULL)
-		container_spec_clear(spec);
-	return c;
-}
-
 bool
 container_alive(const struct container *c)
 {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -105,6 +106,50 @@ test_detect(void **state)
 	rmdir(dir);
 }
 
+/* v1 against a fake cgroupfs (one directory per controller): limits in each, and joining goes
+ * through "tasks", never cgroup.procs (which would cost an RCU grace period per start). */
+static void
+test_v1_writer(void **state)
+{
+	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
+	static const char *const ctrls[] = {"cpu", "cpuacct", "memory", "pids"};
+	struct shoal_err err;
+	struct cgroup_limits l = {50000, 100000, 64 * 1024 * 1024, 256};
+	struct cgroup *cg;
+	char *v;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < 4; i++) {
+		cleanup_free char *c = xasprintf("%s/%s", dir, ctrls[i]);
+		assert_int_equal(mkdir(c, 0755), 0);
+	}
+	cg = cgroup_new(dir, "shoal/c1", &cgroup_ops_v1);
+	assert_int_equal(cgroup_create(cg, &l, &err), 0);
+	cleanup_free char *cpu = xasprintf("%s/cpu/shoal/c1", dir);
+	cleanup_free char *mem = xasprintf("%s/memory/shoal/c1", dir);
+	cleanup_free char *pids = xasprintf("%s/pids/shoal/c1", dir);
+	assert_string_equal((v = slurp(cpu, "cpu.cfs_quota_us")), "50000");
+	free(v);
+	assert_string_equal((v = slurp(mem, "memory.limit_in_bytes")), "67108864");
+	free(v);
+	assert_string_equal((v = slurp(pids, "pids.max")), "256");
+	free(v);
+	assert_int_equal(cg->nprocs, 4);
+	assert_int_equal(cgroup_enter_self(cg, &err), 0);
+	for (size_t i = 0; i < 4; i++) {
+		cleanup_free char *leaf = xasprintf("%s/%s/shoal/c1", dir, ctrls[i]);
+		assert_string_equal((v = slurp(leaf, "tasks")), "0");
+		free(v);
+		assert_null(slurp(leaf, "cgroup.procs"));
+	}
+	cgroup_close_fds(cg);
+	v = xasprintf("rm -rf %s", dir);
+	assert_int_equal(system(v), 0);
+	free(v);
+	cgroup_free(cg);
+}
+
 static void
 test_v2_writer(void **state)
 {
@@ -184,9 +229,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_cpus), cmocka_unit_test(test_parse_memory),
-	    cmocka_unit_test(test_parse_pids), cmocka_unit_test(test_detect),
-	    cmocka_unit_test(test_v2_writer),  cmocka_unit_test(test_v2_no_limits),
+	    cmocka_unit_test(test_parse_cpus),   cmocka_unit_test(test_parse_memory),
+	    cmocka_unit_test(test_parse_pids),   cmocka_unit_test(test_detect),
+	    cmocka_unit_test(test_v1_writer),    cmocka_unit_test(test_v2_writer),
+	    cmocka_unit_test(test_v2_no_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
