@@ -15,7 +15,7 @@
 #include "util.h"
 
 #define CHUNK_MAX (256 * 1024) /* well under the frame limit */
-#define POLL_MS 200
+#define POLL_MS   200
 
 static void
 send_chunk(struct logs *l, uint64_t id, const char *task, const char *data, size_t len, bool eof)
@@ -119,7 +119,7 @@ logs_request(struct logs *l, uint64_t id, const Shoal__LogsRequest *req)
 	}
 	if (t == NULL || t->container_id[0] == '\0') {
 		snprintf(msg, sizeof(msg), "(no output: task %s has no container on %s)\n",
-			 req->task, l->agent->name);
+		         req->task, l->agent->name);
 		send_chunk(l, id, t ? t->name : req->task, msg, strlen(msg), true);
 		return;
 	}

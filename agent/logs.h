@@ -13,7 +13,7 @@ typedef struct Shoal__LogsRequest Shoal__LogsRequest;
  * and sent until the container ends, the request is cancelled, or the session drops.
  */
 struct log_follow {
-	uint64_t id;           /* the request's envelope id: every chunk echoes it */
+	uint64_t id; /* the request's envelope id: every chunk echoes it */
 	char task_id[16];
 	struct logfile *lf;
 	struct log_follow *next;
@@ -22,7 +22,7 @@ struct log_follow {
 struct logs {
 	struct agent_server *agent;
 	struct log_follow *follows;
-	struct event *poll;    /* runs while any follow is open */
+	struct event *poll; /* runs while any follow is open */
 };
 
 void logs_init(struct logs *l, struct agent_server *a);

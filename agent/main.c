@@ -59,7 +59,7 @@ cleanup_main(int argc, char **argv)
 			return 0;
 		} else {
 			fprintf(stderr, "shoal-agent cleanup: unexpected argument %s\n%s", argv[i],
-				cleanup_usage);
+			        cleanup_usage);
 			return 1;
 		}
 	}

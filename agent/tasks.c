@@ -166,7 +166,13 @@ op_start(struct op *op)
 	if (container_start(c, &at, &op->sync_fd, &op->exit_code, &op->err) == -1)
 		goto out;
 	op->pid = c->pid;
-	op->started_at = c->started_ms ? c->started_ms : util_wall_ms();
+	/* The shim recorded the start time: read it back, so this report and any later
+	 * re-adoption agree on it. */
+	{
+		struct container *rec = container_load(op->root, c->id, NULL);
+		op->started_at = rec && rec->started_ms ? rec->started_ms : util_wall_ms();
+		container_free(rec);
+	}
 	op->rc = 0;
 out:
 	container_spec_clear(&cs);
@@ -669,7 +675,7 @@ load_one(struct tasks *ts, const char *path)
 	t = task_add(ts, id, name, service, (uint32_t)slot, (uint64_t)version, spec_json, &spec);
 	snprintf(t->container_id, sizeof(t->container_id), "%s", cid);
 	json_decref(j);
-	c = container_load(ts->root, cid[0] ? cid : name, NULL);
+	c = container_load(ts->root, t->container_id[0] ? t->container_id : t->name, NULL);
 	if (c == NULL) {
 		t->state = ATASK_FAILED;
 		t->message = xstrdup("container gone while the agent was down");

@@ -30,7 +30,7 @@ logfile_tail_start(const char *buf, size_t len, long tail)
 
 int
 logfile_open(struct logfile *lf, const char *dir, long tail, char **head, size_t *len,
-	     struct shoal_err *err)
+             struct shoal_err *err)
 {
 	cleanup_free char *p0 = xasprintf("%s/log.1", dir);
 	cleanup_free char *old = NULL;

@@ -12,9 +12,9 @@ struct shoal_err;
  * CONTAINER_LOG_MAX. Shared by `shoalrt logs` and the agent's log service.
  */
 struct logfile {
-	char *path;  /* DIR/log */
-	int fd;      /* the current log, positioned after what was returned; -1 if none yet */
-	ino_t ino;   /* its inode, to notice a rotation */
+	char *path; /* DIR/log */
+	int fd;     /* the current log, positioned after what was returned; -1 if none yet */
+	ino_t ino;  /* its inode, to notice a rotation */
 };
 
 /*
@@ -22,7 +22,7 @@ struct logfile {
  * *head (malloc'd, *len bytes). Afterwards logfile_read returns what is written next.
  */
 int logfile_open(struct logfile *lf, const char *dir, long tail, char **head, size_t *len,
-		 struct shoal_err *err);
+                 struct shoal_err *err);
 
 /* Read new output into buf (up to cap); follows a rotation. Returns bytes read, 0 if none. */
 size_t logfile_read(struct logfile *lf, char *buf, size_t cap);

@@ -23,7 +23,7 @@ send_env(struct rpc_conn *c, Shoal__Envelope *env)
 
 static void
 send_chunk(struct sched_conn *cli, uint64_t id, const char *task, const ProtobufCBinaryData *data,
-	   bool eof)
+           bool eof)
 {
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
 	Shoal__LogChunk ch = SHOAL__LOG_CHUNK__INIT;
@@ -116,7 +116,7 @@ logs_start(struct sched_conn *cli, const Shoal__Envelope *env)
 	}
 	if (n == 0) {
 		api_reply_error(cli, env->id, EHOSTUNREACH,
-				"%s: no task of it is on a reachable node", req->task);
+		                "%s: no task of it is on a reachable node", req->task);
 		free(targets);
 		return;
 	}

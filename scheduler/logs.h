@@ -15,9 +15,9 @@ typedef struct Shoal__Envelope Shoal__Envelope;
  * eof once every relay of that request has ended.
  */
 struct log_relay {
-	uint64_t agent_id;         /* the forwarded request's id on the agent's session */
-	struct rpc_conn *agent;    /* borrowed; NULLed when the session closes */
-	struct sched_conn *cli;    /* borrowed; the relay goes with it */
+	uint64_t agent_id;      /* the forwarded request's id on the agent's session */
+	struct rpc_conn *agent; /* borrowed; NULLed when the session closes */
+	struct sched_conn *cli; /* borrowed; the relay goes with it */
 	uint64_t cli_id;
 	struct log_relay *next;
 };

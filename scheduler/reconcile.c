@@ -198,6 +198,8 @@ drop_task(struct sched_server *srv, struct task *t)
 static void
 to_history(struct sched_server *srv, struct slot *sl, struct task *t)
 {
+	/* History is memory only: after a restart a slot starts from its live tasks. */
+	unpersist_task(srv, t);
 	drop_task(srv, slot_push_history(sl, t));
 }
 
@@ -366,16 +368,22 @@ scale(struct sched_server *srv, struct service *svc)
 }
 
 /* A removed slot goes once none of its tasks is still running somewhere. */
+/* Is t still running somewhere we can hear from? A task on a down node does not hold up
+ * its slot's removal: if the node returns, it stops what it is no longer assigned. */
+static bool
+still_running(const struct task *t)
+{
+	return t && !task_terminal(t) && t->bound && t->node && t->node->status != NODE_DOWN;
+}
+
+/* A removed slot goes once none of its tasks is still running somewhere. */
 static bool
 slot_quiet(const struct slot *sl)
 {
-	if (sl->nstopping)
-		return false;
-	if (sl->cur && !task_terminal(sl->cur) && !(sl->cur->lost && !sl->cur->bound))
-		return false;
-	if (sl->next && !task_terminal(sl->next))
-		return false;
-	return true;
+	for (size_t i = 0; i < sl->nstopping; i++)
+		if (still_running(sl->stopping[i]))
+			return false;
+	return !still_running(sl->cur) && !still_running(sl->next);
 }
 
 static void
@@ -734,14 +742,20 @@ reconcile_node_registered(struct sched_server *srv, struct node *n,
 	for (struct task *t = n->tasks, *next; t; t = next) {
 		bool reported = false;
 		next = t->node_next;
-		if (t->state < TASK_STATE_STARTING || task_terminal(t))
+		/* Not yet started there: its Assignments will start it. Wanted stopped: it is. */
+		if (task_terminal(t) ||
+		    (t->state < TASK_STATE_STARTING && t->desired == TASK_DESIRED_RUNNING))
 			continue;
 		for (size_t i = 0; i < nrunning && !reported; i++)
 			reported = strcmp(running[i]->task_id, t->id) == 0;
 		if (reported)
 			continue;
-		task_set_state(t, TASK_STATE_FAILED, util_wall_ms());
-		task_set_message(t, "container gone from %s while it was away", n->name);
+		if (t->desired == TASK_DESIRED_SHUTDOWN) {
+			task_set_state(t, TASK_STATE_STOPPED, util_wall_ms());
+		} else {
+			task_set_state(t, TASK_STATE_FAILED, util_wall_ms());
+			task_set_message(t, "container gone from %s while it was away", n->name);
+		}
 		finished(srv, t);
 	}
 	if (adopted)

@@ -78,7 +78,7 @@ replaced_off() {
 # Kill every container of a node and the shims that own them.
 kill_node_containers() {
 	local n=$1 pid
-	for pid in $(rt "$n" ps -a -o json | jq -r '.[] | select(.state == "running") | .pid, .shim_pid'); do
+	for pid in $(rt "$n" -o json ps -a | jq -r '.[] | select(.state == "running") | .pid, .shim_pid'); do
 		kill -9 "$pid" 2>/dev/null || true
 	done
 }
@@ -106,7 +106,7 @@ teardown_file() {
 	done
 	for n in node1 node2 node3; do
 		[ -d "$DATA/$n" ] || continue
-		for id in $(rt "$n" ps -a -q 2>/dev/null); do
+		for id in $(rt "$n" -o json ps -a 2>/dev/null | jq -r '.[].id'); do
 			rt "$n" rm -f "$id" >/dev/null 2>&1 || true
 		done
 	done
@@ -118,7 +118,7 @@ teardown_file() {
 	[ "$status" -eq 1 ]
 	[[ $output == *"bad.yaml:3:11: "*"replicas"* ]]
 	[[ $output == *"bad.yaml:4:1: "*"restrat"* ]]
-	[[ $output == *"bad.yaml:5:22: "*"64MB"* ]]
+	[[ $output == *"bad.yaml:5:21: "*"64MB"* ]]
 	run shoal services
 	[ "$status" -eq 0 ]
 	[[ $output != *broken* ]]
@@ -236,6 +236,6 @@ teardown_file() {
 	shoal rm sleeper
 	wait_until 30 no_service sleeper
 	for n in node1 node2 node3; do
-		[ -z "$(rt "$n" ps -q)" ]
+		[ "$(rt "$n" -o json ps -a | jq length)" -eq 0 ]
 	done
 }

@@ -61,7 +61,7 @@ mkservice(uint32_t replicas, uint32_t cpu_millis, int64_t mem)
 /* Place n tasks of svc the way the reconciler does: bind (reserve), then commit. */
 static size_t
 place_n(struct nodes *ns, struct service *svc, size_t n, struct node **out, char *reason,
-	size_t rlen)
+        size_t rlen)
 {
 	struct place_batch *b = place_begin(ns, svc);
 	size_t placed = 0;
@@ -140,11 +140,11 @@ test_constraints(void **state)
 	mknode(&ns, "node3", "zone=a", 2000, 1 << 30);
 	svc->spec.placement.constraints = xcalloc(2, sizeof(struct manifest_constraint));
 	assert_int_equal(manifest_constraint_parse("node.labels.zone == a",
-						   &svc->spec.placement.constraints[0], &err),
-			 0);
+	                                           &svc->spec.placement.constraints[0], &err),
+	                 0);
 	assert_int_equal(manifest_constraint_parse("node.name != node3",
-						   &svc->spec.placement.constraints[1], &err),
-			 0);
+	                                           &svc->spec.placement.constraints[1], &err),
+	                 0);
 	svc->spec.placement.n_constraints = 2;
 	assert_int_equal(place_n(&ns, svc, 4, out, reason, sizeof(reason)), 4);
 	for (int i = 0; i < 4; i++)
@@ -167,7 +167,8 @@ test_reservations_and_reason(void **state)
 	mknode(&ns, "node3", "", 2000, 1 << 30)->drain = true;
 	/* node1 fits 2, node2 fits 1, node3 is drained: 3 of 5. */
 	assert_int_equal(place_n(&ns, svc, 5, out, reason, sizeof(reason)), 3);
-	assert_string_equal(reason, "no node has 1.00 CPUs free (3 nodes checked: 2 lack CPU, 1 drained)");
+	assert_string_equal(reason,
+	                    "no node has 1.00 CPUs free (3 nodes checked: 2 lack CPU, 1 drained)");
 	service_free(svc);
 	free_nodes(&ns);
 }
@@ -184,8 +185,8 @@ test_memory_reason(void **state)
 	mknode(&ns, "node1", "", 2000, 1 << 30);
 	mknode(&ns, "node2", "", 2000, 1 << 30)->status = NODE_DOWN;
 	assert_int_equal(place_n(&ns, svc, 1, out, reason, sizeof(reason)), 0);
-	assert_string_equal(reason,
-			    "no node has 2Gi of memory free (2 nodes checked: 1 lack memory, 1 not ready)");
+	assert_string_equal(
+	    reason, "no node has 2Gi of memory free (2 nodes checked: 1 lack memory, 1 not ready)");
 	service_free(svc);
 	free_nodes(&ns);
 }
@@ -203,8 +204,9 @@ test_max_per_node(void **state)
 	mknode(&ns, "node1", "", 2000, 1 << 30);
 	mknode(&ns, "node2", "", 2000, 1 << 30);
 	assert_int_equal(place_n(&ns, svc, 5, out, reason, sizeof(reason)), 4);
-	assert_string_equal(reason, "every eligible node has max_per_node=2 tasks (2 nodes checked: "
-				    "2 at max_per_node)");
+	assert_string_equal(reason,
+	                    "every eligible node has max_per_node=2 tasks (2 nodes checked: "
+	                    "2 at max_per_node)");
 	service_free(svc);
 	free_nodes(&ns);
 }
@@ -260,10 +262,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_spread_even),      cmocka_unit_test(test_most_free_memory_first),
-		cmocka_unit_test(test_constraints),      cmocka_unit_test(test_reservations_and_reason),
-		cmocka_unit_test(test_memory_reason),    cmocka_unit_test(test_max_per_node),
-		cmocka_unit_test(test_deterministic),    cmocka_unit_test(test_scale_10k_nodes),
+	    cmocka_unit_test(test_spread_even),   cmocka_unit_test(test_most_free_memory_first),
+	    cmocka_unit_test(test_constraints),   cmocka_unit_test(test_reservations_and_reason),
+	    cmocka_unit_test(test_memory_reason), cmocka_unit_test(test_max_per_node),
+	    cmocka_unit_test(test_deterministic), cmocka_unit_test(test_scale_10k_nodes),
 	};
 	if (sodium_init() < 0)
 		return 1;
