@@ -9,7 +9,7 @@
 
 SHOAL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LAB_BIN="$SHOAL_ROOT/tests/lab/lab"
-export LAB_RUN=${LAB_RUN:-/run/shoal-lab}
+export LAB_RUN=${LAB_RUN:-/run/shoal-lab${LAB_ID:+-$LAB_ID}}
 
 # SHOAL_BIN: the directory of the built binaries, absolute ($BUILD, default build/).
 if [ -z "${SHOAL_BIN:-}" ]; then

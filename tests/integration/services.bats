@@ -232,6 +232,25 @@ teardown_file() {
 	shoal rm ghost
 }
 
+@test "shoal logs prints a service's or one task's output, relayed from its node" {
+	shoal apply -f "$M/talker.yaml"
+	wait_until 30 running_is talker 2
+	t1=$(shoal ps talker | awk 'NR > 1 && $5 == "running" {print $1; exit}')
+	run shoal logs talker
+	[ "$status" -eq 0 ]
+	[[ $output == *"| hello from talker."* ]]
+	[ "$(echo "$output" | grep -c 'hello from talker')" -eq 2 ]
+	run shoal logs "$t1"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | head -1)" = "hello from $t1" ]
+	run shoal logs --tail 1 "$t1"
+	[ "$output" = "second line" ]
+	run shoal logs nosuch
+	[ "$status" -eq 1 ]
+	[[ $output == *"no such service or task: nosuch"* ]]
+	shoal rm talker
+}
+
 @test "rm removes a service and all its containers" {
 	shoal rm sleeper
 	wait_until 30 no_service sleeper
