@@ -63,6 +63,8 @@ send_heartbeat(struct session *s)
 	usage.cpu_millis = (uint64_t)used.cpu_millis;
 	usage.memory_bytes = (uint64_t)used.memory_bytes;
 	hb.usage = &usage;
+	hb.endpoints_generation = s->endpoints_gen;
+	hb.assignments_generation = a->tasks.generation;
 	env.id = ++s->next_id;
 	env.body_case = SHOAL__ENVELOPE__BODY_HEARTBEAT;
 	env.heartbeat = &hb;
@@ -153,6 +155,17 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 	arm(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
 }
 
+/* A new table for the proxy and the routes; acknowledged at once, because the scheduler
+ * holds back stopping a task until every proxy confirmed it left the rotation. */
+static void
+on_endpoints(struct session *s, const Shoal__Endpoints *ep)
+{
+	s->endpoints_gen = ep->generation;
+	shoal_log(LOG_DEBUG, "endpoints generation %llu: %zu services, %zu nodes",
+	          (unsigned long long)ep->generation, ep->n_services, ep->n_nodes);
+	send_heartbeat(s);
+}
+
 static void
 on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 {
@@ -165,6 +178,10 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 			on_register_reply(s, env->register_reply);
 		break;
 	case SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY:
+		break;
+	case SHOAL__ENVELOPE__BODY_ENDPOINTS:
+		if (s->state == SESSION_READY)
+			on_endpoints(s, env->endpoints);
 		break;
 	case SHOAL__ENVELOPE__BODY_LOGS:
 		logs_request(&s->agent->logs, env->id, env->logs);

@@ -31,7 +31,8 @@ struct session {
 	char node_id[16];
 	char subnet[32];
 	uint32_t heartbeat_ms;
-	int failures; /* consecutive failed attempts (for quiet logging) */
+	uint64_t endpoints_gen; /* last Endpoints applied (acknowledged in heartbeats) */
+	int failures;           /* consecutive failed attempts (for quiet logging) */
 };
 
 void session_init(struct session *s, struct agent_server *a);

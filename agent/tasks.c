@@ -183,6 +183,54 @@ out:
 	free(env);
 }
 
+/* Established TCP connections to one of ports inside pid's network namespace. */
+static int
+open_connections(pid_t pid, const struct service_spec *spec)
+{
+	static const char *const files[] = {"tcp", "tcp6"};
+	int n = 0;
+
+	for (size_t f = 0; f < ARRAY_SIZE(files); f++) {
+		cleanup_free char *path = xasprintf("/proc/%d/net/%s", (int)pid, files[f]);
+		cleanup_free char *text = util_read_file(path, NULL, NULL);
+		char *save = NULL;
+		if (text == NULL)
+			continue;
+		for (char *line = strtok_r(text, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			char local[64];
+			unsigned st, port;
+			char *colon;
+			if (sscanf(line, " %*u: %63s %*s %x", local, &st) != 2 || st != 1)
+				continue;
+			colon = strrchr(local, ':');
+			if (colon == NULL || sscanf(colon + 1, "%x", &port) != 1)
+				continue;
+			for (size_t p = 0; p < spec->n_ports; p++)
+				if (spec->ports[p].target == port)
+					n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * The scheduler took the task out of every proxy's rotation before unassigning it; what is
+ * left are requests in flight. Give them up to the stop grace to finish before SIGTERM, so a
+ * scale-down or an update fails no request. Returns the time spent.
+ */
+static int64_t
+drain_connections(struct op *op, pid_t pid)
+{
+	int64_t start = util_now_ms(), deadline = start + op->grace_ms;
+
+	if (op->spec.n_ports == 0)
+		return 0;
+	while (util_now_ms() < deadline && open_connections(pid, &op->spec) > 0)
+		usleep(50000);
+	return util_now_ms() - start;
+}
+
 static void
 op_stop(struct op *op)
 {
@@ -195,6 +243,12 @@ op_stop(struct op *op)
 	c = container_load(op->root, op->container_id, &op->err);
 	if (c == NULL)
 		return; /* already gone */
+	if (container_alive(c)) {
+		int64_t spent = drain_connections(op, c->pid);
+		grace_s = (int)((op->grace_ms - spent + 999) / 1000);
+		if (grace_s < 1)
+			grace_s = 1;
+	}
 	if (container_alive(c) && container_stop(c, grace_s, &op->err) == -1)
 		shoal_log(LOG_WARNING, "stop %s: %s", op->name, op->err.msg);
 	op->exit_code = c->exit_code;

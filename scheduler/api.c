@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "endpoints.h"
 #include "err.h"
 #include "log.h"
 #include "logs.h"
@@ -140,6 +141,9 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply.body_case = SHOAL__ENVELOPE__BODY_REGISTER_REPLY;
 	reply.register_reply = &rr;
 	send_or_log(sc, &reply);
+	/* Its proxy and routes start from the current table; acknowledgements restart too. */
+	n->endpoints_acked = 0;
+	endpoints_send(srv, n);
 }
 
 static void
@@ -160,6 +164,8 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 		n->used_cpu_millis = (int64_t)hb->usage->cpu_millis;
 		n->used_memory_bytes = (int64_t)hb->usage->memory_bytes;
 	}
+	if (hb->endpoints_generation)
+		endpoints_ack(sc->srv, n, hb->endpoints_generation);
 	for (size_t i = 0; i < hb->n_task_status_changes; i++)
 		reconcile_task_status(sc->srv, n, hb->task_status_changes[i]);
 	if (n->status != NODE_READY) {

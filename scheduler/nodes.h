@@ -33,13 +33,14 @@ struct node {
 	uint32_t ntasks;             /* tasks bound here (live or stopping) */
 	int64_t reserved_cpu_millis; /* sum of bound tasks' reservations */
 	int64_t reserved_memory_bytes;
-	uint32_t scratch;    /* per-pass counter for placement (tasks of one service) */
-	bool dirty;          /* its task set changed: send Assignments */
-	uint64_t assign_gen; /* generation of the last Assignments sent */
-	struct task *tasks;  /* bound tasks (task.node_next list) */
-	int subnet_index;    /* which /24 of the cluster CIDR */
-	int64_t created_ms;  /* wall clock of first registration */
-	int64_t last_seen;   /* monotonic ms of the last message */
+	uint32_t scratch;         /* per-pass counter for placement (tasks of one service) */
+	bool dirty;               /* its task set changed: send Assignments */
+	uint64_t assign_gen;      /* generation of the last Assignments sent */
+	uint64_t endpoints_acked; /* the last Endpoints generation it applied */
+	struct task *tasks;       /* bound tasks (task.node_next list) */
+	int subnet_index;         /* which /24 of the cluster CIDR */
+	int64_t created_ms;       /* wall clock of first registration */
+	int64_t last_seen;        /* monotonic ms of the last message */
 	int64_t last_seen_wall;
 	struct rpc_conn *conn; /* the live session, NULL while disconnected (borrowed) */
 };

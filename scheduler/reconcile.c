@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 
+#include "endpoints.h"
 #include "err.h"
 #include "log.h"
 #include "manifest.h"
@@ -32,6 +33,12 @@ schedule_pass(struct sched_server *srv)
 {
 	if (srv->pass && !event_pending(srv->pass, EV_TIMEOUT, NULL))
 		event_active(srv->pass, EV_TIMEOUT, 0);
+}
+
+void
+reconcile_schedule(struct sched_server *srv)
+{
+	schedule_pass(srv);
 }
 
 static void
@@ -189,6 +196,7 @@ drop_task(struct sched_server *srv, struct task *t)
 {
 	if (t == NULL)
 		return;
+	endpoints_forget(srv, t);
 	unbind_task(srv, t);
 	unpersist_task(srv, t);
 	task_map_del(&srv->tasks, t);
@@ -219,6 +227,8 @@ shutdown_task(struct sched_server *srv, struct task *t, const char *why)
 {
 	if (t->desired == TASK_DESIRED_SHUTDOWN)
 		return;
+	/* Out of every proxy's rotation first; the node stops it once they all confirmed. */
+	endpoints_drain(srv, t);
 	t->desired = TASK_DESIRED_SHUTDOWN;
 	if (why)
 		task_set_message(t, "%s", why);
@@ -513,6 +523,8 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 	bool waiting = false;
 
 	svc->dirty = false;
+	if (svc->spec.n_ports)
+		endpoints_mark(srv);
 	scale(srv, svc);
 	for (size_t i = 0; i < svc->nslots;) {
 		struct slot *sl = &svc->slots[i];
@@ -559,7 +571,7 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 	for (struct task *t = n->tasks; t; t = t->node_next) {
 		Shoal__TaskSpec *ts;
 		size_t k;
-		if (t->desired != TASK_DESIRED_RUNNING || task_terminal(t))
+		if ((t->desired != TASK_DESIRED_RUNNING && !t->draining) || task_terminal(t))
 			continue;
 		ts = &specs[nt];
 		shoal__task_spec__init(ts);
@@ -622,6 +634,8 @@ reconcile_flush(struct sched_server *srv)
 				reconcile_service(srv, v[i], now);
 		free(v);
 	}
+	endpoints_flush(srv);
+	endpoints_check_drains(srv);
 	for (size_t i = 0; i < srv->ndirty_nodes; i++) {
 		struct node *n = srv->dirty_nodes[i];
 		n->dirty = false;
@@ -655,6 +669,7 @@ finished(struct sched_server *srv, struct task *t)
 	struct slot *sl = slot_of(t);
 
 	t->finished_mono = util_now_ms();
+	endpoints_forget(srv, t);
 	unbind_task(srv, t);
 	if (sl) {
 		for (size_t i = 0; i < sl->nstopping; i++) {
@@ -693,6 +708,8 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		t->started_at = ts->started_at_ms;
 	if (st == TASK_STATE_RUNNING && t->running_since == 0)
 		t->running_since = util_now_ms();
+	if (t->svc->spec.n_ports)
+		endpoints_mark(srv);
 	if (task_terminal(t)) {
 		t->exit_code = ts->exit_code;
 		t->oom_killed = ts->oom_killed;
@@ -719,6 +736,7 @@ reconcile_node_down(struct sched_server *srv, struct node *n)
 		reconcile_mark(srv, t->svc);
 		lost++;
 	}
+	endpoints_mark(srv);
 	if (lost)
 		shoal_log(LOG_INFO, "node %s down: replacing %zu task%s elsewhere", n->name, lost,
 		          lost == 1 ? "" : "s");
@@ -762,6 +780,7 @@ reconcile_node_registered(struct sched_server *srv, struct node *n,
 		shoal_log(LOG_INFO, "node %s: adopted %zu running task%s", n->name, adopted,
 		          adopted == 1 ? "" : "s");
 	reconcile_mark_node(srv, n);
+	endpoints_mark(srv);
 }
 
 /* ---- load after a restart ---- */

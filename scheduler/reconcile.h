@@ -27,6 +27,9 @@ void reconcile_mark(struct sched_server *srv, struct service *svc);
 /* Node n's task set changed: send it Assignments in this iteration's pass. */
 void reconcile_mark_node(struct sched_server *srv, struct node *n);
 
+/* Run the deferred pass at the end of this loop iteration. */
+void reconcile_schedule(struct sched_server *srv);
+
 /* The deferred pass (also run by the 1 s tick). */
 void reconcile_flush(struct sched_server *srv);
 /* Every second: services waiting on a back-off or for room get another look. */

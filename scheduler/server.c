@@ -132,6 +132,7 @@ cron(evutil_socket_t fd, short what, void *arg)
 	if (now >= srv->next_tick) {
 		srv->next_tick = now + 1000;
 		reconcile_tick(srv);
+		endpoints_check_drains(srv);
 	}
 }
 
@@ -243,6 +244,7 @@ sched_server_free(struct sched_server *srv)
 	if (srv->pass)
 		event_free(srv->pass);
 	logs_free(srv);
+	endpoints_free(&srv->endpoints);
 	services_free(&srv->services);
 	task_map_free(&srv->tasks);
 	free(srv->dirty_svcs);

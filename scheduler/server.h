@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 
+#include "endpoints.h"
 #include "nodes.h"
 #include "rpc.h"
 #include "service.h"
@@ -49,9 +50,10 @@ struct sched_server {
 	size_t ndirty_svcs, capdirty_svcs;
 	struct node **dirty_nodes; /* nodes to send Assignments in the pass */
 	size_t ndirty_nodes, capdirty_nodes;
-	int64_t next_tick;        /* monotonic ms of the next 1 s reconcile tick */
-	int64_t started;          /* monotonic ms the scheduler started */
-	struct log_relay *relays; /* `shoal logs` requests being relayed */
+	int64_t next_tick;          /* monotonic ms of the next 1 s reconcile tick */
+	int64_t started;            /* monotonic ms the scheduler started */
+	struct log_relay *relays;   /* `shoal logs` requests being relayed */
+	struct endpoints endpoints; /* the proxies' table, its generation, the drains */
 	uint64_t next_relay_id;
 	uint32_t heartbeat_ms; /* interval handed to agents */
 	char *data_dir;

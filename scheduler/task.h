@@ -48,11 +48,14 @@ struct task {
 	int64_t not_before;    /* monotonic ms: a restart waits for its back-off */
 	int32_t exit_code;
 	bool oom_killed;
-	bool lost;           /* its node went down: it no longer counts as live */
-	bool persisted;      /* a row exists in the store */
-	bool bound;          /* on node's task list, holding its reservation */
-	uint32_t restarts;   /* consecutive restarts of the slot before this task */
-	uint64_t cpu_millis; /* reservation held on node while bound */
+	bool lost;              /* its node went down: it no longer counts as live */
+	bool persisted;         /* a row exists in the store */
+	bool bound;             /* on node's task list, holding its reservation */
+	bool draining;          /* leaving Endpoints before it stops: still assigned */
+	uint64_t drain_gen;     /* Endpoints generation without it: stop once all acked */
+	int64_t drain_deadline; /* monotonic ms: stop anyway (an agent that never acks) */
+	uint32_t restarts;      /* consecutive restarts of the slot before this task */
+	uint64_t cpu_millis;    /* reservation held on node while bound */
 	int64_t memory_bytes;
 	char ip[16];
 	char *message; /* why it is pending, failed, ...; NULL if nothing to say */

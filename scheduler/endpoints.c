@@ -1,0 +1,281 @@
+#include "endpoints.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "reconcile.h"
+#include "server.h"
+#include "shoal.pb-c.h"
+#include "util.h"
+
+#define DRAIN_ACK_TIMEOUT_MS 2000
+
+static bool
+published(const struct service *svc)
+{
+	for (size_t i = 0; i < svc->spec.n_ports; i++)
+		if (svc->spec.ports[i].published)
+			return true;
+	return false;
+}
+
+bool
+endpoints_serves(const struct task *t)
+{
+	if (t->desired != TASK_DESIRED_RUNNING || t->state != TASK_STATE_RUNNING || t->lost ||
+	    !t->bound || t->node == NULL || t->node->status != NODE_READY)
+		return false;
+	return t->svc->spec.network == MANIFEST_NETWORK_HOST || t->ip[0] != '\0';
+}
+
+void
+endpoints_mark(struct sched_server *srv)
+{
+	srv->endpoints.dirty = true;
+	reconcile_schedule(srv);
+}
+
+/* Every service's backends in one table (borrowed strings; freed by free_table). */
+struct table {
+	Shoal__Endpoints ep;
+	Shoal__ServiceEndpoints *svcs;
+	Shoal__ServiceEndpoints **svcp;
+	Shoal__NodeRoute *routes;
+	Shoal__NodeRoute **routep;
+	char (*subnets)[32];
+};
+
+static void
+add_backend(Shoal__ServiceEndpoints *se, const struct task *t, uint16_t target)
+{
+	Shoal__Backend *b = xmalloc(sizeof(*b));
+
+	shoal__backend__init(b);
+	b->ip = t->svc->spec.network == MANIFEST_NETWORK_HOST ? t->node->address : (char *)t->ip;
+	b->port = target;
+	b->task_id = (char *)t->id;
+	se->backends = xrealloc(se->backends, (se->n_backends + 1) * sizeof(*se->backends));
+	se->backends[se->n_backends++] = b;
+}
+
+static void
+build(struct sched_server *srv, struct table *tb)
+{
+	size_t nsvc = 0;
+
+	memset(tb, 0, sizeof(*tb));
+	shoal__endpoints__init(&tb->ep);
+	for (size_t i = 0; i < srv->services.n; i++)
+		for (size_t p = 0; p < srv->services.v[i]->spec.n_ports; p++)
+			nsvc += srv->services.v[i]->spec.ports[p].published != 0;
+	tb->svcs = xcalloc(nsvc ? nsvc : 1, sizeof(*tb->svcs));
+	tb->svcp = xcalloc(nsvc ? nsvc : 1, sizeof(*tb->svcp));
+	nsvc = 0;
+	for (size_t i = 0; i < srv->services.n; i++) {
+		struct service *svc = srv->services.v[i];
+		if (svc->removed || !published(svc))
+			continue;
+		for (size_t p = 0; p < svc->spec.n_ports; p++) {
+			const struct manifest_port *port = &svc->spec.ports[p];
+			Shoal__ServiceEndpoints *se = &tb->svcs[nsvc];
+			if (!port->published)
+				continue;
+			shoal__service_endpoints__init(se);
+			se->name = svc->name;
+			se->published_port = port->published;
+			/* Slot order: every agent sees the same list, so rotations line up. */
+			for (size_t k = 0; k < svc->nslots; k++) {
+				const struct slot *sl = &svc->slots[k];
+				if (sl->cur && endpoints_serves(sl->cur))
+					add_backend(se, sl->cur, port->target);
+				if (sl->next && endpoints_serves(sl->next))
+					add_backend(se, sl->next, port->target);
+			}
+			tb->svcp[nsvc++] = se;
+		}
+	}
+	tb->ep.services = tb->svcp;
+	tb->ep.n_services = nsvc;
+	tb->routes = xcalloc(srv->nodes.n ? srv->nodes.n : 1, sizeof(*tb->routes));
+	tb->routep = xcalloc(srv->nodes.n ? srv->nodes.n : 1, sizeof(*tb->routep));
+	tb->subnets = xcalloc(srv->nodes.n ? srv->nodes.n : 1, sizeof(*tb->subnets));
+	for (size_t i = 0; i < srv->nodes.n; i++) {
+		struct node *n = srv->nodes.v[i];
+		Shoal__NodeRoute *r = &tb->routes[tb->ep.n_nodes];
+		/* A down node's subnet has no live containers worth routing to... but its route
+		 * is harmless and stable: keep every known node, so routes do not flap. */
+		shoal__node_route__init(r);
+		r->name = n->name;
+		r->address = n->address;
+		r->subnet = nodes_subnet(&srv->nodes, n, tb->subnets[i], sizeof(tb->subnets[i]));
+		tb->routep[tb->ep.n_nodes++] = r;
+	}
+	tb->ep.nodes = tb->routep;
+}
+
+static void
+free_table(struct table *tb)
+{
+	for (size_t i = 0; i < tb->ep.n_services; i++) {
+		for (size_t k = 0; k < tb->svcs[i].n_backends; k++)
+			free(tb->svcs[i].backends[k]);
+		free(tb->svcs[i].backends);
+	}
+	free(tb->svcs);
+	free(tb->svcp);
+	free(tb->routes);
+	free(tb->routep);
+	free(tb->subnets);
+}
+
+static void
+send_frame(struct sched_server *srv, struct node *n)
+{
+	struct shoal_err err;
+
+	if (srv->endpoints.frame == NULL || n->conn == NULL || n->status != NODE_READY)
+		return;
+	/* Unpack-free path: the frame is a packed Envelope; rpc_send_bytes sends it as is. */
+	if (rpc_send_bytes(n->conn, srv->endpoints.frame, srv->endpoints.frame_len, &err) == -1)
+		shoal_log(LOG_WARNING, "endpoints to %s: %s", n->name, err.msg);
+}
+
+void
+endpoints_flush(struct sched_server *srv)
+{
+	struct endpoints *e = &srv->endpoints;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	struct table tb;
+	size_t len;
+	uint8_t *content;
+
+	if (!e->dirty)
+		return;
+	e->dirty = false;
+	build(srv, &tb);
+	len = shoal__endpoints__get_packed_size(&tb.ep);
+	content = xmalloc(len ? len : 1);
+	shoal__endpoints__pack(&tb.ep, content);
+	if (e->content && len == e->content_len && memcmp(content, e->content, len) == 0) {
+		free(content);
+		free_table(&tb);
+		return;
+	}
+	free(e->content);
+	e->content = content;
+	e->content_len = len;
+	tb.ep.generation = ++e->generation;
+	env.body_case = SHOAL__ENVELOPE__BODY_ENDPOINTS;
+	env.endpoints = &tb.ep;
+	free(e->frame);
+	e->frame_len = shoal__envelope__get_packed_size(&env);
+	e->frame = xmalloc(e->frame_len);
+	shoal__envelope__pack(&env, e->frame);
+	free_table(&tb);
+	shoal_log(LOG_DEBUG, "endpoints generation %llu (%zu bytes)",
+		  (unsigned long long)e->generation, e->frame_len);
+	for (size_t i = 0; i < srv->nodes.n; i++)
+		send_frame(srv, srv->nodes.v[i]);
+}
+
+void
+endpoints_send(struct sched_server *srv, struct node *n)
+{
+	send_frame(srv, n);
+}
+
+void
+endpoints_ack(struct sched_server *srv, struct node *n, uint64_t gen)
+{
+	if (gen <= n->endpoints_acked)
+		return;
+	n->endpoints_acked = gen;
+	if (srv->endpoints.ndraining)
+		endpoints_check_drains(srv);
+}
+
+bool
+endpoints_drain(struct sched_server *srv, struct task *t)
+{
+	struct endpoints *e = &srv->endpoints;
+
+	if (t->draining)
+		return true;
+	if (!endpoints_serves(t) && !(t->state == TASK_STATE_RUNNING && published(t->svc)))
+		return false;
+	if (!published(t->svc) || t->node == NULL || t->node->status != NODE_READY)
+		return false;
+	t->draining = true;
+	/* The next generation is the first without it: endpoints_flush runs in this pass. */
+	t->drain_gen = e->generation + 1;
+	t->drain_deadline = util_now_ms() + DRAIN_ACK_TIMEOUT_MS;
+	if (e->ndraining == e->capdraining) {
+		e->capdraining = e->capdraining ? e->capdraining * 2 : 16;
+		e->draining = xrealloc(e->draining, e->capdraining * sizeof(*e->draining));
+	}
+	e->draining[e->ndraining++] = t;
+	endpoints_mark(srv);
+	return true;
+}
+
+static bool
+acked_everywhere(struct sched_server *srv, uint64_t gen)
+{
+	for (size_t i = 0; i < srv->nodes.n; i++) {
+		const struct node *n = srv->nodes.v[i];
+		if (n->status == NODE_READY && n->conn && n->endpoints_acked < gen)
+			return false;
+	}
+	return true;
+}
+
+void
+endpoints_check_drains(struct sched_server *srv)
+{
+	struct endpoints *e = &srv->endpoints;
+	int64_t now = util_now_ms();
+
+	for (size_t i = 0; i < e->ndraining;) {
+		struct task *t = e->draining[i];
+		bool timed_out = now >= t->drain_deadline;
+		/* A generation not built yet cannot have been acknowledged. */
+		if (t->drain_gen > e->generation || (!timed_out && !acked_everywhere(srv, t->drain_gen))) {
+			i++;
+			continue;
+		}
+		if (timed_out)
+			shoal_log(LOG_INFO, "task %s: not every proxy confirmed it left in %d ms; "
+				  "stopping it anyway", t->name, DRAIN_ACK_TIMEOUT_MS);
+		t->draining = false;
+		e->draining[i] = e->draining[--e->ndraining];
+		if (t->bound)
+			reconcile_mark_node(srv, t->node);
+	}
+}
+
+void
+endpoints_forget(struct sched_server *srv, struct task *t)
+{
+	struct endpoints *e = &srv->endpoints;
+
+	if (!t->draining)
+		return;
+	for (size_t i = 0; i < e->ndraining; i++) {
+		if (e->draining[i] == t) {
+			e->draining[i] = e->draining[--e->ndraining];
+			break;
+		}
+	}
+	t->draining = false;
+}
+
+void
+endpoints_free(struct endpoints *e)
+{
+	free(e->content);
+	free(e->frame);
+	free(e->draining);
+	memset(e, 0, sizeof(*e));
+}
