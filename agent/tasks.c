@@ -358,6 +358,9 @@ fill_status(const struct agent_task *t, Shoal__TaskStatus *s)
 	s->message = t->message ? t->message : "";
 	s->container_ip = (char *)t->ip;
 	s->started_at_ms = t->started_at;
+	/* The text lives in a buffer the task owns, as long as the status is used. */
+	s->health = (char *)health_text(&t->health, ((struct agent_task *)t)->health_buf,
+					sizeof(t->health_buf));
 }
 
 static void
@@ -432,6 +435,8 @@ task_add(struct tasks *ts, const char *id, const char *name, const char *service
 static void
 unwatch(struct agent_task *t)
 {
+	health_stop(&t->health);
+	t->pid = 0;
 	if (t->exit_ev)
 		event_free(t->exit_ev);
 	t->exit_ev = NULL;
@@ -456,6 +461,7 @@ task_destroy(struct tasks *ts, struct agent_task *t)
 	free(t->service);
 	free(t->spec_json);
 	free(t->message);
+	free(t->kill_reason);
 	manifest_spec_free(&t->spec);
 	free(t);
 }
@@ -482,13 +488,39 @@ exited(struct tasks *ts, struct agent_task *t, int code, int sig, bool oom)
 		return; /* a stop we asked for: the stop op reports it */
 	t->exit_code = oom ? 137 : sig ? 128 + sig : code;
 	t->oom_killed = oom;
-	if (oom)
+	if (t->kill_reason)
+		snprintf(msg, sizeof(msg), "%s", t->kill_reason);
+	else if (oom)
 		snprintf(msg, sizeof(msg), "OOM-killed (exit 137)");
 	else if (sig)
 		snprintf(msg, sizeof(msg), "killed by signal %d (exit %d)", sig, 128 + sig);
 	else
 		snprintf(msg, sizeof(msg), "exited with code %d", code);
-	set_state(ts, t, t->exit_code == 0 ? ATASK_STOPPED : ATASK_FAILED, msg);
+	set_state(ts, t, t->exit_code == 0 && !t->kill_reason ? ATASK_STOPPED : ATASK_FAILED, msg);
+}
+
+/*
+ * The check's verdict changed. Tell the scheduler (an unhealthy task leaves Endpoints at
+ * once); an unhealthy task is killed so its restart policy replaces it, as in Swarm.
+ */
+static void
+on_health(struct agent_task *t)
+{
+	struct tasks *ts = t->owner;
+	struct container *c;
+	char buf[200];
+
+	shoal_log(t->health.status == HEALTH_UNHEALTHY ? LOG_WARNING : LOG_INFO, "task %s %s",
+		  t->name, health_text(&t->health, buf, sizeof(buf)));
+	report(ts, t);
+	if (t->health.status != HEALTH_UNHEALTHY || t->removing)
+		return;
+	free(t->kill_reason);
+	t->kill_reason = xasprintf("unhealthy: %s", t->health.reason);
+	c = container_load(ts->root, t->container_id, NULL);
+	if (c && container_alive(c) && container_kill(c, SIGKILL, NULL) == 0)
+		shoal_log(LOG_INFO, "task %s killed: unhealthy", t->name);
+	container_free(c);
 }
 
 static void
@@ -571,6 +603,8 @@ start_done(struct tasks *ts, struct op *op)
 		t->started_at = op->started_at;
 		t->exit_code = -1;
 		watch_sync(ts, t, op->sync_fd);
+		t->pid = op->pid;
+		health_start(&t->health, t, on_health);
 		set_state(ts, t, ATASK_RUNNING, NULL);
 	} else {
 		t->exit_code = op->exit_code;
@@ -739,6 +773,8 @@ load_one(struct tasks *ts, const char *path)
 	t->started_at = c->started_ms;
 	if (container_alive(c) && watch_pid(ts, t, c->pid)) {
 		t->state = ATASK_RUNNING;
+		t->pid = c->pid;
+		health_start(&t->health, t, on_health);
 	} else {
 		t->state = c->exit_code == 0 ? ATASK_STOPPED : ATASK_FAILED;
 		t->exit_code = c->oom_killed ? 137 : c->exit_code;

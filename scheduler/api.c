@@ -13,6 +13,7 @@
 #include "logs.h"
 #include "manifest.h"
 #include "reconcile.h"
+#include "update.h"
 #include "server.h"
 #include "shoal.pb-c.h"
 #include "util.h"
@@ -395,8 +396,15 @@ handle_apply(struct sched_conn *sc, const Shoal__Envelope *env)
 		} else {
 			free(svc->prev_spec_json);
 			svc->prev_spec_json = svc->removed ? NULL : xstrdup(svc->spec_json);
+			/* Versions only grow (a rollback reuses an older number, so the next one
+			 * must clear both); a service being removed comes back fresh. */
+			uint64_t top = svc->version > svc->prev_version ? svc->version
+									 : svc->prev_version;
+			svc->prev_version = svc->removed ? 0 : svc->version;
+			svc->version = top + 1;
+			if (!svc->removed)
+				update_begin(srv, svc);
 			svc->removed = false;
-			svc->version++;
 			service_set_spec(svc, &specs[i]);
 			svc->updated_ms = now;
 			action = "updated";
@@ -434,6 +442,7 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 	Shoal__ListServicesReply lr = SHOAL__LIST_SERVICES_REPLY__INIT;
 	size_t n = srv->services.n, k = 0;
 	Shoal__ServiceInfo *infos = xcalloc(n ? n : 1, sizeof(*infos));
+	char **ustates = xcalloc(n ? n : 1, sizeof(*ustates));
 
 	lr.services = xcalloc(n ? n : 1, sizeof(*lr.services));
 	for (size_t i = 0; i < n; i++) {
@@ -449,7 +458,8 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 		si->replicas_running = service_running(svc);
 		si->created_ms = svc->created_ms;
 		si->updated_ms = svc->updated_ms;
-		si->update_state = svc->removed ? "removing" : "";
+		ustates[k] = svc->removed ? xstrdup("removing") : update_text(svc);
+		si->update_state = ustates[k];
 		si->prev_spec_json = svc->prev_spec_json ? svc->prev_spec_json : "";
 		lr.services[k++] = si;
 	}
@@ -463,6 +473,9 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply.list_services_reply = &lr;
 	send_or_log(sc, &reply);
 out:
+	for (size_t i = 0; i < k; i++)
+		free(ustates[i]);
+	free(ustates);
 	free(lr.services);
 	free(infos);
 }
@@ -497,6 +510,7 @@ add_task_info(struct task_list *l, const struct task *t)
 	ti->exit_code = t->exit_code;
 	ti->version = t->version;
 	ti->started_at_ms = t->started_at;
+	ti->health = t->health ? t->health : "";
 }
 
 static void
@@ -623,6 +637,23 @@ handle_set_availability(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply_ok(sc, env->id, "%s %s", n->name, n->drain ? "drain" : "active");
 }
 
+static void
+handle_rollback(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct service *svc = services_find(&sc->srv->services, env->rollback->name);
+
+	if (svc == NULL || svc->removed) {
+		api_reply_error(sc, env->id, ENOENT, "no such service: %s", env->rollback->name);
+		return;
+	}
+	if (update_rollback(sc->srv, svc, "rollback requested") == -1) {
+		api_reply_error(sc, env->id, EINVAL, "service %s has no previous spec to roll back to",
+				svc->name);
+		return;
+	}
+	reply_ok(sc, env->id, "%s rolling back", svc->name);
+}
+
 /* Which role may send which message: agents report, the CLI administers. */
 static enum token_role
 required_role(Shoal__Envelope__BodyCase c)
@@ -641,6 +672,7 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_SCALE:
 	case SHOAL__ENVELOPE__BODY_REMOVE_SERVICE:
 	case SHOAL__ENVELOPE__BODY_SET_AVAILABILITY:
+	case SHOAL__ENVELOPE__BODY_ROLLBACK:
 		return TOKEN_ROLE_ADMIN;
 	default:
 		return TOKEN_ROLE_NONE;
@@ -708,6 +740,9 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_SET_AVAILABILITY:
 		handle_set_availability(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_ROLLBACK:
+		handle_rollback(sc, env);
 		break;
 	default:
 		break;

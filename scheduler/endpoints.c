@@ -24,8 +24,8 @@ published(const struct service *svc)
 bool
 endpoints_serves(const struct task *t)
 {
-	if (t->desired != TASK_DESIRED_RUNNING || t->state != TASK_STATE_RUNNING || t->lost ||
-	    !t->bound || t->node == NULL || t->node->status != NODE_READY)
+	if (t->desired != TASK_DESIRED_RUNNING || !task_healthy(t) || t->lost || !t->bound ||
+	    t->node == NULL || t->node->status != NODE_READY)
 		return false;
 	return t->svc->spec.network == MANIFEST_NETWORK_HOST || t->ip[0] != '\0';
 }

@@ -9,6 +9,7 @@
 
 #include "endpoints.h"
 #include "err.h"
+#include "update.h"
 #include "log.h"
 #include "manifest.h"
 #include "place.h"
@@ -141,9 +142,12 @@ reconcile_persist_service(struct sched_server *srv, struct service *svc)
 	    .created_ms = svc->created_ms,
 	    .updated_ms = svc->updated_ms,
 	    .removed = svc->removed,
+	    .prev_version = svc->prev_version,
 	};
 	struct shoal_err err;
+	cleanup_free char *ustate = update_text(svc);
 
+	sv.update_state = ustate;
 	ensure_tx(srv);
 	if (store_service_put(&srv->store, &sv, &err) == -1)
 		store_warn(&err);
@@ -407,13 +411,52 @@ free_slot_tasks(struct sched_server *srv, struct slot *sl)
 	memset(sl->history, 0, sizeof(sl->history));
 }
 
+/* Has a task the update started had its chance to become healthy? monitor counts from when
+ * it ran; a task that never got to run gets a further 30 s (placement, image import). */
+static bool
+monitor_expired(const struct service *svc, const struct task *t, int64_t now)
+{
+	int64_t monitor = svc->spec.update.monitor_ms;
+
+	if (t->running_since)
+		return now - t->running_since > monitor;
+	return util_wall_ms() - t->created_ms > monitor + 30000;
+}
+
+static void
+failure_text(const struct task *t, char *buf, size_t len)
+{
+	if (t->health && strncmp(t->health, "unhealthy", 9) == 0)
+		snprintf(buf, len, "%s", t->health);
+	else if (t->message)
+		snprintf(buf, len, "failed: %s", t->message);
+	else
+		snprintf(buf, len, "exited with code %d", t->exit_code);
+}
+
+/* Any task of the slot that is still shutting down (stop-first waits for them)? */
+static bool
+slot_stopping(const struct slot *sl)
+{
+	for (size_t i = 0; i < sl->nstopping; i++)
+		if (!task_terminal(sl->stopping[i]) && sl->stopping[i]->bound &&
+		    sl->stopping[i]->node->status != NODE_DOWN)
+			return true;
+	return false;
+}
+
 static bool
 reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
 {
 	struct task *t;
+	char why[200];
 
-	/* A replacement that runs takes over; one that died is history. */
+	/* A replacement that is healthy takes over; one that died is history. */
 	if (sl->next && task_terminal(sl->next)) {
+		if (sl->next->from_update) {
+			failure_text(sl->next, why, sizeof(why));
+			update_task_failed(srv, svc, sl->next, why);
+		}
 		to_history(srv, sl, sl->next);
 		sl->next = NULL;
 	} else if (sl->next && sl->next->lost) {
@@ -421,12 +464,27 @@ reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, i
 		slot_add_stopping(sl, sl->next);
 		reconcile_persist_task(srv, sl->next);
 		sl->next = NULL;
-	} else if (sl->next && sl->next->state == TASK_STATE_RUNNING) {
+	} else if (sl->next && task_healthy(sl->next)) {
 		struct task *fresh = sl->next;
 		sl->next = NULL;
+		if (fresh->from_update)
+			update_task_done(svc, fresh, now);
 		replace_cur(srv, sl, fresh,
-		            sl->cur && sl->cur->node && sl->cur->node->drain ? "node drained"
-		                                                             : "replaced");
+			    sl->cur && sl->cur->node && sl->cur->node->drain ? "node drained"
+									     : "replaced");
+	} else if (sl->next && sl->next->from_update && monitor_expired(svc, sl->next, now)) {
+		struct task *bad = sl->next;
+		snprintf(why, sizeof(why), "not healthy within monitor (%lldms)",
+			 (long long)svc->spec.update.monitor_ms);
+		sl->next = NULL;
+		update_task_failed(srv, svc, bad, why);
+		shutdown_task(srv, bad, why);
+		if (task_terminal(bad)) {
+			to_history(srv, sl, bad);
+		} else {
+			slot_add_stopping(sl, bad);
+			reconcile_persist_task(srv, bad);
+		}
 	}
 	t = sl->cur;
 	if (t == NULL) {
@@ -438,15 +496,45 @@ reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, i
 		replace_cur(srv, sl, new_task(srv, svc, sl->num, t->restarts), NULL);
 		return false;
 	}
+	/* Stop-first: the new task waits, unplaced, until the old one has stopped. */
+	if (t->hold && !slot_stopping(sl))
+		t->hold = false;
+	if (t->from_update) {
+		if (task_terminal(t)) {
+			failure_text(t, why, sizeof(why));
+			update_task_failed(srv, svc, t, why);
+		} else if (task_healthy(t)) {
+			update_task_done(svc, t, now);
+		} else if (monitor_expired(svc, t, now)) {
+			snprintf(why, sizeof(why), "not healthy within monitor (%lldms)",
+				 (long long)svc->spec.update.monitor_ms);
+			update_task_failed(srv, svc, t, why);
+		} else {
+			return true; /* look again when the monitor runs out */
+		}
+	}
 	if (task_terminal(t))
 		return restart_slot(srv, svc, sl, now);
 	if (sl->next)
-		return false;
+		return sl->next->from_update; /* its monitor needs the tick */
 	if (t->version != svc->version) {
-		/* A changed spec: start the new version, then stop the old (rolling updates with
-		 * parallelism and health come with the update module). */
-		sl->next = new_task(srv, svc, sl->num, 0);
-		reconcile_persist_task(srv, sl->next);
+		struct task *fresh;
+		if (!update_may_start(svc))
+			return svc->update.state == UPDATE_UPDATING ||
+			       svc->update.state == UPDATE_ROLLING_BACK;
+		fresh = new_task(srv, svc, sl->num, 0);
+		fresh->from_update = svc->update.state == UPDATE_UPDATING ||
+				     svc->update.state == UPDATE_ROLLING_BACK;
+		if (svc->spec.update.order == MANIFEST_ORDER_START_FIRST) {
+			sl->next = fresh;
+			reconcile_persist_task(srv, fresh);
+		} else {
+			fresh->hold = true;
+			replace_cur(srv, sl, fresh, "updated");
+			if (!slot_stopping(sl))
+				fresh->hold = false;
+		}
+		return fresh->from_update;
 	} else if (t->node && t->node->drain) {
 		sl->next = new_task(srv, svc, sl->num, 0);
 		task_set_message(sl->next, "moving off drained node %s", t->node->name);
@@ -470,7 +558,7 @@ place_pending(struct sched_server *srv, struct service *svc)
 		for (size_t k = 0; k < ARRAY_SIZE(ts); k++) {
 			struct task *t = ts[k];
 			struct node *n;
-			if (t == NULL || t->node || t->desired != TASK_DESIRED_RUNNING ||
+			if (t == NULL || t->node || t->desired != TASK_DESIRED_RUNNING || t->hold ||
 			    task_terminal(t))
 				continue;
 			if (b == NULL)
@@ -526,6 +614,7 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 	if (svc->spec.n_ports)
 		endpoints_mark(srv);
 	scale(srv, svc);
+	update_pass_begin(svc, now);
 	for (size_t i = 0; i < svc->nslots;) {
 		struct slot *sl = &svc->slots[i];
 		if (sl->removed) {
@@ -544,6 +633,7 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 		delete_service(srv, svc);
 		return false;
 	}
+	waiting |= update_pass_end(srv, svc, now);
 	svc->waiting = waiting;
 	place_pending(srv, svc);
 	return true;
@@ -702,6 +792,13 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		task_set_message(t, "%s", ts->message);
 	else if (st == TASK_STATE_RUNNING && t->desired == TASK_DESIRED_RUNNING)
 		task_set_message(t, NULL);
+	if (ts->health && (t->health == NULL || strcmp(ts->health, t->health) != 0)) {
+		free(t->health);
+		t->health = xstrdup(ts->health);
+		/* An update waits for its new tasks to be healthy. */
+		if (t->from_update)
+			reconcile_mark(srv, t->svc);
+	}
 	if (ts->container_ip && ts->container_ip[0])
 		snprintf(t->ip, sizeof(t->ip), "%s", ts->container_ip);
 	if (ts->started_at_ms)
@@ -719,7 +816,7 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 	/* Only a replacement coming up changes a decision; a plain task going to running
 	 * needs no pass (this keeps a million acknowledgements cheap). */
 	sl = slot_of(t);
-	if (sl && sl->next == t && st == TASK_STATE_RUNNING)
+	if (sl && sl->next == t && task_healthy(t))
 		reconcile_mark(srv, t->svc);
 }
 
@@ -801,7 +898,9 @@ load_service(const struct store_service *sv, void *arg)
 	service_set_spec(svc, &spec);
 	svc->prev_spec_json = sv->prev_spec_json ? xstrdup(sv->prev_spec_json) : NULL;
 	svc->version = sv->version;
+	svc->prev_version = sv->prev_version;
 	svc->updated_ms = sv->updated_ms;
+	update_restore(svc, sv->update_state);
 	svc->removed = sv->removed != 0;
 	services_add(&srv->services, svc);
 }

@@ -42,6 +42,7 @@ service_free(struct service *s)
 	free(s->spec_json);
 	free(s->prev_spec_json);
 	free(s->pending_reason);
+	free(s->update.message);
 	free(s->name);
 	free(s);
 }

@@ -29,6 +29,7 @@ static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "  spec_json TEXT NOT NULL,"
                              "  prev_spec_json TEXT,"
                              "  version INTEGER NOT NULL,"
+                             "  prev_version INTEGER NOT NULL DEFAULT 0,"
                              "  created_ms INTEGER NOT NULL,"
                              "  updated_ms INTEGER NOT NULL,"
                              "  removed INTEGER NOT NULL DEFAULT 0,"
@@ -266,11 +267,11 @@ store_service_put(struct store *s, const struct store_service *sv, struct shoal_
 {
 	static const char sql[] =
 	    "INSERT INTO services(name, spec_json, prev_spec_json, version, created_ms,"
-	    " updated_ms, removed, update_state) VALUES(?,?,?,?,?,?,?,?)"
+	    " updated_ms, removed, update_state, prev_version) VALUES(?,?,?,?,?,?,?,?,?)"
 	    " ON CONFLICT(name) DO UPDATE SET spec_json=excluded.spec_json,"
 	    " prev_spec_json=excluded.prev_spec_json, version=excluded.version,"
 	    " updated_ms=excluded.updated_ms, removed=excluded.removed,"
-	    " update_state=excluded.update_state";
+	    " update_state=excluded.update_state, prev_version=excluded.prev_version";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -284,6 +285,7 @@ store_service_put(struct store *s, const struct store_service *sv, struct shoal_
 	sqlite3_bind_int64(st, 6, sv->updated_ms);
 	sqlite3_bind_int(st, 7, sv->removed);
 	bind_text_or_null(st, 8, sv->update_state);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)sv->prev_version);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -320,7 +322,8 @@ store_service_each(struct store *s, void (*fn)(const struct store_service *sv, v
                    void *arg, struct shoal_err *err)
 {
 	static const char sql[] = "SELECT name, spec_json, prev_spec_json, version, created_ms,"
-	                          " updated_ms, removed, update_state FROM services ORDER BY name";
+	                          " updated_ms, removed, update_state, prev_version FROM services"
+	                          " ORDER BY name";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -336,6 +339,7 @@ store_service_each(struct store *s, void (*fn)(const struct store_service *sv, v
 		    .updated_ms = sqlite3_column_int64(st, 5),
 		    .removed = sqlite3_column_int(st, 6),
 		    .update_state = col_text_or_null(st, 7),
+		    .prev_version = (uint64_t)sqlite3_column_int64(st, 8),
 		};
 		fn(&sv, arg);
 		free(sv.name);

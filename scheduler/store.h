@@ -53,6 +53,7 @@ struct store_service {
 	char *spec_json;
 	char *prev_spec_json; /* may be NULL */
 	uint64_t version;
+	uint64_t prev_version;
 	int64_t created_ms;
 	int64_t updated_ms;
 	int removed;

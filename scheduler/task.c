@@ -49,6 +49,7 @@ task_free(struct task *t)
 		return;
 	free(t->name);
 	free(t->message);
+	free(t->health);
 	free(t);
 }
 
@@ -56,6 +57,16 @@ bool
 task_terminal(const struct task *t)
 {
 	return t->state == TASK_STATE_STOPPED || t->state == TASK_STATE_FAILED;
+}
+
+bool
+task_healthy(const struct task *t)
+{
+	if (t->state != TASK_STATE_RUNNING)
+		return false;
+	if (t->svc->spec.health.kind == MANIFEST_HEALTH_NONE)
+		return true;
+	return t->health && strcmp(t->health, "healthy") == 0;
 }
 
 bool

@@ -58,6 +58,9 @@ struct task {
 	uint64_t cpu_millis;    /* reservation held on node while bound */
 	int64_t memory_bytes;
 	char ip[16];
+	char *health;           /* "" (no check), starting, healthy, unhealthy: why */
+	bool from_update;        /* started by a rolling update, not yet healthy */
+	bool hold;               /* stop-first: not placed until its slot's old task stopped */
 	char *message; /* why it is pending, failed, ...; NULL if nothing to say */
 	struct task *node_prev, *node_next; /* node's list of bound tasks */
 };
@@ -68,6 +71,9 @@ void task_free(struct task *t);
 
 /* A task in a state from which it does not come back. */
 bool task_terminal(const struct task *t);
+/* Running and, if the service has a health check, passing it. */
+bool task_healthy(const struct task *t);
+
 /* Counts as a replica: wanted running, not terminal, not lost with its node. */
 bool task_live(const struct task *t);
 

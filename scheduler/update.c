@@ -1,0 +1,237 @@
+#include "update.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "manifest.h"
+#include "reconcile.h"
+#include "server.h"
+#include "util.h"
+
+static void
+set_message(struct update *u, const char *msg)
+{
+	free(u->message);
+	u->message = msg ? xstrdup(msg) : NULL;
+}
+
+void
+update_begin(struct sched_server *srv, struct service *svc)
+{
+	(void)srv;
+	svc->update.state = UPDATE_UPDATING;
+	set_message(&svc->update, NULL);
+	svc->update.next_start = 0;
+}
+
+int
+update_rollback(struct sched_server *srv, struct service *svc, const char *why)
+{
+	struct service_spec prev;
+	struct shoal_err err;
+	char *cur_json;
+
+	if (svc->prev_spec_json == NULL)
+		return -1;
+	if (manifest_spec_from_json(svc->prev_spec_json, &prev, &err) == -1) {
+		shoal_log(LOG_ERR, "service %s: previous spec unreadable: %s", svc->name, err.msg);
+		return -1;
+	}
+	/* Rolling back keeps the replica count: scaling is not part of what failed. */
+	prev.replicas = svc->spec.replicas;
+	cur_json = xstrdup(svc->spec_json);
+	service_set_spec(svc, &prev);
+	free(svc->prev_spec_json);
+	svc->prev_spec_json = cur_json;
+	/* Back to the previous version number too: tasks that never left it stay untouched. */
+	{
+		uint64_t v = svc->version;
+		svc->version = svc->prev_version ? svc->prev_version : v + 1;
+		svc->prev_version = v;
+	}
+	svc->updated_ms = util_wall_ms();
+	svc->update.state = UPDATE_ROLLING_BACK;
+	set_message(&svc->update, why);
+	svc->update.next_start = 0;
+	shoal_log(LOG_WARNING, "service %s: rolling back to the previous spec%s%s", svc->name,
+		  why ? ": " : "", why ? why : "");
+	reconcile_persist_service(srv, svc);
+	reconcile_mark(srv, svc);
+	return 0;
+}
+
+static bool
+active(const struct update *u)
+{
+	return u->state == UPDATE_UPDATING || u->state == UPDATE_ROLLING_BACK;
+}
+
+void
+update_pass_begin(struct service *svc, int64_t now)
+{
+	struct update *u = &svc->update;
+	uint32_t inflight = 0, par = svc->spec.update.parallelism;
+
+	u->done = u->total = 0;
+	for (size_t i = 0; i < svc->nslots; i++) {
+		const struct slot *sl = &svc->slots[i];
+		if (sl->removed)
+			continue;
+		u->total++;
+		if ((sl->next && sl->next->from_update) || (sl->cur && sl->cur->from_update))
+			inflight++;
+		else if (sl->cur && sl->cur->version == svc->version && !sl->next)
+			u->done++;
+	}
+	if (!active(u) || now < u->next_start) {
+		u->budget = 0;
+		return;
+	}
+	if (par == 0)
+		u->budget = UINT32_MAX;
+	else
+		u->budget = inflight >= par ? 0 : par - inflight;
+}
+
+bool
+update_may_start(struct service *svc)
+{
+	struct update *u = &svc->update;
+
+	/* A service that never updated (first deploy, restarts) is not throttled. */
+	if (u->state == UPDATE_NONE || u->state == UPDATE_COMPLETED ||
+	    u->state == UPDATE_ROLLED_BACK)
+		return true;
+	if (u->budget == 0)
+		return false;
+	u->budget--;
+	return true;
+}
+
+void
+update_task_done(struct service *svc, struct task *t, int64_t now)
+{
+	t->from_update = false;
+	if (active(&svc->update))
+		svc->update.next_start = now + svc->spec.update.delay_ms;
+}
+
+void
+update_task_failed(struct sched_server *srv, struct service *svc, struct task *t,
+		   const char *why)
+{
+	struct update *u = &svc->update;
+	char msg[320];
+
+	t->from_update = false;
+	if (!active(u))
+		return;
+	snprintf(msg, sizeof(msg), "task %s %s", t->name, why);
+	shoal_log(LOG_WARNING, "service %s: update failure: %s", svc->name, msg);
+	if (u->state == UPDATE_ROLLING_BACK) {
+		/* Nothing older to go back to: stop where we are and say so. */
+		u->state = UPDATE_PAUSED;
+		snprintf(msg, sizeof(msg), "rollback paused: task %s %s", t->name, why);
+		set_message(u, msg);
+		reconcile_persist_service(srv, svc);
+		return;
+	}
+	switch (svc->spec.update.failure_action) {
+	case MANIFEST_FAILURE_CONTINUE:
+		break;
+	case MANIFEST_FAILURE_PAUSE:
+		u->state = UPDATE_PAUSED;
+		set_message(u, msg);
+		reconcile_persist_service(srv, svc);
+		break;
+	case MANIFEST_FAILURE_ROLLBACK:
+		if (update_rollback(srv, svc, msg) == -1) {
+			u->state = UPDATE_PAUSED;
+			set_message(u, msg);
+			reconcile_persist_service(srv, svc);
+		}
+		break;
+	}
+}
+
+bool
+update_pass_end(struct sched_server *srv, struct service *svc, int64_t now)
+{
+	struct update *u = &svc->update;
+	bool all = true;
+
+	if (!active(u))
+		return false;
+	for (size_t i = 0; i < svc->nslots && all; i++) {
+		const struct slot *sl = &svc->slots[i];
+		if (sl->removed)
+			continue;
+		all = sl->cur && sl->cur->version == svc->version && !sl->cur->from_update &&
+		      !sl->next && task_healthy(sl->cur);
+	}
+	if (all) {
+		if (u->state == UPDATE_ROLLING_BACK) {
+			u->state = UPDATE_ROLLED_BACK;
+			shoal_log(LOG_INFO, "service %s: rolled back", svc->name);
+		} else {
+			u->state = UPDATE_COMPLETED;
+			set_message(u, NULL);
+			shoal_log(LOG_INFO, "service %s: update completed", svc->name);
+		}
+		reconcile_persist_service(srv, svc);
+		return false;
+	}
+	return now < u->next_start;
+}
+
+char *
+update_text(const struct service *svc)
+{
+	const struct update *u = &svc->update;
+
+	switch (u->state) {
+	case UPDATE_NONE:
+		return xstrdup("");
+	case UPDATE_UPDATING:
+		return xasprintf("updating %u/%u", u->done, u->total);
+	case UPDATE_ROLLING_BACK:
+		return xasprintf("rolling back %u/%u%s%s", u->done, u->total,
+				 u->message ? ": " : "", u->message ? u->message : "");
+	case UPDATE_PAUSED:
+		return xasprintf("paused: %s", u->message ? u->message : "");
+	case UPDATE_ROLLED_BACK:
+		return xasprintf("rolled back%s%s", u->message ? ": " : "",
+				 u->message ? u->message : "");
+	case UPDATE_COMPLETED:
+		return xstrdup("completed");
+	}
+	return xstrdup("");
+}
+
+void
+update_restore(struct service *svc, const char *text)
+{
+	struct update *u = &svc->update;
+	const char *colon;
+
+	if (text == NULL || text[0] == '\0')
+		return;
+	colon = strstr(text, ": ");
+	if (strncmp(text, "updating", 8) == 0) {
+		u->state = UPDATE_UPDATING;
+	} else if (strncmp(text, "rolling back", 12) == 0) {
+		u->state = UPDATE_ROLLING_BACK;
+		set_message(u, colon ? colon + 2 : NULL);
+	} else if (strncmp(text, "paused", 6) == 0) {
+		u->state = UPDATE_PAUSED;
+		set_message(u, colon ? colon + 2 : NULL);
+	} else if (strncmp(text, "rolled back", 11) == 0) {
+		u->state = UPDATE_ROLLED_BACK;
+		set_message(u, colon ? colon + 2 : NULL);
+	} else if (strcmp(text, "completed") == 0) {
+		u->state = UPDATE_COMPLETED;
+	}
+}
