@@ -1,0 +1,713 @@
+/*
+ * Unit tests for the shoal CLI: what a user sees without a scheduler (argument checks, the
+ * columns of ps and services, apply's local validation) and client_stream() against a fake
+ * scheduler thread on 127.0.0.1.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "shoal.pb-c.h"
+#include "cli/apply.h"
+#include "cli/client.h"
+#include "cli/logs.h"
+#include "cli/ps.h"
+#include "cli/services.h"
+#include "err.h"
+#include "log.h"
+#include "manifest.h"
+#include "rpc.h"
+#include "token.h"
+#include "util.h"
+
+/* ---- scale arguments ---- */
+
+static void
+test_scale_parse(void **state)
+{
+	static const struct {
+		const char *arg, *err;
+	} bad[] = {
+	    {"web", "invalid scale \"web\": want SERVICE=REPLICAS, e.g. web=3"},
+	    {"=3", "invalid scale \"=3\": want SERVICE=REPLICAS, e.g. web=3"},
+	    {"web=", "invalid scale \"web=\": missing replicas after '='"},
+	    {"web=-1", "invalid scale \"web=-1\": replicas must be a number from 0 to 10000"},
+	    {"web=10001", "invalid scale \"web=10001\": replicas must be a number from 0 to 10000"},
+	    {"web=5x", "invalid scale \"web=5x\": replicas must be a number from 0 to 10000"},
+	    {"web=99999999999999999999",
+	     "invalid scale \"web=99999999999999999999\": replicas must be a number from 0 to "
+	     "10000"},
+	    {"web= 3", "invalid scale \"web= 3\": replicas must be a number from 0 to 10000"},
+	};
+	struct shoal_err err;
+	char name[64];
+	uint32_t n = 42;
+
+	(void)state;
+	assert_int_equal(services_parse_scale("web=5", name, sizeof(name), &n, &err), 0);
+	assert_string_equal(name, "web");
+	assert_int_equal(n, 5);
+	assert_int_equal(services_parse_scale("api-2=0", name, sizeof(name), &n, &err), 0);
+	assert_string_equal(name, "api-2");
+	assert_int_equal(n, 0);
+	assert_int_equal(services_parse_scale("web=10000", name, sizeof(name), &n, &err), 0);
+	assert_int_equal(n, 10000);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		n = 42;
+		assert_int_equal(services_parse_scale(bad[i].arg, name, sizeof(name), &n, &err),
+		                 -1);
+		assert_string_equal(err.msg, bad[i].err);
+		assert_int_equal(n, 42);
+	}
+	/* A name that does not fit the caller's buffer is refused, not cut. */
+	assert_int_equal(services_parse_scale("abcdefgh=1", name, 8, &n, &err), -1);
+	assert_string_equal(err.msg, "invalid scale \"abcdefgh=1\": service name too long");
+}
+
+/* ---- PORTS column ---- */
+
+static void
+test_format_ports(void **state)
+{
+	struct manifest_port ports[] = {{8080, 8080}, {8081, 80}, {0, 9000}};
+	struct service_spec spec;
+	char buf[64], tiny[8];
+
+	(void)state;
+	manifest_spec_init(&spec);
+	assert_string_equal(services_format_ports(&spec, buf, sizeof(buf)), "-");
+	spec.ports = ports;
+	spec.n_ports = 1;
+	assert_string_equal(services_format_ports(&spec, buf, sizeof(buf)), "8080->8080");
+	spec.n_ports = 3;
+	assert_string_equal(services_format_ports(&spec, buf, sizeof(buf)),
+	                    "8080->8080,8081->80,9000");
+	/* Truncated, still terminated. */
+	assert_string_equal(services_format_ports(&spec, tiny, sizeof(tiny)), "8080->8");
+	spec.ports = NULL;
+	spec.n_ports = 0;
+	manifest_spec_free(&spec);
+}
+
+/* ---- ps: STATE column and order ---- */
+
+static Shoal__TaskInfo
+task(const char *name, const char *service, uint32_t slot, const char *desired, Shoal__TaskState st,
+     int64_t since)
+{
+	Shoal__TaskInfo t = SHOAL__TASK_INFO__INIT;
+
+	t.name = (char *)name;
+	t.service = (char *)service;
+	t.slot = slot;
+	t.desired = (char *)desired;
+	t.state = st;
+	t.state_since_ms = since;
+	t.exit_code = -1;
+	return t;
+}
+
+static void
+test_ps_state_text(void **state)
+{
+	Shoal__TaskInfo t =
+	    task("web.1.a", "web", 1, "running", SHOAL__TASK_STATE__TASK_RUNNING, 0);
+	char buf[96];
+
+	(void)state;
+	assert_string_equal(ps_state_text(&t, buf, sizeof(buf)), "running");
+	t.state = SHOAL__TASK_STATE__TASK_FAILED;
+	assert_string_equal(ps_state_text(&t, buf, sizeof(buf)), "failed"); /* no code known */
+	t.exit_code = 1;
+	assert_string_equal(ps_state_text(&t, buf, sizeof(buf)), "failed (exit 1)");
+	/* The agent's messages already give the code: not twice. */
+	t.message = "exited with code 1";
+	assert_string_equal(ps_state_text(&t, buf, sizeof(buf)), "failed");
+	t.exit_code = 137;
+	t.message = "OOM-killed (exit 137)";
+	assert_string_equal(ps_state_text(&t, buf, sizeof(buf)), "failed");
+	/* "exit 137" does not tell exit 1. */
+	t.exit_code = 1;
+	assert_string_equal(ps_state_text(&t, buf, sizeof(buf)), "failed (exit 1)");
+	t.state = SHOAL__TASK_STATE__TASK_STOPPED;
+	t.exit_code = 0;
+	t.message = "";
+	assert_string_equal(ps_state_text(&t, buf, sizeof(buf)), "stopped (exit 0)");
+	/* Only finished tasks carry a code. */
+	t.state = SHOAL__TASK_STATE__TASK_STOPPING;
+	assert_string_equal(ps_state_text(&t, buf, sizeof(buf)), "stopping");
+	assert_string_equal(ps_state_name(SHOAL__TASK_STATE__TASK_PENDING), "pending");
+	assert_string_equal(ps_state_name(SHOAL__TASK_STATE__TASK_PREPARING), "preparing");
+	assert_string_equal(ps_state_name(99), "unknown");
+	assert_string_equal(ps_state_name(-1), "unknown");
+}
+
+static void
+test_ps_sort(void **state)
+{
+	Shoal__TaskInfo v[] = {
+	    task("web.2.old", "web", 2, "shutdown", SHOAL__TASK_STATE__TASK_FAILED, 100),
+	    task("web.1.new", "web", 1, "running", SHOAL__TASK_STATE__TASK_STARTING, 300),
+	    task("api.1.a", "api", 1, "running", SHOAL__TASK_STATE__TASK_RUNNING, 50),
+	    task("web.2.cur", "web", 2, "running", SHOAL__TASK_STATE__TASK_RUNNING, 200),
+	    task("web.1.cur", "web", 1, "running", SHOAL__TASK_STATE__TASK_RUNNING, 100),
+	    task("web.10.a", "web", 10, "running", SHOAL__TASK_STATE__TASK_RUNNING, 10),
+	    task("web.2.older", "web", 2, "shutdown", SHOAL__TASK_STATE__TASK_STOPPED, 50),
+	};
+	static const char *const want[] = {"api.1.a",   "web.1.cur",   "web.1.new", "web.2.cur",
+	                                   "web.2.old", "web.2.older", "web.10.a"};
+	Shoal__TaskInfo *p[ARRAY_SIZE(v)];
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		p[i] = &v[i];
+	ps_sort(p, ARRAY_SIZE(p));
+	for (size_t i = 0; i < ARRAY_SIZE(p); i++)
+		assert_string_equal(p[i]->name, want[i]);
+}
+
+static void
+test_ps_task_json(void **state)
+{
+	Shoal__TaskInfo t = task("web.1.a", "web", 1, "running", SHOAL__TASK_STATE__TASK_FAILED, 7);
+	json_t *j;
+
+	(void)state;
+	t.id = "0123456789ab";
+	t.node = "node1";
+	t.ip = "10.244.1.2";
+	t.message = "exited with code 3";
+	t.exit_code = 3;
+	t.version = 2;
+	t.health = "";
+	t.started_at_ms = 5;
+	j = ps_task_json(&t);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "failed");
+	assert_int_equal(json_integer_value(json_object_get(j, "exit_code")), 3);
+	assert_int_equal(json_integer_value(json_object_get(j, "slot")), 1);
+	assert_string_equal(json_string_value(json_object_get(j, "node")), "node1");
+	assert_int_equal(json_object_size(j), 14); /* every TaskInfo field */
+	json_decref(j);
+}
+
+/* ---- apply: what would be sent, or nothing ---- */
+
+struct tmpdir {
+	char dir[64];
+};
+
+static char *
+write_file(const struct tmpdir *d, const char *name, const char *text)
+{
+	char *path = xasprintf("%s/%s", d->dir, name);
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static int
+tmp_setup(void **state)
+{
+	struct tmpdir *d = xcalloc(1, sizeof(*d));
+
+	snprintf(d->dir, sizeof(d->dir), "/tmp/shoal-cli-test.XXXXXX");
+	if (mkdtemp(d->dir) == NULL)
+		return -1;
+	*state = d;
+	return 0;
+}
+
+static int
+tmp_teardown(void **state)
+{
+	struct tmpdir *d = *state;
+	cleanup_free char *cmd = xasprintf("rm -rf '%s'", d->dir);
+
+	if (system(cmd) != 0)
+		return -1;
+	free(d);
+	return 0;
+}
+
+static void
+test_apply_bad_manifest(void **state)
+{
+	struct tmpdir *d = *state;
+	cleanup_free char *bad = write_file(d, "bad.yaml",
+	                                    "service: web\n"
+	                                    "image: shoal/web:1\n"
+	                                    "replica: 3\n"
+	                                    "resources: {memory: 32MB}\n");
+	cleanup_free char *good = write_file(d, "good.yaml", "service: api\nimage: shoal/api:1\n");
+	cleanup_free char *want1 = xasprintf("%s:3:1: ", bad);
+	cleanup_free char *want2 = xasprintf("%s:4:21: ", bad);
+	const char *files[] = {good, bad};
+	struct manifest_errors errs = {0};
+	struct apply_request r;
+
+	(void)state;
+	assert_int_equal(apply_build(files, 2, stdin, &r, &errs), -1);
+	/* Nothing to send, and every mistake with its place. */
+	assert_int_equal(r.n, 0);
+	assert_null(r.specs_json);
+	assert_int_equal(errs.n, 2);
+	assert_memory_equal(errs.lines[0], want1, strlen(want1));
+	assert_non_null(strstr(errs.lines[0], "unknown key \"replica\""));
+	assert_memory_equal(errs.lines[1], want2, strlen(want2));
+	manifest_errors_free(&errs);
+	apply_request_free(&r);
+}
+
+static void
+test_apply_across_files(void **state)
+{
+	struct tmpdir *d = *state;
+	cleanup_free char *a =
+	    write_file(d, "a.yaml", "service: web\nimage: shoal/web:1\nports: [\"8080:80\"]\n");
+	cleanup_free char *b =
+	    write_file(d, "b.yaml", "service: api\nimage: shoal/api:1\nports: [\"8080:81\"]\n");
+	cleanup_free char *missing = xasprintf("%s/nope.yaml", d->dir);
+	cleanup_free char *want = xasprintf("%s:3:9: ", b);
+	const char *files[] = {a, b, missing};
+	struct manifest_errors errs = {0};
+	struct apply_request r;
+
+	(void)state;
+	assert_int_equal(apply_build(files, 3, stdin, &r, &errs), -1);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(errs.n, 2);
+	assert_non_null(strstr(errs.lines[0], "nope.yaml: open"));
+	assert_memory_equal(errs.lines[1], want, strlen(want));
+	assert_non_null(strstr(errs.lines[1], "8080"));
+	manifest_errors_free(&errs);
+}
+
+static void
+test_apply_stdin(void **state)
+{
+	struct tmpdir *d = *state;
+	static char text[] = "service: web\nimage: shoal/web:1\nreplicas: 2\n---\n"
+	                     "service: api\nimage: shoal/api:1\n";
+	static char bad[] = "service: web\nimage: shoal/web:1\nreplicas: many\n";
+	cleanup_free char *f = write_file(d, "c.yaml", "service: db\nimage: shoal/db:1\n");
+	const char *files[] = {"-", f};
+	const char *twice[] = {"-", "-"};
+	struct manifest_errors errs = {0};
+	struct apply_request r;
+	struct service_spec spec;
+	struct shoal_err err;
+	FILE *in = fmemopen(text, strlen(text), "r");
+
+	assert_int_equal(apply_build(files, 2, in, &r, &errs), 0);
+	fclose(in);
+	assert_int_equal(errs.n, 0);
+	assert_int_equal(r.n, 3);
+	/* Canonical JSON, in file and document order. */
+	assert_int_equal(manifest_spec_from_json(r.specs_json[0], &spec, &err), 0);
+	assert_string_equal(spec.name, "web");
+	assert_int_equal(spec.replicas, 2);
+	manifest_spec_free(&spec);
+	assert_int_equal(manifest_spec_from_json(r.specs_json[2], &spec, &err), 0);
+	assert_string_equal(spec.name, "db");
+	manifest_spec_free(&spec);
+	apply_request_free(&r);
+
+	in = fmemopen(bad, strlen(bad), "r");
+	assert_int_equal(apply_build(files, 1, in, &r, &errs), -1);
+	fclose(in);
+	assert_int_equal(errs.n, 1);
+	assert_memory_equal(errs.lines[0], "<stdin>:3:11: ", 14);
+	manifest_errors_free(&errs);
+
+	in = fmemopen(text, strlen(text), "r");
+	assert_int_equal(apply_build(twice, 2, in, &r, &errs), -1);
+	fclose(in);
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.lines[0], "<stdin>: given twice (-f -)");
+	manifest_errors_free(&errs);
+	(void)state;
+}
+
+/* ---- logs ---- */
+
+static void
+test_logs_printer(void **state)
+{
+	struct logs_printer p = {.prefix = true};
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	(void)state;
+	logs_printer_write(&p, "web.1.a", "hello\nwor", 9, f);
+	logs_printer_write(&p, "web.2.b", "other\n", 6, f);
+	logs_printer_write(&p, "web.1.a", "ld\n\nlast", 8, f);
+	logs_printer_flush(&p, f);
+	fclose(f);
+	assert_string_equal(out, "web.1.a | hello\n"
+	                         "web.2.b | other\n"
+	                         "web.1.a | world\n"
+	                         "web.1.a | \n"
+	                         "web.1.a | last\n");
+	free(out);
+	logs_printer_free(&p);
+
+	/* A task's own logs go through untouched. */
+	p.prefix = false;
+	f = open_memstream(&out, &len);
+	logs_printer_write(&p, "web.1.a", "a\nb", 3, f);
+	logs_printer_flush(&p, f);
+	fclose(f);
+	assert_string_equal(out, "a\nb");
+	free(out);
+	logs_printer_free(&p);
+}
+
+static void
+test_logs_args(void **state)
+{
+	int tail = 7;
+
+	(void)state;
+	assert_true(logs_names_service("web"));
+	assert_true(logs_names_service("api-2"));
+	assert_false(logs_names_service("web.2.k3x9"));
+	assert_false(logs_names_service("0123456789ab"));
+	assert_int_equal(logs_parse_tail("10", &tail), 0);
+	assert_int_equal(tail, 10);
+	assert_int_equal(logs_parse_tail("all", &tail), 0);
+	assert_int_equal(tail, -1);
+	assert_int_equal(logs_parse_tail("-3", &tail), -1);
+	assert_int_equal(logs_parse_tail("3x", &tail), -1);
+	assert_int_equal(logs_parse_tail("99999999999", &tail), -1);
+}
+
+/* ---- client_stream against a fake scheduler ---- */
+
+static struct rpc_identity ident;
+
+enum fake_mode {
+	FAKE_CHUNKS, /* three chunks of two tasks, then eof */
+	FAKE_ERROR,  /* an Error reply */
+	FAKE_HANGUP, /* one chunk, then close */
+};
+
+struct fake {
+	int lfd;
+	uint16_t port;
+	struct event_base *base;
+	enum fake_mode mode;
+	uint64_t seen_id;
+	bool follow;
+	char task[32];
+	struct rpc_conn *hang; /* FAKE_HANGUP: the connection to close */
+};
+
+static void
+fake_send_chunk(struct rpc_conn *c, uint64_t id, const char *task, const char *data, bool eof)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__LogChunk ch = SHOAL__LOG_CHUNK__INIT;
+	struct shoal_err err;
+
+	ch.task = (char *)task;
+	ch.data.data = (uint8_t *)data;
+	ch.data.len = strlen(data);
+	ch.eof = eof;
+	env.id = id;
+	env.body_case = SHOAL__ENVELOPE__BODY_LOG_CHUNK;
+	env.log_chunk = &ch;
+	assert_int_equal(rpc_send(c, &env, &err), 0);
+}
+
+static void
+fake_hangup(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake *f = arg;
+	struct timeval tv = {0, 100 * 1000};
+
+	(void)fd;
+	(void)what;
+	rpc_free(f->hang);
+	f->hang = NULL;
+	event_base_loopexit(f->base, &tv);
+}
+
+static void
+fake_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
+{
+	struct fake *f = arg;
+
+	if (env->body_case != SHOAL__ENVELOPE__BODY_LOGS)
+		return;
+	f->seen_id = env->id;
+	f->follow = env->logs->follow;
+	snprintf(f->task, sizeof(f->task), "%s", env->logs->task);
+	if (f->mode == FAKE_ERROR) {
+		Shoal__Envelope e = SHOAL__ENVELOPE__INIT;
+		Shoal__Error er = SHOAL__ERROR__INIT;
+		struct shoal_err err;
+		er.message = "no such task: web";
+		e.id = env->id;
+		e.body_case = SHOAL__ENVELOPE__BODY_ERROR;
+		e.error = &er;
+		assert_int_equal(rpc_send(c, &e, &err), 0);
+		return;
+	}
+	/* A push (id 0) in between is not part of the answer. */
+	fake_send_chunk(c, 0, "x", "not ours\n", true);
+	fake_send_chunk(c, env->id, "web.1.a", "one\n", false);
+	if (f->mode == FAKE_HANGUP) {
+		/* Close once the chunk is out; the loop then runs on to finish the close. */
+		struct timeval tv = {0, 100 * 1000};
+		f->hang = c;
+		event_base_once(f->base, -1, EV_TIMEOUT, fake_hangup, f, &tv);
+		return;
+	}
+	fake_send_chunk(c, env->id, "web.2.b", "two\n", false);
+	fake_send_chunk(c, env->id, "web.1.a", "three\n", true);
+}
+
+static void
+fake_closed(struct rpc_conn *c, const char *reason, void *arg)
+{
+	struct fake *f = arg;
+
+	(void)c;
+	(void)reason;
+	event_base_loopbreak(f->base);
+}
+
+static void
+fake_accept(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct rpc_callbacks cb = {.message = fake_message, .closed = fake_closed};
+	struct fake *f = arg;
+	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+
+	(void)what;
+	if (cfd >= 0)
+		rpc_accept(f->base, cfd, "cli", &ident, NULL, &cb, f);
+}
+
+static void *
+fake_main(void *arg)
+{
+	struct fake *f = arg;
+	struct event *ev = event_new(f->base, f->lfd, EV_READ | EV_PERSIST, fake_accept, f);
+
+	event_add(ev, NULL);
+	event_base_dispatch(f->base);
+	event_free(ev);
+	return NULL;
+}
+
+static int
+listen_loopback(uint16_t *port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+struct collected {
+	struct logs_printer p;
+	FILE *out;
+	int n;
+};
+
+static enum client_stream_action
+collect(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
+{
+	struct collected *c = arg;
+
+	(void)err;
+	assert_int_equal(env->body_case, SHOAL__ENVELOPE__BODY_LOG_CHUNK);
+	c->n++;
+	logs_printer_write(&c->p, env->log_chunk->task, env->log_chunk->data.data,
+	                   env->log_chunk->data.len, c->out);
+	return env->log_chunk->eof ? CLIENT_STREAM_STOP : CLIENT_STREAM_MORE;
+}
+
+/* Run one client_stream against a fake in mode; returns its rc, output in *out. */
+static int
+run_stream(struct tmpdir *d, enum fake_mode mode, char **out, struct shoal_err *err, struct fake *f)
+{
+	cleanup_free char *tokpath = NULL;
+	char tokstr[256], where[64];
+	struct cli_ctx ctx = {.timeout_ms = 5000};
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
+	struct collected c = {.p = {.prefix = true}};
+	size_t len = 0;
+	pthread_t th;
+	int rc;
+
+	token_format(&ident.admin, tokstr, sizeof(tokstr));
+	tokpath = write_file(d, "admin.token", tokstr);
+	memset(f, 0, sizeof(*f));
+	f->mode = mode;
+	f->lfd = listen_loopback(&f->port);
+	f->base = event_base_new();
+	snprintf(where, sizeof(where), "127.0.0.1:%u", f->port);
+	ctx.scheduler = where;
+	ctx.token_file = tokpath;
+	assert_int_equal(pthread_create(&th, NULL, fake_main, f), 0);
+	lr.task = "web";
+	lr.follow = true;
+	lr.tail = -1;
+	req.body_case = SHOAL__ENVELOPE__BODY_LOGS;
+	req.logs = &lr;
+	c.out = open_memstream(out, &len);
+	rc = client_stream(&ctx, &req, 0, collect, &c, err);
+	logs_printer_flush(&c.p, c.out);
+	logs_printer_free(&c.p);
+	fclose(c.out);
+	pthread_join(th, NULL);
+	event_base_free(f->base);
+	close(f->lfd);
+	assert_int_equal(f->seen_id, req.id);
+	return rc;
+}
+
+static void
+test_client_stream(void **state)
+{
+	struct tmpdir *d = *state;
+	struct shoal_err err;
+	struct fake f;
+	char *out = NULL, want[128];
+
+	assert_int_equal(run_stream(d, FAKE_CHUNKS, &out, &err, &f), 0);
+	assert_true(f.follow);
+	assert_string_equal(f.task, "web");
+	assert_string_equal(out, "web.1.a | one\nweb.2.b | two\nweb.1.a | three\n");
+	free(out);
+
+	assert_int_equal(run_stream(d, FAKE_ERROR, &out, &err, &f), -1);
+	assert_string_equal(err.msg, "no such task: web");
+	assert_string_equal(out, "");
+	free(out);
+
+	/* The scheduler went away before the last chunk: what came is printed, then an error. */
+	assert_int_equal(run_stream(d, FAKE_HANGUP, &out, &err, &f), -1);
+	assert_string_equal(out, "web.1.a | one\n");
+	snprintf(want, sizeof(want), "scheduler at 127.0.0.1:%u: connection closed by peer",
+	         f.port);
+	assert_string_equal(err.msg, want);
+	free(out);
+}
+
+static void
+test_client_stream_unreachable(void **state)
+{
+	struct tmpdir *d = *state;
+	cleanup_free char *tokpath = NULL;
+	char tokstr[256], where[64], want[128];
+	struct cli_ctx ctx = {.timeout_ms = 300};
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
+	struct collected c = {0};
+	struct shoal_err err;
+	uint16_t port;
+	int64_t t0;
+	int fd;
+
+	token_format(&ident.admin, tokstr, sizeof(tokstr));
+	tokpath = write_file(d, "admin.token", tokstr);
+	ctx.token_file = tokpath;
+	ctx.scheduler = where;
+	req.body_case = SHOAL__ENVELOPE__BODY_LOGS;
+	req.logs = &lr;
+
+	/* Nobody listening. */
+	fd = listen_loopback(&port);
+	close(fd);
+	snprintf(where, sizeof(where), "127.0.0.1:%u", port);
+	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
+	snprintf(want, sizeof(want), "cannot reach scheduler at %s: Connection refused", where);
+	assert_string_equal(err.msg, want);
+
+	/* A listener that never answers: the handshake deadline holds even when following. */
+	fd = listen_loopback(&port);
+	snprintf(where, sizeof(where), "127.0.0.1:%u", port);
+	t0 = util_now_ms();
+	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
+	snprintf(want, sizeof(want), "cannot reach scheduler at %s: no handshake within 300ms",
+	         where);
+	assert_string_equal(err.msg, want);
+	assert_true(util_now_ms() - t0 >= 250);
+	assert_true(util_now_ms() - t0 < 2000);
+	close(fd);
+
+	/* No token. */
+	ctx.token_file = NULL;
+	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
+	assert_non_null(strstr(err.msg, "no admin token"));
+	assert_int_equal(c.n, 0);
+}
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	if (sodium_init() < 0)
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	/* The refused connect is expected; its warning would only clutter the TAP output. */
+	log_init("cli_test", LOG_ERR);
+	crypto_sign_keypair(ident.sign_pk, ident.sign_sk);
+	token_generate(TOKEN_ROLE_WORKER, ident.sign_pk, &ident.worker);
+	token_generate(TOKEN_ROLE_ADMIN, ident.sign_pk, &ident.admin);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_scale_parse),
+	    cmocka_unit_test(test_format_ports),
+	    cmocka_unit_test(test_ps_state_text),
+	    cmocka_unit_test(test_ps_sort),
+	    cmocka_unit_test(test_ps_task_json),
+	    cmocka_unit_test_setup_teardown(test_apply_bad_manifest, tmp_setup, tmp_teardown),
+	    cmocka_unit_test_setup_teardown(test_apply_across_files, tmp_setup, tmp_teardown),
+	    cmocka_unit_test_setup_teardown(test_apply_stdin, tmp_setup, tmp_teardown),
+	    cmocka_unit_test(test_logs_printer),
+	    cmocka_unit_test(test_logs_args),
+	    cmocka_unit_test_setup_teardown(test_client_stream, tmp_setup, tmp_teardown),
+	    cmocka_unit_test_setup_teardown(test_client_stream_unreachable, tmp_setup,
+	                                    tmp_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, NULL);
+}
