@@ -77,8 +77,8 @@ verdict(struct health *h, bool ok, const char *why)
 		/* Inside start_period a failure is expected (the app is still starting). */
 		if (h->status != HEALTH_HEALTHY &&
 		    util_now_ms() - h->started_mono < sp->health.start_period_ms) {
-			shoal_log(LOG_DEBUG, "task %s: check failed in start period: %s", h->task->name,
-				  why);
+			shoal_log(LOG_DEBUG, "task %s: check failed in start period: %s",
+			          h->task->name, why);
 		} else if (++h->failures >= sp->health.retries) {
 			h->status = HEALTH_UNHEALTHY;
 		}
@@ -107,7 +107,7 @@ socket_in_container(pid_t pid)
 	if (setns(self, CLONE_NEWNET) == -1) {
 		/* The loop thread must not stay in a container's namespace. */
 		shoal_log(LOG_ERR, "health: cannot return to the node's network namespace: %s",
-			  strerror(errno));
+		          strerror(errno));
 		abort();
 	}
 	return fd;
@@ -147,7 +147,8 @@ on_bev_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	if (code < 0)
-		snprintf(why, sizeof(why), "GET %s: not an HTTP response", h->task->spec.health.http_path);
+		snprintf(why, sizeof(why), "GET %s: not an HTTP response",
+		         h->task->spec.health.http_path);
 	else
 		snprintf(why, sizeof(why), "GET %s: %d", h->task->spec.health.http_path, code);
 	verdict(h, false, why);
@@ -165,20 +166,21 @@ on_bev_event(struct bufferevent *bev, short what, void *arg)
 			verdict(h, true, NULL);
 			return;
 		}
-		evbuffer_add_printf(bufferevent_get_output(bev),
-				    "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: shoal-health\r\n"
-				    "Connection: close\r\n\r\n",
-				    sp->health.http_path);
+		evbuffer_add_printf(
+		    bufferevent_get_output(bev),
+		    "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: shoal-health\r\n"
+		    "Connection: close\r\n\r\n",
+		    sp->health.http_path);
 		bufferevent_enable(bev, EV_READ);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR)
 		snprintf(why, sizeof(why), "%s port %u: %s",
-			 sp->health.kind == MANIFEST_HEALTH_TCP ? "connect to" : "GET", sp->health.port,
-			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		         sp->health.kind == MANIFEST_HEALTH_TCP ? "connect to" : "GET",
+		         sp->health.port, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	else
 		snprintf(why, sizeof(why), "GET %s: connection closed without a response",
-			 sp->health.http_path);
+		         sp->health.http_path);
 	verdict(h, false, why);
 }
 
@@ -224,8 +226,7 @@ on_child(evutil_socket_t fd, short what, void *arg)
 }
 
 /* In the forked child: join the container's namespaces and run the command there. */
-static void __attribute__((noreturn))
-exec_in_container(pid_t pid, char **argv)
+static void __attribute__((noreturn)) exec_in_container(pid_t pid, char **argv)
 {
 	static const char *const kinds[] = {"ipc", "uts", "net", "pid", "mnt"};
 	int fds[ARRAY_SIZE(kinds)];
@@ -233,7 +234,8 @@ exec_in_container(pid_t pid, char **argv)
 	pid_t inner;
 	int status, devnull = open("/dev/null", O_RDWR);
 
-	/* Open every namespace before joining any: after the mount one, /proc is the container's. */
+	/* Open every namespace before joining any: after the mount one, /proc is the container's.
+	 */
 	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
 		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, kinds[i]);
 		fds[i] = open(path, O_RDONLY | O_CLOEXEC);
@@ -255,7 +257,7 @@ exec_in_container(pid_t pid, char **argv)
 	inner = fork();
 	if (inner == 0) {
 		char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			       NULL};
+		               NULL};
 		execvpe(argv[0], argv, env);
 		_exit(127);
 	}
@@ -300,7 +302,7 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	snprintf(why, sizeof(why), "timed out after %lldms",
-		 (long long)h->task->spec.health.timeout_ms);
+	         (long long)h->task->spec.health.timeout_ms);
 	verdict(h, false, why);
 }
 
@@ -344,8 +346,8 @@ health_start(struct health *h, struct agent_task *t, void (*changed)(struct agen
 	h->started_mono = util_now_ms();
 	h->timer = evtimer_new(base_of(h), on_timer, h);
 	h->deadline = evtimer_new(base_of(h), on_deadline, h);
-	schedule(h, sp->health.interval_ms < FIRST_CHECK_MS ? sp->health.interval_ms
-							    : FIRST_CHECK_MS);
+	schedule(h,
+	         sp->health.interval_ms < FIRST_CHECK_MS ? sp->health.interval_ms : FIRST_CHECK_MS);
 }
 
 void

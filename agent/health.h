@@ -19,8 +19,8 @@ struct bufferevent;
  * unhealthy; one success makes it healthy again.
  */
 enum health_status {
-	HEALTH_NONE = 0,  /* no check configured */
-	HEALTH_STARTING,  /* configured, no verdict yet */
+	HEALTH_NONE = 0, /* no check configured */
+	HEALTH_STARTING, /* configured, no verdict yet */
 	HEALTH_HEALTHY,
 	HEALTH_UNHEALTHY,
 };

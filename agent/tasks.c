@@ -360,7 +360,7 @@ fill_status(const struct agent_task *t, Shoal__TaskStatus *s)
 	s->started_at_ms = t->started_at;
 	/* The text lives in a buffer the task owns, as long as the status is used. */
 	s->health = (char *)health_text(&t->health, ((struct agent_task *)t)->health_buf,
-					sizeof(t->health_buf));
+	                                sizeof(t->health_buf));
 }
 
 static void
@@ -511,7 +511,7 @@ on_health(struct agent_task *t)
 	char buf[200];
 
 	shoal_log(t->health.status == HEALTH_UNHEALTHY ? LOG_WARNING : LOG_INFO, "task %s %s",
-		  t->name, health_text(&t->health, buf, sizeof(buf)));
+	          t->name, health_text(&t->health, buf, sizeof(buf)));
 	report(ts, t);
 	if (t->health.status != HEALTH_UNHEALTHY || t->removing)
 		return;

@@ -50,15 +50,15 @@ struct agent_task {
 	bool oom_killed;
 	char *message;
 	char ip[16];
-	bool wanted;   /* listed in the latest Assignments */
-	bool busy;     /* a worker is starting or stopping it */
-	bool removing; /* being stopped for good; the record goes when done */
-	int sync_fd;   /* shim's socket (fresh containers), or -1 */
-	int pid_fd;    /* pidfd of the container init (re-adopted ones), or -1 */
-	pid_t pid;             /* the container's init, 0 when not running */
-	struct health health;  /* its health check */
-	char *kill_reason;     /* why the agent killed it (unhealthy), for the exit report */
-	char health_buf[200];  /* health_text for reports */
+	bool wanted;          /* listed in the latest Assignments */
+	bool busy;            /* a worker is starting or stopping it */
+	bool removing;        /* being stopped for good; the record goes when done */
+	int sync_fd;          /* shim's socket (fresh containers), or -1 */
+	int pid_fd;           /* pidfd of the container init (re-adopted ones), or -1 */
+	pid_t pid;            /* the container's init, 0 when not running */
+	struct health health; /* its health check */
+	char *kill_reason;    /* why the agent killed it (unhealthy), for the exit report */
+	char health_buf[200]; /* health_text for reports */
 	struct event *exit_ev;
 	struct tasks *owner;
 };

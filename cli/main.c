@@ -29,6 +29,8 @@ static const struct command commands[] = {
      services_inspect_cmd},
     {"scale", "set the number of replicas of services", services_scale_usage, services_scale_cmd},
     {"rm", "remove services", services_rm_usage, services_rm_cmd},
+    {"rollback", "return a service to its previous spec", services_rollback_usage,
+     services_rollback_cmd},
     {"logs", "print the output of a service's or a task's containers", logs_usage, logs_cmd},
     {"nodes", "list the cluster's nodes", nodes_usage, nodes_cmd},
     {"drain", "move a node's tasks away and place no new ones there", nodes_drain_usage,

@@ -71,6 +71,8 @@ ps_state_text(const Shoal__TaskInfo *t, char *buf, size_t len)
 	     t->state == SHOAL__TASK_STATE__TASK_STOPPED) &&
 	    t->exit_code >= 0 && !ps_message_has_code(t->message, t->exit_code))
 		snprintf(buf, len, "%s (exit %d)", name, t->exit_code);
+	else if (t->state == SHOAL__TASK_STATE__TASK_RUNNING && t->health && t->health[0])
+		snprintf(buf, len, "%s (%s)", name, t->health);
 	else
 		snprintf(buf, len, "%s", name);
 	return buf;

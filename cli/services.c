@@ -435,3 +435,34 @@ services_rm_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	return rc;
 }
+
+const char services_rollback_usage[] =
+    "usage: shoal rollback SERVICE\n"
+    "\n"
+    "Return SERVICE to the spec it had before its last update, rolling its tasks back the same\n"
+    "careful way an update goes (update.parallelism, delay and order). `shoal services`\n"
+    "shows the progress (rolling back 2/6, then rolled back).\n";
+
+int
+services_rollback_cmd(struct cli_ctx *ctx, int argc, char **argv)
+{
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__RollbackService rb = SHOAL__ROLLBACK_SERVICE__INIT;
+	Shoal__Envelope *reply = NULL;
+	struct shoal_err err;
+
+	if (argc != 2) {
+		fprintf(stderr, "shoal rollback: want one SERVICE\n%s", services_rollback_usage);
+		return 1;
+	}
+	rb.name = argv[1];
+	req.body_case = SHOAL__ENVELOPE__BODY_ROLLBACK;
+	req.rollback = &rb;
+	if (client_call(ctx, &req, &reply, &err) == -1) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return 1;
+	}
+	printf("%s\n", reply->body_case == SHOAL__ENVELOPE__BODY_OK ? reply->ok->message : argv[1]);
+	shoal__envelope__free_unpacked(reply, NULL);
+	return 0;
+}

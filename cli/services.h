@@ -12,6 +12,7 @@ extern const char services_usage[];
 extern const char services_inspect_usage[];
 extern const char services_scale_usage[];
 extern const char services_rm_usage[];
+extern const char services_rollback_usage[];
 
 /* Most replicas a scale asks for: the manifest's own bound (manifests/README.md). */
 #define SERVICES_MAX_REPLICAS 10000
@@ -38,5 +39,7 @@ int services_inspect_cmd(struct cli_ctx *ctx, int argc, char **argv);
 int services_scale_cmd(struct cli_ctx *ctx, int argc, char **argv);
 /* `shoal rm SERVICE ...`: remove each; report every missing one, exit 1 if any. */
 int services_rm_cmd(struct cli_ctx *ctx, int argc, char **argv);
+/* `shoal rollback SERVICE`: back to the previous spec. */
+int services_rollback_cmd(struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

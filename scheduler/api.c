@@ -398,8 +398,8 @@ handle_apply(struct sched_conn *sc, const Shoal__Envelope *env)
 			svc->prev_spec_json = svc->removed ? NULL : xstrdup(svc->spec_json);
 			/* Versions only grow (a rollback reuses an older number, so the next one
 			 * must clear both); a service being removed comes back fresh. */
-			uint64_t top = svc->version > svc->prev_version ? svc->version
-									 : svc->prev_version;
+			uint64_t top =
+			    svc->version > svc->prev_version ? svc->version : svc->prev_version;
 			svc->prev_version = svc->removed ? 0 : svc->version;
 			svc->version = top + 1;
 			if (!svc->removed)
@@ -647,8 +647,8 @@ handle_rollback(struct sched_conn *sc, const Shoal__Envelope *env)
 		return;
 	}
 	if (update_rollback(sc->srv, svc, "rollback requested") == -1) {
-		api_reply_error(sc, env->id, EINVAL, "service %s has no previous spec to roll back to",
-				svc->name);
+		api_reply_error(sc, env->id, EINVAL,
+		                "service %s has no previous spec to roll back to", svc->name);
 		return;
 	}
 	reply_ok(sc, env->id, "%s rolling back", svc->name);

@@ -175,7 +175,7 @@ endpoints_flush(struct sched_server *srv)
 	shoal__envelope__pack(&env, e->frame);
 	free_table(&tb);
 	shoal_log(LOG_DEBUG, "endpoints generation %llu (%zu bytes)",
-		  (unsigned long long)e->generation, e->frame_len);
+	          (unsigned long long)e->generation, e->frame_len);
 	for (size_t i = 0; i < srv->nodes.n; i++)
 		send_frame(srv, srv->nodes.v[i]);
 }
@@ -203,9 +203,8 @@ endpoints_drain(struct sched_server *srv, struct task *t)
 
 	if (t->draining)
 		return true;
-	if (!endpoints_serves(t) && !(t->state == TASK_STATE_RUNNING && published(t->svc)))
-		return false;
-	if (!published(t->svc) || t->node == NULL || t->node->status != NODE_READY)
+	/* Only a task some proxy may be sending to has anything to drain. */
+	if (!published(t->svc) || !endpoints_serves(t))
 		return false;
 	t->draining = true;
 	/* The next generation is the first without it: endpoints_flush runs in this pass. */
@@ -241,13 +240,16 @@ endpoints_check_drains(struct sched_server *srv)
 		struct task *t = e->draining[i];
 		bool timed_out = now >= t->drain_deadline;
 		/* A generation not built yet cannot have been acknowledged. */
-		if (t->drain_gen > e->generation || (!timed_out && !acked_everywhere(srv, t->drain_gen))) {
+		if (!timed_out &&
+		    (t->drain_gen > e->generation || !acked_everywhere(srv, t->drain_gen))) {
 			i++;
 			continue;
 		}
 		if (timed_out)
-			shoal_log(LOG_INFO, "task %s: not every proxy confirmed it left in %d ms; "
-				  "stopping it anyway", t->name, DRAIN_ACK_TIMEOUT_MS);
+			shoal_log(LOG_INFO,
+			          "task %s: not every proxy confirmed it left in %d ms; "
+			          "stopping it anyway",
+			          t->name, DRAIN_ACK_TIMEOUT_MS);
 		t->draining = false;
 		e->draining[i] = e->draining[--e->ndraining];
 		if (t->bound)

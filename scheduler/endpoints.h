@@ -20,11 +20,11 @@ struct task;
  * proxy sends a new connection to a task that is being stopped.
  */
 struct endpoints {
-	bool dirty;             /* recompute in this iteration's pass */
-	uint64_t generation;    /* of the last table sent */
-	uint8_t *content;       /* packed services+nodes of the last table, to spot changes */
+	bool dirty;          /* recompute in this iteration's pass */
+	uint64_t generation; /* of the last table sent */
+	uint8_t *content;    /* packed services+nodes of the last table, to spot changes */
 	size_t content_len;
-	uint8_t *frame;         /* the last Endpoints envelope, packed, for late joiners */
+	uint8_t *frame; /* the last Endpoints envelope, packed, for late joiners */
 	size_t frame_len;
 	struct task **draining; /* tasks waiting for the acknowledgements */
 	size_t ndraining, capdraining;

@@ -470,12 +470,12 @@ reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, i
 		if (fresh->from_update)
 			update_task_done(svc, fresh, now);
 		replace_cur(srv, sl, fresh,
-			    sl->cur && sl->cur->node && sl->cur->node->drain ? "node drained"
-									     : "replaced");
+		            sl->cur && sl->cur->node && sl->cur->node->drain ? "node drained"
+		                                                             : "replaced");
 	} else if (sl->next && sl->next->from_update && monitor_expired(svc, sl->next, now)) {
 		struct task *bad = sl->next;
 		snprintf(why, sizeof(why), "not healthy within monitor (%lldms)",
-			 (long long)svc->spec.update.monitor_ms);
+		         (long long)svc->spec.update.monitor_ms);
 		sl->next = NULL;
 		update_task_failed(srv, svc, bad, why);
 		shutdown_task(srv, bad, why);
@@ -507,7 +507,7 @@ reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, i
 			update_task_done(svc, t, now);
 		} else if (monitor_expired(svc, t, now)) {
 			snprintf(why, sizeof(why), "not healthy within monitor (%lldms)",
-				 (long long)svc->spec.update.monitor_ms);
+			         (long long)svc->spec.update.monitor_ms);
 			update_task_failed(srv, svc, t, why);
 		} else {
 			return true; /* look again when the monitor runs out */
@@ -524,7 +524,7 @@ reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, i
 			       svc->update.state == UPDATE_ROLLING_BACK;
 		fresh = new_task(srv, svc, sl->num, 0);
 		fresh->from_update = svc->update.state == UPDATE_UPDATING ||
-				     svc->update.state == UPDATE_ROLLING_BACK;
+		                     svc->update.state == UPDATE_ROLLING_BACK;
 		if (svc->spec.update.order == MANIFEST_ORDER_START_FIRST) {
 			sl->next = fresh;
 			reconcile_persist_task(srv, fresh);

@@ -32,8 +32,8 @@ struct service {
 	char *spec_json;          /* canonical JSON of spec (store and wire) */
 	char *prev_spec_json;     /* the spec before the last update, NULL if none */
 	uint64_t version;         /* bumped by every changing apply */
-	uint64_t prev_version;      /* version of prev_spec_json (a rollback returns to it) */
-	struct update update;       /* the rolling update, if any */
+	uint64_t prev_version;    /* version of prev_spec_json (a rollback returns to it) */
+	struct update update;     /* the rolling update, if any */
 	int64_t created_ms, updated_ms;
 	bool removed;       /* `shoal rm`: goes once every task has stopped */
 	bool dirty;         /* needs a reconcile pass */

@@ -57,7 +57,7 @@ update_rollback(struct sched_server *srv, struct service *svc, const char *why)
 	set_message(&svc->update, why);
 	svc->update.next_start = 0;
 	shoal_log(LOG_WARNING, "service %s: rolling back to the previous spec%s%s", svc->name,
-		  why ? ": " : "", why ? why : "");
+	          why ? ": " : "", why ? why : "");
 	reconcile_persist_service(srv, svc);
 	reconcile_mark(srv, svc);
 	return 0;
@@ -120,14 +120,15 @@ update_task_done(struct service *svc, struct task *t, int64_t now)
 }
 
 void
-update_task_failed(struct sched_server *srv, struct service *svc, struct task *t,
-		   const char *why)
+update_task_failed(struct sched_server *srv, struct service *svc, struct task *t, const char *why)
 {
 	struct update *u = &svc->update;
 	char msg[320];
 
 	t->from_update = false;
-	if (!active(u))
+	/* A task of a version already abandoned (its batch-mate failed first and a rollback
+	 * began) says nothing about the version being rolled out now. */
+	if (!active(u) || t->version != svc->version)
 		return;
 	snprintf(msg, sizeof(msg), "task %s %s", t->name, why);
 	shoal_log(LOG_WARNING, "service %s: update failure: %s", svc->name, msg);
@@ -199,12 +200,12 @@ update_text(const struct service *svc)
 		return xasprintf("updating %u/%u", u->done, u->total);
 	case UPDATE_ROLLING_BACK:
 		return xasprintf("rolling back %u/%u%s%s", u->done, u->total,
-				 u->message ? ": " : "", u->message ? u->message : "");
+		                 u->message ? ": " : "", u->message ? u->message : "");
 	case UPDATE_PAUSED:
 		return xasprintf("paused: %s", u->message ? u->message : "");
 	case UPDATE_ROLLED_BACK:
 		return xasprintf("rolled back%s%s", u->message ? ": " : "",
-				 u->message ? u->message : "");
+		                 u->message ? u->message : "");
 	case UPDATE_COMPLETED:
 		return xstrdup("completed");
 	}

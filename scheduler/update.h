@@ -19,7 +19,7 @@ struct task;
  * The state is durable (the services row), so a scheduler restarted mid-update resumes it.
  */
 enum update_state {
-	UPDATE_NONE = 0,     /* never updated */
+	UPDATE_NONE = 0, /* never updated */
 	UPDATE_UPDATING,
 	UPDATE_PAUSED,
 	UPDATE_ROLLING_BACK,
@@ -29,9 +29,9 @@ enum update_state {
 
 struct update {
 	enum update_state state;
-	char *message;       /* why it paused or rolled back, NULL if nothing to say */
-	int64_t next_start;  /* monotonic ms: no new slot starts before (delay) */
-	uint32_t budget;     /* slots that may start updating in this pass */
+	char *message;      /* why it paused or rolled back, NULL if nothing to say */
+	int64_t next_start; /* monotonic ms: no new slot starts before (delay) */
+	uint32_t budget;    /* slots that may start updating in this pass */
 	uint32_t done, total;
 };
 
@@ -48,7 +48,7 @@ bool update_may_start(struct service *svc);
 void update_task_done(struct service *svc, struct task *t, int64_t now);
 /* A task the update started failed (exited, or not healthy within monitor). */
 void update_task_failed(struct sched_server *srv, struct service *svc, struct task *t,
-			const char *why);
+                        const char *why);
 /* After the pass: notice completion. Returns true when it waits on time (delay). */
 bool update_pass_end(struct sched_server *srv, struct service *svc, int64_t now);
 
