@@ -223,7 +223,7 @@ teardown_file() {
 		s=$(subnet "node$i")
 		our_routes node1 | grep -q "^$s via $(lab addr "node$i") "
 	done
-	! our_routes node1 | grep -q "^$(subnet node1) "
+	[ -z "$(our_routes node1 | grep "^$(subnet node1) ")" ]
 	read -r _ ip1 < <(ips webnet | grep '^node1 ')
 	read -r _ ip3 < <(ips webnet | grep '^node3 ')
 	name1=$(shoal ps webnet -o json | jq -r --arg ip "$ip1" '.[] | select(.ip == $ip) | .name')
@@ -233,6 +233,20 @@ teardown_file() {
 	# And from node1's own namespace.
 	run lab exec node1 timeout 2 busybox wget -qO- "http://$ip3:8080/"
 	[[ $output == *"web v1 on webnet."* ]]
+	# No NAT: a server in node3's container sees the node1 container's own address (the
+	# host's busybox httpd -vv, in that container's network namespace, logs its peers).
+	name3=$(shoal ps webnet -o json | jq -r --arg ip "$ip3" '.[] | select(.ip == $ip) | .name')
+	pid3=$(rt node3 inspect "$name3" | jq -r .pid)
+	mkdir -p "$BATS_TEST_TMPDIR/www"
+	echo peer >"$BATS_TEST_TMPDIR/www/index.html"
+	nsenter -t "$pid3" -n busybox httpd -f -vv -p 9001 -h "$BATS_TEST_TMPDIR/www" \
+		2>"$BATS_TEST_TMPDIR/httpd.log" &
+	hp=$!
+	wait_until 3 timeout 2 nsenter -t "$pid" -n busybox wget -qO- "http://$ip3:9001/"
+	kill "$hp"
+	wait "$hp" || true
+	cat "$BATS_TEST_TMPDIR/httpd.log"
+	grep -q "\[::ffff:$ip1\]:" "$BATS_TEST_TMPDIR/httpd.log"
 }
 
 @test "kill -9 an agent and restart it: its task keeps its address, the lease survives" {
@@ -277,7 +291,8 @@ teardown_file() {
 		[[ $output == *"container network"* ]]
 	done
 	for n in node1 node2 node3; do
-		! ip -n "$(ns "$n")" link show shoal0 2>/dev/null
+		run ip -n "$(ns "$n")" link show shoal0
+		[ "$status" -ne 0 ]
 		no_veths "$n"
 		[ -z "$(our_routes "$n")" ]
 		[ ! -e "$DATA/$n/ipam.json" ]
