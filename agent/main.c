@@ -8,6 +8,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "netnode.h"
 #include "server.h"
 #include "util.h"
 
@@ -15,7 +16,9 @@ static const char cleanup_usage[] =
     "usage: shoal-agent cleanup --data-dir DIR\n"
     "\n"
     "Remove what the agent made on this node: stop and remove every container under DIR\n"
-    "(cgroups, mounts, state) and the task records. Images stay. Run it with the agent\n"
+    "(cgroups, mounts, state) and the task records; and the container network it made in\n"
+    "this network namespace: bridge shoal0, its routes to other nodes (proto 84), leftover\n"
+    "veths, the masquerade rule, the address leases. Images stay. Run it with the agent\n"
     "stopped, e.g. when taking a node out of the cluster for good.\n";
 
 static const char usage_text[] =
@@ -40,6 +43,8 @@ static const char usage_text[] =
     "                         NAME_TAG/ (shoal/web:1 -> DIR/web_1/)\n"
     "  --cpus N               advertise at most N CPUs (default: what the node has)\n"
     "  --memory SIZE          advertise at most SIZE of memory (e.g. 2Gi)\n"
+    "  --masquerade           masquerade containers' traffic leaving the cluster (needs\n"
+    "                         iptables); traffic between containers is never NATed\n"
     "  --log-level LEVEL      error, warn, notice, info (default) or debug\n"
     "  -h, --help             this text\n";
 
@@ -73,6 +78,11 @@ cleanup_main(int argc, char **argv)
 		return 1;
 	}
 	printf("removed %zu container%s\n", removed, removed == 1 ? "" : "s");
+	if (netnode_cleanup(dir, &err) == -1) {
+		fprintf(stderr, "shoal-agent cleanup: network: %s\n", err.msg);
+		return 1;
+	}
+	printf("removed the container network\n");
 	return 0;
 }
 
@@ -90,6 +100,7 @@ main(int argc, char **argv)
 	    {"cpus", required_argument, NULL, 'c'},
 	    {"memory", required_argument, NULL, 'm'},
 	    {"log-level", required_argument, NULL, 'L'},
+	    {"masquerade", no_argument, NULL, 'M'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -144,6 +155,9 @@ main(int argc, char **argv)
 				fprintf(stderr, "shoal-agent: --memory: %s\n", err.msg);
 				return 1;
 			}
+			break;
+		case 'M':
+			o.masquerade = true;
 			break;
 		case 'L':
 			level = log_level_parse(optarg);

@@ -76,6 +76,10 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	event_add(a->sig_term, NULL);
 	event_add(a->sig_int, NULL);
 	session_init(&a->session, a);
+	if (netnode_init(&a->netnode, a->data_dir, a->name, opt->masquerade, err) == -1) {
+		agent_server_free(a);
+		return err_prefix(err, "network");
+	}
 	if (tasks_init(&a->tasks, a, a->data_dir, opt->image_dir, err) == -1) {
 		agent_server_free(a);
 		return -1;
@@ -104,6 +108,7 @@ agent_server_free(struct agent_server *a)
 		logs_free(&a->logs);
 	if (a->tasks.root)
 		tasks_free(&a->tasks);
+	netnode_free(&a->netnode);
 	if (a->sig_term)
 		event_free(a->sig_term);
 	if (a->sig_int)

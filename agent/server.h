@@ -1,10 +1,12 @@
 #ifndef SHOAL_AGENT_SERVER_H
 #define SHOAL_AGENT_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "logs.h"
+#include "netnode.h"
 #include "resources.h"
 #include "session.h"
 #include "tasks.h"
@@ -25,6 +27,7 @@ struct agent_options {
 	size_t nlabels;
 	int64_t cpu_millis; /* advertise at most this much; 0 = what the node has */
 	int64_t memory_bytes;
+	bool masquerade; /* masquerade containers' traffic leaving the cluster */
 };
 
 /* The agent daemon's state: the only mutable global, owner of everything below. */
@@ -35,6 +38,7 @@ struct agent_server {
 	struct session session; /* the connection to the scheduler */
 	struct tasks tasks;     /* the containers this node runs */
 	struct logs logs;       /* `shoal logs` requests being served */
+	struct netnode netnode; /* bridge, addresses, routes of the containers */
 	struct token token;     /* worker join token (secret) */
 	char *scheduler_host;
 	uint16_t scheduler_port;

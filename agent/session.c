@@ -140,6 +140,8 @@ on_ready(struct rpc_conn *c, void *arg)
 static void
 on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 {
+	struct shoal_err err;
+
 	snprintf(s->node_id, sizeof(s->node_id), "%s", rr->node_id);
 	snprintf(s->subnet, sizeof(s->subnet), "%s", rr->container_subnet);
 	s->heartbeat_ms = rr->heartbeat_interval_ms ? rr->heartbeat_interval_ms : 1000;
@@ -148,6 +150,10 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 	shoal_log(LOG_INFO, "registered with scheduler %s:%u as %s id=%s subnet=%s heartbeat=%ums",
 	          s->agent->scheduler_host, s->agent->scheduler_port, s->agent->name, s->node_id,
 	          s->subnet, s->heartbeat_ms);
+	/* Before any Assignments: bridged tasks need the bridge and the subnet's addresses.
+	 * Idempotent, so every re-registration repairs what is missing. */
+	if (netnode_setup(&s->agent->netnode, s->subnet, &err) == -1)
+		shoal_log(LOG_ERR, "network: %s (bridge-network tasks will fail)", err.msg);
 	/* The scheduler answers every heartbeat; silence for 5 intervals means it is gone even
 	 * when TCP has not noticed (a partition, a frozen peer). */
 	rpc_set_idle_timeout(s->conn, (int)(5 * s->heartbeat_ms));
@@ -190,6 +196,14 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		if (s->state == SESSION_READY)
 			tasks_apply(&s->agent->tasks, env->assignments);
 		break;
+	case SHOAL__ENVELOPE__BODY_ENDPOINTS: {
+		struct shoal_err err;
+		if (s->state == SESSION_READY &&
+		    netnode_sync_routes(&s->agent->netnode, env->endpoints->nodes,
+		                        env->endpoints->n_nodes, &err) == -1)
+			shoal_log(LOG_DEBUG, "network: routes: %s", err.msg); /* each logged */
+		break;
+	}
 	case SHOAL__ENVELOPE__BODY_ERROR:
 		shoal_log(LOG_ERR, "scheduler refused %s: %s",
 		          env->id == s->register_id ? "registration" : "a request",

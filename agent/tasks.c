@@ -18,6 +18,7 @@
 #include "err.h"
 #include "runtime/image.h"
 #include "log.h"
+#include "netnode.h"
 #include "rpc.h"
 #include "server.h"
 #include "shoal.pb-c.h"
@@ -33,6 +34,7 @@ struct op {
 	struct tasks *ts;
 	struct agent_task *t; /* touched on the loop only */
 	char *root, *image_dir, *node, *name;
+	char *address, *gateway; /* bridge network: "a.b.c.d/len" and the gateway; else NULL */
 	struct service_spec spec;
 	char container_id[65];
 	int64_t grace_ms;
@@ -152,7 +154,16 @@ op_start(struct op *op)
 	}
 	cs.limits.memory_bytes = op->spec.resources.memory_bytes;
 	cs.limits.pids = op->spec.resources.pids;
-	cs.net = op->spec.network == MANIFEST_NETWORK_HOST ? NETNS_HOST : NETNS_NONE;
+	if (op->spec.network == MANIFEST_NETWORK_HOST) {
+		cs.net = NETNS_HOST;
+	} else if (op->address) {
+		cs.net = NETNS_BRIDGE;
+		cs.bridge = xstrdup(NETNODE_BRIDGE);
+		cs.address = xstrdup(op->address);
+		cs.gateway = xstrdup(op->gateway);
+	} else {
+		cs.net = NETNS_NONE;
+	}
 	/* A container of this name is left from an attempt the agent did not see finish. */
 	old = container_load(op->root, op->name, NULL);
 	if (old) {
@@ -281,12 +292,16 @@ op_free(struct op *op)
 	free(op->image_dir);
 	free(op->node);
 	free(op->name);
+	free(op->address);
+	free(op->gateway);
 	manifest_spec_free(&op->spec);
 	free(op);
 }
 
+/* address, gateway: the bridge network of a start (NULL otherwise), copied. */
 static void
-run_op(struct tasks *ts, struct agent_task *t, enum op_kind kind)
+run_op(struct tasks *ts, struct agent_task *t, enum op_kind kind, const char *address,
+       const char *gateway)
 {
 	struct op *op = xcalloc(1, sizeof(*op));
 	pthread_attr_t attr;
@@ -300,6 +315,8 @@ run_op(struct tasks *ts, struct agent_task *t, enum op_kind kind)
 	op->image_dir = ts->image_dir ? xstrdup(ts->image_dir) : NULL;
 	op->node = xstrdup(ts->agent->name);
 	op->name = xstrdup(t->name);
+	op->address = address ? xstrdup(address) : NULL;
+	op->gateway = gateway ? xstrdup(gateway) : NULL;
 	manifest_spec_copy(&op->spec, &t->spec);
 	snprintf(op->container_id, sizeof(op->container_id), "%s", t->container_id);
 	op->grace_ms = t->spec.stop_grace_ms;
@@ -630,6 +647,8 @@ stop_done(struct tasks *ts, struct op *op)
 		return;
 	}
 	unlink(path);
+	/* The container is gone: its address can go to another task. */
+	netnode_release(&ts->agent->netnode, t->id);
 	task_destroy(ts, t);
 }
 
@@ -656,9 +675,21 @@ on_done(evutil_socket_t fd, short what, void *arg)
 static void
 start_task(struct tasks *ts, struct agent_task *t)
 {
+	char cidr[20] = "", gateway[16] = "";
+	struct shoal_err err;
+	int rc = 0;
+
+	/* The address is leased here, on the loop, so two starts never race for one; and
+	 * before the first report, which then carries it. */
+	if (t->spec.network == MANIFEST_NETWORK_BRIDGE)
+		rc = netnode_alloc(&ts->agent->netnode, t->id, t->ip, cidr, gateway, &err);
 	record_save(ts, t);
+	if (rc == -1) {
+		set_state(ts, t, ATASK_FAILED, err.msg);
+		return;
+	}
 	set_state(ts, t, ATASK_PREPARING, NULL);
-	run_op(ts, t, OP_START);
+	run_op(ts, t, OP_START, cidr[0] ? cidr : NULL, gateway[0] ? gateway : NULL);
 }
 
 static void
@@ -669,7 +700,7 @@ stop_task(struct tasks *ts, struct agent_task *t)
 	t->removing = true;
 	if (t->state <= ATASK_RUNNING)
 		set_state(ts, t, ATASK_STOPPING, NULL);
-	run_op(ts, t, OP_STOP);
+	run_op(ts, t, OP_STOP, NULL, NULL);
 }
 
 void
@@ -771,6 +802,12 @@ load_one(struct tasks *ts, const char *path)
 	}
 	snprintf(t->container_id, sizeof(t->container_id), "%s", c->id);
 	t->started_at = c->started_ms;
+	if (c->ip && c->ip[0]) {
+		/* The container holds its address whatever ipam.json says. */
+		snprintf(t->ip, sizeof(t->ip), "%s", c->ip);
+		if (netnode_hold(&ts->agent->netnode, t->id, c->ip, &err) == -1)
+			shoal_log(LOG_ERR, "task %s: address %s: %s", t->name, c->ip, err.msg);
+	}
 	if (container_alive(c) && watch_pid(ts, t, c->pid)) {
 		t->state = ATASK_RUNNING;
 		t->pid = c->pid;
@@ -804,6 +841,17 @@ tasks_load(struct tasks *ts)
 		load_one(ts, path);
 	}
 	closedir(d);
+	/* Leases whose task record is gone (removed while the agent was down) are free. */
+	for (size_t i = 0; i < ts->agent->netnode.ipam.n;) {
+		char owner[sizeof(ts->agent->netnode.ipam.v[i].owner)];
+		snprintf(owner, sizeof(owner), "%s", ts->agent->netnode.ipam.v[i].owner);
+		if (tasks_find(ts, owner) != NULL) {
+			i++;
+			continue;
+		}
+		shoal_log(LOG_INFO, "network: released the address of task %s (no record)", owner);
+		netnode_release(&ts->agent->netnode, owner);
+	}
 	for (size_t i = 0; i < ts->n; i++)
 		running += ts->v[i]->state == ATASK_RUNNING;
 	if (ts->n)

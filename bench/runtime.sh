@@ -5,7 +5,8 @@
 #   BENCH_AB=DIR bench/runtime.sh   adds rows for the shoalrt/shoal-shim built in DIR (an A/B
 #                                   of a change, measured in the same interleaved run)
 #
-# 1. start-to-exit of /bin/true in a fresh container from shoal/web:1: `shoalrt run --rm`,
+# 1. start-to-exit of /bin/true in a fresh container from shoal/web:1: `shoalrt run --rm`
+#    (network none, and bridge: a veth pair onto a bridge, eth0 addressed, default route),
 #    `crun run` on a bundle of the same rootfs with an equivalent config.json, and fork+exec of
 #    /bin/true as the floor. Median, p95, ratio to crun.
 # 2. start request -> the container's execve: the container runs busybox sh printing
@@ -25,7 +26,9 @@
 # shoalrt mounts a fresh overlay per container (its upper dir is the container's own).
 #
 # crun 1.8 refuses this host's hybrid cgroup layout, so (FACTS.md) everything runs in a private
-# mount namespace with /sys/fs/cgroup/unified unmounted; shoalrt ignores that tree anyway.
+# mount namespace with /sys/fs/cgroup/unified unmounted; shoalrt ignores that tree anyway. It
+# also runs in a private network namespace (lo up), where the bridge rows get their own bridge:
+# the host's network is never touched.
 set -euo pipefail
 N=${1:-100}
 cd "$(dirname "$0")/.."
@@ -43,8 +46,9 @@ fi
 if [ -z "${SHOAL_BENCH_INNER:-}" ]; then
 	make -s BUILD="$BUILD" images >/dev/null
 	export SHOAL_BENCH_INNER=1
-	exec unshare -m --propagation private bash -c \
-		'umount /sys/fs/cgroup/unified 2>/dev/null || true; exec "$0" "$@"' "$0" "$N"
+	exec unshare -m -n --propagation private bash -c \
+		'ip link set lo up; umount /sys/fs/cgroup/unified 2>/dev/null || true; exec "$0" "$@"' \
+		"$0" "$N"
 fi
 
 work=$(mktemp -d /tmp/shoal-bench.XXXXXX)
@@ -137,13 +141,19 @@ for b, args in (("true", ["/bin/true"]), ("stamp", ["/bin/sh", "-c", "echo $EPOC
 PY
 
 lim=(--cpus 1 --memory 256Mi --pids 1024)
+# The bridge rows' bridge, in this private network namespace (gone with it).
+ip link add shoalbench0 type bridge
+ip addr add 10.99.0.1/24 dev shoalbench0
+ip link set shoalbench0 up
+brnet=(--network bridge --ip 10.99.0.2/24 --gateway 10.99.0.1 --bridge shoalbench0)
 now() { echo "${EPOCHREALTIME/./}"; }
 # Warm-up: page cache, the seccomp BPF cache file; and a check that each path works.
 rt run --rm "${lim[@]}" shoal/web:1 /bin/true
+rt run --rm "${lim[@]}" "${brnet[@]}" shoal/web:1 /bin/true
 crun run --bundle "$work/bundle-true" "$cid"
 [ "$(crun run --bundle "$work/bundle-stamp" "$cid" | cut -d. -f1)" -gt 0 ]
 
-declare -a t_shoal t_crun t_fork x_shoal x_crun x_fork t_ab x_ab
+declare -a t_shoal t_bridge t_crun t_fork x_shoal x_crun x_fork t_ab x_ab
 [ -z "$ab" ] || rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/true
 for ((i = 0; i < N; i++)); do
 	if [ -n "$ab" ]; then
@@ -154,6 +164,8 @@ for ((i = 0; i < N; i++)); do
 	fi
 	s=$(now); rt run --rm "${lim[@]}" shoal/web:1 /bin/true; e=$(now)
 	t_shoal+=($((e - s)))
+	s=$(now); rt run --rm "${lim[@]}" "${brnet[@]}" shoal/web:1 /bin/true; e=$(now)
+	t_bridge+=($((e - s)))
 	s=$(now); crun run --bundle "$work/bundle-true" "$cid"; e=$(now)
 	t_crun+=($((e - s)))
 	s=$(now); /bin/true; e=$(now)
@@ -218,6 +230,8 @@ read -r fm fp < <(stats "${t_fork[@]}")
 echo "runtime: start-to-exit of /bin/true in a fresh container of shoal/web:1 ($N runs, interleaved)"
 printf '  %-34s %9s %9s %9s\n' "" "median ms" "p95 ms" "vs crun"
 row "shoalrt run --rm" "$sm" "$sp" "$cm"
+read -r bm bp < <(stats "${t_bridge[@]}")
+row "shoalrt run --rm --network bridge" "$bm" "$bp" "$cm"
 if [ -n "$ab" ]; then
 	read -r am ap < <(stats "${t_ab[@]}")
 	row "shoalrt run --rm (A/B: \$BENCH_AB)" "$am" "$ap" "$cm"

@@ -89,6 +89,9 @@ container_spec_clear(struct container_spec *s)
 	free(s->user);
 	free(s->hostname);
 	free(s->netns_path);
+	free(s->bridge);
+	free(s->address);
+	free(s->gateway);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -200,6 +203,9 @@ container_to_json(const struct container *c)
 	json_object_set_new(spec, "limits", lim);
 	json_object_set_new(spec, "network", json_string(netns_mode_name(s->net)));
 	set_str(spec, "netns_path", s->netns_path);
+	set_str(spec, "bridge", s->bridge);
+	set_str(spec, "address", s->address);
+	set_str(spec, "gateway", s->gateway);
 	json_object_set_new(spec, "autoremove", json_boolean(s->autoremove));
 	json_object_set_new(o, "config", spec);
 	return o;
@@ -288,10 +294,14 @@ container_from_json(const char *root, json_t *o, struct shoal_err *err)
 	c->spec.limits.cpu_period_us = get_int(lim, "cpu_period_us");
 	c->spec.limits.memory_bytes = get_int(lim, "memory_bytes");
 	c->spec.limits.pids = get_int(lim, "pids");
-	c->spec.net = net && strcmp(net, "host") == 0   ? NETNS_HOST
-	              : net && strcmp(net, "join") == 0 ? NETNS_JOIN
-	                                                : NETNS_NONE;
+	c->spec.net = net && strcmp(net, "host") == 0     ? NETNS_HOST
+	              : net && strcmp(net, "join") == 0   ? NETNS_JOIN
+	              : net && strcmp(net, "bridge") == 0 ? NETNS_BRIDGE
+	                                                  : NETNS_NONE;
 	c->spec.netns_path = get_str(spec, "netns_path");
+	c->spec.bridge = get_str(spec, "bridge");
+	c->spec.address = get_str(spec, "address");
+	c->spec.gateway = get_str(spec, "gateway");
 	c->spec.autoremove = json_is_true(json_object_get(spec, "autoremove"));
 	return c;
 }
@@ -415,6 +425,12 @@ container_create(const char *root, struct container_spec *spec, struct shoal_err
 		err_set(err, 0, "no command specified (the image has no entrypoint or cmd)");
 		return NULL;
 	}
+	if (spec->net == NETNS_BRIDGE) {
+		/* Refuse a bad address here, in the caller's words, not from the shim. */
+		struct netns_bridge br;
+		if (netns_bridge_parse(&br, spec->bridge, spec->address, spec->gateway, err) == -1)
+			return NULL;
+	}
 	if (util_mkdir_p(containers, 0700, err) == -1)
 		return NULL;
 	c = xcalloc(1, sizeof(*c));
@@ -437,6 +453,8 @@ container_create(const char *root, struct container_spec *spec, struct shoal_err
 	c->exit_code = -1;
 	c->created_ms = util_wall_ms();
 	c->cgroup = xasprintf("shoal/%s", c->id);
+	if (c->spec.net == NETNS_BRIDGE)
+		c->ip = xasprintf("%.*s", (int)strcspn(c->spec.address, "/"), c->spec.address);
 	if (reserve_name(root, c->spec.name, c->id, err) == -1) {
 		container_free(c);
 		return NULL;
@@ -738,6 +756,17 @@ container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err)
 
 /* ---- signals, stop, remove ---- */
 
+int
+container_unplug(const struct container *c, struct shoal_err *err)
+{
+	char host_if[IFNAMSIZ];
+
+	netns_host_ifname(c->id, host_if);
+	if (netns_detach(host_if, err) == -1)
+		return err_prefix(err, "remove veth %s", host_if);
+	return 0;
+}
+
 static int
 pidfd_open_checked(pid_t pid, uint64_t start)
 {
@@ -880,6 +909,9 @@ container_remove(struct container *c, bool force, struct shoal_err *err)
 	}
 	/* The shim may still be recording the exit; let it finish before the files go. */
 	if (shim_alive(c) && wait_shim(c, err) == -1)
+		return -1;
+	/* The shim unplugs at exit; this covers a shim that was killed. */
+	if (c->spec.net == NETNS_BRIDGE && container_unplug(c, err) == -1)
 		return -1;
 	return container_remove_files(c, err);
 }

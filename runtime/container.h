@@ -47,6 +47,9 @@ struct container_spec {
 	struct cgroup_limits limits;
 	enum netns_mode net;
 	char *netns_path; /* NETNS_JOIN */
+	char *bridge;     /* NETNS_BRIDGE: the bridge to plug into (must exist) */
+	char *address;    /* NETNS_BRIDGE: the container's "a.b.c.d/len" */
+	char *gateway;    /* NETNS_BRIDGE: its default route, the bridge's address */
 	bool autoremove;  /* --rm: the shim removes everything after the exit */
 };
 
@@ -66,8 +69,8 @@ struct container {
 	int64_t created_ms, started_ms, finished_ms; /* wall clock, 0 when not yet */
 	char *cgroup;                                /* "shoal/<id>" relative to the cgroupfs */
 	char *cgroup_manager;                        /* "v1" / "v2" */
-	char *ip;                                    /* NULL until networking assigns one */
-	char *error;                                 /* why the start failed, NULL if it did not */
+	char *ip;    /* the container's address (bridge network), NULL without one */
+	char *error; /* why the start failed, NULL if it did not */
 };
 
 /* Messages from the shim to whoever started it (SOCK_SEQPACKET: one struct per message). */
@@ -147,6 +150,10 @@ int container_stop(struct container *c, int timeout_s, struct shoal_err *err);
 
 /* Remove everything: cgroup, state dir, name. A running container needs force (SIGKILL). */
 int container_remove(struct container *c, bool force, struct shoal_err *err);
+
+/* Bridge network: delete the host end of the container's veth if it is still there (in the
+ * caller's namespace). The pair dies with the container's namespace anyway; this does it now. */
+int container_unplug(const struct container *c, struct shoal_err *err);
 
 /* Remove what a stopped container left; the shim calls this for --rm. */
 int container_remove_files(struct container *c, struct shoal_err *err);

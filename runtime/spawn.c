@@ -267,9 +267,27 @@ set_rlimits(void)
 	}
 }
 
-/* The child: runs in the new namespaces, returns only on failure. */
+/* NETNS_BRIDGE: wait for the starter to have made our eth0, then configure it. */
 static int
-child_main(const struct spawn_config *c, int *stage, struct shoal_err *err)
+child_network(const struct spawn_config *c, int go_fd, struct shoal_err *err)
+{
+	char b;
+	ssize_t n;
+
+	do
+		n = read(go_fd, &b, 1);
+	while (n == -1 && errno == EINTR);
+	close(go_fd);
+	if (n != 1)
+		return err_set(err, 0, "network: the runtime did not plug the container in");
+	if (netns_configure(&c->net, err) == -1)
+		return err_prefix(err, "network");
+	return 0;
+}
+
+/* The child: runs in the new namespaces, returns only on failure. go_fd: see spawn_container. */
+static int
+child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err *err)
 {
 	char exe[PATH_MAX], home[PATH_MAX];
 	uid_t uid = 0;
@@ -309,6 +327,9 @@ child_main(const struct spawn_config *c, int *stage, struct shoal_err *err)
 	if (rootfs_mount_overlay(c->layers, c->nlayers, c->upper, c->work, c->rootfs, err) == -1)
 		return -1;
 	if (rootfs_setup_mounts(c->rootfs, err) == -1)
+		return -1;
+	/* As late as possible before pivot_root: the starter creates our veth meanwhile. */
+	if (go_fd >= 0 && child_network(c, go_fd, err) == -1)
 		return -1;
 	if (rootfs_pivot(c->rootfs, err) == -1)
 		return -1;
@@ -352,13 +373,21 @@ spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *
 	int flags =
 	    CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | netns_clone_flags(&c->net);
 	struct spawn_report rep;
-	int sync[2];
+	int sync[2], go[2] = {-1, -1};
 	pid_t pid;
 	ssize_t n;
 
 	*exit_code = 125;
 	if (pipe2(sync, O_CLOEXEC) == -1)
 		return err_set(err, errno, "pipe");
+	/* A bridged child needs its veth, which only we (in the host's namespace) can make once
+	 * its namespace exists: it waits on this pipe for one byte saying "eth0 is there". */
+	if (netns_needs_attach(&c->net) && pipe2(go, O_CLOEXEC) == -1) {
+		err_set(err, errno, "pipe");
+		close(sync[0]);
+		close(sync[1]);
+		return -1;
+	}
 	/* A fork-like clone (no new stack): the child runs on a copy of ours. We are single-
 	 * threaded here, which this needs. The cgroup namespace is unshared by the child once it
 	 * joined its cgroup. */
@@ -367,16 +396,36 @@ spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *
 		err_set(err, errno, "clone");
 		close(sync[0]);
 		close(sync[1]);
+		if (go[0] >= 0) {
+			close(go[0]);
+			close(go[1]);
+		}
 		return -1;
 	}
 	if (pid == 0) {
 		close(sync[0]);
+		if (go[1] >= 0)
+			close(go[1]);
 		memset(&rep, 0, sizeof(rep));
-		child_main(c, &rep.stage, &rep.err);
+		child_main(c, go[0], &rep.stage, &rep.err);
 		(void)!write(sync[1], &rep, sizeof(rep));
 		_exit(127);
 	}
 	close(sync[1]);
+	if (go[0] >= 0) {
+		close(go[0]);
+		if (netns_attach(&c->net, pid, err) == -1) {
+			err_prefix(err, "network");
+			close(go[1]);
+			kill(pid, SIGKILL);
+			while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+				;
+			close(sync[0]);
+			return -1;
+		}
+		(void)!write(go[1], "g", 1);
+		close(go[1]);
+	}
 	do
 		n = read(sync[0], &rep, sizeof(rep));
 	while (n == -1 && errno == EINTR);

@@ -74,6 +74,15 @@ run_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 		} else if (strcmp(o, "--network") == 0 || strcmp(o, "--net") == 0) {
 			if (netns_parse_mode(v, &spec.net, &err) == -1)
 				goto fail;
+		} else if (strcmp(o, "--ip") == 0) {
+			free(spec.address);
+			spec.address = xstrdup(v);
+		} else if (strcmp(o, "--gateway") == 0) {
+			free(spec.gateway);
+			spec.gateway = xstrdup(v);
+		} else if (strcmp(o, "--bridge") == 0) {
+			free(spec.bridge);
+			spec.bridge = xstrdup(v);
 		} else if (strcmp(o, "--hostname") == 0) {
 			free(spec.hostname);
 			spec.hostname = xstrdup(v);
@@ -91,6 +100,8 @@ run_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 	}
 	if (i >= argc)
 		return usage_error("missing IMAGE", NULL);
+	if (spec.net != NETNS_BRIDGE && (spec.address || spec.gateway || spec.bridge))
+		return usage_error("--ip, --gateway and --bridge need", "--network bridge");
 	spec.image = xstrdup(argv[i]);
 	c = container_create_from_image(ctx->root, &spec, argv[i], argv + i + 1, env, &err);
 	free(env);
@@ -140,7 +151,12 @@ SHOALRT_VERB(run, "run", "create and start a container",
              "  --cpus N             CPU quota in CPUs, e.g. 0.5\n"
              "  -m, --memory SIZE    memory limit, e.g. 64Mi (an excess is OOM-killed)\n"
              "  --pids N             maximum number of tasks\n"
-             "  --network none|host  own network namespace with lo only (default), or the host's\n"
+             "  --network none|host|bridge\n"
+             "                       own network namespace with lo only (default), the host's,\n"
+             "                       or own with eth0 on a bridge of the host (a veth pair)\n"
+             "  --ip ADDR/PREFIX     bridge: eth0's address, e.g. 10.244.1.5/24\n"
+             "  --gateway ADDR       bridge: the default route, the bridge's address\n"
+             "  --bridge NAME        bridge: an existing bridge to plug into\n"
              "  --hostname NAME      hostname (default: the short id)\n"
              "  -u, --user U[:G]     user (default: the image's, else root)\n"
              "  -w, --workdir DIR    working directory (default: the image's, else /)\n",
