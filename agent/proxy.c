@@ -671,7 +671,10 @@ px_pump(struct px_conn *c, int dir)
 		}
 		if (h->eof) {
 			if (!h->shut) {
-				shutdown(dst, SHUT_WR);
+				/* When the other way is done too, close() follows and sends the
+				 * FIN: skip the syscall. */
+				if (!c->half[!dir].shut)
+					shutdown(dst, SHUT_WR);
 				h->shut = true;
 			}
 			return 0;
@@ -765,7 +768,11 @@ px_conn_cb(evutil_socket_t fd, short what, void *arg)
 			int soerr = 0;
 			socklen_t len = sizeof(soerr);
 
-			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == -1)
+			/* Writable alone means connected (an error or a reset comes as
+			 * EPOLLERR/EPOLLHUP, which libevent reports as read and write): only
+			 * then ask which error. */
+			if (what != EV_WRITE &&
+			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == -1)
 				soerr = errno;
 			if (soerr == 0 && !(what & EV_WRITE))
 				return; /* not connected yet */
@@ -817,7 +824,6 @@ px_accept_one(struct px_listener *l, int fd)
 	struct proxy *p = w->p;
 	struct px_service *svc = l->svc;
 	struct px_conn *c;
-	int one = 1;
 
 	if (p->max_conns > 0 &&
 	    atomic_fetch_add_explicit(&p->nconns, 1, memory_order_relaxed) >= p->max_conns) {
@@ -834,7 +840,7 @@ px_accept_one(struct px_listener *l, int fd)
 	}
 	if (p->max_conns <= 0)
 		atomic_fetch_add_explicit(&p->nconns, 1, memory_order_relaxed);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY comes from the listener: Linux clones it into accepted sockets. */
 	c = xcalloc(1, sizeof(*c));
 	c->w = w;
 	c->svc = svc;
