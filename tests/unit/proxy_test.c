@@ -22,6 +22,8 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 
+#include <event2/event.h>
+
 #include "err.h"
 #include "agent/lb_rr.h"
 #include "log.h"
@@ -517,6 +519,39 @@ test_all_down(void **state)
 	close(fds[1]);
 }
 
+/* With main_base, passive failures arrive on the caller's loop, once per bench. */
+static void
+test_failure_on_main_base(void **state)
+{
+	struct fixture fx = {0};
+	struct event_base *base = event_base_new();
+	struct proxy_options o = {.threads = 2, .main_base = base, .bench_ms = 10000};
+	uint16_t ports[2];
+	int dead;
+	char id[16];
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ID, "A");
+	ports[0] = fx.b[0]->port;
+	dead = tb_bind(&ports[1]);
+	px_start(&fx, &o);
+	px_serve(&fx, ports, 2);
+	for (int i = 0; i < 6; i++) {
+		cl_get_id(fx.port, id, sizeof(id));
+		assert_string_equal(id, "A");
+	}
+	assert_int_equal(atomic_load(&fx.failures), 0); /* not delivered until the loop runs */
+	for (int i = 0; i < 100 && atomic_load(&fx.failures) == 0; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(2000);
+	}
+	assert_int_equal(atomic_load(&fx.failures), 1);
+	fx_free(&fx);
+	event_base_free(base);
+	close(dead);
+}
+
 /* The client's FIN reaches the backend, which still answers after it. */
 static void
 test_half_close(void **state)
@@ -732,12 +767,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lb_rr_rotation),   cmocka_unit_test(test_lb_rr_skip),
-	    cmocka_unit_test(test_lb_rr_threads),    cmocka_unit_test(test_rotation),
-	    cmocka_unit_test(test_rotation_threads), cmocka_unit_test(test_refused_backend),
-	    cmocka_unit_test(test_all_down),         cmocka_unit_test(test_half_close),
-	    cmocka_unit_test(test_slow_reader),      cmocka_unit_test(test_max_conns),
-	    cmocka_unit_test(test_idle_timeout),     cmocka_unit_test(test_swap),
+	    cmocka_unit_test(test_lb_rr_rotation),
+	    cmocka_unit_test(test_lb_rr_skip),
+	    cmocka_unit_test(test_lb_rr_threads),
+	    cmocka_unit_test(test_rotation),
+	    cmocka_unit_test(test_rotation_threads),
+	    cmocka_unit_test(test_refused_backend),
+	    cmocka_unit_test(test_all_down),
+	    cmocka_unit_test(test_failure_on_main_base),
+	    cmocka_unit_test(test_half_close),
+	    cmocka_unit_test(test_slow_reader),
+	    cmocka_unit_test(test_max_conns),
+	    cmocka_unit_test(test_idle_timeout),
+	    cmocka_unit_test(test_swap),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
