@@ -220,7 +220,7 @@ proxy_main(int argc, char **argv)
 	}
 	svc.listen_addr = hosts[argc][0] ? hosts[argc] : NULL;
 	svc.backends = be;
-	log_init("proxy", level);
+	log_init("agent", level);
 	signal(SIGPIPE, SIG_IGN);
 	base = event_base_new();
 	if (base == NULL) {
