@@ -1,14 +1,17 @@
 /* shoal-agent: one per node. Registers with the scheduler and reports this node's resources. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <sodium.h>
 
 #include "err.h"
 #include "log.h"
 #include "netnode.h"
+#include "proxy.h"
 #include "server.h"
 #include "util.h"
 
@@ -21,10 +24,29 @@ static const char cleanup_usage[] =
     "veths, the masquerade rule, the address leases. Images stay. Run it with the agent\n"
     "stopped, e.g. when taking a node out of the cluster for good.\n";
 
+static const char proxy_usage[] =
+    "usage: shoal-agent proxy --listen ADDR:PORT --backend ADDR:PORT [--backend ...]\n"
+    "                         [--threads N] [--max-conns N] [--idle-timeout DUR]\n"
+    "                         [--connect-timeout DUR] [--log-level LEVEL]\n"
+    "\n"
+    "Run the agent's proxy alone: a round-robin TCP balancer from ADDR:PORT to the\n"
+    "backends. A backend that refuses or times out is skipped (the client is retried on\n"
+    "the next one) and benched for 2s. SIGTERM or SIGINT stops it.\n"
+    "\n"
+    "Options:\n"
+    "  --listen ADDR:PORT      where to accept (ADDR empty = 0.0.0.0)\n"
+    "  --backend ADDR:PORT     a backend (repeatable, in rotation order)\n"
+    "  --threads N             worker threads (default: number of CPUs)\n"
+    "  --max-conns N           refuse client connections beyond N (default: no limit)\n"
+    "  --idle-timeout DUR      close a connection idle for DUR (default 10m)\n"
+    "  --connect-timeout DUR   give up a backend connect after DUR (default 1s)\n"
+    "  --log-level LEVEL       error, warn, notice, info (default) or debug\n";
+
 static const char usage_text[] =
     "usage: shoal-agent --scheduler HOST:PORT --token-file FILE --name NAME --address ADDR\n"
     "                   --data-dir DIR [--label KEY=VALUE ...] [options]\n"
     "       shoal-agent cleanup --data-dir DIR\n"
+    "       shoal-agent proxy --listen ADDR:PORT --backend ADDR:PORT [--backend ...] [options]\n"
     "\n"
     "Joins this node to a Shoal cluster: registers its CPUs and memory with the scheduler,\n"
     "runs the containers the scheduler assigns it, reports their state, and reconnects\n"
@@ -46,7 +68,11 @@ static const char usage_text[] =
     "  --masquerade           masquerade containers' traffic leaving the cluster (needs\n"
     "                         iptables); traffic between containers is never NATed\n"
     "  --log-level LEVEL      error, warn, notice, info (default) or debug\n"
-    "  -h, --help             this text\n";
+    "  -h, --help             this text\n"
+    "\n"
+    "Subcommands:\n"
+    "  cleanup                remove the node's containers and task records (--help)\n"
+    "  proxy                  run the round-robin TCP proxy alone (--help)\n";
 
 /* shoal-agent cleanup --data-dir DIR: remove what the agent made on this node. */
 static int
@@ -86,6 +112,164 @@ cleanup_main(int argc, char **argv)
 	return 0;
 }
 
+static void
+proxy_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	shoal_log(LOG_INFO, "%s: shutting down", strsignal((int)sig));
+	event_base_loopexit(arg, NULL);
+}
+
+static void
+proxy_on_failure(const struct proxy_failure *f, void *arg)
+{
+	(void)arg;
+	shoal_log(LOG_WARNING, "proxy: backend %s: connect: %s (benched)", f->backend_addr,
+	          strerror(f->code));
+}
+
+/* shoal-agent proxy ...: the proxy alone, one service named "proxy". */
+static int
+proxy_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"listen", required_argument, NULL, 'l'},
+	    {"backend", required_argument, NULL, 'b'},
+	    {"threads", required_argument, NULL, 't'},
+	    {"max-conns", required_argument, NULL, 'm'},
+	    {"idle-timeout", required_argument, NULL, 'i'},
+	    {"connect-timeout", required_argument, NULL, 'c'},
+	    {"log-level", required_argument, NULL, 'L'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0, 0, 0, 0},
+	};
+	struct proxy_options po = {0};
+	struct proxy_service_spec svc = {.name = "proxy"};
+	struct proxy_backend_spec *be = xcalloc((size_t)argc, sizeof(*be));
+	char(*hosts)[64] = xcalloc((size_t)argc + 1, sizeof(*hosts));
+	char(*ids)[80] = xcalloc((size_t)argc, sizeof(*ids));
+	struct event_base *base = NULL;
+	struct event *sig_term = NULL, *sig_int = NULL;
+	struct proxy *p = NULL;
+	struct shoal_err err;
+	int c, level = LOG_INFO, rc = 1;
+	const char *listen = NULL;
+	char *end;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			listen = optarg;
+			break;
+		case 'b': {
+			struct proxy_backend_spec *b = &be[svc.nbackends];
+
+			if (util_parse_hostport(optarg, hosts[svc.nbackends], sizeof(hosts[0]),
+			                        &b->port, &err) == -1) {
+				fprintf(stderr, "shoal-agent proxy: --backend %s\n", err.msg);
+				goto out;
+			}
+			b->ip = hosts[svc.nbackends];
+			snprintf(ids[svc.nbackends], sizeof(ids[0]), "%s", optarg);
+			b->id = ids[svc.nbackends];
+			svc.nbackends++;
+			break;
+		}
+		case 't':
+		case 'm': {
+			long v = strtol(optarg, &end, 10);
+
+			if (end == optarg || *end || v <= 0 || v > 1000000) {
+				fprintf(stderr,
+				        "shoal-agent proxy: --%s %s: want a positive number\n",
+				        c == 't' ? "threads" : "max-conns", optarg);
+				goto out;
+			}
+			*(c == 't' ? &po.threads : &po.max_conns) = (int)v;
+			break;
+		}
+		case 'i':
+		case 'c':
+			if (util_parse_duration_ms(
+			        optarg, c == 'i' ? &po.idle_timeout_ms : &po.connect_timeout_ms,
+			        &err) == -1) {
+				fprintf(stderr, "shoal-agent proxy: --%s: %s\n",
+				        c == 'i' ? "idle-timeout" : "connect-timeout", err.msg);
+				goto out;
+			}
+			break;
+		case 'L':
+			level = log_level_parse(optarg);
+			if (level < 0) {
+				fprintf(stderr, "shoal-agent proxy: unknown log level %s\n",
+				        optarg);
+				goto out;
+			}
+			break;
+		case 'h':
+			fputs(proxy_usage, stdout);
+			rc = 0;
+			goto out;
+		default:
+			fputs(proxy_usage, stderr);
+			goto out;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "shoal-agent proxy: unexpected argument %s\n", argv[optind]);
+		goto out;
+	}
+	if (listen == NULL || svc.nbackends == 0) {
+		fprintf(stderr, "shoal-agent proxy: needs --listen and at least one --backend\n");
+		goto out;
+	}
+	if (util_parse_hostport(listen, hosts[argc], sizeof(hosts[0]), &svc.port, &err) == -1) {
+		fprintf(stderr, "shoal-agent proxy: --listen %s\n", err.msg);
+		goto out;
+	}
+	svc.listen_addr = hosts[argc][0] ? hosts[argc] : NULL;
+	svc.backends = be;
+	log_init("agent", level);
+	signal(SIGPIPE, SIG_IGN);
+	base = event_base_new();
+	if (base == NULL) {
+		shoal_log(LOG_ERR, "cannot create the event loop");
+		goto out;
+	}
+	po.main_base = base;
+	po.on_failure = proxy_on_failure;
+	p = proxy_create(&po, &err);
+	if (p == NULL) {
+		shoal_log(LOG_ERR, "cannot start: %s", err.msg);
+		goto out;
+	}
+	if (proxy_set_services(p, &svc, 1, &err) == -1) {
+		shoal_log(LOG_ERR, "cannot start: %s", err.msg);
+		goto out;
+	}
+	sig_term = evsignal_new(base, SIGTERM, proxy_on_signal, base);
+	sig_int = evsignal_new(base, SIGINT, proxy_on_signal, base);
+	event_add(sig_term, NULL);
+	event_add(sig_int, NULL);
+	shoal_log(LOG_INFO, "proxy: %zu backend%s, listening on port %u", svc.nbackends,
+	          svc.nbackends == 1 ? "" : "s", (unsigned)proxy_listen_port(p, "proxy"));
+	event_base_dispatch(base);
+	rc = 0;
+out:
+	proxy_destroy(p);
+	if (sig_term)
+		event_free(sig_term);
+	if (sig_int)
+		event_free(sig_int);
+	if (base)
+		event_base_free(base);
+	free(ids);
+	free(hosts);
+	free(be);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -115,6 +299,8 @@ main(int argc, char **argv)
 	}
 	if (argc >= 2 && strcmp(argv[1], "cleanup") == 0)
 		return cleanup_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "proxy") == 0)
+		return proxy_main(argc - 1, argv + 1);
 	o.labels = xcalloc((size_t)argc, sizeof(char *));
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {

@@ -166,7 +166,11 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 static void
 on_endpoints(struct session *s, const Shoal__Endpoints *ep)
 {
+	struct shoal_err err;
+
 	s->endpoints_gen = ep->generation;
+	if (netnode_sync_routes(&s->agent->netnode, ep->nodes, ep->n_nodes, &err) == -1)
+		shoal_log(LOG_DEBUG, "network: routes: %s", err.msg); /* each failure is logged */
 	shoal_log(LOG_DEBUG, "endpoints generation %llu: %zu services, %zu nodes",
 	          (unsigned long long)ep->generation, ep->n_services, ep->n_nodes);
 	send_heartbeat(s);
@@ -196,14 +200,6 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		if (s->state == SESSION_READY)
 			tasks_apply(&s->agent->tasks, env->assignments);
 		break;
-	case SHOAL__ENVELOPE__BODY_ENDPOINTS: {
-		struct shoal_err err;
-		if (s->state == SESSION_READY &&
-		    netnode_sync_routes(&s->agent->netnode, env->endpoints->nodes,
-		                        env->endpoints->n_nodes, &err) == -1)
-			shoal_log(LOG_DEBUG, "network: routes: %s", err.msg); /* each logged */
-		break;
-	}
 	case SHOAL__ENVELOPE__BODY_ERROR:
 		shoal_log(LOG_ERR, "scheduler refused %s: %s",
 		          env->id == s->register_id ? "registration" : "a request",

@@ -1,0 +1,133 @@
+#ifndef SHOAL_AGENT_PROXY_H
+#define SHOAL_AGENT_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct lb_ops;
+struct shoal_err;
+struct proxy;
+
+/*
+ * The node's ingress proxy: for every service with a published port, a listener that
+ * forwards each new TCP connection to the next backend in round-robin order.
+ *
+ * N worker threads, each with its own event base and its own SO_REUSEPORT listener per
+ * service, share ONE endpoint table: an immutable snapshot that proxy_set_services() builds
+ * on the calling (main) thread and publishes with one atomic store. Workers read it with
+ * one atomic load per new connection; an old table is freed once every worker has passed an
+ * event-loop turn after the swap (RCU-style quiescent points), so readers take no lock and
+ * no reference. Established connections hold their backend, not the table: a swap never
+ * drops them.
+ *
+ * A backend whose connect is refused, reset or times out is benched for bench_ms and the
+ * client is retried on the next backend at once; the client sees a close only when every
+ * backend failed. Data moves with recv/send through a per-thread scratch buffer: bytes are
+ * copied into a per-connection buffer (at most buf_size per direction) only when the
+ * receiver is slower, and then reading from the sender stops until it drains.
+ *
+ * All functions below are for the thread that created the proxy (the agent's main thread).
+ */
+
+struct proxy_backend_spec {
+	const char *id; /* stable identity (a task id): stats and bench state follow it */
+	const char *ip; /* IPv4 or IPv6 literal */
+	uint16_t port;
+};
+
+struct proxy_service_spec {
+	const char *name;
+	const char *listen_addr; /* IPv4 or IPv6 literal; NULL = 0.0.0.0 */
+	uint16_t port;           /* published port; 0 = any free one (tests) */
+	const struct proxy_backend_spec *backends;
+	size_t nbackends;
+};
+
+/* A passive failure: a connect to a backend was refused, reset or timed out, and the proxy
+ * benched it. The strings are valid during the callback only. */
+struct proxy_failure {
+	const char *service;
+	const char *backend_id;
+	const char *backend_addr; /* "IP:PORT" */
+	int code;                 /* errno: ECONNREFUSED, ECONNRESET, ETIMEDOUT, ... */
+};
+
+typedef void (*proxy_failure_fn)(const struct proxy_failure *f, void *arg);
+
+struct proxy_options {
+	int threads;                /* worker threads; 0 = number of CPUs */
+	int max_conns;              /* client connections over all services; 0 = no limit */
+	int64_t idle_timeout_ms;    /* no byte either way for this long closes; 0 = 10 min */
+	int64_t connect_timeout_ms; /* 0 = 1 s */
+	int64_t bench_ms;           /* how long a failed backend is skipped; 0 = 2 s */
+	size_t buf_size;            /* proxy-side buffer per direction; 0 = 64 KiB, max 256 KiB */
+	const struct lb_ops *lb;    /* NULL = round-robin (lb_rr_ops) */
+	/* on_failure runs on main_base's thread when main_base is set (one eventfd event is
+	 * added to it), else on a worker thread. */
+	struct event_base *main_base;
+	proxy_failure_fn on_failure;
+	void *failure_arg;
+};
+
+/* Start the worker threads (no listener yet). NULL with *err on failure. */
+struct proxy *proxy_create(const struct proxy_options *opt, struct shoal_err *err);
+
+/* Stop the workers, close every listener and connection, free everything. NULL is a no-op. */
+void proxy_destroy(struct proxy *p);
+
+/*
+ * Make the proxy serve exactly these services (the whole set, level-triggered like the
+ * scheduler's Endpoints): listeners open for new ones and close for those gone; a service
+ * keeps its listener, stats and rotation when its name, address and port stay; a backend
+ * keeps its stats and bench state when its id, ip and port stay. Established connections
+ * are never dropped. A service that cannot listen (port taken, bad address) is left out and
+ * reported in *err, the others still apply: -1 then, 0 when all applied.
+ */
+int proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_t n,
+                       struct shoal_err *err);
+
+/* The port a service listens on (useful with port 0); 0 when there is no such service. */
+uint16_t proxy_listen_port(struct proxy *p, const char *service);
+
+struct proxy_counters {
+	uint64_t conns;            /* connections accepted (service) / established (backend) */
+	int64_t active;            /* open now */
+	uint64_t bytes_in;         /* client -> backend */
+	uint64_t bytes_out;        /* backend -> client */
+	uint64_t connect_failures; /* connects refused, reset or timed out */
+	uint64_t retries;          /* clients moved to another backend after a failure */
+	uint64_t rejected;         /* service: over max_conns, or no backend left */
+};
+
+struct proxy_backend_stats {
+	char id[128];
+	char addr[64]; /* "IP:PORT" */
+	bool benched;
+	struct proxy_counters c;
+};
+
+struct proxy_service_stats {
+	char name[128];
+	uint16_t port;
+	struct proxy_counters c;
+	size_t nbackends;
+	struct proxy_backend_stats *backends;
+};
+
+struct proxy_stats {
+	size_t nservices;
+	struct proxy_service_stats *services;
+};
+
+/* Snapshot the counters of the current table into *out (free with proxy_stats_free). Byte
+ * counts of open connections lag by at most 64 KiB each. */
+void proxy_stats(struct proxy *p, struct proxy_stats *out);
+void proxy_stats_free(struct proxy_stats *s);
+
+/* Bytes held in proxy buffers across all connections now (introspection for tests and
+ * /metrics: the backpressure bound is buf_size per direction per connection). */
+int64_t proxy_buffered_bytes(struct proxy *p);
+
+#endif

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# The node proxy vs HAProxy: wrk through each to the same 3 HTTP backends, on loopback.
+#   bench/proxy.sh [ROUNDS]      (ROUNDS interleaved A/B pairs per cell, default 2; root not needed)
+#   BENCH_SECONDS=N              seconds per wrk run (default 5)
+#   BENCH_AB=DIR                 adds rows for the shoal-agent built in DIR (an A/B of a change)
+#
+# Backends: nginx (3 servers on 127.0.0.1-3, one small file) when installed, else busybox httpd
+# (no keep-alive: the keep-alive cells then measure reconnects). wrk goes direct to one
+# backend (the ceiling), through HAProxy 2.6 (mode tcp, balance roundrobin) and through
+# `shoal-agent proxy`, both with THREADS worker threads (default: CPUs). Four cells:
+# keep-alive and `Connection: close`, 50 and 200 connections. HAProxy and ours alternate
+# within each cell (the machine is noisy: compare within one run). Printed per target:
+# req/s, p50, p99, the proxy's CPU time per request (utime+stime from /proc/PID/stat over the
+# run), each as a ratio to HAProxy, and connections per backend (counted by the backends).
+set -euo pipefail
+ROUNDS=${1:-2}
+SECS=${BENCH_SECONDS:-5}
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+THREADS=${THREADS:-$(nproc)}
+for t in wrk haproxy python3; do
+	command -v $t >/dev/null || { echo "bench/proxy.sh: needs $t (bash vagrant/provision/deps.sh --bench)" >&2; exit 1; }
+done
+agent=$(cd "$BUILD" && pwd)/shoal-agent
+[ -x "$agent" ] || { echo "bench/proxy.sh: run make first" >&2; exit 1; }
+ab=${BENCH_AB:+$(cd "$BENCH_AB" && pwd)/shoal-agent}
+
+work=$(mktemp -d /tmp/shoal-proxy-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+# BENCH_KEEP=1 keeps the work dir (configs, logs) for a look by hand.
+[ -z "${BENCH_KEEP:-}" ] || trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+
+# Free loopback ports: bound to port 0 by the kernel, so nothing else holds them now.
+read -r P1 P2 P3 PH PS PA < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(6)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])
+for s in ss: s.close()')
+
+mkdir -p "$work/www"
+head -c 612 /dev/zero | tr '\0' 'x' >"$work/www/index.html" # nginx's default page size
+chmod -R a+rX "$work/www"
+if command -v nginx >/dev/null; then
+	backend=nginx
+	# One log line per connection (its first request): the per-backend connection count.
+	cat >"$work/nginx.conf" <<EOF
+worker_processes $THREADS;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	keepalive_requests 1000000;
+	client_body_temp_path $work/t1; proxy_temp_path $work/t2; fastcgi_temp_path $work/t3;
+	uwsgi_temp_path $work/t4; scgi_temp_path $work/t5;
+	map \$connection_requests \$first { 1 1; default 0; }
+	log_format c "c";
+	server { listen 127.0.0.1:$P1 reuseport; root $work/www; access_log $work/b1.log c if=\$first; }
+	server { listen 127.0.0.2:$P2 reuseport; root $work/www; access_log $work/b2.log c if=\$first; }
+	server { listen 127.0.0.3:$P3 reuseport; root $work/www; access_log $work/b3.log c if=\$first; }
+}
+EOF
+	nginx -c "$work/nginx.conf" -g 'daemon off;' 2>"$work/nginx.out" &
+	pids+=("$!")
+else
+	backend="busybox httpd"
+	for i in 1 2 3; do
+		p=P$i
+		busybox httpd -f -p "127.0.0.$i:${!p}" -h "$work/www" &
+		pids+=("$!")
+	done
+fi
+
+cat >"$work/haproxy.cfg" <<EOF
+global
+	nbthread $THREADS
+	maxconn 8000
+defaults
+	mode tcp
+	balance roundrobin
+	timeout connect 1s
+	timeout client 10m
+	timeout server 10m
+frontend fe
+	bind 127.0.0.1:$PH
+	default_backend be
+backend be
+	server s1 127.0.0.1:$P1
+	server s2 127.0.0.2:$P2
+	server s3 127.0.0.3:$P3
+EOF
+haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" &
+hpid=$!
+pids+=("$hpid")
+"$agent" proxy --listen "127.0.0.1:$PS" --backend "127.0.0.1:$P1" --backend "127.0.0.2:$P2" \
+	--backend "127.0.0.3:$P3" --threads "$THREADS" --log-level warn 2>"$work/shoal.log" &
+spid=$!
+pids+=("$spid")
+if [ -n "$ab" ]; then
+	"$ab" proxy --listen "127.0.0.1:$PA" --backend "127.0.0.1:$P1" --backend "127.0.0.2:$P2" \
+		--backend "127.0.0.3:$P3" --threads "$THREADS" --log-level warn 2>"$work/ab.log" &
+	apid=$!
+	pids+=("$apid")
+fi
+
+wait_port() { # ADDR PORT: until it accepts (5 s at most)
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "bench/proxy.sh: nothing listens on $1:$2" >&2
+	return 1
+}
+wait_port 127.0.0.1 "$P1"
+wait_port 127.0.0.2 "$P2"
+wait_port 127.0.0.3 "$P3"
+wait_port 127.0.0.1 "$PH"
+wait_port 127.0.0.1 "$PS"
+[ -z "$ab" ] || wait_port 127.0.0.1 "$PA"
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+conn_counts() { # connections each backend has seen so far
+	if [ "$backend" = nginx ]; then
+		echo "$(wc -l <"$work/b1.log" 2>/dev/null || echo 0) $(wc -l <"$work/b2.log" 2>/dev/null || echo 0) $(wc -l <"$work/b3.log" 2>/dev/null || echo 0)"
+	else
+		echo "- - -"
+	fi
+}
+# to_us "1.23ms" -> 1230
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) m = 1; else if (v ~ /ms$/) m = 1000; else if (v ~ /s$/) m = 1e6; else m = 1; printf "%.1f", n * m }'; }
+
+# run_one LABEL PORT PID CONNS HDR -> appends "reqs secs p50us p99us ticks errors c1 c2 c3" to $work/LABEL
+run_one() {
+	local label=$1 port=$2 pid=$3 conns=$4 hdr=$5 c0 c1 t0 t1 out args=()
+	[ -n "$hdr" ] && args=(-H "$hdr")
+	c0=$(conn_counts)
+	t0=0
+	[ "$pid" = - ] || t0=$(cpu_ticks "$pid")
+	out=$(wrk -t2 -c"$conns" -d"${SECS}s" --latency "${args[@]}" "http://127.0.0.1:$port/index.html")
+	t1=0
+	[ "$pid" = - ] || t1=$(cpu_ticks "$pid")
+	c1=$(conn_counts)
+	local reqs p50 p99 err
+	reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
+	p50=$(to_us "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
+	p99=$(to_us "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+	err=$(echo "$out" | awk '/Socket errors/ { gsub(",", ""); s += $4 + $6 + $8 + $10 } /Non-2xx/ { s += $NF } END { print s + 0 }')
+	read -r a0 b0 d0 <<<"$c0"
+	read -r a1 b1 d1 <<<"$c1"
+	if [ "$a0" = - ]; then
+		echo "$reqs $SECS $p50 $p99 $((t1 - t0)) $err - - -" >>"$work/$label"
+	else
+		echo "$reqs $SECS $p50 $p99 $((t1 - t0)) $err $((a1 - a0)) $((b1 - b0)) $((d1 - d0))" >>"$work/$label"
+	fi
+}
+
+hz=$(getconf CLK_TCK)
+# summary LABEL -> "req/s p50us p99us cpu_us_per_req errors c1 c2 c3" (means over rounds, sums of counts)
+summary() {
+	awk -v hz="$hz" '{ r += $1; s += $2; p50 += $3; p99 += $4; t += $5; e += $6
+		if ($7 != "-") { c1 += $7; c2 += $8; c3 += $9 } else nc = 1; n++ }
+		END { printf "%.0f %.1f %.1f %.2f %d %s %s %s\n", r / s, p50 / n, p99 / n,
+			r ? t / hz * 1e6 / r : 0, e, nc ? "-" : c1, nc ? "-" : c2, nc ? "-" : c3 }' "$work/$1"
+}
+
+echo "proxy: wrk -t2 to 3 $backend backends on 127.0.0.1-3, $THREADS proxy threads, ${SECS}s x $ROUNDS interleaved rounds per cell"
+printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" "p50 us" \
+	"p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "conns per backend (spread)"
+for mode in keepalive close; do
+	for conns in 50 200; do
+		hdr=""
+		[ "$mode" = close ] && hdr="Connection: close"
+		cell="$mode-c$conns"
+		rm -f "$work"/r-*
+		# Warm-up: fills caches and the backends' worker pools.
+		wrk -t2 -c"$conns" -d1s ${hdr:+-H "$hdr"} "http://127.0.0.1:$PS/index.html" >/dev/null
+		run_one r-direct "$P1" - "$conns" "$hdr"
+		for ((i = 0; i < ROUNDS; i++)); do
+			run_one r-haproxy "$PH" "$hpid" "$conns" "$hdr"
+			run_one r-shoal "$PS" "$spid" "$conns" "$hdr"
+			[ -z "$ab" ] || run_one r-ab "$PA" "$apid" "$conns" "$hdr"
+		done
+		read -r hr hp50 hp99 hcpu _ <<<"$(summary r-haproxy)"
+		targets=(direct haproxy shoal)
+		[ -z "$ab" ] || targets+=(ab)
+		for t in "${targets[@]}"; do
+			read -r r p50 p99 cpu err c1 c2 c3 <<<"$(summary "r-$t")"
+			name=$t
+			[ "$t" = ab ] && name="shoal(A/B)"
+			if [ "$t" = direct ]; then
+				cpu="-"
+				ratios=$(printf '%7.2f %6.2f %6.2f %6s' "$(echo "$r / $hr" | bc -l)" \
+					"$(echo "$p50 / $hp50" | bc -l)" "$(echo "$p99 / $hp99" | bc -l)" "-")
+			else
+				ratios=$(printf '%7.2f %6.2f %6.2f %6.2f' "$(echo "$r / $hr" | bc -l)" \
+					"$(echo "$p50 / $hp50" | bc -l)" "$(echo "$p99 / $hp99" | bc -l)" \
+					"$(echo "$cpu / $hcpu" | bc -l)")
+			fi
+			if [ "$c1" = - ] || [ "$t" = direct ]; then
+				spread="-"
+			else
+				spread=$(awk -v a="$c1" -v b="$c2" -v c="$c3" 'BEGIN {
+					mx = a; if (b > mx) mx = b; if (c > mx) mx = c
+					mn = a; if (b < mn) mn = b; if (c < mn) mn = c
+					m = (a + b + c) / 3; printf "%d/%d/%d (%.1f%%)", a, b, c, m ? (mx - mn) / m * 100 : 0 }')
+			fi
+			printf '  %-16s %-10s %9s %8s %8s %9s %6s | %s | %s\n' "$cell" "$name" "$r" "$p50" "$p99" \
+				"$cpu" "$err" "$ratios" "$spread"
+			cell=""
+		done
+	done
+done
+echo "  (x = ratio to HAProxy in the same cell; want req/s >= 1, p99 <= 1.1, cpu <= 1;"
+echo "   keep-alive cells open only one backend connection per wrk connection: 50 -> 17/17/16)"

@@ -1,0 +1,788 @@
+/*
+ * Unit tests for agent/proxy and agent/lb_rr. The round-robin cursor is tested alone; the
+ * proxy over real sockets on 127.0.0.1 with ephemeral ports and small backend servers in
+ * threads: rotation, retry and bench, half-close, backpressure, limits, table swaps.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+
+#include "err.h"
+#include "agent/lb_rr.h"
+#include "log.h"
+#include "agent/proxy.h"
+
+/* ---- lb_rr -------------------------------------------------------------------------- */
+
+static bool
+usable_mask(void *ctx, size_t i)
+{
+	return (*(unsigned *)ctx & (1u << i)) == 0;
+}
+
+static void
+test_lb_rr_rotation(void **state)
+{
+	void *rr = lb_rr_ops.init();
+	unsigned benched = 0;
+
+	(void)state;
+	for (int i = 0; i < 30; i++)
+		assert_int_equal(lb_rr_ops.next(rr, 3, usable_mask, &benched), i % 3);
+	assert_int_equal(lb_rr_ops.next(rr, 0, usable_mask, &benched), -1);
+	lb_rr_ops.free(rr);
+}
+
+static void
+test_lb_rr_skip(void **state)
+{
+	void *rr = lb_rr_ops.init();
+	unsigned benched = 1u << 1;
+
+	(void)state;
+	/* 1 benched: 0, 2, 0, 2 (2 does not get two turns in a row when 1's turn comes) */
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(lb_rr_ops.next(rr, 3, usable_mask, &benched), i % 2 ? 2 : 0);
+	/* The cursor wraps: with only the last one usable it is picked every time. */
+	benched = 1u << 0 | 1u << 1;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(lb_rr_ops.next(rr, 3, usable_mask, &benched), 2);
+	benched = 7;
+	assert_int_equal(lb_rr_ops.next(rr, 3, usable_mask, &benched), -1);
+	/* Back from the bench: rotation resumes after the last pick. */
+	benched = 0;
+	assert_int_equal(lb_rr_ops.next(rr, 3, usable_mask, &benched), 0);
+	assert_int_equal(lb_rr_ops.next(rr, 3, usable_mask, &benched), 1);
+	lb_rr_ops.free(rr);
+}
+
+struct rr_thread {
+	void *rr;
+	int counts[3];
+};
+
+static void *
+rr_thread_main(void *arg)
+{
+	struct rr_thread *t = arg;
+	unsigned benched = 0;
+
+	for (int i = 0; i < 30000; i++)
+		t->counts[lb_rr_ops.next(t->rr, 3, usable_mask, &benched)]++;
+	return NULL;
+}
+
+/* The cursor is shared: picks from two threads at once still split exactly evenly. */
+static void
+test_lb_rr_threads(void **state)
+{
+	struct rr_thread t[2] = {{.rr = lb_rr_ops.init()}};
+	pthread_t th[2];
+
+	(void)state;
+	t[1].rr = t[0].rr;
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, rr_thread_main, &t[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	for (int b = 0; b < 3; b++)
+		assert_int_equal(t[0].counts[b] + t[1].counts[b], 20000);
+	lb_rr_ops.free(t[0].rr);
+}
+
+/* ---- backends ----------------------------------------------------------------------- */
+
+enum tb_mode {
+	TB_ID,    /* write the id, close */
+	TB_ECHO,  /* echo until EOF, then write "bye" and close */
+	TB_FLOOD, /* write flood_bytes, close */
+};
+
+struct tb {
+	int fd;
+	uint16_t port;
+	enum tb_mode mode;
+	char id[8];
+	size_t flood_bytes;
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_int accepted;
+	atomic_int live;
+	atomic_size_t written;
+};
+
+struct tb_conn {
+	struct tb *b;
+	int fd;
+};
+
+static void *
+tb_conn_main(void *arg)
+{
+	struct tb_conn *tc = arg;
+	struct tb *b = tc->b;
+	char buf[65536];
+	ssize_t n;
+
+	switch (b->mode) {
+	case TB_ID:
+		n = write(tc->fd, b->id, strlen(b->id));
+		break;
+	case TB_ECHO:
+		while ((n = read(tc->fd, buf, sizeof(buf))) > 0)
+			if (write(tc->fd, buf, (size_t)n) != n)
+				break;
+		n = write(tc->fd, "bye", 3);
+		break;
+	case TB_FLOOD:
+		memset(buf, 'x', sizeof(buf));
+		for (size_t left = b->flood_bytes; left > 0;) {
+			n = write(tc->fd, buf, left < sizeof(buf) ? left : sizeof(buf));
+			if (n <= 0)
+				break;
+			left -= (size_t)n;
+			atomic_fetch_add(&b->written, (size_t)n);
+		}
+		break;
+	}
+	(void)n;
+	close(tc->fd);
+	atomic_fetch_sub(&b->live, 1);
+	free(tc);
+	return NULL;
+}
+
+static void *
+tb_main(void *arg)
+{
+	struct tb *b = arg;
+
+	while (!atomic_load(&b->stop)) {
+		struct pollfd pfd = {b->fd, POLLIN, 0};
+		struct tb_conn *tc;
+		pthread_t th;
+		int fd;
+
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		fd = accept(b->fd, NULL, NULL);
+		if (fd == -1)
+			continue;
+		atomic_fetch_add(&b->accepted, 1);
+		atomic_fetch_add(&b->live, 1);
+		tc = calloc(1, sizeof(*tc));
+		tc->b = b;
+		tc->fd = fd;
+		pthread_create(&th, NULL, tb_conn_main, tc);
+		pthread_detach(th);
+	}
+	return NULL;
+}
+
+/* A socket bound to a free 127.0.0.1 port, not listening: connects to it are refused. */
+static int
+tb_bind(uint16_t *port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, len), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* Start serving on fd (from tb_bind) in a thread. */
+static void
+tb_serve(struct tb *b)
+{
+	assert_int_equal(listen(b->fd, 128), 0);
+	pthread_create(&b->thread, NULL, tb_main, b);
+}
+
+static struct tb *
+tb_start(enum tb_mode mode, const char *id)
+{
+	struct tb *b = calloc(1, sizeof(*b));
+
+	b->mode = mode;
+	snprintf(b->id, sizeof(b->id), "%s", id);
+	b->fd = tb_bind(&b->port);
+	tb_serve(b);
+	return b;
+}
+
+static void
+tb_stop(struct tb *b)
+{
+	atomic_store(&b->stop, true);
+	pthread_join(b->thread, NULL);
+	close(b->fd);
+	for (int i = 0; i < 200 && atomic_load(&b->live) > 0; i++)
+		usleep(5000);
+	free(b);
+}
+
+/* ---- clients ------------------------------------------------------------------------ */
+
+static int
+cl_connect(uint16_t port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons(port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {3, 0};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Read until EOF: bytes read, or -1 on an error (a reset counts as one). */
+static ssize_t
+cl_read_all(int fd, char *buf, size_t max)
+{
+	size_t got = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + got, max - got);
+
+		if (n == 0)
+			return (ssize_t)got;
+		if (n < 0)
+			return -1;
+		got += (size_t)n;
+		if (got == max)
+			return (ssize_t)got;
+	}
+}
+
+/* One connection through the proxy to an id backend: the id, "" when closed at once. */
+static void
+cl_get_id(uint16_t port, char *out, size_t len)
+{
+	int fd = cl_connect(port);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = cl_read_all(fd, out, len - 1);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the proxy ---------------------------------------------------------------------- */
+
+struct fixture {
+	struct proxy *p;
+	struct tb *b[3];
+	size_t nb;
+	uint16_t port;
+	atomic_int failures;
+};
+
+static void
+on_failure(const struct proxy_failure *f, void *arg)
+{
+	struct fixture *fx = arg;
+
+	assert_string_equal(f->service, "web");
+	atomic_fetch_add(&fx->failures, 1);
+}
+
+static struct proxy *
+px_start(struct fixture *fx, struct proxy_options *o)
+{
+	struct shoal_err err;
+
+	o->on_failure = on_failure;
+	o->failure_arg = fx;
+	fx->p = proxy_create(o, &err);
+	assert_non_null(fx->p);
+	return fx->p;
+}
+
+/* Serve service "web" on a free port with the given backend ports (ids "b0", "b1", ...). */
+static void
+px_serve(struct fixture *fx, const uint16_t *ports, size_t n)
+{
+	struct proxy_backend_spec be[8];
+	char ids[8][24];
+	struct proxy_service_spec svc = {
+	    .name = "web", .listen_addr = "127.0.0.1", .port = 0, .backends = be, .nbackends = n};
+	struct shoal_err err;
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "b%zu", i);
+		be[i] = (struct proxy_backend_spec){ids[i], "127.0.0.1", ports[i]};
+	}
+	assert_int_equal(proxy_set_services(fx->p, &svc, 1, &err), 0);
+	fx->port = proxy_listen_port(fx->p, "web");
+	assert_true(fx->port > 0);
+}
+
+static void
+fx_free(struct fixture *fx)
+{
+	proxy_destroy(fx->p);
+	for (size_t i = 0; i < fx->nb; i++)
+		if (fx->b[i])
+			tb_stop(fx->b[i]);
+}
+
+static int64_t
+active_conns(struct proxy *p)
+{
+	struct proxy_stats st;
+	int64_t a;
+
+	proxy_stats(p, &st);
+	a = st.services[0].c.active;
+	proxy_stats_free(&st);
+	return a;
+}
+
+static void
+rotation(int threads)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = threads};
+	uint16_t ports[3];
+	struct proxy_stats st;
+	char id[16];
+
+	fx.nb = 3;
+	for (int i = 0; i < 3; i++) {
+		char name[2] = {(char)('A' + i), 0};
+
+		fx.b[i] = tb_start(TB_ID, name);
+		ports[i] = fx.b[i]->port;
+	}
+	px_start(&fx, &o);
+	px_serve(&fx, ports, 3);
+	for (int i = 0; i < 30; i++) {
+		char want[2] = {(char)('A' + i % 3), 0};
+
+		cl_get_id(fx.port, id, sizeof(id));
+		assert_string_equal(id, want);
+	}
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(atomic_load(&fx.b[i]->accepted), 10);
+	/* Byte counts reach the stats when the proxy closes, just after the client's EOF. */
+	for (int i = 0; i < 200 && active_conns(fx.p) > 0; i++)
+		usleep(5000);
+	proxy_stats(fx.p, &st);
+	assert_int_equal(st.nservices, 1);
+	assert_int_equal(st.services[0].c.conns, 30);
+	assert_int_equal(st.services[0].nbackends, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(st.services[0].backends[i].c.conns, 10);
+		assert_int_equal(st.services[0].backends[i].c.bytes_out, 10);
+	}
+	proxy_stats_free(&st);
+	fx_free(&fx);
+}
+
+static void
+test_rotation(void **state)
+{
+	(void)state;
+	rotation(1);
+}
+
+static void
+test_rotation_threads(void **state)
+{
+	(void)state;
+	rotation(2);
+}
+
+/* A refusing backend is skipped without a client error, benched, and used again once it
+ * listens and the bench is over. */
+static void
+test_refused_backend(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2, .bench_ms = 300};
+	struct tb *dead = calloc(1, sizeof(*dead));
+	uint16_t ports[3];
+	struct proxy_stats st;
+	char id[16];
+	int seen[3] = {0};
+	int64_t t0;
+
+	(void)state;
+	fx.nb = 3;
+	fx.b[0] = tb_start(TB_ID, "A");
+	dead->mode = TB_ID;
+	snprintf(dead->id, sizeof(dead->id), "B");
+	dead->fd = tb_bind(&dead->port); /* bound, not listening: refuses */
+	fx.b[2] = tb_start(TB_ID, "C");
+	ports[0] = fx.b[0]->port;
+	ports[1] = dead->port;
+	ports[2] = fx.b[2]->port;
+	px_start(&fx, &o);
+	px_serve(&fx, ports, 3);
+	t0 = now_ms();
+	for (int i = 0; i < 30; i++) {
+		cl_get_id(fx.port, id, sizeof(id));
+		assert_true(strcmp(id, "A") == 0 || strcmp(id, "C") == 0);
+	}
+	assert_true(atomic_load(&fx.b[0]->accepted) >= 14);
+	assert_true(atomic_load(&fx.b[2]->accepted) >= 14);
+	proxy_stats(fx.p, &st);
+	assert_true(st.services[0].backends[1].c.connect_failures >= 1);
+	assert_true(st.services[0].c.retries >= 1);
+	assert_int_equal(st.services[0].c.rejected, 0);
+	if (now_ms() - t0 < 250)
+		assert_true(st.services[0].backends[1].benched);
+	proxy_stats_free(&st);
+	assert_true(atomic_load(&fx.failures) >= 1);
+
+	/* B comes up; after the bench it gets its turns again. */
+	tb_serve(dead);
+	fx.b[1] = dead;
+	usleep(350 * 1000);
+	for (int i = 0; i < 6; i++) {
+		cl_get_id(fx.port, id, sizeof(id));
+		assert_int_equal(strlen(id), 1);
+		seen[id[0] - 'A']++;
+	}
+	assert_int_equal(seen[0], 2);
+	assert_int_equal(seen[1], 2);
+	assert_int_equal(seen[2], 2);
+	fx_free(&fx);
+}
+
+/* Every backend refuses: the client's connection is closed (EOF or reset), promptly. */
+static void
+test_all_down(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1};
+	uint16_t ports[2];
+	int fds[2];
+	struct proxy_stats st;
+	char buf[16];
+	int fd;
+
+	(void)state;
+	fds[0] = tb_bind(&ports[0]);
+	fds[1] = tb_bind(&ports[1]);
+	px_start(&fx, &o);
+	px_serve(&fx, ports, 2);
+	for (int i = 0; i < 3; i++) {
+		fd = cl_connect(fx.port);
+		assert_true(fd >= 0);
+		assert_true(cl_read_all(fd, buf, sizeof(buf)) <= 0);
+		close(fd);
+	}
+	proxy_stats(fx.p, &st);
+	assert_int_equal(st.services[0].c.rejected, 3);
+	assert_int_equal(st.services[0].backends[0].c.conns, 0);
+	proxy_stats_free(&st);
+	fx_free(&fx);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* With main_base, passive failures arrive on the caller's loop, once per bench. */
+static void
+test_failure_on_main_base(void **state)
+{
+	struct fixture fx = {0};
+	struct event_base *base = event_base_new();
+	struct proxy_options o = {.threads = 2, .main_base = base, .bench_ms = 10000};
+	uint16_t ports[2];
+	int dead;
+	char id[16];
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ID, "A");
+	ports[0] = fx.b[0]->port;
+	dead = tb_bind(&ports[1]);
+	px_start(&fx, &o);
+	px_serve(&fx, ports, 2);
+	for (int i = 0; i < 6; i++) {
+		cl_get_id(fx.port, id, sizeof(id));
+		assert_string_equal(id, "A");
+	}
+	assert_int_equal(atomic_load(&fx.failures), 0); /* not delivered until the loop runs */
+	for (int i = 0; i < 100 && atomic_load(&fx.failures) == 0; i++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(2000);
+	}
+	assert_int_equal(atomic_load(&fx.failures), 1);
+	fx_free(&fx);
+	event_base_free(base);
+	close(dead);
+}
+
+/* The client's FIN reaches the backend, which still answers after it. */
+static void
+test_half_close(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1};
+	char buf[64];
+	int fd;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	fd = cl_connect(fx.port);
+	assert_int_equal(write(fd, "ping", 4), 4);
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	assert_int_equal(cl_read_all(fd, buf, sizeof(buf)), 7);
+	assert_memory_equal(buf, "pingbye", 7);
+	close(fd);
+	fx_free(&fx);
+}
+
+/* A client that does not read: the proxy holds at most buf_size, the backend blocks. */
+static void
+test_slow_reader(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1, .buf_size = 64 * 1024};
+	size_t total = 64u << 20, got = 0;
+	static char buf[1 << 20];
+	int64_t peak = 0;
+	int fd;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_FLOOD, "F");
+	fx.b[0]->flood_bytes = total;
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	fd = cl_connect(fx.port);
+	for (int i = 0; i < 30; i++) {
+		int64_t b = proxy_buffered_bytes(fx.p);
+
+		peak = b > peak ? b : peak;
+		usleep(10 * 1000);
+	}
+	assert_true(peak > 0);
+	assert_true(peak <= 64 * 1024);
+	assert_true(atomic_load(&fx.b[0]->written) < total);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if (proxy_buffered_bytes(fx.p) > peak)
+			peak = proxy_buffered_bytes(fx.p);
+	}
+	assert_int_equal(got, total);
+	assert_true(peak <= 64 * 1024);
+	close(fd);
+	fx_free(&fx);
+}
+
+static void
+echo_roundtrip(int fd)
+{
+	char buf[4];
+
+	assert_int_equal(write(fd, "x", 1), 1);
+	assert_int_equal(read(fd, buf, 1), 1);
+	assert_int_equal(buf[0], 'x');
+}
+
+static void
+test_max_conns(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2, .max_conns = 2};
+	struct proxy_stats st;
+	int c1, c2, c3, c4;
+	char buf[4];
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	c1 = cl_connect(fx.port);
+	echo_roundtrip(c1);
+	c2 = cl_connect(fx.port);
+	echo_roundtrip(c2);
+	c3 = cl_connect(fx.port);
+	assert_true(c3 >= 0);
+	assert_true(cl_read_all(c3, buf, sizeof(buf)) <= 0);
+	close(c3);
+	close(c1);
+	for (int i = 0; i < 200 && active_conns(fx.p) > 1; i++)
+		usleep(5000);
+	c4 = cl_connect(fx.port);
+	echo_roundtrip(c4);
+	proxy_stats(fx.p, &st);
+	assert_int_equal(st.services[0].c.rejected, 1);
+	assert_int_equal(st.services[0].c.conns, 3);
+	proxy_stats_free(&st);
+	close(c2);
+	close(c4);
+	fx_free(&fx);
+}
+
+static void
+test_idle_timeout(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1, .idle_timeout_ms = 200};
+	struct pollfd pfd;
+	char buf[16];
+	int64_t t0, dt;
+	int fd;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	fd = cl_connect(fx.port);
+	echo_roundtrip(fd);
+	/* Activity pushes the deadline back. */
+	usleep(120 * 1000);
+	echo_roundtrip(fd);
+	t0 = now_ms();
+	pfd = (struct pollfd){fd, POLLIN, 0};
+	assert_int_equal(poll(&pfd, 1, 2000), 1);
+	dt = now_ms() - t0;
+	assert_true(dt >= 150);
+	assert_true(dt < 1000);
+	assert_true(read(fd, buf, sizeof(buf)) <= 0);
+	close(fd);
+	fx_free(&fx);
+}
+
+/* Swapping the table keeps established connections and the listener; new connections use
+ * the new backends; removing the service closes its port. */
+static void
+test_swap(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2};
+	struct proxy_backend_spec be[2];
+	struct proxy_service_spec svc = {.name = "web", .listen_addr = "127.0.0.1"};
+	struct proxy_stats st;
+	struct shoal_err err;
+	char id[16];
+	int fd;
+
+	(void)state;
+	fx.nb = 3;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	fx.b[1] = tb_start(TB_ID, "A");
+	fx.b[2] = tb_start(TB_ID, "B");
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	fd = cl_connect(fx.port);
+	echo_roundtrip(fd);
+
+	svc.port = 0;
+	be[0] = (struct proxy_backend_spec){"a", "127.0.0.1", fx.b[1]->port};
+	be[1] = (struct proxy_backend_spec){"b", "127.0.0.1", fx.b[2]->port};
+	svc.backends = be;
+	svc.nbackends = 2;
+	for (int round = 0; round < 20; round++) /* many swaps: old tables are retired */
+		assert_int_equal(proxy_set_services(fx.p, &svc, 1, &err), 0);
+	assert_int_equal(proxy_listen_port(fx.p, "web"), fx.port);
+	echo_roundtrip(fd); /* its backend left the table; the connection stays */
+	for (int i = 0; i < 4; i++) {
+		cl_get_id(fx.port, id, sizeof(id));
+		assert_true(strcmp(id, "A") == 0 || strcmp(id, "B") == 0);
+	}
+	assert_int_equal(atomic_load(&fx.b[1]->accepted), 2);
+	assert_int_equal(atomic_load(&fx.b[2]->accepted), 2);
+	/* A kept backend keeps its counters across a swap. */
+	assert_int_equal(proxy_set_services(fx.p, &svc, 1, &err), 0);
+	proxy_stats(fx.p, &st);
+	assert_int_equal(st.services[0].c.conns, 5);
+	assert_int_equal(st.services[0].backends[0].c.conns, 2);
+	proxy_stats_free(&st);
+	close(fd);
+
+	/* Bad input is reported; the good service still applies. */
+	struct proxy_service_spec two[2] = {svc, svc};
+	two[1].name = "bad";
+	two[1].listen_addr = "not-an-ip";
+	assert_int_equal(proxy_set_services(fx.p, two, 2, &err), -1);
+	assert_non_null(strstr(err.msg, "service bad: listen address not-an-ip"));
+	assert_int_equal(proxy_listen_port(fx.p, "web"), fx.port);
+
+	assert_int_equal(proxy_set_services(fx.p, NULL, 0, &err), 0);
+	assert_int_equal(proxy_listen_port(fx.p, "web"), 0);
+	for (int i = 0; i < 100; i++) { /* the workers close their listeners soon */
+		fd = cl_connect(fx.port);
+		if (fd == -1)
+			break;
+		close(fd);
+		usleep(5000);
+	}
+	assert_int_equal(fd, -1);
+	fx_free(&fx);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_lb_rr_rotation),
+	    cmocka_unit_test(test_lb_rr_skip),
+	    cmocka_unit_test(test_lb_rr_threads),
+	    cmocka_unit_test(test_rotation),
+	    cmocka_unit_test(test_rotation_threads),
+	    cmocka_unit_test(test_refused_backend),
+	    cmocka_unit_test(test_all_down),
+	    cmocka_unit_test(test_failure_on_main_base),
+	    cmocka_unit_test(test_half_close),
+	    cmocka_unit_test(test_slow_reader),
+	    cmocka_unit_test(test_max_conns),
+	    cmocka_unit_test(test_idle_timeout),
+	    cmocka_unit_test(test_swap),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init("test", LOG_WARNING);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
