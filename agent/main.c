@@ -65,6 +65,9 @@ static const char usage_text[] =
     "                         NAME_TAG/ (shoal/web:1 -> DIR/web_1/)\n"
     "  --cpus N               advertise at most N CPUs (default: what the node has)\n"
     "  --memory SIZE          advertise at most SIZE of memory (e.g. 2Gi)\n"
+    "  --proxy-threads N      proxy worker threads (default: number of CPUs)\n"
+    "  --proxy-max-conns N    client connections the proxy holds at most (default: no limit)\n"
+    "  --proxy-idle-timeout DUR  close a proxied connection idle this long (default 10m)\n"
     "  --masquerade           masquerade containers' traffic leaving the cluster (needs\n"
     "                         iptables); traffic between containers is never NATed\n"
     "  --log-level LEVEL      error, warn, notice, info (default) or debug\n"
@@ -285,6 +288,9 @@ main(int argc, char **argv)
 	    {"memory", required_argument, NULL, 'm'},
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"masquerade", no_argument, NULL, 'M'},
+	    {"proxy-threads", required_argument, NULL, 'T'},
+	    {"proxy-max-conns", required_argument, NULL, 'X'},
+	    {"proxy-idle-timeout", required_argument, NULL, 'D'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -344,6 +350,30 @@ main(int argc, char **argv)
 			break;
 		case 'M':
 			o.masquerade = true;
+			break;
+		case 'T':
+		case 'X': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (end == optarg || *end || v < 0 || v > (c == 'T' ? 256 : 10000000)) {
+				fprintf(stderr, "shoal-agent: --%s %s: want a number\n",
+				        c == 'T' ? "proxy-threads" : "proxy-max-conns", optarg);
+				return 1;
+			}
+			if (c == 'T')
+				o.proxy_threads = (int)v;
+			else
+				o.proxy_max_conns = (int)v;
+			break;
+		}
+		case 'D':
+			if (util_parse_duration_ms(optarg, &o.proxy_idle_timeout_ms, &err) == -1 ||
+			    o.proxy_idle_timeout_ms < 1000) {
+				fprintf(stderr,
+				        "shoal-agent: --proxy-idle-timeout %s: want 1s or more\n",
+				        optarg);
+				return 1;
+			}
 			break;
 		case 'L':
 			level = log_level_parse(optarg);

@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "proxy.h"
 #include "token.h"
 #include "util.h"
 
@@ -86,6 +87,21 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	}
 	tasks_load(&a->tasks);
 	logs_init(&a->logs, a);
+	{
+		struct proxy_options po = {
+		    .threads = opt->proxy_threads,
+		    .max_conns = opt->proxy_max_conns,
+		    .idle_timeout_ms = opt->proxy_idle_timeout_ms,
+		    .main_base = a->base,
+		    .on_failure = session_proxy_failure,
+		    .failure_arg = &a->session,
+		};
+		a->proxy = proxy_create(&po, err);
+		if (a->proxy == NULL) {
+			agent_server_free(a);
+			return err_prefix(err, "proxy");
+		}
+	}
 	shoal_log(LOG_INFO, "agent %s address=%s capacity cpus=%.2f memory=%s", a->name, a->address,
 	          (double)a->capacity.cpu_millis / 1000.0,
 	          util_format_bytes(a->capacity.memory_bytes, mem, sizeof(mem)));
@@ -104,6 +120,9 @@ void
 agent_server_free(struct agent_server *a)
 {
 	session_free(&a->session);
+	if (a->proxy)
+		proxy_destroy(a->proxy);
+	a->proxy = NULL;
 	if (a->logs.poll)
 		logs_free(&a->logs);
 	if (a->tasks.root)

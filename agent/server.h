@@ -14,6 +14,7 @@
 
 struct event_base;
 struct event;
+struct proxy;
 struct shoal_err;
 
 struct agent_options {
@@ -27,7 +28,10 @@ struct agent_options {
 	size_t nlabels;
 	int64_t cpu_millis; /* advertise at most this much; 0 = what the node has */
 	int64_t memory_bytes;
-	bool masquerade; /* masquerade containers' traffic leaving the cluster */
+	bool masquerade;     /* masquerade containers' traffic leaving the cluster */
+	int proxy_threads;   /* 0 = number of CPUs */
+	int proxy_max_conns; /* 0 = no limit */
+	int64_t proxy_idle_timeout_ms;
 };
 
 /* The agent daemon's state: the only mutable global, owner of everything below. */
@@ -39,6 +43,7 @@ struct agent_server {
 	struct tasks tasks;     /* the containers this node runs */
 	struct logs logs;       /* `shoal logs` requests being served */
 	struct netnode netnode; /* bridge, addresses, routes of the containers */
+	struct proxy *proxy;    /* every published service on this node's address */
 	struct token token;     /* worker join token (secret) */
 	char *scheduler_host;
 	uint16_t scheduler_port;

@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "proxy.h"
 #include "rpc.h"
 #include "server.h"
 #include "shoal.pb-c.h"
@@ -49,6 +50,34 @@ schedule_retry(struct session *s)
 	shoal_log(LOG_DEBUG, "reconnecting in %lldms", (long long)ms);
 }
 
+/* The proxy's counters as cumulative ServiceStats: the service total, then each backend. */
+static size_t
+proxy_counters(struct agent_server *a, struct proxy_stats *st, Shoal__ServiceStats **out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < st->nservices; i++) {
+		const struct proxy_service_stats *ss = &st->services[i];
+		for (size_t k = 0; k <= ss->nbackends; k++) {
+			const struct proxy_counters *c = k == 0 ? &ss->c : &ss->backends[k - 1].c;
+			Shoal__ServiceStats *o = xmalloc(sizeof(*o));
+			shoal__service_stats__init(o);
+			o->service = (char *)ss->name;
+			o->backend = k == 0 ? "" : (char *)ss->backends[k - 1].addr;
+			o->task_id = k == 0 ? "" : (char *)ss->backends[k - 1].id;
+			o->connections = c->conns;
+			o->active = c->active > 0 ? (uint64_t)c->active : 0;
+			o->bytes_in = c->bytes_in;
+			o->bytes_out = c->bytes_out;
+			o->connect_failures = c->connect_failures;
+			o->retries = c->retries;
+			out[n++] = o;
+		}
+	}
+	(void)a;
+	return n;
+}
+
 static void
 send_heartbeat(struct session *s)
 {
@@ -64,12 +93,24 @@ send_heartbeat(struct session *s)
 	usage.memory_bytes = (uint64_t)used.memory_bytes;
 	hb.usage = &usage;
 	hb.endpoints_generation = s->endpoints_gen;
+	struct proxy_stats pst = {0};
+	size_t cap = 0;
+	if (a->proxy)
+		proxy_stats(a->proxy, &pst);
+	for (size_t i = 0; i < pst.nservices; i++)
+		cap += 1 + pst.services[i].nbackends;
+	hb.proxy_stats = xcalloc(cap ? cap : 1, sizeof(*hb.proxy_stats));
+	hb.n_proxy_stats = proxy_counters(a, &pst, hb.proxy_stats);
 	hb.assignments_generation = a->tasks.generation;
 	env.id = ++s->next_id;
 	env.body_case = SHOAL__ENVELOPE__BODY_HEARTBEAT;
 	env.heartbeat = &hb;
 	if (rpc_send(s->conn, &env, &err) == -1)
 		shoal_log(LOG_WARNING, "heartbeat: %s", err.msg);
+	for (size_t i = 0; i < hb.n_proxy_stats; i++)
+		free(hb.proxy_stats[i]);
+	free(hb.proxy_stats);
+	proxy_stats_free(&pst);
 }
 
 static void
@@ -161,6 +202,60 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 	arm(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
 }
 
+/* Every published service listens on this node's address and spreads over the backends. */
+static void
+apply_proxy(struct session *s, const Shoal__Endpoints *ep)
+{
+	struct agent_server *a = s->agent;
+	struct proxy_service_spec *svcs = xcalloc(ep->n_services + 1, sizeof(*svcs));
+	struct proxy_backend_spec **bes = xcalloc(ep->n_services + 1, sizeof(*bes));
+	struct shoal_err err;
+
+	for (size_t i = 0; i < ep->n_services; i++) {
+		const Shoal__ServiceEndpoints *se = ep->services[i];
+		bes[i] = xcalloc(se->n_backends + 1, sizeof(**bes));
+		for (size_t k = 0; k < se->n_backends; k++) {
+			bes[i][k].id = se->backends[k]->task_id;
+			bes[i][k].ip = se->backends[k]->ip;
+			bes[i][k].port = (uint16_t)se->backends[k]->port;
+		}
+		svcs[i].name = se->name;
+		svcs[i].listen_addr = a->address;
+		svcs[i].port = (uint16_t)se->published_port;
+		svcs[i].backends = bes[i];
+		svcs[i].nbackends = se->n_backends;
+	}
+	if (proxy_set_services(a->proxy, svcs, ep->n_services, &err) == -1)
+		shoal_log(LOG_ERR, "proxy: %s", err.msg);
+	for (size_t i = 0; i < ep->n_services; i++)
+		free(bes[i]);
+	free(bes);
+	free(svcs);
+}
+
+void
+session_proxy_failure(const struct proxy_failure *f, void *arg)
+{
+	struct session *s = arg;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__ProxyHint h = SHOAL__PROXY_HINT__INIT;
+	struct shoal_err err;
+
+	shoal_log(LOG_INFO, "proxy: %s backend %s (task %s) failed: %s; benched", f->service,
+	          f->backend_addr, f->backend_id, strerror(f->code));
+	if (s->state != SESSION_READY || s->conn == NULL)
+		return;
+	h.service = (char *)f->service;
+	h.task_id = (char *)f->backend_id;
+	h.backend = (char *)f->backend_addr;
+	h.reason = strerror(f->code);
+	env.id = ++s->next_id;
+	env.body_case = SHOAL__ENVELOPE__BODY_PROXY_HINT;
+	env.proxy_hint = &h;
+	if (rpc_send(s->conn, &env, &err) == -1)
+		shoal_log(LOG_DEBUG, "proxy hint: %s", err.msg);
+}
+
 /* A new table for the proxy and the routes; acknowledged at once, because the scheduler
  * holds back stopping a task until every proxy confirmed it left the rotation. */
 static void
@@ -171,6 +266,7 @@ on_endpoints(struct session *s, const Shoal__Endpoints *ep)
 	s->endpoints_gen = ep->generation;
 	if (netnode_sync_routes(&s->agent->netnode, ep->nodes, ep->n_nodes, &err) == -1)
 		shoal_log(LOG_DEBUG, "network: routes: %s", err.msg); /* each failure is logged */
+	apply_proxy(s, ep);
 	shoal_log(LOG_DEBUG, "endpoints generation %llu: %zu services, %zu nodes",
 	          (unsigned long long)ep->generation, ep->n_services, ep->n_nodes);
 	send_heartbeat(s);

@@ -40,6 +40,10 @@ void session_init(struct session *s, struct agent_server *a);
 void session_start(struct session *s);
 void session_free(struct session *s);
 
+struct proxy_failure;
+/* The proxy could not reach a backend: pass it on to the scheduler as a hint. */
+void session_proxy_failure(const struct proxy_failure *f, void *arg);
+
 /* Back-off after the n-th consecutive failure (n >= 1), before jitter: 100ms * 2^(n-1), max 5s. */
 int64_t session_backoff_ms(int n);
 

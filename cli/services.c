@@ -104,7 +104,7 @@ services_parse_scale(const char *arg, char *name, size_t namelen, uint32_t *repl
 
 /* Ask for the services (all of them when name is NULL). The reply is the caller's to free. */
 static Shoal__ListServicesReply *
-services_list(struct cli_ctx *ctx, const char *name, Shoal__Envelope **reply)
+services_list(struct cli_ctx *ctx, const char *name, bool stats, Shoal__Envelope **reply)
 {
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
 	Shoal__ListServices ls = SHOAL__LIST_SERVICES__INIT;
@@ -112,6 +112,7 @@ services_list(struct cli_ctx *ctx, const char *name, Shoal__Envelope **reply)
 
 	if (name)
 		ls.name = (char *)name;
+	ls.stats = stats;
 	req.body_case = SHOAL__ENVELOPE__BODY_LIST_SERVICES;
 	req.list_services = &ls;
 	if (client_call(ctx, &req, reply, &err) == -1) {
@@ -237,7 +238,7 @@ services_cmd(struct cli_ctx *ctx, int argc, char **argv)
 			return 1;
 		}
 	}
-	lr = services_list(ctx, NULL, &reply);
+	lr = services_list(ctx, NULL, stats, &reply);
 	if (lr == NULL)
 		return 1;
 	if (lr->n_services > 1)
@@ -301,7 +302,7 @@ services_inspect_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "shoal inspect: want one SERVICE\n%s", services_inspect_usage);
 		return 1;
 	}
-	lr = services_list(ctx, argv[1], &sreply);
+	lr = services_list(ctx, argv[1], true, &sreply);
 	if (lr == NULL)
 		return 1;
 	if (lr->n_services != 1) {

@@ -167,6 +167,24 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 	}
 	if (hb->endpoints_generation)
 		endpoints_ack(sc->srv, n, hb->endpoints_generation);
+	if (hb->n_proxy_stats || n->npstats) {
+		struct node_stat *v = xcalloc(hb->n_proxy_stats + 1, sizeof(*v));
+		for (size_t i = 0; i < hb->n_proxy_stats; i++) {
+			const Shoal__ServiceStats *p = hb->proxy_stats[i];
+			v[i] = (struct node_stat){
+			    .service = xstrdup(p->service),
+			    .backend = xstrdup(p->backend),
+			    .task_id = xstrdup(p->task_id),
+			    .connections = p->connections,
+			    .active = p->active,
+			    .bytes_in = p->bytes_in,
+			    .bytes_out = p->bytes_out,
+			    .connect_failures = p->connect_failures,
+			    .retries = p->retries,
+			};
+		}
+		nodes_set_stats(n, v, hb->n_proxy_stats);
+	}
 	for (size_t i = 0; i < hb->n_task_status_changes; i++)
 		reconcile_task_status(sc->srv, n, hb->task_status_changes[i]);
 	if (n->status != NODE_READY) {
@@ -433,6 +451,64 @@ out:
 	free(cp);
 }
 
+/* Sum every node's counters for svc: the total first, then one line per backend task. */
+static Shoal__ServiceStats **
+service_stats(struct sched_server *srv, const char *svc, size_t *count)
+{
+	Shoal__ServiceStats **v = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < srv->nodes.n; i++) {
+		const struct node *nd = srv->nodes.v[i];
+		for (size_t k = 0; k < nd->npstats; k++) {
+			const struct node_stat *st = &nd->pstats[k];
+			Shoal__ServiceStats *o = NULL;
+			if (strcmp(st->service, svc) != 0)
+				continue;
+			for (size_t j = 0; j < n && o == NULL; j++)
+				if (strcmp(v[j]->task_id, st->task_id) == 0 &&
+				    strcmp(v[j]->backend, st->backend) == 0)
+					o = v[j];
+			if (o == NULL) {
+				o = xmalloc(sizeof(*o));
+				shoal__service_stats__init(o);
+				o->service = (char *)svc;
+				o->backend = st->backend;
+				o->task_id = st->task_id;
+				v = xrealloc(v, (n + 1) * sizeof(*v));
+				/* The total stays first. */
+				if (st->task_id[0] == '\0' && n) {
+					memmove(v + 1, v, n * sizeof(*v));
+					v[0] = o;
+				} else {
+					v[n] = o;
+				}
+				n++;
+			}
+			o->connections += st->connections;
+			o->active += st->active;
+			o->bytes_in += st->bytes_in;
+			o->bytes_out += st->bytes_out;
+			o->connect_failures += st->connect_failures;
+			o->retries += st->retries;
+		}
+	}
+	*count = n;
+	return v;
+}
+
+static void
+handle_proxy_hint(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	const Shoal__ProxyHint *h = env->proxy_hint;
+	struct task *t = task_map_get(&sc->srv->tasks, h->task_id);
+
+	/* A hint, not a verdict: the task's health check decides whether it is replaced. */
+	shoal_log(LOG_INFO, "hint: the proxy on %s could not reach %s (task %s, %s): %s",
+	          sc->node ? sc->node->name : "?", h->backend, t ? t->name : h->task_id, h->service,
+	          h->reason);
+}
+
 static void
 handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 {
@@ -461,6 +537,8 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 		ustates[k] = svc->removed ? xstrdup("removing") : update_text(svc);
 		si->update_state = ustates[k];
 		si->prev_spec_json = svc->prev_spec_json ? svc->prev_spec_json : "";
+		if (env->list_services->stats)
+			si->stats = service_stats(srv, svc->name, &si->n_stats);
 		lr.services[k++] = si;
 	}
 	if (only && only[0] && k == 0) {
@@ -473,8 +551,12 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply.list_services_reply = &lr;
 	send_or_log(sc, &reply);
 out:
-	for (size_t i = 0; i < k; i++)
+	for (size_t i = 0; i < k; i++) {
 		free(ustates[i]);
+		for (size_t j = 0; j < infos[i].n_stats; j++)
+			free(infos[i].stats[j]);
+		free(infos[i].stats);
+	}
 	free(ustates);
 	free(lr.services);
 	free(infos);
@@ -663,6 +745,7 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_HEARTBEAT:
 	case SHOAL__ENVELOPE__BODY_TASK_REPORT:
 	case SHOAL__ENVELOPE__BODY_LOG_CHUNK:
+	case SHOAL__ENVELOPE__BODY_PROXY_HINT:
 		return TOKEN_ROLE_WORKER;
 	case SHOAL__ENVELOPE__BODY_LOGS:
 	case SHOAL__ENVELOPE__BODY_LIST_NODES:
@@ -722,6 +805,9 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_LOG_CHUNK:
 		logs_chunk(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_PROXY_HINT:
+		handle_proxy_hint(sc, env);
 		break;
 	case SHOAL__ENVELOPE__BODY_APPLY:
 		handle_apply(sc, env);

@@ -47,11 +47,25 @@ nodes_init(struct nodes *ns, const char *cidr, struct shoal_err *err)
 	return 0;
 }
 
+void
+nodes_set_stats(struct node *n, struct node_stat *v, size_t count)
+{
+	for (size_t i = 0; i < n->npstats; i++) {
+		free(n->pstats[i].service);
+		free(n->pstats[i].backend);
+		free(n->pstats[i].task_id);
+	}
+	free(n->pstats);
+	n->pstats = v;
+	n->npstats = count;
+}
+
 static void
 node_free(struct node *n)
 {
 	if (n == NULL)
 		return;
+	nodes_set_stats(n, NULL, 0);
 	free(n->name);
 	free(n->address);
 	free(n->labels);

@@ -17,6 +17,14 @@ struct rpc_conn;
 
 /* UNKNOWN: loaded from the store after a restart, not heard from yet. It is not placed on,
  * but its tasks are not replaced either until it has had 3 intervals to come back. */
+/* One line of a node's proxy counters (cumulative, as its last heartbeat said). */
+struct node_stat {
+	char *service;
+	char *backend; /* "" for the service total */
+	char *task_id;
+	uint64_t connections, active, bytes_in, bytes_out, connect_failures, retries;
+};
+
 enum node_status { NODE_DOWN = 0, NODE_READY = 1, NODE_UNKNOWN = 2 };
 
 struct node {
@@ -38,9 +46,11 @@ struct node {
 	uint64_t assign_gen;      /* generation of the last Assignments sent */
 	uint64_t endpoints_acked; /* the last Endpoints generation it applied */
 	struct task *tasks;       /* bound tasks (task.node_next list) */
-	int subnet_index;         /* which /24 of the cluster CIDR */
-	int64_t created_ms;       /* wall clock of first registration */
-	int64_t last_seen;        /* monotonic ms of the last message */
+	struct node_stat *pstats; /* its proxy counters */
+	size_t npstats;
+	int subnet_index;   /* which /24 of the cluster CIDR */
+	int64_t created_ms; /* wall clock of first registration */
+	int64_t last_seen;  /* monotonic ms of the last message */
 	int64_t last_seen_wall;
 	struct rpc_conn *conn; /* the live session, NULL while disconnected (borrowed) */
 };
@@ -79,6 +89,9 @@ struct node *nodes_register(struct nodes *ns, struct store *st, const char *name
 
 /* Write n's durable record (availability, capacity, ...). */
 int nodes_persist(struct store *st, const struct node *n, struct shoal_err *err);
+
+/* Replace n's proxy counters. */
+void nodes_set_stats(struct node *n, struct node_stat *v, size_t count);
 
 /* Format the node's subnet as CIDR text into buf. */
 char *nodes_subnet(const struct nodes *ns, const struct node *n, char *buf, size_t len);

@@ -215,9 +215,7 @@ teardown_file() {
 }
 
 @test "cross-node: host-gateway routes to the other nodes' /24s; a container reaches another node's" {
-	if ! wait_until 5 has_routes; then
-		skip "scheduler does not send Endpoints yet"
-	fi
+	wait_until 5 has_routes
 	our_routes node1 >&3
 	for i in 2 3; do
 		s=$(subnet "node$i")
