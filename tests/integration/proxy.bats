@@ -1,0 +1,149 @@
+#!/usr/bin/env bats
+# Issue 5 on the namespace lab: every node's address serves the service, round-robin over
+# every healthy replica in the cluster, through failures and scale-downs without failed
+# requests. Clients run in the lab's namespaces (the scheduler's host is a good client: it
+# runs no replica and no proxy of its own).
+
+load helpers
+
+BATS_TEST_TIMEOUT=120
+SCHED=192.168.56.10:7100
+M="$BATS_TEST_DIRNAME/manifests"
+
+start_sched() {
+	lab spawn sched sched "$SHOAL_BIN/shoal-scheduler" run --data-dir "$DATA/sched" \
+		--listen "$SCHED" --heartbeat-interval 1s
+}
+
+start_agent() {
+	local i=$1
+	lab spawn "agent$i" "node$i" "$SHOAL_BIN/shoal-agent" --scheduler "$SCHED" \
+		--token-file "$DATA/sched/worker.token" --name "node$i" \
+		--address "$(lab addr "node$i")" --label "zone=$(lab zone "node$i")" \
+		--data-dir "$DATA/node$i" --image-dir "$IMAGES" --proxy-threads 2
+}
+
+shoal() {
+	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@"
+}
+
+rt() {
+	local n=$1
+	shift
+	"$SHOAL_BIN/shoalrt" --root "$DATA/$n" "$@"
+}
+
+healthy_is() {
+	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
+}
+
+# get ADDR: one request from the scheduler's host; prints the page ("web v1 on TASK").
+get() {
+	lab exec sched timeout 3 busybox wget -qO- "http://$1:8080/"
+}
+
+# serves N ADDR: the proxy on ADDR rotates over N backends (a round of N requests hits N
+# distinct replicas).
+serves() {
+	local n=$1 addr=$2 i
+	[ "$(for ((i = 0; i < n; i++)); do get "$addr"; done | sort -u | wc -l)" -eq "$n" ]
+}
+
+setup_file() {
+	export DATA="$BATS_FILE_TMPDIR/data"
+	export IMAGES
+	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
+	make -s -C "$BATS_TEST_DIRNAME/../.." BUILD="$(dirname "$IMAGES")" images >/dev/null
+	timeout 60 bash "$LAB_BIN" down
+	timeout 60 bash "$LAB_BIN" up 3
+	"$SHOAL_BIN/shoal-scheduler" init --data-dir "$DATA/sched" >/dev/null
+	start_sched
+	for i in 1 2 3; do start_agent "$i"; done
+}
+
+teardown() {
+	dump_logs_on_failure
+}
+
+teardown_file() {
+	timeout 60 bash "$LAB_BIN" down
+}
+
+@test "30 requests through each node's address give exactly 10 per replica, in rotation" {
+	shoal apply -f "$M/webnet.yaml"
+	wait_until 40 healthy_is web 3
+	for i in 1 2 3; do
+		addr=$(lab addr "node$i")
+		wait_until 10 serves 3 "$addr"
+		pages=$(for n in $(seq 30); do get "$addr"; done)
+		echo "$pages" | sort | uniq -c >&3
+		[ "$(echo "$pages" | sort -u | wc -l)" -eq 3 ]
+		[ "$(echo "$pages" | sort | uniq -c | awk '{print $1}' | sort -u)" = 10 ]
+		# Strict rotation: every run of 3 consecutive answers names 3 replicas.
+		for ((k = 0; k < 30; k += 3)); do
+			[ "$(echo "$pages" | sed -n "$((k + 1)),$((k + 3))p" | sort -u | wc -l)" -eq 3 ]
+		done
+	done
+}
+
+@test "a client on one node reaches a replica on another by its container IP" {
+	ip3=$(shoal ps web -o json | jq -r '.[] | select(.node == "node3" and .desired == "running") | .ip')
+	[[ $ip3 == 10.244.* ]]
+	run lab exec node1 timeout 3 busybox wget -qO- "http://$ip3:8080/"
+	[[ $output == "web v1 on web."* ]]
+}
+
+@test "kill -9 a replica during 200 requests: at most the one in flight fails" {
+	wait_until 40 healthy_is web 3
+	addr=$(lab addr node1)
+	victim=$(shoal ps web | awk 'NR > 1 && $4 == "running" && $3 == "node2" {print $1; exit}')
+	pid=$(rt node2 inspect "$victim" | jq -r .pid)
+	(
+		for n in $(seq 200); do
+			if out=$(get "$addr" 2>/dev/null); then echo "ok $out"; else echo "fail"; fi
+			if [ "$n" -eq 50 ]; then kill -9 "$pid"; fi
+		done
+	) >"$BATS_TEST_TMPDIR/results"
+	fails=$(grep -c '^fail' "$BATS_TEST_TMPDIR/results" || true)
+	echo "failed requests: $fails of 200" >&3
+	[ "$fails" -le 1 ]
+	# After the kill, the dead replica answered nothing more.
+	[ "$(sed -n '52,200p' "$BATS_TEST_TMPDIR/results" | grep -c "$victim")" -eq 0 ]
+	wait_until 30 healthy_is web 3
+}
+
+@test "scale 3 -> 1 while 4 clients loop for 10 s: zero failed requests" {
+	wait_until 40 healthy_is web 3
+	wait_until 10 serves 3 "$(lab addr node1)"
+	pids=()
+	for c in 1 2 3 4; do
+		addr=$(lab addr "node$(((c - 1) % 3 + 1))")
+		(
+			end=$((SECONDS + 10))
+			while [ "$SECONDS" -lt "$end" ]; do
+				if get "$addr" >/dev/null 2>&1; then echo ok; else echo fail; fi
+			done
+		) >"$BATS_TEST_TMPDIR/client$c" &
+		pids+=($!)
+	done
+	sleep 2
+	shoal scale web=1
+	# Only the clients: a bare `wait` would also wait for bats' own helpers.
+	wait "${pids[@]}"
+	total=$(cat "$BATS_TEST_TMPDIR"/client* | wc -l)
+	fails=$(cat "$BATS_TEST_TMPDIR"/client* | grep -c fail || true)
+	echo "requests: $total, failed: $fails" >&3
+	[ "$total" -gt 40 ]
+	[ "$fails" -eq 0 ]
+	[ "$(shoal ps web | awk '$4 == "running"' | wc -l)" -eq 1 ]
+}
+
+@test "shoal services --stats shows the proxies' counters" {
+	sleep 1.5
+	run shoal services --stats
+	[ "$status" -eq 0 ]
+	[[ $output == *"SERVICE"*"BACKEND"*"CONNECTIONS"* ]]
+	[[ $output == *"web"*"total"* ]]
+	total=$(shoal services -o json --stats | jq '.[] | select(.name == "web") | .stats[0].connections')
+	[ "$total" -gt 100 ]
+}
