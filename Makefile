@@ -1,5 +1,6 @@
 # Shoal: plain GNU make with pkg-config (see DESIGN.md for the layout).
 #   make            build every binary into $(BUILD)/
+#   make bins       only the programs (no unit tests; what the lab VMs install)
 #   make test       unit tests, then integration tests on the namespace lab
 #   make check      the same under ASan+UBSan, built into build-san/
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
@@ -11,6 +12,8 @@ BUILD ?= build
 SAN ?=
 NODES ?= 3
 FUZZ_SECONDS ?= 30
+# Options for deps.sh when a target installs what is missing (the lab VMs: --build-only).
+DEPS_ARGS ?=
 PROTOC_C ?= protoc-c
 
 PKGS := libevent libevent_pthreads libprotobuf-c yaml-0.1 libsodium sqlite3 libarchive \
@@ -53,16 +56,19 @@ endif
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 
-.PHONY: all deps deps-check test unit integration check fuzz format format-check clean \
+.PHONY: all bins deps deps-check test unit integration check fuzz format format-check clean \
 	lab-up lab-down demo images bench
 .DEFAULT_GOAL := all
 .SECONDARY:
 
 all: deps-check $(BINS) $(UNIT_BINS)
 
+bins: deps-check $(BINS)
+
 # Install missing packages only when something is missing: a cheap dpkg query otherwise.
 deps-check:
-	@bash vagrant/provision/deps.sh --check >/dev/null 2>&1 || bash vagrant/provision/deps.sh
+	@bash vagrant/provision/deps.sh --check $(DEPS_ARGS) >/dev/null 2>&1 || \
+		bash vagrant/provision/deps.sh $(DEPS_ARGS)
 
 deps:
 	bash vagrant/provision/deps.sh

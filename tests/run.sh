@@ -6,7 +6,7 @@
 # Every test binary speaks TAP (cmocka via CMOCKA_MESSAGE_OUTPUT, bats via --tap);
 # the counts come from its "ok" / "not ok" lines.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 export BUILD
 export SHOAL_BIN

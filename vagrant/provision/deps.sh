@@ -4,27 +4,37 @@
 #   deps.sh           install whatever is missing (idempotent)
 #   deps.sh --check   exit 1 when something is missing, install nothing
 #   deps.sh --bench   also the peers the benchmarks compare against
+#   deps.sh --build-only   only what building and running Shoal needs (the lab VMs:
+#                          compiler, libraries, busybox-static for `make images`), no
+#                          test tools
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libc6-dev
 	libevent-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev libsodium-dev
 	libsqlite3-dev libarchive-dev libseccomp-dev libmnl-dev libjansson-dev)
-test_pkgs=(libcmocka-dev bats iproute2 procps busybox-static shellcheck ruby vagrant
+run_pkgs=(iproute2 procps busybox-static)
+# vagrant-libvirt lets `vagrant validate` load the Vagrantfile's libvirt settings.
+test_pkgs=(libcmocka-dev bats shellcheck ruby vagrant vagrant-libvirt
 	clang libclang-rt-14-dev clang-format sqlite3 jq)
 bench_pkgs=(haproxy crun wrk hyperfine)
 
 mode=install
-pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}")
+tests=1
+bench=0
 for arg in "$@"; do
 	case "$arg" in
 	--check) mode=check ;;
-	--bench) pkgs+=("${bench_pkgs[@]}") ;;
+	--bench) bench=1 ;;
+	--build-only) tests=0 ;;
 	*)
-		echo "usage: deps.sh [--check] [--bench]" >&2
+		echo "usage: deps.sh [--check] [--bench] [--build-only]" >&2
 		exit 2
 		;;
 	esac
 done
+pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
+[ "$tests" = 0 ] || pkgs+=("${test_pkgs[@]}")
+[ "$bench" = 0 ] || pkgs+=("${bench_pkgs[@]}")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Provision the scheduler host: the VM `sched` (SHOAL_PROVISION_MODE=systemd, run by
+# vagrant/Vagrantfile) or the namespace lab's sched (SHOAL_PROVISION_MODE=lab, run by
+# `tests/lab/lab provision`). Environment: see lib.sh. Safe to re-run.
+#
+#   1. dependencies, build (make bins images), install programs and demo images
+#   2. the cluster, once: `shoal-scheduler init` only when DATA holds none (re-running
+#      keeps the cluster and its tokens)
+#   3. the worker token to the nodes: SHOAL_SHARE/worker.token, mode 0600 (never printed)
+#   4. `shoal` without flags for logins: /etc/profile.d/shoal.sh (SHOAL_SCHEDULER,
+#      SHOAL_TOKEN_FILE) and a copy of the admin token for the login user (VMs: vagrant)
+#   5. shoal-scheduler.service (Restart=on-failure), listening on SHOAL_SCHEDULER_ADDR:7100
+set -euo pipefail
+# shellcheck source=lib.sh
+. "${SHOAL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/vagrant/provision/lib.sh"
+
+DATA=$VAR_DIR/scheduler
+ADMIN_USER=${SHOAL_ADMIN_USER:-vagrant}
+
+step_build
+step_install
+
+# 2. The cluster: its key and both tokens, or nothing (then init makes them).
+have=0
+for f in scheduler.key worker.token admin.token; do
+	[ ! -e "$DATA/$f" ] || have=$((have + 1))
+done
+case $have in
+3) say "cluster exists in $DATA: keeping it and its tokens" ;;
+0)
+	say "creating the cluster (shoal-scheduler init; tokens stay in $DATA, mode 0600)"
+	mkdir -p "$DATA"
+	chmod 0700 "$DATA"
+	"$BIN_DIR/shoal-scheduler" init --data-dir "$DATA" >/dev/null
+	;;
+*) die "$DATA holds part of a cluster ($have of scheduler.key, worker.token, admin.token); remove it or run shoal-scheduler init --force" ;;
+esac
+
+# 3. The worker token for the nodes, through the folder every host sees.
+mkdir -p "$SHOAL_SHARE"
+chmod 0700 "$SHOAL_SHARE"
+if ! cmp -s "$DATA/worker.token" "$SHOAL_SHARE/worker.token" 2>/dev/null; then
+	install -m 0600 "$DATA/worker.token" "$SHOAL_SHARE/worker.token.new"
+	mv -f "$SHOAL_SHARE/worker.token.new" "$SHOAL_SHARE/worker.token"
+	say "worker token handed over in $SHOAL_SHARE/worker.token (mode 0600)"
+fi
+chmod 0600 "$SHOAL_SHARE/worker.token"
+
+# 4. `shoal` needs no flags: root reads the token in DATA, the login user its own copy.
+profile_token="export SHOAL_TOKEN_FILE=$DATA/admin.token"
+if [ "$SHOAL_PROVISION_MODE" = systemd ] && id "$ADMIN_USER" >/dev/null 2>&1; then
+	home=$(getent passwd "$ADMIN_USER" | cut -d: -f6)
+	install -d -m 0700 -o "$ADMIN_USER" -g "$(id -gn "$ADMIN_USER")" "$home/.shoal"
+	install -C -m 0600 -o "$ADMIN_USER" -g "$(id -gn "$ADMIN_USER")" "$DATA/admin.token" \
+		"$home/.shoal/admin.token"
+	profile_token=$(
+		cat <<PROFILE
+if [ -r "\$HOME/.shoal/admin.token" ]; then
+	export SHOAL_TOKEN_FILE="\$HOME/.shoal/admin.token"
+else
+	$profile_token
+fi
+PROFILE
+	)
+fi
+profile_path=
+[ "$SHOAL_PROVISION_MODE" = systemd ] || profile_path="export PATH=\"$BIN_DIR:\$PATH\""
+write_if_changed "$PROFILE" 0644 <<PROFILE || true
+# shellcheck shell=sh
+# Written by vagrant/provision/scheduler.sh: \`shoal\` on this host needs no flags.
+$profile_path
+export SHOAL_SCHEDULER=$SCHEDULER
+$profile_token
+PROFILE
+
+# 5. The service.
+write_unit shoal-scheduler "Shoal scheduler" "" \
+	"$BIN_DIR/shoal-scheduler" run --data-dir "$DATA" --listen "$SCHEDULER"
+run_service shoal-scheduler sched "$BIN_DIR/shoal-scheduler" "$DATA/scheduler.key"
+
+for _ in $(seq 1 100); do
+	"$BIN_DIR/shoal" --scheduler "$SCHEDULER" --token-file "$DATA/admin.token" nodes \
+		>/dev/null 2>&1 && break
+	sleep 0.1
+done
+"$BIN_DIR/shoal" --scheduler "$SCHEDULER" --token-file "$DATA/admin.token" nodes >/dev/null ||
+	die "the scheduler does not answer on $SCHEDULER"
+say "scheduler ready on $SCHEDULER"
