@@ -51,7 +51,8 @@ logs_printer_write(struct logs_printer *p, const char *task, const void *data, s
 			break;
 		}
 		fprintf(out, "%s | ", part->task);
-		fwrite(part->buf, 1, part->len, out);
+		if (part->len)
+			fwrite(part->buf, 1, part->len, out);
 		fwrite(s, 1, (size_t)(nl + 1 - s), out);
 		part->len = 0;
 		s = nl + 1;

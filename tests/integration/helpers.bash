@@ -64,7 +64,23 @@ dump_logs() {
 	echo "----- end of logs"
 }
 
+# sanitizer_reports: fail, printing them, when a daemon of the lab logged an ASan or UBSan
+# report (make check builds them with sanitizers; their stderr is their log).
+sanitizer_reports() {
+	local f found=0
+	for f in "$LAB_RUN"/*.log "$LAB_RUN"/hosts/*/var/log/*.log; do
+		[ -e "$f" ] || continue
+		if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f"; then
+			echo "----- sanitizer report in $f"
+			grep -A20 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" | head -40
+			found=1
+		fi
+	done
+	[ "$found" = 0 ]
+}
+
 # dump_logs_on_failure: dump_logs when the current test failed (for teardown).
 dump_logs_on_failure() {
 	[ -n "${BATS_TEST_COMPLETED:-}" ] || dump_logs
+	sanitizer_reports
 }
