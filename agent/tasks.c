@@ -86,11 +86,13 @@ op_image(struct op *op, struct image_store *st)
 {
 	struct image *img = image_get(st, op->spec.image, &op->err);
 	cleanup_free char *dir = NULL;
+	cleanup_free char *base = NULL;
 	char **refs = NULL;
 
 	if (img || op->image_dir == NULL)
 		goto out;
-	dir = xasprintf("%s/%s", op->image_dir, tasks_image_dirname(op->spec.image));
+	base = tasks_image_dirname(op->spec.image);
+	dir = xasprintf("%s/%s", op->image_dir, base);
 	if (access(dir, F_OK) == 0) {
 		if (image_import(st, dir, op->spec.image, &refs, &op->err) == -1) {
 			err_prefix(&op->err, "import %s", dir);
