@@ -224,7 +224,6 @@ teardown_file() {
 	run lab down
 	[ "$status" -eq 0 ]
 	[ -z "$(lab_ns)" ]
-	[ -z "$(ip netns list | grep '^shoal-' || true)" ]
 	[ -z "$(ip -4 route show exact "$NET")" ]
 	[ -z "$(ip -4 route show exact "$CLUSTER")" ]
 	[ -z "$(ip -4 route show proto 83)" ]
