@@ -7,25 +7,9 @@
 load helpers
 
 BATS_TEST_TIMEOUT=60
-SCHED=192.168.56.10:7100
 
-start_sched() {
-	lab spawn sched sched "$SHOAL_BIN/shoal-scheduler" run --data-dir "$DATA/sched" \
-		--listen "$SCHED" --heartbeat-interval 1s
-}
 
-start_agent() {
-	local i=$1
-	lab spawn "agent$i" "node$i" "$SHOAL_BIN/shoal-agent" --scheduler "$SCHED" \
-		--token-file "$DATA/sched/worker.token" --name "node$i" \
-		--address "$(lab addr "node$i")" --label "zone=$(lab zone "node$i")" \
-		--data-dir "$DATA/node$i"
-}
 
-# The CLI runs in a lab namespace, never in the root namespace.
-shoal() {
-	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@"
-}
 
 # field NODE COLUMN: one column of `shoal nodes` for one node.
 field() {
@@ -41,12 +25,7 @@ all_ready() {
 }
 
 setup_file() {
-	export DATA="$BATS_FILE_TMPDIR/data"
-	timeout 60 bash "$LAB_BIN" down
-	timeout 60 bash "$LAB_BIN" up 3
-	"$SHOAL_BIN/shoal-scheduler" init --data-dir "$DATA/sched" >"$BATS_FILE_TMPDIR/init.out"
-	start_sched
-	for i in 1 2 3; do start_agent "$i"; done
+	cluster_setup 3
 }
 
 teardown() {

@@ -84,3 +84,51 @@ dump_logs_on_failure() {
 	[ -n "${BATS_TEST_COMPLETED:-}" ] || dump_logs
 	sanitizer_reports
 }
+
+# ---- a cluster on the lab: one scheduler and N agents (services, update, proxy, netnode) ----
+# DATA holds every daemon's data dir; IMAGES the demo images (make images); AGENT_ARGS adds
+# flags to every agent.
+
+SCHED=${SCHED:-192.168.56.10:7100}
+
+start_sched() {
+	lab spawn sched sched "$SHOAL_BIN/shoal-scheduler" run --data-dir "$DATA/sched" \
+		--listen "$SCHED" --heartbeat-interval 1s
+}
+
+# start_agent I: the agent of nodeI, labelled with its zone, importing the demo images.
+start_agent() {
+	local i=$1
+	# shellcheck disable=SC2086 # AGENT_ARGS is a list of flags
+	lab spawn "agent$i" "node$i" "$SHOAL_BIN/shoal-agent" --scheduler "$SCHED" \
+		--token-file "$DATA/sched/worker.token" --name "node$i" \
+		--address "$(lab addr "node$i")" --label "zone=$(lab zone "node$i")" \
+		--data-dir "$DATA/node$i" --image-dir "$IMAGES" ${AGENT_ARGS:-}
+}
+
+# cluster_setup [N]: for setup_file: a fresh lab, a new cluster, its scheduler and N agents.
+cluster_setup() {
+	local n=${1:-3} i
+	export DATA="$BATS_FILE_TMPDIR/data"
+	export IMAGES
+	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
+	make -s -C "$SHOAL_ROOT" BUILD="$(dirname "$IMAGES")" images >/dev/null
+	timeout 60 bash "$LAB_BIN" down
+	timeout 60 bash "$LAB_BIN" up "$n"
+	"$SHOAL_BIN/shoal-scheduler" init --data-dir "$DATA/sched" >"$BATS_FILE_TMPDIR/init.out"
+	start_sched
+	for ((i = 1; i <= n; i++)); do start_agent "$i"; done
+}
+
+# The CLI runs in a lab namespace, never in the root namespace (the lab's addresses are
+# blackholed there).
+shoal() {
+	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@"
+}
+
+# rt NODE ARGS...: that node's runtime, for checks from the outside.
+rt() {
+	local n=$1
+	shift
+	"$SHOAL_BIN/shoalrt" --root "$DATA/$n" "$@"
+}

@@ -9,30 +9,10 @@
 load helpers
 
 BATS_TEST_TIMEOUT=90
-SCHED=192.168.56.10:7100
 
-start_sched() {
-	lab spawn sched sched "$SHOAL_BIN/shoal-scheduler" run --data-dir "$DATA/sched" \
-		--listen "$SCHED" --heartbeat-interval 1s
-}
 
-start_agent() {
-	local i=$1
-	lab spawn "agent$i" "node$i" "$SHOAL_BIN/shoal-agent" --scheduler "$SCHED" \
-		--token-file "$DATA/sched/worker.token" --name "node$i" \
-		--address "$(lab addr "node$i")" --label "zone=$(lab zone "node$i")" \
-		--data-dir "$DATA/node$i" --image-dir "$IMAGES"
-}
 
-shoal() {
-	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@"
-}
 
-rt() {
-	local n=$1
-	shift
-	"$SHOAL_BIN/shoalrt" --root "$DATA/$n" "$@"
-}
 
 # ns NODE: the lab namespace of a node.
 ns() {

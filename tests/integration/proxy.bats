@@ -7,31 +7,11 @@
 load helpers
 
 BATS_TEST_TIMEOUT=120
-SCHED=192.168.56.10:7100
 M="$BATS_TEST_DIRNAME/manifests"
 
-start_sched() {
-	lab spawn sched sched "$SHOAL_BIN/shoal-scheduler" run --data-dir "$DATA/sched" \
-		--listen "$SCHED" --heartbeat-interval 1s
-}
 
-start_agent() {
-	local i=$1
-	lab spawn "agent$i" "node$i" "$SHOAL_BIN/shoal-agent" --scheduler "$SCHED" \
-		--token-file "$DATA/sched/worker.token" --name "node$i" \
-		--address "$(lab addr "node$i")" --label "zone=$(lab zone "node$i")" \
-		--data-dir "$DATA/node$i" --image-dir "$IMAGES" --proxy-threads 2
-}
 
-shoal() {
-	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@"
-}
 
-rt() {
-	local n=$1
-	shift
-	"$SHOAL_BIN/shoalrt" --root "$DATA/$n" "$@"
-}
 
 healthy_is() {
 	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
@@ -50,15 +30,8 @@ serves() {
 }
 
 setup_file() {
-	export DATA="$BATS_FILE_TMPDIR/data"
-	export IMAGES
-	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
-	make -s -C "$BATS_TEST_DIRNAME/../.." BUILD="$(dirname "$IMAGES")" images >/dev/null
-	timeout 60 bash "$LAB_BIN" down
-	timeout 60 bash "$LAB_BIN" up 3
-	"$SHOAL_BIN/shoal-scheduler" init --data-dir "$DATA/sched" >/dev/null
-	start_sched
-	for i in 1 2 3; do start_agent "$i"; done
+	export AGENT_ARGS="--proxy-threads 2"
+	cluster_setup 3
 }
 
 teardown() {

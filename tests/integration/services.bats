@@ -7,32 +7,11 @@
 load helpers
 
 BATS_TEST_TIMEOUT=90
-SCHED=192.168.56.10:7100
 M="$BATS_TEST_DIRNAME/manifests"
 
-start_sched() {
-	lab spawn sched sched "$SHOAL_BIN/shoal-scheduler" run --data-dir "$DATA/sched" \
-		--listen "$SCHED" --heartbeat-interval 1s
-}
 
-start_agent() {
-	local i=$1
-	lab spawn "agent$i" "node$i" "$SHOAL_BIN/shoal-agent" --scheduler "$SCHED" \
-		--token-file "$DATA/sched/worker.token" --name "node$i" \
-		--address "$(lab addr "node$i")" --label "zone=$(lab zone "node$i")" \
-		--data-dir "$DATA/node$i" --image-dir "$IMAGES"
-}
 
-shoal() {
-	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@"
-}
 
-# rt NODE ARGS...: the runtime of one node, for checks from the outside.
-rt() {
-	local n=$1
-	shift
-	"$SHOAL_BIN/shoalrt" --root "$DATA/$n" "$@"
-}
 
 # running SERVICE: how many of its tasks run (desired running).
 running() {
@@ -84,15 +63,7 @@ kill_node_containers() {
 }
 
 setup_file() {
-	export DATA="$BATS_FILE_TMPDIR/data"
-	export IMAGES
-	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
-	make -s -C "$BATS_TEST_DIRNAME/../.." BUILD="$(dirname "$IMAGES")" images >/dev/null
-	timeout 60 bash "$LAB_BIN" down
-	timeout 60 bash "$LAB_BIN" up 3
-	"$SHOAL_BIN/shoal-scheduler" init --data-dir "$DATA/sched" >/dev/null
-	start_sched
-	for i in 1 2 3; do start_agent "$i"; done
+	cluster_setup 3
 }
 
 teardown() {
