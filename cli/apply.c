@@ -20,7 +20,7 @@ const char apply_usage[] =
     "nothing is sent. Prints one line per service: created, updated, scaled or unchanged.\n"
     "\n"
     "Options:\n"
-    "  -f FILE   a manifest file, or - for standard input (repeatable)\n";
+    "  -f, --file FILE   a manifest file, or - for standard input (repeatable)\n";
 
 #define APPLY_STDIN_NAME "<stdin>"
 

@@ -53,7 +53,7 @@ usage(FILE *f)
 	           "  --scheduler HOST:PORT  the scheduler (default $SHOAL_SCHEDULER, else "
 	           "127.0.0.1:7100)\n"
 	           "  --token-file FILE      the admin token (default $SHOAL_TOKEN_FILE)\n"
-	           "  -o json                print listings as JSON\n"
+	           "  -o json, --json       print listings as JSON\n"
 	           "  -h, --help             this text; `shoal COMMAND --help` for a command\n"
 	           "\n"
 	           "Errors go to stderr and exit with status 1.\n");
