@@ -313,14 +313,15 @@ victim_cmp(const void *a, const void *b)
 static void
 scale(struct sched_server *srv, struct service *svc)
 {
-	uint32_t want = svc->removed ? 0 : svc->spec.replicas, have = 0;
+	uint32_t want = svc->removed ? 0 : svc->spec.replicas, have = 0, from = 1;
 	struct victim *v;
 	size_t nv = 0;
 
 	for (size_t i = 0; i < svc->nslots; i++)
 		have += !svc->slots[i].removed;
 	while (have < want) {
-		struct slot *sl = service_slot(svc, service_free_slot(svc));
+		struct slot *sl = service_slot(svc, service_free_slot_from(svc, from));
+		from = sl->num + 1;
 		sl->cur = new_task(srv, svc, sl->num, 0);
 		reconcile_persist_task(srv, sl->cur);
 		have++;
