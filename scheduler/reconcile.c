@@ -86,28 +86,66 @@ task_role(const struct slot *sl, const struct task *t)
 	return ROLE_STOPPING;
 }
 
+/*
+ * Record t's durable fields. The row is written once, at the end of the pass, however many
+ * times the pass changes the task (a new task is created, then placed: one write, not two).
+ */
 void
 reconcile_persist_task(struct sched_server *srv, struct task *t)
 {
-	struct slot *sl = service_slot_find(t->svc, t->slot);
-	struct store_task st = {
-	    .id = t->id,
-	    .name = t->name,
-	    .service = t->svc->name,
-	    .slot = t->slot,
-	    .version = t->version,
-	    .node_id = t->node ? t->node->id : "",
-	    .desired = t->desired,
-	    .role = task_role(sl, t),
-	    .restarts = t->restarts,
-	    .created_ms = t->created_ms,
-	};
+	t->persisted = true;
+	schedule_pass(srv);
+	if (t->queued)
+		return;
+	if (srv->ndirty_tasks == srv->capdirty_tasks) {
+		srv->capdirty_tasks = srv->capdirty_tasks ? srv->capdirty_tasks * 2 : 64;
+		srv->dirty_tasks =
+		    xrealloc(srv->dirty_tasks, srv->capdirty_tasks * sizeof(*srv->dirty_tasks));
+	}
+	t->queued = true;
+	t->queue_idx = (uint32_t)srv->ndirty_tasks;
+	srv->dirty_tasks[srv->ndirty_tasks++] = t;
+}
+
+static void
+dequeue_task(struct sched_server *srv, struct task *t)
+{
+	struct task *last = srv->dirty_tasks[--srv->ndirty_tasks];
+
+	SHOAL_ASSERT(t->queued && srv->dirty_tasks[t->queue_idx] == t);
+	srv->dirty_tasks[t->queue_idx] = last;
+	last->queue_idx = t->queue_idx;
+	t->queued = false;
+}
+
+/* Write the rows the pass queued, in its transaction. */
+static void
+write_tasks(struct sched_server *srv)
+{
 	struct shoal_err err;
 
-	ensure_tx(srv);
-	if (store_task_put(&srv->store, &st, &err) == -1)
-		store_warn(&err);
-	t->persisted = true;
+	if (srv->ndirty_tasks)
+		ensure_tx(srv);
+	for (size_t i = 0; i < srv->ndirty_tasks; i++) {
+		struct task *t = srv->dirty_tasks[i];
+		struct store_task st = {
+		    .id = t->id,
+		    .name = t->name,
+		    .service = t->svc->name,
+		    .slot = t->slot,
+		    .version = t->version,
+		    .node_id = t->node ? t->node->id : "",
+		    .desired = t->desired,
+		    .role = task_role(service_slot_find(t->svc, t->slot), t),
+		    .restarts = t->restarts,
+		    .created_ms = t->created_ms,
+		};
+		t->queued = false;
+		t->stored = true;
+		if (store_task_put(&srv->store, &st, &err) == -1)
+			store_warn(&err);
+	}
+	srv->ndirty_tasks = 0;
 }
 
 static void
@@ -117,10 +155,15 @@ unpersist_task(struct sched_server *srv, struct task *t)
 
 	if (!t->persisted)
 		return;
+	t->persisted = false;
+	if (t->queued)
+		dequeue_task(srv, t);
+	if (!t->stored)
+		return; /* queued in this pass, never written: nothing to delete */
+	t->stored = false;
 	ensure_tx(srv);
 	if (store_task_delete(&srv->store, t->id, &err) == -1)
 		store_warn(&err);
-	t->persisted = false;
 }
 
 void
@@ -394,8 +437,13 @@ free_slot_tasks(struct sched_server *srv, struct slot *sl)
 	drop_task(srv, sl->next);
 	for (size_t i = 0; i < SLOT_HISTORY; i++)
 		drop_task(srv, sl->history[i]);
+	/* Stopping tasks left on a down node: out of the map, the node's list and the store too,
+	 * before slot_clear() frees them. */
+	for (size_t i = 0; i < sl->nstopping; i++)
+		drop_task(srv, sl->stopping[i]);
 	sl->cur = sl->next = NULL;
 	memset(sl->history, 0, sizeof(sl->history));
+	sl->nstopping = 0;
 }
 
 static bool
@@ -629,6 +677,7 @@ reconcile_flush(struct sched_server *srv)
 		reconcile_dispatch(srv, n);
 	}
 	srv->ndirty_nodes = 0;
+	write_tasks(srv);
 	if (store_tx_commit(&srv->store, &err) == -1)
 		store_warn(&err);
 }
@@ -811,7 +860,7 @@ load_task(const struct store_task *st, void *arg)
 	t->created_ms = st->created_ms;
 	t->state_since = util_wall_ms();
 	t->exit_code = -1;
-	t->persisted = true;
+	t->persisted = t->stored = true;
 	/* Observed state comes back with the agents' registrations: until then a placed task is
 	 * "assigned" (its agent will start it if it is not running). */
 	t->state = n ? TASK_STATE_ASSIGNED : TASK_STATE_PENDING;
