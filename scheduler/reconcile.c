@@ -17,6 +17,8 @@
 
 #define BACKOFF_MAX_MS   60000
 #define BACKOFF_RESET_MS 10000 /* a task that ran this long resets its slot's back-off */
+#define PASS_BUDGET_MS   50    /* a reconcile pass yields to the loop after this much work */
+#define DISPATCH_WAIT_MS 1000  /* longest a node's Assignments wait for a burst to settle */
 
 /* Roles a task row can have in the store. */
 enum { ROLE_CUR = 0, ROLE_NEXT = 1, ROLE_STOPPING = 2, ROLE_FINISHED = 3 };
@@ -65,6 +67,8 @@ reconcile_mark_node(struct sched_server *srv, struct node *n)
 	if (n->dirty)
 		return;
 	n->dirty = true;
+	if (srv->ndirty_nodes == 0)
+		srv->dirty_nodes_since = util_now_ms();
 	if (srv->ndirty_nodes == srv->capdirty_nodes) {
 		srv->capdirty_nodes = srv->capdirty_nodes ? srv->capdirty_nodes * 2 : 16;
 		srv->dirty_nodes =
@@ -618,10 +622,10 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 		ts->slot = t->slot;
 		ts->version = t->version;
 		sp[nt++] = ts;
-		/* One spec per (service, version): most nodes run few services. */
+		/* One spec per (service, version). A service's name string is its own: comparing
+		 * the pointers compares the services. */
 		for (k = 0; k < nv; k++)
-			if (vers[k].version == t->version &&
-			    strcmp(vers[k].service, t->svc->name) == 0)
+			if (vers[k].version == t->version && vers[k].service == t->svc->name)
 				break;
 		if (k == nv) {
 			shoal__service_version__init(&vers[nv]);
@@ -654,32 +658,62 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 	free(vp);
 }
 
+/* Drop the first n entries of a dirty list, keeping the rest in order. */
+static size_t
+list_consume(void *v, size_t len, size_t n, size_t size)
+{
+	memmove(v, (char *)v + n * size, (len - n) * size);
+	return len - n;
+}
+
 void
 reconcile_flush(struct sched_server *srv)
 {
-	int64_t now = util_now_ms();
+	int64_t start = util_now_ms(), deadline = start + PASS_BUDGET_MS;
+	size_t i = 0, nsvcs = 0, nnodes = 0;
 	struct shoal_err err;
 
-	/* Reconciling may dirty more services (it does not today, but a loop is cheap). */
-	while (srv->ndirty_svcs) {
-		struct service **v = srv->dirty_svcs;
-		size_t n = srv->ndirty_svcs;
-		srv->dirty_svcs = NULL;
-		srv->ndirty_svcs = srv->capdirty_svcs = 0;
-		for (size_t i = 0; i < n; i++)
-			if (v[i]->dirty)
-				reconcile_service(srv, v[i], now);
-		free(v);
+	/* Whole services until the budget is spent: a burst (a million new tasks) is spread
+	 * over loop iterations, and heartbeats are still read in between. What is left stays
+	 * dirty, in order, for the next iteration. */
+	while (i < srv->ndirty_svcs) {
+		struct service *svc = srv->dirty_svcs[i++];
+		if (svc->dirty) {
+			reconcile_service(srv, svc, start);
+			nsvcs++;
+		}
+		if (util_now_ms() >= deadline)
+			break;
 	}
-	for (size_t i = 0; i < srv->ndirty_nodes; i++) {
-		struct node *n = srv->dirty_nodes[i];
-		n->dirty = false;
-		reconcile_dispatch(srv, n);
+	srv->ndirty_svcs =
+	    list_consume(srv->dirty_svcs, srv->ndirty_svcs, i, sizeof(struct service *));
+	/* Assignments carry a node's whole set: send them once the services are reconciled
+	 * (or a node has waited long enough), not after every slice of a burst. */
+	if (srv->ndirty_svcs == 0 || start - srv->dirty_nodes_since >= DISPATCH_WAIT_MS) {
+		while (nnodes < srv->ndirty_nodes) {
+			struct node *n = srv->dirty_nodes[nnodes++];
+			n->dirty = false;
+			reconcile_dispatch(srv, n);
+			if (util_now_ms() >= deadline)
+				break;
+		}
+		srv->ndirty_nodes = list_consume(srv->dirty_nodes, srv->ndirty_nodes, nnodes,
+		                                 sizeof(struct node *));
+		srv->dirty_nodes_since = start;
 	}
-	srv->ndirty_nodes = 0;
 	write_tasks(srv);
 	if (store_tx_commit(&srv->store, &err) == -1)
 		store_warn(&err);
+	if (srv->ndirty_svcs || srv->ndirty_nodes) {
+		/* More to do: after the I/O that waits (a timer, where event_active would run the
+		 * pass again before polling). */
+		struct timeval now = {0, 0};
+		evtimer_add(srv->pass, &now);
+	}
+	/* The loop waits while a pass runs: say when one took long enough to notice. */
+	if (util_now_ms() - start >= 500)
+		shoal_log(LOG_INFO, "slow reconcile pass: %lld ms, %zu services, %zu nodes",
+		          (long long)(util_now_ms() - start), nsvcs, nnodes);
 }
 
 void
