@@ -178,8 +178,13 @@ demo: all images
 images:
 	bash images/build.sh $(BUILD)/images
 
+# Benchmark tools: simagents simulates many agents over the real protocol (bench/scale.sh).
+BENCH_BINS := $(BUILD)/bench/simagents
+$(BUILD)/bench/simagents: $(BUILD)/bench/simagents.o $(BUILD)/libshoal_common.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # The peers the benchmarks compare against (crun, haproxy, wrk, hyperfine) come from Debian.
-bench: all
+bench: all $(BENCH_BINS)
 	@bash vagrant/provision/deps.sh --check --bench >/dev/null 2>&1 || bash vagrant/provision/deps.sh --bench
 	BUILD=$(BUILD) bash bench/run
 

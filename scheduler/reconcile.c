@@ -19,6 +19,9 @@
 
 #define BACKOFF_MAX_MS   60000
 #define BACKOFF_RESET_MS 10000 /* a task that ran this long resets its slot's back-off */
+#define PASS_BUDGET_MS   50    /* a reconcile pass yields to the loop after this much work */
+#define DISPATCH_WAIT_MS 1000  /* longest a node's Assignments wait for a burst to settle */
+#define TX_MAX_MS        1000  /* longest a burst keeps its store transaction open */
 
 /* Roles a task row can have in the store. */
 enum { ROLE_CUR = 0, ROLE_NEXT = 1, ROLE_STOPPING = 2, ROLE_FINISHED = 3 };
@@ -47,8 +50,11 @@ ensure_tx(struct sched_server *srv)
 {
 	struct shoal_err err;
 
-	if (!srv->store.in_tx && store_tx_begin(&srv->store, &err) == -1)
-		store_warn(&err);
+	if (!srv->store.in_tx) {
+		if (store_tx_begin(&srv->store, &err) == -1)
+			store_warn(&err);
+		srv->tx_since = util_now_ms();
+	}
 	schedule_pass(srv);
 }
 
@@ -73,6 +79,8 @@ reconcile_mark_node(struct sched_server *srv, struct node *n)
 	if (n->dirty)
 		return;
 	n->dirty = true;
+	if (srv->ndirty_nodes == 0)
+		srv->dirty_nodes_since = util_now_ms();
 	if (srv->ndirty_nodes == srv->capdirty_nodes) {
 		srv->capdirty_nodes = srv->capdirty_nodes ? srv->capdirty_nodes * 2 : 16;
 		srv->dirty_nodes =
@@ -94,28 +102,66 @@ task_role(const struct slot *sl, const struct task *t)
 	return ROLE_STOPPING;
 }
 
+/*
+ * Record t's durable fields. The row is written once, at the end of the pass, however many
+ * times the pass changes the task (a new task is created, then placed: one write, not two).
+ */
 void
 reconcile_persist_task(struct sched_server *srv, struct task *t)
 {
-	struct slot *sl = service_slot_find(t->svc, t->slot);
-	struct store_task st = {
-	    .id = t->id,
-	    .name = t->name,
-	    .service = t->svc->name,
-	    .slot = t->slot,
-	    .version = t->version,
-	    .node_id = t->node ? t->node->id : "",
-	    .desired = t->desired,
-	    .role = task_role(sl, t),
-	    .restarts = t->restarts,
-	    .created_ms = t->created_ms,
-	};
+	t->persisted = true;
+	schedule_pass(srv);
+	if (t->queued)
+		return;
+	if (srv->ndirty_tasks == srv->capdirty_tasks) {
+		srv->capdirty_tasks = srv->capdirty_tasks ? srv->capdirty_tasks * 2 : 64;
+		srv->dirty_tasks =
+		    xrealloc(srv->dirty_tasks, srv->capdirty_tasks * sizeof(*srv->dirty_tasks));
+	}
+	t->queued = true;
+	t->queue_idx = (uint32_t)srv->ndirty_tasks;
+	srv->dirty_tasks[srv->ndirty_tasks++] = t;
+}
+
+static void
+dequeue_task(struct sched_server *srv, struct task *t)
+{
+	struct task *last = srv->dirty_tasks[--srv->ndirty_tasks];
+
+	SHOAL_ASSERT(t->queued && srv->dirty_tasks[t->queue_idx] == t);
+	srv->dirty_tasks[t->queue_idx] = last;
+	last->queue_idx = t->queue_idx;
+	t->queued = false;
+}
+
+/* Write the rows the pass queued, in its transaction. */
+static void
+write_tasks(struct sched_server *srv)
+{
 	struct shoal_err err;
 
-	ensure_tx(srv);
-	if (store_task_put(&srv->store, &st, &err) == -1)
-		store_warn(&err);
-	t->persisted = true;
+	if (srv->ndirty_tasks)
+		ensure_tx(srv);
+	for (size_t i = 0; i < srv->ndirty_tasks; i++) {
+		struct task *t = srv->dirty_tasks[i];
+		struct store_task st = {
+		    .id = t->id,
+		    .name = t->name,
+		    .service = t->svc->name,
+		    .slot = t->slot,
+		    .version = t->version,
+		    .node_id = t->node ? t->node->id : "",
+		    .desired = t->desired,
+		    .role = task_role(service_slot_find(t->svc, t->slot), t),
+		    .restarts = t->restarts,
+		    .created_ms = t->created_ms,
+		};
+		t->queued = false;
+		t->stored = true;
+		if (store_task_put(&srv->store, &st, &err) == -1)
+			store_warn(&err);
+	}
+	srv->ndirty_tasks = 0;
 }
 
 static void
@@ -125,10 +171,15 @@ unpersist_task(struct sched_server *srv, struct task *t)
 
 	if (!t->persisted)
 		return;
+	t->persisted = false;
+	if (t->queued)
+		dequeue_task(srv, t);
+	if (!t->stored)
+		return; /* queued in this pass, never written: nothing to delete */
+	t->stored = false;
 	ensure_tx(srv);
 	if (store_task_delete(&srv->store, t->id, &err) == -1)
 		store_warn(&err);
-	t->persisted = false;
 }
 
 void
@@ -327,14 +378,15 @@ victim_cmp(const void *a, const void *b)
 static void
 scale(struct sched_server *srv, struct service *svc)
 {
-	uint32_t want = svc->removed ? 0 : svc->spec.replicas, have = 0;
+	uint32_t want = svc->removed ? 0 : svc->spec.replicas, have = 0, from = 1;
 	struct victim *v;
 	size_t nv = 0;
 
 	for (size_t i = 0; i < svc->nslots; i++)
 		have += !svc->slots[i].removed;
 	while (have < want) {
-		struct slot *sl = service_slot(svc, service_free_slot(svc));
+		struct slot *sl = service_slot(svc, service_free_slot_from(svc, from));
+		from = sl->num + 1;
 		sl->cur = new_task(srv, svc, sl->num, 0);
 		reconcile_persist_task(srv, sl->cur);
 		have++;
@@ -407,8 +459,13 @@ free_slot_tasks(struct sched_server *srv, struct slot *sl)
 	drop_task(srv, sl->next);
 	for (size_t i = 0; i < SLOT_HISTORY; i++)
 		drop_task(srv, sl->history[i]);
+	/* Stopping tasks left on a down node: out of the map, the node's list and the store too,
+	 * before slot_clear() frees them. */
+	for (size_t i = 0; i < sl->nstopping; i++)
+		drop_task(srv, sl->stopping[i]);
 	sl->cur = sl->next = NULL;
 	memset(sl->history, 0, sizeof(sl->history));
+	sl->nstopping = 0;
 }
 
 /* Has a task the update started had its chance to become healthy? monitor counts from when
@@ -671,10 +728,10 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 		ts->slot = t->slot;
 		ts->version = t->version;
 		sp[nt++] = ts;
-		/* One spec per (service, version): most nodes run few services. */
+		/* One spec per (service, version). A service's name string is its own: comparing
+		 * the pointers compares the services. */
 		for (k = 0; k < nv; k++)
-			if (vers[k].version == t->version &&
-			    strcmp(vers[k].service, t->svc->name) == 0)
+			if (vers[k].version == t->version && vers[k].service == t->svc->name)
 				break;
 		if (k == nv) {
 			shoal__service_version__init(&vers[nv]);
@@ -707,33 +764,70 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 	free(vp);
 }
 
+/* Drop the first n entries of a dirty list, keeping the rest in order. */
+static size_t
+list_consume(void *v, size_t len, size_t n, size_t size)
+{
+	memmove(v, (char *)v + n * size, (len - n) * size);
+	return len - n;
+}
+
 void
 reconcile_flush(struct sched_server *srv)
 {
-	int64_t now = util_now_ms();
+	int64_t start = util_now_ms(), deadline = start + PASS_BUDGET_MS;
+	size_t i = 0, nsvcs = 0, nnodes = 0;
 	struct shoal_err err;
 
-	/* Reconciling may dirty more services (it does not today, but a loop is cheap). */
-	while (srv->ndirty_svcs) {
-		struct service **v = srv->dirty_svcs;
-		size_t n = srv->ndirty_svcs;
-		srv->dirty_svcs = NULL;
-		srv->ndirty_svcs = srv->capdirty_svcs = 0;
-		for (size_t i = 0; i < n; i++)
-			if (v[i]->dirty)
-				reconcile_service(srv, v[i], now);
-		free(v);
+	/* Whole services until the budget is spent: a burst (a million new tasks) is spread
+	 * over loop iterations, and heartbeats are still read in between. What is left stays
+	 * dirty, in order, for the next iteration. */
+	while (i < srv->ndirty_svcs) {
+		struct service *svc = srv->dirty_svcs[i++];
+		if (svc->dirty) {
+			reconcile_service(srv, svc, start);
+			nsvcs++;
+		}
+		if (util_now_ms() >= deadline)
+			break;
 	}
 	endpoints_flush(srv);
 	endpoints_check_drains(srv);
-	for (size_t i = 0; i < srv->ndirty_nodes; i++) {
-		struct node *n = srv->dirty_nodes[i];
-		n->dirty = false;
-		reconcile_dispatch(srv, n);
+	srv->ndirty_svcs =
+	    list_consume(srv->dirty_svcs, srv->ndirty_svcs, i, sizeof(struct service *));
+	/* Assignments carry a node's whole set: send them once the services are reconciled
+	 * (or a node has waited long enough), not after every slice of a burst. */
+	if (srv->ndirty_svcs == 0 || start - srv->dirty_nodes_since >= DISPATCH_WAIT_MS) {
+		while (nnodes < srv->ndirty_nodes) {
+			struct node *n = srv->dirty_nodes[nnodes++];
+			n->dirty = false;
+			reconcile_dispatch(srv, n);
+			if (util_now_ms() >= deadline)
+				break;
+		}
+		srv->ndirty_nodes = list_consume(srv->dirty_nodes, srv->ndirty_nodes, nnodes,
+		                                 sizeof(struct node *));
+		srv->dirty_nodes_since = start;
 	}
-	srv->ndirty_nodes = 0;
-	if (store_tx_commit(&srv->store, &err) == -1)
-		store_warn(&err);
+	write_tasks(srv);
+	/* A burst's slices share one transaction (a commit rewrites every index page the slice
+	 * touched: committing 1,000,000 rows 10,000 at a time costs 3 times as much as 100,000
+	 * at a time). Commit when the burst is done, before any Assignments leave, and at
+	 * least every second. */
+	if (srv->ndirty_svcs == 0 || nnodes > 0 || start - srv->tx_since >= TX_MAX_MS) {
+		if (store_tx_commit(&srv->store, &err) == -1)
+			store_warn(&err);
+	}
+	if (srv->ndirty_svcs || srv->ndirty_nodes) {
+		/* More to do: after the I/O that waits (a timer, where event_active would run the
+		 * pass again before polling). */
+		struct timeval now = {0, 0};
+		evtimer_add(srv->pass, &now);
+	}
+	/* The loop waits while a pass runs: say when one took long enough to notice. */
+	if (util_now_ms() - start >= 500)
+		shoal_log(LOG_INFO, "slow reconcile pass: %lld ms, %zu services, %zu nodes",
+		          (long long)(util_now_ms() - start), nsvcs, nnodes);
 }
 
 void
@@ -928,7 +1022,7 @@ load_task(const struct store_task *st, void *arg)
 	t->created_ms = st->created_ms;
 	t->state_since = util_wall_ms();
 	t->exit_code = -1;
-	t->persisted = true;
+	t->persisted = t->stored = true;
 	/* Observed state comes back with the agents' registrations: until then a placed task is
 	 * "assigned" (its agent will start it if it is not running). */
 	t->state = n ? TASK_STATE_ASSIGNED : TASK_STATE_PENDING;

@@ -249,6 +249,7 @@ sched_server_free(struct sched_server *srv)
 	task_map_free(&srv->tasks);
 	free(srv->dirty_svcs);
 	free(srv->dirty_nodes);
+	free(srv->dirty_tasks);
 	if (srv->sig_term)
 		event_free(srv->sig_term);
 	if (srv->sig_int)

@@ -50,6 +50,11 @@ struct sched_server {
 	size_t ndirty_svcs, capdirty_svcs;
 	struct node **dirty_nodes; /* nodes to send Assignments in the pass */
 	size_t ndirty_nodes, capdirty_nodes;
+	int64_t dirty_nodes_since; /* monotonic ms the oldest dirty node was marked */
+	int64_t tx_since;          /* monotonic ms the open store transaction began */
+	struct task *
+	    *dirty_tasks; /* tasks whose row the pass writes (once, however often marked) */
+	size_t ndirty_tasks, capdirty_tasks;
 	int64_t next_tick;          /* monotonic ms of the next 1 s reconcile tick */
 	int64_t started;            /* monotonic ms the scheduler started */
 	struct log_relay *relays;   /* `shoal logs` requests being relayed */

@@ -57,8 +57,9 @@ service_set_spec(struct service *s, struct service_spec *spec)
 	s->spec_json = manifest_spec_to_json(&s->spec);
 }
 
-struct slot *
-service_slot_find(struct service *s, uint32_t num)
+/* Index of the first slot whose number is >= num (slots are sorted by number). */
+static size_t
+slot_lower(const struct service *s, uint32_t num)
 {
 	size_t lo = 0, hi = s->nslots;
 
@@ -69,23 +70,28 @@ service_slot_find(struct service *s, uint32_t num)
 		else
 			hi = mid;
 	}
-	return lo < s->nslots && s->slots[lo].num == num ? &s->slots[lo] : NULL;
+	return lo;
+}
+
+struct slot *
+service_slot_find(struct service *s, uint32_t num)
+{
+	size_t i = slot_lower(s, num);
+
+	return i < s->nslots && s->slots[i].num == num ? &s->slots[i] : NULL;
 }
 
 struct slot *
 service_slot(struct service *s, uint32_t num)
 {
-	size_t i = 0;
-	struct slot *sl = service_slot_find(s, num);
+	size_t i = slot_lower(s, num);
 
-	if (sl)
-		return sl;
+	if (i < s->nslots && s->slots[i].num == num)
+		return &s->slots[i];
 	if (s->nslots == s->capslots) {
 		s->capslots = s->capslots ? s->capslots * 2 : 4;
 		s->slots = xrealloc(s->slots, s->capslots * sizeof(*s->slots));
 	}
-	while (i < s->nslots && s->slots[i].num < num)
-		i++;
 	memmove(&s->slots[i + 1], &s->slots[i], (s->nslots - i) * sizeof(*s->slots));
 	memset(&s->slots[i], 0, sizeof(s->slots[i]));
 	s->slots[i].num = num;
@@ -104,18 +110,20 @@ service_slot_remove(struct service *s, struct slot *sl)
 }
 
 uint32_t
+service_free_slot_from(const struct service *s, uint32_t from)
+{
+	uint32_t want = from ? from : 1;
+
+	/* Slots are sorted and distinct: the first gap in from, from+1, ... is the answer. */
+	for (size_t i = slot_lower(s, want); i < s->nslots && s->slots[i].num == want; i++)
+		want++;
+	return want;
+}
+
+uint32_t
 service_free_slot(const struct service *s)
 {
-	uint32_t want = 1;
-
-	/* Slots are sorted: the first gap in 1, 2, 3, ... is the answer. */
-	for (size_t i = 0; i < s->nslots; i++) {
-		if (s->slots[i].num > want)
-			break;
-		if (s->slots[i].num == want)
-			want++;
-	}
-	return want;
+	return service_free_slot_from(s, 1);
 }
 
 struct task *

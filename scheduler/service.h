@@ -55,6 +55,9 @@ struct slot *service_slot_find(struct service *s, uint32_t num);
 void service_slot_remove(struct service *s, struct slot *sl);
 /* The lowest slot number >= 1 that no slot uses. */
 uint32_t service_free_slot(const struct service *s);
+/* The same, given that every number below from is in use: scaling up by n costs O(n log n),
+ * not O(n^2). */
+uint32_t service_free_slot_from(const struct service *s, uint32_t from);
 
 /* Move t into sl's history (newest first), freeing the oldest; returns the evicted task (caller
  * drops it from maps) or NULL. */

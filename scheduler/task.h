@@ -49,12 +49,15 @@ struct task {
 	int32_t exit_code;
 	bool oom_killed;
 	bool lost;              /* its node went down: it no longer counts as live */
-	bool persisted;         /* a row exists in the store */
+	bool persisted;         /* a row exists in the store, or is queued to be written */
+	bool stored;            /* the row is written (persisted, not just queued) */
+	bool queued;            /* on the server's list of rows to write at the end of the pass */
 	bool bound;             /* on node's task list, holding its reservation */
 	bool draining;          /* leaving Endpoints before it stops: still assigned */
 	uint64_t drain_gen;     /* Endpoints generation without it: stop once all acked */
 	int64_t drain_deadline; /* monotonic ms: stop anyway (an agent that never acks) */
 	uint32_t restarts;      /* consecutive restarts of the slot before this task */
+	uint32_t queue_idx;     /* index on that list while queued */
 	uint64_t cpu_millis;    /* reservation held on node while bound */
 	int64_t memory_bytes;
 	char ip[16];

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The scheduler at scale: a real shoal-scheduler on 127.0.0.1 and thousands of simulated agents
+# (bench/simagents: real handshake, Register, heartbeats, a TaskReport per Assignments) in one
+# process; 100 replicas per node.
+#   bench/scale.sh                       rows for 100, 1,000 and 10,000 nodes
+#   SCALE_NODES="100 1000" bench/scale.sh   other sizes
+#   SCALE_KEEP=1 bench/scale.sh          keep the work dirs (logs, state.db) in /tmp
+#   SCALE_PERF=1 bench/scale.sh          perf record -g the scheduler during each apply
+#   BENCH_AB=DIR bench/scale.sh          use the shoal-scheduler built in DIR (an A/B)
+#
+# For each size: init and start a scheduler with a fresh data dir on a free port, start
+# simagents, wait until every node is registered, then `shoal apply` nodes/100 services of
+# 10,000 replicas (the per-service maximum), resources 0.01 CPU and 4Mi each, and measure:
+#   register    simagents start -> every node registered (ramp of 256 handshakes in flight)
+#   assigned    apply -> the agents hold every task (placement, store, Assignments)
+#   running     apply -> `shoal services` counts every replica running, i.e. the scheduler
+#               has processed every agent's acknowledgement
+#   place/s     tasks / assigned
+#   RSS, HWM    the scheduler's VmRSS after the apply, VmHWM (peak)
+#   B/task      (VmRSS after - VmRSS before the apply) / tasks
+#   hb us       scheduler CPU per heartbeat while idle: its CPU time (ns, /proc/PID/task/*/
+#               schedstat, which utime+stime would give only in 10 ms ticks) over an idle
+#               window with every node heartbeating, divided by the heartbeats answered
+#   idle CPU    the scheduler's CPU share over that window
+#   recon       agent reconnections (a scheduler silent for 5 heartbeats loses its agents)
+# Other arguments (bench/run passes its own) are ignored.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+NODES=${SCALE_NODES:-100 1000 10000}
+PER_NODE=100
+PER_SERVICE=10000
+TIMEOUT=${SCALE_TIMEOUT:-300}
+IDLE_S=${SCALE_IDLE:-5}
+
+make -s BUILD="$BUILD" "$BUILD/bench/simagents" >/dev/null
+bin=$(cd "$BUILD" && pwd)
+sched_bin=$bin/shoal-scheduler
+[ -z "${BENCH_AB:-}" ] || sched_bin=$(cd "$BENCH_AB" && pwd)/shoal-scheduler
+for b in "$sched_bin" "$bin/shoal" "$bin/bench/simagents"; do
+	[ -x "$b" ] || { echo "bench/scale.sh: $b missing: run make first" >&2; exit 1; }
+done
+command -v jq >/dev/null || { echo "bench/scale.sh: needs jq" >&2; exit 1; }
+# One descriptor per connection, in the scheduler and in simagents.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+work=
+sched_pid=
+sim_pid=
+stop_all() {
+	[ -z "$sim_pid" ] || { kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; }
+	[ -z "$sched_pid" ] || { kill "$sched_pid" 2>/dev/null || true; wait "$sched_pid" 2>/dev/null || true; }
+	sim_pid=
+	sched_pid=
+	if [ -n "$work" ] && [ -z "${SCALE_KEEP:-}" ]; then rm -rf "$work"; fi
+	work=
+}
+trap stop_all EXIT
+
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# The scheduler's CPU time in ns, summed over its threads.
+cpu_ns() { cat /proc/"$sched_pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+# utime+stime in clock ticks, as a cross-check of the above.
+cpu_ticks() { awk '{ print $14 + $15 }' /proc/"$sched_pid"/stat; }
+status_kb() { awk -v k="$1:" '$1 == k { print $2 }' /proc/"$sched_pid"/status; }
+# Wait for simagents' line starting with $1; print its wall ms.
+wait_line() {
+	local what=$1 deadline=$(($(now_ms) + TIMEOUT * 1000)) l
+	while :; do
+		l=$(grep -m1 "^$what " "$work/sim.out" || true)
+		[ -z "$l" ] || { echo "$l" | cut -d' ' -f2; return 0; }
+		kill -0 "$sim_pid" 2>/dev/null || { echo "bench/scale.sh: simagents died" >&2; return 1; }
+		[ "$(now_ms)" -lt "$deadline" ] || { echo "bench/scale.sh: no '$what' within ${TIMEOUT}s" >&2; return 1; }
+		sleep 0.02
+	done
+}
+# A fresh stats line from simagents; print field $1 of it.
+sim_stat() {
+	local before after
+	before=$(grep -c '^stats ' "$work/sim.out" || true)
+	kill -USR1 "$sim_pid"
+	for _ in $(seq 200); do
+		after=$(grep -c '^stats ' "$work/sim.out" || true)
+		[ "$after" -gt "$before" ] && break
+		sleep 0.01
+	done
+	grep '^stats ' "$work/sim.out" | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+cli() { "$bin/shoal" --scheduler "127.0.0.1:$port" --token-file "$work/data/admin.token" "$@"; }
+running() { cli services -o json | jq '[.[].replicas.running] | add // 0'; }
+
+declare -a rows
+run_one() {
+	local n=$1 tasks nsvc per t_start t_ready t0 t_assigned t_running rss0 rss1 hwm
+	local c0 c1 k0 k1 h0 h1 w0 w1 recon perf_pid=
+	tasks=$((n * PER_NODE))
+	nsvc=$(((tasks + PER_SERVICE - 1) / PER_SERVICE))
+	per=$((tasks / nsvc))
+	tasks=$((per * nsvc))
+	work=$(mktemp -d /tmp/shoal-scale.XXXXXX)
+	port=$(free_port)
+	"$sched_bin" init --data-dir "$work/data" >/dev/null
+	# A /8 cluster CIDR: one /24 per node for up to 65,535 nodes.
+	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 2>"$work/sched.log" &
+	sched_pid=$!
+	for _ in $(seq 100); do cli nodes >/dev/null 2>&1 && break; sleep 0.05; done
+	t_start=$(now_ms)
+	"$bin/bench/simagents" --scheduler "127.0.0.1:$port" --token-file "$work/data/worker.token" \
+		--nodes "$n" --expect "$tasks" >"$work/sim.out" 2>"$work/sim.err" &
+	sim_pid=$!
+	t_ready=$(wait_line ready)
+	sleep 1
+	rss0=$(status_kb VmRSS)
+	for ((i = 0; i < nsvc; i++)); do
+		printf -- '---\nservice: s%03d\nimage: shoal/web:1\nreplicas: %d\nresources: {cpus: 0.01, memory: 4Mi}\n' \
+			"$i" "$per"
+	done >"$work/services.yaml"
+	if [ -n "${SCALE_PERF:-}" ]; then
+		perf record -g -o "$work/perf.data" -p "$sched_pid" >/dev/null 2>&1 &
+		perf_pid=$!
+		sleep 0.5
+	fi
+	t0=$(now_ms)
+	cli apply -f "$work/services.yaml" >/dev/null
+	t_assigned=$(wait_line assigned)
+	while [ "$(running)" -lt "$tasks" ]; do
+		[ $(($(now_ms) - t0)) -lt $((TIMEOUT * 1000)) ] || { echo "bench/scale.sh: $n nodes: not all running after ${TIMEOUT}s" >&2; return 1; }
+		sleep 0.05
+	done
+	t_running=$(now_ms)
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid"
+		wait "$perf_pid" || true
+		echo "perf data: $work/perf.data" >&2
+	fi
+	rss1=$(status_kb VmRSS)
+	hwm=$(status_kb VmHWM)
+	# Idle: every node heartbeating, nothing else to do.
+	sleep 2
+	c0=$(cpu_ns) k0=$(cpu_ticks) h0=$(sim_stat replies) w0=$(now_ms)
+	sleep "$IDLE_S"
+	c1=$(cpu_ns) k1=$(cpu_ticks) h1=$(sim_stat replies) w1=$(now_ms)
+	recon=$(sim_stat closed)
+	rows+=("$(awk -v n="$n" -v t="$tasks" -v reg=$((t_ready - t_start)) -v as=$((t_assigned - t0)) \
+		-v run=$((t_running - t0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
+		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v recon="$recon" 'BEGIN {
+		printf "  %6d %8d %9.2f %9.2f %9.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %6.1f%% %5d\n",
+			n, t, reg / 1000, as / 1000, run / 1000, t / (as / 1000), r1 / 1024, hwm / 1024,
+			(r1 - r0) * 1024 / t, c / 1000 / h, k * 10000 / h, c / 1e4 / w, recon }')")
+	stop_all
+}
+
+for n in $NODES; do
+	run_one "$n"
+done
+echo "scale: shoal-scheduler with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat 1s ($(nproc) CPUs)"
+printf '  %6s %8s %9s %9s %9s %9s %8s %8s %7s %6s %6s %7s %5s\n' nodes tasks "register" "assigned" \
+	"running" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon
+printf '  %6s %8s %9s %9s %9s %9s %8s %8s %7s %6s %6s %7s %5s\n' "" "" s s s "" "" "" "" "" "" CPU ""
+printf '%s\n' "${rows[@]}"
