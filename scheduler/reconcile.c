@@ -145,7 +145,8 @@ write_tasks(struct sched_server *srv)
 
 	if (srv->ndirty_tasks)
 		ensure_tx(srv);
-	qsort(srv->dirty_tasks, srv->ndirty_tasks, sizeof(*srv->dirty_tasks), task_id_cmp);
+	if (srv->ndirty_tasks > 1)
+		qsort(srv->dirty_tasks, srv->ndirty_tasks, sizeof(*srv->dirty_tasks), task_id_cmp);
 	for (size_t i = 0; i < srv->ndirty_tasks; i++) {
 		struct task *t = srv->dirty_tasks[i];
 		struct store_task st = {
@@ -678,7 +679,8 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 static size_t
 list_consume(void *v, size_t len, size_t n, size_t size)
 {
-	memmove(v, (char *)v + n * size, (len - n) * size);
+	if (n > 0)
+		memmove(v, (char *)v + n * size, (len - n) * size);
 	return len - n;
 }
 
