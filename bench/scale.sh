@@ -15,6 +15,7 @@
 #   assigned    apply -> the agents hold every task (placement, store, Assignments)
 #   running     apply -> `shoal services` counts every replica running, i.e. the scheduler
 #               has processed every agent's acknowledgement
+#   CPU         the scheduler's CPU time from the apply to all running
 #   place/s     tasks / assigned
 #   RSS, HWM    the scheduler's VmRSS after the apply, VmHWM (peak)
 #   B/task      (VmRSS after - VmRSS before the apply) / tasks
@@ -24,7 +25,7 @@
 #   idle CPU    the scheduler's CPU share over that window
 #   recon       agent reconnections (a scheduler silent for 5 heartbeats loses its agents)
 # Other arguments (bench/run passes its own) are ignored.
-set -euo pipefail
+set -eEuo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 NODES=${SCALE_NODES:-100 1000 10000}
@@ -47,6 +48,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work=
 sched_pid=
 sim_pid=
+# On failure the work dir (logs, state.db) stays for a look.
+trap '[ "$BASHPID" = "$$" ] || exit 1; if [ -n "$work" ]; then SCALE_KEEP=1; echo "bench/scale.sh: logs in $work" >&2; fi; stop_all' ERR
 stop_all() {
 	[ -z "$sim_pid" ] || { kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; }
 	[ -z "$sched_pid" ] || { kill "$sched_pid" 2>/dev/null || true; wait "$sched_pid" 2>/dev/null || true; }
@@ -95,7 +98,7 @@ running() { cli services -o json | jq '[.[].replicas.running] | add // 0'; }
 declare -a rows
 run_one() {
 	local n=$1 tasks nsvc per t_start t_ready t0 t_assigned t_running rss0 rss1 hwm
-	local c0 c1 k0 k1 h0 h1 w0 w1 recon perf_pid=
+	local c0 c1 k0 k1 h0 h1 w0 w1 a0 a1 recon perf_pid=
 	tasks=$((n * PER_NODE))
 	nsvc=$(((tasks + PER_SERVICE - 1) / PER_SERVICE))
 	per=$((tasks / nsvc))
@@ -124,6 +127,7 @@ run_one() {
 		sleep 0.5
 	fi
 	t0=$(now_ms)
+	a0=$(cpu_ns)
 	cli apply -f "$work/services.yaml" >/dev/null
 	t_assigned=$(wait_line assigned)
 	while [ "$(running)" -lt "$tasks" ]; do
@@ -131,6 +135,7 @@ run_one() {
 		sleep 0.05
 	done
 	t_running=$(now_ms)
+	a1=$(cpu_ns)
 	if [ -n "$perf_pid" ]; then
 		kill -INT "$perf_pid"
 		wait "$perf_pid" || true
@@ -145,10 +150,10 @@ run_one() {
 	c1=$(cpu_ns) k1=$(cpu_ticks) h1=$(sim_stat replies) w1=$(now_ms)
 	recon=$(sim_stat closed)
 	rows+=("$(awk -v n="$n" -v t="$tasks" -v reg=$((t_ready - t_start)) -v as=$((t_assigned - t0)) \
-		-v run=$((t_running - t0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
+		-v run=$((t_running - t0)) -v acpu=$((a1 - a0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
 		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v recon="$recon" 'BEGIN {
-		printf "  %6d %8d %9.2f %9.2f %9.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %6.1f%% %5d\n",
-			n, t, reg / 1000, as / 1000, run / 1000, t / (as / 1000), r1 / 1024, hwm / 1024,
+		printf "  %6d %8d %9.2f %9.2f %9.2f %7.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %6.1f%% %5d\n",
+			n, t, reg / 1000, as / 1000, run / 1000, acpu / 1e9, t / (as / 1000), r1 / 1024, hwm / 1024,
 			(r1 - r0) * 1024 / t, c / 1000 / h, k * 10000 / h, c / 1e4 / w, recon }')")
 	stop_all
 }
@@ -157,7 +162,7 @@ for n in $NODES; do
 	run_one "$n"
 done
 echo "scale: shoal-scheduler with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat 1s ($(nproc) CPUs)"
-printf '  %6s %8s %9s %9s %9s %9s %8s %8s %7s %6s %6s %7s %5s\n' nodes tasks "register" "assigned" \
-	"running" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon
-printf '  %6s %8s %9s %9s %9s %9s %8s %8s %7s %6s %6s %7s %5s\n' "" "" s s s "" "" "" "" "" "" CPU ""
+printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' nodes tasks "register" "assigned" \
+	"running" "CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon
+printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' "" "" s s s s "" "" "" "" "" "" CPU ""
 printf '%s\n' "${rows[@]}"

@@ -17,7 +17,7 @@ struct place_batch {
 	size_t n;
 	/* Filter statistics for the reason. */
 	size_t checked, down, drained, constrained, full_per_node, lack_cpu, lack_mem;
-	char reason[320]; /* what (128) and detail (160) and the words around them */
+	char reason[384]; /* what (128) + detail (160) + the counts: never truncated */
 };
 
 static int64_t
