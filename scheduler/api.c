@@ -191,9 +191,10 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 		n->status = NODE_READY;
 		shoal_log(LOG_INFO, "node %s ready (heartbeats resumed)", n->name);
 		/* While it was down its tasks were replaced elsewhere: its set has changed, and
-		 * its proxy's table may be stale. Send both, as after a registration. */
+		 * its proxy's table may be stale. It kept its routes: services only (a full table
+		 * per resumed node would cost O(nodes) each in a storm of them). */
 		reconcile_mark_node(sc->srv, n);
-		endpoints_send(sc->srv, n);
+		endpoints_send_services(sc->srv, n);
 	}
 	/* The reply lets the agent tell a dead scheduler from a quiet one. */
 	hr.heartbeat_interval_ms = sc->srv->heartbeat_ms;

@@ -61,7 +61,7 @@ add_backend(Shoal__ServiceEndpoints *se, const struct task *t, uint16_t target)
 }
 
 static void
-build(struct sched_server *srv, struct table *tb)
+build(struct sched_server *srv, struct table *tb, bool with_nodes)
 {
 	size_t nsvc = 0;
 
@@ -98,6 +98,9 @@ build(struct sched_server *srv, struct table *tb)
 	}
 	tb->ep.services = tb->svcp;
 	tb->ep.n_services = nsvc;
+	tb->ep.nodes = NULL;
+	if (!with_nodes || srv->no_routes)
+		return;
 	tb->routes = xcalloc(srv->nodes.n ? srv->nodes.n : 1, sizeof(*tb->routes));
 	tb->routep = xcalloc(srv->nodes.n ? srv->nodes.n : 1, sizeof(*tb->routep));
 	tb->subnets = xcalloc(srv->nodes.n ? srv->nodes.n : 1, sizeof(*tb->subnets));
@@ -130,60 +133,145 @@ free_table(struct table *tb)
 	free(tb->subnets);
 }
 
+static uint8_t *
+pack_env(Shoal__Endpoints *ep, size_t *len)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	uint8_t *buf;
+
+	env.body_case = SHOAL__ENVELOPE__BODY_ENDPOINTS;
+	env.endpoints = ep;
+	*len = shoal__envelope__get_packed_size(&env);
+	buf = xmalloc(*len);
+	shoal__envelope__pack(&env, buf);
+	return buf;
+}
+
 static void
-send_frame(struct sched_server *srv, struct node *n)
+send_bytes(struct node *n, const uint8_t *buf, size_t len)
 {
 	struct shoal_err err;
 
-	if (srv->endpoints.frame == NULL || n->conn == NULL || n->status != NODE_READY)
+	if (n->conn == NULL || n->status != NODE_READY)
 		return;
-	/* Unpack-free path: the frame is a packed Envelope; rpc_send_bytes sends it as is. */
-	if (rpc_send_bytes(n->conn, srv->endpoints.frame, srv->endpoints.frame_len, &err) == -1)
+	/* The frame is a packed Envelope: rpc_send_bytes encrypts it as is. */
+	if (rpc_send_bytes(n->conn, buf, len, &err) == -1)
 		shoal_log(LOG_WARNING, "endpoints to %s: %s", n->name, err.msg);
+}
+
+/* Did what buf holds change since *last? Takes buf either way. */
+static bool
+changed(uint8_t **last, size_t *last_len, uint8_t *buf, size_t len)
+{
+	if (*last && len == *last_len && memcmp(buf, *last, len) == 0) {
+		free(buf);
+		return false;
+	}
+	free(*last);
+	*last = buf;
+	*last_len = len;
+	return true;
+}
+
+static uint8_t *
+pack_part(Shoal__Endpoints *ep, size_t *len)
+{
+	uint8_t *buf;
+
+	*len = shoal__endpoints__get_packed_size(ep);
+	buf = xmalloc(*len ? *len : 1);
+	shoal__endpoints__pack(ep, buf);
+	return buf;
 }
 
 void
 endpoints_flush(struct sched_server *srv)
 {
 	struct endpoints *e = &srv->endpoints;
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	struct table tb;
+	int64_t now = util_now_ms();
+	bool svc_changed, nodes_changed = false, nodes_due;
+	struct table tb, nt;
+	uint8_t *frame;
 	size_t len;
-	uint8_t *content;
 
 	if (!e->dirty)
 		return;
 	e->dirty = false;
-	build(srv, &tb);
-	len = shoal__endpoints__get_packed_size(&tb.ep);
-	content = xmalloc(len ? len : 1);
-	shoal__endpoints__pack(&tb.ep, content);
-	if (e->content && len == e->content_len && memcmp(content, e->content, len) == 0) {
-		free(content);
-		free_table(&tb);
-		return;
+	/* Services: every change goes out at once. */
+	build(srv, &tb, false);
+	frame = pack_part(&tb.ep, &len);
+	svc_changed = changed(&e->content, &e->content_len, frame, len);
+	/* Nodes: only when due; until then an agent keeps the routes it has. */
+	nodes_due = now >= e->next_nodes;
+	if (nodes_due) {
+		Shoal__Endpoints only = SHOAL__ENDPOINTS__INIT;
+		build(srv, &nt, true);
+		only.nodes = nt.ep.nodes;
+		only.n_nodes = nt.ep.n_nodes;
+		frame = pack_part(&only, &len);
+		nodes_changed = changed(&e->nodes_content, &e->nodes_content_len, frame, len);
+		e->nodes_waiting = false;
+		if (nodes_changed) {
+			tb.ep.nodes = nt.ep.nodes;
+			tb.ep.n_nodes = nt.ep.n_nodes;
+			e->next_nodes =
+			    now + (srv->nodes.n * 2 > 1000 ? (int64_t)srv->nodes.n * 2 : 1000);
+		}
+	} else {
+		e->nodes_waiting = true;
 	}
-	free(e->content);
-	e->content = content;
-	e->content_len = len;
-	tb.ep.generation = ++e->generation;
-	env.body_case = SHOAL__ENVELOPE__BODY_ENDPOINTS;
-	env.endpoints = &tb.ep;
-	free(e->frame);
-	e->frame_len = shoal__envelope__get_packed_size(&env);
-	e->frame = xmalloc(e->frame_len);
-	shoal__envelope__pack(&env, e->frame);
+	if (svc_changed || nodes_changed) {
+		tb.ep.generation = ++e->generation;
+		frame = pack_env(&tb.ep, &len);
+		shoal_log(LOG_DEBUG, "endpoints generation %llu (%zu bytes%s)",
+		          (unsigned long long)e->generation, len,
+		          nodes_changed ? ", with nodes" : "");
+		for (size_t i = 0; i < srv->nodes.n; i++)
+			send_bytes(srv->nodes.v[i], frame, len);
+		free(frame);
+	}
+	tb.ep.nodes = NULL;
+	tb.ep.n_nodes = 0;
 	free_table(&tb);
-	shoal_log(LOG_DEBUG, "endpoints generation %llu (%zu bytes)",
-	          (unsigned long long)e->generation, e->frame_len);
-	for (size_t i = 0; i < srv->nodes.n; i++)
-		send_frame(srv, srv->nodes.v[i]);
+	if (nodes_due)
+		free_table(&nt);
+}
+
+void
+endpoints_send_services(struct sched_server *srv, struct node *n)
+{
+	struct endpoints *e = &srv->endpoints;
+	struct table tb;
+	uint8_t *frame;
+	size_t len;
+
+	build(srv, &tb, false);
+	tb.ep.generation = e->generation;
+	frame = pack_env(&tb.ep, &len);
+	send_bytes(n, frame, len);
+	free(frame);
+	free_table(&tb);
 }
 
 void
 endpoints_send(struct sched_server *srv, struct node *n)
 {
-	send_frame(srv, n);
+	struct endpoints *e = &srv->endpoints;
+	int64_t now = util_now_ms();
+	struct table tb;
+
+	/* The full table, rebuilt at most once a second during a registration storm (the next
+	 * node-list broadcast brings whatever joined since). */
+	if (e->frame == NULL || e->frame_gen != e->generation || now - e->frame_built >= 1000) {
+		build(srv, &tb, true);
+		tb.ep.generation = e->generation;
+		free(e->frame);
+		e->frame = pack_env(&tb.ep, &e->frame_len);
+		e->frame_gen = e->generation;
+		e->frame_built = now;
+		free_table(&tb);
+	}
+	send_bytes(n, e->frame, e->frame_len);
 }
 
 void
@@ -277,6 +365,7 @@ void
 endpoints_free(struct endpoints *e)
 {
 	free(e->content);
+	free(e->nodes_content);
 	free(e->frame);
 	free(e->draining);
 	memset(e, 0, sizeof(*e));

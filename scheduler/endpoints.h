@@ -22,13 +22,26 @@ struct task;
 struct endpoints {
 	bool dirty;          /* recompute in this iteration's pass */
 	uint64_t generation; /* of the last table sent */
-	uint8_t *content;    /* packed services+nodes of the last table, to spot changes */
+	uint8_t *content;    /* packed services of the last table, to spot changes */
 	size_t content_len;
-	uint8_t *frame; /* the last Endpoints envelope, packed, for late joiners */
+	uint8_t *nodes_content; /* packed node list last broadcast */
+	size_t nodes_content_len;
+	bool nodes_waiting; /* the node list may have changed since its last broadcast */
+	int64_t next_nodes; /* monotonic ms: no node-list broadcast before (throttle) */
+	uint8_t *frame;     /* a full table (services and nodes) for nodes that register */
 	size_t frame_len;
+	uint64_t frame_gen;     /* the generation it was built for */
+	int64_t frame_built;    /* monotonic ms */
 	struct task **draining; /* tasks waiting for the acknowledgements */
 	size_t ndraining, capdraining;
 };
+
+/*
+ * The node list (for routes) is O(nodes) per copy and every node needs it, so spreading a
+ * change costs O(nodes^2) bytes: its broadcasts are throttled (at most one per
+ * max(1 s, 2 ms per node): 20 s at 10,000 nodes) while service changes go out at once with
+ * no node list (an agent keeps the routes it has). A node that registers gets the full table.
+ */
 
 /* Something that Endpoints depend on changed. */
 void endpoints_mark(struct sched_server *srv);
@@ -36,6 +49,8 @@ void endpoints_mark(struct sched_server *srv);
 void endpoints_flush(struct sched_server *srv);
 /* Send n the current table (it just registered). */
 void endpoints_send(struct sched_server *srv, struct node *n);
+/* Send n the current services only (it kept its routes: it resumed heartbeating). */
+void endpoints_send_services(struct sched_server *srv, struct node *n);
 /* n applied generation gen. */
 void endpoints_ack(struct sched_server *srv, struct node *n, uint64_t gen);
 

@@ -29,6 +29,10 @@ static const char usage_text[] =
     "  --listen ADDR:PORT        address to serve on (default :7100)\n"
     "  --cluster-cidr CIDR       range that node container subnets (/24) come from\n"
     "                            (default 10.244.0.0/16)\n"
+    "  --no-routes               send agents no node list: container subnets are routed by\n"
+    "                            the network (cloud routes, BGP). Host-gateway routes cost\n"
+    "                            O(nodes^2) bytes to spread; past a few thousand nodes this\n"
+    "                            is the way\n"
     "  --heartbeat-interval DUR  how often agents report (default 1s); a node is down\n"
     "                            after 3 missed intervals\n"
     "  --log-level LEVEL         error, warn, notice, info (default) or debug\n"
@@ -66,6 +70,7 @@ main(int argc, char **argv)
 	    {"force", no_argument, NULL, 'f'},
 	    {"listen", required_argument, NULL, 'l'},
 	    {"cluster-cidr", required_argument, NULL, 'c'},
+	    {"no-routes", no_argument, NULL, 'R'},
 	    {"heartbeat-interval", required_argument, NULL, 'i'},
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"help", no_argument, NULL, 'h'},
@@ -101,6 +106,9 @@ main(int argc, char **argv)
 			break;
 		case 'c':
 			so.cluster_cidr = optarg;
+			break;
+		case 'R':
+			so.no_routes = true;
 			break;
 		case 'i': {
 			int64_t ms;

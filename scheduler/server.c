@@ -133,6 +133,9 @@ cron(evutil_socket_t fd, short what, void *arg)
 		srv->next_tick = now + 1000;
 		reconcile_tick(srv);
 		endpoints_check_drains(srv);
+		/* A node-list change held back by the throttle goes out when it is due. */
+		if (srv->endpoints.nodes_waiting && now >= srv->endpoints.next_nodes)
+			endpoints_mark(srv);
 	}
 }
 
@@ -187,6 +190,7 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 	memset(srv, 0, sizeof(*srv));
 	srv->data_dir = xstrdup(opt->data_dir);
 	srv->heartbeat_ms = opt->heartbeat_ms ? opt->heartbeat_ms : 1000;
+	srv->no_routes = opt->no_routes;
 	if (identity_load(opt->data_dir, &srv->id, err) == -1)
 		goto fail;
 	dbpath = xasprintf("%s/state.db", opt->data_dir);

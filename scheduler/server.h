@@ -1,6 +1,7 @@
 #ifndef SHOAL_SCHEDULER_SERVER_H
 #define SHOAL_SCHEDULER_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "endpoints.h"
@@ -29,6 +30,7 @@ struct sched_options {
 	const char *listen;       /* "ADDR:PORT", default ":7100" */
 	const char *cluster_cidr; /* default 10.244.0.0/16 */
 	uint32_t heartbeat_ms;    /* default 1000 */
+	bool no_routes;           /* container subnets are routed by the network itself */
 };
 
 /* The scheduler daemon's state: the only mutable global, owner of everything below. */
@@ -61,6 +63,7 @@ struct sched_server {
 	struct endpoints endpoints; /* the proxies' table, its generation, the drains */
 	uint64_t next_relay_id;
 	uint32_t heartbeat_ms; /* interval handed to agents */
+	bool no_routes;        /* send no node list: the network routes container subnets */
 	char *data_dir;
 };
 
