@@ -562,22 +562,25 @@ on_sync(evutil_socket_t fd, short what, void *arg)
 	exited(t->owner, t, m.exit_code, m.signal, m.oom != 0);
 }
 
+/* The init of a re-adopted container exited; its shim writes the exit into state.json right
+ * after. Read it, and look again on a timer (never sleeping on the loop) until it is there,
+ * for at most half a second. */
 static void
 on_pidfd(evutil_socket_t fd, short what, void *arg)
 {
 	struct agent_task *t = arg;
-	struct container *c;
+	struct container *c = container_load(t->owner->root, t->container_id, NULL);
 
 	(void)fd;
 	(void)what;
-	/* The init exited; its shim writes the exit into state.json right after. */
-	for (int i = 0; i < 50; i++) {
-		c = container_load(t->owner->root, t->container_id, NULL);
-		if (c == NULL || c->status == CONTAINER_EXITED)
-			break;
+	if (c != NULL && c->status != CONTAINER_EXITED && t->exit_polls++ < 50) {
+		struct timeval tv = {0, 10000};
 		container_free(c);
-		c = NULL;
-		usleep(10000);
+		if (t->exit_ev)
+			event_free(t->exit_ev);
+		t->exit_ev = evtimer_new(t->owner->agent->base, on_pidfd, t);
+		evtimer_add(t->exit_ev, &tv);
+		return;
 	}
 	exited(t->owner, t, c ? c->exit_code : -1, c ? c->exit_signal : 0,
 	       c ? c->oom_killed : false);

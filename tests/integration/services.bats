@@ -195,6 +195,17 @@ teardown_file() {
 	grep -q 're-adopted' "$LAB_RUN/agent2.log"
 }
 
+@test "a re-adopted container that dies is reported and restarted" {
+	wait_until 30 running_is sleeper 3
+	# agent2 was restarted by the previous test: its container is watched through a pidfd.
+	victim=$(shoal ps sleeper | awk 'NR > 1 && $4 == "running" && $3 == "node2" {print $1; exit}')
+	[ -n "$victim" ]
+	grep -q 're-adopted' "$LAB_RUN/agent2.log"
+	kill -9 "$(rt node2 inspect "$victim" | jq -r .pid)"
+	wait_until 10 ps_has sleeper "^$victim .*failed"
+	wait_until 15 running_is sleeper 3
+}
+
 @test "a missing image fails its tasks with a message that names it" {
 	printf 'service: ghost\nimage: shoal/web:9\nreplicas: 1\nrestart: {policy: never}\n' >"$BATS_TEST_TMPDIR/ghost.yaml"
 	shoal apply -f "$BATS_TEST_TMPDIR/ghost.yaml"
