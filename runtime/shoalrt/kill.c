@@ -28,10 +28,15 @@ parse_signal(const char *s)
 }
 
 static int
+do_kill(struct container *c, void *arg, struct shoal_err *err)
+{
+	return container_kill(c, *(int *)arg, err);
+}
+
+static int
 kill_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 {
-	struct shoal_err err;
-	int sig = SIGKILL, i, rc = 0;
+	int sig = SIGKILL, i;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if ((strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--signal") == 0) &&
@@ -46,21 +51,7 @@ kill_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 			return 1;
 		}
 	}
-	if (i == argc) {
-		fprintf(stderr, "shoalrt: kill: missing CONTAINER\n");
-		return 1;
-	}
-	for (; i < argc; i++) {
-		struct container *c = container_load(ctx->root, argv[i], &err);
-		if (c == NULL || container_kill(c, sig, &err) == -1) {
-			fprintf(stderr, "shoalrt: %s\n", err.msg);
-			rc = 1;
-		} else {
-			printf("%s\n", argv[i]);
-		}
-		container_free(c);
-	}
-	return rc;
+	return shoalrt_each(ctx, "kill", argc - i, argv + i, do_kill, &sig);
 }
 
 SHOALRT_VERB(kill, "kill", "send a signal to containers",

@@ -5,7 +5,9 @@
 
 #include <sodium.h>
 
+#include "err.h"
 #include "log.h"
+#include "runtime/container.h"
 #include "verb.h"
 
 static struct shoalrt_verb *verbs;
@@ -20,6 +22,30 @@ shoalrt_verb_register(struct shoalrt_verb *v)
 		p = &(*p)->next;
 	v->next = *p;
 	*p = v;
+}
+
+int
+shoalrt_each(struct shoalrt_ctx *ctx, const char *verb, int argc, char **argv,
+             int (*op)(struct container *c, void *arg, struct shoal_err *err), void *arg)
+{
+	struct shoal_err err;
+	int rc = 0;
+
+	if (argc == 0) {
+		fprintf(stderr, "shoalrt: %s: missing CONTAINER\n", verb);
+		return 1;
+	}
+	for (int i = 0; i < argc; i++) {
+		struct container *c = container_load(ctx->root, argv[i], &err);
+		if (c == NULL || op(c, arg, &err) == -1) {
+			fprintf(stderr, "shoalrt: %s\n", err.msg);
+			rc = 1;
+		} else {
+			printf("%s\n", argv[i]);
+		}
+		container_free(c);
+	}
+	return rc;
 }
 
 static void

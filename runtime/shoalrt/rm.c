@@ -7,11 +7,16 @@
 #include "verb.h"
 
 static int
+do_rm(struct container *c, void *arg, struct shoal_err *err)
+{
+	return container_remove(c, *(bool *)arg, err);
+}
+
+static int
 rm_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 {
-	struct shoal_err err;
 	bool force = false;
-	int i, rc = 0;
+	int i;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--force") == 0) {
@@ -21,21 +26,7 @@ rm_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 			return 1;
 		}
 	}
-	if (i == argc) {
-		fprintf(stderr, "shoalrt: rm: missing CONTAINER\n");
-		return 1;
-	}
-	for (; i < argc; i++) {
-		struct container *c = container_load(ctx->root, argv[i], &err);
-		if (c == NULL || container_remove(c, force, &err) == -1) {
-			fprintf(stderr, "shoalrt: %s\n", err.msg);
-			rc = 1;
-		} else {
-			printf("%s\n", argv[i]);
-		}
-		container_free(c);
-	}
-	return rc;
+	return shoalrt_each(ctx, "rm", argc - i, argv + i, do_rm, &force);
 }
 
 SHOALRT_VERB(rm, "rm", "remove containers",

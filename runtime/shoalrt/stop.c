@@ -8,11 +8,16 @@
 #include "verb.h"
 
 static int
+do_stop(struct container *c, void *arg, struct shoal_err *err)
+{
+	return container_stop(c, (int)*(long *)arg, err);
+}
+
+static int
 stop_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 {
-	struct shoal_err err;
 	long timeout = 10;
-	int i, rc = 0;
+	int i;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if ((strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--time") == 0) &&
@@ -29,21 +34,7 @@ stop_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 			return 1;
 		}
 	}
-	if (i == argc) {
-		fprintf(stderr, "shoalrt: stop: missing CONTAINER\n");
-		return 1;
-	}
-	for (; i < argc; i++) {
-		struct container *c = container_load(ctx->root, argv[i], &err);
-		if (c == NULL || container_stop(c, (int)timeout, &err) == -1) {
-			fprintf(stderr, "shoalrt: %s\n", err.msg);
-			rc = 1;
-		} else {
-			printf("%s\n", argv[i]);
-		}
-		container_free(c);
-	}
-	return rc;
+	return shoalrt_each(ctx, "stop", argc - i, argv + i, do_stop, &timeout);
 }
 
 SHOALRT_VERB(stop, "stop", "stop containers (SIGTERM, then SIGKILL)",

@@ -21,6 +21,17 @@ struct shoalrt_verb {
 
 void shoalrt_verb_register(struct shoalrt_verb *v);
 
+struct container;
+struct shoal_err;
+
+/*
+ * Apply op to each container named in argv (argc of them, after the verb's options), as the
+ * verbs on several containers do (stop, kill, rm): print each name done, report each failure
+ * as "shoalrt: message" and go on; 1 if any failed or none was named.
+ */
+int shoalrt_each(struct shoalrt_ctx *ctx, const char *verb, int argc, char **argv,
+                 int (*op)(struct container *c, void *arg, struct shoal_err *err), void *arg);
+
 #define SHOALRT_VERB(id, vname, vsummary, vusage, fn)                                              \
 	static struct shoalrt_verb verb_##id = {vname, vsummary, vusage, fn, 0};                   \
 	static void __attribute__((constructor)) verb_register_##id(void)                          \
