@@ -14,8 +14,10 @@ struct proxy;
  * The node's ingress proxy: for every service with a published port, a listener that
  * forwards each new TCP connection to the next backend in round-robin order.
  *
- * N worker threads, each with its own event base and its own SO_REUSEPORT listener per
- * service, share ONE endpoint table: an immutable snapshot that proxy_set_services() builds
+ * N worker threads, each with its own event base, poll one shared listening socket per
+ * service (one accept queue: a connection is taken by the first free worker, and handed to
+ * another worker when that one carries fewer connections), and share ONE endpoint table:
+ * an immutable snapshot that proxy_set_services() builds
  * on the calling (main) thread and publishes with one atomic store. Workers read it with
  * one atomic load per new connection; an old table is freed once every worker has passed an
  * event-loop turn after the swap (RCU-style quiescent points), so readers take no lock and
@@ -129,5 +131,9 @@ void proxy_stats_free(struct proxy_stats *s);
 /* Bytes held in proxy buffers across all connections now (introspection for tests and
  * /metrics: the backpressure bound is buf_size per direction per connection). */
 int64_t proxy_buffered_bytes(struct proxy *p);
+
+/* Client connections each worker thread serves now, into out[0..max): the number of
+ * workers. (How evenly the shared accept queue and the hand-offs spread them.) */
+size_t proxy_worker_conns(struct proxy *p, int64_t *out, size_t max);
 
 #endif

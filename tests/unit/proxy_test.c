@@ -664,6 +664,45 @@ test_max_conns(void **state)
 	fx_free(&fx);
 }
 
+/* Connections opened one by one end up spread over the workers to within the hand-off
+ * margin (2), whichever worker won each accept. */
+static void
+test_worker_balance(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 4};
+	int fds[200];
+	int64_t conns[4], lo = INT64_MAX, hi = 0, sum = 0;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	for (int i = 0; i < 200; i++) {
+		fds[i] = cl_connect(fx.port);
+		echo_roundtrip(fds[i]);
+	}
+	assert_int_equal(proxy_worker_conns(fx.p, conns, 4), 4);
+	for (int i = 0; i < 4; i++) {
+		lo = conns[i] < lo ? conns[i] : lo;
+		hi = conns[i] > hi ? conns[i] : hi;
+		sum += conns[i];
+	}
+	print_message("connections per worker: %lld %lld %lld %lld\n", (long long)conns[0],
+	              (long long)conns[1], (long long)conns[2], (long long)conns[3]);
+	assert_int_equal(sum, 200);
+	assert_true(hi - lo <= 3);
+	for (int i = 0; i < 200; i++)
+		close(fds[i]);
+	for (int i = 0; i < 200 && active_conns(fx.p) > 0; i++)
+		usleep(5000);
+	assert_int_equal(proxy_worker_conns(fx.p, conns, 4), 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(conns[i], 0);
+	fx_free(&fx);
+}
+
 static void
 test_idle_timeout(void **state)
 {
@@ -767,19 +806,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lb_rr_rotation),
-	    cmocka_unit_test(test_lb_rr_skip),
-	    cmocka_unit_test(test_lb_rr_threads),
-	    cmocka_unit_test(test_rotation),
-	    cmocka_unit_test(test_rotation_threads),
-	    cmocka_unit_test(test_refused_backend),
-	    cmocka_unit_test(test_all_down),
-	    cmocka_unit_test(test_failure_on_main_base),
-	    cmocka_unit_test(test_half_close),
-	    cmocka_unit_test(test_slow_reader),
-	    cmocka_unit_test(test_max_conns),
-	    cmocka_unit_test(test_idle_timeout),
-	    cmocka_unit_test(test_swap),
+	    cmocka_unit_test(test_lb_rr_rotation),   cmocka_unit_test(test_lb_rr_skip),
+	    cmocka_unit_test(test_lb_rr_threads),    cmocka_unit_test(test_rotation),
+	    cmocka_unit_test(test_rotation_threads), cmocka_unit_test(test_refused_backend),
+	    cmocka_unit_test(test_all_down),         cmocka_unit_test(test_failure_on_main_base),
+	    cmocka_unit_test(test_half_close),       cmocka_unit_test(test_slow_reader),
+	    cmocka_unit_test(test_max_conns),        cmocka_unit_test(test_worker_balance),
+	    cmocka_unit_test(test_idle_timeout),     cmocka_unit_test(test_swap),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
