@@ -430,6 +430,106 @@ test_rotation_threads(void **state)
 	rotation(2);
 }
 
+/* A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it
+ * stays in SYN_SENT (a backend that times out). *plug is the connection that fills it. */
+static struct tb *
+tb_start_full(const char *id, int *plug)
+{
+	struct tb *b = calloc(1, sizeof(*b));
+
+	b->mode = TB_ID;
+	snprintf(b->id, sizeof(b->id), "%s", id);
+	b->fd = tb_bind(&b->port);
+	assert_int_equal(listen(b->fd, 0), 0);
+	*plug = cl_connect(b->port);
+	assert_true(*plug >= 0);
+	return b;
+}
+
+/* A connect that times out benches the backend and moves the client to the next one. */
+static void
+test_connect_timeout(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2, .connect_timeout_ms = 200, .bench_ms = 5000};
+	struct proxy_stats st;
+	uint16_t ports[2];
+	char id[16];
+	int64_t t0, dt;
+	int plug;
+
+	(void)state;
+	fx.nb = 2;
+	fx.b[0] = tb_start_full("T", &plug);
+	fx.b[1] = tb_start(TB_ID, "A");
+	ports[0] = fx.b[0]->port;
+	ports[1] = fx.b[1]->port;
+	px_start(&fx, &o);
+	px_serve(&fx, ports, 2);
+	t0 = now_ms();
+	cl_get_id(fx.port, id, sizeof(id));
+	dt = now_ms() - t0;
+	assert_string_equal(id, "A");
+	assert_true(dt >= 150);
+	assert_true(dt < 1000);
+	/* T is benched: the next client goes straight to A. */
+	t0 = now_ms();
+	cl_get_id(fx.port, id, sizeof(id));
+	assert_string_equal(id, "A");
+	assert_true(now_ms() - t0 < 150);
+	proxy_stats(fx.p, &st);
+	assert_int_equal(st.services[0].backends[0].c.connect_failures, 1);
+	assert_int_equal(st.services[0].backends[0].c.conns, 0);
+	assert_true(st.services[0].backends[0].benched);
+	assert_int_equal(st.services[0].c.retries, 1);
+	assert_int_equal(st.services[0].c.rejected, 0);
+	proxy_stats_free(&st);
+	assert_int_equal(atomic_load(&fx.failures), 1);
+	close(plug);
+	tb_serve(fx.b[0]); /* tb_stop joins its thread */
+	fx_free(&fx);
+}
+
+/* A handshake that completes after connect() returned (here: the SYN was dropped once and
+ * retransmitted a second later) is picked up from the backend's writability, and the
+ * client's bytes that waited meanwhile go through. The backend then answers and closes
+ * with "hello" unread, so its reply arrives with a reset: the client still gets the reply
+ * and its EOF at once, not after the idle timeout. */
+static void
+test_late_handshake(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1, .connect_timeout_ms = 5000};
+	struct proxy_stats st;
+	char id[16];
+	int plug, fd;
+	ssize_t n;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start_full("L", &plug);
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	fd = cl_connect(fx.port);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "hello", 5), 5);
+	usleep(100 * 1000);
+	/* Make room in the queue and serve: the retransmitted SYN now gets through. */
+	tb_serve(fx.b[0]);
+	n = cl_read_all(fd, id, sizeof(id) - 1);
+	assert_int_equal(n, 1);
+	id[n] = '\0';
+	assert_string_equal(id, "L");
+	close(fd);
+	close(plug);
+	proxy_stats(fx.p, &st);
+	assert_int_equal(st.services[0].backends[0].c.connect_failures, 0);
+	assert_int_equal(st.services[0].backends[0].c.conns, 1);
+	assert_int_equal(st.services[0].c.bytes_in, 5);
+	proxy_stats_free(&st);
+	fx_free(&fx);
+}
+
 /* A refusing backend is skipped without a client error, benched, and used again once it
  * listens and the bench is over. */
 static void
@@ -809,7 +909,8 @@ main(void)
 	    cmocka_unit_test(test_lb_rr_rotation),   cmocka_unit_test(test_lb_rr_skip),
 	    cmocka_unit_test(test_lb_rr_threads),    cmocka_unit_test(test_rotation),
 	    cmocka_unit_test(test_rotation_threads), cmocka_unit_test(test_refused_backend),
-	    cmocka_unit_test(test_all_down),         cmocka_unit_test(test_failure_on_main_base),
+	    cmocka_unit_test(test_all_down),         cmocka_unit_test(test_connect_timeout),
+	    cmocka_unit_test(test_late_handshake),   cmocka_unit_test(test_failure_on_main_base),
 	    cmocka_unit_test(test_half_close),       cmocka_unit_test(test_slow_reader),
 	    cmocka_unit_test(test_max_conns),        cmocka_unit_test(test_worker_balance),
 	    cmocka_unit_test(test_idle_timeout),     cmocka_unit_test(test_swap),
