@@ -196,7 +196,18 @@ out:
 	free(env);
 }
 
-/* Established TCP connections to one of ports inside pid's network namespace. */
+/*
+ * TCP connections to one of the ports inside pid's network namespace that still matter to
+ * a client: open (ESTABLISHED, SYN_RECV, CLOSE_WAIT) or closed by the app with bytes or the
+ * FIN not yet acknowledged (FIN_WAIT1, CLOSING, LAST_ACK). A server that wrote a whole
+ * response and closed is in FIN_WAIT1 while the response drains through the proxy: stopping
+ * the container then would drop what is left (seen with a 32 MiB download). FIN_WAIT2 and
+ * TIME_WAIT mean the peer has everything.
+ */
+/* include/net/tcp_states.h: ESTABLISHED 1, SYN_RECV 3, FIN_WAIT1 4, CLOSE_WAIT 8, LAST_ACK 9,
+ * CLOSING 11 */
+#define PENDING_TCP_STATES (1u << 1 | 1u << 3 | 1u << 4 | 1u << 8 | 1u << 9 | 1u << 11)
+
 static int
 open_connections(pid_t pid, const struct service_spec *spec)
 {
@@ -214,7 +225,8 @@ open_connections(pid_t pid, const struct service_spec *spec)
 			char local[64];
 			unsigned st, port;
 			char *colon;
-			if (sscanf(line, " %*u: %63s %*s %x", local, &st) != 2 || st != 1)
+			if (sscanf(line, " %*u: %63s %*s %x", local, &st) != 2 || st > 15 ||
+			    !(PENDING_TCP_STATES & (1u << st)))
 				continue;
 			colon = strrchr(local, ':');
 			if (colon == NULL || sscanf(colon + 1, "%x", &port) != 1)

@@ -17,6 +17,10 @@ healthy_is() {
 	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
 }
 
+running_is() {
+	[ "$(shoal ps "$1" | awk '$4 == "running"' | wc -l)" -eq "$2" ]
+}
+
 # get ADDR: one request from the scheduler's host; prints the page ("web v1 on TASK").
 get() {
 	lab exec sched timeout 3 busybox wget -qO- "http://$1:8080/"
@@ -120,3 +124,30 @@ teardown_file() {
 	total=$(shoal services -o json --stats | jq '.[] | select(.name == "web") | .stats[0].connections')
 	[ "$total" -gt 100 ]
 }
+
+# A scale-down waits for requests in flight: each replica is serving a slow download when one
+# of them is picked to stop; both downloads finish whole (a SIGTERM at once would cut one).
+@test "scale-down lets a slow download in flight finish within stop_grace" {
+	local addr pids=() i
+	shoal apply -f "$M/bigfile.yaml"
+	wait_until 40 healthy_is big 2
+	addr=$(lab addr node1)
+	wait_until 10 lab exec sched curl -sf -o /dev/null -r 0-0 "http://$addr:8081/big"
+	lab exec sched curl -sf -o /dev/null -r 0-0 "http://$addr:8081/big"
+	# Rotation: the two downloads go to the two replicas. 32 MiB at 4 MB/s: ~8 s.
+	for i in 1 2; do
+		lab exec sched curl -s --max-time 60 --limit-rate 4M -o /dev/null -w '%{http_code} %{size_download}\n' \
+			"http://$addr:8081/big" >"$BATS_TEST_TMPDIR/dl$i" &
+		pids+=($!)
+	done
+	sleep 2
+	shoal scale big=1
+	wait "${pids[@]}"
+	cat "$BATS_TEST_TMPDIR"/dl* >&3
+	for i in 1 2; do
+		[ "$(cat "$BATS_TEST_TMPDIR/dl$i")" = "200 33554432" ]
+	done
+	wait_until 10 running_is big 1
+	shoal rm big
+}
+
