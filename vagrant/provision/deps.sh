@@ -15,7 +15,7 @@ build_pkgs=(gcc make pkg-config libc6-dev
 run_pkgs=(iproute2 procps busybox-static)
 # vagrant-libvirt lets `vagrant validate` load the Vagrantfile's libvirt settings.
 test_pkgs=(libcmocka-dev bats shellcheck ruby vagrant vagrant-libvirt
-	clang libclang-rt-14-dev clang-format sqlite3 jq)
+	clang libclang-rt-14-dev clang-format sqlite3 jq iptables curl)
 bench_pkgs=(haproxy crun wrk hyperfine nginx-light)
 
 mode=install
