@@ -122,6 +122,16 @@ cluster_setup() {
 
 # The CLI runs in a lab namespace, never in the root namespace (the lab's addresses are
 # blackholed there).
+# running_is SERVICE N: N of its tasks are meant to run and do.
+running_is() {
+	[ "$(shoal ps "$1" | awk 'NR > 1 && $4 == "running" && $5 == "running"' | wc -l)" -eq "$2" ]
+}
+
+# ips SERVICE: "node ip" of its running tasks.
+ips() {
+	shoal ps "$1" -o json | jq -r '.[] | select(.desired == "running" and .state == "running") | "\(.node) \(.ip)"' | sort
+}
+
 shoal() {
 	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@"
 }

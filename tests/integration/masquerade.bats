@@ -26,15 +26,6 @@ teardown_file() {
 	timeout 60 bash "$LAB_BIN" down
 }
 
-healthy_is() {
-	[ "$(shoal ps "$1" | awk '$4 == "running"' | wc -l)" -eq "$2" ]
-}
-
-# ips SERVICE: "node ip" of its running tasks.
-ips() {
-	shoal ps "$1" -o json | jq -r '.[] | select(.desired == "running" and .state == "running") | "\(.node) \(.ip)"' | sort
-}
-
 # seen_from LOG ADDR: busybox httpd -v logged a request from ADDR.
 seen_from() {
 	grep -q "^$2:[0-9]*: response:" "$1"
@@ -98,7 +89,7 @@ placement: {constraints: [node.name == node2]}
 stop_grace: 1s
 EOM
 	shoal apply -f "$BATS_TEST_TMPDIR/in.yaml"
-	wait_until 30 healthy_is in 1
+	wait_until 30 running_is in 1
 	ip2=$(ips in | awk '$1 == "node2" {print $2}')
 	[[ $ip2 == 10.244.* ]]
 	m0=$(masq_packets node1 MASQUERADE)

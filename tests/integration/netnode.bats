@@ -19,10 +19,6 @@ ns() {
 	echo "shoal-${LAB_ID:+$LAB_ID-}$1"
 }
 
-running_is() {
-	[ "$(shoal ps "$1" | awk 'NR > 1 && $4 == "running" && $5 == "running"' | wc -l)" -eq "$2" ]
-}
-
 no_service() {
 	! shoal services | grep -q "^$1 "
 }
@@ -34,11 +30,6 @@ node_ready() {
 # subnet NODE: the node's /24 as the scheduler assigned it.
 subnet() {
 	shoal nodes -o json | jq -r --arg n "$1" '.[] | select(.name == $n) | .subnet'
-}
-
-# ips SERVICE: "node ip" of its running tasks.
-ips() {
-	shoal ps "$1" -o json | jq -r '.[] | select(.desired == "running" and .state == "running") | "\(.node) \(.ip)"' | sort
 }
 
 all_have_ips() {

@@ -17,10 +17,6 @@ healthy_is() {
 	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
 }
 
-running_is() {
-	[ "$(shoal ps "$1" | awk '$4 == "running"' | wc -l)" -eq "$2" ]
-}
-
 # get ADDR: one request from the scheduler's host; prints the page ("web v1 on TASK").
 get() {
 	lab exec sched timeout 3 busybox wget -qO- "http://$1:8080/"
