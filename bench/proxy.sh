@@ -165,11 +165,16 @@ run_one() {
 }
 
 hz=$(getconf CLK_TCK)
-# summary LABEL -> "req/s p50us p99us cpu_us_per_req errors c1 c2 c3" (means over rounds, sums of counts)
+# summary LABEL -> "req/s p50us p99us cpu_us_per_req errors c1 c2 c3": req/s and CPU over all
+# rounds, p50 and p99 the median round's (one round in which a proxy or wrk was pushed off
+# the CPU moves a mean of three p99s by a third), sums of counts.
 summary() {
-	awk -v hz="$hz" '{ r += $1; s += $2; p50 += $3; p99 += $4; t += $5; e += $6
-		if ($7 != "-") { c1 += $7; c2 += $8; c3 += $9 } else nc = 1; n++ }
-		END { printf "%.0f %.1f %.1f %.2f %d %s %s %s\n", r / s, p50 / n, p99 / n,
+	awk -v hz="$hz" 'function median(a, n,   i, j, t) {
+			for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+		{ r += $1; s += $2; n++; p50[n] = $3; p99[n] = $4; t += $5; e += $6
+		if ($7 != "-") { c1 += $7; c2 += $8; c3 += $9 } else nc = 1 }
+		END { printf "%.0f %.1f %.1f %.2f %d %s %s %s\n", r / s, median(p50, n), median(p99, n),
 			r ? t / hz * 1e6 / r : 0, e, nc ? "-" : c1, nc ? "-" : c2, nc ? "-" : c3 }' "$work/$1"
 }
 
