@@ -430,6 +430,47 @@ test_rotation_threads(void **state)
 	rotation(2);
 }
 
+/* Clients that connect faster than the workers accept leave a backlog, which the workers
+ * take in full batches and yield between: every client is still served, in strict rotation
+ * across the threads. */
+static void
+test_backlog(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2};
+	uint16_t ports[3];
+	int fds[60], seen[3] = {0};
+	char id[16];
+
+	(void)state;
+	fx.nb = 3;
+	for (int i = 0; i < 3; i++) {
+		char name[2] = {(char)('A' + i), 0};
+
+		fx.b[i] = tb_start(TB_ID, name);
+		ports[i] = fx.b[i]->port;
+	}
+	px_start(&fx, &o);
+	px_serve(&fx, ports, 3);
+	for (int i = 0; i < 60; i++) {
+		fds[i] = cl_connect(fx.port);
+		assert_true(fds[i] >= 0);
+	}
+	for (int i = 0; i < 60; i++) {
+		ssize_t n = cl_read_all(fds[i], id, sizeof(id) - 1);
+
+		assert_int_equal(n, 1);
+		assert_in_range(id[0], 'A', 'C');
+		seen[id[0] - 'A']++;
+		close(fds[i]);
+	}
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(seen[i], 20);
+		assert_int_equal(atomic_load(&fx.b[i]->accepted), 20);
+	}
+	fx_free(&fx);
+}
+
 /* A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it
  * stays in SYN_SENT (a backend that times out). *plug is the connection that fills it. */
 static struct tb *
@@ -906,14 +947,23 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lb_rr_rotation),   cmocka_unit_test(test_lb_rr_skip),
-	    cmocka_unit_test(test_lb_rr_threads),    cmocka_unit_test(test_rotation),
-	    cmocka_unit_test(test_rotation_threads), cmocka_unit_test(test_refused_backend),
-	    cmocka_unit_test(test_all_down),         cmocka_unit_test(test_connect_timeout),
-	    cmocka_unit_test(test_late_handshake),   cmocka_unit_test(test_failure_on_main_base),
-	    cmocka_unit_test(test_half_close),       cmocka_unit_test(test_slow_reader),
-	    cmocka_unit_test(test_max_conns),        cmocka_unit_test(test_worker_balance),
-	    cmocka_unit_test(test_idle_timeout),     cmocka_unit_test(test_swap),
+	    cmocka_unit_test(test_lb_rr_rotation),
+	    cmocka_unit_test(test_lb_rr_skip),
+	    cmocka_unit_test(test_lb_rr_threads),
+	    cmocka_unit_test(test_rotation),
+	    cmocka_unit_test(test_rotation_threads),
+	    cmocka_unit_test(test_refused_backend),
+	    cmocka_unit_test(test_all_down),
+	    cmocka_unit_test(test_connect_timeout),
+	    cmocka_unit_test(test_late_handshake),
+	    cmocka_unit_test(test_failure_on_main_base),
+	    cmocka_unit_test(test_half_close),
+	    cmocka_unit_test(test_slow_reader),
+	    cmocka_unit_test(test_max_conns),
+	    cmocka_unit_test(test_worker_balance),
+	    cmocka_unit_test(test_backlog),
+	    cmocka_unit_test(test_idle_timeout),
+	    cmocka_unit_test(test_swap),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
