@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The node proxy vs HAProxy: wrk through each to the same 3 HTTP backends, on loopback.
-#   bench/proxy.sh [ROUNDS]      (ROUNDS interleaved A/B pairs per cell, default $ROUNDS or 2;
+#   bench/proxy.sh [ROUNDS]      (ROUNDS interleaved A/B pairs per cell, default $ROUNDS or 3;
 #                                root not needed)
 #   BENCH_SECONDS=N              seconds per wrk run (default 5)
 #   BENCH_AB=DIR                 adds rows for the shoal-agent built in DIR (an A/B of a change)
@@ -14,7 +14,7 @@
 # req/s, p50, p99, the proxy's CPU time per request (utime+stime from /proc/PID/stat over the
 # run), each as a ratio to HAProxy, and connections per backend (counted by the backends).
 set -euo pipefail
-ROUNDS=${1:-${ROUNDS:-2}}
+ROUNDS=${1:-${ROUNDS:-3}}
 SECS=${BENCH_SECONDS:-5}
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
