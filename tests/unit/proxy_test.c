@@ -375,24 +375,32 @@ active_conns(struct proxy *p)
 	return a;
 }
 
+/* A proxy over 3 backends that write their id (A, B, C) and close. */
+static void
+px_start_ids(struct fixture *fx, struct proxy_options *o)
+{
+	uint16_t ports[3];
+
+	fx->nb = 3;
+	for (int i = 0; i < 3; i++) {
+		char name[2] = {(char)('A' + i), 0};
+
+		fx->b[i] = tb_start(TB_ID, name);
+		ports[i] = fx->b[i]->port;
+	}
+	px_start(fx, o);
+	px_serve(fx, ports, 3);
+}
+
 static void
 rotation(int threads)
 {
 	struct fixture fx = {0};
 	struct proxy_options o = {.threads = threads};
-	uint16_t ports[3];
 	struct proxy_stats st;
 	char id[16];
 
-	fx.nb = 3;
-	for (int i = 0; i < 3; i++) {
-		char name[2] = {(char)('A' + i), 0};
-
-		fx.b[i] = tb_start(TB_ID, name);
-		ports[i] = fx.b[i]->port;
-	}
-	px_start(&fx, &o);
-	px_serve(&fx, ports, 3);
+	px_start_ids(&fx, &o);
 	for (int i = 0; i < 30; i++) {
 		char want[2] = {(char)('A' + i % 3), 0};
 
@@ -438,20 +446,11 @@ test_backlog(void **state)
 {
 	struct fixture fx = {0};
 	struct proxy_options o = {.threads = 2};
-	uint16_t ports[3];
 	int fds[60], seen[3] = {0};
 	char id[16];
 
 	(void)state;
-	fx.nb = 3;
-	for (int i = 0; i < 3; i++) {
-		char name[2] = {(char)('A' + i), 0};
-
-		fx.b[i] = tb_start(TB_ID, name);
-		ports[i] = fx.b[i]->port;
-	}
-	px_start(&fx, &o);
-	px_serve(&fx, ports, 3);
+	px_start_ids(&fx, &o);
 	for (int i = 0; i < 60; i++) {
 		fds[i] = cl_connect(fx.port);
 		assert_true(fds[i] >= 0);
