@@ -1,4 +1,4 @@
-# Shoal: plain GNU make with pkg-config (see DESIGN.md for the layout).
+# Shoal: plain GNU make with pkg-config (README.md, "Architecture", has the layout).
 #   make            build every binary into $(BUILD)/
 #   make bins       only the programs (no unit tests; what the lab VMs install)
 #   make test       unit tests, then integration tests on the namespace lab
@@ -54,16 +54,27 @@ BINS += $(BUILD)/shoal-shim
 endif
 
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
+# Test tools (tests/tools/NAME.c, one file each): clients the integration tests drive.
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 
-.PHONY: all bins deps deps-check test unit integration check fuzz format format-check clean \
+.PHONY: all bins build-all build-bins deps deps-check test unit integration check fuzz format format-check clean \
 	lab-up lab-down demo images bench
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: deps-check $(BINS) $(UNIT_BINS)
+# The pkg-config flags above are read when make parses this file, so on a machine without
+# the -dev packages they would be empty for the whole run: the targets that build install
+# what is missing first, then build in a second make that parses the file anew.
+all: deps-check
+	@$(MAKE) --no-print-directory build-all
 
-bins: deps-check $(BINS)
+bins: deps-check
+	@$(MAKE) --no-print-directory build-bins
+
+build-all: $(BINS) $(UNIT_BINS) $(TOOL_BINS)
+
+build-bins: $(BINS)
 
 # Install missing packages only when something is missing: a cheap dpkg query otherwise.
 deps-check:
@@ -129,6 +140,10 @@ $(BUILD)/shoal-shim: $(SHIM_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_c
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
+# A test tool links the libraries like a unit test, never a main.c.
+$(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
+
 test: all
 	BUILD=$(BUILD) bash tests/run.sh
 
@@ -184,7 +199,8 @@ $(BUILD)/bench/simagents: $(BUILD)/bench/simagents.o $(BUILD)/libshoal_common.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The peers the benchmarks compare against (crun, haproxy, wrk, hyperfine) come from Debian.
-bench: all $(BENCH_BINS)
+bench: all
+	@$(MAKE) --no-print-directory $(BENCH_BINS)
 	@bash vagrant/provision/deps.sh --check --bench >/dev/null 2>&1 || bash vagrant/provision/deps.sh --bench
 	BUILD=$(BUILD) bash bench/run
 
