@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "runtime/container.h"
 #include "server.h"
 #include "tasks.h"
 #include "util.h"
@@ -53,8 +54,11 @@ cancel(struct health *h)
 		close(h->child_fd);
 	h->child_fd = -1;
 	if (h->child > 0) {
-		kill(h->child, SIGKILL);
-		waitpid(h->child, NULL, 0);
+		/* The shim kills the command's whole process group and exits at once; it never
+		 * waits for the container, so neither does this. */
+		kill(h->child, SIGTERM);
+		while (waitpid(h->child, NULL, 0) == -1 && errno == EINTR)
+			;
 	}
 	h->child = 0;
 	if (h->deadline)
@@ -225,62 +229,23 @@ on_child(evutil_socket_t fd, short what, void *arg)
 	verdict(h, false, why);
 }
 
-/* In the forked child: join the container's namespaces and run the command there. */
-static void __attribute__((noreturn)) exec_in_container(pid_t pid, char **argv)
-{
-	static const char *const kinds[] = {"ipc", "uts", "net", "pid", "mnt"};
-	int fds[ARRAY_SIZE(kinds)];
-	char path[64];
-	pid_t inner;
-	int status, devnull = open("/dev/null", O_RDWR);
-
-	/* Open every namespace before joining any: after the mount one, /proc is the container's.
-	 */
-	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
-		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, kinds[i]);
-		fds[i] = open(path, O_RDONLY | O_CLOEXEC);
-		if (fds[i] == -1)
-			_exit(126);
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
-		if (setns(fds[i], 0) == -1)
-			_exit(126);
-	if (chdir("/") == -1)
-		_exit(126);
-	if (devnull >= 0) {
-		dup2(devnull, 0);
-		dup2(devnull, 1);
-		dup2(devnull, 2);
-	}
-	/* Joining a PID namespace applies to children: fork once more so the command runs
-	 * inside it, as the container's own processes do. */
-	inner = fork();
-	if (inner == 0) {
-		char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		               NULL};
-		execvpe(argv[0], argv, env);
-		_exit(127);
-	}
-	if (inner == -1 || waitpid(inner, &status, 0) == -1)
-		_exit(126);
-	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-}
-
+/* Run the command through `shoal-shim exec`: inside the container and exactly as confined
+ * as its init (cgroups, namespaces, capabilities, no_new_privs, seccomp, user, rlimits). The
+ * image's binaries are the container root's to replace, so the check must never run them
+ * with anything the container itself does not have. */
 static void
 start_cmd_check(struct health *h)
 {
 	const struct manifest_argv *cmd = &h->task->spec.health.cmd;
-	char **argv = xcalloc(cmd->n + 1, sizeof(char *));
+	cleanup_free char **argv = xcalloc(cmd->n + 1, sizeof(char *));
+	struct shoal_err err;
 	pid_t pid;
 
 	for (size_t i = 0; i < cmd->n; i++)
 		argv[i] = cmd->v[i];
-	pid = fork();
-	if (pid == 0)
-		exec_in_container(h->task->pid, argv);
-	free(argv);
+	pid = container_exec_start(h->task->owner->root, h->task->container_id, argv, NULL, &err);
 	if (pid == -1) {
-		verdict(h, false, "cannot fork the check command");
+		verdict(h, false, "cannot start the check command");
 		return;
 	}
 	h->child = pid;

@@ -12,8 +12,10 @@ struct bufferevent;
 /*
  * Health checks of the agent's own tasks (the manifest's `health`), run on the agent's loop:
  * http (GET a path on the container's address, healthy on 2xx/3xx), tcp (a connect), or cmd
- * (a command run inside the container's namespaces, healthy on exit 0). A check never blocks
- * the loop: connects and reads are events, a command is a child whose exit is a pidfd event.
+ * (a command run inside the container exactly as confined as its init, through `shoal-shim
+ * exec`; healthy on exit 0). A check never blocks the loop: connects and reads are events, a
+ * command is a child whose exit is a pidfd event; a timeout kills the command and everything
+ * it started.
  *
  * Failures inside start_period do not count; `retries` failures in a row make the task
  * unhealthy; one success makes it healthy again.
@@ -34,7 +36,7 @@ struct health {
 	struct event *timer;     /* next check */
 	struct event *deadline;  /* the running check's timeout */
 	struct bufferevent *bev; /* http/tcp check in flight */
-	pid_t child;             /* cmd check in flight */
+	pid_t child;             /* cmd check in flight: its shoal-shim exec */
 	int child_fd;            /* its pidfd */
 	struct event *child_ev;
 	void (*changed)(struct agent_task *t); /* status changed: report it */

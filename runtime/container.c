@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/close_range.h>
+
 #include <jansson.h>
 #include <sodium.h>
 
@@ -739,6 +741,64 @@ container_start(struct container *c, const struct container_attach *a, int *sync
 	*exit_code = 0;
 	*sync_fd = steal_fd(&mine);
 	return 0;
+}
+
+pid_t
+container_exec_start(const char *root, const char *id, char *const *argv, const int stdio[3],
+                     struct shoal_err *err)
+{
+	cleanup_free char *shim = container_shim_path();
+	cleanup_close int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	cleanup_free char **args = NULL;
+	size_t n = 0, k = 0;
+	int fds[3];
+	pid_t pid;
+
+	if (null == -1)
+		return err_set(err, errno, "open /dev/null");
+	while (argv && argv[n])
+		n++;
+	if (n == 0)
+		return err_set(err, 0, "exec: no command");
+	/* Everything the child needs is made here: after a fork from a threaded process (the
+	 * agent), it may only make async-signal-safe calls. */
+	args = xcalloc(n + 8, sizeof(char *));
+	args[k++] = "shoal-shim";
+	args[k++] = "exec";
+	args[k++] = "--root";
+	args[k++] = (char *)root;
+	args[k++] = "--id";
+	args[k++] = (char *)id;
+	args[k++] = "--";
+	for (size_t i = 0; i < n; i++)
+		args[k++] = argv[i];
+	for (int i = 0; i < 3; i++)
+		fds[i] = stdio && stdio[i] >= 0 ? stdio[i] : null;
+	pid = fork();
+	if (pid == -1)
+		return err_set(err, errno, "fork");
+	if (pid == 0) {
+		sigset_t none;
+
+		/* The caller's handlers (libevent's) and mask must not reach the shim. */
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* Above 2 first, so placing one cannot clobber another. */
+		for (int i = 0; i < 3; i++)
+			if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) == -1)
+				_exit(125);
+		for (int i = 0; i < 3; i++)
+			if (dup2(fds[i], i) == -1)
+				_exit(125);
+		/* Nothing else of the caller's reaches the shim. */
+		(void)syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+		execv(shim, args);
+		_exit(125);
+	}
+	return pid;
 }
 
 int

@@ -127,6 +127,19 @@ struct container *container_create_from_image(const char *root, struct container
 int container_start(struct container *c, const struct container_attach *a, int *sync_fd,
                     int *exit_code, struct shoal_err *err);
 
+/*
+ * Run argv inside the running container id under root, confined exactly as its init (its
+ * cgroups, namespaces, capabilities, no_new_privs, seccomp filter, user, rlimits, env, cwd:
+ * see spawn_exec), through a `shoal-shim exec` child of ours. stdio[i] (borrowed; -1 or a
+ * NULL stdio: /dev/null) become its stdin, stdout, stderr. Returns that child's pid at once:
+ * its exit status is the command's (death by a signal as the command died), or 125 when the
+ * container cannot be entered (126/127: the command cannot be run / does not exist), with
+ * the reason on its stderr. SIGTERM ends it with the command and all it started. Safe to call
+ * from a threaded process. The caller reaps it.
+ */
+pid_t container_exec_start(const char *root, const char *id, char *const *argv, const int stdio[3],
+                           struct shoal_err *err);
+
 /* Block until the shim reports the exit. Returns the shell-style status (code, or 128+signal). */
 int container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err);
 

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -267,6 +268,116 @@ set_rlimits(void)
 	}
 }
 
+/* ---- the steps every container process goes through ---- */
+
+/*
+ * First thing in a new child, init or exec alike: default signals (the shim blocks SIGCHLD
+ * and ignores SIGPIPE; both would survive exec), death with the parent while we set up, not
+ * dumpable (until the exec, no process of the container may ptrace us or open our
+ * /proc/PID/{exe,fd,root}, which still lead to the runtime's binary and the host), stdio.
+ */
+static int
+child_begin(const struct spawn_process *p, struct shoal_err *err)
+{
+	sigset_t none;
+
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) == -1)
+		return err_set(err, errno, "sigprocmask");
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		return err_set(err, errno, "prctl PDEATHSIG");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		return err_set(err, errno, "prctl DUMPABLE");
+	for (int i = 0; i < 3; i++)
+		if (p->stdio[i] >= 0 && p->stdio[i] != i && dup2(p->stdio[i], i) == -1)
+			return err_set(err, errno, "dup2 stdio");
+	return 0;
+}
+
+/*
+ * Last, in the container's namespaces, cgroups and root, with its rlimits: the user, the
+ * working directory, the capabilities, no_new_privs, the seccomp filter, and the exec.
+ * Returns only on failure. pdeathsig: the parent-death signal the program keeps (0: none; the
+ * container's init outlives its starter, an exec'd process does not outlive its runtime).
+ */
+static int
+child_exec(const struct spawn_process *p, int pdeathsig, int *stage, struct shoal_err *err)
+{
+	char exe[PATH_MAX], home[PATH_MAX];
+	uid_t uid = 0;
+	gid_t gid = 0;
+	char **env;
+
+	*stage = SPAWN_SETUP;
+	if (resolve_user(p->user, &uid, &gid, home, sizeof(home), err) == -1)
+		return -1;
+	if (p->cwd && p->cwd[0]) {
+		/* docker run creates a missing working directory. */
+		if (util_mkdir_p(p->cwd, 0755, err) == -1 || chdir(p->cwd) == -1)
+			return err_set(err, errno, "chdir to working directory %s", p->cwd);
+	}
+	if (drop_capabilities(uid, gid, err) == -1)
+		return -1;
+	env = complete_env(p->env, home);
+	*stage = SPAWN_EXEC;
+	if (p->argv == NULL || p->argv[0] == NULL)
+		return err_set(err, 0, "no command specified");
+	if (find_executable(p->argv[0], env, exe, sizeof(exe), err) == -1)
+		return -1;
+	*stage = SPAWN_SETUP;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		return err_set(err, errno, "no_new_privs");
+	/* A uid change cleared the parent-death signal: set what the program keeps anew. */
+	if (prctl(PR_SET_PDEATHSIG, pdeathsig) == -1)
+		return err_set(err, errno, "prctl PDEATHSIG");
+	/* Our parent lives outside our pid namespace, where getppid() shows it as 0: anything
+	 * else means it died and we were reparented before the signal was armed. */
+	if (pdeathsig && getppid() != 0)
+		return err_set(err, 0, "the runtime exited during the setup");
+	/* Every fd but stdio closes at exec, the sync pipe included: that EOF is our success. */
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == -1)
+		return err_set(err, errno, "close_range");
+	/* Last: the filter refuses syscalls the setup above needs (mount, pivot_root...). */
+	if (p->seccomp && seccomp_install(p->seccomp, err) == -1)
+		return -1;
+	*stage = SPAWN_EXEC;
+	execve(exe, p->argv, env);
+	if (errno == ENOENT)
+		return err_set(err, 0, "executable file not found: %s", p->argv[0]);
+	return err_set(err, errno, "exec %s", p->argv[0]);
+}
+
+/*
+ * The starter's half of the sync pipe: EOF means the child exec'd; a report means it failed
+ * (then it is reaped here). Closes fd.
+ */
+static pid_t
+await_exec(pid_t pid, int fd, int *exit_code, struct shoal_err *err)
+{
+	struct spawn_report rep;
+	ssize_t n;
+
+	do
+		n = read(fd, &rep, sizeof(rep));
+	while (n == -1 && errno == EINTR);
+	close(fd);
+	if (n == 0)
+		return pid;
+	while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof(rep))
+		return err_set(err, n == -1 ? errno : EIO, "container setup: short report");
+	*err = rep.err;
+	if (rep.stage == SPAWN_EXEC)
+		*exit_code = strncmp(rep.err.msg, "executable file not found", 25) == 0 ? 127 : 126;
+	return -1;
+}
+
+/* ---- a container's first process ---- */
+
 /* NETNS_BRIDGE: wait for the starter to have made our eth0, then configure it. */
 static int
 child_network(const struct spawn_config *c, int go_fd, struct shoal_err *err)
@@ -289,24 +400,9 @@ child_network(const struct spawn_config *c, int go_fd, struct shoal_err *err)
 static int
 child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err *err)
 {
-	char exe[PATH_MAX], home[PATH_MAX];
-	uid_t uid = 0;
-	gid_t gid = 0;
-	char **env;
-
-	sigset_t none;
-
 	*stage = SPAWN_SETUP;
-	/* The shim blocks SIGCHLD and ignores SIGPIPE; both would survive exec. */
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
-	sigemptyset(&none);
-	if (sigprocmask(SIG_SETMASK, &none, NULL) == -1)
-		return err_set(err, errno, "sigprocmask");
-	/* If the shim dies while we set up, so do we; cleared before exec. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
-		return err_set(err, errno, "prctl PDEATHSIG");
+	if (child_begin(&c->proc, err) == -1)
+		return -1;
 	if (c->cg != NULL) {
 		/* Join first, then unshare: the new cgroup namespace is rooted at our cgroup. */
 		if (cgroup_enter_self(c->cg, err) == -1)
@@ -314,9 +410,6 @@ child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err
 		if (unshare(CLONE_NEWCGROUP) == -1)
 			return err_set(err, errno, "unshare cgroup namespace");
 	}
-	for (int i = 0; i < 3; i++)
-		if (c->stdio[i] >= 0 && c->stdio[i] != i && dup2(c->stdio[i], i) == -1)
-			return err_set(err, errno, "dup2 stdio");
 	if (netns_enter(&c->net, err) == -1)
 		return err_prefix(err, "network");
 	if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) == -1)
@@ -334,37 +427,8 @@ child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err
 	if (rootfs_pivot(c->rootfs, err) == -1)
 		return -1;
 	set_rlimits();
-	if (resolve_user(c->user, &uid, &gid, home, sizeof(home), err) == -1)
-		return -1;
-	if (c->cwd && c->cwd[0]) {
-		/* docker run creates a missing working directory. */
-		if (util_mkdir_p(c->cwd, 0755, err) == -1 || chdir(c->cwd) == -1)
-			return err_set(err, errno, "chdir to working directory %s", c->cwd);
-	}
-	if (drop_capabilities(uid, gid, err) == -1)
-		return -1;
-	env = complete_env(c->env, home);
-	*stage = SPAWN_EXEC;
-	if (c->argv == NULL || c->argv[0] == NULL)
-		return err_set(err, 0, "no command specified");
-	if (find_executable(c->argv[0], env, exe, sizeof(exe), err) == -1)
-		return -1;
-	*stage = SPAWN_SETUP;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
-		return err_set(err, errno, "no_new_privs");
-	if (prctl(PR_SET_PDEATHSIG, 0) == -1)
-		return err_set(err, errno, "prctl PDEATHSIG");
-	/* Every fd but stdio closes at exec, the sync pipe included: that EOF is our success. */
-	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == -1)
-		return err_set(err, errno, "close_range");
-	/* Last: the filter refuses syscalls the setup above needs (mount, pivot_root...). */
-	if (c->seccomp && seccomp_install(c->seccomp, err) == -1)
-		return -1;
-	*stage = SPAWN_EXEC;
-	execve(exe, c->argv, env);
-	if (errno == ENOENT)
-		return err_set(err, 0, "executable file not found: %s", c->argv[0]);
-	return err_set(err, errno, "exec %s", c->argv[0]);
+	/* The container's init outlives the shim's death: it is the container. */
+	return child_exec(&c->proc, 0, stage, err);
 }
 
 pid_t
@@ -375,7 +439,6 @@ spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *
 	struct spawn_report rep;
 	int sync[2], go[2] = {-1, -1};
 	pid_t pid;
-	ssize_t n;
 
 	*exit_code = 125;
 	if (pipe2(sync, O_CLOEXEC) == -1)
@@ -426,18 +489,339 @@ spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *
 		(void)!write(go[1], "g", 1);
 		close(go[1]);
 	}
-	do
-		n = read(sync[0], &rep, sizeof(rep));
-	while (n == -1 && errno == EINTR);
-	close(sync[0]);
-	if (n == 0)
-		return pid;
-	while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
-		;
-	if (n != (ssize_t)sizeof(rep))
-		return err_set(err, n == -1 ? errno : EIO, "container setup: short report");
-	*err = rep.err;
-	if (rep.stage == SPAWN_EXEC)
-		*exit_code = strncmp(rep.err.msg, "executable file not found", 25) == 0 ? 127 : 126;
+	return await_exec(pid, sync[0], exit_code, err);
+}
+
+/* ---- a process exec'd into a running container ---- */
+
+/* The namespaces of the container's init an exec'd process joins, besides its pid namespace
+ * (which the starter joins for its children) and its cgroup namespace (joined after the
+ * cgroups, as the init unshared it after joining them). */
+static const struct {
+	const char *name;
+	int type;
+} exec_ns[] = {
+    {"mnt", CLONE_NEWNS}, {"uts", CLONE_NEWUTS}, {"ipc", CLONE_NEWIPC}, {"net", CLONE_NEWNET}};
+
+/* What the starter opens on the host's side for the child, before anything is joined. */
+struct exec_fds {
+	int ns[ARRAY_SIZE(exec_ns)];
+	int cgroupns;
+	int procs[CGROUP_MAX_FDS * 2]; /* cgroup.procs of the init's cgroup in each hierarchy */
+	int nprocs;
+	struct rlimit limits[RLIM_NLIMITS];
+};
+
+static void
+exec_fds_close(struct exec_fds *f)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(f->ns); i++)
+		if (f->ns[i] >= 0)
+			close(f->ns[i]);
+	if (f->cgroupns >= 0)
+		close(f->cgroupns);
+	for (int i = 0; i < f->nprocs; i++)
+		close(f->procs[i]);
+	f->nprocs = 0;
+}
+
+/* Does the comma-separated list opts hold every entry of the comma-separated list want? */
+static bool
+opts_cover(const char *opts, size_t optslen, const char *want, size_t wantlen)
+{
+	for (const char *w = want; w < want + wantlen;) {
+		const char *wend = memchr(w, ',', (size_t)(want + wantlen - w));
+		size_t wl = (size_t)((wend ? wend : want + wantlen) - w);
+		bool found = false;
+
+		for (const char *o = opts; o < opts + optslen && !found;) {
+			const char *oend = memchr(o, ',', (size_t)(opts + optslen - o));
+			size_t ol = (size_t)((oend ? oend : opts + optslen) - o);
+			found = ol == wl && memcmp(o, w, wl) == 0;
+			o += ol + 1;
+		}
+		if (!found)
+			return false;
+		w += wl + 1;
+	}
+	return true;
+}
+
+int
+spawn_cgroup_dir(const char *mountinfo, const char *line, char *out, size_t outlen)
+{
+	/* line: ID:CONTROLLERS:PATH; ID 0 with no controllers is the unified hierarchy. */
+	const char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	const char *want, *path;
+	size_t wantlen, pathlen;
+	bool unified;
+
+	if (c2 == NULL)
+		return -1;
+	want = c1 + 1;
+	wantlen = (size_t)(c2 - want);
+	path = c2 + 1;
+	pathlen = strcspn(path, "\n");
+	unified = wantlen == 0;
+	if (pathlen == 0 || path[0] != '/')
+		return -1;
+	for (const char *l = mountinfo; l && *l;) {
+		const char *end = strchrnul(l, '\n');
+		const char *f[5], *p = l, *sep;
+		size_t flen[5];
+		int nf;
+
+		/* mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - TYPE SRC SUPER
+		 */
+		for (nf = 0; nf < 5 && p < end; nf++) {
+			f[nf] = p;
+			flen[nf] = strcspn(p, " \n");
+			p += flen[nf];
+			if (*p == ' ')
+				p++;
+		}
+		sep = strstr(l, " - ");
+		if (nf == 5 && sep && sep < end) {
+			const char *type = sep + 3, *src, *super;
+			size_t typelen = strcspn(type, " \n"), superlen;
+			const char *root = f[3], *rel = NULL;
+			size_t rootlen = flen[3];
+
+			src = type + typelen + (type[typelen] == ' ');
+			super = src + strcspn(src, " \n");
+			super += *super == ' ';
+			superlen = strcspn(super, " \n");
+			bool match = unified ? typelen == 7 && memcmp(type, "cgroup2", 7) == 0
+			                     : typelen == 6 && memcmp(type, "cgroup", 6) == 0 &&
+			                           opts_cover(super, superlen, want, wantlen);
+			/* A mount of a subtree shows only what is under its root. */
+			if (match && rootlen == 1 && root[0] == '/')
+				rel = path;
+			else if (match && pathlen >= rootlen && memcmp(path, root, rootlen) == 0 &&
+			         (path[rootlen] == '/' || pathlen == rootlen))
+				rel = path + rootlen;
+			if (rel) {
+				size_t rellen = pathlen - (size_t)(rel - path);
+				int n =
+				    snprintf(out, outlen, "%.*s%.*s", (int)flen[4], f[4],
+				             (int)(rellen == 1 && rel[0] == '/' ? 0 : rellen), rel);
+				return n > 0 && (size_t)n < outlen ? 0 : -1;
+			}
+		}
+		l = *end ? end + 1 : end;
+	}
 	return -1;
+}
+
+/* The line of /proc/self/cgroup for the same hierarchy as line, if the same: then there is
+ * nothing to join in that hierarchy (and it may not even be mounted here). */
+static bool
+same_cgroup_as_ours(const char *ours, const char *line)
+{
+	size_t len = strcspn(line, "\n");
+	const char *c1 = memchr(line, ':', len);
+
+	if (c1 == NULL)
+		return false;
+	for (const char *l = ours; l && *l;) {
+		const char *end = strchrnul(l, '\n');
+		if (strncmp(l, line, (size_t)(c1 - line) + 1) == 0)
+			return (size_t)(end - l) == len && memcmp(l, line, len) == 0;
+		l = *end ? end + 1 : end;
+	}
+	return false;
+}
+
+/* "unlimited" or a number. */
+static int
+parse_limit(const char *s, rlim_t *v)
+{
+	char *end;
+
+	if (strcmp(s, "unlimited") == 0) {
+		*v = RLIM_INFINITY;
+		return 0;
+	}
+	errno = 0;
+	*v = (rlim_t)strtoull(s, &end, 10);
+	return errno || end == s || *end ? -1 : 0;
+}
+
+/* The resource limits of pid, from /proc/PID/limits: prlimit() would need CAP_SYS_RESOURCE
+ * for another uid's process, which a runtime may not have. The kernel writes one row per
+ * resource in RLIMIT_* order, the name in 25 columns and a space before the two values. */
+static int
+read_limits(pid_t pid, struct rlimit *limits, struct shoal_err *err)
+{
+	cleanup_free char *path = xasprintf("/proc/%d/limits", (int)pid);
+	cleanup_free char *data = util_read_file(path, NULL, err);
+	char *save = NULL, *line;
+	int r = 0;
+
+	if (data == NULL)
+		return -1;
+	line = strtok_r(data, "\n", &save); /* the header */
+	while (r < RLIM_NLIMITS && (line = strtok_r(NULL, "\n", &save)) != NULL) {
+		char soft[32], hard[32];
+
+		if (strlen(line) <= 26 || sscanf(line + 26, "%31s %31s", soft, hard) != 2 ||
+		    parse_limit(soft, &limits[r].rlim_cur) == -1 ||
+		    parse_limit(hard, &limits[r].rlim_max) == -1)
+			return err_set(err, 0, "%s: cannot parse \"%s\"", path, line);
+		r++;
+	}
+	if (r != RLIM_NLIMITS)
+		return err_set(err, 0, "%s: %d limits, want %d", path, r, RLIM_NLIMITS);
+	return 0;
+}
+
+/* Open, on the host's side, everything the child needs to become like the init at pid. */
+static int
+exec_open(pid_t pid, uint64_t pid_start, struct exec_fds *f, struct shoal_err *err)
+{
+	cleanup_free char *cgpath = xasprintf("/proc/%d/cgroup", (int)pid);
+	cleanup_free char *theirs = NULL, *ours = NULL, *mountinfo = NULL;
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(exec_ns); i++) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, exec_ns[i].name);
+		f->ns[i] = open(path, O_RDONLY | O_CLOEXEC);
+		if (f->ns[i] == -1)
+			return err_set(err, errno, "open %s", path);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/ns/cgroup", (int)pid);
+	f->cgroupns = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->cgroupns == -1)
+		return err_set(err, errno, "open %s", path);
+	/* Every cgroup of the init, not only those the runtime limits: the check must be where
+	 * the container is in each hierarchy (devices, freezer... and a v1 host's unified one). */
+	theirs = util_read_file(cgpath, NULL, err);
+	ours = util_read_file("/proc/self/cgroup", NULL, err);
+	mountinfo = util_read_file("/proc/self/mountinfo", NULL, err);
+	if (theirs == NULL || ours == NULL || mountinfo == NULL)
+		return -1;
+	for (const char *l = theirs; *l;) {
+		const char *end = strchrnul(l, '\n');
+		cleanup_free char *line = xasprintf("%.*s", (int)(end - l), l);
+		char dir[PATH_MAX - 16];
+
+		l = *end ? end + 1 : end;
+		if (line[0] == '\0' || same_cgroup_as_ours(ours, line))
+			continue;
+		if (spawn_cgroup_dir(mountinfo, line, dir, sizeof(dir)) == -1)
+			return err_set(err, 0, "cgroup %s of the container: no such hierarchy here",
+			               line);
+		if (f->nprocs == (int)ARRAY_SIZE(f->procs))
+			return err_set(err, 0, "the container is in too many cgroup hierarchies");
+		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+		f->procs[f->nprocs] = open(path, O_WRONLY | O_CLOEXEC);
+		if (f->procs[f->nprocs] == -1)
+			return err_set(err, errno, "open %s", path);
+		f->nprocs++;
+	}
+	if (read_limits(pid, f->limits, err) == -1)
+		return -1;
+	/* Checked after opening: if pid is still the init we mean, every fd above is its. */
+	if (spawn_proc_start_time(pid) != pid_start)
+		return err_set(err, ESRCH, "the container is not running");
+	return 0;
+}
+
+/* The exec'd child: born in the container's pid namespace; returns only on failure. */
+static int
+exec_child_main(const struct spawn_process *p, const struct exec_fds *f, int *stage,
+                struct shoal_err *err)
+{
+	*stage = SPAWN_SETUP;
+	if (child_begin(p, err) == -1)
+		return -1;
+	/* A group of its own: whoever ends it (a check's timeout) ends what it started too. */
+	if (setpgid(0, 0) == -1)
+		return err_set(err, errno, "setpgid");
+	/* Cgroups first, then the cgroup namespace, as the init did it (and a v2 host refuses a
+	 * move by a writer whose cgroup namespace does not hold the source cgroup). */
+	for (int i = 0; i < f->nprocs; i++)
+		if (write(f->procs[i], "0", 1) != 1)
+			return err_set(err, errno, "join the container's cgroup");
+	if (setns(f->cgroupns, CLONE_NEWCGROUP) == -1)
+		return err_set(err, errno, "join the cgroup namespace");
+	/* The mount namespace also makes the container's root our root and cwd. */
+	for (size_t i = 0; i < ARRAY_SIZE(exec_ns); i++)
+		if (setns(f->ns[i], exec_ns[i].type) == -1)
+			return err_set(err, errno, "join the %s namespace", exec_ns[i].name);
+	/* The init's limits, whatever it did with them since (it can only have lowered a hard
+	 * limit): ours are the agent's, which may be higher. */
+	for (int r = 0; r < RLIM_NLIMITS; r++) {
+		struct rlimit want = f->limits[r], ours;
+
+		if (setrlimit((enum __rlimit_resource)r, &want) == 0)
+			continue;
+		/* Raising a hard limit past ours takes CAP_SYS_RESOURCE: without it, never more
+		 * than the init's, within ours. */
+		if (errno != EPERM || getrlimit((enum __rlimit_resource)r, &ours) == -1)
+			return err_set(err, errno, "setrlimit %d", r);
+		if (want.rlim_max > ours.rlim_max)
+			want.rlim_max = ours.rlim_max;
+		if (want.rlim_cur > want.rlim_max)
+			want.rlim_cur = want.rlim_max;
+		if (setrlimit((enum __rlimit_resource)r, &want) == -1)
+			return err_set(err, errno, "setrlimit %d", r);
+	}
+	return child_exec(p, SIGKILL, stage, err);
+}
+
+pid_t
+spawn_exec(pid_t pid, uint64_t pid_start, const struct spawn_process *p, int *exit_code,
+           struct shoal_err *err)
+{
+	struct exec_fds f = {.cgroupns = -1};
+	cleanup_close int pidns = -1;
+	struct spawn_report rep;
+	char path[64];
+	int sync[2];
+	pid_t child;
+
+	*exit_code = 125;
+	for (size_t i = 0; i < ARRAY_SIZE(f.ns); i++)
+		f.ns[i] = -1;
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+	pidns = open(path, O_RDONLY | O_CLOEXEC);
+	if (pidns == -1) {
+		err_set(err, errno, "open %s", path);
+		return -1;
+	}
+	if (exec_open(pid, pid_start, &f, err) == -1) {
+		exec_fds_close(&f);
+		return -1;
+	}
+	/* Only our children enter it: we stay in the host's pid namespace, out of the
+	 * container's sight, and join nothing else. */
+	if (setns(pidns, CLONE_NEWPID) == -1) {
+		err_set(err, errno, "join the pid namespace");
+		exec_fds_close(&f);
+		return -1;
+	}
+	if (pipe2(sync, O_CLOEXEC) == -1) {
+		err_set(err, errno, "pipe");
+		exec_fds_close(&f);
+		return -1;
+	}
+	child = fork();
+	if (child == -1) {
+		err_set(err, errno, "fork");
+		close(sync[0]);
+		close(sync[1]);
+		exec_fds_close(&f);
+		return -1;
+	}
+	if (child == 0) {
+		close(sync[0]);
+		memset(&rep, 0, sizeof(rep));
+		exec_child_main(p, &f, &rep.stage, &rep.err);
+		(void)!write(sync[1], &rep, sizeof(rep));
+		_exit(127);
+	}
+	close(sync[1]);
+	exec_fds_close(&f);
+	return await_exec(child, sync[0], exit_code, err);
 }

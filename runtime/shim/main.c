@@ -7,6 +7,9 @@
  * --rm everything else. It outlives whoever started it.
  *
  * usage: shoal-shim --root ROOT --id ID [--sync-fd N] [--stdout-fd N] [--stderr-fd N]
+ *
+ * `shoal-shim exec --root ROOT --id ID -- CMD...` runs CMD inside that running container,
+ * confined exactly as its init (spawn_exec), for health checks and `shoalrt exec`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -219,10 +223,10 @@ run(struct shim *s, const char *root)
 	sc.upper = upper;
 	sc.work = work;
 	sc.rootfs = rootfs;
-	sc.argv = c->spec.argv;
-	sc.env = c->spec.env;
-	sc.cwd = c->spec.cwd;
-	sc.user = c->spec.user;
+	sc.proc.argv = c->spec.argv;
+	sc.proc.env = c->spec.env;
+	sc.proc.cwd = c->spec.cwd;
+	sc.proc.user = c->spec.user;
 	sc.hostname = c->spec.hostname;
 	sc.net.mode = c->spec.net;
 	sc.net.path = c->spec.netns_path;
@@ -234,10 +238,10 @@ run(struct shim *s, const char *root)
 		netns_host_ifname(c->id, sc.net.br.host_if);
 	}
 	sc.cg = s->cg;
-	sc.seccomp = prog;
-	sc.stdio[0] = 0; /* /dev/null: the shim's own stdin */
-	sc.stdio[1] = out[1];
-	sc.stdio[2] = errp[1];
+	sc.proc.seccomp = prog;
+	sc.proc.stdio[0] = 0; /* /dev/null: the shim's own stdin */
+	sc.proc.stdio[1] = out[1];
+	sc.proc.stdio[2] = errp[1];
 	pid = spawn_container(&sc, &code, &err);
 	close(out[1]);
 	close(errp[1]);
@@ -292,6 +296,104 @@ run(struct shim *s, const char *root)
 	return 0;
 }
 
+/* ---- shoal-shim exec ---- */
+
+static volatile sig_atomic_t exec_pid; /* the exec'd command, once it runs */
+
+static void
+on_exec_signal(int sig)
+{
+	/* End the command and everything it started, then go as we were told to. */
+	if (exec_pid > 0)
+		kill(-(pid_t)exec_pid, SIGKILL);
+	_exit(128 + sig);
+}
+
+/*
+ * shoal-shim exec --root ROOT --id ID [--] CMD...: run CMD in the running container ID,
+ * confined as its init, with our stdio; exit with its status, or die of the signal that
+ * killed it. SIGTERM, SIGINT or SIGHUP kill the command's whole process group and end us.
+ * Setup failures exit 125 (126, 127 when CMD cannot be run or found) with the reason on
+ * stderr. We stay outside the container: only the command joins it.
+ */
+static int
+exec_main(int argc, char **argv)
+{
+	const char *root = NULL, *id = NULL;
+	struct spawn_process p = {.stdio = {0, 1, 2}};
+	struct shoal_err err = {0};
+	struct container *c;
+	struct sigaction sa = {.sa_handler = on_exec_signal};
+	int i, code, status;
+	pid_t pid;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		}
+		if (strcmp(argv[i], "--root") == 0 && i + 1 < argc)
+			root = argv[++i];
+		else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
+			id = argv[++i];
+		else
+			break;
+	}
+	if (root == NULL || id == NULL || i >= argc) {
+		fputs("usage: shoal-shim exec --root ROOT --id ID [--] CMD...\n", stderr);
+		return 125;
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	if (chdir("/") == -1) {
+		perror("shoal-shim exec: chdir /");
+		return 125;
+	}
+	c = container_load(root, id, &err);
+	if (c == NULL) {
+		fprintf(stderr, "shoal-shim exec: %s\n", err.msg);
+		return 125;
+	}
+	if (c->status != CONTAINER_RUNNING || !container_alive(c)) {
+		fprintf(stderr, "shoal-shim exec: container %s is not running\n", c->spec.name);
+		container_free(c);
+		return 125;
+	}
+	cleanup_free char *cache = xasprintf("%s/cache", root);
+	/* The filter the init got: same profile, same cache. */
+	p.seccomp = seccomp_default_prog(cache, &err);
+	if (p.seccomp == NULL) {
+		fprintf(stderr, "shoal-shim exec: %s\n", err.msg);
+		container_free(c);
+		return 125;
+	}
+	p.argv = argv + i;
+	p.env = c->spec.env;
+	p.cwd = c->spec.cwd;
+	p.user = c->spec.user;
+	pid = spawn_exec(c->pid, c->pid_start, &p, &code, &err);
+	container_free(c);
+	if (pid == -1) {
+		fprintf(stderr, "shoal-shim exec: %s\n", err.msg);
+		return code;
+	}
+	exec_pid = pid;
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			return 125;
+	if (WIFSIGNALED(status)) {
+		int sig = WTERMSIG(status);
+		/* Die the same way, without a core dump of ours. */
+		(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return 128 + sig;
+	}
+	return WEXITSTATUS(status);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -299,6 +401,8 @@ main(int argc, char **argv)
 	const char *root = NULL, *id = NULL;
 	struct shoal_err err;
 
+	if (argc > 1 && strcmp(argv[1], "exec") == 0)
+		return exec_main(argc - 1, argv + 1);
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--root") == 0)
 			root = argv[i + 1];
