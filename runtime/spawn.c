@@ -73,12 +73,37 @@ spawn_proc_start_time(pid_t pid)
 
 /* ---- user ---- */
 
+#define USER_DB_MAX (4 << 20) /* far more than any real passwd or group file */
+
+/* The container's passwd or group file, read as the runtime still holding its privileges: it
+ * is the container root's to replace (by a FIFO, a link to /dev/zero...), so only a regular
+ * file, and only so much of it. NULL when it is not one. */
+static char *
+read_user_db(const char *file)
+{
+	cleanup_close int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	char *buf;
+	ssize_t n;
+
+	if (fd == -1 || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size > USER_DB_MAX)
+		return NULL;
+	buf = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, buf, (size_t)st.st_size);
+	if (n < 0) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 /* Look NAME (or a number) up in a passwd/group-format file: returns the id, fills the home dir
  * (passwd) or gid field. -1 when absent. */
 static long
 lookup_db(const char *file, const char *name, long *gid, char *home, size_t homelen)
 {
-	cleanup_free char *data = util_read_file(file, NULL, NULL);
+	cleanup_free char *data = read_user_db(file);
 	char *save = NULL;
 
 	if (data == NULL)

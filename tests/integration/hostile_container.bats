@@ -131,5 +131,13 @@ teardown_file() {
 	[[ $output == *"executable file not found"* ]]
 	run rt node1 exec no-such-container true
 	[ "$status" -eq 125 ]
+	# The container's root owns /etc/passwd, which the runtime reads with its privileges
+	# still held: a FIFO there must not hang an exec (nor /dev/zero exhaust its memory).
+	rt node1 exec "$task" sh -c 'mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd'
+	run timeout 10 "$SHOAL_BIN/shoalrt" --root "$DATA/node1" exec "$task" true
+	[ "$status" -eq 0 ]
+	rt node1 exec "$task" sh -c 'rm /etc/passwd && ln -s /dev/zero /etc/passwd'
+	run timeout 10 "$SHOAL_BIN/shoalrt" --root "$DATA/node1" exec "$task" true
+	[ "$status" -eq 0 ]
 	shoal rm probe
 }
