@@ -74,9 +74,9 @@ test_register_distinct_subnets(void **state)
 
 	assert_int_equal(store_open(&st, f->db, &err), 0);
 	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
-	a = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, &err);
-	b = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, &err);
-	c = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, &err);
+	a = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, NULL, &err);
+	b = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, NULL, &err);
+	c = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, NULL, &err);
 	assert_non_null(a);
 	assert_non_null(b);
 	assert_non_null(c);
@@ -88,7 +88,7 @@ test_register_distinct_subnets(void **state)
 	char id[16];
 	snprintf(id, sizeof(id), "%s", b->id);
 	assert_ptr_equal(
-	    nodes_register(&ns, &st, "node2", "192.168.56.22", "zone=b", 2000, 1 << 30, &err), b);
+	    nodes_register(&ns, &st, "node2", "192.168.56.22", "zone=b", 2000, 1 << 30, NULL, &err), b);
 	assert_string_equal(b->id, id);
 	assert_string_equal(b->address, "192.168.56.22");
 	assert_string_equal(nodes_subnet(&ns, b, s2, sizeof(s2)), "10.244.2.0/24");
@@ -108,9 +108,9 @@ test_reload_keeps_identity(void **state)
 
 	assert_int_equal(store_open(&st, f->db, &err), 0);
 	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
-	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, &err);
+	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, NULL, &err);
 	snprintf(id1, sizeof(id1), "%s", n->id);
-	n = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, &err);
+	n = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, NULL, &err);
 	snprintf(id2, sizeof(id2), "%s", n->id);
 	nodes_free(&ns);
 	store_close(&st);
@@ -127,7 +127,7 @@ test_reload_keeps_identity(void **state)
 	assert_string_equal(n->labels, "zone=b");
 	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.2.0/24");
 	/* A new node does not get a subnet already held. */
-	n = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, &err);
+	n = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, NULL, &err);
 	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.3.0/24");
 	assert_string_equal(nodes_find(&ns, "node1")->id, id1);
 	nodes_free(&ns);
@@ -148,9 +148,9 @@ test_subnets_exhausted(void **state)
 	assert_int_equal(nodes_init(&ns, "10.9.0.0/22", &err), 0);
 	for (int i = 1; i <= 3; i++) {
 		snprintf(name, sizeof(name), "n%d", i);
-		assert_non_null(nodes_register(&ns, &st, name, "10.0.0.1", "", 1000, 1, &err));
+		assert_non_null(nodes_register(&ns, &st, name, "10.0.0.1", "", 1000, 1, NULL, &err));
 	}
-	assert_null(nodes_register(&ns, &st, "n4", "10.0.0.1", "", 1000, 1, &err));
+	assert_null(nodes_register(&ns, &st, "n4", "10.0.0.1", "", 1000, 1, NULL, &err));
 	assert_string_equal(err.msg, "no free /24 left in the cluster CIDR for node n4");
 	assert_null(nodes_find(&ns, "n4"));
 	nodes_free(&ns);
@@ -177,8 +177,8 @@ test_expire(void **state)
 
 	assert_int_equal(store_open(&st, f->db, &err), 0);
 	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
-	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, &err);
-	b = nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, &err);
+	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, NULL, &err);
+	b = nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err);
 	a->status = b->status = NODE_READY;
 	a->last_seen = 10000;
 	b->last_seen = 12500;
