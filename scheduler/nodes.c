@@ -244,7 +244,7 @@ nodes_register(struct nodes *ns, struct store *st, const char *name, const char 
 		n->created_ms = util_wall_ms();
 	} else if (key != NULL && n->has_key && sodium_memcmp(n->key, key, sizeof(n->key)) != 0) {
 		/* Checked before anything changes: an impostor leaves no trace on the record. */
-		err_set(err, EACCES, "node %s is bound to another key (key %s)", name,
+		err_set(err, 0, "node %s is bound to another key (key %s)", name,
 		        nodekey_fingerprint(n->key, fp));
 		return NULL;
 	}
@@ -294,12 +294,12 @@ nodes_join_admit(struct nodes_join_limit *l, int64_t now, uint32_t *conn_tries,
 		l->last_ms = now;
 	}
 	if (*conn_tries >= l->per_conn)
-		return err_set(err, EAGAIN,
+		return err_set(err, 0,
 		               "this connection already tried %u new node names (limit %u)",
 		               *conn_tries, l->per_conn);
 	(*conn_tries)++;
 	if (l->tokens < 1.0)
-		return err_set(err, EAGAIN,
+		return err_set(err, 0,
 		               "too many new node names (at most %g a second after a burst of %g); "
 		               "try again later",
 		               l->rate, l->burst);
@@ -311,11 +311,11 @@ int
 nodes_check_capacity(uint64_t cpu_millis, uint64_t memory_bytes, struct shoal_err *err)
 {
 	if (cpu_millis > (uint64_t)NODES_MAX_CPU_MILLIS)
-		return err_set(err, EINVAL,
+		return err_set(err, 0,
 		               "capacity of %llu CPU millis is beyond any host (at most %lld)",
 		               (unsigned long long)cpu_millis, (long long)NODES_MAX_CPU_MILLIS);
 	if (memory_bytes > (uint64_t)NODES_MAX_MEMORY_BYTES)
-		return err_set(err, EINVAL,
+		return err_set(err, 0,
 		               "capacity of %llu bytes of memory is beyond any host (at most 64 TiB)",
 		               (unsigned long long)memory_bytes);
 	return 0;
@@ -327,7 +327,7 @@ nodes_remove(struct nodes *ns, struct store *st, struct node *n, struct shoal_er
 	size_t i = lower_bound(ns, n->name);
 
 	if (i >= ns->n || ns->v[i] != n)
-		return err_set(err, ENOENT, "no such node: %s", n->name);
+		return err_set(err, 0, "no such node: %s", n->name);
 	if (store_node_delete(st, n->id, err) == -1)
 		return -1;
 	memmove(ns->v + i, ns->v + i + 1, (ns->n - i - 1) * sizeof(*ns->v));
