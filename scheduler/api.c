@@ -81,79 +81,98 @@ labels_join(Shoal__Label **labels, size_t n)
 	return out;
 }
 
-/* One line for refused new names, at most once a second, counting the ones it held back: a
- * worker looping on new names must not flood the log either. */
-static void
-log_join_refused(struct sched_conn *sc, const char *name, const char *why)
+/*
+ * One warning line per refused Register, at most one a second, counting the ones it held back:
+ * a worker looping on Registers (new names, another node's name) must not flood the log.
+ */
+static void __attribute__((format(printf, 3, 4)))
+log_refused(struct sched_conn *sc, const char *name, const char *fmt, ...)
 {
 	struct nodes_join_limit *l = &sc->srv->nodes.join;
 	int64_t now = util_now_ms();
+	char why[320];
+	va_list ap;
 
-	l->refused++;
-	if (l->logged_ms != 0 && now - l->logged_ms < 1000)
+	if (l->logged_ms != 0 && now - l->logged_ms < 1000) {
+		l->refused++;
 		return;
-	shoal_log(LOG_WARNING, "register %s from %s refused: %s (%llu refused since the last line)",
-	          name, rpc_conn_peer(sc->rpc), why, (unsigned long long)l->refused);
+	}
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (l->refused)
+		shoal_log(LOG_WARNING, "register %.64s from %s refused: %s (and %llu more refused)",
+		          name, rpc_conn_peer(sc->rpc), why, (unsigned long long)l->refused);
+	else
+		shoal_log(LOG_WARNING, "register %.64s from %s refused: %s", name,
+		          rpc_conn_peer(sc->rpc), why);
 	l->refused = 0;
 	l->logged_ms = now;
 }
+
+/* Registers one connection may have refused before it gets a short answer for every further
+ * one, without a signature check or a log line: an agent gives up its connection after the
+ * first refusal, so only a client that insists meets this. */
+#define REGISTER_REFUSALS_PER_CONN 4
 
 /*
  * Who may register this name, before anything changes: the Register must prove a node key
  * (a signature over this connection's channel binding), an existing name only comes back with
  * its own key, a new name passes the join rate, and the capacity must be one a host can have.
- * 0 to go on, -1 once refused (an error reply is sent, the connection stays: the agent closes
- * it and retries with back-off).
+ * 0 to go on; -1 once refused with an error reply (the connection stays: the agent closes it
+ * and retries with back-off).
  */
 static int
 register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__Register *r)
 {
 	struct sched_server *srv = sc->srv;
-	const char *peer = rpc_conn_peer(sc->rpc);
 	char fp[NODEKEY_FP_LEN], have[NODEKEY_FP_LEN];
 	struct shoal_err err;
 	struct node *n;
 
+	if (sc->refused >= REGISTER_REFUSALS_PER_CONN) {
+		api_reply_error(sc, env->id, EACCES,
+		                "%u registrations refused on this connection: reconnect to try again",
+		                sc->refused);
+		goto refused;
+	}
 	if (sc->node != NULL && strcmp(sc->node->name, r->node_name) != 0) {
-		shoal_log(LOG_WARNING, "register %s from %s refused: this connection is node %s",
-		          r->node_name, peer, sc->node->name);
+		log_refused(sc, r->node_name, "this connection is node %s", sc->node->name);
 		api_reply_error(sc, env->id, EPROTO,
 		                "this connection registered node %s; one node per connection",
 		                sc->node->name);
-		return -1;
+		goto refused;
 	}
 	if (r->node_key.len != NODEKEY_PK_BYTES || r->node_signature.len != NODEKEY_SIG_BYTES) {
-		shoal_log(LOG_WARNING, "register %s from %s refused: no node key", r->node_name,
-		          peer);
+		log_refused(sc, r->node_name, "no node key");
 		api_reply_error(sc, env->id, EACCES,
 		                "registration needs a node key and its signature (agent too old?)");
-		return -1;
+		goto refused;
 	}
 	if (!nodekey_verify(r->node_key.data, rpc_conn_binding(sc->rpc), RPC_BINDING_BYTES,
 	                    r->node_signature.data)) {
-		shoal_log(LOG_WARNING, "register %s from %s refused: bad node key signature",
-		          r->node_name, peer);
+		log_refused(sc, r->node_name, "bad node key signature");
 		api_reply_error(sc, env->id, EACCES, "node key signature does not verify");
-		return -1;
+		goto refused;
 	}
 	nodekey_fingerprint(r->node_key.data, fp);
 	switch (nodes_check_key(&srv->nodes, r->node_name, r->node_key.data)) {
 	case NODES_KEY_MISMATCH:
 		n = nodes_find(&srv->nodes, r->node_name);
-		shoal_log(LOG_WARNING,
-		          "register %s from %s refused: the name is bound to key %s, this is key %s "
-		          "(if the node lost its key: shoal node rm %s)",
-		          r->node_name, peer, nodekey_fingerprint(n->key, have), fp, r->node_name);
+		log_refused(sc, r->node_name,
+		            "the name is bound to key %s, this is key %s (if the node lost its key: "
+		            "shoal node rm %s)",
+		            nodekey_fingerprint(n->key, have), fp, r->node_name);
 		api_reply_error(sc, env->id, EACCES,
 		                "node name %s is bound to another node key; if this node lost its "
 		                "key, an admin removes the old node first (shoal node rm %s)",
 		                r->node_name, r->node_name);
-		return -1;
+		goto refused;
 	case NODES_KEY_NEW:
 		if (nodes_join_admit(&srv->nodes.join, util_now_ms(), &sc->new_names, &err) == -1) {
-			log_join_refused(sc, r->node_name, err.msg);
+			log_refused(sc, r->node_name, "%s", err.msg);
 			api_reply_error(sc, env->id, EAGAIN, "%s", err.msg);
-			return -1;
+			goto refused;
 		}
 		shoal_log(LOG_INFO, "new node %s with key %s", r->node_name, fp);
 		break;
@@ -166,12 +185,14 @@ register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__R
 	}
 	if (nodes_check_capacity(r->capacity ? r->capacity->cpu_millis : 0,
 	                         r->capacity ? r->capacity->memory_bytes : 0, &err) == -1) {
-		shoal_log(LOG_WARNING, "register %s from %s refused: %s", r->node_name, peer,
-		          err.msg);
+		log_refused(sc, r->node_name, "%s", err.msg);
 		api_reply_error(sc, env->id, EINVAL, "%s", err.msg);
-		return -1;
+		goto refused;
 	}
 	return 0;
+refused:
+	sc->refused++;
+	return -1;
 }
 
 static void
@@ -334,6 +355,7 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 	Shoal__Capacity *caps = xcalloc(count, sizeof(*caps));
 	Shoal__Usage *usages = xcalloc(count, sizeof(*usages));
 	char(*subnets)[32] = xcalloc(count, sizeof(*subnets));
+	char(*fps)[NODEKEY_FP_LEN] = xcalloc(count, sizeof(*fps));
 
 	lr.nodes = xcalloc(count, sizeof(*lr.nodes));
 	lr.n_nodes = count;
@@ -361,6 +383,7 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 		ni->created_ms = n->created_ms;
 		ni->last_seen_ms = n->last_seen_wall;
 		ni->labels = labels_split(n->labels, &ni->n_labels);
+		ni->key_fingerprint = n->has_key ? nodekey_fingerprint(n->key, fps[i]) : "";
 		lr.nodes[i] = ni;
 	}
 	reply.id = env->id;
@@ -380,6 +403,7 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 	free(caps);
 	free(usages);
 	free(subnets);
+	free(fps);
 }
 
 static void reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)

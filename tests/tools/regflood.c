@@ -6,7 +6,8 @@
  * Opens CONNS connections one after the other; on each, after the handshake, sends NAMES
  * Registers for new names PREFIX-C-N, each with a node key proven on that connection (a fresh
  * key per run, or the one in KEYFILE), waits for every reply, then closes it. Prints one line
- * per reply ("ok NAME" or "refused NAME: MESSAGE") and at the end "accepted=A refused=R".
+ * per reply ("ok NAME" or "refused NAME: MESSAGE"), "closed C: REASON" when the scheduler
+ * hangs up on connection C, and at the end "accepted=A refused=R closed=K".
  * Exit 0 when every reply came, 1 otherwise.
  */
 #include <signal.h>
@@ -35,7 +36,7 @@ struct flood {
 	int conns, names;
 	int conn_no;     /* the connection being played */
 	int pending;     /* replies still expected on it */
-	int accepted, refused;
+	int accepted, refused, closed;
 	uint64_t first_id; /* ids of this connection's Registers: first_id .. first_id+names-1 */
 	bool failed;
 	struct rpc_conn *c;
@@ -112,10 +113,19 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 	struct flood *f = arg;
 
 	(void)c;
-	fprintf(stderr, "regflood: connection %d closed: %s\n", f->conn_no, reason);
 	f->c = NULL;
-	f->failed = true;
-	event_base_loopbreak(f->base);
+	if (f->pending == 0) { /* before the handshake was through: not the scheduler's doing */
+		fprintf(stderr, "regflood: connection %d closed: %s\n", f->conn_no, reason);
+		f->failed = true;
+		event_base_loopbreak(f->base);
+		return;
+	}
+	/* The scheduler hung up on a connection that insisted: go on with the next one. */
+	printf("closed %d: %s\n", f->conn_no, reason);
+	f->closed++;
+	f->pending = 0;
+	f->conn_no++;
+	next_conn(f);
 }
 
 static const struct rpc_callbacks cbs = {on_ready, on_message, on_closed};
@@ -178,7 +188,7 @@ main(int argc, char **argv)
 	if (f.c != NULL)
 		rpc_free(f.c);
 	event_base_free(f.base);
-	printf("accepted=%d refused=%d\n", f.accepted, f.refused);
+	printf("accepted=%d refused=%d closed=%d\n", f.accepted, f.refused, f.closed);
 	fflush(stdout);
 	return f.failed ? 1 : 0;
 }
