@@ -178,3 +178,19 @@ teardown_file() {
 	done
 	[ "$(shoal nodes | awk 'NR > 1' | wc -l)" -eq 3 ]
 }
+
+@test "shoal node rm --force on a ready node with a task: its session closes, its task is replaced, its agent joins again as a new node" {
+	wait_until 10 all_ready
+	wait_until 60 running_is sleeper 3
+	id3=$(shoal nodes -o json | jq -r '.[] | select(.name == "node3") | .id')
+	[ -n "$(tasks_on node3)" ]
+	run shoal node rm --force node3
+	echo "$output"
+	[ "$status" -eq 0 ]
+	grep -q "node node3 removed (forced)" "$LAB_RUN/sched.log"
+	# The agent still runs: it reconnects, and with the name free its key binds anew.
+	wait_until 15 node_is node3 ready
+	[ "$(shoal nodes -o json | jq -r '.[] | select(.name == "node3") | .id')" != "$id3" ]
+	wait_until 60 running_is sleeper 3
+	all_ready
+}
