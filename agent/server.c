@@ -77,6 +77,13 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	event_add(a->sig_term, NULL);
 	event_add(a->sig_int, NULL);
 	session_init(&a->session, a);
+	{
+		cleanup_free char *key = xasprintf("%s/node.key", a->data_dir);
+		if (session_load_key(&a->session, key, err) == -1) {
+			agent_server_free(a);
+			return -1;
+		}
+	}
 	if (netnode_init(&a->netnode, a->data_dir, a->name, opt->masquerade, err) == -1) {
 		agent_server_free(a);
 		return err_prefix(err, "network");

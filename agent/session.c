@@ -137,6 +137,7 @@ send_register(struct session *s)
 	Shoal__Label *labels = xcalloc(a->nlabels, sizeof(*labels));
 	Shoal__Label **lp = xcalloc(a->nlabels, sizeof(*lp));
 	cleanup_free char *copies = NULL;
+	uint8_t sig[NODEKEY_SIG_BYTES];
 	struct shoal_err err;
 
 	for (size_t i = 0; i < a->nlabels; i++) {
@@ -158,6 +159,12 @@ send_register(struct session *s)
 	/* The tasks this node runs: a restarted scheduler adopts them instead of restarting. */
 	reg.n_tasks_running = tasks_status_all(&a->tasks, &reg.tasks_running);
 	reg.version = "0.1";
+	/* The key proves itself on this connection only: the signature covers its binding. */
+	nodekey_sign(&s->key, rpc_conn_binding(s->conn), RPC_BINDING_BYTES, sig);
+	reg.node_key.data = s->key.pk;
+	reg.node_key.len = sizeof(s->key.pk);
+	reg.node_signature.data = sig;
+	reg.node_signature.len = sizeof(sig);
 	env.id = s->register_id = ++s->next_id;
 	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
 	env.register_ = &reg;
@@ -369,6 +376,19 @@ session_init(struct session *s, struct agent_server *a)
 	s->heartbeat = evtimer_new(a->base, on_heartbeat_timer, s);
 }
 
+int
+session_load_key(struct session *s, const char *path, struct shoal_err *err)
+{
+	char fp[NODEKEY_FP_LEN];
+	bool created;
+
+	if (nodekey_load_or_create(path, &s->key, &created, err) == -1)
+		return -1;
+	shoal_log(LOG_INFO, "node key %s %s", nodekey_fingerprint(s->key.pk, fp),
+	          created ? "created" : "loaded");
+	return 0;
+}
+
 void
 session_start(struct session *s)
 {
@@ -384,5 +404,6 @@ session_free(struct session *s)
 		event_free(s->retry);
 	if (s->heartbeat)
 		event_free(s->heartbeat);
+	nodekey_wipe(&s->key);
 	memset(s, 0, sizeof(*s));
 }

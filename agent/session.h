@@ -3,7 +3,10 @@
 
 #include <stdint.h>
 
+#include "nodekey.h"
+
 struct agent_server;
+struct shoal_err;
 struct event;
 struct rpc_conn;
 
@@ -33,9 +36,15 @@ struct session {
 	uint32_t heartbeat_ms;
 	uint64_t endpoints_gen; /* last Endpoints applied (acknowledged in heartbeats) */
 	int failures;           /* consecutive failed attempts (for quiet logging) */
+	struct nodekey key;     /* this node's identity, proven in every Register (secret) */
 };
 
 void session_init(struct session *s, struct agent_server *a);
+/*
+ * Load this node's key from path, making it at the first start (nodekey.h). Every Register
+ * carries the public key and a signature over the connection's channel binding.
+ */
+int session_load_key(struct session *s, const char *path, struct shoal_err *err);
 /* Start connecting now. */
 void session_start(struct session *s);
 void session_free(struct session *s);

@@ -107,7 +107,7 @@ run_one() {
 	port=$(free_port)
 	"$sched_bin" init --data-dir "$work/data" >/dev/null
 	# A /8 cluster CIDR: one /24 per node for up to 65,535 nodes.
-	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 --no-routes 2>"$work/sched.log" &
+	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 --no-routes --join-rate 1000000 2>"$work/sched.log" &
 	sched_pid=$!
 	for _ in $(seq 100); do cli nodes >/dev/null 2>&1 && break; sleep 0.05; done
 	t_start=$(now_ms)

@@ -40,6 +40,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "nodekey.h"
 #include "rpc.h"
 #include "shoal.pb-c.h"
 #include "token.h"
@@ -73,6 +74,7 @@ struct sim_node {
 	uint8_t state;
 	uint8_t failures;
 	bool ramp; /* counted in the ramp window */
+	struct nodekey key; /* its node identity, made at start, kept across reconnects */
 };
 
 /* The whole simulation; the only mutable global. */
@@ -337,9 +339,16 @@ send_register(struct sim_node *n)
 	Shoal__TaskStatus **sp = xcalloc(n->nids ? n->nids : 1, sizeof(*sp));
 	char(*ips)[16] = xcalloc(n->nids ? n->nids : 1, sizeof(*ips));
 	char name[64], zone_value[16];
+	uint8_t sig[NODEKEY_SIG_BYTES];
 	int64_t now = util_wall_ms();
 
 	node_name(n, name, sizeof(name));
+	/* As agent/session.c: prove the node key on this connection. */
+	nodekey_sign(&n->key, rpc_conn_binding(n->conn), RPC_BINDING_BYTES, sig);
+	reg.node_key.data = n->key.pk;
+	reg.node_key.len = sizeof(n->key.pk);
+	reg.node_signature.data = sig;
+	reg.node_signature.len = sizeof(sig);
 	snprintf(zone_value, sizeof(zone_value), "z%u", n->idx % 4);
 	zone.key = "zone";
 	zone.value = zone_value;
@@ -683,6 +692,7 @@ main(int argc, char **argv)
 	for (uint32_t i = 0; i < s.n; i++) {
 		s.nodes[i].sim = &s;
 		s.nodes[i].idx = i + 1;
+		crypto_sign_keypair(s.nodes[i].key.pk, s.nodes[i].key.sk);
 		s.nodes[i].timer = evtimer_new(s.base, on_timer, &s.nodes[i]);
 	}
 	s.sig_int = evsignal_new(s.base, SIGINT, on_signal, &s);

@@ -36,6 +36,7 @@ static const struct command commands[] = {
     {"drain", "move a node's tasks away and place no new ones there", nodes_drain_usage,
      nodes_drain_cmd},
     {"activate", "let a drained node take tasks again", nodes_activate_usage, nodes_activate_cmd},
+    {"node", "remove a node and its key binding (node rm)", nodes_node_usage, nodes_node_cmd},
 };
 
 static void

@@ -32,6 +32,18 @@ const char nodes_activate_usage[] =
     "\n"
     "Make a drained node active again: it takes new tasks (running ones are not moved back).\n";
 
+const char nodes_node_usage[] =
+    "usage: shoal node rm [-f|--force] NODE\n"
+    "\n"
+    "Remove a node from the cluster: its record, its subnet and the node key its name is bound\n"
+    "to. A node's name only comes back with its own key (DATA_DIR/node.key on the agent); a\n"
+    "node that lost its key joins anew after `shoal node rm`. A node that is up (ready or\n"
+    "connected) is refused: stop its agent first. Its tasks end and are replaced elsewhere.\n"
+    "\n"
+    "Options:\n"
+    "  -f, --force   remove the node even while it is up (its session is closed; an agent\n"
+    "                still running there joins again as a new node)\n";
+
 static json_t *
 node_json(const Shoal__NodeInfo *n)
 {
@@ -40,14 +52,14 @@ node_json(const Shoal__NodeInfo *n)
 	for (size_t i = 0; i < n->n_labels; i++)
 		json_object_set_new(labels, n->labels[i]->key, json_string(n->labels[i]->value));
 	return json_pack(
-	    "{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:f, s:I, s:i, s:s, s:I, s:I, s:o}", "id", n->id,
+	    "{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:f, s:I, s:i, s:s, s:I, s:I, s:o, s:s}", "id", n->id,
 	    "name", n->name, "address", n->address, "status", n->status, "availability",
 	    n->availability, "cpus", n->capacity ? (double)n->capacity->cpu_millis / 1000.0 : 0.0,
 	    "memory_bytes", (json_int_t)(n->capacity ? n->capacity->memory_bytes : 0), "cpus_used",
 	    n->usage ? (double)n->usage->cpu_millis / 1000.0 : 0.0, "memory_used_bytes",
 	    (json_int_t)(n->usage ? n->usage->memory_bytes : 0), "tasks", (int)n->tasks, "subnet",
 	    n->subnet, "created_ms", (json_int_t)n->created_ms, "last_seen_ms",
-	    (json_int_t)n->last_seen_ms, "labels", labels);
+	    (json_int_t)n->last_seen_ms, "labels", labels, "key", n->key_fingerprint);
 }
 
 int
@@ -151,4 +163,58 @@ int
 nodes_activate_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
 	return nodes_set_availability(ctx, argc, argv, false, nodes_activate_usage);
+}
+
+static int
+nodes_rm(struct cli_ctx *ctx, int argc, char **argv)
+{
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__RemoveNode rn = SHOAL__REMOVE_NODE__INIT;
+	Shoal__Envelope *reply = NULL;
+	const char *name = NULL;
+	struct shoal_err err;
+	bool force = false;
+	int rc = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--force") == 0) {
+			force = true;
+		} else if (argv[i][0] == '-' || name != NULL) {
+			fprintf(stderr, "shoal node rm: unexpected argument %s\n%s", argv[i],
+			        nodes_node_usage);
+			return 1;
+		} else {
+			name = argv[i];
+		}
+	}
+	if (name == NULL) {
+		fprintf(stderr, "shoal node rm: want one NODE\n%s", nodes_node_usage);
+		return 1;
+	}
+	rn.node = (char *)name;
+	rn.force = force;
+	req.body_case = SHOAL__ENVELOPE__BODY_REMOVE_NODE;
+	req.remove_node = &rn;
+	if (client_call(ctx, &req, &reply, &err) == -1) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return 1;
+	}
+	if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
+		printf("%s\n", name);
+	} else {
+		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
+		rc = 1;
+	}
+	shoal__envelope__free_unpacked(reply, NULL);
+	return rc;
+}
+
+int
+nodes_node_cmd(struct cli_ctx *ctx, int argc, char **argv)
+{
+	/* One subcommand today; `node ls`/`node inspect` would join it here. */
+	if (argc >= 2 && strcmp(argv[1], "rm") == 0)
+		return nodes_rm(ctx, argc - 1, argv + 1);
+	fprintf(stderr, "shoal node: want a subcommand (rm)\n%s", nodes_node_usage);
+	return 1;
 }

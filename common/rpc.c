@@ -39,6 +39,7 @@
 #define RPC_SIG_CTX     "shoal-hs1"
 #define RPC_SIG_MSG_LEN (sizeof(RPC_SIG_CTX) - 1 + 1 + 2 * RPC_PK)
 #define RPC_MAC_CTX     "shoal-mac-v1"
+#define RPC_BIND_CTX    "shoal-bind1"
 /* Frames up to this size are packed and decrypted on the stack, without a malloc. */
 #define RPC_SMALL_FRAME 4096
 
@@ -70,6 +71,7 @@ struct rpc_conn {
 	void *arg;
 	void *user;
 	crypto_secretstream_xchacha20poly1305_state tx, rx;
+	uint8_t binding[RPC_BINDING_BYTES]; /* names this session's handshake (rpc_conn_binding) */
 	uint32_t max_frame;
 	int hs_ms;
 	int idle_ms;
@@ -178,6 +180,22 @@ rpc_sig_msg(uint8_t out[RPC_SIG_MSG_LEN], uint8_t role, const uint8_t *cpk, cons
 	memcpy(out + n + 1 + RPC_PK, spk, RPC_PK);
 }
 
+/* The channel binding: a hash of the handshake transcript, the same on both ends and unique to
+ * this session (both ephemeral keys are fresh), so a signature over it cannot be replayed on
+ * another connection. */
+static void
+rpc_bind(struct rpc_conn *c, uint8_t role, const uint8_t *cpk, const uint8_t *spk)
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, sizeof(c->binding));
+	crypto_generichash_update(&st, (const uint8_t *)RPC_BIND_CTX, sizeof(RPC_BIND_CTX) - 1);
+	crypto_generichash_update(&st, &role, 1);
+	crypto_generichash_update(&st, cpk, RPC_PK);
+	crypto_generichash_update(&st, spk, RPC_PK);
+	crypto_generichash_final(&st, c->binding, sizeof(c->binding));
+}
+
 /* The handshake is done: drop its material and timer, and tell the owner. */
 static int
 rpc_ready(struct rpc_conn *c)
@@ -231,6 +249,7 @@ rpc_server_hello(struct rpc_conn *c, struct evbuffer *in, size_t have)
 		return rpc_fail(c, LOG_WARNING, "bad handshake key");
 	sodium_memzero(hs->sk, sizeof(hs->sk));
 	rpc_mac_key(tok->secret, hs->mac_key);
+	rpc_bind(c, hs->role, hs->cpk, hs->pk);
 
 	memcpy(p, hs->pk, RPC_PK);
 	p += RPC_PK;
@@ -318,6 +337,7 @@ rpc_client_accept(struct rpc_conn *c, struct evbuffer *in, size_t have)
 	sodium_memzero(tx_key, sizeof(tx_key));
 	if (r != 0)
 		return rpc_fail(c, LOG_WARNING, "bad handshake key");
+	rpc_bind(c, hs->role, hs->pk, spk);
 	bufferevent_write(c->bev, fin, sizeof(fin));
 	return rpc_ready(c);
 }
@@ -682,6 +702,12 @@ enum token_role
 rpc_conn_role(const struct rpc_conn *c)
 {
 	return (enum token_role)c->role;
+}
+
+const uint8_t *
+rpc_conn_binding(const struct rpc_conn *c)
+{
+	return c->binding;
 }
 
 const char *

@@ -45,6 +45,7 @@ typedef struct Shoal__Envelope Shoal__Envelope;
  */
 
 #define RPC_DEFAULT_MAX_FRAME    (4u << 20)
+#define RPC_BINDING_BYTES        32
 #define RPC_DEFAULT_HANDSHAKE_MS 5000
 
 struct rpc_conn;
@@ -108,6 +109,12 @@ void rpc_free(struct rpc_conn *c);
 
 /* Who the peer is once ready: the role it proved. */
 enum token_role rpc_conn_role(const struct rpc_conn *c);
+/*
+ * The channel binding once ready: RPC_BINDING_BYTES of BLAKE2b("shoal-bind1" | role | cpk | spk),
+ * equal on both ends, different for every connection. A peer proves a long-term key of its
+ * own (an agent's node key) by signing it: the signature is only good on this session.
+ */
+const uint8_t *rpc_conn_binding(const struct rpc_conn *c);
 const char *rpc_conn_peer(const struct rpc_conn *c);
 /* Bytes queued for sending and not yet written to the socket. */
 size_t rpc_conn_pending(const struct rpc_conn *c);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "logs.h"
 #include "manifest.h"
+#include "nodekey.h"
 #include "reconcile.h"
 #include "update.h"
 #include "server.h"
@@ -80,6 +81,120 @@ labels_join(Shoal__Label **labels, size_t n)
 	return out;
 }
 
+/*
+ * One warning line per refused Register, at most one a second, counting the ones it held back:
+ * a worker looping on Registers (new names, another node's name) must not flood the log.
+ */
+static void __attribute__((format(printf, 3, 4)))
+log_refused(struct sched_conn *sc, const char *name, const char *fmt, ...)
+{
+	struct nodes_join_limit *l = &sc->srv->nodes.join;
+	int64_t now = util_now_ms();
+	char why[320];
+	va_list ap;
+
+	if (l->logged_ms != 0 && now - l->logged_ms < 1000) {
+		l->refused++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (l->refused)
+		shoal_log(LOG_WARNING, "register %.64s from %s refused: %s (and %llu more refused)",
+		          name, rpc_conn_peer(sc->rpc), why, (unsigned long long)l->refused);
+	else
+		shoal_log(LOG_WARNING, "register %.64s from %s refused: %s", name,
+		          rpc_conn_peer(sc->rpc), why);
+	l->refused = 0;
+	l->logged_ms = now;
+}
+
+/* Registers one connection may have refused before it gets a short answer for every further
+ * one, without a signature check or a log line: an agent gives up its connection after the
+ * first refusal, so only a client that insists meets this. */
+#define REGISTER_REFUSALS_PER_CONN 4
+
+/*
+ * Who may register this name, before anything changes: the Register must prove a node key
+ * (a signature over this connection's channel binding), an existing name only comes back with
+ * its own key, a new name passes the join rate, and the capacity must be one a host can have.
+ * 0 to go on; -1 once refused with an error reply (the connection stays: the agent closes it
+ * and retries with back-off).
+ */
+static int
+register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__Register *r)
+{
+	struct sched_server *srv = sc->srv;
+	char fp[NODEKEY_FP_LEN], have[NODEKEY_FP_LEN];
+	struct shoal_err err;
+	struct node *n;
+
+	if (sc->refused >= REGISTER_REFUSALS_PER_CONN) {
+		api_reply_error(sc, env->id, EACCES,
+		                "%u registrations refused on this connection: reconnect to try again",
+		                sc->refused);
+		goto refused;
+	}
+	if (sc->node != NULL && strcmp(sc->node->name, r->node_name) != 0) {
+		log_refused(sc, r->node_name, "this connection is node %s", sc->node->name);
+		api_reply_error(sc, env->id, EPROTO,
+		                "this connection registered node %s; one node per connection",
+		                sc->node->name);
+		goto refused;
+	}
+	if (r->node_key.len != NODEKEY_PK_BYTES || r->node_signature.len != NODEKEY_SIG_BYTES) {
+		log_refused(sc, r->node_name, "no node key");
+		api_reply_error(sc, env->id, EACCES,
+		                "registration needs a node key and its signature (agent too old?)");
+		goto refused;
+	}
+	if (!nodekey_verify(r->node_key.data, rpc_conn_binding(sc->rpc), RPC_BINDING_BYTES,
+	                    r->node_signature.data)) {
+		log_refused(sc, r->node_name, "bad node key signature");
+		api_reply_error(sc, env->id, EACCES, "node key signature does not verify");
+		goto refused;
+	}
+	nodekey_fingerprint(r->node_key.data, fp);
+	switch (nodes_check_key(&srv->nodes, r->node_name, r->node_key.data)) {
+	case NODES_KEY_MISMATCH:
+		n = nodes_find(&srv->nodes, r->node_name);
+		log_refused(sc, r->node_name,
+		            "the name is bound to key %s, this is key %s (if the node lost its key: "
+		            "shoal node rm %s)",
+		            nodekey_fingerprint(n->key, have), fp, r->node_name);
+		api_reply_error(sc, env->id, EACCES,
+		                "node name %s is bound to another node key; if this node lost its "
+		                "key, an admin removes the old node first (shoal node rm %s)",
+		                r->node_name, r->node_name);
+		goto refused;
+	case NODES_KEY_NEW:
+		if (nodes_join_admit(&srv->nodes.join, util_now_ms(), &sc->new_names, &err) == -1) {
+			log_refused(sc, r->node_name, "%s", err.msg);
+			api_reply_error(sc, env->id, EAGAIN, "%s", err.msg);
+			goto refused;
+		}
+		shoal_log(LOG_INFO, "new node %s with key %s", r->node_name, fp);
+		break;
+	case NODES_KEY_UNBOUND:
+		shoal_log(LOG_INFO, "node %s: key %s bound (it had none: trust on first use)",
+		          r->node_name, fp);
+		break;
+	case NODES_KEY_MATCH:
+		break;
+	}
+	if (nodes_check_capacity(r->capacity ? r->capacity->cpu_millis : 0,
+	                         r->capacity ? r->capacity->memory_bytes : 0, &err) == -1) {
+		log_refused(sc, r->node_name, "%s", err.msg);
+		api_reply_error(sc, env->id, EINVAL, "%s", err.msg);
+		goto refused;
+	}
+	return 0;
+refused:
+	sc->refused++;
+	return -1;
+}
+
 static void
 handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 {
@@ -99,10 +214,13 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 		                r->node_name);
 		return;
 	}
+	if (register_admit(sc, env, r) == -1)
+		return;
 	labels = labels_join(r->labels, r->n_labels);
 	n = nodes_register(&srv->nodes, &srv->store, r->node_name, r->address, labels,
 	                   r->capacity ? (int64_t)r->capacity->cpu_millis : 0,
-	                   r->capacity ? (int64_t)r->capacity->memory_bytes : 0, &err);
+	                   r->capacity ? (int64_t)r->capacity->memory_bytes : 0, r->node_key.data,
+	                   &err);
 	if (n == NULL) {
 		shoal_log(LOG_ERR, "register %s from %s: %s", r->node_name, rpc_conn_peer(sc->rpc),
 		          err.msg);
@@ -237,6 +355,7 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 	Shoal__Capacity *caps = xcalloc(count, sizeof(*caps));
 	Shoal__Usage *usages = xcalloc(count, sizeof(*usages));
 	char(*subnets)[32] = xcalloc(count, sizeof(*subnets));
+	char(*fps)[NODEKEY_FP_LEN] = xcalloc(count, sizeof(*fps));
 
 	lr.nodes = xcalloc(count, sizeof(*lr.nodes));
 	lr.n_nodes = count;
@@ -264,6 +383,7 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 		ni->created_ms = n->created_ms;
 		ni->last_seen_ms = n->last_seen_wall;
 		ni->labels = labels_split(n->labels, &ni->n_labels);
+		ni->key_fingerprint = n->has_key ? nodekey_fingerprint(n->key, fps[i]) : "";
 		lr.nodes[i] = ni;
 	}
 	reply.id = env->id;
@@ -283,6 +403,7 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 	free(caps);
 	free(usages);
 	free(subnets);
+	free(fps);
 }
 
 static void reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
@@ -724,6 +845,52 @@ handle_set_availability(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply_ok(sc, env->id, "%s %s", n->name, n->drain ? "drain" : "active");
 }
 
+/*
+ * `shoal node rm`: forget a node, its subnet and its key, so that a node that lost its key can
+ * join anew under its name. Like `docker node rm`, a node that is up is refused unless force
+ * (its session is then closed; an agent still running there would join again as a new node).
+ * Its tasks end ("node X removed") and are replaced elsewhere.
+ */
+static void
+handle_remove_node(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	const Shoal__RemoveNode *rn = env->remove_node;
+	struct node *n = nodes_find(&srv->nodes, rn->node);
+	struct shoal_err err;
+	uint32_t ntasks;
+
+	if (n == NULL) {
+		api_reply_error(sc, env->id, ENOENT, "no such node: %.64s", rn->node);
+		return;
+	}
+	if ((n->status == NODE_READY || n->conn != NULL) && !rn->force) {
+		api_reply_error(sc, env->id, EBUSY,
+		                "node %s is %s: stop its agent first (or use --force to remove it "
+		                "anyway)",
+		                n->name, n->status == NODE_READY ? "ready" : "connected");
+		return;
+	}
+	for (struct sched_conn *o = srv->conns, *next; o; o = next) {
+		next = o->next;
+		if (o->node != n)
+			continue;
+		o->node = NULL;
+		n->conn = NULL;
+		sched_conn_drop(o);
+	}
+	ntasks = n->ntasks;
+	reconcile_node_removed(srv, n);
+	if (nodes_remove(&srv->nodes, &srv->store, n, &err) == -1) {
+		shoal_log(LOG_ERR, "node rm %s: %s", rn->node, err.msg);
+		api_reply_error(sc, env->id, EIO, "%s", err.msg);
+		return;
+	}
+	shoal_log(LOG_INFO, "node %s removed%s (%u task%s ended)", rn->node,
+	          rn->force ? " (forced)" : "", ntasks, ntasks == 1 ? "" : "s");
+	reply_ok(sc, env->id, "%s", rn->node);
+}
+
 static void
 handle_rollback(struct sched_conn *sc, const Shoal__Envelope *env)
 {
@@ -761,6 +928,7 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_REMOVE_SERVICE:
 	case SHOAL__ENVELOPE__BODY_SET_AVAILABILITY:
 	case SHOAL__ENVELOPE__BODY_ROLLBACK:
+	case SHOAL__ENVELOPE__BODY_REMOVE_NODE:
 		return TOKEN_ROLE_ADMIN;
 	default:
 		return TOKEN_ROLE_NONE;
@@ -834,6 +1002,9 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_ROLLBACK:
 		handle_rollback(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_REMOVE_NODE:
+		handle_remove_node(sc, env);
 		break;
 	default:
 		break;

@@ -35,6 +35,8 @@ static const char usage_text[] =
     "                            is the way\n"
     "  --heartbeat-interval DUR  how often agents report (default 1s); a node is down\n"
     "                            after 3 missed intervals\n"
+    "  --join-rate N             new node names accepted per second, after a burst of\n"
+    "                            max(50, 10*N) (default 5); known nodes always rejoin\n"
     "  --log-level LEVEL         error, warn, notice, info (default) or debug\n"
     "  -h, --help                this text\n";
 
@@ -72,6 +74,7 @@ main(int argc, char **argv)
 	    {"cluster-cidr", required_argument, NULL, 'c'},
 	    {"no-routes", no_argument, NULL, 'R'},
 	    {"heartbeat-interval", required_argument, NULL, 'i'},
+	    {"join-rate", required_argument, NULL, 'J'},
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
@@ -121,6 +124,19 @@ main(int argc, char **argv)
 				return 1;
 			}
 			so.heartbeat_ms = (uint32_t)ms;
+			break;
+		}
+		case 'J': {
+			char *end;
+			double v = strtod(optarg, &end);
+			if (end == optarg || *end || !(v >= 0.01 && v <= 1e6)) {
+				fprintf(stderr,
+				        "shoal-scheduler: --join-rate %s: want 0.01 to 1000000 new "
+				        "names a second\n",
+				        optarg);
+				return 1;
+			}
+			so.join_rate = v;
 			break;
 		}
 		case 'L':

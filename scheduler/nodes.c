@@ -44,6 +44,11 @@ nodes_init(struct nodes *ns, const char *cidr, struct shoal_err *err)
 		return -1;
 	ns->nsubnets = (size_t)1 << (24 - ns->cidr_prefix);
 	ns->subnet_used = xcalloc(ns->nsubnets, 1);
+	ns->join.rate = NODES_JOIN_RATE;
+	ns->join.burst = NODES_JOIN_BURST;
+	ns->join.per_conn = NODES_JOIN_PER_CONN;
+	ns->join.tokens = NODES_JOIN_BURST;
+	ns->join.last_ms = util_now_ms();
 	return 0;
 }
 
@@ -142,6 +147,7 @@ load_one(const struct store_node *sn, void *arg)
 	struct load_ctx *ctx = arg;
 	struct nodes *ns = ctx->ns;
 	struct node *n;
+	size_t keylen = 0;
 
 	/* A record whose subnet lies outside the (possibly changed) CIDR is dropped from memory;
 	 * the node gets a fresh subnet when it registers again. */
@@ -162,6 +168,10 @@ load_one(const struct store_node *sn, void *arg)
 	n->created_ms = sn->created_ms;
 	n->status = NODE_UNKNOWN;
 	n->last_seen = util_now_ms();
+	/* A key that does not parse is treated as none: bound again at the next registration. */
+	n->has_key = sodium_hex2bin(n->key, sizeof(n->key), sn->node_key, strlen(sn->node_key),
+	                            NULL, &keylen, NULL) == 0 &&
+	             keylen == sizeof(n->key);
 	ns->subnet_used[n->subnet_index] = 1;
 	insert(ns, n);
 }
@@ -177,6 +187,7 @@ nodes_load(struct nodes *ns, struct store *st, struct shoal_err *err)
 int
 nodes_persist(struct store *st, const struct node *n, struct shoal_err *err)
 {
+	char key[2 * NODEKEY_PK_BYTES + 1] = "";
 	struct store_node sn = {
 	    .id = (char *)n->id,
 	    .name = n->name,
@@ -187,7 +198,11 @@ nodes_persist(struct store *st, const struct node *n, struct shoal_err *err)
 	    .memory_bytes = n->memory_bytes,
 	    .subnet_index = n->subnet_index,
 	    .created_ms = n->created_ms,
+	    .node_key = key,
 	};
+
+	if (n->has_key)
+		util_hex(n->key, sizeof(n->key), key);
 	return store_node_put(st, &sn, err);
 }
 
@@ -202,10 +217,12 @@ set_str(char **dst, const char *src)
 
 struct node *
 nodes_register(struct nodes *ns, struct store *st, const char *name, const char *address,
-               const char *labels, int64_t cpu_millis, int64_t memory_bytes, struct shoal_err *err)
+               const char *labels, int64_t cpu_millis, int64_t memory_bytes, const uint8_t *key,
+               struct shoal_err *err)
 {
 	struct node *n = nodes_find(ns, name);
-	bool fresh = n == NULL;
+	bool fresh = n == NULL, bind = false;
+	char fp[NODEKEY_FP_LEN];
 
 	if (fresh) {
 		size_t idx;
@@ -225,6 +242,15 @@ nodes_register(struct nodes *ns, struct store *st, const char *name, const char 
 		n->name = xstrdup(name);
 		n->subnet_index = (int)idx;
 		n->created_ms = util_wall_ms();
+	} else if (key != NULL && n->has_key && sodium_memcmp(n->key, key, sizeof(n->key)) != 0) {
+		/* Checked before anything changes: an impostor leaves no trace on the record. */
+		err_set(err, 0, "node %s is bound to another key (key %s)", name,
+		        nodekey_fingerprint(n->key, fp));
+		return NULL;
+	}
+	if (key != NULL && !n->has_key) {
+		memcpy(n->key, key, sizeof(n->key));
+		n->has_key = bind = true;
 	}
 	set_str(&n->address, address);
 	set_str(&n->labels, labels);
@@ -233,6 +259,8 @@ nodes_register(struct nodes *ns, struct store *st, const char *name, const char 
 	if (nodes_persist(st, n, err) == -1) {
 		if (fresh)
 			node_free(n);
+		else if (bind)
+			n->has_key = false; /* bound in memory only: bind again next time */
 		return NULL;
 	}
 	if (fresh) {
@@ -240,6 +268,73 @@ nodes_register(struct nodes *ns, struct store *st, const char *name, const char 
 		insert(ns, n);
 	}
 	return n;
+}
+
+enum nodes_key_check
+nodes_check_key(struct nodes *ns, const char *name, const uint8_t *key)
+{
+	const struct node *n = nodes_find(ns, name);
+
+	if (n == NULL)
+		return NODES_KEY_NEW;
+	if (!n->has_key)
+		return NODES_KEY_UNBOUND;
+	return sodium_memcmp(n->key, key, sizeof(n->key)) == 0 ? NODES_KEY_MATCH
+	                                                        : NODES_KEY_MISMATCH;
+}
+
+int
+nodes_join_admit(struct nodes_join_limit *l, int64_t now, uint32_t *conn_tries,
+                 struct shoal_err *err)
+{
+	if (now > l->last_ms) {
+		l->tokens += (double)(now - l->last_ms) * l->rate / 1000.0;
+		if (l->tokens > l->burst)
+			l->tokens = l->burst;
+		l->last_ms = now;
+	}
+	if (*conn_tries >= l->per_conn)
+		return err_set(err, 0,
+		               "this connection already tried %u new node names (limit %u)",
+		               *conn_tries, l->per_conn);
+	(*conn_tries)++;
+	if (l->tokens < 1.0)
+		return err_set(err, 0,
+		               "too many new node names (at most %g a second after a burst of %g); "
+		               "try again later",
+		               l->rate, l->burst);
+	l->tokens -= 1.0;
+	return 0;
+}
+
+int
+nodes_check_capacity(uint64_t cpu_millis, uint64_t memory_bytes, struct shoal_err *err)
+{
+	if (cpu_millis > (uint64_t)NODES_MAX_CPU_MILLIS)
+		return err_set(err, 0,
+		               "capacity of %llu CPU millis is beyond any host (at most %lld)",
+		               (unsigned long long)cpu_millis, (long long)NODES_MAX_CPU_MILLIS);
+	if (memory_bytes > (uint64_t)NODES_MAX_MEMORY_BYTES)
+		return err_set(err, 0,
+		               "capacity of %llu bytes of memory is beyond any host (at most 64 TiB)",
+		               (unsigned long long)memory_bytes);
+	return 0;
+}
+
+int
+nodes_remove(struct nodes *ns, struct store *st, struct node *n, struct shoal_err *err)
+{
+	size_t i = lower_bound(ns, n->name);
+
+	if (i >= ns->n || ns->v[i] != n)
+		return err_set(err, 0, "no such node: %s", n->name);
+	if (store_node_delete(st, n->id, err) == -1)
+		return -1;
+	memmove(ns->v + i, ns->v + i + 1, (ns->n - i - 1) * sizeof(*ns->v));
+	ns->n--;
+	ns->subnet_used[n->subnet_index] = 0;
+	node_free(n);
+	return 0;
 }
 
 char *

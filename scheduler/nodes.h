@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nodekey.h"
+
 struct shoal_err;
 struct store;
 struct rpc_conn;
@@ -53,10 +55,48 @@ struct node {
 	int64_t last_seen;  /* monotonic ms of the last message */
 	int64_t last_seen_wall;
 	struct rpc_conn *conn; /* the live session, NULL while disconnected (borrowed) */
+	uint8_t key[NODEKEY_PK_BYTES]; /* its identity: only this key registers the name */
+	bool has_key; /* false for a node of an older store until it registers again */
+};
+
+/*
+ * New names cost a /24 and a row for good, and any holder of the worker token may invent
+ * them: a token bucket shared by all connections (they all hold the one worker token) lets
+ * `rate` new names a second through after a `burst`, and a connection may try at most
+ * per_conn names the registry does not know. Known names always pass.
+ */
+struct nodes_join_limit {
+	double rate;       /* new names per second */
+	double burst;      /* bucket size */
+	uint32_t per_conn; /* unknown names one connection may try */
+	double tokens;     /* what the bucket holds now */
+	int64_t last_ms;   /* monotonic ms of the last refill */
+	uint64_t refused;  /* refusals not logged yet (one line a second at most) */
+	int64_t logged_ms; /* monotonic ms of the last refusal line */
+};
+
+#define NODES_JOIN_RATE     5.0
+#define NODES_JOIN_BURST    50.0
+#define NODES_JOIN_PER_CONN 4
+
+/*
+ * Bounds on what a node may claim, so that a worker cannot attract every task by inventing
+ * a giant: a little above the largest single hosts sold today (HPE Superdome Flex: 896 cores,
+ * 1,792 threads, 48 TiB), and as much as Linux's default NR_CPUS=8192 would allow.
+ */
+#define NODES_MAX_CPU_MILLIS   (8192LL * 1000)
+#define NODES_MAX_MEMORY_BYTES (64LL << 40)
+
+enum nodes_key_check {
+	NODES_KEY_NEW,      /* no node of that name: it joins */
+	NODES_KEY_MATCH,    /* the name's own key */
+	NODES_KEY_UNBOUND,  /* a node of an older store without a key: bound now (TOFU) */
+	NODES_KEY_MISMATCH, /* another key holds the name: refuse */
 };
 
 struct nodes {
-	struct node **v; /* sorted by name */
+	struct nodes_join_limit join; /* rate of new names */
+	struct node **v;              /* sorted by name */
 	size_t n, cap;
 	uint32_t cidr_base;   /* cluster CIDR network address, host order */
 	int cidr_prefix;      /* 8..24 */
@@ -81,11 +121,32 @@ struct node *nodes_find_id(struct nodes *ns, const char *id);
 /*
  * Register (or re-register) a node by name: a known name keeps its id and subnet; a new one
  * gets a fresh id and the lowest free /24. Capacity, address and labels are updated and the
- * record is persisted. Returns the node (owned by the registry).
+ * record is persisted. key (NODEKEY_PK_BYTES, proven by the caller) is bound to a new name and
+ * to a known one that has none; a known name with another key is refused and left as it was.
+ * key NULL binds nothing (tests of other things). Returns the node (owned by the registry).
  */
 struct node *nodes_register(struct nodes *ns, struct store *st, const char *name,
                             const char *address, const char *labels, int64_t cpu_millis,
-                            int64_t memory_bytes, struct shoal_err *err);
+                            int64_t memory_bytes, const uint8_t *key, struct shoal_err *err);
+
+/* How name's binding relates to key (NODEKEY_PK_BYTES): see enum nodes_key_check. */
+enum nodes_key_check nodes_check_key(struct nodes *ns, const char *name, const uint8_t *key);
+
+/*
+ * May a connection that already tried *conn_tries unknown names register one more, now
+ * (monotonic ms)? 0 and counts it; -1 with err saying which limit refused.
+ */
+int nodes_join_admit(struct nodes_join_limit *l, int64_t now, uint32_t *conn_tries,
+                     struct shoal_err *err);
+
+/* Is this claim of capacity one a real host can make? -1 with err if not. */
+int nodes_check_capacity(uint64_t cpu_millis, uint64_t memory_bytes, struct shoal_err *err);
+
+/*
+ * Forget n: its record, its subnet and its key binding go; the name can join anew with any
+ * key. The caller has detached every task and connection from n first. Frees n.
+ */
+int nodes_remove(struct nodes *ns, struct store *st, struct node *n, struct shoal_err *err);
 
 /* Write n's durable record (availability, capacity, ...). */
 int nodes_persist(struct store *st, const struct node *n, struct shoal_err *err);

@@ -1083,3 +1083,52 @@ reconcile_load(struct sched_server *srv, struct shoal_err *err)
 		          srv->services.n == 1 ? "" : "s", ntasks, ntasks == 1 ? "" : "s");
 	return 0;
 }
+
+/* Clear t's pointer to a node that is being removed (history and pending tasks keep one). */
+static void
+forget_node(struct task *t, const struct node *n)
+{
+	if (t != NULL && t->node == n)
+		t->node = NULL;
+}
+
+void
+reconcile_node_removed(struct sched_server *srv, struct node *n)
+{
+	/* Every task bound there ends now: the node is gone for good, nothing will report. */
+	while (n->tasks != NULL) {
+		struct task *t = n->tasks;
+		if (!task_terminal(t)) {
+			task_set_state(t,
+			               t->desired == TASK_DESIRED_SHUTDOWN ? TASK_STATE_STOPPED
+			                                                   : TASK_STATE_FAILED,
+			               util_wall_ms());
+			task_set_message(t, "node %s removed", n->name);
+		}
+		finished(srv, t);
+		if (n->tasks == t) /* finished() did not unbind it: never loop forever */
+			unbind_task(srv, t);
+	}
+	for (size_t i = 0; i < srv->services.n; i++) {
+		struct service *svc = srv->services.v[i];
+		for (size_t j = 0; j < svc->nslots; j++) {
+			struct slot *sl = &svc->slots[j];
+			forget_node(sl->cur, n);
+			forget_node(sl->next, n);
+			for (size_t k = 0; k < sl->nstopping; k++)
+				forget_node(sl->stopping[k], n);
+			for (size_t k = 0; k < SLOT_HISTORY; k++)
+				forget_node(sl->history[k], n);
+		}
+	}
+	for (size_t i = 0; i < srv->ndirty_nodes; i++) {
+		if (srv->dirty_nodes[i] == n) {
+			memmove(srv->dirty_nodes + i, srv->dirty_nodes + i + 1,
+			        (srv->ndirty_nodes - i - 1) * sizeof(*srv->dirty_nodes));
+			srv->ndirty_nodes--;
+			break;
+		}
+	}
+	n->dirty = false;
+	endpoints_mark(srv);
+}

@@ -199,6 +199,12 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 	if (nodes_init(&srv->nodes, opt->cluster_cidr ? opt->cluster_cidr : "10.244.0.0/16", err) ==
 	    -1)
 		goto fail;
+	if (opt->join_rate > 0) {
+		srv->nodes.join.rate = opt->join_rate;
+		srv->nodes.join.burst = opt->join_rate * 10 > NODES_JOIN_BURST ? opt->join_rate * 10
+		                                                               : NODES_JOIN_BURST;
+		srv->nodes.join.tokens = srv->nodes.join.burst;
+	}
 	if (nodes_load(&srv->nodes, &srv->store, err) == -1)
 		goto fail;
 	srv->base = event_base_new();

@@ -22,6 +22,8 @@ struct sched_conn {
 	struct sched_server *srv;
 	struct rpc_conn *rpc;
 	struct node *node; /* set once an agent registered on this connection */
+	uint32_t new_names; /* names unknown to the registry it tried to register */
+	uint32_t refused;   /* its Registers refused (past a few: short answers) */
 	struct sched_conn *prev, *next;
 };
 
@@ -31,6 +33,7 @@ struct sched_options {
 	const char *cluster_cidr; /* default 10.244.0.0/16 */
 	uint32_t heartbeat_ms;    /* default 1000 */
 	bool no_routes;           /* container subnets are routed by the network itself */
+	double join_rate;         /* new node names a second; 0 = NODES_JOIN_RATE */
 };
 
 /* The scheduler daemon's state: the only mutable global, owner of everything below. */

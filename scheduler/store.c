@@ -26,7 +26,8 @@ static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "  cpu_millis INTEGER NOT NULL DEFAULT 0,"
                              "  memory_bytes INTEGER NOT NULL DEFAULT 0,"
                              "  subnet_index INTEGER NOT NULL UNIQUE,"
-                             "  created_ms INTEGER NOT NULL);"
+                             "  created_ms INTEGER NOT NULL,"
+                             "  node_key TEXT NOT NULL DEFAULT '');"
                              "CREATE TABLE IF NOT EXISTS services ("
                              "  name TEXT PRIMARY KEY,"
                              "  spec_json TEXT NOT NULL,"
@@ -48,6 +49,60 @@ static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "  role INTEGER NOT NULL DEFAULT 0,"
                              "  restarts INTEGER NOT NULL DEFAULT 0,"
                              "  created_ms INTEGER NOT NULL);";
+
+/*
+ * Columns added after a release, for stores created before them: {table, column, definition}.
+ * A store that has the column already (created with it, or migrated) is left alone.
+ */
+static const char *const migrations[][3] = {
+    /* The node's Ed25519 public key (hex), "" until bound: nodes of an older store get theirs
+     * bound at their next registration (trust on first use). */
+    {"nodes", "node_key", "TEXT NOT NULL DEFAULT ''"},
+};
+
+static int
+has_column(sqlite3 *db, const char *table, const char *column)
+{
+	char *sql = sqlite3_mprintf("SELECT 1 FROM pragma_table_info(%Q) WHERE name=%Q", table,
+	                            column);
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sql != NULL && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+		int r = sqlite3_step(st);
+		rc = r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
+	}
+	sqlite3_finalize(st);
+	sqlite3_free(sql);
+	return rc;
+}
+
+static int
+migrate(sqlite3 *db, struct shoal_err *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(migrations); i++) {
+		int have = has_column(db, migrations[i][0], migrations[i][1]);
+		char *sql, *msg = NULL;
+		int rc;
+
+		if (have == 1)
+			continue;
+		if (have == -1)
+			return err_set(err, 0, "store: columns of %s: %s", migrations[i][0],
+			               sqlite3_errmsg(db));
+		sql = sqlite3_mprintf("ALTER TABLE %s ADD COLUMN %s %s", migrations[i][0],
+		                      migrations[i][1], migrations[i][2]);
+		rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+		sqlite3_free(sql);
+		if (rc != SQLITE_OK) {
+			err_set(err, 0, "store: add %s.%s: %s", migrations[i][0], migrations[i][1],
+			        msg ? msg : "?");
+			sqlite3_free(msg);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static int
 db_err(struct store *s, struct shoal_err *err, const char *what)
@@ -75,6 +130,10 @@ store_open(struct store *s, const char *path, struct shoal_err *err)
 		store_close(s);
 		return -1;
 	}
+	if (migrate(s->db, err) == -1) {
+		store_close(s);
+		return -1;
+	}
 	return 0;
 }
 
@@ -97,11 +156,11 @@ store_node_put(struct store *s, const struct store_node *n, struct shoal_err *er
 {
 	static const char sql[] =
 	    "INSERT INTO nodes(id, name, address, labels, availability, cpu_millis,"
-	    " memory_bytes, subnet_index, created_ms) VALUES(?,?,?,?,?,?,?,?,?)"
+	    " memory_bytes, subnet_index, created_ms, node_key) VALUES(?,?,?,?,?,?,?,?,?,?)"
 	    " ON CONFLICT(id) DO UPDATE SET name=excluded.name, address=excluded.address,"
 	    " labels=excluded.labels, availability=excluded.availability,"
 	    " cpu_millis=excluded.cpu_millis, memory_bytes=excluded.memory_bytes,"
-	    " subnet_index=excluded.subnet_index";
+	    " subnet_index=excluded.subnet_index, node_key=excluded.node_key";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -116,6 +175,7 @@ store_node_put(struct store *s, const struct store_node *n, struct shoal_err *er
 	sqlite3_bind_int64(st, 7, n->memory_bytes);
 	sqlite3_bind_int(st, 8, n->subnet_index);
 	sqlite3_bind_int64(st, 9, n->created_ms);
+	sqlite3_bind_text(st, 10, n->node_key ? n->node_key : "", -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -136,7 +196,7 @@ store_node_each(struct store *s, void (*fn)(const struct store_node *n, void *ar
 {
 	static const char sql[] =
 	    "SELECT id, name, address, labels, availability, cpu_millis,"
-	    " memory_bytes, subnet_index, created_ms FROM nodes ORDER BY name";
+	    " memory_bytes, subnet_index, created_ms, node_key FROM nodes ORDER BY name";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -153,6 +213,7 @@ store_node_each(struct store *s, void (*fn)(const struct store_node *n, void *ar
 		    .memory_bytes = sqlite3_column_int64(st, 6),
 		    .subnet_index = sqlite3_column_int(st, 7),
 		    .created_ms = sqlite3_column_int64(st, 8),
+		    .node_key = col_text(st, 9),
 		};
 		fn(&n, arg);
 		store_node_clear(&n);
@@ -187,6 +248,7 @@ store_node_clear(struct store_node *n)
 	free(n->address);
 	free(n->labels);
 	free(n->availability);
+	free(n->node_key);
 	memset(n, 0, sizeof(*n));
 }
 

@@ -31,6 +31,7 @@ struct store_node {
 	int64_t memory_bytes;
 	int subnet_index; /* index of the node's /24 in the cluster CIDR */
 	int64_t created_ms;
+	char *node_key; /* hex of its Ed25519 public key, "" while not bound yet */
 };
 
 int store_open(struct store *s, const char *path, struct shoal_err *err);

@@ -1,4 +1,5 @@
 /* Unit tests for scheduler/nodes and scheduler/store: identity and subnets survive restarts. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +10,7 @@
 #include <cmocka.h>
 
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "err.h"
 #include "scheduler/nodes.h"
@@ -74,9 +76,9 @@ test_register_distinct_subnets(void **state)
 
 	assert_int_equal(store_open(&st, f->db, &err), 0);
 	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
-	a = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, &err);
-	b = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, &err);
-	c = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, &err);
+	a = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, NULL, &err);
+	b = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, NULL, &err);
+	c = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, NULL, &err);
 	assert_non_null(a);
 	assert_non_null(b);
 	assert_non_null(c);
@@ -88,7 +90,7 @@ test_register_distinct_subnets(void **state)
 	char id[16];
 	snprintf(id, sizeof(id), "%s", b->id);
 	assert_ptr_equal(
-	    nodes_register(&ns, &st, "node2", "192.168.56.22", "zone=b", 2000, 1 << 30, &err), b);
+	    nodes_register(&ns, &st, "node2", "192.168.56.22", "zone=b", 2000, 1 << 30, NULL, &err), b);
 	assert_string_equal(b->id, id);
 	assert_string_equal(b->address, "192.168.56.22");
 	assert_string_equal(nodes_subnet(&ns, b, s2, sizeof(s2)), "10.244.2.0/24");
@@ -108,9 +110,9 @@ test_reload_keeps_identity(void **state)
 
 	assert_int_equal(store_open(&st, f->db, &err), 0);
 	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
-	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, &err);
+	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, NULL, &err);
 	snprintf(id1, sizeof(id1), "%s", n->id);
-	n = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, &err);
+	n = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, NULL, &err);
 	snprintf(id2, sizeof(id2), "%s", n->id);
 	nodes_free(&ns);
 	store_close(&st);
@@ -127,7 +129,7 @@ test_reload_keeps_identity(void **state)
 	assert_string_equal(n->labels, "zone=b");
 	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.2.0/24");
 	/* A new node does not get a subnet already held. */
-	n = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, &err);
+	n = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, NULL, &err);
 	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.3.0/24");
 	assert_string_equal(nodes_find(&ns, "node1")->id, id1);
 	nodes_free(&ns);
@@ -148,9 +150,9 @@ test_subnets_exhausted(void **state)
 	assert_int_equal(nodes_init(&ns, "10.9.0.0/22", &err), 0);
 	for (int i = 1; i <= 3; i++) {
 		snprintf(name, sizeof(name), "n%d", i);
-		assert_non_null(nodes_register(&ns, &st, name, "10.0.0.1", "", 1000, 1, &err));
+		assert_non_null(nodes_register(&ns, &st, name, "10.0.0.1", "", 1000, 1, NULL, &err));
 	}
-	assert_null(nodes_register(&ns, &st, "n4", "10.0.0.1", "", 1000, 1, &err));
+	assert_null(nodes_register(&ns, &st, "n4", "10.0.0.1", "", 1000, 1, NULL, &err));
 	assert_string_equal(err.msg, "no free /24 left in the cluster CIDR for node n4");
 	assert_null(nodes_find(&ns, "n4"));
 	nodes_free(&ns);
@@ -177,8 +179,8 @@ test_expire(void **state)
 
 	assert_int_equal(store_open(&st, f->db, &err), 0);
 	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
-	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, &err);
-	b = nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, &err);
+	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, NULL, &err);
+	b = nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err);
 	a->status = b->status = NODE_READY;
 	a->last_seen = 10000;
 	b->last_seen = 12500;
@@ -195,6 +197,187 @@ test_expire(void **state)
 	store_close(&st);
 }
 
+/* A name comes back only with its key; an impostor's Register changes nothing. */
+static void
+test_key_binding(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t ka[NODEKEY_PK_BYTES], kb[NODEKEY_PK_BYTES];
+	struct store st;
+	struct nodes ns;
+	struct shoal_err err;
+	struct node *n;
+	char sub[32];
+
+	randombytes_buf(ka, sizeof(ka));
+	randombytes_buf(kb, sizeof(kb));
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	assert_int_equal(nodes_check_key(&ns, "node2", ka), NODES_KEY_NEW);
+	n = nodes_register(&ns, &st, "node2", "192.168.56.12", "", 2000, 1 << 30, ka, &err);
+	assert_non_null(n);
+	assert_true(n->has_key);
+	assert_int_equal(nodes_check_key(&ns, "node2", ka), NODES_KEY_MATCH);
+	assert_int_equal(nodes_check_key(&ns, "node2", kb), NODES_KEY_MISMATCH);
+	/* The real node comes back from a new address: fine. */
+	assert_ptr_equal(
+	    nodes_register(&ns, &st, "node2", "192.168.56.22", "", 2000, 1 << 30, ka, &err), n);
+	/* Another key: refused, and nothing of the record moved. */
+	assert_null(nodes_register(&ns, &st, "node2", "10.6.6.6", "evil=1", 999000, 1LL << 40, kb,
+	                           &err));
+	assert_non_null(strstr(err.msg, "bound to another key"));
+	assert_string_equal(n->address, "192.168.56.22");
+	assert_string_equal(n->labels, "");
+	assert_int_equal(n->cpu_millis, 2000);
+	nodes_free(&ns);
+	store_close(&st);
+
+	/* The binding is durable. */
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	assert_int_equal(nodes_load(&ns, &st, &err), 0);
+	n = nodes_find(&ns, "node2");
+	assert_non_null(n);
+	assert_string_equal(n->address, "192.168.56.22");
+	assert_int_equal(nodes_check_key(&ns, "node2", ka), NODES_KEY_MATCH);
+	assert_int_equal(nodes_check_key(&ns, "node2", kb), NODES_KEY_MISMATCH);
+	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.1.0/24");
+	nodes_free(&ns);
+	store_close(&st);
+}
+
+/* A store written before node keys existed: opened (migrated) as is, and each node gets the key
+ * it next registers with (trust on first use), then keeps it. */
+static void
+test_old_store_trust_on_first_use(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t ka[NODEKEY_PK_BYTES], kb[NODEKEY_PK_BYTES];
+	struct store st;
+	struct nodes ns;
+	struct shoal_err err;
+	sqlite3 *db;
+
+	randombytes_buf(ka, sizeof(ka));
+	randombytes_buf(kb, sizeof(kb));
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "CREATE TABLE nodes (id TEXT PRIMARY KEY, name TEXT NOT NULL "
+	                              "UNIQUE, address TEXT NOT NULL, labels TEXT NOT NULL DEFAULT "
+	                              "'', availability TEXT NOT NULL DEFAULT 'active', cpu_millis "
+	                              "INTEGER NOT NULL DEFAULT 0, memory_bytes INTEGER NOT NULL "
+	                              "DEFAULT 0, subnet_index INTEGER NOT NULL UNIQUE, created_ms "
+	                              "INTEGER NOT NULL);"
+	                              "INSERT INTO nodes VALUES('aaaaaaaaaaaa', 'old1', '10.1.1.1', "
+	                              "'', 'active', 1000, 1000, 1, 5);",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	assert_int_equal(nodes_load(&ns, &st, &err), 0);
+	assert_int_equal(ns.n, 1);
+	assert_false(nodes_find(&ns, "old1")->has_key);
+	assert_int_equal(nodes_check_key(&ns, "old1", ka), NODES_KEY_UNBOUND);
+	assert_non_null(nodes_register(&ns, &st, "old1", "10.1.1.1", "", 1000, 1000, ka, &err));
+	assert_null(nodes_register(&ns, &st, "old1", "10.1.1.9", "", 1000, 1000, kb, &err));
+	nodes_free(&ns);
+	store_close(&st);
+
+	/* Opening a migrated store again changes nothing; the key stayed. */
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	assert_int_equal(nodes_load(&ns, &st, &err), 0);
+	assert_string_equal(nodes_find(&ns, "old1")->id, "aaaaaaaaaaaa");
+	assert_int_equal(nodes_check_key(&ns, "old1", ka), NODES_KEY_MATCH);
+	assert_int_equal(nodes_check_key(&ns, "old1", kb), NODES_KEY_MISMATCH);
+	nodes_free(&ns);
+	store_close(&st);
+}
+
+static void
+test_join_rate(void **state)
+{
+	struct nodes_join_limit l = {.rate = 5, .burst = 3, .per_conn = 4, .tokens = 3};
+	uint32_t c1 = 0, c2 = 0, c3 = 0;
+	struct shoal_err err;
+
+	(void)state;
+	/* The burst, then nothing until the bucket refills at 5 a second. */
+	assert_int_equal(nodes_join_admit(&l, 1000, &c1, &err), 0);
+	assert_int_equal(nodes_join_admit(&l, 1000, &c1, &err), 0);
+	assert_int_equal(nodes_join_admit(&l, 1000, &c2, &err), 0);
+	assert_int_equal(nodes_join_admit(&l, 1000, &c2, &err), -1);
+	assert_non_null(strstr(err.msg, "too many new node names"));
+	assert_int_equal(nodes_join_admit(&l, 1100, &c3, &err), -1);
+	assert_int_equal(nodes_join_admit(&l, 1200, &c3, &err), 0);
+	/* One connection may try 4 unknown names, accepted or not, and no more. */
+	assert_int_equal(nodes_join_admit(&l, 1300, &c1, &err), -1); /* global again */
+	assert_int_equal(c1, 3);
+	assert_int_equal(nodes_join_admit(&l, 9000, &c1, &err), 0);
+	assert_int_equal(nodes_join_admit(&l, 9000, &c1, &err), -1);
+	assert_non_null(strstr(err.msg, "this connection already tried 4"));
+	/* A full bucket holds no more than its burst. */
+	assert_int_equal(nodes_join_admit(&l, 1000000, &c3, &err), 0);
+	assert_true(l.tokens <= 3.0);
+}
+
+static void
+test_capacity_bounds(void **state)
+{
+	struct shoal_err err;
+
+	(void)state;
+	assert_int_equal(nodes_check_capacity(0, 0, &err), 0);
+	assert_int_equal(nodes_check_capacity(64000, 512LL << 30, &err), 0);
+	assert_int_equal(nodes_check_capacity(8192000, 64LL << 40, &err), 0);
+	assert_int_equal(nodes_check_capacity(8192001, 1, &err), -1);
+	assert_non_null(strstr(err.msg, "beyond any host"));
+	assert_int_equal(nodes_check_capacity(1000, (64ULL << 40) + 1, &err), -1);
+	assert_int_equal(nodes_check_capacity(UINT64_MAX, UINT64_MAX, &err), -1);
+}
+
+/* `shoal node rm`: the name, its subnet and its key go; a fresh key can join as that name. */
+static void
+test_remove(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t ka[NODEKEY_PK_BYTES], kb[NODEKEY_PK_BYTES];
+	struct store st;
+	struct nodes ns;
+	struct shoal_err err;
+	struct node *a, *n;
+	char sub[32];
+
+	randombytes_buf(ka, sizeof(ka));
+	randombytes_buf(kb, sizeof(kb));
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, ka, &err);
+	assert_non_null(nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err));
+	assert_non_null(a);
+	assert_int_equal(nodes_remove(&ns, &st, a, &err), 0);
+	assert_null(nodes_find(&ns, "a"));
+	assert_int_equal(ns.n, 1);
+	assert_int_equal(nodes_check_key(&ns, "a", kb), NODES_KEY_NEW);
+	n = nodes_register(&ns, &st, "a", "10.0.0.3", "", 1000, 1, kb, &err);
+	assert_non_null(n);
+	/* Its old /24 was free again. */
+	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.1.0/24");
+	nodes_free(&ns);
+	store_close(&st);
+
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	assert_int_equal(nodes_load(&ns, &st, &err), 0);
+	assert_int_equal(ns.n, 2);
+	assert_int_equal(nodes_check_key(&ns, "a", kb), NODES_KEY_MATCH);
+	assert_string_equal(nodes_find(&ns, "a")->address, "10.0.0.3");
+	nodes_free(&ns);
+	store_close(&st);
+}
+
 int
 main(void)
 {
@@ -204,6 +387,11 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_reload_keeps_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subnets_exhausted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_key_binding, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_old_store_trust_on_first_use, setup, teardown),
+	    cmocka_unit_test(test_join_rate),
+	    cmocka_unit_test(test_capacity_bounds),
+	    cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
 	};
 	if (sodium_init() < 0)
 		return 1;

@@ -239,6 +239,31 @@ test_worker_role(void **state)
 	event_base_free(base);
 }
 
+/* Both ends agree on the channel binding a node key signs, and no two connections share one:
+ * a signature recorded on one session proves nothing on another. */
+static void
+test_channel_binding(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct side cli = {0}, srv = {0}, cli2 = {0}, srv2 = {0};
+	static const uint8_t zero[RPC_BINDING_BYTES];
+
+	(void)state;
+	pair_start(base, &worker_tok, &ident, NULL, &cli, &srv);
+	pair_start(base, &worker_tok, &ident, NULL, &cli2, &srv2);
+	RUN_UNTIL(base, cli.ready && srv.ready && cli2.ready && srv2.ready);
+	assert_memory_equal(rpc_conn_binding(cli.c), rpc_conn_binding(srv.c), RPC_BINDING_BYTES);
+	assert_memory_equal(rpc_conn_binding(cli2.c), rpc_conn_binding(srv2.c), RPC_BINDING_BYTES);
+	assert_memory_not_equal(rpc_conn_binding(cli.c), zero, RPC_BINDING_BYTES);
+	assert_memory_not_equal(rpc_conn_binding(cli.c), rpc_conn_binding(cli2.c),
+	                        RPC_BINDING_BYTES);
+	rpc_free(cli.c);
+	rpc_free(srv.c);
+	rpc_free(cli2.c);
+	rpc_free(srv2.c);
+	event_base_free(base);
+}
+
 static void
 test_wrong_token(void **state)
 {
@@ -853,6 +878,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_worker_role),
+	    cmocka_unit_test(test_channel_binding),
 	    cmocka_unit_test(test_wrong_token),      cmocka_unit_test(test_ca_mismatch),
 	    cmocka_unit_test(test_bad_signature),    cmocka_unit_test(test_tampered_frame),
 	    cmocka_unit_test(test_replayed_frame),   cmocka_unit_test(test_truncated_frame),
