@@ -42,7 +42,8 @@ apply_error(struct manifest_errors *errs, const char *fmt, ...)
 	errs->lines[errs->n++] = line;
 }
 
-/* Read all of in and parse it as <stdin>. */
+/* Read all of in and parse it as <stdin>; past MANIFEST_MAX_BYTES the parser refuses it, so
+ * reading stops one byte after the limit instead of filling memory from an endless pipe. */
 static int
 apply_parse_stream(FILE *in, struct manifest *m, struct manifest_errors *errs)
 {
@@ -58,7 +59,7 @@ apply_parse_stream(FILE *in, struct manifest *m, struct manifest_errors *errs)
 		}
 		got = fread(buf + len, 1, cap - len, in);
 		len += got;
-	} while (got > 0);
+	} while (got > 0 && len <= MANIFEST_MAX_BYTES);
 	if (ferror(in)) {
 		apply_error(errs, "%s: read: %s", APPLY_STDIN_NAME, strerror(errno));
 		free(buf);
