@@ -41,16 +41,11 @@ enum limit_id {
 static const struct limit {
 	long long min, max;
 } limits[] = {
-    [LIM_REPLICAS] = {0, 10000},
-    [LIM_RESTART_MAX] = {0, 1000000},
-    [LIM_MAX_PER_NODE] = {0, 10000},
-    [LIM_PARALLELISM] = {0, 10000},
-    [LIM_RETRIES] = {1, 1000},
-    [LIM_PORT] = {1, 65535},
-    [LIM_CPU_MILLIS] = {1, 1024000},
-    [LIM_MEMORY] = {4LL * 1024 * 1024, 9000000000000000000LL},
-    [LIM_PIDS] = {1, 4194304},
-    [LIM_DURATION] = {0, 1000000000000000LL},
+    [LIM_REPLICAS] = {0, 10000},     [LIM_RESTART_MAX] = {0, 1000000},
+    [LIM_MAX_PER_NODE] = {0, 10000}, [LIM_PARALLELISM] = {0, 10000},
+    [LIM_RETRIES] = {1, 1000},       [LIM_PORT] = {1, 65535},
+    [LIM_CPU_MILLIS] = {1, 1024000}, [LIM_MEMORY] = {4LL * 1024 * 1024, 9000000000000000000LL},
+    [LIM_PIDS] = {1, 4194304},       [LIM_DURATION] = {0, 1000000000000000LL},
 };
 
 #define LIM(id) limits[id].min, limits[id].max
@@ -144,7 +139,7 @@ struct builder {
 	struct ynode *root;
 	struct ynode *stack[MAX_DEPTH];
 	int depth;
-	int skip; /* > 0 while inside a subtree past MAX_DEPTH: its nesting level */
+	int skip;  /* > 0 while inside a subtree past MAX_DEPTH: its nesting level */
 	bool stop; /* nested too deeply: the parse ends here */
 };
 
@@ -867,7 +862,8 @@ parse_port_short(const char *s, struct manifest_port *p)
 		return false;
 	a = strtoul(s, &end, 10);
 	if (*end == '\0') {
-		if (a < (unsigned long)limits[LIM_PORT].min || a > (unsigned long)limits[LIM_PORT].max)
+		if (a < (unsigned long)limits[LIM_PORT].min ||
+		    a > (unsigned long)limits[LIM_PORT].max)
 			return false;
 		p->target = (uint16_t)a;
 		return true;
@@ -1882,7 +1878,8 @@ manifest_check_image(const char *ref, struct shoal_err *err)
 	const char *at = strchr(ref, '@');
 	size_t nlen = at ? (size_t)(at - ref) : strlen(ref);
 	const char *slash = memrchr(ref, '/', nlen);
-	const char *colon = memchr(slash ? slash : ref, ':', nlen - (size_t)(slash ? slash - ref : 0));
+	const char *colon =
+	    memchr(slash ? slash : ref, ':', nlen - (size_t)(slash ? slash - ref : 0));
 	size_t name_len = colon ? (size_t)(colon - ref) : nlen;
 	const char *why = NULL;
 	char q[200];
@@ -1938,7 +1935,8 @@ manifest_check_image(const char *ref, struct shoal_err *err)
 		                                             : 0;
 		bool ok = hex != 0 && strlen(d + 7) == hex;
 		for (size_t i = 0; ok && i < hex; i++)
-			ok = (d[7 + i] >= '0' && d[7 + i] <= '9') || (d[7 + i] >= 'a' && d[7 + i] <= 'f');
+			ok = (d[7 + i] >= '0' && d[7 + i] <= '9') ||
+			     (d[7 + i] >= 'a' && d[7 + i] <= 'f');
 		if (!ok)
 			why = "a digest is sha256: and 64 or sha512: and 128 lowercase hex digits";
 	}
@@ -2029,7 +2027,7 @@ manifest_spec_check(const struct service_spec *s, const char *prefix, struct man
 		if (i > 0 && s->env[i - 1].name != NULL && strcmp(s->env[i - 1].name, nm) >= 0)
 			cerr(&k, "env: %s \"%s\"",
 			     strcmp(s->env[i - 1].name, nm) == 0 ? "duplicate variable"
-			                                          : "not sorted by name at",
+			                                         : "not sorted by name at",
 			     nm);
 	}
 
@@ -2058,7 +2056,8 @@ manifest_spec_check(const struct service_spec *s, const char *prefix, struct man
 		bool label = c->field == MANIFEST_NODE_LABEL;
 		if ((unsigned)c->field > MANIFEST_NODE_LABEL || c->value == NULL ||
 		    !valid_constraint_word(c->value, strlen(c->value)) ||
-		    (label && (c->label == NULL || !valid_constraint_word(c->label, strlen(c->label)))))
+		    (label &&
+		     (c->label == NULL || !valid_constraint_word(c->label, strlen(c->label)))))
 			cerr(&k, "placement.constraints[%zu]: invalid constraint", i);
 	}
 	check_range(&k, "placement.max_per_node", s->placement.max_per_node, LIM_MAX_PER_NODE);
@@ -2069,7 +2068,8 @@ manifest_spec_check(const struct service_spec *s, const char *prefix, struct man
 	case MANIFEST_HEALTH_HTTP:
 		if (s->health.http_path == NULL || s->health.http_path[0] != '/' ||
 		    strpbrk(s->health.http_path, " \t\r\n") != NULL)
-			cerr(&k, "health.http: invalid path (want an absolute URL path like /healthz)");
+			cerr(&k,
+			     "health.http: invalid path (want an absolute URL path like /healthz)");
 		check_range(&k, "health.port", s->health.port, LIM_PORT);
 		break;
 	case MANIFEST_HEALTH_TCP:

@@ -651,7 +651,8 @@ test_deep_nesting_fast(void **state)
 	assert_int_equal(manifest_parse_buffer("deep.yaml", buf, strlen(buf), &m, &errs), -1);
 	assert_true(util_now_ms() - t0 < 1000);
 	assert_int_equal(errs.n, 1);
-	assert_string_equal(errs.lines[0], "deep.yaml:3:37: nested too deeply (more than 32 levels)");
+	assert_string_equal(errs.lines[0],
+	                    "deep.yaml:3:37: nested too deeply (more than 32 levels)");
 	manifest_errors_free(&errs);
 	free(buf);
 }
@@ -673,8 +674,9 @@ test_size_cap(void **state)
 	buf[n] = '\0';
 	assert_int_equal(manifest_parse_buffer("big.yaml", buf, n, &m, &errs), -1);
 	assert_int_equal(errs.n, 1);
-	assert_string_equal(errs.lines[0], "big.yaml: too large (more than 1048576 bytes); split it "
-	                                   "into several files");
+	assert_string_equal(errs.lines[0],
+	                    "big.yaml: too large (more than 1048576 bytes); split it "
+	                    "into several files");
 	manifest_errors_free(&errs);
 	/* The same from a file, and exactly at the limit is still read. */
 	fd = mkstemp(path);
@@ -848,18 +850,45 @@ static void
 test_image_reference(void **state)
 {
 	static const char *const good[] = {
-	    "x", "busybox", "shoal/web:1", "library/busybox:1.35", "x/a.b_c__d-e--f/g",
-	    "localhost/x", "localhost:5000/team/app:v1.2-rc_3", "Registry.Example.com/x",
+	    "x",
+	    "busybox",
+	    "shoal/web:1",
+	    "library/busybox:1.35",
+	    "x/a.b_c__d-e--f/g",
+	    "localhost/x",
+	    "localhost:5000/team/app:v1.2-rc_3",
+	    "Registry.Example.com/x",
 	    "10.0.0.1:5000/x:latest",
 	    "x@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 	    "x:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 	};
 	/* The image with spaces and ';', and the traversal and case tricks. */
 	static const char *const bad[] = {
-	    "", "a b", "x;rm -rf /", "x:1;rm", "../../x:1", "UPPER/x", "x:../y", "x:", ":1",
-	    "x/", "/x", "x//y", "-x", "x-", "x..y", "x___y", "x:.1", "x:-1", "a.b:99999/x",
-	    "a.b:/x", "-a.b/x", "x@sha256:00", "x@md5:0123456789abcdef0123456789abcdef",
-	    "x\n", "x\t",
+	    "",
+	    "a b",
+	    "x;rm -rf /",
+	    "x:1;rm",
+	    "../../x:1",
+	    "UPPER/x",
+	    "x:../y",
+	    "x:",
+	    ":1",
+	    "x/",
+	    "/x",
+	    "x//y",
+	    "-x",
+	    "x-",
+	    "x..y",
+	    "x___y",
+	    "x:.1",
+	    "x:-1",
+	    "a.b:99999/x",
+	    "a.b:/x",
+	    "-a.b/x",
+	    "x@sha256:00",
+	    "x@md5:0123456789abcdef0123456789abcdef",
+	    "x\n",
+	    "x\t",
 	};
 	struct shoal_err err;
 
@@ -914,7 +943,8 @@ test_spec_check(void **state)
 		    "must be lowercase letters and digits, joined by '.', '_', '__' or '-' (want "
 		    "[HOST[:PORT]/]NAME[:TAG][@DIGEST])",
 		    "service web: replicas: must be between 0 and 10000, got 20000",
-		    "service web: env: invalid variable name \"\" (want no '=', no space, not empty)",
+		    "service web: env: invalid variable name \"\" (want no '=', no space, not "
+		    "empty)",
 		    "service web: env: invalid variable name \"A=B\" (want no '=', no space, not "
 		    "empty)",
 		    "service web: resources.cpu_millis: must be between 1 and 1024000, got 2000000",
@@ -940,9 +970,10 @@ test_spec_check(void **state)
 	manifest_spec_free(&s);
 
 	/* 4000000000 replicas aborted the scheduler on an allocation: now a line. */
-	assert_int_equal(manifest_spec_from_json(
-	                     "{\"name\":\"web\",\"image\":\"x\",\"replicas\":4000000000}", &s, &err),
-	                 0);
+	assert_int_equal(
+	    manifest_spec_from_json("{\"name\":\"web\",\"image\":\"x\",\"replicas\":4000000000}",
+	                            &s, &err),
+	    0);
 	assert_int_equal(manifest_spec_check(&s, NULL, &errs), -1);
 	assert_int_equal(errs.n, 1);
 	assert_string_equal(errs.lines[0], "replicas: must be between 0 and 10000, got 4000000000");
