@@ -176,8 +176,12 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	ap.n_specs_json = ar.n;
 	req.body_case = SHOAL__ENVELOPE__BODY_APPLY;
 	req.apply = &ap;
-	if (client_call(ctx, &req, &reply, &err) == -1) {
+	if (client_call_raw(ctx, &req, &reply, &err) == -1) {
 		fprintf(stderr, "shoal: %s\n", err.msg);
+	} else if (reply->body_case == SHOAL__ENVELOPE__BODY_ERROR) {
+		/* The scheduler's check is the CLI's, so this is the store failing or a clash with
+		 * the cluster (a port another service holds): every problem, one per line. */
+		fprintf(stderr, "shoal: %s\n", reply->error->message);
 	} else if (reply->body_case != SHOAL__ENVELOPE__BODY_APPLY_REPLY) {
 		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
 	} else {

@@ -1949,6 +1949,24 @@ manifest_check_image(const char *ref, struct shoal_err *err)
 
 /* ------------------------------------------------------------ spec check */
 
+bool
+manifest_service_name_ok(const char *name)
+{
+	return name != NULL && valid_service_name(name);
+}
+
+void
+manifest_errors_add(struct manifest_errors *errs, const char *fmt, ...)
+{
+	cleanup_free char *line = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	line = xvasprintf(fmt, ap);
+	va_end(ap);
+	errs_add(errs, line);
+}
+
 struct check {
 	const char *prefix; /* put before every line: "t.yaml:1:10: " or "service web: " */
 	struct manifest_errors *errs;

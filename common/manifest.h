@@ -188,6 +188,13 @@ int manifest_check_set(const struct manifest *set, size_t n, struct manifest_err
 int manifest_spec_check(const struct service_spec *spec, const char *prefix,
                         struct manifest_errors *errs);
 
+/* True when name is a valid service name (a DNS label); NULL is not. */
+bool manifest_service_name_ok(const char *name);
+
+/* Append one printf-formatted line to *errs, within MANIFEST_MAX_ERRORS. */
+void manifest_errors_add(struct manifest_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /*
  * Check an image reference against Docker's reference grammar, conservatively:
  * [HOST[:PORT]/]NAME[:TAG][@sha256:HEX], NAME lowercase components. Every reader of an image
