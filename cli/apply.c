@@ -42,7 +42,8 @@ apply_error(struct manifest_errors *errs, const char *fmt, ...)
 	errs->lines[errs->n++] = line;
 }
 
-/* Read all of in and parse it as <stdin>. */
+/* Read all of in and parse it as <stdin>; past MANIFEST_MAX_BYTES the parser refuses it, so
+ * reading stops one byte after the limit instead of filling memory from an endless pipe. */
 static int
 apply_parse_stream(FILE *in, struct manifest *m, struct manifest_errors *errs)
 {
@@ -58,7 +59,7 @@ apply_parse_stream(FILE *in, struct manifest *m, struct manifest_errors *errs)
 		}
 		got = fread(buf + len, 1, cap - len, in);
 		len += got;
-	} while (got > 0);
+	} while (got > 0 && len <= MANIFEST_MAX_BYTES);
 	if (ferror(in)) {
 		apply_error(errs, "%s: read: %s", APPLY_STDIN_NAME, strerror(errno));
 		free(buf);
@@ -175,8 +176,12 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	ap.n_specs_json = ar.n;
 	req.body_case = SHOAL__ENVELOPE__BODY_APPLY;
 	req.apply = &ap;
-	if (client_call(ctx, &req, &reply, &err) == -1) {
+	if (client_call_raw(ctx, &req, &reply, &err) == -1) {
 		fprintf(stderr, "shoal: %s\n", err.msg);
+	} else if (reply->body_case == SHOAL__ENVELOPE__BODY_ERROR) {
+		/* The scheduler's check is the CLI's, so this is the store failing or a clash with
+		 * the cluster (a port another service holds): every problem, one per line. */
+		fprintf(stderr, "shoal: %s\n", reply->error->message);
 	} else if (reply->body_case != SHOAL__ENVELOPE__BODY_APPLY_REPLY) {
 		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
 	} else {

@@ -30,8 +30,8 @@ client_target(const struct cli_ctx *ctx, char *host, size_t hostlen, uint16_t *p
 }
 
 int
-client_call(const struct cli_ctx *ctx, Shoal__Envelope *req, Shoal__Envelope **reply,
-            struct shoal_err *err)
+client_call_raw(const struct cli_ctx *ctx, Shoal__Envelope *req, Shoal__Envelope **reply,
+                struct shoal_err *err)
 {
 	struct token tok;
 	char host[256];
@@ -42,7 +42,14 @@ client_call(const struct cli_ctx *ctx, Shoal__Envelope *req, Shoal__Envelope **r
 		return -1;
 	rc = rpc_call(host, port, &tok, req, reply, ctx->timeout_ms, err);
 	token_wipe(&tok);
-	if (rc == -1)
+	return rc;
+}
+
+int
+client_call(const struct cli_ctx *ctx, Shoal__Envelope *req, Shoal__Envelope **reply,
+            struct shoal_err *err)
+{
+	if (client_call_raw(ctx, req, reply, err) == -1)
 		return -1;
 	if ((*reply)->body_case == SHOAL__ENVELOPE__BODY_ERROR) {
 		err_set(err, 0, "%s", (*reply)->error->message);

@@ -17,6 +17,10 @@ struct cli_ctx {
  */
 int client_call(const struct cli_ctx *ctx, Shoal__Envelope *req, Shoal__Envelope **reply,
                 struct shoal_err *err);
+/* The same, but an Error reply is returned as a reply (0): for a message longer than err holds,
+ * such as every problem of a refused apply, one per line. */
+int client_call_raw(const struct cli_ctx *ctx, Shoal__Envelope *req, Shoal__Envelope **reply,
+                    struct shoal_err *err);
 
 /*
  * What a client_stream() callback returns: keep reading, or stop. CLIENT_STREAM_FAIL means the

@@ -2,11 +2,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <yaml.h>
@@ -17,6 +19,36 @@
 /* A manifest nests four levels at most; anything far deeper is a mistake or an attack, and
  * bounding it keeps the recursive walkers off the end of the stack. */
 #define MAX_DEPTH 32
+
+/*
+ * Every bounded number of a spec, in one table. The YAML reader takes its ranges from here,
+ * and manifest_spec_check (the CLI's last step, and the scheduler's check of every spec it is
+ * sent) holds a finished spec to the same ranges: the two can no longer drift apart.
+ */
+enum limit_id {
+	LIM_REPLICAS,
+	LIM_RESTART_MAX,
+	LIM_MAX_PER_NODE,
+	LIM_PARALLELISM,
+	LIM_RETRIES,
+	LIM_PORT,
+	LIM_CPU_MILLIS, /* when set: cpus 0.001 to 1024 */
+	LIM_MEMORY,     /* when set: 4Mi up to util_parse_bytes's own cap */
+	LIM_PIDS,       /* when set: up to the kernel's PID_MAX_LIMIT */
+	LIM_DURATION,   /* ms, up to util_parse_duration_ms's own cap */
+};
+
+static const struct limit {
+	long long min, max;
+} limits[] = {
+    [LIM_REPLICAS] = {0, 10000},     [LIM_RESTART_MAX] = {0, 1000000},
+    [LIM_MAX_PER_NODE] = {0, 10000}, [LIM_PARALLELISM] = {0, 10000},
+    [LIM_RETRIES] = {1, 1000},       [LIM_PORT] = {1, 65535},
+    [LIM_CPU_MILLIS] = {1, 1024000}, [LIM_MEMORY] = {4LL * 1024 * 1024, 9000000000000000000LL},
+    [LIM_PIDS] = {1, 4194304},       [LIM_DURATION] = {0, 1000000000000000LL},
+};
+
+#define LIM(id) limits[id].min, limits[id].max
 
 /* ------------------------------------------------------------------ errors */
 
@@ -107,7 +139,8 @@ struct builder {
 	struct ynode *root;
 	struct ynode *stack[MAX_DEPTH];
 	int depth;
-	int skip; /* > 0 while inside a subtree past MAX_DEPTH: its nesting level */
+	int skip;  /* > 0 while inside a subtree past MAX_DEPTH: its nesting level */
+	bool stop; /* nested too deeply: the parse ends here */
 };
 
 static void
@@ -657,23 +690,14 @@ f_service(struct vctx *c, struct docstate *d, const char *path, const struct yno
 static void
 f_image(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
+	struct shoal_err err;
 	const char *s;
-	qbuf q;
 
 	if (!get_str(c, path, v, &s))
 		return;
-	if (s[0] == '\0' || strlen(s) > 255 || strpbrk(s, " \t\r\n") != NULL) {
-		perr(c, v->mark,
-		     "%s: invalid image reference %s (want NAME[:TAG] or NAME@DIGEST, no spaces)",
-		     path, describe(v, q, sizeof(q)));
+	if (manifest_check_image(s, &err) == -1) {
+		perr(c, v->mark, "%s: %s", path, err.msg);
 		return;
-	}
-	for (const char *p = s; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			perr(c, v->mark, "%s: invalid image reference %s", path,
-			     describe(v, q, sizeof(q)));
-			return;
-		}
 	}
 	free(d->spec.image);
 	d->spec.image = xstrdup(s);
@@ -682,7 +706,7 @@ f_image(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 static void
 f_replicas(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, 0, 10000, &d->spec.replicas);
+	get_u32(c, path, v, LIM(LIM_REPLICAS), &d->spec.replicas);
 }
 
 static void
@@ -811,7 +835,7 @@ f_port_published(struct vctx *c, struct docstate *d, const char *path, const str
 {
 	long long x;
 
-	if (get_int(c, path, v, 1, 65535, &x)) {
+	if (get_int(c, path, v, LIM(LIM_PORT), &x)) {
 		d->port->port.published = (uint16_t)x;
 		d->port->pos = (struct manifest_pos){v->mark.line + 1, v->mark.column + 1};
 	}
@@ -823,7 +847,7 @@ f_port_target(struct vctx *c, struct docstate *d, const char *path, const struct
 	long long x;
 
 	d->port->have_target = true;
-	if (get_int(c, path, v, 1, 65535, &x))
+	if (get_int(c, path, v, LIM(LIM_PORT), &x))
 		d->port->port.target = (uint16_t)x;
 }
 
@@ -838,7 +862,8 @@ parse_port_short(const char *s, struct manifest_port *p)
 		return false;
 	a = strtoul(s, &end, 10);
 	if (*end == '\0') {
-		if (a < 1 || a > 65535)
+		if (a < (unsigned long)limits[LIM_PORT].min ||
+		    a > (unsigned long)limits[LIM_PORT].max)
 			return false;
 		p->target = (uint16_t)a;
 		return true;
@@ -846,7 +871,9 @@ parse_port_short(const char *s, struct manifest_port *p)
 	if (*end != ':' || !isdigit((unsigned char)end[1]))
 		return false;
 	b = strtoul(end + 1, &end, 10);
-	if (*end != '\0' || a < 1 || a > 65535 || b < 1 || b > 65535)
+	if (*end != '\0' || a < (unsigned long)limits[LIM_PORT].min ||
+	    a > (unsigned long)limits[LIM_PORT].max || b < (unsigned long)limits[LIM_PORT].min ||
+	    b > (unsigned long)limits[LIM_PORT].max)
 		return false;
 	p->published = (uint16_t)a;
 	p->target = (uint16_t)b;
@@ -925,7 +952,8 @@ f_cpus(struct vctx *c, struct docstate *d, const char *path, const struct ynode 
 	x = strtod(v->text, &end);
 	if (end != v->text + v->len || errno != 0 || !isfinite(x))
 		goto bad;
-	if (!(x >= 0.001 && x <= 1024)) {
+	if (!(x >= (double)limits[LIM_CPU_MILLIS].min / 1000 &&
+	      x <= (double)limits[LIM_CPU_MILLIS].max / 1000)) {
 		perr(c, v->mark, "%s: must be between 0.001 and 1024, got %s", path,
 		     describe(v, q, sizeof(q)));
 		return;
@@ -950,7 +978,7 @@ f_memory(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 		perr(c, v->mark, "%s: %s", path, err.msg);
 		return;
 	}
-	if (b < 4 * 1024 * 1024) {
+	if (b < limits[LIM_MEMORY].min) {
 		perr(c, v->mark, "%s: must be at least 4Mi (omit it for no limit), got %s", path,
 		     describe(v, q, sizeof(q)));
 		return;
@@ -964,7 +992,7 @@ f_pids(struct vctx *c, struct docstate *d, const char *path, const struct ynode 
 	long long x;
 
 	/* 4194304 is the kernel's PID_MAX_LIMIT: no cgroup can hold more. */
-	if (get_int(c, path, v, 1, 4194304, &x))
+	if (get_int(c, path, v, LIM(LIM_PIDS), &x))
 		d->spec.resources.pids = x;
 }
 
@@ -996,7 +1024,7 @@ f_restart_policy(struct vctx *c, struct docstate *d, const char *path, const str
 static void
 f_restart_max(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, 0, 1000000, &d->spec.restart.max_attempts);
+	get_u32(c, path, v, LIM(LIM_RESTART_MAX), &d->spec.restart.max_attempts);
 }
 
 static void
@@ -1065,7 +1093,7 @@ f_constraints(struct vctx *c, struct docstate *d, const char *path, const struct
 static void
 f_max_per_node(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, 0, 10000, &d->spec.placement.max_per_node);
+	get_u32(c, path, v, LIM(LIM_MAX_PER_NODE), &d->spec.placement.max_per_node);
 }
 
 static void
@@ -1104,7 +1132,7 @@ f_health_tcp(struct vctx *c, struct docstate *d, const char *path, const struct 
 {
 	long long x;
 
-	if (!get_int(c, path, v, 1, 65535, &x))
+	if (!get_int(c, path, v, LIM(LIM_PORT), &x))
 		return;
 	d->spec.health.port = (uint16_t)x;
 	d->spec.health.kind = MANIFEST_HEALTH_TCP;
@@ -1123,7 +1151,7 @@ f_health_port(struct vctx *c, struct docstate *d, const char *path, const struct
 	long long x;
 
 	d->health_port = v;
-	if (get_int(c, path, v, 1, 65535, &x))
+	if (get_int(c, path, v, LIM(LIM_PORT), &x))
 		d->spec.health.port = (uint16_t)x;
 }
 
@@ -1148,7 +1176,7 @@ f_health_start(struct vctx *c, struct docstate *d, const char *path, const struc
 static void
 f_health_retries(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, 1, 1000, &d->spec.health.retries);
+	get_u32(c, path, v, LIM(LIM_RETRIES), &d->spec.health.retries);
 }
 
 static void
@@ -1193,7 +1221,7 @@ f_health(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 static void
 f_update_parallelism(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, 0, 10000, &d->spec.update.parallelism);
+	get_u32(c, path, v, LIM(LIM_PARALLELISM), &d->spec.update.parallelism);
 }
 
 static void
@@ -1271,6 +1299,16 @@ static const struct field service_fields[] = {
     {"stop_grace", f_stop_grace}, {"network", f_network},
 };
 
+static yaml_mark_t
+pos_mark(struct manifest_pos p)
+{
+	yaml_mark_t m = {0};
+
+	m.line = p.line > 0 ? p.line - 1 : 0;
+	m.column = p.column > 0 ? p.column - 1 : 0;
+	return m;
+}
+
 static void
 origin_free(struct manifest_origin *o)
 {
@@ -1326,6 +1364,15 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 			perr(c, d.health->mark,
 			     "health.port: required for an http check when the service has no "
 			     "ports");
+	}
+	if (c->nerr == nerr) {
+		/* The scheduler's check, on what the fields above built: whatever passes here
+		 * passes there. Its lines point at the service's name. */
+		struct manifest_errors more = {0};
+		if (manifest_spec_check(&d.spec, NULL, &more) == -1)
+			for (size_t i = 0; i < more.n; i++)
+				perr(c, pos_mark(d.origin.service), "%s", more.lines[i]);
+		manifest_errors_free(&more);
 	}
 	if (c->nerr != nerr) {
 		manifest_spec_free(&d.spec);
@@ -1431,6 +1478,9 @@ builder_event(struct vctx *c, struct builder *b, const yaml_event_t *ev)
 			     MAX_DEPTH);
 			builder_attach(b, ynode_new(Y_BAD, ev->start_mark));
 			b->skip = 1;
+			/* libyaml's scanner costs O(depth) per token on flow nesting (a 200 KB file
+			 * of brackets took 20 s): read no further than the first error. */
+			b->stop = true;
 			return;
 		}
 		n = ynode_new(kind, ev->start_mark);
@@ -1447,16 +1497,6 @@ builder_event(struct vctx *c, struct builder *b, const yaml_event_t *ev)
 	default:
 		return;
 	}
-}
-
-static yaml_mark_t
-pos_mark(struct manifest_pos p)
-{
-	yaml_mark_t m = {0};
-
-	m.line = p.line > 0 ? p.line - 1 : 0;
-	m.column = p.column > 0 ? p.column - 1 : 0;
-	return m;
 }
 
 /* manifest_check_set's work, reporting into c (whose file is switched per manifest). */
@@ -1554,6 +1594,14 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 	bool done = false;
 
 	memset(out, 0, sizeof(*out));
+	if (len > MANIFEST_MAX_BYTES) {
+		cleanup_free char *line =
+		    xasprintf("%s: too large (more than %d bytes); split it into several files",
+		              name, MANIFEST_MAX_BYTES);
+		errs_add(errs, line);
+		manifest_free(&m);
+		return -1;
+	}
 	if (!yaml_parser_initialize(&parser))
 		SHOAL_ASSERT(!"yaml_parser_initialize failed");
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
@@ -1583,6 +1631,7 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 			break;
 		default:
 			builder_event(&c, &b, &ev);
+			done = b.stop;
 			break;
 		}
 		yaml_event_delete(&ev);
@@ -1604,6 +1653,37 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 	return 0;
 }
 
+/* Read path whole, or at most one byte past MANIFEST_MAX_BYTES (the parser then refuses it):
+ * a manifest of gigabytes, or a device, is not read to its end. */
+static char *
+read_capped(const char *path, size_t *len, struct shoal_err *err)
+{
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+	cleanup_free char *buf = NULL;
+	size_t n = 0, cap = MANIFEST_MAX_BYTES + 2;
+
+	if (fd == -1) {
+		err_set(err, errno, "open %s", path);
+		return NULL;
+	}
+	buf = xmalloc(cap);
+	while (n < cap - 1) {
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			err_set(err, errno, "read %s", path);
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	*len = n;
+	return steal_ptr(&buf);
+}
+
 int
 manifest_parse_file(const char *path, struct manifest *out, struct manifest_errors *errs)
 {
@@ -1614,7 +1694,7 @@ manifest_parse_file(const char *path, struct manifest *out, struct manifest_erro
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	buf = util_read_file(path, &len, &err);
+	buf = read_capped(path, &len, &err);
 	if (buf == NULL) {
 		line = xasprintf("%s: %s", path, err.msg);
 		errs_add(errs, line);
@@ -1710,6 +1790,334 @@ bad:
 	               "invalid constraint %s (want node.name, node.id or node.labels.KEY, then == "
 	               "or !=, then a value)",
 	               quote(s, strlen(s), q, sizeof(q)));
+}
+
+/* ------------------------------------------------------------ image refs */
+
+static bool
+ref_alnum_lower(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+}
+
+static bool
+ref_alnum(char ch)
+{
+	return ref_alnum_lower(ch) || (ch >= 'A' && ch <= 'Z');
+}
+
+/* One repository path component: [a-z0-9]+ joined by ".", "_", "__" or "-"+ (Docker's). */
+static bool
+ref_path_component(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t start = i;
+		while (i < n && ref_alnum_lower(s[i]))
+			i++;
+		if (i == start)
+			return false; /* empty, or a separator first or doubled */
+		if (i == n)
+			return true;
+		if (s[i] == '.') {
+			i++;
+		} else if (s[i] == '_') {
+			i += i + 1 < n && s[i + 1] == '_' ? 2 : 1;
+		} else if (s[i] == '-') {
+			while (i < n && s[i] == '-')
+				i++;
+		} else {
+			return false;
+		}
+		if (i == n)
+			return false; /* a separator last */
+	}
+	return false;
+}
+
+/* A registry host: DNS labels joined by ".", then an optional ":PORT". No IPv6 literal yet. */
+static bool
+ref_domain(const char *s, size_t n)
+{
+	const char *colon = memchr(s, ':', n);
+	size_t hn = colon ? (size_t)(colon - s) : n;
+	size_t i = 0;
+
+	if (colon != NULL) {
+		size_t pl = n - hn - 1;
+		if (pl == 0 || pl > 5)
+			return false;
+		unsigned long port = 0;
+		for (size_t j = hn + 1; j < n; j++) {
+			if (s[j] < '0' || s[j] > '9')
+				return false;
+			port = port * 10 + (unsigned long)(s[j] - '0');
+		}
+		if (port == 0 || port > 65535)
+			return false;
+	}
+	while (i < hn) {
+		size_t start = i;
+		while (i < hn && s[i] != '.') {
+			if (!ref_alnum(s[i]) && s[i] != '-')
+				return false;
+			i++;
+		}
+		if (i == start || s[start] == '-' || s[i - 1] == '-')
+			return false;
+		if (i < hn && ++i == hn)
+			return false; /* a trailing dot */
+	}
+	return hn > 0;
+}
+
+int
+manifest_check_image(const char *ref, struct shoal_err *err)
+{
+	const char *at = strchr(ref, '@');
+	size_t nlen = at ? (size_t)(at - ref) : strlen(ref);
+	const char *slash = memrchr(ref, '/', nlen);
+	const char *colon =
+	    memchr(slash ? slash : ref, ':', nlen - (size_t)(slash ? slash - ref : 0));
+	size_t name_len = colon ? (size_t)(colon - ref) : nlen;
+	const char *why = NULL;
+	char q[200];
+
+	/* The name: [DOMAIN/]COMPONENT[/COMPONENT...]; the first part is a domain when it looks
+	 * like one (a dot, a port or localhost), as Docker decides. */
+	if (nlen == 0 || name_len == 0) {
+		why = "no name";
+	} else if (name_len > 255) {
+		why = "name longer than 255 characters";
+	} else {
+		const char *p = ref, *end = ref + name_len;
+		const char *first_end = memchr(p, '/', name_len);
+		if (first_end != NULL) {
+			size_t fl = (size_t)(first_end - p);
+			/* Docker also takes an upper-case first part for a host ("UPPER/x");
+			 * refusing it is the conservative reading. */
+			bool domain = memchr(p, '.', fl) || memchr(p, ':', fl) ||
+			              (fl == 9 && memcmp(p, "localhost", 9) == 0);
+			if (domain) {
+				if (!ref_domain(p, fl))
+					why = "invalid registry host";
+				p = first_end + 1;
+			}
+		}
+		while (why == NULL) {
+			const char *e = memchr(p, '/', (size_t)(end - p));
+			if (!ref_path_component(p, (size_t)((e ? e : end) - p)))
+				why = "each name component must be lowercase letters and digits, "
+				      "joined by '.', '_', '__' or '-'";
+			if (e == NULL)
+				break;
+			p = e + 1;
+		}
+	}
+	/* The tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}. */
+	if (why == NULL && colon != NULL) {
+		size_t tl = nlen - name_len - 1;
+		const char *t = colon + 1;
+		if (tl == 0 || tl > 128 || t[0] == '.' || t[0] == '-')
+			why = "a tag is 1 to 128 letters, digits, '_', '.' or '-', not starting "
+			      "with '.' or '-'";
+		for (size_t i = 0; i < tl && why == NULL; i++)
+			if (!ref_alnum(t[i]) && t[i] != '_' && t[i] != '.' && t[i] != '-')
+				why = "a tag is 1 to 128 letters, digits, '_', '.' or '-', not "
+				      "starting with '.' or '-'";
+	}
+	/* The digest: only the algorithms a registry serves, in their canonical hex. */
+	if (why == NULL && at != NULL) {
+		const char *d = at + 1;
+		size_t hex = strncmp(d, "sha256:", 7) == 0   ? 64
+		             : strncmp(d, "sha512:", 7) == 0 ? 128
+		                                             : 0;
+		bool ok = hex != 0 && strlen(d + 7) == hex;
+		for (size_t i = 0; ok && i < hex; i++)
+			ok = (d[7 + i] >= '0' && d[7 + i] <= '9') ||
+			     (d[7 + i] >= 'a' && d[7 + i] <= 'f');
+		if (!ok)
+			why = "a digest is sha256: and 64 or sha512: and 128 lowercase hex digits";
+	}
+	if (why == NULL)
+		return 0;
+	return err_set(err, 0,
+	               "invalid image reference %s: %s (want [HOST[:PORT]/]NAME[:TAG][@DIGEST])",
+	               quote(ref, strlen(ref), q, sizeof(q)), why);
+}
+
+/* ------------------------------------------------------------ spec check */
+
+bool
+manifest_service_name_ok(const char *name)
+{
+	return name != NULL && valid_service_name(name);
+}
+
+void
+manifest_errors_add(struct manifest_errors *errs, const char *fmt, ...)
+{
+	cleanup_free char *line = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	line = xvasprintf(fmt, ap);
+	va_end(ap);
+	errs_add(errs, line);
+}
+
+struct check {
+	const char *prefix; /* put before every line: "t.yaml:1:10: " or "service web: " */
+	struct manifest_errors *errs;
+	size_t n; /* lines this check added */
+};
+
+static void cerr(struct check *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+cerr(struct check *k, const char *fmt, ...)
+{
+	va_list ap;
+	cleanup_free char *msg = NULL;
+	cleanup_free char *line = NULL;
+
+	va_start(ap, fmt);
+	msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	line = xasprintf("%s%s", k->prefix, msg);
+	errs_add(k->errs, line);
+	k->n++;
+}
+
+static void
+check_range(struct check *k, const char *path, long long x, enum limit_id id)
+{
+	if (x < limits[id].min || x > limits[id].max)
+		cerr(k, "%s: must be between %lld and %lld, got %lld", path, LIM(id), x);
+}
+
+static void
+check_duration(struct check *k, const char *path, int64_t ms, bool positive)
+{
+	if (positive && ms <= 0)
+		cerr(k, "%s: must be greater than 0, got %lld ms", path, (long long)ms);
+	else
+		check_range(k, path, ms, LIM_DURATION);
+}
+
+static void
+check_argv(struct check *k, const char *path, const struct manifest_argv *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		if (a->v[i] == NULL)
+			cerr(k, "%s[%zu]: missing", path, i);
+}
+
+int
+manifest_spec_check(const struct service_spec *s, const char *prefix, struct manifest_errors *errs)
+{
+	struct check k = {.prefix = prefix ? prefix : "", .errs = errs};
+	struct shoal_err err;
+	qbuf q;
+
+	if (s->name == NULL || !valid_service_name(s->name))
+		cerr(&k,
+		     "service: invalid name %s (want a DNS label: lowercase letters, digits and "
+		     "'-', at most 63 characters, not starting or ending with '-')",
+		     s->name ? quote(s->name, strlen(s->name), q, sizeof(q)) : "(none)");
+	if (s->image == NULL)
+		cerr(&k, "image: missing");
+	else if (manifest_check_image(s->image, &err) == -1)
+		cerr(&k, "image: %s", err.msg);
+	check_range(&k, "replicas", s->replicas, LIM_REPLICAS);
+	check_argv(&k, "entrypoint", &s->entrypoint);
+	check_argv(&k, "command", &s->command);
+
+	for (size_t i = 0; i < s->n_env; i++) {
+		const char *nm = s->env[i].name;
+		if (nm == NULL || !valid_env_name(nm, strlen(nm)) || s->env[i].value == NULL) {
+			cerr(&k, "env: invalid variable name %s (want no '=', no space, not empty)",
+			     nm ? quote(nm, strlen(nm), q, sizeof(q)) : "(none)");
+			continue;
+		}
+		/* Sorted by name (the readers sort), so a duplicate is the previous entry. */
+		if (i > 0 && s->env[i - 1].name != NULL && strcmp(s->env[i - 1].name, nm) >= 0)
+			cerr(&k, "env: %s \"%s\"",
+			     strcmp(s->env[i - 1].name, nm) == 0 ? "duplicate variable"
+			                                         : "not sorted by name at",
+			     nm);
+	}
+
+	/* A port published twice is a clash between services as much as within one: the set
+	 * checks (manifest_check_set, the scheduler's against its services) report it. */
+	for (size_t i = 0; i < s->n_ports; i++) {
+		char path[48];
+		snprintf(path, sizeof(path), "ports[%zu].target", i);
+		check_range(&k, path, s->ports[i].target, LIM_PORT);
+	}
+
+	if (s->resources.cpu_millis != 0)
+		check_range(&k, "resources.cpu_millis", s->resources.cpu_millis, LIM_CPU_MILLIS);
+	if (s->resources.memory_bytes != 0)
+		check_range(&k, "resources.memory", s->resources.memory_bytes, LIM_MEMORY);
+	if (s->resources.pids != 0)
+		check_range(&k, "resources.pids", s->resources.pids, LIM_PIDS);
+
+	if ((unsigned)s->restart.policy >= ARRAY_SIZE(restart_names))
+		cerr(&k, "restart.policy: invalid value %d", (int)s->restart.policy);
+	check_range(&k, "restart.max_attempts", s->restart.max_attempts, LIM_RESTART_MAX);
+	check_duration(&k, "restart.delay", s->restart.delay_ms, false);
+
+	for (size_t i = 0; i < s->placement.n_constraints; i++) {
+		const struct manifest_constraint *c = &s->placement.constraints[i];
+		bool label = c->field == MANIFEST_NODE_LABEL;
+		if ((unsigned)c->field > MANIFEST_NODE_LABEL || c->value == NULL ||
+		    !valid_constraint_word(c->value, strlen(c->value)) ||
+		    (label &&
+		     (c->label == NULL || !valid_constraint_word(c->label, strlen(c->label)))))
+			cerr(&k, "placement.constraints[%zu]: invalid constraint", i);
+	}
+	check_range(&k, "placement.max_per_node", s->placement.max_per_node, LIM_MAX_PER_NODE);
+
+	switch (s->health.kind) {
+	case MANIFEST_HEALTH_NONE:
+		break;
+	case MANIFEST_HEALTH_HTTP:
+		if (s->health.http_path == NULL || s->health.http_path[0] != '/' ||
+		    strpbrk(s->health.http_path, " \t\r\n") != NULL)
+			cerr(&k,
+			     "health.http: invalid path (want an absolute URL path like /healthz)");
+		check_range(&k, "health.port", s->health.port, LIM_PORT);
+		break;
+	case MANIFEST_HEALTH_TCP:
+		check_range(&k, "health.tcp", s->health.port, LIM_PORT);
+		break;
+	case MANIFEST_HEALTH_CMD:
+		if (!s->health.cmd.set || s->health.cmd.n == 0)
+			cerr(&k, "health.cmd: must not be empty");
+		check_argv(&k, "health.cmd", &s->health.cmd);
+		break;
+	default:
+		cerr(&k, "health: invalid kind %d", (int)s->health.kind);
+		break;
+	}
+	check_duration(&k, "health.interval", s->health.interval_ms, true);
+	check_duration(&k, "health.timeout", s->health.timeout_ms, true);
+	check_duration(&k, "health.start_period", s->health.start_period_ms, false);
+	check_range(&k, "health.retries", s->health.retries, LIM_RETRIES);
+
+	check_range(&k, "update.parallelism", s->update.parallelism, LIM_PARALLELISM);
+	check_duration(&k, "update.delay", s->update.delay_ms, false);
+	check_duration(&k, "update.monitor", s->update.monitor_ms, false);
+	if ((unsigned)s->update.order >= ARRAY_SIZE(order_names))
+		cerr(&k, "update.order: invalid value %d", (int)s->update.order);
+	if ((unsigned)s->update.failure_action >= ARRAY_SIZE(action_names))
+		cerr(&k, "update.failure_action: invalid value %d", (int)s->update.failure_action);
+	check_duration(&k, "stop_grace", s->stop_grace_ms, false);
+	if ((unsigned)s->network >= ARRAY_SIZE(network_names))
+		cerr(&k, "network: invalid value %d", (int)s->network);
+	return k.n == 0 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------ spec */

@@ -156,6 +156,10 @@ struct manifest_errors {
 /* Caps a runaway file (or a fuzzer) at this many lines, then one "too many errors" line. */
 #define MANIFEST_MAX_ERRORS 100
 
+/* The largest manifest read: a hundred services fit in a few KiB, and libyaml's cost grows
+ * faster than the input on hostile nesting, so a bound keeps a parse well under a second. */
+#define MANIFEST_MAX_BYTES (1024 * 1024)
+
 /*
  * Parse buf (len bytes, need not be NUL-terminated) named name in messages.
  * On success fills *out (free with manifest_free) and returns 0. On any error
@@ -174,6 +178,29 @@ int manifest_parse_file(const char *path, struct manifest *out, struct manifest_
  * runs this on its own file.
  */
 int manifest_check_set(const struct manifest *set, size_t n, struct manifest_errors *errs);
+
+/*
+ * The one check of a finished spec, run by the YAML reader on every service it returns and by
+ * the scheduler on every spec it is sent (Apply, Scale), against one table of field limits:
+ * what the CLI accepts the scheduler accepts, and nothing else. Appends one line per problem,
+ * each "PREFIX" followed by "FIELD: message", to *errs; returns -1 if there were any.
+ */
+int manifest_spec_check(const struct service_spec *spec, const char *prefix,
+                        struct manifest_errors *errs);
+
+/* True when name is a valid service name (a DNS label); NULL is not. */
+bool manifest_service_name_ok(const char *name);
+
+/* Append one printf-formatted line to *errs, within MANIFEST_MAX_ERRORS. */
+void manifest_errors_add(struct manifest_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Check an image reference against Docker's reference grammar, conservatively:
+ * [HOST[:PORT]/]NAME[:TAG][@sha256:HEX], NAME lowercase components. Every reader of an image
+ * name goes through this one function, so a stricter or fuller grammar is changed here.
+ */
+int manifest_check_image(const char *ref, struct shoal_err *err);
 
 void manifest_free(struct manifest *m);
 void manifest_errors_free(struct manifest_errors *errs);

@@ -439,142 +439,67 @@ handle_task_report(struct sched_conn *sc, const Shoal__Envelope *env)
 		reconcile_task_status(sc->srv, sc->node, tr->statuses[i]);
 }
 
-/* Two specs that differ only in their replica count: scaling, not an update. */
-static bool
-same_but_replicas(const struct service_spec *a, const struct service_spec *b)
+/*
+ * An Error reply whose message is head, then each line of errs on a line of its own: every
+ * problem of a refused request reaches the client, not the first 255 bytes of them.
+ */
+static void
+reply_error_lines(struct sched_conn *sc, uint64_t id, unsigned code, const char *head,
+                  const struct manifest_errors *errs)
 {
-	struct service_spec tmp;
-	bool eq;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__Error e = SHOAL__ERROR__INIT;
+	size_t len = strlen(head) + 1, o;
+	cleanup_free char *msg = NULL;
 
-	manifest_spec_copy(&tmp, b);
-	tmp.replicas = a->replicas;
-	eq = manifest_spec_equal(a, &tmp);
-	manifest_spec_free(&tmp);
-	return eq;
+	for (size_t i = 0; i < errs->n; i++)
+		len += strlen(errs->lines[i]) + 1;
+	msg = xmalloc(len);
+	o = (size_t)snprintf(msg, len, "%s", head);
+	for (size_t i = 0; i < errs->n; i++)
+		o += (size_t)snprintf(msg + o, len - o, "\n%s", errs->lines[i]);
+	e.code = code;
+	e.message = msg;
+	env.id = id;
+	env.body_case = SHOAL__ENVELOPE__BODY_ERROR;
+	env.error = &e;
+	send_or_log(sc, &env);
 }
 
 static void
 handle_apply(struct sched_conn *sc, const Shoal__Envelope *env)
 {
-	struct sched_server *srv = sc->srv;
 	const Shoal__Apply *ap = env->apply;
-	size_t n = ap->n_specs_json;
-	struct service_spec *specs = xcalloc(n ? n : 1, sizeof(*specs));
-	Shoal__ServiceChange *changes = xcalloc(n ? n : 1, sizeof(*changes));
-	Shoal__ServiceChange **cp = xcalloc(n ? n : 1, sizeof(*cp));
 	Shoal__Envelope reply = SHOAL__ENVELOPE__INIT;
 	Shoal__ApplyReply ar = SHOAL__APPLY_REPLY__INIT;
+	struct manifest_errors errs = {0};
+	Shoal__ServiceChange *changes, **cp;
+	struct service_changes ch;
 	struct shoal_err err;
-	char problem[320] = "";
-	size_t parsed = 0;
-	int64_t now = util_wall_ms();
 
-	/* Validate everything first: an apply is all or nothing. */
-	for (; parsed < n; parsed++) {
-		if (manifest_spec_from_json(ap->specs_json[parsed], &specs[parsed], &err) == -1) {
-			snprintf(problem, sizeof(problem), "spec %zu: %.256s", parsed + 1, err.msg);
-			break;
-		}
-		if (!valid_name(specs[parsed].name) || specs[parsed].image == NULL ||
-		    specs[parsed].image[0] == '\0') {
-			snprintf(problem, sizeof(problem),
-			         "spec %zu: a service needs a name and an image", parsed + 1);
-			parsed++;
-			break;
-		}
+	/* Checked, stored and committed there; only then answered here. */
+	if (service_apply(sc->srv, ap->specs_json, ap->n_specs_json, &ch, &errs, &err) == -1) {
+		reply_error_lines(sc, env->id, (unsigned)err.code, err.msg, &errs);
+		manifest_errors_free(&errs);
+		return;
 	}
-	for (size_t i = 0; problem[0] == '\0' && i < n; i++) {
-		for (size_t j = 0; j < i && problem[0] == '\0'; j++)
-			if (strcmp(specs[i].name, specs[j].name) == 0)
-				snprintf(problem, sizeof(problem), "service %s given twice",
-				         specs[i].name);
-		/* A published port belongs to one service cluster-wide: every node listens on it.
-		 */
-		for (size_t p = 0; p < specs[i].n_ports && problem[0] == '\0'; p++) {
-			uint16_t port = specs[i].ports[p].published;
-			if (port == 0)
-				continue;
-			for (size_t k = 0; k < srv->services.n && problem[0] == '\0'; k++) {
-				const struct service *o = srv->services.v[k];
-				if (o->removed || strcmp(o->name, specs[i].name) == 0)
-					continue;
-				for (size_t q = 0; q < o->spec.n_ports; q++)
-					if (o->spec.ports[q].published == port)
-						snprintf(problem, sizeof(problem),
-						         "service %s: published port %u is already "
-						         "used by service %s",
-						         specs[i].name, port, o->name);
-			}
-			for (size_t j = 0; j < i && problem[0] == '\0'; j++)
-				for (size_t q = 0; q < specs[j].n_ports; q++)
-					if (specs[j].ports[q].published == port)
-						snprintf(problem, sizeof(problem),
-						         "services %s and %s both publish port %u",
-						         specs[j].name, specs[i].name, port);
-		}
-	}
-	if (problem[0]) {
-		api_reply_error(sc, env->id, EINVAL, "apply refused, nothing changed: %s", problem);
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct service *svc = services_find(&srv->services, specs[i].name);
-		const char *action;
-		cp[i] = &changes[i];
+	changes = xcalloc(ch.n + 1, sizeof(*changes));
+	cp = xcalloc(ch.n + 1, sizeof(*cp));
+	for (size_t i = 0; i < ch.n; i++) {
 		shoal__service_change__init(&changes[i]);
-		changes[i].name = specs[i].name;
-		if (svc == NULL) {
-			svc = service_new(specs[i].name, now);
-			svc->version = 1;
-			service_set_spec(svc, &specs[i]);
-			services_add(&srv->services, svc);
-			action = "created";
-		} else if (!svc->removed && manifest_spec_equal(&svc->spec, &specs[i])) {
-			action = "unchanged";
-		} else if (!svc->removed && same_but_replicas(&svc->spec, &specs[i])) {
-			svc->spec.replicas = specs[i].replicas;
-			free(svc->spec_json);
-			svc->spec_json = manifest_spec_to_json(&svc->spec);
-			svc->updated_ms = now;
-			action = "scaled";
-		} else {
-			free(svc->prev_spec_json);
-			svc->prev_spec_json = svc->removed ? NULL : xstrdup(svc->spec_json);
-			/* Versions only grow (a rollback reuses an older number, so the next one
-			 * must clear both); a service being removed comes back fresh. */
-			uint64_t top =
-			    svc->version > svc->prev_version ? svc->version : svc->prev_version;
-			svc->prev_version = svc->removed ? 0 : svc->version;
-			svc->version = top + 1;
-			if (!svc->removed)
-				update_begin(srv, svc);
-			svc->removed = false;
-			service_set_spec(svc, &specs[i]);
-			svc->updated_ms = now;
-			action = "updated";
-		}
-		changes[i].name = svc->name;
-		changes[i].action = (char *)action;
-		if (strcmp(action, "unchanged") != 0) {
-			shoal_log(LOG_INFO, "service %s %s: version=%llu replicas=%u image=%s",
-			          svc->name, action, (unsigned long long)svc->version,
-			          svc->spec.replicas, svc->spec.image);
-			reconcile_persist_service(srv, svc);
-			reconcile_mark(srv, svc);
-		}
+		changes[i].name = ch.v[i].name;
+		changes[i].action = (char *)ch.v[i].action;
+		cp[i] = &changes[i];
 	}
 	ar.changes = cp;
-	ar.n_changes = n;
+	ar.n_changes = ch.n;
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_APPLY_REPLY;
 	reply.apply_reply = &ar;
 	send_or_log(sc, &reply);
-out:
-	for (size_t i = 0; i < parsed; i++)
-		manifest_spec_free(&specs[i]);
-	free(specs);
 	free(changes);
 	free(cp);
+	service_changes_free(&ch);
 }
 
 /* Sum every node's counters for svc: the total first, then one line per backend task. */
@@ -770,56 +695,31 @@ handle_list_tasks(struct sched_conn *sc, const Shoal__Envelope *env)
 static void
 handle_scale(struct sched_conn *sc, const Shoal__Envelope *env)
 {
-	struct sched_server *srv = sc->srv;
 	const Shoal__ScaleRequest *sr = env->scale;
+	struct service_scale *scales = xcalloc(sr->n_scales + 1, sizeof(*scales));
+	struct manifest_errors errs = {0};
+	struct shoal_err err;
 
-	for (size_t i = 0; i < sr->n_scales; i++) {
-		struct service *svc = services_find(&srv->services, sr->scales[i]->service);
-		if (svc == NULL || svc->removed) {
-			api_reply_error(sc, env->id, ENOENT, "no such service: %s (nothing scaled)",
-			                sr->scales[i]->service);
-			return;
-		}
-		if (sr->scales[i]->replicas > 10000) {
-			api_reply_error(sc, env->id, EINVAL,
-			                "%s: replicas must be 0 to 10000 (nothing scaled)",
-			                svc->name);
-			return;
-		}
-	}
-	for (size_t i = 0; i < sr->n_scales; i++) {
-		struct service *svc = services_find(&srv->services, sr->scales[i]->service);
-		if (svc->spec.replicas == sr->scales[i]->replicas)
-			continue;
-		shoal_log(LOG_INFO, "service %s scaled from %u to %u", svc->name,
-		          svc->spec.replicas, sr->scales[i]->replicas);
-		svc->spec.replicas = sr->scales[i]->replicas;
-		free(svc->spec_json);
-		svc->spec_json = manifest_spec_to_json(&svc->spec);
-		svc->updated_ms = util_wall_ms();
-		reconcile_persist_service(srv, svc);
-		reconcile_mark(srv, svc);
-	}
-	reply_ok(sc, env->id, "scaled");
+	for (size_t i = 0; i < sr->n_scales; i++)
+		scales[i] = (struct service_scale){sr->scales[i]->service, sr->scales[i]->replicas};
+	if (service_scale(sc->srv, scales, sr->n_scales, &errs, &err) == -1)
+		reply_error_lines(sc, env->id, (unsigned)err.code, err.msg, &errs);
+	else
+		reply_ok(sc, env->id, "scaled");
+	manifest_errors_free(&errs);
+	free(scales);
 }
 
 static void
 handle_remove_service(struct sched_conn *sc, const Shoal__Envelope *env)
 {
-	struct sched_server *srv = sc->srv;
-	struct service *svc = services_find(&srv->services, env->remove_service->name);
+	struct shoal_err err;
 
-	if (svc == NULL || svc->removed) {
-		api_reply_error(sc, env->id, ENOENT, "no such service: %s",
-		                env->remove_service->name);
+	if (service_remove(sc->srv, env->remove_service->name, &err) == -1) {
+		api_reply_error(sc, env->id, (unsigned)err.code, "%s", err.msg);
 		return;
 	}
-	svc->removed = true;
-	svc->updated_ms = util_wall_ms();
-	shoal_log(LOG_INFO, "service %s: removing", svc->name);
-	reconcile_persist_service(srv, svc);
-	reconcile_mark(srv, svc);
-	reply_ok(sc, env->id, "%s", svc->name);
+	reply_ok(sc, env->id, "%s", env->remove_service->name);
 }
 
 static void

@@ -8,8 +8,11 @@
 #include "err.h"
 #include "util.h"
 
+/* synchronous=FULL: in WAL mode NORMAL skips the fsync at commit, so a power loss could undo a
+ * commit the CLI was already told about ("service created"); FULL syncs the WAL at every
+ * commit, once per Apply and once per reconcile pass, not per row. */
 static const char schema[] = "PRAGMA journal_mode=WAL;"
-                             "PRAGMA synchronous=NORMAL;"
+                             "PRAGMA synchronous=FULL;"
                              /* 32 MiB of page cache: the id index of a million
                               * tasks, written in random order, stays in memory */
                              "PRAGMA cache_size=-32768;"
@@ -123,7 +126,10 @@ store_open(struct store *s, const char *path, struct shoal_err *err)
 		store_close(s);
 		return -1;
 	}
-	sqlite3_busy_timeout(s->db, 2000);
+	/* Only this scheduler writes its database; a lock held by another process (a second
+	 * scheduler on the same data dir, an sqlite3 shell) is an error to report, not a reason
+	 * to stall every agent's heartbeat on the loop for seconds. */
+	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	if (sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
 		err_set(err, 0, "store: schema in %s: %s", path, msg ? msg : "?");
 		sqlite3_free(msg);
@@ -307,15 +313,51 @@ store_tx_begin(struct store *s, struct shoal_err *err)
 	return 0;
 }
 
+/* After a failed write or commit: end the transaction if SQLite left it open, so the next
+ * BEGIN does not fail with "cannot start a transaction within a transaction" for ever. */
+static void
+rollback_open_tx(struct store *s)
+{
+	s->in_tx = 0;
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 int
 store_tx_commit(struct store *s, struct shoal_err *err)
 {
 	if (!s->in_tx)
 		return 0;
 	s->in_tx = 0;
-	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		return db_err(s, err, "commit");
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(s, err, "commit");
+		rollback_open_tx(s);
+		return -1;
+	}
 	return 0;
+}
+
+int
+store_service_put_now(struct store *s, const struct store_service *rows, size_t n,
+                      struct shoal_err *err)
+{
+	/* The open batch first, on its own: this write must neither wait for it nor be undone
+	 * with it. A batch that cannot commit means the store fails, and so does this. */
+	if (store_tx_commit(s, err) == -1)
+		return -1;
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(s, err, "begin");
+	for (size_t i = 0; i < n; i++)
+		if (store_service_put(s, &rows[i], err) == -1)
+			goto fail;
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(s, err, "commit");
+		goto fail;
+	}
+	return 0;
+fail:
+	rollback_open_tx(s);
+	return -1;
 }
 
 static void

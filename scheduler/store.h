@@ -1,7 +1,11 @@
 #ifndef SHOAL_SCHEDULER_STORE_H
 #define SHOAL_SCHEDULER_STORE_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+/* How long a write waits for a lock another process holds before it fails (ms). */
+#define STORE_BUSY_TIMEOUT_MS 100
 
 struct shoal_err;
 struct sqlite3;
@@ -77,6 +81,13 @@ struct store_task {
 };
 
 int store_service_put(struct store *s, const struct store_service *sv, struct shoal_err *err);
+/*
+ * Write rows and commit them before returning, in a transaction of their own (the open batch
+ * is committed first): for changes a client is told about, which must survive a crash or power
+ * loss once acknowledged. On failure nothing of rows is stored and the error says why.
+ */
+int store_service_put_now(struct store *s, const struct store_service *rows, size_t n,
+                          struct shoal_err *err);
 int store_service_delete(struct store *s, const char *name, struct shoal_err *err);
 int store_service_each(struct store *s, void (*fn)(const struct store_service *sv, void *arg),
                        void *arg, struct shoal_err *err);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "manifest.h"
@@ -406,8 +407,13 @@ test_errors_values(void **state)
 	       "t.yaml:1:10: service: invalid name \"Web_1\" (want a DNS label: lowercase letters, "
 	       "digits and '-', at most 63 characters, not starting or ending with '-')");
 	EXPECT("service: web\nimage: \"a b\"\n",
-	       "t.yaml:2:8: image: invalid image reference \"a b\" (want NAME[:TAG] or "
-	       "NAME@DIGEST, no spaces)");
+	       "t.yaml:2:8: image: invalid image reference \"a b\": each name component must be "
+	       "lowercase letters and digits, joined by '.', '_', '__' or '-' (want "
+	       "[HOST[:PORT]/]NAME[:TAG][@DIGEST])");
+	EXPECT("service: web\nimage: \"x:1;rm\"\n",
+	       "t.yaml:2:8: image: invalid image reference \"x:1;rm\": a tag is 1 to 128 letters, "
+	       "digits, '_', '.' or '-', not starting with '.' or '-' (want "
+	       "[HOST[:PORT]/]NAME[:TAG][@DIGEST])");
 	EXPECT("service: web\nimage: [x]\n",
 	       "t.yaml:2:8: image: expected a string, got a sequence");
 	EXPECT("service: web\nimage: x\nports: [{published: 0, target: 65536}]\n",
@@ -620,10 +626,72 @@ test_deep_nesting(void **state)
 	buf[o++] = '\n';
 	buf[o] = '\0';
 	assert_int_equal(manifest_parse_buffer("t.yaml", buf, strlen(buf), &m, &errs), -1);
-	assert_int_equal(errs.n, 2);
-	assert_string_equal(errs.lines[0], "t.yaml:3:7: env[0]: expected a string, got a sequence");
-	assert_string_equal(errs.lines[1], "t.yaml:3:37: nested too deeply (more than 32 levels)");
+	/* The parse stops at the first depth error: nothing after it is read. */
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.lines[0], "t.yaml:3:37: nested too deeply (more than 32 levels)");
 	manifest_errors_free(&errs);
+}
+
+/* Deep flow nesting is quadratic inside libyaml's scanner: 200 KB of brackets took 20 s before
+ * the parse stopped at the first depth error. It must now fail fast, with one line. */
+static void
+test_deep_nesting_fast(void **state)
+{
+	struct manifest_errors errs = {0};
+	struct manifest m;
+	size_t n = 200 * 1024, o;
+	char *buf = xmalloc(n + 64);
+	int64_t t0;
+
+	(void)state;
+	o = (size_t)snprintf(buf, 64, "service: web\nimage: x\nenv: ");
+	memset(buf + o, '[', n);
+	buf[o + n] = '\0';
+	t0 = util_now_ms();
+	assert_int_equal(manifest_parse_buffer("deep.yaml", buf, strlen(buf), &m, &errs), -1);
+	assert_true(util_now_ms() - t0 < 1000);
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.lines[0],
+	                    "deep.yaml:3:37: nested too deeply (more than 32 levels)");
+	manifest_errors_free(&errs);
+	free(buf);
+}
+
+/* A manifest over MANIFEST_MAX_BYTES is refused whole, whether from a buffer or a file. */
+static void
+test_size_cap(void **state)
+{
+	struct manifest_errors errs = {0};
+	struct manifest m;
+	size_t n = MANIFEST_MAX_BYTES + 1;
+	char *buf = xmalloc(n + 1);
+	char path[] = "/tmp/shoal-manifest-test.XXXXXX";
+	int fd;
+
+	(void)state;
+	memset(buf, '#', n);
+	memcpy(buf, "service: a\nimage: x\n", 20);
+	buf[n] = '\0';
+	assert_int_equal(manifest_parse_buffer("big.yaml", buf, n, &m, &errs), -1);
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.lines[0],
+	                    "big.yaml: too large (more than 1048576 bytes); split it "
+	                    "into several files");
+	manifest_errors_free(&errs);
+	/* The same from a file, and exactly at the limit is still read. */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, n), (ssize_t)n);
+	assert_int_equal(manifest_parse_file(path, &m, &errs), -1);
+	assert_int_equal(errs.n, 1);
+	manifest_errors_free(&errs);
+	assert_int_equal(ftruncate(fd, (off_t)(n - 1)), 0);
+	assert_int_equal(manifest_parse_file(path, &m, &errs), 0);
+	assert_int_equal(m.n_services, 1);
+	manifest_free(&m);
+	close(fd);
+	unlink(path);
+	free(buf);
 }
 
 static void
@@ -779,6 +847,160 @@ test_spec_equal_and_copy(void **state)
 }
 
 static void
+test_image_reference(void **state)
+{
+	static const char *const good[] = {
+	    "x",
+	    "busybox",
+	    "shoal/web:1",
+	    "library/busybox:1.35",
+	    "x/a.b_c__d-e--f/g",
+	    "localhost/x",
+	    "localhost:5000/team/app:v1.2-rc_3",
+	    "Registry.Example.com/x",
+	    "10.0.0.1:5000/x:latest",
+	    "x@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	    "x:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	};
+	/* The issue's image with spaces and ';', and the traversal and case tricks. */
+	static const char *const bad[] = {
+	    "",
+	    "a b",
+	    "x;rm -rf /",
+	    "x:1;rm",
+	    "../../x:1",
+	    "UPPER/x",
+	    "x:../y",
+	    "x:",
+	    ":1",
+	    "x/",
+	    "/x",
+	    "x//y",
+	    "-x",
+	    "x-",
+	    "x..y",
+	    "x___y",
+	    "x:.1",
+	    "x:-1",
+	    "a.b:99999/x",
+	    "a.b:/x",
+	    "-a.b/x",
+	    "x@sha256:00",
+	    "x@md5:0123456789abcdef0123456789abcdef",
+	    "x\n",
+	    "x\t",
+	};
+	struct shoal_err err;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		if (manifest_check_image(good[i], &err) != 0)
+			print_error("refused %s: %s\n", good[i], err.msg);
+		assert_int_equal(manifest_check_image(good[i], &err), 0);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		if (manifest_check_image(bad[i], &err) != -1)
+			print_error("accepted \"%s\"\n", bad[i]);
+		assert_int_equal(manifest_check_image(bad[i], &err), -1);
+	}
+	{
+		char longname[300];
+		memset(longname, 'a', 256);
+		longname[256] = '\0';
+		assert_int_equal(manifest_check_image(longname, &err), -1);
+		longname[255] = '\0';
+		assert_int_equal(manifest_check_image(longname, &err), 0);
+	}
+}
+
+/* The scheduler's check is this one: what it refused in the issue (replicas 20000 and
+ * 4000000000, interval 0, env names "A=B" and "", an image with spaces and ';'), every
+ * problem on its own line, and the same spec accepted once fixed. */
+static void
+test_spec_check(void **state)
+{
+	struct manifest_errors errs = {0};
+	struct service_spec s;
+	struct shoal_err err;
+	struct manifest m;
+
+	(void)state;
+	assert_int_equal(
+	    manifest_spec_from_json(
+	        "{\"name\":\"web\",\"image\":\"x y;z\",\"replicas\":20000,"
+	        "\"env\":{\"A=B\":\"1\",\"\":\"2\",\"OK\":\"3\"},"
+	        "\"health\":{\"kind\":\"tcp\",\"port\":80,\"interval_ms\":0},"
+	        "\"resources\":{\"cpu_millis\":2000000,\"memory_bytes\":1,\"pids\":9999999},"
+	        "\"restart\":{\"max_attempts\":1000001},"
+	        "\"update\":{\"parallelism\":10001,\"monitor_ms\":2000000000000000},"
+	        "\"stop_grace_ms\":1000000000000001}",
+	        &s, &err),
+	    0);
+	assert_int_equal(manifest_spec_check(&s, "service web: ", &errs), -1);
+	{
+		static const char *const want[] = {
+		    "service web: image: invalid image reference \"x y;z\": each name component "
+		    "must be lowercase letters and digits, joined by '.', '_', '__' or '-' (want "
+		    "[HOST[:PORT]/]NAME[:TAG][@DIGEST])",
+		    "service web: replicas: must be between 0 and 10000, got 20000",
+		    "service web: env: invalid variable name \"\" (want no '=', no space, not "
+		    "empty)",
+		    "service web: env: invalid variable name \"A=B\" (want no '=', no space, not "
+		    "empty)",
+		    "service web: resources.cpu_millis: must be between 1 and 1024000, got 2000000",
+		    "service web: resources.memory: must be between 4194304 and "
+		    "9000000000000000000, got 1",
+		    "service web: resources.pids: must be between 1 and 4194304, got 9999999",
+		    "service web: restart.max_attempts: must be between 0 and 1000000, got 1000001",
+		    "service web: health.interval: must be greater than 0, got 0 ms",
+		    "service web: update.parallelism: must be between 0 and 10000, got 10001",
+		    "service web: update.monitor: must be between 0 and 1000000000000000, got "
+		    "2000000000000000",
+		    "service web: stop_grace: must be between 0 and 1000000000000000, got "
+		    "1000000000000001",
+		};
+		for (size_t i = 0; i < errs.n; i++)
+			if (errs.n != ARRAY_SIZE(want) || strcmp(errs.lines[i], want[i]) != 0)
+				print_error("got: %s\n", errs.lines[i]);
+		assert_int_equal(errs.n, ARRAY_SIZE(want));
+		for (size_t i = 0; i < errs.n; i++)
+			assert_string_equal(errs.lines[i], want[i]);
+	}
+	manifest_errors_free(&errs);
+	manifest_spec_free(&s);
+
+	/* 4000000000 replicas aborted the scheduler on an allocation: now a line. */
+	assert_int_equal(
+	    manifest_spec_from_json("{\"name\":\"web\",\"image\":\"x\",\"replicas\":4000000000}",
+	                            &s, &err),
+	    0);
+	assert_int_equal(manifest_spec_check(&s, NULL, &errs), -1);
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.lines[0], "replicas: must be between 0 and 10000, got 4000000000");
+	manifest_errors_free(&errs);
+	manifest_spec_free(&s);
+
+	/* A health check of the wrong shape, and a bad name. */
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"Web_1\",\"image\":\"x\","
+	                                         "\"health\":{\"kind\":\"http\",\"port\":0}}",
+	                                         &s, &err),
+	                 0);
+	assert_int_equal(manifest_spec_check(&s, NULL, &errs), -1);
+	assert_int_equal(errs.n, 3);
+	assert_string_equal(errs.lines[1],
+	                    "health.http: invalid path (want an absolute URL path like /healthz)");
+	assert_string_equal(errs.lines[2], "health.port: must be between 1 and 65535, got 0");
+	manifest_errors_free(&errs);
+	manifest_spec_free(&s);
+
+	/* Every spec the YAML reader builds passes: the CLI and the scheduler agree. */
+	parse_ok(full_flow, &m);
+	assert_int_equal(manifest_spec_check(&m.services[0], NULL, &errs), 0);
+	assert_int_equal(errs.n, 0);
+	manifest_free(&m);
+}
+
+static void
 test_constraint(void **state)
 {
 	struct manifest_constraint c;
@@ -815,6 +1037,8 @@ main(void)
 	    cmocka_unit_test(test_errors_health),      cmocka_unit_test(test_errors_syntax),
 	    cmocka_unit_test(test_three_mistakes),     cmocka_unit_test(test_duplicates),
 	    cmocka_unit_test(test_error_cap),          cmocka_unit_test(test_deep_nesting),
+	    cmocka_unit_test(test_deep_nesting_fast),  cmocka_unit_test(test_size_cap),
+	    cmocka_unit_test(test_image_reference),    cmocka_unit_test(test_spec_check),
 	    cmocka_unit_test(test_parse_file_missing), cmocka_unit_test(test_json_round_trip),
 	    cmocka_unit_test(test_from_json),          cmocka_unit_test(test_spec_equal_and_copy),
 	    cmocka_unit_test(test_constraint),
