@@ -22,6 +22,11 @@ struct shoal_err;
  */
 #define CGROUP_DEFAULT_PIDS 4096
 
+/* Every container together (their parent cgroup, "shoal/") gets 3/4 of the host's pids
+ * (min of kernel.pid_max and kernel.threads-max), so the rest stays for the host and its agent
+ * however many containers fork at once. 0 if unknown. */
+int64_t cgroup_host_pids_cap(void);
+
 /* Limits; 0 means "no limit" for every field but pids, where it means CGROUP_DEFAULT_PIDS. */
 struct cgroup_limits {
 	int64_t cpu_quota_us;  /* CFS quota per period */

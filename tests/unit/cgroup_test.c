@@ -229,6 +229,13 @@ test_v1_default_pids(void **state)
 	assert_string_equal(v, "4096");
 	free(v);
 	assert_null(slurp(mem, "memory.limit_in_bytes"));
+	/* The parent of every container holds 3/4 of the host's pids. */
+	cleanup_free char *parent = xasprintf("%s/pids/shoal", dir);
+	cleanup_free char *want = xasprintf("%lld", (long long)cgroup_host_pids_cap());
+	assert_true(cgroup_host_pids_cap() > 0);
+	assert_non_null((v = slurp(parent, "pids.max")));
+	assert_string_equal(v, want);
+	free(v);
 	cgroup_free(cg);
 
 	/* A host without the pids controller: the default is skipped, an explicit limit is not. */
