@@ -56,6 +56,56 @@ open_procs(struct cgroup *cg, const char *dir, const char *file, struct shoal_er
 	return 0;
 }
 
+/*
+ * The pids.max to write: the spec's, else the default. A default is best effort where the pids
+ * controller is missing (a host without it runs containers as before); a limit the spec asked
+ * for is not.
+ */
+static int64_t
+pids_limit(const struct cgroup_limits *l, bool *required)
+{
+	*required = l->pids > 0;
+	return l->pids > 0 ? l->pids : CGROUP_DEFAULT_PIDS;
+}
+
+int64_t
+cgroup_host_pids_cap(void)
+{
+	static const char *const files[] = {"/proc/sys/kernel/pid_max",
+	                                    "/proc/sys/kernel/threads-max"};
+	int64_t min = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		cleanup_free char *data = util_read_file(files[i], NULL, NULL);
+		int64_t v = data ? strtoll(data, NULL, 10) : 0;
+		if (v > 0 && (min == 0 || v < min))
+			min = v;
+	}
+	return min > 0 ? min / 4 * 3 : 0;
+}
+
+/*
+ * Cap the parent of leaf_dir (".../shoal", every container's) at cgroup_host_pids_cap(): the
+ * per-container default stops one fork bomb, this stops eight at once on a host whose pid_max
+ * is 32768. Rewritten at every create (one small write), so a changed pid_max or a parent made
+ * by an older version is caught up. Best effort: the leaf's own limit stands without it.
+ */
+static void
+cap_parent_pids(const char *leaf_dir)
+{
+	cleanup_free char *parent = xstrdup(leaf_dir);
+	char *slash = strrchr(parent, '/');
+	int64_t cap = cgroup_host_pids_cap();
+	struct shoal_err ignored;
+	char buf[32];
+
+	if (slash == NULL || cap <= 0)
+		return;
+	*slash = '\0';
+	snprintf(buf, sizeof(buf), "%" PRId64, cap);
+	(void)write_value(parent, "pids.max", buf, &ignored);
+}
+
 static int
 is_dir(const char *p)
 {
@@ -85,6 +135,8 @@ static int
 v1_create(struct cgroup *cg, const struct cgroup_limits *l, struct shoal_err *err)
 {
 	char buf[32];
+	bool pids_required;
+	int64_t pids = pids_limit(l, &pids_required);
 
 	for (size_t i = 0; i < ARRAY_SIZE(v1_controllers); i++) {
 		const char *c = v1_controllers[i];
@@ -96,7 +148,7 @@ v1_create(struct cgroup *cg, const struct cgroup_limits *l, struct shoal_err *er
 		if (!is_dir(mnt)) {
 			if ((strcmp(c, "cpu") == 0 && l->cpu_quota_us > 0) ||
 			    (strcmp(c, "memory") == 0 && l->memory_bytes > 0) ||
-			    (strcmp(c, "pids") == 0 && l->pids > 0))
+			    (strcmp(c, "pids") == 0 && pids_required))
 				return err_set(err, ENOENT, "cgroup v1 controller %s", c);
 			continue;
 		}
@@ -122,10 +174,12 @@ v1_create(struct cgroup *cg, const struct cgroup_limits *l, struct shoal_err *er
 			    write_value(dir, "memory.memsw.limit_in_bytes", buf, err) == -1)
 				return -1;
 		}
-		if (strcmp(c, "pids") == 0 && l->pids > 0) {
-			snprintf(buf, sizeof(buf), "%" PRId64, l->pids);
+		if (strcmp(c, "pids") == 0) {
+			snprintf(buf, sizeof(buf), "%" PRId64, pids);
 			if (write_value(dir, "pids.max", buf, err) == -1)
 				return -1;
+			if (strchr(cg->path, '/') != NULL)
+				cap_parent_pids(dir);
 		}
 		if (open_procs(cg, dir, "tasks", err) == -1)
 			return -1;
@@ -213,6 +267,8 @@ v2_create(struct cgroup *cg, const struct cgroup_limits *l, struct shoal_err *er
 {
 	cleanup_free char *dir = xasprintf("%s/%s", cg->fsroot, cg->path);
 	char buf[64];
+	bool pids_required;
+	int64_t pids = pids_limit(l, &pids_required);
 
 	if (v2_enable_controllers(cg, err) == -1)
 		return -1;
@@ -231,10 +287,15 @@ v2_create(struct cgroup *cg, const struct cgroup_limits *l, struct shoal_err *er
 		struct shoal_err ignored;
 		(void)write_value(dir, "memory.swap.max", "0", &ignored);
 	}
-	if (l->pids > 0) {
-		snprintf(buf, sizeof(buf), "%" PRId64, l->pids);
+	if (strchr(cg->path, '/') != NULL)
+		cap_parent_pids(dir);
+	snprintf(buf, sizeof(buf), "%" PRId64, pids);
+	if (pids_required) {
 		if (write_value(dir, "pids.max", buf, err) == -1)
 			return -1;
+	} else {
+		struct shoal_err ignored;
+		(void)write_value(dir, "pids.max", buf, &ignored);
 	}
 	return open_procs(cg, dir, "cgroup.procs", err);
 }

@@ -13,12 +13,26 @@ struct shoal_err;
  * cpu/memory/pids controller is treated as v1.
  */
 
-/* Limits; 0 means "no limit" for every field. */
+/*
+ * The pids limit of a container whose spec sets none. Without one, a fork bomb in any container
+ * takes every pid of the host, its agent's included. 4096 is what Docker-style hosts commonly
+ * configure (dockerd --default-pids-limit, podman's 2048, containerd's CRI 0..4096): far above
+ * what a service forks (busybox httpd with CGI: a handful), far below the host's pid_max. A
+ * spec raises it up to the kernel's PID_MAX_LIMIT (4194304: no limit in effect).
+ */
+#define CGROUP_DEFAULT_PIDS 4096
+
+/* Every container together (their parent cgroup, "shoal/") gets 3/4 of the host's pids
+ * (min of kernel.pid_max and kernel.threads-max), so the rest stays for the host and its agent
+ * however many containers fork at once. 0 if unknown. */
+int64_t cgroup_host_pids_cap(void);
+
+/* Limits; 0 means "no limit" for every field but pids, where it means CGROUP_DEFAULT_PIDS. */
 struct cgroup_limits {
 	int64_t cpu_quota_us;  /* CFS quota per period */
 	int64_t cpu_period_us; /* CFS period, 100000 when a quota is set */
 	int64_t memory_bytes;  /* hard limit; swap is disabled when set */
-	int64_t pids;          /* max tasks */
+	int64_t pids;          /* max tasks; 0: CGROUP_DEFAULT_PIDS */
 };
 
 struct cgroup;

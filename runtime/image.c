@@ -29,9 +29,10 @@
 #define JSON_MAX (16 << 20)
 
 struct image_store {
-	char *root; /* absolute, canonical */
-	int rootfd; /* O_RDONLY on root: the flock lives on it */
-	int locked; /* image_store_lock depth guard: flock is not recursive */
+	char *root;              /* absolute, canonical */
+	int rootfd;              /* O_RDONLY on root: the flock lives on it */
+	int locked;              /* image_store_lock depth guard: flock is not recursive */
+	struct layer_limits lim; /* max_bytes: of one image's layers together */
 };
 
 /* One entry of ROOT/index.json. */
@@ -69,6 +70,43 @@ store_path(const struct image_store *s, const char *dir, const char *name)
 	return xasprintf("%s/%s/%s", s->root, dir, name);
 }
 
+/* The limits from the environment (image.h), else the defaults. */
+static int
+limits_from_env(struct layer_limits *lim, struct shoal_err *err)
+{
+	const char *size = getenv("SHOAL_IMAGE_MAX_SIZE");
+	const char *ratio = getenv("SHOAL_LAYER_MAX_RATIO");
+
+	lim->max_bytes = LAYER_DEFAULT_MAX_BYTES;
+	lim->max_ratio = LAYER_DEFAULT_MAX_RATIO;
+	lim->ratio_floor = LAYER_DEFAULT_RATIO_FLOOR;
+	if (size && size[0]) {
+		int64_t b;
+		if (util_parse_bytes(size, &b, err) == -1 || b <= 0)
+			return err_set(err, 0, "SHOAL_IMAGE_MAX_SIZE=%s: want a size such as 8Gi",
+			               size);
+		lim->max_bytes = (uint64_t)b;
+	}
+	if (ratio && ratio[0]) {
+		char *end;
+		errno = 0;
+		unsigned long long r = strtoull(ratio, &end, 10);
+		if (end == ratio || *end || errno || ratio[0] == '-')
+			return err_set(
+			    err, 0, "SHOAL_LAYER_MAX_RATIO=%s: want a whole number (0: no check)",
+			    ratio);
+		lim->max_ratio = r;
+	}
+	return 0;
+}
+
+void
+image_store_set_limits(struct image_store *s, uint64_t max_image_bytes, uint64_t max_ratio)
+{
+	s->lim.max_bytes = max_image_bytes;
+	s->lim.max_ratio = max_ratio;
+}
+
 struct image_store *
 image_store_open(const char *root, struct shoal_err *err)
 {
@@ -86,6 +124,8 @@ image_store_open(const char *root, struct shoal_err *err)
 	s = xcalloc(1, sizeof(*s));
 	s->root = real;
 	s->rootfd = -1;
+	if (limits_from_env(&s->lim, err) == -1)
+		goto fail;
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		cleanup_free char *p = xasprintf("%s/%s", real, dirs[i]);
 		if (util_mkdir_p(p, 0700, err) == -1)
@@ -765,14 +805,22 @@ stage_blob(struct import *imp, const char *rel, const char *want, int64_t want_s
 	return 0;
 }
 
-/* Unpack a verified layer blob unless the store or this import already has it. */
+/* Where to change a limit, for the message of an import that hit one. */
+#define LIMITS_HINT "limits: SHOAL_IMAGE_MAX_SIZE, SHOAL_LAYER_MAX_RATIO"
+
+/*
+ * Unpack a verified layer blob unless the store or this import already has it. used: what the
+ * image's earlier layers took of the store's max_bytes, which bounds this one.
+ */
 static int
-stage_layer(struct import *imp, const char *digest, uint64_t *size, struct shoal_err *err)
+stage_layer(struct import *imp, const char *digest, uint64_t used, uint64_t *size,
+            struct shoal_err *err)
 {
 	const char *hex = digest + 7;
 	cleanup_free char *stored = store_path(imp->s, "layers", hex);
 	cleanup_free char *dir = xasprintf("%s/layers/%s", imp->tmp, hex);
 	cleanup_free char *blob = NULL;
+	struct layer_limits lim = imp->s->lim;
 	char a[40];
 
 	if (path_exists(stored))
@@ -781,8 +829,16 @@ stage_layer(struct import *imp, const char *digest, uint64_t *size, struct shoal
 		blob = blob_location(imp, hex);
 		if (mkdir(dir, 0755) == -1)
 			return err_set(err, errno, "mkdir %s", dir);
-		if (layer_unpack(blob, dir, LAYER_OCI, NULL, err) == -1)
-			return err_prefix(err, "layer %s", digest_short(digest, a, sizeof(a)));
+		if (lim.max_bytes)
+			lim.max_bytes = used < lim.max_bytes ? lim.max_bytes - used : 1;
+		if (layer_unpack_limited(blob, dir, LAYER_OCI, &lim, NULL, err) == -1) {
+			err_prefix(err, "layer %s", digest_short(digest, a, sizeof(a)));
+			if (err->code == EFBIG) {
+				size_t n = strlen(err->msg);
+				snprintf(err->msg + n, sizeof(err->msg) - n, " (%s)", LIMITS_HINT);
+			}
+			return -1;
+		}
 	}
 	return layer_size(dir, size, err);
 }
@@ -850,9 +906,18 @@ stage_image_body(struct import *imp, struct staged *st, const struct oci_manifes
 			if (stage_blob(imp, rel, l->digest, l->size, got, "layer", err) == -1)
 				return -1;
 		}
-		if (stage_layer(imp, l->digest, &lsize, err) == -1)
+		if (stage_layer(imp, l->digest, st->size, &lsize, err) == -1)
 			return -1;
 		st->size += lsize;
+		/* Layers the store already had count too: the cap is on the image. */
+		if (imp->s->lim.max_bytes && st->size > imp->s->lim.max_bytes) {
+			char h[32];
+			err_set(err, 0, "image unpacks to more than %s (%s)",
+			        util_format_bytes((int64_t)imp->s->lim.max_bytes, h, sizeof(h)),
+			        LIMITS_HINT);
+			err->code = EFBIG;
+			return -1;
+		}
 		st->blobs[i + 2] = xstrdup(l->digest + 7);
 		st->layers[i] = xstrdup(l->digest + 7);
 	}
@@ -1300,7 +1365,8 @@ image_import(struct image_store *s, const char *path, const char *ref, char ***r
 			err_set(err, errno, "mkdir %s", src);
 			goto out;
 		}
-		if (layer_unpack(path, src, 0, NULL, err) == -1) {
+		/* The archive's own tar is bounded like a layer: it holds the compressed blobs. */
+		if (layer_unpack_limited(path, src, 0, &s->lim, NULL, err) == -1) {
 			err_prefix(err, "archive");
 			goto out;
 		}

@@ -16,6 +16,11 @@ struct shoal_err;
  *                                them: rmi keeps those layers
  * Imports unpack into ROOT/tmp/ and rename into place, so a failed import leaves the store as
  * it was.
+ *
+ * Unpacking is bounded (layer.h, struct layer_limits): an image's layers together unpack to
+ * at most $SHOAL_IMAGE_MAX_SIZE (default 8Gi), and a layer past 64 MiB unpacked may not
+ * expand more than $SHOAL_LAYER_MAX_RATIO times its compressed size (default 100; 0: no
+ * check). Both are read by image_store_open, so the agent and shoalrt honour them alike.
  */
 
 struct image_store;
@@ -42,6 +47,9 @@ struct image {
  * other through the lock. */
 struct image_store *image_store_open(const char *root, struct shoal_err *err);
 void image_store_close(struct image_store *s);
+
+/* Override the unpacking limits read from the environment (0: no cap, no ratio check). */
+void image_store_set_limits(struct image_store *s, uint64_t max_image_bytes, uint64_t max_ratio);
 const char *image_store_root(const struct image_store *s);
 
 /* Resolve "name:tag" (tag defaults to "latest"). Caller frees with image_free. */

@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -394,6 +397,46 @@ copy_data(struct archive *in, struct archive *out, struct shoal_err *err)
 	}
 }
 
+/* A limit was hit: EFBIG for callers to tell, without strerror's "File too large" appended. */
+__attribute__((format(printf, 2, 3))) static int
+too_big(struct shoal_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	err->code = EFBIG;
+	return -1;
+}
+
+/* Charge entry e against the limits before anything of it is written. */
+static int
+charge(struct archive_entry *e, const struct layer_limits *lim, uint64_t archive_size,
+       struct layer_stats *stats, struct shoal_err *err)
+{
+	la_int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+	uint64_t c =
+	    LAYER_ENTRY_COST + (size > 0 && archive_entry_hardlink(e) == NULL ? (uint64_t)size : 0);
+	char a[32], b[32];
+
+	/* Saturate: a forged size near 2^64 must not wrap the sum back under the limits. */
+	stats->charged = c > UINT64_MAX - stats->charged ? UINT64_MAX : stats->charged + c;
+	if (lim->max_bytes && stats->charged > lim->max_bytes)
+		return too_big(err, "unpacks to more than the limit of %s",
+		               util_format_bytes((int64_t)lim->max_bytes, a, sizeof(a)));
+	if (lim->max_ratio && stats->charged > lim->ratio_floor &&
+	    stats->charged / lim->max_ratio > archive_size)
+		return too_big(
+		    err,
+		    "expands more than %llu times (%s archive, over %s unpacked): "
+		    "refused as a decompression bomb",
+		    (unsigned long long)lim->max_ratio,
+		    util_format_bytes((int64_t)archive_size, a, sizeof(a)),
+		    util_format_bytes((int64_t)MIN(stats->charged, INT64_MAX), b, sizeof(b)));
+	return 0;
+}
+
 /* One archive entry; the caller prefixes errors with the entry's name. */
 static int
 unpack_entry(struct archive *in, struct archive *out, struct archive_entry *e, int root,
@@ -471,14 +514,27 @@ int
 layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_stats *stats,
              struct shoal_err *err)
 {
+	return layer_unpack_limited(archive, dir, flags, NULL, stats, err);
+}
+
+int
+layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
+                     const struct layer_limits *lim, struct layer_stats *stats,
+                     struct shoal_err *err)
+{
+	static const struct layer_limits defaults = {
+	    LAYER_DEFAULT_MAX_BYTES, LAYER_DEFAULT_MAX_RATIO, LAYER_DEFAULT_RATIO_FLOOR};
 	cleanup_archive_read struct archive *in = archive_read_new();
 	cleanup_archive_write struct archive *out = archive_write_disk_new();
 	cleanup_free char *rootpath = realpath(dir, NULL);
 	cleanup_close int root = -1;
 	struct layer_stats local = {0};
 	struct archive_entry *e;
+	struct stat ast;
 	int opts;
 
+	if (lim == NULL)
+		lim = &defaults;
 	if (stats == NULL)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
@@ -495,6 +551,9 @@ layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_
 	archive_read_support_format_tar(in);
 	if (archive_read_open_filename(in, archive, 1 << 16) != ARCHIVE_OK)
 		return err_set(err, 0, "%s", archive_error_string(in));
+	/* The ratio's denominator: the archive as stored (compressed). */
+	if (stat(archive, &ast) == -1)
+		return err_set(err, errno, "stat %s", archive);
 
 	/* Paths are made absolute below (no chdir: other threads share the cwd), after our own
 	 * checks for absolute and ".." names; SECURE_SYMLINKS still refuses writing through a
@@ -517,6 +576,8 @@ layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_
 			               (unsigned long long)stats->entries,
 			               archive_error_string(in));
 		name = xstrdup(archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
+		if (charge(e, lim, (uint64_t)ast.st_size, stats, err) == -1)
+			return err_prefix(err, "at entry \"%s\"", name);
 		if (unpack_entry(in, out, e, root, rootpath, flags, stats, err) == -1)
 			return err_prefix(err, "entry \"%s\"", name);
 	}

@@ -30,14 +30,42 @@ enum layer_flags {
 struct layer_stats {
 	uint64_t entries; /* archive entries written, whiteouts included */
 	uint64_t bytes;   /* bytes of regular file data */
+	uint64_t charged; /* what the limits count: bytes + LAYER_ENTRY_COST per entry */
 };
 
 /*
+ * Bounds on what one archive may unpack to, so a small download cannot fill the disk (a
+ * 204 KB gzip of zeros is 200 MiB). Every entry is charged its declared size (sparse files at
+ * their full size) plus LAYER_ENTRY_COST, roughly its tar header and inode: what is charged
+ * is about the uncompressed tar, so the ratio is the compression ratio. Checked before an
+ * entry is written: nothing past a limit ever reaches the disk.
+ */
+#define LAYER_ENTRY_COST 512
+
+struct layer_limits {
+	uint64_t max_bytes;   /* charged bytes at most; 0: no cap */
+	uint64_t max_ratio;   /* charged / archive size at most...; 0: no ratio check */
+	uint64_t ratio_floor; /* ...once past this many charged bytes (small layers may compress
+	                         well: a layer of a few text files) */
+};
+
+/* The defaults of layer_unpack: 8 GiB, ratio 100 past 64 MiB. */
+#define LAYER_DEFAULT_MAX_BYTES   (8ULL << 30)
+#define LAYER_DEFAULT_MAX_RATIO   100
+#define LAYER_DEFAULT_RATIO_FLOOR (64ULL << 20)
+
+/*
  * Unpack archive (tar, optionally gzip/zstd/xz compressed, detected by content) into dir, an
- * existing directory (normally empty). stats may be NULL.
+ * existing directory (normally empty), within the default limits. stats may be NULL.
  */
 int layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_stats *stats,
                  struct shoal_err *err);
+
+/* layer_unpack within lim (NULL: the defaults). Past a limit it fails with EFBIG and a message
+ * naming the limit; the caller removes dir, as after any failed unpack. */
+int layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
+                         const struct layer_limits *lim, struct layer_stats *stats,
+                         struct shoal_err *err);
 
 /* Bytes of regular files under dir, symlinks not followed. */
 int layer_size(const char *dir, uint64_t *bytes, struct shoal_err *err);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 #include "err.h"
 #include "util.h"
@@ -128,122 +131,212 @@ rootfs_mount_overlay(char *const *layers, size_t nlayers, const char *upper, con
 	return err_set(err, errno, "mount overlay on %s", target);
 }
 
-/* mkdir that tolerates an existing entry (the image may ship /proc, /dev, /sys). */
+/*
+ * Mount targets inside the container's root are opened with openat2(RESOLVE_IN_ROOT), and the
+ * mount goes onto /proc/self/fd/N (crun and runc do the same): the image decides what its
+ * paths are, symlinks included, and a symlink resolved from the host's side would put a mount
+ * anywhere on the host (/proc -> /tmp/x gave a container without procfs nor masks). Inside the
+ * root, a symlink is followed as the container would see it, never out of it.
+ */
 static int
-ensure_dir(const char *p, mode_t mode, struct shoal_err *err)
+open_in_root(int rootfd, const char *rel, int flags, struct shoal_err *err)
 {
-	if (mkdir(p, mode) == -1 && errno != EEXIST)
-		return err_set(err, errno, "mkdir %s", p);
-	return 0;
-}
-
-static int
-ensure_file(const char *p, struct shoal_err *err)
-{
-	int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	struct open_how how = {
+	    .flags = (uint64_t)(flags | O_CLOEXEC),
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
 
 	if (fd == -1)
-		return err_set(err, errno, "create %s", p);
-	close(fd);
+		return err_set(err, errno, "open /%s in the container's root", rel);
+	return fd;
+}
+
+/* "/proc/self/fd/N": the path mount(2) takes for an fd. */
+static const char *
+fd_path(int fd, char *buf, size_t len)
+{
+	snprintf(buf, len, "/proc/self/fd/%d", fd);
+	return buf;
+}
+
+/* mount(2) with the target rel resolved in the root (see open_in_root). */
+static int
+mount_at(int rootfd, const char *rel, const char *src, const char *type, unsigned long flags,
+         const char *data, struct shoal_err *err)
+{
+	cleanup_close int fd = open_in_root(rootfd, rel, O_PATH, err);
+	char p[64];
+
+	if (fd == -1)
+		return -1;
+	if (mount(src, fd_path(fd, p, sizeof(p)), type, flags, data) == -1)
+		return err_set(err, errno, "mount %s on /%s", type ? type : src, rel);
+	return 0;
+}
+
+/*
+ * One of the runtime's own top-level mount points (proc, dev, sys): a real directory of the
+ * root, whatever the image put there. A symlink or file is replaced (in the container's upper
+ * dir only: the image is never written), as runc refuses to mount procfs anywhere but on a
+ * plain directory; the container then finds procfs at /proc and not wherever /proc pointed.
+ */
+static int
+top_dir(int rootfd, const char *name, mode_t mode, struct shoal_err *err)
+{
+	struct stat st;
+
+	if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		if (unlinkat(rootfd, name, 0) == -1)
+			return err_set(err, errno, "replace /%s (not a directory)", name);
+	} else if (errno != ENOENT) {
+		return err_set(err, errno, "stat /%s", name);
+	}
+	if (mkdirat(rootfd, name, mode) == -1 && errno != EEXIST)
+		return err_set(err, errno, "mkdir /%s", name);
+	return 0;
+}
+
+/* A directory in the fresh /dev tmpfs (nothing of the image is there). */
+static int
+dev_dir(int devfd, const char *name, mode_t mode, struct shoal_err *err)
+{
+	if (mkdirat(devfd, name, mode) == -1 && errno != EEXIST)
+		return err_set(err, errno, "mkdir /dev/%s", name);
 	return 0;
 }
 
 static int
-bind_readonly(const char *p, struct shoal_err *err)
+bind_readonly(int rootfd, const char *rel, struct shoal_err *err)
 {
+	cleanup_close int fd = open_in_root(rootfd, rel, O_PATH, err);
+	cleanup_close int top = -1;
+	char p[64];
+
+	if (fd == -1)
+		return -1;
+	fd_path(fd, p, sizeof(p));
 	if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) == -1)
-		return err_set(err, errno, "bind %s", p);
-	if (mount(NULL, p, NULL,
+		return err_set(err, errno, "bind /%s", rel);
+	/* fd still names the mount below the bind: reopen to reach the bind itself. */
+	top = open_in_root(rootfd, rel, O_PATH, err);
+	if (top == -1)
+		return -1;
+	if (mount(NULL, fd_path(top, p, sizeof(p)), NULL,
 	          MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == -1)
-		return err_set(err, errno, "remount %s read-only", p);
+		return err_set(err, errno, "remount /%s read-only", rel);
 	return 0;
 }
 
 static int
-mount_dev(const char *target, struct shoal_err *err)
+mount_dev(int rootfd, struct shoal_err *err)
 {
-	cleanup_free char *dev = xasprintf("%s/dev", target);
-	char p[PATH_MAX], src[64];
+	cleanup_close int devfd = -1;
+	char rel[64], src[64], p[64];
 
-	if (ensure_dir(dev, 0755, err) == -1)
+	if (top_dir(rootfd, "dev", 0755, err) == -1)
 		return -1;
 	/* nodev: only the nodes bound from the host below (whose mounts keep the host's flags)
 	 * can be opened; anything made with mknod cannot. */
-	if (mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME,
-	          "mode=755,size=65536k") == -1)
-		return err_set(err, errno, "mount tmpfs on %s", dev);
+	if (mount_at(rootfd, "dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME,
+	             "mode=755,size=65536k", err) == -1)
+		return -1;
+	/* The fresh tmpfs, ours alone from here on. */
+	devfd = open_in_root(rootfd, "dev", O_RDONLY | O_DIRECTORY, err);
+	if (devfd == -1)
+		return -1;
 	for (size_t i = 0; i < ARRAY_SIZE(devices); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dev, devices[i]);
+		int fd =
+		    openat(devfd, devices[i], O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd == -1)
+			return err_set(err, errno, "create /dev/%s", devices[i]);
 		snprintf(src, sizeof(src), "/dev/%s", devices[i]);
-		if (ensure_file(p, err) == -1)
-			return -1;
-		if (mount(src, p, NULL, MS_BIND, NULL) == -1)
+		if (mount(src, fd_path(fd, p, sizeof(p)), NULL, MS_BIND, NULL) == -1) {
+			close(fd);
 			return err_set(err, errno, "bind %s", src);
+		}
+		close(fd);
 	}
-	snprintf(p, sizeof(p), "%s/pts", dev);
-	if (ensure_dir(p, 0755, err) == -1)
+	if (dev_dir(devfd, "pts", 0755, err) == -1)
 		return -1;
-	if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
-	          "newinstance,ptmxmode=0666,mode=0620,gid=5") == -1)
-		return err_set(err, errno, "mount devpts on %s", p);
-	snprintf(p, sizeof(p), "%s/shm", dev);
-	if (ensure_dir(p, 01777, err) == -1)
+	if (mount_at(rootfd, "dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
+	             "newinstance,ptmxmode=0666,mode=0620,gid=5", err) == -1)
 		return -1;
-	if (mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") ==
-	    -1)
-		return err_set(err, errno, "mount tmpfs on %s", p);
+	if (dev_dir(devfd, "shm", 01777, err) == -1)
+		return -1;
+	if (mount_at(rootfd, "dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+	             "mode=1777,size=65536k", err) == -1)
+		return -1;
 	static const char *const links[][2] = {
 	    {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},
 	    {"/proc/self/fd/0", "stdin"},  {"/proc/self/fd/1", "stdout"},
 	    {"/proc/self/fd/2", "stderr"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dev, links[i][1]);
-		if (symlink(links[i][0], p) == -1)
-			return err_set(err, errno, "symlink %s", p);
+		if (symlinkat(links[i][0], devfd, links[i][1]) == -1) {
+			snprintf(rel, sizeof(rel), "/dev/%s", links[i][1]);
+			return err_set(err, errno, "symlink %s", rel);
+		}
 	}
 	return 0;
+}
+
+/* Does rel exist in the root (resolved as in the container)? What it is, in *st. */
+static int
+stat_in_root(int rootfd, const char *rel, struct stat *st)
+{
+	struct shoal_err ignored;
+	cleanup_close int fd = open_in_root(rootfd, rel, O_PATH, &ignored);
+
+	return fd != -1 && fstat(fd, st) == 0;
 }
 
 int
 rootfs_setup_mounts(const char *target, struct shoal_err *err)
 {
-	cleanup_free char *proc = xasprintf("%s/proc", target);
-	cleanup_free char *sys = xasprintf("%s/sys", target);
-	char p[PATH_MAX];
+	cleanup_close int rootfd = open(target, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	struct stat st;
 
-	if (ensure_dir(proc, 0555, err) == -1)
+	if (rootfd == -1)
+		return err_set(err, errno, "open %s", target);
+	if (top_dir(rootfd, "proc", 0555, err) == -1)
 		return -1;
 	/* A fresh proc: the caller is PID 1 of its own namespace, so it shows only the container.
 	 */
-	if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == -1)
-		return err_set(err, errno, "mount proc on %s", proc);
-	if (mount_dev(target, err) == -1)
+	if (mount_at(rootfd, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) ==
+	    -1)
 		return -1;
-	if (ensure_dir(sys, 0555, err) == -1)
+	if (mount_dev(rootfd, err) == -1)
 		return -1;
-	if (mount("sysfs", sys, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) == -1)
-		return err_set(err, errno, "mount sysfs on %s", sys);
+	if (top_dir(rootfd, "sys", 0555, err) == -1)
+		return -1;
+	if (mount_at(rootfd, "sys", "sysfs", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+	             NULL, err) == -1)
+		return -1;
+	/* From here every path is inside the fresh proc and sys, but resolved in the root all the
+	 * same: one rule for every mount. */
 	for (size_t i = 0; i < ARRAY_SIZE(readonly_paths); i++) {
-		snprintf(p, sizeof(p), "%s%s", target, readonly_paths[i]);
-		if (lstat(p, &st) == -1)
+		const char *rel = readonly_paths[i] + 1;
+		if (!stat_in_root(rootfd, rel, &st))
 			continue;
-		if (bind_readonly(p, err) == -1)
+		if (bind_readonly(rootfd, rel, err) == -1)
 			return -1;
 	}
 	/* Files are masked by /dev/null (still the host's: we have not pivoted), dirs by an
 	 * empty read-only tmpfs. */
 	for (size_t i = 0; i < ARRAY_SIZE(masked_paths); i++) {
-		snprintf(p, sizeof(p), "%s%s", target, masked_paths[i]);
-		if (lstat(p, &st) == -1)
+		const char *rel = masked_paths[i] + 1;
+		if (!stat_in_root(rootfd, rel, &st))
 			continue;
 		if (S_ISDIR(st.st_mode)) {
-			if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-			          "size=0") == -1)
-				return err_set(err, errno, "mask %s", masked_paths[i]);
-		} else if (mount("/dev/null", p, NULL, MS_BIND, NULL) == -1) {
-			return err_set(err, errno, "mask %s", masked_paths[i]);
+			if (mount_at(rootfd, rel, "tmpfs", "tmpfs",
+			             MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0",
+			             err) == -1)
+				return err_prefix(err, "mask %s", masked_paths[i]);
+		} else if (mount_at(rootfd, rel, "/dev/null", NULL, MS_BIND, NULL, err) == -1) {
+			return err_prefix(err, "mask %s", masked_paths[i]);
 		}
 	}
 	return 0;

@@ -22,7 +22,10 @@ int rootfs_mount_overlay(char *const *layers, size_t nlayers, const char *upper,
 
 /* Inside target: fresh /proc with masked and read-only paths, a minimal /dev (null zero full
  * random urandom tty bound from the host, devpts, shm), read-only /sys with /sys/firmware
- * masked. The rootfs and /dev are nodev, so a node made with CAP_MKNOD opens nothing. */
+ * masked. The rootfs and /dev are nodev, so a node made with CAP_MKNOD opens nothing. Every
+ * mount target is resolved inside target (openat2 RESOLVE_IN_ROOT, mounted through its fd),
+ * never through a symlink to the host; /proc, /dev and /sys are made plain directories (in
+ * the container's upper dir) when the image has something else there. */
 int rootfs_setup_mounts(const char *target, struct shoal_err *err);
 
 /* Make target the root (pivot_root) and detach the old one. */

@@ -203,6 +203,58 @@ test_v2_writer(void **state)
 	cgroup_free(cg);
 }
 
+/* v1 with no limit in the spec: the pids default lands in pids.max, nothing else is written;
+ * without a pids controller the default is skipped, but an explicit limit fails. */
+static void
+test_v1_default_pids(void **state)
+{
+	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
+	static const char *const ctrls[] = {"cpu", "cpuacct", "memory", "pids"};
+	struct shoal_err err;
+	struct cgroup_limits l = {0};
+	struct cgroup *cg;
+	char *v;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < 4; i++) {
+		cleanup_free char *c = xasprintf("%s/%s", dir, ctrls[i]);
+		assert_int_equal(mkdir(c, 0755), 0);
+	}
+	cg = cgroup_new(dir, "shoal/c1", &cgroup_ops_v1);
+	assert_int_equal(cgroup_create(cg, &l, &err), 0);
+	cleanup_free char *pids = xasprintf("%s/pids/shoal/c1", dir);
+	cleanup_free char *mem = xasprintf("%s/memory/shoal/c1", dir);
+	assert_non_null((v = slurp(pids, "pids.max")));
+	assert_string_equal(v, "4096");
+	free(v);
+	assert_null(slurp(mem, "memory.limit_in_bytes"));
+	/* The parent of every container holds 3/4 of the host's pids. */
+	cleanup_free char *parent = xasprintf("%s/pids/shoal", dir);
+	cleanup_free char *want = xasprintf("%lld", (long long)cgroup_host_pids_cap());
+	assert_true(cgroup_host_pids_cap() > 0);
+	assert_non_null((v = slurp(parent, "pids.max")));
+	assert_string_equal(v, want);
+	free(v);
+	cgroup_free(cg);
+
+	/* A host without the pids controller: the default is skipped, an explicit limit is not. */
+	v = xasprintf("rm -rf %s/pids", dir);
+	assert_int_equal(system(v), 0);
+	free(v);
+	cg = cgroup_new(dir, "shoal/c2", &cgroup_ops_v1);
+	assert_int_equal(cgroup_create(cg, &l, &err), 0);
+	cgroup_free(cg);
+	l.pids = 100;
+	cg = cgroup_new(dir, "shoal/c3", &cgroup_ops_v1);
+	assert_int_equal(cgroup_create(cg, &l, &err), -1);
+	cgroup_free(cg);
+
+	v = xasprintf("rm -rf %s", dir);
+	assert_int_equal(system(v), 0);
+	free(v);
+}
+
 static void
 test_v2_no_limits(void **state)
 {
@@ -220,6 +272,10 @@ test_v2_no_limits(void **state)
 	cleanup_free char *p = xasprintf("%s/memory.max", leaf);
 	/* No limit: nothing written, the kernel default ("max") stays. */
 	assert_int_equal(access(p, F_OK), -1);
+	/* But pids: a fork bomb would take the host's pids, so a default applies. */
+	cleanup_free char *v = slurp(leaf, "pids.max");
+	assert_non_null(v);
+	assert_string_equal(v, "4096");
 	cleanup_free char *cmd = xasprintf("rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
 	cgroup_free(cg);
@@ -232,7 +288,7 @@ main(void)
 	    cmocka_unit_test(test_parse_cpus),   cmocka_unit_test(test_parse_memory),
 	    cmocka_unit_test(test_parse_pids),   cmocka_unit_test(test_detect),
 	    cmocka_unit_test(test_v1_writer),    cmocka_unit_test(test_v2_writer),
-	    cmocka_unit_test(test_v2_no_limits),
+	    cmocka_unit_test(test_v2_no_limits), cmocka_unit_test(test_v1_default_pids),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

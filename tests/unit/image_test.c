@@ -566,6 +566,62 @@ test_failed_imports_leave_store_unchanged(void **state)
 	expect_failure(f, path, "neither an OCI image layout");
 }
 
+/* The unpacked-size cap ($SHOAL_IMAGE_MAX_SIZE): over it an import fails with a message
+ * naming the limit, and the store is as it was; layers the store already holds count too. */
+static void
+test_size_cap(void **state)
+{
+	struct fixture *f = *state;
+	struct layout good, l;
+	struct shoal_err err;
+	struct image_store *s;
+	static char big[8193];
+	char *want;
+
+	need_root();
+	make_app(f, &good, "good", "test/app:1", 1);
+	s = image_store_open(f->root, &err);
+	assert_int_equal(image_import(s, good.dir, NULL, NULL, &err), 0);
+	image_store_close(s);
+
+	/* A new layer past the cap: refused while unpacking, before its big file is written. */
+	memset(big, 'x', sizeof(big) - 1);
+	{
+		const struct file top[] = {{"srv/", NULL, 0}, {"srv/big", big, 0}};
+		const struct file *layers[] = {base_files, top};
+		const size_t n[] = {ARRAY_SIZE(base_files), 2};
+		make_layout(f, &l, "big", "test/big:1", layers, n, 2, NULL);
+	}
+	assert_int_equal(setenv("SHOAL_IMAGE_MAX_SIZE", "4Ki", 1), 0);
+	want = xasprintf("layer sha256:%.12s…: at entry \"srv/big\": unpacks to more than the "
+	                 "limit of ",
+	                 l.layers[1] + 7);
+	expect_failure(f, l.dir, want);
+	free(want);
+	expect_failure(f, l.dir, "(limits: SHOAL_IMAGE_MAX_SIZE, SHOAL_LAYER_MAX_RATIO)");
+
+	/* Under a cap smaller than the base layer the store already has: still refused. */
+	make_app(f, &l, "small", "test/app:2", 2);
+	assert_int_equal(setenv("SHOAL_IMAGE_MAX_SIZE", "16", 1), 0);
+	expect_failure(f, l.dir, "image unpacks to more than 16 (limits: SHOAL_IMAGE_MAX_SIZE");
+
+	/* A bad setting is one clear line, not a silent default. */
+	assert_int_equal(setenv("SHOAL_IMAGE_MAX_SIZE", "lots", 1), 0);
+	assert_null(image_store_open(f->root, &err));
+	assert_string_equal(err.msg, "SHOAL_IMAGE_MAX_SIZE=lots: want a size such as 8Gi");
+	assert_int_equal(unsetenv("SHOAL_IMAGE_MAX_SIZE"), 0);
+	assert_int_equal(setenv("SHOAL_LAYER_MAX_RATIO", "-1", 1), 0);
+	assert_null(image_store_open(f->root, &err));
+	assert_string_equal(err.msg, "SHOAL_LAYER_MAX_RATIO=-1: want a whole number (0: no check)");
+	assert_int_equal(unsetenv("SHOAL_LAYER_MAX_RATIO"), 0);
+
+	/* Without the cap the same image imports. */
+	s = image_store_open(f->root, &err);
+	assert_non_null(s);
+	assert_int_equal(image_import(s, l.dir, NULL, NULL, &err), 0);
+	image_store_close(s);
+}
+
 int
 main(void)
 {
@@ -578,6 +634,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_shared_base_and_rmi, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_imports_leave_store_unchanged, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("image", tests, NULL, NULL);
 }

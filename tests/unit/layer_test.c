@@ -442,6 +442,101 @@ test_size_and_remove(void **state)
 	assert_int_equal(mkdir(f->dest, 0755), 0);
 }
 
+/* A gzip tar holding one file of mib MiB of zeros: about 1 KiB of archive per MiB. */
+static void
+write_zero_bomb(const char *path, size_t mib)
+{
+	struct archive *a = archive_write_new();
+	struct archive_entry *ae = archive_entry_new();
+	static char zeros[1 << 20];
+
+	archive_write_set_format_pax_restricted(a);
+	archive_write_add_filter_gzip(a);
+	assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+	archive_entry_set_pathname(ae, "zeros");
+	archive_entry_set_filetype(ae, AE_IFREG);
+	archive_entry_set_perm(ae, 0644);
+	archive_entry_set_size(ae, (la_int64_t)mib << 20);
+	assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
+	for (size_t i = 0; i < mib; i++)
+		assert_int_equal(archive_write_data(a, zeros, sizeof(zeros)),
+		                 (ssize_t)sizeof(zeros));
+	archive_entry_free(ae);
+	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+	archive_write_free(a);
+}
+
+/* The issue's case: ~200 KiB of gzip that unpacks to 200 MiB. Refused under the default
+ * limits before a byte of the file is written. */
+static void
+test_refuse_decompression_bomb(void **state)
+{
+	struct fixture *f = *state;
+	struct shoal_err err;
+	struct layer_stats st;
+	uint64_t bytes = 1;
+	struct stat sb;
+
+	need_root();
+	write_zero_bomb(f->archive, 200);
+	assert_int_equal(stat(f->archive, &sb), 0);
+	assert_true(sb.st_size < 512 * 1024);
+	assert_int_equal(layer_unpack(f->archive, f->dest, LAYER_OCI, &st, &err), -1);
+	assert_int_equal(err.code, EFBIG);
+	if (strstr(err.msg, "at entry \"zeros\": expands more than 100 times") == NULL ||
+	    strstr(err.msg, "refused as a decompression bomb") == NULL)
+		fail_msg("message: %s", err.msg);
+	assert_int_equal(layer_size(f->dest, &bytes, &err), 0);
+	assert_int_equal(bytes, 0);
+
+	/* The same archive within limits that allow it unpacks (the check is the only cause). */
+	const struct layer_limits lax = {0, 0, 0};
+	assert_int_equal(layer_unpack_limited(f->archive, f->dest, LAYER_OCI, &lax, &st, &err), 0);
+	assert_int_equal(layer_size(f->dest, &bytes, &err), 0);
+	assert_int_equal(bytes, 200 << 20);
+}
+
+/* max_bytes: a cap on what the archive unpacks to, file data and entries alike. */
+static void
+test_max_bytes(void **state)
+{
+	struct fixture *f = *state;
+	static char big[4097];
+	const struct ent e[] = {
+	    {"small", AE_IFREG, "12345", 0644, 0, 0, 0, NULL},
+	    {"big", AE_IFREG, big, 0644, 0, 0, 0, NULL},
+	};
+	struct layer_limits lim = {4096, 0, 0};
+	struct shoal_err err;
+	struct stat sb;
+	char path[256];
+
+	need_root();
+	memset(big, 'x', sizeof(big) - 1);
+	write_tar(f->archive, e, ARRAY_SIZE(e), 0);
+	assert_int_equal(layer_unpack_limited(f->archive, f->dest, LAYER_OCI, &lim, NULL, &err),
+	                 -1);
+	assert_int_equal(err.code, EFBIG);
+	assert_string_equal(err.msg, "at entry \"big\": unpacks to more than the limit of 4Ki");
+	snprintf(path, sizeof(path), "%s/big", f->dest);
+	assert_int_equal(lstat(path, &sb), -1);
+
+	/* Entries cost LAYER_ENTRY_COST each, so a flood of empty files is bounded too. */
+	struct ent many[20];
+	char names[20][8];
+	for (int i = 0; i < 20; i++) {
+		snprintf(names[i], sizeof(names[i]), "e%d", i);
+		many[i] = (struct ent){names[i], AE_IFREG, NULL, 0644, 0, 0, 0, NULL};
+	}
+	assert_int_equal(layer_remove_tree(f->dest, &err), 0);
+	assert_int_equal(mkdir(f->dest, 0755), 0);
+	write_tar(f->archive, many, 20, 0);
+	lim.max_bytes = 10 * LAYER_ENTRY_COST;
+	assert_int_equal(layer_unpack_limited(f->archive, f->dest, LAYER_OCI, &lim, NULL, &err),
+	                 -1);
+	assert_string_equal(err.msg, "at entry \"e10\": unpacks to more than the limit of 5Ki");
+}
+
 int
 main(void)
 {
@@ -459,6 +554,8 @@ main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_zstd, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_size_and_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_decompression_bomb, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_max_bytes, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("layer", tests, NULL, NULL);
 }
