@@ -73,7 +73,7 @@ struct sim_node {
 	uint32_t heartbeat_ms;
 	uint8_t state;
 	uint8_t failures;
-	bool ramp; /* counted in the ramp window */
+	bool ramp;          /* counted in the ramp window */
 	struct nodekey key; /* its node identity, made at start, kept across reconnects */
 };
 

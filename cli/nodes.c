@@ -52,8 +52,8 @@ node_json(const Shoal__NodeInfo *n)
 	for (size_t i = 0; i < n->n_labels; i++)
 		json_object_set_new(labels, n->labels[i]->key, json_string(n->labels[i]->value));
 	return json_pack(
-	    "{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:f, s:I, s:i, s:s, s:I, s:I, s:o, s:s}", "id", n->id,
-	    "name", n->name, "address", n->address, "status", n->status, "availability",
+	    "{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:f, s:I, s:i, s:s, s:I, s:I, s:o, s:s}", "id",
+	    n->id, "name", n->name, "address", n->address, "status", n->status, "availability",
 	    n->availability, "cpus", n->capacity ? (double)n->capacity->cpu_millis / 1000.0 : 0.0,
 	    "memory_bytes", (json_int_t)(n->capacity ? n->capacity->memory_bytes : 0), "cpus_used",
 	    n->usage ? (double)n->usage->cpu_millis / 1000.0 : 0.0, "memory_used_bytes",

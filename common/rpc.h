@@ -30,6 +30,9 @@ typedef struct Shoal__Envelope Shoal__Envelope;
  * server checks MAC_c. Session keys come from crypto_kx_{client,server}_session_keys; each
  * direction is one crypto_secretstream_xchacha20poly1305 stream, so a replayed, reordered,
  * dropped or altered frame fails to decrypt.
+ * Both ends also derive a channel binding, BLAKE2b("shoal-bind1" | role | cpk | spk): an agent
+ * proves its own node key by signing it in its Register (common/nodekey.h), so the proof is
+ * good on this connection only.
  *
  * Afterwards every frame is: u32 big-endian length | secretstream message (ciphertext of one
  * packed Shoal__Envelope). A frame whose plaintext would exceed max_frame is refused.

@@ -131,9 +131,10 @@ register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__R
 	struct node *n;
 
 	if (sc->refused >= REGISTER_REFUSALS_PER_CONN) {
-		api_reply_error(sc, env->id, EACCES,
-		                "%u registrations refused on this connection: reconnect to try again",
-		                sc->refused);
+		api_reply_error(
+		    sc, env->id, EACCES,
+		    "%u registrations refused on this connection: reconnect to try again",
+		    sc->refused);
 		goto refused;
 	}
 	if (sc->node != NULL && strcmp(sc->node->name, r->node_name) != 0) {
@@ -159,10 +160,11 @@ register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__R
 	switch (nodes_check_key(&srv->nodes, r->node_name, r->node_key.data)) {
 	case NODES_KEY_MISMATCH:
 		n = nodes_find(&srv->nodes, r->node_name);
-		log_refused(sc, r->node_name,
-		            "the name is bound to key %s, this is key %s (if the node lost its key: "
-		            "shoal node rm %s)",
-		            nodekey_fingerprint(n->key, have), fp, r->node_name);
+		log_refused(
+		    sc, r->node_name,
+		    "the name is bound to key %s, this is key %s (if the node lost its key: "
+		    "shoal node rm %s)",
+		    nodekey_fingerprint(n->key, have), fp, r->node_name);
 		api_reply_error(sc, env->id, EACCES,
 		                "node name %s is bound to another node key; if this node lost its "
 		                "key, an admin removes the old node first (shoal node rm %s)",

@@ -280,7 +280,7 @@ nodes_check_key(struct nodes *ns, const char *name, const uint8_t *key)
 	if (!n->has_key)
 		return NODES_KEY_UNBOUND;
 	return sodium_memcmp(n->key, key, sizeof(n->key)) == 0 ? NODES_KEY_MATCH
-	                                                        : NODES_KEY_MISMATCH;
+	                                                       : NODES_KEY_MISMATCH;
 }
 
 int
@@ -294,8 +294,7 @@ nodes_join_admit(struct nodes_join_limit *l, int64_t now, uint32_t *conn_tries,
 		l->last_ms = now;
 	}
 	if (*conn_tries >= l->per_conn)
-		return err_set(err, 0,
-		               "this connection already tried %u new node names (limit %u)",
+		return err_set(err, 0, "this connection already tried %u new node names (limit %u)",
 		               *conn_tries, l->per_conn);
 	(*conn_tries)++;
 	if (l->tokens < 1.0)
@@ -315,9 +314,9 @@ nodes_check_capacity(uint64_t cpu_millis, uint64_t memory_bytes, struct shoal_er
 		               "capacity of %llu CPU millis is beyond any host (at most %lld)",
 		               (unsigned long long)cpu_millis, (long long)NODES_MAX_CPU_MILLIS);
 	if (memory_bytes > (uint64_t)NODES_MAX_MEMORY_BYTES)
-		return err_set(err, 0,
-		               "capacity of %llu bytes of memory is beyond any host (at most 64 TiB)",
-		               (unsigned long long)memory_bytes);
+		return err_set(
+		    err, 0, "capacity of %llu bytes of memory is beyond any host (at most 64 TiB)",
+		    (unsigned long long)memory_bytes);
 	return 0;
 }
 

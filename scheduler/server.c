@@ -201,8 +201,8 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		goto fail;
 	if (opt->join_rate > 0) {
 		srv->nodes.join.rate = opt->join_rate;
-		srv->nodes.join.burst = opt->join_rate * 10 > NODES_JOIN_BURST ? opt->join_rate * 10
-		                                                               : NODES_JOIN_BURST;
+		srv->nodes.join.burst =
+		    opt->join_rate * 10 > NODES_JOIN_BURST ? opt->join_rate * 10 : NODES_JOIN_BURST;
 		srv->nodes.join.tokens = srv->nodes.join.burst;
 	}
 	if (nodes_load(&srv->nodes, &srv->store, err) == -1)

@@ -21,7 +21,7 @@ struct shoal_err;
 struct sched_conn {
 	struct sched_server *srv;
 	struct rpc_conn *rpc;
-	struct node *node; /* set once an agent registered on this connection */
+	struct node *node;  /* set once an agent registered on this connection */
 	uint32_t new_names; /* names unknown to the registry it tried to register */
 	uint32_t refused;   /* its Registers refused (past a few: short answers) */
 	struct sched_conn *prev, *next;

@@ -66,8 +66,8 @@ static const char *const migrations[][3] = {
 static int
 has_column(sqlite3 *db, const char *table, const char *column)
 {
-	char *sql = sqlite3_mprintf("SELECT 1 FROM pragma_table_info(%Q) WHERE name=%Q", table,
-	                            column);
+	char *sql =
+	    sqlite3_mprintf("SELECT 1 FROM pragma_table_info(%Q) WHERE name=%Q", table, column);
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 

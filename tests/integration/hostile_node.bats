@@ -60,7 +60,7 @@ teardown_file() {
 	grep -q "new node node2 with key $fp" "$LAB_RUN/sched.log"
 	grep -q "new node node2 with key [0-9a-f]\{16\}" "$LAB_RUN/sched.log"
 	# The key itself never reaches a log.
-	! grep -rqF "$(cut -c1-64 "$DATA/node2/node.key")" "$LAB_RUN"/*.log
+	run ! grep -rqF "$(cut -c1-64 "$DATA/node2/node.key")" "$LAB_RUN"/*.log
 }
 
 @test "an impostor agent with the worker token and node2's name is refused; node2 keeps its address, subnet and tasks" {
@@ -85,7 +85,7 @@ teardown_file() {
 	[ "$(tasks_on node2)" = "$tasks2" ]
 	running_is sleeper 3
 	# Given nothing: never registered, no container in its store.
-	! grep -q "registered with scheduler" "$LAB_RUN/impostor.log"
+	run ! grep -q "registered with scheduler" "$LAB_RUN/impostor.log"
 	[ "$("$SHOAL_BIN/shoalrt" --root "$DATA/impostor" ps | wc -l)" -eq 1 ]
 	# Both ends say why, with the key fingerprints.
 	grep -q "register node2 from $(lab addr sched):[0-9]* refused: the name is bound to key" "$LAB_RUN/sched.log"

@@ -34,8 +34,8 @@ struct flood {
 	uint16_t port;
 	const char *prefix;
 	int conns, names;
-	int conn_no;     /* the connection being played */
-	int pending;     /* replies still expected on it */
+	int conn_no; /* the connection being played */
+	int pending; /* replies still expected on it */
 	int accepted, refused, closed;
 	uint64_t first_id; /* ids of this connection's Registers: first_id .. first_id+names-1 */
 	bool failed;
@@ -154,7 +154,8 @@ main(int argc, char **argv)
 	struct shoal_err err;
 
 	if (argc != 6 && argc != 7) {
-		fputs("usage: regflood HOST:PORT TOKEN_FILE PREFIX CONNS NAMES [KEYFILE]\n", stderr);
+		fputs("usage: regflood HOST:PORT TOKEN_FILE PREFIX CONNS NAMES [KEYFILE]\n",
+		      stderr);
 		return 2;
 	}
 	if (sodium_init() < 0)

@@ -90,7 +90,8 @@ test_register_distinct_subnets(void **state)
 	char id[16];
 	snprintf(id, sizeof(id), "%s", b->id);
 	assert_ptr_equal(
-	    nodes_register(&ns, &st, "node2", "192.168.56.22", "zone=b", 2000, 1 << 30, NULL, &err), b);
+	    nodes_register(&ns, &st, "node2", "192.168.56.22", "zone=b", 2000, 1 << 30, NULL, &err),
+	    b);
 	assert_string_equal(b->id, id);
 	assert_string_equal(b->address, "192.168.56.22");
 	assert_string_equal(nodes_subnet(&ns, b, s2, sizeof(s2)), "10.244.2.0/24");
@@ -150,7 +151,8 @@ test_subnets_exhausted(void **state)
 	assert_int_equal(nodes_init(&ns, "10.9.0.0/22", &err), 0);
 	for (int i = 1; i <= 3; i++) {
 		snprintf(name, sizeof(name), "n%d", i);
-		assert_non_null(nodes_register(&ns, &st, name, "10.0.0.1", "", 1000, 1, NULL, &err));
+		assert_non_null(
+		    nodes_register(&ns, &st, name, "10.0.0.1", "", 1000, 1, NULL, &err));
 	}
 	assert_null(nodes_register(&ns, &st, "n4", "10.0.0.1", "", 1000, 1, NULL, &err));
 	assert_string_equal(err.msg, "no free /24 left in the cluster CIDR for node n4");
@@ -223,8 +225,8 @@ test_key_binding(void **state)
 	assert_ptr_equal(
 	    nodes_register(&ns, &st, "node2", "192.168.56.22", "", 2000, 1 << 30, ka, &err), n);
 	/* Another key: refused, and nothing of the record moved. */
-	assert_null(nodes_register(&ns, &st, "node2", "10.6.6.6", "evil=1", 999000, 1LL << 40, kb,
-	                           &err));
+	assert_null(
+	    nodes_register(&ns, &st, "node2", "10.6.6.6", "evil=1", 999000, 1LL << 40, kb, &err));
 	assert_non_null(strstr(err.msg, "bound to another key"));
 	assert_string_equal(n->address, "192.168.56.22");
 	assert_string_equal(n->labels, "");
@@ -261,17 +263,18 @@ test_old_store_trust_on_first_use(void **state)
 	randombytes_buf(ka, sizeof(ka));
 	randombytes_buf(kb, sizeof(kb));
 	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-	                              "CREATE TABLE nodes (id TEXT PRIMARY KEY, name TEXT NOT NULL "
-	                              "UNIQUE, address TEXT NOT NULL, labels TEXT NOT NULL DEFAULT "
-	                              "'', availability TEXT NOT NULL DEFAULT 'active', cpu_millis "
-	                              "INTEGER NOT NULL DEFAULT 0, memory_bytes INTEGER NOT NULL "
-	                              "DEFAULT 0, subnet_index INTEGER NOT NULL UNIQUE, created_ms "
-	                              "INTEGER NOT NULL);"
-	                              "INSERT INTO nodes VALUES('aaaaaaaaaaaa', 'old1', '10.1.1.1', "
-	                              "'', 'active', 1000, 1000, 1, 5);",
-	                              NULL, NULL, NULL),
-	                 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+	                 "CREATE TABLE nodes (id TEXT PRIMARY KEY, name TEXT NOT NULL "
+	                 "UNIQUE, address TEXT NOT NULL, labels TEXT NOT NULL DEFAULT "
+	                 "'', availability TEXT NOT NULL DEFAULT 'active', cpu_millis "
+	                 "INTEGER NOT NULL DEFAULT 0, memory_bytes INTEGER NOT NULL "
+	                 "DEFAULT 0, subnet_index INTEGER NOT NULL UNIQUE, created_ms "
+	                 "INTEGER NOT NULL);"
+	                 "INSERT INTO nodes VALUES('aaaaaaaaaaaa', 'old1', '10.1.1.1', "
+	                 "'', 'active', 1000, 1000, 1, 5);",
+	                 NULL, NULL, NULL),
+	    SQLITE_OK);
 	sqlite3_close(db);
 
 	assert_int_equal(store_open(&st, f->db, &err), 0);

@@ -877,15 +877,23 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_worker_role),
+	    cmocka_unit_test(test_happy_path),
+	    cmocka_unit_test(test_worker_role),
 	    cmocka_unit_test(test_channel_binding),
-	    cmocka_unit_test(test_wrong_token),      cmocka_unit_test(test_ca_mismatch),
-	    cmocka_unit_test(test_bad_signature),    cmocka_unit_test(test_tampered_frame),
-	    cmocka_unit_test(test_replayed_frame),   cmocka_unit_test(test_truncated_frame),
-	    cmocka_unit_test(test_oversize_frame),   cmocka_unit_test(test_unparsable_envelope),
-	    cmocka_unit_test(test_garbage),          cmocka_unit_test(test_handshake_stall),
-	    cmocka_unit_test(test_idle_timeout),     cmocka_unit_test(test_keeps_serving),
-	    cmocka_unit_test(test_free_in_callback), cmocka_unit_test(test_rpc_call),
+	    cmocka_unit_test(test_wrong_token),
+	    cmocka_unit_test(test_ca_mismatch),
+	    cmocka_unit_test(test_bad_signature),
+	    cmocka_unit_test(test_tampered_frame),
+	    cmocka_unit_test(test_replayed_frame),
+	    cmocka_unit_test(test_truncated_frame),
+	    cmocka_unit_test(test_oversize_frame),
+	    cmocka_unit_test(test_unparsable_envelope),
+	    cmocka_unit_test(test_garbage),
+	    cmocka_unit_test(test_handshake_stall),
+	    cmocka_unit_test(test_idle_timeout),
+	    cmocka_unit_test(test_keeps_serving),
+	    cmocka_unit_test(test_free_in_callback),
+	    cmocka_unit_test(test_rpc_call),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
