@@ -103,6 +103,14 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 		                r->node_name);
 		return;
 	}
+	/* One session is one node: a second name on it would leave the first node pointing at
+	 * this session after it closes (only the last one is unlinked), a use after free. */
+	if (sc->node && strcmp(sc->node->name, r->node_name) != 0) {
+		api_reply_error(sc, env->id, EINVAL,
+		                "this session registered node %s: one node per connection",
+		                sc->node->name);
+		return;
+	}
 	labels = nodes_labels_join(r->labels, r->n_labels, &err);
 	if (labels == NULL) {
 		shoal_log(LOG_WARNING, "register %.64s from %s refused: %s", r->node_name,

@@ -118,6 +118,7 @@ harness_connect(struct harness *h, int role)
 	struct sched_conn *sc;
 	int sv[2];
 
+	h->ready[role] = false;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1)
 		return -1;
 	sc = xcalloc(1, sizeof(*sc));
@@ -137,7 +138,7 @@ harness_connect(struct harness *h, int role)
 	return h->ready[role] ? 0 : -1;
 }
 
-/* A scheduler on a fresh data dir with frames of at most max_frame bytes (0: default). */
+/* A scheduler on a fresh data dir ($TMPDIR, default /tmp) with frames of at most max_frame bytes (0: default). */
 static int
 harness_open(struct harness *h, size_t max_frame)
 {
@@ -145,8 +146,11 @@ harness_open(struct harness *h, size_t max_frame)
 	struct shoal_err err;
 	char listen[32];
 
+	const char *tmp = getenv("TMPDIR");
+
 	memset(h, 0, sizeof(*h));
-	snprintf(h->dir, sizeof(h->dir), "/tmp/shoal-harness.XXXXXX");
+	snprintf(h->dir, sizeof(h->dir), "%s/shoal-harness.XXXXXX",
+	         tmp && tmp[0] && strlen(tmp) < 32 ? tmp : "/tmp");
 	if (mkdtemp(h->dir) == NULL)
 		return -1;
 	cleanup_free char *data = xasprintf("%s/sched", h->dir);
@@ -191,6 +195,17 @@ harness_call(struct harness *h, int role, Shoal__Envelope *req, int timeout_ms)
 	r = h->reply;
 	h->reply = NULL;
 	return r;
+}
+
+/* A fresh connection for role (the old one closed first): a new session. */
+static inline int
+harness_reconnect(struct harness *h, int role)
+{
+	if (h->cli[role]) {
+		rpc_free(h->cli[role]);
+		h->cli[role] = NULL;
+	}
+	return harness_connect(h, role);
 }
 
 /* Send raw packed bytes as role (what no Envelope packs to) and run the loop a little. */
