@@ -40,7 +40,8 @@ send_or_log(struct sched_conn *sc, Shoal__Envelope *env)
 	struct shoal_err err;
 
 	if (len > max && env->body_case != SHOAL__ENVELOPE__BODY_ERROR) {
-		shoal_log(LOG_WARNING, "reply to %s: %s of %zu bytes exceeds the frame limit of %zu",
+		shoal_log(LOG_WARNING,
+		          "reply to %s: %s of %zu bytes exceeds the frame limit of %zu",
 		          rpc_conn_peer(sc->rpc), body_name(env->body_case), len, max);
 		api_reply_error(sc, env->id, EMSGSIZE,
 		                "the reply (%s, %zu bytes) exceeds the frame limit of %zu bytes",

@@ -235,8 +235,8 @@ nodes_labels_join(Shoal__Label *const *labels, size_t n, struct shoal_err *err)
 }
 
 int
-nodes_check_task_ip(const struct nodes *ns, const struct node *n, bool host_network,
-                    const char *ip, struct shoal_err *err)
+nodes_check_task_ip(const struct nodes *ns, const struct node *n, bool host_network, const char *ip,
+                    struct shoal_err *err)
 {
 	uint32_t a, net = ns->cidr_base + ((uint32_t)n->subnet_index << 8);
 	const char *why;

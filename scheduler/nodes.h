@@ -53,7 +53,7 @@ struct node {
 	int64_t created_ms; /* wall clock of first registration */
 	int64_t last_seen;  /* monotonic ms of the last message */
 	int64_t last_seen_wall;
-	struct rpc_conn *conn; /* the live session, NULL while disconnected (borrowed) */
+	struct rpc_conn *conn;  /* the live session, NULL while disconnected (borrowed) */
 	int64_t refused_log_ms; /* monotonic ms of the last "refused a task status" line */
 	uint32_t refused_quiet; /* refusals since that line, not logged one by one */
 };

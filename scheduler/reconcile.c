@@ -885,9 +885,8 @@ finished(struct sched_server *srv, struct task *t)
 }
 
 /*
- * A node reported an address it may not claim. The status is dropped whole: its state
- * without its address would let a half-true report through. One line per node per second at
- * most, so a flood of such reports cannot flood the log; the line counts what it held back.
+ * A node reported an address it may not claim. One line per node per second at most, so a
+ * flood of such reports cannot flood the log; the next line counts what was held back.
  */
 static void
 refuse_status(struct node *n, const struct task *t, const struct shoal_err *err)
@@ -898,8 +897,13 @@ refuse_status(struct node *n, const struct task *t, const struct shoal_err *err)
 		n->refused_quiet++;
 		return;
 	}
-	shoal_log(LOG_WARNING, "node %s: refused the status of task %s: %s%s", n->name, t->name,
-	          err->msg, n->refused_quiet ? " (and earlier refusals not logged)" : "");
+	if (n->refused_quiet)
+		shoal_log(LOG_WARNING,
+		          "node %s: refused the status of task %s: %s (%u more not logged)",
+		          n->name, t->name, err->msg, n->refused_quiet);
+	else
+		shoal_log(LOG_WARNING, "node %s: refused the status of task %s: %s", n->name,
+		          t->name, err->msg);
 	n->refused_log_ms = now;
 	n->refused_quiet = 0;
 }
@@ -917,9 +921,10 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		return; /* stale: a task this node no longer has */
 	if (st > TASK_STATE_FAILED)
 		return;
-	/* The address goes into every proxy's table: it must be one this node can own. A task
-	 * that ended is served by no proxy: its end still counts, without the address, so a
-	 * slot is never stuck on a task whose last word carried a bad one. */
+	/* The address goes into every proxy's table: it must be one this node can own, or the
+	 * status is dropped whole (a state without its address would be a half-true report).
+	 * A task that ended is served by no proxy: its end still counts, without the address,
+	 * so a slot is never stuck on a task whose last word carried a bad one. */
 	if (nodes_check_task_ip(&srv->nodes, n, t->svc->spec.network == MANIFEST_NETWORK_HOST, ip,
 	                        &err) == -1) {
 		refuse_status(n, t, &err);

@@ -128,12 +128,14 @@ spawn_peer() {
 	# seconds, and once stored made every ListNodes reply too big to send).
 	peer "$W" --timeout 20000 register --name biglabels --labels 500000 >"$BATS_TEST_TMPDIR/big" 2>&1 &
 	pid=$!
-	# Meanwhile the CLI's listing answers within its normal latency, every time.
+	# Meanwhile the CLI's listing answers within its normal latency, every time (milliseconds;
+	# the bound leaves room for a sanitizer build unpacking the 4 MB: the old join stalled
+	# the loop for 7 s).
 	for i in $(seq 10); do
 		run peer "$A" --timeout 3000 list-nodes
 		[ "$status" -eq 0 ]
 		ms=$(sed -n 's/^reply list_nodes_reply ms=\([0-9]*\) .*/\1/p' <<<"$output")
-		[ "$ms" -lt 1000 ]
+		[ "$ms" -lt 2000 ]
 		sleep 0.1
 	done
 	wait "$pid" && rc=0 || rc=$?
@@ -141,7 +143,7 @@ spawn_peer() {
 	[ "$rc" -eq 3 ]
 	grep -q '^error code=22 .* message=register refused: 500000 labels: at most 64$' "$BATS_TEST_TMPDIR/big"
 	ms=$(sed -n 's/^error code=22 ms=\([0-9]*\) .*/\1/p' "$BATS_TEST_TMPDIR/big")
-	[ "$ms" -lt 4000 ]
+	[ "$ms" -lt 5000 ]
 	[ "$(grep -c 'register biglabels from .* refused: 500000 labels: at most 64' "$LAB_RUN/sched.log")" -eq 1 ]
 	run shoal nodes
 	[ "$status" -eq 0 ]

@@ -464,12 +464,18 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"token", required_argument, NULL, 't'},   {"addr", required_argument, NULL, 'a'},
-	    {"timeout", required_argument, NULL, 'T'}, {"name", required_argument, NULL, 'n'},
-	    {"address", required_argument, NULL, 'A'}, {"labels", required_argument, NULL, 'L'},
-	    {"label", required_argument, NULL, 'l'},   {"capacity", required_argument, NULL, 'c'},
-	    {"ip", required_argument, NULL, 'i'},      {"state", required_argument, NULL, 's'},
-	    {"hold", required_argument, NULL, 'H'},    {"help", no_argument, NULL, 'h'},
+	    {"token", required_argument, NULL, 't'},
+	    {"addr", required_argument, NULL, 'a'},
+	    {"timeout", required_argument, NULL, 'T'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"address", required_argument, NULL, 'A'},
+	    {"labels", required_argument, NULL, 'L'},
+	    {"label", required_argument, NULL, 'l'},
+	    {"capacity", required_argument, NULL, 'c'},
+	    {"ip", required_argument, NULL, 'i'},
+	    {"state", required_argument, NULL, 's'},
+	    {"hold", required_argument, NULL, 'H'},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct peer p = {
@@ -525,7 +531,8 @@ main(int argc, char **argv)
 			p.labels[p.nlabels++] = optarg;
 			break;
 		case 'c':
-			if (sscanf(optarg, "%" SCNu64 ",%" SCNu64, &p.cpu_millis, &p.memory_bytes) != 2) {
+			if (sscanf(optarg, "%" SCNu64 ",%" SCNu64, &p.cpu_millis,
+			           &p.memory_bytes) != 2) {
 				fprintf(stderr, "shoal-peer: --capacity CPU_MILLIS,MEMORY_BYTES\n");
 				return EXIT_USAGE;
 			}

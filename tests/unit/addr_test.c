@@ -96,8 +96,8 @@ test_task_ip(void **state)
 	assert_int_equal(nodes_check_task_ip(&ns, &n1, false, "224.0.0.5", &err), -1);
 	/* Another node's containers. */
 	assert_int_equal(nodes_check_task_ip(&ns, &n1, false, "10.244.2.5", &err), -1);
-	assert_string_equal(err.msg,
-	                    "container_ip 10.244.2.5 is outside node node1's containers 10.244.1.0/24");
+	assert_string_equal(
+	    err.msg, "container_ip 10.244.2.5 is outside node node1's containers 10.244.1.0/24");
 	assert_int_equal(nodes_check_task_ip(&ns, &n1, false, "10.244.1.0", &err), -1);
 	assert_int_equal(nodes_check_task_ip(&ns, &n1, false, "10.244.1.1", &err), -1);
 	assert_int_equal(nodes_check_task_ip(&ns, &n1, false, "10.244.1.255", &err), -1);

@@ -259,8 +259,8 @@ test_task_address_checked(void **state)
 	char *specs[] = {"{\"name\":\"web\",\"image\":\"shoal/web:1\",\"replicas\":1,"
 	                 "\"ports\":[{\"published\":8090,\"target\":8090}],"
 	                 "\"placement\":{\"constraints\":[\"node.name == evil\"]}}"};
-	const char *bad[] = {"127.0.0.1", "10.244.2.7", "169.254.169.254", "224.0.0.1",
-	                     "10.244.1.1", "192.168.56.11", "0.0.0.0", "not-an-ip"};
+	const char *bad[] = {"127.0.0.1",  "10.244.2.7",    "169.254.169.254", "224.0.0.1",
+	                     "10.244.1.1", "192.168.56.11", "0.0.0.0",         "not-an-ip"};
 	char id[16], ip[16];
 	int st;
 

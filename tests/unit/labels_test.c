@@ -158,7 +158,8 @@ test_join(void **state)
 	labels_make(&l, LABELS_MAX, key, value);
 	s = nodes_labels_join(l.p, l.n, &err);
 	assert_non_null(s);
-	assert_int_equal(strlen(s), LABELS_MAX * (LABEL_KEY_MAX + 1 + LABEL_VALUE_MAX) + LABELS_MAX - 1);
+	assert_int_equal(strlen(s),
+	                 LABELS_MAX * (LABEL_KEY_MAX + 1 + LABEL_VALUE_MAX) + LABELS_MAX - 1);
 	assert_int_equal(labels_check_joined(s, &err), 0);
 	free(s);
 	labels_free(&l);
@@ -182,10 +183,18 @@ test_load_drops_oversized_labels(void **state)
 	for (size_t i = 0; i < n; i++)
 		memcpy(big + 4 * i, i ? ",k=v" : "kk=v", 4);
 	big[n * 4] = '\0';
-	struct store_node big_node = {.id = "aaaaaaaaaaaa", .name = "evil", .address = "10.0.0.9",
-	                              .labels = big, .availability = "active", .subnet_index = 1};
-	struct store_node good = {.id = "bbbbbbbbbbbb", .name = "node1", .address = "10.0.0.1",
-	                          .labels = "zone=a", .availability = "active", .subnet_index = 2};
+	struct store_node big_node = {.id = "aaaaaaaaaaaa",
+	                              .name = "evil",
+	                              .address = "10.0.0.9",
+	                              .labels = big,
+	                              .availability = "active",
+	                              .subnet_index = 1};
+	struct store_node good = {.id = "bbbbbbbbbbbb",
+	                          .name = "node1",
+	                          .address = "10.0.0.1",
+	                          .labels = "zone=a",
+	                          .availability = "active",
+	                          .subnet_index = 2};
 	assert_int_equal(store_open(&st, db, &err), 0);
 	assert_int_equal(store_node_put(&st, &big_node, &err), 0);
 	assert_int_equal(store_node_put(&st, &good, &err), 0);

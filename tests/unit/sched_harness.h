@@ -123,8 +123,8 @@ harness_connect(struct harness *h, int role)
 		return -1;
 	sc = xcalloc(1, sizeof(*sc));
 	sc->srv = srv;
-	sc->rpc = rpc_accept(srv->base, sv[0], "test-peer", &srv->id, &srv->limits,
-	                     &harness_srv_cbs, sc);
+	sc->rpc =
+	    rpc_accept(srv->base, sv[0], "test-peer", &srv->id, &srv->limits, &harness_srv_cbs, sc);
 	sc->next = srv->conns;
 	if (srv->conns)
 		srv->conns->prev = sc;
@@ -138,7 +138,8 @@ harness_connect(struct harness *h, int role)
 	return h->ready[role] ? 0 : -1;
 }
 
-/* A scheduler on a fresh data dir ($TMPDIR, default /tmp) with frames of at most max_frame bytes (0: default). */
+/* A scheduler on a fresh data dir ($TMPDIR, default /tmp) with frames of at most max_frame bytes
+ * (0: default). */
 static int
 harness_open(struct harness *h, size_t max_frame)
 {
