@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "err.h"
+#include "labels.h"
 #include "log.h"
 #include "proxy.h"
 #include "token.h"
@@ -41,6 +42,16 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	for (size_t i = 0; i < opt->nlabels; i++)
 		if (strchr(opt->labels[i], '=') == NULL || opt->labels[i][0] == '=')
 			return err_set(err, 0, "--label %s: expected KEY=VALUE", opt->labels[i]);
+	/* The scheduler refuses a Register past these caps: say so here, once, at start. */
+	if (labels_check_count(opt->nlabels, err) == -1)
+		return err_prefix(err, "--label");
+	for (size_t i = 0; i < opt->nlabels; i++) {
+		cleanup_free char *key = xstrdup(opt->labels[i]);
+		char *eq = strchr(key, '=');
+		*eq = '\0';
+		if (labels_check(key, eq + 1, err) == -1)
+			return err_prefix(err, "--label");
+	}
 	if (token_load(opt->token_file, &a->token, err) == -1)
 		return err_prefix(err, "--token-file");
 	if (a->token.role != TOKEN_ROLE_WORKER) {

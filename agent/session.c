@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 
+#include "addr.h"
 #include "err.h"
 #include "log.h"
 #include "proxy.h"
@@ -209,6 +210,12 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 	arm(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
 }
 
+const char *
+session_backend_refusal(const char *ip)
+{
+	return addr_backend_refusal_text(ip);
+}
+
 /* Every published service listens on this node's address and spreads over the backends. */
 static void
 apply_proxy(struct session *s, const Shoal__Endpoints *ep)
@@ -216,22 +223,45 @@ apply_proxy(struct session *s, const Shoal__Endpoints *ep)
 	struct agent_server *a = s->agent;
 	struct proxy_service_spec *svcs = xcalloc(ep->n_services + 1, sizeof(*svcs));
 	struct proxy_backend_spec **bes = xcalloc(ep->n_services + 1, sizeof(*bes));
+	const Shoal__Backend *first_bad = NULL;
+	const char *first_why = NULL;
+	size_t refused = 0;
 	struct shoal_err err;
 
 	for (size_t i = 0; i < ep->n_services; i++) {
 		const Shoal__ServiceEndpoints *se = ep->services[i];
+		size_t nb = 0;
 		bes[i] = xcalloc(se->n_backends + 1, sizeof(**bes));
 		for (size_t k = 0; k < se->n_backends; k++) {
-			bes[i][k].id = se->backends[k]->task_id;
-			bes[i][k].ip = se->backends[k]->ip;
-			bes[i][k].port = (uint16_t)se->backends[k]->port;
+			/* The scheduler checks what agents report, but this proxy dials from this
+			 * host: it never takes a backend on itself, the link or a group, whoever
+			 * sent it. */
+			const char *why = session_backend_refusal(se->backends[k]->ip);
+			if (why) {
+				if (refused++ == 0) {
+					first_bad = se->backends[k];
+					first_why = why;
+				}
+				continue;
+			}
+			bes[i][nb].id = se->backends[k]->task_id;
+			bes[i][nb].ip = se->backends[k]->ip;
+			bes[i][nb].port = (uint16_t)se->backends[k]->port;
+			nb++;
 		}
 		svcs[i].name = se->name;
 		svcs[i].listen_addr = a->address;
 		svcs[i].port = (uint16_t)se->published_port;
 		svcs[i].backends = bes[i];
-		svcs[i].nbackends = se->n_backends;
+		svcs[i].nbackends = nb;
 	}
+	/* One line per table, however many it held. */
+	if (refused)
+		shoal_log(LOG_WARNING,
+		          "endpoints generation %llu: refused %zu backend%s, e.g. %.32s:%u (task "
+		          "%.16s): %s address",
+		          (unsigned long long)ep->generation, refused, refused == 1 ? "" : "s",
+		          first_bad->ip, first_bad->port, first_bad->task_id, first_why);
 	if (proxy_set_services(a->proxy, svcs, ep->n_services, &err) == -1)
 		shoal_log(LOG_ERR, "proxy: %s", err.msg);
 	for (size_t i = 0; i < ep->n_services; i++)

@@ -53,6 +53,12 @@ struct proxy_failure;
 /* The proxy could not reach a backend: pass it on to the scheduler as a hint. */
 void session_proxy_failure(const struct proxy_failure *f, void *arg);
 
+/*
+ * Why the proxy must not dial ip, a backend the scheduler sent ("loopback", "link-local",
+ * "multicast", "unspecified", "broadcast", "reserved", "not an IPv4 address"); NULL if it may.
+ */
+const char *session_backend_refusal(const char *ip);
+
 /* Back-off after the n-th consecutive failure (n >= 1), before jitter: 100ms * 2^(n-1), max 5s. */
 int64_t session_backoff_ms(int n);
 

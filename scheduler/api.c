@@ -19,11 +19,36 @@
 #include "shoal.pb-c.h"
 #include "util.h"
 
+static const char *
+body_name(Shoal__Envelope__BodyCase c)
+{
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field(&shoal__envelope__descriptor, (unsigned)c);
+
+	return f ? f->name : "message";
+}
+
+/*
+ * Every reply goes through here. A request is never answered with silence: a reply too big
+ * for one frame (a listing of a huge cluster) is replaced by an error reply with the same id,
+ * so the client fails at once with a reason instead of waiting for its timeout.
+ */
 static void
 send_or_log(struct sched_conn *sc, Shoal__Envelope *env)
 {
+	size_t max = sc->srv->limits.max_frame ? sc->srv->limits.max_frame : RPC_DEFAULT_MAX_FRAME;
+	size_t len = shoal__envelope__get_packed_size(env);
 	struct shoal_err err;
 
+	if (len > max && env->body_case != SHOAL__ENVELOPE__BODY_ERROR) {
+		shoal_log(LOG_WARNING,
+		          "reply to %s: %s of %zu bytes exceeds the frame limit of %zu",
+		          rpc_conn_peer(sc->rpc), body_name(env->body_case), len, max);
+		api_reply_error(sc, env->id, EMSGSIZE,
+		                "the reply (%s, %zu bytes) exceeds the frame limit of %zu bytes",
+		                body_name(env->body_case), len, max);
+		return;
+	}
 	if (rpc_send(sc->rpc, env, &err) == -1)
 		shoal_log(LOG_WARNING, "reply to %s: %s", rpc_conn_peer(sc->rpc), err.msg);
 }
@@ -59,26 +84,6 @@ valid_name(const char *s)
 		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
 			return false;
 	return true;
-}
-
-static char *
-labels_join(Shoal__Label **labels, size_t n)
-{
-	size_t len = 1;
-	char *out;
-
-	for (size_t i = 0; i < n; i++)
-		len += strlen(labels[i]->key) + strlen(labels[i]->value) + 2;
-	out = xmalloc(len);
-	out[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			strcat(out, ",");
-		strcat(out, labels[i]->key);
-		strcat(out, "=");
-		strcat(out, labels[i]->value);
-	}
-	return out;
 }
 
 /*
@@ -218,7 +223,13 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	}
 	if (register_admit(sc, env, r) == -1)
 		return;
-	labels = labels_join(r->labels, r->n_labels);
+	labels = nodes_labels_join(r->labels, r->n_labels, &err);
+	if (labels == NULL) {
+		shoal_log(LOG_WARNING, "register %.64s from %s refused: %s", r->node_name,
+		          rpc_conn_peer(sc->rpc), err.msg);
+		api_reply_error(sc, env->id, EINVAL, "register refused: %s", err.msg);
+		return;
+	}
 	n = nodes_register(&srv->nodes, &srv->store, r->node_name, r->address, labels,
 	                   r->capacity ? (int64_t)r->capacity->cpu_millis : 0,
 	                   r->capacity ? (int64_t)r->capacity->memory_bytes : 0, r->node_key.data,

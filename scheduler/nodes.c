@@ -8,7 +8,11 @@
 
 #include <sodium.h>
 
+#include "addr.h"
 #include "err.h"
+#include "labels.h"
+#include "log.h"
+#include "shoal.pb-c.h"
 #include "store.h"
 #include "util.h"
 
@@ -160,7 +164,16 @@ load_one(const struct store_node *sn, void *arg)
 	snprintf(n->id, sizeof(n->id), "%s", sn->id);
 	n->name = xstrdup(sn->name);
 	n->address = xstrdup(sn->address);
-	n->labels = xstrdup(sn->labels);
+	/* A record written before labels had caps may hold megabytes of them, enough to make
+	 * every ListNodes reply too big: it loads without labels, and the node's next Register
+	 * (held to the caps) brings them back. */
+	struct shoal_err err;
+	if (labels_check_joined(sn->labels, &err) == -1) {
+		shoal_log(LOG_WARNING, "store: node %.64s: labels dropped: %s", sn->name, err.msg);
+		n->labels = xstrdup("");
+	} else {
+		n->labels = xstrdup(sn->labels);
+	}
 	n->drain = strcmp(sn->availability, "drain") == 0;
 	n->cpu_millis = sn->cpu_millis;
 	n->memory_bytes = sn->memory_bytes;
@@ -204,6 +217,64 @@ nodes_persist(struct store *st, const struct node *n, struct shoal_err *err)
 	if (n->has_key)
 		util_hex(n->key, sizeof(n->key), key);
 	return store_node_put(st, &sn, err);
+}
+
+char *
+nodes_labels_join(Shoal__Label *const *labels, size_t n, struct shoal_err *err)
+{
+	size_t len = 1, off = 0;
+	char *out;
+
+	/* The count first: 500,000 labels are refused before any of them is read. */
+	if (labels_check_count(n, err) == -1)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (labels_check(labels[i]->key, labels[i]->value, err) == -1)
+			return NULL;
+		len += strlen(labels[i]->key) + strlen(labels[i]->value) + 2;
+	}
+	/* One pass with a cursor: strcat in a loop rescans the string each time (quadratic). */
+	out = xmalloc(len);
+	for (size_t i = 0; i < n; i++) {
+		size_t kl = strlen(labels[i]->key), vl = strlen(labels[i]->value);
+		if (i)
+			out[off++] = ',';
+		memcpy(out + off, labels[i]->key, kl);
+		off += kl;
+		out[off++] = '=';
+		memcpy(out + off, labels[i]->value, vl);
+		off += vl;
+	}
+	out[off] = '\0';
+	return out;
+}
+
+int
+nodes_check_task_ip(const struct nodes *ns, const struct node *n, bool host_network, const char *ip,
+                    struct shoal_err *err)
+{
+	uint32_t a, net = ns->cidr_base + ((uint32_t)n->subnet_index << 8);
+	const char *why;
+
+	if (ip == NULL || ip[0] == '\0')
+		return 0; /* no address in this report: nothing changes */
+	if (!addr_parse4(ip, &a))
+		return err_set(err, 0, "container_ip \"%.32s\" is not an IPv4 address", ip);
+	why = addr_backend_refusal(a);
+	if (why)
+		return err_set(err, 0, "container_ip %s is a %s address", ip, why);
+	/* A host-network task is reached at its node's own address. */
+	if (host_network && n->address && strcmp(ip, n->address) == 0)
+		return 0;
+	/* .0 is the network, .1 the gateway (the node's bridge), .255 the broadcast: the agent
+	 * leases .2 to .254 only (agent/netnode.c). */
+	if ((a & 0xffffff00u) != net || (a & 255) < 2 || (a & 255) == 255) {
+		char subnet[32];
+		return err_set(err, 0, "container_ip %s is outside node %s's containers %s%s", ip,
+		               n->name, nodes_subnet(ns, n, subnet, sizeof(subnet)),
+		               host_network ? " (and not its address)" : "");
+	}
+	return 0;
 }
 
 static void

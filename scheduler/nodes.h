@@ -10,6 +10,7 @@
 struct shoal_err;
 struct store;
 struct rpc_conn;
+struct Shoal__Label;
 
 /*
  * The node registry: every node that ever registered, in memory, mirrored in the store on
@@ -57,6 +58,8 @@ struct node {
 	struct rpc_conn *conn;         /* the live session, NULL while disconnected (borrowed) */
 	uint8_t key[NODEKEY_PK_BYTES]; /* its identity: only this key registers the name */
 	bool has_key; /* false for a node of an older store until it registers again */
+	int64_t refused_log_ms; /* monotonic ms of the last "refused a task status" line */
+	uint32_t refused_quiet; /* refusals since that line, not logged one by one */
 };
 
 /*
@@ -147,6 +150,23 @@ int nodes_check_capacity(uint64_t cpu_millis, uint64_t memory_bytes, struct shoa
  * key. The caller has detached every task and connection from n first. Frees n.
  */
 int nodes_remove(struct nodes *ns, struct store *st, struct node *n, struct shoal_err *err);
+
+/*
+ * Check a Register's labels against the caps of common/labels.h and join them "k=v,k=v" in
+ * one linear pass. Returns the text (caller frees), or NULL with err naming the first label
+ * that breaks a cap.
+ */
+char *nodes_labels_join(struct Shoal__Label *const *labels, size_t n, struct shoal_err *err);
+
+/*
+ * May node n report ip as a task's address? Yes for "" (no address in the report), for an
+ * address in n's container /24 that the agent can lease (.2 to .254), and for n's own
+ * address when the task runs on the host network. Anything else, loopback, link-local,
+ * multicast or another node's /24 above all, would make every proxy in the cluster dial it:
+ * -1 with err saying why.
+ */
+int nodes_check_task_ip(const struct nodes *ns, const struct node *n, bool host_network,
+                        const char *ip, struct shoal_err *err);
 
 /* Write n's durable record (availability, capacity, ...). */
 int nodes_persist(struct store *st, const struct node *n, struct shoal_err *err);

@@ -884,17 +884,54 @@ finished(struct sched_server *srv, struct task *t)
 	reconcile_mark(srv, t->svc);
 }
 
+/*
+ * A node reported an address it may not claim. One line per node per second at most, so a
+ * flood of such reports cannot flood the log; the next line counts what was held back.
+ */
+static void
+refuse_status(struct node *n, const struct task *t, const struct shoal_err *err)
+{
+	int64_t now = util_now_ms();
+
+	if (n->refused_log_ms && now - n->refused_log_ms < 1000) {
+		n->refused_quiet++;
+		return;
+	}
+	if (n->refused_quiet)
+		shoal_log(LOG_WARNING,
+		          "node %s: refused the status of task %s: %s (%u more not logged)",
+		          n->name, t->name, err->msg, n->refused_quiet);
+	else
+		shoal_log(LOG_WARNING, "node %s: refused the status of task %s: %s", n->name,
+		          t->name, err->msg);
+	n->refused_log_ms = now;
+	n->refused_quiet = 0;
+}
+
 void
 reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__TaskStatus *ts)
 {
 	struct task *t = task_map_get(&srv->tasks, ts->task_id);
 	enum task_state st = (enum task_state)ts->state;
+	const char *ip = ts->container_ip;
+	struct shoal_err err;
 	struct slot *sl;
 
 	if (t == NULL || t->node != n || !t->bound)
 		return; /* stale: a task this node no longer has */
 	if (st > TASK_STATE_FAILED)
 		return;
+	/* The address goes into every proxy's table: it must be one this node can own, or the
+	 * status is dropped whole (a state without its address would be a half-true report).
+	 * A task that ended is served by no proxy: its end still counts, without the address,
+	 * so a slot is never stuck on a task whose last word carried a bad one. */
+	if (nodes_check_task_ip(&srv->nodes, n, t->svc->spec.network == MANIFEST_NETWORK_HOST, ip,
+	                        &err) == -1) {
+		refuse_status(n, t, &err);
+		if (st != TASK_STATE_STOPPED && st != TASK_STATE_FAILED)
+			return;
+		ip = NULL;
+	}
 	task_set_state(t, st, ts->timestamp_ms ? ts->timestamp_ms : util_wall_ms());
 	if (ts->message && ts->message[0])
 		task_set_message(t, "%s", ts->message);
@@ -907,8 +944,8 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		if (t->from_update)
 			reconcile_mark(srv, t->svc);
 	}
-	if (ts->container_ip && ts->container_ip[0])
-		snprintf(t->ip, sizeof(t->ip), "%s", ts->container_ip);
+	if (ip && ip[0])
+		snprintf(t->ip, sizeof(t->ip), "%s", ip);
 	if (ts->started_at_ms)
 		t->started_at = ts->started_at_ms;
 	if (st == TASK_STATE_RUNNING && t->running_since == 0)

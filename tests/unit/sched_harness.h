@@ -1,0 +1,237 @@
+/*
+ * A real scheduler in-process, for unit tests and fuzz targets of its request handlers:
+ * sched_server_init on a fresh data dir, and two clients, one with the worker token and one
+ * with the admin token, each over a socketpair through the real handshake (common/rpc), so
+ * every request goes through api_handle and every reply through the scheduler's reply path.
+ * Header-only: a fuzz target is one .c file (see the Makefile's fuzz rule).
+ */
+#ifndef SHOAL_TESTS_SCHED_HARNESS_H
+#define SHOAL_TESTS_SCHED_HARNESS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "err.h"
+#include "rpc.h"
+#include "scheduler/api.h"
+#include "scheduler/identity.h"
+#include "scheduler/server.h"
+#include "shoal.pb-c.h"
+#include "util.h"
+
+enum { HARNESS_WORKER = 0, HARNESS_ADMIN = 1 };
+
+struct harness {
+	char dir[64];
+	struct sched_server srv;
+	struct rpc_conn *cli[2];
+	struct sched_conn *sc[2];
+	bool ready[2];
+	uint64_t next_id;
+	uint64_t want_id;
+	Shoal__Envelope *reply; /* the reply to want_id, once it came (owned) */
+};
+
+static void
+harness_srv_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
+{
+	(void)c;
+	api_handle(arg, env);
+}
+
+static void
+harness_srv_closed(struct rpc_conn *c, const char *reason, void *arg)
+{
+	struct sched_conn *sc = arg;
+	struct sched_server *srv = sc->srv;
+
+	(void)c;
+	(void)reason;
+	if (sc->node && sc->node->conn == sc->rpc)
+		sc->node->conn = NULL;
+	if (sc->prev)
+		sc->prev->next = sc->next;
+	else
+		srv->conns = sc->next;
+	if (sc->next)
+		sc->next->prev = sc->prev;
+	free(sc);
+}
+
+static const struct rpc_callbacks harness_srv_cbs = {
+    .message = harness_srv_message,
+    .closed = harness_srv_closed,
+};
+
+static void
+harness_cli_ready(struct rpc_conn *c, void *arg)
+{
+	struct harness *h = arg;
+
+	h->ready[c == h->cli[HARNESS_ADMIN]] = true;
+}
+
+static void
+harness_cli_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
+{
+	struct harness *h = arg;
+	uint8_t *buf;
+	size_t len;
+
+	(void)c;
+	if (env->id == 0 || env->id != h->want_id || h->reply)
+		return; /* pushes (Assignments, Endpoints) and stale replies */
+	/* The envelope is borrowed: keep a copy. */
+	len = shoal__envelope__get_packed_size(env);
+	buf = xmalloc(len ? len : 1);
+	shoal__envelope__pack(env, buf);
+	h->reply = shoal__envelope__unpack(NULL, len, buf);
+	free(buf);
+}
+
+static void
+harness_cli_closed(struct rpc_conn *c, const char *reason, void *arg)
+{
+	struct harness *h = arg;
+
+	(void)reason;
+	for (int i = 0; i < 2; i++)
+		if (h->cli[i] == c)
+			h->cli[i] = NULL;
+}
+
+static const struct rpc_callbacks harness_cli_cbs = {
+    .ready = harness_cli_ready,
+    .message = harness_cli_message,
+    .closed = harness_cli_closed,
+};
+
+static int
+harness_connect(struct harness *h, int role)
+{
+	struct sched_server *srv = &h->srv;
+	struct sched_conn *sc;
+	int sv[2];
+
+	h->ready[role] = false;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1)
+		return -1;
+	sc = xcalloc(1, sizeof(*sc));
+	sc->srv = srv;
+	sc->rpc =
+	    rpc_accept(srv->base, sv[0], "test-peer", &srv->id, &srv->limits, &harness_srv_cbs, sc);
+	sc->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = sc;
+	srv->conns = sc;
+	h->sc[role] = sc;
+	h->cli[role] = rpc_client(srv->base, sv[1], "sched",
+	                          role == HARNESS_ADMIN ? &srv->id.admin : &srv->id.worker,
+	                          &srv->limits, &harness_cli_cbs, h);
+	for (int64_t end = util_now_ms() + 2000; !h->ready[role] && util_now_ms() < end;)
+		event_base_loop(srv->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	return h->ready[role] ? 0 : -1;
+}
+
+/* A scheduler on a fresh data dir ($TMPDIR, default /tmp) with frames of at most max_frame bytes
+ * (0: default). */
+static int
+harness_open(struct harness *h, size_t max_frame)
+{
+	struct rpc_identity id;
+	struct shoal_err err;
+	char listen[32];
+
+	const char *tmp = getenv("TMPDIR");
+
+	memset(h, 0, sizeof(*h));
+	snprintf(h->dir, sizeof(h->dir), "%s/shoal-harness.XXXXXX",
+	         tmp && tmp[0] && strlen(tmp) < 32 ? tmp : "/tmp");
+	if (mkdtemp(h->dir) == NULL)
+		return -1;
+	cleanup_free char *data = xasprintf("%s/sched", h->dir);
+	if (identity_init(data, false, &id, &err) == -1)
+		return -1;
+	identity_wipe(&id);
+	/* The listener is not used, but the server wants one: a free loopback port. */
+	for (int tries = 0;; tries++) {
+		struct sched_options opt = {.data_dir = data, .listen = listen};
+		snprintf(listen, sizeof(listen), "127.0.0.1:%u", 20000 + util_random(40000));
+		if (sched_server_init(&h->srv, &opt, &err) == 0)
+			break;
+		if (tries == 20) {
+			fprintf(stderr, "harness: %s\n", err.msg);
+			return -1;
+		}
+	}
+	h->srv.limits.max_frame = max_frame;
+	if (harness_connect(h, HARNESS_WORKER) == -1 || harness_connect(h, HARNESS_ADMIN) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * Send req (its id is set here) as role and run the loop until its reply comes or timeout_ms
+ * passes. Returns the reply (free with shoal__envelope__free_unpacked) or NULL: silence.
+ */
+static Shoal__Envelope *
+harness_call(struct harness *h, int role, Shoal__Envelope *req, int timeout_ms)
+{
+	struct shoal_err err;
+	Shoal__Envelope *r;
+
+	if (h->cli[role] == NULL)
+		return NULL;
+	req->id = h->want_id = ++h->next_id;
+	h->reply = NULL;
+	if (rpc_send(h->cli[role], req, &err) == -1)
+		return NULL;
+	for (int64_t end = util_now_ms() + timeout_ms; h->reply == NULL && util_now_ms() < end;)
+		event_base_loop(h->srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	r = h->reply;
+	h->reply = NULL;
+	return r;
+}
+
+/* A fresh connection for role (the old one closed first): a new session. */
+static inline int
+harness_reconnect(struct harness *h, int role)
+{
+	if (h->cli[role]) {
+		rpc_free(h->cli[role]);
+		h->cli[role] = NULL;
+	}
+	return harness_connect(h, role);
+}
+
+/* Send raw packed bytes as role (what no Envelope packs to) and run the loop a little. */
+static inline void
+harness_send_bytes(struct harness *h, int role, const void *data, size_t len)
+{
+	struct shoal_err err;
+
+	if (h->cli[role] == NULL || rpc_send_bytes(h->cli[role], data, len, &err) == -1)
+		return;
+	for (int i = 0; i < 8; i++)
+		event_base_loop(h->srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+static void
+harness_close(struct harness *h)
+{
+	cleanup_free char *rm = xasprintf("rm -rf '%s'", h->dir);
+
+	for (int i = 0; i < 2; i++)
+		if (h->cli[i])
+			rpc_free(h->cli[i]);
+	sched_server_free(&h->srv);
+	if (system(rm) != 0)
+		fprintf(stderr, "harness: cannot remove %s\n", h->dir);
+}
+
+#endif
