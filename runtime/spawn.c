@@ -680,31 +680,41 @@ parse_limit(const char *s, rlim_t *v)
 	return errno || end == s || *end ? -1 : 0;
 }
 
-/* The resource limits of pid, from /proc/PID/limits: prlimit() would need CAP_SYS_RESOURCE
- * for another uid's process, which a runtime may not have. The kernel writes one row per
- * resource in RLIMIT_* order, the name in 25 columns and a space before the two values. */
+int
+spawn_parse_limits(const char *text, struct rlimit *limits, struct shoal_err *err)
+{
+	int r = 0;
+
+	/* The header first, then one row per resource in RLIMIT_* order: the name in 25 columns
+	 * and a space, then the soft and hard values. */
+	for (const char *l = strchr(text, '\n'); l && l[1] && r < RLIM_NLIMITS; r++) {
+		const char *line = l + 1, *end = strchrnul(line, '\n');
+		char soft[32], hard[32];
+
+		l = *end ? end : NULL;
+		if (end - line <= 26 || sscanf(line + 26, "%31s %31s", soft, hard) != 2 ||
+		    parse_limit(soft, &limits[r].rlim_cur) == -1 ||
+		    parse_limit(hard, &limits[r].rlim_max) == -1)
+			return err_set(err, 0, "cannot parse limit \"%.*s\"", (int)(end - line),
+			               line);
+	}
+	if (r != RLIM_NLIMITS)
+		return err_set(err, 0, "%d limits, want %d", r, RLIM_NLIMITS);
+	return 0;
+}
+
+/* The resource limits of pid: prlimit() would need CAP_SYS_RESOURCE for another uid's
+ * process, which a runtime may not have; /proc/PID/limits is readable by all. */
 static int
 read_limits(pid_t pid, struct rlimit *limits, struct shoal_err *err)
 {
 	cleanup_free char *path = xasprintf("/proc/%d/limits", (int)pid);
 	cleanup_free char *data = util_read_file(path, NULL, err);
-	char *save = NULL, *line;
-	int r = 0;
 
 	if (data == NULL)
 		return -1;
-	line = strtok_r(data, "\n", &save); /* the header */
-	while (r < RLIM_NLIMITS && (line = strtok_r(NULL, "\n", &save)) != NULL) {
-		char soft[32], hard[32];
-
-		if (strlen(line) <= 26 || sscanf(line + 26, "%31s %31s", soft, hard) != 2 ||
-		    parse_limit(soft, &limits[r].rlim_cur) == -1 ||
-		    parse_limit(hard, &limits[r].rlim_max) == -1)
-			return err_set(err, 0, "%s: cannot parse \"%s\"", path, line);
-		r++;
-	}
-	if (r != RLIM_NLIMITS)
-		return err_set(err, 0, "%s: %d limits, want %d", path, r, RLIM_NLIMITS);
+	if (spawn_parse_limits(data, limits, err) == -1)
+		return err_prefix(err, "%s", path);
 	return 0;
 }
 
