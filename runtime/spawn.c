@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -325,11 +326,11 @@ child_begin(const struct spawn_process *p, struct shoal_err *err)
 /*
  * Last, in the container's namespaces, cgroups and root, with its rlimits: the user, the
  * working directory, the capabilities, no_new_privs, the seccomp filter, and the exec.
- * Returns only on failure. pdeathsig: the parent-death signal the program keeps (0: none; the
- * container's init outlives its starter, an exec'd process does not outlive its runtime).
+ * Returns only on failure. parent: -1 for a container's init, which outlives its starter;
+ * else a pidfd of the starter, whose death the program does not outlive (SIGKILL).
  */
 static int
-child_exec(const struct spawn_process *p, int pdeathsig, int *stage, struct shoal_err *err)
+child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_err *err)
 {
 	char exe[PATH_MAX], home[PATH_MAX];
 	uid_t uid = 0;
@@ -356,12 +357,15 @@ child_exec(const struct spawn_process *p, int pdeathsig, int *stage, struct shoa
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		return err_set(err, errno, "no_new_privs");
 	/* A uid change cleared the parent-death signal: set what the program keeps anew. */
-	if (prctl(PR_SET_PDEATHSIG, pdeathsig) == -1)
+	if (prctl(PR_SET_PDEATHSIG, parent >= 0 ? SIGKILL : 0) == -1)
 		return err_set(err, errno, "prctl PDEATHSIG");
-	/* Our parent lives outside our pid namespace, where getppid() shows it as 0: anything
-	 * else means it died and we were reparented before the signal was armed. */
-	if (pdeathsig && getppid() != 0)
-		return err_set(err, 0, "the runtime exited during the setup");
+	/* Did the starter die before the signal was armed? getppid() cannot tell: it lives
+	 * outside our pid namespace, as does whoever we would be reparented to. Its pidfd can. */
+	if (parent >= 0) {
+		struct pollfd pf = {parent, POLLIN, 0};
+		if (poll(&pf, 1, 0) != 0)
+			return err_set(err, 0, "the runtime exited during the setup");
+	}
 	/* Every fd but stdio closes at exec, the sync pipe included: that EOF is our success. */
 	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == -1)
 		return err_set(err, errno, "close_range");
@@ -453,7 +457,7 @@ child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err
 		return -1;
 	set_rlimits();
 	/* The container's init outlives the shim's death: it is the container. */
-	return child_exec(&c->proc, 0, stage, err);
+	return child_exec(&c->proc, -1, stage, err);
 }
 
 pid_t
@@ -535,6 +539,7 @@ struct exec_fds {
 	int procs[CGROUP_MAX_FDS * 2]; /* cgroup.procs of the init's cgroup in each hierarchy */
 	int nprocs;
 	struct rlimit limits[RLIM_NLIMITS];
+	int parent; /* a pidfd of the starter */
 };
 
 static void
@@ -548,6 +553,9 @@ exec_fds_close(struct exec_fds *f)
 	for (int i = 0; i < f->nprocs; i++)
 		close(f->procs[i]);
 	f->nprocs = 0;
+	if (f->parent >= 0)
+		close(f->parent);
+	f->parent = -1;
 }
 
 /* Does the comma-separated list opts hold every entry of the comma-separated list want? */
@@ -672,31 +680,41 @@ parse_limit(const char *s, rlim_t *v)
 	return errno || end == s || *end ? -1 : 0;
 }
 
-/* The resource limits of pid, from /proc/PID/limits: prlimit() would need CAP_SYS_RESOURCE
- * for another uid's process, which a runtime may not have. The kernel writes one row per
- * resource in RLIMIT_* order, the name in 25 columns and a space before the two values. */
+int
+spawn_parse_limits(const char *text, struct rlimit *limits, struct shoal_err *err)
+{
+	int r = 0;
+
+	/* The header first, then one row per resource in RLIMIT_* order: the name in 25 columns
+	 * and a space, then the soft and hard values. */
+	for (const char *l = strchr(text, '\n'); l && l[1] && r < RLIM_NLIMITS; r++) {
+		const char *line = l + 1, *end = strchrnul(line, '\n');
+		char soft[32], hard[32];
+
+		l = *end ? end : NULL;
+		if (end - line <= 26 || sscanf(line + 26, "%31s %31s", soft, hard) != 2 ||
+		    parse_limit(soft, &limits[r].rlim_cur) == -1 ||
+		    parse_limit(hard, &limits[r].rlim_max) == -1)
+			return err_set(err, 0, "cannot parse limit \"%.*s\"", (int)(end - line),
+			               line);
+	}
+	if (r != RLIM_NLIMITS)
+		return err_set(err, 0, "%d limits, want %d", r, RLIM_NLIMITS);
+	return 0;
+}
+
+/* The resource limits of pid: prlimit() would need CAP_SYS_RESOURCE for another uid's
+ * process, which a runtime may not have; /proc/PID/limits is readable by all. */
 static int
 read_limits(pid_t pid, struct rlimit *limits, struct shoal_err *err)
 {
 	cleanup_free char *path = xasprintf("/proc/%d/limits", (int)pid);
 	cleanup_free char *data = util_read_file(path, NULL, err);
-	char *save = NULL, *line;
-	int r = 0;
 
 	if (data == NULL)
 		return -1;
-	line = strtok_r(data, "\n", &save); /* the header */
-	while (r < RLIM_NLIMITS && (line = strtok_r(NULL, "\n", &save)) != NULL) {
-		char soft[32], hard[32];
-
-		if (strlen(line) <= 26 || sscanf(line + 26, "%31s %31s", soft, hard) != 2 ||
-		    parse_limit(soft, &limits[r].rlim_cur) == -1 ||
-		    parse_limit(hard, &limits[r].rlim_max) == -1)
-			return err_set(err, 0, "%s: cannot parse \"%s\"", path, line);
-		r++;
-	}
-	if (r != RLIM_NLIMITS)
-		return err_set(err, 0, "%s: %d limits, want %d", path, r, RLIM_NLIMITS);
+	if (spawn_parse_limits(data, limits, err) == -1)
+		return err_prefix(err, "%s", path);
 	return 0;
 }
 
@@ -792,14 +810,14 @@ exec_child_main(const struct spawn_process *p, const struct exec_fds *f, int *st
 		if (setrlimit((enum __rlimit_resource)r, &want) == -1)
 			return err_set(err, errno, "setrlimit %d", r);
 	}
-	return child_exec(p, SIGKILL, stage, err);
+	return child_exec(p, f->parent, stage, err);
 }
 
 pid_t
 spawn_exec(pid_t pid, uint64_t pid_start, const struct spawn_process *p, int *exit_code,
            struct shoal_err *err)
 {
-	struct exec_fds f = {.cgroupns = -1};
+	struct exec_fds f = {.cgroupns = -1, .parent = -1};
 	cleanup_close int pidns = -1;
 	struct spawn_report rep;
 	char path[64];
@@ -813,6 +831,12 @@ spawn_exec(pid_t pid, uint64_t pid_start, const struct spawn_process *p, int *ex
 	pidns = open(path, O_RDONLY | O_CLOEXEC);
 	if (pidns == -1) {
 		err_set(err, errno, "open %s", path);
+		return -1;
+	}
+	/* pidfds are close-on-exec: the command never holds it. */
+	f.parent = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (f.parent == -1) {
+		err_set(err, errno, "pidfd_open");
 		return -1;
 	}
 	if (exec_open(pid, pid_start, &f, err) == -1) {

@@ -10,6 +10,7 @@
 struct shoal_err;
 struct cgroup;
 struct sock_fprog;
+struct rlimit;
 
 /* The program a container runs and the identity it runs it under: the same for the
  * container's first process and for every process later exec'd into it. All borrowed. */
@@ -82,5 +83,8 @@ uint64_t spawn_default_caps(void);
  * Writes it to out; -1 when no mount shows that hierarchy or that part of it.
  */
 int spawn_cgroup_dir(const char *mountinfo, const char *line, char *out, size_t outlen);
+
+/* Parse the text of /proc/PID/limits into limits[RLIM_NLIMITS] (RLIMIT_* order). */
+int spawn_parse_limits(const char *text, struct rlimit *limits, struct shoal_err *err);
 
 #endif

@@ -37,6 +37,11 @@ check_wrote() {
 	[ -e "/proc/$1/root/tmp/hc.done" ]
 }
 
+# rtexec ARGS...: shoalrt exec on node1, bounded so a hang fails the test instead of the suite.
+rtexec() {
+	timeout 20 "$SHOAL_BIN/shoalrt" --root "$DATA/node1" exec "$@"
+}
+
 # runs_at_least PID N: the check of the container whose init is PID started N times.
 runs_at_least() {
 	[ "$(wc -l <"/proc/$1/root/tmp/runs" 2>/dev/null || echo 0)" -ge "$2" ]
@@ -120,24 +125,24 @@ teardown_file() {
 	wait_until 40 running_is probe 1
 	task=$(task_of probe)
 	pid=$(init_pid "$task")
-	run rt node1 exec "$task" sh -c 'grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; exit 7'
+	run rtexec "$task" sh -c 'grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; exit 7'
 	[ "$status" -eq 7 ]
 	[ "$output" = "$(grep -E '^(CapEff|NoNewPrivs|Seccomp):' "/proc/$pid/status")" ]
-	run rt node1 exec "$task" hostname
+	run rtexec "$task" hostname
 	[ "$status" -eq 0 ]
 	[ "$output" = "$(nsenter -t "$pid" -u hostname)" ]
-	run rt node1 exec "$task" /no/such/binary
+	run rtexec "$task" /no/such/binary
 	[ "$status" -eq 127 ]
 	[[ $output == *"executable file not found"* ]]
-	run rt node1 exec no-such-container true
+	run rtexec no-such-container true
 	[ "$status" -eq 125 ]
 	# The container's root owns /etc/passwd, which the runtime reads with its privileges
 	# still held: a FIFO there must not hang an exec (nor /dev/zero exhaust its memory).
-	rt node1 exec "$task" sh -c 'mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd'
-	run timeout 10 "$SHOAL_BIN/shoalrt" --root "$DATA/node1" exec "$task" true
+	rtexec "$task" sh -c 'mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd'
+	run rtexec "$task" true
 	[ "$status" -eq 0 ]
-	rt node1 exec "$task" sh -c 'rm /etc/passwd && ln -s /dev/zero /etc/passwd'
-	run timeout 10 "$SHOAL_BIN/shoalrt" --root "$DATA/node1" exec "$task" true
+	rtexec "$task" sh -c 'rm /etc/passwd && ln -s /dev/zero /etc/passwd'
+	run rtexec "$task" true
 	[ "$status" -eq 0 ]
 	shoal rm probe
 }

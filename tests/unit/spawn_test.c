@@ -5,9 +5,13 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <cmocka.h>
 
+#include "err.h"
+#include "util.h"
 #include "runtime/spawn.h"
 
 /* A hybrid host as this machine's: v1 controllers, some co-mounted, systemd's named
@@ -100,14 +104,54 @@ test_cgroup_dir_bad_lines(void **state)
 	assert_string_equal(dir_of("truncated line without fields", "4:memory:/x"), "(none)");
 }
 
+/* An exec'd process copies the init's limits from /proc/PID/limits: ours, read that way, are
+ * what getrlimit says. */
+static void
+test_parse_limits_self(void **state)
+{
+	struct rlimit got[RLIM_NLIMITS], want;
+	struct shoal_err err;
+	char *text = util_read_file("/proc/self/limits", NULL, &err);
+
+	(void)state;
+	assert_non_null(text);
+	assert_int_equal(spawn_parse_limits(text, got, &err), 0);
+	for (int r = 0; r < RLIM_NLIMITS; r++) {
+		assert_int_equal(getrlimit((enum __rlimit_resource)r, &want), 0);
+		assert_true(got[r].rlim_cur == want.rlim_cur);
+		assert_true(got[r].rlim_max == want.rlim_max);
+	}
+	free(text);
+}
+
+static void
+test_parse_limits_bad(void **state)
+{
+	struct rlimit got[RLIM_NLIMITS];
+	struct shoal_err err;
+
+	(void)state;
+	assert_int_equal(spawn_parse_limits("", got, &err), -1);
+	assert_int_equal(spawn_parse_limits("Limit   Soft Limit  Hard Limit  Units\n", got, &err),
+	                 -1);
+	assert_string_equal(err.msg, "0 limits, want 16");
+	assert_int_equal(spawn_parse_limits("Limit\n"
+	                                    "Max cpu time              lots                 "
+	                                    "unlimited            seconds\n",
+	                                    got, &err),
+	                 -1);
+	assert_string_equal(err.msg, "cannot parse limit \"Max cpu time              lots"
+	                             "                 unlimited            seconds\"");
+	assert_int_equal(spawn_parse_limits("Limit\nshort\n", got, &err), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cgroup_dir_v1),
-	    cmocka_unit_test(test_cgroup_dir_v2),
-	    cmocka_unit_test(test_cgroup_dir_subtree),
-	    cmocka_unit_test(test_cgroup_dir_bad_lines),
+	    cmocka_unit_test(test_cgroup_dir_v1),      cmocka_unit_test(test_cgroup_dir_v2),
+	    cmocka_unit_test(test_cgroup_dir_subtree), cmocka_unit_test(test_cgroup_dir_bad_lines),
+	    cmocka_unit_test(test_parse_limits_self),  cmocka_unit_test(test_parse_limits_bad),
 	};
 	return cmocka_run_group_tests_name("spawn", tests, NULL, NULL);
 }
