@@ -2117,6 +2117,18 @@ manifest_spec_check(const struct service_spec *s, const char *prefix, struct man
 	check_duration(&k, "stop_grace", s->stop_grace_ms, false);
 	if ((unsigned)s->network >= ARRAY_SIZE(network_names))
 		cerr(&k, "network: invalid value %d", (int)s->network);
+	/* Last, once the enums are known to index their names. The spec travels whole in every
+	 * listing and in each node's Assignments (current and previous version in one frame):
+	 * one huge spec must not push those past the frame limit. */
+	if (k.n == 0) {
+		cleanup_free char *json = manifest_spec_to_json(s);
+		size_t len = strlen(json);
+		if (len > MANIFEST_MAX_SPEC_BYTES)
+			cerr(&k,
+			     "spec: %zu bytes as JSON, more than %d (keep large data such as "
+			     "certificates in the image or a mounted file, not in env or command)",
+			     len, MANIFEST_MAX_SPEC_BYTES);
+	}
 	return k.n == 0 ? 0 : -1;
 }
 
