@@ -160,6 +160,11 @@ struct manifest_errors {
  * faster than the input on hostile nesting, so a bound keeps a parse well under a second. */
 #define MANIFEST_MAX_BYTES (1024 * 1024)
 
+/* The largest service spec, as canonical JSON: a spec is sent whole in every service listing
+ * and, with its previous version during an update, in every Assignments of a node running it,
+ * all within one 4 MiB frame. */
+#define MANIFEST_MAX_SPEC_BYTES (128 * 1024)
+
 /*
  * Parse buf (len bytes, need not be NUL-terminated) named name in messages.
  * On success fills *out (free with manifest_free) and returns 0. On any error

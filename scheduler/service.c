@@ -311,9 +311,9 @@ check_against_cluster(struct sched_server *srv, struct apply_plan *p, size_t n,
                       struct manifest_errors *errs)
 {
 	cleanup_free struct apply_plan **byname = xcalloc(n + 1, sizeof(*byname));
-	cleanup_free const char **owner = xcalloc(65536, sizeof(*owner)); /* existing services */
-	cleanup_free const char **claim = xcalloc(65536, sizeof(*claim)); /* this request */
-	size_t nb = 0;
+	cleanup_free const char **owner = NULL; /* port -> existing service publishing it */
+	cleanup_free const char **claim = NULL; /* port -> service of this request */
+	size_t nb = 0, nports = 0;
 
 	for (size_t i = 0; i < n; i++)
 		if (p[i].parsed)
@@ -324,6 +324,12 @@ check_against_cluster(struct sched_server *srv, struct apply_plan *p, size_t n,
 			manifest_errors_add(errs, "service %s: given twice", byname[i]->spec.name);
 
 	/* A published port belongs to one service cluster-wide: every node listens on it. */
+	for (size_t i = 0; i < n; i++)
+		nports += p[i].parsed ? p[i].spec.n_ports : 0;
+	if (nports == 0)
+		return;
+	owner = xcalloc(65536, sizeof(*owner));
+	claim = xcalloc(65536, sizeof(*claim));
 	for (size_t k = 0; k < srv->services.n; k++) {
 		const struct service *o = srv->services.v[k];
 		if (o->removed)

@@ -23,6 +23,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct shoal_err err;
 			char *json = manifest_spec_to_json(&m.services[i]);
 
+			/* What the CLI accepts, the scheduler's check accepts. */
+			SHOAL_ASSERT(manifest_spec_check(&m.services[i], NULL, &errs) == 0);
 			SHOAL_ASSERT(manifest_spec_from_json(json, &back, &err) == 0);
 			SHOAL_ASSERT(manifest_spec_equal(&m.services[i], &back));
 			manifest_spec_copy(&copy, &back);

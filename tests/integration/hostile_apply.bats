@@ -89,13 +89,13 @@ raw() {
 }
 
 @test "a store that cannot write: the CLI gets the error, not 'created', and nothing half-done" {
-	# A 200 KB variable needs WAL pages the full disk cannot give.
+	# Three services of 100 KB each: 300 KB of WAL pages the full disk cannot give.
 	m="$BATS_TEST_TMPDIR/big.yaml"
-	{
-		printf 'service: big\nimage: x\nreplicas: 0\nenv:\n  BIG: "'
-		head -c 204800 /dev/zero | tr '\0' 'v'
+	for s in big big2 big3; do
+		printf -- '---\nservice: %s\nimage: x\nreplicas: 0\nenv:\n  BIG: "' "$s"
+		head -c 102400 /dev/zero | tr '\0' 'v'
 		printf '"\n'
-	} >"$m"
+	done >"$m"
 	dd if=/dev/zero of="$DATA/sched/filler" bs=64k 2>/dev/null || true
 	run shoal apply -f "$m"
 	[ "$status" -eq 1 ]
@@ -108,7 +108,29 @@ raw() {
 	rm -f "$DATA/sched/filler"
 	run shoal apply -f "$m"
 	[ "$status" -eq 0 ]
-	[ "$output" = "service big created" ]
+	[ "$output" = "$(printf 'service big created\nservice big2 created\nservice big3 created')" ]
+}
+
+@test "a spec too large for a listing or an Assignments frame is refused, by the CLI and past it" {
+	m="$BATS_TEST_TMPDIR/fat.yaml"
+	{
+		printf 'service: fat\nimage: x\nenv:\n  BIG: "'
+		head -c 140000 /dev/zero | tr '\0' 'v'
+		printf '"\n'
+	} >"$m"
+	run shoal apply -f "$m"
+	[ "$status" -eq 1 ]
+	[[ "$output" == "$m:1:10: spec: "*" bytes as JSON, more than 131072 "* ]]
+	{
+		printf '{"name":"fat","image":"x","env":{"BIG":"'
+		head -c 140000 /dev/zero | tr '\0' 'v'
+		printf '"}}'
+	} >"$BATS_TEST_TMPDIR/fat.json"
+	run raw "@$BATS_TEST_TMPDIR/fat.json"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"service fat: spec: "*" bytes as JSON, more than 131072 "* ]]
+	run shoal services
+	[[ "$output" != *fat* ]]
 }
 
 @test "kill -9 right after each acknowledged apply: every acknowledged service is back" {
@@ -125,4 +147,5 @@ raw() {
 		[[ "$output" == *"kept$i "* ]]
 	done
 	[[ "$output" == *"big "* ]]
+	[[ "$output" == *"big3 "* ]]
 }

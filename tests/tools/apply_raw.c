@@ -1,7 +1,7 @@
 /*
  * apply_raw: send one Apply with the given spec JSON strings as they are, past the CLI's
  * checks, as a client holding the admin token could. For hostile_apply.bats.
- *   apply_raw HOST:PORT TOKEN_FILE JSON...
+ *   apply_raw HOST:PORT TOKEN_FILE JSON|@FILE...
  * Prints "service NAME ACTION" per change and exits 0, or prints the Error reply's message
  * and exits 1 (2 when the call itself failed).
  */
@@ -13,6 +13,7 @@
 #include "cli/client.h"
 #include "err.h"
 #include "shoal.pb-c.h"
+#include "util.h"
 
 int
 main(int argc, char **argv)
@@ -25,13 +26,23 @@ main(int argc, char **argv)
 	int rc = 0;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: apply_raw HOST:PORT TOKEN_FILE JSON...\n");
+		fprintf(stderr, "usage: apply_raw HOST:PORT TOKEN_FILE JSON|@FILE...\n");
 		return 2;
 	}
 	if (sodium_init() < 0)
 		return 2;
 	ctx.scheduler = argv[1];
 	ctx.token_file = argv[2];
+	/* @FILE: the spec from a file, for one larger than an argument may be (128 KiB). */
+	for (int i = 3; i < argc; i++) {
+		if (argv[i][0] != '@')
+			continue;
+		argv[i] = util_read_file(argv[i] + 1, NULL, &err);
+		if (argv[i] == NULL) {
+			fprintf(stderr, "apply_raw: %s\n", err.msg);
+			return 2;
+		}
+	}
 	ap.specs_json = argv + 3;
 	ap.n_specs_json = (size_t)(argc - 3);
 	req.body_case = SHOAL__ENVELOPE__BODY_APPLY;

@@ -993,6 +993,29 @@ test_spec_check(void **state)
 	manifest_errors_free(&errs);
 	manifest_spec_free(&s);
 
+	/* A spec too large to travel in a listing or an Assignments frame, from either reader. */
+	{
+		size_t n = MANIFEST_MAX_SPEC_BYTES;
+		char *yaml = xmalloc(n + 64);
+		int o = snprintf(yaml, 64, "service: fat\nimage: x\nenv:\n  A: \"");
+		memset(yaml + o, 'a', n);
+		strcpy(yaml + o + n, "\"\n");
+		assert_int_equal(manifest_parse_buffer("t.yaml", yaml, strlen(yaml), &m, &errs),
+		                 -1);
+		assert_int_equal(errs.n, 1);
+		assert_string_equal(
+		    errs.lines[0],
+		    "t.yaml:1:10: spec: 131544 bytes as JSON, more than 131072 (keep "
+		    "large data such as certificates in the image or a mounted file, "
+		    "not in env or command)");
+		manifest_errors_free(&errs);
+		/* Just under the limit is fine. */
+		strcpy(yaml + o + n - 1000, "\"\n");
+		parse_ok(yaml, &m);
+		manifest_free(&m);
+		free(yaml);
+	}
+
 	/* Every spec the YAML reader builds passes: the CLI and the scheduler agree. */
 	parse_ok(full_flow, &m);
 	assert_int_equal(manifest_spec_check(&m.services[0], NULL, &errs), 0);

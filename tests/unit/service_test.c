@@ -286,6 +286,35 @@ test_apply_store_failure(void **state)
 	assert_int_equal(committed_rows(f), 1);
 }
 
+/* Another process holds the write lock (a second scheduler on the data dir, an sqlite3 shell):
+ * the apply fails within the short busy timeout with a clear error, instead of stalling the
+ * loop, and so every agent's heartbeat, for seconds (2 s per call before). */
+static void
+test_apply_locked_store_fails_fast(void **state)
+{
+	struct fixture *f = *state;
+	struct manifest_errors errs = {0};
+	struct service_changes ch;
+	struct shoal_err err;
+	char *web[] = {"{\"name\":\"web\",\"image\":\"x\"}"};
+	struct store other;
+	int64_t t0, ms;
+
+	assert_int_equal(store_open(&other, f->db, &err), 0);
+	assert_int_equal(sqlite3_exec(other.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	t0 = util_now_ms();
+	assert_int_equal(service_apply(&f->srv, web, 1, &ch, &errs, &err), -1);
+	ms = util_now_ms() - t0;
+	assert_int_equal(err.code, EIO);
+	assert_string_equal(err.msg,
+	                    "apply failed, nothing changed: store: begin: database is locked");
+	assert_true(ms >= STORE_BUSY_TIMEOUT_MS / 2 && ms < 1000);
+	assert_int_equal(f->srv.services.n, 0);
+	assert_int_equal(sqlite3_exec(other.db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	store_close(&other);
+	apply_ok(f, web, 1, (const char *const[]){"created"});
+}
+
 static void
 test_scale_and_remove(void **state)
 {
@@ -341,6 +370,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_apply_set_checks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_apply_commits_before_answering, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_apply_store_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_apply_locked_store_fails_fast, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scale_and_remove, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("service", tests, NULL, NULL);
