@@ -303,6 +303,16 @@ main(int argc, char **argv)
 		fputs("shoal-agent: cannot initialise libsodium\n", stderr);
 		return 1;
 	}
+	/* The proxy holds two fds per client: 1024 (the usual soft limit) ran out at ~510 idle
+	 * clients. Raised before anything opens; a failure leaves the proxy's default
+	 * max_conns sized to the limit there is. */
+	{
+		uint64_t nofile;
+
+		if (util_raise_nofile(&nofile, &err) == -1)
+			fprintf(stderr, "shoal-agent: %s (staying at %llu)\n", err.msg,
+			        (unsigned long long)nofile);
+	}
 	if (argc >= 2 && strcmp(argv[1], "cleanup") == 0)
 		return cleanup_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "proxy") == 0)

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "endpoints.h"
 #include "nodes.h"
@@ -15,6 +16,7 @@ struct event_base;
 struct evconnlistener;
 struct event;
 struct log_relay;
+struct admit;
 struct shoal_err;
 
 /* One accepted connection: an agent's session or a short CLI call. */
@@ -22,6 +24,8 @@ struct sched_conn {
 	struct sched_server *srv;
 	struct rpc_conn *rpc;
 	struct node *node; /* set once an agent registered on this connection */
+	struct sockaddr_storage src; /* the peer's address, for admission */
+	bool unauth;                 /* counted in srv->admit until its handshake is done */
 	struct sched_conn *prev, *next;
 };
 
@@ -44,6 +48,11 @@ struct sched_server {
 	struct nodes nodes;     /* registry, mirrored in store */
 	struct rpc_identity id; /* signing key and role tokens (secret) */
 	struct rpc_limits limits;
+	struct admit *admit;        /* caps on connections before their handshake */
+	struct event *accept_pause; /* re-enables the listener after an EMFILE pause */
+	int reserve_fd;             /* held open so that a full fd table can shed a connection */
+	uint64_t nofile;            /* RLIMIT_NOFILE soft limit at start */
+	size_t nconns;              /* open connections (each one fd) */
 	struct sched_conn *conns;    /* every open connection */
 	struct services services;    /* desired state, mirrored in store */
 	struct task_map tasks;       /* every known task by id (borrowed from services) */
@@ -58,6 +67,7 @@ struct sched_server {
 	    *dirty_tasks; /* tasks whose row the pass writes (once, however often marked) */
 	size_t ndirty_tasks, capdirty_tasks;
 	int64_t next_tick;          /* monotonic ms of the next 1 s reconcile tick */
+	int64_t next_expire;        /* monotonic ms admission forgets idle sources next */
 	int64_t started;            /* monotonic ms the scheduler started */
 	struct log_relay *relays;   /* `shoal logs` requests being relayed */
 	struct endpoints endpoints; /* the proxies' table, its generation, the drains */
