@@ -24,6 +24,15 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(a->base, NULL);
 }
 
+static void
+on_log_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_tick();
+}
+
 int
 agent_server_init(struct agent_server *a, const struct agent_options *opt, struct shoal_err *err)
 {
@@ -76,6 +85,8 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	a->sig_int = evsignal_new(a->base, SIGINT, on_signal, a);
 	event_add(a->sig_term, NULL);
 	event_add(a->sig_int, NULL);
+	a->log_tick = event_new(a->base, -1, EV_PERSIST, on_log_tick, NULL);
+	event_add(a->log_tick, &(struct timeval){1, 0});
 	session_init(&a->session, a);
 	if (netnode_init(&a->netnode, a->data_dir, a->name, opt->masquerade, err) == -1) {
 		agent_server_free(a);
@@ -92,6 +103,7 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 		    .threads = opt->proxy_threads,
 		    .max_conns = opt->proxy_max_conns,
 		    .idle_timeout_ms = opt->proxy_idle_timeout_ms,
+		    .first_byte_timeout_ms = opt->proxy_first_byte_timeout_ms,
 		    .main_base = a->base,
 		    .on_failure = session_proxy_failure,
 		    .failure_arg = &a->session,
@@ -132,6 +144,8 @@ agent_server_free(struct agent_server *a)
 		event_free(a->sig_term);
 	if (a->sig_int)
 		event_free(a->sig_int);
+	if (a->log_tick)
+		event_free(a->log_tick);
 	if (a->base)
 		event_base_free(a->base);
 	for (size_t i = 0; i < a->nlabels; i++)
