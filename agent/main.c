@@ -404,9 +404,10 @@ main(int argc, char **argv)
 			if (util_parse_duration_ms(optarg, &o.proxy_first_byte_timeout_ms, &err) ==
 			        -1 ||
 			    o.proxy_first_byte_timeout_ms < 1000) {
-				fprintf(stderr,
-				        "shoal-agent: --proxy-first-byte-timeout %s: want 1s or more\n",
-				        optarg);
+				fprintf(
+				    stderr,
+				    "shoal-agent: --proxy-first-byte-timeout %s: want 1s or more\n",
+				    optarg);
 				return 1;
 			}
 			break;

@@ -41,6 +41,10 @@
 #include "util.h"
 
 #define PX_DEFAULT_IDLE_MS    (10 * 60 * 1000)
+#define PX_DEFAULT_CONNECT_MS 1000
+#define PX_DEFAULT_BENCH_MS   2000
+#define PX_DEFAULT_BUF        (64 * 1024)
+#define PX_MAX_BUF            (256 * 1024)
 /* A connection on which neither side said anything for this long is closed: an idle client
  * holds two fds (client and backend) and nothing else bounds how long. Generous, because some
  * protocols are server-speaks-first (SMTP, MySQL, SSH): only a connection whose backend sent
@@ -53,10 +57,6 @@
 #define PX_DEFAULT_MAX_CONNS_CAP 65536
 /* How long a listener pauses when accept() finds the fd table full. */
 #define PX_ACCEPT_PAUSE_MS 200
-#define PX_DEFAULT_CONNECT_MS 1000
-#define PX_DEFAULT_BENCH_MS   2000
-#define PX_DEFAULT_BUF        (64 * 1024)
-#define PX_MAX_BUF            (256 * 1024)
 /* Accepts per wakeup: the workers share one accept queue, and a worker that took a whole
  * burst would serve it alone while the others idle. */
 #define PX_ACCEPT_BATCH 4
@@ -249,7 +249,8 @@ struct px_worker {
 	int64_t now_ms;                /* at the start of the current callback */
 	const struct timeval *idle_tv; /* libevent common timeouts: O(1) add/remove */
 	const struct timeval *connect_tv;
-	const struct timeval *first_byte_tv; /* first_byte_ms, when it comes before idle_ms */
+	/* first_byte_ms, when it comes before idle_ms (else NULL) */
+	const struct timeval *first_byte_tv;
 	_Atomic int64_t buffered; /* bytes in this worker's connection buffers */
 	/* Connections this worker owns, plus those handed to it and not yet taken: what the
 	 * accepting worker compares to steer a new connection (see px_steer). */
@@ -888,7 +889,8 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 	/* Lazy timer: I/O only stamps last_ms; the timer re-arms for what is left instead of
 	 * being pushed back on every read. */
 	idle = w->now_ms - c->last_ms;
-	limit = c->quiet && w->p->first_byte_ms < w->p->idle_ms ? w->p->first_byte_ms : w->p->idle_ms;
+	limit =
+	    c->quiet && w->p->first_byte_ms < w->p->idle_ms ? w->p->first_byte_ms : w->p->idle_ms;
 	if (idle >= limit) {
 		shoal_log(LOG_DEBUG, "proxy: %s: closing a connection %s for %lldms", c->svc->name,
 		          c->quiet ? "silent both ways" : "idle", (long long)idle);
@@ -1042,7 +1044,8 @@ px_accept_cb(evutil_socket_t fd, short what, void *arg)
 		struct px_worker *t;
 
 		if (cfd == -1) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				px_accept_pause(l, errno);
 			else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				shoal_log(LOG_WARNING, "proxy: %s: accept: %s", l->svc->name,
@@ -1142,8 +1145,8 @@ proxy_create(const struct proxy_options *opt, struct shoal_err *err)
 	if (p->nthreads < 1)
 		p->nthreads = 1;
 	p->max_conns = opt->max_conns > 0 ? opt->max_conns : proxy_default_max_conns(util_nofile());
-	p->first_byte_ms = opt->first_byte_timeout_ms > 0 ? opt->first_byte_timeout_ms
-	                                                  : PX_DEFAULT_FIRST_BYTE_MS;
+	p->first_byte_ms =
+	    opt->first_byte_timeout_ms > 0 ? opt->first_byte_timeout_ms : PX_DEFAULT_FIRST_BYTE_MS;
 	p->idle_ms = opt->idle_timeout_ms > 0 ? opt->idle_timeout_ms : PX_DEFAULT_IDLE_MS;
 	p->connect_ms =
 	    opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms : PX_DEFAULT_CONNECT_MS;
@@ -1196,7 +1199,8 @@ proxy_create(const struct proxy_options *opt, struct shoal_err *err)
 		w->idle_tv = event_base_init_common_timeout(w->base, &idle);
 		w->connect_tv = event_base_init_common_timeout(w->base, &conn);
 		if (p->first_byte_ms < p->idle_ms) {
-			struct timeval fb = {p->first_byte_ms / 1000, (p->first_byte_ms % 1000) * 1000};
+			struct timeval fb = {p->first_byte_ms / 1000,
+			                     (p->first_byte_ms % 1000) * 1000};
 
 			w->first_byte_tv = event_base_init_common_timeout(w->base, &fb);
 		}

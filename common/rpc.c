@@ -714,8 +714,8 @@ rpc_killcb(evutil_socket_t fd, short what, void *arg)
 	rpc_enter(c);
 	c->closing = false;
 	rpc_fail(c, LOG_WARNING,
-	         "peer not reading: over %zu bytes queued for it (%zu still unsent)",
-	         c->max_queued, evbuffer_get_length(bufferevent_get_output(c->bev)));
+	         "peer not reading: over %zu bytes queued for it (%zu still unsent)", c->max_queued,
+	         evbuffer_get_length(bufferevent_get_output(c->bev)));
 	rpc_leave(c);
 }
 

@@ -24,8 +24,10 @@ struct sched_conn {
 	struct sched_server *srv;
 	struct rpc_conn *rpc;
 	struct node *node; /* set once an agent registered on this connection */
-	struct sockaddr_storage src; /* the peer's address, for admission */
-	bool unauth;                 /* counted in srv->admit until its handshake is done */
+	/* The peer's address, and whether it still counts in srv->admit (its handshake is not
+	 * done). */
+	struct sockaddr_storage src;
+	bool unauth;
 	struct sched_conn *prev, *next;
 };
 
@@ -48,11 +50,15 @@ struct sched_server {
 	struct nodes nodes;     /* registry, mirrored in store */
 	struct rpc_identity id; /* signing key and role tokens (secret) */
 	struct rpc_limits limits;
-	struct admit *admit;        /* caps on connections before their handshake */
-	struct event *accept_pause; /* re-enables the listener after an EMFILE pause */
-	int reserve_fd;             /* held open so that a full fd table can shed a connection */
-	uint64_t nofile;            /* RLIMIT_NOFILE soft limit at start */
-	size_t nconns;              /* open connections (each one fd) */
+	/* Admission, before any work is spent on a connection: the caps on unauthenticated
+	 * connections (admit.h); the timer that resumes accepting after an EMFILE pause; an fd
+	 * held open so that a full table can still shed one waiting connection; the fd limit
+	 * and the connections open against it (each one fd). */
+	struct admit *admit;
+	struct event *accept_pause;
+	int reserve_fd;
+	uint64_t nofile;
+	size_t nconns;
 	struct sched_conn *conns;    /* every open connection */
 	struct services services;    /* desired state, mirrored in store */
 	struct task_map tasks;       /* every known task by id (borrowed from services) */

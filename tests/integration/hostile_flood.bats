@@ -54,7 +54,8 @@ cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-# nodes_fast: `shoal nodes` lists both nodes ready within 1 s (its normal latency is ms).
+# nodes_fast: `shoal nodes` lists both nodes ready within 2 s (its normal latency, lab exec
+# included, is 0.2-0.7 s here; a spinning scheduler took 4.4 s).
 nodes_fast() {
 	local t0 t1 out
 	t0=${EPOCHREALTIME/./}
@@ -62,7 +63,7 @@ nodes_fast() {
 	t1=${EPOCHREALTIME/./}
 	echo "shoal nodes took $(((t1 - t0) / 1000)) ms" >&3
 	[ "$(echo "$out" | awk 'NR > 1 && $3 == "ready"' | wc -l)" -eq 2 ] || return 1
-	[ $((t1 - t0)) -lt 1000000 ]
+	[ $((t1 - t0)) -lt 2000000 ]
 }
 
 @test "the daemons raised their fd limit to the hard limit" {

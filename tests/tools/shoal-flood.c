@@ -128,7 +128,8 @@ flood_idle(const struct sockaddr_in *sin, int n, int seconds)
 			if (p[i].fd == -1 || p[i].events != POLLIN || !p[i].revents)
 				continue;
 			if (recv(p[i].fd, &c, 1, MSG_DONTWAIT) > 0)
-				continue; /* the server spoke first: fine, still idle from our side */
+				continue; /* the server spoke first: fine, still idle from our side
+				           */
 			close(p[i].fd);
 			p[i].fd = -1;
 			closed++;
@@ -206,7 +207,8 @@ flood_serve(const struct sockaddr_in *sin, int seconds)
 
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (lfd == -1 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    bind(lfd, (const struct sockaddr *)sin, sizeof(*sin)) == -1 || listen(lfd, 4096) == -1) {
+	    bind(lfd, (const struct sockaddr *)sin, sizeof(*sin)) == -1 ||
+	    listen(lfd, 4096) == -1) {
 		perror("shoal-flood: serve");
 		return 1;
 	}
@@ -219,7 +221,8 @@ flood_serve(const struct sockaddr_in *sin, int seconds)
 			int fd;
 
 			while (n <= FLOOD_MAX_CONNS &&
-			       (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) != -1) {
+			       (fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) !=
+			           -1) {
 				p[n].fd = fd;
 				p[n].events = POLLIN;
 				p[n].revents = 0;

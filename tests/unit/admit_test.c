@@ -25,7 +25,8 @@ addr(struct sockaddr_in *sin, const char *ip)
 static void
 test_per_source(void **state)
 {
-	struct admit_limits lim = {.max_unauth = 100, .max_unauth_per_src = 4, .rate_per_src = 1000};
+	struct admit_limits lim = {
+	    .max_unauth = 100, .max_unauth_per_src = 4, .rate_per_src = 1000};
 	struct admit *a = admit_new(&lim);
 	struct sockaddr_in x, y;
 
@@ -65,8 +66,10 @@ test_global(void **state)
 static void
 test_rate(void **state)
 {
-	struct admit_limits lim = {.max_unauth = 100000, .max_unauth_per_src = 100000,
-	                           .rate_per_src = 50, .burst_per_src = 100};
+	struct admit_limits lim = {.max_unauth = 100000,
+	                           .max_unauth_per_src = 100000,
+	                           .rate_per_src = 50,
+	                           .burst_per_src = 100};
 	struct admit *a = admit_new(&lim);
 	struct sockaddr_in x, y;
 	int ok = 0;

@@ -878,7 +878,8 @@ test_emfile_pauses(void **state)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 	assert_true(n >= 1 && n < 40);
 	if (used >= 300)
-		fail_msg("the proxy spun on a full fd table: %lld ms of CPU in 1 s", (long long)used);
+		fail_msg("the proxy spun on a full fd table: %lld ms of CPU in 1 s",
+		         (long long)used);
 	/* With fds again, the waiting clients get in after the pause. */
 	for (int i = 0; i < 100 && active_conns(fx.p) < 40; i++)
 		usleep(20 * 1000);
@@ -1067,26 +1068,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lb_rr_rotation),
-	    cmocka_unit_test(test_lb_rr_skip),
-	    cmocka_unit_test(test_lb_rr_threads),
-	    cmocka_unit_test(test_rotation),
-	    cmocka_unit_test(test_rotation_threads),
-	    cmocka_unit_test(test_refused_backend),
-	    cmocka_unit_test(test_all_down),
-	    cmocka_unit_test(test_connect_timeout),
-	    cmocka_unit_test(test_late_handshake),
-	    cmocka_unit_test(test_failure_on_main_base),
-	    cmocka_unit_test(test_half_close),
-	    cmocka_unit_test(test_slow_reader),
-	    cmocka_unit_test(test_max_conns),
-	    cmocka_unit_test(test_first_byte_timeout),
-	    cmocka_unit_test(test_default_max_conns),
-	    cmocka_unit_test(test_emfile_pauses),
-	    cmocka_unit_test(test_worker_balance),
-	    cmocka_unit_test(test_backlog),
-	    cmocka_unit_test(test_idle_timeout),
-	    cmocka_unit_test(test_swap),
+	    cmocka_unit_test(test_lb_rr_rotation),    cmocka_unit_test(test_lb_rr_skip),
+	    cmocka_unit_test(test_lb_rr_threads),     cmocka_unit_test(test_rotation),
+	    cmocka_unit_test(test_rotation_threads),  cmocka_unit_test(test_refused_backend),
+	    cmocka_unit_test(test_all_down),          cmocka_unit_test(test_connect_timeout),
+	    cmocka_unit_test(test_late_handshake),    cmocka_unit_test(test_failure_on_main_base),
+	    cmocka_unit_test(test_half_close),        cmocka_unit_test(test_slow_reader),
+	    cmocka_unit_test(test_max_conns),         cmocka_unit_test(test_first_byte_timeout),
+	    cmocka_unit_test(test_default_max_conns), cmocka_unit_test(test_emfile_pauses),
+	    cmocka_unit_test(test_worker_balance),    cmocka_unit_test(test_backlog),
+	    cmocka_unit_test(test_idle_timeout),      cmocka_unit_test(test_swap),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -921,7 +921,8 @@ test_partial_frame_timeout(void **state)
 	write_all(r.rs, part, sizeof(part));
 	RUN_UNTIL(base, srv.c != NULL && rpc_input_held() == sizeof(part));
 	RUN_UNTIL(base, srv.closed);
-	assert_string_equal(srv.reason, "partial frame not completed within 200 ms (104 bytes held)");
+	assert_string_equal(srv.reason,
+	                    "partial frame not completed within 200 ms (104 bytes held)");
 	assert_int_equal(rpc_input_held(), 0);
 	rpc_free(cli.c);
 	relay_stop(&r);
@@ -989,15 +990,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_worker_role),
-	    cmocka_unit_test(test_wrong_token),      cmocka_unit_test(test_ca_mismatch),
-	    cmocka_unit_test(test_bad_signature),    cmocka_unit_test(test_tampered_frame),
-	    cmocka_unit_test(test_replayed_frame),   cmocka_unit_test(test_truncated_frame),
-	    cmocka_unit_test(test_oversize_frame),   cmocka_unit_test(test_unparsable_envelope),
-	    cmocka_unit_test(test_garbage),          cmocka_unit_test(test_handshake_stall),
-	    cmocka_unit_test(test_idle_timeout),     cmocka_unit_test(test_keeps_serving),
-	    cmocka_unit_test(test_free_in_callback), cmocka_unit_test(test_rpc_call),
-	    cmocka_unit_test(test_non_reading_peer), cmocka_unit_test(test_partial_frame_timeout),
+	    cmocka_unit_test(test_happy_path),
+	    cmocka_unit_test(test_worker_role),
+	    cmocka_unit_test(test_wrong_token),
+	    cmocka_unit_test(test_ca_mismatch),
+	    cmocka_unit_test(test_bad_signature),
+	    cmocka_unit_test(test_tampered_frame),
+	    cmocka_unit_test(test_replayed_frame),
+	    cmocka_unit_test(test_truncated_frame),
+	    cmocka_unit_test(test_oversize_frame),
+	    cmocka_unit_test(test_unparsable_envelope),
+	    cmocka_unit_test(test_garbage),
+	    cmocka_unit_test(test_handshake_stall),
+	    cmocka_unit_test(test_idle_timeout),
+	    cmocka_unit_test(test_keeps_serving),
+	    cmocka_unit_test(test_free_in_callback),
+	    cmocka_unit_test(test_rpc_call),
+	    cmocka_unit_test(test_non_reading_peer),
+	    cmocka_unit_test(test_partial_frame_timeout),
 	    cmocka_unit_test(test_partial_frame_budget),
 	};
 
