@@ -27,7 +27,8 @@ static const char cleanup_usage[] =
 static const char proxy_usage[] =
     "usage: shoal-agent proxy --listen ADDR:PORT --backend ADDR:PORT [--backend ...]\n"
     "                         [--threads N] [--max-conns N] [--idle-timeout DUR]\n"
-    "                         [--connect-timeout DUR] [--log-level LEVEL]\n"
+    "                         [--connect-timeout DUR] [--first-byte-timeout DUR]\n"
+    "                         [--log-level LEVEL]\n"
     "\n"
     "Run the agent's proxy alone: a round-robin TCP balancer from ADDR:PORT to the\n"
     "backends. A backend that refuses or times out is skipped (the client is retried on\n"
@@ -37,9 +38,12 @@ static const char proxy_usage[] =
     "  --listen ADDR:PORT      where to accept (ADDR empty = 0.0.0.0)\n"
     "  --backend ADDR:PORT     a backend (repeatable, in rotation order)\n"
     "  --threads N             worker threads (default: number of CPUs)\n"
-    "  --max-conns N           refuse client connections beyond N (default: no limit)\n"
+    "  --max-conns N           refuse client connections beyond N (default: from the\n"
+    "                          fd limit, 2 fds a client, 1/8 in reserve, at most 65536)\n"
     "  --idle-timeout DUR      close a connection idle for DUR (default 10m)\n"
     "  --connect-timeout DUR   give up a backend connect after DUR (default 1s)\n"
+    "  --first-byte-timeout DUR  close a connection on which neither the client nor the\n"
+    "                          backend sent a byte for DUR (default 30s)\n"
     "  --log-level LEVEL       error, warn, notice, info (default) or debug\n";
 
 static const char usage_text[] =
@@ -68,8 +72,11 @@ static const char usage_text[] =
     "  --cpus N               advertise at most N CPUs (default: what the node has)\n"
     "  --memory SIZE          advertise at most SIZE of memory (e.g. 2Gi)\n"
     "  --proxy-threads N      proxy worker threads (default: number of CPUs)\n"
-    "  --proxy-max-conns N    client connections the proxy holds at most (default: no limit)\n"
+    "  --proxy-max-conns N    client connections the proxy holds at most (default: from\n"
+    "                         the fd limit, 2 fds a client, 1/8 in reserve, at most 65536)\n"
     "  --proxy-idle-timeout DUR  close a proxied connection idle this long (default 10m)\n"
+    "  --proxy-first-byte-timeout DUR  close a proxied connection on which neither side\n"
+    "                         sent a byte for DUR (default 30s)\n"
     "  --masquerade           masquerade containers' traffic leaving the cluster (needs\n"
     "                         iptables); traffic between containers is never NATed\n"
     "  --log-level LEVEL      error, warn, notice, info (default) or debug\n"
@@ -144,6 +151,7 @@ proxy_main(int argc, char **argv)
 	    {"max-conns", required_argument, NULL, 'm'},
 	    {"idle-timeout", required_argument, NULL, 'i'},
 	    {"connect-timeout", required_argument, NULL, 'c'},
+	    {"first-byte-timeout", required_argument, NULL, 'f'},
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
@@ -196,11 +204,17 @@ proxy_main(int argc, char **argv)
 		}
 		case 'i':
 		case 'c':
-			if (util_parse_duration_ms(
-			        optarg, c == 'i' ? &po.idle_timeout_ms : &po.connect_timeout_ms,
-			        &err) == -1) {
+		case 'f':
+			if (util_parse_duration_ms(optarg,
+			                           c == 'i'   ? &po.idle_timeout_ms
+			                           : c == 'c' ? &po.connect_timeout_ms
+			                                      : &po.first_byte_timeout_ms,
+			                           &err) == -1) {
 				fprintf(stderr, "shoal-agent proxy: --%s: %s\n",
-				        c == 'i' ? "idle-timeout" : "connect-timeout", err.msg);
+				        c == 'i'   ? "idle-timeout"
+				        : c == 'c' ? "connect-timeout"
+				                   : "first-byte-timeout",
+				        err.msg);
 				goto out;
 			}
 			break;
@@ -293,6 +307,7 @@ main(int argc, char **argv)
 	    {"proxy-threads", required_argument, NULL, 'T'},
 	    {"proxy-max-conns", required_argument, NULL, 'X'},
 	    {"proxy-idle-timeout", required_argument, NULL, 'D'},
+	    {"proxy-first-byte-timeout", required_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -304,6 +319,16 @@ main(int argc, char **argv)
 	if (sodium_init() < 0) {
 		fputs("shoal-agent: cannot initialise libsodium\n", stderr);
 		return 1;
+	}
+	/* The proxy holds two fds per client: 1024 (the usual soft limit) ran out at ~510 idle
+	 * clients. Raised before anything opens; a failure leaves the proxy's default
+	 * max_conns sized to the limit there is. */
+	{
+		uint64_t nofile;
+
+		if (util_raise_nofile(&nofile, &err) == -1)
+			fprintf(stderr, "shoal-agent: %s (staying at %llu)\n", err.msg,
+			        (unsigned long long)nofile);
 	}
 	if (argc >= 2 && strcmp(argv[1], "cleanup") == 0)
 		return cleanup_main(argc - 1, argv + 1);
@@ -374,6 +399,17 @@ main(int argc, char **argv)
 				fprintf(stderr,
 				        "shoal-agent: --proxy-idle-timeout %s: want 1s or more\n",
 				        optarg);
+				return 1;
+			}
+			break;
+		case 'F':
+			if (util_parse_duration_ms(optarg, &o.proxy_first_byte_timeout_ms, &err) ==
+			        -1 ||
+			    o.proxy_first_byte_timeout_ms < 1000) {
+				fprintf(
+				    stderr,
+				    "shoal-agent: --proxy-first-byte-timeout %s: want 1s or more\n",
+				    optarg);
 				return 1;
 			}
 			break;

@@ -45,6 +45,18 @@
 #define PX_DEFAULT_BENCH_MS   2000
 #define PX_DEFAULT_BUF        (64 * 1024)
 #define PX_MAX_BUF            (256 * 1024)
+/* A connection on which neither side said anything for this long is closed: an idle client
+ * holds two fds (client and backend) and nothing else bounds how long. Generous, because some
+ * protocols are server-speaks-first (SMTP, MySQL, SSH): only a connection whose backend sent
+ * nothing either counts as quiet. */
+#define PX_DEFAULT_FIRST_BYTE_MS (30 * 1000)
+/* Default max_conns: what the fd limit leaves after a reserve for the rest of the agent
+ * (containers' pipes and shims, the scheduler connection, the store), two fds per client,
+ * and at most PX_DEFAULT_MAX_CONNS_CAP. */
+#define PX_FD_RESERVE_MIN        256
+#define PX_DEFAULT_MAX_CONNS_CAP 65536
+/* How long a listener pauses when accept() finds the fd table full. */
+#define PX_ACCEPT_PAUSE_MS 200
 /* Accepts per wakeup: the workers share one accept queue, and a worker that took a whole
  * burst would serve it alone while the others idle. */
 #define PX_ACCEPT_BATCH 4
@@ -216,6 +228,8 @@ struct px_listener {
 	struct px_service *svc; /* a ref */
 	int fd;
 	struct event ev;
+	struct event pause; /* re-adds ev after an EMFILE pause */
+	bool paused;
 };
 
 struct px_conn;
@@ -235,6 +249,8 @@ struct px_worker {
 	int64_t now_ms;                /* at the start of the current callback */
 	const struct timeval *idle_tv; /* libevent common timeouts: O(1) add/remove */
 	const struct timeval *connect_tv;
+	/* first_byte_ms, when it comes before idle_ms (else NULL) */
+	const struct timeval *first_byte_tv;
 	_Atomic int64_t buffered; /* bytes in this worker's connection buffers */
 	/* Connections this worker owns, plus those handed to it and not yet taken: what the
 	 * accepting worker compares to steer a new connection (see px_steer). */
@@ -254,7 +270,7 @@ struct px_failure_msg {
 struct proxy {
 	int nthreads;
 	int max_conns;
-	int64_t idle_ms, connect_ms, bench_ms;
+	int64_t idle_ms, connect_ms, bench_ms, first_byte_ms;
 	size_t buf_size;
 	const struct lb_ops *lb;
 	struct px_worker *workers;
@@ -309,6 +325,7 @@ px_worker_post(struct px_worker *w, struct px_cmd *cmd)
 }
 
 static void px_accept_cb(evutil_socket_t fd, short what, void *arg);
+static void px_accept_resume(evutil_socket_t fd, short what, void *arg);
 static void px_conn_close(struct px_conn *c);
 static void px_conn_new(struct px_worker *w, struct px_service *svc, int fd);
 
@@ -339,6 +356,7 @@ px_worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
 			l->svc = cmd->svc;
 			l->fd = cmd->fd;
 			event_assign(&l->ev, w->base, l->fd, EV_READ | EV_PERSIST, px_accept_cb, l);
+			event_assign(&l->pause, w->base, -1, 0, px_accept_resume, l);
 			event_add(&l->ev, NULL);
 			l->next = w->listeners;
 			w->listeners = l;
@@ -352,6 +370,7 @@ px_worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
 					continue;
 				*lp = l->next;
 				event_del(&l->ev);
+				event_del(&l->pause);
 				close(l->fd);
 				px_service_unref(l->svc);
 				free(l);
@@ -395,6 +414,7 @@ px_worker_main(void *arg)
 
 		w->listeners = l->next;
 		event_del(&l->ev);
+		event_del(&l->pause);
 		close(l->fd);
 		px_service_unref(l->svc);
 		free(l);
@@ -503,6 +523,7 @@ struct px_conn {
 	bool connecting;
 	bool connected_early; /* the connect was done when connect() returned (loopback) */
 	bool timer_on;
+	bool quiet; /* no byte either way yet: first_byte_ms applies, not idle_ms */
 	size_t attempts;
 	int64_t last_ms;
 	uint64_t unflushed_in, unflushed_out;
@@ -755,6 +776,7 @@ px_pump(struct px_conn *c, int dir)
 			return errno == EINTR ? 0 : -1;
 		}
 		c->last_ms = w->now_ms;
+		c->quiet = false;
 		if (dir == PX_UP)
 			c->unflushed_in += (uint64_t)n;
 		else
@@ -806,7 +828,7 @@ px_conn_connected(struct px_conn *c)
 	atomic_fetch_add_explicit(&c->be->c.conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->be->c.active, 1, memory_order_relaxed);
 	c->last_ms = c->w->now_ms;
-	px_timer_arm(c, c->w->idle_tv);
+	px_timer_arm(c, c->quiet && c->w->first_byte_tv ? c->w->first_byte_tv : c->w->idle_tv);
 }
 
 static void
@@ -852,7 +874,7 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_conn *c = arg;
 	struct px_worker *w = c->w;
-	int64_t idle;
+	int64_t idle, limit;
 
 	(void)fd;
 	(void)what;
@@ -867,13 +889,15 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 	/* Lazy timer: I/O only stamps last_ms; the timer re-arms for what is left instead of
 	 * being pushed back on every read. */
 	idle = w->now_ms - c->last_ms;
-	if (idle >= w->p->idle_ms) {
-		shoal_log(LOG_DEBUG, "proxy: %s: closing a connection idle for %lldms",
-		          c->svc->name, (long long)idle);
+	limit =
+	    c->quiet && w->p->first_byte_ms < w->p->idle_ms ? w->p->first_byte_ms : w->p->idle_ms;
+	if (idle >= limit) {
+		shoal_log(LOG_DEBUG, "proxy: %s: closing a connection %s for %lldms", c->svc->name,
+		          c->quiet ? "silent both ways" : "idle", (long long)idle);
 		px_conn_close(c);
 		return;
 	}
-	struct timeval tv = {(w->p->idle_ms - idle) / 1000, ((w->p->idle_ms - idle) % 1000) * 1000};
+	struct timeval tv = {(limit - idle) / 1000, ((limit - idle) % 1000) * 1000};
 	px_timer_arm(c, &tv);
 }
 
@@ -914,6 +938,7 @@ px_conn_new(struct px_worker *w, struct px_service *svc, int fd)
 	atomic_fetch_add_explicit(&svc->c.active, 1, memory_order_relaxed);
 	c->cfd = fd;
 	c->bfd = -1;
+	c->quiet = true;
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
@@ -973,6 +998,37 @@ px_steer(struct px_worker *w)
 }
 
 static void
+px_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_listener *l = arg;
+
+	(void)fd;
+	(void)what;
+	l->paused = false;
+	event_add(&l->ev, NULL);
+}
+
+/*
+ * accept() found no fd (or no kernel memory). The listening socket stays readable, so
+ * polling it again would fail again at once, forever, at a full core: stop polling it for
+ * PX_ACCEPT_PAUSE_MS and serve the connections there are. The waiting clients stay in the
+ * kernel's backlog meanwhile.
+ */
+static void
+px_accept_pause(struct px_listener *l, int code)
+{
+	struct timeval tv = {0, PX_ACCEPT_PAUSE_MS * 1000};
+
+	if (l->paused)
+		return;
+	l->paused = true;
+	event_del(&l->ev);
+	event_add(&l->pause, &tv);
+	shoal_log(LOG_WARNING, "proxy: %s: accept: %s: pausing accepts for %dms", l->svc->name,
+	          strerror(code), PX_ACCEPT_PAUSE_MS);
+}
+
+static void
 px_accept_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_listener *l = arg;
@@ -988,7 +1044,10 @@ px_accept_cb(evutil_socket_t fd, short what, void *arg)
 		struct px_worker *t;
 
 		if (cfd == -1) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				px_accept_pause(l, errno);
+			else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				shoal_log(LOG_WARNING, "proxy: %s: accept: %s", l->svc->name,
 				          strerror(errno));
 			break;
@@ -1066,6 +1125,15 @@ px_worker_free(struct px_worker *w)
 	free(w->kick);
 }
 
+int
+proxy_default_max_conns(uint64_t nofile)
+{
+	uint64_t reserve = nofile / 8 > PX_FD_RESERVE_MIN ? nofile / 8 : PX_FD_RESERVE_MIN;
+	uint64_t n = nofile > reserve + 2 ? (nofile - reserve) / 2 : 1;
+
+	return n > PX_DEFAULT_MAX_CONNS_CAP ? PX_DEFAULT_MAX_CONNS_CAP : (int)n;
+}
+
 struct proxy *
 proxy_create(const struct proxy_options *opt, struct shoal_err *err)
 {
@@ -1076,7 +1144,9 @@ proxy_create(const struct proxy_options *opt, struct shoal_err *err)
 	p->nthreads = opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (p->nthreads < 1)
 		p->nthreads = 1;
-	p->max_conns = opt->max_conns > 0 ? opt->max_conns : 0;
+	p->max_conns = opt->max_conns > 0 ? opt->max_conns : proxy_default_max_conns(util_nofile());
+	p->first_byte_ms =
+	    opt->first_byte_timeout_ms > 0 ? opt->first_byte_timeout_ms : PX_DEFAULT_FIRST_BYTE_MS;
 	p->idle_ms = opt->idle_timeout_ms > 0 ? opt->idle_timeout_ms : PX_DEFAULT_IDLE_MS;
 	p->connect_ms =
 	    opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms : PX_DEFAULT_CONNECT_MS;
@@ -1128,6 +1198,12 @@ proxy_create(const struct proxy_options *opt, struct shoal_err *err)
 		event_add(w->cmd_ev, NULL);
 		w->idle_tv = event_base_init_common_timeout(w->base, &idle);
 		w->connect_tv = event_base_init_common_timeout(w->base, &conn);
+		if (p->first_byte_ms < p->idle_ms) {
+			struct timeval fb = {p->first_byte_ms / 1000,
+			                     (p->first_byte_ms % 1000) * 1000};
+
+			w->first_byte_tv = event_base_init_common_timeout(w->base, &fb);
+		}
 	}
 	for (; started < p->nthreads; started++) {
 		int rc = pthread_create(&p->workers[started].thread, NULL, px_worker_main,

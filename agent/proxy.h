@@ -60,7 +60,7 @@ typedef void (*proxy_failure_fn)(const struct proxy_failure *f, void *arg);
 
 struct proxy_options {
 	int threads;                /* worker threads; 0 = number of CPUs */
-	int max_conns;              /* client connections over all services; 0 = no limit */
+	int max_conns;              /* client connections over all services; 0 = see below */
 	int64_t idle_timeout_ms;    /* no byte either way for this long closes; 0 = 10 min */
 	int64_t connect_timeout_ms; /* 0 = 1 s */
 	int64_t bench_ms;           /* how long a failed backend is skipped; 0 = 2 s */
@@ -71,7 +71,19 @@ struct proxy_options {
 	struct event_base *main_base;
 	proxy_failure_fn on_failure;
 	void *failure_arg;
+	/* A connection on which neither the client nor the backend sent a byte for this long
+	 * closes; 0 = 30 s. Counted from the backend connect, and only while both are silent, so
+	 * server-speaks-first protocols are safe. */
+	int64_t first_byte_timeout_ms;
 };
+
+/*
+ * The default max_conns for an fd limit of nofile: what max_conns = 0 gives (one limit for the
+ * node, over all services). Every client holds two fds (its own and its backend's), and
+ * max(256, nofile / 8) stay in reserve for the rest of the agent, at most 65536 connections.
+ * 1024 fds: 384 connections; 1048576: 65536.
+ */
+int proxy_default_max_conns(uint64_t nofile);
 
 /* Start the worker threads (no listener yet). NULL with *err on failure. */
 struct proxy *proxy_create(const struct proxy_options *opt, struct shoal_err *err);

@@ -25,6 +25,15 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(a->base, NULL);
 }
 
+static void
+on_log_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_tick();
+}
+
 int
 agent_server_init(struct agent_server *a, const struct agent_options *opt, struct shoal_err *err)
 {
@@ -87,6 +96,8 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	a->sig_int = evsignal_new(a->base, SIGINT, on_signal, a);
 	event_add(a->sig_term, NULL);
 	event_add(a->sig_int, NULL);
+	a->log_tick = event_new(a->base, -1, EV_PERSIST, on_log_tick, NULL);
+	event_add(a->log_tick, &(struct timeval){1, 0});
 	session_init(&a->session, a);
 	{
 		cleanup_free char *key = xasprintf("%s/node.key", a->data_dir);
@@ -110,6 +121,7 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 		    .threads = opt->proxy_threads,
 		    .max_conns = opt->proxy_max_conns,
 		    .idle_timeout_ms = opt->proxy_idle_timeout_ms,
+		    .first_byte_timeout_ms = opt->proxy_first_byte_timeout_ms,
 		    .main_base = a->base,
 		    .on_failure = session_proxy_failure,
 		    .failure_arg = &a->session,
@@ -150,6 +162,8 @@ agent_server_free(struct agent_server *a)
 		event_free(a->sig_term);
 	if (a->sig_int)
 		event_free(a->sig_int);
+	if (a->log_tick)
+		event_free(a->log_tick);
 	if (a->base)
 		event_base_free(a->base);
 	for (size_t i = 0; i < a->nlabels; i++)

@@ -32,6 +32,7 @@ struct agent_options {
 	int proxy_threads;   /* 0 = number of CPUs */
 	int proxy_max_conns; /* 0 = no limit */
 	int64_t proxy_idle_timeout_ms;
+	int64_t proxy_first_byte_timeout_ms; /* 0 = 30 s */
 };
 
 /* The agent daemon's state: the only mutable global, owner of everything below. */
@@ -39,6 +40,7 @@ struct agent_server {
 	struct event_base *base;
 	struct event *sig_term;
 	struct event *sig_int;
+	struct event *log_tick; /* writes the counts of rate-limited log lines (1 s) */
 	struct session session; /* the connection to the scheduler */
 	struct tasks tasks;     /* the containers this node runs */
 	struct logs logs;       /* `shoal logs` requests being served */

@@ -1,6 +1,7 @@
 #ifndef SHOAL_COMMON_LOG_H
 #define SHOAL_COMMON_LOG_H
 
+#include <stdint.h>
 #include <syslog.h>
 
 /*
@@ -8,6 +9,11 @@
  *   2026-11-28T10:00:00.123Z info sched: node node2 down (no heartbeat for 3.0s)
  * shoal_log() tests the level before its arguments are evaluated (redis
  * serverLog), so a debug line costs nothing when debug is off.
+ *
+ * Lines above debug are rate-limited per call site (its format string): at most 20 per 10 s,
+ * then one "N similar lines suppressed ..., the last: ..." line when the window is over. So a
+ * peer that makes a line repeat (refused connections, failed handshakes) costs a bounded
+ * number of lines.
  */
 extern int log_level; /* lines above this syslog level are dropped */
 
@@ -25,5 +31,12 @@ void log_init(const char *component, int level);
 int log_level_parse(const char *name);
 
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Write the "suppressed" line of every call site whose window is over: a daemon calls it from
+ * its periodic timer so that the count comes out even when the flood has stopped. */
+void log_tick(void);
+
+/* Lines per call site and window (burst 0: no limit); resets the counts. For tests. */
+void log_set_rate_limit(unsigned burst, int64_t window_ms);
 
 #endif

@@ -42,6 +42,19 @@
 #define RPC_BIND_CTX    "shoal-bind1"
 /* Frames up to this size are packed and decrypted on the stack, without a malloc. */
 #define RPC_SMALL_FRAME 4096
+/* Input held by a connection that is not worth judging against the budget: frames this small
+ * complete in one read. */
+#define RPC_HELD_FLOOR (64 * 1024)
+
+/*
+ * Bytes held in every connection's input buffer (partial frames, handshakes in progress) in
+ * this process, and the budget for them. Each connection is already bounded by one frame (4
+ * MiB), but 30 connections holding partial 4 MiB frames took a scheduler from 10 to 131 MB:
+ * past the budget a connection holding more than RPC_HELD_FLOOR is dropped. The loop that
+ * runs the connections is one thread, and so are these.
+ */
+static size_t rpc_held_total;
+static size_t rpc_held_budget = RPC_DEFAULT_INPUT_BUDGET;
 
 enum rpc_state {
 	RPC_SERVER_HELLO,  /* server: waiting for HELLO */
@@ -65,6 +78,8 @@ struct rpc_hs {
 struct rpc_conn {
 	struct bufferevent *bev;
 	struct event *timer;           /* handshake deadline; NULL once ready */
+	struct event *frame_timer;     /* a partial frame's deadline (lazy) */
+	struct event *kill;            /* closes c from the loop after an overflow (lazy) */
 	const struct rpc_identity *id; /* server side only; borrowed */
 	struct rpc_hs *hs;             /* NULL once ready */
 	struct rpc_callbacks cb;
@@ -73,6 +88,9 @@ struct rpc_conn {
 	crypto_secretstream_xchacha20poly1305_state tx, rx;
 	uint8_t binding[RPC_BINDING_BYTES]; /* names this session's handshake (rpc_conn_binding) */
 	uint32_t max_frame;
+	size_t max_queued; /* bytes queued for the peer beyond which it is dropped */
+	size_t held;       /* input bytes counted in rpc_held_total */
+	int frame_ms;      /* a started frame must be complete within this */
 	int hs_ms;
 	int idle_ms;
 	int sys_errno;   /* errno of a connect or socket failure, for rpc_call's message */
@@ -81,12 +99,18 @@ struct rpc_conn {
 	uint8_t depth;   /* our own callbacks on the stack: free only when it drops to 0 */
 	bool connecting; /* rpc_connect started a connect that has not completed */
 	bool dead;       /* closed or rpc_free()d inside a callback; freed on the way out */
+	bool closing;    /* an overflow: the kill event closes it on the next loop turn */
 	char peer[48];
 };
 
 static void
 rpc_destroy(struct rpc_conn *c)
 {
+	rpc_held_total -= c->held;
+	if (c->frame_timer != NULL)
+		event_free(c->frame_timer);
+	if (c->kill != NULL)
+		event_free(c->kill);
 	bufferevent_free(c->bev);
 	if (c->timer != NULL)
 		event_free(c->timer);
@@ -121,6 +145,10 @@ rpc_quiesce(struct rpc_conn *c)
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	if (c->timer != NULL)
 		event_del(c->timer);
+	if (c->frame_timer != NULL)
+		event_del(c->frame_timer);
+	if (c->kill != NULL)
+		event_del(c->kill);
 }
 
 /*
@@ -402,10 +430,57 @@ rpc_frame(struct rpc_conn *c, struct evbuffer *in, size_t have)
 }
 
 static void
+rpc_frame_timeoutcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	rpc_enter(c);
+	rpc_fail(c, LOG_WARNING, "partial frame not completed within %d ms (%zu bytes held)",
+	         c->frame_ms, c->held);
+	rpc_leave(c);
+}
+
+/*
+ * After a read: account what c still holds in its input buffer against the process budget,
+ * and give a started frame frame_ms to complete (restarted when a frame completed), so a
+ * peer cannot hold memory by sending most of a frame and then nothing. 0, or -1 once c is
+ * closed.
+ */
+static int
+rpc_hold(struct rpc_conn *c, size_t held, bool progressed)
+{
+	rpc_held_total = rpc_held_total - c->held + held;
+	c->held = held;
+	if (held > RPC_HELD_FLOOR && rpc_held_total > rpc_held_budget)
+		return rpc_fail(c, LOG_WARNING,
+		                "input over budget (%zu bytes of a partial frame held, %zu in all, "
+		                "budget %zu)",
+		                held, rpc_held_total, rpc_held_budget);
+	if (c->state != RPC_READY)
+		return 0; /* the handshake has its own deadline */
+	if (held == 0) {
+		if (c->frame_timer != NULL)
+			event_del(c->frame_timer);
+		return 0;
+	}
+	if (c->frame_timer == NULL)
+		c->frame_timer = evtimer_new(bufferevent_get_base(c->bev), rpc_frame_timeoutcb, c);
+	if (c->frame_timer != NULL && (progressed || !evtimer_pending(c->frame_timer, NULL))) {
+		struct timeval tv = {c->frame_ms / 1000, (c->frame_ms % 1000) * 1000};
+
+		evtimer_add(c->frame_timer, &tv);
+	}
+	return 0;
+}
+
+static void
 rpc_readcb(struct bufferevent *bev, void *arg)
 {
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct rpc_conn *c = arg;
+	bool progressed = false;
 	int r = 0;
 
 	rpc_enter(c);
@@ -426,7 +501,10 @@ rpc_readcb(struct bufferevent *bev, void *arg)
 			r = rpc_frame(c, in, have);
 			break;
 		}
+		progressed |= r == 0;
 	}
+	if (!c->dead)
+		rpc_hold(c, evbuffer_get_length(in), progressed);
 	rpc_leave(c);
 }
 
@@ -527,6 +605,8 @@ rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limi
 	c->arg = arg;
 	c->max_frame = RPC_DEFAULT_MAX_FRAME;
 	c->hs_ms = RPC_DEFAULT_HANDSHAKE_MS;
+	c->max_queued = RPC_DEFAULT_MAX_QUEUED;
+	c->frame_ms = RPC_DEFAULT_FRAME_TIMEOUT_MS;
 	if (limits != NULL) {
 		if (limits->max_frame > 0)
 			c->max_frame = limits->max_frame > UINT32_MAX - RPC_ABYTES
@@ -536,8 +616,15 @@ rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limi
 			c->hs_ms = limits->handshake_timeout_ms;
 		if (limits->idle_timeout_ms > 0)
 			c->idle_ms = limits->idle_timeout_ms;
+		if (limits->max_queued > 0)
+			c->max_queued = limits->max_queued;
+		if (limits->frame_timeout_ms > 0)
+			c->frame_ms = limits->frame_timeout_ms;
 	}
 	bufferevent_setcb(c->bev, rpc_readcb, NULL, rpc_eventcb, c);
+	/* The input never needs more than one whole frame: stop reading there (a peer that
+	 * pipelines frames is read on as they are consumed). */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 4 + (size_t)c->max_frame + RPC_ABYTES);
 	tv.tv_sec = c->hs_ms / 1000;
 	tv.tv_usec = (c->hs_ms % 1000) * 1000;
 	evtimer_add(c->timer, &tv);
@@ -637,6 +724,40 @@ rpc_connect(struct event_base *base, const char *host, uint16_t port, const stru
 	return c;
 }
 
+static void
+rpc_killcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	rpc_enter(c);
+	c->closing = false;
+	rpc_fail(c, LOG_WARNING,
+	         "peer not reading: over %zu bytes queued for it (%zu still unsent)", c->max_queued,
+	         evbuffer_get_length(bufferevent_get_output(c->bev)));
+	rpc_leave(c);
+}
+
+/*
+ * Queuing more for c would pass max_queued: the peer stopped reading (5,000 Registers on a
+ * non-reading socket took a scheduler from 6.5 to 73 MB). Drop it, but from the loop: the
+ * sender may be inside another connection's callback, holding c, and the closed callback
+ * must not free what it holds. Until then c sends nothing more. Returns -1 with err.
+ */
+static int
+rpc_overflow(struct rpc_conn *c, size_t queued, struct shoal_err *err)
+{
+	if (c->kill == NULL)
+		c->kill = evtimer_new(bufferevent_get_base(c->bev), rpc_killcb, c);
+	c->closing = true;
+	bufferevent_disable(c->bev, EV_READ);
+	if (c->kill != NULL)
+		event_active(c->kill, EV_TIMEOUT, 1);
+	return err_set(err, 0, "rpc: %s: peer not reading (%zu bytes queued, limit %zu)", c->peer,
+	               queued, c->max_queued);
+}
+
 int
 rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_err *err)
 {
@@ -646,6 +767,8 @@ rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_er
 
 	if (c->dead || c->state != RPC_READY)
 		return err_set(err, 0, "rpc: %s: connection not ready", c->peer);
+	if (c->closing)
+		return err_set(err, 0, "rpc: %s: closing: peer not reading", c->peer);
 	if (len > c->max_frame)
 		return err_set(err, 0,
 		               "rpc: %s: message of %zu bytes exceeds the frame limit "
@@ -653,6 +776,8 @@ rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_er
 		               c->peer, len, c->max_frame);
 	/* Encrypt straight into the output buffer: no copy of the ciphertext. */
 	out = bufferevent_get_output(c->bev);
+	if (evbuffer_get_length(out) + 4 + clen > c->max_queued)
+		return rpc_overflow(c, evbuffer_get_length(out), err);
 	if (evbuffer_reserve_space(out, (ev_ssize_t)(4 + clen), &v, 1) != 1)
 		return err_set(err, ENOMEM, "rpc: %s: queue frame", c->peer);
 	rpc_put_be32(v.iov_base, (uint32_t)clen);
@@ -682,6 +807,18 @@ rpc_send(struct rpc_conn *c, const Shoal__Envelope *env, struct shoal_err *err)
 	if (buf != small)
 		free(buf);
 	return r;
+}
+
+void
+rpc_set_input_budget(size_t bytes)
+{
+	rpc_held_budget = bytes > 0 ? bytes : RPC_DEFAULT_INPUT_BUDGET;
+}
+
+size_t
+rpc_input_held(void)
+{
+	return rpc_held_total;
 }
 
 void

@@ -39,8 +39,11 @@ typedef struct Shoal__Envelope Shoal__Envelope;
  *
  * Any failure (bad magic, unknown role, bad MAC, bad signature, CA hash mismatch, decrypt
  * failure, oversize or truncated frame, unparsable envelope, handshake over its timeout,
- * idle timeout) logs exactly one line at warning level naming the peer and the reason, calls
- * the closed callback, then frees the connection. A clean EOF from the peer is logged at
+ * idle timeout), a peer that stops reading (over max_queued bytes waiting for it: closed
+ * on the next loop turn, never inside rpc_send), a frame left incomplete past frame_timeout_ms
+ * or partial frames over the process's input budget
+ * logs exactly one line at warning level naming the peer and the reason, calls the closed
+ * callback, then frees the connection. A clean EOF from the peer is logged at
  * debug level only and reported to the callback with reason "connection closed by peer".
  *
  * Writes to a peer that hung up raise SIGPIPE: a daemon using this module ignores SIGPIPE
@@ -50,6 +53,12 @@ typedef struct Shoal__Envelope Shoal__Envelope;
 #define RPC_DEFAULT_MAX_FRAME    (4u << 20)
 #define RPC_BINDING_BYTES        32
 #define RPC_DEFAULT_HANDSHAKE_MS 5000
+/* Bytes queued for a peer past which it is taken for one that stopped reading and dropped. */
+#define RPC_DEFAULT_MAX_QUEUED (16u << 20)
+/* A frame begun must be complete within this (a slow link moves 4 MiB in 30 s at ~1 Mbit/s). */
+#define RPC_DEFAULT_FRAME_TIMEOUT_MS 30000
+/* Bytes all connections of a process may hold in partial frames (see rpc_set_input_budget). */
+#define RPC_DEFAULT_INPUT_BUDGET (32u << 20)
 
 struct rpc_conn;
 
@@ -75,6 +84,8 @@ struct rpc_limits {
 	size_t max_frame;         /* bytes of plaintext per frame, default 4 MiB */
 	int handshake_timeout_ms; /* default 5000 */
 	int idle_timeout_ms;      /* close when nothing is read for this long; 0 = never */
+	size_t max_queued;        /* bytes queued for the peer before it is dropped; 16 MiB */
+	int frame_timeout_ms;     /* a started frame must complete within this; 30 s */
 };
 
 /*
@@ -106,6 +117,15 @@ int rpc_send(struct rpc_conn *c, const Shoal__Envelope *env, struct shoal_err *e
  * after packing; tests and the fuzz target use it to deliver what no Envelope packs to.
  */
 int rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_err *err);
+
+/*
+ * The bytes every connection of this process may hold in partial frames (and handshakes in
+ * progress) together; 0 restores the default (32 MiB). Past it, the connection that grows
+ * its share beyond 64 KiB is dropped. Each connection holds at most one frame anyway.
+ */
+void rpc_set_input_budget(size_t bytes);
+/* Bytes held now in all connections' input buffers (for tests). */
+size_t rpc_input_held(void);
 
 /* Close without calling the closed callback. Safe inside this connection's own callbacks. */
 void rpc_free(struct rpc_conn *c);

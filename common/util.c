@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -354,4 +355,36 @@ util_hex(const uint8_t *in, size_t len, char *out)
 		out[2 * i + 1] = digits[in[i] & 15];
 	}
 	out[2 * len] = '\0';
+}
+
+int
+util_raise_nofile(uint64_t *soft, struct shoal_err *err)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return err_set(err, errno, "getrlimit RLIMIT_NOFILE");
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		/* An unlimited hard limit is still capped by fs.nr_open (1048576 by default). */
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			*soft = (uint64_t)was;
+			return err_set(err, errno, "setrlimit RLIMIT_NOFILE to %llu",
+			               (unsigned long long)rl.rlim_cur);
+		}
+	}
+	*soft = (uint64_t)rl.rlim_cur;
+	return 0;
+}
+
+uint64_t
+util_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return 1024;
+	return (uint64_t)rl.rlim_cur;
 }

@@ -88,4 +88,15 @@ int64_t util_jitter(int64_t value, int pct);
 /* Hex-encode len bytes into out (2*len+1 bytes). */
 void util_hex(const uint8_t *in, size_t len, char *out);
 
+/*
+ * Raise RLIMIT_NOFILE's soft limit to its hard limit, as a daemon serving many connections
+ * must at start: distributions default the soft limit to 1024, which ~500 idle clients of the
+ * proxy (two fds each) or ~1000 of the scheduler exhaust. The soft limit in effect lands in
+ * *soft either way; -1 (with err) when it could not be raised.
+ */
+int util_raise_nofile(uint64_t *soft, struct shoal_err *err);
+
+/* RLIMIT_NOFILE's soft limit now (1024 when unknown or unlimited). */
+uint64_t util_nofile(void);
+
 #endif

@@ -2,16 +2,19 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "admit.h"
 #include "api.h"
 #include "logs.h"
 #include "reconcile.h"
@@ -21,11 +24,29 @@
 #include "util.h"
 
 #define CRON_MS 100
+/* fds kept out of the connections' reach: the store (db, WAL, shm), the listener, epoll,
+ * signals, log relays. */
+#define SCHED_FD_RESERVE 64
+/* How long accepting pauses when accept() finds the fd table full. */
+#define SCHED_ACCEPT_PAUSE_MS 200
+
+/* The peer's handshake is done: it no longer counts against the unauthenticated caps. */
+static void
+conn_authenticated(struct sched_conn *sc)
+{
+	if (sc->unauth) {
+		sc->unauth = false;
+		admit_release(sc->srv->admit, (struct sockaddr *)&sc->src);
+	}
+}
 
 static void
 conn_unlink(struct sched_conn *sc)
 {
 	struct sched_server *srv = sc->srv;
+
+	conn_authenticated(sc);
+	srv->nconns--;
 
 	if (sc->node && sc->node->conn == sc->rpc)
 		sc->node->conn = NULL;
@@ -66,10 +87,43 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 	free(sc);
 }
 
+static void
+on_ready(struct rpc_conn *c, void *arg)
+{
+	(void)c;
+	conn_authenticated(arg);
+}
+
 static const struct rpc_callbacks conn_cbs = {
+    .ready = on_ready,
     .message = on_message,
     .closed = on_closed,
 };
+
+/*
+ * Refuse c before any work is spent on it: past the fds held in reserve (the store, log
+ * relays and the agents' connections need some), or over an admission limit. Closed at
+ * once, no handshake: one rate-limited line says why.
+ */
+static bool
+accept_refused(struct sched_server *srv, const struct sockaddr *sa, const char *peer)
+{
+	enum admit_verdict v;
+
+	if (srv->nconns + SCHED_FD_RESERVE >= srv->nofile) {
+		shoal_log(LOG_WARNING,
+		          "refusing connection from %s: open connections at the fd limit "
+		          "(%zu of %llu, %d held in reserve)",
+		          peer, srv->nconns, (unsigned long long)srv->nofile, SCHED_FD_RESERVE);
+		return true;
+	}
+	v = admit_take(srv->admit, sa, util_now_ms());
+	if (v == ADMIT_OK)
+		return false;
+	shoal_log(LOG_WARNING, "refusing connection from %s: %s (unauthenticated now: %u)", peer,
+	          admit_verdict_str(v), admit_unauth(srv->admit));
+	return true;
+}
 
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -80,18 +134,26 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	char addr[INET_ADDRSTRLEN] = "?", peer[64];
 
 	(void)l;
-	(void)salen;
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
 	snprintf(peer, sizeof(peer), "%s:%u", addr,
 	         sa->sa_family == AF_INET ? ntohs(sin->sin_port) : 0);
+	if (accept_refused(srv, sa, peer)) {
+		evutil_closesocket(fd);
+		return;
+	}
 	sc = xcalloc(1, sizeof(*sc));
 	sc->srv = srv;
+	if (salen > 0 && (size_t)salen <= sizeof(sc->src))
+		memcpy(&sc->src, sa, (size_t)salen);
 	sc->rpc = rpc_accept(srv->base, fd, peer, &srv->id, &srv->limits, &conn_cbs, sc);
 	if (sc->rpc == NULL) {
+		admit_release(srv->admit, sa);
 		free(sc);
 		return;
 	}
+	sc->unauth = true;
+	srv->nconns++;
 	sc->next = srv->conns;
 	if (srv->conns)
 		srv->conns->prev = sc;
@@ -99,15 +161,46 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 }
 
 static void
+on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(srv->listener);
+}
+
+/*
+ * accept() failed. On a full fd table (EMFILE, ENFILE) or no kernel memory the listening
+ * socket stays readable, and libevent would call accept() again at once, forever: 584,504
+ * failures (and log lines) in 4 s were measured that way. Instead shed one waiting
+ * connection with the fd held in reserve (its client sees a close, not a hang), and pause
+ * accepting for SCHED_ACCEPT_PAUSE_MS so the loop serves the connections it has.
+ */
+static void
 on_accept_error(struct evconnlistener *l, void *arg)
 {
+	struct sched_server *srv = arg;
 	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {0, SCHED_ACCEPT_PAUSE_MS * 1000};
 
-	(void)l;
-	(void)arg;
-	/* EMFILE and friends: log and keep listening; the loop must not die with a full fd table.
-	 */
-	shoal_log(LOG_WARNING, "accept: %s", evutil_socket_error_to_string(e));
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+		shoal_log(LOG_WARNING, "accept: %s", evutil_socket_error_to_string(e));
+		return;
+	}
+	if (srv->reserve_fd != -1) {
+		int fd;
+
+		close(srv->reserve_fd);
+		fd = accept4(evconnlistener_get_fd(l), NULL, NULL, SOCK_CLOEXEC);
+		if (fd != -1)
+			close(fd);
+		srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	evconnlistener_disable(l);
+	event_add(srv->accept_pause, &tv);
+	shoal_log(LOG_WARNING, "accept: %s: pausing accepts for %dms (%zu connections open)",
+	          evutil_socket_error_to_string(e), SCHED_ACCEPT_PAUSE_MS, srv->nconns);
 }
 
 static void
@@ -132,6 +225,11 @@ cron(evutil_socket_t fd, short what, void *arg)
 	if (now >= srv->next_tick) {
 		srv->next_tick = now + 1000;
 		reconcile_tick(srv);
+		log_tick();
+		if (now >= srv->next_expire) {
+			srv->next_expire = now + 10000;
+			admit_expire(srv->admit, now);
+		}
 		endpoints_check_drains(srv);
 		/* A node-list change held back by the throttle goes out when it is due. */
 		if (srv->endpoints.nodes_waiting && now >= srv->endpoints.next_nodes)
@@ -188,6 +286,19 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 	cleanup_free char *dbpath = NULL;
 
 	memset(srv, 0, sizeof(*srv));
+	srv->reserve_fd = -1;
+	{
+		struct admit_limits al = {0};
+		struct shoal_err nerr;
+
+		if (util_raise_nofile(&srv->nofile, &nerr) == -1)
+			shoal_log(LOG_WARNING, "%s: serving at most ~%llu connections", nerr.msg,
+			          (unsigned long long)srv->nofile);
+		/* Idle unauthenticated sockets may take at most a quarter of the fds. */
+		al.max_unauth = srv->nofile / 4 < 1024 ? (unsigned)(srv->nofile / 4) : 1024;
+		srv->admit = admit_new(&al);
+	}
+	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->data_dir = xstrdup(opt->data_dir);
 	srv->heartbeat_ms = opt->heartbeat_ms ? opt->heartbeat_ms : 1000;
 	srv->no_routes = opt->no_routes;
@@ -222,6 +333,7 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 	if (listen_on(srv, opt->listen ? opt->listen : ":7100", err) == -1)
 		goto fail;
 	srv->cron = event_new(srv->base, -1, EV_PERSIST, cron, srv);
+	srv->accept_pause = evtimer_new(srv->base, on_accept_resume, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
 	event_add(srv->cron, &tv);
@@ -251,6 +363,11 @@ sched_server_free(struct sched_server *srv)
 		evconnlistener_free(srv->listener);
 	if (srv->cron)
 		event_free(srv->cron);
+	if (srv->accept_pause)
+		event_free(srv->accept_pause);
+	admit_free(srv->admit);
+	if (srv->reserve_fd != -1)
+		close(srv->reserve_fd);
 	if (srv->pass)
 		event_free(srv->pass);
 	logs_free(srv);
@@ -271,4 +388,5 @@ sched_server_free(struct sched_server *srv)
 	identity_wipe(&srv->id);
 	free(srv->data_dir);
 	memset(srv, 0, sizeof(*srv));
+	srv->reserve_fd = -1;
 }

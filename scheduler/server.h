@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "endpoints.h"
 #include "nodes.h"
@@ -15,6 +16,7 @@ struct event_base;
 struct evconnlistener;
 struct event;
 struct log_relay;
+struct admit;
 struct shoal_err;
 
 /* One accepted connection: an agent's session or a short CLI call. */
@@ -24,6 +26,10 @@ struct sched_conn {
 	struct node *node;  /* set once an agent registered on this connection */
 	uint32_t new_names; /* names unknown to the registry it tried to register */
 	uint32_t refused;   /* its Registers refused (past a few: short answers) */
+	/* The peer's address, and whether it still counts in srv->admit (its handshake is not
+	 * done). */
+	struct sockaddr_storage src;
+	bool unauth;
 	struct sched_conn *prev, *next;
 };
 
@@ -47,6 +53,15 @@ struct sched_server {
 	struct nodes nodes;     /* registry, mirrored in store */
 	struct rpc_identity id; /* signing key and role tokens (secret) */
 	struct rpc_limits limits;
+	/* Admission, before any work is spent on a connection: the caps on unauthenticated
+	 * connections (admit.h); the timer that resumes accepting after an EMFILE pause; an fd
+	 * held open so that a full table can still shed one waiting connection; the fd limit
+	 * and the connections open against it (each one fd). */
+	struct admit *admit;
+	struct event *accept_pause;
+	int reserve_fd;
+	uint64_t nofile;
+	size_t nconns;
 	struct sched_conn *conns;    /* every open connection */
 	struct services services;    /* desired state, mirrored in store */
 	struct task_map tasks;       /* every known task by id (borrowed from services) */
@@ -61,6 +76,7 @@ struct sched_server {
 	    *dirty_tasks; /* tasks whose row the pass writes (once, however often marked) */
 	size_t ndirty_tasks, capdirty_tasks;
 	int64_t next_tick;          /* monotonic ms of the next 1 s reconcile tick */
+	int64_t next_expire;        /* monotonic ms admission forgets idle sources next */
 	int64_t started;            /* monotonic ms the scheduler started */
 	struct log_relay *relays;   /* `shoal logs` requests being relayed */
 	struct endpoints endpoints; /* the proxies' table, its generation, the drains */

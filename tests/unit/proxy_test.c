@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <errno.h>
+#include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <cmocka.h>
 
@@ -768,6 +770,126 @@ echo_roundtrip(int fd)
 	assert_int_equal(buf[0], 'x');
 }
 
+/* Hostile: idle clients. One that sends nothing, to a backend that sends nothing either, is
+ * closed after first_byte_timeout_ms; one that spoke keeps the idle timeout (10 min here). */
+static void
+test_first_byte_timeout(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1, .first_byte_timeout_ms = 300};
+	int64_t t0, dt;
+	char buf[4];
+	int quiet, talker;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	t0 = now_ms();
+	quiet = cl_connect(fx.port);
+	talker = cl_connect(fx.port);
+	assert_true(quiet >= 0 && talker >= 0);
+	echo_roundtrip(talker);
+	/* EOF, not the client's own 3 s receive timeout. */
+	assert_int_equal(cl_read_all(quiet, buf, sizeof(buf)), 0);
+	dt = now_ms() - t0;
+	assert_true(dt >= 250);
+	assert_true(dt < 2000);
+	usleep(200 * 1000);
+	echo_roundtrip(talker);
+	close(quiet);
+	close(talker);
+	fx_free(&fx);
+}
+
+/* The default max_conns follows the fd limit: 2 fds a client, max(256, 1/8) in reserve. */
+static void
+test_default_max_conns(void **state)
+{
+	(void)state;
+	assert_int_equal(proxy_default_max_conns(1024), 384);
+	assert_int_equal(proxy_default_max_conns(20000), 8750);
+	assert_int_equal(proxy_default_max_conns(1048576), 65536);
+	assert_int_equal(proxy_default_max_conns(100), 1);
+}
+
+static int
+open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+static int64_t
+cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+/* Hostile: clients waiting while the fd table is full. accept() fails with EMFILE and the
+ * listener stays readable: the worker must pause accepting, not spin on it (a scheduler spun
+ * at 75% of a core and wrote 584,504 lines in 4 s that way). */
+static void
+test_emfile_pauses(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1, .max_conns = 100000};
+	struct rlimit saved, low;
+	uint16_t port;
+	int cl[40], backend, n;
+	int64_t cpu0, used;
+
+	(void)state;
+	backend = tb_bind(&port); /* listens, never accepts: connects complete in its backlog */
+	assert_int_equal(listen(backend, 128), 0);
+	px_start(&fx, &o);
+	px_serve(&fx, &port, 1);
+	for (int i = 0; i < 40; i++) {
+		cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(cl[i] >= 0);
+	}
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = (rlim_t)open_fds() + 20; /* room for ~10 proxied clients (2 fds each) */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	for (int i = 0; i < 40; i++) {
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+		                          .sin_port = htons(fx.port),
+		                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+		assert_int_equal(connect(cl[i], (struct sockaddr *)&sin, sizeof(sin)), 0);
+	}
+	usleep(200 * 1000);
+	cpu0 = cpu_ms();
+	usleep(1000 * 1000);
+	used = cpu_ms() - cpu0;
+	n = (int)active_conns(fx.p);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	assert_true(n >= 1 && n < 40);
+	if (used >= 300)
+		fail_msg("the proxy spun on a full fd table: %lld ms of CPU in 1 s",
+		         (long long)used);
+	/* With fds again, the waiting clients get in after the pause. */
+	for (int i = 0; i < 100 && active_conns(fx.p) < 40; i++)
+		usleep(20 * 1000);
+	assert_int_equal(active_conns(fx.p), 40);
+	for (int i = 0; i < 40; i++)
+		close(cl[i]);
+	fx_free(&fx);
+	close(backend);
+}
+
 static void
 test_max_conns(void **state)
 {
@@ -946,23 +1068,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lb_rr_rotation),
-	    cmocka_unit_test(test_lb_rr_skip),
-	    cmocka_unit_test(test_lb_rr_threads),
-	    cmocka_unit_test(test_rotation),
-	    cmocka_unit_test(test_rotation_threads),
-	    cmocka_unit_test(test_refused_backend),
-	    cmocka_unit_test(test_all_down),
-	    cmocka_unit_test(test_connect_timeout),
-	    cmocka_unit_test(test_late_handshake),
-	    cmocka_unit_test(test_failure_on_main_base),
-	    cmocka_unit_test(test_half_close),
-	    cmocka_unit_test(test_slow_reader),
-	    cmocka_unit_test(test_max_conns),
-	    cmocka_unit_test(test_worker_balance),
-	    cmocka_unit_test(test_backlog),
-	    cmocka_unit_test(test_idle_timeout),
-	    cmocka_unit_test(test_swap),
+	    cmocka_unit_test(test_lb_rr_rotation),    cmocka_unit_test(test_lb_rr_skip),
+	    cmocka_unit_test(test_lb_rr_threads),     cmocka_unit_test(test_rotation),
+	    cmocka_unit_test(test_rotation_threads),  cmocka_unit_test(test_refused_backend),
+	    cmocka_unit_test(test_all_down),          cmocka_unit_test(test_connect_timeout),
+	    cmocka_unit_test(test_late_handshake),    cmocka_unit_test(test_failure_on_main_base),
+	    cmocka_unit_test(test_half_close),        cmocka_unit_test(test_slow_reader),
+	    cmocka_unit_test(test_max_conns),         cmocka_unit_test(test_first_byte_timeout),
+	    cmocka_unit_test(test_default_max_conns), cmocka_unit_test(test_emfile_pauses),
+	    cmocka_unit_test(test_worker_balance),    cmocka_unit_test(test_backlog),
+	    cmocka_unit_test(test_idle_timeout),      cmocka_unit_test(test_swap),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
