@@ -25,7 +25,7 @@
 # crun gets the rootfs as an overlay of the same store layers, mounted once for all its runs;
 # shoalrt mounts a fresh overlay per container (its upper dir is the container's own).
 #
-# crun 1.8 refuses this host's hybrid cgroup layout, so (FACTS.md) everything runs in a private
+# crun 1.8 refuses this host's hybrid cgroup layout, so everything runs in a private
 # mount namespace with /sys/fs/cgroup/unified unmounted; shoalrt ignores that tree anyway. It
 # also runs in a private network namespace (lo up), where the bridge rows get their own bridge:
 # the host's network is never touched.

@@ -12,7 +12,7 @@ struct shoal_err;
 
 /*
  * In-process rtnetlink: links (veth, bridge), IPv4 addresses and routes, in the network
- * namespace the socket was opened in. One `ip` process costs ~10 ms (FACTS.md); a netlink
+ * namespace the socket was opened in. One `ip` process costs ~10 ms (measured); a netlink
  * request costs microseconds. Written on the raw socket API rather than libmnl because the
  * shim links statically and Debian ships no libmnl.a.
  *
@@ -51,7 +51,7 @@ int netlink_bridge_create(struct netlink *nl, const char *name, struct shoal_err
 /*
  * A veth pair: `name` here, `peer` created directly in another namespace (peer_netns_fd, else
  * peer_pid's, else this one). Creating the peer where it belongs costs ~0.5 ms, moving it
- * afterwards ~17 ms (FACTS.md). master > 0 enslaves `name` to that bridge, up brings `name`
+ * afterwards ~17 ms (measured). master > 0 enslaves `name` to that bridge, up brings `name`
  * up, alias marks it: all in the one request.
  */
 struct netlink_veth {

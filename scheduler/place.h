@@ -12,7 +12,7 @@ struct task;
 struct manifest_constraint;
 
 /*
- * Placement (DESIGN.md): filter the nodes (ready, active, constraints, max_per_node, CPU and
+ * Placement (README.md "Architecture"): filter the nodes (ready, active, constraints, max_per_node, CPU and
  * memory reservations against capacity), then spread: fewest tasks of this service, then most
  * free memory, then name. Deterministic for the same state.
  *

@@ -531,7 +531,7 @@ test_errors_syntax(void **state)
 	EXPECT("service: w\xff\n", "t.yaml:1:11: invalid input: invalid leading UTF-8 octet");
 }
 
-/* STYLE.md: a manifest with three mistakes gets three lines. */
+/* Validation collects every error: a manifest with three mistakes gets three lines. */
 static void
 test_three_mistakes(void **state)
 {
