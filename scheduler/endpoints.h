@@ -10,8 +10,8 @@ struct node;
 struct task;
 
 /*
- * Endpoints (README.md "Architecture"): for every service with a published port, the ip:port of each
- * running task, pushed to every agent with a generation number whenever the set changes,
+ * Endpoints (README.md "Architecture"): for every service with a published port, the ip:port of
+ * each running task, pushed to every agent with a generation number whenever the set changes,
  * together with the node list (name, address, subnet) the agents route by.
  *
  * Stopping a task the scheduler controls (scale-down, removal, drain, update) goes through

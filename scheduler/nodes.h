@@ -57,7 +57,7 @@ struct node {
 	int64_t last_seen_wall;
 	struct rpc_conn *conn;         /* the live session, NULL while disconnected (borrowed) */
 	uint8_t key[NODEKEY_PK_BYTES]; /* its identity: only this key registers the name */
-	bool has_key; /* false for a node of an older store until it registers again */
+	bool has_key;           /* false for a node of an older store until it registers again */
 	int64_t refused_log_ms; /* monotonic ms of the last "refused a task status" line */
 	uint32_t refused_quiet; /* refusals since that line, not logged one by one */
 };

@@ -12,9 +12,9 @@ struct task;
 struct manifest_constraint;
 
 /*
- * Placement (README.md "Architecture"): filter the nodes (ready, active, constraints, max_per_node, CPU and
- * memory reservations against capacity), then spread: fewest tasks of this service, then most
- * free memory, then name. Deterministic for the same state.
+ * Placement (README.md "Architecture"): filter the nodes (ready, active, constraints, max_per_node,
+ * CPU and memory reservations against capacity), then spread: fewest tasks of this service, then
+ * most free memory, then name. Deterministic for the same state.
  *
  * A batch places many tasks of one service with one filtering pass and a heap of candidates
  * ordered by the spread key, so each task costs O(log nodes), not O(nodes).
