@@ -161,11 +161,7 @@ send_register(struct session *s)
 	reg.n_tasks_running = tasks_status_all(&a->tasks, &reg.tasks_running);
 	reg.version = "0.1";
 	/* The key proves itself on this connection only: the signature covers its binding. */
-	nodekey_sign(&s->key, rpc_conn_binding(s->conn), RPC_BINDING_BYTES, sig);
-	reg.node_key.data = s->key.pk;
-	reg.node_key.len = sizeof(s->key.pk);
-	reg.node_signature.data = sig;
-	reg.node_signature.len = sizeof(sig);
+	nodekey_sign_register(&s->key, s->conn, &reg, sig);
 	env.id = s->register_id = ++s->next_id;
 	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
 	env.register_ = &reg;

@@ -344,11 +344,7 @@ send_register(struct sim_node *n)
 
 	node_name(n, name, sizeof(name));
 	/* As agent/session.c: prove the node key on this connection. */
-	nodekey_sign(&n->key, rpc_conn_binding(n->conn), RPC_BINDING_BYTES, sig);
-	reg.node_key.data = n->key.pk;
-	reg.node_key.len = sizeof(n->key.pk);
-	reg.node_signature.data = sig;
-	reg.node_signature.len = sizeof(sig);
+	nodekey_sign_register(&n->key, n->conn, &reg, sig);
 	snprintf(zone_value, sizeof(zone_value), "z%u", n->idx % 4);
 	zone.key = "zone";
 	zone.value = zone_value;

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 
 #include "err.h"
+#include "rpc.h"
+#include "shoal.pb-c.h"
 #include "util.h"
 
 /* Domain separation: a node key signs nothing but this. */
@@ -77,6 +79,17 @@ nodekey_sign(const struct nodekey *k, const uint8_t *binding, size_t len,
 	size_t n = nodekey_msg(msg, sizeof(msg), binding, len);
 
 	crypto_sign_detached(sig, NULL, msg, n, k->sk);
+}
+
+void
+nodekey_sign_register(const struct nodekey *k, const struct rpc_conn *c, Shoal__Register *reg,
+                      uint8_t sig[NODEKEY_SIG_BYTES])
+{
+	nodekey_sign(k, rpc_conn_binding(c), RPC_BINDING_BYTES, sig);
+	reg->node_key.data = (uint8_t *)k->pk;
+	reg->node_key.len = NODEKEY_PK_BYTES;
+	reg->node_signature.data = sig;
+	reg->node_signature.len = NODEKEY_SIG_BYTES;
 }
 
 bool

@@ -8,6 +8,8 @@
 #include <sodium.h>
 
 struct shoal_err;
+struct rpc_conn;
+struct Shoal__Register;
 
 /*
  * A node's own identity: an Ed25519 key pair the agent makes at its first start and keeps in
@@ -39,6 +41,14 @@ int nodekey_load_or_create(const char *path, struct nodekey *k, bool *created,
 /* Sign the channel binding of a connection (RPC_BINDING_BYTES). */
 void nodekey_sign(const struct nodekey *k, const uint8_t *binding, size_t len,
                   uint8_t sig[NODEKEY_SIG_BYTES]);
+
+/*
+ * The whole signing step of a Register, for every client that sends one (agent, simagents,
+ * regflood, shoal-peer, the scheduler test harness): put k's public key in reg and sign c's
+ * channel binding into sig, which reg points at (sig must outlive reg). c must be ready.
+ */
+void nodekey_sign_register(const struct nodekey *k, const struct rpc_conn *c,
+                           struct Shoal__Register *reg, uint8_t sig[NODEKEY_SIG_BYTES]);
 
 /* Does sig prove, over this binding, the secret key of pk? */
 bool nodekey_verify(const uint8_t pk[NODEKEY_PK_BYTES], const uint8_t *binding, size_t len,

@@ -166,3 +166,16 @@ spawn_peer() {
 	[ "$status" -eq 0 ]
 	[[ $output != *longlabel* && $output != *commalabel* ]]
 }
+
+@test "shoal-peer signs its Registers: --key keeps a name, another key is refused" {
+	# The scheduler binds a name to the first key it registers with; the peer's --key FILE
+	# is that key across runs, a run without --key brings a fresh one.
+	peer "$W" --key "$BATS_TEST_TMPDIR/peer.key" register --name keyed
+	[ "$(stat -c %a "$BATS_TEST_TMPDIR/peer.key")" = 600 ]
+	peer "$W" --key "$BATS_TEST_TMPDIR/peer.key" register --name keyed
+	run peer "$W" register --name keyed
+	[ "$status" -eq 3 ]
+	[[ $output == *"code=13 "*"node name keyed is bound to another node key"* ]]
+	grep -q 'register keyed from .* refused: the name is bound to key' "$LAB_RUN/sched.log"
+	shoal node rm --force keyed
+}

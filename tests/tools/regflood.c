@@ -51,7 +51,6 @@ on_ready(struct rpc_conn *c, void *arg)
 	uint8_t sig[NODEKEY_SIG_BYTES];
 	struct shoal_err err;
 
-	nodekey_sign(&f->key, rpc_conn_binding(c), RPC_BINDING_BYTES, sig);
 	f->first_id = (uint64_t)f->conn_no * 1000 + 1;
 	for (int i = 0; i < f->names; i++) {
 		Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
@@ -65,10 +64,7 @@ on_ready(struct rpc_conn *c, void *arg)
 		reg.node_name = name;
 		reg.address = "192.0.2.1";
 		reg.capacity = &cap;
-		reg.node_key.data = f->key.pk;
-		reg.node_key.len = sizeof(f->key.pk);
-		reg.node_signature.data = sig;
-		reg.node_signature.len = sizeof(sig);
+		nodekey_sign_register(&f->key, c, &reg, sig);
 		env.id = f->first_id + (uint64_t)i;
 		env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
 		env.register_ = &reg;

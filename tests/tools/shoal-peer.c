@@ -7,7 +7,11 @@
  * API the agent's session uses (rpc_connect with a token): whatever the handshake becomes,
  * this tool goes through it, it never speaks a copy of it.
  *
- *   shoal-peer --token FILE --addr HOST:PORT [--timeout MS] COMMAND [OPTIONS]
+ *   shoal-peer --token FILE --addr HOST:PORT [--timeout MS] [--key FILE] COMMAND [OPTIONS]
+ *
+ * Its Registers carry a node key and its signature over the connection's channel binding, as
+ * an agent's do (nodekey_sign_register): the key in --key FILE (made there if missing, as an
+ * agent's node.key), else a fresh key per run.
  *
  * Commands (one table, `commands[]`; a new mode is one entry):
  *   register     --name X [--address A] [--labels N] [--label K=V]... [--capacity CPU,MEM]
@@ -42,6 +46,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "nodekey.h"
 #include "rpc.h"
 #include "shoal.pb-c.h"
 #include "token.h"
@@ -77,6 +82,7 @@ struct peer {
 	size_t nlabels, gen_labels;
 	uint64_t cpu_millis, memory_bytes;
 	int timeout_ms, hold_s;
+	struct nodekey key; /* --key FILE, or a fresh one */
 	/* report-task */
 	uint32_t subnet; /* host order, from RegisterReply */
 	uint32_t heartbeat_ms;
@@ -156,6 +162,7 @@ send_register(struct peer *p)
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
 	Shoal__Register reg = SHOAL__REGISTER__INIT;
 	Shoal__Capacity cap = SHOAL__CAPACITY__INIT;
+	uint8_t sig[NODEKEY_SIG_BYTES];
 	size_t n = p->nlabels + p->gen_labels;
 	Shoal__Label *lv = xcalloc(n ? n : 1, sizeof(*lv));
 	Shoal__Label **lp = xcalloc(n ? n : 1, sizeof(*lp));
@@ -186,6 +193,7 @@ send_register(struct peer *p)
 	reg.n_labels = n;
 	reg.capacity = &cap;
 	reg.version = "shoal-peer";
+	nodekey_sign_register(&p->key, p->conn, &reg, sig);
 	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
 	env.register_ = &reg;
 	send_request(p, &env);
@@ -451,7 +459,10 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: shoal-peer --token FILE --addr HOST:PORT [--timeout MS] COMMAND [OPTIONS]\n"
+	        "usage: shoal-peer --token FILE --addr HOST:PORT [--timeout MS] [--key FILE] COMMAND\n"
+	        "                  [OPTIONS]\n"
+	        "  --key FILE   the node key Registers are signed with (made if missing; default: a\n"
+	        "               fresh key per run)\n"
 	        "commands:\n"
 	        "  register     --name X [--address A] [--labels N] [--label K=V]...\n"
 	        "               [--capacity CPU_MILLIS,MEMORY_BYTES]\n"
@@ -467,6 +478,7 @@ main(int argc, char **argv)
 	    {"token", required_argument, NULL, 't'},
 	    {"addr", required_argument, NULL, 'a'},
 	    {"timeout", required_argument, NULL, 'T'},
+	    {"key", required_argument, NULL, 'k'},
 	    {"name", required_argument, NULL, 'n'},
 	    {"address", required_argument, NULL, 'A'},
 	    {"labels", required_argument, NULL, 'L'},
@@ -486,11 +498,12 @@ main(int argc, char **argv)
 	    .timeout_ms = 10000,
 	    .hold_s = 5,
 	};
-	const char *token_file = NULL, *addr = NULL;
+	const char *token_file = NULL, *addr = NULL, *key_file = NULL;
 	struct token token;
 	struct shoal_err err;
 	char host[256];
 	uint16_t port;
+	bool key_created;
 	int c;
 
 	p.labels = xcalloc((size_t)argc, sizeof(*p.labels));
@@ -517,6 +530,9 @@ main(int argc, char **argv)
 			break;
 		case 'T':
 			p.timeout_ms = atoi(optarg);
+			break;
+		case 'k':
+			key_file = optarg;
 			break;
 		case 'n':
 			p.name = optarg;
@@ -574,6 +590,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "shoal-peer: %s\n", err.msg);
 		return EXIT_USAGE;
 	}
+	if (key_file == NULL) {
+		crypto_sign_keypair(p.key.pk, p.key.sk);
+	} else if (nodekey_load_or_create(key_file, &p.key, &key_created, &err) == -1) {
+		fprintf(stderr, "shoal-peer: %s\n", err.msg);
+		return EXIT_USAGE;
+	}
 	p.base = event_base_new();
 	p.deadline = evtimer_new(p.base, on_deadline, &p);
 	p.beat = evtimer_new(p.base, on_beat, &p);
@@ -596,5 +618,6 @@ main(int argc, char **argv)
 		free(p.reported[i]);
 	free(p.reported);
 	free(p.labels);
+	nodekey_wipe(&p.key);
 	return p.exit_code;
 }

@@ -59,6 +59,7 @@ do_register(struct harness *h, const char *name, const char *address, size_t n, 
 	Shoal__Label *lv = xcalloc(n + 1, sizeof(*lv));
 	Shoal__Label **lp = xcalloc(n + 1, sizeof(*lp));
 	char(*kv)[2][16] = xcalloc(n + 1, sizeof(*kv));
+	uint8_t sig[NODEKEY_SIG_BYTES];
 
 	for (size_t i = 0; i < n; i++) {
 		shoal__label__init(&lv[i]);
@@ -75,6 +76,7 @@ do_register(struct harness *h, const char *name, const char *address, size_t n, 
 	reg.labels = lp;
 	reg.n_labels = n;
 	reg.capacity = &cap;
+	harness_sign_register(h, HARNESS_WORKER, &reg, sig);
 	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
 	env.register_ = &reg;
 	r = harness_call(h, HARNESS_WORKER, &env, 10000);
@@ -175,8 +177,9 @@ test_one_node_per_connection(void **state)
 	r = do_register(h, "b", "10.0.0.2", 0, false);
 	assert_non_null(r);
 	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_ERROR);
+	assert_int_equal(r->error->code, EPROTO);
 	assert_string_equal(r->error->message,
-	                    "this session registered node a: one node per connection");
+	                    "this connection registered node a; one node per connection");
 	shoal__envelope__free_unpacked(r, NULL);
 	/* The same name again is a re-registration, as an agent may send. */
 	r = do_register(h, "a", "10.0.0.1", 1, false);

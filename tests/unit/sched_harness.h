@@ -3,6 +3,7 @@
  * sched_server_init on a fresh data dir, and two clients, one with the worker token and one
  * with the admin token, each over a socketpair through the real handshake (common/rpc), so
  * every request goes through api_handle and every reply through the scheduler's reply path.
+ * Registers carry a node key of the harness's own (harness_sign_register).
  * Header-only: a fuzz target is one .c file (see the Makefile's fuzz rule).
  */
 #ifndef SHOAL_TESTS_SCHED_HARNESS_H
@@ -17,6 +18,7 @@
 #include <event2/event.h>
 
 #include "err.h"
+#include "nodekey.h"
 #include "rpc.h"
 #include "scheduler/api.h"
 #include "scheduler/identity.h"
@@ -35,6 +37,7 @@ struct harness {
 	uint64_t next_id;
 	uint64_t want_id;
 	Shoal__Envelope *reply; /* the reply to want_id, once it came (owned) */
+	struct nodekey key; /* the node key its Registers carry, made by harness_open */
 };
 
 static void
@@ -150,6 +153,7 @@ harness_open(struct harness *h, size_t max_frame)
 	const char *tmp = getenv("TMPDIR");
 
 	memset(h, 0, sizeof(*h));
+	crypto_sign_keypair(h->key.pk, h->key.sk);
 	snprintf(h->dir, sizeof(h->dir), "%s/shoal-harness.XXXXXX",
 	         tmp && tmp[0] && strlen(tmp) < 32 ? tmp : "/tmp");
 	if (mkdtemp(h->dir) == NULL)
@@ -198,6 +202,18 @@ harness_call(struct harness *h, int role, Shoal__Envelope *req, int timeout_ms)
 	return r;
 }
 
+/*
+ * Sign reg for role's current connection with the harness's node key, as an agent does
+ * (nodekey_sign_register): the scheduler admits no Register without it. sig must outlive reg.
+ */
+static inline void
+harness_sign_register(struct harness *h, int role, Shoal__Register *reg,
+                      uint8_t sig[NODEKEY_SIG_BYTES])
+{
+	if (h->cli[role])
+		nodekey_sign_register(&h->key, h->cli[role], reg, sig);
+}
+
 /* A fresh connection for role (the old one closed first): a new session. */
 static inline int
 harness_reconnect(struct harness *h, int role)
@@ -230,6 +246,7 @@ harness_close(struct harness *h)
 		if (h->cli[i])
 			rpc_free(h->cli[i]);
 	sched_server_free(&h->srv);
+	nodekey_wipe(&h->key);
 	if (system(rm) != 0)
 		fprintf(stderr, "harness: cannot remove %s\n", h->dir);
 }
