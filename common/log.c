@@ -186,7 +186,10 @@ log_write(int level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&log_lock);
-	if (level < LOG_DEBUG && log_burst > 0)
+	/* Only warnings and worse are what a peer can make repeat (refused connections, failed
+	 * handshakes, bad frames); info and notice lines record changes the cluster itself made,
+	 * such as an admin removing sixty nodes in a loop, and each of them matters. */
+	if (level <= LOG_WARNING && log_burst > 0)
 		r = log_rl_slot(fmt);
 	if (r != NULL) {
 		int64_t now = log_now_ms();

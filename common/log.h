@@ -10,10 +10,10 @@
  * shoal_log() tests the level before its arguments are evaluated (redis
  * serverLog), so a debug line costs nothing when debug is off.
  *
- * Lines above debug are rate-limited per call site (its format string): at most 20 per 10 s,
+ * Warnings and worse are rate-limited per call site (its format string): at most 20 per 10 s,
  * then one "N similar lines suppressed ..., the last: ..." line when the window is over. So a
  * peer that makes a line repeat (refused connections, failed handshakes) costs a bounded
- * number of lines.
+ * number of lines. Info and notice lines, the cluster's own changes, are never limited.
  */
 extern int log_level; /* lines above this syslog level are dropped */
 

@@ -458,37 +458,31 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: shoal-peer --token FILE --addr HOST:PORT [--timeout MS] [--key FILE] COMMAND\n"
-	        "                  [OPTIONS]\n"
-	        "  --key FILE   the node key Registers are signed with (made if missing; default: a\n"
-	        "               fresh key per run)\n"
-	        "commands:\n"
-	        "  register     --name X [--address A] [--labels N] [--label K=V]...\n"
-	        "               [--capacity CPU_MILLIS,MEMORY_BYTES]\n"
-	        "  report-task  --name X [--address A] --ip IP|own:N [--state S] [--hold SECONDS]\n"
-	        "  list-nodes\n"
-	        "exit: 0 reply, 3 error reply, 2 no reply, 1 usage\n");
+	fprintf(
+	    f,
+	    "usage: shoal-peer --token FILE --addr HOST:PORT [--timeout MS] [--key FILE] COMMAND\n"
+	    "                  [OPTIONS]\n"
+	    "  --key FILE   the node key Registers are signed with (made if missing; default: a\n"
+	    "               fresh key per run)\n"
+	    "commands:\n"
+	    "  register     --name X [--address A] [--labels N] [--label K=V]...\n"
+	    "               [--capacity CPU_MILLIS,MEMORY_BYTES]\n"
+	    "  report-task  --name X [--address A] --ip IP|own:N [--state S] [--hold SECONDS]\n"
+	    "  list-nodes\n"
+	    "exit: 0 reply, 3 error reply, 2 no reply, 1 usage\n");
 }
 
 int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"token", required_argument, NULL, 't'},
-	    {"addr", required_argument, NULL, 'a'},
-	    {"timeout", required_argument, NULL, 'T'},
-	    {"key", required_argument, NULL, 'k'},
-	    {"name", required_argument, NULL, 'n'},
-	    {"address", required_argument, NULL, 'A'},
-	    {"labels", required_argument, NULL, 'L'},
-	    {"label", required_argument, NULL, 'l'},
-	    {"capacity", required_argument, NULL, 'c'},
-	    {"ip", required_argument, NULL, 'i'},
-	    {"state", required_argument, NULL, 's'},
-	    {"hold", required_argument, NULL, 'H'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"token", required_argument, NULL, 't'},    {"addr", required_argument, NULL, 'a'},
+	    {"timeout", required_argument, NULL, 'T'},  {"key", required_argument, NULL, 'k'},
+	    {"name", required_argument, NULL, 'n'},     {"address", required_argument, NULL, 'A'},
+	    {"labels", required_argument, NULL, 'L'},   {"label", required_argument, NULL, 'l'},
+	    {"capacity", required_argument, NULL, 'c'}, {"ip", required_argument, NULL, 'i'},
+	    {"state", required_argument, NULL, 's'},    {"hold", required_argument, NULL, 'H'},
+	    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
 	};
 	struct peer p = {
 	    .address = "127.0.0.1",

@@ -54,6 +54,10 @@ flood(void)
 	/* Another call site is not held back by the first one's flood. */
 	for (int i = 0; i < 3; i++)
 		shoal_log(LOG_INFO, "node node%d registered", i);
+	/* Info lines are the cluster's own changes (60 nodes removed by an admin): never limited.
+	 */
+	for (int i = 0; i < 60; i++)
+		shoal_log(LOG_INFO, "node gone%d removed", i);
 	/* Debug is asked for: never limited. */
 	for (int i = 0; i < 50; i++)
 		shoal_log(LOG_DEBUG, "debug line %d", i);
@@ -78,6 +82,7 @@ test_rate_limit(void **state)
 	                            "rpc: 10.0.0.9:40999: closing: bad magic\n"),
 	                 1);
 	assert_int_equal(count(out, "registered"), 3);
+	assert_int_equal(count(out, " removed"), 60);
 	assert_int_equal(count(out, "debug line"), 50);
 	free(out);
 	log_set_rate_limit(20, 10000);

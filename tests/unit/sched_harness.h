@@ -37,7 +37,7 @@ struct harness {
 	uint64_t next_id;
 	uint64_t want_id;
 	Shoal__Envelope *reply; /* the reply to want_id, once it came (owned) */
-	struct nodekey key; /* the node key its Registers carry, made by harness_open */
+	struct nodekey key;     /* the node key its Registers carry, made by harness_open */
 };
 
 static void
