@@ -434,8 +434,8 @@ reg_authenticate(struct reg *r, const char *challenge, struct shoal_err *err)
 		if (!r->have_cred) {
 			regauth_challenge_free(&c);
 			return err_set(err, 0,
-			               "unauthorized: %s wants Basic credentials (none for it in the "
-			               "auth file)",
+			               "unauthorized by %s: it wants Basic credentials (no "
+			               "credentials for it in the auth file)",
 			               r->host);
 		}
 		b = regauth_basic(&r->cred);
