@@ -11,7 +11,7 @@ set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libc6-dev
 	libevent-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev libsodium-dev
-	libsqlite3-dev libarchive-dev libseccomp-dev libmnl-dev libjansson-dev libcurl4-openssl-dev)
+	libsqlite3-dev libarchive-dev libseccomp-dev libmnl-dev libjansson-dev libcurl4-openssl-dev libssl-dev)
 run_pkgs=(iproute2 procps busybox-static)
 # vagrant-libvirt lets `vagrant validate` load the Vagrantfile's libvirt settings.
 test_pkgs=(libcmocka-dev bats shellcheck ruby vagrant vagrant-libvirt
