@@ -245,6 +245,50 @@ blob_gets() {
 	[[ "$output" == *"0 uploaded"* ]]
 }
 
+@test "Bearer: the token flow from the registry's challenge, for pull and push" {
+	command -v openssl >/dev/null || skip "openssl missing (deps.sh)"
+	# A token server as small as can be: busybox httpd serving one JWT (RS256, the signing
+	# certificate in x5c) for repository tok/web, pull and push, valid for an hour; the
+	# registry trusts that certificate.
+	local d=$REGDIR/tok now x5c h p sig treg=$REGHOST:5003
+	mkdir -p "$d/www"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" \
+		-days 1 -subj /CN=shoal-token 2>/dev/null
+	b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+	now=$(date +%s)
+	x5c=$(openssl x509 -in "$d/cert.pem" -outform DER | base64 -w0)
+	h=$(printf '{"typ":"JWT","alg":"RS256","x5c":["%s"]}' "$x5c" | b64url)
+	p=$(printf '{"iss":"shoal-lab-issuer","sub":"t","aud":"shoal-lab","exp":%d,"nbf":%d,"iat":%d,"jti":"j1","access":[{"type":"repository","name":"tok/web","actions":["pull","push"]}]}' \
+		$((now + 3600)) $((now - 60)) $((now - 60)) | b64url)
+	sig=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$d/key.pem" | b64url)
+	printf '{"token":"%s.%s.%s"}' "$h" "$p" "$sig" >"$d/www/token"
+	lab spawn tok-httpd sched busybox httpd -f -p "$REGHOST:5002" -h "$d/www" >/dev/null
+	start_registry tok "$treg" "auth:
+  token:
+    realm: http://$REGHOST:5002/token
+    service: shoal-lab
+    issuer: shoal-lab-issuer
+    rootcertbundle: $d/cert.pem"
+	wait_until 10 bash "$LAB_BIN" exec node1 curl -s -o /dev/null "http://$treg/v2/"
+	run bash "$LAB_BIN" exec node1 curl -si "http://$treg/v2/tok/web/manifests/1"
+	[[ "$output" == *"401 Unauthorized"* && "$output" == *'Bearer realm='* ]]
+	run timeout 120 bash "$LAB_BIN" exec sched "$SHOALRT" --root "$SRC" push \
+		--insecure-registry "$treg" shoal/web:1 "$treg/tok/web:1"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"(3 blobs, 3 uploaded"* ]]
+	run timeout 120 bash "$LAB_BIN" exec node1 "$SHOALRT" --root "$ROOT" pull \
+		--insecure-registry "$treg" "$treg/tok/web:1"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"(3 blobs, 3 fetched"* && "$output" != *"$sig"* ]]
+	# The token covers tok/web only: another repository is refused with the reason.
+	run timeout 120 bash "$LAB_BIN" exec node1 "$SHOALRT" --root "$ROOT" pull \
+		--insecure-registry "$treg" "$treg/other/web:1"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"unauthorized by $treg"* ]]
+	lab kill reg-tok
+	lab kill tok-httpd
+}
+
 @test "an image built with umoci (whiteout, hard link, symlink) pushed by skopeo pulls and runs" {
 	command -v umoci >/dev/null || skip "umoci missing (deps.sh)"
 	cd "$WORK"
