@@ -85,8 +85,10 @@ domain_problem(const char *s, size_t n)
 		const char *close = memchr(s, ']', n);
 		if (close == NULL || close == s + 1)
 			return "invalid IPv6 registry host";
+		/* Docker's ipv6address: \[[a-fA-F0-9:]+\] */
 		for (const char *p = s + 1; p < close; p++)
-			if (!(is_alnum(*p) || *p == ':' || *p == '.'))
+			if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
+			      (*p >= 'A' && *p <= 'F') || *p == ':'))
 				return "invalid IPv6 registry host";
 		hn = (size_t)(close - s) + 1;
 		colon = hn < n ? s + hn : NULL;
@@ -289,10 +291,16 @@ char *
 reference_familiar_name(const struct reference *r)
 {
 	const char *p = r->path;
+	size_t n = strcspn(p, "/");
 
 	if (strcmp(r->domain, REFERENCE_DEFAULT_DOMAIN) != 0)
 		return reference_name(r);
-	if (strncmp(p, "library/", 8) == 0 && strchr(p + 8, '/') == NULL)
+	/* docker.io/foo.com/bar must not read back as registry foo.com's bar (Docker's own
+	 * familiar form has that ambiguity; the store keys images by this form). */
+	if (p[n] == '/' && (memchr(p, '.', n) || (n == 9 && strncmp(p, "localhost", 9) == 0)))
+		return reference_name(r);
+	/* library/ goes, unless what remains would read as an image ID. */
+	if (strncmp(p, "library/", 8) == 0 && strchr(p + 8, '/') == NULL && !is_hex64(p + 8))
 		p += 8;
 	return xstrdup(p);
 }

@@ -36,7 +36,14 @@ static const struct {
     {"Example.COM/x", "Example.COM/x:latest", "Example.COM/x:latest"},
     {"[::1]:5000/x:t", "[::1]:5000/x:t", "[::1]:5000/x:t"},
     {"a.b-c.d:443/x", "a.b-c.d:443/x:latest", "a.b-c.d:443/x:latest"},
-    {"foo_bar.com:8080/x", NULL, NULL}, /* "_" in a host: checked below as invalid */
+    {"foo_bar.com:8080/x", NULL, NULL},
+    /* found by tests/fuzz/reference.c: a first path component that looks like a host keeps
+     * docker.io/ in the familiar form, or it would name registry foo.com */
+    {"docker.io/foo.com/bar", "docker.io/foo.com/bar:latest", "docker.io/foo.com/bar:latest"},
+    {"docker.io/localhost/bar", "docker.io/localhost/bar:latest",
+     "docker.io/localhost/bar:latest"},
+    {"foo.com/bar", "foo.com/bar:latest", "foo.com/bar:latest"},
+    {"library/" HEX, "docker.io/library/" HEX ":latest", "library/" HEX ":latest"}, /* "_" in a host: checked below as invalid */
     {"a__b/c--d/e.f/g_h", "docker.io/a__b/c--d/e.f/g_h:latest", "a__b/c--d/e.f/g_h:latest"},
     {"x:TAG_1.2-b", "docker.io/library/x:TAG_1.2-b", "x:TAG_1.2-b"},
     {"x:_t", "docker.io/library/x:_t", "x:_t"},
@@ -109,6 +116,8 @@ static const struct {
     {"a.com:65536/x", "port"},
     {"a.com:/x", "port"},
     {"[zz/x", "IPv6"},
+    {"[a.b..c::1]:5000/x", "IPv6"}, /* found by tests/fuzz/reference.c: ".." in a host */
+    {"[]:5000/x", "IPv6"},
     {HEX, "image ID"},
 };
 
