@@ -3,6 +3,8 @@
 # interleaved run, against Debian's docker-registry on 127.0.0.1:5000 of a private network
 # namespace (the host's network is never touched).
 #   bench/pull.sh [N]        (N interleaved rounds, default 5; root)
+#   BENCH_AB=DIR bench/pull.sh   adds rows for the shoalrt built in DIR (an A/B of a change,
+#                                measured in the same interleaved run)
 #
 # The image: 5 gzip layers of ~10 MiB each (incompressible bytes, so ~50 MiB on the wire),
 # pushed as bench/big:a; bench/big:b shares its first 4 layers and differs in the fifth.
@@ -115,6 +117,8 @@ run() { # run ROW CMD...: time CMD, append ms to row ROW
 	T[$1]+="$(((t1 - t0) / 1000)) "
 }
 rt_pull() { "$bin/shoalrt" --root "$1" pull --insecure-registry "$REG" "$REG/bench/big:$2"; }
+ab_pull() { "$ab/shoalrt" --root "$1" pull --insecure-registry "$REG" "$REG/bench/big:$2"; }
+ab=${BENCH_AB:+$(cd "$BENCH_AB" && pwd)}
 sk_pull() { skopeo copy -q --src-tls-verify=false "docker://$REG/bench/big:$2" "oci:$1:$2"; }
 three() { # three FN TAG: FN into three fresh dirs at once
 	local pids=() k
@@ -134,6 +138,11 @@ for ((r = 1; r <= N; r++)); do
 	run "shoalrt 3x cold" three rt_pull a
 	rm -rf "$work"/3-*
 	run "skopeo 3x cold" three sk_pull a
+	[ -n "$ab" ] || continue
+	rm -rf "$work"/s2 "$work"/3-*
+	run "A/B cold" ab_pull "$work/s2" a
+	run "A/B warm" ab_pull "$work/s2" b
+	run "A/B 3x cold" three ab_pull a
 done
 
 stats() { # stats "ms ms ...": median min max
@@ -147,4 +156,7 @@ for row in cold warm "3x cold"; do
 	read -r km kmin kmax < <(stats "${T[skopeo $row]}")
 	printf '%-16s %9d %9d %9d %9.2fx\n' "shoalrt $row" "$sm" "$smin" "$smax" "$(echo "$sm / $km" | bc -l)"
 	printf '%-16s %9d %9d %9d\n' "skopeo $row" "$km" "$kmin" "$kmax"
+	[ -n "$ab" ] || continue
+	read -r am amin amax < <(stats "${T[A/B $row]}")
+	printf '%-16s %9d %9d %9d %9.2fx\n' "A/B $row" "$am" "$amin" "$amax" "$(echo "$am / $km" | bc -l)"
 done
