@@ -276,7 +276,22 @@ struct req {
 	FILE *upload; /* PUT from a file */
 	uint64_t upload_len;
 	int follow; /* follow redirects (blob GETs go to storage backends) */
+	int token;  /* the token request: credentials go to the realm, another host */
 };
+
+int
+registry_same_origin(const char *base, const char *url)
+{
+	size_t n = strlen(base);
+
+	return strncmp(url, base, n) == 0 && (url[n] == '/' || url[n] == '\0' || url[n] == '?');
+}
+
+static int
+same_origin(const struct reg *r, const char *url)
+{
+	return registry_same_origin(r->base, url);
+}
 
 /* "MANIFEST_UNKNOWN: manifest unknown" from the registry's JSON error body, printable only. */
 static void
@@ -334,7 +349,7 @@ reg_perform(struct reg *r, struct req *q, struct sink *k, struct resp *rs)
 	for (struct curl_slist *p = q->headers; p; p = p->next)
 		h = curl_slist_append(h, p->data);
 	h = curl_slist_append(h, "Expect:");
-	if (r->authz)
+	if (r->authz && (q->token || same_origin(r, q->url)))
 		h = curl_slist_append(h, r->authz);
 	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, h);
 	if (strcmp(q->method, "HEAD") == 0) {
@@ -458,6 +473,14 @@ reg_authenticate(struct reg *r, const char *challenge, struct shoal_err *err)
 	                svc ? "&service=" : "", svc ? svc : "");
 	q.url = url;
 	q.follow = 1;
+	q.token = 1;
+	if (r->have_cred && strncmp(c.realm, "https://", 8) != 0 && !r->insecure) {
+		regauth_challenge_free(&c);
+		return err_set(err, 0,
+		               "registry %s: refusing to send credentials to a plain-HTTP token "
+		               "realm",
+		               r->host);
+	}
 	saved = steal_ptr(&r->authz);
 	if (r->have_cred) {
 		cleanup_free char *b = regauth_basic(&r->cred);

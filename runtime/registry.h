@@ -65,4 +65,12 @@ int registry_push(struct image_store *s, const char *image, const char *ref,
 const char *registry_manifest_type(const char *json, const char *content_type,
                                    struct shoal_err *err);
 
+/*
+ * Is url on the registry at base ("http://host:port", scheme, host and port exactly)?
+ * Upload locations come from the registry's answers: one naming another origin does not get
+ * our Authorization header (only the token request sends credentials elsewhere, to the
+ * realm the challenge names, and never over plain HTTP unless the registry is insecure).
+ */
+int registry_same_origin(const char *base, const char *url);
+
 #endif

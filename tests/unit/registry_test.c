@@ -223,13 +223,29 @@ test_auth_file(void **state)
 	free(path);
 }
 
+static void
+test_same_origin(void **state)
+{
+	(void)state;
+	assert_true(registry_same_origin("http://10.0.0.1:5000", "http://10.0.0.1:5000/v2/x"));
+	assert_true(registry_same_origin("http://10.0.0.1:5000", "http://10.0.0.1:5000"));
+	assert_true(registry_same_origin("https://r.example", "https://r.example/v2/?a=1"));
+	/* Prefixes that are other origins. */
+	assert_false(registry_same_origin("http://10.0.0.1:5000", "http://10.0.0.1:50001/v2/"));
+	assert_false(registry_same_origin("https://r.example", "https://r.example.evil/v2/"));
+	assert_false(registry_same_origin("https://r.example", "https://r.example@evil/v2/"));
+	assert_false(registry_same_origin("https://r.example", "https://r.example:444/v2/"));
+	assert_false(registry_same_origin("https://r.example", "http://r.example/v2/"));
+	assert_false(registry_same_origin("https://r.example", "/v2/x"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_manifest_types), cmocka_unit_test(test_manifest_refused),
 	    cmocka_unit_test(test_index_platforms), cmocka_unit_test(test_challenge),
-	    cmocka_unit_test(test_auth_file),
+	    cmocka_unit_test(test_auth_file),  cmocka_unit_test(test_same_origin),
 	};
 
 	if (sodium_init() < 0)
