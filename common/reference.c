@@ -212,7 +212,8 @@ reference_parse(const char *s, struct reference *r, struct shoal_err *err)
 			            err);
 		}
 		if (!is_hex64(d + 7))
-			return fail(r, s, "invalid digest (want sha256: and 64 lowercase hex)", err);
+			return fail(r, s, "invalid digest (want sha256: and 64 lowercase hex)",
+			            err);
 		r->digest = xstrdup(d);
 	}
 	nlen = at ? (size_t)(at - s) : strlen(s);
@@ -222,10 +223,11 @@ reference_parse(const char *s, struct reference *r, struct shoal_err *err)
 	colon = strrchr(slash ? slash : name, ':');
 	if (colon) {
 		if (!reference_tag_ok(colon + 1))
-			return fail(r, s,
-			            "invalid tag (letters, digits, _ . -, at most 128, not starting "
-			            "with . or -)",
-			            err);
+			return fail(
+			    r, s,
+			    "invalid tag (letters, digits, _ . -, at most 128, not starting "
+			    "with . or -)",
+			    err);
 		r->tag = xstrdup(colon + 1);
 		name[colon - name] = '\0';
 	}
@@ -237,10 +239,10 @@ reference_parse(const char *s, struct reference *r, struct shoal_err *err)
 	 * being "localhost". Docker also takes one with uppercase letters for a host; that is
 	 * almost always a typo for a repository, so it is refused here. */
 	first_slash = strchr(name, '/');
-	if (first_slash && (memchr(name, '.', (size_t)(first_slash - name)) ||
-	                    memchr(name, ':', (size_t)(first_slash - name)) ||
-	                    (first_slash - name == 9 && strncmp(name, "localhost", 9) == 0) ||
-	                    name[0] == '[')) {
+	if (first_slash &&
+	    (memchr(name, '.', (size_t)(first_slash - name)) ||
+	     memchr(name, ':', (size_t)(first_slash - name)) ||
+	     (first_slash - name == 9 && strncmp(name, "localhost", 9) == 0) || name[0] == '[')) {
 		size_t dn = (size_t)(first_slash - name);
 		if (dn == 2 && name[0] == '.' && name[1] == '.')
 			return fail(r, s, "\"..\" is not a path component", err);
@@ -254,8 +256,8 @@ reference_parse(const char *s, struct reference *r, struct shoal_err *err)
 		r->domain = xstrdup(REFERENCE_DEFAULT_DOMAIN);
 		rest = name;
 		if (is_hex64(name))
-			return fail(r, s,
-			            "a 64-hex name looks like an image ID, not a repository", err);
+			return fail(r, s, "a 64-hex name looks like an image ID, not a repository",
+			            err);
 	}
 	if (strcmp(r->domain, "index.docker.io") == 0) {
 		free(r->domain);

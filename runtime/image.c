@@ -1327,7 +1327,7 @@ out:
 
 int
 image_import_verified(struct image_store *s, const char *layout, const char *ref,
-                       struct shoal_err *err)
+                      struct shoal_err *err)
 {
 	return import_path(s, layout, ref, NULL, 1, err);
 }

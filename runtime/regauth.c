@@ -170,8 +170,7 @@ find_entry(json_t *auths, const char *host)
 }
 
 int
-regauth_load(const char *path, const char *host, struct regauth_cred *cred,
-             struct shoal_err *err)
+regauth_load(const char *path, const char *host, struct regauth_cred *cred, struct shoal_err *err)
 {
 	cleanup_free char *text = NULL;
 	cleanup_json json_t *j = NULL;

@@ -29,8 +29,7 @@ struct regauth_challenge {
  * quoted-string or token values; scheme case-insensitive). A Bearer challenge without a realm,
  * an unknown scheme or a malformed parameter list is an error. Free with regauth_challenge_free.
  */
-int regauth_parse_challenge(const char *header, struct regauth_challenge *c,
-                            struct shoal_err *err);
+int regauth_parse_challenge(const char *header, struct regauth_challenge *c, struct shoal_err *err);
 void regauth_challenge_free(struct regauth_challenge *c);
 
 struct regauth_cred {

@@ -126,8 +126,7 @@ registry_manifest_type(const char *json, const char *ctype, struct shoal_err *er
 
 	j = json_loads(json, 0, &je);
 	if (j == NULL || !json_is_object(j))
-		return err_set(err, 0, "manifest: invalid JSON at line %d", j ? 1 : je.line),
-		       NULL;
+		return err_set(err, 0, "manifest: invalid JSON at line %d", j ? 1 : je.line), NULL;
 	sv = json_object_get(j, "schemaVersion");
 	mt = json_string_value(json_object_get(j, "mediaType"));
 	if ((json_is_integer(sv) && json_integer_value(sv) == 1) ||
@@ -572,10 +571,10 @@ reg_open(struct reg *r, const struct reference *ref, const struct registry_opts 
 	r->stats = stats;
 	r->verbose = o ? o->verbose : 0;
 	/* Docker's hub answers the API on another name than the one references use. */
-	r->base = xasprintf("%s://%s", r->insecure ? "http" : "https",
-	                    strcmp(ref->domain, REFERENCE_DEFAULT_DOMAIN) == 0
-	                        ? "registry-1.docker.io"
-	                        : ref->domain);
+	r->base =
+	    xasprintf("%s://%s", r->insecure ? "http" : "https",
+	              strcmp(ref->domain, REFERENCE_DEFAULT_DOMAIN) == 0 ? "registry-1.docker.io"
+	                                                                 : ref->domain);
 	found = regauth_load(o ? o->auth_file : NULL, ref->domain, &r->cred, err);
 	if (found == -1) {
 		reg_free(r);
@@ -730,7 +729,8 @@ fetch_blob(struct reg *r, const char *root, const struct oci_desc *d, const char
 	}
 	if (strcmp(got, d->digest) != 0) {
 		unlink(partial);
-		err_set(err, 0, "%s: digest mismatch (got %s)", what, digest_short(got, a, sizeof(a)));
+		err_set(err, 0, "%s: digest mismatch (got %s)", what,
+		        digest_short(got, a, sizeof(a)));
 		goto out;
 	}
 	if (fsync(k.fd) == -1) {
@@ -826,7 +826,8 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 		return -1;
 	}
 	name = reference_familiar_name(&ref);
-	storeref = ref.tag ? xasprintf("%s:%s", name, ref.tag) : xasprintf("%s@%s", name, ref.digest);
+	storeref =
+	    ref.tag ? xasprintf("%s:%s", name, ref.tag) : xasprintf("%s@%s", name, ref.digest);
 	if (get_manifest(&r, ref.digest ? ref.digest : ref.tag, ref.digest, &mtext, &mt, digest,
 	                 err) == -1)
 		goto out;
@@ -855,8 +856,8 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 		if (get_manifest(&r, child, child, &mtext, &mt, digest, err) == -1)
 			goto out;
 		if (oci_media_kind(mt) != OCI_KIND_MANIFEST) {
-			err_set(err, 0, "%s: the index's entry for %s is not an image manifest", refstr,
-			        want);
+			err_set(err, 0, "%s: the index's entry for %s is not an image manifest",
+			        refstr, want);
 			goto out;
 		}
 	}
@@ -987,8 +988,7 @@ out:
 
 int
 registry_push(struct image_store *s, const char *image, const char *refstr,
-              const struct registry_opts *o, struct registry_stats *stats,
-              struct shoal_err *err)
+              const struct registry_opts *o, struct registry_stats *stats, struct shoal_err *err)
 {
 	const char *root = image_store_root(s);
 	struct registry_stats local = {0};

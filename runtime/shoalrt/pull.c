@@ -12,7 +12,7 @@
 #define PULL_USAGE                                                                                 \
 	"usage: shoalrt pull [--registry-auth FILE] [--insecure-registry HOST:PORT]...\n"          \
 	"                    [--platform OS/ARCH] REF\n\n"                                         \
-	"Pull REF (host[:port]/path/name[:tag][@sha256:...]; docker.io, library/ and :latest\n"   \
+	"Pull REF (host[:port]/path/name[:tag][@sha256:...]; docker.io, library/ and :latest\n"    \
 	"by default, as Docker) from its registry into the store. Only the layers the store\n"     \
 	"lacks are fetched, each verified against its digest as it streams; an interrupted\n"      \
 	"pull resumes where it stopped, and a failed one leaves the store unchanged.\n\n"          \

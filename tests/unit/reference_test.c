@@ -40,10 +40,10 @@ static const struct {
     /* found by tests/fuzz/reference.c: a first path component that looks like a host keeps
      * docker.io/ in the familiar form, or it would name registry foo.com */
     {"docker.io/foo.com/bar", "docker.io/foo.com/bar:latest", "docker.io/foo.com/bar:latest"},
-    {"docker.io/localhost/bar", "docker.io/localhost/bar:latest",
-     "docker.io/localhost/bar:latest"},
+    {"docker.io/localhost/bar", "docker.io/localhost/bar:latest", "docker.io/localhost/bar:latest"},
     {"foo.com/bar", "foo.com/bar:latest", "foo.com/bar:latest"},
-    {"library/" HEX, "docker.io/library/" HEX ":latest", "library/" HEX ":latest"}, /* "_" in a host: checked below as invalid */
+    {"library/" HEX, "docker.io/library/" HEX ":latest",
+     "library/" HEX ":latest"}, /* "_" in a host: checked below as invalid */
     {"a__b/c--d/e.f/g_h", "docker.io/a__b/c--d/e.f/g_h:latest", "a__b/c--d/e.f/g_h:latest"},
     {"x:TAG_1.2-b", "docker.io/library/x:TAG_1.2-b", "x:TAG_1.2-b"},
     {"x:_t", "docker.io/library/x:_t", "x:_t"},

@@ -18,27 +18,33 @@
 #include "runtime/registry.h"
 
 #define D(c)                                                                                       \
-	"sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c \
-	    c c c c c c c c c c c c c c c c c c c c c c
+	"sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
+	    c c c c c c c c c c c c c c c c c c c c c c c c
 
 #define OCI_MANIFEST_NO_TYPE                                                                       \
-	"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+"  \
-	"json\",\"digest\":\"" D("a") "\",\"size\":10},\"layers\":[{\"mediaType\":"              \
-	"\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":\"" D("b") "\",\"size\":20}]}"
+	"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+"    \
+	"json\",\"digest\":\"" D(                                                                  \
+	    "a") "\",\"size\":10},\"layers\":[{\"mediaType\":"                                     \
+	         "\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":\"" D(                \
+	             "b") "\",\"size\":20}]}"
 
 #define DOCKER_MANIFEST                                                                            \
-	"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+"  \
-	"json\",\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\","   \
-	"\"digest\":\"" D("a") "\",\"size\":10},\"layers\":[{\"mediaType\":\"application/"       \
-	"vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"" D("b") "\",\"size\":20}]}"
+	"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+"    \
+	"json\",\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\","     \
+	"\"digest\":\"" D("a") "\",\"size\":10},\"layers\":[{\"mediaType\":\"application/"         \
+	                       "vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"" D(          \
+	                           "b") "\",\"size\":20}]}"
 
 #define DOCKER_LIST                                                                                \
-	"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest."     \
-	"list.v2+json\",\"manifests\":[{\"mediaType\":\"application/vnd.docker.distribution."     \
-	"manifest.v2+json\",\"digest\":\"" D("c") "\",\"size\":5,\"platform\":{\"architecture\":" \
-	"\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}},{\"mediaType\":\"application/vnd."      \
-	"docker.distribution.manifest.v2+json\",\"digest\":\"" D("d") "\",\"size\":6,"           \
-	"\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}}]}"
+	"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest."       \
+	"list.v2+json\",\"manifests\":[{\"mediaType\":\"application/vnd.docker.distribution."      \
+	"manifest.v2+json\",\"digest\":\"" D(                                                      \
+	    "c") "\",\"size\":5,\"platform\":{\"architecture\":"                                   \
+	         "\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}},{\"mediaType\":\"application/"   \
+	         "vnd."                                                                            \
+	         "docker.distribution.manifest.v2+json\",\"digest\":\"" D(                         \
+	             "d") "\",\"size\":6,"                                                         \
+	                  "\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}}]}"
 
 #define SCHEMA1                                                                                    \
 	"{\"schemaVersion\":1,\"name\":\"x\",\"tag\":\"1\",\"fsLayers\":[],\"signatures\":[]}"
@@ -61,9 +67,8 @@ test_manifest_types(void **state)
 	/* Neither field: the shape. */
 	assert_string_equal(registry_manifest_type(OCI_MANIFEST_NO_TYPE, NULL, &err),
 	                    OCI_MT_MANIFEST);
-	assert_string_equal(
-	    registry_manifest_type(OCI_MANIFEST_NO_TYPE, "application/json", &err),
-	    OCI_MT_MANIFEST);
+	assert_string_equal(registry_manifest_type(OCI_MANIFEST_NO_TYPE, "application/json", &err),
+	                    OCI_MT_MANIFEST);
 	/* The document's own type wins over a header. */
 	mt = registry_manifest_type(DOCKER_MANIFEST, "text/plain", &err);
 	assert_string_equal(mt, "application/vnd.docker.distribution.manifest.v2+json");
@@ -72,9 +77,9 @@ test_manifest_types(void **state)
 	oci_manifest_free(&m);
 	assert_string_equal(registry_manifest_type(DOCKER_LIST, NULL, &err),
 	                    "application/vnd.docker.distribution.manifest.list.v2+json");
-	assert_string_equal(registry_manifest_type("{\"schemaVersion\":2,\"manifests\":[]}",
-	                                           NULL, &err),
-	                    OCI_MT_INDEX);
+	assert_string_equal(
+	    registry_manifest_type("{\"schemaVersion\":2,\"manifests\":[]}", NULL, &err),
+	    OCI_MT_INDEX);
 }
 
 static void
@@ -243,9 +248,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_manifest_types), cmocka_unit_test(test_manifest_refused),
+	    cmocka_unit_test(test_manifest_types),  cmocka_unit_test(test_manifest_refused),
 	    cmocka_unit_test(test_index_platforms), cmocka_unit_test(test_challenge),
-	    cmocka_unit_test(test_auth_file),  cmocka_unit_test(test_same_origin),
+	    cmocka_unit_test(test_auth_file),       cmocka_unit_test(test_same_origin),
 	};
 
 	if (sodium_init() < 0)
