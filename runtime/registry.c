@@ -846,8 +846,15 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 			     oci_media_kind(ds[i].media_type) == OCI_KIND_MANIFEST))
 				pick = i;
 		if (pick == SIZE_MAX) {
+			char have[160] = "";
+			for (size_t i = 0; i < n; i++) {
+				size_t l = strlen(have);
+				snprintf(have + l, sizeof(have) - l, "%s%s", l ? ", " : "",
+				         ds[i].platform ? ds[i].platform : "?");
+			}
 			oci_descs_free(ds, n);
-			err_set(err, 0, "%s: no manifest for %s in the index", refstr, want);
+			err_set(err, 0, "index: no image for %s (it has %s)", want,
+			        have[0] ? have : "none");
 			goto out;
 		}
 		snprintf(child, sizeof(child), "%s", ds[pick].digest);
@@ -856,8 +863,7 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 		if (get_manifest(&r, child, child, &mtext, &mt, digest, err) == -1)
 			goto out;
 		if (oci_media_kind(mt) != OCI_KIND_MANIFEST) {
-			err_set(err, 0, "%s: the index's entry for %s is not an image manifest",
-			        refstr, want);
+			err_set(err, 0, "index: the entry for %s is not an image manifest", want);
 			goto out;
 		}
 	}

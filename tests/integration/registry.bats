@@ -176,6 +176,38 @@ blob_gets() {
 	rt run --rm "$REG/sk/web@sha256:$d" /bin/busybox true
 }
 
+@test "a multi-platform index picks this machine's platform; a Docker schema 2 image pulls" {
+	# An OCI index over web_1's manifest for linux/arm64 and linux/amd64, pushed with --all.
+	cp -r "$IMAGES/web_1" "$WORK/idx"
+	m=$(jq -c '.manifests[0] | {mediaType, digest, size}' "$IMAGES/web_1/index.json")
+	jq -cn --argjson m "$m" '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
+		manifests: [$m + {platform: {architecture: "arm64", os: "linux"}},
+			$m + {platform: {architecture: "amd64", os: "linux"}}]}' >"$WORK/ix"
+	ih=$(sha256sum "$WORK/ix" | cut -d' ' -f1)
+	jq -cn --arg d "sha256:$ih" --argjson s "$(stat -c %s "$WORK/ix")" '{schemaVersion: 2,
+		manifests: [{mediaType: "application/vnd.oci.image.index.v1+json", digest: $d,
+		size: $s, annotations: {"org.opencontainers.image.ref.name": "multi"}}]}' \
+		>"$WORK/idx/index.json"
+	mv "$WORK/ix" "$WORK/idx/blobs/sha256/$ih"
+	timeout 60 bash "$LAB_BIN" exec sched skopeo copy -q --all --dest-tls-verify=false \
+		"oci:$WORK/idx:multi" "docker://$REG/multi/web:1"
+	run pull "$REG/multi/web:1"
+	[ "$status" -eq 0 ]
+	[[ "$output" == "pulled $REG/multi/web:1 sha256:$(basename "$(manifest_of "$IMAGES/web_1")" | cut -c1-12)"* ]]
+	run pull --platform linux/s390x "$REG/multi/web:1"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"index: no image for linux/s390x (it has linux/arm64, linux/amd64)"* ]]
+	# skopeo converts to Docker's v2s2 (gzip layers, Docker media types).
+	timeout 60 bash "$LAB_BIN" exec sched skopeo copy -q --format v2s2 --dest-tls-verify=false \
+		"oci:$IMAGES/web_2" "docker://$REG/v2s2/web:2"
+	run pull "$REG/v2s2/web:2"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"(3 blobs, 2 fetched"* ]] # the base layer is web_1's, pulled above
+	run rt run --rm "$REG/v2s2/web:2" /bin/busybox cat /www/version
+	[ "$status" -eq 0 ]
+	[ "$output" = v2 ]
+}
+
 @test "an interrupted pull resumes from the verified part on disk (Range)" {
 	m=$(manifest_of "$IMAGES/web_1")
 	big=$(jq -r '.layers | max_by(.size) | .digest' "$m" | cut -d: -f2)
