@@ -53,7 +53,6 @@ struct reg {
 	int have_cred;
 	char *authz; /* "Authorization: ..." header line in use; secret, never logged */
 	struct registry_stats *stats;
-	int verbose;
 };
 
 /* Where a response body goes: memory (fd < 0) or a file, hashed as it arrives. */
@@ -569,7 +568,6 @@ reg_open(struct reg *r, const struct reference *ref, const struct registry_opts 
 	r->actions = xstrdup(actions);
 	r->insecure = is_insecure(o, ref->domain);
 	r->stats = stats;
-	r->verbose = o ? o->verbose : 0;
 	/* Docker's hub answers the API on another name than the one references use. */
 	r->base =
 	    xasprintf("%s://%s", r->insecure ? "http" : "https",
@@ -707,9 +705,8 @@ fetch_blob(struct reg *r, const char *root, const struct oci_desc *d, const char
 		if (k.got > 0) {
 			range = xasprintf("Range: bytes=%llu-", (unsigned long long)k.got);
 			q.headers = curl_slist_append(NULL, range);
-			if (r->verbose)
-				fprintf(stderr, "%s: resuming at %llu of %lld bytes\n", what,
-				        (unsigned long long)k.got, (long long)d->size);
+			if (r->stats)
+				r->stats->resumed += k.got;
 		}
 		if (reg_request(r, &q, &k, &rs, err) == -1)
 			goto out;
@@ -717,6 +714,8 @@ fetch_blob(struct reg *r, const char *root, const struct oci_desc *d, const char
 			status_error(r, &q, &k, &rs, err);
 			goto out;
 		}
+		if (rs.status == 200 && r->stats) /* the registry ignored the Range */
+			r->stats->resumed -= k.resumed;
 	}
 	EVP_DigestFinal_ex(k.h, h, &hlen);
 	SHOAL_ASSERT(hlen == DIGEST_HEX_LEN / 2);

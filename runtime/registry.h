@@ -29,13 +29,13 @@ struct registry_opts {
 	const char *auth_file;       /* auth.json; NULL: none */
 	const char *const *insecure; /* HOST:PORT spoken to over plain HTTP; NULL-terminated */
 	const char *platform;        /* "linux/amd64"; NULL: this machine's */
-	int verbose;                 /* progress lines on stderr */
 };
 
 struct registry_stats {
 	size_t blobs;         /* layers and config the image has */
 	size_t blobs_fetched; /* fetched (pull) or uploaded (push) */
 	uint64_t bytes;       /* body bytes fetched or uploaded */
+	uint64_t resumed;     /* pull: bytes an interrupted pull had fetched, not asked again */
 	char digest[80];      /* the manifest's digest */
 };
 

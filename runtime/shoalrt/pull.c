@@ -83,9 +83,12 @@ pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 		free(insecure);
 		return 1;
 	}
-	printf("pulled %s %.19s (%zu blobs, %zu fetched, %llu bytes = %s)\n", stored, st.digest,
+	printf("pulled %s %.19s (%zu blobs, %zu fetched, %llu bytes = %s", stored, st.digest,
 	       st.blobs, st.blobs_fetched, (unsigned long long)st.bytes,
 	       util_format_bytes((int64_t)st.bytes, size, sizeof(size)));
+	if (st.resumed > 0)
+		printf(", %llu resumed", (unsigned long long)st.resumed);
+	puts(")");
 	free(stored);
 	image_store_close(s);
 	free(insecure);

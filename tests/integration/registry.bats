@@ -217,7 +217,7 @@ blob_gets() {
 	head -c "$half" "$IMAGES/web_1/blobs/sha256/$big" >"$ROOT/tmp/partial/$big"
 	run pull "$REG/shoal/web:1"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"(3 blobs, 3 fetched, $(($(blob_bytes "$IMAGES/web_1") - half)) bytes"* ]]
+	[[ "$output" == *"(3 blobs, 3 fetched, $(($(blob_bytes "$IMAGES/web_1") - half)) bytes = "*", $half resumed)" ]]
 	[ ! -e "$ROOT/tmp/partial/$big" ]
 	# A partial that is not a prefix of the blob fails the check and is thrown away.
 	rt rmi "$REG/shoal/web:1"
