@@ -53,6 +53,8 @@ struct reg {
 	int have_cred;
 	char *authz; /* "Authorization: ..." header line in use; secret, never logged */
 	struct registry_stats *stats;
+	char **partials; /* verified partial files this pull linked into its layout */
+	size_t npartials;
 };
 
 /* Where a response body goes: memory (fd < 0) or a file, hashed as it arrives. */
@@ -543,6 +545,9 @@ reg_free(struct reg *r)
 	free(r->repo);
 	free(r->actions);
 	regauth_cred_free(&r->cred);
+	for (size_t i = 0; i < r->npartials; i++)
+		free(r->partials[i]);
+	free(r->partials);
 	if (r->authz) {
 		sodium_memzero(r->authz, strlen(r->authz));
 		free(r->authz);
@@ -678,6 +683,16 @@ fetch_blob(struct reg *r, const char *root, const struct oci_desc *d, const char
 			break;
 		close(k.fd);
 	}
+	/* While we waited, a concurrent pull may have put the blob in the store. */
+	{
+		cleanup_free char *have = xasprintf("%s/blobs/sha256/%s", root, d->digest + 7);
+		if (link(have, dst) == 0) {
+			if (st.st_size == 0)
+				unlink(partial);
+			rc = 0;
+			goto out;
+		}
+	}
 	k.h = EVP_MD_CTX_new();
 	if (k.h == NULL || EVP_DigestInit_ex(k.h, EVP_sha256(), NULL) != 1) {
 		err_set(err, 0, "%s: OpenSSL cannot hash", what);
@@ -736,11 +751,16 @@ fetch_blob(struct reg *r, const char *root, const struct oci_desc *d, const char
 		err_set(err, errno, "fsync %s", partial);
 		goto out;
 	}
-	if (rename(partial, dst) == -1) {
-		err_set(err, errno, "rename %s", partial);
+	/* Linked, not moved: a concurrent pull of the same blob waiting on the lock finds it
+	 * whole and verifies it instead of fetching it again. The pull deletes it once the
+	 * store holds the blob. */
+	if (link(partial, dst) == -1) {
+		err_set(err, errno, "link %s", partial);
 		goto out;
 	}
-	if (r->stats)
+	r->partials = xrealloc(r->partials, (r->npartials + 1) * sizeof(*r->partials));
+	r->partials[r->npartials++] = steal_ptr(&partial);
+	if (r->stats && k.got > k.resumed)
 		r->stats->blobs_fetched++;
 	rc = 0;
 out:
@@ -892,6 +912,9 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 		goto out;
 	if (image_import_verified(s, layout, storeref, err) == -1)
 		goto out;
+	/* Only now: a failed import keeps them whole and verified for the next pull. */
+	for (size_t i = 0; i < r.npartials; i++)
+		unlink(r.partials[i]);
 	if (stored)
 		*stored = steal_ptr(&storeref);
 	rc = 0;

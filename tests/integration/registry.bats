@@ -230,6 +230,29 @@ blob_gets() {
 	[ "$status" -eq 0 ]
 }
 
+@test "two pulls of one image into one store at once fetch each blob once" {
+	big=$(jq -r '.layers | max_by(.size) | .digest' "$(manifest_of "$IMAGES/web_1")" | cut -d: -f2)
+	mkdir -p "$ROOT/tmp/partial"
+	: >"$ROOT/tmp/partial/$big"
+	before=$(blob_gets shoal/web)
+	# Hold the big layer's lock for a moment so that both pulls queue behind it.
+	flock "$ROOT/tmp/partial/$big" sleep 2 &
+	holder=$!
+	sleep 0.3
+	pull "$REG/shoal/web:1" >"$WORK/a" 2>&1 &
+	a=$!
+	pull "$REG/shoal/web:1" >"$WORK/b" 2>&1 &
+	b=$!
+	wait "$a"
+	wait "$b"
+	wait "$holder"
+	cat "$WORK/a" "$WORK/b"
+	[ "$(($(blob_gets shoal/web) - before))" -eq 3 ]
+	[ "$(cat "$WORK/a" "$WORK/b" | grep -c '^pulled ')" -eq 2 ]
+	[ -z "$(find "$ROOT/tmp/partial" -mindepth 1)" ]
+	rt run --rm "$REG/shoal/web:1" /bin/busybox true
+}
+
 @test "a corrupted blob in the registry is refused and the store is unchanged" {
 	pull "$REG/shoal/web:1"
 	before=$(store_listing)
@@ -244,7 +267,7 @@ blob_gets() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == "shoalrt: pull $REG/shoal/web:2: layer sha256:${top:0:12}…: digest mismatch (got sha256:"* ]]
 	[ "$(store_listing)" = "$before" ]
-	[ -z "$(ls "$ROOT/tmp/partial")" ]
+	[ ! -e "$ROOT/tmp/partial/$top" ]
 	[ -z "$(rt images | awk '$2 == "2"')" ]
 	run pull "$REG/shoal/web:2"
 	[ "$status" -eq 0 ]
