@@ -6,6 +6,7 @@
 # the kernel shows of the container's init. Also: `shoalrt exec`, which uses the same path.
 
 load helpers
+bats_require_minimum_version 1.5.0
 
 BATS_TEST_TIMEOUT=120
 M="$BATS_TEST_DIRNAME/manifests"
@@ -131,7 +132,7 @@ teardown_file() {
 	run rtexec "$task" hostname
 	[ "$status" -eq 0 ]
 	[ "$output" = "$(nsenter -t "$pid" -u hostname)" ]
-	run rtexec "$task" /no/such/binary
+	run -127 rtexec "$task" /no/such/binary
 	[ "$status" -eq 127 ]
 	[[ $output == *"executable file not found"* ]]
 	run rtexec no-such-container true

@@ -9,6 +9,7 @@
 # Tests run in file order and share one cluster; teardown_file always removes it.
 
 load helpers
+bats_require_minimum_version 1.5.0
 
 BATS_TEST_TIMEOUT=120
 
