@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "err.h"
+#include "reference.h"
 #include "util.h"
 
 /* A manifest nests four levels at most; anything far deeper is a mistake or an attack, and
@@ -1859,157 +1860,15 @@ bad:
 
 /* ------------------------------------------------------------ image refs */
 
-static bool
-ref_alnum_lower(char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
-}
-
-static bool
-ref_alnum(char ch)
-{
-	return ref_alnum_lower(ch) || (ch >= 'A' && ch <= 'Z');
-}
-
-/* One repository path component: [a-z0-9]+ joined by ".", "_", "__" or "-"+ (Docker's). */
-static bool
-ref_path_component(const char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		size_t start = i;
-		while (i < n && ref_alnum_lower(s[i]))
-			i++;
-		if (i == start)
-			return false; /* empty, or a separator first or doubled */
-		if (i == n)
-			return true;
-		if (s[i] == '.') {
-			i++;
-		} else if (s[i] == '_') {
-			i += i + 1 < n && s[i + 1] == '_' ? 2 : 1;
-		} else if (s[i] == '-') {
-			while (i < n && s[i] == '-')
-				i++;
-		} else {
-			return false;
-		}
-		if (i == n)
-			return false; /* a separator last */
-	}
-	return false;
-}
-
-/* A registry host: DNS labels joined by ".", then an optional ":PORT". No IPv6 literal yet. */
-static bool
-ref_domain(const char *s, size_t n)
-{
-	const char *colon = memchr(s, ':', n);
-	size_t hn = colon ? (size_t)(colon - s) : n;
-	size_t i = 0;
-
-	if (colon != NULL) {
-		size_t pl = n - hn - 1;
-		if (pl == 0 || pl > 5)
-			return false;
-		unsigned long port = 0;
-		for (size_t j = hn + 1; j < n; j++) {
-			if (s[j] < '0' || s[j] > '9')
-				return false;
-			port = port * 10 + (unsigned long)(s[j] - '0');
-		}
-		if (port == 0 || port > 65535)
-			return false;
-	}
-	while (i < hn) {
-		size_t start = i;
-		while (i < hn && s[i] != '.') {
-			if (!ref_alnum(s[i]) && s[i] != '-')
-				return false;
-			i++;
-		}
-		if (i == start || s[start] == '-' || s[i - 1] == '-')
-			return false;
-		if (i < hn && ++i == hn)
-			return false; /* a trailing dot */
-	}
-	return hn > 0;
-}
-
 int
 manifest_check_image(const char *ref, struct shoal_err *err)
 {
-	const char *at = strchr(ref, '@');
-	size_t nlen = at ? (size_t)(at - ref) : strlen(ref);
-	const char *slash = memrchr(ref, '/', nlen);
-	const char *colon =
-	    memchr(slash ? slash : ref, ':', nlen - (size_t)(slash ? slash - ref : 0));
-	size_t name_len = colon ? (size_t)(colon - ref) : nlen;
-	const char *why = NULL;
-	char q[200];
+	struct reference r;
 
-	/* The name: [DOMAIN/]COMPONENT[/COMPONENT...]; the first part is a domain when it looks
-	 * like one (a dot, a port or localhost), as Docker decides. */
-	if (nlen == 0 || name_len == 0) {
-		why = "no name";
-	} else if (name_len > 255) {
-		why = "name longer than 255 characters";
-	} else {
-		const char *p = ref, *end = ref + name_len;
-		const char *first_end = memchr(p, '/', name_len);
-		if (first_end != NULL) {
-			size_t fl = (size_t)(first_end - p);
-			/* Docker also takes an upper-case first part for a host ("UPPER/x");
-			 * refusing it is the conservative reading. */
-			bool domain = memchr(p, '.', fl) || memchr(p, ':', fl) ||
-			              (fl == 9 && memcmp(p, "localhost", 9) == 0);
-			if (domain) {
-				if (!ref_domain(p, fl))
-					why = "invalid registry host";
-				p = first_end + 1;
-			}
-		}
-		while (why == NULL) {
-			const char *e = memchr(p, '/', (size_t)(end - p));
-			if (!ref_path_component(p, (size_t)((e ? e : end) - p)))
-				why = "each name component must be lowercase letters and digits, "
-				      "joined by '.', '_', '__' or '-'";
-			if (e == NULL)
-				break;
-			p = e + 1;
-		}
-	}
-	/* The tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}. */
-	if (why == NULL && colon != NULL) {
-		size_t tl = nlen - name_len - 1;
-		const char *t = colon + 1;
-		if (tl == 0 || tl > 128 || t[0] == '.' || t[0] == '-')
-			why = "a tag is 1 to 128 letters, digits, '_', '.' or '-', not starting "
-			      "with '.' or '-'";
-		for (size_t i = 0; i < tl && why == NULL; i++)
-			if (!ref_alnum(t[i]) && t[i] != '_' && t[i] != '.' && t[i] != '-')
-				why = "a tag is 1 to 128 letters, digits, '_', '.' or '-', not "
-				      "starting with '.' or '-'";
-	}
-	/* The digest: only the algorithms a registry serves, in their canonical hex. */
-	if (why == NULL && at != NULL) {
-		const char *d = at + 1;
-		size_t hex = strncmp(d, "sha256:", 7) == 0   ? 64
-		             : strncmp(d, "sha512:", 7) == 0 ? 128
-		                                             : 0;
-		bool ok = hex != 0 && strlen(d + 7) == hex;
-		for (size_t i = 0; ok && i < hex; i++)
-			ok = (d[7 + i] >= '0' && d[7 + i] <= '9') ||
-			     (d[7 + i] >= 'a' && d[7 + i] <= 'f');
-		if (!ok)
-			why = "a digest is sha256: and 64 or sha512: and 128 lowercase hex digits";
-	}
-	if (why == NULL)
-		return 0;
-	return err_set(err, 0,
-	               "invalid image reference %s: %s (want [HOST[:PORT]/]NAME[:TAG][@DIGEST])",
-	               quote(ref, strlen(ref), q, sizeof(q)), why);
+	if (reference_parse(ref, &r, err) == -1)
+		return -1;
+	reference_free(&r);
+	return 0;
 }
 
 /* ------------------------------------------------------------ spec check */

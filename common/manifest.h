@@ -201,9 +201,9 @@ void manifest_errors_add(struct manifest_errors *errs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /*
- * Check an image reference against Docker's reference grammar, conservatively:
- * [HOST[:PORT]/]NAME[:TAG][@sha256:HEX], NAME lowercase components. Every reader of an image
- * name goes through this one function, so a stricter or fuller grammar is changed here.
+ * Check an image reference against Docker's reference grammar (common/reference.h, the same
+ * parser the image store and the registry client use): [HOST[:PORT]/]NAME[:TAG][@DIGEST],
+ * NAME lowercase components. Every reader of a spec's image goes through this function.
  */
 int manifest_check_image(const char *ref, struct shoal_err *err);
 

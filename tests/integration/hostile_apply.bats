@@ -54,7 +54,7 @@ raw() {
 	[[ "$output" == *'invalid variable name ""'* ]]
 	run raw '{"name":"web","image":"a b;reboot"}'
 	[ "$status" -eq 1 ]
-	[[ "$output" == *'image: invalid image reference "a b;reboot"'* ]]
+	[[ "$output" == *'image: invalid reference "a b;reboot"'* ]]
 	# Every problem in one reply, past the 255 bytes of a one-line error.
 	run raw '{"name":"web","image":"x;y","replicas":20000,"env":{"A=B":"1"}}' \
 		'{"name":"api","image":"../../x:1","health":{"kind":"cmd","interval_ms":0}}'

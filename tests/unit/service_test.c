@@ -129,9 +129,8 @@ test_apply_refuses_what_the_cli_refuses(void **state)
 	REFUSED(f, "{\"name\":\"web\",\"image\":\"x\",\"env\":{\"\":\"1\"}}",
 	        "service web: env: invalid variable name \"\" (want no '=', no space, not empty)");
 	REFUSED(f, "{\"name\":\"web\",\"image\":\"a b;reboot\"}",
-	        "service web: image: invalid image reference \"a b;reboot\": each name component "
-	        "must be lowercase letters and digits, joined by '.', '_', '__' or '-' (want "
-	        "[HOST[:PORT]/]NAME[:TAG][@DIGEST])");
+	        "service web: image: invalid reference \"a b;reboot\": invalid character "
+	        "(allowed: a-z 0-9 . _ - / : @)");
 	REFUSED(f, "{\"name\":\"Web_1\",\"image\":\"x\"}",
 	        "spec 1: service: invalid name \"Web_1\" (want a DNS label: lowercase letters, "
 	        "digits and '-', at most 63 characters, not starting or ending with '-')");
@@ -141,9 +140,8 @@ test_apply_refuses_what_the_cli_refuses(void **state)
 	    f,
 	    "{\"name\":\"web\",\"image\":\"x;y\",\"replicas\":20000,\"env\":{\"A=B\":\"1\"},"
 	    "\"ports\":[{\"published\":8080,\"target\":80},{\"published\":8080,\"target\":81}]}",
-	    "service web: image: invalid image reference \"x;y\": each name component must be "
-	    "lowercase letters and digits, joined by '.', '_', '__' or '-' (want "
-	    "[HOST[:PORT]/]NAME[:TAG][@DIGEST])",
+	    "service web: image: invalid reference \"x;y\": invalid character "
+	    "(allowed: a-z 0-9 . _ - / : @)",
 	    "service web: replicas: must be between 0 and 10000, got 20000",
 	    "service web: env: invalid variable name \"A=B\" (want no '=', no space, not empty)");
 }
