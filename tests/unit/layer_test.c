@@ -523,7 +523,7 @@ test_max_bytes(void **state)
 
 	/* Entries cost LAYER_ENTRY_COST each, so a flood of empty files is bounded too. */
 	struct ent many[20];
-	char names[20][8];
+	char names[20][16];
 	for (int i = 0; i < 20; i++) {
 		snprintf(names[i], sizeof(names[i]), "e%d", i);
 		many[i] = (struct ent){names[i], AE_IFREG, NULL, 0644, 0, 0, 0, NULL};
