@@ -17,7 +17,7 @@ DEPS_ARGS ?=
 PROTOC_C ?= protoc-c
 
 PKGS := libevent libevent_pthreads libprotobuf-c yaml-0.1 libsodium sqlite3 libarchive \
-	libseccomp libmnl jansson
+	libseccomp libmnl jansson libcurl libcrypto
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g

@@ -20,6 +20,7 @@
 #include "err.h"
 #include "layer.h"
 #include "oci.h"
+#include "reference.h"
 #include "util.h"
 
 /* json_decrefp comes with jansson (its json_auto_t). */
@@ -105,6 +106,30 @@ image_store_set_limits(struct image_store *s, uint64_t max_image_bytes, uint64_t
 {
 	s->lim.max_bytes = max_image_bytes;
 	s->lim.max_ratio = max_ratio;
+}
+
+/*
+ * A reference as the index keys it: Docker's familiar name ("nginx", "local/nginx",
+ * "localhost:5000/shoal/web", whatever domain/library/ spelling the user or the archive chose)
+ * and the tag; a reference by digest alone is keyed by the digest in place of the tag. digest
+ * (may be NULL) receives the "@sha256:" part or NULL. Caller frees.
+ */
+static int
+store_ref(const char *ref, char **name, char **tag, char **digest, struct shoal_err *err)
+{
+	struct reference r;
+
+	*name = *tag = NULL;
+	if (digest)
+		*digest = NULL;
+	if (reference_parse(ref, &r, err) == -1)
+		return -1;
+	*name = reference_familiar_name(&r);
+	*tag = xstrdup(r.tag ? r.tag : r.digest);
+	if (digest && r.digest)
+		*digest = xstrdup(r.digest);
+	reference_free(&r);
+	return 0;
 }
 
 struct image_store *
@@ -223,7 +248,14 @@ index_load(struct image_store *s, struct index *ix, struct shoal_err *err)
 			return err_set(err, 0, "%s: image %zu: missing name, tag or digest", path,
 			               i);
 		}
-		e->name = xstrdup(name);
+		/* Entries written before names were normalised ("docker.io/x/y") read as
+		 * their familiar name, so every spelling finds them. */
+		if (store_ref(name, &e->name, &e->tag, NULL, err) == 0) {
+			free(e->tag);
+		} else {
+			free(e->name);
+			e->name = xstrdup(name);
+		}
 		e->tag = xstrdup(tag);
 		snprintf(e->digest, sizeof(e->digest), "sha256:%s", hex);
 		e->created_ms = json_integer_value(json_object_get(v, "created_ms"));
@@ -338,15 +370,20 @@ image_get(struct image_store *s, const char *ref, struct shoal_err *err)
 {
 	cleanup_free char *name = NULL;
 	cleanup_free char *tag = NULL;
+	cleanup_free char *digest = NULL;
 	struct index ix;
 	struct entry *e;
 	struct image *img;
 
-	if (oci_parse_ref(ref, &name, &tag, err) == -1)
+	if (store_ref(ref, &name, &tag, &digest, err) == -1)
 		return NULL;
 	if (index_load(s, &ix, err) == -1)
 		return NULL;
 	e = index_find(&ix, name, tag);
+	/* name@digest: any tag of that name whose manifest it is. */
+	for (size_t i = 0; e == NULL && digest && i < ix.n; i++)
+		if (strcmp(ix.e[i].name, name) == 0 && strcmp(ix.e[i].digest, digest) == 0)
+			e = &ix.e[i];
 	if (e == NULL) {
 		err_set(err, 0, "no image %s:%s", name, tag);
 		err->code = ENOENT; /* callers may test it; the message says it better */
@@ -605,7 +642,7 @@ image_remove(struct image_store *s, const char *ref, struct image_gc_stats *stat
 	if (stats == NULL)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
-	if (oci_parse_ref(ref, &name, &tag, err) == -1)
+	if (store_ref(ref, &name, &tag, NULL, err) == -1)
 		return -1;
 	if (image_store_lock(s, err) == -1)
 		return -1;
@@ -633,6 +670,9 @@ out:
 
 /* ---- import ------------------------------------------------------------------------------ */
 
+static int import_path(struct image_store *s, const char *path, const char *ref, char ***refs,
+                       int verified, struct shoal_err *err);
+
 /* An image verified and staged, waiting for the commit. */
 struct staged {
 	char *name;
@@ -648,6 +688,7 @@ struct import {
 	const char *ref; /* the user's NAME:TAG, or NULL */
 	char *tmp;       /* ROOT/tmp/import-XXXXXX, removed at the end whatever happens */
 	int srcfd;       /* the layout or archive's top directory */
+	int verified;    /* image_import_verified: the source's blobs were checked by the caller */
 	struct staged *imgs;
 	size_t nimgs;
 };
@@ -772,6 +813,21 @@ stage_blob(struct import *imp, const char *rel, const char *want, int64_t want_s
 		cleanup_free char *p = xasprintf("%s/blobs/%s", imp->tmp, want + 7);
 		cleanup_free char *q = store_path(imp->s, "blobs/sha256", want + 7);
 		have = path_exists(p) || path_exists(q);
+	}
+	/* A pull verified (digest and size) and fsynced each blob as it streamed, into a
+	 * layout of its own under ROOT/tmp: move it rather than copy and hash it again. */
+	if (imp->verified && want != NULL && want_size >= 0) {
+		struct stat sb;
+		if (fstat(in, &sb) == -1 || (uint64_t)sb.st_size != (uint64_t)want_size)
+			return err_set(err, 0, "%s %s: size differs from the descriptor", what,
+			               digest_short(want, b, sizeof(b)));
+		snprintf(got, DIGEST_STR_LEN + 1, "%s", want);
+		if (have)
+			return 0;
+		final = xasprintf("%s/blobs/%s", imp->tmp, want + 7);
+		if (renameat(imp->srcfd, rel, AT_FDCWD, final) == -1)
+			return err_set(err, errno, "rename %s", rel);
+		return 0;
 	}
 	if (!have) {
 		dst = xasprintf("%s/blobs/.incoming", imp->tmp);
@@ -976,7 +1032,7 @@ oci_entry_name(const struct oci_desc *d, char **name, char **tag, struct shoal_e
 		               "manifest %.19s… is named only by its tag \"%s\": give "
 		               "NAME:TAG",
 		               d->digest, d->ref_name);
-	return oci_parse_ref(d->ref_name, name, tag, err);
+	return store_ref(d->ref_name, name, tag, NULL, err);
 }
 
 /* Does index entry d answer to the user's reference? Its full name, or just the tag. */
@@ -984,9 +1040,17 @@ static int
 oci_entry_matches(const struct oci_desc *d, const char *name, const char *tag)
 {
 	cleanup_free char *full = xasprintf("%s:%s", name, tag);
+	cleanup_free char *rn = NULL;
+	cleanup_free char *rt = NULL;
+	struct shoal_err e;
 
-	return d->ref_name && (strcmp(d->ref_name, full) == 0 || strcmp(d->ref_name, tag) == 0 ||
-	                       (strcmp(tag, "latest") == 0 && strcmp(d->ref_name, name) == 0));
+	if (d->ref_name == NULL)
+		return 0;
+	if (strcmp(d->ref_name, tag) == 0)
+		return 1;
+	/* Any spelling of the same reference ("docker.io/library/x:latest" is "x"). */
+	return store_ref(d->ref_name, &rn, &rt, NULL, &e) == 0 && strcmp(rn, name) == 0 &&
+	       strcmp(rt, tag) == 0;
 }
 
 static int
@@ -1009,7 +1073,7 @@ import_oci(struct import *imp, struct shoal_err *err)
 	text = read_in(imp->srcfd, "index.json", err);
 	if (text == NULL || oci_parse_index(text, &ds, &n, err) == -1)
 		return -1;
-	if (imp->ref && oci_parse_ref(imp->ref, &uname, &utag, err) == -1)
+	if (imp->ref && store_ref(imp->ref, &uname, &utag, NULL, err) == -1)
 		goto out;
 	if (imp->ref && n > 1)
 		for (size_t i = 0; i < n; i++)
@@ -1026,7 +1090,7 @@ import_oci(struct import *imp, struct shoal_err *err)
 		cleanup_free char *rel = NULL;
 		struct oci_manifest m;
 		struct staged *st;
-		char *name, *tag;
+		char *name = NULL, *tag = NULL;
 		char got[DIGEST_STR_LEN + 1], a[40];
 		int r;
 
@@ -1219,10 +1283,10 @@ import_docker(struct import *imp, struct shoal_err *err)
 		if (util_write_file_atomic(mpath, mtext, strlen(mtext), 0644, err) == -1)
 			goto next;
 		for (size_t t = 0; names[t]; t++) {
-			char *name, *tag;
+			char *name = NULL, *tag = NULL;
 			struct staged *st;
 
-			if (oci_parse_ref(names[t], &name, &tag, err) == -1)
+			if (store_ref(names[t], &name, &tag, NULL, err) == -1)
 				goto next;
 			st = staged_add(imp, name, tag);
 			snprintf(st->digest, sizeof(st->digest), "%s", got);
@@ -1327,10 +1391,24 @@ out:
 }
 
 int
+image_import_verified(struct image_store *s, const char *layout, const char *ref,
+                      struct shoal_err *err)
+{
+	return import_path(s, layout, ref, NULL, 1, err);
+}
+
+int
 image_import(struct image_store *s, const char *path, const char *ref, char ***refs,
              struct shoal_err *err)
 {
-	struct import imp = {.s = s, .ref = ref, .srcfd = -1};
+	return import_path(s, path, ref, refs, 0, err);
+}
+
+static int
+import_path(struct image_store *s, const char *path, const char *ref, char ***refs, int verified,
+            struct shoal_err *err)
+{
+	struct import imp = {.s = s, .ref = ref, .srcfd = -1, .verified = verified};
 	cleanup_free char *blobs = NULL;
 	cleanup_free char *layers = NULL;
 	struct shoal_err cleanup_err;
@@ -1344,7 +1422,7 @@ image_import(struct image_store *s, const char *path, const char *ref, char ***r
 	if (ref) {
 		cleanup_free char *n = NULL;
 		cleanup_free char *t = NULL;
-		if (oci_parse_ref(ref, &n, &t, err) == -1)
+		if (store_ref(ref, &n, &t, NULL, err) == -1)
 			return -1;
 	}
 	imp.tmp = xasprintf("%s/tmp/import-XXXXXX", s->root);

@@ -69,6 +69,16 @@ int image_import(struct image_store *s, const char *path, const char *ref, char 
                  struct shoal_err *err);
 void image_refs_free(char **refs);
 
+/*
+ * image_import for an OCI layout directory under ROOT/tmp whose blobs the caller has already
+ * verified against their descriptors' digests and sizes, and fsynced (registry_pull): they are
+ * moved into the store rather than copied and hashed again. Everything else (manifest and
+ * config checks, unpacking, the commit, leaving the store unchanged on failure) is
+ * image_import's.
+ */
+int image_import_verified(struct image_store *s, const char *layout, const char *ref,
+                          struct shoal_err *err);
+
 /* Every image, sorted by name then tag. Free with image_list_free. */
 int image_list(struct image_store *s, struct image ***imgs, size_t *n, struct shoal_err *err);
 void image_list_free(struct image **imgs, size_t n);

@@ -11,11 +11,12 @@ set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libc6-dev
 	libevent-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev libsodium-dev
-	libsqlite3-dev libarchive-dev libseccomp-dev libmnl-dev libjansson-dev)
+	libsqlite3-dev libarchive-dev libseccomp-dev libmnl-dev libjansson-dev libcurl4-openssl-dev libssl-dev)
 run_pkgs=(iproute2 procps busybox-static)
 # vagrant-libvirt lets `vagrant validate` load the Vagrantfile's libvirt settings.
 test_pkgs=(libcmocka-dev bats shellcheck ruby vagrant vagrant-libvirt
-	clang libclang-rt-14-dev clang-format sqlite3 jq iptables curl)
+	clang libclang-rt-14-dev clang-format sqlite3 jq iptables curl
+	docker-registry skopeo umoci apache2-utils openssl)
 bench_pkgs=(haproxy crun wrk hyperfine nginx-light)
 
 mode=install

@@ -1,0 +1,96 @@
+/* shoalrt pull: fetch an image from a registry into the store, only the blobs it lacks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "runtime/image.h"
+#include "runtime/registry.h"
+#include "util.h"
+#include "verb.h"
+
+#define PULL_USAGE                                                                                 \
+	"usage: shoalrt pull [--registry-auth FILE] [--insecure-registry HOST:PORT]...\n"          \
+	"                    [--platform OS/ARCH] REF\n\n"                                         \
+	"Pull REF (host[:port]/path/name[:tag][@sha256:...]; docker.io, library/ and :latest\n"    \
+	"by default, as Docker) from its registry into the store. Only the layers the store\n"     \
+	"lacks are fetched, each verified against its digest as it streams; an interrupted\n"      \
+	"pull resumes where it stopped, and a failed one leaves the store unchanged.\n\n"          \
+	"Options:\n"                                                                               \
+	"  --registry-auth FILE        credentials, auth.json as podman and skopeo write it\n"     \
+	"                              (default $REGISTRY_AUTH_FILE)\n"                            \
+	"  --insecure-registry H:P     speak plain HTTP to registry H:P (repeatable)\n"            \
+	"  --platform OS/ARCH          the image of a multi-platform index to take\n"              \
+	"                              (default this machine's)\n"
+
+/* The options pull and push share; argv is consumed up to the first operand. */
+int shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
+                          const char *usage);
+
+int
+shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
+                      const char *usage)
+{
+	size_t n = 0;
+	int i;
+
+	*insecure = xcalloc((size_t)argc + 1, sizeof(char *));
+	o->auth_file = getenv("REGISTRY_AUTH_FILE");
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--registry-auth") == 0 && i + 1 < argc) {
+			o->auth_file = argv[++i];
+		} else if (strcmp(argv[i], "--insecure-registry") == 0 && i + 1 < argc) {
+			(*insecure)[n++] = argv[++i];
+		} else if (strcmp(argv[i], "--platform") == 0 && i + 1 < argc) {
+			o->platform = argv[++i];
+		} else {
+			fprintf(stderr, "shoalrt: unknown option %s\n%s", argv[i], usage);
+			return -1;
+		}
+	}
+	o->insecure = *insecure;
+	return i;
+}
+
+static int
+pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
+{
+	struct registry_opts o = {0};
+	struct registry_stats st;
+	struct shoal_err err = {0};
+	const char **insecure = NULL;
+	struct image_store *s;
+	char *stored = NULL;
+	char size[32];
+	int i;
+
+	i = shoalrt_registry_opts(argc, argv, &o, &insecure, PULL_USAGE);
+	if (i == -1 || i != argc - 1) {
+		if (i != -1)
+			fputs(PULL_USAGE, stderr);
+		free(insecure);
+		return 1;
+	}
+	s = image_store_open(ctx->root, &err);
+	if (s == NULL) {
+		fprintf(stderr, "shoalrt: store %s: %s\n", ctx->root, err.msg);
+		free(insecure);
+		return 1;
+	}
+	if (registry_pull(s, argv[i], &o, &st, &stored, &err) == -1) {
+		fprintf(stderr, "shoalrt: %s\n", err.msg);
+		image_store_close(s);
+		free(insecure);
+		return 1;
+	}
+	printf("pulled %s %.19s (%zu blobs, %zu fetched, %llu bytes = %s)\n", stored, st.digest,
+	       st.blobs, st.blobs_fetched, (unsigned long long)st.bytes,
+	       util_format_bytes((int64_t)st.bytes, size, sizeof(size)));
+	free(stored);
+	image_store_close(s);
+	free(insecure);
+	return 0;
+}
+
+SHOALRT_VERB(pull, "pull", "fetch an image from a registry, only the layers the store lacks",
+             PULL_USAGE, pull_run)
