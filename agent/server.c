@@ -114,6 +114,7 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 		agent_server_free(a);
 		return -1;
 	}
+	tasks_set_registry(&a->tasks, opt->registry_auth, opt->insecure);
 	tasks_load(&a->tasks);
 	logs_init(&a->logs, a);
 	{
