@@ -176,7 +176,7 @@ pulled() {
 }
 
 @test "a rolling update to :2 fetches only the changed layer on each node (start-first, no failure)" {
-	local want
+	local want m d2
 	m=$(manifest_of "$IMAGES/web_2")
 	want=$(jq '.config.size + .layers[-1].size' "$m")
 	echo "bytes of :2 missing after :1 (config + top layer): $want" >&3
@@ -185,8 +185,10 @@ pulled() {
 	wait_until 60 running_version web 2 3
 	# Each node the update placed a :2 replica on pulled the config and the top layer only.
 	n=0
+	d2=sha256:$(basename "$m")
 	for i in 1 2 3; do
-		line=$(pulled "node$i" "$REG/shoal/web:2")
+		# By tag, or by digest once the version is pinned.
+		line=$(grep -h "pulled $REG/shoal/web[:@].* digest=$d2 " "$LAB_RUN/agent$i.log" | tail -1)
 		[ -n "$line" ] || continue
 		echo "node$i: $line" >&3
 		[[ "$line" == *"blobs=3 fetched=2 present=1 bytes=$want "* ]]
@@ -241,4 +243,50 @@ pulled() {
 	echo "node1: $line" >&3
 	[ -e "$DATA/node1/layers/$big" ]
 	shoal rm big
+}
+
+# record_digests SERVICE VERSION: the image digest each node's task record of that version
+# holds (the agent writes what it started), one per line.
+record_digests() {
+	local f
+	for f in "$DATA"/node*/tasks/*.json; do
+		[ -e "$f" ] || continue
+		jq -r --arg s "$1" --argjson v "$2" 'select(.service == $s and .version == $v) | .image_digest' "$f"
+	done
+}
+
+inspect_digest() {
+	shoal inspect "$1" | jq -r '.image_digest // ""'
+}
+
+digest_is() {
+	[ "$(inspect_digest "$1")" = "$2" ]
+}
+
+@test "a tag moved during a rolling update: every replica of the version runs the digest it was pinned to" {
+	local d1 d2
+	d1=sha256:$(basename "$(manifest_of "$IMAGES/web_1")")
+	d2=sha256:$(basename "$(manifest_of "$IMAGES/web_2")")
+	push shoal/web:1 "$REG/shoal/mv:1"
+	push shoal/web:2 "$REG/shoal/mv:2"
+	# Two replicas, at most one a node, on three nodes: each new replica of the update goes
+	# to the node without one, so the second one lands on a node that never had mv:2.
+	web mv "$REG/shoal/mv:1" 2 'placement: {max_per_node: 1}'
+	shoal apply -f "$M/mv.yaml"
+	wait_until 60 healthy_is mv 2
+	wait_until 10 digest_is mv "$d1"
+	web mv "$REG/shoal/mv:2" 2 'placement: {max_per_node: 1}'
+	shoal apply -f "$M/mv.yaml"
+	# The first replica of version 2 pulled mv:2 and pinned the version; then the tag moves
+	# to the content of :1.
+	wait_until 30 digest_is mv "$d2"
+	push shoal/web:1 "$REG/shoal/mv:2"
+	wait_until 60 running_version mv 2 2
+	run record_digests mv 2
+	echo "version 2 runs: $(sort -u <<<"$output" | tr '\n' ' ')(pinned $d2; the tag now names $d1)" >&3
+	[ "$(sort -u <<<"$output")" = "$d2" ]
+	# The replica started after the pin pulled by digest, not by the moved tag.
+	grep -h "pulled $REG/shoal/mv@$d2 " "$LAB_RUN"/agent*.log
+	[ "$(inspect_digest mv)" = "$d2" ]
+	shoal rm mv
 }
