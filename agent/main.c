@@ -72,6 +72,8 @@ static const char usage_text[] =
     "  --registry-auth FILE   registry credentials (auth.json as podman and skopeo write it)\n"
     "                         for pulling images whose reference names a registry host\n"
     "  --insecure-registry HOST:PORT  speak plain HTTP to this registry (repeatable)\n"
+    "  --image-gc-after DUR   remove images no container uses once they have been in the\n"
+    "                         store this long (default 1h; 0: never)\n"
     "  --cpus N               advertise at most N CPUs (default: what the node has)\n"
     "  --memory SIZE          advertise at most SIZE of memory (e.g. 2Gi)\n"
     "  --proxy-threads N      proxy worker threads (default: number of CPUs)\n"
@@ -305,6 +307,7 @@ main(int argc, char **argv)
 	    {"label", required_argument, NULL, 'l'},
 	    {"registry-auth", required_argument, NULL, 'R'},
 	    {"insecure-registry", required_argument, NULL, 'K'},
+	    {"image-gc-after", required_argument, NULL, 'G'},
 	    {"cpus", required_argument, NULL, 'c'},
 	    {"memory", required_argument, NULL, 'm'},
 	    {"log-level", required_argument, NULL, 'L'},
@@ -341,6 +344,7 @@ main(int argc, char **argv)
 		return proxy_main(argc - 1, argv + 1);
 	o.labels = xcalloc((size_t)argc, sizeof(char *));
 	o.insecure = xcalloc((size_t)argc, sizeof(char *));
+	o.image_gc_after_ms = -1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -366,6 +370,18 @@ main(int argc, char **argv)
 			break;
 		case 'R':
 			o.registry_auth = optarg;
+			break;
+		case 'G':
+			if (strcmp(optarg, "0") == 0) {
+				o.image_gc_after_ms = 0;
+			} else if (util_parse_duration_ms(optarg, &o.image_gc_after_ms, &err) ==
+			               -1 ||
+			           o.image_gc_after_ms < 1000) {
+				fprintf(stderr,
+				        "shoal-agent: --image-gc-after %s: want 0 or 1s or more\n",
+				        optarg);
+				return 1;
+			}
 			break;
 		case 'K': {
 			size_t n = 0;

@@ -28,6 +28,7 @@ struct agent_options {
 	size_t nlabels;
 	const char *registry_auth; /* auth.json for registries, or NULL */
 	char **insecure;           /* HOST:PORT registries over plain HTTP, NULL-terminated */
+	int64_t image_gc_after_ms; /* prune unused images this old; 0: never; -1: default */
 	int64_t cpu_millis;        /* advertise at most this much; 0 = what the node has */
 	int64_t memory_bytes;
 	bool masquerade;     /* masquerade containers' traffic leaving the cluster */

@@ -17,6 +17,7 @@
 #include "runtime/container.h"
 #include "err.h"
 #include "runtime/image.h"
+#include "runtime/prune.h"
 #include "runtime/registry.h"
 #include "log.h"
 #include "reference.h"
@@ -275,6 +276,7 @@ op_start(struct op *op)
 	struct container *c = NULL, *old;
 	char **cmd = strv_from_argv(&op->spec.command);
 	char **env = xcalloc(op->spec.n_env + 1, sizeof(*env));
+	bool locked = false;
 
 	op->rc = -1;
 	op->sync_fd = -1;
@@ -284,6 +286,9 @@ op_start(struct op *op)
 	st = image_store_open(op->root, &op->err);
 	if (st == NULL)
 		goto out;
+	/* No prune between finding the image and the container recording its layers. */
+	pthread_rwlock_rdlock(&op->ts->image_lock);
+	locked = true;
 	img = op_image(op, st);
 	if (img == NULL) {
 		image_store_close(st);
@@ -332,6 +337,8 @@ op_start(struct op *op)
 		container_free(old);
 	}
 	c = container_create(op->root, &cs, &op->err);
+	pthread_rwlock_unlock(&op->ts->image_lock);
+	locked = false;
 	if (c == NULL)
 		goto out;
 	snprintf(op->container_id, sizeof(op->container_id), "%s", c->id);
@@ -347,6 +354,8 @@ op_start(struct op *op)
 	}
 	op->rc = 0;
 out:
+	if (locked)
+		pthread_rwlock_unlock(&op->ts->image_lock);
 	container_spec_clear(&cs);
 	container_free(c);
 	free(cmd);
@@ -1066,6 +1075,7 @@ tasks_init(struct tasks *ts, struct agent_server *a, const char *root, const cha
 	ts->image_dir = image_dir ? xstrdup(image_dir) : NULL;
 	ts->insecure = xcalloc(1, sizeof(char *));
 	pthread_mutex_init(&ts->pull_mu, NULL);
+	pthread_rwlock_init(&ts->image_lock, NULL);
 	pthread_cond_init(&ts->pull_cv, NULL);
 	ts->done_pipe[0] = ts->done_pipe[1] = -1;
 	if (util_mkdir_p(dir, 0700, err) == -1)
@@ -1087,6 +1097,10 @@ tasks_free(struct tasks *ts)
 		if (ts->workers)
 			usleep(10000);
 	}
+	for (int i = 0; __atomic_load_n(&ts->gc_running, __ATOMIC_ACQUIRE) && i < 3000; i++)
+		usleep(10000);
+	if (ts->gc_ev)
+		event_free(ts->gc_ev);
 	while (ts->n)
 		task_destroy(ts, ts->v[0]);
 	free(ts->v);
@@ -1106,6 +1120,7 @@ tasks_free(struct tasks *ts)
 		free(ts->pulling[i]);
 	free(ts->pulling);
 	pthread_mutex_destroy(&ts->pull_mu);
+	pthread_rwlock_destroy(&ts->image_lock);
 	pthread_cond_destroy(&ts->pull_cv);
 	memset(ts, 0, sizeof(*ts));
 }
@@ -1159,4 +1174,75 @@ tasks_cleanup(const char *root, size_t *removed, struct shoal_err *err)
 	if (d)
 		closedir(d);
 	return 0;
+}
+
+/* ---- image garbage collection ---- */
+
+static void *
+gc_worker(void *arg)
+{
+	struct tasks *ts = arg;
+	struct prune_stats st = {0};
+	struct shoal_err err = {0};
+	struct image_store *s = image_store_open(ts->root, &err);
+	int rc = -1;
+
+	if (s) {
+		pthread_rwlock_wrlock(&ts->image_lock);
+		rc = prune_images(s, ts->image_gc_after_ms, &st, &err);
+		pthread_rwlock_unlock(&ts->image_lock);
+		image_store_close(s);
+	}
+	if (rc == -1)
+		shoal_log(LOG_WARNING, "image gc: %s", err.msg);
+	else if (st.images)
+		shoal_log(LOG_INFO, "image gc: pruned %zu unused image%s (%zu blobs, %zu layers)",
+		          st.images, st.images == 1 ? "" : "s", st.blobs, st.layers);
+	__atomic_store_n(&ts->gc_running, 0, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void
+on_gc(evutil_socket_t fd, short what, void *arg)
+{
+	struct tasks *ts = arg;
+	pthread_attr_t attr;
+	pthread_t th;
+	sigset_t all, old;
+
+	(void)fd;
+	(void)what;
+	if (__atomic_load_n(&ts->gc_running, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&ts->gc_running, 1, __ATOMIC_RELEASE);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&th, &attr, gc_worker, ts) != 0) {
+		__atomic_store_n(&ts->gc_running, 0, __ATOMIC_RELEASE);
+		shoal_log(LOG_WARNING, "image gc: cannot start a worker thread");
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+void
+tasks_set_image_gc(struct tasks *ts, int64_t after_ms)
+{
+	int64_t every = after_ms < 60000 ? after_ms : 60000;
+	struct timeval tv;
+
+	ts->image_gc_after_ms = after_ms;
+	if (ts->gc_ev)
+		event_free(ts->gc_ev);
+	ts->gc_ev = NULL;
+	if (after_ms <= 0)
+		return;
+	if (every < 1000)
+		every = 1000;
+	tv.tv_sec = every / 1000;
+	tv.tv_usec = (every % 1000) * 1000;
+	ts->gc_ev = event_new(ts->agent->base, -1, EV_PERSIST, on_gc, ts);
+	event_add(ts->gc_ev, &tv);
 }

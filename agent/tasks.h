@@ -79,6 +79,13 @@ struct tasks {
 	pthread_cond_t pull_cv;
 	char **pulling;
 	size_t npulling;
+	/* Unused images go after this long in the store (0: never); a worker prunes them every
+	 * minute. Starts hold image_lock for reading from finding their image until their
+	 * container records its layers; the prune holds it for writing. */
+	int64_t image_gc_after_ms;
+	pthread_rwlock_t image_lock;
+	struct event *gc_ev;
+	int gc_running; /* a prune worker runs (atomic) */
 	struct agent_task **v;
 	size_t n, cap;
 	int done_pipe[2]; /* workers write finished ops here */
@@ -93,6 +100,9 @@ int tasks_init(struct tasks *ts, struct agent_server *a, const char *root, const
  * with credentials from auth_file (NULL: anonymous) and plain HTTP to the insecure
  * HOST:PORTs (NULL-terminated, copied). */
 void tasks_set_registry(struct tasks *ts, const char *auth_file, char *const *insecure);
+/* Prune images no container uses once they are after_ms old (0: never), checked every
+ * minute (or every after_ms when shorter) in a worker. */
+void tasks_set_image_gc(struct tasks *ts, int64_t after_ms);
 /* Re-adopt the tasks recorded in the data dir (their containers keep running). */
 void tasks_load(struct tasks *ts);
 void tasks_free(struct tasks *ts);

@@ -13,10 +13,11 @@ BATS_TEST_TIMEOUT=150
 # The agents here have no --image-dir: what they run comes from the registry.
 start_agent() {
 	local i=$1
+	# shellcheck disable=SC2086 # AGENT_ARGS is a list of flags
 	lab spawn "agent$i" "node$i" "$SHOAL_BIN/shoal-agent" --scheduler "$SCHED" \
 		--token-file "$DATA/sched/worker.token" --name "node$i" \
 		--address "$(lab addr "node$i")" --label "zone=$(lab zone "node$i")" \
-		--data-dir "$DATA/node$i" --insecure-registry "$REG"
+		--data-dir "$DATA/node$i" --insecure-registry "$REG" ${AGENT_ARGS:-}
 }
 
 # start_registry: docker-registry on $REG in the scheduler's namespace, storage under
@@ -289,4 +290,45 @@ digest_is() {
 	grep -h "pulled $REG/shoal/mv@$d2 " "$LAB_RUN"/agent*.log
 	[ "$(inspect_digest mv)" = "$d2" ]
 	shoal rm mv
+}
+
+# images_of NODE: "name:tag" of every image in the node's store.
+images_of() {
+	jq -r '.images[] | "\(.name):\(.tag)"' "$DATA/$1/index.json" | sort
+}
+
+@test "unused images are pruned: by the agent after --image-gc-after, and by shoalrt prune" {
+	# node3 holds web:1 since the cold pull, no container uses it any more; a replica of
+	# keep runs :2 there.
+	images_of node3 | grep -qx "$REG/shoal/web:1"
+	web keep "$REG/shoal/web:2" 1 'placement: {constraints: ["node.name == node3"]}'
+	shoal apply -f "$M/keep.yaml"
+	wait_until 30 healthy_is keep 1
+	lab kill agent3
+	AGENT_ARGS="--image-gc-after 1s" start_agent 3
+	wait_until 20 grep -q "image gc: pruned" "$LAB_RUN/agent3.log"
+	grep "image gc: pruned" "$LAB_RUN/agent3.log" >&3
+	run images_of node3
+	echo "node3 keeps: $(tr '\n' ' ' <<<"$output")" >&3
+	[[ "$output" != *"$REG/shoal/web:1"* ]]
+	[[ "$output" == *"$REG/shoal/web:2"* ]]
+	# What is left is in use: pruning everything unused finds nothing more.
+	run rt node3 prune --all
+	[ "$status" -eq 0 ]
+	[ "$output" = "pruned 0 images (deleted 0 blobs, 0 layers)" ]
+	# The service did not notice (its containers keep their layers).
+	wait_until 20 healthy_is web 3
+	# node1 still holds big (its service is gone) and web:1: shoalrt prune --all removes
+	# them, nothing a container uses.
+	images_of node1 | grep -q "shoal/big"
+	run rt node1 prune --all
+	echo "node1: $output" >&3
+	[ "$status" -eq 0 ]
+	[[ "$output" == "pruned "[1-9]* ]]
+	[ "$(images_of node1 | grep -c "shoal/big")" -eq 0 ]
+	run rt node1 prune --all
+	[ "$output" = "pruned 0 images (deleted 0 blobs, 0 layers)" ]
+	wait_until 20 healthy_is web 3
+	healthy_is keep 1
+	shoal rm keep
 }
