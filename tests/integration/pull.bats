@@ -181,9 +181,18 @@ pulled() {
 	m=$(manifest_of "$IMAGES/web_2")
 	want=$(jq '.config.size + .layers[-1].size' "$m")
 	echo "bytes of :2 missing after :1 (config + top layer): $want" >&3
+	# Clients keep asking node1's proxy all through the update (from the scheduler's
+	# namespace): start-first with the pull in the new task's preparing fails none.
+	lab exec sched bash -c "for i in \$(seq 1 400); do timeout 2 busybox wget -qO- http://$(lab addr node1):9280/ >/dev/null 2>&1 && echo ok || echo FAIL; sleep 0.05; done" >"$BATS_TEST_TMPDIR/clients" &
+	clients=$!
 	web web "$REG/shoal/web:2"
 	shoal apply -f "$M/web.yaml"
 	wait_until 60 running_version web 2 3
+	kill "$clients" 2>/dev/null || true
+	wait "$clients" 2>/dev/null || true
+	echo "requests during the update: $(grep -c ok "$BATS_TEST_TMPDIR/clients") ok, $(grep -c FAIL "$BATS_TEST_TMPDIR/clients") failed" >&3
+	[ "$(grep -c ok "$BATS_TEST_TMPDIR/clients")" -gt 20 ]
+	[ "$(grep -c FAIL "$BATS_TEST_TMPDIR/clients")" -eq 0 ]
 	# Each node the update placed a :2 replica on pulled the config and the top layer only.
 	n=0
 	d2=sha256:$(basename "$m")
@@ -252,7 +261,7 @@ record_digests() {
 	local f
 	for f in "$DATA"/node*/tasks/*.json; do
 		[ -e "$f" ] || continue
-		jq -r --arg s "$1" --argjson v "$2" 'select(.service == $s and .version == $v) | .image_digest' "$f"
+		jq -r --arg s "$1" --argjson v "$2" 'select(.service == $s and .version == $v) | .image_digest' "$f" 2>/dev/null || true # gone: stopped meanwhile
 	done
 }
 
@@ -290,6 +299,16 @@ digest_is() {
 	grep -h "pulled $REG/shoal/mv@$d2 " "$LAB_RUN"/agent*.log
 	[ "$(inspect_digest mv)" = "$d2" ]
 	shoal rm mv
+}
+
+@test "three tasks on one node needing one image: one pull, the others wait for it" {
+	push shoal/web:2 "$REG/shoal/dup:1"
+	web dup "$REG/shoal/dup:1" 3 'placement: {constraints: ["node.name == node2"]}'
+	shoal apply -f "$M/dup.yaml"
+	wait_until 60 healthy_is dup 3
+	grep "dup\.[0-9].* preparing: waiting for another task's pull" "$LAB_RUN/agent2.log" >&3 || true
+	[ "$(grep -c "pulled $REG/shoal/dup:1 " "$LAB_RUN/agent2.log")" -eq 1 ]
+	shoal rm dup
 }
 
 # images_of NODE: "name:tag" of every image in the node's store.
