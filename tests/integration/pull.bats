@@ -311,6 +311,51 @@ digest_is() {
 	shoal rm dup
 }
 
+@test "a registry with Basic auth: unauthorized in shoal ps, then --registry-auth pulls; the password is never logged" {
+	command -v htpasswd >/dev/null || skip "htpasswd missing (deps.sh: apache2-utils)"
+	local areg
+	areg=$(lab addr sched):5001
+	mkdir -p "$REGDIR/auth"
+	htpasswd -B -b -c "$REGDIR/htpasswd" shoal 'right horse battery' 2>/dev/null
+	cat >"$REGDIR/auth.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGDIR/auth
+http:
+  addr: $areg
+auth:
+  htpasswd:
+    realm: shoal-lab
+    path: $REGDIR/htpasswd
+EOF
+	lab spawn registry-auth sched docker-registry serve "$REGDIR/auth.yml" >/dev/null
+	wait_until 10 lab exec node1 curl -s -o /dev/null "http://$areg/v2/"
+	printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$areg" \
+		"$(printf 'shoal:right horse battery' | base64 -w0)" >"$BATS_FILE_TMPDIR/auth.json"
+	chmod 600 "$BATS_FILE_TMPDIR/auth.json"
+	timeout 120 bash "$LAB_BIN" exec sched "$SHOAL_BIN/shoalrt" --root "$SRC" push \
+		--registry-auth "$BATS_FILE_TMPDIR/auth.json" --insecure-registry "$areg" \
+		shoal/web:2 "$areg/priv/web:1" >/dev/null
+	# node3's agent speaks to it, without credentials first.
+	lab kill agent3
+	AGENT_ARGS="--insecure-registry $areg" start_agent 3
+	web priv "$areg/priv/web:1" 1 'placement: {constraints: ["node.name == node3"]}'
+	shoal apply -f "$M/priv.yaml"
+	wait_until 30 ps_has priv "unauthorized"
+	shoal ps priv -a >&3
+	lab kill agent3
+	AGENT_ARGS="--insecure-registry $areg --registry-auth $BATS_FILE_TMPDIR/auth.json" start_agent 3
+	wait_until 60 healthy_is priv 1
+	[ "$(grep -c "pulled $areg/priv/web:1 " "$LAB_RUN/agent3.log")" -eq 1 ]
+	# Neither the password nor its base64 form is in any daemon's log or in inspect.
+	[ "$(cat "$LAB_RUN"/agent*.log "$LAB_RUN/sched.log" | grep -c -e battery -e "$(printf 'shoal:right horse battery' | base64 -w0)")" -eq 0 ]
+	[ "$(shoal inspect priv | grep -c battery)" -eq 0 ]
+	shoal rm priv
+}
+
 # images_of NODE: "name:tag" of every image in the node's store.
 images_of() {
 	jq -r '.images[] | "\(.name):\(.tag)"' "$DATA/$1/index.json" | sort
