@@ -68,7 +68,12 @@ static const char usage_text[] =
     "                         registers again with this key (lost: shoal node rm NAME)\n"
     "  --label KEY=VALUE      a node label for placement constraints (repeatable)\n"
     "  --image-dir DIR        import missing images from the OCI layouts in DIR, named\n"
-    "                         NAME_TAG/ (shoal/web:1 -> DIR/web_1/)\n"
+    "                         NAME_TAG/ (shoal/web:1 -> DIR/web_1/); tried before a pull\n"
+    "  --registry-auth FILE   registry credentials (auth.json as podman and skopeo write it)\n"
+    "                         for pulling images whose reference names a registry host\n"
+    "  --insecure-registry HOST:PORT  speak plain HTTP to this registry (repeatable)\n"
+    "  --image-gc-after DUR   remove images no container uses once they have been in the\n"
+    "                         store this long (default 1h; 0: never)\n"
     "  --cpus N               advertise at most N CPUs (default: what the node has)\n"
     "  --memory SIZE          advertise at most SIZE of memory (e.g. 2Gi)\n"
     "  --proxy-threads N      proxy worker threads (default: number of CPUs)\n"
@@ -300,6 +305,9 @@ main(int argc, char **argv)
 	    {"data-dir", required_argument, NULL, 'd'},
 	    {"image-dir", required_argument, NULL, 'I'},
 	    {"label", required_argument, NULL, 'l'},
+	    {"registry-auth", required_argument, NULL, 'R'},
+	    {"insecure-registry", required_argument, NULL, 'K'},
+	    {"image-gc-after", required_argument, NULL, 'G'},
 	    {"cpus", required_argument, NULL, 'c'},
 	    {"memory", required_argument, NULL, 'm'},
 	    {"log-level", required_argument, NULL, 'L'},
@@ -335,6 +343,8 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "proxy") == 0)
 		return proxy_main(argc - 1, argv + 1);
 	o.labels = xcalloc((size_t)argc, sizeof(char *));
+	o.insecure = xcalloc((size_t)argc, sizeof(char *));
+	o.image_gc_after_ms = -1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -358,6 +368,28 @@ main(int argc, char **argv)
 		case 'l':
 			o.labels[o.nlabels++] = optarg;
 			break;
+		case 'R':
+			o.registry_auth = optarg;
+			break;
+		case 'G':
+			if (strcmp(optarg, "0") == 0) {
+				o.image_gc_after_ms = 0;
+			} else if (util_parse_duration_ms(optarg, &o.image_gc_after_ms, &err) ==
+			               -1 ||
+			           o.image_gc_after_ms < 1000) {
+				fprintf(stderr,
+				        "shoal-agent: --image-gc-after %s: want 0 or 1s or more\n",
+				        optarg);
+				return 1;
+			}
+			break;
+		case 'K': {
+			size_t n = 0;
+			while (o.insecure[n])
+				n++;
+			o.insecure[n] = optarg;
+			break;
+		}
 		case 'c': {
 			char *end;
 			double v = strtod(optarg, &end);
@@ -441,9 +473,11 @@ main(int argc, char **argv)
 	if (agent_server_init(&agent, &o, &err) == -1) {
 		shoal_log(LOG_ERR, "cannot start: %s", err.msg);
 		free(o.labels);
+		free(o.insecure);
 		return 1;
 	}
 	free(o.labels);
+	free(o.insecure);
 	rc = agent_server_run(&agent);
 	agent_server_free(&agent);
 	return rc == 0 ? 0 : 1;

@@ -114,6 +114,9 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 		agent_server_free(a);
 		return -1;
 	}
+	tasks_set_registry(&a->tasks, opt->registry_auth, opt->insecure);
+	tasks_set_image_gc(&a->tasks,
+	                   opt->image_gc_after_ms < 0 ? 3600 * 1000 : opt->image_gc_after_ms);
 	tasks_load(&a->tasks);
 	logs_init(&a->logs, a);
 	{

@@ -26,7 +26,10 @@ struct agent_options {
 	const char *image_dir; /* OCI layouts named NAME_TAG/ to import images from */
 	char **labels;         /* "k=v" */
 	size_t nlabels;
-	int64_t cpu_millis; /* advertise at most this much; 0 = what the node has */
+	const char *registry_auth; /* auth.json for registries, or NULL */
+	char **insecure;           /* HOST:PORT registries over plain HTTP, NULL-terminated */
+	int64_t image_gc_after_ms; /* prune unused images this old; 0: never; -1: default */
+	int64_t cpu_millis;        /* advertise at most this much; 0 = what the node has */
 	int64_t memory_bytes;
 	bool masquerade;     /* masquerade containers' traffic leaving the cluster */
 	int proxy_threads;   /* 0 = number of CPUs */

@@ -17,7 +17,10 @@
 #include "runtime/container.h"
 #include "err.h"
 #include "runtime/image.h"
+#include "runtime/prune.h"
+#include "runtime/registry.h"
 #include "log.h"
+#include "reference.h"
 #include "netnode.h"
 #include "rpc.h"
 #include "server.h"
@@ -34,6 +37,7 @@ struct op {
 	struct tasks *ts;
 	struct agent_task *t; /* touched on the loop only */
 	char *root, *image_dir, *node, *name;
+	char *pin;               /* pinned manifest digest, or NULL */
 	char *address, *gateway; /* bridge network: "a.b.c.d/len" and the gateway; else NULL */
 	struct service_spec spec;
 	char container_id[65];
@@ -45,7 +49,33 @@ struct op {
 	int sync_fd;
 	pid_t pid;
 	int64_t started_at;
+	char image_digest[80]; /* the manifest digest of the image started */
 };
+
+/* What a worker writes to the done pipe: its op finished, or progress to show. One write of
+ * at most PIPE_BUF bytes is atomic, so messages never interleave, and a worker's progress
+ * always comes before its completion. */
+struct op_msg {
+	struct op *op;
+	int done;
+	char text[116]; /* progress: the task's message while it prepares */
+};
+
+static void
+op_post(struct op *op, int done, const char *text)
+{
+	struct op_msg m = {.op = op, .done = done};
+	ssize_t w;
+
+	snprintf(m.text, sizeof(m.text), "%s", text ? text : "");
+	do
+		w = write(op->ts->done_pipe[1], &m, sizeof(m));
+	while (w == -1 && errno == EINTR);
+	/* A full pipe drops a progress line (the next one says more); completions are few
+	 * (one per worker) and the pipe holds hundreds. */
+	if (w != (ssize_t)sizeof(m) && done)
+		shoal_log(LOG_ERR, "task %s: lost a completion", op->name);
+}
 
 static const char *
 state_name(enum agent_task_state s)
@@ -80,31 +110,160 @@ strv_from_argv(const struct manifest_argv *a)
 	return v;
 }
 
-/* The image for op: from the store, else imported from --image-dir. */
+/* Only a reference that names its registry host is pulled: a bare name (Docker Hub by
+ * Docker's defaults) stays local, so a node never reaches out to the Internet unasked. */
+static bool
+names_registry(const char *ref)
+{
+	const char *slash = strchr(ref, '/');
+	size_t n = slash ? (size_t)(slash - ref) : 0;
+
+	return slash && (memchr(ref, '.', n) || memchr(ref, ':', n) ||
+	                 (n == 9 && strncmp(ref, "localhost", 9) == 0));
+}
+
+/* The reference to run: the spec's image, or its name at the pinned digest. */
+static char *
+run_ref(const char *image, const char *pin, struct shoal_err *err)
+{
+	struct reference r;
+	char *name, *out;
+
+	if (pin == NULL || pin[0] == '\0')
+		return xstrdup(image);
+	if (reference_parse(image, &r, err) == -1)
+		return NULL;
+	name = reference_familiar_name(&r);
+	out = xasprintf("%s@%s", name, pin);
+	free(name);
+	reference_free(&r);
+	return out;
+}
+
+static void
+human_bytes(uint64_t b, char *out, size_t len)
+{
+	if (b < (1u << 20))
+		snprintf(out, len, "%.1f KiB", (double)b / 1024);
+	else
+		snprintf(out, len, "%.1f MiB", (double)b / (1 << 20));
+}
+
+static void
+on_pull_progress(void *arg, size_t done, size_t layers, uint64_t bytes)
+{
+	struct op *op = arg;
+	char b[32], text[116];
+
+	human_bytes(bytes, b, sizeof(b));
+	snprintf(text, sizeof(text), "pulling %zu/%zu layers, %s", done, layers, b);
+	op_post(op, 0, text);
+}
+
+static bool
+pulling_has(struct tasks *ts, const char *ref)
+{
+	for (size_t i = 0; i < ts->npulling; i++)
+		if (strcmp(ts->pulling[i], ref) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Pull ref into st, once per reference in this agent: a worker that finds ref being pulled
+ * waits for that pull and then looks in the store again. Blocks (a worker's job).
+ */
+static struct image *
+op_pull(struct op *op, struct image_store *st, const char *ref)
+{
+	struct tasks *ts = op->ts;
+	struct registry_opts o = {.auth_file = ts->registry_auth,
+	                          .insecure = (const char *const *)ts->insecure,
+	                          .progress = on_pull_progress,
+	                          .progress_arg = op};
+	struct registry_stats stats = {0};
+	struct image *img;
+	char b[32];
+	int rc;
+
+	pthread_mutex_lock(&ts->pull_mu);
+	if (pulling_has(ts, ref)) {
+		char text[116];
+		snprintf(text, sizeof(text), "waiting for another task's pull of the image");
+		op_post(op, 0, text);
+		while (pulling_has(ts, ref))
+			pthread_cond_wait(&ts->pull_cv, &ts->pull_mu);
+	}
+	img = image_get(st, ref, &op->err);
+	if (img) {
+		pthread_mutex_unlock(&ts->pull_mu);
+		return img;
+	}
+	ts->pulling = xrealloc(ts->pulling, (ts->npulling + 1) * sizeof(char *));
+	ts->pulling[ts->npulling++] = xstrdup(ref);
+	pthread_mutex_unlock(&ts->pull_mu);
+
+	op_post(op, 0, "pulling");
+	rc = registry_pull(st, ref, &o, &stats, NULL, &op->err);
+
+	pthread_mutex_lock(&ts->pull_mu);
+	for (size_t i = 0; i < ts->npulling; i++) {
+		if (strcmp(ts->pulling[i], ref) == 0) {
+			free(ts->pulling[i]);
+			ts->pulling[i] = ts->pulling[--ts->npulling];
+			break;
+		}
+	}
+	pthread_cond_broadcast(&ts->pull_cv);
+	pthread_mutex_unlock(&ts->pull_mu);
+	if (rc == -1)
+		return NULL;
+	human_bytes(stats.bytes, b, sizeof(b));
+	/* One line a test or an operator can grep: what the pull fetched and what the node
+	 * already had (bytes= counts body bytes fetched). */
+	shoal_log(LOG_INFO, "pulled %s digest=%s blobs=%zu fetched=%zu present=%zu bytes=%llu (%s)",
+	          ref, stats.digest, stats.blobs, stats.blobs_fetched,
+	          stats.blobs - stats.blobs_fetched, (unsigned long long)stats.bytes, b);
+	return image_get(st, ref, &op->err);
+}
+
+/*
+ * The image for op: from the store, else imported from --image-dir (the offline path), else
+ * pulled from the registry the reference names. With a pinned digest only that manifest
+ * will do.
+ */
 static struct image *
 op_image(struct op *op, struct image_store *st)
 {
-	struct image *img = image_get(st, op->spec.image, &op->err);
+	cleanup_free char *ref = run_ref(op->spec.image, op->pin, &op->err);
 	cleanup_free char *dir = NULL;
 	cleanup_free char *base = NULL;
+	struct image *img;
 	char **refs = NULL;
 
-	if (img || op->image_dir == NULL)
-		goto out;
-	base = tasks_image_dirname(op->spec.image);
-	dir = xasprintf("%s/%s", op->image_dir, base);
-	if (access(dir, F_OK) == 0) {
-		if (image_import(st, dir, op->spec.image, &refs, &op->err) == -1) {
-			err_prefix(&op->err, "import %s", dir);
-			return NULL;
+	if (ref == NULL)
+		return NULL;
+	img = image_get(st, ref, &op->err);
+	if (img)
+		return img;
+	if (op->image_dir) {
+		base = tasks_image_dirname(op->spec.image);
+		dir = xasprintf("%s/%s", op->image_dir, base);
+		if (access(dir, F_OK) == 0) {
+			if (image_import(st, dir, op->spec.image, &refs, &op->err) == -1) {
+				err_prefix(&op->err, "import %s", dir);
+				return NULL;
+			}
+			image_refs_free(refs);
+			img = image_get(st, ref, &op->err);
+			if (img)
+				return img;
 		}
-		image_refs_free(refs);
-		img = image_get(st, op->spec.image, &op->err);
 	}
-out:
-	if (img == NULL)
-		err_set(&op->err, 0, "image %s not found on %s", op->spec.image, op->node);
-	return img;
+	if (names_registry(op->spec.image))
+		return op_pull(op, st, ref);
+	err_set(&op->err, 0, "image %s not found on %s", op->spec.image, op->node);
+	return NULL;
 }
 
 static void
@@ -117,6 +276,7 @@ op_start(struct op *op)
 	struct container *c = NULL, *old;
 	char **cmd = strv_from_argv(&op->spec.command);
 	char **env = xcalloc(op->spec.n_env + 1, sizeof(*env));
+	bool locked = false;
 
 	op->rc = -1;
 	op->sync_fd = -1;
@@ -126,11 +286,15 @@ op_start(struct op *op)
 	st = image_store_open(op->root, &op->err);
 	if (st == NULL)
 		goto out;
+	/* No prune between finding the image and the container recording its layers. */
+	pthread_rwlock_rdlock(&op->ts->image_lock);
+	locked = true;
 	img = op_image(op, st);
 	if (img == NULL) {
 		image_store_close(st);
 		goto out;
 	}
+	snprintf(op->image_digest, sizeof(op->image_digest), "%s", img->digest);
 	cs.name = xstrdup(op->name);
 	cs.hostname = xstrdup(op->name);
 	cs.image = xstrdup(op->spec.image);
@@ -173,6 +337,8 @@ op_start(struct op *op)
 		container_free(old);
 	}
 	c = container_create(op->root, &cs, &op->err);
+	pthread_rwlock_unlock(&op->ts->image_lock);
+	locked = false;
 	if (c == NULL)
 		goto out;
 	snprintf(op->container_id, sizeof(op->container_id), "%s", c->id);
@@ -188,6 +354,8 @@ op_start(struct op *op)
 	}
 	op->rc = 0;
 out:
+	if (locked)
+		pthread_rwlock_unlock(&op->ts->image_lock);
 	container_spec_clear(&cs);
 	container_free(c);
 	free(cmd);
@@ -286,16 +454,12 @@ static void *
 worker(void *arg)
 {
 	struct op *op = arg;
-	ssize_t w;
 
 	if (op->kind == OP_START)
 		op_start(op);
 	else
 		op_stop(op);
-	/* A pointer-sized write to a pipe is atomic: completions never interleave. */
-	do
-		w = write(op->ts->done_pipe[1], &op, sizeof(op));
-	while (w == -1 && errno == EINTR);
+	op_post(op, 1, NULL);
 	return NULL;
 }
 
@@ -306,6 +470,7 @@ op_free(struct op *op)
 	free(op->image_dir);
 	free(op->node);
 	free(op->name);
+	free(op->pin);
 	free(op->address);
 	free(op->gateway);
 	manifest_spec_free(&op->spec);
@@ -329,6 +494,7 @@ run_op(struct tasks *ts, struct agent_task *t, enum op_kind kind, const char *ad
 	op->image_dir = ts->image_dir ? xstrdup(ts->image_dir) : NULL;
 	op->node = xstrdup(ts->agent->name);
 	op->name = xstrdup(t->name);
+	op->pin = t->pin ? xstrdup(t->pin) : NULL;
 	op->address = address ? xstrdup(address) : NULL;
 	op->gateway = gateway ? xstrdup(gateway) : NULL;
 	manifest_spec_copy(&op->spec, &t->spec);
@@ -345,8 +511,7 @@ run_op(struct tasks *ts, struct agent_task *t, enum op_kind kind, const char *ad
 		err_set(&op->err, errno, "cannot start a worker thread");
 		op->rc = -1;
 		op->sync_fd = -1;
-		if (write(ts->done_pipe[1], &op, sizeof(op)) == -1)
-			shoal_log(LOG_ERR, "task %s: lost a completion", t->name);
+		op_post(op, 1, NULL);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
@@ -364,10 +529,10 @@ static void
 record_save(struct tasks *ts, struct agent_task *t)
 {
 	cleanup_free char *path = record_path(ts, t);
-	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s}", "id", t->id, "name", t->name,
-	                      "service", t->service, "slot", (int)t->slot, "version",
+	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:s?, s:s}", "id", t->id, "name",
+	                      t->name, "service", t->service, "slot", (int)t->slot, "version",
 	                      (json_int_t)t->version, "container_id", t->container_id, "spec",
-	                      t->spec_json);
+	                      t->spec_json, "pin", t->pin, "image_digest", t->image_digest);
 	char *text = json_dumps(j, JSON_COMPACT);
 	struct shoal_err err;
 
@@ -389,6 +554,7 @@ fill_status(const struct agent_task *t, Shoal__TaskStatus *s)
 	s->message = t->message ? t->message : "";
 	s->container_ip = (char *)t->ip;
 	s->started_at_ms = t->started_at;
+	s->image_digest = (char *)t->image_digest;
 	/* The text lives in a buffer the task owns, as long as the status is used. */
 	s->health = (char *)health_text(&t->health, ((struct agent_task *)t)->health_buf,
 	                                sizeof(t->health_buf));
@@ -492,6 +658,7 @@ task_destroy(struct tasks *ts, struct agent_task *t)
 	free(t->service);
 	free(t->spec_json);
 	free(t->message);
+	free(t->pin);
 	free(t->kill_reason);
 	manifest_spec_free(&t->spec);
 	free(t);
@@ -633,6 +800,10 @@ start_done(struct tasks *ts, struct op *op)
 		snprintf(t->container_id, sizeof(t->container_id), "%s", op->container_id);
 		record_save(ts, t);
 	}
+	if (op->image_digest[0]) {
+		snprintf(t->image_digest, sizeof(t->image_digest), "%s", op->image_digest);
+		record_save(ts, t);
+	}
 	if (op->rc == 0) {
 		t->started_at = op->started_at;
 		t->exit_code = -1;
@@ -676,7 +847,15 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	struct op *op;
 
 	(void)what;
-	while (read(fd, &op, sizeof(op)) == (ssize_t)sizeof(op)) {
+	struct op_msg m;
+
+	while (read(fd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+		op = m.op;
+		if (!m.done) {
+			if (op->t->state == ATASK_PREPARING)
+				set_state(ts, op->t, ATASK_PREPARING, m.text);
+			continue;
+		}
 		op->t->busy = false;
 		ts->workers--;
 		if (op->kind == OP_START)
@@ -731,7 +910,7 @@ tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 	for (size_t i = 0; i < as->n_tasks; i++) {
 		const Shoal__TaskSpec *sp = as->tasks[i];
 		struct agent_task *t = tasks_find(ts, sp->task_id);
-		const char *json = NULL;
+		const char *json = NULL, *pin = NULL;
 		struct service_spec spec;
 		struct shoal_err err;
 
@@ -741,8 +920,10 @@ tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 		}
 		for (size_t k = 0; k < as->n_specs; k++)
 			if (as->specs[k]->version == sp->version &&
-			    strcmp(as->specs[k]->service, sp->service) == 0)
+			    strcmp(as->specs[k]->service, sp->service) == 0) {
 				json = as->specs[k]->spec_json;
+				pin = as->specs[k]->image_digest;
+			}
 		if (json == NULL || manifest_spec_from_json(json, &spec, &err) == -1) {
 			shoal_log(LOG_ERR, "task %s: no usable spec in the assignments", sp->name);
 			continue;
@@ -750,6 +931,7 @@ tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 		t = task_add(ts, sp->task_id, sp->name, sp->service, sp->slot, sp->version, json,
 		             &spec);
 		t->wanted = true;
+		t->pin = pin && pin[0] ? xstrdup(pin) : NULL;
 		start_task(ts, t);
 		started++;
 	}
@@ -793,6 +975,7 @@ load_one(struct tasks *ts, const char *path)
 	cleanup_free char *text = util_read_file(path, NULL, NULL);
 	json_t *j = text ? json_loads(text, 0, NULL) : NULL;
 	const char *id = NULL, *name = NULL, *service = NULL, *cid = NULL, *spec_json = NULL;
+	const char *pin = NULL, *image_digest = NULL;
 	json_int_t slot = 0, version = 0;
 	struct service_spec spec;
 	struct shoal_err err;
@@ -810,6 +993,10 @@ load_one(struct tasks *ts, const char *path)
 	}
 	t = task_add(ts, id, name, service, (uint32_t)slot, (uint64_t)version, spec_json, &spec);
 	snprintf(t->container_id, sizeof(t->container_id), "%s", cid);
+	/* Records written before pinning have neither field. */
+	json_unpack(j, "{s?:s, s?:s}", "pin", &pin, "image_digest", &image_digest);
+	t->pin = pin && pin[0] ? xstrdup(pin) : NULL;
+	snprintf(t->image_digest, sizeof(t->image_digest), "%s", image_digest ? image_digest : "");
 	json_decref(j);
 	c = container_load(ts->root, t->container_id[0] ? t->container_id : t->name, NULL);
 	if (c == NULL) {
@@ -886,6 +1073,10 @@ tasks_init(struct tasks *ts, struct agent_server *a, const char *root, const cha
 	ts->agent = a;
 	ts->root = xstrdup(root);
 	ts->image_dir = image_dir ? xstrdup(image_dir) : NULL;
+	ts->insecure = xcalloc(1, sizeof(char *));
+	pthread_mutex_init(&ts->pull_mu, NULL);
+	pthread_rwlock_init(&ts->image_lock, NULL);
+	pthread_cond_init(&ts->pull_cv, NULL);
 	ts->done_pipe[0] = ts->done_pipe[1] = -1;
 	if (util_mkdir_p(dir, 0700, err) == -1)
 		return -1;
@@ -906,6 +1097,10 @@ tasks_free(struct tasks *ts)
 		if (ts->workers)
 			usleep(10000);
 	}
+	for (int i = 0; __atomic_load_n(&ts->gc_running, __ATOMIC_ACQUIRE) && i < 3000; i++)
+		usleep(10000);
+	if (ts->gc_ev)
+		event_free(ts->gc_ev);
 	while (ts->n)
 		task_destroy(ts, ts->v[0]);
 	free(ts->v);
@@ -917,7 +1112,34 @@ tasks_free(struct tasks *ts)
 		close(ts->done_pipe[1]);
 	free(ts->root);
 	free(ts->image_dir);
+	free(ts->registry_auth);
+	for (size_t i = 0; ts->insecure && ts->insecure[i]; i++)
+		free(ts->insecure[i]);
+	free(ts->insecure);
+	for (size_t i = 0; i < ts->npulling; i++)
+		free(ts->pulling[i]);
+	free(ts->pulling);
+	pthread_mutex_destroy(&ts->pull_mu);
+	pthread_rwlock_destroy(&ts->image_lock);
+	pthread_cond_destroy(&ts->pull_cv);
 	memset(ts, 0, sizeof(*ts));
+}
+
+void
+tasks_set_registry(struct tasks *ts, const char *auth_file, char *const *insecure)
+{
+	size_t n = 0;
+
+	free(ts->registry_auth);
+	ts->registry_auth = auth_file ? xstrdup(auth_file) : NULL;
+	for (size_t i = 0; ts->insecure && ts->insecure[i]; i++)
+		free(ts->insecure[i]);
+	free(ts->insecure);
+	while (insecure && insecure[n])
+		n++;
+	ts->insecure = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		ts->insecure[i] = xstrdup(insecure[i]);
 }
 
 int
@@ -952,4 +1174,75 @@ tasks_cleanup(const char *root, size_t *removed, struct shoal_err *err)
 	if (d)
 		closedir(d);
 	return 0;
+}
+
+/* ---- image garbage collection ---- */
+
+static void *
+gc_worker(void *arg)
+{
+	struct tasks *ts = arg;
+	struct prune_stats st = {0};
+	struct shoal_err err = {0};
+	struct image_store *s = image_store_open(ts->root, &err);
+	int rc = -1;
+
+	if (s) {
+		pthread_rwlock_wrlock(&ts->image_lock);
+		rc = prune_images(s, ts->image_gc_after_ms, &st, &err);
+		pthread_rwlock_unlock(&ts->image_lock);
+		image_store_close(s);
+	}
+	if (rc == -1)
+		shoal_log(LOG_WARNING, "image gc: %s", err.msg);
+	else if (st.images)
+		shoal_log(LOG_INFO, "image gc: pruned %zu unused image%s (%zu blobs, %zu layers)",
+		          st.images, st.images == 1 ? "" : "s", st.blobs, st.layers);
+	__atomic_store_n(&ts->gc_running, 0, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void
+on_gc(evutil_socket_t fd, short what, void *arg)
+{
+	struct tasks *ts = arg;
+	pthread_attr_t attr;
+	pthread_t th;
+	sigset_t all, old;
+
+	(void)fd;
+	(void)what;
+	if (__atomic_load_n(&ts->gc_running, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&ts->gc_running, 1, __ATOMIC_RELEASE);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&th, &attr, gc_worker, ts) != 0) {
+		__atomic_store_n(&ts->gc_running, 0, __ATOMIC_RELEASE);
+		shoal_log(LOG_WARNING, "image gc: cannot start a worker thread");
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+void
+tasks_set_image_gc(struct tasks *ts, int64_t after_ms)
+{
+	int64_t every = after_ms < 60000 ? after_ms : 60000;
+	struct timeval tv;
+
+	ts->image_gc_after_ms = after_ms;
+	if (ts->gc_ev)
+		event_free(ts->gc_ev);
+	ts->gc_ev = NULL;
+	if (after_ms <= 0)
+		return;
+	if (every < 1000)
+		every = 1000;
+	tv.tv_sec = every / 1000;
+	tv.tv_usec = (every % 1000) * 1000;
+	ts->gc_ev = event_new(ts->agent->base, -1, EV_PERSIST, on_gc, ts);
+	event_add(ts->gc_ev, &tv);
 }

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "health.h"
@@ -49,6 +50,8 @@ struct agent_task {
 	int exit_code;
 	bool oom_killed;
 	char *message;
+	char *pin; /* the manifest digest the scheduler pinned the version to, or NULL */
+	char image_digest[80]; /* the manifest digest of the image it runs, "" until known */
 	char ip[16];
 	bool wanted;          /* listed in the latest Assignments */
 	bool busy;            /* a worker is starting or stopping it */
@@ -66,8 +69,23 @@ struct agent_task {
 
 struct tasks {
 	struct agent_server *agent;
-	char *root;      /* runtime root: the agent's data dir */
-	char *image_dir; /* --image-dir: OCI layouts named NAME_TAG/ */
+	char *root;          /* runtime root: the agent's data dir */
+	char *image_dir;     /* --image-dir: OCI layouts named NAME_TAG/ */
+	char *registry_auth; /* --registry-auth: auth.json, or NULL */
+	char **insecure;     /* --insecure-registry HOST:PORT, NULL-terminated */
+	/* References being pulled (one pull per reference: the others wait for it); workers
+	 * touch them under pull_mu, broadcasting pull_cv when one finishes. */
+	pthread_mutex_t pull_mu;
+	pthread_cond_t pull_cv;
+	char **pulling;
+	size_t npulling;
+	/* Unused images go after this long in the store (0: never); a worker prunes them every
+	 * minute. Starts hold image_lock for reading from finding their image until their
+	 * container records its layers; the prune holds it for writing. */
+	int64_t image_gc_after_ms;
+	pthread_rwlock_t image_lock;
+	struct event *gc_ev;
+	int gc_running; /* a prune worker runs (atomic) */
 	struct agent_task **v;
 	size_t n, cap;
 	int done_pipe[2]; /* workers write finished ops here */
@@ -78,6 +96,13 @@ struct tasks {
 
 int tasks_init(struct tasks *ts, struct agent_server *a, const char *root, const char *image_dir,
                struct shoal_err *err);
+/* Where missing images come from besides --image-dir: a registry named in the reference,
+ * with credentials from auth_file (NULL: anonymous) and plain HTTP to the insecure
+ * HOST:PORTs (NULL-terminated, copied). */
+void tasks_set_registry(struct tasks *ts, const char *auth_file, char *const *insecure);
+/* Prune images no container uses once they are after_ms old (0: never), checked every
+ * minute (or every after_ms when shorter) in a worker. */
+void tasks_set_image_gc(struct tasks *ts, int64_t after_ms);
 /* Re-adopt the tasks recorded in the data dir (their containers keep running). */
 void tasks_load(struct tasks *ts);
 void tasks_free(struct tasks *ts);

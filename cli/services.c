@@ -327,6 +327,10 @@ services_inspect_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	tr = treply->list_tasks_reply;
 	o = services_info_json(s, s->n_stats > 0);
+	/* The manifest digest the current version runs (pinned by the first task that
+	 * reported one), null until then. */
+	json_object_set_new(o, "image_digest",
+	                    s->image_digest[0] ? json_string(s->image_digest) : json_null());
 	if (s->prev_spec_json[0])
 		json_object_set_new(o, "prev_spec", services_spec_json(s->prev_spec_json));
 	ps_sort(tr->tasks, tr->n_tasks);

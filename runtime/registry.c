@@ -55,6 +55,9 @@ struct reg {
 	struct registry_stats *stats;
 	char **partials; /* verified partial files this pull linked into its layout */
 	size_t npartials;
+	const struct registry_opts *o; /* for its progress callback; may be NULL */
+	size_t layers_done, layers;
+	int64_t progress_ms; /* when progress was last called (monotonic) */
 };
 
 /* Where a response body goes: memory (fd < 0) or a file, hashed as it arrives. */
@@ -66,14 +69,15 @@ struct sink {
 	/* SHA-256 by OpenSSL (libcurl's TLS library): it uses the CPU's SHA extensions, ~1.4
 	 * GB/s here against libsodium's portable ~100 MB/s, which capped a pull's speed. */
 	EVP_MD_CTX *h;
-	uint64_t got;      /* bytes in the file, resumed ones included */
-	int64_t want;      /* expected total size, -1 unknown */
-	uint64_t resumed;  /* bytes on disk before this request */
-	int started;       /* first 2xx byte seen */
-	int overflow;      /* more than want / max: the transfer was cut */
-	int io_errno;      /* a failed write */
-	uint64_t *counter; /* stats->bytes, may be NULL */
-	char *errbody;     /* a non-2xx body (the registry's JSON error) */
+	uint64_t got;         /* bytes in the file, resumed ones included */
+	int64_t want;         /* expected total size, -1 unknown */
+	uint64_t resumed;     /* bytes on disk before this request */
+	int started;          /* first 2xx byte seen */
+	int overflow;         /* more than want / max: the transfer was cut */
+	int io_errno;         /* a failed write */
+	uint64_t *counter;    /* stats->bytes, may be NULL */
+	struct reg *progress; /* tell its progress callback as bytes flow; may be NULL */
+	char *errbody;        /* a non-2xx body (the registry's JSON error) */
 	size_t errlen;
 };
 
@@ -209,6 +213,22 @@ write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Call the caller's progress callback: always with force, else at most every 200 ms. */
+static void
+progress(struct reg *r, int force)
+{
+	int64_t now;
+
+	if (r->o == NULL || r->o->progress == NULL)
+		return;
+	now = util_now_ms();
+	if (!force && now - r->progress_ms < 200)
+		return;
+	r->progress_ms = now;
+	r->o->progress(r->o->progress_arg, r->layers_done, r->layers,
+	               r->stats ? r->stats->bytes : 0);
+}
+
 static size_t
 on_body(char *p, size_t size, size_t nmemb, void *arg)
 {
@@ -262,6 +282,8 @@ on_body(char *p, size_t size, size_t nmemb, void *arg)
 	k->got += n;
 	if (k->counter)
 		*k->counter += n;
+	if (k->progress)
+		progress(k->progress, 0);
 	return n;
 }
 
@@ -573,6 +595,7 @@ reg_open(struct reg *r, const struct reference *ref, const struct registry_opts 
 	r->actions = xstrdup(actions);
 	r->insecure = is_insecure(o, ref->domain);
 	r->stats = stats;
+	r->o = o;
 	/* Docker's hub answers the API on another name than the one references use. */
 	r->base =
 	    xasprintf("%s://%s", r->insecure ? "http" : "https",
@@ -716,6 +739,7 @@ fetch_blob(struct reg *r, const char *root, const struct oci_desc *d, const char
 	}
 	k.resumed = k.got;
 	k.counter = r->stats ? &r->stats->bytes : NULL;
+	k.progress = r;
 	if (k.got < (uint64_t)d->size) {
 		if (k.got > 0) {
 			range = xasprintf("Range: bytes=%llu-", (unsigned long long)k.got);
@@ -903,11 +927,16 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 		if (util_mkdir_p(b, 0700, err) == -1)
 			goto out;
 	}
+	r.layers = m.nlayers;
+	progress(&r, 1);
 	if (layout_blob(&r, root, &m.config, layout, "config", err) == -1)
 		goto out;
-	for (size_t i = 0; i < m.nlayers; i++)
+	for (size_t i = 0; i < m.nlayers; i++) {
 		if (layout_blob(&r, root, &m.layers[i], layout, "layer", err) == -1)
 			goto out;
+		r.layers_done = i + 1;
+		progress(&r, 1);
+	}
 	if (write_layout(layout, mtext, mt, digest, storeref, err) == -1)
 		goto out;
 	if (image_import_verified(s, layout, storeref, err) == -1)

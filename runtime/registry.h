@@ -29,6 +29,11 @@ struct registry_opts {
 	const char *auth_file;       /* auth.json; NULL: none */
 	const char *const *insecure; /* HOST:PORT spoken to over plain HTTP; NULL-terminated */
 	const char *platform;        /* "linux/amd64"; NULL: this machine's */
+	/* Called on the pulling thread as a pull goes (NULL: not called): layers the store has
+	 * or has fetched so far of the image's layers, and body bytes fetched. Once when the
+	 * manifest is read, after each layer, and at most every 200 ms while bytes flow. */
+	void (*progress)(void *arg, size_t layers_done, size_t layers, uint64_t bytes);
+	void *progress_arg;
 };
 
 struct registry_stats {

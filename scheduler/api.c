@@ -601,6 +601,9 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 		ustates[k] = svc->removed ? xstrdup("removing") : update_text(svc);
 		si->update_state = ustates[k];
 		si->prev_spec_json = svc->prev_spec_json ? svc->prev_spec_json : "";
+		si->image_digest = (char *)service_pin_get(svc, svc->version);
+		if (si->image_digest == NULL)
+			si->image_digest = "";
 		if (env->list_services->stats)
 			si->stats = service_stats(srv, svc->name, &si->n_stats);
 		lr.services[k++] = si;

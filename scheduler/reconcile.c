@@ -755,6 +755,10 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 			    t->version == t->svc->version || !t->svc->prev_spec_json
 			        ? t->svc->spec_json
 			        : t->svc->prev_spec_json;
+			/* Pinned: the agent runs name@digest, whatever the tag says now. */
+			vers[nv].image_digest = (char *)service_pin_get(t->svc, t->version);
+			if (vers[nv].image_digest == NULL)
+				vers[nv].image_digest = "";
 			vp[nv] = &vers[nv];
 			nv++;
 		}
@@ -908,6 +912,44 @@ refuse_status(struct node *n, const struct task *t, const struct shoal_err *err)
 	n->refused_quiet = 0;
 }
 
+/*
+ * The first manifest digest a task of a version reports pins the version to it: tasks
+ * assigned from then on run name@digest, so a tag moved meanwhile does not split one
+ * version's replicas across two images. Replicas started before the first report run the
+ * tag (the race is bounded by one pull; an update with parallelism 1 starts one first).
+ */
+static bool
+is_digest(const char *d)
+{
+	if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 7 + 64)
+		return false;
+	for (d += 7; *d; d++)
+		if (!((*d >= '0' && *d <= '9') || (*d >= 'a' && *d <= 'f')))
+			return false;
+	return true;
+}
+
+static void
+pin_version(struct sched_server *srv, struct task *t, const char *digest)
+{
+	struct service *svc = t->svc;
+	struct shoal_err err;
+
+	if (!is_digest(digest))
+		return; /* not a digest: nothing to pin */
+	if (t->version != svc->version && t->version != svc->prev_version)
+		return;
+	if (!service_pin_set(svc, t->version, digest))
+		return;
+	shoal_log(LOG_INFO, "service %s: version %llu pinned to %s (reported by %s)", svc->name,
+	          (unsigned long long)t->version, digest, t->name);
+	ensure_tx(srv);
+	if (store_pin_put(&srv->store, svc->name, t->version, digest,
+	                  t->version == svc->version ? svc->prev_version : svc->version,
+	                  &err) == -1)
+		store_warn(&err);
+}
+
 void
 reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__TaskStatus *ts)
 {
@@ -946,6 +988,8 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 	}
 	if (ip && ip[0])
 		snprintf(t->ip, sizeof(t->ip), "%s", ip);
+	if (ts->image_digest && ts->image_digest[0])
+		pin_version(srv, t, ts->image_digest);
 	if (ts->started_at_ms)
 		t->started_at = ts->started_at_ms;
 	if (st == TASK_STATE_RUNNING && t->running_since == 0)
@@ -1051,6 +1095,16 @@ load_service(const struct store_service *sv, void *arg)
 }
 
 static void
+load_pin(const char *service, uint64_t version, const char *digest, void *arg)
+{
+	struct sched_server *srv = arg;
+	struct service *svc = services_find(&srv->services, service);
+
+	if (svc)
+		service_pin_set(svc, version, digest);
+}
+
+static void
 load_task(const struct store_task *st, void *arg)
 {
 	struct sched_server *srv = arg;
@@ -1109,6 +1163,8 @@ reconcile_load(struct sched_server *srv, struct shoal_err *err)
 	size_t ntasks;
 
 	if (store_service_each(&srv->store, load_service, srv, err) == -1)
+		return -1;
+	if (store_pin_each(&srv->store, load_pin, srv, err) == -1)
 		return -1;
 	if (store_task_each(&srv->store, load_task, srv, err) == -1)
 		return -1;

@@ -25,6 +25,33 @@ service_new(const char *name, int64_t now_wall)
 	return s;
 }
 
+const char *
+service_pin_get(const struct service *s, uint64_t version)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(s->pins); i++)
+		if (version && s->pins[i].version == version)
+			return s->pins[i].digest;
+	return NULL;
+}
+
+bool
+service_pin_set(struct service *s, uint64_t version, const char *digest)
+{
+	struct service_pin *free_pin = NULL;
+
+	if (version == 0 || service_pin_get(s, version))
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(s->pins) && free_pin == NULL; i++)
+		if (s->pins[i].version == 0 ||
+		    (s->pins[i].version != s->version && s->pins[i].version != s->prev_version))
+			free_pin = &s->pins[i];
+	if (free_pin == NULL)
+		return false; /* both hold the current and the previous version */
+	free_pin->version = version;
+	snprintf(free_pin->digest, sizeof(free_pin->digest), "%s", digest);
+	return true;
+}
+
 static void
 slot_clear(struct slot *sl)
 {

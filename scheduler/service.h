@@ -41,6 +41,13 @@ struct service {
 	struct slot *slots; /* sorted by num */
 	size_t nslots, capslots;
 	char *pending_reason; /* why tasks are pending, NULL when none are */
+	/* Manifest digests pinned to versions (the current and the previous one; version 0:
+	 * free): the first digest a task of a version reports, so every replica of one version
+	 * runs the same bits even if the tag moves (service_pin_set). */
+	struct service_pin {
+		uint64_t version;
+		char digest[80];
+	} pins[2];
 };
 
 struct service *service_new(const char *name, int64_t now_wall);
@@ -48,6 +55,12 @@ void service_free(struct service *s);
 
 /* Set spec (takes its contents) and spec_json from it. */
 void service_set_spec(struct service *s, struct service_spec *spec);
+
+/* The digest version is pinned to, or NULL. */
+const char *service_pin_get(const struct service *s, uint64_t version);
+/* Pin version to digest unless it has a pin: true if it was pinned now. A pin of a version
+ * that is neither the current nor the previous one makes room. */
+bool service_pin_set(struct service *s, uint64_t version, const char *digest);
 
 /* Find or add slot num (kept sorted). */
 struct slot *service_slot(struct service *s, uint32_t num);

@@ -51,7 +51,12 @@ static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "  desired INTEGER NOT NULL,"
                              "  role INTEGER NOT NULL DEFAULT 0,"
                              "  restarts INTEGER NOT NULL DEFAULT 0,"
-                             "  created_ms INTEGER NOT NULL);";
+                             "  created_ms INTEGER NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS pins ("
+                             "  service TEXT NOT NULL,"
+                             "  version INTEGER NOT NULL,"
+                             "  digest TEXT NOT NULL,"
+                             "  PRIMARY KEY(service, version));";
 
 /*
  * Columns added after a release, for stores created before them: {table, column, definition}.
@@ -414,6 +419,68 @@ store_service_delete(struct store *s, const char *name, struct shoal_err *err)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return db_err(s, err, "service delete");
+	/* A service made again under this name starts at version 1: no pin of the old one
+	 * may apply to it. */
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM pins WHERE service=?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_err(s, err, "prepare pin delete");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "pin delete");
+	return 0;
+}
+
+int
+store_pin_put(struct store *s, const char *service, uint64_t version, const char *digest,
+              uint64_t keep, struct shoal_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db,
+	                       "INSERT OR IGNORE INTO pins(service, version, digest) VALUES(?,?,?)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare pin put");
+	sqlite3_bind_text(st, 1, service, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
+	sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "pin put");
+	if (sqlite3_prepare_v2(s->db,
+	                       "DELETE FROM pins WHERE service=? AND version<>? AND version<>?", -1,
+	                       &st, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare pin prune");
+	sqlite3_bind_text(st, 1, service, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)keep);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "pin prune");
+	return 0;
+}
+
+int
+store_pin_each(struct store *s,
+               void (*fn)(const char *service, uint64_t version, const char *digest, void *arg),
+               void *arg, struct shoal_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT service, version, digest FROM pins ORDER BY version",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare pin list");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		fn((const char *)sqlite3_column_text(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
+		   (const char *)sqlite3_column_text(st, 2), arg);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, err, "pin list");
 	return 0;
 }
 

@@ -92,6 +92,16 @@ int store_service_delete(struct store *s, const char *name, struct shoal_err *er
 int store_service_each(struct store *s, void (*fn)(const struct store_service *sv, void *arg),
                        void *arg, struct shoal_err *err);
 
+/*
+ * The manifest digest a service version is pinned to. Put keeps an existing pin (the first
+ * one wins) and drops the service's pins of versions other than version and keep.
+ */
+int store_pin_put(struct store *s, const char *service, uint64_t version, const char *digest,
+                  uint64_t keep, struct shoal_err *err);
+int store_pin_each(struct store *s,
+                   void (*fn)(const char *service, uint64_t version, const char *digest, void *arg),
+                   void *arg, struct shoal_err *err);
+
 int store_task_put(struct store *s, const struct store_task *t, struct shoal_err *err);
 int store_task_delete(struct store *s, const char *id, struct shoal_err *err);
 int store_task_each(struct store *s, void (*fn)(const struct store_task *t, void *arg), void *arg,

@@ -60,7 +60,7 @@ web_runs() {
 
 daemon_pids() {
 	local n
-	for n in sched agent1 agent2 agent3; do lab pid "$n"; done
+	for n in sched registry agent1 agent2 agent3; do lab pid "$n"; done
 }
 
 @test "deps.sh installs vagrant, ruby and shellcheck, without recommends" {
@@ -148,12 +148,16 @@ daemon_pids() {
 	run vshoal services
 	[[ $output == *"web"*"shoal/web:1"*"3/3"* ]]
 	wait_until 30 web_runs 3
-	# The agents run with the topology's labels and the installed demo images.
+	# The agents run with the topology's labels and pull from the registry on sched (plain
+	# HTTP), which holds shoal/web:1 and :2; each node pulled what it runs.
+	grep -qF "provision[sched]: pushed $(lab addr sched):5000/shoal/web:1 " "$PROV_LOG"
+	grep -qF "provision[sched]: pushed $(lab addr sched):5000/shoal/web:2 " "$PROV_LOG"
 	for i in 1 2 3; do
 		unit="$HOSTS/node$i/etc/systemd/system/shoal-agent.service"
 		grep -q -- "--label zone=$(lab zone "node$i") " "$unit"
-		grep -q -- "--image-dir $HOSTS/node$i/var/lib/shoal/images" "$unit"
-		[ -d "$HOSTS/node$i/var/lib/shoal/images/web_1" ]
+		grep -q -- "--insecure-registry $(lab addr sched):5000" "$unit"
+		[ "$(grep -c -- "--image-dir" "$unit")" -eq 0 ]
+		grep -q "pulled $(lab addr sched):5000/shoal/web:1 " "$LAB_RUN/agent$i.log"
 	done
 }
 
@@ -173,13 +177,15 @@ daemon_pids() {
 
 @test "generated units verify (Restart=on-failure) and profile.d is shellcheck-clean" {
 	sched_unit="$HOSTS/sched/etc/systemd/system/shoal-scheduler.service"
+	reg_unit="$HOSTS/sched/etc/systemd/system/shoal-registry.service"
 	agent_unit="$HOSTS/node1/etc/systemd/system/shoal-agent.service"
 	grep -qx 'Restart=on-failure' "$sched_unit"
 	grep -qx 'Restart=on-failure' "$agent_unit"
 	grep -qx 'KillMode=process' "$agent_unit"
 	grep -q -- "--listen $(lab addr sched):7100" "$sched_unit"
+	grep -qx "Restart=on-failure" "$reg_unit"
 	if command -v systemd-analyze >/dev/null; then
-		run systemd-analyze verify "$sched_unit" "$agent_unit"
+		run systemd-analyze verify "$sched_unit" "$reg_unit" "$agent_unit"
 		echo "$output"
 		[ "$status" -eq 0 ]
 	fi
@@ -191,7 +197,9 @@ daemon_pids() {
 	run timeout 300 bash "$LAB_BIN" provision 3
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[ "$(grep -c 'runs, unchanged' <<<"$output")" -eq 4 ]
+	[ "$(grep -c 'runs, unchanged' <<<"$output")" -eq 5 ] # scheduler, registry, 3 agents
+	# The registry has every blob already: nothing uploaded again.
+	[[ $output == *"shoal/web:2 "*"0 uploaded, 0 bytes"* ]]
 	[[ $output == *"cluster exists"* ]]
 	[[ $output == *"service web unchanged"* ]]
 	[ "$(daemon_pids)" = "$before" ]

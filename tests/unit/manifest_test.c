@@ -68,7 +68,7 @@ test_web_example(void **state)
 	assert_int_equal(m.n_services, 1);
 	s = &m.services[0];
 	assert_string_equal(s->name, "web");
-	assert_string_equal(s->image, "shoal/web:1");
+	assert_string_equal(s->image, "192.168.56.10:5000/shoal/web:1");
 	assert_int_equal(s->replicas, 3);
 	assert_false(s->entrypoint.set);
 	assert_true(s->command.set);

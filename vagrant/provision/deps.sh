@@ -7,6 +7,7 @@
 #   deps.sh --build-only   only what building and running Shoal needs (the lab VMs:
 #                          compiler, libraries, busybox-static for `make images`), no
 #                          test tools
+#   deps.sh --registry     only the image registry the scheduler host runs (docker-registry)
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libc6-dev
@@ -22,18 +23,21 @@ bench_pkgs=(haproxy crun wrk hyperfine nginx-light)
 mode=install
 tests=1
 bench=0
+registry=0
 for arg in "$@"; do
 	case "$arg" in
 	--check) mode=check ;;
 	--bench) bench=1 ;;
 	--build-only) tests=0 ;;
+	--registry) registry=1 ;;
 	*)
-		echo "usage: deps.sh [--check] [--bench] [--build-only]" >&2
+		echo "usage: deps.sh [--check] [--bench] [--build-only] [--registry]" >&2
 		exit 2
 		;;
 	esac
 done
 pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
+[ "$registry" = 0 ] || pkgs=(docker-registry)
 [ "$tests" = 0 ] || pkgs+=("${test_pkgs[@]}")
 [ "$bench" = 0 ] || pkgs+=("${bench_pkgs[@]}")
 

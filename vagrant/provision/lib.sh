@@ -64,6 +64,7 @@ esac
 	IMAGE_DIR=$VAR_DIR/images
 	PROFILE=$ROOT/etc/profile.d/shoal.sh
 	SCHEDULER=$SHOAL_SCHEDULER_ADDR:$SHOAL_PORT
+	REGISTRY=$SHOAL_SCHEDULER_ADDR:5000 # the lab's image registry (plain HTTP), on sched
 }
 
 # lab ARGS...: the namespace lab's script (lab mode only).

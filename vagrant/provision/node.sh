@@ -12,7 +12,9 @@
 #   2. the worker token from SHOAL_SHARE (written by scheduler.sh; waits for it), copied
 #      to /etc/shoal/worker.token, mode 0600 (never printed)
 #   3. shoal-agent.service (Restart=on-failure, KillMode=process: containers outlive an
-#      agent restart and are adopted) with the labels and --image-dir of the demo images
+#      agent restart and are adopted) with the labels; its store starts empty and it pulls
+#      what it runs from the registry on sched (--insecure-registry SCHED_ADDR:5000: plain
+#      HTTP inside the lab's private network)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "${SHOAL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/vagrant/provision/lib.sh"
@@ -52,6 +54,6 @@ done
 mkdir -p "$DATA"
 write_unit shoal-agent "Shoal agent ($NAME)" "KillMode=process" \
 	"$BIN_DIR/shoal-agent" --scheduler "$SCHEDULER" --token-file "$TOKEN" --name "$NAME" \
-	--address "$SHOAL_ADDRESS" "${labels[@]}" --data-dir "$DATA" --image-dir "$IMAGE_DIR"
+	--address "$SHOAL_ADDRESS" "${labels[@]}" --data-dir "$DATA" --insecure-registry "$REGISTRY"
 run_service shoal-agent "agent${NAME#node}" "$BIN_DIR/shoal-agent" "$TOKEN"
 say "agent $NAME ($SHOAL_ADDRESS${SHOAL_LABELS:+, $SHOAL_LABELS}) joins $SCHEDULER"

@@ -10,6 +10,10 @@
 #   4. `shoal` without flags for logins: /etc/profile.d/shoal.sh (SHOAL_SCHEDULER,
 #      SHOAL_TOKEN_FILE) and a copy of the admin token for the login user (VMs: vagrant)
 #   5. shoal-scheduler.service (Restart=on-failure), listening on SHOAL_SCHEDULER_ADDR:7100
+#   6. the image registry: Debian's docker-registry (the CNCF distribution registry) as
+#      shoal-registry.service on SHOAL_SCHEDULER_ADDR:5000, plain HTTP, storage in
+#      VAR_DIR/registry; the demo images shoal/web:1 and :2 pushed there with `shoalrt push`
+#      (only blobs it lacks: re-provisioning uploads nothing new). Nodes pull from it.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "${SHOAL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/vagrant/provision/lib.sh"
@@ -18,6 +22,7 @@ DATA=$VAR_DIR/scheduler
 ADMIN_USER=${SHOAL_ADMIN_USER:-vagrant}
 
 step_build
+bash "$SHOAL_SRC/vagrant/provision/deps.sh" --registry
 step_install
 
 # 2. The cluster: its key and both tokens, or nothing (then init makes them).
@@ -86,3 +91,44 @@ done
 "$BIN_DIR/shoal" --scheduler "$SCHEDULER" --token-file "$DATA/admin.token" nodes >/dev/null ||
 	die "the scheduler does not answer on $SCHEDULER"
 say "scheduler ready on $SCHEDULER"
+
+# 6. The registry the nodes pull from, and the demo images in it.
+REGISTRY_BIN=$(command -v docker-registry) || die "docker-registry is missing (deps.sh --registry)"
+if [ "$SHOAL_PROVISION_MODE" = systemd ] && systemctl is-enabled -q docker-registry.service 2>/dev/null; then
+	# Debian's own unit listens on :5000 of every address with its config: ours replaces it.
+	say "disabling Debian's docker-registry.service (shoal-registry.service serves $REGISTRY)"
+	systemctl disable -q --now docker-registry.service
+fi
+mkdir -p "$VAR_DIR/registry"
+write_if_changed "$ETC_DIR/registry.yml" 0644 <<REG || true
+# Written by vagrant/provision/scheduler.sh: the lab's image registry (plain HTTP).
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $VAR_DIR/registry
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+REG
+write_unit shoal-registry "Shoal lab image registry (docker-registry)" "" \
+	"$REGISTRY_BIN" serve "$ETC_DIR/registry.yml"
+run_service shoal-registry registry "$REGISTRY_BIN" "$ETC_DIR/registry.yml"
+pushstore=$VAR_DIR/registry-src
+for tag in 1 2; do
+	"$BIN_DIR/shoalrt" --root "$pushstore" import "$IMAGE_DIR/web_$tag" >/dev/null
+	pushed=
+	for _ in $(seq 1 50); do
+		if pushed=$("$BIN_DIR/shoalrt" --root "$pushstore" push --insecure-registry "$REGISTRY" \
+			"shoal/web:$tag" "$REGISTRY/shoal/web:$tag" 2>&1); then
+			break
+		fi
+		pushed=
+		sleep 0.2
+	done
+	[ -n "$pushed" ] || die "cannot push shoal/web:$tag to $REGISTRY"
+	say "$pushed"
+done
+say "registry ready on $REGISTRY (plain HTTP)"
