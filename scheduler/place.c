@@ -140,6 +140,18 @@ fits(struct place_batch *b, const struct node *n, bool count)
 	return true;
 }
 
+const struct task *
+place_slot_keeps(const struct slot *sl)
+{
+	const struct task *t;
+
+	if (sl->removed)
+		return NULL;
+	/* A live replacement supersedes cur: cur stops once it is healthy. */
+	t = sl->next && task_live(sl->next) ? sl->next : sl->cur;
+	return t && task_live(t) ? t : NULL;
+}
+
 struct place_batch *
 place_begin(struct nodes *ns, struct service *svc)
 {
@@ -149,13 +161,15 @@ place_begin(struct nodes *ns, struct service *svc)
 	b->svc = svc;
 	for (size_t i = 0; i < ns->n; i++)
 		ns->v[i]->scratch = 0;
-	/* Count this service's tasks per node: live ones and their replacements. */
+	/* Count this service's tasks per node, one per slot: the task the slot will keep. A
+	 * slot being replaced counts its replacement only (nowhere until it is placed), never
+	 * the task on its way out: counting both made a rolling update drift (3 replicas on 3
+	 * nodes ended 2/1/0, the new task going where the old one of another slot still ran). */
 	for (size_t i = 0; i < svc->nslots; i++) {
 		const struct slot *sl = &svc->slots[i];
-		const struct task *ts[] = {sl->cur, sl->next};
-		for (size_t k = 0; k < ARRAY_SIZE(ts); k++)
-			if (ts[k] && ts[k]->node && task_live(ts[k]))
-				ts[k]->node->scratch++;
+		const struct task *t = place_slot_keeps(sl);
+		if (t && t->node)
+			t->node->scratch++;
 	}
 	b->heap = xmalloc((ns->n ? ns->n : 1) * sizeof(*b->heap));
 	for (size_t i = 0; i < ns->n; i++) {

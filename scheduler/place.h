@@ -9,6 +9,7 @@ struct nodes;
 struct node;
 struct service;
 struct task;
+struct slot;
 struct manifest_constraint;
 
 /*
@@ -36,6 +37,10 @@ void place_commit(struct place_batch *b, struct node *n);
 const char *place_reason(struct place_batch *b);
 
 void place_end(struct place_batch *b);
+
+/* The task a slot keeps once its update or move is done (its live replacement if it has one,
+ * else its current task if live), which is what spread counts; NULL for none. */
+const struct task *place_slot_keeps(const struct slot *sl);
 
 /* Does node n satisfy constraint c? */
 bool place_constraint_ok(const struct node *n, const struct manifest_constraint *c);
