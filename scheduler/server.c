@@ -316,6 +316,10 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		    opt->join_rate * 10 > NODES_JOIN_BURST ? opt->join_rate * 10 : NODES_JOIN_BURST;
 		srv->nodes.join.tokens = srv->nodes.join.burst;
 	}
+	/* A slow heartbeat makes agents notice a lost scheduler later (5 silent beats): the
+	 * grace grows with it. */
+	if (8 * (int64_t)srv->heartbeat_ms > srv->nodes.restart_grace_ms)
+		srv->nodes.restart_grace_ms = 8 * (int64_t)srv->heartbeat_ms;
 	if (nodes_load(&srv->nodes, &srv->store, err) == -1)
 		goto fail;
 	srv->base = event_base_new();
