@@ -328,6 +328,31 @@ replace_cur(struct sched_server *srv, struct slot *sl, struct task *fresh, const
 	return fresh;
 }
 
+/* A removed service applied again (README "shoal rm"): its slots come back, each task of the
+ * old incarnation keeps stopping (or is history), and every slot starts a new task, as a
+ * created service would; slots freed already are numbered again by scale(). */
+void
+reconcile_service_recreated(struct sched_server *srv, struct service *svc)
+{
+	for (size_t i = 0; i < svc->nslots; i++) {
+		struct slot *sl = &svc->slots[i];
+		struct task *old[] = {sl->next, sl->cur};
+		sl->removed = false;
+		sl->cur = sl->next = NULL;
+		for (size_t k = 0; k < ARRAY_SIZE(old); k++) {
+			if (old[k] == NULL)
+				continue;
+			if (task_terminal(old[k])) {
+				to_history(srv, sl, old[k]);
+			} else {
+				slot_add_stopping(sl, old[k]);
+				reconcile_persist_task(srv, old[k]);
+			}
+		}
+	}
+	reconcile_mark(srv, svc);
+}
+
 /* ---- the per-service pass ---- */
 
 static int64_t
