@@ -182,6 +182,40 @@ place_begin(struct nodes *ns, struct service *svc)
 	return b;
 }
 
+struct slot *
+place_rebalance(struct nodes *ns, struct service *svc)
+{
+	struct place_batch *b;
+	struct node *target, *most = NULL;
+	struct slot *pick = NULL;
+
+	/* Only a steady service: every slot's task runs healthy at the current version, and
+	 * nothing is pending, moving or updating. */
+	for (size_t i = 0; i < svc->nslots; i++) {
+		const struct slot *sl = &svc->slots[i];
+		if (sl->removed)
+			continue;
+		if (sl->next || sl->cur == NULL || sl->cur->node == NULL || !task_live(sl->cur) ||
+		    !task_healthy(sl->cur) || sl->cur->version != svc->version)
+			return NULL;
+	}
+	b = place_begin(ns, svc);
+	target = place_next(b); /* the node one more task would go to: the emptiest that fits */
+	for (size_t i = 0; target && i < ns->n; i++) {
+		struct node *n = ns->v[i];
+		if (n->status == NODE_READY && !n->drain &&
+		    (most == NULL || n->scratch > most->scratch))
+			most = n;
+	}
+	/* Move one task (the highest slot there) only if that evens the spread: max - min >= 2. */
+	if (most && most->scratch >= target->scratch + 2)
+		for (size_t i = svc->nslots; i-- > 0 && pick == NULL;)
+			if (!svc->slots[i].removed && svc->slots[i].cur->node == most)
+				pick = &svc->slots[i];
+	place_end(b);
+	return pick;
+}
+
 struct node *
 place_next(struct place_batch *b)
 {

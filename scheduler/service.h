@@ -41,6 +41,11 @@ struct service {
 	struct slot *slots; /* sorted by num */
 	size_t nslots, capslots;
 	char *pending_reason; /* why tasks are pending, NULL when none are */
+	/* Evening the spread (reconcile.c): the task of the move in flight, and when a move
+	 * may start after failed ones (memory only). */
+	char rebalance_task[13];
+	uint32_t rebalance_fails;
+	int64_t rebalance_after; /* monotonic ms */
 };
 
 struct service *service_new(const char *name, int64_t now_wall);

@@ -145,3 +145,33 @@ state_is() {
 	[ "$(per_node spread)" = "1 1 1" ]
 	shoal rm spread
 }
+
+# spread_is SERVICE "A B C": its tasks wanted running per node, and 3 in all running.
+spread_is() {
+	[ "$(per_node "$1")" = "$2" ] && running_is "$1" 3
+}
+
+# off_node3 SERVICE: 3 running, none wanted on node3.
+off_node3() {
+	[[ "$(per_node "$1")" == *" 0" ]] && running_is "$1" 3
+}
+
+@test "spread holds after a node returns: a task moves back, one at a time" {
+	cat >"$BATS_FILE_TMPDIR/back.yaml" <<-'EOF'
+		service: back
+		image: shoal/web:1
+		replicas: 3
+		command: ["sleep", "100000"]
+		stop_grace: 1s
+	EOF
+	shoal apply -f "$BATS_FILE_TMPDIR/back.yaml"
+	wait_until 30 spread_is back "1 1 1"
+	lab kill agent3 KILL
+	# node3 down (3 missed heartbeats): its replica runs elsewhere, 2/1 on the live nodes.
+	wait_until 15 off_node3 back
+	start_agent 3
+	wait_until 15 ready_is 3
+	wait_until 30 spread_is back "1 1 1"
+	grep -q 'service back: moving slot [0-9]* off node node[12] to even the spread' "$LAB_RUN/sched.log"
+	shoal rm back
+}

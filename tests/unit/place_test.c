@@ -346,15 +346,112 @@ test_spread_holds_across_updates(void **state)
 	}
 }
 
+/* counts of svc's current tasks on node1..3 as "a/b/c" */
+static const char *
+counts(const struct service *svc, const struct nodes *ns, char *buf, size_t len)
+{
+	uint32_t c[3] = {0};
+
+	for (size_t i = 0; i < svc->nslots; i++)
+		for (size_t k = 0; k < 3 && k < ns->n; k++)
+			c[k] += svc->slots[i].cur && svc->slots[i].cur->node == ns->v[k];
+	snprintf(buf, len, "%u/%u/%u", c[0], c[1], c[2]);
+	return buf;
+}
+
+/* Move slot sl the way the reconciler does: a replacement placed, then it takes over. */
+static void
+move(struct nodes *ns, struct service *svc, struct slot *sl)
+{
+	struct place_batch *b;
+	struct node *n;
+
+	sl->next = mktask(svc, sl->num, svc->version, NULL);
+	b = place_begin(ns, svc);
+	n = place_next(b);
+	assert_non_null(n);
+	place_commit(b, n);
+	place_end(b);
+	sl->next->node = n;
+	task_set_state(sl->next, TASK_STATE_RUNNING, 0);
+	task_free(sl->cur);
+	sl->cur = sl->next;
+	sl->next = NULL;
+}
+
+/* A node came back after its tasks were replaced elsewhere: moves even the spread, one at a
+ * time, and stop once it holds; constraints and unsteady services move nothing. */
+static void
+test_rebalance_after_node_return(void **state)
+{
+	struct nodes ns = {0};
+	struct service *svc = mkservice(6, 0, 0);
+	struct manifest_constraint c = {.field = MANIFEST_NODE_LABEL, .equal = true};
+	struct slot *sl;
+	char buf[32];
+	int moves = 0;
+
+	(void)state;
+	svc->version = 1;
+	mknode(&ns, "node1", "zone=a", 2000, 1 << 30);
+	mknode(&ns, "node2", "zone=b", 2000, 1 << 30);
+	mknode(&ns, "node3", "zone=a", 2000, 1 << 30);
+	/* node3 was down: its two replicas went to node1 and node2. */
+	for (uint32_t i = 1; i <= 6; i++)
+		service_slot(svc, i)->cur = mktask(svc, i, 1, ns.v[(i - 1) % 2]);
+	assert_string_equal(counts(svc, &ns, buf, sizeof(buf)), "3/3/0");
+	/* Not steady while a slot has a replacement starting. */
+	service_slot(svc, 2)->next = mktask(svc, 2, 1, NULL);
+	assert_null(place_rebalance(&ns, svc));
+	task_free(service_slot(svc, 2)->next);
+	service_slot(svc, 2)->next = NULL;
+	/* Nor while a task is not running yet. */
+	task_set_state(service_slot(svc, 3)->cur, TASK_STATE_STARTING, 0);
+	assert_null(place_rebalance(&ns, svc));
+	task_set_state(service_slot(svc, 3)->cur, TASK_STATE_RUNNING, 0);
+	/* A constraint that keeps it off node3 (zone=b only): nothing to gain, nothing moves. */
+	c.label = xstrdup("zone");
+	c.value = xstrdup("b");
+	svc->spec.placement.constraints = &c;
+	svc->spec.placement.n_constraints = 1;
+	assert_null(place_rebalance(&ns, svc));
+	svc->spec.placement.constraints = NULL;
+	svc->spec.placement.n_constraints = 0;
+	free(c.label);
+	free(c.value);
+	/* Steady and free to move: two moves, onto node3, then the spread holds. */
+	while ((sl = place_rebalance(&ns, svc)) != NULL && moves < 10) {
+		move(&ns, svc, sl);
+		moves++;
+	}
+	assert_int_equal(moves, 2);
+	assert_string_equal(counts(svc, &ns, buf, sizeof(buf)), "2/2/2");
+	/* A node down counts for nothing: 3 replicas on 2 live nodes, 2/1, is even. */
+	ns.v[2]->status = NODE_DOWN;
+	for (uint32_t i = 4; i <= 6; i++) {
+		task_free(service_slot(svc, i)->cur);
+		service_slot(svc, i)->cur = NULL;
+		service_slot_remove(svc, service_slot(svc, i));
+	}
+	assert_null(place_rebalance(&ns, svc));
+	service_free(svc);
+	free_nodes(&ns);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_spread_even),   cmocka_unit_test(test_most_free_memory_first),
-	    cmocka_unit_test(test_constraints),   cmocka_unit_test(test_reservations_and_reason),
-	    cmocka_unit_test(test_memory_reason), cmocka_unit_test(test_max_per_node),
-	    cmocka_unit_test(test_deterministic), cmocka_unit_test(test_scale_10k_nodes),
+	    cmocka_unit_test(test_spread_even),
+	    cmocka_unit_test(test_most_free_memory_first),
+	    cmocka_unit_test(test_constraints),
+	    cmocka_unit_test(test_reservations_and_reason),
+	    cmocka_unit_test(test_memory_reason),
+	    cmocka_unit_test(test_max_per_node),
+	    cmocka_unit_test(test_deterministic),
+	    cmocka_unit_test(test_scale_10k_nodes),
 	    cmocka_unit_test(test_spread_holds_across_updates),
+	    cmocka_unit_test(test_rebalance_after_node_return),
 	};
 	if (sodium_init() < 0)
 		return 1;
