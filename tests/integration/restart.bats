@@ -75,6 +75,8 @@ state_is() {
 	for ((r = 1; r <= RESTARTS; r++)); do
 		down=$((lo + RANDOM % (hi - lo + 1)))
 		echo "# restart $r/$RESTARTS: scheduler down ${down}s" >&3
+		# Each spawn starts a fresh log: keep every run's.
+		cat "$LAB_RUN/sched.log" >>"$BATS_TEST_TMPDIR/sched.log"
 		lab kill sched KILL
 		sleep "$down"
 		start_sched
@@ -83,7 +85,9 @@ state_is() {
 	done
 	# Long enough for a node declared down to show it: the grace (10 s) has passed.
 	sleep 11
-	run grep -E 'down \(no heartbeat|replacing' "$LAB_RUN/sched.log"
+	cat "$LAB_RUN/sched.log" >>"$BATS_TEST_TMPDIR/sched.log"
+	[ "$(grep -c 'scheduler ready' "$BATS_TEST_TMPDIR/sched.log")" -eq $((RESTARTS + 1)) ]
+	run grep -E 'down \(no heartbeat|replacing' "$BATS_TEST_TMPDIR/sched.log"
 	echo "$output"
 	[ "$status" -eq 1 ]
 	after=$(containers)
