@@ -353,8 +353,9 @@ int
 sched_server_run(struct sched_server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	shoal_log(LOG_INFO, "scheduler ready: %zu known nodes, heartbeat %ums", srv->nodes.n,
-	          srv->heartbeat_ms);
+	shoal_log(LOG_INFO,
+	          "scheduler ready: %zu known nodes (%.0fs to register again), heartbeat %ums",
+	          srv->nodes.n, (double)srv->nodes.restart_grace_ms / 1000.0, srv->heartbeat_ms);
 	return event_base_dispatch(srv->base) == -1 ? -1 : 0;
 }
 
