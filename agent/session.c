@@ -16,8 +16,13 @@
 #include "shoal.pb-c.h"
 #include "util.h"
 
+/* The cap is kept short so that a scheduler coming back after a restart finds its agents
+ * within ~2.4 s (with jitter), well inside its grace period for known nodes
+ * (NODES_RESTART_GRACE_MS, 10 s): at 5 s, an agent could miss the 3-beat down timer of a
+ * restarted scheduler and have its healthy replicas replaced. A lost session that was up
+ * retries after 100 ms (failures reset at registration). */
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 2000
 
 static void session_connect(struct session *s);
 

@@ -59,7 +59,7 @@ void session_proxy_failure(const struct proxy_failure *f, void *arg);
  */
 const char *session_backend_refusal(const char *ip);
 
-/* Back-off after the n-th consecutive failure (n >= 1), before jitter: 100ms * 2^(n-1), max 5s. */
+/* Back-off after the n-th consecutive failure (n >= 1), before jitter: 100ms * 2^(n-1), max 2s. */
 int64_t session_backoff_ms(int n);
 
 #endif

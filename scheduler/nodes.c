@@ -53,6 +53,7 @@ nodes_init(struct nodes *ns, const char *cidr, struct shoal_err *err)
 	ns->join.per_conn = NODES_JOIN_PER_CONN;
 	ns->join.tokens = NODES_JOIN_BURST;
 	ns->join.last_ms = util_now_ms();
+	ns->restart_grace_ms = NODES_RESTART_GRACE_MS;
 	return 0;
 }
 
@@ -424,7 +425,10 @@ nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
 
 	for (size_t i = 0; i < ns->n; i++) {
 		struct node *n = ns->v[i];
-		if (n->status == NODE_DOWN || now - n->last_seen <= timeout_ms)
+		int64_t limit = n->status == NODE_UNKNOWN && ns->restart_grace_ms > timeout_ms
+		                    ? ns->restart_grace_ms
+		                    : timeout_ms;
+		if (n->status == NODE_DOWN || now - n->last_seen <= limit)
 			continue;
 		n->status = NODE_DOWN;
 		changed++;

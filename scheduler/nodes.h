@@ -105,7 +105,17 @@ struct nodes {
 	int cidr_prefix;      /* 8..24 */
 	uint8_t *subnet_used; /* one byte per /24 in the CIDR */
 	size_t nsubnets;
+	int64_t restart_grace_ms; /* how long a node loaded at start has to come back */
 };
+
+/*
+ * A restarted scheduler gives every node it knows this long to register again before it
+ * declares any down (Kubernetes' node-monitor grace period): an agent that lost the
+ * scheduler notices at once (or after 5 silent heartbeats), then retries every 2 s at
+ * most (agent/session.c). The 3-heartbeat down timer alone was shorter than that back-off,
+ * so a restart replaced healthy replicas of nodes that were about to come back.
+ */
+#define NODES_RESTART_GRACE_MS 10000
 
 /* Parse "10.244.0.0/16" into base and prefix (prefix 8..24). */
 int nodes_parse_cidr(const char *cidr, uint32_t *base, int *prefix, struct shoal_err *err);
@@ -179,7 +189,8 @@ char *nodes_subnet(const struct nodes *ns, const struct node *n, char *buf, size
 
 /*
  * Mark nodes whose last message is older than timeout_ms as down; fn is called once for
- * each node that changes to down. Returns how many changed.
+ * each node that changes to down. A node not heard from since this scheduler started
+ * (NODE_UNKNOWN) has ns->restart_grace_ms instead, if longer. Returns how many changed.
  */
 size_t nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
                     void (*fn)(struct node *n, void *arg), void *arg);

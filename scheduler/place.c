@@ -140,6 +140,18 @@ fits(struct place_batch *b, const struct node *n, bool count)
 	return true;
 }
 
+const struct task *
+place_slot_keeps(const struct slot *sl)
+{
+	const struct task *t;
+
+	if (sl->removed)
+		return NULL;
+	/* A live replacement supersedes cur: cur stops once it is healthy. */
+	t = sl->next && task_live(sl->next) ? sl->next : sl->cur;
+	return t && task_live(t) ? t : NULL;
+}
+
 struct place_batch *
 place_begin(struct nodes *ns, struct service *svc)
 {
@@ -149,13 +161,15 @@ place_begin(struct nodes *ns, struct service *svc)
 	b->svc = svc;
 	for (size_t i = 0; i < ns->n; i++)
 		ns->v[i]->scratch = 0;
-	/* Count this service's tasks per node: live ones and their replacements. */
+	/* Count this service's tasks per node, one per slot: the task the slot will keep. A
+	 * slot being replaced counts its replacement only (nowhere until it is placed), never
+	 * the task on its way out: counting both made a rolling update drift (3 replicas on 3
+	 * nodes ended 2/1/0, the new task going where the old one of another slot still ran). */
 	for (size_t i = 0; i < svc->nslots; i++) {
 		const struct slot *sl = &svc->slots[i];
-		const struct task *ts[] = {sl->cur, sl->next};
-		for (size_t k = 0; k < ARRAY_SIZE(ts); k++)
-			if (ts[k] && ts[k]->node && task_live(ts[k]))
-				ts[k]->node->scratch++;
+		const struct task *t = place_slot_keeps(sl);
+		if (t && t->node)
+			t->node->scratch++;
 	}
 	b->heap = xmalloc((ns->n ? ns->n : 1) * sizeof(*b->heap));
 	for (size_t i = 0; i < ns->n; i++) {
@@ -166,6 +180,40 @@ place_begin(struct nodes *ns, struct service *svc)
 	for (size_t i = b->n / 2; i-- > 0;)
 		sift_down(b, i);
 	return b;
+}
+
+struct slot *
+place_rebalance(struct nodes *ns, struct service *svc)
+{
+	struct place_batch *b;
+	struct node *target, *most = NULL;
+	struct slot *pick = NULL;
+
+	/* Only a steady service: every slot's task runs healthy at the current version, and
+	 * nothing is pending, moving or updating. */
+	for (size_t i = 0; i < svc->nslots; i++) {
+		const struct slot *sl = &svc->slots[i];
+		if (sl->removed)
+			continue;
+		if (sl->next || sl->cur == NULL || sl->cur->node == NULL || !task_live(sl->cur) ||
+		    !task_healthy(sl->cur) || sl->cur->version != svc->version)
+			return NULL;
+	}
+	b = place_begin(ns, svc);
+	target = place_next(b); /* the node one more task would go to: the emptiest that fits */
+	for (size_t i = 0; target && i < ns->n; i++) {
+		struct node *n = ns->v[i];
+		if (n->status == NODE_READY && !n->drain &&
+		    (most == NULL || n->scratch > most->scratch))
+			most = n;
+	}
+	/* Move one task (the highest slot there) only if that evens the spread: max - min >= 2. */
+	if (most && most->scratch >= target->scratch + 2)
+		for (size_t i = svc->nslots; i-- > 0 && pick == NULL;)
+			if (!svc->slots[i].removed && svc->slots[i].cur->node == most)
+				pick = &svc->slots[i];
+	place_end(b);
+	return pick;
 }
 
 struct node *

@@ -9,6 +9,7 @@ struct nodes;
 struct node;
 struct service;
 struct task;
+struct slot;
 struct manifest_constraint;
 
 /*
@@ -36,6 +37,20 @@ void place_commit(struct place_batch *b, struct node *n);
 const char *place_reason(struct place_batch *b);
 
 void place_end(struct place_batch *b);
+
+/* The task a slot keeps once its update or move is done (its live replacement if it has one,
+ * else its current task if live), which is what spread counts; NULL for none. */
+const struct task *place_slot_keeps(const struct slot *sl);
+
+/*
+ * Replacing the tasks of a node that went down leaves the spread uneven when it returns (3
+ * replicas on 3 nodes: 2/1/0). Which slot should move to even it, one at a time: a task on
+ * the node with the most tasks of svc, when one more task would be placed on a node with at
+ * least 2 fewer. NULL when the spread holds (max - min <= 1 over the ready, active nodes
+ * placement may use), nothing fits elsewhere, or svc is not steady (a task pending, moving,
+ * not healthy or of another version).
+ */
+struct slot *place_rebalance(struct nodes *ns, struct service *svc);
 
 /* Does node n satisfy constraint c? */
 bool place_constraint_ok(const struct node *n, const struct manifest_constraint *c);

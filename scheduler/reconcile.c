@@ -328,6 +328,31 @@ replace_cur(struct sched_server *srv, struct slot *sl, struct task *fresh, const
 	return fresh;
 }
 
+/* A removed service applied again (README "shoal rm"): its slots come back, each task of the
+ * old incarnation keeps stopping (or is history), and every slot starts a new task, as a
+ * created service would; slots freed already are numbered again by scale(). */
+void
+reconcile_service_recreated(struct sched_server *srv, struct service *svc)
+{
+	for (size_t i = 0; i < svc->nslots; i++) {
+		struct slot *sl = &svc->slots[i];
+		struct task *old[] = {sl->next, sl->cur};
+		sl->removed = false;
+		sl->cur = sl->next = NULL;
+		for (size_t k = 0; k < ARRAY_SIZE(old); k++) {
+			if (old[k] == NULL)
+				continue;
+			if (task_terminal(old[k])) {
+				to_history(srv, sl, old[k]);
+			} else {
+				slot_add_stopping(sl, old[k]);
+				reconcile_persist_task(srv, old[k]);
+			}
+		}
+	}
+	reconcile_mark(srv, svc);
+}
+
 /* ---- the per-service pass ---- */
 
 static int64_t
@@ -613,6 +638,57 @@ reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, i
 	return false;
 }
 
+#define REBALANCE_RETRY_MS     5000
+#define REBALANCE_RETRY_MAX_MS 300000
+
+/*
+ * Even the spread when it drifted (a node came back after its tasks were replaced elsewhere):
+ * one start-first move at a time, as a drain moves a task, only while the service is steady
+ * (place_rebalance). A move whose task did not take over (the node could not run it) makes
+ * the next wait, 5 s doubling to 5 min, so a node that cannot run the service is not tried
+ * in a loop. Returns true when it waits on time.
+ */
+static bool
+rebalance(struct sched_server *srv, struct service *svc, int64_t now)
+{
+	struct slot *sl;
+	struct task *t;
+
+	if (svc->removed || svc->update.state == UPDATE_UPDATING ||
+	    svc->update.state == UPDATE_ROLLING_BACK || svc->update.state == UPDATE_PAUSED)
+		return false;
+	if (svc->rebalance_task[0]) {
+		t = task_map_get(&srv->tasks, svc->rebalance_task);
+		sl = t ? service_slot_find(svc, t->slot) : NULL;
+		if (sl && sl->next == t && !task_terminal(t))
+			return false; /* still starting */
+		if (sl && sl->cur == t && task_live(t)) {
+			svc->rebalance_fails = 0;
+		} else {
+			int64_t wait = REBALANCE_RETRY_MS;
+			for (uint32_t i = 0;
+			     i < svc->rebalance_fails && wait < REBALANCE_RETRY_MAX_MS; i++)
+				wait *= 2;
+			svc->rebalance_fails++;
+			svc->rebalance_after =
+			    now + (wait < REBALANCE_RETRY_MAX_MS ? wait : REBALANCE_RETRY_MAX_MS);
+		}
+		svc->rebalance_task[0] = '\0';
+	}
+	if (now < svc->rebalance_after)
+		return true;
+	sl = place_rebalance(&srv->nodes, svc);
+	if (sl == NULL)
+		return false;
+	t = sl->next = new_task(srv, svc, sl->num, 0);
+	task_set_message(t, "moving off node %s to even the spread", sl->cur->node->name);
+	reconcile_persist_task(srv, t);
+	snprintf(svc->rebalance_task, sizeof(svc->rebalance_task), "%s", t->id);
+	shoal_log(LOG_INFO, "service %s: moving slot %u off node %s to even the spread", svc->name,
+	          sl->num, sl->cur->node->name);
+	return false;
+}
+
 static void
 place_pending(struct sched_server *srv, struct service *svc)
 {
@@ -704,6 +780,7 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 		return false;
 	}
 	waiting |= update_pass_end(srv, svc, now);
+	waiting |= rebalance(srv, svc, now);
 	svc->waiting = waiting;
 	place_pending(srv, svc);
 	return true;

@@ -50,6 +50,8 @@ void reconcile_node_registered(struct sched_server *srv, struct node *n,
 
 /* Record t's durable fields (batched into the pass's transaction). */
 void reconcile_persist_task(struct sched_server *srv, struct task *t);
+/* A removed service was applied again: its slots start afresh (old tasks keep stopping). */
+void reconcile_service_recreated(struct sched_server *srv, struct service *svc);
 /* Record svc's durable fields. */
 void reconcile_persist_service(struct sched_server *srv, struct service *svc);
 

@@ -316,6 +316,10 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		    opt->join_rate * 10 > NODES_JOIN_BURST ? opt->join_rate * 10 : NODES_JOIN_BURST;
 		srv->nodes.join.tokens = srv->nodes.join.burst;
 	}
+	/* A slow heartbeat makes agents notice a lost scheduler later (5 silent beats): the
+	 * grace grows with it. */
+	if (8 * (int64_t)srv->heartbeat_ms > srv->nodes.restart_grace_ms)
+		srv->nodes.restart_grace_ms = 8 * (int64_t)srv->heartbeat_ms;
 	if (nodes_load(&srv->nodes, &srv->store, err) == -1)
 		goto fail;
 	srv->base = event_base_new();
@@ -349,8 +353,9 @@ int
 sched_server_run(struct sched_server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	shoal_log(LOG_INFO, "scheduler ready: %zu known nodes, heartbeat %ums", srv->nodes.n,
-	          srv->heartbeat_ms);
+	shoal_log(LOG_INFO,
+	          "scheduler ready: %zu known nodes (%.0fs to register again), heartbeat %ums",
+	          srv->nodes.n, (double)srv->nodes.restart_grace_ms / 1000.0, srv->heartbeat_ms);
 	return event_base_dispatch(srv->base) == -1 ? -1 : 0;
 }
 

@@ -402,28 +402,39 @@ plan_one(struct sched_server *srv, struct apply_plan *p, int64_t now)
 		p->next.name = p->spec.name;
 		p->next.created_ms = p->next.updated_ms = now;
 		p->next.version = 1;
-	} else if (!svc->removed && manifest_spec_equal(&svc->spec, &p->spec)) {
+	} else if (svc->removed) {
+		/* Applied again while its old tasks stop: a new service as far as anyone can
+		 * tell (created now, no previous spec, no update, slots from 1). Versions only
+		 * grow: the old incarnation's tasks keep theirs. */
+		uint64_t top = svc->version > svc->prev_version ? svc->version : svc->prev_version;
+		p->action = "created";
+		p->next = *svc;
+		p->next.prev_spec_json = NULL;
+		p->next.prev_version = 0;
+		p->next.version = top + 1;
+		p->next.removed = false;
+		p->next.created_ms = p->next.updated_ms = now;
+		memset(&p->next.update, 0, sizeof(p->next.update));
+	} else if (manifest_spec_equal(&svc->spec, &p->spec)) {
 		p->action = "unchanged";
 		return;
-	} else if (!svc->removed && same_but_replicas(&svc->spec, &p->spec)) {
+	} else if (same_but_replicas(&svc->spec, &p->spec)) {
 		p->action = "scaled";
 		p->next = *svc;
 		p->next.updated_ms = now;
 	} else {
 		/* Versions only grow (a rollback reuses an older number, so the next one must
-		 * clear both); a service being removed comes back fresh. */
+		 * clear both). */
 		uint64_t top = svc->version > svc->prev_version ? svc->version : svc->prev_version;
 		p->action = "updated";
 		p->next = *svc;
-		p->next.prev_spec_json = svc->removed ? NULL : svc->spec_json;
-		p->next.prev_version = svc->removed ? 0 : svc->version;
+		p->next.prev_spec_json = svc->spec_json;
+		p->next.prev_version = svc->version;
 		p->next.version = top + 1;
-		p->next.removed = false;
 		p->next.updated_ms = now;
-		if (!svc->removed) { /* what update_begin will set */
-			p->next.update.state = UPDATE_UPDATING;
-			p->next.update.message = NULL;
-		}
+		/* what update_begin will set */
+		p->next.update.state = UPDATE_UPDATING;
+		p->next.update.message = NULL;
 	}
 	p->spec_json = manifest_spec_to_json(&p->spec);
 	p->next.spec_json = p->spec_json;
@@ -442,6 +453,18 @@ apply_one(struct sched_server *srv, struct apply_plan *p)
 		svc->version = 1;
 		service_set_spec(svc, &p->spec);
 		services_add(&srv->services, svc);
+	} else if (svc->removed) {
+		free(svc->prev_spec_json);
+		svc->prev_spec_json = NULL;
+		svc->prev_version = 0;
+		svc->version = p->next.version;
+		free(svc->update.message);
+		memset(&svc->update, 0, sizeof(svc->update));
+		svc->removed = false;
+		service_set_spec(svc, &p->spec);
+		svc->created_ms = p->next.created_ms;
+		svc->updated_ms = p->next.updated_ms;
+		reconcile_service_recreated(srv, svc);
 	} else if (strcmp(p->action, "scaled") == 0) {
 		svc->spec.replicas = p->spec.replicas;
 		free(svc->spec_json);
@@ -449,12 +472,10 @@ apply_one(struct sched_server *srv, struct apply_plan *p)
 		svc->updated_ms = p->next.updated_ms;
 	} else {
 		free(svc->prev_spec_json);
-		svc->prev_spec_json = svc->removed ? NULL : xstrdup(svc->spec_json);
+		svc->prev_spec_json = xstrdup(svc->spec_json);
 		svc->prev_version = p->next.prev_version;
 		svc->version = p->next.version;
-		if (!svc->removed)
-			update_begin(srv, svc);
-		svc->removed = false;
+		update_begin(srv, svc);
 		service_set_spec(svc, &p->spec);
 		svc->updated_ms = p->next.updated_ms;
 	}

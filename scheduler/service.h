@@ -48,6 +48,11 @@ struct service {
 		uint64_t version;
 		char digest[80];
 	} pins[2];
+	/* Evening the spread (reconcile.c): the task of the move in flight, and when a move
+	 * may start after failed ones (memory only). */
+	char rebalance_task[13];
+	uint32_t rebalance_fails;
+	int64_t rebalance_after; /* monotonic ms */
 };
 
 struct service *service_new(const char *name, int64_t now_wall);

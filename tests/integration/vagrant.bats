@@ -193,6 +193,9 @@ daemon_pids() {
 }
 
 @test "a second lab provision changes nothing and restarts nothing" {
+	# A change made by hand since stays: the demo service is created only if absent.
+	vshoal scale web=4
+	wait_until 30 web_runs 4
 	before=$(daemon_pids)
 	run timeout 300 bash "$LAB_BIN" provision 3
 	echo "$output"
@@ -201,9 +204,11 @@ daemon_pids() {
 	# The registry has every blob already: nothing uploaded again.
 	[[ $output == *"shoal/web:2 "*"0 uploaded, 0 bytes"* ]]
 	[[ $output == *"cluster exists"* ]]
-	[[ $output == *"service web unchanged"* ]]
+	[[ $output == *"service web exists, left as it is"* ]]
 	[ "$(daemon_pids)" = "$before" ]
-	[ "$(running_web)" -eq 3 ]
+	[ "$(running_web)" -eq 4 ]
+	run vshoal services
+	[[ $output == *"web"*"4/4"* ]]
 }
 
 @test "lab down removes the provisioned lab: processes, hosts' files, namespaces" {

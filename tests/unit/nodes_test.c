@@ -199,6 +199,48 @@ test_expire(void **state)
 	store_close(&st);
 }
 
+/* A restarted scheduler: the nodes it loads get the grace period, not the 3-beat timer,
+ * while a node that came back and then went silent is held to the timer again. */
+static void
+test_expire_restart_grace(void **state)
+{
+	struct fixture *f = *state;
+	struct store st;
+	struct nodes ns;
+	struct shoal_err err;
+	struct node *a, *b;
+	int64_t t0;
+
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	assert_non_null(nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, NULL, &err));
+	assert_non_null(nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err));
+	nodes_free(&ns);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	assert_int_equal(nodes_load(&ns, &st, &err), 0);
+	/* Longer than an agent's reconnect: 5 silent beats, then a 2 s back-off (+20%). */
+	assert_true(ns.restart_grace_ms > 5000 + 2400);
+	a = nodes_find(&ns, "a");
+	b = nodes_find(&ns, "b");
+	assert_int_equal(a->status, NODE_UNKNOWN);
+	t0 = a->last_seen;
+	b->status = NODE_READY; /* b registered again at t0 + 1 s */
+	b->last_seen = t0 + 1000;
+	downs = 0;
+	/* Past the 3000 ms timer: a, not heard from since the start, is still in its grace. */
+	assert_int_equal(nodes_expire(&ns, t0 + 3001, 3000, count_down, NULL), 0);
+	assert_int_equal(nodes_expire(&ns, t0 + 4001, 3000, count_down, NULL), 1);
+	assert_int_equal(b->status, NODE_DOWN);
+	assert_int_equal(nodes_expire(&ns, t0 + ns.restart_grace_ms, 3000, count_down, NULL), 0);
+	assert_int_equal(a->status, NODE_UNKNOWN);
+	assert_int_equal(nodes_expire(&ns, t0 + ns.restart_grace_ms + 1, 3000, count_down, NULL),
+	                 1);
+	assert_int_equal(a->status, NODE_DOWN);
+	assert_int_equal(downs, 2);
+	nodes_free(&ns);
+	store_close(&st);
+}
+
 /* A name comes back only with its key; an impostor's Register changes nothing. */
 static void
 test_key_binding(void **state)
@@ -390,6 +432,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_reload_keeps_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subnets_exhausted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expire_restart_grace, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_key_binding, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_old_store_trust_on_first_use, setup, teardown),
 	    cmocka_unit_test(test_join_rate),

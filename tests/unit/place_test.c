@@ -258,14 +258,200 @@ test_scale_10k_nodes(void **state)
 	free_nodes(&ns);
 }
 
+/* One task of svc in slot num, running on n (NULL: pending). */
+static struct task *
+mktask(struct service *svc, uint32_t num, uint64_t version, struct node *n)
+{
+	struct task *t = task_new(svc, num, version, 0);
+
+	t->node = n;
+	if (n)
+		task_set_state(t, TASK_STATE_RUNNING, 0);
+	return t;
+}
+
+static void
+assert_spread(const struct service *svc, const struct nodes *ns)
+{
+	uint32_t count[8] = {0}, lo = UINT32_MAX, hi = 0;
+
+	for (size_t i = 0; i < svc->nslots; i++) {
+		const struct task *t = svc->slots[i].cur;
+		for (size_t k = 0; k < ns->n; k++)
+			count[k] += t && t->node == ns->v[k];
+	}
+	for (size_t k = 0; k < ns->n; k++) {
+		lo = count[k] < lo ? count[k] : lo;
+		hi = count[k] > hi ? count[k] : hi;
+	}
+	if (hi - lo > 1)
+		fail_msg("spread broken: %u/%u/%u", count[0], count[1], count[2]);
+}
+
+/*
+ * A start-first rolling update, `parallelism` slots at a time, the way the reconciler does it:
+ * each slot gets a replacement (next) placed while its old task still runs, then the old one
+ * goes. The old tasks of the slots being replaced must not count, or the replicas drift
+ * (3 on 3 nodes ended 2/1/0 after an update, 2/0/1 after the rollback).
+ */
+static void
+roll(struct nodes *ns, struct service *svc, uint64_t version, size_t parallelism)
+{
+	for (size_t first = 0; first < svc->nslots; first += parallelism) {
+		size_t end = first + parallelism < svc->nslots ? first + parallelism : svc->nslots;
+		struct place_batch *b;
+
+		for (size_t i = first; i < end; i++)
+			svc->slots[i].next = mktask(svc, svc->slots[i].num, version, NULL);
+		b = place_begin(ns, svc);
+		for (size_t i = first; i < end; i++) {
+			struct node *n = place_next(b);
+			assert_non_null(n);
+			place_commit(b, n);
+			svc->slots[i].next->node = n;
+			task_set_state(svc->slots[i].next, TASK_STATE_RUNNING, 0);
+		}
+		place_end(b);
+		for (size_t i = first; i < end; i++) {
+			task_free(svc->slots[i].cur);
+			svc->slots[i].cur = svc->slots[i].next;
+			svc->slots[i].next = NULL;
+		}
+		assert_spread(svc, ns);
+	}
+}
+
+static void
+test_spread_holds_across_updates(void **state)
+{
+	size_t par[] = {1, 2, 3};
+
+	(void)state;
+	for (size_t p = 0; p < ARRAY_SIZE(par); p++) {
+		struct nodes ns = {0};
+		struct service *svc = mkservice(3, 0, 0);
+		mknode(&ns, "node1", "", 2000, 1 << 30);
+		mknode(&ns, "node2", "", 2000, 1 << 30);
+		mknode(&ns, "node3", "", 2000, 1 << 30);
+		for (uint32_t i = 0; i < 3; i++)
+			service_slot(svc, i + 1)->cur = mktask(svc, i + 1, 1, ns.v[i]);
+		/* An update, its rollback, and again: spread holds after every step. */
+		for (uint64_t v = 2; v <= 5; v++)
+			roll(&ns, svc, v, par[p]);
+		/* The slots stayed where they were: nothing moved for nothing. */
+		for (uint32_t i = 0; i < 3; i++)
+			assert_ptr_equal(service_slot(svc, i + 1)->cur->node, ns.v[i]);
+		service_free(svc);
+		free_nodes(&ns);
+	}
+}
+
+/* counts of svc's current tasks on node1..3 as "a/b/c" */
+static const char *
+counts(const struct service *svc, const struct nodes *ns, char *buf, size_t len)
+{
+	uint32_t c[3] = {0};
+
+	for (size_t i = 0; i < svc->nslots; i++)
+		for (size_t k = 0; k < 3 && k < ns->n; k++)
+			c[k] += svc->slots[i].cur && svc->slots[i].cur->node == ns->v[k];
+	snprintf(buf, len, "%u/%u/%u", c[0], c[1], c[2]);
+	return buf;
+}
+
+/* Move slot sl the way the reconciler does: a replacement placed, then it takes over. */
+static void
+move(struct nodes *ns, struct service *svc, struct slot *sl)
+{
+	struct place_batch *b;
+	struct node *n;
+
+	sl->next = mktask(svc, sl->num, svc->version, NULL);
+	b = place_begin(ns, svc);
+	n = place_next(b);
+	assert_non_null(n);
+	place_commit(b, n);
+	place_end(b);
+	sl->next->node = n;
+	task_set_state(sl->next, TASK_STATE_RUNNING, 0);
+	task_free(sl->cur);
+	sl->cur = sl->next;
+	sl->next = NULL;
+}
+
+/* A node came back after its tasks were replaced elsewhere: moves even the spread, one at a
+ * time, and stop once it holds; constraints and unsteady services move nothing. */
+static void
+test_rebalance_after_node_return(void **state)
+{
+	struct nodes ns = {0};
+	struct service *svc = mkservice(6, 0, 0);
+	struct manifest_constraint c = {.field = MANIFEST_NODE_LABEL, .equal = true};
+	struct slot *sl;
+	char buf[32];
+	int moves = 0;
+
+	(void)state;
+	svc->version = 1;
+	mknode(&ns, "node1", "zone=a", 2000, 1 << 30);
+	mknode(&ns, "node2", "zone=b", 2000, 1 << 30);
+	mknode(&ns, "node3", "zone=a", 2000, 1 << 30);
+	/* node3 was down: its two replicas went to node1 and node2. */
+	for (uint32_t i = 1; i <= 6; i++)
+		service_slot(svc, i)->cur = mktask(svc, i, 1, ns.v[(i - 1) % 2]);
+	assert_string_equal(counts(svc, &ns, buf, sizeof(buf)), "3/3/0");
+	/* Not steady while a slot has a replacement starting. */
+	service_slot(svc, 2)->next = mktask(svc, 2, 1, NULL);
+	assert_null(place_rebalance(&ns, svc));
+	task_free(service_slot(svc, 2)->next);
+	service_slot(svc, 2)->next = NULL;
+	/* Nor while a task is not running yet. */
+	task_set_state(service_slot(svc, 3)->cur, TASK_STATE_STARTING, 0);
+	assert_null(place_rebalance(&ns, svc));
+	task_set_state(service_slot(svc, 3)->cur, TASK_STATE_RUNNING, 0);
+	/* A constraint that keeps it off node3 (zone=b only): nothing to gain, nothing moves. */
+	c.label = xstrdup("zone");
+	c.value = xstrdup("b");
+	svc->spec.placement.constraints = &c;
+	svc->spec.placement.n_constraints = 1;
+	assert_null(place_rebalance(&ns, svc));
+	svc->spec.placement.constraints = NULL;
+	svc->spec.placement.n_constraints = 0;
+	free(c.label);
+	free(c.value);
+	/* Steady and free to move: two moves, onto node3, then the spread holds. */
+	while ((sl = place_rebalance(&ns, svc)) != NULL && moves < 10) {
+		move(&ns, svc, sl);
+		moves++;
+	}
+	assert_int_equal(moves, 2);
+	assert_string_equal(counts(svc, &ns, buf, sizeof(buf)), "2/2/2");
+	/* A node down counts for nothing: 3 replicas on 2 live nodes, 2/1, is even. */
+	ns.v[2]->status = NODE_DOWN;
+	for (uint32_t i = 4; i <= 6; i++) {
+		task_free(service_slot(svc, i)->cur);
+		service_slot(svc, i)->cur = NULL;
+		service_slot_remove(svc, service_slot(svc, i));
+	}
+	assert_null(place_rebalance(&ns, svc));
+	service_free(svc);
+	free_nodes(&ns);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_spread_even),   cmocka_unit_test(test_most_free_memory_first),
-	    cmocka_unit_test(test_constraints),   cmocka_unit_test(test_reservations_and_reason),
-	    cmocka_unit_test(test_memory_reason), cmocka_unit_test(test_max_per_node),
-	    cmocka_unit_test(test_deterministic), cmocka_unit_test(test_scale_10k_nodes),
+	    cmocka_unit_test(test_spread_even),
+	    cmocka_unit_test(test_most_free_memory_first),
+	    cmocka_unit_test(test_constraints),
+	    cmocka_unit_test(test_reservations_and_reason),
+	    cmocka_unit_test(test_memory_reason),
+	    cmocka_unit_test(test_max_per_node),
+	    cmocka_unit_test(test_deterministic),
+	    cmocka_unit_test(test_scale_10k_nodes),
+	    cmocka_unit_test(test_spread_holds_across_updates),
+	    cmocka_unit_test(test_rebalance_after_node_return),
 	};
 	if (sodium_init() < 0)
 		return 1;

@@ -18,6 +18,7 @@
 #include "scheduler/server.h"
 #include "scheduler/service.h"
 #include "scheduler/store.h"
+#include "scheduler/update.h"
 #include "util.h"
 
 struct fixture {
@@ -359,6 +360,42 @@ test_scale_and_remove(void **state)
 	assert_int_equal(err.code, ENOENT);
 }
 
+/* `shoal rm web` then `shoal apply` while the old tasks stop: a new service, not an update of
+ * the removed one (it said "updated ... (completed)" and numbered the new slots 4-6). */
+static void
+test_recreate_after_remove(void **state)
+{
+	struct fixture *f = *state;
+	struct shoal_err err;
+	char *web[] = {"{\"name\":\"web\",\"image\":\"x\",\"replicas\":3}"};
+	char *web2[] = {"{\"name\":\"web\",\"image\":\"y\",\"replicas\":3}"};
+	struct service *svc;
+
+	apply_ok(f, web, 1, (const char *const[]){"created"});
+	apply_ok(f, web2, 1, (const char *const[]){"updated"});
+	svc = services_find(&f->srv.services, "web");
+	assert_non_null(svc->prev_spec_json);
+	assert_int_equal(service_remove(&f->srv, "web", &err), 0);
+	/* Its three slots are still there, their tasks stopping (scaled away by the reconciler). */
+	for (uint32_t i = 1; i <= 3; i++)
+		service_slot(svc, i)->removed = true;
+	apply_ok(f, web, 1, (const char *const[]){"created"});
+	assert_ptr_equal(services_find(&f->srv.services, "web"), svc);
+	assert_false(svc->removed);
+	assert_null(svc->prev_spec_json);
+	assert_int_equal(svc->update.state, UPDATE_NONE);
+	assert_true(svc->version > 2); /* versions only grow: old tasks keep theirs */
+	/* The slots come back: the new tasks are numbered 1..3 again. */
+	assert_int_equal(svc->nslots, 3);
+	for (size_t i = 0; i < svc->nslots; i++) {
+		assert_int_equal(svc->slots[i].num, i + 1);
+		assert_false(svc->slots[i].removed);
+	}
+	assert_int_equal(service_free_slot(svc), 4);
+	/* Applied again unchanged: unchanged. */
+	apply_ok(f, web, 1, (const char *const[]){"unchanged"});
+}
+
 int
 main(void)
 {
@@ -370,6 +407,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_apply_store_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_apply_locked_store_fails_fast, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scale_and_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recreate_after_remove, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("service", tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@
 #   SHOAL_MANIFEST       the manifest (default manifests/web.yaml of SHOAL_SRC)
 #   SHOAL_READY_WAIT     seconds to wait for the nodes (default 600)
 #   SHOAL_RUNNING_WAIT   seconds to wait for every replica to run (default 120)
-# Re-applying an unchanged manifest changes nothing ("web unchanged").
+# The demo service is created only if absent: a re-provision leaves a service that exists as
+# it is (scaled, updated by hand), so it changes nothing ("web exists, left as it is").
 set -euo pipefail
 # shellcheck source=lib.sh
 . "${SHOAL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/vagrant/provision/lib.sh"
@@ -40,8 +41,17 @@ until [ "$(ready_nodes)" -ge "$NODES" ]; do
 	sleep 0.2
 done
 
-say "shoal apply -f $MANIFEST"
-shoal apply -f "$MANIFEST"
+# A service being removed (UPDATED reads "(removing)") counts as absent: it is created anew.
+exists() { shoal services 2>/dev/null | awk -v s="$service" 'NR > 1 && $1 == s && !/\(removing\)/ { f = 1 } END { exit !f }'; }
+if exists; then
+	say "service $service exists, left as it is (shoal apply -f $MANIFEST changes it)"
+	# It runs as many replicas as it was given since, not as the manifest says.
+	replicas=$(shoal services 2>/dev/null | awk -v s="$service" 'NR > 1 && $1 == s { split($3, r, "/"); print r[2] }')
+	[[ $replicas =~ ^[0-9]+$ ]] || die "cannot read the replicas of $service from shoal services"
+else
+	say "shoal apply -f $MANIFEST"
+	shoal apply -f "$MANIFEST"
+fi
 deadline=$((SECONDS + RUNNING_WAIT))
 until [ "$(running)" -ge "$replicas" ]; do
 	if [ "$SECONDS" -ge "$deadline" ]; then
