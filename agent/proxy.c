@@ -567,6 +567,7 @@ struct px_conn {
 	struct px_conn *qprev, *qnext;
 	int64_t wait_start_ms;
 	struct px_backend *avoid; /* a ref: the backend whose connect just failed */
+	bool slot;                /* holds a slot of be (from the connect to the backend's FIN) */
 	size_t attempts;
 	int64_t last_ms;
 	uint64_t unflushed_in, unflushed_out;
@@ -793,7 +794,8 @@ px_conn_close(struct px_conn *c)
 	if (c->be) {
 		if (!c->connecting)
 			atomic_fetch_sub_explicit(&c->be->c.active, 1, memory_order_relaxed);
-		px_slot_release(p, c->svc, c->be);
+		if (c->slot)
+			px_slot_release(p, c->svc, c->be);
 		px_backend_unref(c->be);
 	}
 	px_backend_unref(c->avoid);
@@ -905,6 +907,7 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 		if (rc == 0 || errno == EINPROGRESS) {
 			atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
 			c->be = b;
+			c->slot = true;
 			c->bfd = fd;
 			c->connecting = true;
 			c->b_readable = c->b_writable = false;
@@ -957,6 +960,7 @@ px_conn_connect_failed(struct px_conn *c, int code)
 	close(c->bfd);
 	c->bfd = -1;
 	c->be = NULL;
+	c->slot = false;
 	c->connecting = false;
 	atomic_fetch_add_explicit(&b->c.retries, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->svc->c.retries, 1, memory_order_relaxed);
@@ -1023,6 +1027,13 @@ px_pump(struct px_conn *c, int dir)
 		n = recv(src, w->scratch, bufsz, MSG_DONTWAIT);
 		if (n == 0) {
 			h->eof = true;
+			/* The backend closed its side: its work on this connection is over (an
+			 * HTTP/1.0 server's child has exited), so its slot goes to the next client
+			 * now rather than once this client has read the answer and closed too. */
+			if (dir == PX_DOWN && c->slot) {
+				c->slot = false;
+				px_slot_release(w->p, c->svc, c->be);
+			}
 			continue;
 		}
 		if (n == -1) {
