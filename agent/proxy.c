@@ -237,7 +237,7 @@ enum px_cmd_kind {
 	PX_CMD_RETIRE,       /* table */
 	PX_CMD_STOP,
 	PX_CMD_CONN, /* svc (a ref), fd: a client connection accepted by another worker */
-	PX_CMD_SLOT, /* conn (this worker's, out of its queue), be (a ref and a slot of it) */
+	PX_CMD_SLOT, /* conn (this worker's, out of its queue), be (a ref and a slot; NULL: none) */
 };
 
 struct px_cmd {
@@ -679,11 +679,13 @@ px_queue_kick(struct proxy *p, struct px_service *svc)
 	t = atomic_load_explicit(&p->table, memory_order_acquire);
 	e = px_table_find(t, svc);
 	while (atomic_load(&svc->qlen) > 0) {
-		struct px_backend *b = px_pick(svc, e, px_now_ms(), NULL);
+		/* A service gone from the table serves no one: its clients are told at once
+		 * (a slot of no backend: their worker closes them) rather than at the timeout. */
+		struct px_backend *b = e ? px_pick(svc, e, px_now_ms(), NULL) : NULL;
 		struct px_conn *c;
 		struct px_cmd *cmd;
 
-		if (b == NULL)
+		if (b == NULL && e != NULL)
 			return;
 		pthread_mutex_lock(&svc->qlock);
 		c = svc->qhead;
@@ -700,14 +702,16 @@ px_queue_kick(struct proxy *p, struct px_service *svc)
 		}
 		pthread_mutex_unlock(&svc->qlock);
 		if (c == NULL) { /* its last client timed out meanwhile */
-			atomic_fetch_sub(&b->inflight, 1);
+			if (b)
+				atomic_fetch_sub(&b->inflight, 1);
 			continue;
 		}
 		cmd = xcalloc(1, sizeof(*cmd));
 		cmd->kind = PX_CMD_SLOT;
 		cmd->conn = c;
 		cmd->be = b;
-		atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+		if (b)
+			atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
 		px_worker_post(c->w, cmd);
 	}
 }
@@ -1265,7 +1269,8 @@ px_worker_close_all(struct px_worker *w)
 	}
 }
 
-/* PX_CMD_SLOT: a slot of b (and a ref) for c, which waited in the queue. */
+/* PX_CMD_SLOT: a slot of b (and a ref) for c, which waited in the queue; b NULL: its service
+ * is gone, close it. */
 static void
 px_conn_slot(struct px_conn *c, struct px_backend *b)
 {
@@ -1284,9 +1289,12 @@ px_conn_slot(struct px_conn *c, struct px_backend *b)
 		event_del(&c->tev);
 		c->timer_on = false;
 	}
-	if (w->stopped) { /* handed over while the workers were stopping */
-		atomic_fetch_sub(&b->inflight, 1);
+	if (w->stopped || b == NULL) { /* the workers are stopping, or the service went */
+		if (b)
+			atomic_fetch_sub(&b->inflight, 1);
 		px_backend_unref(b);
+		if (b == NULL)
+			atomic_fetch_add_explicit(&svc->c.rejected, 1, memory_order_relaxed);
 		px_conn_close(c);
 		return;
 	}
@@ -1828,9 +1836,13 @@ proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_
 			px_worker_post(&p->workers[w], cmd);
 		}
 	}
-	/* A raised limit or a new backend frees slots for clients already waiting. */
+	/* A raised limit or a new backend frees slots for clients already waiting; the clients
+	 * of a service gone are closed. */
 	for (size_t i = 0; i < t->nsvc; i++)
 		px_queue_kick(p, t->svcs[i].svc);
+	for (size_t i = 0; old && i < old->nsvc; i++)
+		if (px_table_find(t, old->svcs[i].svc) == NULL)
+			px_queue_kick(p, old->svcs[i].svc);
 	if (old) {
 		for (int w = 0; w < p->nthreads; w++) {
 			struct px_cmd *cmd = xcalloc(1, sizeof(*cmd));

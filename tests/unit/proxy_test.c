@@ -1260,6 +1260,39 @@ test_queue(void **state)
 	fx_free(&fx);
 }
 
+/* A service that goes away closes its waiting clients at once, not at their queue timeout. */
+static void
+test_queue_service_gone(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2};
+	struct shoal_err err;
+	char buf[8];
+	int c1, c2;
+	int64_t t0;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	px_start(&fx, &o);
+	px_serve_limited(&fx, &fx.b[0]->port, 1, 1, 10000);
+	c1 = cl_connect(fx.port);
+	echo_roundtrip(c1);
+	c2 = cl_connect(fx.port);
+	assert_true(c2 >= 0);
+	for (int i = 0; i < 200 && svc_stats(fx.p).queue_len == 0; i++)
+		usleep(5000);
+	assert_int_equal(svc_stats(fx.p).queue_len, 1);
+	t0 = now_ms();
+	assert_int_equal(proxy_set_services(fx.p, NULL, 0, &err), 0);
+	assert_true(cl_ready(c2, 2000));
+	assert_true(cl_read_all(c2, buf, sizeof(buf)) <= 0);
+	assert_true(now_ms() - t0 < 1000);
+	close(c1);
+	close(c2);
+	fx_free(&fx);
+}
+
 struct overload_client {
 	uint16_t port;
 	char id[16];
@@ -1354,6 +1387,7 @@ main(void)
 	    cmocka_unit_test(test_all_benched_still_tried),
 	    cmocka_unit_test(test_queue),
 	    cmocka_unit_test(test_overload_slow_accept),
+	    cmocka_unit_test(test_queue_service_gone),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
