@@ -855,12 +855,17 @@ px_conn_enqueue(struct px_conn *c)
 	svc->qtail = c;
 	atomic_fetch_add(&svc->qlen, 1);
 	pthread_mutex_unlock(&svc->qlock);
-	left = atomic_load(&svc->queue_ms) - (w->now_ms - c->wait_start_ms);
+	/* + 5 ms: libevent's timers and now_ms read the coarse monotonic clock (a 4 ms tick
+	 * here), so a timer at exactly queue_ms closed clients ~3 ms before their due time. */
+	left = atomic_load(&svc->queue_ms) - (w->now_ms - c->wait_start_ms) + 5;
 	if (left < 1)
 		left = 1;
 	struct timeval tv = {left / 1000, (left % 1000) * 1000};
 	if (c->timer_on)
 		event_del(&c->tev);
+	/* The deadline counts from the loop's cached time, taken when it woke, which under load
+	 * is ms ago: a client would be closed that much before its queue_timeout. */
+	event_base_update_cache_time(w->base);
 	px_timer_arm(c, &tv);
 	/* A slot freed between our pick and the append saw no one waiting: look again. */
 	px_queue_kick(w->p, svc);
