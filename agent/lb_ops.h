@@ -15,7 +15,8 @@
  * thread-safe and should not take locks.
  */
 
-/* Says whether backend i of the set passed to next() may get a connection (not benched). */
+/* Says whether backend i of the set passed to next() may get a connection (under the rule of
+ * the pick: not benched, not the one that just failed, a free slot). */
 typedef bool (*lb_usable_fn)(void *ctx, size_t i);
 
 struct lb_ops {

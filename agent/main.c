@@ -28,11 +28,13 @@ static const char proxy_usage[] =
     "usage: shoal-agent proxy --listen ADDR:PORT --backend ADDR:PORT [--backend ...]\n"
     "                         [--threads N] [--max-conns N] [--idle-timeout DUR]\n"
     "                         [--connect-timeout DUR] [--first-byte-timeout DUR]\n"
+    "                         [--max-conns-per-backend N] [--queue-timeout DUR]\n"
     "                         [--log-level LEVEL]\n"
     "\n"
     "Run the agent's proxy alone: a round-robin TCP balancer from ADDR:PORT to the\n"
-    "backends. A backend that refuses or times out is skipped (the client is retried on\n"
-    "the next one) and benched for 2s. SIGTERM or SIGINT stops it.\n"
+    "backends. A backend that refuses, or times out without having answered for 10s, is\n"
+    "skipped (the client is retried on another one) and benched for 2s. SIGTERM or SIGINT\n"
+    "stops it.\n"
     "\n"
     "Options:\n"
     "  --listen ADDR:PORT      where to accept (ADDR empty = 0.0.0.0)\n"
@@ -44,6 +46,9 @@ static const char proxy_usage[] =
     "  --connect-timeout DUR   give up a backend connect after DUR (default 1s)\n"
     "  --first-byte-timeout DUR  close a connection on which neither the client nor the\n"
     "                          backend sent a byte for DUR (default 30s)\n"
+    "  --max-conns-per-backend N  at most N connections to each backend; clients beyond\n"
+    "                          wait in a queue (default: unlimited)\n"
+    "  --queue-timeout DUR     close a client that waited DUR for a slot (default 30s)\n"
     "  --log-level LEVEL       error, warn, notice, info (default) or debug\n";
 
 static const char usage_text[] =
@@ -157,6 +162,8 @@ proxy_main(int argc, char **argv)
 	    {"idle-timeout", required_argument, NULL, 'i'},
 	    {"connect-timeout", required_argument, NULL, 'c'},
 	    {"first-byte-timeout", required_argument, NULL, 'f'},
+	    {"max-conns-per-backend", required_argument, NULL, 'M'},
+	    {"queue-timeout", required_argument, NULL, 'q'},
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
@@ -220,6 +227,28 @@ proxy_main(int argc, char **argv)
 				        : c == 'c' ? "connect-timeout"
 				                   : "first-byte-timeout",
 				        err.msg);
+				goto out;
+			}
+			break;
+		case 'M': {
+			long v = strtol(optarg, &end, 10);
+
+			if (end == optarg || *end || v < 0 || v > 1000000) {
+				fprintf(stderr,
+				        "shoal-agent proxy: --max-conns-per-backend %s: want 0 "
+				        "(unlimited) to 1000000\n",
+				        optarg);
+				goto out;
+			}
+			svc.max_conns_per_backend = (uint32_t)v;
+			break;
+		}
+		case 'q':
+			if (util_parse_duration_ms(optarg, &svc.queue_timeout_ms, &err) == -1 ||
+			    svc.queue_timeout_ms <= 0) {
+				fprintf(stderr,
+				        "shoal-agent proxy: --queue-timeout %s: want 1ms or more\n",
+				        optarg);
 				goto out;
 			}
 			break;

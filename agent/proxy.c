@@ -66,6 +66,12 @@
 /* Byte counters of a connection reach the shared stats at close or every this many bytes:
  * an atomic add per recv on a line every thread writes would cost more than the copy. */
 #define PX_STATS_FLUSH (64 * 1024)
+/* A connect that times out on a backend that completed one this recently is busy (its accept
+ * queue is full), not down: it is not benched. */
+#define PX_BUSY_WINDOW_MS (10 * 1000)
+/* Connects per client: the first and HAProxy's default retries 3. */
+#define PX_MAX_ATTEMPTS     4
+#define PX_DEFAULT_QUEUE_MS (30 * 1000)
 
 /* ---- objects ------------------------------------------------------------------------ */
 
@@ -77,6 +83,10 @@ struct px_counters {
 	_Atomic uint64_t connect_failures;
 	_Atomic uint64_t retries;
 	_Atomic uint64_t rejected;
+	_Atomic uint64_t busy_timeouts;
+	_Atomic uint64_t queued;
+	_Atomic uint64_t queue_wait_ms;
+	_Atomic uint64_t queue_timeouts;
 };
 
 /* One backend of one service. Shared by every table that lists it (same id, ip and port) and
@@ -88,8 +98,14 @@ struct px_backend {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	_Atomic int64_t bench_until_ms; /* monotonic; skipped before this time */
+	_Atomic int64_t last_ok_ms;     /* monotonic: its last completed connect (0 = never) */
+	/* Slots taken: connections connecting to it or open, from every worker, against the
+	 * service's max_per_be. Counted even when unlimited. */
+	_Atomic int inflight;
 	struct px_counters c;
 };
+
+struct px_conn;
 
 /* One published service: its listening socket (a duplicate per worker), rotation state and
  * stats. Shared by tables, worker listeners and connections. */
@@ -104,6 +120,14 @@ struct px_service {
 	const struct lb_ops *lb;
 	void *lb_state;
 	struct px_counters c;
+	_Atomic uint32_t max_per_be; /* 0 = unlimited; set by each proxy_set_services */
+	_Atomic int64_t queue_ms;
+	/* Clients waiting for a slot, oldest first (px_conn.qprev/qnext). Any worker (and the
+	 * main thread) may pop the head, so the list is under qlock; qlen mirrors its length for
+	 * lock-free "anyone waiting?" checks. */
+	pthread_mutex_t qlock;
+	struct px_conn *qhead, *qtail;
+	_Atomic int qlen;
 };
 
 struct px_tsvc {
@@ -137,6 +161,7 @@ px_service_unref(struct px_service *s)
 	if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	s->lb->free(s->lb_state);
+	pthread_mutex_destroy(&s->qlock);
 	free(s->fds);
 	free(s->listen_spec);
 	free(s->name);
@@ -212,6 +237,7 @@ enum px_cmd_kind {
 	PX_CMD_RETIRE,       /* table */
 	PX_CMD_STOP,
 	PX_CMD_CONN, /* svc (a ref), fd: a client connection accepted by another worker */
+	PX_CMD_SLOT, /* conn (this worker's, out of its queue), be (a ref and a slot; NULL: none) */
 };
 
 struct px_cmd {
@@ -220,6 +246,8 @@ struct px_cmd {
 	struct px_service *svc;
 	int fd;
 	struct px_table *table;
+	struct px_conn *conn;
+	struct px_backend *be;
 };
 
 struct px_listener {
@@ -276,6 +304,7 @@ struct proxy {
 	struct px_worker *workers;
 	/* The published table. Written by the main thread only; read by workers. */
 	_Atomic(struct px_table *) table;
+	_Atomic bool stopping;       /* workers are stopping: no more slot hand-offs */
 	_Atomic int nconns;          /* client connections open, for max_conns */
 	_Atomic bool limit_logged;   /* the "max connections reached" line was written */
 	_Atomic uint64_t limit_hits; /* connections refused since that line */
@@ -328,6 +357,12 @@ static void px_accept_cb(evutil_socket_t fd, short what, void *arg);
 static void px_accept_resume(evutil_socket_t fd, short what, void *arg);
 static void px_conn_close(struct px_conn *c);
 static void px_conn_new(struct px_worker *w, struct px_service *svc, int fd);
+static void px_conn_slot(struct px_conn *c, struct px_backend *b);
+static void px_conn_start(struct px_conn *c, struct px_backend *b);
+/* Take c out of its service's queue if it is there. True when c must not be closed yet: a
+ * slot was already handed to it and the PX_CMD_SLOT naming it is on its way to its worker. */
+static bool px_conn_unqueue(struct px_conn *c);
+static void px_worker_close_all(struct px_worker *w);
 
 static void
 px_worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
@@ -395,6 +430,9 @@ px_worker_cmd_cb(evutil_socket_t fd, short what, void *arg)
 			}
 			px_service_unref(cmd->svc);
 			break;
+		case PX_CMD_SLOT:
+			px_conn_slot(cmd->conn, cmd->be);
+			break;
 		}
 		free(cmd);
 	}
@@ -407,8 +445,7 @@ px_worker_main(void *arg)
 
 	event_base_dispatch(w->base);
 	w->stopped = true;
-	while (w->conns)
-		px_conn_close(w->conns);
+	px_worker_close_all(w);
 	while (w->listeners) {
 		struct px_listener *l = w->listeners;
 
@@ -524,6 +561,13 @@ struct px_conn {
 	bool connected_early; /* the connect was done when connect() returned (loopback) */
 	bool timer_on;
 	bool quiet; /* no byte either way yet: first_byte_ms applies, not idle_ms */
+	/* Waiting for a slot: in svc's queue (queued) or popped from it with a PX_CMD_SLOT on
+	 * its way (handoff). queued and handoff change under svc->qlock only. */
+	bool waiting, queued, handoff;
+	struct px_conn *qprev, *qnext;
+	int64_t wait_start_ms;
+	struct px_backend *avoid; /* a ref: the backend whose connect just failed */
+	bool slot;                /* holds a slot of be (from the connect to the backend's FIN) */
 	size_t attempts;
 	int64_t last_ms;
 	uint64_t unflushed_in, unflushed_out;
@@ -547,17 +591,166 @@ px_established(int fd)
 	       ti.tcpi_state == TCP_ESTABLISHED;
 }
 
+/* Which backends a pick may return, strictest first: px_pick relaxes the rule until one is
+ * free, so a bench or the last failure orders the choice without ever emptying it. */
+enum px_pick_rule {
+	PX_PICK_FRESH, /* not benched, not the one that just failed */
+	PX_PICK_UP,    /* not benched */
+	PX_PICK_OTHER, /* benched too (all look down: keep trying), not the one that failed */
+	PX_PICK_ANY,
+};
+
 struct px_pick_ctx {
 	struct px_tsvc *e;
 	int64_t now;
+	uint32_t max;
+	const struct px_backend *avoid;
+	enum px_pick_rule rule;
 };
 
 static bool
 px_backend_usable(void *ctx, size_t i)
 {
 	struct px_pick_ctx *pc = ctx;
+	struct px_backend *b = pc->e->be[i];
 
-	return atomic_load_explicit(&pc->e->be[i]->bench_until_ms, memory_order_relaxed) <= pc->now;
+	if (pc->max > 0 && atomic_load(&b->inflight) >= (int)pc->max)
+		return false;
+	if ((pc->rule == PX_PICK_FRESH || pc->rule == PX_PICK_OTHER) && b == pc->avoid)
+		return false;
+	return pc->rule >= PX_PICK_OTHER ||
+	       atomic_load_explicit(&b->bench_until_ms, memory_order_relaxed) <= pc->now;
+}
+
+/* Take a slot of b: false when it is at max (0 = unlimited). */
+static bool
+px_slot_take(struct px_backend *b, uint32_t max)
+{
+	int cur = atomic_load(&b->inflight);
+
+	if (max == 0) {
+		atomic_fetch_add(&b->inflight, 1);
+		return true;
+	}
+	while (cur < (int)max)
+		if (atomic_compare_exchange_weak(&b->inflight, &cur, cur + 1))
+			return true;
+	return false;
+}
+
+/*
+ * The next backend of e in rotation with a free slot, the slot taken; NULL when every one is
+ * at its limit (or e has none). avoid (may be NULL) is passed over while another will do.
+ */
+static struct px_backend *
+px_pick(struct px_service *svc, struct px_tsvc *e, int64_t now, const struct px_backend *avoid)
+{
+	struct px_pick_ctx pc = {e, now, atomic_load(&svc->max_per_be), avoid, PX_PICK_FRESH};
+
+	/* A pick that loses its slot to another thread looks again, a bounded number of times:
+	 * after that the backends are as good as full. */
+	for (int tries = 0; e != NULL && tries < 8; tries++) {
+		ssize_t i = -1;
+
+		for (pc.rule = PX_PICK_FRESH; pc.rule <= PX_PICK_ANY && i < 0; pc.rule++)
+			i = svc->lb->next(svc->lb_state, e->nbe, px_backend_usable, &pc);
+		if (i < 0)
+			return NULL;
+		if (px_slot_take(e->be[i], pc.max))
+			return e->be[i];
+	}
+	return NULL;
+}
+
+/*
+ * Hand free slots to the clients waiting in svc's queue, oldest first, until the queue is
+ * empty or no backend has a free slot. Runs on any thread (a worker inside a callback, or
+ * the main thread, which owns the table): the client's own worker is told by a command, so
+ * no loop waits on another's connection.
+ */
+static void
+px_queue_kick(struct proxy *p, struct px_service *svc)
+{
+	struct px_table *t;
+	struct px_tsvc *e;
+
+	if (atomic_load(&svc->qlen) == 0 || atomic_load(&p->stopping))
+		return;
+	t = atomic_load_explicit(&p->table, memory_order_acquire);
+	e = px_table_find(t, svc);
+	while (atomic_load(&svc->qlen) > 0) {
+		/* A service gone from the table serves no one: its clients are told at once
+		 * (a slot of no backend: their worker closes them) rather than at the timeout. */
+		struct px_backend *b = e ? px_pick(svc, e, px_now_ms(), NULL) : NULL;
+		struct px_conn *c;
+		struct px_cmd *cmd;
+
+		if (b == NULL && e != NULL)
+			return;
+		pthread_mutex_lock(&svc->qlock);
+		c = svc->qhead;
+		if (c) {
+			svc->qhead = c->qnext;
+			if (svc->qhead)
+				svc->qhead->qprev = NULL;
+			else
+				svc->qtail = NULL;
+			c->qnext = c->qprev = NULL;
+			c->queued = false;
+			c->handoff = true;
+			atomic_fetch_sub(&svc->qlen, 1);
+		}
+		pthread_mutex_unlock(&svc->qlock);
+		if (c == NULL) { /* its last client timed out meanwhile */
+			if (b)
+				atomic_fetch_sub(&b->inflight, 1);
+			continue;
+		}
+		cmd = xcalloc(1, sizeof(*cmd));
+		cmd->kind = PX_CMD_SLOT;
+		cmd->conn = c;
+		cmd->be = b;
+		if (b)
+			atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+		px_worker_post(c->w, cmd);
+	}
+}
+
+/* Give back a slot of b, to the first client waiting for one if any. */
+static void
+px_slot_release(struct proxy *p, struct px_service *svc, struct px_backend *b)
+{
+	atomic_fetch_sub(&b->inflight, 1);
+	px_queue_kick(p, svc);
+}
+
+static bool
+px_conn_unqueue(struct px_conn *c)
+{
+	struct px_service *svc = c->svc;
+	bool pending;
+
+	if (!c->waiting)
+		return false;
+	pthread_mutex_lock(&svc->qlock);
+	if (c->queued) {
+		if (c->qprev)
+			c->qprev->qnext = c->qnext;
+		else
+			svc->qhead = c->qnext;
+		if (c->qnext)
+			c->qnext->qprev = c->qprev;
+		else
+			svc->qtail = c->qprev;
+		c->qnext = c->qprev = NULL;
+		c->queued = false;
+		atomic_fetch_sub(&svc->qlen, 1);
+	}
+	pending = c->handoff;
+	pthread_mutex_unlock(&svc->qlock);
+	if (!pending)
+		c->waiting = false;
+	return pending;
 }
 
 static void
@@ -605,8 +798,11 @@ px_conn_close(struct px_conn *c)
 	if (c->be) {
 		if (!c->connecting)
 			atomic_fetch_sub_explicit(&c->be->c.active, 1, memory_order_relaxed);
+		if (c->slot)
+			px_slot_release(p, c->svc, c->be);
 		px_backend_unref(c->be);
 	}
+	px_backend_unref(c->avoid);
 	atomic_fetch_sub_explicit(&c->svc->c.active, 1, memory_order_relaxed);
 	px_service_unref(c->svc);
 	if (c->prev)
@@ -636,40 +832,91 @@ px_timer_arm(struct px_conn *c, const struct timeval *tv)
 	c->timer_on = true;
 }
 
+/* Every backend is at its limit: wait in the service's queue (FIFO) for a slot, at most
+ * queue_ms from the first wait. */
+static void
+px_conn_enqueue(struct px_conn *c)
+{
+	struct px_service *svc = c->svc;
+	struct px_worker *w = c->w;
+	int64_t left;
+
+	if (!c->waiting && c->wait_start_ms == 0)
+		c->wait_start_ms = w->now_ms;
+	c->waiting = true;
+	pthread_mutex_lock(&svc->qlock);
+	c->queued = true;
+	c->qprev = svc->qtail;
+	c->qnext = NULL;
+	if (svc->qtail)
+		svc->qtail->qnext = c;
+	else
+		svc->qhead = c;
+	svc->qtail = c;
+	atomic_fetch_add(&svc->qlen, 1);
+	pthread_mutex_unlock(&svc->qlock);
+	/* + 5 ms: libevent's timers and now_ms read the coarse monotonic clock (a 4 ms tick
+	 * here), so a timer at exactly queue_ms closed clients ~3 ms before their due time. */
+	left = atomic_load(&svc->queue_ms) - (w->now_ms - c->wait_start_ms) + 5;
+	if (left < 1)
+		left = 1;
+	struct timeval tv = {left / 1000, (left % 1000) * 1000};
+	if (c->timer_on)
+		event_del(&c->tev);
+	/* The deadline counts from the loop's cached time, taken when it woke, which under load
+	 * is ms ago: a client would be closed that much before its queue_timeout. */
+	event_base_update_cache_time(w->base);
+	px_timer_arm(c, &tv);
+	/* A slot freed between our pick and the append saw no one waiting: look again. */
+	px_queue_kick(w->p, svc);
+}
+
 /*
- * Start a connect to the next usable backend of the current table, trying the following
- * ones at once while connect() fails synchronously. -1 when no backend is left: the caller
- * closes the client.
+ * Start a connect to b (a slot of it taken by the caller) or, when b is NULL, to the next
+ * backend with a free slot in the current table, trying the following ones at once while
+ * connect() fails synchronously. 0: connecting, or waiting in the queue (c->waiting); -1
+ * when no backend is left or the attempts are used up: the caller closes the client.
  */
 static int
-px_conn_connect(struct px_conn *c)
+px_conn_connect(struct px_conn *c, struct px_backend *b)
 {
 	struct px_worker *w = c->w;
 	struct proxy *p = w->p;
-	const struct px_table *t = atomic_load_explicit(&p->table, memory_order_acquire);
-	struct px_pick_ctx pc = {px_table_find(t, c->svc), w->now_ms};
+	struct px_service *svc = c->svc;
 	int one = 1;
 
-	while (pc.e != NULL && c->attempts < pc.e->nbe) {
-		ssize_t i = c->svc->lb->next(c->svc->lb_state, pc.e->nbe, px_backend_usable, &pc);
-		struct px_backend *b;
-		int fd;
+	while (c->attempts < PX_MAX_ATTEMPTS) {
+		int fd, rc, code;
 
-		if (i < 0)
-			break;
-		b = pc.e->be[i];
+		if (b == NULL) {
+			struct px_table *t = atomic_load_explicit(&p->table, memory_order_acquire);
+			struct px_tsvc *e = px_table_find(t, svc);
+
+			if (e == NULL || e->nbe == 0)
+				return -1;
+			/* Clients already waiting go first (FIFO), new ones line up behind. */
+			if (atomic_load(&svc->qlen) == 0)
+				b = px_pick(svc, e, w->now_ms, c->avoid);
+			if (b == NULL) {
+				if (atomic_load(&svc->max_per_be) == 0)
+					return -1;
+				px_conn_enqueue(c);
+				return 0;
+			}
+		}
 		c->attempts++;
 		fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1) {
-			shoal_log(LOG_ERR, "proxy: %s: socket: %s", c->svc->name, strerror(errno));
+			shoal_log(LOG_ERR, "proxy: %s: socket: %s", svc->name, strerror(errno));
+			px_slot_release(p, svc, b);
 			return -1;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		int rc = connect(fd, (struct sockaddr *)&b->addr, b->addrlen);
-
+		rc = connect(fd, (struct sockaddr *)&b->addr, b->addrlen);
 		if (rc == 0 || errno == EINPROGRESS) {
 			atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
 			c->be = b;
+			c->slot = true;
 			c->bfd = fd;
 			c->connecting = true;
 			c->b_readable = c->b_writable = false;
@@ -677,36 +924,59 @@ px_conn_connect(struct px_conn *c)
 			event_assign(&c->bev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST,
 			             px_conn_cb, c);
 			event_add(&c->bev, NULL);
+			if (c->timer_on)
+				event_del(&c->tev);
 			px_timer_arm(c, w->connect_tv);
 			return 0;
 		}
 		/* Refused at once (loopback does that): bench it and go on. */
-		int code = errno;
-
+		code = errno;
 		close(fd);
-		px_backend_failed(p, c->svc, b, w->now_ms, code);
+		px_backend_failed(p, svc, b, w->now_ms, code);
 		atomic_fetch_add_explicit(&b->c.retries, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&c->svc->c.retries, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&svc->c.retries, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+		px_backend_unref(c->avoid);
+		c->avoid = b;
+		px_slot_release(p, svc, b);
+		b = NULL;
 	}
+	if (b)
+		px_slot_release(p, svc, b);
 	return -1;
 }
 
-/* The backend connect failed (code): bench it, then try the next one. -1: none left. */
+/*
+ * The backend connect failed (code). Refused or reset: the backend is down, bench it. Timed
+ * out: busy when it completed a connect within PX_BUSY_WINDOW_MS (a full accept queue drops
+ * SYNs), which is no reason to bench it; down otherwise. Then try another one. -1: none left.
+ */
 static int
 px_conn_connect_failed(struct px_conn *c, int code)
 {
 	struct proxy *p = c->w->p;
 	struct px_backend *b = c->be;
+	int64_t ok = atomic_load_explicit(&b->last_ok_ms, memory_order_relaxed);
 
-	px_backend_failed(p, c->svc, b, c->w->now_ms, code);
+	if (code == ETIMEDOUT && ok != 0 && c->w->now_ms - ok < PX_BUSY_WINDOW_MS) {
+		atomic_fetch_add_explicit(&b->c.connect_failures, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&b->c.busy_timeouts, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->svc->c.busy_timeouts, 1, memory_order_relaxed);
+	} else {
+		px_backend_failed(p, c->svc, b, c->w->now_ms, code);
+	}
 	event_del(&c->bev);
 	close(c->bfd);
 	c->bfd = -1;
 	c->be = NULL;
+	c->slot = false;
+	c->connecting = false;
 	atomic_fetch_add_explicit(&b->c.retries, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->svc->c.retries, 1, memory_order_relaxed);
-	px_backend_unref(b);
-	if (px_conn_connect(c) == -1) {
+	px_backend_unref(c->avoid);
+	c->avoid = b; /* takes c->be's ref */
+	px_slot_release(p, c->svc, b);
+	if (px_conn_connect(c, NULL) == -1) {
 		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
 		return -1;
 	}
@@ -766,6 +1036,13 @@ px_pump(struct px_conn *c, int dir)
 		n = recv(src, w->scratch, bufsz, MSG_DONTWAIT);
 		if (n == 0) {
 			h->eof = true;
+			/* The backend closed its side: its work on this connection is over (an
+			 * HTTP/1.0 server's child has exited), so its slot goes to the next client
+			 * now rather than once this client has read the answer and closed too. */
+			if (dir == PX_DOWN && c->slot) {
+				c->slot = false;
+				px_slot_release(w->p, c->svc, c->be);
+			}
 			continue;
 		}
 		if (n == -1) {
@@ -825,6 +1102,7 @@ static void
 px_conn_connected(struct px_conn *c)
 {
 	c->connecting = false;
+	atomic_store_explicit(&c->be->last_ok_ms, c->w->now_ms, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->be->c.conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->be->c.active, 1, memory_order_relaxed);
 	c->last_ms = c->w->now_ms;
@@ -840,9 +1118,9 @@ px_conn_cb(evutil_socket_t fd, short what, void *arg)
 	if (fd == c->cfd) {
 		c->c_readable |= (what & EV_READ) != 0;
 		c->c_writable |= (what & EV_WRITE) != 0;
-		if (c->connecting)
-			return; /* the client is read once the backend is up: a retry loses nothing
-			         */
+		if (c->connecting || c->be == NULL)
+			return; /* the client is read once the backend is up: a retry or a wait in
+			         * the queue loses nothing */
 	} else {
 		c->b_readable |= (what & EV_READ) != 0;
 		c->b_writable |= (what & EV_WRITE) != 0;
@@ -880,6 +1158,17 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	w->now_ms = px_now_ms();
 	c->timer_on = false;
+	if (c->waiting) {
+		/* Not in the queue any more: a slot is on its way, the command comes next. */
+		if (px_conn_unqueue(c))
+			return;
+		shoal_log(LOG_DEBUG, "proxy: %s: closing a client that waited %lldms for a slot",
+		          c->svc->name, (long long)(w->now_ms - c->wait_start_ms));
+		atomic_fetch_add_explicit(&c->svc->c.queue_timeouts, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
+		px_conn_close(c);
+		return;
+	}
 	if (c->connecting) {
 		if (px_conn_connect_failed(c, ETIMEDOUT) == -1)
 			px_conn_close(c);
@@ -946,21 +1235,76 @@ px_conn_new(struct px_worker *w, struct px_service *svc, int fd)
 	event_assign(&c->tev, w->base, -1, 0, px_timer_cb, c);
 	event_assign(&c->cev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, px_conn_cb, c);
 	event_add(&c->cev, NULL);
-	if (px_conn_connect(c) == -1) {
-		atomic_fetch_add_explicit(&svc->c.rejected, 1, memory_order_relaxed);
+	px_conn_start(c, NULL);
+}
+
+/*
+ * Connect c to b (a slot taken) or the next free backend, or queue it. Once connected at
+ * once, pass the client's first bytes on now rather than a loop turn later, when the
+ * backend's EPOLLOUT comes round (a turn is most of a request's time in the proxy under
+ * load). Both sockets are fresh, so writable; the client's bytes are usually there (its
+ * request follows the handshake), and a recv says EAGAIN if not. The edge-triggered events
+ * still come and find nothing to do.
+ */
+static void
+px_conn_start(struct px_conn *c, struct px_backend *b)
+{
+	if (px_conn_connect(c, b) == -1) {
+		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
 		px_conn_close(c);
 		return;
 	}
-	/* Already connected: pass the client's first bytes on now rather than a loop turn
-	 * later, when the backend's EPOLLOUT comes round (a turn is most of a request's time
-	 * in the proxy under load). Both sockets are fresh, so writable; the client's bytes
-	 * are usually there (its request follows the handshake), and a recv says EAGAIN if
-	 * not. The edge-triggered events still come and find nothing to do. */
-	if (c->connected_early) {
-		px_conn_connected(c);
-		c->c_readable = c->c_writable = c->b_writable = true;
-		px_conn_run(c);
+	if (c->waiting || !c->connected_early)
+		return;
+	px_conn_connected(c);
+	c->c_readable = c->c_writable = c->b_writable = true;
+	px_conn_run(c);
+}
+
+/* The worker stopped: close its connections. One whose slot hand-off is on its way here
+ * stays: the PX_CMD_SLOT that px_workers_stop runs after the join closes it (it names the
+ * connection). */
+static void
+px_worker_close_all(struct px_worker *w)
+{
+	for (struct px_conn *c = w->conns, *next; c; c = next) {
+		next = c->next;
+		if (!px_conn_unqueue(c))
+			px_conn_close(c);
 	}
+}
+
+/* PX_CMD_SLOT: a slot of b (and a ref) for c, which waited in the queue; b NULL: its service
+ * is gone, close it. */
+static void
+px_conn_slot(struct px_conn *c, struct px_backend *b)
+{
+	struct px_worker *w = c->w;
+	struct px_service *svc = c->svc;
+
+	w->now_ms = px_now_ms();
+	pthread_mutex_lock(&svc->qlock);
+	c->handoff = false;
+	pthread_mutex_unlock(&svc->qlock);
+	c->waiting = false;
+	atomic_fetch_add_explicit(&svc->c.queued, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&svc->c.queue_wait_ms, (uint64_t)(w->now_ms - c->wait_start_ms),
+	                          memory_order_relaxed);
+	if (c->timer_on) {
+		event_del(&c->tev);
+		c->timer_on = false;
+	}
+	if (w->stopped || b == NULL) { /* the workers are stopping, or the service went */
+		if (b)
+			atomic_fetch_sub(&b->inflight, 1);
+		px_backend_unref(b);
+		if (b == NULL)
+			atomic_fetch_add_explicit(&svc->c.rejected, 1, memory_order_relaxed);
+		px_conn_close(c);
+		return;
+	}
+	px_conn_start(c, b);
+	px_backend_unref(b); /* the slot's ref: px_conn_connect took its own */
 }
 
 /*
@@ -1097,6 +1441,7 @@ px_accept_cb(evutil_socket_t fd, short what, void *arg)
 static void
 px_workers_stop(struct proxy *p, int n)
 {
+	atomic_store(&p->stopping, true);
 	for (int i = 0; i < n; i++) {
 		struct px_cmd *cmd = xcalloc(1, sizeof(*cmd));
 
@@ -1319,6 +1664,7 @@ px_service_new(struct proxy *p, const struct proxy_service_spec *spec, struct sh
 	s->spec_port = spec->port;
 	s->lb = p->lb;
 	s->lb_state = p->lb->init();
+	pthread_mutex_init(&s->qlock, NULL);
 	return s;
 }
 
@@ -1403,6 +1749,9 @@ proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_
 			}
 			is_new[t->nsvc] = true;
 		}
+		atomic_store(&e->svc->max_per_be, spec->max_conns_per_backend);
+		atomic_store(&e->svc->queue_ms, spec->queue_timeout_ms > 0 ? spec->queue_timeout_ms
+		                                                           : PX_DEFAULT_QUEUE_MS);
 		e->be = xcalloc(spec->nbackends ? spec->nbackends : 1, sizeof(*e->be));
 		for (size_t k = 0; k < spec->nbackends; k++) {
 			const struct proxy_backend_spec *bs = &spec->backends[k];
@@ -1492,6 +1841,13 @@ proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_
 			px_worker_post(&p->workers[w], cmd);
 		}
 	}
+	/* A raised limit or a new backend frees slots for clients already waiting; the clients
+	 * of a service gone are closed. */
+	for (size_t i = 0; i < t->nsvc; i++)
+		px_queue_kick(p, t->svcs[i].svc);
+	for (size_t i = 0; old && i < old->nsvc; i++)
+		if (px_table_find(t, old->svcs[i].svc) == NULL)
+			px_queue_kick(p, old->svcs[i].svc);
 	if (old) {
 		for (int w = 0; w < p->nthreads; w++) {
 			struct px_cmd *cmd = xcalloc(1, sizeof(*cmd));
@@ -1526,6 +1882,10 @@ px_counters_read(const struct px_counters *in, struct proxy_counters *out)
 	out->connect_failures = atomic_load_explicit(&in->connect_failures, memory_order_relaxed);
 	out->retries = atomic_load_explicit(&in->retries, memory_order_relaxed);
 	out->rejected = atomic_load_explicit(&in->rejected, memory_order_relaxed);
+	out->busy_timeouts = atomic_load_explicit(&in->busy_timeouts, memory_order_relaxed);
+	out->queued = atomic_load_explicit(&in->queued, memory_order_relaxed);
+	out->queue_wait_ms = atomic_load_explicit(&in->queue_wait_ms, memory_order_relaxed);
+	out->queue_timeouts = atomic_load_explicit(&in->queue_timeouts, memory_order_relaxed);
 }
 
 void
@@ -1546,6 +1906,11 @@ proxy_stats(struct proxy *p, struct proxy_stats *out)
 		snprintf(ss->name, sizeof(ss->name), "%s", e->svc->name);
 		ss->port = e->svc->port;
 		px_counters_read(&e->svc->c, &ss->c);
+		pthread_mutex_lock(&e->svc->qlock);
+		ss->queue_len = atomic_load(&e->svc->qlen);
+		if (e->svc->qhead)
+			ss->queue_max_wait = now - e->svc->qhead->wait_start_ms;
+		pthread_mutex_unlock(&e->svc->qlock);
 		ss->nbackends = e->nbe;
 		ss->backends = xcalloc(e->nbe ? e->nbe : 1, sizeof(*ss->backends));
 		for (size_t j = 0; j < e->nbe; j++) {

@@ -24,11 +24,24 @@ struct proxy;
  * no reference. Established connections hold their backend, not the table: a swap never
  * drops them.
  *
- * A backend whose connect is refused, reset or times out is benched for bench_ms and the
- * client is retried on the next backend at once; the client sees a close only when every
- * backend failed. Data moves with recv/send through a per-thread scratch buffer: bytes are
- * copied into a per-connection buffer (at most buf_size per direction) only when the
- * receiver is slower, and then reading from the sender stops until it drains.
+ * A backend whose connect is refused or reset is down: benched for bench_ms, and the client
+ * is retried on another backend at once. A connect that times out while the backend
+ * completed one within the last PX_BUSY_WINDOW_MS (10 s) is busy, not down: retried
+ * elsewhere, never benched (an overloaded replica's full accept queue drops SYNs; benching
+ * it would turn a spike into an outage). A timeout with no recent answer benches. When every
+ * backend is benched they are all tried anyway: a bench orders the choice, it never closes a
+ * client on its own. A client gets at most 1 + 3 connects (HAProxy's retries 3), each to
+ * another backend when there is one.
+ *
+ * max_conns_per_backend bounds the connections (connecting or open) to each backend,
+ * counted across workers with atomics. A client that finds every backend at its limit
+ * waits in the service's FIFO queue (a list under a mutex: no loop blocks on it) for up to
+ * queue_timeout_ms, then is closed; a freed slot goes to the queue's head, at once, on the
+ * backend that freed it or the next free one in rotation. The waiting client's worker is
+ * told by a command; its bytes stay in its socket meanwhile. Data moves with recv/send through a
+ * per-thread scratch buffer: bytes are copied into a per-connection buffer (at most buf_size per
+ * direction) only when the receiver is slower, and then reading from the sender stops until it
+ * drains.
  *
  * All functions below are for the thread that created the proxy (the agent's main thread).
  */
@@ -45,6 +58,8 @@ struct proxy_service_spec {
 	uint16_t port;           /* published port; 0 = any free one (tests) */
 	const struct proxy_backend_spec *backends;
 	size_t nbackends;
+	uint32_t max_conns_per_backend; /* 0 = unlimited (and no queue) */
+	int64_t queue_timeout_ms;       /* how long a client waits for a slot; 0 = 30 s */
 };
 
 /* A passive failure: a connect to a backend was refused, reset or timed out, and the proxy
@@ -112,7 +127,11 @@ struct proxy_counters {
 	uint64_t bytes_out;        /* backend -> client */
 	uint64_t connect_failures; /* connects refused, reset or timed out */
 	uint64_t retries;          /* clients moved to another backend after a failure */
-	uint64_t rejected;         /* service: over max_conns, or no backend left */
+	uint64_t rejected;         /* service: over max_conns, no backend left, queue timeout */
+	uint64_t busy_timeouts;    /* connects timed out on a backend that answered recently */
+	uint64_t queued;           /* service: clients that waited in the queue for a slot */
+	uint64_t queue_wait_ms;    /* service: their waits, summed (those that got a slot) */
+	uint64_t queue_timeouts;   /* service: clients closed after queue_timeout_ms waiting */
 };
 
 struct proxy_backend_stats {
@@ -126,6 +145,8 @@ struct proxy_service_stats {
 	char name[128];
 	uint16_t port;
 	struct proxy_counters c;
+	int64_t queue_len;      /* clients waiting for a slot now */
+	int64_t queue_max_wait; /* ms the oldest of them has waited */
 	size_t nbackends;
 	struct proxy_backend_stats *backends;
 };

@@ -77,6 +77,13 @@ proxy_counters(struct agent_server *a, struct proxy_stats *st, Shoal__ServiceSta
 			o->bytes_out = c->bytes_out;
 			o->connect_failures = c->connect_failures;
 			o->retries = c->retries;
+			o->busy_timeouts = c->busy_timeouts;
+			if (k == 0) {
+				o->queue_len = ss->queue_len > 0 ? (uint64_t)ss->queue_len : 0;
+				o->queued = c->queued;
+				o->queue_wait_ms = c->queue_wait_ms;
+				o->queue_timeouts = c->queue_timeouts;
+			}
 			out[n++] = o;
 		}
 	}
@@ -255,6 +262,8 @@ apply_proxy(struct session *s, const Shoal__Endpoints *ep)
 		svcs[i].port = (uint16_t)se->published_port;
 		svcs[i].backends = bes[i];
 		svcs[i].nbackends = nb;
+		svcs[i].max_conns_per_backend = se->max_conns_per_replica;
+		svcs[i].queue_timeout_ms = se->queue_timeout_ms;
 	}
 	/* One line per table, however many it held. */
 	if (refused)

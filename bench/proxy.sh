@@ -4,6 +4,9 @@
 #                                root not needed)
 #   BENCH_SECONDS=N              seconds per wrk run (default 5)
 #   BENCH_AB=DIR                 adds rows for the shoal-agent built in DIR (an A/B of a change)
+#   BENCH_ONLY=overload          only the overload row (below)
+#   OVERLOAD_MAXCONN=N           per-backend limit of the overload row (default 4; 0 = none)
+#   OVERLOAD_SECONDS=N           seconds per wrk run of the overload row (default 8)
 #
 # Backends: nginx (3 servers on 127.0.0.1-3, one small file) when installed, else busybox httpd
 # (no keep-alive: the keep-alive cells then measure reconnects). wrk goes direct to one
@@ -13,6 +16,15 @@
 # within each cell (the machine is noisy: compare within one run). Printed per target:
 # req/s, p50, p99, the proxy's CPU time per request (utime+stime from /proc/PID/stat over the
 # run), each as a ratio to HAProxy, and connections per backend (counted by the backends).
+#
+# Overload row (root: cgroup v1 cpu): 3 busybox httpd on 127.0.0.4-6, each in a cpu cgroup of
+# 0.1 CPU (cfs_quota 10ms per 100ms, as `resources.cpus: 0.1`), saturated by wrk -t2 -c50
+# (Connection: close) through HAProxy (mode tcp, balance roundrobin, timeout connect 1s,
+# timeout queue 30s, retries 3, maxconn OVERLOAD_MAXCONN per server) and through
+# `shoal-agent proxy --max-conns-per-backend OVERLOAD_MAXCONN --queue-timeout 30s
+# --connect-timeout 1s`, alternating. Counted: responses, connections closed with no response
+# (wrk's connect, read and write errors) and wrk's own 2 s timeouts (a client that gave up
+# waiting: not a close).
 set -euo pipefail
 ROUNDS=${1:-${ROUNDS:-3}}
 SECS=${BENCH_SECONDS:-5}
@@ -40,9 +52,9 @@ trap cleanup EXIT
 [ -z "${BENCH_KEEP:-}" ] || trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 # Free loopback ports: bound to port 0 by the kernel, so nothing else holds them now.
-read -r P1 P2 P3 PH PS PA < <(python3 -c '
+read -r P1 P2 P3 PH PS PA PO PHO PSO < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(6)]
+ss = [socket.socket() for _ in range(9)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 for s in ss: s.close()')
@@ -181,7 +193,9 @@ summary() {
 echo "proxy: wrk -t2 to 3 $backend backends on 127.0.0.1-3, $THREADS proxy threads, ${SECS}s x $ROUNDS interleaved rounds per cell"
 printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" "p50 us" \
 	"p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "conns per backend (spread)"
-for mode in keepalive close; do
+modes="keepalive close"
+[ "${BENCH_ONLY:-}" != overload ] || modes=""
+for mode in $modes; do
 	for conns in 50 200; do
 		hdr=""
 		[ "$mode" = close ] && hdr="Connection: close"
@@ -227,3 +241,82 @@ for mode in keepalive close; do
 done
 echo "  (x = ratio to HAProxy in the same cell; want req/s >= 1, p99 <= 1.1, cpu <= 1;"
 echo "   keep-alive cells open only one backend connection per wrk connection: 50 -> 17/17/16)"
+
+# ---- overload: throttled backends, HAProxy and Shoal with the same queue settings ----------
+overload() {
+	local maxconn=${OVERLOAD_MAXCONN:-4} osecs=${OVERLOAD_SECONDS:-8} cg i t port out order
+	local addrs=() ohp osp
+	if [ "$(id -u)" != 0 ] || [ ! -w /sys/fs/cgroup/cpu ]; then
+		echo "overload: skipped (needs root and the cgroup v1 cpu controller)"
+		return 0
+	fi
+	cg=/sys/fs/cgroup/cpu/shoal-bench-$$
+	mkdir -p "$work/owww"
+	cp "$work/www/index.html" "$work/owww/"
+	for i in 1 2 3; do
+		mkdir -p "$cg-$i"
+		echo 100000 >"$cg-$i/cpu.cfs_period_us"
+		echo 10000 >"$cg-$i/cpu.cfs_quota_us"
+		# The shell joins the cgroup, then execs httpd: its forks stay in it.
+		bash -c "echo \$\$ >$cg-$i/cgroup.procs; exec busybox httpd -f -p 127.0.0.$((i + 3)):$PO -h $work/owww" &
+		pids+=("$!")
+		addrs+=("127.0.0.$((i + 3)):$PO")
+	done
+	{
+		printf 'global\n\tnbthread %s\n\tmaxconn 8000\n' "$THREADS"
+		printf 'defaults\n\tmode tcp\n\tbalance roundrobin\n\tretries 3\n\ttimeout connect 1s\n'
+		printf '\ttimeout queue 30s\n\ttimeout client 10m\n\ttimeout server 10m\n'
+		printf 'frontend fe\n\tbind 127.0.0.1:%s\n\tdefault_backend be\n' "$PHO"
+		printf 'backend be\n'
+		for i in 0 1 2; do
+			# maxconn 0 means none, as Shoal's 0 (the issue's first measurement)
+			if [ "$maxconn" -gt 0 ]; then
+				printf '\tserver s%d %s maxconn %s\n' "$i" "${addrs[$i]}" "$maxconn"
+			else
+				printf '\tserver s%d %s\n' "$i" "${addrs[$i]}"
+			fi
+		done
+	} >"$work/haproxy-overload.cfg"
+	haproxy -f "$work/haproxy-overload.cfg" -db 2>"$work/haproxy-overload.log" &
+	ohp=$!
+	pids+=("$ohp")
+	"$agent" proxy --listen "127.0.0.1:$PSO" --backend "${addrs[0]}" --backend "${addrs[1]}" \
+		--backend "${addrs[2]}" --threads "$THREADS" --max-conns-per-backend "$maxconn" \
+		--queue-timeout 30s --connect-timeout 1s --log-level warn 2>"$work/shoal-overload.log" &
+	osp=$!
+	pids+=("$osp")
+	for i in 4 5 6; do wait_port "127.0.0.$i" "$PO"; done
+	wait_port 127.0.0.1 "$PHO"
+	wait_port 127.0.0.1 "$PSO"
+	echo
+	echo "overload: 3 busybox httpd at 0.1 CPU each (127.0.0.4-6), wrk -t2 -c50 Connection: close, ${osecs}s x $ROUNDS rounds, maxconn $maxconn per backend, timeout queue 30s, connect 1s"
+	printf '  %-10s %10s %22s %14s\n' "through" "responses" "closed, no response" "wrk timeouts"
+	rm -f "$work"/o-*
+	for ((i = 0; i < ROUNDS; i++)); do
+		# Who goes first alternates: a throttled backend is still busy with the last
+		# run's leftovers when the next one starts.
+		order="haproxy shoal"
+		[ $((i % 2)) = 0 ] || order="shoal haproxy"
+		for t in $order; do
+			port=$PHO
+			[ $t = shoal ] && port=$PSO
+			out=$(wrk -t2 -c50 -d"${osecs}s" -H "Connection: close" "http://127.0.0.1:$port/index.html")
+			echo "$out" | awk '/requests in/ { r = $1 }
+				/Socket errors/ { gsub(",", ""); c = $4 + $6 + $8; to = $10 }
+				END { print r + 0, c + 0, to + 0 }' >>"$work/o-$t"
+			[ -z "${BENCH_KEEP:-}" ] || echo "$out" >>"$work/o-$t.wrk"
+		done
+	done
+	for t in haproxy shoal; do
+		awk -v t="$t" '{ r += $1; c += $2; to += $3 } END {
+			printf "  %-10s %10d %22d %14d\n", t, r, c, to }' "$work/o-$t"
+	done
+	echo "  (sums over the rounds; want Shoal's responses >= HAProxy's, closed with no response <= HAProxy's)"
+	# The httpds (and their forks) leave now, so their cgroups can go.
+	for i in 1 2 3; do
+		while read -r p; do kill "$p" 2>/dev/null || true; done <"$cg-$i/cgroup.procs"
+	done
+	sleep 0.3
+	for i in 1 2 3; do rmdir "$cg-$i" 2>/dev/null || true; done
+}
+overload

@@ -147,13 +147,24 @@ services_stats_json(const Shoal__ServiceInfo *s)
 
 	for (size_t i = 0; i < s->n_stats; i++) {
 		const Shoal__ServiceStats *st = s->stats[i];
-		json_array_append_new(
-		    arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "backend", st->backend,
-		                   "connections", (json_int_t)st->connections, "active",
-		                   (json_int_t)st->active, "bytes_in", (json_int_t)st->bytes_in,
-		                   "bytes_out", (json_int_t)st->bytes_out, "connect_failures",
-		                   (json_int_t)st->connect_failures, "retries",
-		                   (json_int_t)st->retries));
+		json_t *o = json_pack(
+		    "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "backend", st->backend,
+		    "connections", (json_int_t)st->connections, "active", (json_int_t)st->active,
+		    "bytes_in", (json_int_t)st->bytes_in, "bytes_out", (json_int_t)st->bytes_out,
+		    "connect_failures", (json_int_t)st->connect_failures, "retries",
+		    (json_int_t)st->retries, "busy_timeouts", (json_int_t)st->busy_timeouts);
+
+		/* The queue is the service's: on its total line only. */
+		if (st->backend[0] == '\0') {
+			json_object_set_new(o, "queue_len",
+			                    json_integer((json_int_t)st->queue_len));
+			json_object_set_new(o, "queued", json_integer((json_int_t)st->queued));
+			json_object_set_new(o, "queue_wait_ms",
+			                    json_integer((json_int_t)st->queue_wait_ms));
+			json_object_set_new(o, "queue_timeouts",
+			                    json_integer((json_int_t)st->queue_timeouts));
+		}
+		json_array_append_new(arr, o);
 	}
 	return arr;
 }
@@ -186,8 +197,9 @@ services_name_compare(const void *a, const void *b)
 static void
 services_print_stats(const Shoal__ListServicesReply *lr)
 {
-	static const char *const header[] = {"SERVICE",  "BACKEND",   "CONNECTIONS", "ACTIVE",
-	                                     "BYTES IN", "BYTES OUT", "FAILURES",    "RETRIES"};
+	static const char *const header[] = {"SERVICE",  "BACKEND",   "CONNECTIONS",   "ACTIVE",
+	                                     "BYTES IN", "BYTES OUT", "FAILURES",      "RETRIES",
+	                                     "QUEUED",   "WAIT",      "QUEUE TIMEOUTS"};
 	struct table t;
 	size_t rows = 0;
 
@@ -197,6 +209,18 @@ services_print_stats(const Shoal__ListServicesReply *lr)
 		for (size_t j = 0; j < s->n_stats; j++) {
 			const Shoal__ServiceStats *st = s->stats[j];
 			char conns[24], active[24], in[32], out[32], fails[24], retries[24];
+			char queued[24] = "-", wait[24] = "-", qto[24] = "-";
+			/* QUEUED: waiting now; WAIT: the mean wait of those that got a slot. */
+			if (st->backend[0] == '\0') {
+				snprintf(queued, sizeof(queued), "%llu",
+				         (unsigned long long)st->queue_len);
+				snprintf(wait, sizeof(wait), "%llums",
+				         (unsigned long long)(st->queued
+				                                  ? st->queue_wait_ms / st->queued
+				                                  : 0));
+				snprintf(qto, sizeof(qto), "%llu",
+				         (unsigned long long)st->queue_timeouts);
+			}
 			snprintf(conns, sizeof(conns), "%llu", (unsigned long long)st->connections);
 			snprintf(active, sizeof(active), "%llu", (unsigned long long)st->active);
 			util_format_bytes((int64_t)st->bytes_in, in, sizeof(in));
@@ -207,7 +231,9 @@ services_print_stats(const Shoal__ListServicesReply *lr)
 			const char *row[] = {s->name, st->backend[0] ? st->backend : "total",
 			                     conns,   active,
 			                     in,      out,
-			                     fails,   retries};
+			                     fails,   retries,
+			                     queued,  wait,
+			                     qto};
 			table_add(&t, row);
 			rows++;
 		}

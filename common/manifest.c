@@ -37,6 +37,7 @@ enum limit_id {
 	LIM_MEMORY,     /* when set: 4Mi up to util_parse_bytes's own cap */
 	LIM_PIDS,       /* when set: up to the kernel's PID_MAX_LIMIT */
 	LIM_DURATION,   /* ms, up to util_parse_duration_ms's own cap */
+	LIM_MAX_CONNS,  /* proxy.max_conns_per_replica: 0 = unlimited */
 };
 
 static const struct limit {
@@ -47,6 +48,7 @@ static const struct limit {
     [LIM_RETRIES] = {1, 1000},       [LIM_PORT] = {1, 65535},
     [LIM_CPU_MILLIS] = {1, 1024000}, [LIM_MEMORY] = {4LL * 1024 * 1024, 9000000000000000000LL},
     [LIM_PIDS] = {1, 4194304},       [LIM_DURATION] = {0, 1000000000000000LL},
+    [LIM_MAX_CONNS] = {0, 1000000},
 };
 
 #define LIM(id) limits[id].min, limits[id].max
@@ -1291,13 +1293,38 @@ f_network(struct vctx *c, struct docstate *d, const char *path, const struct yno
 		d->spec.network = (enum manifest_network)x;
 }
 
+static void
+f_proxy_max_conns(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
+{
+	get_u32(c, path, v, LIM(LIM_MAX_CONNS), &d->spec.proxy.max_conns_per_replica);
+}
+
+static void
+f_proxy_queue_timeout(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
+{
+	get_duration(c, path, v, true, &d->spec.proxy.queue_timeout_ms);
+}
+
+static void
+f_proxy(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
+{
+	static const struct field fields[] = {
+	    {"max_conns_per_replica", f_proxy_max_conns},
+	    {"queue_timeout", f_proxy_queue_timeout},
+	};
+	const struct ynode *seen[ARRAY_SIZE(fields)];
+
+	if (want_map(c, path, v))
+		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+}
+
 /* The top-level keys; service and image come first, they are required. */
 static const struct field service_fields[] = {
     {"service", f_service},       {"image", f_image},         {"replicas", f_replicas},
     {"entrypoint", f_entrypoint}, {"command", f_command},     {"env", f_env},
     {"ports", f_ports},           {"resources", f_resources}, {"restart", f_restart},
     {"placement", f_placement},   {"health", f_health},       {"update", f_update},
-    {"stop_grace", f_stop_grace}, {"network", f_network},
+    {"stop_grace", f_stop_grace}, {"network", f_network},     {"proxy", f_proxy},
 };
 
 static yaml_mark_t
@@ -2041,6 +2068,9 @@ manifest_spec_check(const struct service_spec *s, const char *prefix, struct man
 	check_duration(&k, "stop_grace", s->stop_grace_ms, false);
 	if ((unsigned)s->network >= ARRAY_SIZE(network_names))
 		cerr(&k, "network: invalid value %d", (int)s->network);
+	check_range(&k, "proxy.max_conns_per_replica", s->proxy.max_conns_per_replica,
+	            LIM_MAX_CONNS);
+	check_duration(&k, "proxy.queue_timeout", s->proxy.queue_timeout_ms, true);
 	/* Last, once the enums are known to index their names. The spec travels whole in every
 	 * listing and in each node's Assignments (current and previous version in one frame):
 	 * one huge spec must not push those past the frame limit. */
@@ -2074,6 +2104,7 @@ manifest_spec_init(struct service_spec *spec)
 	spec->update.monitor_ms = 5000;
 	spec->stop_grace_ms = 10000;
 	spec->network = MANIFEST_NETWORK_BRIDGE;
+	spec->proxy.queue_timeout_ms = 30000; /* HAProxy's timeout queue in the same role */
 }
 
 void
@@ -2198,7 +2229,9 @@ manifest_spec_equal(const struct service_spec *a, const struct service_spec *b)
 	    a->update.delay_ms != b->update.delay_ms || a->update.order != b->update.order ||
 	    a->update.failure_action != b->update.failure_action ||
 	    a->update.monitor_ms != b->update.monitor_ms || a->stop_grace_ms != b->stop_grace_ms ||
-	    a->network != b->network)
+	    a->network != b->network ||
+	    a->proxy.max_conns_per_replica != b->proxy.max_conns_per_replica ||
+	    a->proxy.queue_timeout_ms != b->proxy.queue_timeout_ms)
 		return false;
 	for (size_t i = 0; i < a->n_env; i++)
 		if (!str_eq(a->env[i].name, b->env[i].name) ||
@@ -2290,6 +2323,13 @@ manifest_spec_to_json(const struct service_spec *s)
 	                              (json_int_t)s->update.monitor_ms));
 	json_object_set_new(o, "stop_grace_ms", json_integer(s->stop_grace_ms));
 	json_object_set_new(o, "network", json_string(network_names[s->network]));
+	/* Only when not the defaults: specs stored before these keys keep their exact text. */
+	if (s->proxy.max_conns_per_replica != 0 || s->proxy.queue_timeout_ms != 30000)
+		json_object_set_new(o, "proxy",
+		                    json_pack("{s:I,s:I}", "max_conns_per_replica",
+		                              (json_int_t)s->proxy.max_conns_per_replica,
+		                              "queue_timeout_ms",
+		                              (json_int_t)s->proxy.queue_timeout_ms));
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	SHOAL_ASSERT(text != NULL);
 	json_decref(o);
@@ -2543,6 +2583,13 @@ spec_from_json(json_t *root, struct service_spec *s, struct shoal_err *err)
 	if (js_enum(sec, "failure_action", action_names, ARRAY_SIZE(action_names), &e, err) == -1)
 		goto fail;
 	s->update.failure_action = (enum manifest_failure_action)e;
+	json_decref(sec);
+
+	if ((sec = js_obj(root, "proxy", err)) == NULL)
+		return -1;
+	if (js_u32(sec, "max_conns_per_replica", &s->proxy.max_conns_per_replica, err) == -1 ||
+	    js_i64(sec, "queue_timeout_ms", &s->proxy.queue_timeout_ms, err) == -1)
+		goto fail;
 	json_decref(sec);
 	return 0;
 fail:

@@ -127,6 +127,10 @@ struct service_spec {
 	} update;
 	int64_t stop_grace_ms;
 	enum manifest_network network;
+	struct {
+		uint32_t max_conns_per_replica; /* 0 = unlimited; at the limit clients queue */
+		int64_t queue_timeout_ms;       /* how long a queued client waits for a slot */
+	} proxy;
 };
 
 /* Where a service came from, for errors that compare services (duplicates). */

@@ -312,6 +312,11 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 			    .bytes_out = p->bytes_out,
 			    .connect_failures = p->connect_failures,
 			    .retries = p->retries,
+			    .queue_len = p->queue_len,
+			    .queued = p->queued,
+			    .queue_wait_ms = p->queue_wait_ms,
+			    .queue_timeouts = p->queue_timeouts,
+			    .busy_timeouts = p->busy_timeouts,
 			};
 		}
 		nodes_set_stats(n, v, hb->n_proxy_stats);
@@ -555,6 +560,11 @@ service_stats(struct sched_server *srv, const char *svc, size_t *count)
 			o->bytes_out += st->bytes_out;
 			o->connect_failures += st->connect_failures;
 			o->retries += st->retries;
+			o->queue_len += st->queue_len;
+			o->queued += st->queued;
+			o->queue_wait_ms += st->queue_wait_ms;
+			o->queue_timeouts += st->queue_timeouts;
+			o->busy_timeouts += st->busy_timeouts;
 		}
 	}
 	*count = n;

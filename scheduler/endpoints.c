@@ -85,6 +85,8 @@ build(struct sched_server *srv, struct table *tb, bool with_nodes)
 			shoal__service_endpoints__init(se);
 			se->name = svc->name;
 			se->published_port = port->published;
+			se->max_conns_per_replica = svc->spec.proxy.max_conns_per_replica;
+			se->queue_timeout_ms = svc->spec.proxy.queue_timeout_ms;
 			/* Slot order: every agent sees the same list, so rotations line up. */
 			for (size_t k = 0; k < svc->nslots; k++) {
 				const struct slot *sl = &svc->slots[k];

@@ -26,6 +26,7 @@ struct node_stat {
 	char *backend; /* "" for the service total */
 	char *task_id;
 	uint64_t connections, active, bytes_in, bytes_out, connect_failures, retries;
+	uint64_t queue_len, queued, queue_wait_ms, queue_timeouts, busy_timeouts;
 };
 
 enum node_status { NODE_DOWN = 0, NODE_READY = 1, NODE_UNKNOWN = 2 };

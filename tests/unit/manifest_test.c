@@ -1048,6 +1048,57 @@ test_constraint(void **state)
 	assert_int_equal(manifest_constraint_parse("node.hostname == a", &c, &err), -1);
 }
 
+/* proxy: {max_conns_per_replica, queue_timeout}: parsed, defaulted, range-checked by the
+ * YAML reader and by manifest_spec_check (the scheduler's check of a JSON spec), round-tripped
+ * through JSON, and absent from the JSON of a spec that keeps the defaults. */
+static void
+test_proxy_keys(void **state)
+{
+	struct manifest m;
+	struct service_spec s;
+	struct shoal_err err;
+	struct manifest_errors errs = {0};
+	char *j;
+
+	(void)state;
+	parse_ok("service: web\nimage: x\nproxy: {max_conns_per_replica: 4, queue_timeout: 2s}\n",
+	         &m);
+	assert_int_equal(m.services[0].proxy.max_conns_per_replica, 4);
+	assert_int_equal(m.services[0].proxy.queue_timeout_ms, 2000);
+	round_trip(&m.services[0]);
+	j = manifest_spec_to_json(&m.services[0]);
+	assert_non_null(
+	    strstr(j, "\"proxy\":{\"max_conns_per_replica\":4,\"queue_timeout_ms\":2000}"));
+	free(j);
+	manifest_free(&m);
+	parse_ok("service: web\nimage: x\n", &m);
+	assert_int_equal(m.services[0].proxy.max_conns_per_replica, 0);
+	assert_int_equal(m.services[0].proxy.queue_timeout_ms, 30000);
+	j = manifest_spec_to_json(&m.services[0]);
+	assert_null(strstr(j, "proxy"));
+	free(j);
+	manifest_free(&m);
+	EXPECT(
+	    "service: web\nimage: x\nproxy: {max_conns_per_replica: -1, queue: 3}\n",
+	    "t.yaml:3:32: proxy.max_conns_per_replica: must be between 0 and 1000000, got \"-1\"",
+	    "t.yaml:3:36: unknown key \"queue\" in proxy of service web");
+	EXPECT("service: web\nimage: x\nproxy: {queue_timeout: 0}\n",
+	       "t.yaml:3:24: proxy.queue_timeout: must be greater than 0");
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"web\",\"image\":\"x\",\"proxy\":{"
+	                                         "\"max_conns_per_replica\":2000000,"
+	                                         "\"queue_timeout_ms\":0}}",
+	                                         &s, &err),
+	                 0);
+	assert_int_equal(manifest_spec_check(&s, NULL, &errs), -1);
+	assert_int_equal(errs.n, 2);
+	assert_string_equal(
+	    errs.lines[0],
+	    "proxy.max_conns_per_replica: must be between 0 and 1000000, got 2000000");
+	assert_string_equal(errs.lines[1], "proxy.queue_timeout: must be greater than 0, got 0 ms");
+	manifest_errors_free(&errs);
+	manifest_spec_free(&s);
+}
+
 int
 main(void)
 {
@@ -1063,7 +1114,7 @@ main(void)
 	    cmocka_unit_test(test_image_reference),    cmocka_unit_test(test_spec_check),
 	    cmocka_unit_test(test_parse_file_missing), cmocka_unit_test(test_json_round_trip),
 	    cmocka_unit_test(test_from_json),          cmocka_unit_test(test_spec_equal_and_copy),
-	    cmocka_unit_test(test_constraint),
+	    cmocka_unit_test(test_constraint),         cmocka_unit_test(test_proxy_keys),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }

@@ -128,6 +128,7 @@ struct tb {
 	atomic_int accepted;
 	atomic_int live;
 	atomic_size_t written;
+	int accept_delay_ms; /* sleep after each accept: a backend that accepts slowly */
 };
 
 struct tb_conn {
@@ -194,6 +195,8 @@ tb_main(void *arg)
 		tc->fd = fd;
 		pthread_create(&th, NULL, tb_conn_main, tc);
 		pthread_detach(th);
+		if (b->accept_delay_ms)
+			usleep((useconds_t)b->accept_delay_ms * 1000);
 	}
 	return NULL;
 }
@@ -1064,20 +1067,327 @@ test_swap(void **state)
 	fx_free(&fx);
 }
 
+/* ---- overload: busy is not down, the queue --------------------------------------------- */
+
+/* Serve "web" over ports with a per-backend limit and a queue timeout. */
+static void
+px_serve_limited(struct fixture *fx, const uint16_t *ports, size_t n, uint32_t max,
+                 int64_t queue_ms)
+{
+	struct proxy_backend_spec be[8];
+	char ids[8][24];
+	struct proxy_service_spec svc = {.name = "web",
+	                                 .listen_addr = "127.0.0.1",
+	                                 .backends = be,
+	                                 .nbackends = n,
+	                                 .max_conns_per_backend = max,
+	                                 .queue_timeout_ms = queue_ms};
+	struct shoal_err err;
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "b%zu", i);
+		be[i] = (struct proxy_backend_spec){ids[i], "127.0.0.1", ports[i]};
+	}
+	assert_int_equal(proxy_set_services(fx->p, &svc, 1, &err), 0);
+	fx->port = proxy_listen_port(fx->p, "web");
+	assert_true(fx->port > 0);
+}
+
+/* True when fd has something to read (or EOF) within ms. */
+static bool
+cl_ready(int fd, int ms)
+{
+	struct pollfd pfd = {fd, POLLIN, 0};
+
+	return poll(&pfd, 1, ms) == 1;
+}
+
+static struct proxy_service_stats
+svc_stats(struct proxy *p)
+{
+	struct proxy_stats st;
+	struct proxy_service_stats s;
+
+	proxy_stats(p, &st);
+	s = st.services[0];
+	s.backends = NULL;
+	s.nbackends = 0;
+	proxy_stats_free(&st);
+	return s;
+}
+
+/* A backend that completed a connect a moment ago and now times out (its accept queue is
+ * full: the kernel drops the SYN) is busy, not down: the client goes to the other one, and
+ * the busy one is neither benched nor reported, so it keeps its turns. */
+static void
+test_busy_not_benched(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2, .connect_timeout_ms = 200, .bench_ms = 10000};
+	struct proxy_stats st;
+	uint16_t ports[2];
+	char id[16];
+	int hold, c2;
+	int64_t t0;
+
+	(void)state;
+	fx.nb = 2;
+	fx.b[0] = calloc(1, sizeof(*fx.b[0]));
+	fx.b[0]->mode = TB_ID;
+	snprintf(fx.b[0]->id, sizeof(fx.b[0]->id), "T");
+	fx.b[0]->fd = tb_bind(&fx.b[0]->port);
+	assert_int_equal(listen(fx.b[0]->fd, 0), 0); /* room for one, never accepted */
+	fx.b[1] = tb_start(TB_ID, "A");
+	ports[0] = fx.b[0]->port;
+	ports[1] = fx.b[1]->port;
+	px_start(&fx, &o);
+	px_serve(&fx, ports, 2);
+	/* The first client's connect to T completes (it answered) and fills its queue. */
+	hold = cl_connect(fx.port);
+	assert_true(hold >= 0);
+	usleep(50 * 1000);
+	c2 = cl_connect(fx.port); /* A */
+	assert_true(c2 >= 0);
+	assert_int_equal(cl_read_all(c2, id, sizeof(id)), 1);
+	close(c2);
+	/* T's turn: it times out, A serves; the retry took A's turn, so T's comes again, and
+	 * since T is not benched, the connect timeout again. */
+	for (int i = 0; i < 3; i++) {
+		t0 = now_ms();
+		cl_get_id(fx.port, id, sizeof(id));
+		assert_string_equal(id, "A");
+		assert_true(now_ms() - t0 >= 150);
+	}
+	proxy_stats(fx.p, &st);
+	assert_false(st.services[0].backends[0].benched);
+	assert_int_equal(st.services[0].backends[0].c.busy_timeouts, 3);
+	assert_int_equal(st.services[0].c.rejected, 0);
+	proxy_stats_free(&st);
+	assert_int_equal(atomic_load(&fx.failures), 0);
+	close(hold);
+	tb_serve(fx.b[0]);
+	fx_free(&fx);
+}
+
+/* Every backend benched is no reason to close a client: the only backend refused once and
+ * is benched for 10 s, but comes back at once, and the next client is served by it. */
+static void
+test_all_benched_still_tried(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1, .bench_ms = 10000};
+	struct proxy_stats st;
+	char id[16];
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = calloc(1, sizeof(*fx.b[0]));
+	fx.b[0]->mode = TB_ID;
+	snprintf(fx.b[0]->id, sizeof(fx.b[0]->id), "R");
+	fx.b[0]->fd = tb_bind(&fx.b[0]->port); /* refuses */
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	cl_get_id(fx.port, id, sizeof(id));
+	assert_string_equal(id, "");
+	proxy_stats(fx.p, &st);
+	assert_true(st.services[0].backends[0].benched);
+	/* 1 + 3 attempts, then closed: bounded. */
+	assert_int_equal(st.services[0].backends[0].c.connect_failures, 4);
+	proxy_stats_free(&st);
+	tb_serve(fx.b[0]);
+	cl_get_id(fx.port, id, sizeof(id));
+	assert_string_equal(id, "R");
+	fx_free(&fx);
+}
+
+/* max_conns_per_backend 1 over two echo backends: the third client waits (no backend sees
+ * it), and gets the first slot freed, on that backend; a wait past queue_timeout closes. */
+static void
+test_queue(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2};
+	struct proxy_service_stats ss;
+	uint16_t ports[2];
+	int c[5];
+	char buf[8];
+	int64_t t0;
+
+	(void)state;
+	fx.nb = 2;
+	fx.b[0] = tb_start(TB_ECHO, "E0");
+	fx.b[1] = tb_start(TB_ECHO, "E1");
+	ports[0] = fx.b[0]->port;
+	ports[1] = fx.b[1]->port;
+	px_start(&fx, &o);
+	px_serve_limited(&fx, ports, 2, 1, 600);
+	c[0] = cl_connect(fx.port);
+	echo_roundtrip(c[0]);
+	c[1] = cl_connect(fx.port);
+	echo_roundtrip(c[1]);
+	/* Two more wait, in order. */
+	c[2] = cl_connect(fx.port);
+	assert_true(c[2] >= 0);
+	assert_int_equal(write(c[2], "2", 1), 1);
+	usleep(30 * 1000);
+	c[3] = cl_connect(fx.port);
+	assert_true(c[3] >= 0);
+	assert_int_equal(write(c[3], "3", 1), 1);
+	assert_false(cl_ready(c[2], 100));
+	assert_int_equal(atomic_load(&fx.b[0]->accepted) + atomic_load(&fx.b[1]->accepted), 2);
+	ss = svc_stats(fx.p);
+	assert_int_equal(ss.queue_len, 2);
+	assert_true(ss.queue_max_wait >= 100);
+	/* c[1]'s slot (on E1) goes to the oldest, c[2], whose byte waited in its socket. */
+	shutdown(c[1], SHUT_WR);
+	assert_true(cl_ready(c[2], 1000));
+	assert_int_equal(read(c[2], buf, 1), 1);
+	assert_int_equal(buf[0], '2');
+	assert_false(cl_ready(c[3], 50));
+	assert_int_equal(atomic_load(&fx.b[1]->accepted), 2);
+	/* c[3] is not served in time: closed at queue_timeout (600 ms), not before. */
+	t0 = now_ms();
+	assert_true(cl_ready(c[3], 2000));
+	assert_true(cl_read_all(c[3], buf, sizeof(buf)) <= 0);
+	assert_true(now_ms() - t0 >= 300);
+	ss = svc_stats(fx.p);
+	assert_int_equal(ss.queue_len, 0);
+	assert_int_equal(ss.c.queued, 1);
+	assert_int_equal(ss.c.queue_timeouts, 1);
+	assert_int_equal(ss.c.rejected, 1);
+	for (int i = 0; i < 4; i++)
+		close(c[i]);
+	fx_free(&fx);
+}
+
+/* A service that goes away closes its waiting clients at once, not at their queue timeout. */
+static void
+test_queue_service_gone(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2};
+	struct shoal_err err;
+	char buf[8];
+	int c1, c2;
+	int64_t t0;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	px_start(&fx, &o);
+	px_serve_limited(&fx, &fx.b[0]->port, 1, 1, 10000);
+	c1 = cl_connect(fx.port);
+	echo_roundtrip(c1);
+	c2 = cl_connect(fx.port);
+	assert_true(c2 >= 0);
+	for (int i = 0; i < 200 && svc_stats(fx.p).queue_len == 0; i++)
+		usleep(5000);
+	assert_int_equal(svc_stats(fx.p).queue_len, 1);
+	t0 = now_ms();
+	assert_int_equal(proxy_set_services(fx.p, NULL, 0, &err), 0);
+	assert_true(cl_ready(c2, 2000));
+	assert_true(cl_read_all(c2, buf, sizeof(buf)) <= 0);
+	assert_true(now_ms() - t0 < 1000);
+	close(c1);
+	close(c2);
+	fx_free(&fx);
+}
+
+struct overload_client {
+	uint16_t port;
+	char id[16];
+};
+
+static void *
+overload_client_main(void *arg)
+{
+	struct overload_client *oc = arg;
+	int fd = cl_connect(oc->port);
+	ssize_t n;
+
+	if (fd < 0)
+		return NULL;
+	n = cl_read_all(fd, oc->id, sizeof(oc->id) - 1);
+	oc->id[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return NULL;
+}
+
+/*
+ * Overload: two backends that accept one connection per 40 ms from a backlog of 1, and 24
+ * clients at once. Unlimited, the surplus SYNs are dropped, connects time out, and (before
+ * busy was told from down) both backends were benched and clients closed. With a limit of 1
+ * per backend the rest wait in the queue: every client gets its answer.
+ */
+static void
+test_overload_slow_accept(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2, .connect_timeout_ms = 200};
+	struct overload_client oc[24];
+	pthread_t th[24];
+	struct proxy_service_stats ss;
+	uint16_t ports[2];
+	int served = 0;
+
+	(void)state;
+	fx.nb = 2;
+	for (int i = 0; i < 2; i++) {
+		fx.b[i] = calloc(1, sizeof(*fx.b[i]));
+		fx.b[i]->mode = TB_ID;
+		fx.b[i]->accept_delay_ms = 40;
+		snprintf(fx.b[i]->id, sizeof(fx.b[i]->id), "%c", 'A' + i);
+		fx.b[i]->fd = tb_bind(&fx.b[i]->port);
+		assert_int_equal(listen(fx.b[i]->fd, 0), 0);
+		pthread_create(&fx.b[i]->thread, NULL, tb_main, fx.b[i]);
+		ports[i] = fx.b[i]->port;
+	}
+	px_start(&fx, &o);
+	px_serve_limited(&fx, ports, 2, 1, 5000);
+	for (int i = 0; i < 24; i++) {
+		oc[i] = (struct overload_client){.port = fx.port};
+		pthread_create(&th[i], NULL, overload_client_main, &oc[i]);
+	}
+	for (int i = 0; i < 24; i++) {
+		pthread_join(th[i], NULL);
+		served += oc[i].id[0] == 'A' || oc[i].id[0] == 'B';
+	}
+	assert_int_equal(served, 24);
+	ss = svc_stats(fx.p);
+	assert_int_equal(ss.c.rejected, 0);
+	assert_true(ss.c.queued >= 10);
+	fx_free(&fx);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_lb_rr_rotation),    cmocka_unit_test(test_lb_rr_skip),
-	    cmocka_unit_test(test_lb_rr_threads),     cmocka_unit_test(test_rotation),
-	    cmocka_unit_test(test_rotation_threads),  cmocka_unit_test(test_refused_backend),
-	    cmocka_unit_test(test_all_down),          cmocka_unit_test(test_connect_timeout),
-	    cmocka_unit_test(test_late_handshake),    cmocka_unit_test(test_failure_on_main_base),
-	    cmocka_unit_test(test_half_close),        cmocka_unit_test(test_slow_reader),
-	    cmocka_unit_test(test_max_conns),         cmocka_unit_test(test_first_byte_timeout),
-	    cmocka_unit_test(test_default_max_conns), cmocka_unit_test(test_emfile_pauses),
-	    cmocka_unit_test(test_worker_balance),    cmocka_unit_test(test_backlog),
-	    cmocka_unit_test(test_idle_timeout),      cmocka_unit_test(test_swap),
+	    cmocka_unit_test(test_lb_rr_rotation),
+	    cmocka_unit_test(test_lb_rr_skip),
+	    cmocka_unit_test(test_lb_rr_threads),
+	    cmocka_unit_test(test_rotation),
+	    cmocka_unit_test(test_rotation_threads),
+	    cmocka_unit_test(test_refused_backend),
+	    cmocka_unit_test(test_all_down),
+	    cmocka_unit_test(test_connect_timeout),
+	    cmocka_unit_test(test_late_handshake),
+	    cmocka_unit_test(test_failure_on_main_base),
+	    cmocka_unit_test(test_half_close),
+	    cmocka_unit_test(test_slow_reader),
+	    cmocka_unit_test(test_max_conns),
+	    cmocka_unit_test(test_first_byte_timeout),
+	    cmocka_unit_test(test_default_max_conns),
+	    cmocka_unit_test(test_emfile_pauses),
+	    cmocka_unit_test(test_worker_balance),
+	    cmocka_unit_test(test_backlog),
+	    cmocka_unit_test(test_idle_timeout),
+	    cmocka_unit_test(test_swap),
+	    cmocka_unit_test(test_busy_not_benched),
+	    cmocka_unit_test(test_all_benched_still_tried),
+	    cmocka_unit_test(test_queue),
+	    cmocka_unit_test(test_overload_slow_accept),
+	    cmocka_unit_test(test_queue_service_gone),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
