@@ -127,6 +127,9 @@ struct service_spec {
 	} update;
 	int64_t stop_grace_ms;
 	enum manifest_network network;
+	/* Set no_new_privs on the container's processes: setuid binaries and file capabilities
+	 * then grant nothing. Off by default, as in Docker (--security-opt no-new-privileges). */
+	bool no_new_privileges;
 };
 
 /* Where a service came from, for errors that compare services (duplicates). */
