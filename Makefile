@@ -156,15 +156,18 @@ integration: all
 check:
 	$(MAKE) BUILD=build-san SAN=1 CFLAGS="-O1 -g" test
 
-# libFuzzer targets: clang, each target linked with the common library built by clang.
+# libFuzzer targets: clang, each target linked with the libraries built by clang (clang flags
+# libseccomp's own SCMP_A0() macros with -Wmissing-field-initializers, gcc does not).
 FUZZ_SRC := $(wildcard tests/fuzz/*.c)
 fuzz: deps-check
 	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
-		build-fuzz/libshoal_common.a build-fuzz/libshoal_sched.a
+		WARN="$(WARN) -Wno-missing-field-initializers" \
+		build-fuzz/libshoal_common.a build-fuzz/libshoal_sched.a build-fuzz/libshoal_runtime.a
 	@set -e; for f in $(FUZZ_SRC); do \
 		t=build-fuzz/fuzz/$$(basename $$f .c); mkdir -p build-fuzz/fuzz $$t.corpus; \
 		clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -I. -Icommon \
-			-Ibuild-fuzz/proto $$f build-fuzz/libshoal_sched.a build-fuzz/libshoal_common.a \
+			-Iruntime -Ibuild-fuzz/proto $$f build-fuzz/libshoal_sched.a \
+			build-fuzz/libshoal_runtime.a build-fuzz/libshoal_common.a \
 			$(LDLIBS) -o $$t; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 		if ! $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$$t- \

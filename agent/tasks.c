@@ -320,6 +320,7 @@ op_start(struct op *op)
 	}
 	cs.limits.memory_bytes = op->spec.resources.memory_bytes;
 	cs.limits.pids = op->spec.resources.pids;
+	cs.no_new_privs = op->spec.no_new_privileges;
 	if (op->spec.network == MANIFEST_NETWORK_HOST) {
 		cs.net = NETNS_HOST;
 	} else if (op->address) {

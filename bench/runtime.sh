@@ -140,7 +140,8 @@ for b, args in (("true", ["/bin/true"]), ("stamp", ["/bin/sh", "-c", "echo $EPOC
     json.dump(c, open(p, "w"), indent=1)
 PY
 
-lim=(--cpus 1 --memory 256Mi --pids 1024)
+# --no-new-privileges: crun's config sets noNewPrivileges, so both do the same work.
+lim=(--cpus 1 --memory 256Mi --pids 1024 --no-new-privileges)
 # The bridge rows' bridge, in this private network namespace (gone with it).
 ip link add shoalbench0 type bridge
 ip addr add 10.99.0.1/24 dev shoalbench0

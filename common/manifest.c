@@ -394,6 +394,24 @@ get_enum(struct vctx *c, const char *path, const struct ynode *v, const char *co
 	return false;
 }
 
+/* true or false, as YAML 1.2's core schema spells them (Compose's booleans). */
+static bool
+get_bool(struct vctx *c, const char *path, const struct ynode *v, bool *out)
+{
+	static const char *const yes[] = {"true", "True", "TRUE"};
+	static const char *const no[] = {"false", "False", "FALSE"};
+	qbuf q;
+
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (scalar_is(v, yes[i]) || scalar_is(v, no[i])) {
+			*out = scalar_is(v, yes[i]);
+			return true;
+		}
+	}
+	perr(c, v->mark, "%s: expected true or false, got %s", path, describe(v, q, sizeof(q)));
+	return false;
+}
+
 static void
 argv_free(struct manifest_argv *a)
 {
@@ -1318,13 +1336,22 @@ f_proxy(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
+static void
+f_no_new_privileges(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
+{
+	get_bool(c, path, v, &d->spec.no_new_privileges);
+}
+
 /* The top-level keys; service and image come first, they are required. */
 static const struct field service_fields[] = {
-    {"service", f_service},       {"image", f_image},         {"replicas", f_replicas},
-    {"entrypoint", f_entrypoint}, {"command", f_command},     {"env", f_env},
-    {"ports", f_ports},           {"resources", f_resources}, {"restart", f_restart},
-    {"placement", f_placement},   {"health", f_health},       {"update", f_update},
-    {"stop_grace", f_stop_grace}, {"network", f_network},     {"proxy", f_proxy},
+    {"service", f_service},       {"image", f_image},
+    {"replicas", f_replicas},     {"entrypoint", f_entrypoint},
+    {"command", f_command},       {"env", f_env},
+    {"ports", f_ports},           {"resources", f_resources},
+    {"restart", f_restart},       {"placement", f_placement},
+    {"health", f_health},         {"update", f_update},
+    {"stop_grace", f_stop_grace}, {"network", f_network},
+    {"proxy", f_proxy},           {"no_new_privileges", f_no_new_privileges},
 };
 
 static yaml_mark_t
@@ -2229,7 +2256,7 @@ manifest_spec_equal(const struct service_spec *a, const struct service_spec *b)
 	    a->update.delay_ms != b->update.delay_ms || a->update.order != b->update.order ||
 	    a->update.failure_action != b->update.failure_action ||
 	    a->update.monitor_ms != b->update.monitor_ms || a->stop_grace_ms != b->stop_grace_ms ||
-	    a->network != b->network ||
+	    a->network != b->network || a->no_new_privileges != b->no_new_privileges ||
 	    a->proxy.max_conns_per_replica != b->proxy.max_conns_per_replica ||
 	    a->proxy.queue_timeout_ms != b->proxy.queue_timeout_ms)
 		return false;
@@ -2330,6 +2357,7 @@ manifest_spec_to_json(const struct service_spec *s)
 		                              (json_int_t)s->proxy.max_conns_per_replica,
 		                              "queue_timeout_ms",
 		                              (json_int_t)s->proxy.queue_timeout_ms));
+	json_object_set_new(o, "no_new_privileges", json_boolean(s->no_new_privileges));
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	SHOAL_ASSERT(text != NULL);
 	json_decref(o);
@@ -2380,6 +2408,19 @@ js_i64(json_t *o, const char *key, int64_t *out, struct shoal_err *err)
 	if (js_int(o, key, 0, INT64_MAX, &x, err) == -1)
 		return -1;
 	*out = x;
+	return 0;
+}
+
+static int
+js_bool(json_t *o, const char *key, bool *out, struct shoal_err *err)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_boolean(v))
+		return err_set(err, 0, "%s: expected true or false", key);
+	*out = json_is_true(v);
 	return 0;
 }
 
@@ -2466,7 +2507,8 @@ spec_from_json(json_t *root, struct service_spec *s, struct shoal_err *err)
 	    js_u32(root, "replicas", &s->replicas, err) == -1 ||
 	    js_argv(root, "entrypoint", &s->entrypoint, err) == -1 ||
 	    js_argv(root, "command", &s->command, err) == -1 ||
-	    js_i64(root, "stop_grace_ms", &s->stop_grace_ms, err) == -1)
+	    js_i64(root, "stop_grace_ms", &s->stop_grace_ms, err) == -1 ||
+	    js_bool(root, "no_new_privileges", &s->no_new_privileges, err) == -1)
 		return -1;
 	if (s->name == NULL || s->image == NULL)
 		return err_set(err, 0, "name and image are required");

@@ -131,6 +131,9 @@ struct service_spec {
 		uint32_t max_conns_per_replica; /* 0 = unlimited; at the limit clients queue */
 		int64_t queue_timeout_ms;       /* how long a queued client waits for a slot */
 	} proxy;
+	/* Set no_new_privs on the container's processes: setuid binaries and file capabilities
+	 * then grant nothing. Off by default, as in Docker (--security-opt no-new-privileges). */
+	bool no_new_privileges;
 };
 
 /* Where a service came from, for errors that compare services (duplicates). */

@@ -209,6 +209,7 @@ container_to_json(const struct container *c)
 	set_str(spec, "address", s->address);
 	set_str(spec, "gateway", s->gateway);
 	json_object_set_new(spec, "autoremove", json_boolean(s->autoremove));
+	json_object_set_new(spec, "no_new_privileges", json_boolean(s->no_new_privs));
 	json_object_set_new(o, "config", spec);
 	return o;
 }
@@ -305,6 +306,7 @@ container_from_json(const char *root, json_t *o, struct shoal_err *err)
 	c->spec.address = get_str(spec, "address");
 	c->spec.gateway = get_str(spec, "gateway");
 	c->spec.autoremove = json_is_true(json_object_get(spec, "autoremove"));
+	c->spec.no_new_privs = json_is_true(json_object_get(spec, "no_new_privileges"));
 	return c;
 }
 

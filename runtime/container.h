@@ -51,6 +51,9 @@ struct container_spec {
 	char *address;    /* NETNS_BRIDGE: the container's "a.b.c.d/len" */
 	char *gateway;    /* NETNS_BRIDGE: its default route, the bridge's address */
 	bool autoremove;  /* --rm: the shim removes everything after the exit */
+	/* --no-new-privileges: set no_new_privs on the init and every exec (Docker's default:
+	 * off, so setuid binaries and file capabilities in the image work). */
+	bool no_new_privs;
 };
 
 struct container {
@@ -129,11 +132,11 @@ int container_start(struct container *c, const struct container_attach *a, int *
 
 /*
  * Run argv inside the running container id under root, confined exactly as its init (its
- * cgroups, namespaces, capabilities, no_new_privs, seccomp filter, user, rlimits, env, cwd:
- * see spawn_exec), through a `shoal-shim exec` child of ours. stdio[i] (borrowed; -1 or a
- * NULL stdio: /dev/null) become its stdin, stdout, stderr. Returns that child's pid at once:
- * its exit status is the command's (death by a signal as the command died), or 125 when the
- * container cannot be entered (126/127: the command cannot be run / does not exist), with
+ * cgroups, namespaces, capabilities, no_new_privs if the init has it, seccomp filter, user,
+ * rlimits, env, cwd: see spawn_exec), through a `shoal-shim exec` child of ours. stdio[i]
+ * (borrowed; -1 or a NULL stdio: /dev/null) become its stdin, stdout, stderr. Returns that child's
+ * pid at once: its exit status is the command's (death by a signal as the command died), or 125
+ * when the container cannot be entered (126/127: the command cannot be run / does not exist), with
  * the reason on its stderr. SIGTERM ends it with the command and all it started. Safe to call
  * from a threaded process. The caller reaps it.
  */

@@ -1039,7 +1039,6 @@ oci_entry_name(const struct oci_desc *d, char **name, char **tag, struct shoal_e
 static int
 oci_entry_matches(const struct oci_desc *d, const char *name, const char *tag)
 {
-	cleanup_free char *full = xasprintf("%s:%s", name, tag);
 	cleanup_free char *rn = NULL;
 	cleanup_free char *rt = NULL;
 	struct shoal_err e;

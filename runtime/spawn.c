@@ -325,9 +325,9 @@ child_begin(const struct spawn_process *p, struct shoal_err *err)
 
 /*
  * Last, in the container's namespaces, cgroups and root, with its rlimits: the user, the
- * working directory, the capabilities, no_new_privs, the seccomp filter, and the exec.
- * Returns only on failure. parent: -1 for a container's init, which outlives its starter;
- * else a pidfd of the starter, whose death the program does not outlive (SIGKILL).
+ * working directory, the capabilities, no_new_privs (if asked), the seccomp filter, and the
+ * exec. Returns only on failure. parent: -1 for a container's init, which outlives its
+ * starter; else a pidfd of the starter, whose death the program does not outlive (SIGKILL).
  */
 static int
 child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_err *err)
@@ -345,6 +345,12 @@ child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_e
 		if (util_mkdir_p(p->cwd, 0755, err) == -1 || chdir(p->cwd) == -1)
 			return err_set(err, errno, "chdir to working directory %s", p->cwd);
 	}
+	/* Without no_new_privs, installing a filter takes CAP_SYS_ADMIN, which the container
+	 * never holds: install it while we still do, before the capabilities go (runc and crun
+	 * do the same). The filter allows all that is left to do here (setgroups, setres[ug]id,
+	 * capset, prctl, stat, close_range, poll, execve), as Docker's profile does. */
+	if (!p->no_new_privs && p->seccomp && seccomp_install(p->seccomp, err) == -1)
+		return -1;
 	if (drop_capabilities(uid, gid, err) == -1)
 		return -1;
 	env = complete_env(p->env, home);
@@ -354,7 +360,9 @@ child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_e
 	if (find_executable(p->argv[0], env, exe, sizeof(exe), err) == -1)
 		return -1;
 	*stage = SPAWN_SETUP;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+	/* Off by default, as in Docker: an image's setuid binaries and file capabilities (a
+	 * non-root server given cap_net_bind_service) work, within the bounding set. */
+	if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		return err_set(err, errno, "no_new_privs");
 	/* A uid change cleared the parent-death signal: set what the program keeps anew. */
 	if (prctl(PR_SET_PDEATHSIG, parent >= 0 ? SIGKILL : 0) == -1)
@@ -370,7 +378,7 @@ child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_e
 	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == -1)
 		return err_set(err, errno, "close_range");
 	/* Last: the filter refuses syscalls the setup above needs (mount, pivot_root...). */
-	if (p->seccomp && seccomp_install(p->seccomp, err) == -1)
+	if (p->no_new_privs && p->seccomp && seccomp_install(p->seccomp, err) == -1)
 		return -1;
 	*stage = SPAWN_EXEC;
 	execve(exe, p->argv, env);
@@ -539,7 +547,8 @@ struct exec_fds {
 	int procs[CGROUP_MAX_FDS * 2]; /* cgroup.procs of the init's cgroup in each hierarchy */
 	int nprocs;
 	struct rlimit limits[RLIM_NLIMITS];
-	int parent; /* a pidfd of the starter */
+	bool no_new_privs; /* the init has it */
+	int parent;        /* a pidfd of the starter */
 };
 
 static void
@@ -718,6 +727,24 @@ read_limits(pid_t pid, struct rlimit *limits, struct shoal_err *err)
 	return 0;
 }
 
+/* Does pid have no_new_privs? Read from its /proc/PID/status ("NoNewPrivs:\t1"). */
+static int
+read_no_new_privs(pid_t pid, bool *out, struct shoal_err *err)
+{
+	cleanup_free char *path = xasprintf("/proc/%d/status", (int)pid);
+	cleanup_free char *data = util_read_file(path, NULL, err);
+	const char *l;
+
+	if (data == NULL)
+		return -1;
+	/* Never the first line (Name: is). */
+	l = strstr(data, "\nNoNewPrivs:");
+	if (l == NULL)
+		return err_set(err, 0, "%s: no NoNewPrivs field", path);
+	*out = strtol(l + 12, NULL, 10) != 0;
+	return 0;
+}
+
 /* Open, on the host's side, everything the child needs to become like the init at pid. */
 static int
 exec_open(pid_t pid, uint64_t pid_start, struct exec_fds *f, struct shoal_err *err)
@@ -762,7 +789,8 @@ exec_open(pid_t pid, uint64_t pid_start, struct exec_fds *f, struct shoal_err *e
 			return err_set(err, errno, "open %s", path);
 		f->nprocs++;
 	}
-	if (read_limits(pid, f->limits, err) == -1)
+	if (read_limits(pid, f->limits, err) == -1 ||
+	    read_no_new_privs(pid, &f->no_new_privs, err) == -1)
 		return -1;
 	/* Checked after opening: if pid is still the init we mean, every fd above is its. */
 	if (spawn_proc_start_time(pid) != pid_start)
@@ -810,7 +838,10 @@ exec_child_main(const struct spawn_process *p, const struct exec_fds *f, int *st
 		if (setrlimit((enum __rlimit_resource)r, &want) == -1)
 			return err_set(err, errno, "setrlimit %d", r);
 	}
-	return child_exec(p, f->parent, stage, err);
+	/* Never less confined than the init: its no_new_privs too, whatever p says. */
+	struct spawn_process q = *p;
+	q.no_new_privs = p->no_new_privs || f->no_new_privs;
+	return child_exec(&q, f->parent, stage, err);
 }
 
 pid_t

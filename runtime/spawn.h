@@ -1,6 +1,7 @@
 #ifndef SHOAL_RUNTIME_SPAWN_H
 #define SHOAL_RUNTIME_SPAWN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -20,7 +21,8 @@ struct spawn_process {
 	const char *cwd;                  /* NULL: "/" */
 	const char *user;                 /* "uid[:gid]" or "name[:group]"; NULL: root */
 	const struct sock_fprog *seccomp; /* NULL: no filter */
-	int stdio[3];                     /* its stdin, stdout, stderr */
+	bool no_new_privs; /* set PR_SET_NO_NEW_PRIVS: setuid and file caps then grant nothing */
+	int stdio[3];      /* its stdin, stdout, stderr */
 };
 
 /* Everything the container's first process is made from. All fields are borrowed. */
@@ -55,6 +57,8 @@ pid_t spawn_container(const struct spawn_config *c, int *exit_code, struct shoal
  * spawn_proc_start_time), exactly as confined as that init: its cgroup in every hierarchy,
  * its pid, mount, UTS, IPC, network and cgroup namespaces, its resource limits, then the very
  * steps spawn_container ends with (user, capabilities, no_new_privs, seccomp filter, exec).
+ * no_new_privs is set when p asks for it or when the init has it (read from its
+ * /proc/PID/status): an exec is never less confined than the init.
  * This is how anything runs inside a container after its start (health checks, shoalrt
  * exec): never by joining namespaces alone, which keeps the runtime's capabilities.
  *

@@ -227,6 +227,7 @@ run(struct shim *s, const char *root)
 	sc.proc.env = c->spec.env;
 	sc.proc.cwd = c->spec.cwd;
 	sc.proc.user = c->spec.user;
+	sc.proc.no_new_privs = c->spec.no_new_privs;
 	sc.hostname = c->spec.hostname;
 	sc.net.mode = c->spec.net;
 	sc.net.path = c->spec.netns_path;
@@ -373,6 +374,7 @@ exec_main(int argc, char **argv)
 	p.env = c->spec.env;
 	p.cwd = c->spec.cwd;
 	p.user = c->spec.user;
+	p.no_new_privs = c->spec.no_new_privs;
 	pid = spawn_exec(c->pid, c->pid_start, &p, &code, &err);
 	container_free(c);
 	if (pid == -1) {

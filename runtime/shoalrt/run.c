@@ -52,6 +52,9 @@ run_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 		} else if (strcmp(o, "--rm") == 0) {
 			spec.autoremove = true;
 			takes = false;
+		} else if (strcmp(o, "--no-new-privileges") == 0) {
+			spec.no_new_privs = true;
+			takes = false;
 		} else if (v == NULL) {
 			return usage_error("missing value for", o);
 		} else if (strcmp(o, "--name") == 0) {
@@ -159,5 +162,7 @@ SHOALRT_VERB(run, "run", "create and start a container",
              "  --bridge NAME        bridge: an existing bridge to plug into\n"
              "  --hostname NAME      hostname (default: the short id)\n"
              "  -u, --user U[:G]     user (default: the image's, else root)\n"
-             "  -w, --workdir DIR    working directory (default: the image's, else /)\n",
+             "  -w, --workdir DIR    working directory (default: the image's, else /)\n"
+             "  --no-new-privileges  set no_new_privs: setuid binaries and file capabilities\n"
+             "                       grant nothing (default: they work, as in Docker)\n",
              run_main)

@@ -73,7 +73,8 @@ teardown_file() {
 	# Guard against comparing two empty outputs.
 	[ "$(grep -cE "$FIELDS" "$root/hc.status")" -ge 9 ]
 	grep -q '^Seccomp:[[:space:]]*2$' "$root/hc.status"
-	grep -q '^NoNewPrivs:[[:space:]]*1$' "$root/hc.status"
+	# Docker's default: no no_new_privs, for the init and so for its check (next test: on).
+	grep -q '^NoNewPrivs:[[:space:]]*0$' "$root/hc.status"
 	# The same cgroup in every hierarchy, seen through the container's cgroup namespace.
 	diff <(nsenter -t "$pid" -C cat "/proc/$pid/cgroup") "$root/hc.cgroup"
 	# The same namespaces, every one of them.
@@ -87,6 +88,24 @@ teardown_file() {
 	[ "$(cat "$root/hc.cwd")" = "$(readlink "/proc/$pid/cwd")" ]
 	# And the verdict is still the exit status: 0 is healthy.
 	wait_until 10 ps_has probe "running (healthy)"
+}
+
+@test "with no_new_privileges: true, the init, its cmd check and shoalrt exec all have it" {
+	shoal apply -f "$M/probe-nnp.yaml"
+	wait_until 40 running_is probe-nnp 1
+	task=$(task_of probe-nnp)
+	pid=$(init_pid "$task")
+	wait_until 20 check_wrote "$pid"
+	root=/proc/$pid/root/tmp
+	grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$pid/status"
+	diff <(grep -E "$FIELDS" "/proc/$pid/status") <(grep -E "$FIELDS" "$root/hc.status")
+	[ "$(grep -cE "$FIELDS" "$root/hc.status")" -ge 9 ]
+	grep -q '^Seccomp:[[:space:]]*2$' "$root/hc.status"
+	[ "$(cat "$root/hc.mount")" = "refused" ]
+	run rtexec "$task" grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(grep -E '^(CapEff|NoNewPrivs|Seccomp):' "/proc/$pid/status")" ]
+	shoal rm probe-nnp
 }
 
 @test "the check could not get out: no host root from inside the check" {

@@ -159,7 +159,8 @@ teardown_file() {
 	# net_bind_service net_raw sys_chroot mknod audit_write setfcap.
 	[[ "$output" == *"CapEff:	00000000a80425fb"* ]]
 	[[ "$output" == *"CapBnd:	00000000a80425fb"* ]]
-	[[ "$output" == *"NoNewPrivs:	1"* ]]
+	# Docker's default: no no_new_privs (--no-new-privileges sets it, see below).
+	[[ "$output" == *"NoNewPrivs:	0"* ]]
 	[[ "$output" == *"Seccomp:	2"* ]]
 	[[ "$output" == *"null pts random shm"* ]] || [[ "$output" == *"null ptmx pts random shm"* ]]
 	[[ "$output" == *devnull-ok* ]]
@@ -354,4 +355,74 @@ teardown_file() {
 	# Put the image back for any test after this one.
 	rt import "$(dirname "$SHOALRT")/images/web_1" >/dev/null
 	layers_sum | diff - "$RT_ROOT/layers.sum"
+}
+
+# caps_image: shoal/web:1 plus a layer holding /bin/busyboxcap, busybox with the file
+# capability cap_net_bind_service+ep (as a non-root nginx gets it), imported as caps/web:1.
+caps_image() {
+	local src dir w tar ld cfg man newcfg newman
+	src=$(dirname "$SHOALRT")/images/web_1
+	dir=$RT_ROOT/capsimg
+	w=$RT_ROOT/capslayer
+	rm -rf "$dir" "$w"
+	cp -r "$src" "$dir"
+	mkdir -p "$w/bin"
+	cp /bin/busybox "$w/bin/busyboxcap"
+	setcap cap_net_bind_service+ep "$w/bin/busyboxcap"
+	tar=$RT_ROOT/caps.tar
+	tar --xattrs --xattrs-include=security.capability --numeric-owner --owner=0 --group=0 \
+		-C "$w" -cf "$tar" bin/busyboxcap
+	ld=$(sha256sum <"$tar" | cut -d' ' -f1)
+	cp "$tar" "$dir/blobs/sha256/$ld"
+	man=$(jq -r '.manifests[0].digest' "$dir/index.json" | cut -d: -f2)
+	cfg=$(jq -r .config.digest "$dir/blobs/sha256/$man" | cut -d: -f2)
+	newcfg=$RT_ROOT/caps.cfg
+	jq -c --arg d "sha256:$ld" '.rootfs.diff_ids += [$d]' "$dir/blobs/sha256/$cfg" >"$newcfg"
+	cp "$newcfg" "$dir/blobs/sha256/$(sha256sum <"$newcfg" | cut -d' ' -f1)"
+	newman=$RT_ROOT/caps.man
+	jq -c --arg c "sha256:$(sha256sum <"$newcfg" | cut -d' ' -f1)" \
+		--argjson cs "$(stat -c %s "$newcfg")" --arg l "sha256:$ld" \
+		--argjson ls "$(stat -c %s "$tar")" \
+		'.config.digest = $c | .config.size = $cs | .layers += [{"mediaType":
+		"application/vnd.oci.image.layer.v1.tar", "digest": $l, "size": $ls}]' \
+		"$dir/blobs/sha256/$man" >"$newman"
+	cp "$newman" "$dir/blobs/sha256/$(sha256sum <"$newman" | cut -d' ' -f1)"
+	jq -c --arg m "sha256:$(sha256sum <"$newman" | cut -d' ' -f1)" \
+		--argjson ms "$(stat -c %s "$newman")" \
+		'.manifests[0].digest = $m | .manifests[0].size = $ms |
+		.manifests[0].annotations["org.opencontainers.image.ref.name"] = "caps/web:1"' \
+		"$src/index.json" >"$dir/index.json"
+	rt import "$dir" >/dev/null
+}
+
+# As a non-root user, the file capability raises CapEff to cap_net_bind_service (bit 10) and
+# lets httpd bind port 80, unless no_new_privs is set.
+CAPS_PROBE='grep NoNewPrivs /proc/self/status
+	busyboxcap grep CapEff /proc/self/status
+	busyboxcap httpd -f -p 80 -h /www 2>&1 & sleep 0.5
+	kill -0 $! 2>/dev/null && echo BOUND80'
+
+@test "file capabilities in an image work as under Docker; --no-new-privileges disables them" {
+	command -v setcap >/dev/null || skip "setcap missing (libcap2-bin)"
+	caps_image
+	run rt run --rm --user nobody caps/web:1 sh -c "$CAPS_PROBE"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"NoNewPrivs:	0"* ]]
+	[[ "$output" == *"CapEff:	0000000000000400"* ]]
+	[[ "$output" == *BOUND80* ]]
+	run rt run --rm --no-new-privileges --user nobody caps/web:1 sh -c "$CAPS_PROBE"
+	echo "$output"
+	[[ "$output" == *"NoNewPrivs:	1"* ]]
+	[[ "$output" != *"CapEff:	0000000000000400"* ]]
+	[[ "$output" != *BOUND80* ]]
+	# shoalrt inspect shows the setting; an exec into the container takes the init's.
+	id=$(rt run -d --no-new-privileges caps/web:1 sleep 30)
+	rt inspect "$id" | grep -q '"no_new_privileges": true'
+	run rt exec "$id" grep NoNewPrivs /proc/self/status
+	[ "$output" = "NoNewPrivs:	1" ]
+	id2=$(rt run -d caps/web:1 sleep 30)
+	rt inspect "$id2" | grep -q '"no_new_privileges": false'
+	run rt exec "$id2" grep NoNewPrivs /proc/self/status
+	[ "$output" = "NoNewPrivs:	0" ]
 }

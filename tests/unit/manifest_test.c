@@ -96,6 +96,8 @@ test_web_example(void **state)
 	assert_int_equal(s->update.monitor_ms, 5000);
 	assert_int_equal(s->stop_grace_ms, 10000);
 	assert_int_equal(s->network, MANIFEST_NETWORK_BRIDGE);
+	/* The demo turns no_new_privs on (the last line, after every checked position). */
+	assert_true(s->no_new_privileges);
 	/* Origins point at the service name's value and the published port's value. */
 	assert_int_equal(m.origins[0].service.line, 4);
 	assert_int_equal(m.origins[0].service.column, 10);
@@ -236,6 +238,8 @@ test_defaults(void **state)
 	assert_int_equal(s->update.monitor_ms, 5000);
 	assert_int_equal(s->stop_grace_ms, 10000);
 	assert_int_equal(s->network, MANIFEST_NETWORK_BRIDGE);
+	/* Docker's default: no no_new_privs, so setuid and file capabilities work. */
+	assert_false(s->no_new_privileges);
 	manifest_free(&m);
 }
 
@@ -274,7 +278,8 @@ test_units_and_forms(void **state)
 	         "health: {cmd: curl -f localhost, interval: 1500ms, timeout: 1h}\n"
 	         "update: {parallelism: 0, delay: 0}\n"
 	         "stop_grace: 0\n"
-	         "network: host\n",
+	         "network: host\n"
+	         "no_new_privileges: true\n",
 	         &m);
 	s = &m.services[0];
 	/* entrypoint: [] clears the image's: set, but empty. */
@@ -306,6 +311,10 @@ test_units_and_forms(void **state)
 	assert_int_equal(s->update.delay_ms, 0);
 	assert_int_equal(s->stop_grace_ms, 0);
 	assert_int_equal(s->network, MANIFEST_NETWORK_HOST);
+	assert_true(s->no_new_privileges);
+	manifest_free(&m);
+	parse_ok("service: u\nimage: x\nno_new_privileges: false\n", &m);
+	assert_false(m.services[0].no_new_privileges);
 	manifest_free(&m);
 
 	/* An http check without a port probes the first port's target. */
@@ -452,6 +461,10 @@ test_errors_values(void **state)
 	       "or continue)");
 	EXPECT("service: web\nimage: x\nupdate: {parallelism: -1}\n",
 	       "t.yaml:3:23: update.parallelism: must be between 0 and 10000, got \"-1\"");
+	EXPECT("service: web\nimage: x\nno_new_privileges: yes\n",
+	       "t.yaml:3:20: no_new_privileges: expected true or false, got \"yes\"");
+	EXPECT("service: web\nimage: x\nno_new_privileges: [true]\n",
+	       "t.yaml:3:20: no_new_privileges: expected true or false, got a sequence");
 	EXPECT("service: web\nimage: x\nnetwork: overlay\n",
 	       "t.yaml:3:10: network: invalid value \"overlay\" (want bridge or host)");
 	EXPECT("service: web\nimage: x\nstop_grace: soon\n",
@@ -749,6 +762,7 @@ test_json_round_trip(void **state)
 	       "\"health\":{\"http\":\"/healthz\",\"interval_ms\":2000,\"kind\":\"http\","
 	       "\"port\":8080,\"retries\":3,\"start_period_ms\":5000,\"timeout_ms\":1000},"
 	       "\"image\":\"shoal/web:1\",\"name\":\"web\",\"network\":\"bridge\","
+	       "\"no_new_privileges\":false,"
 	       "\"placement\":{\"constraints\":[\"node.labels.zone == a\",\"node.name != "
 	       "node3\"],\"max_per_node\":2},"
 	       "\"ports\":[{\"published\":8080,\"target\":8080}],\"replicas\":3,"
@@ -761,6 +775,12 @@ test_json_round_trip(void **state)
 	manifest_free(&m);
 	parse_ok("service: u\nimage: x\nentrypoint: []\nhealth: {cmd: \"true\"}\n", &m);
 	round_trip(&m.services[0]);
+	manifest_free(&m);
+	parse_ok("service: u\nimage: x\nno_new_privileges: true\n", &m);
+	round_trip(&m.services[0]);
+	j = manifest_spec_to_json(&m.services[0]);
+	assert_non_null(strstr(j, "\"no_new_privileges\":true"));
+	free(j);
 	manifest_free(&m);
 }
 
@@ -799,7 +819,21 @@ test_from_json(void **state)
 	                                         &s, &err),
 	                 0);
 	assert_string_equal(s.env[0].name, "A");
+	/* A row written before the key existed: Docker's default, off. */
+	assert_false(s.no_new_privileges);
 	manifest_spec_free(&s);
+	assert_int_equal(
+	    manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"no_new_privileges\":true}",
+	                            &s, &err),
+	    0);
+	assert_true(s.no_new_privileges);
+	manifest_spec_free(&s);
+	/* Not a boolean: refused, not taken as truthy (a client sending "false" means off). */
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\","
+	                                         "\"no_new_privileges\":\"false\"}",
+	                                         &s, &err),
+	                 -1);
+	assert_string_equal(err.msg, "spec json: no_new_privileges: expected true or false");
 }
 
 static void
@@ -837,6 +871,10 @@ test_spec_equal_and_copy(void **state)
 	c.ports[0].published = 8081;
 	assert_false(manifest_spec_equal(&c, &m.services[0]));
 	c.ports[0].published = 8080;
+	/* Turning no_new_privs on or off is a new version: the tasks must restart with it. */
+	c.no_new_privileges = true;
+	assert_false(manifest_spec_equal(&c, &m.services[0]));
+	c.no_new_privileges = false;
 	assert_true(manifest_spec_equal(&c, &m.services[0]));
 	manifest_spec_free(&c);
 	assert_null(c.name);
@@ -1004,7 +1042,7 @@ test_spec_check(void **state)
 		assert_int_equal(errs.n, 1);
 		assert_string_equal(
 		    errs.lines[0],
-		    "t.yaml:1:10: spec: 131544 bytes as JSON, more than 131072 (keep "
+		    "t.yaml:1:10: spec: 131570 bytes as JSON, more than 131072 (keep "
 		    "large data such as certificates in the image or a mounted file, "
 		    "not in env or command)");
 		manifest_errors_free(&errs);
