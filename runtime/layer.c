@@ -17,7 +17,9 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <sodium.h>
 
+#include "digest.h"
 #include "err.h"
 #include "util.h"
 
@@ -510,6 +512,34 @@ unpack_entry(struct archive *in, struct archive *out, struct archive_entry *e, i
 	return 0;
 }
 
+/*
+ * The tar reader reads the decompressed stream through this: an outer reader (all filters,
+ * raw format) decompresses, and every byte the tar reader sees is hashed on the way, so the
+ * diff_id costs a hash and a copy, not a second decompression.
+ */
+struct hashed_src {
+	struct archive *outer;
+	crypto_hash_sha256_state st;
+	uint64_t size;
+	uint8_t buf[1 << 16];
+};
+
+static la_ssize_t
+hashed_read(struct archive *a, void *arg, const void **out)
+{
+	struct hashed_src *h = arg;
+	la_ssize_t n = archive_read_data(h->outer, h->buf, sizeof(h->buf));
+
+	if (n < 0) {
+		archive_set_error(a, EIO, "%s", archive_error_string(h->outer));
+		return -1;
+	}
+	crypto_hash_sha256_update(&h->st, h->buf, (unsigned long long)n);
+	h->size += (uint64_t)n;
+	*out = h->buf;
+	return n;
+}
+
 int
 layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_stats *stats,
              struct shoal_err *err)
@@ -524,9 +554,14 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 {
 	static const struct layer_limits defaults = {
 	    LAYER_DEFAULT_MAX_BYTES, LAYER_DEFAULT_MAX_RATIO, LAYER_DEFAULT_RATIO_FLOOR};
+	cleanup_archive_read struct archive *outer = archive_read_new();
 	cleanup_archive_read struct archive *in = archive_read_new();
 	cleanup_archive_write struct archive *out = archive_write_disk_new();
 	cleanup_free char *rootpath = realpath(dir, NULL);
+	cleanup_free struct hashed_src *src = xcalloc(1, sizeof(*src));
+	struct archive_entry *raw;
+	uint8_t h[crypto_hash_sha256_BYTES];
+	const void *rest;
 	cleanup_close int root = -1;
 	struct layer_stats local = {0};
 	struct archive_entry *e;
@@ -538,7 +573,7 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 	if (stats == NULL)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
-	if (in == NULL || out == NULL)
+	if (in == NULL || out == NULL || outer == NULL)
 		return err_set(err, ENOMEM, "libarchive");
 	/* A canonical prefix: libarchive refuses to write through any symlink in the path. */
 	if (rootpath == NULL)
@@ -547,9 +582,15 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 	if (root == -1)
 		return err_set(err, errno, "open %s", rootpath);
 
-	archive_read_support_filter_all(in);
+	archive_read_support_filter_all(outer);
+	archive_read_support_format_raw(outer);
+	if (archive_read_open_filename(outer, archive, 1 << 16) != ARCHIVE_OK ||
+	    archive_read_next_header(outer, &raw) != ARCHIVE_OK)
+		return err_set(err, 0, "%s", archive_error_string(outer));
+	src->outer = outer;
+	crypto_hash_sha256_init(&src->st);
 	archive_read_support_format_tar(in);
-	if (archive_read_open_filename(in, archive, 1 << 16) != ARCHIVE_OK)
+	if (archive_read_open(in, src, NULL, hashed_read, NULL) != ARCHIVE_OK)
 		return err_set(err, 0, "%s", archive_error_string(in));
 	/* The ratio's denominator: the archive as stored (compressed). */
 	if (stat(archive, &ast) == -1)
@@ -581,6 +622,18 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 		if (unpack_entry(in, out, e, root, rootpath, flags, stats, err) == -1)
 			return err_prefix(err, "entry \"%s\"", name);
 	}
+	/* The tar reader stops at the end-of-archive blocks; the diff_id covers the whole
+	 * stream, padding included. */
+	for (;;) {
+		la_ssize_t n = hashed_read(in, src, &rest);
+		if (n < 0)
+			return err_set(err, 0, "%s", archive_error_string(in));
+		if (n == 0)
+			break;
+	}
+	crypto_hash_sha256_final(&src->st, h);
+	memcpy(stats->diff_id, "sha256:", 7);
+	util_hex(h, sizeof(h), stats->diff_id + 7);
 	/* Directory modes and times are applied at close (after their children were written). */
 	if (archive_write_close(out) < ARCHIVE_WARN)
 		return err_set(err, 0, "%s", archive_error_string(out));
