@@ -947,8 +947,13 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 		if (cfg.diff_ids && cfg.ndiff_ids == m.nlayers &&
 		    strncmp(cfg.diff_ids[i], "sha256:", 7) == 0 && digest_is_hex(cfg.diff_ids[i] + 7)) {
 			cleanup_free char *ld = xasprintf("%s/layers/%s", root, cfg.diff_ids[i] + 7);
+			cleanup_free char *bl =
+			    xasprintf("%s/blobs/sha256/%s", root, m.layers[i].digest + 7);
 			struct stat sb;
-			if (lstat(ld, &sb) == 0) {
+			/* The store's own blob is linked as before (push can then send it). */
+			if (lstat(ld, &sb) == 0 && lstat(bl, &sb) == -1) {
+				if (r.stats)
+					r.stats->blobs++;
 				r.layers_done = i + 1;
 				progress(&r, 1);
 				continue;
