@@ -17,7 +17,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <sodium.h>
+#include <openssl/evp.h>
 
 #include "digest.h"
 #include "err.h"
@@ -515,14 +515,24 @@ unpack_entry(struct archive *in, struct archive *out, struct archive_entry *e, i
 /*
  * The tar reader reads the decompressed stream through this: an outer reader (all filters,
  * raw format) decompresses, and every byte the tar reader sees is hashed on the way, so the
- * diff_id costs a hash and a copy, not a second decompression.
+ * diff_id costs a hash and a copy, not a second decompression. OpenSSL's SHA-256 (it uses the
+ * CPU's SHA extensions) rather than libsodium's, which made a 390 MB layer's import ~25% slower.
  */
 struct hashed_src {
 	struct archive *outer;
-	crypto_hash_sha256_state st;
+	EVP_MD_CTX *h;
 	uint64_t size;
 	uint8_t buf[1 << 16];
 };
+
+static void
+hashed_srcp(struct hashed_src **p)
+{
+	if (*p) {
+		EVP_MD_CTX_free((*p)->h);
+		free(*p);
+	}
+}
 
 static la_ssize_t
 hashed_read(struct archive *a, void *arg, const void **out)
@@ -534,7 +544,7 @@ hashed_read(struct archive *a, void *arg, const void **out)
 		archive_set_error(a, EIO, "%s", archive_error_string(h->outer));
 		return -1;
 	}
-	crypto_hash_sha256_update(&h->st, h->buf, (unsigned long long)n);
+	EVP_DigestUpdate(h->h, h->buf, (size_t)n);
 	h->size += (uint64_t)n;
 	*out = h->buf;
 	return n;
@@ -558,9 +568,10 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 	cleanup_archive_read struct archive *in = archive_read_new();
 	cleanup_archive_write struct archive *out = archive_write_disk_new();
 	cleanup_free char *rootpath = realpath(dir, NULL);
-	cleanup_free struct hashed_src *src = xcalloc(1, sizeof(*src));
+	__attribute__((cleanup(hashed_srcp))) struct hashed_src *src = xcalloc(1, sizeof(*src));
 	struct archive_entry *raw;
-	uint8_t h[crypto_hash_sha256_BYTES];
+	uint8_t h[EVP_MAX_MD_SIZE];
+	unsigned int hlen = 0;
 	const void *rest;
 	cleanup_close int root = -1;
 	struct layer_stats local = {0};
@@ -588,7 +599,9 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 	    archive_read_next_header(outer, &raw) != ARCHIVE_OK)
 		return err_set(err, 0, "%s", archive_error_string(outer));
 	src->outer = outer;
-	crypto_hash_sha256_init(&src->st);
+	src->h = EVP_MD_CTX_new();
+	if (src->h == NULL || EVP_DigestInit_ex(src->h, EVP_sha256(), NULL) != 1)
+		return err_set(err, ENOMEM, "sha256");
 	archive_read_support_format_tar(in);
 	if (archive_read_open(in, src, NULL, hashed_read, NULL) != ARCHIVE_OK)
 		return err_set(err, 0, "%s", archive_error_string(in));
@@ -631,9 +644,10 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 		if (n == 0)
 			break;
 	}
-	crypto_hash_sha256_final(&src->st, h);
+	if (EVP_DigestFinal_ex(src->h, h, &hlen) != 1 || hlen != 32)
+		return err_set(err, 0, "sha256 of the layer failed");
 	memcpy(stats->diff_id, "sha256:", 7);
-	util_hex(h, sizeof(h), stats->diff_id + 7);
+	util_hex(h, hlen, stats->diff_id + 7);
 	/* Directory modes and times are applied at close (after their children were written). */
 	if (archive_write_close(out) < ARCHIVE_WARN)
 		return err_set(err, 0, "%s", archive_error_string(out));
