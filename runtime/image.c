@@ -1016,6 +1016,7 @@ stage_image_body(struct import *imp, struct staged *st, const struct oci_manifes
 		const struct oci_desc *l = &m->layers[i];
 		const char *diff_id = c.diff_ids ? c.diff_ids[i] : NULL;
 		uint64_t lsize;
+		int no_blob = 0;
 
 		if (layer_src != NULL) {
 			/* docker save: the blob was staged (and its digest learnt) already */
@@ -1023,15 +1024,10 @@ stage_image_body(struct import *imp, struct staged *st, const struct oci_manifes
 			cleanup_free char *rel = xasprintf("blobs/sha256/%s", l->digest + 7);
 			/* A pull skips a layer the store has by diff_id in another compression:
 			 * its blob is then absent, and not needed. */
-			if (diff_id && layer_present(imp, diff_id + 7) &&
-			    !exists_in(imp->srcfd, rel)) {
-				if (stage_layer(imp, l->digest, diff_id, st->size, &lsize, err) == -1)
-					goto fail;
-				st->size += lsize;
-				st->layers[i] = xstrdup(diff_id + 7);
-				continue;
-			}
-			if (stage_blob(imp, rel, l->digest, l->size, got, "layer", err) == -1)
+			no_blob = diff_id && layer_present(imp, diff_id + 7) &&
+			          !exists_in(imp->srcfd, rel);
+			if (!no_blob &&
+			    stage_blob(imp, rel, l->digest, l->size, got, "layer", err) == -1)
 				goto fail;
 		}
 		if (stage_layer(imp, l->digest, diff_id, st->size, &lsize, err) == -1)
@@ -1046,7 +1042,8 @@ stage_image_body(struct import *imp, struct staged *st, const struct oci_manifes
 			err->code = EFBIG;
 			goto fail;
 		}
-		st->blobs[nb++] = xstrdup(l->digest + 7);
+		if (!no_blob)
+			st->blobs[nb++] = xstrdup(l->digest + 7);
 		st->layers[i] = xstrdup(diff_id ? diff_id + 7 : l->digest + 7);
 	}
 	oci_config_free(&c);

@@ -715,6 +715,26 @@ test_layers_by_diff_id(void **state)
 	expect_layer(f, s, "test/one:plain", diff + 7);
 	expect_layer(f, s, "test/one:gz", diff + 7);
 	expect_layer(f, s, "test/one:zst", diff + 7);
+	/* A layout without the layer blob (what a pull leaves when it skipped fetching it)
+	 * imports while the store has the layer by diff_id: nothing is unpacked. */
+	{
+		struct layout nb;
+		char *bz;
+		size_t bzlen;
+
+		/* bzip2: a blob digest the store has never seen (not an OCI type: never read) */
+		assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_BZIP2, &bz, &bzlen), 1);
+		make_one_layer(f, &nb, "noblob", "test/one:noblob", bz, bzlen, OCI_MT_LAYER_GZIP,
+		               diff);
+		free(bz);
+		snprintf(path, sizeof(path), "%s/blobs/sha256/%s", nb.dir, nb.layers[0] + 7);
+		assert_int_equal(unlink(path), 0);
+		if (image_import(s, nb.dir, NULL, NULL, &err) == -1)
+			fail_msg("%s", err.msg);
+		assert_int_equal(count_entries(layers), 1);
+		expect_layer(f, s, "test/one:noblob", diff + 7);
+		assert_int_equal(image_remove(s, "test/one:noblob", &st, &err), 0);
+	}
 
 	/* gc: the layer stays while one image or one container uses it. */
 	assert_int_equal(image_remove(s, "test/one:plain", &st, &err), 0);
@@ -817,6 +837,13 @@ test_diff_id_mismatch(void **state)
 	assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_GZIP, &gzb, &gzlen), 1);
 	make_one_layer(f, &bad, "bad", "test/one:bad", gzb, gzlen, OCI_MT_LAYER_GZIP, wrong);
 	expect_failure(f, bad.dir, "diff_id");
+	/* Without its blob, a layer the store lacks cannot be imported. */
+	{
+		char path[512];
+		snprintf(path, sizeof(path), "%s/blobs/sha256/%s", bad.dir, bad.layers[0] + 7);
+		assert_int_equal(unlink(path), 0);
+		expect_failure(f, bad.dir, "missing from the archive");
+	}
 	free(tar);
 	free(top);
 	free(gzb);
