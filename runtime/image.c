@@ -314,11 +314,39 @@ image_free(struct image *img)
 	free(img);
 }
 
+static int
+path_exists(const char *p)
+{
+	struct stat st;
+	return lstat(p, &st) == 0;
+}
+
 static char *
 read_blob(struct image_store *s, const char *digest, struct shoal_err *err)
 {
 	cleanup_free char *path = store_path(s, "blobs/sha256", digest + 7);
 	return util_read_file(path, NULL, err);
+}
+
+/*
+ * The directory under layers/ that holds layer blob_digest whose diff_id (NULL if the config
+ * lists none) is given: layers are unpacked by diff_id, so one layer in gzip, zstd and plain is
+ * unpacked once. A store written before that keyed them by the compressed blob's digest: such
+ * a directory is used while no diff_id directory exists (containers list it by that name).
+ */
+static const char *
+layer_key(const struct image_store *s, const char *blob_digest, const char *diff_id)
+{
+	cleanup_free char *byid = NULL;
+	cleanup_free char *old = NULL;
+
+	if (diff_id == NULL || !digest_is_hex(diff_id + 7))
+		return blob_digest + 7;
+	byid = store_path(s, "layers", diff_id + 7);
+	old = store_path(s, "layers", blob_digest + 7);
+	if (!path_exists(byid) && path_exists(old))
+		return blob_digest + 7;
+	return diff_id + 7;
 }
 
 /* Build what a container needs from an index entry: manifest and config from the store. */
@@ -347,8 +375,10 @@ image_from_entry(struct image_store *s, const struct entry *e, struct shoal_err 
 	img->layer_dirs = xcalloc(m.nlayers + 1, sizeof(char *));
 	img->layer_digests = xcalloc(m.nlayers + 1, sizeof(char *));
 	for (size_t i = 0; i < m.nlayers; i++) {
-		img->layer_digests[i] = xstrdup(m.layers[i].digest + 7);
-		img->layer_dirs[i] = store_path(s, "layers", m.layers[i].digest + 7);
+		const char *key = layer_key(s, m.layers[i].digest,
+		                            c.diff_ids && i < c.ndiff_ids ? c.diff_ids[i] : NULL);
+		img->layer_digests[i] = xstrdup(key);
+		img->layer_dirs[i] = store_path(s, "layers", key);
 	}
 	img->entrypoint = steal_ptr(&c.entrypoint);
 	img->cmd = steal_ptr(&c.cmd);
@@ -528,19 +558,31 @@ referenced(struct image_store *s, const struct index *ix, struct hexset *blobs,
 {
 	for (size_t i = 0; i < ix->n; i++) {
 		cleanup_free char *mtext = read_blob(s, ix->e[i].digest, err);
+		cleanup_free char *ctext = NULL;
 		struct oci_manifest m;
+		struct oci_config c;
 
 		/* An image whose manifest cannot be read pins nothing else, but deleting on a
 		 * guess is worse than keeping garbage: stop. */
 		if (mtext == NULL || oci_parse_manifest(mtext, NULL, &m, err) == -1)
 			return err_prefix(err, "image %s:%s", ix->e[i].name, ix->e[i].tag);
+		ctext = read_blob(s, m.config.digest, err);
+		if (ctext == NULL || oci_parse_config(ctext, &c, err) == -1) {
+			oci_manifest_free(&m);
+			return err_prefix(err, "image %s:%s", ix->e[i].name, ix->e[i].tag);
+		}
 		hexset_add(blobs, ix->e[i].digest + 7);
 		hexset_add(blobs, m.config.digest + 7);
 		for (size_t k = 0; k < m.nlayers; k++) {
 			hexset_add(blobs, m.layers[k].digest + 7);
-			hexset_add(layers, m.layers[k].digest + 7);
+			/* The directory image_get resolves: an old store's blob-named one is
+			 * dropped once the layer exists by diff_id and no container lists it. */
+			hexset_add(layers, layer_key(s, m.layers[k].digest,
+			                             c.diff_ids && k < c.ndiff_ids ? c.diff_ids[k]
+			                                                           : NULL));
 		}
 		oci_manifest_free(&m);
+		oci_config_free(&c);
 	}
 	return 0;
 }
@@ -763,12 +805,6 @@ read_in(int dirfd, const char *rel, struct shoal_err *err)
 	return buf;
 }
 
-static int
-path_exists(const char *p)
-{
-	struct stat st;
-	return lstat(p, &st) == 0;
-}
 
 /* Where a verified blob lives now: staged in this import, else already in the store. */
 static char *
@@ -864,30 +900,42 @@ stage_blob(struct import *imp, const char *rel, const char *want, int64_t want_s
 /* Where to change a limit, for the message of an import that hit one. */
 #define LIMITS_HINT "limits: SHOAL_IMAGE_MAX_SIZE, SHOAL_LAYER_MAX_RATIO"
 
+/* The store or this import has the unpacked layer named hex. */
+static int
+layer_present(struct import *imp, const char *hex)
+{
+	cleanup_free char *stored = store_path(imp->s, "layers", hex);
+	cleanup_free char *dir = xasprintf("%s/layers/%s", imp->tmp, hex);
+	return path_exists(stored) || path_exists(dir);
+}
+
 /*
- * Unpack a verified layer blob unless the store or this import already has it. used: what the
- * image's earlier layers took of the store's max_bytes, which bounds this one.
+ * Unpack a verified layer blob into layers/<key> unless the store or this import already has
+ * it. key is the diff_id's hex when the config lists one (checked against the decompressed
+ * stream: a mismatch refuses the import), else the blob's. used: what the image's earlier
+ * layers took of the store's max_bytes, which bounds this one.
  */
 static int
-stage_layer(struct import *imp, const char *digest, uint64_t used, uint64_t *size,
-            struct shoal_err *err)
+stage_layer(struct import *imp, const char *digest, const char *diff_id, uint64_t used,
+            uint64_t *size, struct shoal_err *err)
 {
-	const char *hex = digest + 7;
+	const char *hex = diff_id ? diff_id + 7 : digest + 7;
 	cleanup_free char *stored = store_path(imp->s, "layers", hex);
 	cleanup_free char *dir = xasprintf("%s/layers/%s", imp->tmp, hex);
 	cleanup_free char *blob = NULL;
 	struct layer_limits lim = imp->s->lim;
-	char a[40];
+	struct layer_stats ls;
+	char a[40], b[40];
 
 	if (path_exists(stored))
 		return layer_size(stored, size, err);
 	if (!path_exists(dir)) {
-		blob = blob_location(imp, hex);
+		blob = blob_location(imp, digest + 7);
 		if (mkdir(dir, 0755) == -1)
 			return err_set(err, errno, "mkdir %s", dir);
 		if (lim.max_bytes)
 			lim.max_bytes = used < lim.max_bytes ? lim.max_bytes - used : 1;
-		if (layer_unpack_limited(blob, dir, LAYER_OCI, &lim, NULL, err) == -1) {
+		if (layer_unpack_limited(blob, dir, LAYER_OCI, &lim, &ls, err) == -1) {
 			err_prefix(err, "layer %s", digest_short(digest, a, sizeof(a)));
 			if (err->code == EFBIG) {
 				size_t n = strlen(err->msg);
@@ -895,6 +943,13 @@ stage_layer(struct import *imp, const char *digest, uint64_t used, uint64_t *siz
 			}
 			return -1;
 		}
+		/* The directory is named by what the config claims: hold it to that (the
+		 * import's tmp is removed on failure, so the store stays as it was). */
+		if (diff_id && strcmp(ls.diff_id, diff_id) != 0)
+			return err_set(err, 0,
+			               "layer %s: uncompressed digest %s, config's diff_id says %s",
+			               digest_short(digest, a, sizeof(a)),
+			               digest_short(ls.diff_id, b, sizeof(b)), diff_id);
 	}
 	return layer_size(dir, size, err);
 }
@@ -946,24 +1001,37 @@ stage_image_body(struct import *imp, struct staged *st, const struct oci_manifes
 		return err_set(err, 0, "config lists %zu layers (rootfs.diff_ids), manifest %zu",
 		               c.ndiff_ids, m->nlayers);
 	}
-	oci_config_free(&c);
+	for (size_t i = 0; c.diff_ids && i < c.ndiff_ids; i++) {
+		char hex[DIGEST_HEX_LEN + 1];
+		if (digest_parse(c.diff_ids[i], hex, err) == -1) {
+			oci_config_free(&c);
+			return err_prefix(err, "config: rootfs.diff_ids[%zu]", i);
+		}
+	}
 	st->blobs = xcalloc(m->nlayers + 3, sizeof(char *));
 	st->layers = xcalloc(m->nlayers + 1, sizeof(char *));
 	st->blobs[0] = xstrdup(st->digest + 7);
 	st->blobs[1] = xstrdup(m->config.digest + 7);
-	for (size_t i = 0; i < m->nlayers; i++) {
+	for (size_t i = 0, nb = 2; i < m->nlayers; i++) {
 		const struct oci_desc *l = &m->layers[i];
+		const char *diff_id = c.diff_ids ? c.diff_ids[i] : NULL;
 		uint64_t lsize;
+		int no_blob = 0;
 
 		if (layer_src != NULL) {
 			/* docker save: the blob was staged (and its digest learnt) already */
 		} else {
 			cleanup_free char *rel = xasprintf("blobs/sha256/%s", l->digest + 7);
-			if (stage_blob(imp, rel, l->digest, l->size, got, "layer", err) == -1)
-				return -1;
+			/* A pull skips a layer the store has by diff_id in another compression:
+			 * its blob is then absent, and not needed. */
+			no_blob = diff_id && layer_present(imp, diff_id + 7) &&
+			          !exists_in(imp->srcfd, rel);
+			if (!no_blob &&
+			    stage_blob(imp, rel, l->digest, l->size, got, "layer", err) == -1)
+				goto fail;
 		}
-		if (stage_layer(imp, l->digest, st->size, &lsize, err) == -1)
-			return -1;
+		if (stage_layer(imp, l->digest, diff_id, st->size, &lsize, err) == -1)
+			goto fail;
 		st->size += lsize;
 		/* Layers the store already had count too: the cap is on the image. */
 		if (imp->s->lim.max_bytes && st->size > imp->s->lim.max_bytes) {
@@ -972,12 +1040,17 @@ stage_image_body(struct import *imp, struct staged *st, const struct oci_manifes
 			        util_format_bytes((int64_t)imp->s->lim.max_bytes, h, sizeof(h)),
 			        LIMITS_HINT);
 			err->code = EFBIG;
-			return -1;
+			goto fail;
 		}
-		st->blobs[i + 2] = xstrdup(l->digest + 7);
-		st->layers[i] = xstrdup(l->digest + 7);
+		if (!no_blob)
+			st->blobs[nb++] = xstrdup(l->digest + 7);
+		st->layers[i] = xstrdup(diff_id ? diff_id + 7 : l->digest + 7);
 	}
+	oci_config_free(&c);
 	return 0;
+fail:
+	oci_config_free(&c);
+	return -1;
 }
 
 /* Pick the manifest of our platform out of a nested index (a multi-arch image). */

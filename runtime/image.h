@@ -10,12 +10,19 @@ struct shoal_err;
  * The image store, shared by the agent and shoalrt, under ROOT (--root, else $SHOAL_ROOT,
  * else /var/lib/shoal):
  *   ROOT/blobs/sha256/<hex>      every blob (manifest, config, compressed layer) by digest
- *   ROOT/layers/<hex>/           one unpacked layer per layer blob digest, read-only by contract
+ *   ROOT/layers/<hex>/           one unpacked layer per diff_id (the config's rootfs.diff_ids:
+ *                                the uncompressed tar's digest), read-only by contract: one
+ *                                layer in gzip, zstd and plain is unpacked once. The diff_id is
+ *                                checked as the layer unpacks (a mismatch refuses the import).
+ *                                A store from before keyed them by the compressed blob's digest:
+ *                                image_get resolves such a directory while none exists by
+ *                                diff_id; gc drops it once one does and no container lists it.
  *   ROOT/index.json              name:tag -> manifest digest (written atomically)
  *   ROOT/containers/<id>/layers  one layer hex digest per line, for each container that uses
  *                                them: rmi keeps those layers
  * Imports unpack into ROOT/tmp/ and rename into place, so a failed import leaves the store as
- * it was.
+ * it was. A layout may leave out a layer blob whose diff_id the store has
+ * unpacked (registry_pull skips fetching it).
  *
  * Unpacking is bounded (layer.h, struct layer_limits): an image's layers together unpack to
  * at most $SHOAL_IMAGE_MAX_SIZE (default 8Gi), and a layer past 64 MiB unpacked may not

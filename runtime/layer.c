@@ -17,7 +17,9 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <openssl/evp.h>
 
+#include "digest.h"
 #include "err.h"
 #include "util.h"
 
@@ -510,6 +512,44 @@ unpack_entry(struct archive *in, struct archive *out, struct archive_entry *e, i
 	return 0;
 }
 
+/*
+ * The tar reader reads the decompressed stream through this: an outer reader (all filters,
+ * raw format) decompresses, and every byte the tar reader sees is hashed on the way, so the
+ * diff_id costs a hash and a copy, not a second decompression. OpenSSL's SHA-256 (it uses the
+ * CPU's SHA extensions) rather than libsodium's, which made a 390 MB layer's import ~25% slower.
+ */
+struct hashed_src {
+	struct archive *outer;
+	EVP_MD_CTX *h;
+	uint64_t size;
+	uint8_t buf[1 << 16];
+};
+
+static void
+hashed_srcp(struct hashed_src **p)
+{
+	if (*p) {
+		EVP_MD_CTX_free((*p)->h);
+		free(*p);
+	}
+}
+
+static la_ssize_t
+hashed_read(struct archive *a, void *arg, const void **out)
+{
+	struct hashed_src *h = arg;
+	la_ssize_t n = archive_read_data(h->outer, h->buf, sizeof(h->buf));
+
+	if (n < 0) {
+		archive_set_error(a, EIO, "%s", archive_error_string(h->outer));
+		return -1;
+	}
+	EVP_DigestUpdate(h->h, h->buf, (size_t)n);
+	h->size += (uint64_t)n;
+	*out = h->buf;
+	return n;
+}
+
 int
 layer_unpack(const char *archive, const char *dir, unsigned flags, struct layer_stats *stats,
              struct shoal_err *err)
@@ -524,9 +564,15 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 {
 	static const struct layer_limits defaults = {
 	    LAYER_DEFAULT_MAX_BYTES, LAYER_DEFAULT_MAX_RATIO, LAYER_DEFAULT_RATIO_FLOOR};
+	cleanup_archive_read struct archive *outer = archive_read_new();
 	cleanup_archive_read struct archive *in = archive_read_new();
 	cleanup_archive_write struct archive *out = archive_write_disk_new();
 	cleanup_free char *rootpath = realpath(dir, NULL);
+	__attribute__((cleanup(hashed_srcp))) struct hashed_src *src = xcalloc(1, sizeof(*src));
+	struct archive_entry *raw;
+	uint8_t h[EVP_MAX_MD_SIZE];
+	unsigned int hlen = 0;
+	const void *rest;
 	cleanup_close int root = -1;
 	struct layer_stats local = {0};
 	struct archive_entry *e;
@@ -538,7 +584,7 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 	if (stats == NULL)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
-	if (in == NULL || out == NULL)
+	if (in == NULL || out == NULL || outer == NULL)
 		return err_set(err, ENOMEM, "libarchive");
 	/* A canonical prefix: libarchive refuses to write through any symlink in the path. */
 	if (rootpath == NULL)
@@ -547,9 +593,17 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 	if (root == -1)
 		return err_set(err, errno, "open %s", rootpath);
 
-	archive_read_support_filter_all(in);
+	archive_read_support_filter_all(outer);
+	archive_read_support_format_raw(outer);
+	if (archive_read_open_filename(outer, archive, 1 << 16) != ARCHIVE_OK ||
+	    archive_read_next_header(outer, &raw) != ARCHIVE_OK)
+		return err_set(err, 0, "%s", archive_error_string(outer));
+	src->outer = outer;
+	src->h = EVP_MD_CTX_new();
+	if (src->h == NULL || EVP_DigestInit_ex(src->h, EVP_sha256(), NULL) != 1)
+		return err_set(err, ENOMEM, "sha256");
 	archive_read_support_format_tar(in);
-	if (archive_read_open_filename(in, archive, 1 << 16) != ARCHIVE_OK)
+	if (archive_read_open(in, src, NULL, hashed_read, NULL) != ARCHIVE_OK)
 		return err_set(err, 0, "%s", archive_error_string(in));
 	/* The ratio's denominator: the archive as stored (compressed). */
 	if (stat(archive, &ast) == -1)
@@ -581,6 +635,19 @@ layer_unpack_limited(const char *archive, const char *dir, unsigned flags,
 		if (unpack_entry(in, out, e, root, rootpath, flags, stats, err) == -1)
 			return err_prefix(err, "entry \"%s\"", name);
 	}
+	/* The tar reader stops at the end-of-archive blocks; the diff_id covers the whole
+	 * stream, padding included. */
+	for (;;) {
+		la_ssize_t n = hashed_read(in, src, &rest);
+		if (n < 0)
+			return err_set(err, 0, "%s", archive_error_string(in));
+		if (n == 0)
+			break;
+	}
+	if (EVP_DigestFinal_ex(src->h, h, &hlen) != 1 || hlen != 32)
+		return err_set(err, 0, "sha256 of the layer failed");
+	memcpy(stats->diff_id, "sha256:", 7);
+	util_hex(h, hlen, stats->diff_id + 7);
 	/* Directory modes and times are applied at close (after their children were written). */
 	if (archive_write_close(out) < ARCHIVE_WARN)
 		return err_set(err, 0, "%s", archive_error_string(out));

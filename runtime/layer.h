@@ -31,6 +31,9 @@ struct layer_stats {
 	uint64_t entries; /* archive entries written, whiteouts included */
 	uint64_t bytes;   /* bytes of regular file data */
 	uint64_t charged; /* what the limits count: bytes + LAYER_ENTRY_COST per entry */
+	/* "sha256:<hex>" of the whole decompressed tar stream (the OCI diff_id), hashed as it is
+	 * unpacked: one decompression serves both. */
+	char diff_id[72];
 };
 
 /*

@@ -855,7 +855,8 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 	struct shoal_err e2;
 	const char *mt = NULL;
 	char digest[DIGEST_STR_LEN + 1], a[40];
-	int have_m = 0, rc = -1;
+	struct oci_config cfg;
+	int have_m = 0, have_c = 0, rc = -1;
 
 	if (stored)
 		*stored = NULL;
@@ -931,7 +932,33 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 	progress(&r, 1);
 	if (layout_blob(&r, root, &m.config, layout, "config", err) == -1)
 		goto out;
+	{
+		/* The config first: a layer the store has unpacked by its diff_id, from any
+		 * compression, is not fetched (the import checks the diff_ids again). */
+		cleanup_free char *cp = xasprintf("%s/blobs/sha256/%s", layout, m.config.digest + 7);
+		cleanup_free char *ct = util_read_file(cp, NULL, err);
+		if (ct == NULL || oci_parse_config(ct, &cfg, err) == -1) {
+			err_prefix(err, "config %s", digest_short(m.config.digest, a, sizeof(a)));
+			goto out;
+		}
+		have_c = 1;
+	}
 	for (size_t i = 0; i < m.nlayers; i++) {
+		if (cfg.diff_ids && cfg.ndiff_ids == m.nlayers &&
+		    strncmp(cfg.diff_ids[i], "sha256:", 7) == 0 && digest_is_hex(cfg.diff_ids[i] + 7)) {
+			cleanup_free char *ld = xasprintf("%s/layers/%s", root, cfg.diff_ids[i] + 7);
+			cleanup_free char *bl =
+			    xasprintf("%s/blobs/sha256/%s", root, m.layers[i].digest + 7);
+			struct stat sb;
+			/* The store's own blob is linked as before (push can then send it). */
+			if (lstat(ld, &sb) == 0 && lstat(bl, &sb) == -1) {
+				if (r.stats)
+					r.stats->blobs++;
+				r.layers_done = i + 1;
+				progress(&r, 1);
+				continue;
+			}
+		}
 		if (layout_blob(&r, root, &m.layers[i], layout, "layer", err) == -1)
 			goto out;
 		r.layers_done = i + 1;
@@ -956,6 +983,8 @@ out:
 	}
 	if (have_m)
 		oci_manifest_free(&m);
+	if (have_c)
+		oci_config_free(&cfg);
 	reg_free(&r);
 	reference_free(&ref);
 	return rc;

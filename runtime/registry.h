@@ -14,7 +14,9 @@ struct oci_manifest;
  *
  * Pull: the manifest is asked for with every type we read in Accept (OCI manifest and index,
  * Docker schema 2 and manifest list; a registry converts to schema 1 otherwise, which is
- * refused); an index picks the node's platform. Only blobs the store lacks are fetched, each
+ * refused); an index picks the node's platform. The config is fetched first: a layer the
+ * store has unpacked by its diff_id (in any compression) is not fetched. Only blobs the store
+ * lacks are fetched, each
  * streamed to ROOT/tmp/partial/<hex> while it is hashed, and refused unless its digest and
  * size match; an interrupted one resumes with a Range request from what is on disk (the
  * whole is verified at the end). The fetched blobs and links to those the store has make an

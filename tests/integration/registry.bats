@@ -164,6 +164,31 @@ blob_gets() {
 	[ "$status" -eq 0 ]
 }
 
+@test "the same layers in zstd are not fetched: the store has them by diff_id" {
+	pull "$REG/shoal/web:1"
+	# web_1 recompressed: other layer blobs (tar+zstd), the same diff_ids and config. Pushed
+	# by shoalrt: skopeo would mount the gzip blobs the registry has instead.
+	timeout 120 skopeo copy -q --dest-compress-format zstd "oci:$IMAGES/web_1" "oci:$WORK/zs:zs"
+	"$SHOALRT" --root "$WORK/zsrc" import "$WORK/zs" zs/web:1 >/dev/null
+	timeout 120 bash "$LAB_BIN" exec sched "$SHOALRT" --root "$WORK/zsrc" push \
+		--insecure-registry "$REG" zs/web:1 "$REG/zs/web:1"
+	lab exec node1 curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+		"http://$REG/v2/zs/web/manifests/1" >"$WORK/m"
+	[ "$(jq -r '.layers[0].mediaType' "$WORK/m")" = application/vnd.oci.image.layer.v1.tar+zstd ]
+	[ "$(jq -r '.layers[0].digest' "$WORK/m")" != "$(jq -r '.layers[0].digest' "$(manifest_of "$IMAGES/web_1")")" ]
+	before=$(blob_gets zs/web)
+	run pull "$REG/zs/web:1"
+	[ "$status" -eq 0 ]
+	echo "$output"
+	[[ "$output" == *"(3 blobs, 0 fetched, 0 bytes"* ]]
+	# Not one blob request for it: the layers were skipped by their diff_ids.
+	[ "$(($(blob_gets zs/web) - before))" -eq 0 ]
+	[ "$(find "$ROOT/layers" -mindepth 1 -maxdepth 1 | wc -l)" -eq 2 ]
+	run rt run --rm "$REG/zs/web:1" /bin/busybox cat /www/healthz
+	[ "$status" -eq 0 ]
+	[ "$output" = ok ]
+}
+
 @test "an image skopeo pushed pulls under its name, with the same digest" {
 	run pull "$REG/sk/web:1"
 	[ "$status" -eq 0 ]

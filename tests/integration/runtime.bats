@@ -29,10 +29,13 @@ setup_file() {
 		export UBSAN_OPTIONS="print_stacktrace=1:log_path=$RT_ROOT/sanitizer/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 	fi
 	"$SHOALRT" --root "$RT_ROOT" import "$build/images/web_1" >/dev/null
-	# The image's layers as the store unpacked them, base first (the manifest's order).
+	# The image's layers as the store unpacked them, base first: by diff_id (the config's
+	# rootfs.diff_ids, the uncompressed digests), whatever their compression.
 	export LAYERS
-	LAYERS=$(jq -r '.layers[].digest' "$build/images/web_1/blobs/sha256/$(jq -r \
-		'.manifests[0].digest' "$build/images/web_1/index.json" | cut -d: -f2)" | cut -d: -f2)
+	local blobs="$build/images/web_1/blobs/sha256" man
+	man=$(jq -r '.manifests[0].digest' "$build/images/web_1/index.json" | cut -d: -f2)
+	LAYERS=$(jq -r '.rootfs.diff_ids[]' "$blobs/$(jq -r .config.digest "$blobs/$man" | cut -d: -f2)" |
+		cut -d: -f2)
 	export TOP_LAYER="$RT_ROOT/layers/$(echo "$LAYERS" | tail -1)"
 	# A checksum of the layers: the image is never written, whatever the containers do.
 	layers_sum >"$RT_ROOT/layers.sum"

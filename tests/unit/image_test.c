@@ -568,6 +568,287 @@ test_failed_imports_leave_store_unchanged(void **state)
 
 /* The unpacked-size cap ($SHOAL_IMAGE_MAX_SIZE): over it an import fails with a message
  * naming the limit, and the store is as it was; layers the store already holds count too. */
+/* data compressed by libarchive's filter (ARCHIVE_FILTER_GZIP, _ZSTD); 0 when not built in. */
+static int
+compress_bytes(const char *data, size_t dlen, int filter, char **out, size_t *len)
+{
+	struct archive *a = archive_write_new();
+	struct archive_entry *ae = archive_entry_new();
+	size_t cap = 1 << 20, used = 0;
+	char *buf = xmalloc(cap);
+
+	archive_write_set_format_raw(a);
+	if (archive_write_add_filter(a, filter) != ARCHIVE_OK) {
+		archive_write_free(a);
+		archive_entry_free(ae);
+		free(buf);
+		return 0;
+	}
+	archive_write_set_bytes_in_last_block(a, 1);
+	assert_int_equal(archive_write_open_memory(a, buf, cap, &used), ARCHIVE_OK);
+	archive_entry_set_pathname(ae, "layer.tar");
+	archive_entry_set_filetype(ae, AE_IFREG);
+	archive_entry_set_perm(ae, 0644);
+	archive_entry_set_size(ae, (la_int64_t)dlen);
+	assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
+	assert_int_equal(archive_write_data(a, data, dlen), (ssize_t)dlen);
+	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+	archive_write_free(a);
+	archive_entry_free(ae);
+	*out = buf;
+	*len = used;
+	return 1;
+}
+
+/* An OCI layout under f->src/name, image ref, with one layer: blob as mt, config diff_id. */
+static void
+make_one_layer(struct fixture *f, struct layout *l, const char *name, const char *ref,
+               const char *blob, size_t blen, const char *mt, const char *diff_id)
+{
+	char *json, path[256];
+	size_t len;
+
+	memset(l, 0, sizeof(*l));
+	snprintf(l->dir, sizeof(l->dir), "%s/%s", f->src, name);
+	snprintf(path, sizeof(path), "%s/blobs/sha256", l->dir);
+	assert_int_equal(util_mkdir_p(path, 0755, NULL), 0);
+	put_blob(l->dir, blob, blen, l->layers[0]);
+	l->nlayers = 1;
+	json = xasprintf("{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{"
+	                 "\"Cmd\":[\"/bin/app\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":"
+	                 "[\"%s\"]}}",
+	                 diff_id);
+	put_blob(l->dir, json, strlen(json), l->config);
+	len = strlen(json);
+	free(json);
+	json = xasprintf("{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+	                 "\"%s\",\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":"
+	                 "\"%s\",\"digest\":\"%s\",\"size\":%zu}]}",
+	                 OCI_MT_MANIFEST, OCI_MT_CONFIG, l->config, len, mt, l->layers[0], blen);
+	put_blob(l->dir, json, strlen(json), l->manifest);
+	len = strlen(json);
+	free(json);
+	json = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":"
+	                 "\"%s\",\"size\":%zu,\"annotations\":{\"%s\":\"%s\"}}]}",
+	                 OCI_MT_MANIFEST, l->manifest, len, OCI_ANN_REF_NAME, ref);
+	snprintf(path, sizeof(path), "%s/index.json", l->dir);
+	write_file(path, json, strlen(json));
+	free(json);
+	snprintf(path, sizeof(path), "%s/oci-layout", l->dir);
+	write_file(path, "{\"imageLayoutVersion\":\"1.0.0\"}", 30);
+}
+
+/* image_get(ref) resolves its one layer to ROOT/layers/hex, and the layer holds bin/app. */
+static void
+expect_layer(struct fixture *f, struct image_store *s, const char *ref, const char *hex)
+{
+	struct shoal_err err;
+	struct image *img = image_get(s, ref, &err);
+	char want[512], app[600];
+	struct stat sb;
+
+	if (img == NULL)
+		fail_msg("%s: %s", ref, err.msg);
+	assert_int_equal(img->nlayers, 1);
+	snprintf(want, sizeof(want), "%s/layers/%s", f->root, hex);
+	assert_string_equal(img->layer_dirs[0], want);
+	assert_string_equal(img->layer_digests[0], hex);
+	snprintf(app, sizeof(app), "%s/bin/app", want);
+	assert_int_equal(stat(app, &sb), 0);
+	image_free(img);
+}
+
+static void
+write_container_layers(struct fixture *f, const char *id, const char *hex)
+{
+	char path[512];
+	char *text = xasprintf("%s\n", hex);
+
+	snprintf(path, sizeof(path), "%s/containers/%s", f->root, id);
+	assert_int_equal(util_mkdir_p(path, 0700, NULL), 0);
+	snprintf(path, sizeof(path), "%s/containers/%s/layers", f->root, id);
+	write_file(path, text, strlen(text));
+	free(text);
+}
+
+/*
+ * One layer as plain tar, gzip and zstd in three images: unpacked once, by its diff_id, and
+ * every image resolves to that directory; gc keeps it while any image or container uses it.
+ */
+static void
+test_layers_by_diff_id(void **state)
+{
+	struct fixture *f = *state;
+	struct layout plain, gz, zst;
+	struct shoal_err err;
+	struct image_store *s;
+	struct image_gc_stats st;
+	char *tar, *gzb, *zstb, diff[DIGEST_STR_LEN + 1], layers[256], blobs[256], path[512];
+	size_t tlen, gzlen, zstlen;
+	int have_zstd;
+
+	need_root();
+	tar_bytes(base_files, ARRAY_SIZE(base_files), &tar, &tlen);
+	digest_buf(tar, tlen, diff);
+	assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_GZIP, &gzb, &gzlen), 1);
+	have_zstd = compress_bytes(tar, tlen, ARCHIVE_FILTER_ZSTD, &zstb, &zstlen);
+	if (!have_zstd) /* libarchive without zstd: a second gzip (other level) stands in */
+		assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_GZIP, &zstb, &zstlen), 1);
+	make_one_layer(f, &plain, "plain", "test/one:plain", tar, tlen, OCI_MT_LAYER, diff);
+	make_one_layer(f, &gz, "gz", "test/one:gz", gzb, gzlen, OCI_MT_LAYER_GZIP, diff);
+	make_one_layer(f, &zst, "zst", "test/one:zst", zstb, zstlen,
+	               have_zstd ? OCI_MT_LAYER "+zstd" : OCI_MT_LAYER_GZIP, diff);
+	assert_string_not_equal(gz.layers[0], plain.layers[0]);
+	if (have_zstd)
+		assert_string_not_equal(zst.layers[0], gz.layers[0]);
+
+	s = image_store_open(f->root, &err);
+	assert_non_null(s);
+	assert_int_equal(image_import(s, gz.dir, NULL, NULL, &err), 0);
+	assert_int_equal(image_import(s, zst.dir, NULL, NULL, &err), 0);
+	assert_int_equal(image_import(s, plain.dir, NULL, NULL, &err), 0);
+	snprintf(layers, sizeof(layers), "%s/layers", f->root);
+	snprintf(blobs, sizeof(blobs), "%s/blobs/sha256", f->root);
+	assert_int_equal(count_entries(layers), 1);
+	snprintf(path, sizeof(path), "%s/%s", layers, diff + 7);
+	assert_int_equal(access(path, F_OK), 0);
+	expect_layer(f, s, "test/one:plain", diff + 7);
+	expect_layer(f, s, "test/one:gz", diff + 7);
+	expect_layer(f, s, "test/one:zst", diff + 7);
+	/* A layout without the layer blob (what a pull leaves when it skipped fetching it)
+	 * imports while the store has the layer by diff_id: nothing is unpacked. */
+	{
+		struct layout nb;
+		char *bz;
+		size_t bzlen;
+
+		/* bzip2: a blob digest the store has never seen (not an OCI type: never read) */
+		assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_BZIP2, &bz, &bzlen), 1);
+		make_one_layer(f, &nb, "noblob", "test/one:noblob", bz, bzlen, OCI_MT_LAYER_GZIP,
+		               diff);
+		free(bz);
+		snprintf(path, sizeof(path), "%s/blobs/sha256/%s", nb.dir, nb.layers[0] + 7);
+		assert_int_equal(unlink(path), 0);
+		if (image_import(s, nb.dir, NULL, NULL, &err) == -1)
+			fail_msg("%s", err.msg);
+		assert_int_equal(count_entries(layers), 1);
+		expect_layer(f, s, "test/one:noblob", diff + 7);
+		assert_int_equal(image_remove(s, "test/one:noblob", &st, &err), 0);
+	}
+
+	/* gc: the layer stays while one image or one container uses it. */
+	assert_int_equal(image_remove(s, "test/one:plain", &st, &err), 0);
+	assert_int_equal(image_remove(s, "test/one:gz", &st, &err), 0);
+	assert_int_equal(st.layers, 0);
+	expect_layer(f, s, "test/one:zst", diff + 7);
+	write_container_layers(f, "c1", diff + 7);
+	assert_int_equal(image_remove(s, "test/one:zst", &st, &err), 0);
+	assert_int_equal(st.layers, 0);
+	assert_int_equal(count_entries(layers), 1);
+	assert_int_equal(count_entries(blobs), 0);
+	snprintf(path, sizeof(path), "%s/containers/c1/layers", f->root);
+	unlink(path);
+	assert_int_equal(image_store_gc(s, &st, &err), 0);
+	assert_int_equal(st.layers, 1);
+	assert_int_equal(count_entries(layers), 0);
+	image_store_close(s);
+	free(tar);
+	free(gzb);
+	free(zstb);
+}
+
+/*
+ * A store written before layers were keyed by diff_id has layers/<compressed blob hex>: its
+ * images keep resolving there (and its containers keep it through gc) until the layer arrives
+ * by diff_id; then images resolve to the new directory and the old one goes once no container
+ * lists it.
+ */
+static void
+test_old_store_layer_dirs(void **state)
+{
+	struct fixture *f = *state;
+	struct layout gz, plain;
+	struct shoal_err err;
+	struct image_store *s;
+	struct image_gc_stats st;
+	char *tar, *gzb, diff[DIGEST_STR_LEN + 1], from[1024], to[1024], layers[256];
+	size_t tlen, gzlen;
+
+	need_root();
+	tar_bytes(base_files, ARRAY_SIZE(base_files), &tar, &tlen);
+	digest_buf(tar, tlen, diff);
+	assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_GZIP, &gzb, &gzlen), 1);
+	make_one_layer(f, &gz, "gz", "test/one:gz", gzb, gzlen, OCI_MT_LAYER_GZIP, diff);
+	make_one_layer(f, &plain, "plain", "test/one:plain", tar, tlen, OCI_MT_LAYER, diff);
+	s = image_store_open(f->root, &err);
+	assert_non_null(s);
+	assert_int_equal(image_import(s, gz.dir, NULL, NULL, &err), 0);
+	/* What the old store did: the layer under its compressed digest. */
+	snprintf(layers, sizeof(layers), "%s/layers", f->root);
+	snprintf(from, sizeof(from), "%s/%s", layers, diff + 7);
+	snprintf(to, sizeof(to), "%s/%s", layers, gz.layers[0] + 7);
+	assert_int_equal(rename(from, to), 0);
+	expect_layer(f, s, "test/one:gz", gz.layers[0] + 7);
+	write_container_layers(f, "old", gz.layers[0] + 7);
+	assert_int_equal(image_store_gc(s, &st, &err), 0);
+	assert_int_equal(st.layers, 0);
+
+	assert_int_equal(image_import(s, plain.dir, NULL, NULL, &err), 0);
+	assert_int_equal(count_entries(layers), 2);
+	expect_layer(f, s, "test/one:gz", diff + 7);
+	expect_layer(f, s, "test/one:plain", diff + 7);
+	/* The old container still lists the old directory: kept. */
+	assert_int_equal(image_store_gc(s, &st, &err), 0);
+	assert_int_equal(st.layers, 0);
+	assert_int_equal(access(to, F_OK), 0);
+	snprintf(from, sizeof(from), "%s/containers/old/layers", f->root);
+	unlink(from);
+	assert_int_equal(image_store_gc(s, &st, &err), 0);
+	assert_int_equal(st.layers, 1);
+	assert_int_equal(count_entries(layers), 1);
+	expect_layer(f, s, "test/one:gz", diff + 7);
+	image_store_close(s);
+	free(tar);
+	free(gzb);
+}
+
+/* A layer whose content is not the config's diff_id is refused; the store stays as it was. */
+static void
+test_diff_id_mismatch(void **state)
+{
+	struct fixture *f = *state;
+	struct layout good, bad;
+	struct shoal_err err;
+	struct image_store *s;
+	char *tar, *top, *gzb, diff[DIGEST_STR_LEN + 1], wrong[DIGEST_STR_LEN + 1];
+	size_t tlen, toplen, gzlen;
+
+	need_root();
+	tar_bytes(base_files, ARRAY_SIZE(base_files), &tar, &tlen);
+	digest_buf(tar, tlen, diff);
+	tar_bytes(top1_files, ARRAY_SIZE(top1_files), &top, &toplen);
+	digest_buf(top, toplen, wrong);
+	make_one_layer(f, &good, "good", "test/one:good", tar, tlen, OCI_MT_LAYER, diff);
+	s = image_store_open(f->root, &err);
+	assert_non_null(s);
+	assert_int_equal(image_import(s, good.dir, NULL, NULL, &err), 0);
+	image_store_close(s);
+	/* base_files' layer (gzip) claiming to be top1_files' diff_id. */
+	assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_GZIP, &gzb, &gzlen), 1);
+	make_one_layer(f, &bad, "bad", "test/one:bad", gzb, gzlen, OCI_MT_LAYER_GZIP, wrong);
+	expect_failure(f, bad.dir, "diff_id");
+	/* Without its blob, a layer the store lacks cannot be imported. */
+	{
+		char path[512];
+		snprintf(path, sizeof(path), "%s/blobs/sha256/%s", bad.dir, bad.layers[0] + 7);
+		assert_int_equal(unlink(path), 0);
+		expect_failure(f, bad.dir, "missing from the archive");
+	}
+	free(tar);
+	free(top);
+	free(gzb);
+}
+
 static void
 test_size_cap(void **state)
 {
@@ -635,6 +916,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_imports_leave_store_unchanged, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_layers_by_diff_id, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_old_store_layer_dirs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_diff_id_mismatch, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("image", tests, NULL, NULL);
 }
