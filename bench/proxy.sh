@@ -299,7 +299,7 @@ overload() {
 		[ $((i % 2)) = 0 ] || order="shoal haproxy"
 		for t in $order; do
 			port=$PHO
-			[ $t = shoal ] && port=$PSO
+			[ "$t" = shoal ] && port=$PSO
 			out=$(wrk -t2 -c50 -d"${osecs}s" -H "Connection: close" "http://127.0.0.1:$port/index.html")
 			echo "$out" | awk '/requests in/ { r = $1 }
 				/Socket errors/ { gsub(",", ""); c = $4 + $6 + $8; to = $10 }
