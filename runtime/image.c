@@ -577,9 +577,9 @@ referenced(struct image_store *s, const struct index *ix, struct hexset *blobs,
 			hexset_add(blobs, m.layers[k].digest + 7);
 			/* The directory image_get resolves: an old store's blob-named one is
 			 * dropped once the layer exists by diff_id and no container lists it. */
-			hexset_add(layers, layer_key(s, m.layers[k].digest,
-			                             c.diff_ids && k < c.ndiff_ids ? c.diff_ids[k]
-			                                                           : NULL));
+			hexset_add(layers,
+			           layer_key(s, m.layers[k].digest,
+			                     c.diff_ids && k < c.ndiff_ids ? c.diff_ids[k] : NULL));
 		}
 		oci_manifest_free(&m);
 		oci_config_free(&c);
@@ -804,7 +804,6 @@ read_in(int dirfd, const char *rel, struct shoal_err *err)
 	}
 	return buf;
 }
-
 
 /* Where a verified blob lives now: staged in this import, else already in the store. */
 static char *

@@ -935,7 +935,8 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 	{
 		/* The config first: a layer the store has unpacked by its diff_id, from any
 		 * compression, is not fetched (the import checks the diff_ids again). */
-		cleanup_free char *cp = xasprintf("%s/blobs/sha256/%s", layout, m.config.digest + 7);
+		cleanup_free char *cp =
+		    xasprintf("%s/blobs/sha256/%s", layout, m.config.digest + 7);
 		cleanup_free char *ct = util_read_file(cp, NULL, err);
 		if (ct == NULL || oci_parse_config(ct, &cfg, err) == -1) {
 			err_prefix(err, "config %s", digest_short(m.config.digest, a, sizeof(a)));
@@ -945,8 +946,10 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 	}
 	for (size_t i = 0; i < m.nlayers; i++) {
 		if (cfg.diff_ids && cfg.ndiff_ids == m.nlayers &&
-		    strncmp(cfg.diff_ids[i], "sha256:", 7) == 0 && digest_is_hex(cfg.diff_ids[i] + 7)) {
-			cleanup_free char *ld = xasprintf("%s/layers/%s", root, cfg.diff_ids[i] + 7);
+		    strncmp(cfg.diff_ids[i], "sha256:", 7) == 0 &&
+		    digest_is_hex(cfg.diff_ids[i] + 7)) {
+			cleanup_free char *ld =
+			    xasprintf("%s/layers/%s", root, cfg.diff_ids[i] + 7);
 			cleanup_free char *bl =
 			    xasprintf("%s/blobs/sha256/%s", root, m.layers[i].digest + 7);
 			struct stat sb;
