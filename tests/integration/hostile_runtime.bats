@@ -180,7 +180,8 @@ store_listing() {
 	[ "$status" -eq 0 ]
 	[[ "$output" != *is-link* ]]
 	[[ "$output" == *"Seccomp:	2"* ]]
-	[[ "$output" == *"NoNewPrivs:	1"* ]]
+	# no_new_privs follows Docker's default (off) unless asked for.
+	[[ "$output" == *"NoNewPrivs:	0"* ]]
 	[[ "$output" == *"kcore=0 keys=0"* ]]
 	[[ "$output" == *sysrq-ro* ]]
 	[[ "$output" == *sys-ro* ]]

@@ -115,7 +115,7 @@ running_version() {
 }
 
 # big_image DIR: shoal/web:1 with a third layer of 16 MiB of random bytes (gzip cannot
-# shrink it), as an OCI layout named shoal/big:1; prints the new layer's hex digest.
+# shrink it), as an OCI layout named shoal/big:1; prints the new layer's blob hex digest and its diff_id hex.
 big_image() {
 	local out=$1 w=$BATS_FILE_TMPDIR/bigwork m c diff ld ls cd cs md ms
 	rm -rf "$out" "$w"
@@ -145,7 +145,8 @@ big_image() {
 		"$out/index.json" >"$w/index.json"
 	mv "$w/index.json" "$out/index.json"
 	rm -rf "$w"
-	echo "$ld"
+	# The blob's digest, then its diff_id: the store keeps the unpacked layer under the latter.
+	echo "$ld $diff"
 }
 
 # partial_over NODE BYTES: a blob being fetched on NODE holds more than BYTES.
@@ -227,8 +228,8 @@ pulled() {
 }
 
 @test "the registry killed in the middle of a pull: the task retries and runs when it is back, no partial layer in the store" {
-	local big dev
-	big=$(big_image "$BATS_FILE_TMPDIR/big")
+	local big bigdiff dev
+	read -r big bigdiff < <(big_image "$BATS_FILE_TMPDIR/big")
 	"$SHOAL_BIN/shoalrt" --root "$SRC" import "$BATS_FILE_TMPDIR/big" >/dev/null
 	push shoal/big:1 "$REG/shoal/big:1"
 	# The registry's side sends at ~16 Mbit/s: the 16 MiB layer takes seconds.
@@ -244,14 +245,14 @@ pulled() {
 	shoal ps big -a >&3
 	# Nothing of the image is in node1's store: no index entry, no blob or layer of it.
 	[ "$(jq "[.images[] | select(.name | contains(\"big\"))] | length" "$DATA/node1/index.json")" -eq 0 ]
-	[ ! -e "$DATA/node1/layers/$big" ]
+	[ ! -e "$DATA/node1/layers/$bigdiff" ]
 	[ ! -e "$DATA/node1/blobs/sha256/$big" ]
 	lab exec sched tc qdisc del dev "$dev" root
 	start_registry
 	wait_until 60 running_is big 1
 	line=$(pulled node1 "$REG/shoal/big:1")
 	echo "node1: $line" >&3
-	[ -e "$DATA/node1/layers/$big" ]
+	[ -e "$DATA/node1/layers/$bigdiff" ]
 	shoal rm big
 }
 
