@@ -188,9 +188,12 @@ store_listing() {
 	[[ "$output" == *"firmware=0"* ]]
 	# procfs and sysfs are where they belong, not on /tmp.
 	[[ "$output" == *"tmp=0"* ]]
-	# And the image itself was not changed: its layer still holds the links.
-	[ -L "$RT_ROOT/layers/$(jq -r '.layers[-1].digest' "$WORK/links.oci/blobs/sha256/$(jq -r \
-		'.manifests[0].digest' "$WORK/links.oci/index.json" | cut -d: -f2)" | cut -d: -f2)/proc" ]
+	# And the image itself was not changed: its layer (stored under its diff_id) still holds
+	# the links.
+	local blobs=$WORK/links.oci/blobs/sha256 man cfg
+	man=$blobs/$(jq -r '.manifests[0].digest' "$WORK/links.oci/index.json" | cut -d: -f2)
+	cfg=$blobs/$(jq -r '.config.digest' "$man" | cut -d: -f2)
+	[ -L "$RT_ROOT/layers/$(jq -r '.rootfs.diff_ids[-1]' "$cfg" | cut -d: -f2)/proc" ]
 }
 
 @test "a decompression-bomb layer (about 200 KiB of gzip, 200 MiB unpacked) is refused, the store unchanged" {
