@@ -27,7 +27,8 @@ esac
 passed=0
 failed=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+fails=$(mktemp)
+trap 'rm -f "$log" "$fails"' EXIT
 
 # Count TAP results from a file; a runner that died without a plan's worth of results
 # counts one failure so a crash never reads as green.
@@ -36,11 +37,15 @@ count() {
 	p=$(grep -cE '^ok ' "$file")
 	f=$(grep -cE '^not ok ' "$file")
 	if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
-		echo "not ok - $name exited $status without a failing test (crash?)"
+		echo "not ok - $name exited $status without a failing test (crash?)" | tee -a "$fails"
 		f=1
 	fi
 	passed=$((passed + p))
 	failed=$((failed + f))
+	# Keep each failure with its diagnostics (the "#" lines after it) for the summary, so
+	# the tail of a long CI log says what failed.
+	awk -v n="$name" '/^not ok /{keep=1; c=0; print "[" n "] " $0; next}
+		/^(ok |[0-9]+\.\.[0-9]+)/{keep=0} keep && c < 40 {print; c++}' "$file" >>"$fails"
 }
 
 if [ "$run_unit" = 1 ]; then
@@ -71,5 +76,9 @@ if [ "$run_integ" = 1 ]; then
 	fi
 fi
 
+if [ -s "$fails" ]; then
+	echo "== failures"
+	cat "$fails"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
