@@ -14,7 +14,7 @@ struct Shoal__Envelope;
 typedef struct Shoal__Envelope Shoal__Envelope;
 
 /*
- * Shoal's secure RPC connection (README.md, "Security model").
+ * Shoal's secure RPC connection (docs/protocol.md, docs/security.md).
  *
  * Handshake, every message fixed-size, before any framing:
  *   1. client -> server  HELLO:  "SHL1" | u8 role | client X25519 ephemeral pk (32)

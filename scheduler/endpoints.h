@@ -10,7 +10,7 @@ struct node;
 struct task;
 
 /*
- * Endpoints (README.md "Architecture"): for every service with a published port, the ip:port of
+ * Endpoints (docs/architecture.md): for every service with a published port, the ip:port of
  * each running task, pushed to every agent with a generation number whenever the set changes,
  * together with the node list (name, address, subnet) the agents route by.
  *

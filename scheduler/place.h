@@ -13,7 +13,7 @@ struct slot;
 struct manifest_constraint;
 
 /*
- * Placement (README.md "Architecture"): filter the nodes (ready, active, constraints, max_per_node,
+ * Placement (docs/architecture.md): filter the nodes (ready, active, constraints, max_per_node,
  * CPU and memory reservations against capacity), then spread: fewest tasks of this service, then
  * most free memory, then name. Deterministic for the same state.
  *

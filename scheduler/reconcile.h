@@ -13,7 +13,7 @@ struct shoal_err;
 typedef struct Shoal__TaskStatus Shoal__TaskStatus;
 
 /*
- * Reconciliation (README.md "Architecture"): compare each service's desired state with what the
+ * Reconciliation (docs/architecture.md): compare each service's desired state with what the
  * agents report, and act. Everything here runs on the scheduler's loop. Changes mark a
  * service dirty; one deferred pass per loop iteration reconciles the dirty services, sends
  * Assignments to the nodes whose task set changed, and commits the store once.
