@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -873,6 +874,9 @@ reconcile_flush(struct sched_server *srv)
 	int64_t start = util_now_ms(), deadline = start + PASS_BUDGET_MS;
 	size_t i = 0, nsvcs = 0, nnodes = 0;
 	struct shoal_err err;
+	struct timespec t0; /* the pass's duration for /metrics, finer than ms */
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 
 	/* Whole services until the budget is spent: a burst (a million new tasks) is spread
 	 * over loop iterations, and heartbeats are still read in between. What is left stays
@@ -918,6 +922,12 @@ reconcile_flush(struct sched_server *srv)
 		 * pass again before polling). */
 		struct timeval now = {0, 0};
 		evtimer_add(srv->pass, &now);
+	}
+	{
+		struct timespec t1;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		prom_hist_observe(&srv->pass_seconds, (double)(t1.tv_sec - t0.tv_sec) +
+		                                          (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	}
 	/* The loop waits while a pass runs: say when one took long enough to notice. */
 	if (util_now_ms() - start >= 500)

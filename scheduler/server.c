@@ -16,6 +16,7 @@
 
 #include "admit.h"
 #include "api.h"
+#include "http.h"
 #include "logs.h"
 #include "reconcile.h"
 #include "err.h"
@@ -336,6 +337,13 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		goto fail;
 	if (listen_on(srv, opt->listen ? opt->listen : ":7100", err) == -1)
 		goto fail;
+	{
+		static const double pass_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+		                                     0.05,   0.1,   0.25,   0.5,   1,    2.5};
+		prom_hist_init(&srv->pass_seconds, pass_bounds, ARRAY_SIZE(pass_bounds));
+	}
+	if (http_start(srv, opt->http ? opt->http : "127.0.0.1:7180", err) == -1)
+		goto fail;
 	srv->cron = event_new(srv->base, -1, EV_PERSIST, cron, srv);
 	srv->accept_pause = evtimer_new(srv->base, on_accept_resume, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
@@ -364,6 +372,7 @@ sched_server_free(struct sched_server *srv)
 {
 	while (srv->conns)
 		sched_conn_drop(srv->conns);
+	http_free(srv);
 	if (srv->listener)
 		evconnlistener_free(srv->listener);
 	if (srv->cron)

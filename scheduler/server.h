@@ -7,6 +7,7 @@
 
 #include "endpoints.h"
 #include "nodes.h"
+#include "prom.h"
 #include "rpc.h"
 #include "service.h"
 #include "store.h"
@@ -18,6 +19,7 @@ struct event;
 struct log_relay;
 struct admit;
 struct shoal_err;
+struct sched_http;
 
 /* One accepted connection: an agent's session or a short CLI call. */
 struct sched_conn {
@@ -40,6 +42,7 @@ struct sched_options {
 	uint32_t heartbeat_ms;    /* default 1000 */
 	bool no_routes;           /* container subnets are routed by the network itself */
 	double join_rate;         /* new node names a second; 0 = NODES_JOIN_RATE */
+	const char *http;         /* status page and /metrics: "ADDR:PORT" or "off" */
 };
 
 /* The scheduler daemon's state: the only mutable global, owner of everything below. */
@@ -84,6 +87,8 @@ struct sched_server {
 	uint32_t heartbeat_ms; /* interval handed to agents */
 	bool no_routes;        /* send no node list: the network routes container subnets */
 	char *data_dir;
+	struct sched_http *http;       /* the status page and /metrics (http.c), NULL if off */
+	struct prom_hist pass_seconds; /* how long reconcile passes held the loop */
 };
 
 int sched_server_init(struct sched_server *srv, const struct sched_options *opt,
