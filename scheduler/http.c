@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -31,7 +32,7 @@
 struct sched_http {
 	struct evhttp *http;
 	bool open;          /* bound to loopback: no token asked */
-	uint16_t port;      /* for the Host check */
+	uint16_t port;      /* where it listens */
 	struct token read;  /* DATA_DIR/read.token */
 };
 
@@ -444,6 +445,7 @@ on_request(struct evhttp_request *req, void *arg)
 int
 http_start(struct sched_server *srv, const char *spec, struct shoal_err *err)
 {
+	struct evhttp_bound_socket *bound;
 	struct sched_http *h;
 	struct in_addr a;
 	char host[64];
@@ -477,16 +479,30 @@ http_start(struct sched_server *srv, const char *spec, struct shoal_err *err)
 	evhttp_set_max_body_size(h->http, 4096);
 	evhttp_set_timeout(h->http, 30);
 	evhttp_set_gencb(h->http, on_request, srv);
-	if (evhttp_bind_socket(h->http, host, port) != 0) {
+	bound = evhttp_bind_socket_with_handle(h->http, host, port);
+	if (bound == NULL) {
 		err_set(err, errno, "--http: listen on %s", spec);
 		goto fail;
 	}
-	shoal_log(LOG_INFO, "http: status page and /metrics on %s:%u%s", host, port,
+	{
+		struct sockaddr_in sin;
+		socklen_t len = sizeof(sin);
+		if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sin, &len) ==
+		    0)
+			h->port = ntohs(sin.sin_port);
+	}
+	shoal_log(LOG_INFO, "http: status page and /metrics on %s:%u%s", host, h->port,
 	          h->open ? "" : " (token required)");
 	return 0;
 fail:
 	http_free(srv);
 	return -1;
+}
+
+uint16_t
+http_port(const struct sched_server *srv)
+{
+	return srv->http ? srv->http->port : 0;
 }
 
 void

@@ -2,6 +2,7 @@
 #define SHOAL_SCHEDULER_HTTP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct sched_server;
 struct shoal_err;
@@ -23,6 +24,8 @@ struct evbuffer;
 /* Listen on spec ("ADDR:PORT"; "off" serves nothing). -1 with err if it cannot. */
 int http_start(struct sched_server *srv, const char *spec, struct shoal_err *err);
 void http_free(struct sched_server *srv);
+/* The port it listens on (what port 0 became), 0 when off. */
+uint16_t http_port(const struct sched_server *srv);
 
 /* Write the scheduler's metrics (exposed for tests). */
 void http_metrics(struct sched_server *srv, struct evbuffer *out);

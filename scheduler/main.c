@@ -104,7 +104,7 @@ main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
 	};
-	struct sched_options so = {0};
+	struct sched_options so = {.http = "127.0.0.1:7180"};
 	struct sched_server srv;
 	struct shoal_err err;
 	const char *cmd;

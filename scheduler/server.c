@@ -342,7 +342,7 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		                                     0.05,   0.1,   0.25,   0.5,   1,    2.5};
 		prom_hist_init(&srv->pass_seconds, pass_bounds, ARRAY_SIZE(pass_bounds));
 	}
-	if (http_start(srv, opt->http ? opt->http : "127.0.0.1:7180", err) == -1)
+	if (opt->http && http_start(srv, opt->http, err) == -1)
 		goto fail;
 	srv->cron = event_new(srv->base, -1, EV_PERSIST, cron, srv);
 	srv->accept_pause = evtimer_new(srv->base, on_accept_resume, srv);

@@ -42,7 +42,7 @@ struct sched_options {
 	uint32_t heartbeat_ms;    /* default 1000 */
 	bool no_routes;           /* container subnets are routed by the network itself */
 	double join_rate;         /* new node names a second; 0 = NODES_JOIN_RATE */
-	const char *http;         /* status page and /metrics: "ADDR:PORT" or "off" */
+	const char *http;         /* status page and /metrics: "ADDR:PORT", "off" or NULL */
 };
 
 /* The scheduler daemon's state: the only mutable global, owner of everything below. */
