@@ -183,6 +183,16 @@ write_proxy(struct evbuffer *out, const struct proxy_stats *st)
 	}
 	prom_family(out, "shoal_proxy_backend_bytes_total", "counter",
 	            "Bytes carried to (direction=in) and from (out) one backend.");
+	for (size_t i = 0; i < st->nservices; i++)
+		for (size_t k = 0; k < st->services[i].nbackends; k++) {
+			const struct proxy_backend_stats *b = &st->services[i].backends[k];
+			const char *in[] = {"service", st->services[i].name, "backend", b->addr,
+			                    "task", b->id, "direction", "in", NULL};
+			const char *o[] = {"service", st->services[i].name, "backend", b->addr,
+			                   "task", b->id, "direction", "out", NULL};
+			prom_sample_u64(out, "shoal_proxy_backend_bytes_total", in, b->c.bytes_in);
+			prom_sample_u64(out, "shoal_proxy_backend_bytes_total", o, b->c.bytes_out);
+		}
 	prom_family(out, "shoal_proxy_backend_benched", "gauge",
 	            "1 while a backend is benched after a failed connect.");
 	for (size_t i = 0; i < st->nservices; i++)
