@@ -61,8 +61,8 @@ metrics_health_result(int kind, bool ok)
 static const char *
 task_state_text(int st)
 {
-	static const char *const names[] = {"pending",  "assigned", "preparing", "starting",
-	                                    "running",  "stopping", "stopped",   "failed"};
+	static const char *const names[] = {"pending", "assigned", "preparing", "starting",
+	                                    "running", "stopping", "stopped",   "failed"};
 	return st >= 0 && st < (int)ARRAY_SIZE(names) ? names[st] : "unknown";
 }
 
@@ -73,7 +73,10 @@ struct proxy_metric {
 	bool signed_value;
 };
 
-#define PM(field, name, type, help, s) {name, type, help, offsetof(struct proxy_counters, field), s}
+#define PM(field, name, type, help, s)                                                             \
+	{                                                                                          \
+		name, type, help, offsetof(struct proxy_counters, field), s                        \
+	}
 
 static const struct proxy_metric service_metrics[] = {
     PM(conns, "shoal_proxy_connections_total", "counter",
@@ -176,8 +179,10 @@ write_proxy(struct evbuffer *out, const struct proxy_stats *st)
 		for (size_t i = 0; i < st->nservices; i++)
 			for (size_t k = 0; k < st->services[i].nbackends; k++) {
 				const struct proxy_backend_stats *b = &st->services[i].backends[k];
-				const char *l[] = {"service", st->services[i].name, "backend",
-				                   b->addr, "task", b->id, NULL};
+				const char *l[] = {"service", st->services[i].name,
+				                   "backend", b->addr,
+				                   "task",    b->id,
+				                   NULL};
 				prom_sample_u64(out, pm->name, l, counter_at(&b->c, pm));
 			}
 	}
@@ -186,10 +191,12 @@ write_proxy(struct evbuffer *out, const struct proxy_stats *st)
 	for (size_t i = 0; i < st->nservices; i++)
 		for (size_t k = 0; k < st->services[i].nbackends; k++) {
 			const struct proxy_backend_stats *b = &st->services[i].backends[k];
-			const char *in[] = {"service", st->services[i].name, "backend", b->addr,
-			                    "task", b->id, "direction", "in", NULL};
-			const char *o[] = {"service", st->services[i].name, "backend", b->addr,
-			                   "task", b->id, "direction", "out", NULL};
+			const char *in[] = {
+			    "service", st->services[i].name, "backend", b->addr, "task",
+			    b->id,     "direction",          "in",      NULL};
+			const char *o[] = {
+			    "service", st->services[i].name, "backend", b->addr, "task",
+			    b->id,     "direction",          "out",     NULL};
 			prom_sample_u64(out, "shoal_proxy_backend_bytes_total", in, b->c.bytes_in);
 			prom_sample_u64(out, "shoal_proxy_backend_bytes_total", o, b->c.bytes_out);
 		}
@@ -198,8 +205,9 @@ write_proxy(struct evbuffer *out, const struct proxy_stats *st)
 	for (size_t i = 0; i < st->nservices; i++)
 		for (size_t k = 0; k < st->services[i].nbackends; k++) {
 			const struct proxy_backend_stats *b = &st->services[i].backends[k];
-			const char *l[] = {"service", st->services[i].name, "backend", b->addr,
-			                   "task", b->id, NULL};
+			const char *l[] = {
+			    "service", st->services[i].name, "backend", b->addr, "task", b->id,
+			    NULL};
 			prom_sample_u64(out, "shoal_proxy_backend_benched", l, b->benched);
 		}
 }

@@ -37,7 +37,7 @@ struct agent_options {
 	int proxy_max_conns; /* 0 = no limit */
 	int64_t proxy_idle_timeout_ms;
 	int64_t proxy_first_byte_timeout_ms; /* 0 = 30 s */
-	const char *http; /* /metrics: "ADDR:PORT", "off" or NULL (none) */
+	const char *http;                    /* /metrics: "ADDR:PORT", "off" or NULL (none) */
 };
 
 /* The agent daemon's state: the only mutable global, owner of everything below. */

@@ -16,8 +16,8 @@ struct evbuffer;
 #define PROM_MAX_BUCKETS 16
 
 struct prom_hist {
-	size_t nbounds;                       /* finite upper bounds in bounds[] */
-	double bounds[PROM_MAX_BUCKETS];      /* ascending, in the metric's unit (seconds) */
+	size_t nbounds;                        /* finite upper bounds in bounds[] */
+	double bounds[PROM_MAX_BUCKETS];       /* ascending, in the metric's unit (seconds) */
 	uint64_t counts[PROM_MAX_BUCKETS + 1]; /* per bucket, not cumulative; last is +Inf */
 	double sum;
 	uint64_t count;
@@ -36,8 +36,7 @@ void prom_family(struct evbuffer *out, const char *name, const char *type, const
  */
 void prom_sample(struct evbuffer *out, const char *name, const char *const *labels, double v);
 /* The same for an integer (exact past 2^53, as a counter of bytes may be). */
-void prom_sample_u64(struct evbuffer *out, const char *name, const char *const *labels,
-                     uint64_t v);
+void prom_sample_u64(struct evbuffer *out, const char *name, const char *const *labels, uint64_t v);
 
 /* The samples of a histogram family (after prom_family): _bucket..., _sum, _count. */
 void prom_hist_write(struct evbuffer *out, const char *name, const char *const *labels,

@@ -31,9 +31,9 @@
 
 struct sched_http {
 	struct evhttp *http;
-	bool open;          /* bound to loopback: no token asked */
-	uint16_t port;      /* where it listens */
-	struct token read;  /* DATA_DIR/read.token */
+	bool open;         /* bound to loopback: no token asked */
+	uint16_t port;     /* where it listens */
+	struct token read; /* DATA_DIR/read.token */
 };
 
 static const char *const node_status_names[] = {"down", "ready", "unknown"};
@@ -59,7 +59,7 @@ update_state_name(enum update_state s)
 }
 
 static const enum update_state update_states[] = {
-    UPDATE_NONE,        UPDATE_UPDATING,    UPDATE_PAUSED,
+    UPDATE_NONE,         UPDATE_UPDATING,    UPDATE_PAUSED,
     UPDATE_ROLLING_BACK, UPDATE_ROLLED_BACK, UPDATE_COMPLETED,
 };
 
@@ -116,7 +116,8 @@ http_authorized(const struct sched_server *srv, const char *auth)
 		return false;
 	tok++;
 	toklen = declen - (size_t)(tok - dec);
-	ok = token_matches(tok, toklen, &srv->id.admin) || (read && token_matches(tok, toklen, read));
+	ok = token_matches(tok, toklen, &srv->id.admin) ||
+	     (read && token_matches(tok, toklen, read));
 	sodium_memzero(dec, sizeof(dec));
 	return ok;
 }
@@ -281,10 +282,10 @@ task_json(const struct task *t, const char *role)
 	                 "id", t->id, "name", t->name ? t->name : "", "service", t->svc->name,
 	                 "slot", (json_int_t)t->slot, "version", (json_int_t)t->version, "node",
 	                 t->node ? t->node->name : "", "desired", task_desired_name(t->desired),
-	                 "state", task_state_name(t->state), "health",
-	                 t->health ? t->health : "", "message", t->message ? t->message : "",
-	                 "ip", t->ip, "exit_code", (int)t->exit_code, "state_since_ms",
-	                 (json_int_t)t->state_since, "role", role);
+	                 "state", task_state_name(t->state), "health", t->health ? t->health : "",
+	                 "message", t->message ? t->message : "", "ip", t->ip, "exit_code",
+	                 (int)t->exit_code, "state_since_ms", (json_int_t)t->state_since, "role",
+	                 role);
 }
 
 void
@@ -300,45 +301,44 @@ http_state(struct sched_server *srv, struct evbuffer *out)
 		const struct node *n = srv->nodes.v[i];
 		json_array_append_new(
 		    nodes,
-		    json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:f}",
-		              "id", n->id, "name", n->name, "address", n->address ? n->address : "",
-		              "status", (unsigned)n->status < 3 ? node_status_names[n->status] : "?",
-		              "drain", n->drain, "labels", n->labels ? n->labels : "", "cpu_millis",
-		              (json_int_t)n->cpu_millis, "memory_bytes", (json_int_t)n->memory_bytes,
-		              "used_cpu_millis", (json_int_t)n->used_cpu_millis,
-		              "used_memory_bytes", (json_int_t)n->used_memory_bytes,
-		              "reserved_cpu_millis", (json_int_t)n->reserved_cpu_millis,
-		              "reserved_memory_bytes", (json_int_t)n->reserved_memory_bytes, "tasks",
-		              (int)n->ntasks, "heartbeat_age_s",
-		              n->last_seen > 0 ? (double)(now - n->last_seen) / 1000.0 : -1.0));
+		    json_pack(
+		        "{s:s, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:f}",
+		        "id", n->id, "name", n->name, "address", n->address ? n->address : "",
+		        "status", (unsigned)n->status < 3 ? node_status_names[n->status] : "?",
+		        "drain", n->drain, "labels", n->labels ? n->labels : "", "cpu_millis",
+		        (json_int_t)n->cpu_millis, "memory_bytes", (json_int_t)n->memory_bytes,
+		        "used_cpu_millis", (json_int_t)n->used_cpu_millis, "used_memory_bytes",
+		        (json_int_t)n->used_memory_bytes, "reserved_cpu_millis",
+		        (json_int_t)n->reserved_cpu_millis, "reserved_memory_bytes",
+		        (json_int_t)n->reserved_memory_bytes, "tasks", (int)n->ntasks,
+		        "heartbeat_age_s",
+		        n->last_seen > 0 ? (double)(now - n->last_seen) / 1000.0 : -1.0));
 		for (size_t k = 0; k < n->npstats; k++) {
 			const struct node_stat *p = &n->pstats[k];
 			json_array_append_new(
-			    proxy, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-			                     "node", n->name, "service", p->service, "backend",
-			                     p->backend, "task_id", p->task_id, "connections",
-			                     (json_int_t)p->connections, "active",
-			                     (json_int_t)p->active, "bytes_in",
-			                     (json_int_t)p->bytes_in, "bytes_out",
-			                     (json_int_t)p->bytes_out, "connect_failures",
-			                     (json_int_t)p->connect_failures, "retries",
-			                     (json_int_t)p->retries, "queue_len",
-			                     (json_int_t)p->queue_len));
+			    proxy,
+			    json_pack(
+			        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "node",
+			        n->name, "service", p->service, "backend", p->backend, "task_id",
+			        p->task_id, "connections", (json_int_t)p->connections, "active",
+			        (json_int_t)p->active, "bytes_in", (json_int_t)p->bytes_in,
+			        "bytes_out", (json_int_t)p->bytes_out, "connect_failures",
+			        (json_int_t)p->connect_failures, "retries", (json_int_t)p->retries,
+			        "queue_len", (json_int_t)p->queue_len));
 		}
 	}
 	for (size_t i = 0; i < srv->services.n; i++) {
 		const struct service *s = srv->services.v[i];
 		char *upd = update_text(s);
 		json_array_append_new(
-		    svcs, json_pack("{s:s, s:s, s:I, s:i, s:i, s:{s:s, s:s, s:i, s:i}, s:s, s:b}",
-		                    "name", s->name, "image", s->spec.image ? s->spec.image : "",
-		                    "version", (json_int_t)s->version, "replicas",
-		                    (int)s->spec.replicas, "running", (int)service_running(s),
-		                    "update", "state", update_state_name(s->update.state), "text",
-		                    upd, "done", (int)s->update.done, "total",
-		                    (int)s->update.total, "pending_reason",
-		                    s->pending_reason ? s->pending_reason : "", "removed",
-		                    s->removed));
+		    svcs,
+		    json_pack("{s:s, s:s, s:I, s:i, s:i, s:{s:s, s:s, s:i, s:i}, s:s, s:b}", "name",
+		              s->name, "image", s->spec.image ? s->spec.image : "", "version",
+		              (json_int_t)s->version, "replicas", (int)s->spec.replicas, "running",
+		              (int)service_running(s), "update", "state",
+		              update_state_name(s->update.state), "text", upd, "done",
+		              (int)s->update.done, "total", (int)s->update.total, "pending_reason",
+		              s->pending_reason ? s->pending_reason : "", "removed", s->removed));
 		free(upd);
 		for (size_t k = 0; k < s->nslots; k++) {
 			const struct slot *sl = &s->slots[k];
@@ -348,8 +348,8 @@ http_state(struct sched_server *srv, struct evbuffer *out)
 				json_array_append_new(tasks, task_json(sl->next, "replacement"));
 			for (size_t j = 0; j < sl->nstopping; j++)
 				if (ntasks++ < HTTP_STATE_MAX_TASKS)
-					json_array_append_new(tasks,
-					                      task_json(sl->stopping[j], "stopping"));
+					json_array_append_new(
+					    tasks, task_json(sl->stopping[j], "stopping"));
 		}
 	}
 	json_object_set_new(root, "now_ms", json_integer(util_wall_ms()));
@@ -414,7 +414,8 @@ on_request(struct evhttp_request *req, void *arg)
 	} else if (!http_authorized(srv, evhttp_find_header(in, "Authorization"))) {
 		struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
 		evhttp_add_header(oh, "WWW-Authenticate", "Bearer realm=\"shoal\"");
-		evhttp_add_header(oh, "WWW-Authenticate", "Basic realm=\"shoal\", charset=\"UTF-8\"");
+		evhttp_add_header(oh, "WWW-Authenticate",
+		                  "Basic realm=\"shoal\", charset=\"UTF-8\"");
 		reply_text(req, 401, "Unauthorized",
 		           "needs Authorization: Bearer <admin or read token>");
 		return;

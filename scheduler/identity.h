@@ -30,8 +30,8 @@ int identity_load(const char *data_dir, struct rpc_identity *id, struct shoal_er
  * file is missing: clusters made before it existed get one at their next start. *made says
  * whether it was made now.
  */
-int identity_read_token(const char *data_dir, const uint8_t *sign_pk, struct token *out,
-                        bool *made, struct shoal_err *err);
+int identity_read_token(const char *data_dir, const uint8_t *sign_pk, struct token *out, bool *made,
+                        struct shoal_err *err);
 
 /* Overwrite every secret in *id. */
 void identity_wipe(struct rpc_identity *id);
