@@ -298,6 +298,7 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		al.max_unauth = srv->nofile / 4 < 1024 ? (unsigned)(srv->nofile / 4) : 1024;
 		srv->admit = admit_new(&al);
 	}
+	events_init(&srv->events, 0);
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->data_dir = xstrdup(opt->data_dir);
 	srv->heartbeat_ms = opt->heartbeat_ms ? opt->heartbeat_ms : 1000;
@@ -376,6 +377,7 @@ sched_server_free(struct sched_server *srv)
 	if (srv->pass)
 		event_free(srv->pass);
 	logs_free(srv);
+	events_free(&srv->events);
 	endpoints_free(&srv->endpoints);
 	services_free(&srv->services);
 	task_map_free(&srv->tasks);

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include "endpoints.h"
+#include "events.h"
 #include "nodes.h"
 #include "rpc.h"
 #include "service.h"
@@ -80,6 +81,7 @@ struct sched_server {
 	int64_t started;            /* monotonic ms the scheduler started */
 	struct log_relay *relays;   /* `shoal logs` requests being relayed */
 	struct endpoints endpoints; /* the proxies' table, its generation, the drains */
+	struct events events;       /* the event stream (`shoal events`, rollout progress) */
 	uint64_t next_relay_id;
 	uint32_t heartbeat_ms; /* interval handed to agents */
 	bool no_routes;        /* send no node list: the network routes container subnets */
