@@ -16,6 +16,7 @@
 
 #include "admit.h"
 #include "api.h"
+#include "evstream.h"
 #include "logs.h"
 #include "reconcile.h"
 #include "err.h"
@@ -62,6 +63,7 @@ void
 sched_conn_drop(struct sched_conn *sc)
 {
 	logs_conn_closed(sc->srv, sc);
+	evstream_conn_closed(sc->srv, sc);
 	conn_unlink(sc);
 	rpc_free(sc->rpc);
 	free(sc);
@@ -81,6 +83,7 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 
 	(void)c;
 	logs_conn_closed(sc->srv, sc);
+	evstream_conn_closed(sc->srv, sc);
 	if (sc->node)
 		shoal_log(LOG_INFO, "node %s disconnected: %s", sc->node->name, reason);
 	conn_unlink(sc);
@@ -377,6 +380,7 @@ sched_server_free(struct sched_server *srv)
 	if (srv->pass)
 		event_free(srv->pass);
 	logs_free(srv);
+	evstream_free(srv);
 	events_free(&srv->events);
 	endpoints_free(&srv->endpoints);
 	services_free(&srv->services);
