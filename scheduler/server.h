@@ -77,13 +77,15 @@ struct sched_server {
 	struct task *
 	    *dirty_tasks; /* tasks whose row the pass writes (once, however often marked) */
 	size_t ndirty_tasks, capdirty_tasks;
-	int64_t next_tick;                 /* monotonic ms of the next 1 s reconcile tick */
-	int64_t next_expire;               /* monotonic ms admission forgets idle sources next */
-	int64_t started;                   /* monotonic ms the scheduler started */
-	struct log_relay *relays;          /* `shoal logs` requests being relayed */
-	struct endpoints endpoints;        /* the proxies' table, its generation, the drains */
-	struct events events;              /* the event stream (`shoal events`, rollout progress) */
-	struct evstream_client *evstreams; /* `shoal events` requests streaming from it */
+	int64_t next_tick;          /* monotonic ms of the next 1 s reconcile tick */
+	int64_t next_expire;        /* monotonic ms admission forgets idle sources next */
+	int64_t started;            /* monotonic ms the scheduler started */
+	struct log_relay *relays;   /* `shoal logs` requests being relayed */
+	struct endpoints endpoints; /* the proxies' table, its generation, the drains */
+	/* The event stream (`shoal events`, rollout progress, the status page), and the
+	 * `shoal events` requests streaming from it. */
+	struct events events;
+	struct evstream_client *evstreams;
 	uint64_t next_relay_id;
 	uint32_t heartbeat_ms; /* interval handed to agents */
 	bool no_routes;        /* send no node list: the network routes container subnets */
