@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -14,6 +15,7 @@
 #include <sodium.h>
 
 #include "err.h"
+#include "events.h"
 #include "identity.h"
 #include "log.h"
 #include "page.h"
@@ -28,6 +30,8 @@
 /* Tasks /api/state lists at most: a page of a million tasks helps nobody, and the JSON
  * would cost the loop a second. */
 #define HTTP_STATE_MAX_TASKS 2000
+/* Events one /api/events answer carries at most: the page asks again a second later. */
+#define HTTP_EVENTS_MAX 500
 
 struct sched_http {
 	struct evhttp *http;
@@ -267,6 +271,12 @@ http_metrics(struct sched_server *srv, struct evbuffer *out)
 	            "Bytes of RPC frames queued to send (on the wire, encrypted).");
 	prom_sample_u64(out, "shoal_rpc_sent_bytes_total", NULL, rc->bytes_out);
 
+	prom_family(out, "shoal_events_total", "counter",
+	            "Events emitted to the event stream, by type.");
+	for (int t = 0; t < EVENTS_NTYPES; t++) {
+		const char *l[] = {"type", events_type_name(t), NULL};
+		prom_sample_u64(out, "shoal_events_total", l, srv->events.total[t]);
+	}
 	prom_family(out, "shoal_scheduler_uptime_seconds", "gauge",
 	            "Time since this scheduler process started.");
 	prom_sample(out, "shoal_scheduler_uptime_seconds", NULL,
@@ -367,6 +377,45 @@ http_state(struct sched_server *srv, struct evbuffer *out)
 	}
 }
 
+/* ---- /api/events ---- */
+
+void
+http_events(struct sched_server *srv, const char *query, struct evbuffer *out)
+{
+	const struct events *ev = &srv->events;
+	const struct events_entry *e;
+	struct evkeyvalq q;
+	uint64_t since = 0, next;
+	char line[1024];
+	size_t n = 0;
+
+	TAILQ_INIT(&q);
+	if (query && evhttp_parse_query_str(query, &q) == 0) {
+		const char *v = evhttp_find_header(&q, "since");
+		char *end;
+		if (v) {
+			unsigned long long x = strtoull(v, &end, 10);
+			if (end != v && *end == '\0')
+				since = x;
+		}
+	}
+	evhttp_clear_headers(&q);
+	/* A seq from before a restart of the scheduler (a new stream): read it from the start. */
+	if (since > ev->last_seq)
+		since = 0;
+	next = since;
+	evbuffer_add_printf(out, "{\"events\":[");
+	for (e = events_next(ev, since); e && n < HTTP_EVENTS_MAX; e = events_next(ev, e->seq)) {
+		events_format_json(e, line, sizeof(line));
+		evbuffer_add_printf(out, "%s%s", n ? "," : "", line);
+		next = e->seq;
+		n++;
+	}
+	evbuffer_add_printf(out, "],\"next\":%llu,\"last\":%llu,\"missed\":%s}",
+	                    (unsigned long long)next, (unsigned long long)ev->last_seq,
+	                    since + 1 < events_first_seq(ev) ? "true" : "false");
+}
+
 /* ---- the server ---- */
 
 static void
@@ -430,8 +479,7 @@ on_request(struct evhttp_request *req, void *arg)
 		http_state(srv, b);
 		reply(req, 200, "OK", "application/json", b);
 	} else if (strcmp(path, "/api/events") == 0) {
-		/* No event stream in this scheduler yet: an empty page of it. */
-		evbuffer_add_printf(b, "{\"events\":[],\"next\":0}");
+		http_events(srv, uri ? evhttp_uri_get_query(uri) : NULL, b);
 		reply(req, 200, "OK", "application/json", b);
 	} else if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
 		evbuffer_add_reference(b, page_html, page_html_len, NULL, NULL);

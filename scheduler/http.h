@@ -31,6 +31,12 @@ uint16_t http_port(const struct sched_server *srv);
 void http_metrics(struct sched_server *srv, struct evbuffer *out);
 /* Write /api/state's JSON (exposed for tests). */
 void http_state(struct sched_server *srv, struct evbuffer *out);
+/*
+ * Write /api/events' JSON for a query "since=SEQ": {"events":[...], "next":SEQ, "last":SEQ,
+ * "missed":BOOL}, at most 500 entries after SEQ in order; the page asks again with next.
+ * missed says that the ring moved past SEQ (entries were lost to this reader).
+ */
+void http_events(struct sched_server *srv, const char *query, struct evbuffer *out);
 
 /*
  * Is the Authorization header value good for the admin or read token of srv? Accepts

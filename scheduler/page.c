@@ -195,7 +195,7 @@ const char page_html[] =
     "    draw(res[0]);\n"
     "    var ev = res[1];\n"
     "    addEvents(ev.events || []);\n"
-    "    if (typeof ev.next === \"number\" && ev.next > seq) seq = ev.next;\n"
+    "    if (typeof ev.next === \"number\") seq = ev.next;\n"
     "    live.className = \"up\";\n"
     "    live.textContent = 'live, ' +\n"
     "      new Date(res[0].now_ms).toISOString().substr(11, 8) + ' UTC';\n"

@@ -16,6 +16,7 @@
 
 #include "admit.h"
 #include "api.h"
+#include "evstream.h"
 #include "http.h"
 #include "logs.h"
 #include "reconcile.h"
@@ -63,6 +64,7 @@ void
 sched_conn_drop(struct sched_conn *sc)
 {
 	logs_conn_closed(sc->srv, sc);
+	evstream_conn_closed(sc->srv, sc);
 	conn_unlink(sc);
 	rpc_free(sc->rpc);
 	free(sc);
@@ -82,6 +84,7 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 
 	(void)c;
 	logs_conn_closed(sc->srv, sc);
+	evstream_conn_closed(sc->srv, sc);
 	if (sc->node)
 		shoal_log(LOG_INFO, "node %s disconnected: %s", sc->node->name, reason);
 	conn_unlink(sc);
@@ -299,6 +302,7 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		al.max_unauth = srv->nofile / 4 < 1024 ? (unsigned)(srv->nofile / 4) : 1024;
 		srv->admit = admit_new(&al);
 	}
+	events_init(&srv->events, 0);
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->data_dir = xstrdup(opt->data_dir);
 	srv->heartbeat_ms = opt->heartbeat_ms ? opt->heartbeat_ms : 1000;
@@ -385,6 +389,8 @@ sched_server_free(struct sched_server *srv)
 	if (srv->pass)
 		event_free(srv->pass);
 	logs_free(srv);
+	evstream_free(srv);
+	events_free(&srv->events);
 	endpoints_free(&srv->endpoints);
 	services_free(&srv->services);
 	task_map_free(&srv->tasks);

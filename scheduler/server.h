@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include "endpoints.h"
+#include "events.h"
 #include "nodes.h"
 #include "prom.h"
 #include "rpc.h"
@@ -17,6 +18,7 @@ struct event_base;
 struct evconnlistener;
 struct event;
 struct log_relay;
+struct evstream_client;
 struct admit;
 struct shoal_err;
 struct sched_http;
@@ -83,6 +85,10 @@ struct sched_server {
 	int64_t started;            /* monotonic ms the scheduler started */
 	struct log_relay *relays;   /* `shoal logs` requests being relayed */
 	struct endpoints endpoints; /* the proxies' table, its generation, the drains */
+	/* The event stream (`shoal events`, rollout progress, the status page), and the
+	 * `shoal events` requests streaming from it. */
+	struct events events;
+	struct evstream_client *evstreams;
 	uint64_t next_relay_id;
 	uint32_t heartbeat_ms; /* interval handed to agents */
 	bool no_routes;        /* send no node list: the network routes container subnets */

@@ -202,6 +202,8 @@ teardown_file() {
 	[[ $dom == *">obsweb.1."* ]]
 	[[ $dom == *">running<"* ]]
 	[[ $dom == *">healthy<"* ]]
+	# The event stream: the rollout's start, from the scheduler's own events.
+	[[ $dom == *"update started obsweb"* ]]
 	lab exec sched timeout 60 "${chrome[@]}" --screenshot="$ARTIFACTS/status-page.png" \
 		"http://$SCHED_HTTP/" 2>>"$BATS_TEST_TMPDIR/chrome.err"
 	[ -s "$ARTIFACTS/status-page.png" ]

@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "err.h"
+#include "scheduler/events.h"
 #include "log.h"
 #include "prom.h"
 #include "rpc.h"
@@ -271,6 +272,42 @@ test_token_required(void **state)
 	fixture_down(&f);
 }
 
+/* /api/events reads on from since=SEQ; a seq from before a restart reads from the start. */
+static void
+test_events(void **state)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct fixture f;
+	char *s;
+
+	(void)state;
+	fixture_up(&f, "127.0.0.1");
+	events_emit(&f.srv.events, EVENTS_NODE, "ready", NULL, "node1", NULL, NULL, 0, 0, NULL);
+	events_emit(&f.srv.events, EVENTS_UPDATE, "started", "web", NULL, NULL, NULL, 0, 2,
+	            "updating 0/%d", 3);
+	http_events(&f.srv, "since=1", b);
+	s = drain(b);
+	assert_non_null(strstr(s, "\"action\":\"started\""));
+	assert_non_null(strstr(s, "\"message\":\"updating 0/3\""));
+	assert_null(strstr(s, "\"action\":\"ready\""));
+	assert_non_null(strstr(s, "\"next\":2,"));
+	free(s);
+	http_events(&f.srv, "since=2", b);
+	s = drain(b);
+	assert_prefix(s, "{\"events\":[],\"next\":2,");
+	free(s);
+	/* Past the end (the scheduler restarted under the page), garbage, or none: from 0. */
+	for (int i = 0; i < 3; i++) {
+		http_events(&f.srv, i == 0 ? "since=99" : i == 1 ? "since=x" : NULL, b);
+		s = drain(b);
+		assert_non_null(strstr(s, "\"action\":\"ready\""));
+		assert_non_null(strstr(s, "\"next\":2,"));
+		free(s);
+	}
+	evbuffer_free(b);
+	fixture_down(&f);
+}
+
 int
 main(void)
 {
@@ -278,6 +315,7 @@ main(void)
 	    cmocka_unit_test(test_prom_format),
 	    cmocka_unit_test(test_loopback),
 	    cmocka_unit_test(test_token_required),
+	    cmocka_unit_test(test_events),
 	};
 
 	if (sodium_init() < 0)
