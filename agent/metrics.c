@@ -158,6 +158,14 @@ write_proxy(struct evbuffer *out, const struct proxy_stats *st)
 		                st->services[i].queue_len > 0 ? (uint64_t)st->services[i].queue_len
 		                                              : 0);
 	}
+	prom_family(out, "shoal_proxy_queue_oldest_wait_seconds", "gauge",
+	            "How long the oldest client waiting for a slot has waited (0: none waits).");
+	for (size_t i = 0; i < st->nservices; i++) {
+		const char *l[] = {"service", st->services[i].name, NULL};
+		int64_t w = st->services[i].queue_len > 0 ? st->services[i].queue_max_wait : 0;
+		prom_sample(out, "shoal_proxy_queue_oldest_wait_seconds", l,
+		            w > 0 ? (double)w / 1000.0 : 0);
+	}
 	prom_family(out, "shoal_proxy_backends", "gauge", "Backends in a service's rotation.");
 	for (size_t i = 0; i < st->nservices; i++) {
 		const char *l[] = {"service", st->services[i].name, NULL};
@@ -319,7 +327,7 @@ metrics_start(struct agent_server *a, const char *spec, struct shoal_err *err)
 	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_max_headers_size(m->http, 16384);
 	evhttp_set_max_body_size(m->http, 4096);
-	evhttp_set_timeout(m->http, 30);
+	evhttp_set_timeout(m->http, 10);
 	evhttp_set_gencb(m->http, on_request, a);
 	bound = evhttp_bind_socket_with_handle(m->http, host, port);
 	if (bound == NULL) {

@@ -30,6 +30,8 @@
 /* Tasks /api/state lists at most: a page of a million tasks helps nobody, and the JSON
  * would cost the loop a second. */
 #define HTTP_STATE_MAX_TASKS 2000
+/* Proxy counter lines likewise (nodes x services x backends grows fast). */
+#define HTTP_STATE_MAX_PROXY 2000
 /* Events one /api/events answer carries at most: the page asks again a second later. */
 #define HTTP_EVENTS_MAX 500
 
@@ -304,7 +306,7 @@ http_state(struct sched_server *srv, struct evbuffer *out)
 	json_t *root = json_object(), *nodes = json_array(), *svcs = json_array();
 	json_t *tasks = json_array(), *proxy = json_array();
 	int64_t now = util_now_ms();
-	size_t ntasks = 0;
+	size_t ntasks = 0, nproxy = 0;
 	char *text;
 
 	for (size_t i = 0; i < srv->nodes.n; i++) {
@@ -323,7 +325,7 @@ http_state(struct sched_server *srv, struct evbuffer *out)
 		        (json_int_t)n->reserved_memory_bytes, "tasks", (int)n->ntasks,
 		        "heartbeat_age_s",
 		        n->last_seen > 0 ? (double)(now - n->last_seen) / 1000.0 : -1.0));
-		for (size_t k = 0; k < n->npstats; k++) {
+		for (size_t k = 0; k < n->npstats && nproxy < HTTP_STATE_MAX_PROXY; k++, nproxy++) {
 			const struct node_stat *p = &n->pstats[k];
 			json_array_append_new(
 			    proxy,
@@ -526,7 +528,9 @@ http_start(struct sched_server *srv, const char *spec, struct shoal_err *err)
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_max_headers_size(h->http, 16384);
 	evhttp_set_max_body_size(h->http, 4096);
-	evhttp_set_timeout(h->http, 30);
+	/* An idle connection holds an fd the RPC side may need: evhttp 2.1 has no connection
+	 * cap, so idle ones go soon. */
+	evhttp_set_timeout(h->http, 10);
 	evhttp_set_gencb(h->http, on_request, srv);
 	bound = evhttp_bind_socket_with_handle(h->http, host, port);
 	if (bound == NULL) {
