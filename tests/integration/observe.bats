@@ -249,4 +249,18 @@ teardown_file() {
 	[ "$status" -ne 0 ]
 	# The scheduler serves on: the agents are still there.
 	wait_until 30 ready_nodes_is 3
+	# Prometheus with the read token as its credentials file scrapes it there.
+	cfg="$BATS_TEST_TMPDIR/prometheus.yml"
+	cat >"$cfg" <<-CFG
+		global: {scrape_interval: 1s, scrape_timeout: 1s}
+		scrape_configs:
+		  - job_name: shoal-scheduler
+		    authorization: {credentials_file: "$DATA/sched/read.token"}
+		    static_configs: [{targets: ["$addr"]}]
+	CFG
+	lab spawn prom sched prometheus --config.file="$cfg" \
+		--storage.tsdb.path="$BATS_TEST_TMPDIR/tsdb" --web.listen-address="$PROM_ADDR" \
+		--log.level=warn >/dev/null
+	wait_until 60 prom_up_is 1
+	wait_until 20 prom_ready_nodes_is 3
 }
