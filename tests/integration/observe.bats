@@ -6,6 +6,7 @@
 
 load helpers
 
+# shellcheck disable=SC2034 # read by bats: every test runs under this timeout
 BATS_TEST_TIMEOUT=150
 M="$BATS_TEST_DIRNAME/manifests"
 SCHED_HTTP=127.0.0.1:7180
@@ -123,10 +124,9 @@ teardown_file() {
 	wait_until 60 healthy_is obsweb 3
 	addr=$(lab addr node1)
 	# Traffic through node1's proxy, spread over the three replicas.
-	for n in 1 2 3 4 5 6; do
+	for _ in 1 2 3 4 5 6; do
 		lab exec sched timeout 3 busybox wget -qO- "http://$addr:9181/" >/dev/null
 	done
-	total=0
 	for i in 1 2 3; do
 		out=$(get "http://$(lab addr "node$i"):7181/metrics")
 		run promtool check metrics <<<"$out"
@@ -182,11 +182,12 @@ teardown_file() {
 	shoal apply -f "$BATS_TEST_TMPDIR/obsweb-v2.yaml"
 	wait_until 10 state_is obsweb updating
 	# Some traffic, for the page's per-backend table.
-	for n in 1 2 3 4 5 6; do
+	for _ in 1 2 3 4 5 6; do
 		lab exec sched timeout 3 busybox wget -qO- "http://$(lab addr node2):9181/" >/dev/null
 	done
 	# The page's JSON, as its script reads it.
 	get "http://$SCHED_HTTP/api/state" | jq -e '.services[] | select(.name == "obsweb") | .update.state == "updating"'
+	# shellcheck disable=SC2054 # --window-size takes "W,H"
 	chrome=(chromium --headless --no-sandbox --disable-gpu --no-first-run
 		--disable-background-networking --disable-component-update --disable-sync
 		--disable-default-apps --disable-extensions --user-data-dir="$BATS_TEST_TMPDIR/chrome"
