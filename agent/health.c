@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "runtime/container.h"
 #include "server.h"
 #include "tasks.h"
@@ -72,6 +73,7 @@ verdict(struct health *h, bool ok, const char *why)
 	enum health_status before = h->status;
 
 	cancel(h);
+	metrics_health_result((int)sp->health.kind, ok);
 	if (ok) {
 		h->failures = 0;
 		h->reason[0] = '\0';

@@ -89,6 +89,9 @@ static const char usage_text[] =
     "                         sent a byte for DUR (default 30s)\n"
     "  --masquerade           masquerade containers' traffic leaving the cluster (needs\n"
     "                         iptables); traffic between containers is never NATed\n"
+    "  --http ADDR:PORT       serve Prometheus /metrics here (default 127.0.0.1:7181;\n"
+    "                         off: disables it); no token is asked: bind it where only\n"
+    "                         the monitoring network reaches\n"
     "  --log-level LEVEL      error, warn, notice, info (default) or debug\n"
     "  -h, --help             this text\n"
     "\n"
@@ -345,10 +348,11 @@ main(int argc, char **argv)
 	    {"proxy-max-conns", required_argument, NULL, 'X'},
 	    {"proxy-idle-timeout", required_argument, NULL, 'D'},
 	    {"proxy-first-byte-timeout", required_argument, NULL, 'F'},
+	    {"http", required_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
 	};
-	struct agent_options o = {0};
+	struct agent_options o = {.http = "127.0.0.1:7181"};
 	struct agent_server agent;
 	struct shoal_err err;
 	int c, level = LOG_INFO, rc;
@@ -473,6 +477,9 @@ main(int argc, char **argv)
 				    optarg);
 				return 1;
 			}
+			break;
+		case 'H':
+			o.http = optarg;
 			break;
 		case 'L':
 			level = log_level_parse(optarg);

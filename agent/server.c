@@ -11,6 +11,7 @@
 #include "err.h"
 #include "labels.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "token.h"
 #include "util.h"
@@ -135,6 +136,10 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 			return err_prefix(err, "proxy");
 		}
 	}
+	if (opt->http && metrics_start(a, opt->http, err) == -1) {
+		agent_server_free(a);
+		return -1;
+	}
 	shoal_log(LOG_INFO, "agent %s address=%s capacity cpus=%.2f memory=%s", a->name, a->address,
 	          (double)a->capacity.cpu_millis / 1000.0,
 	          util_format_bytes(a->capacity.memory_bytes, mem, sizeof(mem)));
@@ -153,6 +158,7 @@ void
 agent_server_free(struct agent_server *a)
 {
 	session_free(&a->session);
+	metrics_free(a);
 	if (a->proxy)
 		proxy_destroy(a->proxy);
 	a->proxy = NULL;

@@ -15,6 +15,7 @@
 struct event_base;
 struct event;
 struct proxy;
+struct agent_metrics;
 struct shoal_err;
 
 struct agent_options {
@@ -36,6 +37,7 @@ struct agent_options {
 	int proxy_max_conns; /* 0 = no limit */
 	int64_t proxy_idle_timeout_ms;
 	int64_t proxy_first_byte_timeout_ms; /* 0 = 30 s */
+	const char *http;                    /* /metrics: "ADDR:PORT", "off" or NULL (none) */
 };
 
 /* The agent daemon's state: the only mutable global, owner of everything below. */
@@ -59,6 +61,7 @@ struct agent_server {
 	size_t nlabels;
 	struct resources capacity; /* advertised */
 	struct resources_cpu_sample cpu_sample;
+	struct agent_metrics *metrics; /* /metrics (metrics.c), NULL when off */
 };
 
 int agent_server_init(struct agent_server *a, const struct agent_options *opt,

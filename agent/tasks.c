@@ -20,6 +20,7 @@
 #include "runtime/prune.h"
 #include "runtime/registry.h"
 #include "log.h"
+#include "metrics.h"
 #include "reference.h"
 #include "netnode.h"
 #include "rpc.h"
@@ -50,6 +51,7 @@ struct op {
 	pid_t pid;
 	int64_t started_at;
 	char image_digest[80]; /* the manifest digest of the image started */
+	int64_t queued_ms;     /* monotonic ms it was queued (start latency for /metrics) */
 };
 
 /* What a worker writes to the done pipe: its op finished, or progress to show. One write of
@@ -491,6 +493,7 @@ run_op(struct tasks *ts, struct agent_task *t, enum op_kind kind, const char *ad
 	op->kind = kind;
 	op->ts = ts;
 	op->t = t;
+	op->queued_ms = util_now_ms();
 	op->root = xstrdup(ts->root);
 	op->image_dir = ts->image_dir ? xstrdup(ts->image_dir) : NULL;
 	op->node = xstrdup(ts->agent->name);
@@ -805,6 +808,7 @@ start_done(struct tasks *ts, struct op *op)
 		snprintf(t->image_digest, sizeof(t->image_digest), "%s", op->image_digest);
 		record_save(ts, t);
 	}
+	metrics_container_started(op->rc == 0, (double)(util_now_ms() - op->queued_ms) / 1000.0);
 	if (op->rc == 0) {
 		t->started_at = op->started_at;
 		t->exit_code = -1;

@@ -1257,6 +1257,12 @@ f_update_monitor(struct vctx *c, struct docstate *d, const char *path, const str
 	get_duration(c, path, v, false, &d->spec.update.monitor_ms);
 }
 
+static void
+f_update_timeout(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
+{
+	get_duration(c, path, v, false, &d->spec.update.timeout_ms);
+}
+
 static const char *const order_names[] = {"stop-first", "start-first"};
 static const char *const action_names[] = {"pause", "rollback", "continue"};
 static const char *const health_names[] = {"none", "http", "tcp", "cmd"};
@@ -1289,6 +1295,7 @@ f_update(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 	    {"order", f_update_order},
 	    {"failure_action", f_update_action},
 	    {"monitor", f_update_monitor},
+	    {"timeout", f_update_timeout},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
@@ -2088,6 +2095,7 @@ manifest_spec_check(const struct service_spec *s, const char *prefix, struct man
 	check_range(&k, "update.parallelism", s->update.parallelism, LIM_PARALLELISM);
 	check_duration(&k, "update.delay", s->update.delay_ms, false);
 	check_duration(&k, "update.monitor", s->update.monitor_ms, false);
+	check_duration(&k, "update.timeout", s->update.timeout_ms, false);
 	if ((unsigned)s->update.order >= ARRAY_SIZE(order_names))
 		cerr(&k, "update.order: invalid value %d", (int)s->update.order);
 	if ((unsigned)s->update.failure_action >= ARRAY_SIZE(action_names))
@@ -2129,6 +2137,7 @@ manifest_spec_init(struct service_spec *spec)
 	spec->update.order = MANIFEST_ORDER_STOP_FIRST;
 	spec->update.failure_action = MANIFEST_FAILURE_PAUSE;
 	spec->update.monitor_ms = 5000;
+	spec->update.timeout_ms = MANIFEST_UPDATE_TIMEOUT_MS;
 	spec->stop_grace_ms = 10000;
 	spec->network = MANIFEST_NETWORK_BRIDGE;
 	spec->proxy.queue_timeout_ms = 30000; /* HAProxy's timeout queue in the same role */
@@ -2255,7 +2264,8 @@ manifest_spec_equal(const struct service_spec *a, const struct service_spec *b)
 	    a->update.parallelism != b->update.parallelism ||
 	    a->update.delay_ms != b->update.delay_ms || a->update.order != b->update.order ||
 	    a->update.failure_action != b->update.failure_action ||
-	    a->update.monitor_ms != b->update.monitor_ms || a->stop_grace_ms != b->stop_grace_ms ||
+	    a->update.monitor_ms != b->update.monitor_ms ||
+	    a->update.timeout_ms != b->update.timeout_ms || a->stop_grace_ms != b->stop_grace_ms ||
 	    a->network != b->network || a->no_new_privileges != b->no_new_privileges ||
 	    a->proxy.max_conns_per_replica != b->proxy.max_conns_per_replica ||
 	    a->proxy.queue_timeout_ms != b->proxy.queue_timeout_ms)
@@ -2348,6 +2358,10 @@ manifest_spec_to_json(const struct service_spec *s)
 	                              order_names[s->update.order], "failure_action",
 	                              action_names[s->update.failure_action], "monitor_ms",
 	                              (json_int_t)s->update.monitor_ms));
+	/* Only when not the default: specs stored before the key keep their exact text. */
+	if (s->update.timeout_ms != MANIFEST_UPDATE_TIMEOUT_MS)
+		json_object_set_new(json_object_get(o, "update"), "timeout_ms",
+		                    json_integer(s->update.timeout_ms));
 	json_object_set_new(o, "stop_grace_ms", json_integer(s->stop_grace_ms));
 	json_object_set_new(o, "network", json_string(network_names[s->network]));
 	/* Only when not the defaults: specs stored before these keys keep their exact text. */
@@ -2615,7 +2629,8 @@ spec_from_json(json_t *root, struct service_spec *s, struct shoal_err *err)
 		return -1;
 	if (js_u32(sec, "parallelism", &s->update.parallelism, err) == -1 ||
 	    js_i64(sec, "delay_ms", &s->update.delay_ms, err) == -1 ||
-	    js_i64(sec, "monitor_ms", &s->update.monitor_ms, err) == -1)
+	    js_i64(sec, "monitor_ms", &s->update.monitor_ms, err) == -1 ||
+	    js_i64(sec, "timeout_ms", &s->update.timeout_ms, err) == -1)
 		goto fail;
 	e = (int)s->update.order;
 	if (js_enum(sec, "order", order_names, ARRAY_SIZE(order_names), &e, err) == -1)

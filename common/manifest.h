@@ -1,6 +1,9 @@
 #ifndef SHOAL_COMMON_MANIFEST_H
 #define SHOAL_COMMON_MANIFEST_H
 
+/* update.timeout's default: five minutes without progress ends a rollout. */
+#define MANIFEST_UPDATE_TIMEOUT_MS 300000
+
 /*
  * Service manifests: YAML ⇄ struct service_spec ⇄ canonical JSON.
  *
@@ -124,6 +127,10 @@ struct service_spec {
 		enum manifest_update_order order;
 		enum manifest_failure_action failure_action;
 		int64_t monitor_ms;
+		/* A rollout (apply, scale, rollback) that brings no further slot to running and
+		 * healthy for this long ends with failure_action (an update) or is reported stuck
+		 * (a deploy, a scale); 0 = wait for ever. Default MANIFEST_UPDATE_TIMEOUT_MS. */
+		int64_t timeout_ms;
 	} update;
 	int64_t stop_grace_ms;
 	enum manifest_network network;

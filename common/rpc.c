@@ -55,6 +55,7 @@
  */
 static size_t rpc_held_total;
 static size_t rpc_held_budget = RPC_DEFAULT_INPUT_BUDGET;
+static struct rpc_counters rpc_counted;
 
 enum rpc_state {
 	RPC_SERVER_HELLO,  /* server: waiting for HELLO */
@@ -423,6 +424,8 @@ rpc_frame(struct rpc_conn *c, struct evbuffer *in, size_t have)
 		return rpc_fail(c, LOG_WARNING, "unexpected stream tag %u", tag);
 	if (env == NULL)
 		return rpc_fail(c, LOG_WARNING, "unparsable envelope (%zu bytes)", mlen);
+	rpc_counted.frames_in++;
+	rpc_counted.bytes_in += sizeof(hdr) + len;
 	if (c->cb.message != NULL)
 		c->cb.message(c, env, c->arg);
 	shoal__envelope__free_unpacked(env, NULL);
@@ -786,6 +789,8 @@ rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_er
 	v.iov_len = 4 + clen;
 	if (evbuffer_commit_space(out, &v, 1) != 0)
 		return err_set(err, ENOMEM, "rpc: %s: queue frame", c->peer);
+	rpc_counted.frames_out++;
+	rpc_counted.bytes_out += 4 + clen;
 	return 0;
 }
 
@@ -819,6 +824,12 @@ size_t
 rpc_input_held(void)
 {
 	return rpc_held_total;
+}
+
+const struct rpc_counters *
+rpc_counters_get(void)
+{
+	return &rpc_counted;
 }
 
 void

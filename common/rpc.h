@@ -127,6 +127,13 @@ void rpc_set_input_budget(size_t bytes);
 /* Bytes held now in all connections' input buffers (for tests). */
 size_t rpc_input_held(void);
 
+/* Frames (and their bytes on the wire) every connection of this process carried since it
+ * started: /metrics reads them. */
+struct rpc_counters {
+	uint64_t frames_in, frames_out, bytes_in, bytes_out;
+};
+const struct rpc_counters *rpc_counters_get(void);
+
 /* Close without calling the closed callback. Safe inside this connection's own callbacks. */
 void rpc_free(struct rpc_conn *c);
 

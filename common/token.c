@@ -23,6 +23,8 @@ token_role_name(enum token_role role)
 		return "worker";
 	case TOKEN_ROLE_ADMIN:
 		return "admin";
+	case TOKEN_ROLE_READ:
+		return "read";
 	default:
 		return "none";
 	}
@@ -86,8 +88,10 @@ token_parse(const char *s, struct token *t, struct shoal_err *err)
 		tmp.role = TOKEN_ROLE_WORKER;
 	else if (rlen == 5 && memcmp(role, "admin", 5) == 0)
 		tmp.role = TOKEN_ROLE_ADMIN;
+	else if (rlen == 4 && memcmp(role, "read", 4) == 0)
+		tmp.role = TOKEN_ROLE_READ;
 	else
-		return err_set(err, 0, "token: unknown role (want worker or admin)");
+		return err_set(err, 0, "token: unknown role (want worker, admin or read)");
 	if (token_unhex(hash, (size_t)(secret - 1 - hash), tmp.ca_hash, sizeof(tmp.ca_hash)) ==
 	        -1 ||
 	    token_unhex(secret, (size_t)(end - secret), tmp.secret, sizeof(tmp.secret)) == -1) {

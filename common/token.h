@@ -8,7 +8,7 @@ struct shoal_err;
 
 /*
  * A join token reads SHOAL1-<role>-<ca hash>-<secret> (as Swarm's join token
- * carries its CA hash): role is "worker" or "admin", ca hash is the 64-hex
+ * carries its CA hash): role is "worker", "admin" or "read", ca hash is the 64-hex
  * BLAKE2b-256 of the scheduler's Ed25519 public key, secret is 64 hex digits.
  * Holding the secret lets a peer complete the handshake for its role; the CA
  * hash lets it check that the other end is the real scheduler.
@@ -17,6 +17,7 @@ enum token_role {
 	TOKEN_ROLE_NONE = 0,
 	TOKEN_ROLE_WORKER = 1, /* agents */
 	TOKEN_ROLE_ADMIN = 2,  /* the CLI */
+	TOKEN_ROLE_READ = 3,   /* the status page and /metrics only: never an RPC session */
 };
 
 #define TOKEN_HASH_BYTES   32
@@ -44,7 +45,7 @@ void token_ca_hash(const uint8_t *sign_pk, uint8_t out[TOKEN_HASH_BYTES]);
 /* Make a fresh token for role, bound to the scheduler key sign_pk. */
 void token_generate(enum token_role role, const uint8_t *sign_pk, struct token *t);
 
-/* "worker", "admin", or "none". */
+/* "worker", "admin", "read", or "none". */
 const char *token_role_name(enum token_role role);
 
 /* Overwrite a token's secret in memory. */

@@ -9,6 +9,7 @@
 
 #include "endpoints.h"
 #include "err.h"
+#include "evstream.h"
 #include "log.h"
 #include "logs.h"
 #include "manifest.h"
@@ -259,12 +260,15 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	n->last_seen = util_now_ms();
 	n->last_seen_wall = util_wall_ms();
 	nodes_subnet(&srv->nodes, n, subnet, sizeof(subnet));
-	if (!was_ready)
+	if (!was_ready) {
 		shoal_log(LOG_INFO,
 		          "node %s ready id=%s address=%s subnet=%s cpus=%.2f memory=%s labels=%s",
 		          n->name, n->id, n->address, subnet, (double)n->cpu_millis / 1000.0,
 		          util_format_bytes(n->memory_bytes, mem, sizeof(mem)),
 		          n->labels[0] ? n->labels : "-");
+		events_emit(&srv->events, EVENTS_NODE, "ready", NULL, n->name, NULL, NULL, 0, 0,
+		            "registered, address %s", n->address);
+	}
 	reconcile_node_registered(srv, n, r->tasks_running, r->n_tasks_running);
 	rr.node_id = n->id;
 	rr.container_subnet = subnet;
@@ -326,6 +330,8 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 	if (n->status != NODE_READY) {
 		n->status = NODE_READY;
 		shoal_log(LOG_INFO, "node %s ready (heartbeats resumed)", n->name);
+		events_emit(&sc->srv->events, EVENTS_NODE, "ready", NULL, n->name, NULL, NULL, 0, 0,
+		            "heartbeats resumed");
 		/* While it was down its tasks were replaced elsewhere: its set has changed, and
 		 * its proxy's table may be stale. It kept its routes: services only (a full table
 		 * per resumed node would cost O(nodes) each in a storm of them). */
@@ -445,6 +451,26 @@ reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
 	send_or_log(sc, &env);
 }
 
+/* An Ok that tells the CLI where in the event stream to watch the change from. */
+static void __attribute__((format(printf, 4, 5)))
+reply_ok_since(struct sched_conn *sc, uint64_t id, uint64_t seq, const char *fmt, ...)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__Ok ok = SHOAL__OK__INIT;
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ok.message = msg;
+	ok.events_seq = seq;
+	env.id = id;
+	env.body_case = SHOAL__ENVELOPE__BODY_OK;
+	env.ok = &ok;
+	send_or_log(sc, &env);
+}
+
 static void
 handle_task_report(struct sched_conn *sc, const Shoal__Envelope *env)
 {
@@ -494,6 +520,7 @@ handle_apply(struct sched_conn *sc, const Shoal__Envelope *env)
 	Shoal__ServiceChange *changes, **cp;
 	struct service_changes ch;
 	struct shoal_err err;
+	uint64_t seq = sc->srv->events.last_seq;
 
 	/* Checked, stored and committed there; only then answered here. */
 	if (service_apply(sc->srv, ap->specs_json, ap->n_specs_json, &ch, &errs, &err) == -1) {
@@ -511,6 +538,7 @@ handle_apply(struct sched_conn *sc, const Shoal__Envelope *env)
 	}
 	ar.changes = cp;
 	ar.n_changes = ch.n;
+	ar.events_seq = seq;
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_APPLY_REPLY;
 	reply.apply_reply = &ar;
@@ -608,7 +636,7 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 		si->replicas_running = service_running(svc);
 		si->created_ms = svc->created_ms;
 		si->updated_ms = svc->updated_ms;
-		ustates[k] = svc->removed ? xstrdup("removing") : update_text(svc);
+		ustates[k] = svc->removed ? xstrdup("removing") : update_status(svc);
 		si->update_state = ustates[k];
 		si->prev_spec_json = svc->prev_spec_json ? svc->prev_spec_json : "";
 		si->image_digest = (char *)service_pin_get(svc, svc->version);
@@ -726,12 +754,14 @@ handle_scale(struct sched_conn *sc, const Shoal__Envelope *env)
 	struct manifest_errors errs = {0};
 	struct shoal_err err;
 
+	uint64_t seq = sc->srv->events.last_seq;
+
 	for (size_t i = 0; i < sr->n_scales; i++)
 		scales[i] = (struct service_scale){sr->scales[i]->service, sr->scales[i]->replicas};
 	if (service_scale(sc->srv, scales, sr->n_scales, &errs, &err) == -1)
 		reply_error_lines(sc, env->id, (unsigned)err.code, err.msg, &errs);
 	else
-		reply_ok(sc, env->id, "scaled");
+		reply_ok_since(sc, env->id, seq, "scaled");
 	manifest_errors_free(&errs);
 	free(scales);
 }
@@ -765,6 +795,8 @@ handle_set_availability(struct sched_conn *sc, const Shoal__Envelope *env)
 		if (nodes_persist(&srv->store, n, &err) == -1)
 			shoal_log(LOG_ERR, "store: %s", err.msg);
 		shoal_log(LOG_INFO, "node %s %s", n->name, n->drain ? "drained" : "active");
+		events_emit(&srv->events, EVENTS_NODE, n->drain ? "drain" : "active", NULL, n->name,
+		            NULL, NULL, 0, 0, NULL);
 		for (size_t i = 0; i < srv->services.n; i++)
 			reconcile_mark(srv, srv->services.v[i]);
 	}
@@ -814,6 +846,9 @@ handle_remove_node(struct sched_conn *sc, const Shoal__Envelope *env)
 	}
 	shoal_log(LOG_INFO, "node %s removed%s (%u task%s ended)", rn->node,
 	          rn->force ? " (forced)" : "", ntasks, ntasks == 1 ? "" : "s");
+	events_emit(&srv->events, EVENTS_NODE, "removed", NULL, rn->node, NULL, NULL, 0, 0,
+	            "%s%u task%s ended", rn->force ? "forced; " : "", ntasks,
+	            ntasks == 1 ? "" : "s");
 	reply_ok(sc, env->id, "%s", rn->node);
 }
 
@@ -821,6 +856,7 @@ static void
 handle_rollback(struct sched_conn *sc, const Shoal__Envelope *env)
 {
 	struct service *svc = services_find(&sc->srv->services, env->rollback->name);
+	uint64_t seq = sc->srv->events.last_seq;
 
 	if (svc == NULL || svc->removed) {
 		api_reply_error(sc, env->id, ENOENT, "no such service: %s", env->rollback->name);
@@ -831,7 +867,7 @@ handle_rollback(struct sched_conn *sc, const Shoal__Envelope *env)
 		                "service %s has no previous spec to roll back to", svc->name);
 		return;
 	}
-	reply_ok(sc, env->id, "%s rolling back", svc->name);
+	reply_ok_since(sc, env->id, seq, "%s rolling back", svc->name);
 }
 
 /* Which role may send which message: agents report, the CLI administers. */
@@ -855,6 +891,7 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_SET_AVAILABILITY:
 	case SHOAL__ENVELOPE__BODY_ROLLBACK:
 	case SHOAL__ENVELOPE__BODY_REMOVE_NODE:
+	case SHOAL__ENVELOPE__BODY_EVENTS:
 		return TOKEN_ROLE_ADMIN;
 	default:
 		return TOKEN_ROLE_NONE;
@@ -931,6 +968,9 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_REMOVE_NODE:
 		handle_remove_node(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_EVENTS:
+		evstream_start(sc, env);
 		break;
 	default:
 		break;

@@ -99,6 +99,37 @@ identity_load(const char *data_dir, struct rpc_identity *id, struct shoal_err *e
 	return 0;
 }
 
+int
+identity_read_token(const char *data_dir, const uint8_t *sign_pk, struct token *out, bool *made,
+                    struct shoal_err *err)
+{
+	cleanup_free char *path = xasprintf("%s/read.token", data_dir);
+	char tok[TOKEN_STRLEN + 1];
+	int rc;
+
+	*made = false;
+	if (access(path, F_OK) == 0) {
+		if (token_load(path, out, err) == -1)
+			return -1;
+		if (out->role != TOKEN_ROLE_READ) {
+			token_wipe(out);
+			return err_set(err, 0, "%s: not a read token", path);
+		}
+		return 0;
+	}
+	token_generate(TOKEN_ROLE_READ, sign_pk, out);
+	token_format(out, tok, sizeof(tok) - 1);
+	strcat(tok, "\n");
+	rc = write_secret(data_dir, "read.token", tok, err);
+	sodium_memzero(tok, sizeof(tok));
+	if (rc == -1) {
+		token_wipe(out);
+		return -1;
+	}
+	*made = true;
+	return 0;
+}
+
 void
 identity_wipe(struct rpc_identity *id)
 {

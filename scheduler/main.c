@@ -1,6 +1,7 @@
 /* shoal-scheduler: one per cluster. `init` makes the cluster's secrets, `run` serves it. */
 #include <getopt.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ static const char usage_text[] =
     "init  create DIR, the scheduler's signing key and the two join tokens\n"
     "      (DIR/worker.token for agents, DIR/admin.token for the CLI; mode 0600).\n"
     "      The tokens are printed once. Refuses to replace a cluster unless --force.\n"
+    "      DIR/read.token is a third token, for the status page and /metrics only.\n"
     "run   serve agents and the CLI.\n"
     "\n"
     "Options:\n"
@@ -37,6 +39,10 @@ static const char usage_text[] =
     "                            after 3 missed intervals\n"
     "  --join-rate N             new node names accepted per second, after a burst of\n"
     "                            max(50, 10*N) (default 5); known nodes always rejoin\n"
+    "  --http ADDR:PORT          serve /metrics (Prometheus) and the status page at /\n"
+    "                            (default 127.0.0.1:7180; off: disables it). On an\n"
+    "                            address other than loopback every request needs\n"
+    "                            Authorization: Bearer <admin or read token>\n"
     "  --log-level LEVEL         error, warn, notice, info (default) or debug\n"
     "  -h, --help                this text\n";
 
@@ -59,6 +65,24 @@ cmd_init(const char *data_dir, bool force)
 	token_format(&id.admin, tok, sizeof(tok));
 	printf("Admin token (for shoal --token-file), saved in %s/admin.token:\n  %s\n", data_dir,
 	       tok);
+	{
+		cleanup_free char *path = xasprintf("%s/read.token", data_dir);
+		struct token rd;
+		bool made;
+
+		/* A read token of a replaced cluster names the old key: make a new one. */
+		unlink(path);
+		if (identity_read_token(data_dir, id.sign_pk, &rd, &made, &err) == -1) {
+			fprintf(stderr, "shoal-scheduler: init: %s\n", err.msg);
+			identity_wipe(&id);
+			return 1;
+		}
+		token_format(&rd, tok, sizeof(tok));
+		token_wipe(&rd);
+		printf("\nRead-only token (for the status page and /metrics), saved in "
+		       "%s/read.token:\n  %s\n",
+		       data_dir, tok);
+	}
 	sodium_memzero(tok, sizeof(tok));
 	identity_wipe(&id);
 	return 0;
@@ -76,10 +100,11 @@ main(int argc, char **argv)
 	    {"heartbeat-interval", required_argument, NULL, 'i'},
 	    {"join-rate", required_argument, NULL, 'J'},
 	    {"log-level", required_argument, NULL, 'L'},
+	    {"http", required_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
 	};
-	struct sched_options so = {0};
+	struct sched_options so = {.http = "127.0.0.1:7180"};
 	struct sched_server srv;
 	struct shoal_err err;
 	const char *cmd;
@@ -145,6 +170,9 @@ main(int argc, char **argv)
 				fprintf(stderr, "shoal-scheduler: unknown log level %s\n", optarg);
 				return 1;
 			}
+			break;
+		case 'H':
+			so.http = optarg;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);

@@ -1,9 +1,11 @@
 #include "reconcile.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -30,6 +32,54 @@ static void
 store_warn(struct shoal_err *err)
 {
 	shoal_log(LOG_ERR, "store: %s", err->msg);
+}
+
+/* One task event (scheduler/events.h): fmt, when not NULL, says why. */
+static void __attribute__((format(printf, 4, 5)))
+emit_task(struct sched_server *srv, const struct task *t, const char *action, const char *fmt, ...)
+{
+	char msg[256] = "";
+	va_list ap;
+
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+	}
+	events_emit(&srv->events, EVENTS_TASK, action, t->svc->name, t->node ? t->node->name : NULL,
+	            t->id, t->name, t->slot, t->version, "%s", msg);
+}
+
+/* The event of a task that reached state st (reported by its node, or decided here). */
+static void
+emit_task_state(struct sched_server *srv, const struct task *t, enum task_state st)
+{
+	switch (st) {
+	case TASK_STATE_PREPARING:
+		emit_task(srv, t, "preparing", NULL);
+		break;
+	case TASK_STATE_STARTING:
+		emit_task(srv, t, "starting", NULL);
+		break;
+	case TASK_STATE_RUNNING:
+		emit_task(srv, t, "running", NULL);
+		break;
+	case TASK_STATE_STOPPING:
+		emit_task(srv, t, "stopping", "%s", t->message ? t->message : "");
+		break;
+	case TASK_STATE_STOPPED:
+		if (t->desired == TASK_DESIRED_SHUTDOWN)
+			emit_task(srv, t, "stopped", "%s", t->message ? t->message : "");
+		else
+			emit_task(srv, t, "exited", "exited with code %d%s", t->exit_code,
+			          t->oom_killed ? " (OOM killed)" : "");
+		break;
+	case TASK_STATE_FAILED:
+		emit_task(srv, t, "failed", "%s", t->message ? t->message : "failed");
+		break;
+	default:
+		break;
+	}
 }
 
 static void
@@ -300,6 +350,11 @@ shutdown_task(struct sched_server *srv, struct task *t, const char *why)
 	t->desired = TASK_DESIRED_SHUTDOWN;
 	if (why)
 		task_set_message(t, "%s", why);
+	/* Scaled away or the service removed: the slot goes; anything else replaces the task. */
+	if (why && (strcmp(why, "scaled down") == 0 || strcmp(why, "service removed") == 0))
+		emit_task(srv, t, "removed", "%s", why);
+	else
+		emit_task(srv, t, why ? "replaced" : "shutdown", "%s", why ? why : "");
 	if (!t->bound && !task_terminal(t)) {
 		task_set_state(t, TASK_STATE_STOPPED, util_wall_ms());
 		t->finished_mono = util_now_ms();
@@ -725,6 +780,11 @@ place_pending(struct sched_server *srv, struct service *svc)
 			reconcile_persist_task(srv, t);
 		}
 	}
+	/* Said once per reason, not once per pass. */
+	if (pending && (svc->pending_reason == NULL || strcmp(svc->pending_reason, reason) != 0))
+		events_emit(&srv->events, EVENTS_SERVICE, "waiting", svc->name, NULL, NULL, NULL, 0,
+		            svc->version, "%zu task%s pending: %s", pending,
+		            pending == 1 ? "" : "s", reason);
 	free(svc->pending_reason);
 	svc->pending_reason = pending ? xstrdup(reason) : NULL;
 	if (pending && svc->waiting == false)
@@ -733,6 +793,107 @@ place_pending(struct sched_server *srv, struct service *svc)
 	if (pending)
 		svc->waiting = true;
 	place_end(b);
+}
+
+static bool
+update_active(const struct service *svc)
+{
+	return svc->update.state == UPDATE_UPDATING || svc->update.state == UPDATE_ROLLING_BACK;
+}
+
+/* Why the service is not converged, for the timeout's message. */
+static void
+stuck_reason(const struct service *svc, char *buf, size_t len)
+{
+	if (svc->pending_reason) {
+		snprintf(buf, len, "waiting: %s", svc->pending_reason);
+		return;
+	}
+	for (size_t i = 0; i < svc->nslots; i++) {
+		const struct slot *sl = &svc->slots[i];
+		const struct task *t = sl->next ? sl->next : sl->cur;
+		if (sl->removed || t == NULL || task_healthy(t))
+			continue;
+		if (t->health && strncmp(t->health, "unhealthy", 9) == 0)
+			snprintf(buf, len, "task %s %s", t->name, t->health);
+		else if (t->message)
+			snprintf(buf, len, "task %s %s: %s", t->name, task_state_name(t->state),
+			         t->message);
+		else
+			snprintf(buf, len, "task %s %s", t->name, task_state_name(t->state));
+		return;
+	}
+	snprintf(buf, len, "%u of %u replicas running", svc->steady, svc->spec.replicas);
+}
+
+/*
+ * Watch the rollout: `converged` once every slot runs healthy at the current version and no
+ * update is under way (what `shoal apply` waits for); progress is another slot getting
+ * there. No progress for update.timeout ends an update with its failure_action (Kubernetes'
+ * progressDeadlineSeconds, with Swarm's failure actions); a deploy or a scale that stalls is
+ * reported `stuck`, once.
+ */
+static void
+watch_progress(struct sched_server *srv, struct service *svc, int64_t now)
+{
+	uint32_t steady = 0, want = 0;
+	bool quiet = true;
+	char why[320], msg[400];
+	int64_t timeout = svc->spec.update.timeout_ms;
+
+	if (svc->removed)
+		return;
+	for (size_t i = 0; i < svc->nslots; i++) {
+		const struct slot *sl = &svc->slots[i];
+		if (sl->removed) {
+			quiet = false; /* a scale-down not done yet */
+			continue;
+		}
+		want++;
+		if (sl->cur && !sl->next && task_live(sl->cur) && task_healthy(sl->cur) &&
+		    sl->cur->version == svc->version)
+			steady++;
+	}
+	if (steady > svc->steady)
+		svc->progress_at = now;
+	svc->steady = steady;
+	if (quiet && steady == want && want == svc->spec.replicas && !update_active(svc) &&
+	    svc->update.state != UPDATE_PAUSED) {
+		if (!svc->converged)
+			events_emit(&srv->events, EVENTS_SERVICE, "converged", svc->name, NULL,
+			            NULL, NULL, 0, svc->version, "%u/%u running", steady,
+			            svc->spec.replicas);
+		svc->converged = true;
+		svc->stuck = false;
+		return;
+	}
+	if (svc->converged) {
+		/* It was steady and lost a replica: a new window for the timeout. */
+		svc->converged = false;
+		svc->progress_at = now;
+	}
+	if (timeout == 0 || svc->stuck || svc->update.state == UPDATE_PAUSED)
+		return;
+	if (now - svc->progress_at < timeout)
+		return;
+	svc->stuck = true;
+	stuck_reason(svc, why, sizeof(why));
+	snprintf(msg, sizeof(msg), "no progress for %llds: %s", (long long)(timeout / 1000), why);
+	shoal_log(LOG_WARNING, "service %s: %s", svc->name, msg);
+	if (update_active(svc) && svc->update.state == UPDATE_UPDATING) {
+		update_fail(srv, svc, msg);
+	} else if (update_active(svc)) {
+		/* A rollback that stalls has nothing older to go to: it pauses. */
+		svc->update.state = UPDATE_PAUSED;
+		free(svc->update.message);
+		svc->update.message = xasprintf("rollback paused: %s", msg);
+		reconcile_persist_service(srv, svc);
+		events_emit(&srv->events, EVENTS_UPDATE, "paused", svc->name, NULL, NULL, NULL, 0,
+		            svc->version, "%s", svc->update.message);
+	} else {
+		events_emit(&srv->events, EVENTS_SERVICE, "stuck", svc->name, NULL, NULL, NULL, 0,
+		            svc->version, "%s", msg);
+	}
 }
 
 static void
@@ -783,6 +944,9 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 	waiting |= rebalance(srv, svc, now);
 	svc->waiting = waiting;
 	place_pending(srv, svc);
+	/* After placing: a pending reason is part of why it is stuck. The timer it may wait on
+	 * is reconcile_tick's (it needs no pass per second). */
+	watch_progress(srv, svc, now);
 	return true;
 }
 
@@ -873,6 +1037,9 @@ reconcile_flush(struct sched_server *srv)
 	int64_t start = util_now_ms(), deadline = start + PASS_BUDGET_MS;
 	size_t i = 0, nsvcs = 0, nnodes = 0;
 	struct shoal_err err;
+	struct timespec t0; /* the pass's duration for /metrics, finer than ms */
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 
 	/* Whole services until the budget is spent: a burst (a million new tasks) is spread
 	 * over loop iterations, and heartbeats are still read in between. What is left stays
@@ -919,6 +1086,12 @@ reconcile_flush(struct sched_server *srv)
 		struct timeval now = {0, 0};
 		evtimer_add(srv->pass, &now);
 	}
+	{
+		struct timespec t1;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		prom_hist_observe(&srv->pass_seconds, (double)(t1.tv_sec - t0.tv_sec) +
+		                                          (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	}
 	/* The loop waits while a pass runs: say when one took long enough to notice. */
 	if (util_now_ms() - start >= 500)
 		shoal_log(LOG_INFO, "slow reconcile pass: %lld ms, %zu services, %zu nodes",
@@ -928,9 +1101,17 @@ reconcile_flush(struct sched_server *srv)
 void
 reconcile_tick(struct sched_server *srv)
 {
-	for (size_t i = 0; i < srv->services.n; i++)
-		if (srv->services.v[i]->waiting || srv->services.v[i]->removed)
-			reconcile_mark(srv, srv->services.v[i]);
+	int64_t now = util_now_ms();
+
+	for (size_t i = 0; i < srv->services.n; i++) {
+		struct service *svc = srv->services.v[i];
+		/* A rollout's update.timeout runs out. */
+		bool due = !svc->converged && !svc->stuck && svc->spec.update.timeout_ms &&
+		           svc->update.state != UPDATE_PAUSED &&
+		           now - svc->progress_at >= svc->spec.update.timeout_ms;
+		if (svc->waiting || svc->removed || due)
+			reconcile_mark(srv, svc);
+	}
 }
 
 /* ---- reports from agents ---- */
@@ -1031,7 +1212,7 @@ void
 reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__TaskStatus *ts)
 {
 	struct task *t = task_map_get(&srv->tasks, ts->task_id);
-	enum task_state st = (enum task_state)ts->state;
+	enum task_state st = (enum task_state)ts->state, old;
 	const char *ip = ts->container_ip;
 	struct shoal_err err;
 	struct slot *sl;
@@ -1051,14 +1232,26 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 			return;
 		ip = NULL;
 	}
+	old = t->state;
 	task_set_state(t, st, ts->timestamp_ms ? ts->timestamp_ms : util_wall_ms());
 	if (ts->message && ts->message[0])
 		task_set_message(t, "%s", ts->message);
 	else if (st == TASK_STATE_RUNNING && t->desired == TASK_DESIRED_RUNNING)
 		task_set_message(t, NULL);
+	if (st != old) {
+		if (task_terminal(t)) {
+			t->exit_code = ts->exit_code;
+			t->oom_killed = ts->oom_killed;
+		}
+		emit_task_state(srv, t, st);
+	}
 	if (ts->health && (t->health == NULL || strcmp(ts->health, t->health) != 0)) {
 		free(t->health);
 		t->health = xstrdup(ts->health);
+		if (strncmp(t->health, "healthy", 7) == 0)
+			emit_task(srv, t, "healthy", NULL);
+		else if (strncmp(t->health, "unhealthy", 9) == 0)
+			emit_task(srv, t, "unhealthy", "%s", t->health);
 		/* An update waits for its new tasks to be healthy. */
 		if (t->from_update)
 			reconcile_mark(srv, t->svc);
@@ -1096,10 +1289,13 @@ reconcile_node_down(struct sched_server *srv, struct node *n)
 			continue;
 		t->lost = true;
 		task_set_message(t, "node %s down", n->name);
+		emit_task(srv, t, "lost", "node %s down", n->name);
 		reconcile_mark(srv, t->svc);
 		lost++;
 	}
 	endpoints_mark(srv);
+	events_emit(&srv->events, EVENTS_NODE, "down", NULL, n->name, NULL, NULL, 0, 0,
+	            "no heartbeat; %zu task%s to replace elsewhere", lost, lost == 1 ? "" : "s");
 	if (lost)
 		shoal_log(LOG_INFO, "node %s down: replacing %zu task%s elsewhere", n->name, lost,
 		          lost == 1 ? "" : "s");
@@ -1137,6 +1333,7 @@ reconcile_node_registered(struct sched_server *srv, struct node *n,
 			task_set_state(t, TASK_STATE_FAILED, util_wall_ms());
 			task_set_message(t, "container gone from %s while it was away", n->name);
 		}
+		emit_task_state(srv, t, t->state);
 		finished(srv, t);
 	}
 	if (adopted)
@@ -1274,6 +1471,7 @@ reconcile_node_removed(struct sched_server *srv, struct node *n)
 			                                                   : TASK_STATE_FAILED,
 			               util_wall_ms());
 			task_set_message(t, "node %s removed", n->name);
+			emit_task_state(srv, t, t->state);
 		}
 		finished(srv, t);
 		if (n->tasks == t) /* finished() did not unbind it: never loop forever */

@@ -16,6 +16,8 @@
 
 #include "admit.h"
 #include "api.h"
+#include "evstream.h"
+#include "http.h"
 #include "logs.h"
 #include "reconcile.h"
 #include "err.h"
@@ -62,6 +64,7 @@ void
 sched_conn_drop(struct sched_conn *sc)
 {
 	logs_conn_closed(sc->srv, sc);
+	evstream_conn_closed(sc->srv, sc);
 	conn_unlink(sc);
 	rpc_free(sc->rpc);
 	free(sc);
@@ -81,6 +84,7 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 
 	(void)c;
 	logs_conn_closed(sc->srv, sc);
+	evstream_conn_closed(sc->srv, sc);
 	if (sc->node)
 		shoal_log(LOG_INFO, "node %s disconnected: %s", sc->node->name, reason);
 	conn_unlink(sc);
@@ -298,6 +302,7 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		al.max_unauth = srv->nofile / 4 < 1024 ? (unsigned)(srv->nofile / 4) : 1024;
 		srv->admit = admit_new(&al);
 	}
+	events_init(&srv->events, 0);
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->data_dir = xstrdup(opt->data_dir);
 	srv->heartbeat_ms = opt->heartbeat_ms ? opt->heartbeat_ms : 1000;
@@ -336,6 +341,13 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		goto fail;
 	if (listen_on(srv, opt->listen ? opt->listen : ":7100", err) == -1)
 		goto fail;
+	{
+		static const double pass_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+		                                     0.05,   0.1,   0.25,   0.5,   1,    2.5};
+		prom_hist_init(&srv->pass_seconds, pass_bounds, ARRAY_SIZE(pass_bounds));
+	}
+	if (opt->http && http_start(srv, opt->http, err) == -1)
+		goto fail;
 	srv->cron = event_new(srv->base, -1, EV_PERSIST, cron, srv);
 	srv->accept_pause = evtimer_new(srv->base, on_accept_resume, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
@@ -364,6 +376,7 @@ sched_server_free(struct sched_server *srv)
 {
 	while (srv->conns)
 		sched_conn_drop(srv->conns);
+	http_free(srv);
 	if (srv->listener)
 		evconnlistener_free(srv->listener);
 	if (srv->cron)
@@ -376,6 +389,8 @@ sched_server_free(struct sched_server *srv)
 	if (srv->pass)
 		event_free(srv->pass);
 	logs_free(srv);
+	evstream_free(srv);
+	events_free(&srv->events);
 	endpoints_free(&srv->endpoints);
 	services_free(&srv->services);
 	task_map_free(&srv->tasks);

@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 
 #include "endpoints.h"
+#include "events.h"
 #include "nodes.h"
+#include "prom.h"
 #include "rpc.h"
 #include "service.h"
 #include "store.h"
@@ -16,8 +18,10 @@ struct event_base;
 struct evconnlistener;
 struct event;
 struct log_relay;
+struct evstream_client;
 struct admit;
 struct shoal_err;
+struct sched_http;
 
 /* One accepted connection: an agent's session or a short CLI call. */
 struct sched_conn {
@@ -40,6 +44,7 @@ struct sched_options {
 	uint32_t heartbeat_ms;    /* default 1000 */
 	bool no_routes;           /* container subnets are routed by the network itself */
 	double join_rate;         /* new node names a second; 0 = NODES_JOIN_RATE */
+	const char *http;         /* status page and /metrics: "ADDR:PORT", "off" or NULL */
 };
 
 /* The scheduler daemon's state: the only mutable global, owner of everything below. */
@@ -80,10 +85,16 @@ struct sched_server {
 	int64_t started;            /* monotonic ms the scheduler started */
 	struct log_relay *relays;   /* `shoal logs` requests being relayed */
 	struct endpoints endpoints; /* the proxies' table, its generation, the drains */
+	/* The event stream (`shoal events`, rollout progress, the status page), and the
+	 * `shoal events` requests streaming from it. */
+	struct events events;
+	struct evstream_client *evstreams;
 	uint64_t next_relay_id;
 	uint32_t heartbeat_ms; /* interval handed to agents */
 	bool no_routes;        /* send no node list: the network routes container subnets */
 	char *data_dir;
+	struct sched_http *http;       /* the status page and /metrics (http.c), NULL if off */
+	struct prom_hist pass_seconds; /* how long reconcile passes held the loop */
 };
 
 int sched_server_init(struct sched_server *srv, const struct sched_options *opt,

@@ -21,6 +21,7 @@ service_new(const char *name, int64_t now_wall)
 
 	s->name = xstrdup(name);
 	s->created_ms = s->updated_ms = now_wall;
+	s->progress_at = util_now_ms();
 	manifest_spec_init(&s->spec);
 	return s;
 }
@@ -187,6 +188,15 @@ slot_del_stopping(struct slot *sl, struct task *t)
 			return;
 		}
 	}
+}
+
+void
+service_rollout_begin(struct service *s)
+{
+	s->converged = false;
+	s->stuck = false;
+	s->steady = 0;
+	s->progress_at = util_now_ms();
 }
 
 uint32_t
@@ -482,6 +492,9 @@ apply_one(struct sched_server *srv, struct apply_plan *p)
 	p->svc = svc;
 	shoal_log(LOG_INFO, "service %s %s: version=%llu replicas=%u image=%s", svc->name,
 	          p->action, (unsigned long long)svc->version, svc->spec.replicas, svc->spec.image);
+	service_rollout_begin(svc);
+	events_emit(&srv->events, EVENTS_SERVICE, p->action, svc->name, NULL, NULL, NULL, 0,
+	            svc->version, "replicas=%u image=%s", svc->spec.replicas, svc->spec.image);
 	reconcile_mark(srv, svc);
 }
 
@@ -604,10 +617,16 @@ service_scale(struct sched_server *srv, const struct service_scale *scales, size
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct service *svc = services_find(&srv->services, scales[i].name);
+		/* Watched anew even when unchanged: a waiting CLI hears `converged` again. */
+		service_rollout_begin(svc);
+		reconcile_mark(srv, svc);
 		if (jsons[i] == NULL || svc->spec.replicas == scales[i].replicas)
 			continue;
 		shoal_log(LOG_INFO, "service %s scaled from %u to %u", svc->name,
 		          svc->spec.replicas, scales[i].replicas);
+		events_emit(&srv->events, EVENTS_SERVICE, "scaled", svc->name, NULL, NULL, NULL, 0,
+		            svc->version, "replicas %u -> %u", svc->spec.replicas,
+		            scales[i].replicas);
 		svc->spec.replicas = scales[i].replicas;
 		free(svc->spec_json);
 		svc->spec_json = steal_ptr(&jsons[i]);
@@ -656,6 +675,8 @@ service_remove(struct sched_server *srv, const char *name, struct shoal_err *err
 	svc->removed = true;
 	svc->updated_ms = now;
 	shoal_log(LOG_INFO, "service %s: removing", svc->name);
+	events_emit(&srv->events, EVENTS_SERVICE, "removed", svc->name, NULL, NULL, NULL, 0,
+	            svc->version, NULL);
 	reconcile_mark(srv, svc);
 	return 0;
 }

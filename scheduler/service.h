@@ -53,6 +53,13 @@ struct service {
 	char rebalance_task[13];
 	uint32_t rebalance_fails;
 	int64_t rebalance_after; /* monotonic ms */
+	/* Watching the rollout (memory only; reconcile.c): every slot runs healthy at the
+	 * current version (the `converged` event went out); the slots that do; when that count
+	 * last grew (monotonic ms); whether update.timeout already fired for this rollout. */
+	bool converged;
+	uint32_t steady;
+	int64_t progress_at;
+	bool stuck;
 };
 
 struct service *service_new(const char *name, int64_t now_wall);
@@ -85,6 +92,10 @@ struct task *slot_push_history(struct slot *sl, struct task *t);
 void slot_add_stopping(struct slot *sl, struct task *t);
 /* Forget t from the stopping list (not freed). */
 void slot_del_stopping(struct slot *sl, struct task *t);
+
+/* A change that starts a rollout (apply, scale, rollback): the service is watched anew, its
+ * update.timeout counts from now. */
+void service_rollout_begin(struct service *s);
 
 /* Tasks of s that count as replicas (live). */
 uint32_t service_running(const struct service *s);

@@ -18,13 +18,24 @@ set_message(struct update *u, const char *msg)
 	u->message = msg ? xstrdup(msg) : NULL;
 }
 
+/* One update event: action, and the update's message as its reason. */
+static void
+emit(struct sched_server *srv, const struct service *svc, const char *action)
+{
+	const struct update *u = &svc->update;
+
+	events_emit(&srv->events, EVENTS_UPDATE, action, svc->name, NULL, NULL, NULL, 0,
+	            svc->version, "%s", u->message ? u->message : "");
+}
+
 void
 update_begin(struct sched_server *srv, struct service *svc)
 {
-	(void)srv;
 	svc->update.state = UPDATE_UPDATING;
 	set_message(&svc->update, NULL);
 	svc->update.next_start = 0;
+	svc->update.reported = 0;
+	emit(srv, svc, "started");
 }
 
 int
@@ -56,6 +67,9 @@ update_rollback(struct sched_server *srv, struct service *svc, const char *why)
 	svc->update.state = UPDATE_ROLLING_BACK;
 	set_message(&svc->update, why);
 	svc->update.next_start = 0;
+	svc->update.reported = 0;
+	service_rollout_begin(svc);
+	emit(srv, svc, "rollback");
 	shoal_log(LOG_WARNING, "service %s: rolling back to the previous spec%s%s", svc->name,
 	          why ? ": " : "", why ? why : "");
 	reconcile_persist_service(srv, svc);
@@ -138,21 +152,34 @@ update_task_failed(struct sched_server *srv, struct service *svc, struct task *t
 		snprintf(msg, sizeof(msg), "rollback paused: task %s %s", t->name, why);
 		set_message(u, msg);
 		reconcile_persist_service(srv, svc);
+		emit(srv, svc, "paused");
 		return;
 	}
+	update_fail(srv, svc, msg);
+}
+
+void
+update_fail(struct sched_server *srv, struct service *svc, const char *msg)
+{
+	struct update *u = &svc->update;
+
 	switch (svc->spec.update.failure_action) {
 	case MANIFEST_FAILURE_CONTINUE:
+		events_emit(&srv->events, EVENTS_UPDATE, "failure", svc->name, NULL, NULL, NULL, 0,
+		            svc->version, "%s (failure_action continue)", msg);
 		break;
 	case MANIFEST_FAILURE_PAUSE:
 		u->state = UPDATE_PAUSED;
 		set_message(u, msg);
 		reconcile_persist_service(srv, svc);
+		emit(srv, svc, "paused");
 		break;
 	case MANIFEST_FAILURE_ROLLBACK:
 		if (update_rollback(srv, svc, msg) == -1) {
 			u->state = UPDATE_PAUSED;
 			set_message(u, msg);
 			reconcile_persist_service(srv, svc);
+			emit(srv, svc, "paused");
 		}
 		break;
 	}
@@ -166,6 +193,13 @@ update_pass_end(struct sched_server *srv, struct service *svc, int64_t now)
 
 	if (!active(u))
 		return false;
+	if (u->done != u->reported) {
+		u->reported = u->done;
+		events_emit(&srv->events, EVENTS_UPDATE, "progress", svc->name, NULL, NULL, NULL, 0,
+		            svc->version, "%s %u/%u",
+		            u->state == UPDATE_ROLLING_BACK ? "rolling back" : "updating", u->done,
+		            u->total);
+	}
 	for (size_t i = 0; i < svc->nslots && all; i++) {
 		const struct slot *sl = &svc->slots[i];
 		if (sl->removed)
@@ -177,10 +211,12 @@ update_pass_end(struct sched_server *srv, struct service *svc, int64_t now)
 		if (u->state == UPDATE_ROLLING_BACK) {
 			u->state = UPDATE_ROLLED_BACK;
 			shoal_log(LOG_INFO, "service %s: rolled back", svc->name);
+			emit(srv, svc, "rolled back");
 		} else {
 			u->state = UPDATE_COMPLETED;
 			set_message(u, NULL);
 			shoal_log(LOG_INFO, "service %s: update completed", svc->name);
+			emit(srv, svc, "completed");
 		}
 		reconcile_persist_service(srv, svc);
 		return false;
@@ -210,6 +246,22 @@ update_text(const struct service *svc)
 		return xstrdup("completed");
 	}
 	return xstrdup("");
+}
+
+char *
+update_status(const struct service *svc)
+{
+	char *text, *s;
+
+	if (svc->pending_reason == NULL)
+		return update_text(svc);
+	/* A rollout that is over says only what keeps tasks pending now. */
+	if (svc->update.state == UPDATE_NONE || svc->update.state == UPDATE_COMPLETED)
+		return xasprintf("waiting: %s", svc->pending_reason);
+	text = update_text(svc);
+	s = xasprintf("%s, waiting: %s", text, svc->pending_reason);
+	free(text);
+	return s;
 }
 
 void

@@ -33,6 +33,7 @@ struct update {
 	int64_t next_start; /* monotonic ms: no new slot starts before (delay) */
 	uint32_t budget;    /* slots that may start updating in this pass */
 	uint32_t done, total;
+	uint32_t reported; /* done as last told in a progress event (memory only) */
 };
 
 /* A changing apply (new version) starts an update. */
@@ -49,11 +50,17 @@ void update_task_done(struct service *svc, struct task *t, int64_t now);
 /* A task the update started failed (exited, or not healthy within monitor). */
 void update_task_failed(struct sched_server *srv, struct service *svc, struct task *t,
                         const char *why);
+/* The rollout failed (a task, or no progress within update.timeout; msg says how): apply the
+ * service's failure_action. */
+void update_fail(struct sched_server *srv, struct service *svc, const char *msg);
 /* After the pass: notice completion. Returns true when it waits on time (delay). */
 bool update_pass_end(struct sched_server *srv, struct service *svc, int64_t now);
 
 /* "updating 4/10", "paused: task web.3.k3x9 unhealthy: ...", "rolled back: ...", ... */
 char *update_text(const struct service *svc);
+/* update_text for listings: with why tasks are pending, if they are ("updating 0/4, waiting:
+ * every eligible node has max_per_node=2 tasks (...)"). Not stored. */
+char *update_status(const struct service *svc);
 /* Restore the state from its text after a restart. */
 void update_restore(struct service *svc, const char *text);
 

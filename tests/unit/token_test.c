@@ -98,7 +98,7 @@ test_malformed(void **state)
 		assert_int_equal(t.secret[0], 0xaa);
 	}
 	token_parse("SHOAL1-root-" HASH_HEX "-" SECRET_HEX, &t, &err);
-	assert_string_equal(err.msg, "token: unknown role (want worker or admin)");
+	assert_string_equal(err.msg, "token: unknown role (want worker, admin or read)");
 	token_parse("SHOAL1-worker-" HASH_HEX, &t, &err);
 	assert_string_equal(err.msg, "token: malformed (expected SHOAL1-<role>-<hash>-<secret>)");
 }

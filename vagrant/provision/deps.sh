@@ -17,7 +17,8 @@ run_pkgs=(iproute2 procps busybox-static)
 # vagrant-libvirt lets `vagrant validate` load the Vagrantfile's libvirt settings.
 test_pkgs=(libcmocka-dev bats shellcheck ruby vagrant vagrant-libvirt
 	clang libclang-rt-14-dev clang-format sqlite3 jq iptables curl
-	docker-registry skopeo umoci apache2-utils openssl libcap2-bin)
+	docker-registry skopeo umoci apache2-utils openssl libcap2-bin
+	prometheus chromium)
 bench_pkgs=(haproxy crun wrk hyperfine nginx-light)
 
 mode=install
