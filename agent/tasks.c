@@ -328,6 +328,9 @@ op_start(struct op *op)
 		cs.bridge = xstrdup(NETNODE_BRIDGE);
 		cs.address = xstrdup(op->address);
 		cs.gateway = xstrdup(op->gateway);
+		/* The agent's DNS server listens on the bridge address (agent/dns.h). */
+		cs.dns = xcalloc(2, sizeof(char *));
+		cs.dns[0] = xstrdup(op->gateway);
 	} else {
 		cs.net = NETNS_NONE;
 	}
