@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
+
 /*
  * Services' virtual IPs: a cluster-internal address per service without a published port,
  * which every node's proxy serves on the service's target ports and every node's DNS names
@@ -13,9 +15,8 @@
  * come and go; only a service that clashed may move when the older one it clashed with goes.
  */
 
-#define VIP_NET    0x0a600000u /* 10.96.0.0 */
-#define VIP_PREFIX 12
-#define VIP_CIDR   "10.96.0.0/12"
+#define VIP_NET    ADDR_VIP_NET /* 10.96.0.0 */
+#define VIP_PREFIX ADDR_VIP_PREFIX
 
 struct vip_input {
 	const char *name;
