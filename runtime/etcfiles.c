@@ -76,7 +76,7 @@ char *
 etcfiles_resolv(const char *host, char *const *nameservers, char *const *search,
                 char *const *options, bool keep_loopback)
 {
-	struct sbuf b = {0};
+	struct sbuf b = {0}, host_search = {0};
 	const char *p = host;
 
 	for (size_t i = 0; nameservers && nameservers[i]; i++)
@@ -110,8 +110,11 @@ etcfiles_resolv(const char *host, char *const *nameservers, char *const *search,
 				continue;
 		} else if ((wl == 6 && strncmp(w, "search", 6) == 0) ||
 		           (wl == 6 && strncmp(w, "domain", 6) == 0)) {
-			if (search)
+			/* Merged into our search line below (the last search line wins). */
+			if (search) {
+				sb_printf(&host_search, " %.*s", (int)al, arg);
 				continue;
+			}
 		} else if (wl == 7 && strncmp(w, "options", 7) == 0) {
 			if (options)
 				continue;
@@ -120,12 +123,13 @@ etcfiles_resolv(const char *host, char *const *nameservers, char *const *search,
 		}
 		sb_printf(&b, "%.*s %.*s\n", (int)wl, w, (int)al, arg);
 	}
-	if (search && search[0]) {
+	if (search && (search[0] || host_search.len)) {
 		sb_printf(&b, "search");
 		for (size_t i = 0; search[i]; i++)
 			sb_printf(&b, " %s", search[i]);
-		sb_printf(&b, "\n");
+		sb_printf(&b, "%s\n", host_search.s ? host_search.s : "");
 	}
+	free(host_search.s);
 	if (options && options[0]) {
 		sb_printf(&b, "options");
 		for (size_t i = 0; options[i]; i++)

@@ -24,8 +24,10 @@ char *etcfiles_hosts(const char *ip, const char *hostname);
  * The text of /etc/resolv.conf. host is the text of the host's own resolv.conf (may be NULL).
  * nameservers (NULL-terminated, may be NULL): the container's resolvers, replacing the host's;
  * without them the host's are kept, minus loopback ones unless keep_loopback (a container in
- * its own network namespace cannot reach the host's 127.0.0.53). search and options likewise
- * replace the host's lines when not NULL. Caller frees.
+ * its own network namespace cannot reach the host's 127.0.0.53). search domains come first,
+ * the host's follow (an explicit search line also stops resolvers from taking the hostname's
+ * domain as one: a task named web.1.x4 would otherwise look up "api" as "api.1.x4"). options
+ * replace the host's when not NULL. Caller frees.
  */
 char *etcfiles_resolv(const char *host, char *const *nameservers, char *const *search,
                       char *const *options, bool keep_loopback);

@@ -34,11 +34,16 @@ teardown_file() {
 
 # task_on SERVICE NODE: the name of one of its running tasks on NODE.
 task_on() {
-	shoal ps "$1" | awk -v n="$2" 'NR > 1 && $4 == "running" && $5 == "running" && $3 == n {print $2; exit}'
+	shoal ps "$1" | awk -v n="$2" 'NR > 1 && $4 == "running" && $5 == "running" && $3 == n {print $1; exit}'
 }
 
-# in NODE TASK CMD...: run CMD in that task's container, bounded.
-in() {
+# any_task SERVICE: "TASK NODE" of one of its running tasks.
+any_task() {
+	shoal ps "$1" | awk 'NR > 1 && $4 == "running" && $5 == "running" {print $1, $3; exit}'
+}
+
+# cx NODE TASK CMD...: run CMD in that task's container, bounded.
+cx() {
 	local n=$1 t=$2
 	shift 2
 	timeout 20 "$SHOAL_BIN/shoalrt" --root "$DATA/$n" exec "$t" "$@"
@@ -46,7 +51,7 @@ in() {
 
 # lookup NODE TASK NAME: the addresses busybox nslookup prints for NAME inside the task, sorted.
 lookup() {
-	in "$1" "$2" nslookup "$3" | awk '/^Name:/ {found = 1} found && /^Address/ {print $NF}' | sort
+	cx "$1" "$2" nslookup "$3" | awk '/^Name:/ {found = 1} found && /^Address/ {print $NF}' | sort
 }
 
 # healthy_ips SERVICE: the addresses of its running, healthy tasks, sorted.
@@ -70,23 +75,23 @@ healthy_is() {
 	t=$(task_on web node1)
 	[ -n "$t" ]
 	ip=$(shoal ps web -o json | jq -r --arg t "$t" '.[] | select(.name == $t) | .ip')
-	run in node1 "$t" cat /etc/hosts
+	run cx node1 "$t" cat /etc/hosts
 	[ "$status" -eq 0 ]
 	[[ $output == *"127.0.0.1"*"localhost"* ]]
 	[[ $output == *"::1"*"localhost ip6-localhost"* ]]
 	[[ $output == *"$ip"*"$t"* ]]
-	run in node1 "$t" cat /etc/hostname
+	run cx node1 "$t" cat /etc/hostname
 	[ "$output" = "$t" ]
-	run in node1 "$t" hostname
+	run cx node1 "$t" hostname
 	[ "$output" = "$t" ]
 	# The node's bridge address (the containers' gateway) is their resolver.
-	run in node1 "$t" cat /etc/resolv.conf
+	run cx node1 "$t" cat /etc/resolv.conf
 	[[ $output == *"nameserver ${ip%.*}.1"* ]]
-	run in node1 "$t" busybox ping -c1 -W2 localhost
+	run cx node1 "$t" busybox ping -c1 -W2 localhost
 	[ "$status" -eq 0 ]
 	[[ $output == *"127.0.0.1"* ]]
 	# The container's own name resolves to its address (from /etc/hosts).
-	run in node1 "$t" busybox ping -c1 -W2 "$t"
+	run cx node1 "$t" busybox ping -c1 -W2 "$t"
 	[[ $output == *"$ip"* ]]
 }
 
@@ -96,17 +101,14 @@ healthy_is() {
 	[ "$output" = "$(lab addr node2)" ]
 	run lookup node2 "$t" web.shoal
 	[ "$output" = "$(lab addr node2)" ]
-	run in node2 "$t" timeout 5 wget -qO- http://web:8080/
+	run cx node2 "$t" timeout 5 wget -qO- http://web:8080/
 	[ "$status" -eq 0 ]
 	[[ $output == *"web v1 on web."* ]]
 }
 
 @test "tasks.NAME follows the replicas as they scale 3 -> 1 -> 3" {
 	wait_until 60 healthy_is api 2
-	a=$(task_on api node1 || true)
-	n=node1
-	[ -n "$a" ] || { a=$(task_on api node2); n=node2; }
-	[ -z "$a" ] && { a=$(task_on api node3); n=node3; }
+	read -r a n < <(any_task api)
 	[ -n "$a" ]
 	wait_until 20 tasks_match "$n" "$a" 3
 	shoal scale web=1
@@ -119,11 +121,10 @@ healthy_is() {
 	wait_until 60 healthy_is web 3
 	t=$(task_on web node3)
 	ip=$(shoal ps web -o json | jq -r --arg t "$t" '.[] | select(.name == $t) | .ip')
-	a=$(task_on api node1 || task_on api node2)
-	n=$(shoal ps api | awk -v t="$a" '$2 == t {print $3}')
+	read -r a n < <(any_task api)
 	lookup "$n" "$a" tasks.web | grep -qx "$ip"
 	# Its health check now gets a 404.
-	in node3 "$t" rm /www/healthz
+	cx node3 "$t" rm /www/healthz
 	not_listed() { ! lookup "$n" "$a" tasks.web | grep -qx "$ip"; }
 	wait_until 30 not_listed
 }
@@ -141,32 +142,32 @@ healthy_is() {
 	[ "$output" = "$vip" ]
 	# Its tasks, and a request through the VIP that lands on one of them.
 	[ "$(lookup node1 "$t" tasks.api)" = "$(healthy_ips api)" ]
-	run in node1 "$t" timeout 5 wget -qO- http://api:8080/
+	run cx node1 "$t" timeout 5 wget -qO- http://api:8080/
 	[ "$status" -eq 0 ]
 	[[ $output == *"web v1 on api."* ]]
 	# And a caller of the other service, from an api container.
-	a=$(shoal ps api | awk 'NR > 1 && $5 == "running" {print $2, $3; exit}')
-	run in "${a#* }" "${a% *}" timeout 5 wget -qO- http://web:8080/
+	read -r a n < <(any_task api)
+	run cx "$n" "$a" timeout 5 wget -qO- http://web:8080/
 	[[ $output == *"web v1 on web."* ]]
 }
 
 @test "unknown names: NXDOMAIN inside the cluster domain, SERVFAIL at once without upstream" {
 	t=$(task_on web node1)
-	run in node1 "$t" nslookup nosuch.shoal
+	run cx node1 "$t" nslookup nosuch.shoal
 	[ "$status" -ne 0 ]
 	[[ $output == *"NXDOMAIN"* ]]
-	run in node1 "$t" nslookup tasks.nosuch
+	run cx node1 "$t" nslookup tasks.nosuch
 	[[ $output == *"NXDOMAIN"* ]]
 	# The lab has no upstream resolver: an answer (SERVFAIL), not a hang.
 	start=$SECONDS
-	run in node1 "$t" nslookup example.com
+	run cx node1 "$t" nslookup example.com
 	[ "$status" -ne 0 ]
 	[ $((SECONDS - start)) -lt 15 ]
 }
 
 @test "garbage sent to port 53 is dropped and the agent keeps answering" {
 	t=$(task_on web node1)
-	gw=$(in node1 "$t" cat /etc/resolv.conf | awk '/^nameserver/ {print $2; exit}')
+	gw=$(cx node1 "$t" cat /etc/resolv.conf | awk '/^nameserver/ {print $2; exit}')
 	pid=$(lab pid agent1)
 	run lab exec node1 "$SHOAL_BIN/tests/tools/dnsjunk" "$gw" 53
 	echo "$output"

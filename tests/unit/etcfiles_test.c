@@ -63,6 +63,16 @@ test_resolv_agent_nameserver(void **state)
 	                       "search example.com lan\n"
 	                       "options ndots:0\n");
 	free(r);
+	/* The cluster's domain first, the host's after it. */
+	char *search[] = {"shoal", NULL};
+	r = etcfiles_resolv(host_resolv, ns, search, NULL, false);
+	assert_string_equal(r, "nameserver 10.244.1.1\n"
+	                       "options edns0 trust-ad\n"
+	                       "search shoal example.com lan\n");
+	free(r);
+	r = etcfiles_resolv(NULL, ns, search, NULL, false);
+	assert_string_equal(r, "nameserver 10.244.1.1\nsearch shoal\n");
+	free(r);
 	/* No host file at all (a minimal host): the given server alone. */
 	r = etcfiles_resolv(NULL, ns, NULL, NULL, false);
 	assert_string_equal(r, "nameserver 10.244.1.1\n");
