@@ -40,7 +40,8 @@ dns_parse_upstreams(const char *text, struct in_addr skip, struct sockaddr_in *o
 		snprintf(line, sizeof(line), "%.*s", (int)(len < 255 ? len : 255), p);
 		p += len + (p[len] == '\n');
 		struct in_addr a;
-		if (sscanf(line, " nameserver %63s", addr) != 1 || inet_pton(AF_INET, addr, &a) != 1)
+		if (sscanf(line, " nameserver %63s", addr) != 1 ||
+		    inet_pton(AF_INET, addr, &a) != 1)
 			continue;
 		/* Never ourselves (a loop), nor the unspecified address. */
 		if (a.s_addr == skip.s_addr || a.s_addr == 0)
@@ -90,7 +91,8 @@ on_upstream(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < 32; i++) {
 		struct sockaddr_in from;
 		socklen_t fl = sizeof(from);
-		ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		ssize_t n =
+		    recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
 		if (n == -1)
 			return;
 		if (n < 12 || fl != sizeof(from))
@@ -226,7 +228,8 @@ on_udp(evutil_socket_t fd, short what, void *arg)
 			return;
 		if (fl != sizeof(from) || from.sin_port == 0)
 			continue;
-		switch (dnsmsg_answer(&d->table, q, (size_t)n, out, sizeof(out), &olen, d->rotate++)) {
+		switch (
+		    dnsmsg_answer(&d->table, q, (size_t)n, out, sizeof(out), &olen, d->rotate++)) {
 		case DNSMSG_REPLY:
 			send_to(d, &from, out, olen);
 			break;
@@ -235,7 +238,8 @@ on_udp(evutil_socket_t fd, short what, void *arg)
 			break;
 		case DNSMSG_DROP:
 			if (d->dropped++ % 1000 == 0)
-				shoal_log(LOG_INFO, "dns: dropped a malformed query from %s (%llu so far)",
+				shoal_log(LOG_INFO,
+				          "dns: dropped a malformed query from %s (%llu so far)",
 				          inet_ntoa(from.sin_addr), (unsigned long long)d->dropped);
 			break;
 		}
@@ -267,7 +271,8 @@ on_tcp_read(struct bufferevent *bev, void *arg)
 		size_t olen = 0;
 		evbuffer_drain(in, 2);
 		evbuffer_remove(in, q, len);
-		switch (dnsmsg_answer(&d->table, q, len, out + 2, DNSMSG_TCP_MAX, &olen, d->rotate++)) {
+		switch (
+		    dnsmsg_answer(&d->table, q, len, out + 2, DNSMSG_TCP_MAX, &olen, d->rotate++)) {
 		case DNSMSG_REPLY:
 			break;
 		case DNSMSG_FORWARD:
@@ -409,7 +414,8 @@ dns_update(struct dns_server *d, const Shoal__Endpoints *ep, const char *node_ad
 			s->addr.s_addr = 0;
 		s->tasks = xcalloc(sn->n_tasks + 1, sizeof(*s->tasks));
 		for (size_t k = 0; k < sn->n_tasks; k++)
-			if (sn->tasks[k]->ip && inet_pton(AF_INET, sn->tasks[k]->ip, &s->tasks[s->ntasks]) == 1)
+			if (sn->tasks[k]->ip &&
+			    inet_pton(AF_INET, sn->tasks[k]->ip, &s->tasks[s->ntasks]) == 1)
 				s->ntasks++;
 		t.n++;
 	}

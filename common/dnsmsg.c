@@ -8,15 +8,15 @@
 
 #define HDR 12
 
-#define QR      0x8000
-#define OPCODE  0x7800
-#define AA      0x0400
-#define TC      0x0200
-#define RD      0x0100
-#define RA      0x0080
-#define TYPE_A  1
-#define TYPE_ANY 255
-#define CLASS_IN 1
+#define QR        0x8000
+#define OPCODE    0x7800
+#define AA        0x0400
+#define TC        0x0200
+#define RD        0x0100
+#define RA        0x0080
+#define TYPE_A    1
+#define TYPE_ANY  255
+#define CLASS_IN  1
 #define CLASS_ANY 255
 
 static uint16_t
@@ -136,8 +136,8 @@ strip_domain(const char *name, bool *internal)
 }
 
 enum dnsmsg_verdict
-dnsmsg_answer(const struct dnsmsg_table *t, const uint8_t *q, size_t qlen, uint8_t *out,
-              size_t cap, size_t *outlen, uint32_t rotate)
+dnsmsg_answer(const struct dnsmsg_table *t, const uint8_t *q, size_t qlen, uint8_t *out, size_t cap,
+              size_t *outlen, uint32_t rotate)
 {
 	struct dnsmsg_question qu;
 	const struct dnsmsg_service *svc;

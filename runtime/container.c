@@ -419,8 +419,8 @@ write_etc_files(struct container *c, struct shoal_err *err)
 	cleanup_free char *host = util_read_file("/etc/resolv.conf", NULL, NULL);
 	/* Without an address of its own the hostname still resolves (Debian's convention). */
 	cleanup_free char *hosts = etcfiles_hosts(c->ip ? c->ip : "127.0.1.1", s->hostname);
-	cleanup_free char *resolv = etcfiles_resolv(host, s->dns, s->dns_search, s->dns_options,
-	                                            s->net == NETNS_HOST);
+	cleanup_free char *resolv =
+	    etcfiles_resolv(host, s->dns, s->dns_search, s->dns_options, s->net == NETNS_HOST);
 
 	return etcfiles_write(c->dir, hosts, s->hostname, resolv, err);
 }

@@ -69,7 +69,8 @@ etcfiles_hosts(const char *ip, const char *hostname)
 static bool
 loopback_server(const char *addr, size_t len)
 {
-	return (len >= 4 && strncmp(addr, "127.", 4) == 0) || (len == 3 && strncmp(addr, "::1", 3) == 0);
+	return (len >= 4 && strncmp(addr, "127.", 4) == 0) ||
+	       (len == 3 && strncmp(addr, "::1", 3) == 0);
 }
 
 char *
@@ -143,7 +144,8 @@ static int
 write_file(const char *dir, const char *name, const char *text, struct shoal_err *err)
 {
 	cleanup_free char *path = xasprintf("%s/%s", dir, name);
-	cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	cleanup_close int fd =
+	    open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	size_t len = strlen(text), off = 0;
 
 	if (fd == -1)

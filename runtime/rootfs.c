@@ -374,7 +374,8 @@ rootfs_bind_etc_files(const char *target, const char *state_dir, struct shoal_er
 			continue;
 		if (fstatat(etcfd, files[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			if (S_ISDIR(st.st_mode))
-				return err_set(err, 0, "/etc/%s is a directory in the image", files[i]);
+				return err_set(err, 0, "/etc/%s is a directory in the image",
+				               files[i]);
 			/* Never follow the image's symlink: it could point anywhere in the root,
 			 * and the mount would land there. */
 			have = S_ISREG(st.st_mode);
@@ -385,8 +386,8 @@ rootfs_bind_etc_files(const char *target, const char *state_dir, struct shoal_er
 		}
 		/* The image's own file is covered, not opened for writing (no copy-up). */
 		if (!have) {
-			fd = openat(etcfd, files[i], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			            0644);
+			fd = openat(etcfd, files[i],
+			            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 			if (fd == -1)
 				return err_set(err, errno, "create /etc/%s", files[i]);
 			close(fd);

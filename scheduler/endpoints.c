@@ -106,7 +106,8 @@ build_names(struct sched_server *srv, struct table *tb)
 				            ? ts[m]->node->address
 				            : (char *)ts[m]->ip;
 				b->task_id = (char *)ts[m]->id;
-				sn->tasks = xrealloc(sn->tasks, (sn->n_tasks + 1) * sizeof(*sn->tasks));
+				sn->tasks =
+				    xrealloc(sn->tasks, (sn->n_tasks + 1) * sizeof(*sn->tasks));
 				sn->tasks[sn->n_tasks++] = b;
 			}
 		}

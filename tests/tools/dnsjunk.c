@@ -104,7 +104,8 @@ main(int argc, char **argv)
 		while (poll(&p, 1, 1000) == 1) {
 			n = recv(u, buf, sizeof(buf), 0);
 			if (n >= 12 && buf[0] == 0x42 && buf[1] == 0x42 && (buf[2] & 0x80)) {
-				printf("dnsjunk: %d junk datagrams sent, then answered (rcode %d, %d answers)\n",
+				printf("dnsjunk: %d junk datagrams sent, then answered (rcode %d, "
+				       "%d answers)\n",
 				       sent, buf[3] & 15, buf[6] << 8 | buf[7]);
 				return 0;
 			}
