@@ -251,6 +251,9 @@ on_udp(evutil_socket_t fd, short what, void *arg)
 static void
 tcp_close(struct bufferevent *bev, struct dns_server *d)
 {
+	for (size_t i = 0; i < DNS_MAX_TCP; i++)
+		if (d->tcpc[i] == bev)
+			d->tcpc[i] = NULL;
 	bufferevent_free(bev);
 	d->ntcp--;
 }
@@ -263,6 +266,12 @@ on_tcp_read(struct bufferevent *bev, void *arg)
 	uint8_t lenb[2];
 
 	while (evbuffer_get_length(in) >= 2) {
+		/* A client that sends queries and never reads the answers: stop reading it until
+		 * they drained (on_tcp_write), rather than queue without bound. */
+		if (evbuffer_get_length(bufferevent_get_output(bev)) > DNS_TCP_OUT_MAX) {
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
 		evbuffer_copyout(in, lenb, 2);
 		size_t len = (size_t)(lenb[0] << 8 | lenb[1]);
 		if (evbuffer_get_length(in) < 2 + len)
@@ -296,6 +305,16 @@ on_tcp_read(struct bufferevent *bev, void *arg)
 }
 
 static void
+on_tcp_write(struct bufferevent *bev, void *arg)
+{
+	/* The output drained below its low-water mark (0): read again what waits. */
+	if (!(bufferevent_get_enabled(bev) & EV_READ)) {
+		bufferevent_enable(bev, EV_READ);
+		on_tcp_read(bev, arg);
+	}
+}
+
+static void
 on_tcp_event(struct bufferevent *bev, short what, void *arg)
 {
 	(void)what;
@@ -323,9 +342,15 @@ on_tcp_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	d->ntcp++;
+	for (size_t i = 0; i < DNS_MAX_TCP; i++) {
+		if (d->tcpc[i] == NULL) {
+			d->tcpc[i] = bev;
+			break;
+		}
+	}
 	/* A query is at most 64 KiB: stop reading past that until it is answered. */
 	bufferevent_setwatermark(bev, EV_READ, 0, 2 + 65535);
-	bufferevent_setcb(bev, on_tcp_read, NULL, on_tcp_event, d);
+	bufferevent_setcb(bev, on_tcp_read, on_tcp_write, on_tcp_event, d);
 	bufferevent_set_timeouts(bev, &idle, &idle);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -428,6 +453,9 @@ void
 dns_free(struct dns_server *d)
 {
 	close_listeners(d);
+	for (size_t i = 0; i < DNS_MAX_TCP; i++)
+		if (d->tcpc[i])
+			tcp_close(d->tcpc[i], d);
 	if (d->up_ev)
 		event_free(d->up_ev);
 	if (d->up_fd >= 0)

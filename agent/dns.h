@@ -8,6 +8,7 @@
 
 #include "dnsmsg.h"
 
+struct bufferevent;
 struct event;
 struct event_base;
 struct evconnlistener;
@@ -26,8 +27,9 @@ typedef struct Shoal__Endpoints Shoal__Endpoints;
 #define DNS_MAX_PENDING        256 /* forwarded queries in flight; more get SERVFAIL */
 #define DNS_MAX_UPSTREAMS      3
 #define DNS_FORWARD_TIMEOUT_MS 2000
-#define DNS_MAX_TCP            64    /* TCP clients at once; more are closed */
-#define DNS_TCP_IDLE_MS        10000 /* a TCP client silent this long is closed */
+#define DNS_MAX_TCP            64           /* TCP clients at once; more are closed */
+#define DNS_TCP_IDLE_MS        10000        /* a TCP client silent this long is closed */
+#define DNS_TCP_OUT_MAX        (256 * 1024) /* answers queued for a client that does not read */
 
 struct dns_pending {
 	int used;
@@ -47,7 +49,8 @@ struct dns_server {
 	int udp_fd;
 	struct event *udp_ev;
 	struct evconnlistener *tcp;
-	size_t ntcp; /* TCP clients open */
+	struct bufferevent *tcpc[DNS_MAX_TCP]; /* TCP clients open (NULL: free slot) */
+	size_t ntcp;
 	struct sockaddr_in upstream[DNS_MAX_UPSTREAMS];
 	size_t nupstream;
 	int up_fd; /* the socket forwarded queries leave from, -1 until the first */

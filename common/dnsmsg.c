@@ -173,8 +173,9 @@ dnsmsg_answer(const struct dnsmsg_table *t, const uint8_t *q, size_t qlen, uint8
 		*outlen = off;
 		return DNSMSG_REPLY;
 	}
+	tasks |= svc->addr.s_addr == 0;
 	addrs = tasks ? svc->tasks : &svc->addr;
-	naddrs = tasks ? svc->ntasks : (svc->addr.s_addr != 0);
+	naddrs = tasks ? svc->ntasks : 1;
 	uint16_t an = 0;
 	for (size_t i = 0; i < naddrs; i++) {
 		const struct in_addr *a = &addrs[(i + rotate) % naddrs];

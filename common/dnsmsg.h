@@ -13,7 +13,8 @@
  *
  * Names it answers (case-insensitive, with or without the cluster domain DNSMSG_DOMAIN and a
  * trailing dot):
- *   NAME         the service's address (the node's proxy or the service's VIP): A records
+ *   NAME         the service's address (the node's proxy or the service's VIP); a service
+ *                with neither (host network, unpublished) answers its task addresses
  *   tasks.NAME   the service's healthy task addresses, rotated per query
  * An unknown single-label NAME and every other name are for the node's upstream resolvers;
  * an unknown name under the cluster domain, or tasks.X for an unknown X, is NXDOMAIN. For a
@@ -28,7 +29,7 @@
 /* One service's names. */
 struct dnsmsg_service {
 	char *name;          /* lower case */
-	struct in_addr addr; /* NAME's answer; 0.0.0.0: none */
+	struct in_addr addr; /* NAME's answer; 0.0.0.0: the tasks' addresses */
 	struct in_addr *tasks;
 	size_t ntasks;
 };

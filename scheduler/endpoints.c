@@ -52,10 +52,12 @@ struct table {
 	char (*vips)[16];
 };
 
+/* A service on the host network listens on the node's own ports: a VIP listener on its
+ * target port would clash with it, so its NAME is its tasks' addresses instead (dnsmsg.h). */
 static bool
 has_vip(const struct service *svc)
 {
-	return !published(svc);
+	return !published(svc) && svc->spec.network != MANIFEST_NETWORK_HOST;
 }
 
 /* Every live service's name, VIP, healthy tasks and target ports (see vip.h). */

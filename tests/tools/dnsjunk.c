@@ -2,7 +2,8 @@
  * dnsjunk IP PORT: what a hostile container sends the node's DNS server (dns.bats): random
  * datagrams, every truncation of a query, compression pointers in the question, replies,
  * oversized labels and names, a TCP length that never comes, random TCP bytes. Then one good
- * query for "web", which must still be answered within 5 s (exit 0), else exit 1.
+ * query for "web" over TCP and one over UDP, which must still be answered within 5 s (exit 0),
+ * else exit 1.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -96,7 +97,34 @@ main(int argc, char **argv)
 		}
 		close(t);
 	}
-	/* Still serving? */
+	/* A good query over TCP, on a connection of its own (junk closes its connection). */
+	{
+		int t = socket(AF_INET, SOCK_STREAM, 0);
+		uint8_t msg[2 + 512], ans[2 + 4096];
+		size_t got = 0;
+		struct pollfd p = {t, POLLIN, 0};
+		if (t == -1 || connect(t, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+			fprintf(stderr, "dnsjunk: tcp connect: %s\n", strerror(errno));
+			return 1;
+		}
+		msg[0] = (uint8_t)(ql >> 8);
+		msg[1] = (uint8_t)ql;
+		memcpy(msg + 2, q, ql);
+		(void)!write(t, msg, ql + 2);
+		while (got < 14 && poll(&p, 1, 5000) == 1) {
+			ssize_t n = read(t, ans + got, sizeof(ans) - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		close(t);
+		if (got < 14 || ans[2] != 0x42 || !(ans[4] & 0x80)) {
+			fprintf(stderr, "dnsjunk: no answer over TCP\n");
+			return 1;
+		}
+		printf("dnsjunk: answered over TCP (%d answers)\n", ans[8] << 8 | ans[9]);
+	}
+	/* Still serving over UDP? */
 	for (int attempt = 0; attempt < 5; attempt++) {
 		struct pollfd p = {u, POLLIN, 0};
 		ssize_t n;

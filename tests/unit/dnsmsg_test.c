@@ -112,6 +112,16 @@ test_tasks_rotate(void **state)
 	assert_int_equal(dnsmsg_answer(&t, q, ql, r, sizeof(r), &rl, 0), DNSMSG_REPLY);
 	assert_int_equal(rcode(r), 0);
 	assert_int_equal(ancount(r), 0);
+	/* Without an address of its own, NAME is its tasks. */
+	struct dnsmsg_service *db = strcmp(t.v[0].name, "db") == 0 ? &t.v[0] : &t.v[1];
+	db->addr.s_addr = 0;
+	db->ntasks = 1;
+	db->tasks = xcalloc(1, sizeof(struct in_addr));
+	inet_pton(AF_INET, "192.168.56.12", &db->tasks[0]);
+	ql = query(q, "db", 1);
+	assert_int_equal(dnsmsg_answer(&t, q, ql, r, sizeof(r), &rl, 0), DNSMSG_REPLY);
+	assert_int_equal(ancount(r), 1);
+	assert_memory_equal(r + rl - 4, "\xc0\xa8\x38\x0c", 4);
 	dnsmsg_table_clear(&t);
 }
 
