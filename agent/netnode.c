@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "addr.h"
 #include "err.h"
 #include "log.h"
 #include "runtime/netlink.h"
@@ -522,6 +523,15 @@ setup_bridge(struct netlink *nl, struct netnode *nn, const struct node_state *ol
 		return -1;
 	if (netlink_link_set(nl, br.index, 1, -1, NULL, err) == -1)
 		return -1;
+	/* Every service VIP is this node's own address (the route goes with the bridge), so the
+	 * proxy listens on it and a container reaches it through its gateway. */
+	struct netlink_route vip = {.dst = {htonl(ADDR_VIP_NET)},
+	                            .prefix = ADDR_VIP_PREFIX,
+	                            .oif = br.index,
+	                            .protocol = NETNODE_RTPROT,
+	                            .local = true};
+	if (netlink_route_add(nl, &vip, true, err) == -1)
+		return err_prefix(err, "service addresses");
 	return 0;
 }
 

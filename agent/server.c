@@ -99,6 +99,7 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	event_add(a->sig_int, NULL);
 	a->log_tick = event_new(a->base, -1, EV_PERSIST, on_log_tick, NULL);
 	event_add(a->log_tick, &(struct timeval){1, 0});
+	dns_init(&a->dns, a->base);
 	session_init(&a->session, a);
 	{
 		cleanup_free char *key = xasprintf("%s/node.key", a->data_dir);
@@ -173,6 +174,8 @@ agent_server_free(struct agent_server *a)
 		event_free(a->sig_int);
 	if (a->log_tick)
 		event_free(a->log_tick);
+	if (a->dns.base)
+		dns_free(&a->dns);
 	if (a->base)
 		event_base_free(a->base);
 	for (size_t i = 0; i < a->nlabels; i++)

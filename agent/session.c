@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "server.h"
 #include "shoal.pb-c.h"
 #include "util.h"
+#include "vipproxy.h"
 
 /* The cap is kept short so that a scheduler coming back after a restart finds its agents
  * within ~2.4 s (with jitter), well inside its grace period for known nodes
@@ -209,8 +211,14 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 	          s->subnet, s->heartbeat_ms);
 	/* Before any Assignments: bridged tasks need the bridge and the subnet's addresses.
 	 * Idempotent, so every re-registration repairs what is missing. */
-	if (netnode_setup(&s->agent->netnode, s->subnet, &err) == -1)
+	if (netnode_setup(&s->agent->netnode, s->subnet, &err) == -1) {
 		shoal_log(LOG_ERR, "network: %s (bridge-network tasks will fail)", err.msg);
+	} else {
+		char gw[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &s->agent->netnode.gateway, gw, sizeof(gw));
+		if (dns_listen(&s->agent->dns, gw, DNS_PORT, "/etc/resolv.conf", &err) == -1)
+			shoal_log(LOG_ERR, "%s (containers cannot resolve service names)", err.msg);
+	}
 	/* The scheduler answers every heartbeat; silence for 5 intervals means it is gone even
 	 * when TCP has not noticed (a partition, a frozen peer). */
 	rpc_set_idle_timeout(s->conn, (int)(5 * s->heartbeat_ms));
@@ -272,8 +280,13 @@ apply_proxy(struct session *s, const Shoal__Endpoints *ep)
 		          "%.16s): %s address",
 		          (unsigned long long)ep->generation, refused, refused == 1 ? "" : "s",
 		          first_bad->ip, first_bad->port, first_bad->task_id, first_why);
-	if (proxy_set_services(a->proxy, svcs, ep->n_services, &err) == -1)
+	/* Services' virtual IPs: listeners of the same proxy (agent/vipproxy.h). */
+	struct vipproxy_specs vs;
+	size_t nsvcs = ep->n_services;
+	vipproxy_append(&vs, ep, &svcs, &nsvcs, session_backend_refusal);
+	if (proxy_set_services(a->proxy, svcs, nsvcs, &err) == -1)
 		shoal_log(LOG_ERR, "proxy: %s", err.msg);
+	vipproxy_specs_free(&vs);
 	for (size_t i = 0; i < ep->n_services; i++)
 		free(bes[i]);
 	free(bes);
@@ -314,6 +327,7 @@ on_endpoints(struct session *s, const Shoal__Endpoints *ep)
 	if (netnode_sync_routes(&s->agent->netnode, ep->nodes, ep->n_nodes, &err) == -1)
 		shoal_log(LOG_DEBUG, "network: routes: %s", err.msg); /* each failure is logged */
 	apply_proxy(s, ep);
+	dns_update(&s->agent->dns, ep, s->agent->address);
 	shoal_log(LOG_DEBUG, "endpoints generation %llu: %zu services, %zu nodes",
 	          (unsigned long long)ep->generation, ep->n_services, ep->n_nodes);
 	send_heartbeat(s);

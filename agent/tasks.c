@@ -26,6 +26,7 @@
 #include "rpc.h"
 #include "server.h"
 #include "shoal.pb-c.h"
+#include "dnsmsg.h"
 #include "util.h"
 
 /* ---- worker operations ---- */
@@ -330,6 +331,13 @@ op_start(struct op *op)
 		cs.bridge = xstrdup(NETNODE_BRIDGE);
 		cs.address = xstrdup(op->address);
 		cs.gateway = xstrdup(op->gateway);
+		/* The agent's DNS server listens on the bridge address (agent/dns.h). */
+		cs.dns = xcalloc(2, sizeof(char *));
+		cs.dns[0] = xstrdup(op->gateway);
+		/* The cluster domain as the first search domain: "web" is then also asked as
+		 * "web.shoal", never as "web.<the task name's tail>". */
+		cs.dns_search = xcalloc(2, sizeof(char *));
+		cs.dns_search[0] = xstrdup(DNSMSG_DOMAIN);
 	} else {
 		cs.net = NETNS_NONE;
 	}

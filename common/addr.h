@@ -24,4 +24,9 @@ const char *addr_backend_refusal(uint32_t a);
 /* The same for text: "not an IPv4 address" when s does not parse. NULL when usable. */
 const char *addr_backend_refusal_text(const char *s);
 
+/* Services' virtual IPs (scheduler/vip.h) come from 10.96.0.0/12, which every node routes to
+ * itself (agent/netnode.c) so that its proxy can listen on any of them. */
+#define ADDR_VIP_NET    0x0a600000u
+#define ADDR_VIP_PREFIX 12
+
 #endif

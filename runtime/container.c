@@ -26,6 +26,7 @@
 
 #include "err.h"
 #include "image.h"
+#include "etcfiles.h"
 #include "rootfs.h"
 #include "spawn.h"
 #include "util.h"
@@ -94,6 +95,9 @@ container_spec_clear(struct container_spec *s)
 	free(s->bridge);
 	free(s->address);
 	free(s->gateway);
+	strv_free(s->dns);
+	strv_free(s->dns_search);
+	strv_free(s->dns_options);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -405,6 +409,22 @@ reserve_name(const char *root, const char *name, const char *id, struct shoal_er
 	return err_set(err, 0, "name \"%s\" is already in use", name);
 }
 
+/* hosts, hostname and resolv.conf in the state dir (etcfiles.h), bound over the image's at
+ * start. The host's resolv.conf is read once, here: a later change on the host is not seen,
+ * as in Docker for a running container. */
+static int
+write_etc_files(struct container *c, struct shoal_err *err)
+{
+	const struct container_spec *s = &c->spec;
+	cleanup_free char *host = util_read_file("/etc/resolv.conf", NULL, NULL);
+	/* Without an address of its own the hostname still resolves (Debian's convention). */
+	cleanup_free char *hosts = etcfiles_hosts(c->ip ? c->ip : "127.0.1.1", s->hostname);
+	cleanup_free char *resolv =
+	    etcfiles_resolv(host, s->dns, s->dns_search, s->dns_options, s->net == NETNS_HOST);
+
+	return etcfiles_write(c->dir, hosts, s->hostname, resolv, err);
+}
+
 struct container *
 container_create(const char *root, struct container_spec *spec, struct shoal_err *err)
 {
@@ -467,7 +487,7 @@ container_create(const char *root, struct container_spec *spec, struct shoal_err
 		err_set(err, errno, "mkdir %s", c->dir);
 		goto fail_name;
 	}
-	if (rootfs_prepare(c->dir, err) == -1)
+	if (rootfs_prepare(c->dir, err) == -1 || write_etc_files(c, err) == -1)
 		goto fail_dir;
 	/* The image store's rmi keeps every layer listed in some container's layers file. */
 	for (size_t i = 0; i < c->spec.nlayers; i++)

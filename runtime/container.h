@@ -54,6 +54,12 @@ struct container_spec {
 	/* --no-new-privileges: set no_new_privs on the init and every exec (Docker's default:
 	 * off, so setuid binaries and file capabilities in the image work). */
 	bool no_new_privs;
+	/* resolv.conf of the container (NULL-terminated lists, NULL: the host's lines minus
+	 * loopback nameservers, which its own network namespace cannot reach). Only used by
+	 * container_create, which writes the files; not kept in state.json. */
+	char **dns;
+	char **dns_search;
+	char **dns_options;
 };
 
 struct container {

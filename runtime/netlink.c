@@ -463,9 +463,12 @@ route_build(union req *r, uint16_t type, uint16_t flags, const struct netlink_ro
 
 	m->rtm_family = AF_INET;
 	m->rtm_dst_len = (unsigned char)rt->prefix;
-	m->rtm_table = RT_TABLE_MAIN;
+	m->rtm_table = rt->local ? RT_TABLE_LOCAL : RT_TABLE_MAIN;
 	m->rtm_protocol = rt->protocol;
-	if (type == RTM_NEWROUTE) {
+	if (type == RTM_NEWROUTE && rt->local) {
+		m->rtm_scope = RT_SCOPE_HOST;
+		m->rtm_type = RTN_LOCAL;
+	} else if (type == RTM_NEWROUTE) {
 		m->rtm_scope = rt->gw.s_addr ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
 		m->rtm_type = RTN_UNICAST;
 	} else {

@@ -88,6 +88,9 @@ struct netlink_route {
 	struct in_addr gw;
 	int oif; /* 0: let the kernel pick from gw */
 	uint8_t protocol;
+	/* A route of the local table (`ip route add local DST dev OIF`): every address of
+	 * dst/prefix is this host's, so a socket may bind any of them (AnyIP). */
+	bool local;
 };
 
 /* Add (EEXIST when a route for dst/prefix exists), or replace in place (NLM_F_REPLACE). */

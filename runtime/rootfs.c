@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,6 +339,72 @@ rootfs_setup_mounts(const char *target, struct shoal_err *err)
 		} else if (mount_at(rootfd, rel, "/dev/null", NULL, MS_BIND, NULL, err) == -1) {
 			return err_prefix(err, "mask %s", masked_paths[i]);
 		}
+	}
+	return 0;
+}
+
+int
+rootfs_bind_etc_files(const char *target, const char *state_dir, struct shoal_err *err)
+{
+	static const char *const files[] = {"hosts", "hostname", "resolv.conf"};
+	cleanup_close int rootfd = open(target, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	cleanup_close int etcfd = -1;
+	struct stat st;
+	char p[64];
+
+	if (rootfd == -1)
+		return err_set(err, errno, "open %s", target);
+	/* /etc as the container resolves it (a symlink to /private/etc stays inside). */
+	etcfd = open_in_root(rootfd, "etc", O_RDONLY | O_DIRECTORY, err);
+	if (etcfd == -1) {
+		if (err->code != ENOENT)
+			return -1;
+		if (mkdirat(rootfd, "etc", 0755) == -1 && errno != EEXIST)
+			return err_set(err, errno, "mkdir /etc");
+		etcfd = open_in_root(rootfd, "etc", O_RDONLY | O_DIRECTORY, err);
+		if (etcfd == -1)
+			return -1;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		cleanup_free char *src = xasprintf("%s/%s", state_dir, files[i]);
+		cleanup_close int fd = -1;
+		bool have = false;
+
+		if (access(src, F_OK) == -1)
+			continue;
+		if (fstatat(etcfd, files[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (S_ISDIR(st.st_mode))
+				return err_set(err, 0, "/etc/%s is a directory in the image",
+				               files[i]);
+			/* Never follow the image's symlink: it could point anywhere in the root,
+			 * and the mount would land there. */
+			have = S_ISREG(st.st_mode);
+			if (!have && unlinkat(etcfd, files[i], 0) == -1)
+				return err_set(err, errno, "replace /etc/%s", files[i]);
+		} else if (errno != ENOENT) {
+			return err_set(err, errno, "stat /etc/%s", files[i]);
+		}
+		/* The image's own file is covered, not opened for writing (no copy-up). */
+		if (!have) {
+			fd = openat(etcfd, files[i],
+			            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+			if (fd == -1)
+				return err_set(err, errno, "create /etc/%s", files[i]);
+			close(fd);
+		}
+		fd = openat(etcfd, files[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1)
+			return err_set(err, errno, "open /etc/%s", files[i]);
+		if (mount(src, fd_path(fd, p, sizeof(p)), NULL, MS_BIND, NULL) == -1)
+			return err_set(err, errno, "bind %s on /etc/%s", src, files[i]);
+		/* Reopen to reach the bind itself (fd names what is below it). */
+		close(fd);
+		fd = openat(etcfd, files[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1)
+			return err_set(err, errno, "open /etc/%s", files[i]);
+		if (mount(NULL, fd_path(fd, p, sizeof(p)), NULL,
+		          MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == -1)
+			return err_set(err, errno, "remount /etc/%s", files[i]);
 	}
 	return 0;
 }

@@ -28,6 +28,13 @@ int rootfs_mount_overlay(char *const *layers, size_t nlayers, const char *upper,
  * the container's upper dir) when the image has something else there. */
 int rootfs_setup_mounts(const char *target, struct shoal_err *err);
 
+/* Bind state_dir's hosts, hostname and resolv.conf (runtime/etcfiles.h) over /etc/... of
+ * target, read-write, nosuid, nodev, noexec. /etc is made (in the upper dir) when the image has
+ * none, and a file the image has there that is not a regular file (a symlink to
+ * /run/systemd/resolve/..., say) is replaced by one, as the bind needs a file to cover. A
+ * missing source file is skipped (a container made before these files existed). */
+int rootfs_bind_etc_files(const char *target, const char *state_dir, struct shoal_err *err);
+
 /* Make target the root (pivot_root) and detach the old one. */
 int rootfs_pivot(const char *target, struct shoal_err *err);
 

@@ -458,6 +458,8 @@ child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err
 		return -1;
 	if (rootfs_setup_mounts(c->rootfs, err) == -1)
 		return -1;
+	if (c->etc_dir && rootfs_bind_etc_files(c->rootfs, c->etc_dir, err) == -1)
+		return -1;
 	/* As late as possible before pivot_root: the starter creates our veth meanwhile. */
 	if (go_fd >= 0 && child_network(c, go_fd, err) == -1)
 		return -1;

@@ -32,6 +32,8 @@ struct spawn_config {
 	const char *upper, *work, *rootfs; /* per-container overlay dirs and mount point */
 	struct spawn_process proc;
 	const char *hostname;
+	/* A dir with hosts, hostname, resolv.conf bound over the root's /etc ones; NULL: none. */
+	const char *etc_dir;
 	struct netns_config net;
 	struct cgroup *cg; /* created with its procs files open; NULL: none */
 };

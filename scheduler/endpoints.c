@@ -1,5 +1,6 @@
 #include "endpoints.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "server.h"
 #include "shoal.pb-c.h"
 #include "util.h"
+#include "vip.h"
 
 #define DRAIN_ACK_TIMEOUT_MS 2000
 
@@ -45,7 +47,79 @@ struct table {
 	Shoal__NodeRoute *routes;
 	Shoal__NodeRoute **routep;
 	char (*subnets)[32];
+	Shoal__ServiceName *names; /* one per service, for the agents' DNS */
+	Shoal__ServiceName **namep;
+	char (*vips)[16];
 };
+
+/* A service on the host network listens on the node's own ports: a VIP listener on its
+ * target port would clash with it, so its NAME is its tasks' addresses instead (dnsmsg.h). */
+static bool
+has_vip(const struct service *svc)
+{
+	return !published(svc) && svc->spec.network != MANIFEST_NETWORK_HOST;
+}
+
+/* Every live service's name, VIP, healthy tasks and target ports (see vip.h). */
+static void
+build_names(struct sched_server *srv, struct table *tb)
+{
+	size_t n = srv->services.n, k = 0;
+	struct vip_input *in = xcalloc(n ? n : 1, sizeof(*in));
+	uint32_t *addr = xcalloc(n ? n : 1, sizeof(*addr));
+	size_t nin = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct service *svc = srv->services.v[i];
+		if (!svc->removed && has_vip(svc))
+			in[nin++] = (struct vip_input){svc->name, svc->created_ms};
+	}
+	vip_assign(in, nin, addr);
+	tb->names = xcalloc(n ? n : 1, sizeof(*tb->names));
+	tb->namep = xcalloc(n ? n : 1, sizeof(*tb->namep));
+	tb->vips = xcalloc(n ? n : 1, sizeof(*tb->vips));
+	nin = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct service *svc = srv->services.v[i];
+		Shoal__ServiceName *sn = &tb->names[k];
+		if (svc->removed)
+			continue;
+		shoal__service_name__init(sn);
+		sn->name = svc->name;
+		sn->published = published(svc);
+		if (has_vip(svc)) {
+			uint32_t a = addr[nin++];
+			snprintf(tb->vips[k], sizeof(tb->vips[k]), "%u.%u.%u.%u", a >> 24,
+			         (a >> 16) & 255, (a >> 8) & 255, a & 255);
+			sn->vip = tb->vips[k];
+			sn->vip_ports = xcalloc(svc->spec.n_ports + 1, sizeof(*sn->vip_ports));
+			for (size_t p = 0; p < svc->spec.n_ports; p++)
+				sn->vip_ports[sn->n_vip_ports++] = svc->spec.ports[p].target;
+		}
+		for (size_t j = 0; j < svc->nslots; j++) {
+			const struct slot *sl = &svc->slots[j];
+			const struct task *ts[2] = {sl->cur, sl->next};
+			for (int m = 0; m < 2; m++) {
+				if (ts[m] == NULL || !endpoints_serves(ts[m]))
+					continue;
+				Shoal__Backend *b = xmalloc(sizeof(*b));
+				shoal__backend__init(b);
+				b->ip = svc->spec.network == MANIFEST_NETWORK_HOST
+				            ? ts[m]->node->address
+				            : (char *)ts[m]->ip;
+				b->task_id = (char *)ts[m]->id;
+				sn->tasks =
+				    xrealloc(sn->tasks, (sn->n_tasks + 1) * sizeof(*sn->tasks));
+				sn->tasks[sn->n_tasks++] = b;
+			}
+		}
+		tb->namep[k++] = sn;
+	}
+	tb->ep.names = tb->namep;
+	tb->ep.n_names = k;
+	free(in);
+	free(addr);
+}
 
 static void
 add_backend(Shoal__ServiceEndpoints *se, const struct task *t, uint16_t target)
@@ -101,6 +175,7 @@ build(struct sched_server *srv, struct table *tb, bool with_nodes)
 	tb->ep.services = tb->svcp;
 	tb->ep.n_services = nsvc;
 	tb->ep.nodes = NULL;
+	build_names(srv, tb);
 	if (!with_nodes || srv->no_routes)
 		return;
 	tb->routes = xcalloc(srv->nodes.n ? srv->nodes.n : 1, sizeof(*tb->routes));
@@ -130,6 +205,15 @@ free_table(struct table *tb)
 	}
 	free(tb->svcs);
 	free(tb->svcp);
+	for (size_t i = 0; i < tb->ep.n_names; i++) {
+		for (size_t k = 0; k < tb->names[i].n_tasks; k++)
+			free(tb->names[i].tasks[k]);
+		free(tb->names[i].tasks);
+		free(tb->names[i].vip_ports);
+	}
+	free(tb->names);
+	free(tb->namep);
+	free(tb->vips);
 	free(tb->routes);
 	free(tb->routep);
 	free(tb->subnets);
@@ -293,8 +377,10 @@ endpoints_drain(struct sched_server *srv, struct task *t)
 
 	if (t->draining)
 		return true;
-	/* Only a task some proxy may be sending to has anything to drain. */
-	if (!published(t->svc) || !endpoints_serves(t))
+	/* Only a task some proxy (published port or VIP) may be sending to, or some DNS server
+	 * may be naming, has anything to drain: every serving task, since every service has a
+	 * name. */
+	if (!endpoints_serves(t))
 		return false;
 	t->draining = true;
 	/* The next generation is the first without it: endpoints_flush runs in this pass. */

@@ -229,6 +229,7 @@ run(struct shim *s, const char *root)
 	sc.proc.user = c->spec.user;
 	sc.proc.no_new_privs = c->spec.no_new_privs;
 	sc.hostname = c->spec.hostname;
+	sc.etc_dir = c->dir;
 	sc.net.mode = c->spec.net;
 	sc.net.path = c->spec.netns_path;
 	sc.net.fd = -1;
