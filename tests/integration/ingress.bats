@@ -1,0 +1,149 @@
+#!/usr/bin/env bats
+# Issue 15: the node's front door.
+#   - the ingress proxy outlives its agent: kill -9 of node2's agent under load refuses no
+#     connection; a scale made while it is down reaches node2's proxy once it is back
+#   - a restarted agent of another binary hands the listeners over to a new ingress
+#   - a published port squatted by a host process is reported (services, ps, inspect), then
+#     bound once the squatter is gone, with no other action
+# Tests run in order on one cluster of 2 nodes.
+
+load helpers
+
+BATS_TEST_TIMEOUT=120
+TOOLS="$SHOAL_BIN/tests/tools"
+
+setup_file() {
+	cluster_setup 2
+	cat >"$BATS_FILE_TMPDIR/web.yaml" <<-'EOF'
+		service: web
+		image: shoal/web:1
+		replicas: 2
+		command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+		ports: [{published: 8080, target: 8080}]
+		health: {http: /healthz, port: 8080, interval: 1s, timeout: 2s, retries: 3}
+		placement: {max_per_node: 1}
+		stop_grace: 1s
+	EOF
+}
+
+teardown() {
+	dump_logs_on_failure
+}
+
+teardown_file() {
+	timeout 60 bash "$LAB_BIN" down
+}
+
+# ingress_pid NODE: the pid of NODE's ingress process.
+ingress_pid() {
+	read -r pid _ <"$DATA/$1/ingress.pid" && echo "$pid"
+}
+
+# serves NODE PORT: a request through NODE's address and published PORT gets a page.
+serves() {
+	lab exec node1 timeout 3 busybox wget -qO- "http://$(lab addr "$1"):$2/" >/dev/null
+}
+
+# backends_on NODE SERVICE: the backends NODE's proxy has for SERVICE (from --stats).
+backends_on() {
+	shoal services --stats -o json | jq -r --arg s "$2" \
+		'.[] | select(.name == $s) | [.stats[] | select(.backend != "")] | length'
+}
+
+agent_registered() {
+	shoal nodes | grep -q "^$1 .*ready"
+}
+
+backends_are() {
+	[ "$(backends_on "$1" "$2")" -eq "$3" ]
+}
+
+gone() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+services_say() {
+	shoal services | grep -qF "$1"
+}
+
+services_quiet() {
+	! shoal services | grep -qF "$1"
+}
+
+@test "the ingress outlives a kill -9 of its agent: zero refused connections" {
+	shoal apply -f "$BATS_FILE_TMPDIR/web.yaml"
+	wait_until 60 running_is web 2
+	wait_until 30 serves node2 8080
+	pid=$(ingress_pid node2)
+	# The proxy is a process of its own, in a session of its own (not the agent's).
+	[ "$pid" != "$(lab pid agent2)" ]
+	[ "$(ps -o sid= -p "$pid")" != "$(ps -o sid= -p "$(lab pid agent2)")" ]
+
+	lab exec node1 "$TOOLS/overload_client" "$(lab addr node2)" 8080 1 12 5 \
+		>"$BATS_TEST_TMPDIR/load.out" &
+	load=$!
+	sleep 2
+	lab kill agent2 KILL
+	# Down, and a scale while it is: node2's proxy must still serve.
+	shoal scale web=1
+	wait_until 30 running_is web 1
+	serves node2 8080
+	start_agent 2
+	wait $load
+	cat "$BATS_TEST_TMPDIR/load.out"
+	grep -Eq '^responses=[1-9][0-9]* closed=0 timeouts=0 ' "$BATS_TEST_TMPDIR/load.out"
+	# The same process, re-adopted.
+	[ "$(ingress_pid node2)" = "$pid" ]
+	grep -q "ingress: adopted pid $pid" "$LAB_RUN/agent2.log"
+	# The scale made while the agent was away is in node2's proxy once the agent is back.
+	wait_until 30 agent_registered node2
+	wait_until 30 backends_are node2 web 1
+}
+
+@test "a restarted agent of another binary hands the listeners over without a refusal" {
+	shoal scale web=2
+	wait_until 60 running_is web 2
+	old=$(ingress_pid node2)
+	# Another binary: a copy of the agent (its identity is size, mtime and inode), with the
+	# shim it starts containers with beside it.
+	mkdir -p "$BATS_FILE_TMPDIR/new"
+	cp "$SHOAL_BIN/shoal-agent" "$SHOAL_BIN/shoal-shim" "$BATS_FILE_TMPDIR/new/"
+	lab exec node1 "$TOOLS/overload_client" "$(lab addr node2)" 8080 1 8 5 \
+		>"$BATS_TEST_TMPDIR/load.out" &
+	load=$!
+	sleep 1
+	lab kill agent2 TERM
+	lab spawn agent2 node2 "$BATS_FILE_TMPDIR/new/shoal-agent" --scheduler "$SCHED" \
+		--token-file "$DATA/sched/worker.token" --name node2 \
+		--address "$(lab addr node2)" --label "zone=$(lab zone node2)" \
+		--data-dir "$DATA/node2" --image-dir "$IMAGES"
+	wait $load
+	cat "$BATS_TEST_TMPDIR/load.out"
+	grep -Eq '^responses=[1-9][0-9]* closed=0 timeouts=0 ' "$BATS_TEST_TMPDIR/load.out"
+	new=$(ingress_pid node2)
+	[ "$new" != "$old" ]
+	grep -q "took over 1 listener" "$LAB_RUN/agent2.log"
+	# The old one drained and left.
+	wait_until 30 gone "$old"
+	serves node2 8080
+}
+
+@test "a squatted published port is reported, then bound once free with no other action" {
+	# A host process holds node1's port 9300 before the service exists.
+	lab spawn squat node1 busybox nc -l -p 9300
+	wait_until 10 lab exec node1 sh -c "ss -Hltn 'sport = :9300' | grep -q LISTEN"
+	sed -e 's/^service: web/service: sq/' -e 's/published: 8080/published: 9300/' \
+		"$BATS_FILE_TMPDIR/web.yaml" >"$BATS_FILE_TMPDIR/sq.yaml"
+	shoal apply -f "$BATS_FILE_TMPDIR/sq.yaml"
+	wait_until 60 running_is sq 2
+	msg="port 9300 busy on node1: Address already in use"
+	wait_until 30 services_say "$msg"
+	shoal ps sq | grep -qF "$msg"
+	shoal inspect sq | grep -qF "$msg"
+	# node2 has it; node1's squatter still owns node1's.
+	serves node2 9300
+	lab kill squat
+	wait_until 15 serves node1 9300
+	wait_until 15 services_quiet "busy on"
+	grep -q "service sq listening on $(lab addr node1):9300" "$LAB_RUN/agent1.log"
+}
