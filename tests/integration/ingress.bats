@@ -142,6 +142,14 @@ services_quiet() {
 	shoal inspect sq | grep -qF "$msg"
 	# node2 has it; node1's squatter still owns node1's.
 	serves node2 9300
+	# Another service asking for the same port: refused at the line and column it is
+	# written on, before the scheduler sees it.
+	sed -e 's/^service: sq/service: sq2/' "$BATS_FILE_TMPDIR/sq.yaml" >"$BATS_FILE_TMPDIR/sq2.yaml"
+	run shoal apply -f "$BATS_FILE_TMPDIR/sq2.yaml"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	line=$(grep -n 'published: 9300' "$BATS_FILE_TMPDIR/sq2.yaml" | cut -d: -f1)
+	[[ $output == *"sq2.yaml:$line:"*": ports[0]: port 9300 is already published by service sq (in the cluster)"* ]]
 	lab kill squat
 	wait_until 15 serves node1 9300
 	wait_until 15 services_quiet "busy on"
