@@ -450,6 +450,7 @@ ingress_init(struct ingress *g, struct event_base *base, const char *data_dir,
 	char **a;
 
 	memset(g, 0, sizeof(*g));
+	(void)ingress_version(); /* this binary as it is at start */
 	g->sock_path = ingress_socket_path(data_dir);
 	if (strlen(g->sock_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		err_set(err, ENAMETOOLONG, "socket path %s is too long for a unix socket",
@@ -462,7 +463,13 @@ ingress_init(struct ingress *g, struct event_base *base, const char *data_dir,
 	g->data_dir = xstrdup(data_dir);
 	g->ops = *ops;
 	g->arg = arg;
-	a = g->host_args = xcalloc(9, sizeof(char *));
+	a = g->host_args = xcalloc(11, sizeof(char *));
+	a[k++] = xstrdup("--log-level"); /* the agent's */
+	a[k++] = xstrdup(log_level <= LOG_ERR       ? "error"
+	                 : log_level <= LOG_WARNING ? "warn"
+	                 : log_level <= LOG_NOTICE  ? "notice"
+	                 : log_level <= LOG_INFO    ? "info"
+	                                            : "debug");
 	if (o->threads > 0) {
 		a[k++] = xstrdup("--threads");
 		a[k++] = xasprintf("%d", o->threads);

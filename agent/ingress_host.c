@@ -578,6 +578,8 @@ ingress_host_run(const struct ingress_host_options *o)
 
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	/* Read now: a binary rewritten in place later must not change who this process is. */
+	(void)ingress_version();
 	h.data_dir = o->data_dir;
 	h.sock_path = ingress_socket_path(o->data_dir);
 	h.pid_path = ingress_pid_path(o->data_dir);
