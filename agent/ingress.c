@@ -399,7 +399,10 @@ ingress_connect(struct ingress *g)
 
 	fd = dial_hello(g, &hello, &err);
 	if (fd == -1) {
-		/* None runs (or it is wedged): start one. A stale socket file is replaced. */
+		/* None runs, or one that does not answer: that one is stopped (it would hold the
+		 * ports), and a new one started. A stale socket file is replaced. */
+		if (ingress_stop(g->data_dir, &err) == 1)
+			shoal_log(LOG_WARNING, "ingress: stopped one that did not answer");
 		if (spawn_ingress(g, false, &err) == -1) {
 			shoal_log(LOG_ERR, "ingress: %s", err.msg);
 			retry_later(g);

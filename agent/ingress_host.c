@@ -267,6 +267,19 @@ send_report(struct host_client *c)
 
 static void host_retire(struct host *h, struct host_client *c);
 
+/* One line per table an agent sends: what a node serves is in its log, not only in memory. */
+static void
+host_log_table(const struct host *h)
+{
+	const Shoal__Endpoints *ep = h->cur->apply->endpoints;
+	size_t nb = 0, ns = ep ? ep->n_services : 0;
+
+	for (size_t i = 0; i < ns; i++)
+		nb += ep->services[i]->n_backends;
+	shoal_log(LOG_INFO, "table generation %llu: %zu service%s, %zu backend%s",
+	          (unsigned long long)h->gen, ns, ns == 1 ? "" : "s", nb, nb == 1 ? "" : "s");
+}
+
 static void
 client_read(struct bufferevent *bev, void *arg)
 {
@@ -282,6 +295,7 @@ client_read(struct bufferevent *bev, void *arg)
 			h->cur = f;
 			h->gen = f->apply->endpoints ? f->apply->endpoints->generation : 0;
 			host_apply(h);
+			host_log_table(h);
 			continue; /* kept as h->cur */
 		case SHOAL__INGRESS_FRAME__BODY_REPORT_REQUEST:
 			send_report(c);
