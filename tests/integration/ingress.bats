@@ -70,7 +70,8 @@ services_quiet() {
 	[ "$pid" != "$(lab pid agent2)" ]
 	[ "$(ps -o sid= -p "$pid")" != "$(ps -o sid= -p "$(lab pid agent2)")" ]
 
-	lab exec node1 "$TOOLS/overload_client" "$(lab addr node2)" 8080 1 12 5 \
+	# 4 clients, each a new connection after another, for 12 s across the kill and restart.
+	lab exec node1 "$TOOLS/overload_client" "$(lab addr node2)" 8080 4 12 5 \
 		>"$BATS_TEST_TMPDIR/load.out" &
 	load=$!
 	sleep 2
@@ -81,7 +82,7 @@ services_quiet() {
 	serves node2 8080
 	start_agent 2
 	wait $load
-	cat "$BATS_TEST_TMPDIR/load.out"
+	echo "# agent killed: $(cat "$BATS_TEST_TMPDIR/load.out")" >&3
 	grep -Eq '^responses=[1-9][0-9]* closed=0 timeouts=0 ' "$BATS_TEST_TMPDIR/load.out"
 	# The same process, re-adopted.
 	[ "$(ingress_pid node2)" = "$pid" ]
@@ -101,7 +102,7 @@ services_quiet() {
 	# shim it starts containers with beside it.
 	mkdir -p "$BATS_FILE_TMPDIR/new"
 	cp "$SHOAL_BIN/shoal-agent" "$SHOAL_BIN/shoal-shim" "$BATS_FILE_TMPDIR/new/"
-	lab exec node1 "$TOOLS/overload_client" "$(lab addr node2)" 8080 1 8 5 \
+	lab exec node1 "$TOOLS/overload_client" "$(lab addr node2)" 8080 4 8 5 \
 		>"$BATS_TEST_TMPDIR/load.out" &
 	load=$!
 	sleep 1
@@ -111,7 +112,7 @@ services_quiet() {
 		--address "$(lab addr node2)" --label "zone=$(lab zone node2)" \
 		--data-dir "$DATA/node2" --image-dir "$IMAGES"
 	wait $load
-	cat "$BATS_TEST_TMPDIR/load.out"
+	echo "# agent upgraded: $(cat "$BATS_TEST_TMPDIR/load.out")" >&3
 	grep -Eq '^responses=[1-9][0-9]* closed=0 timeouts=0 ' "$BATS_TEST_TMPDIR/load.out"
 	new=$(ingress_pid node2)
 	[ "$new" != "$old" ]
