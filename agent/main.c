@@ -9,6 +9,8 @@
 #include <sodium.h>
 
 #include "err.h"
+#include "ingress.h"
+#include "ingress_host.h"
 #include "log.h"
 #include "netnode.h"
 #include "proxy.h"
@@ -56,12 +58,14 @@ static const char usage_text[] =
     "                   --data-dir DIR [--label KEY=VALUE ...] [options]\n"
     "       shoal-agent cleanup --data-dir DIR\n"
     "       shoal-agent proxy --listen ADDR:PORT --backend ADDR:PORT [--backend ...] [options]\n"
+    "       shoal-agent ingress --data-dir DIR [options]\n"
     "\n"
     "Joins this node to a Shoal cluster: registers its CPUs and memory with the scheduler,\n"
     "runs the containers the scheduler assigns it, reports their state, and reconnects\n"
     "with back-off when the scheduler goes away. DIR holds the node's images and\n"
     "containers; containers keep running when the agent stops, and a restarted agent\n"
-    "adopts them.\n"
+    "adopts them. So does the node's ingress proxy (shoal-agent ingress): published\n"
+    "ports keep serving while the agent is down.\n"
     "\n"
     "Options:\n"
     "  --scheduler HOST:PORT  the scheduler (port 7100 by default on its side)\n"
@@ -97,7 +101,9 @@ static const char usage_text[] =
     "\n"
     "Subcommands:\n"
     "  cleanup                remove the node's containers and task records (--help)\n"
-    "  proxy                  run the round-robin TCP proxy alone (--help)\n";
+    "  proxy                  run the round-robin TCP proxy alone (--help)\n"
+    "  ingress                the node's proxy process the agent starts and re-adopts\n"
+    "                         (--help)\n";
 
 /* shoal-agent cleanup --data-dir DIR: remove what the agent made on this node. */
 static int
@@ -134,7 +140,89 @@ cleanup_main(int argc, char **argv)
 		return 1;
 	}
 	printf("removed the container network\n");
+	if (ingress_stop(dir, &err) == -1) {
+		fprintf(stderr, "shoal-agent cleanup: ingress: %s\n", err.msg);
+		return 1;
+	}
+	printf("stopped the ingress\n");
 	return 0;
+}
+
+static const char ingress_usage[] =
+    "usage: shoal-agent ingress --data-dir DIR [--take-over] [--sync-fd FD] [--threads N]\n"
+    "                           [--max-conns N] [--idle-timeout DUR]\n"
+    "                           [--first-byte-timeout DUR] [--log-level LEVEL]\n"
+    "\n"
+    "The node's ingress proxy in a process of its own, as the agent starts it: it serves\n"
+    "every published port, outlives the agent (a restarted agent finds it on the socket\n"
+    "DIR/ingress.sock and feeds it the scheduler's endpoints), and keeps serving the last\n"
+    "table while no agent is there. A port that cannot listen is retried (0.5s doubling to\n"
+    "5s) and reported. --take-over makes it take the listening sockets of the ingress\n"
+    "running on DIR (an agent upgrade): no listener closes in between. `shoal-agent\n"
+    "cleanup` stops it; SIGTERM too.\n";
+
+/* shoal-agent ingress ...: the node's proxy, started by the agent. */
+static int
+ingress_main(int argc, char **argv)
+{
+	struct ingress_host_options o = {.sync_fd = -1};
+	int level = LOG_INFO;
+	char *end;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		struct shoal_err err;
+		int64_t *ms = NULL;
+		long n = 0;
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			fputs(ingress_usage, stdout);
+			return 0;
+		} else if (strcmp(a, "--take-over") == 0) {
+			o.take_over = true;
+			continue;
+		} else if (v == NULL) {
+			fprintf(stderr, "shoal-agent ingress: %s: missing value\n%s", a,
+			        ingress_usage);
+			return 1;
+		}
+		i++;
+		if (strcmp(a, "--data-dir") == 0) {
+			o.data_dir = v;
+			continue;
+		} else if (strcmp(a, "--log-level") == 0) {
+			level = log_level_parse(v);
+			if (level >= 0)
+				continue;
+		} else if (strcmp(a, "--idle-timeout") == 0) {
+			ms = &o.po.idle_timeout_ms;
+		} else if (strcmp(a, "--first-byte-timeout") == 0) {
+			ms = &o.po.first_byte_timeout_ms;
+		} else if (strcmp(a, "--sync-fd") == 0 || strcmp(a, "--threads") == 0 ||
+		           strcmp(a, "--max-conns") == 0) {
+			n = strtol(v, &end, 10);
+			if (end != v && *end == '\0' && n >= 0 && n <= 10000000) {
+				*(strcmp(a, "--sync-fd") == 0   ? &o.sync_fd
+				  : strcmp(a, "--threads") == 0 ? &o.po.threads
+				                                : &o.po.max_conns) = (int)n;
+				continue;
+			}
+		} else {
+			fprintf(stderr, "shoal-agent ingress: unexpected argument %s\n%s", a,
+			        ingress_usage);
+			return 1;
+		}
+		if (ms && util_parse_duration_ms(v, ms, &err) == 0)
+			continue;
+		fprintf(stderr, "shoal-agent ingress: %s %s: bad value\n", a, v);
+		return 1;
+	}
+	if (o.data_dir == NULL) {
+		fprintf(stderr, "shoal-agent ingress: needs --data-dir DIR\n");
+		return 1;
+	}
+	log_init("ingress", level);
+	return ingress_host_run(&o);
 }
 
 static void
@@ -375,6 +463,8 @@ main(int argc, char **argv)
 		return cleanup_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "proxy") == 0)
 		return proxy_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "ingress") == 0)
+		return ingress_main(argc - 1, argv + 1);
 	o.labels = xcalloc((size_t)argc, sizeof(char *));
 	o.insecure = xcalloc((size_t)argc, sizeof(char *));
 	o.image_gc_after_ms = -1;

@@ -17,6 +17,7 @@
 #include "proxy.h"
 #include "rpc.h"
 #include "server.h"
+#include "shoal.pb-c.h"
 #include "util.h"
 
 struct agent_metrics {
@@ -121,6 +122,49 @@ counter_at(const struct proxy_counters *c, const struct proxy_metric *m)
 	uint64_t v;
 	memcpy(&v, p, sizeof(v));
 	return v;
+}
+
+static void
+counters_from(struct proxy_counters *c, const Shoal__ServiceStats *r)
+{
+	c->conns = r->connections;
+	c->active = (int64_t)r->active;
+	c->bytes_in = r->bytes_in;
+	c->bytes_out = r->bytes_out;
+	c->connect_failures = r->connect_failures;
+	c->retries = r->retries;
+	c->rejected = r->rejected;
+	c->busy_timeouts = r->busy_timeouts;
+	c->queued = r->queued;
+	c->queue_wait_ms = r->queue_wait_ms;
+	c->queue_timeouts = r->queue_timeouts;
+}
+
+/* The proxy lives in the ingress process: its last report, rows of a service total ("" backend)
+ * each followed by that service's backends, back into the proxy's own form. */
+static void
+stats_from_report(const Shoal__IngressReport *r, struct proxy_stats *out)
+{
+	struct proxy_service_stats *sv = NULL;
+
+	out->services = xcalloc(r->n_stats + 1, sizeof(*out->services));
+	for (size_t i = 0; i < r->n_stats; i++) {
+		const Shoal__ServiceStats *row = r->stats[i];
+		if (row->backend == NULL || row->backend[0] == '\0') {
+			sv = &out->services[out->nservices++];
+			snprintf(sv->name, sizeof(sv->name), "%s", row->service ? row->service : "");
+			counters_from(&sv->c, row);
+			sv->queue_len = (int64_t)row->queue_len;
+			sv->queue_max_wait = (int64_t)row->queue_max_wait_ms;
+			sv->backends = xcalloc(r->n_stats - i, sizeof(*sv->backends));
+		} else if (sv) {
+			struct proxy_backend_stats *b = &sv->backends[sv->nbackends++];
+			snprintf(b->id, sizeof(b->id), "%s", row->task_id ? row->task_id : "");
+			snprintf(b->addr, sizeof(b->addr), "%s", row->backend);
+			b->benched = row->benched;
+			counters_from(&b->c, row);
+		}
+	}
 }
 
 static void
@@ -266,9 +310,9 @@ metrics_write(struct agent_server *a, struct evbuffer *out)
 	prom_sample_u64(out, "shoal_rpc_frames_received_total", NULL, rc->frames_in);
 	prom_family(out, "shoal_rpc_frames_sent_total", "counter", "RPC frames queued to send.");
 	prom_sample_u64(out, "shoal_rpc_frames_sent_total", NULL, rc->frames_out);
-	if (a->proxy) {
+	if (ingress_report(&a->ingress)) {
 		struct proxy_stats pst = {0};
-		proxy_stats(a->proxy, &pst);
+		stats_from_report(ingress_report(&a->ingress), &pst);
 		write_proxy(out, &pst);
 		proxy_stats_free(&pst);
 	}

@@ -315,6 +315,13 @@ struct proxy {
 	struct event *fail_ev;
 	pthread_mutex_t fail_lock;
 	struct px_failure_msg *fail_head;
+	/* Listening sockets handed over by a previous ingress process (proxy_adopt_listener),
+	 * taken by the first service on their address; and the services of the last
+	 * proxy_set_services that could not listen (proxy_bind_errors). Main thread only. */
+	int *adopted;
+	size_t nadopted;
+	struct proxy_bind_error *bind_errs;
+	size_t nbind_errs;
 };
 
 /* Queue cmd for w; true when the queue was empty, so w needs a px_worker_wake (a non-empty
@@ -1599,7 +1606,30 @@ proxy_destroy(struct proxy *p)
 	if (p->fail_fd != -1)
 		close(p->fail_fd);
 	pthread_mutex_destroy(&p->fail_lock);
+	for (size_t i = 0; i < p->nadopted; i++)
+		close(p->adopted[i]);
+	free(p->adopted);
+	free(p->bind_errs);
 	free(p);
+}
+
+/* An adopted listener bound to exactly ss (port 0 never matches: tests' any-port), or -1. */
+static int
+px_take_adopted(struct proxy *p, const struct sockaddr_storage *ss, socklen_t len)
+{
+	for (size_t i = 0; i < p->nadopted; i++) {
+		struct sockaddr_storage b;
+		socklen_t blen = sizeof(b);
+		int fd = p->adopted[i];
+
+		if (getsockname(fd, (struct sockaddr *)&b, &blen) == -1 || blen != len ||
+		    memcmp(&b, ss, len) != 0 || ((const struct sockaddr_in *)ss)->sin_port == 0)
+			continue;
+		p->adopted[i] = p->adopted[--p->nadopted];
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		return fd;
+	}
+	return -1;
 }
 
 /*
@@ -1623,20 +1653,28 @@ px_service_new(struct proxy *p, const struct proxy_service_spec *spec, struct sh
 	socklen_t len, blen = sizeof(bound);
 	struct px_service *s;
 	int one = 1, fd, i;
+	bool adopted;
 
 	if (px_parse_addr(ip, spec->port, &ss, &len) == -1) {
 		err_set(err, 0, "service %s: listen address %s is not an IP address", spec->name,
 		        ip);
 		return NULL;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = px_take_adopted(p, &ss, len);
+	adopted = fd != -1;
+	if (adopted)
+		shoal_log(LOG_INFO, "proxy: service %s takes over the listener on %s:%u",
+		          spec->name, ip, (unsigned)spec->port);
+	else
+		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		err_set(err, errno, "service %s: socket", spec->name);
 		return NULL;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, SOMAXCONN) == -1) {
+	if ((!adopted && bind(fd, (struct sockaddr *)&ss, len) == -1) ||
+	    listen(fd, SOMAXCONN) == -1) {
 		err_set(err, errno, "service %s: listen on %s:%u", spec->name, ip,
 		        (unsigned)spec->port);
 		close(fd);
@@ -1716,6 +1754,8 @@ proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_
 	int nerr = 0;
 
 	err_clear(err);
+	p->nbind_errs = 0;
+	p->bind_errs = xrealloc(p->bind_errs, (n ? n : 1) * sizeof(*p->bind_errs));
 	t->svcs = xcalloc(n ? n : 1, sizeof(*t->svcs));
 	for (size_t i = 0; i < n; i++) {
 		const struct proxy_service_spec *spec = &svcs[i];
@@ -1744,6 +1784,12 @@ proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_
 		} else {
 			e->svc = px_service_new(p, spec, &one);
 			if (e->svc == NULL) {
+				struct proxy_bind_error *be = &p->bind_errs[p->nbind_errs++];
+
+				snprintf(be->service, sizeof(be->service), "%s", spec->name);
+				be->port = spec->port;
+				be->code = one.code;
+				snprintf(be->msg, sizeof(be->msg), "%s", one.msg);
 				px_err_add(err, &nerr, &one);
 				continue;
 			}
@@ -1950,4 +1996,41 @@ proxy_worker_conns(struct proxy *p, int64_t *out, size_t max)
 	for (size_t i = 0; i < max && i < (size_t)p->nthreads; i++)
 		out[i] = atomic_load_explicit(&p->workers[i].load, memory_order_relaxed);
 	return (size_t)p->nthreads;
+}
+
+void
+proxy_adopt_listener(struct proxy *p, int fd)
+{
+	p->adopted = xrealloc(p->adopted, (p->nadopted + 1) * sizeof(*p->adopted));
+	p->adopted[p->nadopted++] = fd;
+}
+
+size_t
+proxy_drop_adopted(struct proxy *p)
+{
+	size_t n = p->nadopted;
+
+	for (size_t i = 0; i < p->nadopted; i++)
+		close(p->adopted[i]);
+	p->nadopted = 0;
+	return n;
+}
+
+size_t
+proxy_bind_errors(struct proxy *p, const struct proxy_bind_error **out)
+{
+	*out = p->bind_errs;
+	return p->nbind_errs;
+}
+
+size_t
+proxy_listener_fds(struct proxy *p, int *out, size_t max)
+{
+	const struct px_table *t = atomic_load_explicit(&p->table, memory_order_relaxed);
+	size_t n = 0;
+
+	for (size_t i = 0; t && i < t->nsvc; i++)
+		if (n < max)
+			out[n++] = t->svcs[i].svc->fds[0];
+	return t ? t->nsvc : 0;
 }

@@ -169,4 +169,28 @@ int64_t proxy_buffered_bytes(struct proxy *p);
  * workers. (How evenly the shared accept queue and the hand-offs spread them.) */
 size_t proxy_worker_conns(struct proxy *p, int64_t *out, size_t max);
 
+/* A published port that could not be opened by the last proxy_set_services. */
+struct proxy_bind_error {
+	char service[128];
+	uint16_t port;
+	int code;      /* errno: EADDRINUSE, EACCES, EADDRNOTAVAIL; 0 = not a system error */
+	char msg[256]; /* the whole message, as proxy_set_services reported it */
+};
+
+/* The services of the last proxy_set_services that are not listening, valid until the next
+ * call; their count. Calling proxy_set_services again with the same set retries them. */
+size_t proxy_bind_errors(struct proxy *p, const struct proxy_bind_error **out);
+
+/*
+ * Listener hand-over between two ingress processes (an upgrade): proxy_listener_fds gives the
+ * listening sockets of the current services (the proxy keeps owning them; their count, which
+ * may exceed max); the receiving proxy takes each with proxy_adopt_listener (takes fd), and
+ * a later proxy_set_services uses it for the service on that very address and port instead of
+ * binding anew, so no connection is refused while both processes change over.
+ * proxy_drop_adopted closes those no service took (their count).
+ */
+size_t proxy_listener_fds(struct proxy *p, int *out, size_t max);
+void proxy_adopt_listener(struct proxy *p, int fd);
+size_t proxy_drop_adopted(struct proxy *p);
+
 #endif

@@ -12,7 +12,6 @@
 #include "labels.h"
 #include "log.h"
 #include "metrics.h"
-#include "proxy.h"
 #include "token.h"
 #include "util.h"
 
@@ -122,19 +121,18 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 	tasks_load(&a->tasks);
 	logs_init(&a->logs, a);
 	{
-		struct proxy_options po = {
+		struct ingress_spawn_opts io = {
 		    .threads = opt->proxy_threads,
 		    .max_conns = opt->proxy_max_conns,
 		    .idle_timeout_ms = opt->proxy_idle_timeout_ms,
 		    .first_byte_timeout_ms = opt->proxy_first_byte_timeout_ms,
-		    .main_base = a->base,
-		    .on_failure = session_proxy_failure,
-		    .failure_arg = &a->session,
 		};
-		a->proxy = proxy_create(&po, err);
-		if (a->proxy == NULL) {
+		struct ingress_ops ops = {session_ingress_report, session_ingress_failure};
+
+		if (ingress_init(&a->ingress, a->base, a->data_dir, &io, &ops, &a->session, err) ==
+		    -1) {
 			agent_server_free(a);
-			return err_prefix(err, "proxy");
+			return err_prefix(err, "ingress");
 		}
 	}
 	if (opt->http && metrics_start(a, opt->http, err) == -1) {
@@ -160,9 +158,8 @@ agent_server_free(struct agent_server *a)
 {
 	session_free(&a->session);
 	metrics_free(a);
-	if (a->proxy)
-		proxy_destroy(a->proxy);
-	a->proxy = NULL;
+	if (a->ingress.sock_path)
+		ingress_free(&a->ingress);
 	if (a->logs.poll)
 		logs_free(&a->logs);
 	if (a->tasks.root)

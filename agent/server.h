@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "dns.h"
+#include "ingress.h"
 #include "logs.h"
 #include "netnode.h"
 #include "resources.h"
@@ -15,7 +16,6 @@
 
 struct event_base;
 struct event;
-struct proxy;
 struct agent_metrics;
 struct shoal_err;
 
@@ -51,7 +51,7 @@ struct agent_server {
 	struct tasks tasks;     /* the containers this node runs */
 	struct logs logs;       /* `shoal logs` requests being served */
 	struct netnode netnode; /* bridge, addresses, routes of the containers */
-	struct proxy *proxy;    /* every published service on this node's address */
+	struct ingress ingress; /* the node's proxy process: every published service */
 	struct token token;     /* worker join token (secret) */
 	char *scheduler_host;
 	uint16_t scheduler_port;

@@ -11,12 +11,11 @@
 #include "addr.h"
 #include "err.h"
 #include "log.h"
-#include "proxy.h"
+#include "ingress.h"
 #include "rpc.h"
 #include "server.h"
 #include "shoal.pb-c.h"
 #include "util.h"
-#include "vipproxy.h"
 
 /* The cap is kept short so that a scheduler coming back after a restart finds its agents
  * within ~2.4 s (with jitter), well inside its grace period for known nodes
@@ -58,41 +57,6 @@ schedule_retry(struct session *s)
 	shoal_log(LOG_DEBUG, "reconnecting in %lldms", (long long)ms);
 }
 
-/* The proxy's counters as cumulative ServiceStats: the service total, then each backend. */
-static size_t
-proxy_counters(struct agent_server *a, struct proxy_stats *st, Shoal__ServiceStats **out)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < st->nservices; i++) {
-		const struct proxy_service_stats *ss = &st->services[i];
-		for (size_t k = 0; k <= ss->nbackends; k++) {
-			const struct proxy_counters *c = k == 0 ? &ss->c : &ss->backends[k - 1].c;
-			Shoal__ServiceStats *o = xmalloc(sizeof(*o));
-			shoal__service_stats__init(o);
-			o->service = (char *)ss->name;
-			o->backend = k == 0 ? "" : (char *)ss->backends[k - 1].addr;
-			o->task_id = k == 0 ? "" : (char *)ss->backends[k - 1].id;
-			o->connections = c->conns;
-			o->active = c->active > 0 ? (uint64_t)c->active : 0;
-			o->bytes_in = c->bytes_in;
-			o->bytes_out = c->bytes_out;
-			o->connect_failures = c->connect_failures;
-			o->retries = c->retries;
-			o->busy_timeouts = c->busy_timeouts;
-			if (k == 0) {
-				o->queue_len = ss->queue_len > 0 ? (uint64_t)ss->queue_len : 0;
-				o->queued = c->queued;
-				o->queue_wait_ms = c->queue_wait_ms;
-				o->queue_timeouts = c->queue_timeouts;
-			}
-			out[n++] = o;
-		}
-	}
-	(void)a;
-	return n;
-}
-
 static void
 send_heartbeat(struct session *s)
 {
@@ -107,25 +71,34 @@ send_heartbeat(struct session *s)
 	usage.cpu_millis = (uint64_t)used.cpu_millis;
 	usage.memory_bytes = (uint64_t)used.memory_bytes;
 	hb.usage = &usage;
-	hb.endpoints_generation = s->endpoints_gen;
-	struct proxy_stats pst = {0};
-	size_t cap = 0;
-	if (a->proxy)
-		proxy_stats(a->proxy, &pst);
-	for (size_t i = 0; i < pst.nservices; i++)
-		cap += 1 + pst.services[i].nbackends;
-	hb.proxy_stats = xcalloc(cap ? cap : 1, sizeof(*hb.proxy_stats));
-	hb.n_proxy_stats = proxy_counters(a, &pst, hb.proxy_stats);
+	/* What the node's proxy has applied, as its last report says: only a table of this
+	 * session acknowledges (an ingress that outlived the agent may report one from before a
+	 * scheduler restart, whose numbers mean nothing now). */
+	const Shoal__IngressReport *r = ingress_report(&a->ingress);
+	if (r && r->endpoints_generation == s->endpoints_gen)
+		hb.endpoints_generation = s->endpoints_gen;
+	if (r) {
+		hb.proxy_stats = r->stats;
+		hb.n_proxy_stats = r->n_stats;
+		hb.port_status = r->ports;
+		hb.n_port_status = r->n_ports;
+	}
 	hb.assignments_generation = a->tasks.generation;
 	env.id = ++s->next_id;
 	env.body_case = SHOAL__ENVELOPE__BODY_HEARTBEAT;
 	env.heartbeat = &hb;
 	if (rpc_send(s->conn, &env, &err) == -1)
 		shoal_log(LOG_WARNING, "heartbeat: %s", err.msg);
-	for (size_t i = 0; i < hb.n_proxy_stats; i++)
-		free(hb.proxy_stats[i]);
-	free(hb.proxy_stats);
-	proxy_stats_free(&pst);
+}
+
+void
+session_ingress_report(const Shoal__IngressReport *r, void *arg)
+{
+	struct session *s = arg;
+
+	(void)r;
+	if (s->state == SESSION_READY && s->conn)
+		send_heartbeat(s);
 }
 
 static void
@@ -137,7 +110,10 @@ on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (s->state != SESSION_READY)
 		return;
-	send_heartbeat(s);
+	/* Fresh counters first: the heartbeat goes when they come (session_ingress_report), or
+	 * now with the last ones when the ingress cannot answer. */
+	if (!ingress_request_report(&s->agent->ingress))
+		send_heartbeat(s);
 	/* Jitter each beat (+/-10%) so a thousand agents started together do not beat together. */
 	arm(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
 }
@@ -232,86 +208,20 @@ session_backend_refusal(const char *ip)
 	return addr_backend_refusal_text(ip);
 }
 
-/* Every published service listens on this node's address and spreads over the backends. */
-static void
-apply_proxy(struct session *s, const Shoal__Endpoints *ep)
-{
-	struct agent_server *a = s->agent;
-	struct proxy_service_spec *svcs = xcalloc(ep->n_services + 1, sizeof(*svcs));
-	struct proxy_backend_spec **bes = xcalloc(ep->n_services + 1, sizeof(*bes));
-	const Shoal__Backend *first_bad = NULL;
-	const char *first_why = NULL;
-	size_t refused = 0;
-	struct shoal_err err;
-
-	for (size_t i = 0; i < ep->n_services; i++) {
-		const Shoal__ServiceEndpoints *se = ep->services[i];
-		size_t nb = 0;
-		bes[i] = xcalloc(se->n_backends + 1, sizeof(**bes));
-		for (size_t k = 0; k < se->n_backends; k++) {
-			/* The scheduler checks what agents report, but this proxy dials from this
-			 * host: it never takes a backend on itself, the link or a group, whoever
-			 * sent it. */
-			const char *why = session_backend_refusal(se->backends[k]->ip);
-			if (why) {
-				if (refused++ == 0) {
-					first_bad = se->backends[k];
-					first_why = why;
-				}
-				continue;
-			}
-			bes[i][nb].id = se->backends[k]->task_id;
-			bes[i][nb].ip = se->backends[k]->ip;
-			bes[i][nb].port = (uint16_t)se->backends[k]->port;
-			nb++;
-		}
-		svcs[i].name = se->name;
-		svcs[i].listen_addr = a->address;
-		svcs[i].port = (uint16_t)se->published_port;
-		svcs[i].backends = bes[i];
-		svcs[i].nbackends = nb;
-		svcs[i].max_conns_per_backend = se->max_conns_per_replica;
-		svcs[i].queue_timeout_ms = se->queue_timeout_ms;
-	}
-	/* One line per table, however many it held. */
-	if (refused)
-		shoal_log(LOG_WARNING,
-		          "endpoints generation %llu: refused %zu backend%s, e.g. %.32s:%u (task "
-		          "%.16s): %s address",
-		          (unsigned long long)ep->generation, refused, refused == 1 ? "" : "s",
-		          first_bad->ip, first_bad->port, first_bad->task_id, first_why);
-	/* Services' virtual IPs: listeners of the same proxy (agent/vipproxy.h). */
-	struct vipproxy_specs vs;
-	size_t nsvcs = ep->n_services;
-	vipproxy_append(&vs, ep, &svcs, &nsvcs, session_backend_refusal);
-	if (proxy_set_services(a->proxy, svcs, nsvcs, &err) == -1)
-		shoal_log(LOG_ERR, "proxy: %s", err.msg);
-	vipproxy_specs_free(&vs);
-	for (size_t i = 0; i < ep->n_services; i++)
-		free(bes[i]);
-	free(bes);
-	free(svcs);
-}
-
 void
-session_proxy_failure(const struct proxy_failure *f, void *arg)
+session_ingress_failure(const Shoal__ProxyHint *hint, void *arg)
 {
 	struct session *s = arg;
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__ProxyHint h = SHOAL__PROXY_HINT__INIT;
 	struct shoal_err err;
 
-	shoal_log(LOG_INFO, "proxy: %s backend %s (task %s) failed: %s; benched", f->service,
-	          f->backend_addr, f->backend_id, strerror(f->code));
+	shoal_log(LOG_INFO, "proxy: %s backend %s (task %s) failed: %s; benched", hint->service,
+	          hint->backend, hint->task_id, hint->reason);
 	if (s->state != SESSION_READY || s->conn == NULL)
 		return;
-	h.service = (char *)f->service;
-	h.task_id = (char *)f->backend_id;
-	h.backend = (char *)f->backend_addr;
-	h.reason = strerror(f->code);
 	env.id = ++s->next_id;
 	env.body_case = SHOAL__ENVELOPE__BODY_PROXY_HINT;
-	env.proxy_hint = &h;
+	env.proxy_hint = (Shoal__ProxyHint *)hint;
 	if (rpc_send(s->conn, &env, &err) == -1)
 		shoal_log(LOG_DEBUG, "proxy hint: %s", err.msg);
 }
@@ -326,11 +236,14 @@ on_endpoints(struct session *s, const Shoal__Endpoints *ep)
 	s->endpoints_gen = ep->generation;
 	if (netnode_sync_routes(&s->agent->netnode, ep->nodes, ep->n_nodes, &err) == -1)
 		shoal_log(LOG_DEBUG, "network: routes: %s", err.msg); /* each failure is logged */
-	apply_proxy(s, ep);
+	/* Every published service listens on this node's address, in the ingress process; its
+	 * report acknowledges the table (session_ingress_report). */
+	ingress_apply(&s->agent->ingress, ep, s->agent->address);
 	dns_update(&s->agent->dns, ep, s->agent->address);
 	shoal_log(LOG_DEBUG, "endpoints generation %llu: %zu services, %zu nodes",
 	          (unsigned long long)ep->generation, ep->n_services, ep->n_nodes);
-	send_heartbeat(s);
+	if (s->agent->ingress.bev == NULL)
+		send_heartbeat(s);
 }
 
 static void

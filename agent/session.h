@@ -49,9 +49,13 @@ int session_load_key(struct session *s, const char *path, struct shoal_err *err)
 void session_start(struct session *s);
 void session_free(struct session *s);
 
-struct proxy_failure;
-/* The proxy could not reach a backend: pass it on to the scheduler as a hint. */
-void session_proxy_failure(const struct proxy_failure *f, void *arg);
+typedef struct Shoal__ProxyHint Shoal__ProxyHint;
+typedef struct Shoal__IngressReport Shoal__IngressReport;
+/* The node's proxy could not reach a backend: pass it on to the scheduler as a hint. */
+void session_ingress_failure(const Shoal__ProxyHint *h, void *arg);
+/* The node's proxy reported (stats, the table applied, ports not listening): the heartbeat
+ * that was waiting for it goes out. */
+void session_ingress_report(const Shoal__IngressReport *r, void *arg);
 
 /*
  * Why the proxy must not dial ip, a backend the scheduler sent ("loopback", "link-local",

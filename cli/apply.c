@@ -70,9 +70,48 @@ apply_parse_stream(FILE *in, struct manifest *m, struct manifest_errors *errs)
 	return r;
 }
 
+/* A published port of set that a service of the cluster other than its own publishes. */
+static int
+apply_check_owners(const struct manifest *set, size_t nfiles, const struct apply_owner *owners,
+                   size_t nowners, struct manifest_errors *errs)
+{
+	int rc = 0;
+
+	for (size_t a = 0; a < nfiles; a++)
+		for (size_t i = 0; i < set[a].n_services; i++) {
+			const struct service_spec *s = &set[a].services[i];
+
+			for (size_t p = 0; p < s->n_ports; p++)
+				for (size_t k = 0; k < nowners; k++) {
+					const struct manifest_pos *pos =
+					    &set[a].origins[i].ports[p];
+
+					if (s->ports[p].published == 0 ||
+					    owners[k].port != s->ports[p].published ||
+					    (s->name && strcmp(owners[k].service, s->name) == 0))
+						continue;
+					apply_error(errs,
+					            "%s:%u:%u: ports[%zu]: port %u is already "
+					            "published by service %s (in the cluster)",
+					            set[a].file, pos->line, pos->column, p,
+					            (unsigned)owners[k].port, owners[k].service);
+					rc = -1;
+				}
+		}
+	return rc;
+}
+
 int
 apply_build(const char *const *files, size_t nfiles, FILE *in, struct apply_request *out,
             struct manifest_errors *errs)
+{
+	return apply_build_owned(files, nfiles, in, NULL, 0, out, errs);
+}
+
+int
+apply_build_owned(const char *const *files, size_t nfiles, FILE *in,
+                  const struct apply_owner *owners, size_t nowners, struct apply_request *out,
+                  struct manifest_errors *errs)
 {
 	struct manifest *set = xcalloc(nfiles ? nfiles : 1, sizeof(*set));
 	size_t errors_before = errs->n, total = 0;
@@ -101,6 +140,8 @@ apply_build(const char *const *files, size_t nfiles, FILE *in, struct apply_requ
 	 * that failed is empty here, so the check still reports the clashes of the others.
 	 */
 	if (manifest_check_set(set, nfiles, errs) == -1)
+		rc = -1;
+	if (apply_check_owners(set, nfiles, owners, nowners, errs) == -1)
 		rc = -1;
 	if (rc == 0 && total == 0) {
 		apply_error(errs, "%s: no service in %s", nfiles == 1 ? files[0] : "manifests",
@@ -133,6 +174,45 @@ apply_request_free(struct apply_request *r)
 	r->n = 0;
 }
 
+/*
+ * The ports the cluster's services publish now, so that a clash with one of them is named at
+ * its FILE:LINE:COL (the scheduler, which checks it again, cannot know where it was written).
+ * Best effort: without an answer the scheduler's own check stands. Keeps *reply for the
+ * names; the count of *out.
+ */
+static size_t
+apply_cluster_owners(struct cli_ctx *ctx, Shoal__Envelope **reply, struct apply_owner **out)
+{
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__ListServices ls = SHOAL__LIST_SERVICES__INIT;
+	const Shoal__ListServicesReply *lr;
+	struct shoal_err err;
+	size_t n = 0;
+
+	req.body_case = SHOAL__ENVELOPE__BODY_LIST_SERVICES;
+	req.list_services = &ls;
+	if (client_call_raw(ctx, &req, reply, &err) == -1 ||
+	    (*reply)->body_case != SHOAL__ENVELOPE__BODY_LIST_SERVICES_REPLY)
+		return 0;
+	lr = (*reply)->list_services_reply;
+	for (size_t i = 0; i < lr->n_services; i++) {
+		const Shoal__ServiceInfo *si = lr->services[i];
+		struct service_spec spec;
+
+		if (strcmp(si->update_state, "removing") == 0 ||
+		    manifest_spec_from_json(si->spec_json, &spec, &err) == -1)
+			continue;
+		for (size_t p = 0; p < spec.n_ports; p++)
+			if (spec.ports[p].published != 0) {
+				*out = xrealloc(*out, (n + 1) * sizeof(**out));
+				(*out)[n++] =
+				    (struct apply_owner){spec.ports[p].published, si->name};
+			}
+		manifest_spec_free(&spec);
+	}
+	return n;
+}
+
 int
 apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -143,7 +223,9 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	struct apply_request ar;
 	struct shoal_err err;
 	const char **files = xcalloc((size_t)argc, sizeof(*files));
-	size_t nfiles = 0;
+	Shoal__Envelope *lreply = NULL;
+	struct apply_owner *owners = NULL;
+	size_t nfiles = 0, nowners = 0;
 	int rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -166,7 +248,8 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "shoal apply: -f FILE is required\n%s", apply_usage);
 		goto out;
 	}
-	if (apply_build(files, nfiles, stdin, &ar, &errs) == -1) {
+	nowners = apply_cluster_owners(ctx, &lreply, &owners);
+	if (apply_build_owned(files, nfiles, stdin, owners, nowners, &ar, &errs) == -1) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.lines[i]);
 		manifest_errors_free(&errs);
@@ -194,6 +277,9 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		shoal__envelope__free_unpacked(reply, NULL);
 	apply_request_free(&ar);
 out:
+	free(owners);
+	if (lreply)
+		shoal__envelope__free_unpacked(lreply, NULL);
 	free(files);
 	return rc;
 }

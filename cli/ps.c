@@ -185,6 +185,8 @@ ps_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		}
 		table_print(&t, stdout);
 		table_free(&t);
+		for (size_t i = 0; i < lr->n_port_errors; i++)
+			printf("note: %s\n", lr->port_errors[i]);
 	}
 	shoal__envelope__free_unpacked(reply, NULL);
 	return 0;

@@ -184,6 +184,12 @@ services_info_json(const Shoal__ServiceInfo *s, bool stats)
 
 	if (stats)
 		json_object_set_new(o, "stats", services_stats_json(s));
+	{
+		json_t *pe = json_array();
+		for (size_t i = 0; i < s->n_port_errors; i++)
+			json_array_append_new(pe, json_string(s->port_errors[i]));
+		json_object_set_new(o, "port_errors", pe);
+	}
 	return o;
 }
 
@@ -305,6 +311,11 @@ services_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		}
 		table_print(&t, stdout);
 		table_free(&t);
+		/* A published port some node cannot listen on: never only in that node's log. */
+		for (size_t i = 0; i < lr->n_services; i++)
+			for (size_t j = 0; j < lr->services[i]->n_port_errors; j++)
+				printf("note: %s: %s\n", lr->services[i]->name,
+				       lr->services[i]->port_errors[j]);
 		if (stats)
 			services_print_stats(lr);
 	}

@@ -325,6 +325,19 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 		}
 		nodes_set_stats(n, v, hb->n_proxy_stats);
 	}
+	if (hb->n_port_status || n->nports) {
+		struct node_port *v = xcalloc(hb->n_port_status + 1, sizeof(*v));
+		for (size_t i = 0; i < hb->n_port_status; i++) {
+			const Shoal__PortStatus *p = hb->port_status[i];
+			v[i] = (struct node_port){
+			    .service = xasprintf("%.256s", p->service),
+			    .port = (uint16_t)p->port,
+			    .code = p->code,
+			    .error = xasprintf("%.256s", p->error),
+			};
+		}
+		nodes_set_ports(n, v, hb->n_port_status);
+	}
 	for (size_t i = 0; i < hb->n_task_status_changes; i++)
 		reconcile_task_status(sc->srv, n, hb->task_status_changes[i]);
 	if (n->status != NODE_READY) {
@@ -644,6 +657,7 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 			si->image_digest = "";
 		if (env->list_services->stats)
 			si->stats = service_stats(srv, svc->name, &si->n_stats);
+		si->port_errors = nodes_port_errors(&srv->nodes, svc->name, &si->n_port_errors);
 		lr.services[k++] = si;
 	}
 	if (only && only[0] && k == 0) {
@@ -661,6 +675,7 @@ out:
 		for (size_t j = 0; j < infos[i].n_stats; j++)
 			free(infos[i].stats[j]);
 		free(infos[i].stats);
+		nodes_port_errors_free(infos[i].port_errors, infos[i].n_port_errors);
 	}
 	free(ustates);
 	free(lr.services);
@@ -738,10 +753,13 @@ handle_list_tasks(struct sched_conn *sc, const Shoal__Envelope *env)
 		l.ptrs[i] = &l.infos[i];
 	lr.tasks = l.ptrs;
 	lr.n_tasks = l.n;
+	lr.port_errors = nodes_port_errors(
+	    &srv->nodes, lt->service && lt->service[0] ? lt->service : NULL, &lr.n_port_errors);
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_LIST_TASKS_REPLY;
 	reply.list_tasks_reply = &lr;
 	send_or_log(sc, &reply);
+	nodes_port_errors_free(lr.port_errors, lr.n_port_errors);
 	free(l.infos);
 	free(l.ptrs);
 }

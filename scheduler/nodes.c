@@ -70,12 +70,59 @@ nodes_set_stats(struct node *n, struct node_stat *v, size_t count)
 	n->npstats = count;
 }
 
+void
+nodes_set_ports(struct node *n, struct node_port *v, size_t count)
+{
+	for (size_t i = 0; i < n->nports; i++) {
+		free(n->ports[i].service);
+		free(n->ports[i].error);
+	}
+	free(n->ports);
+	n->ports = v;
+	n->nports = count;
+}
+
+char **
+nodes_port_errors(const struct nodes *ns, const char *service, size_t *count)
+{
+	char **v = NULL;
+	size_t k = 0;
+
+	for (size_t i = 0; i < ns->n; i++) {
+		const struct node *n = ns->v[i];
+
+		if (n->status != NODE_READY)
+			continue;
+		for (size_t j = 0; j < n->nports; j++) {
+			const struct node_port *p = &n->ports[j];
+
+			if (service && strcmp(service, p->service) != 0)
+				continue;
+			v = xrealloc(v, (k + 1) * sizeof(*v));
+			v[k++] = xasprintf("port %u %s on %s: %s", (unsigned)p->port,
+			                   p->code == EADDRINUSE ? "busy" : "cannot listen",
+			                   n->name, p->error);
+		}
+	}
+	*count = k;
+	return v;
+}
+
+void
+nodes_port_errors_free(char **v, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(v[i]);
+	free(v);
+}
+
 static void
 node_free(struct node *n)
 {
 	if (n == NULL)
 		return;
 	nodes_set_stats(n, NULL, 0);
+	nodes_set_ports(n, NULL, 0);
 	free(n->name);
 	free(n->address);
 	free(n->labels);

@@ -29,6 +29,14 @@ struct node_stat {
 	uint64_t queue_len, queued, queue_wait_ms, queue_timeouts, busy_timeouts;
 };
 
+/* A published port the node's proxy cannot listen on, as its last heartbeat said. */
+struct node_port {
+	char *service;
+	uint16_t port;
+	int code;    /* errno: EADDRINUSE is "busy" */
+	char *error; /* strerror(code) as the node wrote it */
+};
+
 enum node_status { NODE_DOWN = 0, NODE_READY = 1, NODE_UNKNOWN = 2 };
 
 struct node {
@@ -52,6 +60,8 @@ struct node {
 	struct task *tasks;       /* bound tasks (task.node_next list) */
 	struct node_stat *pstats; /* its proxy counters */
 	size_t npstats;
+	struct node_port *ports; /* published ports its proxy cannot listen on now */
+	size_t nports;
 	int subnet_index;   /* which /24 of the cluster CIDR */
 	int64_t created_ms; /* wall clock of first registration */
 	int64_t last_seen;  /* monotonic ms of the last message */
@@ -184,6 +194,15 @@ int nodes_persist(struct store *st, const struct node *n, struct shoal_err *err)
 
 /* Replace n's proxy counters. */
 void nodes_set_stats(struct node *n, struct node_stat *v, size_t count);
+
+/* Replace n's ports that cannot listen (takes v). */
+void nodes_set_ports(struct node *n, struct node_port *v, size_t count);
+
+/* "port 9300 busy on node1: Address already in use", one line for every node that cannot
+ * listen on a port of service (NULL: any service), ready nodes only, by node name; *count.
+ * Free with nodes_port_errors_free. */
+char **nodes_port_errors(const struct nodes *ns, const char *service, size_t *count);
+void nodes_port_errors_free(char **v, size_t count);
 
 /* Format the node's subnet as CIDR text into buf. */
 char *nodes_subnet(const struct nodes *ns, const struct node *n, char *buf, size_t len);

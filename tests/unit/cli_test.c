@@ -302,6 +302,34 @@ test_apply_across_files(void **state)
 	manifest_errors_free(&errs);
 }
 
+/* A port another service of the cluster publishes is named where the file writes it; the
+ * service's own port (an update) is no clash. */
+static void
+test_apply_cluster_port(void **state)
+{
+	struct tmpdir *d = *state;
+	cleanup_free char *a = write_file(d, "sq.yaml",
+	                                  "service: sq\nimage: shoal/web:1\n"
+	                                  "ports:\n  - {published: 9300, target: 80}\n");
+	cleanup_free char *want = xasprintf("%s:4:17: ports[0]: port 9300 is already published by "
+	                                    "service db (in the cluster)",
+	                                    a);
+	const struct apply_owner owners[] = {{5432, "db"}, {9300, "db"}};
+	const struct apply_owner mine[] = {{9300, "sq"}};
+	const char *files[] = {a};
+	struct manifest_errors errs = {0};
+	struct apply_request r;
+
+	assert_int_equal(apply_build_owned(files, 1, stdin, owners, 2, &r, &errs), -1);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.lines[0], want);
+	manifest_errors_free(&errs);
+	assert_int_equal(apply_build_owned(files, 1, stdin, mine, 1, &r, &errs), 0);
+	assert_int_equal(r.n, 1);
+	apply_request_free(&r);
+}
+
 static void
 test_apply_stdin(void **state)
 {
@@ -701,6 +729,7 @@ main(void)
 	    cmocka_unit_test(test_ps_task_json),
 	    cmocka_unit_test_setup_teardown(test_apply_bad_manifest, tmp_setup, tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_apply_across_files, tmp_setup, tmp_teardown),
+	    cmocka_unit_test_setup_teardown(test_apply_cluster_port, tmp_setup, tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_apply_stdin, tmp_setup, tmp_teardown),
 	    cmocka_unit_test(test_logs_printer),
 	    cmocka_unit_test(test_logs_args),

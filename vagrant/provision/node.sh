@@ -11,8 +11,9 @@
 #   1. dependencies, build (make bins images), install programs and demo images
 #   2. the worker token from SHOAL_SHARE (written by scheduler.sh; waits for it), copied
 #      to /etc/shoal/worker.token, mode 0600 (never printed)
-#   3. shoal-agent.service (Restart=on-failure, KillMode=process: containers outlive an
-#      agent restart and are adopted) with the labels; its store starts empty and it pulls
+#   3. shoal-agent.service (Restart=on-failure, KillMode=process: containers and the
+#      node's ingress proxy, `shoal-agent ingress`, outlive an agent restart and are
+#      adopted) with the labels; its store starts empty and it pulls
 #      what it runs from the registry on sched (--insecure-registry SCHED_ADDR:5000: plain
 #      HTTP inside the lab's private network)
 set -euo pipefail

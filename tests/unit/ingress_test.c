@@ -1,0 +1,228 @@
+/*
+ * Unit tests for agent/ingress and agent/ingress_host: the frame codec over a bufferevent
+ * pair, the bind retry back-off, the proxy's report of a port it cannot listen on (and its
+ * retry binding once free), and the listener hand-over an upgrade relies on: a proxy that
+ * adopted another's listening socket serves that port while the other still holds it.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "err.h"
+#include "log.h"
+#include "agent/ingress.h"
+#include "agent/ingress_host.h"
+#include "agent/proxy.h"
+#include "shoal.pb-c.h"
+
+static void
+test_backoff(void **state)
+{
+	(void)state;
+	assert_int_equal(ingress_bind_backoff_ms(0), 500);
+	assert_int_equal(ingress_bind_backoff_ms(1), 1000);
+	assert_int_equal(ingress_bind_backoff_ms(2), 2000);
+	assert_int_equal(ingress_bind_backoff_ms(3), 4000);
+	assert_int_equal(ingress_bind_backoff_ms(4), 5000);
+	assert_int_equal(ingress_bind_backoff_ms(40), 5000);
+}
+
+static void
+test_frames(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct bufferevent *pair[2];
+	Shoal__IngressFrame f = SHOAL__INGRESS_FRAME__INIT, *got = NULL;
+	Shoal__IngressReport r = SHOAL__INGRESS_REPORT__INIT;
+	Shoal__PortStatus ps = SHOAL__PORT_STATUS__INIT, *pp = &ps;
+	struct evbuffer *in;
+	uint8_t junk[4] = {0xff, 0xff, 0xff, 0xff};
+
+	(void)state;
+	bufferevent_pair_new(base, 0, pair);
+	bufferevent_enable(pair[1], EV_READ);
+	ps.service = "web";
+	ps.port = 9300;
+	ps.code = EADDRINUSE;
+	ps.error = "Address already in use";
+	r.endpoints_generation = 7;
+	r.ports = &pp;
+	r.n_ports = 1;
+	f.body_case = SHOAL__INGRESS_FRAME__BODY_REPORT;
+	f.report = &r;
+	ingress_frame_send(pair[0], &f);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	in = bufferevent_get_input(pair[1]);
+	/* One whole frame, then nothing more. */
+	assert_true(evbuffer_get_length(in) > 4);
+	assert_int_equal(ingress_frame_take(pair[1], &got), 1);
+	assert_int_equal(got->body_case, SHOAL__INGRESS_FRAME__BODY_REPORT);
+	assert_int_equal(got->report->endpoints_generation, 7);
+	assert_int_equal(got->report->ports[0]->port, 9300);
+	assert_string_equal(got->report->ports[0]->error, "Address already in use");
+	shoal__ingress_frame__free_unpacked(got, NULL);
+	assert_int_equal(ingress_frame_take(pair[1], &got), 0);
+	/* A length over the cap is refused, not allocated. */
+	bufferevent_write(pair[0], junk, sizeof(junk));
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(ingress_frame_take(pair[1], &got), -1);
+	bufferevent_free(pair[0]);
+	bufferevent_free(pair[1]);
+	event_base_free(base);
+}
+
+/* A listening socket on 127.0.0.1 (port 0: any); its port in *port. */
+static int
+squat(uint16_t *port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(*port)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static void
+test_bind_error_reported_then_retried(void **state)
+{
+	struct proxy_options po = {.threads = 1};
+	struct proxy_backend_spec be = {.id = "t1", .ip = "127.0.0.1", .port = 9};
+	struct proxy_service_spec svc = {
+	    .name = "web", .listen_addr = "127.0.0.1", .backends = &be, .nbackends = 1};
+	const struct proxy_bind_error *errs;
+	struct shoal_err err;
+	struct proxy *p;
+	int fd;
+
+	(void)state;
+	fd = squat(&svc.port);
+	p = proxy_create(&po, &err);
+	assert_non_null(p);
+	assert_int_equal(proxy_set_services(p, &svc, 1, &err), -1);
+	assert_int_equal(proxy_bind_errors(p, &errs), 1);
+	assert_string_equal(errs[0].service, "web");
+	assert_int_equal(errs[0].port, svc.port);
+	assert_int_equal(errs[0].code, EADDRINUSE);
+	assert_int_equal(proxy_listen_port(p, "web"), 0);
+	/* The squatter leaves: the same set again binds. */
+	close(fd);
+	assert_int_equal(proxy_set_services(p, &svc, 1, &err), 0);
+	assert_int_equal(proxy_bind_errors(p, &errs), 0);
+	assert_int_equal(proxy_listen_port(p, "web"), svc.port);
+	proxy_destroy(p);
+}
+
+static void
+test_listener_handover(void **state)
+{
+	struct proxy_options po = {.threads = 1};
+	struct proxy_backend_spec be = {.id = "t1", .ip = "127.0.0.1", .port = 9};
+	struct proxy_service_spec svc = {
+	    .name = "web", .listen_addr = "127.0.0.1", .backends = &be, .nbackends = 1};
+	const struct proxy_bind_error *errs;
+	struct shoal_err err;
+	struct proxy *a, *b;
+	int fds[4], fd;
+	uint16_t port = 0;
+
+	(void)state;
+	fd = squat(&port); /* find a free port, then let it go */
+	close(fd);
+	svc.port = port;
+	a = proxy_create(&po, &err);
+	b = proxy_create(&po, &err);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(proxy_set_services(a, &svc, 1, &err), 0);
+	/* Without the socket, b cannot have the port while a listens on it. */
+	assert_int_equal(proxy_set_services(b, &svc, 1, &err), -1);
+	assert_int_equal(proxy_bind_errors(b, &errs), 1);
+	assert_int_equal(proxy_listener_fds(a, fds, 4), 1);
+	proxy_adopt_listener(b, fcntl(fds[0], F_DUPFD_CLOEXEC, 0));
+	assert_int_equal(proxy_set_services(b, &svc, 1, &err), 0);
+	assert_int_equal(proxy_listen_port(b, "web"), port);
+	/* a retires: b keeps the socket open. */
+	assert_int_equal(proxy_set_services(a, NULL, 0, &err), 0);
+	proxy_destroy(a);
+	{
+		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(c);
+	}
+	assert_int_equal(proxy_drop_adopted(b), 0);
+	proxy_destroy(b);
+}
+
+static void
+test_specs_from_endpoints(void **state)
+{
+	Shoal__Endpoints ep = SHOAL__ENDPOINTS__INIT;
+	Shoal__ServiceEndpoints se = SHOAL__SERVICE_ENDPOINTS__INIT, *sep = &se;
+	Shoal__Backend b1 = SHOAL__BACKEND__INIT, b2 = SHOAL__BACKEND__INIT;
+	Shoal__Backend *bs[] = {&b1, &b2};
+	struct ingress_specs sp;
+
+	(void)state;
+	b1.ip = "10.244.1.2";
+	b1.port = 8080;
+	b1.task_id = "t1";
+	b2.ip = "127.0.0.1"; /* never dialled from the node */
+	b2.port = 8080;
+	b2.task_id = "t2";
+	se.name = "web";
+	se.published_port = 9300;
+	se.backends = bs;
+	se.n_backends = 2;
+	se.max_conns_per_replica = 4;
+	ep.services = &sep;
+	ep.n_services = 1;
+	ingress_specs_build(&ep, "192.168.56.11", &sp);
+	assert_int_equal(sp.n, 1);
+	assert_string_equal(sp.svcs[0].name, "web");
+	assert_string_equal(sp.svcs[0].listen_addr, "192.168.56.11");
+	assert_int_equal(sp.svcs[0].port, 9300);
+	assert_int_equal(sp.svcs[0].nbackends, 1);
+	assert_string_equal(sp.svcs[0].backends[0].id, "t1");
+	assert_int_equal(sp.svcs[0].max_conns_per_backend, 4);
+	ingress_specs_free(&sp);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_frames),
+	    cmocka_unit_test(test_bind_error_reported_then_retried),
+	    cmocka_unit_test(test_listener_handover),
+	    cmocka_unit_test(test_specs_from_endpoints),
+	};
+
+	log_init("test", LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
