@@ -162,11 +162,12 @@ FUZZ_SRC := $(wildcard tests/fuzz/*.c)
 fuzz: deps-check
 	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
 		WARN="$(WARN) -Wno-missing-field-initializers" \
-		build-fuzz/libshoal_common.a build-fuzz/libshoal_sched.a build-fuzz/libshoal_runtime.a
+		build-fuzz/libshoal_common.a build-fuzz/libshoal_sched.a build-fuzz/libshoal_runtime.a \
+		build-fuzz/libshoal_agent.a
 	@set -e; for f in $(FUZZ_SRC); do \
 		t=build-fuzz/fuzz/$$(basename $$f .c); mkdir -p build-fuzz/fuzz $$t.corpus; \
 		clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -I. -Icommon \
-			-Iruntime -Ibuild-fuzz/proto $$f build-fuzz/libshoal_sched.a \
+			-Iruntime -Ibuild-fuzz/proto $$f build-fuzz/libshoal_sched.a build-fuzz/libshoal_agent.a \
 			build-fuzz/libshoal_runtime.a build-fuzz/libshoal_common.a \
 			$(LDLIBS) -o $$t; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
