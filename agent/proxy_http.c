@@ -314,6 +314,37 @@ proxy_http_rewrite(const char *head, const struct proxy_http_msg *m, const char 
 	return n + (size_t)k;
 }
 
+size_t
+proxy_http_rewrite_response(const char *head, const struct proxy_http_msg *m, bool chunk, char *out)
+{
+	const char *eol = memchr(head, '\r', m->head_len);
+	size_t p, n;
+
+	/* The status line: its version becomes 1.1 (parse_response checked "HTTP/1.x "). */
+	p = (size_t)(eol - head) + 2;
+	memcpy(out, head, p);
+	out[7] = '1';
+	n = p;
+	while (p + 2 < m->head_len) {
+		const char *line = head + p;
+		const char *end = memchr(line, '\r', m->head_len - p);
+		size_t len = (size_t)(end - line) + 2;
+
+		if (strncasecmp(line, "connection:", 11) != 0 &&
+		    strncasecmp(line, "keep-alive:", 11) != 0) {
+			memcpy(out + n, line, len);
+			n += len;
+		}
+		p += len;
+	}
+	if (chunk) {
+		memcpy(out + n, "Transfer-Encoding: chunked\r\n", 28);
+		n += 28;
+	}
+	memcpy(out + n, "\r\n", 2);
+	return n + 2;
+}
+
 enum {
 	PH_CH_SIZE = 0, /* hex digits */
 	PH_CH_EXT,      /* ;ext up to CR */
@@ -553,12 +584,15 @@ struct proxy_http_conn {
 	struct proxy_http_msg resp;
 	uint64_t rleft;
 	struct proxy_http_chunk rchunk;
+	bool reframed; /* the answer's head was rewritten for a keep-alive client */
+	bool rechunk;  /* ... and its close-delimited body goes out chunked */
 	uint64_t bytes_in, bytes_out;
 	struct ph_bconn *idle[PH_IDLE_MAX];
 	size_t nidle;
 };
 
 static __thread char ph_scratch[64 * 1024];
+static __thread char ph_chunkbuf[64 * 1024 + 32];
 
 static int64_t
 ph_now_ms(void)
@@ -714,7 +748,7 @@ ph_error(struct proxy_http_conn *c, int status)
 static void
 ph_finish(struct proxy_http_conn *c, bool reusable)
 {
-	bool keep = c->req.keep_alive && c->resp.keep_alive && c->req_done;
+	bool keep = c->req.keep_alive && (c->resp.keep_alive || c->reframed) && c->req_done;
 
 	ph_drop_backend(c, reusable && c->resp.keep_alive && c->req_done);
 	ph_buf_free(&c->up);
@@ -960,6 +994,7 @@ ph_process(struct proxy_http_conn *c)
 	c->attempts = 0;
 	c->resp_started = false;
 	c->rhead_done = false;
+	c->reframed = c->rechunk = false;
 	c->rhead.len = c->rhead.off = 0;
 	c->rscan = 0;
 	c->body_left = m->length;
@@ -1006,6 +1041,28 @@ ph_resp_body(struct proxy_http_conn *c, const char *p, size_t n, size_t *used, b
 	*used = take;
 }
 
+/* Body bytes of the answer for the client: as they are, or as one chunk when rechunk. */
+static void
+ph_body_out(struct proxy_http_conn *c, const char *p, size_t n)
+{
+	int k;
+
+	if (!c->rechunk || n == 0) {
+		ph_to_client(c, p, n);
+		return;
+	}
+	while (n > 0 && !c->dead) {
+		size_t take = n < 64 * 1024 ? n : 64 * 1024;
+
+		k = snprintf(ph_chunkbuf, 32, "%zx\r\n", take);
+		memcpy(ph_chunkbuf + k, p, take);
+		memcpy(ph_chunkbuf + k + take, "\r\n", 2);
+		ph_to_client(c, ph_chunkbuf, (size_t)k + take + 2);
+		p += take;
+		n -= take;
+	}
+}
+
 /* The answer's head is complete in rhead: parse it, pass it and what follows on. */
 static void
 ph_resp_head(struct proxy_http_conn *c)
@@ -1047,7 +1104,21 @@ ph_resp_head(struct proxy_http_conn *c)
 		}
 		c->rhead_done = true;
 		ph_resp_body(c, h + hl, c->rhead.len - hl, &used, &done);
-		ph_to_client(c, h, hl + used);
+		c->reframed = c->req.keep_alive && c->req.minor == 1 && !c->resp.keep_alive;
+		c->rechunk = c->reframed && c->resp.body == PROXY_HTTP_BODY_CLOSE;
+		if (c->reframed) {
+			char *out = xmalloc(hl + 32);
+			size_t n = proxy_http_rewrite_response(h, &c->resp, c->rechunk, out);
+
+			c->bytes_out -= n; /* counted as the backend's bytes below */
+			ph_to_client(c, out, n);
+			c->bytes_out += hl;
+			free(out);
+			if (!c->dead)
+				ph_body_out(c, h + hl, used);
+		} else {
+			ph_to_client(c, h, hl + used);
+		}
 		if (c->dead)
 			return;
 		if (done)
@@ -1096,9 +1167,12 @@ ph_bconn_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (!c->resp_started && c->state == PH_REQ)
 			ph_retry(c, code, false);
 		else if (c->state == PH_REQ && c->rhead_done &&
-		         c->resp.body == PROXY_HTTP_BODY_CLOSE && n == 0)
-			ph_finish(c, false);
-		else
+		         c->resp.body == PROXY_HTTP_BODY_CLOSE && n == 0) {
+			if (c->rechunk)
+				ph_to_client(c, "0\r\n\r\n", 5);
+			if (!c->dead)
+				ph_finish(c, false);
+		} else
 			c->dead = true;
 		goto out;
 	}
@@ -1113,7 +1187,7 @@ ph_bconn_read_cb(evutil_socket_t fd, short what, void *arg)
 
 		ph_resp_body(c, ph_scratch, (size_t)n, &used, &done);
 		if (!c->dead)
-			ph_to_client(c, ph_scratch, used);
+			ph_body_out(c, ph_scratch, used);
 		if (!c->dead && done)
 			ph_finish(c, used == (size_t)n);
 	}

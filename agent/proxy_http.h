@@ -79,6 +79,16 @@ int proxy_http_parse_response(const char *buf, size_t head_len, const struct pro
 size_t proxy_http_rewrite(const char *head, const struct proxy_http_msg *m, const char *client_ip,
                           bool v6, char *out);
 
+/*
+ * The head of an answer to an HTTP/1.1 keep-alive client whose backend meant to close after
+ * it (an HTTP/1.0 server, or no length: busybox httpd's CGI answers): the status line says
+ * HTTP/1.1, Connection and Keep-Alive lines go, and with chunk set Transfer-Encoding: chunked
+ * is added (the proxy then frames the body itself), so the client's connection outlives the
+ * backend's (HAProxy does the same). out has room for m->head_len + 32 bytes.
+ */
+size_t proxy_http_rewrite_response(const char *head, const struct proxy_http_msg *m, bool chunk,
+                                   char *out);
+
 /* A chunked body's framing, fed as bytes arrive. */
 struct proxy_http_chunk {
 	int state;

@@ -243,6 +243,24 @@ test_rewrite(void **state)
 }
 
 static void
+test_rewrite_response(void **state)
+{
+	const char *r = "HTTP/1.0 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+	                "Keep-Alive: timeout=5\r\n\r\n";
+	struct proxy_http_msg req = {0}, m;
+	char out[512];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(proxy_http_parse_response(r, strlen(r), &req, &m), 0);
+	assert_int_equal(m.body, PROXY_HTTP_BODY_CLOSE);
+	n = proxy_http_rewrite_response(r, &m, true, out);
+	out[n] = '\0';
+	assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	                         "Transfer-Encoding: chunked\r\n\r\n");
+}
+
+static void
 test_pp_build(void **state)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(40000)};
@@ -345,6 +363,20 @@ backend_conn(void *arg)
 		struct linger lg = {1, 0}; /* a reset, before any byte of an answer */
 
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		return NULL;
+	}
+	if (b->mode == 3) { /* busybox httpd's CGI answers: HTTP/1.1, no length, close */
+		char resp[128];
+		int n;
+
+		if (read_head(fd, buf, sizeof(buf)) > 0) {
+			atomic_fetch_add(&b->requests, 1);
+			n = snprintf(resp, sizeof(resp),
+			             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nb%d body",
+			             b->id);
+			send(fd, resp, (size_t)n, MSG_NOSIGNAL);
+		}
 		close(fd);
 		return NULL;
 	}
@@ -656,6 +688,47 @@ test_http_errors(void **state)
 	backend_stop(&good);
 }
 
+/* A backend that answers without a length and closes (busybox httpd's CGI) does not close
+ * the keep-alive client's connection: the proxy sends the body chunked, and the next request
+ * on the same connection goes to the next backend. */
+static void
+test_http_close_delimited(void **state)
+{
+	struct backend b[2];
+	uint16_t ports[2], lport;
+	struct proxy *p;
+	char buf[4096];
+	int fd;
+
+	(void)state;
+	backend_start(&b[0], 0, 3);
+	backend_start(&b[1], 1, 3);
+	ports[0] = b[0].port;
+	ports[1] = b[1].port;
+	p = start_proxy(ports, 2, true, PROXY_PROTOCOL_NONE, &lport);
+	fd = client_connect(lport);
+	for (int i = 0; i < 4; i++) {
+		size_t got = 0;
+
+		assert_int_equal(send(fd, GET, strlen(GET), 0), (ssize_t)strlen(GET));
+		while (got < sizeof(buf) - 1 && !(got >= 5 && strstr(buf, "0\r\n\r\n"))) {
+			ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+
+			assert_true(r > 0);
+			got += (size_t)r;
+			buf[got] = '\0';
+		}
+		assert_non_null(strstr(buf, "Transfer-Encoding: chunked\r\n\r\n7\r\nb"));
+		assert_non_null(strstr(buf, " body\r\n0\r\n\r\n"));
+	}
+	close(fd);
+	assert_int_equal(atomic_load(&b[0].requests), 2);
+	assert_int_equal(atomic_load(&b[1].requests), 2);
+	proxy_destroy(p);
+	backend_stop(&b[0]);
+	backend_stop(&b[1]);
+}
+
 /* The L4 proxy writes the PROXY header before any client byte: the backend reads the
  * client's own address and port, and the address and port it connected to. */
 static void
@@ -706,12 +779,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_head_end),        cmocka_unit_test(test_request_ok),
-	    cmocka_unit_test(test_request_hostile), cmocka_unit_test(test_response),
-	    cmocka_unit_test(test_chunked),         cmocka_unit_test(test_rewrite),
-	    cmocka_unit_test(test_pp_build),        cmocka_unit_test(test_http_rotation),
-	    cmocka_unit_test(test_http_retry),      cmocka_unit_test(test_http_errors),
+	    cmocka_unit_test(test_head_end),
+	    cmocka_unit_test(test_request_ok),
+	    cmocka_unit_test(test_request_hostile),
+	    cmocka_unit_test(test_response),
+	    cmocka_unit_test(test_chunked),
+	    cmocka_unit_test(test_rewrite),
+	    cmocka_unit_test(test_pp_build),
+	    cmocka_unit_test(test_http_rotation),
+	    cmocka_unit_test(test_http_retry),
+	    cmocka_unit_test(test_http_errors),
 	    cmocka_unit_test(test_pp_l4),
+	    cmocka_unit_test(test_rewrite_response),
+	    cmocka_unit_test(test_http_close_delimited),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
