@@ -57,6 +57,26 @@ proxy_http_head_end(const char *buf, size_t len, size_t *scan)
 	return 0;
 }
 
+size_t
+proxy_http_resp_head_end(const char *buf, size_t len, size_t *scan)
+{
+	size_t i = *scan > 2 ? *scan - 2 : 0;
+
+	for (; i + 2 <= len; i++) {
+		const char *p = memchr(buf + i, '\n', len - i);
+
+		if (p == NULL)
+			break;
+		i = (size_t)(p - buf);
+		if (i + 2 <= len && p[1] == '\n')
+			return i + 2;
+		if (i + 3 <= len && p[1] == '\r' && p[2] == '\n')
+			return i + 3;
+	}
+	*scan = len;
+	return 0;
+}
+
 static bool
 ph_ieq(const char *a, size_t n, const char *lit)
 {
@@ -101,14 +121,16 @@ struct ph_fields {
  * Content-Length that is not digits or differs from an earlier one.
  */
 static int
-ph_fields(const char *head, size_t p, size_t end, struct ph_fields *f)
+ph_fields(const char *head, size_t p, size_t end, bool lenient, struct ph_fields *f)
 {
 	memset(f, 0, sizeof(*f));
-	while (p + 2 <= end) {
-		size_t ns = p, ne, vs, ve, eol;
+	while (p + 1 <= end) {
+		size_t ns = p, ne, vs, ve, eol, next;
 
+		if (lenient && head[p] == '\n')
+			return p + 1 == end ? 0 : -1;
 		if (head[p] == '\r')
-			return head[p + 1] == '\n' && p + 2 == end ? 0 : -1;
+			return p + 2 == end && head[p + 1] == '\n' ? 0 : -1;
 		while (p < end && ph_tchar((unsigned char)head[p]))
 			p++;
 		ne = p;
@@ -118,20 +140,25 @@ ph_fields(const char *head, size_t p, size_t end, struct ph_fields *f)
 		while (p < end && (head[p] == ' ' || head[p] == '\t'))
 			p++;
 		vs = p;
-		while (p < end && head[p] != '\r') {
+		while (p < end && head[p] != '\r' && !(lenient && head[p] == '\n')) {
 			unsigned char ch = (unsigned char)head[p];
 
 			if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
 				return -1;
 			p++;
 		}
-		if (p + 1 >= end || head[p + 1] != '\n')
-			return -1;
+		if (p < end && head[p] == '\n') {
+			next = p + 1;
+		} else {
+			if (p + 1 >= end || head[p + 1] != '\n')
+				return -1;
+			next = p + 2;
+		}
 		eol = p;
 		ve = eol;
 		while (ve > vs && (head[ve - 1] == ' ' || head[ve - 1] == '\t'))
 			ve--;
-		p = eol + 2;
+		p = next;
 		const char *name = head + ns, *v = head + vs;
 		size_t nl = ne - ns, vl = ve - vs;
 
@@ -214,7 +241,7 @@ proxy_http_parse_request(const char *buf, size_t head_len, struct proxy_http_msg
 	if (ph_ieq(buf + ms, me - ms, "CONNECT"))
 		return 501;
 	m->is_head = me - ms == 4 && memcmp(buf + ms, "HEAD", 4) == 0;
-	if (ph_fields(buf, p, head_len, &f) == -1)
+	if (ph_fields(buf, p, head_len, false, &f) == -1)
 		return 400;
 	if (f.has_te) {
 		/* Two framings a backend might choose between, or a coding the proxy cannot
@@ -244,7 +271,9 @@ proxy_http_parse_response(const char *buf, size_t head_len, const struct proxy_h
 
 	memset(m, 0, sizeof(*m));
 	m->head_len = head_len;
-	if (head_len < 16 || memcmp(buf + head_len - 4, "\r\n\r\n", 4) != 0)
+	/* Servers get the leniency RFC 9112 2.2 allows: bare LF line ends (busybox httpd passes
+	 * a CGI's own LF lines on). What they say only frames their answer to us. */
+	if (head_len < 14 || buf[head_len - 1] != '\n')
 		return -1;
 	m->minor = ph_version(buf);
 	if (m->minor < 0 || buf[8] != ' ')
@@ -253,19 +282,23 @@ proxy_http_parse_response(const char *buf, size_t head_len, const struct proxy_h
 		if (buf[k] < '0' || buf[k] > '9')
 			return -1;
 	m->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-	if (m->status < 100 || (buf[12] != ' ' && buf[12] != '\r'))
+	if (m->status < 100)
+		return -1;
+	if (buf[12] != ' ' && buf[12] != '\r' && buf[12] != '\n')
 		return -1;
 	p = 12;
-	while (p < head_len && buf[p] != '\r') {
+	while (p < head_len && buf[p] != '\r' && buf[p] != '\n') {
 		unsigned char ch = (unsigned char)buf[p];
 
 		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
 			return -1;
 		p++;
 	}
-	if (p + 1 >= head_len || buf[p + 1] != '\n')
+	if (p < head_len && buf[p] == '\r')
+		p++;
+	if (p >= head_len || buf[p] != '\n')
 		return -1;
-	if (ph_fields(buf, p + 2, head_len, &f) == -1)
+	if (ph_fields(buf, p + 1, head_len, true, &f) == -1)
 		return -1;
 	m->keep_alive = m->minor == 1 ? !f.conn_close : f.conn_keep && !f.conn_close;
 	m->upgrade = f.conn_upgrade;
@@ -317,25 +350,30 @@ proxy_http_rewrite(const char *head, const struct proxy_http_msg *m, const char 
 size_t
 proxy_http_rewrite_response(const char *head, const struct proxy_http_msg *m, bool chunk, char *out)
 {
-	const char *eol = memchr(head, '\r', m->head_len);
-	size_t p, n;
+	size_t p = 0, n = 0;
+	bool status = true;
 
-	/* The status line: its version becomes 1.1 (parse_response checked "HTTP/1.x "). */
-	p = (size_t)(eol - head) + 2;
-	memcpy(out, head, p);
-	out[7] = '1';
-	n = p;
-	while (p + 2 < m->head_len) {
+	/* Line by line, each ending CRLF; the status line's version becomes 1.1
+	 * (parse_response checked "HTTP/1.x "). */
+	while (p < m->head_len) {
 		const char *line = head + p;
-		const char *end = memchr(line, '\r', m->head_len - p);
-		size_t len = (size_t)(end - line) + 2;
+		const char *nl = memchr(line, '\n', m->head_len - p);
+		size_t len = (size_t)(nl - line), k = len;
 
-		if (strncasecmp(line, "connection:", 11) != 0 &&
-		    strncasecmp(line, "keep-alive:", 11) != 0) {
-			memcpy(out + n, line, len);
-			n += len;
+		p += len + 1;
+		if (k > 0 && line[k - 1] == '\r')
+			k--;
+		if (k == 0)
+			break;
+		if (status || (strncasecmp(line, "connection:", 11) != 0 &&
+		               strncasecmp(line, "keep-alive:", 11) != 0)) {
+			memcpy(out + n, line, k);
+			if (status)
+				out[n + 7] = '1';
+			memcpy(out + n + k, "\r\n", 2);
+			n += k + 2;
 		}
-		p += len;
+		status = false;
 	}
 	if (chunk) {
 		memcpy(out + n, "Transfer-Encoding: chunked\r\n", 28);
@@ -557,6 +595,7 @@ struct proxy_http_conn {
 	bool dead;   /* over: the callback that set it hands it to ops->done */
 	bool linger; /* an error answer went out: wait for the client's close */
 	bool first;  /* no request head yet: first_byte_ms applies */
+	bool client_eof; /* the client half-closed: answer what it sent, then close */
 	char ip[INET6_ADDRSTRLEN];
 	bool v6;
 	struct sockaddr_storage src, dst;
@@ -765,7 +804,7 @@ ph_finish(struct proxy_http_conn *c, bool reusable)
 	}
 	c->state = PH_HEAD;
 	c->resp_started = false;
-	ph_ev(&c->crd, &c->crd_on, true);
+	ph_ev(&c->crd, &c->crd_on, !c->client_eof);
 	c->last_ms = ph_now_ms();
 	ph_arm(c, c->cfg->idle_ms);
 	ph_process(c); /* a pipelined request may be waiting */
@@ -914,7 +953,7 @@ ph_flush_up(struct proxy_http_conn *c)
 		c->up_sent = 0;
 		c->up_trimmed = true;
 	}
-	if (!c->crd_on && c->state != PH_CLOSING)
+	if (!c->crd_on && c->state != PH_CLOSING && !c->client_eof)
 		ph_ev(&c->crd, &c->crd_on, true);
 }
 
@@ -970,7 +1009,10 @@ ph_process(struct proxy_http_conn *c)
 	}
 	hl = proxy_http_head_end(c->in.d + c->in.off, c->in.len, &c->scan);
 	if (hl == 0) {
-		if (c->in.len >= PROXY_HTTP_HEAD_MAX)
+		if (c->client_eof) { /* nothing (or half a head) left to answer */
+			c->state = PH_CLOSING;
+			c->dead = c->cout.len == 0;
+		} else if (c->in.len >= PROXY_HTTP_HEAD_MAX)
 			ph_error(c, 431);
 		return;
 	}
@@ -1069,7 +1111,7 @@ ph_resp_head(struct proxy_http_conn *c)
 {
 	for (;;) {
 		char *h = c->rhead.d + c->rhead.off;
-		size_t hl = proxy_http_head_end(h, c->rhead.len, &c->rscan), used = 0;
+		size_t hl = proxy_http_resp_head_end(h, c->rhead.len, &c->rscan), used = 0;
 		bool done;
 
 		if (hl == 0) {
@@ -1107,7 +1149,7 @@ ph_resp_head(struct proxy_http_conn *c)
 		c->reframed = c->req.keep_alive && c->req.minor == 1 && !c->resp.keep_alive;
 		c->rechunk = c->reframed && c->resp.body == PROXY_HTTP_BODY_CLOSE;
 		if (c->reframed) {
-			char *out = xmalloc(hl + 32);
+			char *out = xmalloc(2 * hl + 32);
 			size_t n = proxy_http_rewrite_response(h, &c->resp, c->rechunk, out);
 
 			c->bytes_out -= n; /* counted as the backend's bytes below */
@@ -1251,9 +1293,15 @@ ph_client_read_cb(evutil_socket_t fd, short what, void *arg)
 	         MSG_DONTWAIT);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
+	if (n == 0 && c->state != PH_TUNNEL) {
+		/* A half-close (`nc` does it when its input ends): the requests it sent still
+		 * get their answers, then the connection closes. */
+		c->client_eof = true;
+		ph_ev(&c->crd, &c->crd_on, false);
+		ph_process(c);
+		goto out;
+	}
 	if (n <= 0) {
-		/* The client is gone (or half-closed, which HTTP/1.1 clients do not do while
-		 * they expect an answer): nothing more to serve. */
 		c->dead = true;
 		goto out;
 	}

@@ -63,6 +63,9 @@ struct proxy_http_msg {
  */
 size_t proxy_http_head_end(const char *buf, size_t len, size_t *scan);
 
+/* The same for an answer's head, whose lines may end with a bare LF. */
+size_t proxy_http_resp_head_end(const char *buf, size_t len, size_t *scan);
+
 /* Parse a complete request head (head_len bytes). 0, or the status to answer with (400, 501). */
 int proxy_http_parse_request(const char *buf, size_t head_len, struct proxy_http_msg *m);
 
@@ -84,7 +87,8 @@ size_t proxy_http_rewrite(const char *head, const struct proxy_http_msg *m, cons
  * it (an HTTP/1.0 server, or no length: busybox httpd's CGI answers): the status line says
  * HTTP/1.1, Connection and Keep-Alive lines go, and with chunk set Transfer-Encoding: chunked
  * is added (the proxy then frames the body itself), so the client's connection outlives the
- * backend's (HAProxy does the same). out has room for m->head_len + 32 bytes.
+ * backend's (HAProxy does the same). Lines end CRLF, whatever the backend used. out has room
+ * for 2 * m->head_len + 32 bytes.
  */
 size_t proxy_http_rewrite_response(const char *head, const struct proxy_http_msg *m, bool chunk,
                                    char *out);

@@ -33,8 +33,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			             again.keep_alive == m.keep_alive && again.xff_end != 0);
 			free(out);
 		}
+	}
+	scan = 0;
+	hl = proxy_http_resp_head_end(p, size, &scan);
+	if (hl > 0) {
 		memset(&m, 0, sizeof(m));
-		(void)proxy_http_parse_response(p, hl, &m, &resp);
+		if (proxy_http_parse_response(p, hl, &m, &resp) == 0) {
+			char *out = xmalloc(2 * hl + 32);
+			size_t n = proxy_http_rewrite_response(p, &resp, true, out);
+
+			/* The rewrite is a strict head that frames the body as chunked. */
+			SHOAL_ASSERT(n <= 2 * hl + 32);
+			SHOAL_ASSERT(proxy_http_parse_response(out, n, &m, &again) == 0);
+			SHOAL_ASSERT(again.status == resp.status && again.minor == 1);
+			free(out);
+		}
 	}
 	whole = proxy_http_chunk_feed(&a, p, size);
 	first = proxy_http_chunk_feed(&b, p, size / 2);

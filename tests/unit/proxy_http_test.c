@@ -179,6 +179,17 @@ test_response(void **state)
 	assert_int_equal(proxy_http_parse_response(r, strlen(r), &req, &m), -1);
 	r = "HTTP/1.1 200\r\n\r\n";
 	assert_int_equal(proxy_http_parse_response(r, strlen(r), &req, &m), 0);
+	/* Bare LF line ends from a server (busybox httpd passing a CGI's lines on). */
+	size_t scan = 0;
+	r = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\nContent-Length: 3\n\nabc";
+	assert_int_equal(proxy_http_resp_head_end(r, strlen(r), &scan), strlen(r) - 3);
+	assert_int_equal(proxy_http_parse_response(r, strlen(r) - 3, &req, &m), 0);
+	assert_int_equal(m.body, PROXY_HTTP_BODY_NONE); /* req.is_head is still set */
+	req.is_head = false;
+	assert_int_equal(proxy_http_parse_response(r, strlen(r) - 3, &req, &m), 0);
+	assert_int_equal(m.length, 3);
+	r = "HTTP/1.1 200 OK\nX: a\rb\n\n";
+	assert_int_equal(proxy_http_parse_response(r, strlen(r), &req, &m), -1);
 }
 
 static void
@@ -254,6 +265,12 @@ test_rewrite_response(void **state)
 	(void)state;
 	assert_int_equal(proxy_http_parse_response(r, strlen(r), &req, &m), 0);
 	assert_int_equal(m.body, PROXY_HTTP_BODY_CLOSE);
+	n = proxy_http_rewrite_response(r, &m, true, out);
+	out[n] = '\0';
+	assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	                         "Transfer-Encoding: chunked\r\n\r\n");
+	r = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\n\n";
+	assert_int_equal(proxy_http_parse_response(r, strlen(r), &req, &m), 0);
 	n = proxy_http_rewrite_response(r, &m, true, out);
 	out[n] = '\0';
 	assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
@@ -373,7 +390,7 @@ backend_conn(void *arg)
 		if (read_head(fd, buf, sizeof(buf)) > 0) {
 			atomic_fetch_add(&b->requests, 1);
 			n = snprintf(resp, sizeof(resp),
-			             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nb%d body",
+			             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\n\nb%d body",
 			             b->id);
 			send(fd, resp, (size_t)n, MSG_NOSIGNAL);
 		}
@@ -608,7 +625,14 @@ test_http_rotation(void **state)
 	assert_int_equal(exchange(fd, chunked, strlen(chunked), body, sizeof(body)), 200);
 	assert_int_equal(exchange(fd, GET, strlen(GET), body, sizeof(body)), 200);
 	close(fd);
-	assert_int_equal(atomic_load(&b[0].requests) + atomic_load(&b[1].requests), 12);
+	/* A client that half-closes after its request (nc does) still gets the answer. */
+	fd = client_connect(lport);
+	assert_int_equal(send(fd, GET, strlen(GET), 0), (ssize_t)strlen(GET));
+	shutdown(fd, SHUT_WR);
+	assert_int_equal(exchange(fd, "", 0, body, sizeof(body)), 200);
+	assert_int_equal(recv(fd, body, 1, 0), 0);
+	close(fd);
+	assert_int_equal(atomic_load(&b[0].requests) + atomic_load(&b[1].requests), 13);
 	proxy_destroy(p);
 	backend_stop(&b[0]);
 	backend_stop(&b[1]);
