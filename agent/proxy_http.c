@@ -674,6 +674,18 @@ ph_bconn_close(struct ph_bconn *b)
 	free(b);
 }
 
+/* A non-blocking connect says EINPROGRESS even when the handshake finished before it returned,
+ * which loopback and a local bridge do: then the request goes now, not a loop turn later. */
+static bool
+ph_established(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	       ti.tcpi_state == TCP_ESTABLISHED;
+}
+
 static void ph_bconn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void ph_bconn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void ph_process(struct proxy_http_conn *c);
@@ -790,7 +802,10 @@ ph_finish(struct proxy_http_conn *c, bool reusable)
 	bool keep = c->req.keep_alive && (c->resp.keep_alive || c->reframed) && c->req_done;
 
 	ph_drop_backend(c, reusable && c->resp.keep_alive && c->req_done);
-	ph_buf_free(&c->up);
+	/* The buffer stays for the next request unless a big body grew it. */
+	if (c->up.cap > PROXY_HTTP_RETRY_MAX)
+		ph_buf_free(&c->up);
+	c->up.len = c->up.off = 0;
 	c->up_sent = 0;
 	c->up_trimmed = false;
 	c->rhead.len = c->rhead.off = 0;
@@ -898,7 +913,7 @@ ph_start(struct proxy_http_conn *c)
 			                           (struct sockaddr *)&c->dst, b->pp);
 		c->b = b;
 		ph_ev(&b->rd, &b->rd_on, true);
-		if (rc == 0) {
+		if (rc == 0 || ph_established(fd)) {
 			c->ops->connected(c->owner, be);
 		} else {
 			b->connecting = true;
@@ -1027,6 +1042,7 @@ ph_process(struct proxy_http_conn *c)
 		return;
 	}
 	c->first = false;
+	c->up.len = c->up.off = 0;
 	ph_buf_reserve(&c->up, hl + PROXY_HTTP_ADD_MAX);
 	c->up.len = proxy_http_rewrite(c->in.d + c->in.off, m, c->ip, c->v6, c->up.d);
 	c->up.off = 0;
@@ -1397,7 +1413,8 @@ proxy_http_conn_new(struct event_base *base, int fd, const struct proxy_http_con
 	c->state = PH_HEAD;
 	if (getpeername(fd, (struct sockaddr *)&c->src, &slen) == -1)
 		c->src.ss_family = AF_UNSPEC;
-	if (getsockname(fd, (struct sockaddr *)&c->dst, &dlen) == -1)
+	/* The local address is only for a PROXY header: a syscall saved per connection. */
+	if (cfg->protocol == 0 || getsockname(fd, (struct sockaddr *)&c->dst, &dlen) == -1)
 		c->dst.ss_family = AF_UNSPEC;
 	if (c->src.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const void *)&c->src;

@@ -197,11 +197,11 @@ summary() {
 			r ? t / hz * 1e6 / r : 0, e, nc ? "-" : c1, nc ? "-" : c2, nc ? "-" : c3 }' "$work/$1"
 }
 
-echo "proxy: wrk -t2 to 3 $backend backends on 127.0.0.1-3, $THREADS proxy threads, ${SECS}s x $ROUNDS interleaved rounds per cell"
-printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" "p50 us" \
-	"p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "conns per backend (spread)"
 modes="keepalive close"
 [ -z "${BENCH_ONLY:-}" ] || modes=""
+[ -z "$modes" ] || echo "proxy: wrk -t2 to 3 $backend backends on 127.0.0.1-3, $THREADS proxy threads, ${SECS}s x $ROUNDS interleaved rounds per cell"
+[ -z "$modes" ] || printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" "p50 us" \
+	"p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "conns per backend (spread)"
 for mode in $modes; do
 	for conns in 50 200; do
 		hdr=""
@@ -246,8 +246,8 @@ for mode in $modes; do
 		done
 	done
 done
-echo "  (x = ratio to HAProxy in the same cell; want req/s >= 1, p99 <= 1.1, cpu <= 1;"
-echo "   keep-alive cells open only one backend connection per wrk connection: 50 -> 17/17/16)"
+[ -z "$modes" ] || echo "  (x = ratio to HAProxy in the same cell; want req/s >= 1, p99 <= 1.1, cpu <= 1;"
+[ -z "$modes" ] || echo "   keep-alive cells open only one backend connection per wrk connection: 50 -> 17/17/16)"
 
 # ---- overload: throttled backends, HAProxy and Shoal with the same queue settings ----------
 overload() {
@@ -376,8 +376,12 @@ http_rows() {
 				[ -z "${BENCH_KEEP:-}" ] || cat "$work/h-$t" >>"$work/h-$t.all"
 				cell=""
 			done
+			# Each round's pair on its own (the machine's load moves between rounds).
+			printf '  %-16s %-10s %s\n' "" "pairs" "$(paste -d' ' "$work/h-haproxy" "$work/h-shoal" |
+				awk '{ printf "%d/%d=%.2f  ", $10 / $11, $1 / $2, ($10 / $11) / ($1 / $2) }')"
 		done
 	done
-	echo "  (x = ratio to HAProxy mode http in the same cell; want req/s >= 1)"
+	echo "  (x = ratio to HAProxy mode http in the same cell; want req/s >= 1; pairs: shoal/haproxy"
+	echo "   req/s of each interleaved round)"
 }
 case ${BENCH_ONLY:-} in "" | http) http_rows ;; esac
