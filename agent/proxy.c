@@ -578,6 +578,7 @@ struct px_conn {
 	/* HTTP mode: the client is proxy_http's (cev and the pump are unused). */
 	struct proxy_http_conn *http;
 	struct proxy_http_config hcfg;
+	bool http_over; /* proxy_http is done with it while a slot was on its way */
 };
 
 static void px_conn_cb(evutil_socket_t fd, short what, void *arg);
@@ -1201,6 +1202,11 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 		          c->svc->name, (long long)(w->now_ms - c->wait_start_ms));
 		atomic_fetch_add_explicit(&c->svc->c.queue_timeouts, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
+		if (c->http) { /* the request gets a 503; it may close the connection */
+			c->waiting = false;
+			proxy_http_conn_slot(c->http, NULL);
+			return;
+		}
 		px_conn_close(c);
 		return;
 	}
@@ -1265,6 +1271,21 @@ px_http_pick(void *owner, const void *avoid)
 	if (b)
 		atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
 	return b;
+}
+
+static bool
+px_http_wait(void *owner)
+{
+	struct px_conn *c = owner;
+	struct px_table *t = atomic_load_explicit(&c->w->p->table, memory_order_acquire);
+	struct px_tsvc *e = px_table_find(t, c->svc);
+
+	if (e == NULL || e->nbe == 0 || atomic_load(&c->svc->max_per_be) == 0)
+		return false;
+	c->w->now_ms = px_now_ms();
+	c->wait_start_ms = 0; /* each request waits at most queue_timeout */
+	px_conn_enqueue(c);
+	return true;
 }
 
 static void
@@ -1333,11 +1354,19 @@ px_http_bytes(void *owner, void *be, uint64_t in, uint64_t out)
 static void
 px_http_done(void *owner)
 {
-	px_conn_close(owner);
+	struct px_conn *c = owner;
+
+	/* Out of the queue first; a slot already on its way closes it when it comes. */
+	if (px_conn_unqueue(c)) {
+		c->http_over = true;
+		return;
+	}
+	px_conn_close(c);
 }
 
 static const struct proxy_http_ops px_http_ops = {
     .pick = px_http_pick,
+    .wait = px_http_wait,
     .release = px_http_release,
     .ref = px_http_ref,
     .unref = px_http_unref,
@@ -1438,7 +1467,14 @@ px_conn_slot(struct px_conn *c, struct px_backend *b)
 		event_del(&c->tev);
 		c->timer_on = false;
 	}
-	if (w->stopped || b == NULL) { /* the workers are stopping, or the service went */
+	if (c->http && !w->stopped && !c->http_over) { /* the request that waited; NULL: 503 */
+		if (b == NULL)
+			atomic_fetch_add_explicit(&svc->c.rejected, 1, memory_order_relaxed);
+		proxy_http_conn_slot(c->http, b); /* takes b's slot and reference */
+		return;
+	}
+	/* the workers are stopping, the service went, or its HTTP client is over */
+	if (w->stopped || b == NULL || c->http_over) {
 		if (b)
 			atomic_fetch_sub(&b->inflight, 1);
 		px_backend_unref(b);

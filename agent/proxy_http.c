@@ -592,10 +592,11 @@ struct proxy_http_conn {
 	int fd;
 	struct event crd, cwr, tmr;
 	bool crd_on, cwr_on;
-	bool dead;   /* over: the callback that set it hands it to ops->done */
-	bool linger; /* an error answer went out: wait for the client's close */
-	bool first;  /* no request head yet: first_byte_ms applies */
+	bool dead;       /* over: the callback that set it hands it to ops->done */
+	bool linger;     /* an error answer went out: wait for the client's close */
+	bool first;      /* no request head yet: first_byte_ms applies */
 	bool client_eof; /* the client half-closed: answer what it sent, then close */
+	bool queued;     /* waiting in the service's queue for a slot (ops->wait) */
 	char ip[INET6_ADDRSTRLEN];
 	bool v6;
 	struct sockaddr_storage src, dst;
@@ -689,7 +690,13 @@ ph_established(int fd)
 static void ph_bconn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void ph_bconn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void ph_process(struct proxy_http_conn *c);
-static void ph_start(struct proxy_http_conn *c);
+static void ph_start_on(struct proxy_http_conn *c, void *given);
+
+static void
+ph_start(struct proxy_http_conn *c)
+{
+	ph_start_on(c, NULL);
+}
 static void ph_flush_up(struct proxy_http_conn *c);
 
 /* Bytes for the client: sent now if its socket takes them, the rest kept (and the backend
@@ -848,9 +855,10 @@ ph_retry(struct proxy_http_conn *c, int code, bool connect)
 	ph_start(c);
 }
 
-/* Open (or take from the idle list) a connection to the next backend and send the request. */
+/* Open (or take from the idle list) a connection to given (a slot and a reference taken), or
+ * else to the next backend, and send the request. */
 static void
-ph_start(struct proxy_http_conn *c)
+ph_start_on(struct proxy_http_conn *c, void *given)
 {
 	int one = 1;
 
@@ -861,7 +869,15 @@ ph_start(struct proxy_http_conn *c)
 		void *be;
 		int fd, rc;
 
-		be = c->ops->pick(c->owner, c->avoid);
+		be = given ? given : c->ops->pick(c->owner, c->avoid);
+		given = NULL;
+		if (be == NULL && c->ops->wait(c->owner)) {
+			/* The client is not read while it waits: what it sends stays in its
+			 * socket, and only the slot or the queue's timeout ends the wait. */
+			c->queued = true;
+			ph_ev(&c->crd, &c->crd_on, false);
+			return;
+		}
 		if (be == NULL) {
 			ph_error(c, c->attempts == 0 ? 503 : 502);
 			return;
@@ -1372,6 +1388,10 @@ ph_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->queued) { /* the queue's own timeout applies */
+		ph_arm(c, c->cfg->idle_ms);
+		return;
+	}
 	if (c->state == PH_CLOSING) {
 		c->dead = true;
 		goto out;
@@ -1439,6 +1459,22 @@ proxy_http_conn_new(struct event_base *base, int fd, const struct proxy_http_con
 	c->last_ms = ph_now_ms();
 	ph_arm(c, cfg->first_byte_ms < cfg->idle_ms ? cfg->first_byte_ms : cfg->idle_ms);
 	return c;
+}
+
+void
+proxy_http_conn_slot(struct proxy_http_conn *c, void *be)
+{
+	c->queued = false;
+	c->last_ms = ph_now_ms();
+	if (be == NULL) {
+		ph_error(c, 503);
+	} else {
+		if (!c->client_eof)
+			ph_ev(&c->crd, &c->crd_on, true);
+		ph_start_on(c, be);
+	}
+	if (c->dead)
+		c->ops->done(c->owner);
 }
 
 void

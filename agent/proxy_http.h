@@ -112,6 +112,9 @@ struct proxy_http_ops {
 	/* The next backend with a free slot, slot and one reference taken; avoid (may be NULL)
 	 * is passed over while another will do. NULL: none. */
 	void *(*pick)(void *owner, const void *avoid);
+	/* pick found every backend at its limit: queue the client for a slot (true), which
+	 * then comes through proxy_http_conn_slot; false: no queue (no limit). */
+	bool (*wait)(void *owner);
 	/* Give back pick's slot and reference. */
 	void (*release)(void *owner, void *be);
 	void (*ref)(void *be);
@@ -140,6 +143,12 @@ struct proxy_http_conn;
 struct proxy_http_conn *proxy_http_conn_new(struct event_base *base, int fd,
                                             const struct proxy_http_config *cfg,
                                             const struct proxy_http_ops *ops, void *owner);
+
+/*
+ * The slot a queued request waited for: be with a slot and one reference (taken), or NULL
+ * when none came in time (the client gets a 503). May end the connection (ops->done).
+ */
+void proxy_http_conn_slot(struct proxy_http_conn *c, void *be);
 
 /* Close the client and its backend connections. NULL is a no-op. */
 void proxy_http_conn_free(struct proxy_http_conn *c);

@@ -435,6 +435,8 @@ backend_conn(void *arg)
 		             want);
 		n = snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s",
 		             n, body);
+		if (b->mode == 4)
+			usleep(300 * 1000); /* a slow answer: the slot stays taken meanwhile */
 		if (send(fd, resp, (size_t)n, MSG_NOSIGNAL) != n)
 			break;
 	}
@@ -503,7 +505,8 @@ dead_port(void)
 }
 
 static struct proxy *
-start_proxy(const uint16_t *ports, size_t n, bool http, enum proxy_protocol pp, uint16_t *listen)
+start_proxy_limited(const uint16_t *ports, size_t n, bool http, enum proxy_protocol pp,
+                    uint32_t max_per_be, int64_t queue_ms, uint16_t *listen)
 {
 	struct proxy_options po = {.threads = 2};
 	struct proxy_backend_spec be[8];
@@ -513,7 +516,9 @@ start_proxy(const uint16_t *ports, size_t n, bool http, enum proxy_protocol pp, 
 	                                 .backends = be,
 	                                 .nbackends = n,
 	                                 .http = http,
-	                                 .protocol = pp};
+	                                 .protocol = pp,
+	                                 .max_conns_per_backend = max_per_be,
+	                                 .queue_timeout_ms = queue_ms};
 	struct shoal_err err;
 	struct proxy *p = proxy_create(&po, &err);
 
@@ -525,6 +530,12 @@ start_proxy(const uint16_t *ports, size_t n, bool http, enum proxy_protocol pp, 
 	assert_int_equal(proxy_set_services(p, &svc, 1, &err), 0);
 	*listen = proxy_listen_port(p, "web");
 	return p;
+}
+
+static struct proxy *
+start_proxy(const uint16_t *ports, size_t n, bool http, enum proxy_protocol pp, uint16_t *listen)
+{
+	return start_proxy_limited(ports, n, http, pp, 0, 0, listen);
 }
 
 static int
@@ -753,6 +764,46 @@ test_http_close_delimited(void **state)
 	backend_stop(&b[1]);
 }
 
+/* max_conns_per_replica in HTTP mode: a request that finds the backend busy waits in the
+ * service's queue and goes when the slot is free; past queue_timeout it gets a 503. */
+static void
+test_http_queue(void **state)
+{
+	for (int round = 0; round < 2; round++) {
+		struct backend b;
+		uint16_t ports[1], lport;
+		struct proxy *p;
+		struct proxy_stats st;
+		char body[1024];
+		int a, c;
+
+		(void)state;
+		backend_start(&b, 0, 4);
+		ports[0] = b.port;
+		p = start_proxy_limited(ports, 1, true, PROXY_PROTOCOL_NONE, 1,
+		                        round == 0 ? 5000 : 100, &lport);
+		a = client_connect(lport);
+		c = client_connect(lport);
+		assert_int_equal(send(a, GET, strlen(GET), 0), (ssize_t)strlen(GET));
+		usleep(50 * 1000); /* a's request has the slot */
+		assert_int_equal(send(c, GET, strlen(GET), 0), (ssize_t)strlen(GET));
+		assert_int_equal(exchange(a, "", 0, body, sizeof(body)), 200);
+		assert_int_equal(exchange(c, "", 0, body, sizeof(body)), round == 0 ? 200 : 503);
+		proxy_stats(p, &st);
+		assert_int_equal(st.services[0].c.queue_timeouts, round == 0 ? 0 : 1);
+		if (round == 0)
+			assert_int_equal(st.services[0].c.queued, 1);
+		proxy_stats_free(&st);
+		/* Both connections still serve (the 503 closed its own). */
+		if (round == 0)
+			assert_int_equal(exchange(c, GET, strlen(GET), body, sizeof(body)), 200);
+		close(a);
+		close(c);
+		proxy_destroy(p);
+		backend_stop(&b);
+	}
+}
+
 /* The L4 proxy writes the PROXY header before any client byte: the backend reads the
  * client's own address and port, and the address and port it connected to. */
 static void
@@ -816,6 +867,7 @@ main(void)
 	    cmocka_unit_test(test_pp_l4),
 	    cmocka_unit_test(test_rewrite_response),
 	    cmocka_unit_test(test_http_close_delimited),
+	    cmocka_unit_test(test_http_queue),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
