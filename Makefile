@@ -159,8 +159,8 @@ check:
 # libFuzzer targets: clang, each target linked with the libraries built by clang (clang flags
 # libseccomp's own SCMP_A0() macros with -Wmissing-field-initializers, gcc does not).
 FUZZ_SRC := $(wildcard tests/fuzz/*.c)
-# The agent's parsers a target needs (the whole agent library pulls in every module).
-FUZZ_AGENT_OBJ := build-fuzz/agent/proxy_http.o build-fuzz/agent/proxy_pp.o
+# The agent's parser a target needs (the whole agent library pulls in every module).
+FUZZ_AGENT_OBJ := build-fuzz/agent/proxy_http_parse.o
 fuzz: deps-check
 	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
 		WARN="$(WARN) -Wno-missing-field-initializers" \

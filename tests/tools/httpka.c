@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent/proxy_http.h"
+#include "agent/proxy_http_parse.h"
 
 static int
 dial(const char *host, const char *port, int secs)
@@ -68,7 +68,7 @@ read_answer(int fd, int *status, char *line, size_t cap, bool *closed, const cha
 		}
 		len += (size_t)n;
 		if (hl == 0) {
-			hl = proxy_http_resp_head_end(buf, len, &scan);
+			hl = proxy_http_parse_resp_head_end(buf, len, &scan);
 			if (hl == 0)
 				continue;
 			if (proxy_http_parse_response(buf, hl, &req, &m) == -1) {
@@ -83,7 +83,7 @@ read_answer(int fd, int *status, char *line, size_t cap, bool *closed, const cha
 		if (m.body == PROXY_HTTP_BODY_LENGTH && len - hl >= m.length)
 			break;
 		if (m.body == PROXY_HTTP_BODY_CHUNKED) {
-			ssize_t k = proxy_http_chunk_feed(&st, buf + body, len - body);
+			ssize_t k = proxy_http_parse_chunk(&st, buf + body, len - body);
 
 			if (k < 0) {
 				*err = "bad chunk";

@@ -1,7 +1,7 @@
 /*
- * Unit tests for agent/proxy_http (the HTTP mode's parser, and the mode end to end over
- * 127.0.0.1 with backends in threads) and agent/proxy_pp (the PROXY protocol header, and the
- * L4 proxy sending it).
+ * Unit tests for agent/proxy_http_parse (the HTTP mode's parser), agent/proxy_http (the mode
+ * end to end over 127.0.0.1 with backends in threads) and agent/proxy_pp (the PROXY protocol
+ * header, and the L4 proxy sending it).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +25,7 @@
 #include "log.h"
 #include "agent/proxy.h"
 #include "agent/proxy_http.h"
+#include "agent/proxy_http_parse.h"
 #include "agent/proxy_pp.h"
 
 /* ---- parser ------------------------------------------------------------------------- */
@@ -32,7 +33,7 @@
 static int
 parse_req(const char *s, struct proxy_http_msg *m)
 {
-	size_t scan = 0, hl = proxy_http_head_end(s, strlen(s), &scan);
+	size_t scan = 0, hl = proxy_http_parse_head_end(s, strlen(s), &scan);
 
 	if (hl == 0)
 		return -1;
@@ -48,7 +49,7 @@ test_head_end(void **state)
 	(void)state;
 	/* Fed a byte at a time, the end is found exactly once, where it is. */
 	for (size_t i = 1; i < n; i++) {
-		size_t hl = proxy_http_head_end(r, i, &scan);
+		size_t hl = proxy_http_parse_head_end(r, i, &scan);
 
 		if (i < n - 4)
 			assert_int_equal(hl, 0);
@@ -58,8 +59,8 @@ test_head_end(void **state)
 			break;
 	}
 	scan = 0;
-	assert_int_equal(proxy_http_head_end("\r\n\r", 3, &scan), 0);
-	assert_int_equal(proxy_http_head_end("\r\n\r\n", 4, &scan), 4);
+	assert_int_equal(proxy_http_parse_head_end("\r\n\r", 3, &scan), 0);
+	assert_int_equal(proxy_http_parse_head_end("\r\n\r\n", 4, &scan), 4);
 }
 
 static void
@@ -182,7 +183,7 @@ test_response(void **state)
 	/* Bare LF line ends from a server (busybox httpd passing a CGI's lines on). */
 	size_t scan = 0;
 	r = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\nContent-Length: 3\n\nabc";
-	assert_int_equal(proxy_http_resp_head_end(r, strlen(r), &scan), strlen(r) - 3);
+	assert_int_equal(proxy_http_parse_resp_head_end(r, strlen(r), &scan), strlen(r) - 3);
 	assert_int_equal(proxy_http_parse_response(r, strlen(r) - 3, &req, &m), 0);
 	assert_int_equal(m.body, PROXY_HTTP_BODY_NONE); /* req.is_head is still set */
 	req.is_head = false;
@@ -202,7 +203,7 @@ test_chunked(void **state)
 	(void)state;
 	/* A byte at a time: the body ends exactly before NEXT. */
 	while (!st.done && off < n) {
-		ssize_t k = proxy_http_chunk_feed(&st, body + off, 1);
+		ssize_t k = proxy_http_parse_chunk(&st, body + off, 1);
 
 		assert_true(k == 0 || k == 1);
 		off += (size_t)k;
@@ -212,18 +213,18 @@ test_chunked(void **state)
 	assert_true(st.done);
 	assert_int_equal(off, n - 4);
 	memset(&st, 0, sizeof(st));
-	assert_int_equal(proxy_http_chunk_feed(&st, body, n), (ssize_t)(n - 4));
+	assert_int_equal(proxy_http_parse_chunk(&st, body, n), (ssize_t)(n - 4));
 	memset(&st, 0, sizeof(st));
-	assert_int_equal(proxy_http_chunk_feed(&st, "0\r\n\r\n", 5), 5);
+	assert_int_equal(proxy_http_parse_chunk(&st, "0\r\n\r\n", 5), 5);
 	assert_true(st.done);
 	memset(&st, 0, sizeof(st));
-	assert_int_equal(proxy_http_chunk_feed(&st, "x\r\n", 3), -1);
+	assert_int_equal(proxy_http_parse_chunk(&st, "x\r\n", 3), -1);
 	memset(&st, 0, sizeof(st));
-	assert_int_equal(proxy_http_chunk_feed(&st, "ffffffffffffffffff\r\n", 20), -1);
+	assert_int_equal(proxy_http_parse_chunk(&st, "ffffffffffffffffff\r\n", 20), -1);
 	memset(&st, 0, sizeof(st));
-	assert_int_equal(proxy_http_chunk_feed(&st, "2\r\nabX\r\n", 8), -1);
+	assert_int_equal(proxy_http_parse_chunk(&st, "2\r\nabX\r\n", 8), -1);
 	memset(&st, 0, sizeof(st));
-	assert_int_equal(proxy_http_chunk_feed(&st, "2\nab\r\n", 6), -1);
+	assert_int_equal(proxy_http_parse_chunk(&st, "2\nab\r\n", 6), -1);
 }
 
 static void
@@ -237,7 +238,7 @@ test_rewrite(void **state)
 	(void)state;
 	r = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 	assert_int_equal(parse_req(r, &m), 0);
-	n = proxy_http_rewrite(r, &m, "10.0.0.7", false, out);
+	n = proxy_http_parse_rewrite_request(r, &m, "10.0.0.7", false, out);
 	out[n] = '\0';
 	assert_string_equal(out, "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.7\r\n"
 	                         "X-Forwarded-Proto: http\r\nForwarded: for=10.0.0.7;proto=http\r\n"
@@ -246,7 +247,7 @@ test_rewrite(void **state)
 	r = "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2  \r\n"
 	    "X-Forwarded-Proto: https\r\n\r\n";
 	assert_int_equal(parse_req(r, &m), 0);
-	n = proxy_http_rewrite(r, &m, "::1", true, out);
+	n = proxy_http_parse_rewrite_request(r, &m, "::1", true, out);
 	out[n] = '\0';
 	assert_string_equal(out, "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\n"
 	                         "x-forwarded-for: 2.2.2.2, ::1  \r\nX-Forwarded-Proto: https\r\n"
@@ -265,13 +266,13 @@ test_rewrite_response(void **state)
 	(void)state;
 	assert_int_equal(proxy_http_parse_response(r, strlen(r), &req, &m), 0);
 	assert_int_equal(m.body, PROXY_HTTP_BODY_CLOSE);
-	n = proxy_http_rewrite_response(r, &m, true, out);
+	n = proxy_http_parse_rewrite_response(r, &m, true, out);
 	out[n] = '\0';
 	assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
 	                         "Transfer-Encoding: chunked\r\n\r\n");
 	r = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\n\n";
 	assert_int_equal(proxy_http_parse_response(r, strlen(r), &req, &m), 0);
-	n = proxy_http_rewrite_response(r, &m, true, out);
+	n = proxy_http_parse_rewrite_response(r, &m, true, out);
 	out[n] = '\0';
 	assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
 	                         "Transfer-Encoding: chunked\r\n\r\n");
@@ -510,7 +511,7 @@ start_proxy_limited(const uint16_t *ports, size_t n, bool http, enum proxy_proto
 {
 	struct proxy_options po = {.threads = 2};
 	struct proxy_backend_spec be[8];
-	char ids[8][16];
+	char ids[8][24];
 	struct proxy_service_spec svc = {.name = "web",
 	                                 .listen_addr = "127.0.0.1",
 	                                 .backends = be,
@@ -524,7 +525,7 @@ start_proxy_limited(const uint16_t *ports, size_t n, bool http, enum proxy_proto
 
 	assert_non_null(p);
 	for (size_t i = 0; i < n; i++) {
-		snprintf(ids[i], sizeof(ids[i]), "t%zu", i);
+		snprintf(ids[i], sizeof(ids[i]), "t%u", (unsigned)i);
 		be[i] = (struct proxy_backend_spec){ids[i], "127.0.0.1", ports[i]};
 	}
 	assert_int_equal(proxy_set_services(p, &svc, 1, &err), 0);
