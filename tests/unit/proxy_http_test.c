@@ -398,6 +398,19 @@ backend_conn(void *arg)
 		close(fd);
 		return NULL;
 	}
+	if (b->mode == 5) { /* 101 Switching Protocols, then an echo of the new protocol */
+		static const char up[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n"
+		                         "Connection: Upgrade\r\n\r\n";
+		ssize_t n;
+
+		if (read_head(fd, buf, sizeof(buf)) > 0 &&
+		    send(fd, up, sizeof(up) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(up) - 1)
+			while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+				if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+					break;
+		close(fd);
+		return NULL;
+	}
 	if (b->mode == 1) {
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
 
@@ -765,6 +778,37 @@ test_http_close_delimited(void **state)
 	backend_stop(&b[1]);
 }
 
+/* An upgrade (101) turns the connection into a two-way relay of the new protocol. */
+static void
+test_http_upgrade(void **state)
+{
+	struct backend b;
+	uint16_t ports[1], lport;
+	struct proxy *p;
+	const char *req = "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+	char buf[512];
+	ssize_t n;
+	int fd;
+
+	(void)state;
+	backend_start(&b, 0, 5);
+	ports[0] = b.port;
+	p = start_proxy(ports, 1, true, PROXY_PROTOCOL_NONE, &lport);
+	fd = client_connect(lport);
+	assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+	n = read_head(fd, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_non_null(strstr(buf, "HTTP/1.1 101 "));
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(send(fd, "ping", 4, 0), 4);
+		assert_int_equal(recv(fd, buf, sizeof(buf), 0), 4);
+		assert_memory_equal(buf, "ping", 4);
+	}
+	close(fd);
+	proxy_destroy(p);
+	backend_stop(&b);
+}
+
 /* max_conns_per_replica in HTTP mode: a request that finds the backend busy waits in the
  * service's queue and goes when the slot is free; past queue_timeout it gets a 503. */
 static void
@@ -869,6 +913,7 @@ main(void)
 	    cmocka_unit_test(test_rewrite_response),
 	    cmocka_unit_test(test_http_close_delimited),
 	    cmocka_unit_test(test_http_queue),
+	    cmocka_unit_test(test_http_upgrade),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
