@@ -159,14 +159,17 @@ check:
 # libFuzzer targets: clang, each target linked with the libraries built by clang (clang flags
 # libseccomp's own SCMP_A0() macros with -Wmissing-field-initializers, gcc does not).
 FUZZ_SRC := $(wildcard tests/fuzz/*.c)
+# The agent's parser a target needs (the whole agent library pulls in every module).
+FUZZ_AGENT_OBJ := build-fuzz/agent/proxy_http_parse.o
 fuzz: deps-check
 	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
 		WARN="$(WARN) -Wno-missing-field-initializers" \
-		build-fuzz/libshoal_common.a build-fuzz/libshoal_sched.a build-fuzz/libshoal_runtime.a
+		build-fuzz/libshoal_common.a build-fuzz/libshoal_sched.a build-fuzz/libshoal_runtime.a \
+		$(FUZZ_AGENT_OBJ)
 	@set -e; for f in $(FUZZ_SRC); do \
 		t=build-fuzz/fuzz/$$(basename $$f .c); mkdir -p build-fuzz/fuzz $$t.corpus; \
 		clang -std=gnu11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -I. -Icommon \
-			-Iruntime -Ibuild-fuzz/proto $$f build-fuzz/libshoal_sched.a \
+			-Iruntime -Ibuild-fuzz/proto $$f build-fuzz/libshoal_sched.a $(FUZZ_AGENT_OBJ) \
 			build-fuzz/libshoal_runtime.a build-fuzz/libshoal_common.a \
 			$(LDLIBS) -o $$t; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \

@@ -105,6 +105,10 @@ ingress_specs_build(const Shoal__Endpoints *ep, const char *address, struct ingr
 		svcs[i].nbackends = nb;
 		svcs[i].max_conns_per_backend = se->max_conns_per_replica;
 		svcs[i].queue_timeout_ms = se->queue_timeout_ms;
+		svcs[i].protocol = se->proxy_protocol <= PROXY_PROTOCOL_V2
+		                       ? (enum proxy_protocol)se->proxy_protocol
+		                       : PROXY_PROTOCOL_NONE;
+		svcs[i].http = se->proxy_mode == 1;
 	}
 	/* One line per table, however many it held. */
 	if (refused)

@@ -31,7 +31,8 @@ static const char proxy_usage[] =
     "                         [--threads N] [--max-conns N] [--idle-timeout DUR]\n"
     "                         [--connect-timeout DUR] [--first-byte-timeout DUR]\n"
     "                         [--max-conns-per-backend N] [--queue-timeout DUR]\n"
-    "                         [--log-level LEVEL]\n"
+    "                         [--log-level LEVEL] [--mode tcp|http]\n"
+    "                         [--proxy-protocol v1|v2]\n"
     "\n"
     "Run the agent's proxy alone: a round-robin TCP balancer from ADDR:PORT to the\n"
     "backends. A backend that refuses, or times out without having answered for 10s, is\n"
@@ -51,7 +52,10 @@ static const char proxy_usage[] =
     "  --max-conns-per-backend N  at most N connections to each backend; clients beyond\n"
     "                          wait in a queue (default: unlimited)\n"
     "  --queue-timeout DUR     close a client that waited DUR for a slot (default 30s)\n"
-    "  --log-level LEVEL       error, warn, notice, info (default) or debug\n";
+    "  --log-level LEVEL       error, warn, notice, info (default) or debug\n"
+    "  --mode http             balance each HTTP/1.x request and add X-Forwarded-For,\n"
+    "                          X-Forwarded-Proto, Forwarded (default: tcp, each connection)\n"
+    "  --proxy-protocol V      send a PROXY protocol header, v1 or v2, to the backend\n";
 
 static const char usage_text[] =
     "usage: shoal-agent --scheduler HOST:PORT --token-file FILE --name NAME --address ADDR\n"
@@ -256,6 +260,8 @@ proxy_main(int argc, char **argv)
 	    {"max-conns-per-backend", required_argument, NULL, 'M'},
 	    {"queue-timeout", required_argument, NULL, 'q'},
 	    {"log-level", required_argument, NULL, 'L'},
+	    {"mode", required_argument, NULL, 'H'},
+	    {"proxy-protocol", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -348,6 +354,22 @@ proxy_main(int argc, char **argv)
 			if (level < 0) {
 				fprintf(stderr, "shoal-agent proxy: unknown log level %s\n",
 				        optarg);
+				goto out;
+			}
+			break;
+		case 'H':
+		case 'P':
+			if (c == 'H' &&
+			    (strcmp(optarg, "tcp") == 0 || strcmp(optarg, "http") == 0)) {
+				svc.http = strcmp(optarg, "http") == 0;
+			} else if (c == 'P' &&
+			           (strcmp(optarg, "v1") == 0 || strcmp(optarg, "v2") == 0)) {
+				svc.protocol =
+				    optarg[1] == '1' ? PROXY_PROTOCOL_V1 : PROXY_PROTOCOL_V2;
+			} else {
+				fprintf(stderr, "shoal-agent proxy: --%s %s: want %s\n",
+				        c == 'H' ? "mode" : "proxy-protocol", optarg,
+				        c == 'H' ? "tcp or http" : "v1 or v2");
 				goto out;
 			}
 			break;

@@ -38,6 +38,8 @@
 #include "lb_ops.h"
 #include "lb_rr.h"
 #include "log.h"
+#include "proxy_http.h"
+#include "proxy_pp.h"
 #include "util.h"
 
 #define PX_DEFAULT_IDLE_MS    (10 * 60 * 1000)
@@ -128,6 +130,8 @@ struct px_service {
 	pthread_mutex_t qlock;
 	struct px_conn *qhead, *qtail;
 	_Atomic int qlen;
+	_Atomic int protocol; /* enum proxy_protocol: read at each backend connect */
+	_Atomic bool http;    /* new clients go to proxy_http (per request), not the pump */
 };
 
 struct px_tsvc {
@@ -578,6 +582,10 @@ struct px_conn {
 	size_t attempts;
 	int64_t last_ms;
 	uint64_t unflushed_in, unflushed_out;
+	/* HTTP mode: the client is proxy_http's (cev and the pump are unused). */
+	struct proxy_http_conn *http;
+	struct proxy_http_config hcfg;
+	bool http_over; /* proxy_http is done with it while a slot was on its way */
 };
 
 static void px_conn_cb(evutil_socket_t fd, short what, void *arg);
@@ -787,8 +795,12 @@ px_conn_close(struct px_conn *c)
 	struct px_worker *w = c->w;
 	struct proxy *p = w->p;
 
-	event_del(&c->cev);
-	close(c->cfd);
+	if (c->http) {
+		proxy_http_conn_free(c->http);
+	} else {
+		event_del(&c->cev);
+		close(c->cfd);
+	}
 	if (c->bfd != -1) {
 		event_del(&c->bev);
 		close(c->bfd);
@@ -1105,9 +1117,33 @@ px_conn_run(struct px_conn *c)
 		px_flush_bytes(c);
 }
 
+/* The PROXY header goes first into the upward buffer: the pump sends it before any client
+ * byte (the client is not read while the buffer holds bytes). */
+static void
+px_conn_proxy_header(struct px_conn *c)
+{
+	int version = atomic_load_explicit(&c->svc->protocol, memory_order_relaxed);
+	struct sockaddr_storage src, dst;
+	socklen_t slen = sizeof(src), dlen = sizeof(dst);
+	struct px_half *h = &c->half[PX_UP];
+
+	if (version == PROXY_PROTOCOL_NONE)
+		return;
+	if (getpeername(c->cfd, (struct sockaddr *)&src, &slen) == -1 ||
+	    getsockname(c->cfd, (struct sockaddr *)&dst, &dlen) == -1)
+		src.ss_family = dst.ss_family = AF_UNSPEC;
+	if (h->buf == NULL)
+		h->buf = xmalloc(c->w->p->buf_size);
+	h->off = 0;
+	h->len = (uint32_t)proxy_pp_build(version == PROXY_PROTOCOL_V1 ? 1 : 2,
+	                                  (struct sockaddr *)&src, (struct sockaddr *)&dst, h->buf);
+	atomic_fetch_add_explicit(&c->w->buffered, h->len, memory_order_relaxed);
+}
+
 static void
 px_conn_connected(struct px_conn *c)
 {
+	px_conn_proxy_header(c);
 	c->connecting = false;
 	atomic_store_explicit(&c->be->last_ok_ms, c->w->now_ms, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->be->c.conns, 1, memory_order_relaxed);
@@ -1173,6 +1209,11 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 		          c->svc->name, (long long)(w->now_ms - c->wait_start_ms));
 		atomic_fetch_add_explicit(&c->svc->c.queue_timeouts, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
+		if (c->http) { /* the request gets a 503; it may close the connection */
+			c->waiting = false;
+			proxy_http_conn_slot(c->http, NULL);
+			return;
+		}
 		px_conn_close(c);
 		return;
 	}
@@ -1219,6 +1260,130 @@ px_admit(struct proxy *p, struct px_service *svc, int fd)
 	return true;
 }
 
+/* ---- HTTP mode: proxy_http's view of backends (proxy_http.h) ---- */
+
+static void *
+px_http_pick(void *owner, const void *avoid)
+{
+	struct px_conn *c = owner;
+	struct px_table *t = atomic_load_explicit(&c->w->p->table, memory_order_acquire);
+	struct px_tsvc *e = px_table_find(t, c->svc);
+	struct px_backend *b;
+
+	/* No queue in this mode: a request that finds every backend at max_conns_per_replica
+	 * gets a 503 at once. */
+	if (e == NULL || e->nbe == 0)
+		return NULL;
+	b = px_pick(c->svc, e, px_now_ms(), avoid);
+	if (b)
+		atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+	return b;
+}
+
+static bool
+px_http_wait(void *owner)
+{
+	struct px_conn *c = owner;
+	struct px_table *t = atomic_load_explicit(&c->w->p->table, memory_order_acquire);
+	struct px_tsvc *e = px_table_find(t, c->svc);
+
+	if (e == NULL || e->nbe == 0 || atomic_load(&c->svc->max_per_be) == 0)
+		return false;
+	c->w->now_ms = px_now_ms();
+	c->wait_start_ms = 0; /* each request waits at most queue_timeout */
+	px_conn_enqueue(c);
+	return true;
+}
+
+static void
+px_http_release(void *owner, void *be)
+{
+	struct px_conn *c = owner;
+
+	px_slot_release(c->w->p, c->svc, be);
+	px_backend_unref(be);
+}
+
+static void
+px_http_ref(void *be)
+{
+	atomic_fetch_add_explicit(&((struct px_backend *)be)->refs, 1, memory_order_relaxed);
+}
+
+static void
+px_http_unref(void *be)
+{
+	px_backend_unref(be);
+}
+
+static const struct sockaddr *
+px_http_addr(void *be, socklen_t *len)
+{
+	struct px_backend *b = be;
+
+	*len = b->addrlen;
+	return (const struct sockaddr *)&b->addr;
+}
+
+static void
+px_http_failed(void *owner, void *be, int code)
+{
+	struct px_conn *c = owner;
+	struct px_backend *b = be;
+
+	px_backend_failed(c->w->p, c->svc, b, px_now_ms(), code);
+	atomic_fetch_add_explicit(&b->c.retries, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->svc->c.retries, 1, memory_order_relaxed);
+}
+
+static void
+px_http_connected(void *owner, void *be)
+{
+	struct px_backend *b = be;
+
+	(void)owner;
+	atomic_store_explicit(&b->last_ok_ms, px_now_ms(), memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->c.conns, 1, memory_order_relaxed);
+}
+
+static void
+px_http_bytes(void *owner, void *be, uint64_t in, uint64_t out)
+{
+	struct px_conn *c = owner;
+	struct px_backend *b = be;
+
+	atomic_fetch_add_explicit(&c->svc->c.bytes_in, in, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->svc->c.bytes_out, out, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->c.bytes_in, in, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->c.bytes_out, out, memory_order_relaxed);
+}
+
+static void
+px_http_done(void *owner)
+{
+	struct px_conn *c = owner;
+
+	/* Out of the queue first; a slot already on its way closes it when it comes. */
+	if (px_conn_unqueue(c)) {
+		c->http_over = true;
+		return;
+	}
+	px_conn_close(c);
+}
+
+static const struct proxy_http_ops px_http_ops = {
+    .pick = px_http_pick,
+    .wait = px_http_wait,
+    .release = px_http_release,
+    .ref = px_http_ref,
+    .unref = px_http_unref,
+    .addr = px_http_addr,
+    .failed = px_http_failed,
+    .connected = px_http_connected,
+    .bytes = px_http_bytes,
+    .done = px_http_done,
+};
+
 /* An admitted client connection becomes w's (w->load already counts it). */
 static void
 px_conn_new(struct px_worker *w, struct px_service *svc, int fd)
@@ -1240,6 +1405,14 @@ px_conn_new(struct px_worker *w, struct px_service *svc, int fd)
 		w->conns->prev = c;
 	w->conns = c;
 	event_assign(&c->tev, w->base, -1, 0, px_timer_cb, c);
+	if (atomic_load_explicit(&svc->http, memory_order_relaxed)) {
+		c->hcfg.idle_ms = w->p->idle_ms;
+		c->hcfg.connect_ms = w->p->connect_ms;
+		c->hcfg.first_byte_ms = w->p->first_byte_ms;
+		c->hcfg.protocol = atomic_load_explicit(&svc->protocol, memory_order_relaxed);
+		c->http = proxy_http_conn_new(w->base, fd, &c->hcfg, &px_http_ops, c);
+		return;
+	}
 	event_assign(&c->cev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, px_conn_cb, c);
 	event_add(&c->cev, NULL);
 	px_conn_start(c, NULL);
@@ -1301,7 +1474,14 @@ px_conn_slot(struct px_conn *c, struct px_backend *b)
 		event_del(&c->tev);
 		c->timer_on = false;
 	}
-	if (w->stopped || b == NULL) { /* the workers are stopping, or the service went */
+	if (c->http && !w->stopped && !c->http_over) { /* the request that waited; NULL: 503 */
+		if (b == NULL)
+			atomic_fetch_add_explicit(&svc->c.rejected, 1, memory_order_relaxed);
+		proxy_http_conn_slot(c->http, b); /* takes b's slot and reference */
+		return;
+	}
+	/* the workers are stopping, the service went, or its HTTP client is over */
+	if (w->stopped || b == NULL || c->http_over) {
 		if (b)
 			atomic_fetch_sub(&b->inflight, 1);
 		px_backend_unref(b);
@@ -1796,6 +1976,8 @@ proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_
 			is_new[t->nsvc] = true;
 		}
 		atomic_store(&e->svc->max_per_be, spec->max_conns_per_backend);
+		atomic_store(&e->svc->protocol, (int)spec->protocol);
+		atomic_store(&e->svc->http, spec->http);
 		atomic_store(&e->svc->queue_ms, spec->queue_timeout_ms > 0 ? spec->queue_timeout_ms
 		                                                           : PX_DEFAULT_QUEUE_MS);
 		e->be = xcalloc(spec->nbackends ? spec->nbackends : 1, sizeof(*e->be));

@@ -52,6 +52,13 @@ struct proxy_backend_spec {
 	uint16_t port;
 };
 
+/* The HAProxy PROXY protocol header a backend gets first (the client's address). */
+enum proxy_protocol {
+	PROXY_PROTOCOL_NONE = 0,
+	PROXY_PROTOCOL_V1, /* text: "PROXY TCP4 src dst sport dport\r\n" */
+	PROXY_PROTOCOL_V2, /* binary, 16-byte header + addresses */
+};
+
 struct proxy_service_spec {
 	const char *name;
 	const char *listen_addr; /* IPv4 or IPv6 literal; NULL = 0.0.0.0 */
@@ -60,6 +67,8 @@ struct proxy_service_spec {
 	size_t nbackends;
 	uint32_t max_conns_per_backend; /* 0 = unlimited (and no queue) */
 	int64_t queue_timeout_ms;       /* how long a client waits for a slot; 0 = 30 s */
+	enum proxy_protocol protocol;   /* header written to the backend before client bytes */
+	bool http; /* balance each HTTP/1.x request (proxy_http.h), not each connection */
 };
 
 /* A passive failure: a connect to a backend was refused, reset or timed out, and the proxy

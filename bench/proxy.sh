@@ -5,6 +5,7 @@
 #   BENCH_SECONDS=N              seconds per wrk run (default 5)
 #   BENCH_AB=DIR                 adds rows for the shoal-agent built in DIR (an A/B of a change)
 #   BENCH_ONLY=overload          only the overload row (below)
+#   BENCH_ONLY=http              only the HTTP-mode rows (below)
 #   OVERLOAD_MAXCONN=N           per-backend limit of the overload row (default 4; 0 = none)
 #   OVERLOAD_SECONDS=N           seconds per wrk run of the overload row (default 8)
 #
@@ -25,6 +26,12 @@
 # --connect-timeout 1s`, alternating. Counted: responses, connections closed with no response
 # (wrk's connect, read and write errors) and wrk's own 2 s timeouts (a client that gave up
 # waiting: not a close).
+#
+# HTTP-mode rows: the same four cells through HAProxy `mode http` (option forwardfor, its
+# default keep-alive on both sides and http-reuse safe) and through `shoal-agent proxy --mode
+# http` (a backend per request, X-Forwarded-For/-Proto and Forwarded added), alternating,
+# THREADS threads each. The backends count connections as above: with keep-alive both proxies
+# reuse their backend connections, so the counts show how many each opened.
 set -euo pipefail
 ROUNDS=${1:-${ROUNDS:-3}}
 SECS=${BENCH_SECONDS:-5}
@@ -52,9 +59,9 @@ trap cleanup EXIT
 [ -z "${BENCH_KEEP:-}" ] || trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 # Free loopback ports: bound to port 0 by the kernel, so nothing else holds them now.
-read -r P1 P2 P3 PH PS PA PO PHO PSO < <(python3 -c '
+read -r P1 P2 P3 PH PS PA PO PHO PSO PHH PSH < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(9)]
+ss = [socket.socket() for _ in range(11)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 for s in ss: s.close()')
@@ -190,11 +197,11 @@ summary() {
 			r ? t / hz * 1e6 / r : 0, e, nc ? "-" : c1, nc ? "-" : c2, nc ? "-" : c3 }' "$work/$1"
 }
 
-echo "proxy: wrk -t2 to 3 $backend backends on 127.0.0.1-3, $THREADS proxy threads, ${SECS}s x $ROUNDS interleaved rounds per cell"
-printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" "p50 us" \
-	"p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "conns per backend (spread)"
 modes="keepalive close"
-[ "${BENCH_ONLY:-}" != overload ] || modes=""
+[ -z "${BENCH_ONLY:-}" ] || modes=""
+[ -z "$modes" ] || echo "proxy: wrk -t2 to 3 $backend backends on 127.0.0.1-3, $THREADS proxy threads, ${SECS}s x $ROUNDS interleaved rounds per cell"
+[ -z "$modes" ] || printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" "p50 us" \
+	"p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "conns per backend (spread)"
 for mode in $modes; do
 	for conns in 50 200; do
 		hdr=""
@@ -239,8 +246,8 @@ for mode in $modes; do
 		done
 	done
 done
-echo "  (x = ratio to HAProxy in the same cell; want req/s >= 1, p99 <= 1.1, cpu <= 1;"
-echo "   keep-alive cells open only one backend connection per wrk connection: 50 -> 17/17/16)"
+[ -z "$modes" ] || echo "  (x = ratio to HAProxy in the same cell; want req/s >= 1, p99 <= 1.1, cpu <= 1;"
+[ -z "$modes" ] || echo "   keep-alive cells open only one backend connection per wrk connection: 50 -> 17/17/16)"
 
 # ---- overload: throttled backends, HAProxy and Shoal with the same queue settings ----------
 overload() {
@@ -319,4 +326,62 @@ overload() {
 	sleep 0.3
 	for i in 1 2 3; do rmdir "$cg-$i" 2>/dev/null || true; done
 }
-overload
+case ${BENCH_ONLY:-} in "" | overload) overload ;; esac
+
+# ---- HTTP mode: HAProxy mode http and shoal-agent proxy --mode http -------------------------
+http_rows() {
+	local hhp shp mode conns hdr cell t r p50 p99 cpu err c1 c2 c3 name hr hp50 hp99 hcpu
+	sed -e 's/^\tmode tcp$/\tmode http\n\toption forwardfor/' -e "s/:$PH\$/:$PHH/" \
+		"$work/haproxy.cfg" >"$work/haproxy-http.cfg"
+	haproxy -f "$work/haproxy-http.cfg" -db 2>"$work/haproxy-http.log" &
+	hhp=$!
+	pids+=("$hhp")
+	"$agent" proxy --mode http --listen "127.0.0.1:$PSH" --backend "127.0.0.1:$P1" \
+		--backend "127.0.0.2:$P2" --backend "127.0.0.3:$P3" --threads "$THREADS" \
+		--log-level warn 2>"$work/shoal-http.log" &
+	shp=$!
+	pids+=("$shp")
+	wait_port 127.0.0.1 "$PHH"
+	wait_port 127.0.0.1 "$PSH"
+	echo
+	echo "http mode: HAProxy mode http (option forwardfor) vs shoal-agent proxy --mode http, same backends, $THREADS threads, ${SECS}s x $ROUNDS interleaved rounds per cell"
+	printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" \
+		"p50 us" "p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "backend conns"
+	for mode in keepalive close; do
+		for conns in 50 200; do
+			hdr=""
+			[ "$mode" = close ] && hdr="Connection: close"
+			cell="http-$mode-c$conns"
+			rm -f "$work"/h-*
+			wrk -t2 -c"$conns" -d1s ${hdr:+-H "$hdr"} "http://127.0.0.1:$PSH/index.html" >/dev/null
+			for ((i = 0; i < ROUNDS; i++)); do
+				# who goes first alternates (a noisy machine drifts within a cell)
+				if [ $((i % 2)) = 0 ]; then
+					run_one h-haproxy "$PHH" "$hhp" "$conns" "$hdr"
+					run_one h-shoal "$PSH" "$shp" "$conns" "$hdr"
+				else
+					run_one h-shoal "$PSH" "$shp" "$conns" "$hdr"
+					run_one h-haproxy "$PHH" "$hhp" "$conns" "$hdr"
+				fi
+			done
+			read -r hr hp50 hp99 hcpu _ <<<"$(summary h-haproxy)"
+			for t in haproxy shoal; do
+				read -r r p50 p99 cpu err c1 c2 c3 <<<"$(summary "h-$t")"
+				name=$t
+				printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7.2f %6.2f %6.2f %6.2f | %s\n' \
+					"$cell" "$name" "$r" "$p50" "$p99" "$cpu" "$err" \
+					"$(echo "$r / $hr" | bc -l)" "$(echo "$p50 / $hp50" | bc -l)" \
+					"$(echo "$p99 / $hp99" | bc -l)" "$(echo "$cpu / $hcpu" | bc -l)" \
+					"$c1/$c2/$c3"
+				[ -z "${BENCH_KEEP:-}" ] || cat "$work/h-$t" >>"$work/h-$t.all"
+				cell=""
+			done
+			# Each round's pair on its own (the machine's load moves between rounds).
+			printf '  %-16s %-10s %s\n' "" "pairs" "$(paste -d' ' "$work/h-haproxy" "$work/h-shoal" |
+				awk '{ printf "%d/%d=%.2f  ", $10 / $11, $1 / $2, ($10 / $11) / ($1 / $2) }')"
+		done
+	done
+	echo "  (x = ratio to HAProxy mode http in the same cell; want req/s >= 1; pairs: shoal/haproxy"
+	echo "   req/s of each interleaved round)"
+}
+case ${BENCH_ONLY:-} in "" | http) http_rows ;; esac

@@ -1267,6 +1267,8 @@ static const char *const order_names[] = {"stop-first", "start-first"};
 static const char *const action_names[] = {"pause", "rollback", "continue"};
 static const char *const health_names[] = {"none", "http", "tcp", "cmd"};
 static const char *const network_names[] = {"bridge", "host"};
+static const char *const proxy_protocol_names[] = {"none", "proxy-v1", "proxy-v2"};
+static const char *const proxy_mode_names[] = {"tcp", "http"};
 
 static void
 f_update_order(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
@@ -1331,11 +1333,31 @@ f_proxy_queue_timeout(struct vctx *c, struct docstate *d, const char *path, cons
 }
 
 static void
+f_proxy_protocol(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
+{
+	int x;
+
+	if (get_enum(c, path, v, proxy_protocol_names, ARRAY_SIZE(proxy_protocol_names), &x))
+		d->spec.proxy.protocol = (enum manifest_proxy_protocol)x;
+}
+
+static void
+f_proxy_mode(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
+{
+	int x;
+
+	if (get_enum(c, path, v, proxy_mode_names, ARRAY_SIZE(proxy_mode_names), &x))
+		d->spec.proxy.mode = (enum manifest_proxy_mode)x;
+}
+
+static void
 f_proxy(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	static const struct field fields[] = {
 	    {"max_conns_per_replica", f_proxy_max_conns},
 	    {"queue_timeout", f_proxy_queue_timeout},
+	    {"protocol", f_proxy_protocol},
+	    {"mode", f_proxy_mode},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
@@ -2106,6 +2128,10 @@ manifest_spec_check(const struct service_spec *s, const char *prefix, struct man
 	check_range(&k, "proxy.max_conns_per_replica", s->proxy.max_conns_per_replica,
 	            LIM_MAX_CONNS);
 	check_duration(&k, "proxy.queue_timeout", s->proxy.queue_timeout_ms, true);
+	if ((unsigned)s->proxy.protocol >= ARRAY_SIZE(proxy_protocol_names))
+		cerr(&k, "proxy.protocol: invalid value %d", (int)s->proxy.protocol);
+	if ((unsigned)s->proxy.mode >= ARRAY_SIZE(proxy_mode_names))
+		cerr(&k, "proxy.mode: invalid value %d", (int)s->proxy.mode);
 	/* Last, once the enums are known to index their names. The spec travels whole in every
 	 * listing and in each node's Assignments (current and previous version in one frame):
 	 * one huge spec must not push those past the frame limit. */
@@ -2268,7 +2294,8 @@ manifest_spec_equal(const struct service_spec *a, const struct service_spec *b)
 	    a->update.timeout_ms != b->update.timeout_ms || a->stop_grace_ms != b->stop_grace_ms ||
 	    a->network != b->network || a->no_new_privileges != b->no_new_privileges ||
 	    a->proxy.max_conns_per_replica != b->proxy.max_conns_per_replica ||
-	    a->proxy.queue_timeout_ms != b->proxy.queue_timeout_ms)
+	    a->proxy.queue_timeout_ms != b->proxy.queue_timeout_ms ||
+	    a->proxy.protocol != b->proxy.protocol || a->proxy.mode != b->proxy.mode)
 		return false;
 	for (size_t i = 0; i < a->n_env; i++)
 		if (!str_eq(a->env[i].name, b->env[i].name) ||
@@ -2365,12 +2392,22 @@ manifest_spec_to_json(const struct service_spec *s)
 	json_object_set_new(o, "stop_grace_ms", json_integer(s->stop_grace_ms));
 	json_object_set_new(o, "network", json_string(network_names[s->network]));
 	/* Only when not the defaults: specs stored before these keys keep their exact text. */
-	if (s->proxy.max_conns_per_replica != 0 || s->proxy.queue_timeout_ms != 30000)
-		json_object_set_new(o, "proxy",
-		                    json_pack("{s:I,s:I}", "max_conns_per_replica",
-		                              (json_int_t)s->proxy.max_conns_per_replica,
-		                              "queue_timeout_ms",
-		                              (json_int_t)s->proxy.queue_timeout_ms));
+	if (s->proxy.max_conns_per_replica != 0 || s->proxy.queue_timeout_ms != 30000 ||
+	    s->proxy.protocol != MANIFEST_PROXY_PROTOCOL_NONE ||
+	    s->proxy.mode != MANIFEST_PROXY_MODE_TCP) {
+		json_t *px = json_pack("{s:I,s:I}", "max_conns_per_replica",
+		                       (json_int_t)s->proxy.max_conns_per_replica,
+		                       "queue_timeout_ms", (json_int_t)s->proxy.queue_timeout_ms);
+
+		/* The same rule one level down: a spec without them keeps its exact text. */
+		if (s->proxy.protocol != MANIFEST_PROXY_PROTOCOL_NONE)
+			json_object_set_new(px, "protocol",
+			                    json_string(proxy_protocol_names[s->proxy.protocol]));
+		if (s->proxy.mode != MANIFEST_PROXY_MODE_TCP)
+			json_object_set_new(px, "mode",
+			                    json_string(proxy_mode_names[s->proxy.mode]));
+		json_object_set_new(o, "proxy", px);
+	}
 	json_object_set_new(o, "no_new_privileges", json_boolean(s->no_new_privileges));
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	SHOAL_ASSERT(text != NULL);
@@ -2647,6 +2684,15 @@ spec_from_json(json_t *root, struct service_spec *s, struct shoal_err *err)
 	if (js_u32(sec, "max_conns_per_replica", &s->proxy.max_conns_per_replica, err) == -1 ||
 	    js_i64(sec, "queue_timeout_ms", &s->proxy.queue_timeout_ms, err) == -1)
 		goto fail;
+	e = (int)s->proxy.protocol;
+	if (js_enum(sec, "protocol", proxy_protocol_names, ARRAY_SIZE(proxy_protocol_names), &e,
+	            err) == -1)
+		goto fail;
+	s->proxy.protocol = (enum manifest_proxy_protocol)e;
+	e = (int)s->proxy.mode;
+	if (js_enum(sec, "mode", proxy_mode_names, ARRAY_SIZE(proxy_mode_names), &e, err) == -1)
+		goto fail;
+	s->proxy.mode = (enum manifest_proxy_mode)e;
 	json_decref(sec);
 	return 0;
 fail:

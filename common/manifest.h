@@ -49,6 +49,19 @@ enum manifest_network {
 	MANIFEST_NETWORK_HOST,
 };
 
+/* proxy.protocol: what the node's proxy writes to a replica before the client's bytes. */
+enum manifest_proxy_protocol {
+	MANIFEST_PROXY_PROTOCOL_NONE = 0,
+	MANIFEST_PROXY_PROTOCOL_V1, /* HAProxy PROXY protocol, text */
+	MANIFEST_PROXY_PROTOCOL_V2, /* HAProxy PROXY protocol, binary */
+};
+
+/* proxy.mode: tcp relays connections (L4), http balances each HTTP/1.1 request. */
+enum manifest_proxy_mode {
+	MANIFEST_PROXY_MODE_TCP = 0,
+	MANIFEST_PROXY_MODE_HTTP,
+};
+
 enum manifest_constraint_field {
 	MANIFEST_NODE_NAME = 0,
 	MANIFEST_NODE_ID,
@@ -137,6 +150,8 @@ struct service_spec {
 	struct {
 		uint32_t max_conns_per_replica; /* 0 = unlimited; at the limit clients queue */
 		int64_t queue_timeout_ms;       /* how long a queued client waits for a slot */
+		enum manifest_proxy_protocol protocol;
+		enum manifest_proxy_mode mode;
 	} proxy;
 	/* Set no_new_privs on the container's processes: setuid binaries and file capabilities
 	 * then grant nothing. Off by default, as in Docker (--security-opt no-new-privileges). */

@@ -161,6 +161,8 @@ build(struct sched_server *srv, struct table *tb, bool with_nodes)
 			se->published_port = port->published;
 			se->max_conns_per_replica = svc->spec.proxy.max_conns_per_replica;
 			se->queue_timeout_ms = svc->spec.proxy.queue_timeout_ms;
+			se->proxy_protocol = (uint32_t)svc->spec.proxy.protocol;
+			se->proxy_mode = (uint32_t)svc->spec.proxy.mode;
 			/* Slot order: every agent sees the same list, so rotations line up. */
 			for (size_t k = 0; k < svc->nslots; k++) {
 				const struct slot *sl = &svc->slots[k];

@@ -1137,6 +1137,57 @@ test_proxy_keys(void **state)
 	manifest_spec_free(&s);
 }
 
+/* proxy.protocol and proxy.mode: parsed, named with FILE:LINE:COL when wrong, checked in a
+ * JSON spec, round-tripped, and absent from the JSON of a spec that keeps the defaults. */
+static void
+test_proxy_mode_keys(void **state)
+{
+	struct manifest m;
+	struct service_spec s;
+	struct shoal_err err;
+	struct manifest_errors errs = {0};
+	char *j;
+
+	(void)state;
+	parse_ok("service: web\nimage: x\nproxy: {protocol: proxy-v2, mode: http}\n", &m);
+	assert_int_equal(m.services[0].proxy.protocol, MANIFEST_PROXY_PROTOCOL_V2);
+	assert_int_equal(m.services[0].proxy.mode, MANIFEST_PROXY_MODE_HTTP);
+	round_trip(&m.services[0]);
+	j = manifest_spec_to_json(&m.services[0]);
+	assert_non_null(strstr(j, "\"mode\":\"http\""));
+	assert_non_null(strstr(j, "\"protocol\":\"proxy-v2\""));
+	free(j);
+	manifest_free(&m);
+	parse_ok("service: web\nimage: x\nproxy: {protocol: proxy-v1}\n", &m);
+	assert_int_equal(m.services[0].proxy.protocol, MANIFEST_PROXY_PROTOCOL_V1);
+	assert_int_equal(m.services[0].proxy.mode, MANIFEST_PROXY_MODE_TCP);
+	round_trip(&m.services[0]);
+	j = manifest_spec_to_json(&m.services[0]);
+	assert_null(strstr(j, "mode"));
+	free(j);
+	manifest_free(&m);
+	EXPECT("service: web\nimage: x\nproxy: {protocol: v2, mode: https}\n",
+	       "t.yaml:3:19: proxy.protocol: invalid value \"v2\" (want none, proxy-v1 or "
+	       "proxy-v2)",
+	       "t.yaml:3:29: proxy.mode: invalid value \"https\" (want tcp or http)");
+	assert_int_equal(manifest_spec_from_json("{\"name\":\"web\",\"image\":\"x\",\"proxy\":{"
+	                                         "\"mode\":\"udp\"}}",
+	                                         &s, &err),
+	                 -1);
+	assert_string_equal(err.msg, "spec json: mode: invalid value");
+	manifest_spec_init(&s);
+	s.name = strdup("web");
+	s.image = strdup("x");
+	s.proxy.protocol = (enum manifest_proxy_protocol)7;
+	s.proxy.mode = (enum manifest_proxy_mode)9;
+	assert_int_equal(manifest_spec_check(&s, NULL, &errs), -1);
+	assert_int_equal(errs.n, 2);
+	assert_string_equal(errs.lines[0], "proxy.protocol: invalid value 7");
+	assert_string_equal(errs.lines[1], "proxy.mode: invalid value 9");
+	manifest_errors_free(&errs);
+	manifest_spec_free(&s);
+}
+
 int
 main(void)
 {
@@ -1153,6 +1204,7 @@ main(void)
 	    cmocka_unit_test(test_parse_file_missing), cmocka_unit_test(test_json_round_trip),
 	    cmocka_unit_test(test_from_json),          cmocka_unit_test(test_spec_equal_and_copy),
 	    cmocka_unit_test(test_constraint),         cmocka_unit_test(test_proxy_keys),
+	    cmocka_unit_test(test_proxy_mode_keys),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }
