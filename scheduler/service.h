@@ -57,6 +57,7 @@ struct service {
 	 * current version (the `converged` event went out); the slots that do; when that count
 	 * last grew (monotonic ms); whether update.timeout already fired for this rollout. */
 	bool converged;
+	bool watch_due; /* a task of it became healthy: check at the next tick */
 	uint32_t steady;
 	int64_t progress_at;
 	bool stuck;
