@@ -805,7 +805,7 @@ update_active(const struct service *svc)
 
 /* Why the service is not converged, for the timeout's message. */
 static void
-stuck_reason(const struct service *svc, char *buf, size_t len)
+stuck_reason(const struct service *svc, uint32_t up, char *buf, size_t len)
 {
 	if (svc->pending_reason) {
 		snprintf(buf, len, "waiting: %s", svc->pending_reason);
@@ -831,7 +831,7 @@ stuck_reason(const struct service *svc, char *buf, size_t len)
 			snprintf(buf, len, "task %s %s", t->name, task_state_name(t->state));
 		return;
 	}
-	snprintf(buf, len, "%u of %u replicas running", svc->steady, svc->spec.replicas);
+	snprintf(buf, len, "%u of %u replicas running", up, svc->spec.replicas);
 }
 
 /*
@@ -844,7 +844,7 @@ stuck_reason(const struct service *svc, char *buf, size_t len)
 static void
 watch_progress(struct sched_server *srv, struct service *svc, int64_t now)
 {
-	uint32_t steady = 0, want = 0;
+	uint32_t steady = 0, up = 0, want = 0;
 	bool quiet = true;
 	char why[320], msg[400];
 	int64_t timeout = svc->spec.update.timeout_ms;
@@ -862,6 +862,7 @@ watch_progress(struct sched_server *srv, struct service *svc, int64_t now)
 		if (t == NULL || sl->next || !task_live(t) || !task_healthy(t) ||
 		    t->version != svc->version)
 			continue;
+		up++;
 		/* Without a health check, running is only a start: a task counts once it has run
 		 * for update.monitor (Docker's "verify: tasks are stable"); look again then. */
 		if (svc->spec.health.kind == MANIFEST_HEALTH_NONE &&
@@ -871,9 +872,10 @@ watch_progress(struct sched_server *srv, struct service *svc, int64_t now)
 		}
 		steady++;
 	}
-	if (steady > svc->steady)
+	/* Progress: a slot running at the version, or one more of them stable. */
+	if (up + steady > svc->steady)
 		svc->progress_at = now;
-	svc->steady = steady;
+	svc->steady = up + steady;
 	if (quiet && steady == want && want == svc->spec.replicas && !update_active(svc) &&
 	    svc->update.state != UPDATE_PAUSED) {
 		if (!svc->converged)
@@ -889,12 +891,13 @@ watch_progress(struct sched_server *srv, struct service *svc, int64_t now)
 		svc->converged = false;
 		svc->progress_at = now;
 	}
-	if (timeout == 0 || svc->stuck || svc->update.state == UPDATE_PAUSED)
+	/* A task proving itself stable is progress too (its window ends by itself). */
+	if (timeout == 0 || svc->stuck || svc->update.state == UPDATE_PAUSED || up > steady)
 		return;
 	if (now - svc->progress_at < timeout)
 		return;
 	svc->stuck = true;
-	stuck_reason(svc, why, sizeof(why));
+	stuck_reason(svc, up, why, sizeof(why));
 	snprintf(msg, sizeof(msg), "no progress for %llds: %s", (long long)(timeout / 1000), why);
 	shoal_log(LOG_WARNING, "service %s: %s", svc->name, msg);
 	if (update_active(svc) && svc->update.state == UPDATE_UPDATING) {
