@@ -194,15 +194,15 @@ watch_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 	if (env->body_case != SHOAL__ENVELOPE__BODY_EVENT_BATCH)
 		return err_set(err, 0, "unexpected reply from the scheduler"), CLIENT_STREAM_FAIL;
 	b = env->event_batch;
-	/* The ring moved past where the change began: events were lost (a burst of more than
-	 * the ring holds). Say so; the outcome still comes as an event. */
-	if (st->last_seq && b->first_seq > st->last_seq + 1)
-		fprintf(stderr, "shoal: %llu events were dropped while watching\n",
+	/* The history batch: the ring moved past where the change began (a burst of more than
+	 * it holds), events were lost. Say so; the outcome still comes as an event. Later
+	 * batches are sent as emitted, none is lost. */
+	if (!st->streaming && st->last_seq && b->first_seq > st->last_seq + 1)
+		fprintf(stderr, "shoal: %llu events were dropped before watching began\n",
 		        (unsigned long long)(b->first_seq - st->last_seq - 1));
+	st->streaming = true;
 	for (size_t i = 0; i < b->n_events; i++)
 		changed |= watch_event(st, b->events[i]);
-	if (st->last_seq == 0)
-		st->last_seq = b->first_seq ? b->first_seq - 1 : 0;
 	if (st->tty && (changed || st->drawn == 0))
 		watch_draw(st);
 	if (watch_finished(st))

@@ -49,6 +49,7 @@ struct watch_state {
 	bool tty;     /* redraw lines in place */
 	size_t drawn; /* lines drawn last time (tty) */
 	uint64_t last_seq;
+	bool streaming; /* the history batch was read */
 	FILE *out;
 };
 
