@@ -62,6 +62,30 @@ past() {
 	running_is evweb 2
 }
 
+@test "in a terminal, apply draws one live progress line per slot" {
+	cat >"$MF/tty.yaml" <<-YAML
+		service: evtty
+		image: shoal/web:1
+		replicas: 2
+		command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+		health: {http: /healthz, port: 8080, interval: 500ms, timeout: 1s, retries: 2}
+		stop_grace: 1s
+	YAML
+	# script(1) gives the CLI a pseudo-terminal, as a user's shell would.
+	run lab exec sched env TERM=xterm script -qefc "'$SHOAL_BIN/shoal' --scheduler $SCHED --token-file '$DATA/sched/admin.token' apply -f '$MF/tty.yaml'" /dev/null
+	echo "$output" | cat -v
+	[ "$status" -eq 0 ]
+	# Lines redrawn in place (clear line, cursor up), a bar per slot, full once converged.
+	[[ $output == *$'\e[2K'* ]]
+	[[ $output == *$'\e[3A'* ]]
+	[[ $output == *"evtty: converged: 2/2 running"* ]]
+	[[ $output == *"slot 1/2: healthy   v1   [==========] node"* ]]
+	[[ $output == *"slot 2/2: healthy   v1   [==========] node"* ]]
+	# No plain event lines in a terminal.
+	[[ $output != *"evtty: slot 1:"* ]]
+	shoal rm evtty
+}
+
 @test "events: the past with filters (service, type, task) as lines and -o json" {
 	run past evweb
 	echo "$output"
