@@ -103,6 +103,22 @@ events_emit(struct events *ev, enum events_type type, const char *action, const 
 	return e->seq;
 }
 
+size_t
+events_since(const struct events *ev, uint64_t after, const struct events_filter *f, events_cb cb,
+             void *arg)
+{
+	size_t n = 0;
+
+	for (const struct events_entry *e = events_next(ev, after); e;
+	     e = events_next(ev, e->seq)) {
+		if (f && !events_filter_match(f, e))
+			continue;
+		cb(e, arg);
+		n++;
+	}
+	return n;
+}
+
 uint64_t
 events_first_seq(const struct events *ev)
 {
