@@ -80,6 +80,8 @@ test_converged_and_failures(void **state)
 	assert_non_null(strstr(buf, "web: slot 1: running web.1.abcd v2 on node1\n"));
 	assert_non_null(strstr(buf, "web: service converged: 3/3 running\n"));
 	assert_null(strstr(buf, "other"));
+	free(v[0].slots);
+	free(v[1].slots);
 
 	/* For `shoal rollback`, rolled back is the goal; paused and stuck fail. */
 	setup_state(&st, v, WATCH_ROLLBACK, out);
