@@ -164,9 +164,9 @@ watch_draw(struct watch_state *st)
 			if (p < 5)
 				bar[p * 2] = '>';
 			bar[10] = '\0';
-			fprintf(st->out, "\r\033[2K  slot %u/%zu: %-9s v%-3llu [%s] %s%s%s\n",
-			        sl->num, s->nslots, sl->action, (unsigned long long)sl->version,
-			        bar, sl->node, sl->message[0] ? "  " : "", sl->message);
+			fprintf(st->out, "\r\033[2K  slot %-3u %-9s v%-3llu [%s] %s%s%s\n", sl->num,
+			        sl->action, (unsigned long long)sl->version, bar, sl->node,
+			        sl->message[0] ? "  " : "", sl->message);
 			lines++;
 		}
 		if (s->nslots > WATCH_MAX_SLOTS) {

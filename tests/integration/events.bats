@@ -79,8 +79,8 @@ past() {
 	[[ $output == *$'\e[2K'* ]]
 	[[ $output == *$'\e[3A'* ]]
 	[[ $output == *"evtty: converged: 2/2 running"* ]]
-	[[ $output == *"slot 1/2: healthy   v1   [==========] node"* ]]
-	[[ $output == *"slot 2/2: healthy   v1   [==========] node"* ]]
+	[[ $output == *"slot 1   healthy   v1   [==========] node"* ]]
+	[[ $output == *"slot 2   healthy   v1   [==========] node"* ]]
 	# No plain event lines in a terminal.
 	[[ $output != *"evtty: slot 1:"* ]]
 	shoal rm evtty

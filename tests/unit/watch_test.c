@@ -133,8 +133,8 @@ test_slots_and_drawing(void **state)
 	fflush(out);
 	/* Nothing printed line by line in a terminal: drawn lines only. */
 	assert_null(strstr(buf, "web: slot"));
-	assert_non_null(strstr(buf, "  slot 1/2: healthy   v2   [==========] node1"));
-	assert_non_null(strstr(buf, "  slot 2/2: running   v2   [========> ] node1"));
+	assert_non_null(strstr(buf, "  slot 1   healthy   v2   [==========] node1"));
+	assert_non_null(strstr(buf, "  slot 2   running   v2   [========> ] node1"));
 	assert_int_equal(st.drawn, 3);
 	/* A redraw goes back up over the lines drawn. */
 	watch_draw(&st);
