@@ -128,7 +128,7 @@ run_one() {
 	fi
 	t0=$(now_ms)
 	a0=$(cpu_ns)
-	cli apply -f "$work/services.yaml" >/dev/null
+	cli apply --detach -f "$work/services.yaml" >/dev/null
 	t_assigned=$(wait_line assigned)
 	while [ "$(running)" -lt "$tasks" ]; do
 		[ $(($(now_ms) - t0)) -lt $((TIMEOUT * 1000)) ] || { echo "bench/scale.sh: $n nodes: not all running after ${TIMEOUT}s" >&2; return 1; }

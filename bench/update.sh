@@ -137,7 +137,7 @@ update_state() {
 }
 
 wait_for 20 ready_nodes || die "3 nodes did not become ready"
-shoal apply -f - <"$work/v1.yaml" >/dev/null
+shoal apply --detach -f - <"$work/v1.yaml" >/dev/null
 wait_for 60 healthy || die "10 replicas of v1 did not become healthy"
 A1=$(lab addr node1)
 A2=$(lab addr node2)
@@ -221,7 +221,7 @@ k1=$(benched)
 start_load upd 90
 sleep 0.3
 t0=${EPOCHREALTIME/./}
-shoal apply -f - <"$work/v2.yaml" >/dev/null
+shoal apply --detach -f - <"$work/v2.yaml" >/dev/null
 state=
 while :; do
 	state=$(update_state)

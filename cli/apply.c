@@ -11,16 +11,22 @@
 #include "manifest.h"
 #include "shoal.pb-c.h"
 #include "util.h"
+#include "watch.h"
 
 const char apply_usage[] =
-    "usage: shoal apply -f FILE|- [-f FILE ...]\n"
+    "usage: shoal apply -f FILE|- [-f FILE ...] [-d]\n"
     "\n"
     "Create or update the services described in manifest files (manifests/README.md), all or\n"
     "nothing. Every file is checked here first: any mistake is printed as FILE:LINE:COL and\n"
     "nothing is sent. Prints one line per service: created, updated, scaled or unchanged.\n"
+    "Then waits until every changed service converged (each replica running, healthy, at\n"
+    "the new version), showing each slot's progress: live lines in a terminal, one line per\n"
+    "event otherwise. Exits 1 with the reason if the update pauses, rolls back or makes no\n"
+    "progress for update.timeout. Interrupting the wait does not stop the rollout.\n"
     "\n"
     "Options:\n"
-    "  -f, --file FILE   a manifest file, or - for standard input (repeatable)\n";
+    "  -f, --file FILE   a manifest file, or - for standard input (repeatable)\n"
+    "  -d, --detach      return at once, without waiting for the rollout\n";
 
 #define APPLY_STDIN_NAME "<stdin>"
 
@@ -226,6 +232,7 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	Shoal__Envelope *lreply = NULL;
 	struct apply_owner *owners = NULL;
 	size_t nfiles = 0, nowners = 0;
+	bool detach = false;
 	int rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -238,6 +245,8 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 			files[nfiles++] = argv[++i];
 		} else if (strncmp(argv[i], "-f", 2) == 0 && argv[i][2] != '\0') {
 			files[nfiles++] = argv[i] + 2;
+		} else if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--detach") == 0) {
+			detach = true;
 		} else {
 			fprintf(stderr, "shoal apply: unexpected argument %s\n%s", argv[i],
 			        apply_usage);
@@ -269,9 +278,16 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
 	} else {
 		const Shoal__ApplyReply *r = reply->apply_reply;
-		for (size_t i = 0; i < r->n_changes; i++)
+		const char **watch = xcalloc(r->n_changes + 1, sizeof(*watch));
+		size_t nwatch = 0;
+		for (size_t i = 0; i < r->n_changes; i++) {
 			printf("service %s %s\n", r->changes[i]->name, r->changes[i]->action);
-		rc = 0;
+			if (strcmp(r->changes[i]->action, "unchanged") != 0)
+				watch[nwatch++] = r->changes[i]->name;
+		}
+		fflush(stdout);
+		rc = detach ? 0 : watch_rollout(ctx, watch, nwatch, r->events_seq, WATCH_APPLY);
+		free(watch);
 	}
 	if (reply)
 		shoal__envelope__free_unpacked(reply, NULL);

@@ -7,6 +7,7 @@
 
 #include "apply.h"
 #include "client.h"
+#include "events.h"
 #include "log.h"
 #include "logs.h"
 #include "nodes.h"
@@ -37,6 +38,7 @@ static const struct command commands[] = {
      nodes_drain_cmd},
     {"activate", "let a drained node take tasks again", nodes_activate_usage, nodes_activate_cmd},
     {"node", "remove a node and its key binding (node rm)", nodes_node_usage, nodes_node_cmd},
+    {"events", "print the cluster's events as they happen", events_usage, events_cmd},
 };
 
 static void

@@ -14,6 +14,7 @@
 #include "shoal.pb-c.h"
 #include "table.h"
 #include "util.h"
+#include "watch.h"
 
 const char services_usage[] =
     "usage: shoal services [--stats] [-o json]\n"
@@ -33,9 +34,14 @@ const char services_inspect_usage[] =
     "and its tasks.\n";
 
 const char services_scale_usage[] =
-    "usage: shoal scale SERVICE=REPLICAS [SERVICE=REPLICAS ...]\n"
+    "usage: shoal scale SERVICE=REPLICAS [SERVICE=REPLICAS ...] [-d]\n"
     "\n"
-    "Set the number of replicas (0 to 10000) of one or more services, all or nothing.\n";
+    "Set the number of replicas (0 to 10000) of one or more services, all or nothing, then\n"
+    "wait until they run (as shoal apply does; exits 1 if one makes no progress for its\n"
+    "update.timeout).\n"
+    "\n"
+    "Options:\n"
+    "  -d, --detach   return at once, without waiting\n";
 
 const char services_rm_usage[] =
     "usage: shoal rm SERVICE [SERVICE ...]\n"
@@ -386,6 +392,7 @@ services_inspect_cmd(struct cli_ctx *ctx, int argc, char **argv)
 int
 services_scale_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
+	bool detach = watch_detach_arg(&argc, argv);
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
 	Shoal__ScaleRequest sr = SHOAL__SCALE_REQUEST__INIT;
 	Shoal__Envelope *reply = NULL;
@@ -433,7 +440,15 @@ services_scale_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	for (size_t i = 0; i < n; i++)
 		printf("%s scaled to %u\n", scales[i].service, scales[i].replicas);
+	fflush(stdout);
 	rc = 0;
+	if (!detach) {
+		const char **watch = xcalloc(n, sizeof(*watch));
+		for (size_t i = 0; i < n; i++)
+			watch[i] = names[i];
+		rc = watch_rollout(ctx, watch, n, reply->ok->events_seq, WATCH_APPLY);
+		free(watch);
+	}
 out:
 	if (reply)
 		shoal__envelope__free_unpacked(reply, NULL);
@@ -479,11 +494,14 @@ services_rm_cmd(struct cli_ctx *ctx, int argc, char **argv)
 }
 
 const char services_rollback_usage[] =
-    "usage: shoal rollback SERVICE\n"
+    "usage: shoal rollback SERVICE [-d]\n"
     "\n"
     "Return SERVICE to the spec it had before its last update, rolling its tasks back the same\n"
-    "careful way an update goes (update.parallelism, delay and order). `shoal services`\n"
-    "shows the progress (rolling back 2/6, then rolled back).\n";
+    "careful way an update goes (update.parallelism, delay and order), and wait until it is\n"
+    "rolled back, showing the progress as shoal apply does; exits 1 if the rollback pauses.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --detach   return at once; `shoal services` shows the progress\n";
 
 int
 services_rollback_cmd(struct cli_ctx *ctx, int argc, char **argv)
@@ -492,6 +510,9 @@ services_rollback_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	Shoal__RollbackService rb = SHOAL__ROLLBACK_SERVICE__INIT;
 	Shoal__Envelope *reply = NULL;
 	struct shoal_err err;
+	bool detach = watch_detach_arg(&argc, argv);
+	const char *name = argv[1];
+	int rc = 0;
 
 	if (argc != 2) {
 		fprintf(stderr, "shoal rollback: want one SERVICE\n%s", services_rollback_usage);
@@ -505,6 +526,9 @@ services_rollback_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		return 1;
 	}
 	printf("%s\n", reply->body_case == SHOAL__ENVELOPE__BODY_OK ? reply->ok->message : argv[1]);
+	fflush(stdout);
+	if (!detach && reply->body_case == SHOAL__ENVELOPE__BODY_OK)
+		rc = watch_rollout(ctx, &name, 1, reply->ok->events_seq, WATCH_ROLLBACK);
 	shoal__envelope__free_unpacked(reply, NULL);
-	return 0;
+	return rc;
 }

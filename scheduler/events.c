@@ -38,10 +38,14 @@ events_free(struct events *ev)
 	ev->cap = 0;
 }
 
+/* src cut to len - 1 bytes: no snprintf, emitting is on every task's state change. */
 static void
 copy(char *dst, size_t len, const char *src)
 {
-	snprintf(dst, len, "%s", src ? src : "");
+	size_t n = src ? strnlen(src, len - 1) : 0;
+
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
 }
 
 /* Drop the subscribers that left while entries were being handed out. */
@@ -82,7 +86,7 @@ events_emit(struct events *ev, enum events_type type, const char *action, const 
 	e->slot = slot;
 	e->version = version;
 	e->message[0] = '\0';
-	if (fmt) {
+	if (fmt && fmt[0]) {
 		va_start(ap, fmt);
 		vsnprintf(e->message, sizeof(e->message), fmt, ap);
 		va_end(ap);
@@ -97,6 +101,22 @@ events_emit(struct events *ev, enum events_type type, const char *action, const 
 	if (--ev->emitting == 0 && ev->subs_removed)
 		sweep(ev);
 	return e->seq;
+}
+
+size_t
+events_since(const struct events *ev, uint64_t after, const struct events_filter *f, events_cb cb,
+             void *arg)
+{
+	size_t n = 0;
+
+	for (const struct events_entry *e = events_next(ev, after); e;
+	     e = events_next(ev, e->seq)) {
+		if (f && !events_filter_match(f, e))
+			continue;
+		cb(e, arg);
+		n++;
+	}
+	return n;
 }
 
 uint64_t

@@ -74,6 +74,12 @@ uint64_t events_emit(struct events *ev, enum events_type type, const char *actio
 /* The oldest entry still held whose seq is greater than after, or NULL when there is none:
  * `for (e = events_next(ev, s); e; e = events_next(ev, e->seq))` reads on from s. */
 const struct events_entry *events_next(const struct events *ev, uint64_t after);
+struct events_filter;
+
+/* Call cb for every entry held after seq after (oldest first) that f matches (f NULL: all);
+ * returns how many. The status page's and the stream's history. */
+size_t events_since(const struct events *ev, uint64_t after, const struct events_filter *f,
+                    events_cb cb, void *arg);
 /* The seq of the oldest entry still held (last_seq + 1 when empty): a reader whose last seq
  * is below this minus one missed entries. */
 uint64_t events_first_seq(const struct events *ev);

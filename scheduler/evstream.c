@@ -130,6 +130,8 @@ evstream_start(struct sched_conn *cli, const Shoal__Envelope *env)
 	send_batch(c, ptrs, n, !follow);
 	if (!follow)
 		goto out;
+	/* What happens from now on is after any since, whatever the client's clock says. */
+	c->filter.since_ms = 0;
 	c->sub = events_subscribe(&srv->events, on_event, c);
 	c->next = srv->evstreams;
 	srv->evstreams = c;

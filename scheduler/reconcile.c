@@ -350,8 +350,11 @@ shutdown_task(struct sched_server *srv, struct task *t, const char *why)
 	t->desired = TASK_DESIRED_SHUTDOWN;
 	if (why)
 		task_set_message(t, "%s", why);
-	/* Scaled away or the service removed: the slot goes; anything else replaces the task. */
-	if (why && (strcmp(why, "scaled down") == 0 || strcmp(why, "service removed") == 0))
+	/* Scaled away or the service removed: the slot goes; anything else replaces the task.
+	 * A task that ended already said so. */
+	if (task_terminal(t))
+		;
+	else if (why && (strcmp(why, "scaled down") == 0 || strcmp(why, "service removed") == 0))
 		emit_task(srv, t, "removed", "%s", why);
 	else
 		emit_task(srv, t, why ? "replaced" : "shutdown", "%s", why ? why : "");
@@ -803,7 +806,7 @@ update_active(const struct service *svc)
 
 /* Why the service is not converged, for the timeout's message. */
 static void
-stuck_reason(const struct service *svc, char *buf, size_t len)
+stuck_reason(const struct service *svc, uint32_t up, char *buf, size_t len)
 {
 	if (svc->pending_reason) {
 		snprintf(buf, len, "waiting: %s", svc->pending_reason);
@@ -812,9 +815,15 @@ stuck_reason(const struct service *svc, char *buf, size_t len)
 	for (size_t i = 0; i < svc->nslots; i++) {
 		const struct slot *sl = &svc->slots[i];
 		const struct task *t = sl->next ? sl->next : sl->cur;
+		const struct task *prev = sl->history[0];
 		if (sl->removed || t == NULL || task_healthy(t))
 			continue;
-		if (t->health && strncmp(t->health, "unhealthy", 9) == 0)
+		/* A slot that keeps restarting: what its last task died of says more than the
+		 * new one's "assigned". */
+		if (t->restarts && prev && task_terminal(prev))
+			snprintf(buf, len, "task %s %s (restarting)", prev->name,
+			         prev->message ? prev->message : "exited");
+		else if (t->health && strncmp(t->health, "unhealthy", 9) == 0)
 			snprintf(buf, len, "task %s %s", t->name, t->health);
 		else if (t->message)
 			snprintf(buf, len, "task %s %s: %s", t->name, task_state_name(t->state),
@@ -823,7 +832,7 @@ stuck_reason(const struct service *svc, char *buf, size_t len)
 			snprintf(buf, len, "task %s %s", t->name, task_state_name(t->state));
 		return;
 	}
-	snprintf(buf, len, "%u of %u replicas running", svc->steady, svc->spec.replicas);
+	snprintf(buf, len, "%u of %u replicas running", up, svc->spec.replicas);
 }
 
 /*
@@ -836,7 +845,7 @@ stuck_reason(const struct service *svc, char *buf, size_t len)
 static void
 watch_progress(struct sched_server *srv, struct service *svc, int64_t now)
 {
-	uint32_t steady = 0, want = 0;
+	uint32_t steady = 0, up = 0, want = 0;
 	bool quiet = true;
 	char why[320], msg[400];
 	int64_t timeout = svc->spec.update.timeout_ms;
@@ -845,18 +854,29 @@ watch_progress(struct sched_server *srv, struct service *svc, int64_t now)
 		return;
 	for (size_t i = 0; i < svc->nslots; i++) {
 		const struct slot *sl = &svc->slots[i];
+		const struct task *t = sl->cur;
 		if (sl->removed) {
 			quiet = false; /* a scale-down not done yet */
 			continue;
 		}
 		want++;
-		if (sl->cur && !sl->next && task_live(sl->cur) && task_healthy(sl->cur) &&
-		    sl->cur->version == svc->version)
-			steady++;
+		if (t == NULL || sl->next || !task_live(t) || !task_healthy(t) ||
+		    t->version != svc->version)
+			continue;
+		up++;
+		/* Without a health check, running is only a start: a task counts once it has run
+		 * for update.monitor (Docker's "verify: tasks are stable"); look again then. */
+		if (svc->spec.health.kind == MANIFEST_HEALTH_NONE &&
+		    now - t->running_since < svc->spec.update.monitor_ms) {
+			svc->watch_due = true;
+			continue;
+		}
+		steady++;
 	}
-	if (steady > svc->steady)
+	/* Progress: a slot running at the version, or one more of them stable. */
+	if (up + steady > svc->steady)
 		svc->progress_at = now;
-	svc->steady = steady;
+	svc->steady = up + steady;
 	if (quiet && steady == want && want == svc->spec.replicas && !update_active(svc) &&
 	    svc->update.state != UPDATE_PAUSED) {
 		if (!svc->converged)
@@ -872,12 +892,13 @@ watch_progress(struct sched_server *srv, struct service *svc, int64_t now)
 		svc->converged = false;
 		svc->progress_at = now;
 	}
-	if (timeout == 0 || svc->stuck || svc->update.state == UPDATE_PAUSED)
+	/* A task proving itself stable is progress too (its window ends by itself). */
+	if (timeout == 0 || svc->stuck || svc->update.state == UPDATE_PAUSED || up > steady)
 		return;
 	if (now - svc->progress_at < timeout)
 		return;
 	svc->stuck = true;
-	stuck_reason(svc, why, sizeof(why));
+	stuck_reason(svc, up, why, sizeof(why));
 	snprintf(msg, sizeof(msg), "no progress for %llds: %s", (long long)(timeout / 1000), why);
 	shoal_log(LOG_WARNING, "service %s: %s", svc->name, msg);
 	if (update_active(svc) && svc->update.state == UPDATE_UPDATING) {
@@ -1109,9 +1130,29 @@ reconcile_tick(struct sched_server *srv)
 		bool due = !svc->converged && !svc->stuck && svc->spec.update.timeout_ms &&
 		           svc->update.state != UPDATE_PAUSED &&
 		           now - svc->progress_at >= svc->spec.update.timeout_ms;
+		bool watch = svc->watch_due;
+		svc->watch_due = false;
 		if (svc->waiting || svc->removed || due)
 			reconcile_mark(srv, svc);
+		else if (watch)
+			watch_progress(srv, svc, now);
 	}
+}
+
+/* Services up to this many slots are checked for convergence on each report of one of their
+ * tasks (O(slots)); bigger ones at the next second's tick, so a million acknowledgements do
+ * not cost a million scans. */
+#define WATCH_INLINE_SLOTS 1024
+
+static void
+watch_soon(struct sched_server *srv, struct service *svc)
+{
+	if (svc->converged || svc->removed)
+		return;
+	if (svc->nslots <= WATCH_INLINE_SLOTS)
+		watch_progress(srv, svc, util_now_ms());
+	else
+		svc->watch_due = true;
 }
 
 /* ---- reports from agents ---- */
@@ -1272,6 +1313,8 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		finished(srv, t);
 		return;
 	}
+	if (task_healthy(t))
+		watch_soon(srv, t->svc);
 	/* Only a replacement coming up changes a decision; a plain task going to running
 	 * needs no pass (this keeps a million acknowledgements cheap). */
 	sl = slot_of(t);

@@ -54,9 +54,11 @@ struct service {
 	uint32_t rebalance_fails;
 	int64_t rebalance_after; /* monotonic ms */
 	/* Watching the rollout (memory only; reconcile.c): every slot runs healthy at the
-	 * current version (the `converged` event went out); the slots that do; when that count
-	 * last grew (monotonic ms); whether update.timeout already fired for this rollout. */
+	 * current version (the `converged` event went out); the slots that do, plus those of
+	 * them already stable (the progress score); when that score last grew (monotonic ms);
+	 * whether update.timeout already fired for this rollout. */
 	bool converged;
+	bool watch_due; /* a task of it became healthy: check at the next tick */
 	uint32_t steady;
 	int64_t progress_at;
 	bool stuck;

@@ -132,8 +132,16 @@ ips() {
 	shoal ps "$1" -o json | jq -r '.[] | select(.desired == "running" and .state == "running") | "\(.node) \(.ip)"' | sort
 }
 
+# apply, scale and rollback wait for the rollout by default; here they get --detach (return at
+# once, as before) unless SHOAL_WATCH=1: the suites check the outcome with their own waits, and
+# many apply services that never converge on purpose (a missing image, a crash, a bad update)
+# or compare apply's output whole. events.bats tests the waiting itself.
 shoal() {
-	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@"
+	local detach=()
+	case "${1:-}" in
+	apply | scale | rollback) [ "${SHOAL_WATCH:-}" = 1 ] || detach=(--detach) ;;
+	esac
+	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@" "${detach[@]}"
 }
 
 # rt NODE ARGS...: that node's runtime, for checks from the outside.

@@ -194,7 +194,7 @@ daemon_pids() {
 
 @test "a second lab provision changes nothing and restarts nothing" {
 	# A change made by hand since stays: the demo service is created only if absent.
-	vshoal scale web=4
+	vshoal scale web=4 --detach
 	wait_until 30 web_runs 4
 	before=$(daemon_pids)
 	run timeout 300 bash "$LAB_BIN" provision 3

@@ -182,6 +182,39 @@ test_subscribers(void **state)
 }
 
 static void
+collect(const struct events_entry *e, void *arg)
+{
+	uint64_t *last = arg;
+
+	assert_true(e->seq > *last);
+	*last = e->seq;
+}
+
+static void
+test_since(void **state)
+{
+	struct events ev;
+	struct events_filter f = {0};
+	struct shoal_err err;
+	uint64_t last = 0;
+
+	(void)state;
+	events_init(&ev, 4);
+	for (int i = 0; i < 6; i++)
+		emit_task(&ev, i % 2 ? "web" : "api", "node1", "running");
+	/* From the oldest held (3), in order. */
+	assert_int_equal(events_since(&ev, 0, NULL, collect, &last), 4);
+	assert_int_equal(last, 6);
+	last = 4;
+	assert_int_equal(events_since(&ev, 4, NULL, collect, &last), 2);
+	assert_int_equal(events_filter_add(&f, "service=web", &err), 0);
+	last = 0;
+	assert_int_equal(events_since(&ev, 0, &f, collect, &last), 2);
+	assert_int_equal(last, 6);
+	events_free(&ev);
+}
+
+static void
 test_json(void **state)
 {
 	struct events ev;
@@ -211,6 +244,7 @@ main(void)
 	    cmocka_unit_test(test_long_strings_are_cut),
 	    cmocka_unit_test(test_filters),
 	    cmocka_unit_test(test_subscribers),
+	    cmocka_unit_test(test_since),
 	    cmocka_unit_test(test_json),
 	};
 

@@ -50,7 +50,8 @@ if exists; then
 	[[ $replicas =~ ^[0-9]+$ ]] || die "cannot read the replicas of $service from shoal services"
 else
 	say "shoal apply -f $MANIFEST"
-	shoal apply -f "$MANIFEST"
+	# Detached: the wait below names what is missing after RUNNING_WAIT.
+	shoal apply --detach -f "$MANIFEST"
 fi
 deadline=$((SECONDS + RUNNING_WAIT))
 until [ "$(running)" -ge "$replicas" ]; do
