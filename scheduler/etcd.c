@@ -36,11 +36,18 @@ struct etcd {
 	char *cacert, *cert, *key;
 	int64_t timeout_ms, connect_timeout_ms;
 	struct etcd_req *reqs; /* in flight, for etcd_free */
+	/* Requests started but not handed to curl yet: a request may be started from a watch's
+	 * callback, inside curl's write callback, where curl refuses new handles; the kick
+	 * event hands them over from the loop. */
+	struct etcd_req *pending;
+	struct event *kick;
 };
 
 struct etcd_req {
 	struct etcd *e;
 	struct etcd_req *prev, *next;
+	struct etcd_req *pending_next; /* in e->pending while is_pending */
+	int is_pending;
 	enum req_kind kind;
 	CURL *easy;
 	struct curl_slist *hdr;
@@ -556,8 +563,11 @@ etcd_stream_feed(struct etcd_stream *s, const char *data, size_t len,
 			break;
 		obj = json_loadb(s->buf + off, s->len - off, JSON_DISABLE_EOF_CHECK, &je);
 		if (obj == NULL) {
-			if (json_error_code(&je) == json_error_premature_end_of_input)
-				break; /* the rest comes in a later read */
+			/* The rest comes in a later read: the input ended inside a value, or
+			 * inside a literal ("tru" is an invalid token until its "e" comes). */
+			if (json_error_code(&je) == json_error_premature_end_of_input ||
+			    (size_t)je.position >= s->len - off)
+				break;
 			return err_set(err, 0, "etcd: watch stream is not JSON: %.100s", je.text);
 		}
 		off += (size_t)je.position;
@@ -618,6 +628,7 @@ parse_endpoints(struct etcd *e, const char *list, int tls, struct shoal_err *err
 }
 
 static void on_curl_timer(evutil_socket_t fd, short what, void *arg);
+static void on_kick(evutil_socket_t fd, short what, void *arg);
 static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp);
 
@@ -648,7 +659,8 @@ etcd_new(struct event_base *base, const struct etcd_config *cfg, struct shoal_er
 	if (base) {
 		e->multi = curl_multi_init();
 		e->timer = evtimer_new(base, on_curl_timer, e);
-		if (e->multi == NULL || e->timer == NULL) {
+		e->kick = event_new(base, -1, 0, on_kick, e);
+		if (e->multi == NULL || e->timer == NULL || e->kick == NULL) {
 			err_set(err, 0, "etcd: cannot create the curl multi handle");
 			goto fail;
 		}
@@ -680,6 +692,12 @@ req_free(struct etcd_req *r)
 		e->reqs = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
+	if (r->is_pending) {
+		struct etcd_req **pp = &e->pending;
+		while (*pp != r)
+			pp = &(*pp)->pending_next;
+		*pp = r->pending_next;
+	}
 	if (r->easy) {
 		if (e->multi)
 			curl_multi_remove_handle(e->multi, r->easy);
@@ -703,6 +721,8 @@ etcd_free(struct etcd *e)
 		curl_multi_cleanup(e->multi);
 	if (e->timer)
 		event_free(e->timer);
+	if (e->kick)
+		event_free(e->kick);
 	for (size_t i = 0; i < e->nendpoints; i++)
 		free(e->endpoints[i]);
 	free(e->endpoints);
@@ -1121,6 +1141,27 @@ watch_obj(json_t *obj, void *arg)
 	return 0;
 }
 
+/* Call back with err alone and free the request. */
+static void
+req_fail(struct etcd_req *r, const struct shoal_err *err)
+{
+	switch (r->kind) {
+	case REQ_TXN:
+		r->cb.txn(NULL, err, r->arg);
+		break;
+	case REQ_RANGE:
+		r->cb.range(NULL, err, r->arg);
+		break;
+	case REQ_LEASE:
+		r->cb.lease(0, 0, err, r->arg);
+		break;
+	case REQ_WATCH:
+		r->cb.watch(NULL, err, r->arg);
+		break;
+	}
+	req_free(r);
+}
+
 /* A finished request: retry on the next member, or call back with its result and free it. */
 static void
 req_done(struct etcd_req *r, CURLcode code)
@@ -1138,6 +1179,8 @@ req_done(struct etcd_req *r, CURLcode code)
 	    (r->kind != REQ_WATCH || !r->delivered)) {
 		if (req_start(r, &err) == 0)
 			return;
+		req_fail(r, &err);
+		return;
 	}
 	if (r->kind == REQ_WATCH) {
 		if (r->werr_set)
@@ -1225,13 +1268,42 @@ async_start(struct etcd *e, enum req_kind kind, const char *path, json_t *body, 
 	return r;
 }
 
+static void req_fail(struct etcd_req *r, const struct shoal_err *err);
+
+static void
+on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct etcd *e = arg;
+
+	(void)fd;
+	(void)what;
+	while (e->pending) {
+		struct etcd_req *r = e->pending;
+
+		e->pending = r->pending_next;
+		r->is_pending = 0;
+		if (curl_multi_add_handle(e->multi, r->easy) != CURLM_OK) {
+			struct shoal_err err;
+			err_set(&err, 0, "etcd %s: cannot start the request", r->path);
+			req_fail(r, &err);
+		}
+	}
+}
+
 static struct etcd_req *
 async_go(struct etcd_req *r, struct shoal_err *err)
 {
-	if (req_start(r, err) == -1) {
+	struct etcd_req **pp = &r->e->pending;
+
+	if (req_prepare(r, err) == -1) {
 		req_free(r);
 		return NULL;
 	}
+	while (*pp)
+		pp = &(*pp)->pending_next;
+	*pp = r;
+	r->is_pending = 1;
+	event_active(r->e->kick, 0, 0);
 	return r;
 }
 
