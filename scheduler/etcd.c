@@ -56,6 +56,7 @@ struct etcd_req {
 	char *resp;
 	size_t resp_len, resp_cap;
 	size_t tries;                 /* endpoints tried */
+	int last_failed;              /* the last attempt was not an answer */
 	char attempts[200];           /* what each failed attempt said, for the error */
 	struct etcd_stream stream;    /* REQ_WATCH */
 	struct shoal_err werr;        /* REQ_WATCH: why the stream ended */
@@ -823,6 +824,7 @@ attempt_failed(struct etcd_req *r, CURLcode code)
 	const char *why = NULL;
 	char buf[64];
 
+	r->last_failed = 0;
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (code == CURLE_WRITE_ERROR && r->kind == REQ_WATCH)
 		return 0;
@@ -838,6 +840,7 @@ attempt_failed(struct etcd_req *r, CURLcode code)
 	         e->endpoints[e->cur] + (strncmp(e->endpoints[e->cur], "https", 5) == 0 ? 8 : 7),
 	         why);
 	r->tries++;
+	r->last_failed = 1;
 	/* The next request starts at the next member, this one too if any is left. */
 	e->cur = (e->cur + 1) % e->nendpoints;
 	return 1;
@@ -851,7 +854,8 @@ req_reply(struct etcd_req *r, CURLcode code, struct shoal_err *err)
 	json_error_t je;
 	json_t *body;
 
-	if (code != CURLE_OK || r->attempts[0]) {
+	/* Earlier attempts may have failed; only the last one's answer counts. */
+	if (code != CURLE_OK || r->last_failed) {
 		if (code == CURLE_WRITE_ERROR)
 			err_set(err, 0, "etcd %s: reply above %u bytes", r->path, ETCD_MAX_REPLY);
 		else
@@ -1185,7 +1189,7 @@ req_done(struct etcd_req *r, CURLcode code)
 	if (r->kind == REQ_WATCH) {
 		if (r->werr_set)
 			err = r->werr;
-		else if (r->attempts[0])
+		else if (r->last_failed)
 			err_set(&err, 0, "etcd watch: no member answered (%s)", r->attempts);
 		else if (code != CURLE_OK)
 			err_set(&err, 0, "etcd watch: %s", curl_easy_strerror(code));
