@@ -55,11 +55,11 @@ struct etcd_req {
 	char *body;
 	char *resp;
 	size_t resp_len, resp_cap;
-	size_t tries;                 /* endpoints tried */
-	int last_failed;              /* the last attempt was not an answer */
-	char attempts[200];           /* what each failed attempt said, for the error */
-	struct etcd_stream stream;    /* REQ_WATCH */
-	struct shoal_err werr;        /* REQ_WATCH: why the stream ended */
+	size_t tries;              /* endpoints tried */
+	int last_failed;           /* the last attempt was not an answer */
+	char attempts[200];        /* what each failed attempt said, for the error */
+	struct etcd_stream stream; /* REQ_WATCH */
+	struct shoal_err werr;     /* REQ_WATCH: why the stream ended */
 	int werr_set;
 	int delivered; /* REQ_WATCH: a message reached the callback (no silent restart) */
 	int in_cb;     /* a watch callback runs inside curl's write callback */
@@ -182,7 +182,8 @@ set_range_end(json_t *o, const char *key, int prefix, const char *range_end)
 	if (prefix) {
 		char *end = etcd_prefix_end(key);
 		/* An empty end (all keys from key) is the single byte 0 in etcd. */
-		json_object_set_new(o, "range_end", *end ? b64_json(end, strlen(end)) : b64_json("", 1));
+		json_object_set_new(o, "range_end",
+		                    *end ? b64_json(end, strlen(end)) : b64_json("", 1));
 		free(end);
 	} else if (range_end) {
 		json_object_set_new(o, "range_end", b64_json(range_end, strlen(range_end)));
@@ -220,7 +221,8 @@ op_json(const struct etcd_op *op)
 	json_object_set_new(r, "key", b64_json(op->key, strlen(op->key)));
 	switch (op->kind) {
 	case ETCD_OP_PUT:
-		json_object_set_new(r, "value", b64_json(op->value ? op->value : "", op->value_len));
+		json_object_set_new(r, "value",
+		                    b64_json(op->value ? op->value : "", op->value_len));
 		if (op->lease)
 			json_object_set_new(r, "lease", i64_json(op->lease));
 		json_object_set_new(o, "request_put", r);
@@ -519,9 +521,9 @@ etcd_parse_watch(const json_t *body, struct etcd_watch_msg *out, struct shoal_er
 			goto fail;
 		}
 		type = json_object_get(ev, "type");
-		if (type != NULL && !(json_is_string(type) &&
-		                      (strcmp(json_string_value(type), "PUT") == 0 ||
-		                       strcmp(json_string_value(type), "DELETE") == 0))) {
+		if (type != NULL &&
+		    !(json_is_string(type) && (strcmp(json_string_value(type), "PUT") == 0 ||
+		                               strcmp(json_string_value(type), "DELETE") == 0))) {
 			err_set(err, 0, "etcd: unknown watch event type");
 			goto fail;
 		}
@@ -915,7 +917,8 @@ int
 etcd_sync_range(struct etcd *e, const char *key, int prefix, int64_t revision, int64_t limit,
                 struct etcd_range *out, struct shoal_err *err)
 {
-	json_t *reply = sync_run(e, "/v3/kv/range", etcd_json_range(key, prefix, revision, limit), err);
+	json_t *reply =
+	    sync_run(e, "/v3/kv/range", etcd_json_range(key, prefix, revision, limit), err);
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -930,8 +933,8 @@ int
 etcd_sync_range_end(struct etcd *e, const char *key, const char *range_end, int64_t revision,
                     int64_t limit, struct etcd_range *out, struct shoal_err *err)
 {
-	json_t *reply = sync_run(e, "/v3/kv/range",
-	                         etcd_json_range_end(key, range_end, revision, limit), err);
+	json_t *reply =
+	    sync_run(e, "/v3/kv/range", etcd_json_range_end(key, range_end, revision, limit), err);
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -958,11 +961,14 @@ etcd_sync_txn(struct etcd *e, const struct etcd_txn *t, struct etcd_txn_result *
 }
 
 int
-etcd_sync_put(struct etcd *e, const char *key, const char *value, size_t value_len,
-              int64_t lease, struct shoal_err *err)
+etcd_sync_put(struct etcd *e, const char *key, const char *value, size_t value_len, int64_t lease,
+              struct shoal_err *err)
 {
-	struct etcd_op op = {
-	    .kind = ETCD_OP_PUT, .key = key, .value = value, .value_len = value_len, .lease = lease};
+	struct etcd_op op = {.kind = ETCD_OP_PUT,
+	                     .key = key,
+	                     .value = value,
+	                     .value_len = value_len,
+	                     .lease = lease};
 	struct etcd_txn t = {.success = &op, .nsuccess = 1};
 	struct etcd_txn_result res;
 
@@ -1138,7 +1144,8 @@ watch_obj(json_t *obj, void *arg)
 	r->cb.watch(&m, NULL, r->arg);
 	etcd_watch_msg_clear(&m);
 	if (!r->cancelled && canceled) {
-		err_set(&r->werr, 0, "etcd: watch canceled by etcd%s", compacted ? " (compacted)" : "");
+		err_set(&r->werr, 0, "etcd: watch canceled by etcd%s",
+		        compacted ? " (compacted)" : "");
 		r->werr_set = 1;
 		return -1;
 	}
@@ -1312,8 +1319,7 @@ async_go(struct etcd_req *r, struct shoal_err *err)
 }
 
 struct etcd_req *
-etcd_txn(struct etcd *e, const struct etcd_txn *t, etcd_txn_cb cb, void *arg,
-         struct shoal_err *err)
+etcd_txn(struct etcd *e, const struct etcd_txn *t, etcd_txn_cb cb, void *arg, struct shoal_err *err)
 {
 	struct etcd_req *r = async_start(e, REQ_TXN, "/v3/kv/txn", etcd_json_txn(t), arg, err);
 
@@ -1351,15 +1357,13 @@ async_lease(struct etcd *e, const char *path, const char *field, int64_t v, etcd
 }
 
 struct etcd_req *
-etcd_lease_grant(struct etcd *e, int64_t ttl_s, etcd_lease_cb cb, void *arg,
-                 struct shoal_err *err)
+etcd_lease_grant(struct etcd *e, int64_t ttl_s, etcd_lease_cb cb, void *arg, struct shoal_err *err)
 {
 	return async_lease(e, "/v3/lease/grant", "TTL", ttl_s, cb, arg, err);
 }
 
 struct etcd_req *
-etcd_lease_keepalive(struct etcd *e, int64_t id, etcd_lease_cb cb, void *arg,
-                     struct shoal_err *err)
+etcd_lease_keepalive(struct etcd *e, int64_t id, etcd_lease_cb cb, void *arg, struct shoal_err *err)
 {
 	return async_lease(e, "/v3/lease/keepalive", "ID", id, cb, arg, err);
 }

@@ -97,7 +97,7 @@ struct etcd_op {
 	int prefix;            /* DELETE/RANGE every key starting with key (range_end unused) */
 	const char *value;     /* PUT */
 	size_t value_len;
-	int64_t lease;             /* PUT: attach to this lease (0: none) */
+	int64_t lease;              /* PUT: attach to this lease (0: none) */
 	const struct etcd_txn *txn; /* TXN */
 };
 
@@ -165,8 +165,7 @@ const char *etcd_endpoint(const struct etcd *e);
  */
 typedef void (*etcd_txn_cb)(const struct etcd_txn_result *r, const struct shoal_err *err,
                             void *arg);
-typedef void (*etcd_range_cb)(const struct etcd_range *r, const struct shoal_err *err,
-                              void *arg);
+typedef void (*etcd_range_cb)(const struct etcd_range *r, const struct shoal_err *err, void *arg);
 typedef void (*etcd_lease_cb)(int64_t id, int64_t ttl, const struct shoal_err *err, void *arg);
 /* A watch calls back per message; err set means the stream ended (the last call). */
 typedef void (*etcd_watch_cb)(const struct etcd_watch_msg *m, const struct shoal_err *err,

@@ -19,13 +19,13 @@ struct leader {
 	char *key;   /* PREFIX "leader" */
 	char *value; /* {"id","address"} of this contender */
 	int64_t ttl_ms;
-	int64_t lease;       /* 0: none granted (or known to be gone) */
-	int64_t renewed_ms;  /* monotonic send time of the last grant/keepalive etcd confirmed */
+	int64_t lease;      /* 0: none granted (or known to be gone) */
+	int64_t renewed_ms; /* monotonic send time of the last grant/keepalive etcd confirmed */
 	int leading;
-	int64_t fence;       /* the leader key's create revision while leading */
-	int64_t deadline_ms; /* leading: step down at this monotonic time */
-	int64_t watch_rev;   /* the next revision the watch starts from (0: not known yet) */
-	char *seen;          /* the leader key's value last seen, NULL when absent/unknown */
+	int64_t fence;          /* the leader key's create revision while leading */
+	int64_t deadline_ms;    /* leading: step down at this monotonic time */
+	int64_t watch_rev;      /* the next revision the watch starts from (0: not known yet) */
+	char *seen;             /* the leader key's value last seen, NULL when absent/unknown */
 	struct event *tick;     /* every TTL/3: keepalive, retry the campaign and the watch */
 	struct event *stepdown; /* at deadline_ms */
 	struct etcd_req *grant_req, *ka_req, *campaign_req, *watch_req;
@@ -90,8 +90,7 @@ tell_leader(struct leader *l, const char *value)
 {
 	char id[128], addr[256];
 
-	if ((value == NULL && l->seen == NULL) ||
-	    (value && l->seen && strcmp(value, l->seen) == 0))
+	if ((value == NULL && l->seen == NULL) || (value && l->seen && strcmp(value, l->seen) == 0))
 		return;
 	free(l->seen);
 	l->seen = value ? xstrdup(value) : NULL;

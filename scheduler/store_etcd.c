@@ -89,13 +89,13 @@ str_or_null(const char *s)
 char *
 store_etcd_node_encode(const struct store_node *n)
 {
-	return dump(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:s}", "id", n->id,
-	                      "name", n->name, "address", n->address ? n->address : "", "labels",
-	                      n->labels ? n->labels : "", "availability",
-	                      n->availability ? n->availability : "active", "cpu_millis",
-	                      (json_int_t)n->cpu_millis, "memory_bytes", (json_int_t)n->memory_bytes,
-	                      "subnet_index", n->subnet_index, "created_ms",
-	                      (json_int_t)n->created_ms, "node_key", n->node_key ? n->node_key : ""));
+	return dump(json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:s}", "id", n->id, "name", n->name,
+	    "address", n->address ? n->address : "", "labels", n->labels ? n->labels : "",
+	    "availability", n->availability ? n->availability : "active", "cpu_millis",
+	    (json_int_t)n->cpu_millis, "memory_bytes", (json_int_t)n->memory_bytes, "subnet_index",
+	    n->subnet_index, "created_ms", (json_int_t)n->created_ms, "node_key",
+	    n->node_key ? n->node_key : ""));
 }
 
 /* A string member copied, "" when absent if optional; -1 when present but not a string. */
@@ -138,7 +138,8 @@ store_etcd_node_decode(const char *text, struct store_node *n, struct shoal_err 
 	bad |= get_str(o, "address", 0, &n->address) | get_str(o, "labels", 0, &n->labels);
 	bad |= get_str(o, "availability", 0, &n->availability);
 	bad |= get_str(o, "node_key", 0, &n->node_key);
-	bad |= get_int(o, "cpu_millis", &n->cpu_millis) | get_int(o, "memory_bytes", &n->memory_bytes);
+	bad |=
+	    get_int(o, "cpu_millis", &n->cpu_millis) | get_int(o, "memory_bytes", &n->memory_bytes);
 	bad |= get_int(o, "subnet_index", &subnet) | get_int(o, "created_ms", &n->created_ms);
 	n->subnet_index = (int)subnet;
 	json_decref(o);
@@ -152,10 +153,11 @@ store_etcd_node_decode(const char *text, struct store_node *n, struct shoal_err 
 char *
 store_etcd_service_encode(const struct store_service *sv)
 {
-	json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:i}", "name", sv->name, "spec_json",
-	                      sv->spec_json, "version", (json_int_t)sv->version, "prev_version",
-	                      (json_int_t)sv->prev_version, "created_ms", (json_int_t)sv->created_ms,
-	                      "updated_ms", (json_int_t)sv->updated_ms, "removed", sv->removed);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:i}", "name", sv->name, "spec_json",
+	              sv->spec_json, "version", (json_int_t)sv->version, "prev_version",
+	              (json_int_t)sv->prev_version, "created_ms", (json_int_t)sv->created_ms,
+	              "updated_ms", (json_int_t)sv->updated_ms, "removed", sv->removed);
 
 	json_object_set_new(o, "prev_spec_json", str_or_null(sv->prev_spec_json));
 	json_object_set_new(o, "update_state", str_or_null(sv->update_state));
@@ -185,7 +187,8 @@ store_etcd_service_decode(const char *text, struct store_service *sv, struct sho
 	bad |= get_str(o, "prev_spec_json", 1, &sv->prev_spec_json);
 	bad |= get_str(o, "update_state", 1, &sv->update_state);
 	bad |= get_int(o, "version", &version) | get_int(o, "prev_version", &prev);
-	bad |= get_int(o, "created_ms", &sv->created_ms) | get_int(o, "updated_ms", &sv->updated_ms);
+	bad |=
+	    get_int(o, "created_ms", &sv->created_ms) | get_int(o, "updated_ms", &sv->updated_ms);
 	bad |= get_int(o, "removed", &removed);
 	sv->version = (uint64_t)version;
 	sv->prev_version = (uint64_t)prev;
@@ -201,12 +204,11 @@ store_etcd_service_decode(const char *text, struct store_service *sv, struct sho
 char *
 store_etcd_task_encode(const struct store_task *t)
 {
-	return dump(json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:i, s:I, s:I, s:s}", "id", t->id,
-	                      "service", t->service, "slot", (json_int_t)t->slot, "version",
-	                      (json_int_t)t->version, "node_id", t->node_id ? t->node_id : "",
-	                      "desired", t->desired, "role", t->role, "restarts",
-	                      (json_int_t)t->restarts, "created_ms", (json_int_t)t->created_ms,
-	                      "name", t->name));
+	return dump(json_pack(
+	    "{s:s, s:s, s:I, s:I, s:s, s:i, s:i, s:I, s:I, s:s}", "id", t->id, "service",
+	    t->service, "slot", (json_int_t)t->slot, "version", (json_int_t)t->version, "node_id",
+	    t->node_id ? t->node_id : "", "desired", t->desired, "role", t->role, "restarts",
+	    (json_int_t)t->restarts, "created_ms", (json_int_t)t->created_ms, "name", t->name));
 }
 
 void
@@ -428,8 +430,8 @@ store_etcd_service_delete(struct store_etcd *s, const char *name, struct shoal_e
 }
 
 int
-store_etcd_pin_put(struct store_etcd *s, const char *service, uint64_t version,
-                   const char *digest, uint64_t keep, struct shoal_err *err)
+store_etcd_pin_put(struct store_etcd *s, const char *service, uint64_t version, const char *digest,
+                   uint64_t keep, struct shoal_err *err)
 {
 	char *dir = xasprintf("%spins/%s/", s->prefix, service);
 	char *end = etcd_prefix_end(dir);
@@ -466,8 +468,7 @@ store_etcd_task_delete(struct store_etcd *s, const char *id, struct shoal_err *e
 }
 
 int
-store_etcd_meta_put(struct store_etcd *s, const char *key, const char *value,
-                    struct shoal_err *err)
+store_etcd_meta_put(struct store_etcd *s, const char *key, const char *value, struct shoal_err *err)
 {
 	return queue(s, ETCD_OP_PUT, key_of(s, "meta", key), NULL, xstrdup(value), 0, err);
 }
@@ -603,9 +604,8 @@ service_cmp(const void *a, const void *b)
 }
 
 int
-store_etcd_service_each(struct store_etcd *s,
-                        void (*fn)(const struct store_service *sv, void *arg), void *arg,
-                        struct shoal_err *err)
+store_etcd_service_each(struct store_etcd *s, void (*fn)(const struct store_service *sv, void *arg),
+                        void *arg, struct shoal_err *err)
 {
 	struct rows r = {.size = sizeof(struct store_service)};
 	struct store_service *v;

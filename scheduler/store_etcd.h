@@ -33,7 +33,7 @@
  * (each) are paged at one revision, so they are a consistent snapshot.
  */
 
-#define STORE_ETCD_TXN_OPS 127
+#define STORE_ETCD_TXN_OPS   127
 #define STORE_ETCD_TXN_BYTES (900u << 10)
 
 struct etcd;
@@ -41,11 +41,11 @@ struct shoal_err;
 struct store_etcd_op;
 
 struct store_etcd {
-	struct etcd *e;   /* borrowed */
-	char *prefix;     /* "/shoal/" */
-	char *fence_key;  /* the leader key; NULL: no fence yet, writes refused */
+	struct etcd *e;  /* borrowed */
+	char *prefix;    /* "/shoal/" */
+	char *fence_key; /* the leader key; NULL: no fence yet, writes refused */
 	char *fence_value;
-	int64_t fence;    /* its create revision while this scheduler leads */
+	int64_t fence; /* its create revision while this scheduler leads */
 	int in_tx;
 	struct store_etcd_op *ops; /* queued writes of the open transaction */
 	size_t nops, capops;

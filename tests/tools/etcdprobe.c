@@ -164,22 +164,21 @@ add(struct dump *d, const char *line)
 static void
 dump_node(const struct store_node *n, void *arg)
 {
-	cleanup_free char *l = xasprintf("node %s %s %s %s %s %" PRId64 " %" PRId64 " %d %" PRId64
-	                                 " %s",
-	                                 n->id, n->name, n->address, n->labels, n->availability,
-	                                 n->cpu_millis, n->memory_bytes, n->subnet_index,
-	                                 n->created_ms, n->node_key);
+	cleanup_free char *l =
+	    xasprintf("node %s %s %s %s %s %" PRId64 " %" PRId64 " %d %" PRId64 " %s", n->id,
+	              n->name, n->address, n->labels, n->availability, n->cpu_millis,
+	              n->memory_bytes, n->subnet_index, n->created_ms, n->node_key);
 	add(arg, l);
 }
 
 static void
 dump_service(const struct store_service *s, void *arg)
 {
-	cleanup_free char *l = xasprintf(
-	    "service %s %s %s %" PRIu64 " %" PRIu64 " %" PRId64 " %" PRId64 " %d %s", s->name,
-	    s->spec_json, s->prev_spec_json ? s->prev_spec_json : "(null)", s->version,
-	    s->prev_version, s->created_ms, s->updated_ms, s->removed,
-	    s->update_state ? s->update_state : "(null)");
+	cleanup_free char *l =
+	    xasprintf("service %s %s %s %" PRIu64 " %" PRIu64 " %" PRId64 " %" PRId64 " %d %s",
+	              s->name, s->spec_json, s->prev_spec_json ? s->prev_spec_json : "(null)",
+	              s->version, s->prev_version, s->created_ms, s->updated_ms, s->removed,
+	              s->update_state ? s->update_state : "(null)");
 	add(arg, l);
 }
 
@@ -331,7 +330,8 @@ read_rows(const struct ops *o, struct dump *d, struct shoal_err *err)
 	add(d, line);
 	if (o->node_each(o->s, dump_node, d, err) == -1 ||
 	    o->service_each(o->s, dump_service, d, err) == -1 ||
-	    o->task_each(o->s, dump_task, d, err) == -1 || o->pin_each(o->s, dump_pin, d, err) == -1)
+	    o->task_each(o->s, dump_task, d, err) == -1 ||
+	    o->pin_each(o->s, dump_pin, d, err) == -1)
 		return -1;
 	return 0;
 }
@@ -463,7 +463,8 @@ main(int argc, char **argv)
 	if ((e = etcd_new(NULL, &cfg, &err)) == NULL)
 		return die(&err);
 	if (strcmp(cmd, "put") == 0 && argc == 5) {
-		rc = etcd_sync_put(e, argv[3], argv[4], strlen(argv[4]), 0, &err) == -1 ? die(&err) : 0;
+		rc = etcd_sync_put(e, argv[3], argv[4], strlen(argv[4]), 0, &err) == -1 ? die(&err)
+		                                                                        : 0;
 		if (rc == 0)
 			printf("ok\n");
 	} else if (strcmp(cmd, "get") == 0 && argc == 4) {

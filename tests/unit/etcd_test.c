@@ -64,10 +64,11 @@ test_range_reply(void **state)
 static void
 test_txn_reply(void **state)
 {
-	json_t *j = load("{\"header\":{\"revision\":\"2\"},\"responses\":[{\"response_range\":"
-	                 "{\"header\":{\"revision\":\"2\"},\"kvs\":[{\"key\":\"Zm9v\","
-	                 "\"create_revision\":\"2\",\"mod_revision\":\"2\",\"version\":\"1\","
-	                 "\"value\":\"YmFy\",\"lease\":\"2324035806546810888\"}],\"count\":\"1\"}}]}");
+	json_t *j =
+	    load("{\"header\":{\"revision\":\"2\"},\"responses\":[{\"response_range\":"
+	         "{\"header\":{\"revision\":\"2\"},\"kvs\":[{\"key\":\"Zm9v\","
+	         "\"create_revision\":\"2\",\"mod_revision\":\"2\",\"version\":\"1\","
+	         "\"value\":\"YmFy\",\"lease\":\"2324035806546810888\"}],\"count\":\"1\"}}]}");
 	struct etcd_txn_result r;
 	struct shoal_err err;
 
@@ -227,7 +228,8 @@ test_watch_stream(void **state)
 {
 	const char stream[] =
 	    "{\"result\":{\"header\":{\"revision\":\"2\"},\"created\":true}}\n"
-	    "{\"result\":{\"header\":{\"revision\":\"3\"},\"events\":[{\"kv\":{\"key\":\"Zm9vMg==\","
+	    "{\"result\":{\"header\":{\"revision\":\"3\"},\"events\":[{\"kv\":{\"key\":\"Zm9vMg=="
+	    "\","
 	    "\"create_revision\":\"3\",\"mod_revision\":\"3\",\"version\":\"1\",\"value\":"
 	    "\"eA==\"}}]}}\n"
 	    "{\"result\":{\"header\":{\"revision\":\"4\"},\"events\":[{\"type\":\"DELETE\",\"kv\":"
@@ -240,8 +242,10 @@ test_watch_stream(void **state)
 		struct seen seen = {0};
 
 		for (size_t off = 0; off < sizeof(stream) - 1; off += chunk) {
-			size_t n = sizeof(stream) - 1 - off < chunk ? sizeof(stream) - 1 - off : chunk;
-			assert_int_equal(etcd_stream_feed(&s, stream + off, n, on_obj, &seen, &err), 0);
+			size_t n =
+			    sizeof(stream) - 1 - off < chunk ? sizeof(stream) - 1 - off : chunk;
+			assert_int_equal(etcd_stream_feed(&s, stream + off, n, on_obj, &seen, &err),
+			                 0);
 		}
 		assert_int_equal(seen.n, 3);
 		assert_int_equal(seen.revs[2], 4);
@@ -285,11 +289,11 @@ static void
 test_requests(void **state)
 {
 	struct etcd_cmp cmp[2];
-	struct etcd_op put = {.kind = ETCD_OP_PUT, .key = "/shoal/x", .value = "v", .value_len = 1,
-	                      .lease = 42};
+	struct etcd_op put = {
+	    .kind = ETCD_OP_PUT, .key = "/shoal/x", .value = "v", .value_len = 1, .lease = 42};
 	struct etcd_op del = {.kind = ETCD_OP_DELETE, .key = "/shoal/tasks/", .prefix = 1};
-	struct etcd_txn t = {.cmp = cmp, .ncmp = 2, .success = &put, .nsuccess = 1,
-	                     .failure = &del, .nfailure = 1};
+	struct etcd_txn t = {
+	    .cmp = cmp, .ncmp = 2, .success = &put, .nsuccess = 1, .failure = &del, .nfailure = 1};
 	char *s, *end;
 	json_t *j;
 
@@ -308,12 +312,13 @@ test_requests(void **state)
 	j = etcd_json_txn(&t);
 	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	assert_string_equal(
-	    s, "{\"compare\":[{\"create_revision\":\"17\",\"key\":\"L3Nob2FsL2xlYWRlcg==\",\"result\":"
-	       "\"EQUAL\",\"target\":\"CREATE\"},{\"key\":\"L3Nob2FsL2xlYWRlcg==\",\"result\":"
-	       "\"EQUAL\",\"target\":\"VALUE\",\"value\":\"bWU=\"}],\"failure\":[{"
-	       "\"request_delete_range\":{\"key\":\"L3Nob2FsL3Rhc2tzLw==\",\"range_end\":"
-	       "\"L3Nob2FsL3Rhc2tzMA==\"}}],\"success\":[{\"request_put\":{\"key\":"
-	       "\"L3Nob2FsL3g=\",\"lease\":\"42\",\"value\":\"dg==\"}}]}");
+	    s,
+	    "{\"compare\":[{\"create_revision\":\"17\",\"key\":\"L3Nob2FsL2xlYWRlcg==\",\"result\":"
+	    "\"EQUAL\",\"target\":\"CREATE\"},{\"key\":\"L3Nob2FsL2xlYWRlcg==\",\"result\":"
+	    "\"EQUAL\",\"target\":\"VALUE\",\"value\":\"bWU=\"}],\"failure\":[{"
+	    "\"request_delete_range\":{\"key\":\"L3Nob2FsL3Rhc2tzLw==\",\"range_end\":"
+	    "\"L3Nob2FsL3Rhc2tzMA==\"}}],\"success\":[{\"request_put\":{\"key\":"
+	    "\"L3Nob2FsL3g=\",\"lease\":\"42\",\"value\":\"dg==\"}}]}");
 	free(s);
 	json_decref(j);
 
@@ -376,15 +381,32 @@ test_leader_value(void **state)
 static void
 test_store_rows(void **state)
 {
-	struct store_task t = {.id = "t1", .service = "web", .slot = 4000000000u, .version = 9,
-	                       .node_id = "", .desired = 2, .role = 1, .restarts = 3,
-	                       .created_ms = 1700000000123, .name = "web.1.t1"};
-	struct store_service sv = {.name = "web", .spec_json = "{\"a\":\"\\\"q\\\"\"}",
-	                           .version = 3, .prev_version = 2, .created_ms = 1,
-	                           .updated_ms = 2, .removed = 1};
-	struct store_node n = {.id = "n1", .name = "node1", .address = "10.0.0.1:7101",
-	                       .labels = "a=b", .availability = "drain", .cpu_millis = 4000,
-	                       .memory_bytes = 1LL << 40, .subnet_index = 7, .created_ms = 5,
+	struct store_task t = {.id = "t1",
+	                       .service = "web",
+	                       .slot = 4000000000u,
+	                       .version = 9,
+	                       .node_id = "",
+	                       .desired = 2,
+	                       .role = 1,
+	                       .restarts = 3,
+	                       .created_ms = 1700000000123,
+	                       .name = "web.1.t1"};
+	struct store_service sv = {.name = "web",
+	                           .spec_json = "{\"a\":\"\\\"q\\\"\"}",
+	                           .version = 3,
+	                           .prev_version = 2,
+	                           .created_ms = 1,
+	                           .updated_ms = 2,
+	                           .removed = 1};
+	struct store_node n = {.id = "n1",
+	                       .name = "node1",
+	                       .address = "10.0.0.1:7101",
+	                       .labels = "a=b",
+	                       .availability = "drain",
+	                       .cpu_millis = 4000,
+	                       .memory_bytes = 1LL << 40,
+	                       .subnet_index = 7,
+	                       .created_ms = 5,
 	                       .node_key = "ab"};
 	struct store_task t2;
 	struct store_service sv2;
