@@ -191,6 +191,10 @@ on_watch(const struct etcd_watch_msg *m, const struct shoal_err *err, void *arg)
 	if (err) {
 		l->watch_req = NULL;
 		shoal_log(LOG_INFO, "leader: watch ended: %s", err->msg);
+		/* Its start revision is gone: from now on (a follower's next campaign tells
+		 * it the current revision anyway). */
+		if (strstr(err->msg, "compacted"))
+			l->watch_rev = 0;
 		return;
 	}
 	for (size_t i = 0; i < m->n; i++) {
@@ -219,7 +223,9 @@ start_watch(struct leader *l)
 {
 	struct shoal_err err;
 
-	if (l->watch_req || l->watch_rev == 0)
+	/* A follower waits for its campaign's revision; a leader whose watch start was
+	 * compacted away watches from now. */
+	if (l->watch_req || (l->watch_rev == 0 && !l->leading))
 		return;
 	l->watch_req = etcd_watch(l->e, l->key, 0, l->watch_rev, on_watch, l, &err);
 	if (l->watch_req == NULL)

@@ -263,21 +263,25 @@ overlaps(const struct store_etcd_op *a, const struct store_etcd_op *b)
 	return strcmp(a->key, b->end) < 0 && strcmp(b->key, a->end) < 0;
 }
 
-/* Send ops[0..n) as one transaction fenced by the leadership. */
-static int
-send_txn(struct store_etcd *s, const struct store_etcd_op *ops, size_t n, struct shoal_err *err)
-{
+/* One transaction of queued ops, fenced: the arrays etcd_txn() reads while it encodes. */
+struct built {
 	struct etcd_cmp fence[2];
-	struct etcd_op *eops = xcalloc(n + 1, sizeof(*eops));
-	/* A pin's nested transaction: put only while absent. */
-	struct etcd_txn *sub = xcalloc(n + 1, sizeof(*sub));
-	struct etcd_cmp *subcmp = xcalloc(n + 1, sizeof(*subcmp));
-	struct etcd_op *subop = xcalloc(n + 1, sizeof(*subop));
-	struct etcd_txn t = {.cmp = fence, .ncmp = 2, .success = eops, .nsuccess = n};
-	struct etcd_txn_result res;
-	int rc = -1;
+	struct etcd_op *eops;
+	struct etcd_txn *sub; /* a pin's nested transaction: put only while absent */
+	struct etcd_cmp *subcmp;
+	struct etcd_op *subop;
+	struct etcd_txn t;
+};
 
-	leader_fence_cmp(fence, s->fence_key, s->fence, s->fence_value);
+static void
+build(struct built *b, const char *fence_key, int64_t fence, const char *fence_value,
+      const struct store_etcd_op *ops, size_t n)
+{
+	b->eops = xcalloc(n + 1, sizeof(*b->eops));
+	b->sub = xcalloc(n + 1, sizeof(*b->sub));
+	b->subcmp = xcalloc(n + 1, sizeof(*b->subcmp));
+	b->subop = xcalloc(n + 1, sizeof(*b->subop));
+	leader_fence_cmp(b->fence, fence_key, fence, fence_value);
 	for (size_t i = 0; i < n; i++) {
 		const struct store_etcd_op *o = &ops[i];
 		struct etcd_op op = {.kind = o->kind,
@@ -287,39 +291,152 @@ send_txn(struct store_etcd *s, const struct store_etcd_op *ops, size_t n, struct
 		                     .value_len = o->len};
 
 		if (o->pin) {
-			subcmp[i] = (struct etcd_cmp){
+			b->subcmp[i] = (struct etcd_cmp){
 			    .key = o->key, .target = ETCD_CMP_CREATE, .result = ETCD_EQUAL};
-			subop[i] = op;
-			sub[i] = (struct etcd_txn){
-			    .cmp = &subcmp[i], .ncmp = 1, .success = &subop[i], .nsuccess = 1};
-			op = (struct etcd_op){.kind = ETCD_OP_TXN, .key = o->key, .txn = &sub[i]};
+			b->subop[i] = op;
+			b->sub[i] = (struct etcd_txn){.cmp = &b->subcmp[i],
+			                              .ncmp = 1,
+			                              .success = &b->subop[i],
+			                              .nsuccess = 1};
+			op =
+			    (struct etcd_op){.kind = ETCD_OP_TXN, .key = o->key, .txn = &b->sub[i]};
 		}
-		eops[i] = op;
+		b->eops[i] = op;
 	}
-	if (etcd_sync_txn(s->e, &t, &res, err) == -1) {
+	b->t = (struct etcd_txn){.cmp = b->fence, .ncmp = 2, .success = b->eops, .nsuccess = n};
+}
+
+static void
+built_free(struct built *b)
+{
+	free(b->eops);
+	free(b->sub);
+	free(b->subcmp);
+	free(b->subop);
+}
+
+static int
+refused(int64_t fence, struct shoal_err *err)
+{
+	return err_set(err, 0,
+	               "store: write refused: this scheduler no longer leads (fence %" PRId64 ")",
+	               fence);
+}
+
+/* Send ops[0..n) as one transaction fenced by the leadership. */
+static int
+send_txn(struct store_etcd *s, const struct store_etcd_op *ops, size_t n, struct shoal_err *err)
+{
+	struct built b;
+	struct etcd_txn_result res;
+	int rc = -1;
+
+	build(&b, s->fence_key, s->fence, s->fence_value, ops, n);
+	if (etcd_sync_txn(s->e, &b.t, &res, err) == -1) {
 		err_prefix(err, "store: write");
-		goto out;
-	}
-	if (!res.succeeded) {
-		err_set(err, 0,
-		        "store: write refused: this scheduler no longer leads (fence %" PRId64 ")",
-		        s->fence);
 	} else {
-		rc = 0;
+		rc = res.succeeded ? 0 : refused(s->fence, err);
+		etcd_txn_result_clear(&res);
 	}
-	etcd_txn_result_clear(&res);
-out:
-	free(eops);
-	free(sub);
-	free(subcmp);
-	free(subop);
+	built_free(&b);
 	return rc;
+}
+
+struct plan_key {
+	const char *key;
+	size_t chunk;
+};
+
+static int
+plan_key_cmp(const void *pa, const void *pb)
+{
+	const struct plan_key *a = pa, *b = pb;
+	int c = strcmp(a->key, b->key);
+
+	if (c)
+		return c;
+	return a->chunk < b->chunk ? -1 : a->chunk > b->chunk;
+}
+
+static void
+mark(int *barrier, size_t a, size_t b)
+{
+	if (a != b)
+		barrier[a > b ? a : b] = 1;
+}
+
+/*
+ * Cut ops into transactions: at most STORE_ETCD_TXN_OPS ops and STORE_ETCD_TXN_BYTES each, and
+ * a new one where an op touches a key an op of the current one touches (etcd refuses a key
+ * twice in one transaction). starts[i] is where transaction i begins (starts[k] = n).
+ * barrier[i] says transaction i touches a key an earlier one touches, so the asynchronous
+ * commit sends it only once every earlier one is applied (later writes land last); others
+ * may be in flight together. Returns the number of transactions k.
+ */
+static size_t
+plan(const struct store_etcd_op *ops, size_t n, size_t **starts, int **barrier)
+{
+	size_t start = 0, bytes = 0, k = 0, nkeys = 0, *chunk;
+	struct plan_key *keys;
+
+	*starts = xcalloc(n + 2, sizeof(**starts));
+	*barrier = xcalloc(n + 2, sizeof(**barrier));
+	chunk = xcalloc(n + 1, sizeof(*chunk));
+	for (size_t i = 0; i < n; i++) {
+		size_t size = strlen(ops[i].key) + ops[i].len;
+		int cut = i - start >= STORE_ETCD_TXN_OPS || bytes + size > STORE_ETCD_TXN_BYTES;
+
+		for (size_t j = start; j < i && !cut; j++)
+			cut = overlaps(&ops[i], &ops[j]);
+		if (cut && i > start) {
+			(*starts)[k++] = start;
+			start = i;
+			bytes = 0;
+		}
+		chunk[i] = k;
+		bytes += size;
+	}
+	(*starts)[k++] = start;
+	(*starts)[k] = n;
+
+	/* Shared keys across transactions: single keys sorted, ranges (deletes of a prefix or
+	 * of pins, few) against those keys and each other. */
+	keys = xcalloc(n + 1, sizeof(*keys));
+	for (size_t i = 0; i < n; i++)
+		if (ops[i].end == NULL)
+			keys[nkeys++] = (struct plan_key){ops[i].key, chunk[i]};
+	qsort(keys, nkeys, sizeof(*keys), plan_key_cmp);
+	for (size_t i = 1; i < nkeys; i++)
+		if (strcmp(keys[i].key, keys[i - 1].key) == 0)
+			mark(*barrier, keys[i].chunk, keys[i - 1].chunk);
+	for (size_t i = 0; i < n; i++) {
+		size_t lo = 0, hi = nkeys;
+
+		if (ops[i].end == NULL)
+			continue;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (strcmp(keys[mid].key, ops[i].key) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < nkeys && strcmp(keys[lo].key, ops[i].end) < 0; lo++)
+			mark(*barrier, keys[lo].chunk, chunk[i]);
+		for (size_t j = 0; j < i; j++)
+			if (ops[j].end && overlaps(&ops[i], &ops[j]))
+				mark(*barrier, chunk[i], chunk[j]);
+	}
+	free(keys);
+	free(chunk);
+	return k;
 }
 
 static int
 flush(struct store_etcd *s, struct shoal_err *err)
 {
-	size_t start = 0, bytes = 0;
+	size_t *starts, k;
+	int *barrier;
 	int rc = 0;
 
 	if (s->nops == 0)
@@ -328,23 +445,117 @@ flush(struct store_etcd *s, struct shoal_err *err)
 		ops_clear(s);
 		return err_set(err, 0, "store: write refused: this scheduler does not lead");
 	}
-	for (size_t i = 0; i < s->nops && rc == 0; i++) {
-		size_t size = strlen(s->ops[i].key) + s->ops[i].len;
-		int cut = i - start >= STORE_ETCD_TXN_OPS || bytes + size > STORE_ETCD_TXN_BYTES;
-
-		for (size_t j = start; j < i && !cut; j++)
-			cut = overlaps(&s->ops[i], &s->ops[j]);
-		if (cut && i > start) {
-			rc = send_txn(s, s->ops + start, i - start, err);
-			start = i;
-			bytes = 0;
-		}
-		bytes += size;
-	}
-	if (rc == 0)
-		rc = send_txn(s, s->ops + start, s->nops - start, err);
+	k = plan(s->ops, s->nops, &starts, &barrier);
+	for (size_t i = 0; i < k && rc == 0; i++)
+		rc = send_txn(s, s->ops + starts[i], starts[i + 1] - starts[i], err);
+	free(starts);
+	free(barrier);
 	ops_clear(s);
 	return rc;
+}
+
+/* Transactions of one asynchronous commit in flight at once (disjoint keys: any order). */
+#define WINDOW 8
+
+struct batch {
+	struct etcd *e;
+	struct store_etcd_op *ops; /* taken from the store's queue */
+	size_t nops;
+	size_t *starts;
+	int *barrier;
+	size_t ntxn, next, inflight;
+	char *fence_key, *fence_value;
+	int64_t fence;
+	int failed;
+	struct shoal_err err;
+	void (*done)(const struct shoal_err *err, void *arg);
+	void *arg;
+};
+
+static void pump(struct batch *b);
+
+static void
+on_batch_txn(const struct etcd_txn_result *r, const struct shoal_err *err, void *arg)
+{
+	struct batch *b = arg;
+
+	b->inflight--;
+	if (!b->failed && err) {
+		b->err = *err;
+		err_prefix(&b->err, "store: write");
+		b->failed = 1;
+	} else if (!b->failed && !r->succeeded) {
+		refused(b->fence, &b->err);
+		b->failed = 1;
+	}
+	pump(b);
+}
+
+static void
+pump(struct batch *b)
+{
+	while (!b->failed && b->next < b->ntxn && b->inflight < WINDOW &&
+	       !(b->barrier[b->next] && b->inflight > 0)) {
+		struct built t;
+		size_t i = b->next;
+
+		build(&t, b->fence_key, b->fence, b->fence_value, b->ops + b->starts[i],
+		      b->starts[i + 1] - b->starts[i]);
+		if (etcd_txn(b->e, &t.t, on_batch_txn, b, &b->err) == NULL) {
+			err_prefix(&b->err, "store: write");
+			b->failed = 1;
+		} else {
+			b->inflight++;
+			b->next++;
+		}
+		built_free(&t);
+	}
+	if (b->inflight > 0 || (!b->failed && b->next < b->ntxn))
+		return;
+	b->done(b->failed ? &b->err : NULL, b->arg);
+	for (size_t i = 0; i < b->nops; i++) {
+		free(b->ops[i].key);
+		free(b->ops[i].end);
+		free(b->ops[i].value);
+	}
+	free(b->ops);
+	free(b->starts);
+	free(b->barrier);
+	free(b->fence_key);
+	free(b->fence_value);
+	free(b);
+}
+
+int
+store_etcd_tx_commit_async(struct store_etcd *s,
+                           void (*done)(const struct shoal_err *err, void *arg), void *arg,
+                           struct shoal_err *err)
+{
+	struct batch *b;
+
+	s->in_tx = 0;
+	if (s->nops == 0) {
+		done(NULL, arg);
+		return 0;
+	}
+	if (s->fence == 0 || s->fence_key == NULL) {
+		ops_clear(s);
+		return err_set(err, 0, "store: write refused: this scheduler does not lead");
+	}
+	b = xcalloc(1, sizeof(*b));
+	b->e = s->e;
+	b->ops = s->ops;
+	b->nops = s->nops;
+	s->ops = NULL;
+	s->nops = s->capops = 0;
+	b->ntxn = plan(b->ops, b->nops, &b->starts, &b->barrier);
+	b->fence_key = xstrdup(s->fence_key);
+	b->fence_value = xstrdup(s->fence_value);
+	b->fence = s->fence;
+	b->done = done;
+	b->arg = arg;
+	pump(b);
+	return 0;
 }
 
 /* Queue an op (takes key, end, value); outside a transaction it is sent at once. */

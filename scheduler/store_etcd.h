@@ -86,7 +86,20 @@ int store_etcd_task_each(struct store_etcd *s, void (*fn)(const struct store_tas
                          void *arg, struct shoal_err *err);
 
 int store_etcd_tx_begin(struct store_etcd *s, struct shoal_err *err);
+/* Blocking: for startup and tools. */
 int store_etcd_tx_commit(struct store_etcd *s, struct shoal_err *err);
+/*
+ * The loop's commit: takes the queued writes and sends them without blocking, up to 8
+ * transactions in flight (a transaction cut for a shared key waits for every earlier one, so
+ * a later write of a key always lands last); done runs once, from the loop (at once when nothing
+ * is queued), with NULL or the
+ * first error (later transactions are then not sent). The store may queue the next batch at
+ * once. -1 with err (done not called) when this scheduler does not lead. The client (etcd) must
+ * outlive the commit: etcd_free drops it without calling done.
+ */
+int store_etcd_tx_commit_async(struct store_etcd *s,
+                               void (*done)(const struct shoal_err *err, void *arg), void *arg,
+                               struct shoal_err *err);
 
 char *store_etcd_meta_get(struct store_etcd *s, const char *key, struct shoal_err *err);
 int store_etcd_meta_put(struct store_etcd *s, const char *key, const char *value,

@@ -82,6 +82,15 @@ fence_of() {
 	[[ $output == "equal "* ]]
 }
 
+@test "etcd store: the loop's asynchronous commit (8 transactions in flight) keeps write order" {
+	# The batch writes every task twice and deletes some: a later write of a key must land
+	# after the earlier one although other transactions are in flight together.
+	ETCDPROBE_ASYNC=1 ETCDPROBE_PREFIX=/rta/ run probe store-roundtrip "$ETCD_DIR/rta.db"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == "equal "* ]]
+}
+
 @test "election: two contenders elect exactly one; killing it, the other leads within TTL+1s" {
 	export ETCDPROBE_PREFIX=/e1/
 	contend a
