@@ -161,7 +161,8 @@ const char *etcd_endpoint(const struct etcd *e);
  * Each call starts a request and returns its handle (NULL with err when it could not start).
  * The callback runs once, from the event loop, with the result or with err set (result NULL);
  * the result is borrowed for the callback's duration. The handle is valid until then:
- * etcd_cancel() drops it without calling back (for an owner that goes away first).
+ * etcd_cancel() drops it without calling back (for an owner that goes away first). A callback
+ * may start and cancel requests, but must not call etcd_free.
  */
 typedef void (*etcd_txn_cb)(const struct etcd_txn_result *r, const struct shoal_err *err,
                             void *arg);

@@ -34,7 +34,8 @@ struct leader_config {
 	int64_t ttl_s;       /* lease TTL (0: 5 s) */
 };
 
-/* Called from the event loop; every pointer is borrowed for the call. */
+/* Called from the event loop; every pointer is borrowed for the call. A callback must not
+ * free the leader (leader_free): defer that to the loop. */
 struct leader_ops {
 	/* This contender leads from now on; fence is the leader key's create revision. */
 	void (*elected)(int64_t fence, void *arg);
