@@ -19,6 +19,7 @@
  * fails within endpoints x timeout, never hangs. Errors carry etcd's own message.
  *
  * Replies are parsed defensively: a broken or hostile endpoint gets an error, never a crash.
+ * The module is split along its seam: etcd.c is the transport, etcd_json.c the encoding.
  */
 
 struct event_base;
@@ -212,7 +213,13 @@ void etcd_range_clear(struct etcd_range *r);
 void etcd_txn_result_clear(struct etcd_txn_result *r);
 void etcd_watch_msg_clear(struct etcd_watch_msg *m);
 
-/* --- encoding (pure; unit-tested against canned gateway replies) ------------------------- */
+/* --- encoding (pure, in etcd_json.c; unit-tested against canned gateway replies) --------- */
+
+/* One watch message above this ends the stream. */
+#define ETCD_MAX_WATCH_MSG (16u << 20)
+
+/* A 64-bit number as the gateway wants it: a JSON string (new reference). */
+json_t *etcd_json_i64(int64_t v);
 
 /* The range_end of "every key starting with key": key with its last byte < 0xff plus one,
  * the rest dropped; "\0" (all keys) when there is none. Caller frees. */
