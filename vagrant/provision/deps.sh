@@ -18,7 +18,7 @@ run_pkgs=(iproute2 procps busybox-static)
 test_pkgs=(libcmocka-dev bats shellcheck ruby vagrant vagrant-libvirt
 	clang libclang-rt-14-dev clang-format sqlite3 jq iptables curl
 	docker-registry skopeo umoci apache2-utils openssl libcap2-bin
-	prometheus chromium)
+	prometheus chromium etcd-server etcd-client)
 bench_pkgs=(haproxy crun wrk hyperfine nginx-light)
 
 mode=install
