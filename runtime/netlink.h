@@ -33,8 +33,8 @@ struct netlink_link {
 	unsigned flags; /* IFF_* */
 	int master;     /* ifindex of the bridge it is enslaved to, 0 if none */
 	char name[IFNAMSIZ];
-	char kind[16];  /* "veth", "bridge", "" when the kernel gives none */
-	char alias[64]; /* IFLA_IFALIAS: how Shoal marks the links it made */
+	char kind[16];        /* "veth", "bridge", "" when the kernel gives none */
+	char alias[64];       /* IFLA_IFALIAS: how Shoal marks the links it made */
 	unsigned char mac[6]; /* IFLA_ADDRESS of an Ethernet link (zeros otherwise) */
 };
 

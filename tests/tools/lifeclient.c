@@ -362,9 +362,8 @@ main(int argc, char **argv)
 			wall.tv_sec -= (t1 - t0) / 1000;
 			gmtime_r(&wall.tv_sec, &tm);
 			strftime(when, sizeof(when), "%H:%M:%S", &tm);
-			fprintf(stderr,
-			        "lifeclient: %s t=%lldms %s %s in %s after %lldms%s\n", when,
-			        (long long)(t0 - t_start), t->text, kind_names[k], phase,
+			fprintf(stderr, "lifeclient: %s t=%lldms %s %s in %s after %lldms%s\n",
+			        when, (long long)(t0 - t_start), t->text, kind_names[k], phase,
 			        (long long)(t1 - t0), reused ? " (reused connection)" : "");
 		}
 		if (stats && t1 - last_stats >= 200) {
