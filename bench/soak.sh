@@ -49,6 +49,12 @@ churn_pid=
 cleanup() {
 	[ -z "$churn_pid" ] || kill "$churn_pid" 2>/dev/null || true
 	touch "$work/stop"
+	# A failed run keeps the daemons' and clients' logs and the churn log, to find out why.
+	if [ "${rc:-1}" -ne 0 ] || [ -n "${SOAK_KEEP:-}" ]; then
+		keep=$(mktemp -d /tmp/shoal-soak-logs.XXXXXX)
+		cp "$LAB_RUN"/*.log "$work/churn.log" "$keep/" 2>/dev/null || true
+		echo "bench/soak.sh: logs kept in $keep" >&2
+	fi
 	lab down >/dev/null 2>&1 || echo "bench/soak.sh: LAB_ID=$LAB_ID lab down failed" >&2
 	rm -rf "$work"
 }
@@ -79,15 +85,15 @@ churn() {
 		for v in 2 1; do
 			sed "s#shoal/web:1#shoal/web:$v#" "$M/lifecycle-web.yaml" >"$work/life.yaml"
 			shoal apply -f "$work/life.yaml" >/dev/null && wait_until 120 settled
-			echo "$(date +%T) update to web:$v" >>"$work/churn.log"
+			echo "$(date +%T.%3N) update to web:$v" >>"$work/churn.log"
 			shoal scale life=3 >/dev/null && sleep 3
 			shoal scale life=6 >/dev/null && wait_until 120 healthy6
-			echo "$(date +%T) scale 3, 6" >>"$work/churn.log"
+			echo "$(date +%T.%3N) scale 3, 6" >>"$work/churn.log"
 		done
 		lab kill agent3 KILL >/dev/null 2>&1 || true
 		start_agent 3 >/dev/null
 		wait_until 60 node3_ready && wait_until 120 healthy6
-		echo "$(date +%T) agent3 restarted" >>"$work/churn.log"
+		echo "$(date +%T.%3N) agent3 restarted" >>"$work/churn.log"
 		sleep 2
 	done
 }
