@@ -81,6 +81,7 @@ settled() {
 node3_ready() { shoal nodes | grep -q '^node3 .*ready'; }
 churn() {
 	local v
+	set +e # a step that fails (a slow settle) is logged by its absence; the loop goes on
 	while [ ! -e "$work/stop" ]; do
 		for v in 2 1; do
 			sed "s#shoal/web:1#shoal/web:$v#" "$M/lifecycle-web.yaml" >"$work/life.yaml"
@@ -91,9 +92,11 @@ churn() {
 			echo "$(date +%T.%3N) scale 3, 6" >>"$work/churn.log"
 		done
 		lab kill agent3 KILL >/dev/null 2>&1 || true
-		start_agent 3 >/dev/null
-		wait_until 60 node3_ready && wait_until 120 healthy6
-		echo "$(date +%T.%3N) agent3 restarted" >>"$work/churn.log"
+		if start_agent 3 >/dev/null && wait_until 60 node3_ready && wait_until 120 healthy6; then
+			echo "$(date +%T.%3N) agent3 restarted" >>"$work/churn.log"
+		else
+			echo "$(date +%T.%3N) agent3 restart FAILED" >>"$work/churn.log"
+		fi
 		sleep 2
 	done
 }
@@ -151,7 +154,7 @@ wait "$churn_pid" 2>/dev/null || true
 churn_pid=
 wait_until 20 bash -c "! bash tests/lab/lab pid soak-new >/dev/null 2>&1" || true
 echo
-echo "churn: $(grep -c update "$work/churn.log" 2>/dev/null || echo 0) updates, $(grep -c agent3 "$work/churn.log" 2>/dev/null || echo 0) agent restarts"
+echo "churn: $(grep -c "update to" "$work/churn.log" 2>/dev/null || echo 0) updates, $(grep -c "scale 3, 6" "$work/churn.log" 2>/dev/null || echo 0) scale cycles, $(grep -c "agent3 restarted" "$work/churn.log" 2>/dev/null || echo 0) agent restarts"
 for c in new ka; do echo "client $c: $(grep '^ok=' "$LAB_RUN/soak-$c.log" | tail -1)"; grep -v '^ok=' "$LAB_RUN/soak-$c.log" | grep -v ' ok in ' | head -10 || true; done
 rc=0
 read -r total fail <<<"$(counts)"
