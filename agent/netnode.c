@@ -518,6 +518,12 @@ setup_bridge(struct netlink *nl, struct netnode *nn, const struct node_state *ol
 		shoal_log(LOG_WARNING, "network: subnet changed from %s to %s", old->subnet,
 		          nn->subnet);
 	}
+	/* Pin the bridge's MAC (the gateway's, cached by every container): left to the kernel
+	 * it follows the lowest MAC among the ports, so a container starting or stopping could
+	 * change it, and the other containers' answers went to the old one until they
+	 * re-resolved the gateway: requests through the proxy hung for seconds during updates. */
+	if (netlink_link_set_mac(nl, br.index, br.mac, err) == -1)
+		return -1;
 	if (netlink_addr_add(nl, br.index, nn->gateway, nn->prefix, err) == -1 &&
 	    err->code != EEXIST)
 		return -1;

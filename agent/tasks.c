@@ -646,6 +646,9 @@ unwatch(struct agent_task *t)
 {
 	health_stop(&t->health);
 	t->pid = 0;
+	if (t->unhealthy_ev)
+		event_free(t->unhealthy_ev);
+	t->unhealthy_ev = NULL;
 	if (t->exit_ev)
 		event_free(t->exit_ev);
 	t->exit_ev = NULL;
@@ -709,21 +712,22 @@ exited(struct tasks *ts, struct agent_task *t, int code, int sig, bool oom)
 	set_state(ts, t, t->exit_code == 0 && !t->kill_reason ? ATASK_STOPPED : ATASK_FAILED, msg);
 }
 
-/*
- * The check's verdict changed. Tell the scheduler (an unhealthy task leaves Endpoints at
- * once); an unhealthy task is killed so its restart policy replaces it, as in Swarm.
- */
+/* How long an unhealthy task keeps running after its report, so the scheduler can take it
+ * out of every proxy's Endpoints before it dies: killed at once, connects still on their way
+ * to it and requests in flight on it failed. (A wedged app serves nothing meanwhile either.) */
+#define UNHEALTHY_DRAIN_MS 1000
+
 static void
-on_health(struct agent_task *t)
+kill_unhealthy(evutil_socket_t fd, short what, void *arg)
 {
+	struct agent_task *t = arg;
 	struct tasks *ts = t->owner;
 	struct container *c;
-	char buf[200];
 
-	shoal_log(t->health.status == HEALTH_UNHEALTHY ? LOG_WARNING : LOG_INFO, "task %s %s",
-	          t->name, health_text(&t->health, buf, sizeof(buf)));
-	report(ts, t);
-	if (t->health.status != HEALTH_UNHEALTHY || t->removing)
+	(void)fd;
+	(void)what;
+	/* Healthy again meanwhile, or being stopped anyway: nothing to kill. */
+	if (t->health.status != HEALTH_UNHEALTHY || t->removing || t->state >= ATASK_STOPPING)
 		return;
 	free(t->kill_reason);
 	t->kill_reason = xasprintf("unhealthy: %s", t->health.reason);
@@ -731,6 +735,29 @@ on_health(struct agent_task *t)
 	if (c && container_alive(c) && container_kill(c, SIGKILL, NULL) == 0)
 		shoal_log(LOG_INFO, "task %s killed: unhealthy", t->name);
 	container_free(c);
+}
+
+/*
+ * The check's verdict changed. Tell the scheduler (an unhealthy task leaves Endpoints at
+ * once); an unhealthy task is killed UNHEALTHY_DRAIN_MS later so its restart policy replaces
+ * it, as in Swarm.
+ */
+static void
+on_health(struct agent_task *t)
+{
+	struct tasks *ts = t->owner;
+	struct timeval tv = {UNHEALTHY_DRAIN_MS / 1000, (UNHEALTHY_DRAIN_MS % 1000) * 1000};
+	char buf[200];
+
+	shoal_log(t->health.status == HEALTH_UNHEALTHY ? LOG_WARNING : LOG_INFO, "task %s %s",
+	          t->name, health_text(&t->health, buf, sizeof(buf)));
+	report(ts, t);
+	if (t->health.status != HEALTH_UNHEALTHY || t->removing)
+		return;
+	if (t->unhealthy_ev == NULL)
+		t->unhealthy_ev = evtimer_new(ts->agent->base, kill_unhealthy, t);
+	if (!evtimer_pending(t->unhealthy_ev, NULL))
+		evtimer_add(t->unhealthy_ev, &tv);
 }
 
 static void

@@ -63,7 +63,8 @@ struct agent_task {
 	char *kill_reason;    /* why the agent killed it (unhealthy), for the exit report */
 	char health_buf[200]; /* health_text for reports */
 	struct event *exit_ev;
-	int exit_polls; /* on_pidfd's looks at state.json after the init exited */
+	struct event *unhealthy_ev; /* the kill of an unhealthy task, once proxies let it go */
+	int exit_polls;             /* on_pidfd's looks at state.json after the init exited */
 	struct tasks *owner;
 };
 

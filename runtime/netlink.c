@@ -211,6 +211,10 @@ parse_link(const struct nlmsghdr *h, struct netlink_link *l)
 		case IFLA_MASTER:
 			l->master = *(const int *)RTA_DATA(a);
 			break;
+		case IFLA_ADDRESS:
+			if (RTA_PAYLOAD(a) == sizeof(l->mac))
+				memcpy(l->mac, RTA_DATA(a), sizeof(l->mac));
+			break;
 		case IFLA_IFALIAS:
 			snprintf(l->alias, sizeof(l->alias), "%.*s", (int)RTA_PAYLOAD(a),
 			         (const char *)RTA_DATA(a));
@@ -378,6 +382,22 @@ netlink_link_set(struct netlink *nl, int index, int up, int master, const char *
 		attr_str(h, IFLA_IFALIAS, alias);
 	if (request(nl, h, NULL, NULL, err) == -1)
 		return fail(err, "set link %d", index);
+	return 0;
+}
+
+int
+netlink_link_set_mac(struct netlink *nl, int index, const unsigned char mac[6],
+                     struct shoal_err *err)
+{
+	union req r;
+	struct nlmsghdr *h = req_init(&r, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));
+	struct ifinfomsg *ifi = NLMSG_DATA(h);
+
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = index;
+	attr_put(h, IFLA_ADDRESS, mac, 6);
+	if (request(nl, h, NULL, NULL, err) == -1)
+		return fail(err, "set address of link %d", index);
 	return 0;
 }
 

@@ -33,8 +33,9 @@ struct netlink_link {
 	unsigned flags; /* IFF_* */
 	int master;     /* ifindex of the bridge it is enslaved to, 0 if none */
 	char name[IFNAMSIZ];
-	char kind[16];  /* "veth", "bridge", "" when the kernel gives none */
-	char alias[64]; /* IFLA_IFALIAS: how Shoal marks the links it made */
+	char kind[16];        /* "veth", "bridge", "" when the kernel gives none */
+	char alias[64];       /* IFLA_IFALIAS: how Shoal marks the links it made */
+	unsigned char mac[6]; /* IFLA_ADDRESS of an Ethernet link (zeros otherwise) */
 };
 
 /* Look name up: 0 and *out filled, or -1 with err->code ENODEV when it does not exist. */
@@ -44,6 +45,14 @@ int netlink_link_get(struct netlink *nl, const char *name, struct netlink_link *
 /* Every link of the namespace (for cleanup sweeps). Caller frees *out. */
 int netlink_link_list(struct netlink *nl, struct netlink_link **out, size_t *n,
                       struct shoal_err *err);
+
+/*
+ * Set link index's MAC address to mac. Setting a bridge's address, even to the one it has,
+ * pins it: left unset, a bridge takes the lowest MAC of its ports and changes it whenever a
+ * port with a lower one joins or that port leaves.
+ */
+int netlink_link_set_mac(struct netlink *nl, int index, const unsigned char mac[6],
+                         struct shoal_err *err);
 
 /* Create a bridge (down). EEXIST when name exists. */
 int netlink_bridge_create(struct netlink *nl, const char *name, struct shoal_err *err);
