@@ -17,10 +17,12 @@
 #include "runtime/container.h"
 #include "err.h"
 #include "runtime/image.h"
+#include "runtime/logfile.h"
 #include "runtime/prune.h"
 #include "runtime/registry.h"
 #include "log.h"
 #include "reference.h"
+#include "retired.h"
 #include "netnode.h"
 #include "rpc.h"
 #include "server.h"
@@ -446,9 +448,20 @@ op_stop(struct op *op)
 	if (container_alive(c) && container_stop(c, grace_s, &op->err) == -1)
 		shoal_log(LOG_WARNING, "stop %s: %s", op->name, op->err.msg);
 	op->exit_code = c->exit_code;
-	if (container_remove(c, true, &op->err) == -1)
+	/* An ended container keeps its output for `shoal logs` (retired.h); one that would not
+	 * die goes whole. */
+	if (container_alive(c) ? container_remove(c, true, &op->err) == -1
+	                       : container_strip(c, &op->err) == -1)
 		op->rc = -1;
 	container_free(c);
+	{
+		struct shoal_err e2;
+		size_t gone = retired_prune(op->root, &e2);
+		if (e2.msg[0])
+			shoal_log(LOG_WARNING, "retired containers: %s", e2.msg);
+		else if (gone)
+			shoal_log(LOG_DEBUG, "retired containers: removed %zu", gone);
+	}
 }
 
 static void *
@@ -556,6 +569,7 @@ fill_status(const struct agent_task *t, Shoal__TaskStatus *s)
 	s->container_ip = (char *)t->ip;
 	s->started_at_ms = t->started_at;
 	s->image_digest = (char *)t->image_digest;
+	s->last_output = t->last_output ? t->last_output : "";
 	/* The text lives in a buffer the task owns, as long as the status is used. */
 	s->health = (char *)health_text(&t->health, ((struct agent_task *)t)->health_buf,
 	                                sizeof(t->health_buf));
@@ -661,6 +675,7 @@ task_destroy(struct tasks *ts, struct agent_task *t)
 	free(t->message);
 	free(t->pin);
 	free(t->kill_reason);
+	free(t->last_output);
 	manifest_spec_free(&t->spec);
 	free(t);
 }
@@ -695,6 +710,12 @@ exited(struct tasks *ts, struct agent_task *t, int code, int sig, bool oom)
 		snprintf(msg, sizeof(msg), "killed by signal %d (exit %d)", sig, 128 + sig);
 	else
 		snprintf(msg, sizeof(msg), "exited with code %d", code);
+	free(t->last_output);
+	t->last_output = NULL;
+	if (t->container_id[0]) {
+		cleanup_free char *dir = xasprintf("%s/containers/%s", ts->root, t->container_id);
+		t->last_output = logfile_last(dir, 5, 1024);
+	}
 	set_state(ts, t, t->exit_code == 0 && !t->kill_reason ? ATASK_STOPPED : ATASK_FAILED, msg);
 }
 

@@ -61,6 +61,7 @@ struct agent_task {
 	pid_t pid;            /* the container's init, 0 when not running */
 	struct health health; /* its health check */
 	char *kill_reason;    /* why the agent killed it (unhealthy), for the exit report */
+	char *last_output;    /* its last lines of output once it exited, or NULL */
 	char health_buf[200]; /* health_text for reports */
 	struct event *exit_ev;
 	int exit_polls; /* on_pidfd's looks at state.json after the init exited */

@@ -1,10 +1,12 @@
 #include "apply.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "client.h"
 #include "err.h"
@@ -13,14 +15,18 @@
 #include "util.h"
 
 const char apply_usage[] =
-    "usage: shoal apply -f FILE|- [-f FILE ...]\n"
+    "usage: shoal apply -f FILE|DIR|- [-f ...] [--dry-run]\n"
     "\n"
     "Create or update the services described in manifest files (manifests/README.md), all or\n"
     "nothing. Every file is checked here first: any mistake is printed as FILE:LINE:COL and\n"
     "nothing is sent. Prints one line per service: created, updated, scaled or unchanged.\n"
     "\n"
     "Options:\n"
-    "  -f, --file FILE   a manifest file, or - for standard input (repeatable)\n";
+    "  -f, --file FILE   a manifest file, a directory (its *.yaml and *.yml files, in name\n"
+    "                    order), or - for standard input (repeatable)\n"
+    "  --dry-run         have the scheduler check everything and say what would change\n"
+    "                    (service NAME would be created|updated|scaled|unchanged); change\n"
+    "                    nothing\n";
 
 #define APPLY_STDIN_NAME "<stdin>"
 
@@ -133,6 +139,54 @@ apply_request_free(struct apply_request *r)
 	r->n = 0;
 }
 
+static int
+apply_name_compare(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Add FILE, or every *.yaml and *.yml of a directory FILE (sorted), to files (grown; the
+ * names are kept in *owned for freeing). -1 with a message when a directory has none. */
+static int
+apply_add_path(const char *path, const char ***files, size_t *n, char ***owned, size_t *nowned)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	size_t first = *nowned;
+
+	if (strcmp(path, "-") == 0 || stat(path, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		*files = xrealloc(*files, (*n + 1) * sizeof(**files));
+		(*files)[(*n)++] = path;
+		return 0;
+	}
+	d = opendir(path);
+	if (d == NULL) {
+		fprintf(stderr, "shoal apply: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (de->d_name[0] == '.' ||
+		    !((len > 5 && strcmp(de->d_name + len - 5, ".yaml") == 0) ||
+		      (len > 4 && strcmp(de->d_name + len - 4, ".yml") == 0)))
+			continue;
+		*owned = xrealloc(*owned, (*nowned + 1) * sizeof(**owned));
+		(*owned)[(*nowned)++] = xasprintf("%s/%s", path, de->d_name);
+	}
+	closedir(d);
+	if (*nowned == first) {
+		fprintf(stderr, "shoal apply: %s: no *.yaml or *.yml file in this directory\n",
+		        path);
+		return -1;
+	}
+	qsort(*owned + first, *nowned - first, sizeof(**owned), apply_name_compare);
+	*files = xrealloc(*files, (*n + *nowned - first) * sizeof(**files));
+	for (size_t i = first; i < *nowned; i++)
+		(*files)[(*n)++] = (*owned)[i];
+	return 0;
+}
+
 int
 apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -142,8 +196,9 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	struct manifest_errors errs = {0};
 	struct apply_request ar;
 	struct shoal_err err;
-	const char **files = xcalloc((size_t)argc, sizeof(*files));
-	size_t nfiles = 0;
+	const char **files = NULL;
+	char **owned = NULL;
+	size_t nfiles = 0, nowned = 0;
 	int rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -153,9 +208,13 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 				        apply_usage);
 				goto out;
 			}
-			files[nfiles++] = argv[++i];
+			if (apply_add_path(argv[++i], &files, &nfiles, &owned, &nowned) == -1)
+				goto out;
 		} else if (strncmp(argv[i], "-f", 2) == 0 && argv[i][2] != '\0') {
-			files[nfiles++] = argv[i] + 2;
+			if (apply_add_path(argv[i] + 2, &files, &nfiles, &owned, &nowned) == -1)
+				goto out;
+		} else if (strcmp(argv[i], "--dry-run") == 0) {
+			ap.dry_run = true;
 		} else {
 			fprintf(stderr, "shoal apply: unexpected argument %s\n%s", argv[i],
 			        apply_usage);
@@ -166,11 +225,16 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "shoal apply: -f FILE is required\n%s", apply_usage);
 		goto out;
 	}
-	if (apply_build(files, nfiles, stdin, &ar, &errs) == -1) {
-		for (size_t i = 0; i < errs.n; i++)
+	{
+		int built = apply_build(files, nfiles, stdin, &ar, &errs);
+		/* Warnings first (accepted spellings), then any error: both with FILE:LINE:COL. */
+		for (size_t i = 0; i < errs.nwarnings; i++)
+			fprintf(stderr, "%s\n", errs.warnings[i]);
+		for (size_t i = 0; built == -1 && i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.lines[i]);
 		manifest_errors_free(&errs);
-		goto out;
+		if (built == -1)
+			goto out;
 	}
 	ap.specs_json = ar.specs_json;
 	ap.n_specs_json = ar.n;
@@ -187,7 +251,8 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	} else {
 		const Shoal__ApplyReply *r = reply->apply_reply;
 		for (size_t i = 0; i < r->n_changes; i++)
-			printf("service %s %s\n", r->changes[i]->name, r->changes[i]->action);
+			printf("service %s %s%s\n", r->changes[i]->name,
+			       ap.dry_run ? "would be " : "", r->changes[i]->action);
 		rc = 0;
 	}
 	if (reply)
@@ -195,5 +260,8 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	apply_request_free(&ar);
 out:
 	free(files);
+	for (size_t i = 0; i < nowned; i++)
+		free(owned[i]);
+	free(owned);
 	return rc;
 }

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "update.h"
 #include "log.h"
+#include "logs.h"
 #include "manifest.h"
 #include "place.h"
 #include "server.h"
@@ -1069,11 +1070,17 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		pin_version(srv, t, ts->image_digest);
 	if (ts->started_at_ms)
 		t->started_at = ts->started_at_ms;
-	if (st == TASK_STATE_RUNNING && t->running_since == 0)
+	if (st == TASK_STATE_RUNNING && t->running_since == 0) {
 		t->running_since = util_now_ms();
+		logs_task_running(srv, t);
+	}
 	if (t->svc->spec.n_ports)
 		endpoints_mark(srv);
 	if (task_terminal(t)) {
+		if (ts->last_output && ts->last_output[0]) {
+			free(t->last_output);
+			t->last_output = xstrdup(ts->last_output);
+		}
 		t->exit_code = ts->exit_code;
 		t->oom_killed = ts->oom_killed;
 		finished(srv, t);
