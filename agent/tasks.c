@@ -1179,9 +1179,12 @@ tasks_cleanup(const char *root, size_t *removed, struct shoal_err *err)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		struct shoal_err e2;
+		/* Ended tasks' containers (kept for their logs, retired.h) go too, uncounted: the
+		 * count is of containers that were still there to run. */
+		bool ended = v[i]->status == CONTAINER_EXITED && !container_alive(v[i]);
 		if (container_remove(v[i], true, &e2) == -1)
 			shoal_log(LOG_WARNING, "cleanup: container %.12s: %s", v[i]->id, e2.msg);
-		else
+		else if (!ended)
 			(*removed)++;
 	}
 	container_list_free(v, n);

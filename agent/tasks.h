@@ -120,7 +120,8 @@ struct agent_task *tasks_find(struct tasks *ts, const char *id_or_name);
 
 /*
  * `shoal-agent cleanup`: remove every container under root (stopping what runs) and the task
- * records. Images stay. *removed counts the containers removed.
+ * records. Images stay. *removed counts the containers removed that had not ended (an ended
+ * task's container, kept for its logs, goes uncounted).
  */
 int tasks_cleanup(const char *root, size_t *removed, struct shoal_err *err);
 

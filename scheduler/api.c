@@ -888,7 +888,6 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_REMOVE_NODE:
 	case SHOAL__ENVELOPE__BODY_EXEC:
 	case SHOAL__ENVELOPE__BODY_GET_VERSION:
-	case SHOAL__ENVELOPE__BODY_NODE_UPDATE:
 		return TOKEN_ROLE_ADMIN;
 	default:
 		return TOKEN_ROLE_NONE;

@@ -209,3 +209,71 @@ Y
 	[ "$status" -eq 0 ]
 	[ "$output" = keep ]
 }
+
+@test "apply -f DIR (all or nothing), --dry-run, restart any, -q and --filter" {
+	mkdir -p "$M/dir" "$M/bad" "$M/empty"
+	cat >"$M/dir/a.yaml" <<'Y'
+service: da
+image: shoal/web:1
+replicas: 1
+command: ["sleep", "100000"]
+stop_grace: 1s
+restart: {policy: any}
+Y
+	cat >"$M/dir/b.yml" <<'Y'
+service: db
+image: shoal/web:1
+replicas: 1
+command: ["sleep", "100000"]
+stop_grace: 1s
+Y
+	echo "not a manifest" >"$M/dir/notes.txt"
+	# A bad file in the directory: nothing is sent, the mistake names FILE:LINE:COL.
+	cp "$M/dir/a.yaml" "$M/dir/b.yml" "$M/bad/"
+	printf 'service: dc\nimage: shoal/web:1\nreplicas: -1\n' >"$M/bad/c.yaml"
+	run --separate-stderr shoal apply -f "$M/bad"
+	[ "$status" -eq 1 ]
+	[[ "$stderr" == *"$M/bad/c.yaml:3:"* ]]
+	run shoal services -q
+	[ -z "$output" ]
+	run shoal apply -f "$M/empty"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"no *.yaml or *.yml file"* ]]
+	# --dry-run: the scheduler plans, nothing changes.
+	run --separate-stderr shoal apply --dry-run -f "$M/dir"
+	echo "$output" >&3
+	[ "$status" -eq 0 ]
+	[ "$output" = "service da would be created
+service db would be created" ]
+	# Swarm's restart policy name is taken, with a hint on stderr.
+	[[ "$stderr" == *"a.yaml:6:"*"warning: restart.policy: \"any\" is Swarm's name; Shoal says always"* ]]
+	run shoal services -q
+	[ -z "$output" ]
+	run --separate-stderr shoal apply -f "$M/dir"
+	[ "$output" = "service da created
+service db created" ]
+	[ "$(shoal inspect da | jq -r .spec.restart.policy)" = always ]
+	run --separate-stderr shoal apply --dry-run -f "$M/dir/a.yaml"
+	[ "$output" = "service da would be unchanged" ]
+	sed 's/replicas: 1/replicas: 2/' "$M/dir/b.yml" >"$M/b2.yaml"
+	run shoal apply --dry-run -f "$M/b2.yaml"
+	[ "$output" = "service db would be scaled" ]
+	[ "$(shoal inspect db | jq -r .spec.replicas)" = 1 ]
+	# -q and --filter on the listings.
+	[ "$(shoal services -q | tr '\n' ' ')" = "da db " ]
+	[ "$(shoal services -q --filter name=db)" = db ]
+	wait_until 30 running_is da 1
+	wait_until 30 running_is db 1
+	run shoal ps -q --filter service=da --filter state=running
+	[ "${#lines[@]}" -eq 1 ]
+	[ "${lines[0]}" = "$(shoal ps da -o json | jq -r '.[0].id')" ]
+	node=$(shoal ps da -o json | jq -r '.[0].node')
+	[ "$(shoal ps --filter node="$node" --filter service=da -o json | jq length)" -eq 1 ]
+	run shoal ps --filter colour=blue
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"--filter wants one of service=, node=, state=, desired="* ]]
+	[ "$(shoal nodes -q | tr '\n' ' ')" = "node1 node2 " ]
+	[ "$(shoal nodes -q --filter status=ready --filter label=zone=b)" = node2 ]
+	[ -z "$(shoal nodes -q --filter status=down)" ]
+	shoal rm da db
+}
