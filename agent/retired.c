@@ -32,7 +32,7 @@ by_finished_desc(const void *a, const void *b)
 }
 
 size_t
-retired_prune(const char *root, struct shoal_err *err)
+retired_prune(const char *root, const char *gone_service, struct shoal_err *err)
 {
 	struct container **v, **ended;
 	size_t n = 0, ne = 0, kept = 0, removed = 0;
@@ -58,7 +58,10 @@ retired_prune(const char *root, struct shoal_err *err)
 			retired_slot_of(ended[k]->spec.name, other, sizeof(other));
 			same += strcmp(slot, other) == 0;
 		}
-		if (same < RETIRED_PER_SLOT && kept < RETIRED_MAX) {
+		bool gone = gone_service &&
+		            strncmp(ended[i]->spec.name, gone_service, strlen(gone_service)) == 0 &&
+		            ended[i]->spec.name[strlen(gone_service)] == '.';
+		if (!gone && same < RETIRED_PER_SLOT && kept < RETIRED_MAX) {
 			kept++;
 			continue;
 		}

@@ -17,9 +17,9 @@ struct shoal_err;
 #define RETIRED_PER_SLOT 4
 #define RETIRED_MAX      64
 
-/* Remove the exited containers under root beyond those limits. Blocking: a worker's job.
- * Returns how many went. */
-size_t retired_prune(const char *root, struct shoal_err *err);
+/* Remove the exited containers under root beyond those limits, and every one of gone_service
+ * (being removed; NULL: none). Blocking: a worker's job. Returns how many went. */
+size_t retired_prune(const char *root, const char *gone_service, struct shoal_err *err);
 
 /* "web.3" of the container name "web.3.k3x9" into out (a name without two dots: itself). */
 void retired_slot_of(const char *name, char *out, size_t outlen);

@@ -62,6 +62,7 @@ struct agent_task {
 	struct health health; /* its health check */
 	char *kill_reason;    /* why the agent killed it (unhealthy), for the exit report */
 	char *last_output;    /* its last lines of output once it exited, or NULL */
+	bool forget;          /* its service is being removed: its container goes whole */
 	char health_buf[200]; /* health_text for reports */
 	struct event *exit_ev;
 	int exit_polls; /* on_pidfd's looks at state.json after the init exited */

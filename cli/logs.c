@@ -17,7 +17,7 @@ const char logs_usage[] =
     "Print a task's output (stdout and stderr of its container), or of every task of a\n"
     "service, each line then prefixed with \"TASK | \". TASK is a task name (web.2.k3x9) or id;\n"
     "SERVICE.SLOT (web.2) is the slot's newest task. Tasks that ended are included while they\n"
-    "are in the service's history (`shoal ps -a`): their nodes keep their output.\n"
+    "are in the slot's history (the finished tasks ps lists): their nodes keep their output.\n"
     "\n"
     "Options:\n"
     "  -f, --follow     keep printing new output until interrupted; for a SERVICE, tasks\n"

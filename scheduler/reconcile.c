@@ -749,6 +749,10 @@ delete_service(struct sched_server *srv, struct service *svc)
 	shoal_log(LOG_INFO, "service %s removed", svc->name);
 	services_del(&srv->services, svc);
 	service_free(svc);
+	/* Every node learns the service is gone (Assignments list the services): the ended
+	 * containers it kept for their logs go. */
+	for (size_t i = 0; i < srv->nodes.n; i++)
+		reconcile_mark_node(srv, srv->nodes.v[i]);
 }
 
 /* Returns false when the service was deleted. */
@@ -792,7 +796,8 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 void
 reconcile_dispatch(struct sched_server *srv, struct node *n)
 {
-	(void)srv;
+	cleanup_free char **live = NULL;
+	size_t nlive = 0;
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
 	Shoal__Assignments as = SHOAL__ASSIGNMENTS__INIT;
 	Shoal__TaskSpec *specs, **sp;
@@ -841,6 +846,13 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 			nv++;
 		}
 	}
+	/* The agent keeps ended tasks' containers for their logs, of these services only. */
+	live = xcalloc(srv->services.n + 1, sizeof(*live));
+	for (size_t i = 0; i < srv->services.n; i++)
+		if (!srv->services.v[i]->removed)
+			live[nlive++] = srv->services.v[i]->name;
+	as.services = live;
+	as.n_services = nlive;
 	as.generation = ++n->assign_gen;
 	as.tasks = sp;
 	as.n_tasks = nt;

@@ -102,7 +102,7 @@ FATAL no config" ]
 	shoal rm crash
 }
 
-@test "the agent keeps at most 4 ended containers per slot (the history and the last)" {
+@test "the agent keeps 4 ended containers per slot (the history and the last), none after rm" {
 	cat >"$M/crash2.yaml" <<'Y'
 service: crash2
 image: shoal/web:1
@@ -113,11 +113,14 @@ placement: {constraints: ["node.name == node1"]}
 Y
 	shoal apply -f "$M/crash2.yaml"
 	wait_until 90 failed_at_least 7
-	# Once the service is gone its last task is stopped too: the 4 newest stay (the scheduler's
-	# history of 3 and the slot's last), until RETIRED_MAX newer ones push them out.
-	shoal rm crash2
+	# Scaled to 0, its last task is stopped too: the 4 newest stay (the scheduler's history of
+	# 3 and the slot's last).
+	shoal scale crash2=0
 	wait_until 30 kept_is node1 crash2.1. 4
 	rt node1 ps -a | grep crash2 >&3
+	# Removed, the service keeps nothing.
+	shoal rm crash2
+	wait_until 30 kept_is node1 crash2.1. 0
 }
 
 @test "logs -f of a service follows tasks that start after it began" {
