@@ -84,6 +84,18 @@ deps-check:
 deps:
 	bash vagrant/provision/deps.sh
 
+# The version the programs report (`shoal version`): `git describe` of the checkout, else
+# SHOAL_VERSION's fallback (a tarball). The header is rewritten only when it changes.
+SHOAL_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1-dev)
+$(BUILD)/gen/shoal_version.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define SHOAL_VERSION "$(SHOAL_VERSION)"' >$@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/common/version.o: $(BUILD)/gen/shoal_version.h
+$(BUILD)/common/version.o: ALL_CFLAGS += -I$(BUILD)/gen
+.PHONY: FORCE
+FORCE:
+
 $(PROTO_C) $(PROTO_H) &: proto/shoal.proto
 	@mkdir -p $(BUILD)/proto
 	$(PROTOC_C) --proto_path=proto --c_out=$(BUILD)/proto proto/shoal.proto

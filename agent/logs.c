@@ -1,4 +1,5 @@
 #include "logs.h"
+#include "exec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -75,16 +76,17 @@ static void
 on_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct logs *l = arg;
-	static char buf[CHUNK_MAX];
-
 	(void)fd;
 	(void)what;
 	for (struct log_follow *f = l->follows, *next; f; f = next) {
 		struct agent_task *t = tasks_find(&l->agent->tasks, f->task_id);
+		char *buf;
 		size_t n;
 		next = f->next;
-		while ((n = logfile_read(f->lf, buf, sizeof(buf))) > 0)
+		while ((buf = logfile_read(f->lf, &n)) != NULL) {
 			send_all(l, f->id, t ? t->name : f->task_id, buf, n, false);
+			free(buf);
+		}
 		/* The container ended (or the task went): what it wrote is all there is. */
 		if (t == NULL || t->state != ATASK_RUNNING) {
 			send_chunk(l, f->id, t ? t->name : f->task_id, NULL, 0, true);
@@ -104,9 +106,12 @@ logs_request(struct logs *l, uint64_t id, const Shoal__LogsRequest *req)
 	cleanup_free char *dir = NULL;
 	struct log_follow *f;
 	struct shoal_err err;
-	char *head = NULL;
+	struct logfile_opts o = {
+	    .tail = req->tail, .since_ms = req->since_ms, .timestamps = req->timestamps};
+	char *head = NULL, name[256];
 	size_t len = 0;
-	char msg[300];
+	char msg[600];
+	bool following;
 
 	if (req->cancel) {
 		for (f = l->follows; f; f = f->next) {
@@ -118,23 +123,35 @@ logs_request(struct logs *l, uint64_t id, const Shoal__LogsRequest *req)
 		return;
 	}
 	if (t == NULL || t->container_id[0] == '\0') {
-		snprintf(msg, sizeof(msg), "(no output: task %s has no container on %s)\n",
-		         req->task, l->agent->name);
-		send_chunk(l, id, t ? t->name : req->task, msg, strlen(msg), true);
-		return;
+		/* An ended task's container is kept, stripped, under the task's name (retired.h).
+		 */
+		struct container *c =
+		    t ? NULL : container_load(l->agent->tasks.root, req->task, NULL);
+		if (c == NULL) {
+			snprintf(msg, sizeof(msg), "(no output: task %s has no container on %s)\n",
+			         req->task, l->agent->name);
+			send_chunk(l, id, t ? t->name : req->task, msg, strlen(msg), true);
+			return;
+		}
+		dir = xstrdup(c->dir);
+		snprintf(name, sizeof(name), "%s", c->spec.name ? c->spec.name : req->task);
+		container_free(c);
+	} else {
+		dir = xasprintf("%s/containers/%s", l->agent->tasks.root, t->container_id);
+		snprintf(name, sizeof(name), "%s", t->name);
 	}
-	dir = xasprintf("%s/containers/%s", l->agent->tasks.root, t->container_id);
+	following = req->follow && t && t->state == ATASK_RUNNING;
 	f = xcalloc(1, sizeof(*f));
 	f->lf = xcalloc(1, sizeof(*f->lf));
-	if (logfile_open(f->lf, dir, req->tail, &head, &len, &err) == -1) {
-		snprintf(msg, sizeof(msg), "(cannot read the log of %s: %s)\n", t->name, err.msg);
-		send_chunk(l, id, t->name, msg, strlen(msg), true);
+	if (logfile_open(f->lf, dir, &o, &head, &len, &err) == -1) {
+		snprintf(msg, sizeof(msg), "(cannot read the log of %s: %s)\n", name, err.msg);
+		send_chunk(l, id, name, msg, strlen(msg), true);
 		follow_free(f);
 		return;
 	}
-	send_all(l, id, t->name, head, len, !(req->follow && t->state == ATASK_RUNNING));
+	send_all(l, id, name, head, len, !following);
 	free(head);
-	if (!(req->follow && t->state == ATASK_RUNNING)) {
+	if (!following) {
 		follow_free(f);
 		return;
 	}
@@ -159,6 +176,7 @@ logs_init(struct logs *l, struct agent_server *a)
 void
 logs_reset(struct logs *l)
 {
+	exec_reset(l);
 	while (l->follows)
 		unlink_follow(l, l->follows);
 }

@@ -19,10 +19,14 @@ struct log_follow {
 	struct log_follow *next;
 };
 
+/* A `shoal exec` command running in a task's container (exec.c). */
+struct agent_exec;
+
 struct logs {
 	struct agent_server *agent;
 	struct log_follow *follows;
-	struct event *poll; /* runs while any follow is open */
+	struct event *poll;       /* runs while any follow is open */
+	struct agent_exec *execs; /* commands of `shoal exec` running now */
 };
 
 void logs_init(struct logs *l, struct agent_server *a);

@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "err.h"
+#include "exec.h"
 #include "log.h"
 #include "ingress.h"
 #include "rpc.h"
@@ -265,6 +266,9 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		break;
 	case SHOAL__ENVELOPE__BODY_LOGS:
 		logs_request(&s->agent->logs, env->id, env->logs);
+		break;
+	case SHOAL__ENVELOPE__BODY_EXEC:
+		exec_request(&s->agent->logs, env->id, env->exec);
 		break;
 	case SHOAL__ENVELOPE__BODY_ASSIGNMENTS:
 		if (s->state == SESSION_READY)

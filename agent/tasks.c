@@ -17,11 +17,13 @@
 #include "runtime/container.h"
 #include "err.h"
 #include "runtime/image.h"
+#include "runtime/logfile.h"
 #include "runtime/prune.h"
 #include "runtime/registry.h"
 #include "log.h"
 #include "metrics.h"
 #include "reference.h"
+#include "retired.h"
 #include "netnode.h"
 #include "rpc.h"
 #include "server.h"
@@ -44,6 +46,7 @@ struct op {
 	struct service_spec spec;
 	char container_id[65];
 	int64_t grace_ms;
+	char *forget_service; /* stop: the service is being removed, keep none of its containers */
 	/* results */
 	int rc;
 	struct shoal_err err;
@@ -456,9 +459,20 @@ op_stop(struct op *op)
 	if (container_alive(c) && container_stop(c, grace_s, &op->err) == -1)
 		shoal_log(LOG_WARNING, "stop %s: %s", op->name, op->err.msg);
 	op->exit_code = c->exit_code;
-	if (container_remove(c, true, &op->err) == -1)
+	/* An ended container keeps its output for `shoal logs` (retired.h); one that would not
+	 * die goes whole. */
+	if (container_alive(c) || op->forget_service ? container_remove(c, true, &op->err) == -1
+	                                             : container_strip(c, &op->err) == -1)
 		op->rc = -1;
 	container_free(c);
+	{
+		struct shoal_err e2;
+		size_t gone = retired_prune(op->root, op->forget_service, &e2);
+		if (e2.msg[0])
+			shoal_log(LOG_WARNING, "retired containers: %s", e2.msg);
+		else if (gone)
+			shoal_log(LOG_DEBUG, "retired containers: removed %zu", gone);
+	}
 }
 
 static void *
@@ -484,6 +498,7 @@ op_free(struct op *op)
 	free(op->pin);
 	free(op->address);
 	free(op->gateway);
+	free(op->forget_service);
 	manifest_spec_free(&op->spec);
 	free(op);
 }
@@ -512,6 +527,7 @@ run_op(struct tasks *ts, struct agent_task *t, enum op_kind kind, const char *ad
 	manifest_spec_copy(&op->spec, &t->spec);
 	snprintf(op->container_id, sizeof(op->container_id), "%s", t->container_id);
 	op->grace_ms = t->spec.stop_grace_ms;
+	op->forget_service = kind == OP_STOP && t->forget ? xstrdup(t->service) : NULL;
 	t->busy = true;
 	ts->workers++;
 	pthread_attr_init(&attr);
@@ -567,6 +583,7 @@ fill_status(const struct agent_task *t, Shoal__TaskStatus *s)
 	s->container_ip = (char *)t->ip;
 	s->started_at_ms = t->started_at;
 	s->image_digest = (char *)t->image_digest;
+	s->last_output = t->last_output ? t->last_output : "";
 	/* The text lives in a buffer the task owns, as long as the status is used. */
 	s->health = (char *)health_text(&t->health, ((struct agent_task *)t)->health_buf,
 	                                sizeof(t->health_buf));
@@ -675,6 +692,7 @@ task_destroy(struct tasks *ts, struct agent_task *t)
 	free(t->message);
 	free(t->pin);
 	free(t->kill_reason);
+	free(t->last_output);
 	manifest_spec_free(&t->spec);
 	free(t);
 }
@@ -709,6 +727,12 @@ exited(struct tasks *ts, struct agent_task *t, int code, int sig, bool oom)
 		snprintf(msg, sizeof(msg), "killed by signal %d (exit %d)", sig, 128 + sig);
 	else
 		snprintf(msg, sizeof(msg), "exited with code %d", code);
+	free(t->last_output);
+	t->last_output = NULL;
+	if (t->container_id[0]) {
+		cleanup_free char *dir = xasprintf("%s/containers/%s", ts->root, t->container_id);
+		t->last_output = logfile_last(dir, 5, 1024);
+	}
 	set_state(ts, t, t->exit_code == 0 && !t->kill_reason ? ATASK_STOPPED : ATASK_FAILED, msg);
 }
 
@@ -939,6 +963,50 @@ stop_task(struct tasks *ts, struct agent_task *t)
 	run_op(ts, t, OP_STOP, NULL, NULL);
 }
 
+/* Whether the task or container name SERVICE.SLOT.xxxx belongs to a service of the list. */
+static bool
+service_listed(const Shoal__Assignments *as, const char *name)
+{
+	const char *last = strrchr(name, '.'), *slot = NULL;
+	size_t len;
+
+	for (const char *p = name; p < last; p++)
+		if (*p == '.')
+			slot = p;
+	if (last == NULL || slot == NULL)
+		return true; /* not a task's: not ours to judge */
+	len = (size_t)(slot - name);
+	for (size_t k = 0; k < as->n_services; k++)
+		if (strlen(as->services[k]) == len && strncmp(as->services[k], name, len) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The ended containers kept for the logs of services that are gone, or being removed, go (a
+ * stop of a task of theirs removes its container whole). Stripped, each is two small files:
+ * cheap enough for the loop. Containers of tasks still on the list are their stop op's.
+ */
+static void
+forget_removed(struct tasks *ts, const Shoal__Assignments *as)
+{
+	struct shoal_err err = {0};
+	struct container **v;
+	size_t n = 0;
+
+	v = container_list(ts->root, &n, &err);
+	for (size_t i = 0; v && i < n; i++) {
+		const char *name = v[i]->spec.name;
+		if (name == NULL || v[i]->status != CONTAINER_EXITED || container_alive(v[i]) ||
+		    tasks_find(ts, name) != NULL || service_listed(as, name))
+			continue;
+		if (container_remove(v[i], true, &err) == -1)
+			shoal_log(LOG_WARNING, "forget %s: %s", name, err.msg);
+	}
+	if (v)
+		container_list_free(v, n);
+}
+
 void
 tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 {
@@ -977,11 +1045,14 @@ tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 	}
 	for (size_t i = 0; i < ts->n; i++) {
 		struct agent_task *t = ts->v[i];
+		if (!t->wanted && !service_listed(as, t->name))
+			t->forget = true;
 		if (t->wanted || t->removing || t->busy)
 			continue;
 		stop_task(ts, t);
 		stopped++;
 	}
+	forget_removed(ts, as);
 	shoal_log(LOG_DEBUG, "assignments gen=%llu: %zu tasks, %zu to start, %zu to stop",
 	          (unsigned long long)as->generation, as->n_tasks, started, stopped);
 }
@@ -1197,9 +1268,12 @@ tasks_cleanup(const char *root, size_t *removed, struct shoal_err *err)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		struct shoal_err e2;
+		/* Ended tasks' containers (kept for their logs, retired.h) go too, uncounted: the
+		 * count is of containers that were still there to run. */
+		bool ended = v[i]->status == CONTAINER_EXITED && !container_alive(v[i]);
 		if (container_remove(v[i], true, &e2) == -1)
 			shoal_log(LOG_WARNING, "cleanup: container %.12s: %s", v[i]->id, e2.msg);
-		else
+		else if (!ended)
 			(*removed)++;
 	}
 	container_list_free(v, n);

@@ -61,6 +61,8 @@ struct agent_task {
 	pid_t pid;            /* the container's init, 0 when not running */
 	struct health health; /* its health check */
 	char *kill_reason;    /* why the agent killed it (unhealthy), for the exit report */
+	char *last_output;    /* its last lines of output once it exited, or NULL */
+	bool forget;          /* its service is being removed: its container goes whole */
 	char health_buf[200]; /* health_text for reports */
 	struct event *exit_ev;
 	struct event *unhealthy_ev; /* the kill of an unhealthy task, once proxies let it go */
@@ -120,7 +122,8 @@ struct agent_task *tasks_find(struct tasks *ts, const char *id_or_name);
 
 /*
  * `shoal-agent cleanup`: remove every container under root (stopping what runs) and the task
- * records. Images stay. *removed counts the containers removed.
+ * records. Images stay. *removed counts the containers removed that had not ended (an ended
+ * task's container, kept for its logs, goes uncounted).
  */
 int tasks_cleanup(const char *root, size_t *removed, struct shoal_err *err);
 

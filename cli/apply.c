@@ -1,10 +1,12 @@
 #include "apply.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "client.h"
 #include "err.h"
@@ -14,7 +16,7 @@
 #include "watch.h"
 
 const char apply_usage[] =
-    "usage: shoal apply -f FILE|- [-f FILE ...] [-d]\n"
+    "usage: shoal apply -f FILE|DIR|- [-f ...] [--dry-run] [-d]\n"
     "\n"
     "Create or update the services described in manifest files (manifests/README.md), all or\n"
     "nothing. Every file is checked here first: any mistake is printed as FILE:LINE:COL and\n"
@@ -25,7 +27,11 @@ const char apply_usage[] =
     "progress for update.timeout. Interrupting the wait does not stop the rollout.\n"
     "\n"
     "Options:\n"
-    "  -f, --file FILE   a manifest file, or - for standard input (repeatable)\n"
+    "  -f, --file FILE   a manifest file, a directory (its *.yaml and *.yml files, in name\n"
+    "                    order), or - for standard input (repeatable)\n"
+    "  --dry-run         have the scheduler check everything and say what would change\n"
+    "                    (service NAME would be created|updated|scaled|unchanged); change\n"
+    "                    nothing\n"
     "  -d, --detach      return at once, without waiting for the rollout\n";
 
 #define APPLY_STDIN_NAME "<stdin>"
@@ -219,6 +225,54 @@ apply_cluster_owners(struct cli_ctx *ctx, Shoal__Envelope **reply, struct apply_
 	return n;
 }
 
+static int
+apply_name_compare(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Add FILE, or every *.yaml and *.yml of a directory FILE (sorted), to files (grown; the
+ * names are kept in *owned for freeing). -1 with a message when a directory has none. */
+static int
+apply_add_path(const char *path, const char ***files, size_t *n, char ***owned, size_t *nowned)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	size_t first = *nowned;
+
+	if (strcmp(path, "-") == 0 || stat(path, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		*files = xrealloc(*files, (*n + 1) * sizeof(**files));
+		(*files)[(*n)++] = path;
+		return 0;
+	}
+	d = opendir(path);
+	if (d == NULL) {
+		fprintf(stderr, "shoal apply: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (de->d_name[0] == '.' ||
+		    !((len > 5 && strcmp(de->d_name + len - 5, ".yaml") == 0) ||
+		      (len > 4 && strcmp(de->d_name + len - 4, ".yml") == 0)))
+			continue;
+		*owned = xrealloc(*owned, (*nowned + 1) * sizeof(**owned));
+		(*owned)[(*nowned)++] = xasprintf("%s/%s", path, de->d_name);
+	}
+	closedir(d);
+	if (*nowned == first) {
+		fprintf(stderr, "shoal apply: %s: no *.yaml or *.yml file in this directory\n",
+		        path);
+		return -1;
+	}
+	qsort(*owned + first, *nowned - first, sizeof(**owned), apply_name_compare);
+	*files = xrealloc(*files, (*n + *nowned - first) * sizeof(**files));
+	for (size_t i = first; i < *nowned; i++)
+		(*files)[(*n)++] = (*owned)[i];
+	return 0;
+}
+
 int
 apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -228,10 +282,11 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	struct manifest_errors errs = {0};
 	struct apply_request ar;
 	struct shoal_err err;
-	const char **files = xcalloc((size_t)argc, sizeof(*files));
+	const char **files = NULL;
+	char **owned = NULL;
 	Shoal__Envelope *lreply = NULL;
 	struct apply_owner *owners = NULL;
-	size_t nfiles = 0, nowners = 0;
+	size_t nfiles = 0, nowned = 0, nowners = 0;
 	bool detach = false;
 	int rc = 1;
 
@@ -242,9 +297,13 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 				        apply_usage);
 				goto out;
 			}
-			files[nfiles++] = argv[++i];
+			if (apply_add_path(argv[++i], &files, &nfiles, &owned, &nowned) == -1)
+				goto out;
 		} else if (strncmp(argv[i], "-f", 2) == 0 && argv[i][2] != '\0') {
-			files[nfiles++] = argv[i] + 2;
+			if (apply_add_path(argv[i] + 2, &files, &nfiles, &owned, &nowned) == -1)
+				goto out;
+		} else if (strcmp(argv[i], "--dry-run") == 0) {
+			ap.dry_run = true;
 		} else if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--detach") == 0) {
 			detach = true;
 		} else {
@@ -258,11 +317,16 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	nowners = apply_cluster_owners(ctx, &lreply, &owners);
-	if (apply_build_owned(files, nfiles, stdin, owners, nowners, &ar, &errs) == -1) {
-		for (size_t i = 0; i < errs.n; i++)
+	{
+		int built = apply_build_owned(files, nfiles, stdin, owners, nowners, &ar, &errs);
+		/* Warnings first (accepted spellings), then any error: both with FILE:LINE:COL. */
+		for (size_t i = 0; i < errs.nwarnings; i++)
+			fprintf(stderr, "%s\n", errs.warnings[i]);
+		for (size_t i = 0; built == -1 && i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.lines[i]);
 		manifest_errors_free(&errs);
-		goto out;
+		if (built == -1)
+			goto out;
 	}
 	ap.specs_json = ar.specs_json;
 	ap.n_specs_json = ar.n;
@@ -281,12 +345,16 @@ apply_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		const char **watch = xcalloc(r->n_changes + 1, sizeof(*watch));
 		size_t nwatch = 0;
 		for (size_t i = 0; i < r->n_changes; i++) {
-			printf("service %s %s\n", r->changes[i]->name, r->changes[i]->action);
+			printf("service %s %s%s\n", r->changes[i]->name,
+			       ap.dry_run ? "would be " : "", r->changes[i]->action);
 			if (strcmp(r->changes[i]->action, "unchanged") != 0)
 				watch[nwatch++] = r->changes[i]->name;
 		}
 		fflush(stdout);
-		rc = detach ? 0 : watch_rollout(ctx, watch, nwatch, r->events_seq, WATCH_APPLY);
+		/* A dry run changed nothing: there is no rollout to watch. */
+		rc = detach || ap.dry_run
+		         ? 0
+		         : watch_rollout(ctx, watch, nwatch, r->events_seq, WATCH_APPLY);
 		free(watch);
 	}
 	if (reply)
@@ -297,5 +365,8 @@ out:
 	if (lreply)
 		shoal__envelope__free_unpacked(lreply, NULL);
 	free(files);
+	for (size_t i = 0; i < nowned; i++)
+		free(owned[i]);
+	free(owned);
 	return rc;
 }

@@ -6,18 +6,27 @@
 
 #include "client.h"
 #include "err.h"
+#include "when.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 
 const char logs_usage[] =
-    "usage: shoal logs SERVICE|TASK [-f] [--tail N]\n"
+    "usage: shoal logs SERVICE|TASK|SERVICE.SLOT [-f] [-t] [--since WHEN] [--tail N]\n"
+    "       shoal logs --previous TASK|SERVICE.SLOT\n"
     "\n"
     "Print a task's output (stdout and stderr of its container), or of every task of a\n"
-    "service, each line then prefixed with \"TASK | \". TASK is a task name (web.2.k3x9) or id.\n"
+    "service, each line then prefixed with \"TASK | \". TASK is a task name (web.2.k3x9) or id;\n"
+    "SERVICE.SLOT (web.2) is the slot's newest task. Tasks that ended are included while they\n"
+    "are in the slot's history (the finished tasks ps lists): their nodes keep their output.\n"
     "\n"
     "Options:\n"
-    "  -f, --follow   keep printing new output until interrupted\n"
-    "  --tail N       only the last N lines of each task (default: all)\n";
+    "  -f, --follow     keep printing new output until interrupted; for a SERVICE, tasks\n"
+    "                   that start meanwhile are followed too\n"
+    "  -t, --timestamps prefix each line with the time it was written (RFC 3339)\n"
+    "  --since WHEN     only lines written since WHEN: a duration ago (10s, 5m, 2h, 1d) or\n"
+    "                   an RFC 3339 time (2026-12-04T10:24:24Z)\n"
+    "  --tail N         only the last N lines of each task (default: all)\n"
+    "  -p, --previous   the task the slot ran before TASK (or before SERVICE.SLOT's newest)\n";
 
 static struct logs_partial *
 logs_partial_get(struct logs_printer *p, const char *task)
@@ -163,6 +172,18 @@ logs_cmd(struct cli_ctx *ctx, int argc, char **argv)
 				        "shoal logs: --tail wants a number of lines or all\n");
 				return 1;
 			}
+		} else if (strcmp(a, "-t") == 0 || strcmp(a, "--timestamps") == 0) {
+			lr.timestamps = true;
+		} else if (strcmp(a, "-p") == 0 || strcmp(a, "--previous") == 0) {
+			lr.previous = true;
+		} else if (strcmp(a, "--since") == 0 || strncmp(a, "--since=", 8) == 0) {
+			const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
+			if (v == NULL || when_parse(v, util_wall_ms(), &lr.since_ms) == -1) {
+				fprintf(stderr,
+				        "shoal logs: --since wants a duration (10s, 5m, 2h, 1d) "
+				        "or an RFC 3339 time\n");
+				return 1;
+			}
 		} else if (a[0] == '-' || target != NULL) {
 			fprintf(stderr, "shoal logs: unexpected argument %s\n%s", a, logs_usage);
 			return 1;
@@ -178,7 +199,7 @@ logs_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	req.body_case = SHOAL__ENVELOPE__BODY_LOGS;
 	req.logs = &lr;
 	st.follow = lr.follow;
-	st.printer.prefix = logs_names_service(target);
+	st.printer.prefix = logs_names_service(target) && !lr.previous;
 	/* Following waits for output as long as it takes; a plain read must not hang. */
 	rc = client_stream(ctx, &req, lr.follow ? 0 : ctx->timeout_ms, logs_on_message, &st, &err);
 	logs_printer_flush(&st.printer, stdout);

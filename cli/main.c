@@ -8,6 +8,8 @@
 #include "apply.h"
 #include "client.h"
 #include "events.h"
+#include "exec.h"
+#include "version.h"
 #include "log.h"
 #include "logs.h"
 #include "nodes.h"
@@ -39,6 +41,8 @@ static const struct command commands[] = {
     {"activate", "let a drained node take tasks again", nodes_activate_usage, nodes_activate_cmd},
     {"node", "remove a node and its key binding (node rm)", nodes_node_usage, nodes_node_cmd},
     {"events", "print the cluster's events as they happen", events_usage, events_cmd},
+    {"exec", "run a command in a running task's container", exec_usage, exec_cmd},
+    {"version", "print the client's and the scheduler's versions", version_usage, version_cmd},
 };
 
 static void
@@ -58,6 +62,7 @@ usage(FILE *f)
 	           "  --token-file FILE      the admin token (default $SHOAL_TOKEN_FILE)\n"
 	           "  -o json, --json       print listings as JSON\n"
 	           "  -h, --help             this text; `shoal COMMAND --help` for a command\n"
+	           "  --version              print the client's version\n"
 	           "\n"
 	           "Errors go to stderr and exit with status 1.\n");
 }
@@ -85,6 +90,12 @@ main(int argc, char **argv)
 	/* Global options may stand anywhere; what is left is the command and its arguments. */
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		/* After "--" everything is the command's (shoal exec TASK -- ls -o). */
+		if (strcmp(a, "--") == 0) {
+			while (i < argc)
+				rest[nrest++] = argv[i++];
+			break;
+		}
 		if ((strcmp(a, "--scheduler") == 0 || strcmp(a, "--token-file") == 0 ||
 		     strcmp(a, "-o") == 0) &&
 		    i + 1 >= argc) {
@@ -114,6 +125,11 @@ main(int argc, char **argv)
 		free(rest);
 		return 1;
 	}
+	if (strcmp(rest[0], "--version") == 0) {
+		printf("shoal %s\n", version_string());
+		free(rest);
+		return 0;
+	}
 	if (strcmp(rest[0], "-h") == 0 || strcmp(rest[0], "--help") == 0 ||
 	    strcmp(rest[0], "help") == 0) {
 		usage(stdout);
@@ -128,7 +144,7 @@ main(int argc, char **argv)
 		free(rest);
 		return 1;
 	}
-	for (int i = 1; i < nrest; i++) {
+	for (int i = 1; i < nrest && strcmp(rest[i], "--") != 0; i++) {
 		if (strcmp(rest[i], "-h") == 0 || strcmp(rest[i], "--help") == 0) {
 			fputs(cmd->usage, stdout);
 			free(rest);

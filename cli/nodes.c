@@ -7,19 +7,23 @@
 #include <jansson.h>
 
 #include "client.h"
+#include "ps.h"
 #include "err.h"
 #include "shoal.pb-c.h"
 #include "table.h"
 #include "util.h"
 
 const char nodes_usage[] =
-    "usage: shoal nodes [-o json]\n"
+    "usage: shoal nodes [-q] [--filter KEY=VALUE]... [-o json]\n"
     "\n"
     "List the cluster's nodes: NAME ADDRESS STATUS AVAILABILITY CPUS MEMORY TASKS SUBNET AGE.\n"
     "STATUS is ready while heartbeats arrive and down after 3 missed intervals.\n"
     "\n"
     "Options:\n"
-    "  -o json   print the same as a JSON array\n";
+    "  -q, --quiet          print only the node names\n"
+    "  -f, --filter K=V     only nodes with name=NAME, status=ready|down,\n"
+    "                       availability=active|drain or label=KEY=VALUE (repeat: all match)\n"
+    "  -o json              print the same as a JSON array\n";
 
 const char nodes_drain_usage[] =
     "usage: shoal drain NODE\n"
@@ -62,6 +66,27 @@ node_json(const Shoal__NodeInfo *n)
 	    (json_int_t)n->last_seen_ms, "labels", labels, "key", n->key_fingerprint);
 }
 
+/* label=KEY=VALUE holds when the node has that label; the other keys compare a field. */
+static bool
+nodes_keep(const struct cli_filter *f, const Shoal__NodeInfo *n)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		bool has = false;
+		if (strcmp(f->key[i], "label") != 0)
+			continue;
+		for (size_t k = 0; k < n->n_labels && !has; k++) {
+			size_t kl = strlen(n->labels[k]->key);
+			has = strncmp(f->value[i], n->labels[k]->key, kl) == 0 &&
+			      f->value[i][kl] == '=' &&
+			      strcmp(f->value[i] + kl + 1, n->labels[k]->value) == 0;
+		}
+		if (!has)
+			return false;
+	}
+	return ps_filter_match(f, "name", n->name) && ps_filter_match(f, "status", n->status) &&
+	       ps_filter_match(f, "availability", n->availability);
+}
+
 int
 nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -71,12 +96,24 @@ nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	Shoal__ListNodes ln = SHOAL__LIST_NODES__INIT;
 	Shoal__Envelope *reply = NULL;
 	const Shoal__ListNodesReply *lr;
+	static const char *const keys[] = {"name", "status", "availability", "label", NULL};
+	struct cli_filter filter = {0};
 	struct shoal_err err;
 	int64_t now = util_wall_ms();
+	bool quiet = false;
 
-	if (argc > 1) {
-		fprintf(stderr, "shoal nodes: unexpected argument %s\n%s", argv[1], nodes_usage);
-		return 1;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
+			quiet = true;
+		} else if ((strcmp(argv[i], "--filter") == 0 || strcmp(argv[i], "-f") == 0) &&
+		           i + 1 < argc) {
+			if (ps_filter_add(&filter, argv[++i], keys, "nodes") == -1)
+				return 1;
+		} else {
+			fprintf(stderr, "shoal nodes: unexpected argument %s\n%s", argv[i],
+			        nodes_usage);
+			return 1;
+		}
 	}
 	req.body_case = SHOAL__ENVELOPE__BODY_LIST_NODES;
 	req.list_nodes = &ln;
@@ -90,7 +127,20 @@ nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		return 1;
 	}
 	lr = reply->list_nodes_reply;
-	if (ctx->json) {
+	{
+		Shoal__ListNodesReply *m = reply->list_nodes_reply;
+		size_t k = 0;
+		for (size_t i = 0; i < m->n_nodes; i++)
+			if (nodes_keep(&filter, m->nodes[i]))
+				m->nodes[k++] = m->nodes[i];
+			else
+				shoal__node_info__free_unpacked(m->nodes[i], NULL);
+		m->n_nodes = k;
+	}
+	if (quiet && !ctx->json) {
+		for (size_t i = 0; i < lr->n_nodes; i++)
+			printf("%s\n", lr->nodes[i]->name);
+	} else if (ctx->json) {
 		json_t *arr = json_array();
 		for (size_t i = 0; i < lr->n_nodes; i++)
 			json_array_append_new(arr, node_json(lr->nodes[i]));

@@ -14,15 +14,20 @@
 #include "util.h"
 
 const char ps_usage[] =
-    "usage: shoal ps [SERVICE] [-a] [-o json]\n"
+    "usage: shoal ps [SERVICE] [-a] [-q] [--filter KEY=VALUE]... [-o json]\n"
     "\n"
     "List tasks, of every service or of SERVICE: TASK SERVICE NODE DESIRED STATE SINCE IP\n"
     "MESSAGE. DESIRED is running or shutdown; STATE is pending, assigned, preparing, starting,\n"
-    "running, stopping, stopped or failed, with the exit code of a finished task.\n"
+    "running, stopping, stopped or failed, with the exit code of a finished task. The\n"
+    "MESSAGE of an ended task ends with the last line it wrote (`shoal inspect` and -o json\n"
+    "have its last lines).\n"
     "\n"
     "Options:\n"
-    "  -a, --all   include finished tasks (each slot's history)\n"
-    "  -o json     print every task field as a JSON array\n";
+    "  -a, --all             include finished tasks (each slot's history)\n"
+    "  -q, --quiet           print only the task ids\n"
+    "  -f, --filter K=V      only tasks with service=NAME, node=NAME, state=STATE or\n"
+    "                        desired=running|shutdown (repeat: all must match)\n"
+    "  -o json               print every task field as a JSON array\n";
 
 /* Indexed by Shoal__TaskState, the names the scheduler logs and agents use. */
 static const char *const ps_state_names[] = {
@@ -114,13 +119,70 @@ ps_sort(Shoal__TaskInfo **tasks, size_t n)
 json_t *
 ps_task_json(const Shoal__TaskInfo *t)
 {
-	return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:i, s:I, s:s, s:I}",
+	return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:i, s:I, s:s, s:I, "
+	                 "s:s}",
 	                 "id", t->id, "name", t->name, "service", t->service, "slot",
 	                 (json_int_t)t->slot, "node", t->node, "desired", t->desired, "state",
 	                 ps_state_name((int)t->state), "state_since_ms",
 	                 (json_int_t)t->state_since_ms, "ip", t->ip, "message", t->message,
 	                 "exit_code", (int)t->exit_code, "version", (json_int_t)t->version,
-	                 "health", t->health, "started_at_ms", (json_int_t)t->started_at_ms);
+	                 "health", t->health, "started_at_ms", (json_int_t)t->started_at_ms,
+	                 "last_output", t->last_output ? t->last_output : "");
+}
+
+/* The last line of an ended task's output, after its message: "exited with code 3: FATAL". */
+static const char *
+ps_message(const Shoal__TaskInfo *t, char *buf, size_t len)
+{
+	const char *msg = t->message[0] ? t->message : "-", *last;
+
+	if (t->last_output == NULL || t->last_output[0] == '\0')
+		return msg;
+	last = strrchr(t->last_output, '\n');
+	last = last ? last + 1 : t->last_output;
+	snprintf(buf, len, "%s: %.60s%s", msg, last, strlen(last) > 60 ? "..." : "");
+	return buf;
+}
+
+/* KEY=VALUE filters of a listing: each must hold. Returns -1 with a message for an unknown
+ * key (one of keys, NULL-terminated). */
+int
+ps_filter_add(struct cli_filter *f, const char *arg, const char *const *keys, const char *cmd)
+{
+	const char *eq = strchr(arg, '=');
+	char list[128] = "";
+
+	for (size_t i = 0; eq && keys[i]; i++) {
+		if (strlen(keys[i]) == (size_t)(eq - arg) &&
+		    strncmp(keys[i], arg, (size_t)(eq - arg)) == 0 && f->n < ARRAY_SIZE(f->key)) {
+			f->key[f->n] = keys[i];
+			f->value[f->n++] = eq + 1;
+			return 0;
+		}
+	}
+	for (size_t i = 0; keys[i]; i++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s=", i ? ", " : "",
+		         keys[i]);
+	fprintf(stderr, "shoal %s: --filter wants one of %s, not %s\n", cmd, list, arg);
+	return -1;
+}
+
+/* The value of key in f for which ok(value) fails, if any: the row is filtered out. */
+bool
+ps_filter_match(const struct cli_filter *f, const char *key, const char *value)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (strcmp(f->key[i], key) == 0 && strcmp(f->value[i], value ? value : "") != 0)
+			return false;
+	return true;
+}
+
+static bool
+ps_keep(const struct cli_filter *f, const Shoal__TaskInfo *t)
+{
+	return ps_filter_match(f, "service", t->service) && ps_filter_match(f, "node", t->node) &&
+	       ps_filter_match(f, "state", ps_state_name((int)t->state)) &&
+	       ps_filter_match(f, "desired", t->desired);
 }
 
 int
@@ -132,12 +194,24 @@ ps_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	Shoal__ListTasks lt = SHOAL__LIST_TASKS__INIT;
 	Shoal__Envelope *reply = NULL;
 	Shoal__ListTasksReply *lr;
+	static const char *const keys[] = {"service", "node", "state", "desired", NULL};
 	struct shoal_err err;
+	struct cli_filter filter = {0};
+	bool quiet = false;
 	int64_t now = util_wall_ms();
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-a") == 0 || strcmp(argv[i], "--all") == 0) {
 			lt.all = true;
+		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
+			quiet = true;
+		} else if (strcmp(argv[i], "--filter") == 0 || strcmp(argv[i], "-f") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "shoal ps: %s needs KEY=VALUE\n", argv[i]);
+				return 1;
+			}
+			if (ps_filter_add(&filter, argv[++i], keys, "ps") == -1)
+				return 1;
 		} else if (argv[i][0] == '-' || lt.service[0] != '\0') {
 			fprintf(stderr, "shoal ps: unexpected argument %s\n%s", argv[i], ps_usage);
 			return 1;
@@ -157,8 +231,20 @@ ps_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		return 1;
 	}
 	lr = reply->list_tasks_reply;
+	{
+		size_t k = 0;
+		for (size_t i = 0; i < lr->n_tasks; i++)
+			if (ps_keep(&filter, lr->tasks[i]))
+				lr->tasks[k++] = lr->tasks[i];
+			else
+				shoal__task_info__free_unpacked(lr->tasks[i], NULL);
+		lr->n_tasks = k;
+	}
 	ps_sort(lr->tasks, lr->n_tasks);
-	if (ctx->json) {
+	if (quiet && !ctx->json) {
+		for (size_t i = 0; i < lr->n_tasks; i++)
+			printf("%s\n", lr->tasks[i]->id);
+	} else if (ctx->json) {
 		json_t *arr = json_array();
 		for (size_t i = 0; i < lr->n_tasks; i++)
 			json_array_append_new(arr, ps_task_json(lr->tasks[i]));
@@ -170,7 +256,7 @@ ps_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		table_init(&t, ARRAY_SIZE(header), header);
 		for (size_t i = 0; i < lr->n_tasks; i++) {
 			const Shoal__TaskInfo *ti = lr->tasks[i];
-			char state[96], since[16];
+			char state[96], since[16], msg[512];
 			ps_state_text(ti, state, sizeof(state));
 			util_format_age(now - ti->state_since_ms, since, sizeof(since));
 			const char *row[] = {ti->name,
@@ -180,7 +266,7 @@ ps_cmd(struct cli_ctx *ctx, int argc, char **argv)
 			                     state,
 			                     since,
 			                     ti->ip[0] ? ti->ip : "-",
-			                     ti->message[0] ? ti->message : "-"};
+			                     ps_message(ti, msg, sizeof(msg))};
 			table_add(&t, row);
 		}
 		table_print(&t, stdout);

@@ -1,6 +1,7 @@
 #ifndef SHOAL_CLI_PS_H
 #define SHOAL_CLI_PS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct cli_ctx;
@@ -8,6 +9,19 @@ struct json_t;
 struct Shoal__TaskInfo;
 
 extern const char ps_usage[];
+
+/* A listing's --filter KEY=VALUE options (borrowed strings): a row shows when all match. */
+struct cli_filter {
+	const char *key[8];
+	const char *value[8];
+	size_t n;
+};
+
+/* Add arg ("KEY=VALUE", KEY one of keys, NULL-terminated); -1 with a message naming the keys
+ * on stderr otherwise (cmd names the command in it). */
+int ps_filter_add(struct cli_filter *f, const char *arg, const char *const *keys, const char *cmd);
+/* Whether every filter on key accepts value. */
+bool ps_filter_match(const struct cli_filter *f, const char *key, const char *value);
 
 /* The lower-case name of a TaskState ("running"), "unknown" out of range. */
 const char *ps_state_name(int state);

@@ -17,15 +17,17 @@
 #include "watch.h"
 
 const char services_usage[] =
-    "usage: shoal services [--stats] [-o json]\n"
+    "usage: shoal services [--stats] [-q] [--filter name=NAME] [-o json]\n"
     "\n"
     "List the services: NAME IMAGE REPLICAS PORTS UPDATED. REPLICAS is running/desired,\n"
     "PORTS published->target, UPDATED the time since the last change, followed by the update\n"
     "state when one is in progress (e.g. removing).\n"
     "\n"
     "Options:\n"
-    "  --stats   also print the proxy's counters per service and backend\n"
-    "  -o json   print the same as a JSON array, each with its full spec\n";
+    "  --stats            also print the proxy's counters per service and backend\n"
+    "  -q, --quiet        print only the service names\n"
+    "  -f, --filter K=V   only services with name=NAME (repeat: all must match)\n"
+    "  -o json            print the same as a JSON array, each with its full spec\n";
 
 const char services_inspect_usage[] =
     "usage: shoal inspect SERVICE\n"
@@ -47,7 +49,8 @@ const char services_rm_usage[] =
     "usage: shoal rm SERVICE [SERVICE ...]\n"
     "\n"
     "Remove services: their tasks are stopped, then the service is gone. Prints each removed\n"
-    "name; a service that does not exist is reported and the exit status is 1.\n";
+    "name. All or nothing: when a SERVICE does not exist, none is removed, the unknown ones\n"
+    "are named and the exit status is 1.\n";
 
 char *
 services_format_ports(const struct service_spec *spec, char *buf, size_t len)
@@ -265,11 +268,19 @@ services_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	Shoal__Envelope *reply = NULL;
 	Shoal__ListServicesReply *lr;
 	int64_t now = util_wall_ms();
-	bool stats = false;
+	static const char *const keys[] = {"name", NULL};
+	struct cli_filter filter = {0};
+	bool stats = false, quiet = false;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--stats") == 0) {
 			stats = true;
+		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
+			quiet = true;
+		} else if ((strcmp(argv[i], "--filter") == 0 || strcmp(argv[i], "-f") == 0) &&
+		           i + 1 < argc) {
+			if (ps_filter_add(&filter, argv[++i], keys, "services") == -1)
+				return 1;
 		} else {
 			fprintf(stderr, "shoal services: unexpected argument %s\n%s", argv[i],
 			        services_usage);
@@ -279,9 +290,21 @@ services_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	lr = services_list(ctx, NULL, stats, &reply);
 	if (lr == NULL)
 		return 1;
+	{
+		size_t k = 0;
+		for (size_t i = 0; i < lr->n_services; i++)
+			if (ps_filter_match(&filter, "name", lr->services[i]->name))
+				lr->services[k++] = lr->services[i];
+			else
+				shoal__service_info__free_unpacked(lr->services[i], NULL);
+		lr->n_services = k;
+	}
 	if (lr->n_services > 1)
 		qsort(lr->services, lr->n_services, sizeof(*lr->services), services_name_compare);
-	if (ctx->json) {
+	if (quiet && !ctx->json) {
+		for (size_t i = 0; i < lr->n_services; i++)
+			printf("%s\n", lr->services[i]->name);
+	} else if (ctx->json) {
 		json_t *arr = json_array();
 		for (size_t i = 0; i < lr->n_services; i++)
 			json_array_append_new(arr, services_info_json(lr->services[i], stats));
@@ -461,35 +484,40 @@ out:
 int
 services_rm_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__RemoveService rs = SHOAL__REMOVE_SERVICE__INIT;
+	Shoal__Envelope *reply = NULL;
+	struct shoal_err err;
 	int rc = 0;
 
 	if (argc < 2) {
 		fprintf(stderr, "shoal rm: want at least one SERVICE\n%s", services_rm_usage);
 		return 1;
 	}
-	/* Like docker service rm: go on past a missing service and fail at the end. */
 	for (int i = 1; i < argc; i++) {
-		Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
-		Shoal__RemoveService rs = SHOAL__REMOVE_SERVICE__INIT;
-		Shoal__Envelope *reply = NULL;
-		struct shoal_err err;
-
-		rs.name = argv[i];
-		req.body_case = SHOAL__ENVELOPE__BODY_REMOVE_SERVICE;
-		req.remove_service = &rs;
-		if (client_call(ctx, &req, &reply, &err) == -1) {
-			fprintf(stderr, "shoal: %s\n", err.msg);
-			rc = 1;
-			continue;
+		if (argv[i][0] == '-') {
+			fprintf(stderr, "shoal rm: unexpected argument %s\n%s", argv[i],
+			        services_rm_usage);
+			return 1;
 		}
-		if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
-			printf("%s\n", argv[i]);
-		} else {
-			fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
-			rc = 1;
-		}
-		shoal__envelope__free_unpacked(reply, NULL);
 	}
+	/* All or nothing, like scale: one request, refused whole when a name is unknown. */
+	rs.names = argv + 1;
+	rs.n_names = (size_t)argc - 1;
+	req.body_case = SHOAL__ENVELOPE__BODY_REMOVE_SERVICE;
+	req.remove_service = &rs;
+	if (client_call(ctx, &req, &reply, &err) == -1) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return 1;
+	}
+	if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
+		for (int i = 1; i < argc; i++)
+			printf("%s\n", argv[i]);
+	} else {
+		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
+		rc = 1;
+	}
+	shoal__envelope__free_unpacked(reply, NULL);
 	return rc;
 }
 

@@ -96,6 +96,11 @@ manifest_errors_free(struct manifest_errors *errs)
 	free(errs->lines);
 	errs->lines = NULL;
 	errs->n = 0;
+	for (size_t i = 0; i < errs->nwarnings; i++)
+		free(errs->warnings[i]);
+	free(errs->warnings);
+	errs->warnings = NULL;
+	errs->nwarnings = 0;
 }
 
 /* ------------------------------------------------------------- YAML tree */
@@ -1038,6 +1043,17 @@ f_restart_policy(struct vctx *c, struct docstate *d, const char *path, const str
 {
 	int x;
 
+	/* Swarm's name for it: a Swarm user's file works, and learns the word Shoal uses. */
+	if (v->kind == Y_SCALAR && !v->null && scalar_is(v, "any")) {
+		d->spec.restart.policy = MANIFEST_RESTART_ALWAYS;
+		c->errs->warnings = xrealloc(c->errs->warnings,
+		                             (c->errs->nwarnings + 1) * sizeof(*c->errs->warnings));
+		c->errs->warnings[c->errs->nwarnings++] = xasprintf(
+		    "%s:%zu:%zu: warning: %s: \"any\" is Swarm's name; Shoal says always (taken as "
+		    "always)",
+		    c->file, (size_t)v->mark.line + 1, (size_t)v->mark.column + 1, path);
+		return;
+	}
 	if (get_enum(c, path, v, restart_names, ARRAY_SIZE(restart_names), &x))
 		d->spec.restart.policy = (enum manifest_restart_policy)x;
 }

@@ -180,6 +180,10 @@ struct manifest {
 struct manifest_errors {
 	char **lines;
 	size_t n;
+	/* Accepted, but worth a line on stderr: "FILE:LINE:COL: warning: ..." (Swarm's spelling
+	 * of a value Shoal names otherwise). */
+	char **warnings;
+	size_t nwarnings;
 };
 
 /* Caps a runaway file (or a fuzzer) at this many lines, then one "too many errors" line. */

@@ -979,6 +979,22 @@ container_remove_files(struct container *c, struct shoal_err *err)
 }
 
 int
+container_strip(struct container *c, struct shoal_err *err)
+{
+	static const char *const parts[] = {"rootfs", "upper", "work", "layers"};
+
+	if (c->status == CONTAINER_RUNNING && container_alive(c))
+		return err_set(err, 0, "container %s is running", c->spec.name);
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		cleanup_free char *p = xasprintf("%s/%s", c->dir, parts[i]);
+		if (nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == -1 &&
+		    errno != ENOENT)
+			return err_set(err, errno, "remove %s", p);
+	}
+	return 0;
+}
+
+int
 container_remove(struct container *c, bool force, struct shoal_err *err)
 {
 	if (c->status == CONTAINER_RUNNING) {

@@ -180,6 +180,10 @@ int container_unplug(const struct container *c, struct shoal_err *err);
 /* Remove what a stopped container left; the shim calls this for --rm. */
 int container_remove_files(struct container *c, struct shoal_err *err);
 
+/* Keep only what tells an exited container's story (state.json, log, log.1): its overlay and
+ * layer list go, so it holds no disk and no image. Refused while it runs. */
+int container_strip(struct container *c, struct shoal_err *err);
+
 /* JSON (jansson) of the whole state, as in state.json. Caller json_decref's. */
 struct json_t *container_to_json(const struct container *c);
 struct container *container_from_json(const char *root, struct json_t *j, struct shoal_err *err);

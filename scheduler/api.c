@@ -12,6 +12,7 @@
 #include "evstream.h"
 #include "log.h"
 #include "logs.h"
+#include "version.h"
 #include "manifest.h"
 #include "nodekey.h"
 #include "reconcile.h"
@@ -536,7 +537,8 @@ handle_apply(struct sched_conn *sc, const Shoal__Envelope *env)
 	uint64_t seq = sc->srv->events.last_seq;
 
 	/* Checked, stored and committed there; only then answered here. */
-	if (service_apply(sc->srv, ap->specs_json, ap->n_specs_json, &ch, &errs, &err) == -1) {
+	if ((ap->dry_run ? service_apply_dry_run : service_apply)(
+	        sc->srv, ap->specs_json, ap->n_specs_json, &ch, &errs, &err) == -1) {
 		reply_error_lines(sc, env->id, (unsigned)err.code, err.msg, &errs);
 		manifest_errors_free(&errs);
 		return;
@@ -713,6 +715,7 @@ add_task_info(struct task_list *l, const struct task *t)
 	ti->version = t->version;
 	ti->started_at_ms = t->started_at;
 	ti->health = t->health ? t->health : "";
+	ti->last_output = t->last_output ? t->last_output : "";
 }
 
 static void
@@ -787,8 +790,35 @@ handle_scale(struct sched_conn *sc, const Shoal__Envelope *env)
 static void
 handle_remove_service(struct sched_conn *sc, const Shoal__Envelope *env)
 {
+	const Shoal__RemoveService *rs = env->remove_service;
 	struct shoal_err err;
 
+	/* Several at once: all or nothing, like scale. Every unknown name is named. */
+	if (rs->n_names > 0) {
+		char missing[512] = "";
+		size_t nmiss = 0;
+		for (size_t i = 0; i < rs->n_names; i++) {
+			struct service *svc = services_find(&sc->srv->services, rs->names[i]);
+			if (svc && !svc->removed)
+				continue;
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing),
+			         "%s%s", nmiss++ ? ", " : "", rs->names[i]);
+		}
+		if (nmiss) {
+			api_reply_error(sc, env->id, ENOENT,
+			                "no such service%s: %s; nothing removed",
+			                nmiss == 1 ? "" : "s", missing);
+			return;
+		}
+		for (size_t i = 0; i < rs->n_names; i++) {
+			if (service_remove(sc->srv, rs->names[i], &err) == -1) {
+				api_reply_error(sc, env->id, (unsigned)err.code, "%s", err.msg);
+				return;
+			}
+		}
+		reply_ok(sc, env->id, "removed");
+		return;
+	}
 	if (service_remove(sc->srv, env->remove_service->name, &err) == -1) {
 		api_reply_error(sc, env->id, (unsigned)err.code, "%s", err.msg);
 		return;
@@ -898,6 +928,7 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_TASK_REPORT:
 	case SHOAL__ENVELOPE__BODY_LOG_CHUNK:
 	case SHOAL__ENVELOPE__BODY_PROXY_HINT:
+	case SHOAL__ENVELOPE__BODY_EXEC_OUTPUT:
 		return TOKEN_ROLE_WORKER;
 	case SHOAL__ENVELOPE__BODY_LOGS:
 	case SHOAL__ENVELOPE__BODY_LIST_NODES:
@@ -910,6 +941,8 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_ROLLBACK:
 	case SHOAL__ENVELOPE__BODY_REMOVE_NODE:
 	case SHOAL__ENVELOPE__BODY_EVENTS:
+	case SHOAL__ENVELOPE__BODY_EXEC:
+	case SHOAL__ENVELOPE__BODY_GET_VERSION:
 		return TOKEN_ROLE_ADMIN;
 	default:
 		return TOKEN_ROLE_NONE;
@@ -989,6 +1022,15 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_EVENTS:
 		evstream_start(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_EXEC:
+		logs_exec_start(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_EXEC_OUTPUT:
+		logs_exec_output(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_GET_VERSION:
+		reply_ok(sc, env->id, "%s", version_string());
 		break;
 	default:
 		break;

@@ -56,6 +56,7 @@ relay_drop(struct sched_server *srv, struct log_relay *r)
 			break;
 		}
 	}
+	free(r->watch);
 	free(r);
 }
 
@@ -71,8 +72,111 @@ relay_end(struct sched_server *srv, struct log_relay *r)
 static void
 add_target(struct task **v, size_t *n, struct task *t)
 {
-	if (t && t->bound && t->node && t->node->conn && t->node->status == NODE_READY)
+	/* Ended tasks too: their nodes keep their output while they are in the history. */
+	if (t && t->node && t->node->conn && t->node->status == NODE_READY)
 		v[(*n)++] = t;
+}
+
+/* Every task of slot sl, oldest first, into v (room for 3 + nstopping + SLOT_HISTORY). */
+static void
+slot_tasks(struct slot *sl, struct task **v, size_t *n)
+{
+	for (size_t k = SLOT_HISTORY; k-- > 0;)
+		add_target(v, n, sl->history[k]);
+	for (size_t k = 0; k < sl->nstopping; k++)
+		add_target(v, n, sl->stopping[k]);
+	add_target(v, n, sl->cur);
+	add_target(v, n, sl->next);
+}
+
+/* The task named by arg (id, name, or SERVICE.SLOT: the slot's newest), and its slot. */
+static struct task *
+find_task(struct sched_server *srv, const char *arg, struct slot **slot_out)
+{
+	struct task *one = task_map_get(&srv->tasks, arg);
+	const char *dot = strrchr(arg, '.');
+
+	*slot_out = NULL;
+	/* SERVICE.SLOT */
+	if (dot && strchr(arg, '.') == dot && dot[1] >= '0' && dot[1] <= '9') {
+		cleanup_free char *svcname = xasprintf("%.*s", (int)(dot - arg), arg);
+		struct service *svc = services_find(&srv->services, svcname);
+		char *end;
+		unsigned long num = strtoul(dot + 1, &end, 10);
+		for (size_t j = 0; svc && *end == '\0' && j < svc->nslots; j++) {
+			struct slot *sl = &svc->slots[j];
+			if (sl->num != num)
+				continue;
+			*slot_out = sl;
+			return sl->next && !sl->cur ? sl->next : sl->cur ? sl->cur : sl->history[0];
+		}
+		return NULL;
+	}
+	for (size_t i = 0; i < srv->services.n; i++) {
+		struct service *s = srv->services.v[i];
+		for (size_t j = 0; j < s->nslots; j++) {
+			struct slot *sl = &s->slots[j];
+			struct task *v[3 + SLOT_HISTORY];
+			size_t n = 0;
+			v[n++] = sl->cur;
+			v[n++] = sl->next;
+			for (size_t k = 0; k < SLOT_HISTORY; k++)
+				v[n++] = sl->history[k];
+			for (size_t k = 0; k < n; k++)
+				if (v[k] && (v[k] == one || strcmp(v[k]->name, arg) == 0)) {
+					*slot_out = sl;
+					return v[k];
+				}
+			for (size_t k = 0; k < sl->nstopping; k++)
+				if (sl->stopping[k] == one ||
+				    strcmp(sl->stopping[k]->name, arg) == 0) {
+					*slot_out = sl;
+					return sl->stopping[k];
+				}
+		}
+	}
+	return one;
+}
+
+/* The slot's task before t: the newest history entry older than t. */
+static struct task *
+previous_of(struct slot *sl, struct task *t)
+{
+	for (size_t k = 0; k + 1 < SLOT_HISTORY; k++)
+		if (sl->history[k] == t)
+			return sl->history[k + 1];
+	if (sl->history[SLOT_HISTORY - 1] == t)
+		return NULL;
+	/* t is cur, next or stopping: the newest ended task is before it (unless t is it). */
+	return sl->history[0] != t ? sl->history[0] : NULL;
+}
+
+static void
+relay_task(struct sched_server *srv, struct sched_conn *cli, uint64_t cli_id, struct task *t,
+           bool follow, int32_t tail, int64_t since_ms, bool timestamps)
+{
+	struct log_relay *r = xcalloc(1, sizeof(*r));
+	Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
+	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
+
+	r->agent_id = ++srv->next_relay_id;
+	r->agent = t->node->conn;
+	r->cli = cli;
+	r->cli_id = cli_id;
+	snprintf(r->task_id, sizeof(r->task_id), "%s", t->id);
+	r->next = srv->relays;
+	srv->relays = r;
+	/* By name: an ended task is no longer on the agent's list, its kept container is
+	 * found by its name. */
+	lr.task = t->name;
+	lr.follow = follow;
+	lr.tail = tail;
+	lr.since_ms = since_ms;
+	lr.timestamps = timestamps;
+	fwd.id = r->agent_id;
+	fwd.body_case = SHOAL__ENVELOPE__BODY_LOGS;
+	fwd.logs = &lr;
+	send_env(r->agent, &fwd);
 }
 
 void
@@ -81,65 +185,76 @@ logs_start(struct sched_conn *cli, const Shoal__Envelope *env)
 	struct sched_server *srv = cli->srv;
 	const Shoal__LogsRequest *req = env->logs;
 	struct service *svc = services_find(&srv->services, req->task);
-	struct task *one = task_map_get(&srv->tasks, req->task);
+	struct slot *sl = NULL;
+	struct task *one = svc ? NULL : find_task(srv, req->task, &sl);
 	struct task **targets;
 	size_t n = 0, cap = 2;
 
-	/* A task by name: look through the slots (names are unique, ids are in the map). */
-	for (size_t i = 0; !svc && !one && i < srv->services.n; i++) {
-		struct service *s = srv->services.v[i];
-		for (size_t j = 0; !one && j < s->nslots; j++) {
-			struct slot *sl = &s->slots[j];
-			struct task *cands[] = {sl->cur, sl->next};
-			for (size_t k = 0; k < ARRAY_SIZE(cands); k++)
-				if (cands[k] && strcmp(cands[k]->name, req->task) == 0)
-					one = cands[k];
-			for (size_t k = 0; !one && k < sl->nstopping; k++)
-				if (strcmp(sl->stopping[k]->name, req->task) == 0)
-					one = sl->stopping[k];
-		}
-	}
-	if (svc == NULL && one == NULL) {
+	if (svc == NULL && one == NULL && sl == NULL) {
 		api_reply_error(cli, env->id, ENOENT, "no such service or task: %s", req->task);
 		return;
 	}
+	if (req->previous) {
+		if (svc) {
+			api_reply_error(
+			    cli, env->id, EINVAL,
+			    "--previous wants a task or SERVICE.SLOT, not the service %s",
+			    req->task);
+			return;
+		}
+		one = sl ? previous_of(sl, one) : NULL;
+		if (one == NULL) {
+			api_reply_error(cli, env->id, ENOENT, "%s: no earlier task in the history",
+			                req->task);
+			return;
+		}
+	}
 	if (svc)
-		cap = 2 * svc->nslots + 1;
+		for (size_t j = 0; j < svc->nslots; j++)
+			cap += 3 + svc->slots[j].nstopping + SLOT_HISTORY;
 	targets = xcalloc(cap, sizeof(*targets));
 	if (svc) {
-		for (size_t j = 0; j < svc->nslots; j++) {
-			add_target(targets, &n, svc->slots[j].cur);
-			add_target(targets, &n, svc->slots[j].next);
-		}
+		for (size_t j = 0; j < svc->nslots; j++)
+			slot_tasks(&svc->slots[j], targets, &n);
 	} else {
 		add_target(targets, &n, one);
 	}
-	if (n == 0) {
+	if (n == 0 && !(svc && req->follow)) {
 		api_reply_error(cli, env->id, EHOSTUNREACH,
 		                "%s: no task of it is on a reachable node", req->task);
 		free(targets);
 		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct log_relay *r = xcalloc(1, sizeof(*r));
-		Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
-		Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
-
-		r->agent_id = ++srv->next_relay_id;
-		r->agent = targets[i]->node->conn;
-		r->cli = cli;
-		r->cli_id = env->id;
-		r->next = srv->relays;
-		srv->relays = r;
-		lr.task = targets[i]->id;
-		lr.follow = req->follow;
-		lr.tail = req->tail;
-		fwd.id = r->agent_id;
-		fwd.body_case = SHOAL__ENVELOPE__BODY_LOGS;
-		fwd.logs = &lr;
-		send_env(r->agent, &fwd);
-	}
+	for (size_t i = 0; i < n; i++)
+		relay_task(srv, cli, env->id, targets[i], req->follow, req->tail, req->since_ms,
+		           req->timestamps);
 	free(targets);
+	if (svc && req->follow) {
+		struct log_relay *w = xcalloc(1, sizeof(*w));
+		w->cli = cli;
+		w->cli_id = env->id;
+		w->watch = xstrdup(svc->name);
+		w->timestamps = req->timestamps;
+		w->next = srv->relays;
+		srv->relays = w;
+	}
+}
+
+void
+logs_task_running(struct sched_server *srv, struct task *t)
+{
+	for (struct log_relay *w = srv->relays; w; w = w->next) {
+		bool have = false;
+		if (w->watch == NULL || strcmp(w->watch, t->svc->name) != 0)
+			continue;
+		for (const struct log_relay *o = srv->relays; o && !have; o = o->next)
+			have = o->cli == w->cli && o->cli_id == w->cli_id &&
+			       strcmp(o->task_id, t->id) == 0;
+		if (have || t->node == NULL || t->node->conn == NULL)
+			continue;
+		/* Inserted at the head: the walk goes on past it safely. */
+		relay_task(srv, w->cli, w->cli_id, t, true, -1, 0, w->timestamps);
+	}
 }
 
 void
@@ -160,11 +275,104 @@ logs_chunk(struct sched_conn *agent, const Shoal__Envelope *env)
 }
 
 void
+logs_exec_start(struct sched_conn *cli, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = cli->srv;
+	const Shoal__ExecRequest *req = env->exec;
+	struct slot *sl;
+	struct task *t = find_task(srv, req->task, &sl);
+	struct log_relay *r;
+	Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
+	Shoal__ExecRequest er = SHOAL__EXEC_REQUEST__INIT;
+
+	if (req->cancel) {
+		for (r = srv->relays; r; r = r->next)
+			if (r->exec && r->cli == cli && r->cli_id == env->id)
+				break;
+		if (r) {
+			er.cancel = true;
+			er.task = "";
+			fwd.id = r->agent_id;
+			fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
+			fwd.exec = &er;
+			send_env(r->agent, &fwd);
+			relay_drop(srv, r);
+		}
+		return;
+	}
+	if (t == NULL) {
+		api_reply_error(cli, env->id, ENOENT, "no such task: %s", req->task);
+		return;
+	}
+	if (req->n_argv == 0) {
+		api_reply_error(cli, env->id, EINVAL, "exec: no command");
+		return;
+	}
+	if (t->state != TASK_STATE_RUNNING || !t->bound || t->node == NULL ||
+	    t->node->conn == NULL || t->node->status != NODE_READY) {
+		api_reply_error(cli, env->id, EHOSTUNREACH,
+		                "task %s is not running on a reachable node", t->name);
+		return;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->agent_id = ++srv->next_relay_id;
+	r->agent = t->node->conn;
+	r->cli = cli;
+	r->cli_id = env->id;
+	r->exec = true;
+	snprintf(r->task_id, sizeof(r->task_id), "%s", t->id);
+	r->next = srv->relays;
+	srv->relays = r;
+	er.task = t->name;
+	er.argv = req->argv;
+	er.n_argv = req->n_argv;
+	fwd.id = r->agent_id;
+	fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
+	fwd.exec = &er;
+	shoal_log(LOG_INFO, "exec in %s on %s: %s%s", t->name, t->node->name, req->argv[0],
+	          req->n_argv > 1 ? " ..." : "");
+	send_env(r->agent, &fwd);
+}
+
+void
+logs_exec_output(struct sched_conn *agent, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = agent->srv;
+
+	for (struct log_relay *r = srv->relays; r; r = r->next) {
+		Shoal__Envelope out = SHOAL__ENVELOPE__INIT;
+		if (!r->exec || r->agent != agent->rpc || r->agent_id != env->id)
+			continue;
+		out.id = r->cli_id;
+		out.body_case = SHOAL__ENVELOPE__BODY_EXEC_OUTPUT;
+		out.exec_output = env->exec_output;
+		send_env(r->cli->rpc, &out);
+		if (env->exec_output->exited)
+			relay_drop(srv, r);
+		return;
+	}
+}
+
+void
 logs_conn_closed(struct sched_server *srv, struct sched_conn *sc)
 {
 	for (struct log_relay *r = srv->relays, *next; r; r = next) {
 		next = r->next;
-		if (r->cli == sc) {
+		if (r->cli == sc && r->exec) {
+			Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
+			Shoal__ExecRequest er = SHOAL__EXEC_REQUEST__INIT;
+			er.task = "";
+			er.cancel = true;
+			fwd.id = r->agent_id;
+			fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
+			fwd.exec = &er;
+			send_env(r->agent, &fwd);
+			relay_drop(srv, r);
+		} else if (r->agent == sc->rpc && r->exec) {
+			api_reply_error(r->cli, r->cli_id, EHOSTUNREACH,
+			                "the task's node went away while the command ran");
+			relay_drop(srv, r);
+		} else if (r->cli == sc) {
 			/* The user pressed ^C: stop the agent's follow too. */
 			Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
 			Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;

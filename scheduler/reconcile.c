@@ -13,6 +13,7 @@
 #include "err.h"
 #include "update.h"
 #include "log.h"
+#include "logs.h"
 #include "manifest.h"
 #include "place.h"
 #include "server.h"
@@ -930,6 +931,10 @@ delete_service(struct sched_server *srv, struct service *svc)
 	shoal_log(LOG_INFO, "service %s removed", svc->name);
 	services_del(&srv->services, svc);
 	service_free(svc);
+	/* Every node learns the service is gone (Assignments list the services): the ended
+	 * containers it kept for their logs go. */
+	for (size_t i = 0; i < srv->nodes.n; i++)
+		reconcile_mark_node(srv, srv->nodes.v[i]);
 }
 
 /* Returns false when the service was deleted. */
@@ -976,7 +981,8 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 void
 reconcile_dispatch(struct sched_server *srv, struct node *n)
 {
-	(void)srv;
+	cleanup_free char **live = NULL;
+	size_t nlive = 0;
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
 	Shoal__Assignments as = SHOAL__ASSIGNMENTS__INIT;
 	Shoal__TaskSpec *specs, **sp;
@@ -1025,6 +1031,13 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 			nv++;
 		}
 	}
+	/* The agent keeps ended tasks' containers for their logs, of these services only. */
+	live = xcalloc(srv->services.n + 1, sizeof(*live));
+	for (size_t i = 0; i < srv->services.n; i++)
+		if (!srv->services.v[i]->removed)
+			live[nlive++] = srv->services.v[i]->name;
+	as.services = live;
+	as.n_services = nlive;
 	as.generation = ++n->assign_gen;
 	as.tasks = sp;
 	as.n_tasks = nt;
@@ -1303,11 +1316,17 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		pin_version(srv, t, ts->image_digest);
 	if (ts->started_at_ms)
 		t->started_at = ts->started_at_ms;
-	if (st == TASK_STATE_RUNNING && t->running_since == 0)
+	if (st == TASK_STATE_RUNNING && t->running_since == 0) {
 		t->running_since = util_now_ms();
+		logs_task_running(srv, t);
+	}
 	if (t->svc->spec.n_ports)
 		endpoints_mark(srv);
 	if (task_terminal(t)) {
+		if (ts->last_output && ts->last_output[0]) {
+			free(t->last_output);
+			t->last_output = xstrdup(ts->last_output);
+		}
 		t->exit_code = ts->exit_code;
 		t->oom_killed = ts->oom_killed;
 		finished(srv, t);

@@ -498,9 +498,29 @@ apply_one(struct sched_server *srv, struct apply_plan *p)
 	reconcile_mark(srv, svc);
 }
 
+static int apply_specs(struct sched_server *srv, char *const *specs_json, size_t n,
+                       struct service_changes *out, struct manifest_errors *errs,
+                       struct shoal_err *err, bool dry_run);
+
 int
 service_apply(struct sched_server *srv, char *const *specs_json, size_t n,
               struct service_changes *out, struct manifest_errors *errs, struct shoal_err *err)
+{
+	return apply_specs(srv, specs_json, n, out, errs, err, false);
+}
+
+int
+service_apply_dry_run(struct sched_server *srv, char *const *specs_json, size_t n,
+                      struct service_changes *out, struct manifest_errors *errs,
+                      struct shoal_err *err)
+{
+	return apply_specs(srv, specs_json, n, out, errs, err, true);
+}
+
+static int
+apply_specs(struct sched_server *srv, char *const *specs_json, size_t n,
+            struct service_changes *out, struct manifest_errors *errs, struct shoal_err *err,
+            bool dry_run)
 {
 	struct apply_plan *p = xcalloc(n + 1, sizeof(*p));
 	cleanup_free struct store_service *rows = xcalloc(n + 1, sizeof(*rows));
@@ -537,7 +557,7 @@ service_apply(struct sched_server *srv, char *const *specs_json, size_t n,
 
 	for (size_t i = 0; i < n; i++) {
 		plan_one(srv, &p[i], now);
-		if (strcmp(p[i].action, "unchanged") != 0)
+		if (strcmp(p[i].action, "unchanged") != 0 && !dry_run)
 			rows[nrows++] = row_of(&p[i].next, &p[i].ustate);
 	}
 	/* Stored and committed before anything changes or anyone is told: a client that reads
@@ -553,7 +573,8 @@ service_apply(struct sched_server *srv, char *const *specs_json, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		out->v[i].name = xstrdup(p[i].spec.name);
 		out->v[i].action = p[i].action;
-		apply_one(srv, &p[i]);
+		if (!dry_run)
+			apply_one(srv, &p[i]);
 	}
 	out->n = n;
 	rc = 0;

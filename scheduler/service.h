@@ -141,6 +141,10 @@ void service_changes_free(struct service_changes *c);
  */
 int service_apply(struct sched_server *srv, char *const *specs_json, size_t n,
                   struct service_changes *out, struct manifest_errors *errs, struct shoal_err *err);
+/* The same check and plan, stored and applied nowhere: what an apply would do (--dry-run). */
+int service_apply_dry_run(struct sched_server *srv, char *const *specs_json, size_t n,
+                          struct service_changes *out, struct manifest_errors *errs,
+                          struct shoal_err *err);
 
 /* One replica count to set. */
 struct service_scale {

@@ -67,6 +67,7 @@ task_free(struct task *t)
 	free(t->name);
 	free(t->message);
 	free(t->health);
+	free(t->last_output);
 	free(t);
 }
 

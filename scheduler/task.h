@@ -61,10 +61,11 @@ struct task {
 	uint64_t cpu_millis;    /* reservation held on node while bound */
 	int64_t memory_bytes;
 	char ip[16];
-	char *health;     /* "" (no check), starting, healthy, unhealthy: why */
-	bool from_update; /* started by a rolling update, not yet healthy */
-	bool hold;        /* stop-first: not placed until its slot's old task stopped */
-	char *message;    /* why it is pending, failed, ...; NULL if nothing to say */
+	char *health;      /* "" (no check), starting, healthy, unhealthy: why */
+	bool from_update;  /* started by a rolling update, not yet healthy */
+	bool hold;         /* stop-first: not placed until its slot's old task stopped */
+	char *message;     /* why it is pending, failed, ...; NULL if nothing to say */
+	char *last_output; /* its last lines of output once it ended (agent's report), or NULL */
 	struct task *node_prev, *node_next; /* node's list of bound tasks */
 };
 

@@ -23,10 +23,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/container.h"
 #include "runtime/cgroup.h"
+#include "runtime/logfile.h"
 #include "err.h"
 #include "runtime/seccomp.h"
 #include "runtime/spawn.h"
@@ -91,6 +93,23 @@ log_write(struct shim *s, const char *p, size_t n)
 		s->log_size += (off_t)n;
 }
 
+/* Write one read of stream (1 stdout, 2 stderr) as timestamped records (logfile.h). */
+static void
+log_records(struct shim *s, int stream, const char *p, size_t n)
+{
+	struct timespec ts;
+	size_t lines = 1;
+	char *rec;
+
+	for (size_t k = 0; k < n; k++)
+		lines += p[k] == '\n';
+	clock_gettime(CLOCK_REALTIME, &ts);
+	rec = xmalloc(n + LOGFILE_HEADER_MAX * lines);
+	n = logfile_encode(rec, stream, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, p, n);
+	log_write(s, rec, n);
+	free(rec);
+}
+
 /* Relay what one pipe has; returns 0 at EOF. */
 static int
 relay(struct shim *s, int i)
@@ -105,7 +124,7 @@ relay(struct shim *s, int i)
 		s->pipe_rd[i] = -1;
 		return 0;
 	}
-	log_write(s, buf, (size_t)n);
+	log_records(s, i + 1, buf, (size_t)n);
 	if (s->attach[i] >= 0 && write_all(s->attach[i], buf, (size_t)n) == -1) {
 		close(s->attach[i]);
 		s->attach[i] = -1;

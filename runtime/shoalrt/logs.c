@@ -13,6 +13,7 @@
 #include "runtime/logfile.h"
 #include "util.h"
 #include "verb.h"
+#include "when.h"
 
 static void
 out(const char *p, size_t n)
@@ -24,8 +25,8 @@ static int
 logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 {
 	struct shoal_err err;
+	struct logfile_opts o = {.tail = -1};
 	bool follow = false;
-	long tail = -1;
 	int i;
 
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -34,9 +35,20 @@ logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 		} else if ((strcmp(argv[i], "--tail") == 0 || strcmp(argv[i], "-n") == 0) &&
 		           i + 1 < argc) {
 			char *end;
-			tail = strtol(argv[++i], &end, 10);
-			if (*end != '\0' || tail < 0) {
+			o.tail = strtol(argv[++i], &end, 10);
+			if (*end != '\0' || o.tail < 0) {
 				fprintf(stderr, "shoalrt: logs: invalid --tail %s\n", argv[i]);
+				return 1;
+			}
+		} else if (strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "--timestamps") == 0) {
+			o.timestamps = true;
+		} else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
+			if (when_parse(argv[++i], util_wall_ms(), &o.since_ms) == -1) {
+				fprintf(stderr,
+				        "shoalrt: logs: --since wants a duration (10s, 5m, 2h, 1d) "
+				        "or an "
+				        "RFC 3339 time, not %s\n",
+				        argv[i]);
 				return 1;
 			}
 		} else {
@@ -56,7 +68,7 @@ logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 	struct logfile lf;
 	char *head = NULL;
 	size_t len = 0;
-	if (logfile_open(&lf, c->dir, tail, &head, &len, &err) == -1) {
+	if (logfile_open(&lf, c->dir, &o, &head, &len, &err) == -1) {
 		fprintf(stderr, "shoalrt: %s\n", err.msg);
 		container_free(c);
 		return 1;
@@ -66,11 +78,12 @@ logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 	fflush(stdout);
 	while (follow) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
-		char buf[65536];
-		size_t n = logfile_read(&lf, buf, sizeof(buf));
+		size_t n;
+		char *buf = logfile_read(&lf, &n);
 
-		if (n > 0) {
+		if (buf) {
 			out(buf, n);
+			free(buf);
 			fflush(stdout);
 			continue;
 		}
@@ -84,7 +97,10 @@ logs_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 }
 
 SHOALRT_VERB(logs, "logs", "print a container's output",
-             "usage: shoalrt logs [-f] [--tail N] CONTAINER\n\n"
-             "Print the container's stdout and stderr (log.1 then log). --tail N prints the\n"
-             "last N lines; -f keeps printing until the container exits.\n",
+             "usage: shoalrt logs [-f] [-t] [--since WHEN] [--tail N] CONTAINER\n\n"
+             "Print the container's stdout and stderr (log.1 then log), running or exited.\n"
+             "--tail N prints the last N lines; -f keeps printing until the container exits;\n"
+             "-t prefixes each line with the time it was written (RFC 3339); --since WHEN\n"
+             "skips lines written before WHEN, a duration ago (10s, 5m, 2h, 1d) or an\n"
+             "RFC 3339 time.\n",
              logs_main)

@@ -203,7 +203,7 @@ test_ps_task_json(void **state)
 	assert_int_equal(json_integer_value(json_object_get(j, "exit_code")), 3);
 	assert_int_equal(json_integer_value(json_object_get(j, "slot")), 1);
 	assert_string_equal(json_string_value(json_object_get(j, "node")), "node1");
-	assert_int_equal(json_object_size(j), 14); /* every TaskInfo field */
+	assert_int_equal(json_object_size(j), 15); /* every TaskInfo field */
 	json_decref(j);
 }
 
