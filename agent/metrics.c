@@ -375,9 +375,12 @@ metrics_start(struct agent_server *a, const char *spec, struct shoal_err *err)
 	evhttp_set_gencb(m->http, on_request, a);
 	bound = evhttp_bind_socket_with_handle(m->http, host, port);
 	if (bound == NULL) {
-		int e = errno;
+		/* A node runs its tasks without metrics rather than not at all (a second agent on
+		 * the host, or another exporter on the port): said once, loudly. */
+		shoal_log(LOG_WARNING, "http: /metrics off: cannot listen on %s: %s", spec,
+		          strerror(errno));
 		metrics_free(a);
-		return err_set(err, e, "--http: listen on %s", spec);
+		return 0;
 	}
 	m->port = port;
 	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sin, &len) == 0)

@@ -18,6 +18,8 @@
 # Exit 1 when a request failed, or when scheduler/agent1+2 RSS grew by more than 20% and
 # 2 MiB, or their fds by more than 8 (a sample may catch a few connections in flight),
 # between minute 2 and the end.
+# Functions below are called through wait_until and the EXIT trap, which shellcheck cannot see.
+# shellcheck disable=SC2317
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10m}
@@ -27,7 +29,10 @@ case $dur in
 *[!0-9]* | '') echo "bench/soak.sh: DURATION like 10m, 3m or 90s" >&2; exit 2 ;;
 *) secs=$((dur * 60)) ;;
 esac
-[ "$secs" -ge 60 ] && [ "$secs" -le 3600 ] || { echo "bench/soak.sh: DURATION from 1m to 60m" >&2; exit 2; }
+if [ "$secs" -lt 60 ] || [ "$secs" -gt 3600 ]; then
+	echo "bench/soak.sh: DURATION from 1m to 60m" >&2
+	exit 2
+fi
 export LAB_ID=${LAB_ID:-soak}
 export BUILD=${BUILD:-build}
 [ "$(id -u)" -eq 0 ] || { echo "bench/soak.sh: needs root (network namespaces)" >&2; exit 1; }
@@ -37,7 +42,7 @@ done
 work=$(mktemp -d /tmp/shoal-soak.XXXXXX)
 chmod 755 "$work"
 export BATS_FILE_TMPDIR=$work
-# shellcheck source=../tests/integration/helpers.bash
+# shellcheck source=tests/integration/helpers.bash
 source tests/integration/helpers.bash
 st=0
 lab status >/dev/null 2>&1 || st=$?
@@ -134,6 +139,8 @@ sample() {
 	done
 	read -r req fail <<<"$(counts)"
 	[ "$nsh" -gt 0 ] || nsh=1
+	# s and a3 are "RSS FDS" pairs: split on purpose, two columns each.
+	# shellcheck disable=SC2086
 	printf '%6s %9s %5s %11s %6s %9s %4s %5s %9s %8s %8s %8s\n' "$min" ${s} "$a12r" "$a12f" ${a3} \
 		"$nsh" "$((shr / nsh))" "$((shf / nsh))" "$((req - last_req))" "$((fail - last_fail))"
 	last_req=$req last_fail=$fail

@@ -142,8 +142,9 @@ services_quiet() {
 	wait_until 30 services_say "$msg"
 	shoal ps sq | grep -qF "$msg"
 	shoal inspect sq | grep -qF "$msg"
-	# node2 has it; node1's squatter still owns node1's.
-	serves node2 9300
+	# node2 has it (once a replica is healthy, in every proxy); node1's squatter still owns
+	# node1's.
+	wait_until 30 serves node2 9300
 	# Another service asking for the same port: refused at the line and column it is
 	# written on, before the scheduler sees it.
 	sed -e 's/^service: sq/service: sq2/' "$BATS_FILE_TMPDIR/sq.yaml" >"$BATS_FILE_TMPDIR/sq2.yaml"

@@ -237,8 +237,10 @@ Y
 	run --separate-stderr shoal apply -f "$M/bad"
 	[ "$status" -eq 1 ]
 	[[ "$stderr" == *"$M/bad/c.yaml:3:"* ]]
+	# None of the directory's services exists (one of the test before may still be on its
+	# way out).
 	run shoal services -q
-	[ -z "$output" ]
+	[ -z "$(echo "$output" | grep -xE 'da|db|dc')" ]
 	run shoal apply -f "$M/empty"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"no *.yaml or *.yml file"* ]]
@@ -251,7 +253,7 @@ service db would be created" ]
 	# Swarm's restart policy name is taken, with a hint on stderr.
 	[[ "$stderr" == *"a.yaml:6:"*"warning: restart.policy: \"any\" is Swarm's name; Shoal says always"* ]]
 	run shoal services -q
-	[ -z "$output" ]
+	[ -z "$(echo "$output" | grep -xE 'da|db')" ]
 	run --separate-stderr shoal apply -f "$M/dir"
 	[ "$output" = "service da created
 service db created" ]
