@@ -42,7 +42,7 @@ const char nodes_node_usage[] =
     "\n"
     "node update: set or remove labels of a node at the scheduler, as `docker node update`\n"
     "does. They are kept by the scheduler (a restart keeps them) and merged over the labels\n"
-    "the node's agent registers (`shoal-agent --label`): on the same key the admin's win;\n"
+    "the node's agent registers (its own label flags): on the same key the admin's win;\n"
     "removing an admin label shows the agent's again, and an agent's own label is changed on\n"
     "the agent only. Placement constraints (node.labels.KEY) see them at once: a pending task\n"
     "that fits now is placed; running tasks stay where they are. All or nothing.\n"

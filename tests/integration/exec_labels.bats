@@ -96,6 +96,26 @@ pending_because() {
 	[ "$status" -eq 4 ]
 }
 
+@test "exec -t and shoalrt exec -t follow our terminal's resizes (SIGWINCH)" {
+	read -r task node < <(shoal ps ex -o json | jq -r '.[0] | "\(.name) \(.node)"')
+	# Our terminal is resized while the command runs; the kernel signals the CLI.
+	cat >"$BATS_TEST_TMPDIR/resize.sh" <<S
+stty rows 20 cols 40
+(sleep 1.5; stty rows 50 cols 60 </dev/tty) &
+"\$@" sh -c 'stty size; sleep 3; stty size'
+S
+	run lab exec sched timeout 60 script -qefc "sh '$BATS_TEST_TMPDIR/resize.sh' '$SHOAL_BIN/shoal' --scheduler $SCHED --token-file '$DATA/sched/admin.token' exec -t ex.1" /dev/null </dev/null
+	echo "$output" >&3
+	[ "$status" -eq 0 ]
+	[ "$(tr -d '\r' <<<"$output")" = "20 40
+50 60" ]
+	run timeout 60 script -qefc "sh '$BATS_TEST_TMPDIR/resize.sh' '$SHOAL_BIN/shoalrt' --root '$DATA/$node' exec -t '$task'" /dev/null </dev/null
+	echo "$output" >&3
+	[ "$status" -eq 0 ]
+	[ "$(tr -d '\r' <<<"$output")" = "20 40
+50 60" ]
+}
+
 @test "exec -it: an interactive shell, its exit status is shoal's; our terminal is restored" {
 	printf 'echo $((6*7)); exit 3\n' >"$BATS_TEST_TMPDIR/in"
 	run tty_shoal "$BATS_TEST_TMPDIR/in" -- exec -it ex.1 -- sh
