@@ -44,6 +44,7 @@ struct agent_exec {
 	struct evbuffer *inbuf;
 	struct event *in_ev;
 	bool in_eof;
+	uint64_t written; /* input bytes written to the command: the CLI sends more as it grows */
 	bool tty;
 	/* -t: the socket the master comes down, until it has come; its size */
 	int console;
@@ -52,9 +53,19 @@ struct agent_exec {
 	struct agent_exec *next;
 };
 
+static void send_frame(struct logs *l, uint64_t id, int stream, const char *data, size_t len,
+                       bool exited, int code, uint64_t written);
+
 static void
 send_output(struct logs *l, uint64_t id, int stream, const char *data, size_t len, bool exited,
             int code)
+{
+	send_frame(l, id, stream, data, len, exited, code, 0);
+}
+
+static void
+send_frame(struct logs *l, uint64_t id, int stream, const char *data, size_t len, bool exited,
+           int code, uint64_t written)
 {
 	struct session *s = &l->agent->session;
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
@@ -68,6 +79,7 @@ send_output(struct logs *l, uint64_t id, int stream, const char *data, size_t le
 	eo.stream = (uint32_t)stream;
 	eo.exited = exited;
 	eo.exit_code = code;
+	eo.input_written = written;
 	env.id = id;
 	env.body_case = SHOAL__ENVELOPE__BODY_EXEC_OUTPUT;
 	env.exec_output = &eo;
@@ -222,21 +234,28 @@ close_input(struct agent_exec *e)
 static void
 flush_input(struct agent_exec *e)
 {
+	uint64_t before = e->written;
+
 	if (e->in < 0)
 		return;
 	while (evbuffer_get_length(e->inbuf) > 0) {
 		int n = evbuffer_write(e->inbuf, e->in);
-		if (n > 0)
+		if (n > 0) {
+			e->written += (uint64_t)n;
 			continue;
+		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
 			event_add(e->in_ev, NULL);
-			return;
+			break;
 		}
 		/* It closed its stdin (EPIPE): what it does not read goes. */
 		close_input(e);
 		return;
 	}
-	if (e->in_eof)
+	/* What the command took: the CLI reads on while it is at most a window ahead. */
+	if (e->written != before)
+		send_frame(e->l, e->id, 0, NULL, 0, false, 0, e->written);
+	if (e->in_eof && evbuffer_get_length(e->inbuf) == 0)
 		close_input(e);
 }
 

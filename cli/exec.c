@@ -37,9 +37,15 @@ const char version_usage[] =
     "\n"
     "Print this client's version and the scheduler's (`shoal --version`: the client's only).\n";
 
+/* -i: input sent ahead of what the command has taken (the agent says, input_written). */
+#define EXEC_WINDOW (4u << 20)
+
 struct exec_state {
 	int code;
 	bool input, tty;
+	bool in_done;  /* stdin's EOF sent */
+	bool pollable; /* stdin is read on events (else a file, read when the window opens) */
+	uint64_t sent, taken;
 	struct rpc_conn *c; /* once the request is sent */
 	uint64_t id;
 	struct event *in_ev, *winch_ev;
@@ -58,6 +64,8 @@ write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
+static void pump_input(struct exec_state *st);
+
 static enum client_stream_action
 exec_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 {
@@ -69,6 +77,10 @@ exec_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 		return CLIENT_STREAM_FAIL;
 	}
 	eo = env->exec_output;
+	if (eo->input_written > st->taken) {
+		st->taken = eo->input_written;
+		pump_input(st);
+	}
 	if (eo->data.len)
 		(void)write_all(eo->stream == 2 ? 2 : 1, eo->data.data, eo->data.len);
 	if (!eo->exited)
@@ -99,6 +111,12 @@ send_input(struct exec_state *st, const uint8_t *data, size_t len, bool eof, boo
 	(void)rpc_send(st->c, &env, &err);
 }
 
+static bool
+window_open(const struct exec_state *st)
+{
+	return st->sent - st->taken < EXEC_WINDOW;
+}
+
 /* Read what stdin has and send it; at EOF, say so once. Returns false at EOF. */
 static bool
 read_input(struct exec_state *st)
@@ -108,12 +126,31 @@ read_input(struct exec_state *st)
 
 	if (n > 0) {
 		send_input(st, buf, (size_t)n, false, false);
+		st->sent += (uint64_t)n;
 		return true;
 	}
 	if (n == -1 && (errno == EINTR || errno == EAGAIN))
 		return true;
 	send_input(st, NULL, 0, true, false);
+	st->in_done = true;
 	return false;
+}
+
+/* Read on while the command keeps up: a window ahead of it at most, so neither we nor the
+ * agent hold what a slow reader has not taken. */
+static void
+pump_input(struct exec_state *st)
+{
+	if (!st->input || st->in_done || st->c == NULL)
+		return;
+	if (st->pollable) {
+		if (window_open(st))
+			event_add(st->in_ev, NULL);
+		return;
+	}
+	/* A file, or /dev/null: a read never blocks. */
+	while (!st->in_done && window_open(st))
+		(void)read_input(st);
 }
 
 static void
@@ -123,7 +160,7 @@ on_stdin(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!read_input(st))
+	if (!read_input(st) || !window_open(st))
 		event_del(st->in_ev);
 }
 
@@ -149,13 +186,13 @@ exec_ready(struct event_base *base, struct rpc_conn *c, uint64_t id, void *arg)
 	if (!st->input)
 		return;
 	st->in_ev = event_new(base, 0, EV_READ | EV_PERSIST, on_stdin, st);
-	if (event_add(st->in_ev, NULL) == 0)
-		return;
-	/* A file or /dev/null, which epoll refuses: read it whole now (it never blocks). */
-	event_free(st->in_ev);
-	st->in_ev = NULL;
-	while (read_input(st))
-		;
+	st->pollable = event_add(st->in_ev, NULL) == 0;
+	if (!st->pollable) {
+		/* A file or /dev/null, which epoll refuses. */
+		event_free(st->in_ev);
+		st->in_ev = NULL;
+		pump_input(st);
+	}
 }
 
 static void

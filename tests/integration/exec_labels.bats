@@ -50,6 +50,7 @@ tty_shoal() {
 # What the CLI is fed on its stdin.
 echo_exec() { echo hi | shoal exec "$@"; }
 file_exec() { shoal exec "$@" <"$BATS_TEST_TMPDIR/big"; }
+zero_exec() { head -c 25165824 /dev/zero | shoal exec "$@"; }
 
 # pending_because SERVICE: a task of it waits, and ps says it is the constraints.
 pending_because() {
@@ -66,6 +67,16 @@ pending_because() {
 	run file_exec -i ex.1 -- sh -c 'md5sum; exit 5'
 	[ "$status" -eq 5 ]
 	[ "${output%% *}" = "$sum" ]
+	# A command slower than its input: the CLI reads on only as the command takes it (else the
+	# agent would hold more than its 16 MiB and close the command's stdin), from a pipe and
+	# from a file.
+	run zero_exec -i ex.1 -- sh -c 'sleep 2; wc -c'
+	[ "$status" -eq 0 ]
+	[ "$(echo $output)" = 25165824 ]
+	head -c 25165824 /dev/zero >"$BATS_TEST_TMPDIR/big"
+	run file_exec -i ex.1 -- sh -c 'sleep 2; wc -c'
+	[ "$status" -eq 0 ]
+	[ "$(echo $output)" = 25165824 ]
 	# Without -i: empty, as docker exec's.
 	run echo_exec ex.1 -- cat
 	[ "$status" -eq 0 ]
