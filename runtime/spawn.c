@@ -342,6 +342,10 @@ child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_e
 	*stage = SPAWN_SETUP;
 	if (resolve_user(p->user, &uid, &gid, home, sizeof(home), err) == -1)
 		return -1;
+	/* The terminal is the user's, as a login's is (docker exec -t does the same): a program
+	 * that opens it by name (ttyname) can. */
+	if (p->tty && fchown(0, uid, (gid_t)-1) == -1)
+		return err_set(err, errno, "chown the pseudo-terminal");
 	if (p->cwd && p->cwd[0]) {
 		/* docker run creates a missing working directory. */
 		if (util_mkdir_p(p->cwd, 0755, err) == -1 || chdir(p->cwd) == -1)

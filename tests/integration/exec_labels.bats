@@ -162,6 +162,15 @@ S
 	echo "$output" >&3
 	[ "$status" -eq 3 ]
 	tr -d '\r' <<<"$output" | grep -qx 42
+	# A non-root command's terminal is its own (a program may open it by name).
+	id=$(rt "$node" run -d --user 65534 shoal/web:1 sleep 100)
+	run timeout 60 script -qefc "'$SHOAL_BIN/shoalrt' --root '$DATA/$node' exec -t '$id' sh -c 'id -u; stat -c %u \$(tty); echo ok >\$(tty)'" /dev/null </dev/null
+	rt "$node" rm -f "$id" >/dev/null
+	echo "$output" >&3
+	[ "$status" -eq 0 ]
+	[ "$(tr -d '\r' <<<"$output")" = "65534
+65534
+ok" ]
 	shoal rm ex
 }
 
