@@ -208,7 +208,7 @@ exec_end(void *arg)
 }
 
 static struct termios saved_tty;
-static bool tty_raw;
+static volatile sig_atomic_t tty_raw;
 
 static void
 restore_tty(void)
@@ -216,6 +216,17 @@ restore_tty(void)
 	if (tty_raw)
 		(void)tcsetattr(0, TCSANOW, &saved_tty);
 	tty_raw = false;
+}
+
+/* Killed while our terminal is raw: put it back first (tcsetattr is async-signal-safe), then
+ * die of the signal as we would have. */
+static void
+on_fatal_signal(int sig)
+{
+	if (tty_raw)
+		(void)tcsetattr(0, TCSANOW, &saved_tty);
+	signal(sig, SIG_DFL);
+	raise(sig);
 }
 
 int
@@ -278,6 +289,9 @@ exec_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		cfmakeraw(&raw);
 		tty_raw = tcsetattr(0, TCSANOW, &raw) == 0;
 		atexit(restore_tty);
+		signal(SIGTERM, on_fatal_signal);
+		signal(SIGHUP, on_fatal_signal);
+		signal(SIGQUIT, on_fatal_signal);
 	}
 	/* The command runs as long as it runs: no idle limit once connected. */
 	rc = client_stream_io(ctx, &req, 0, exec_on_message, &io, &st, &err);

@@ -144,6 +144,20 @@ S
 	run lab exec sched timeout 60 script -qefc "sh '$BATS_TEST_TMPDIR/restore.sh'" /dev/null </dev/null
 	echo "$output" >&3
 	[[ "$output" == *restored* ]]
+	# Killed (SIGTERM) while its terminal is raw: put back all the same.
+	cat >"$BATS_TEST_TMPDIR/killed.sh" <<S
+a=\$(stty -g)
+'$SHOAL_BIN/shoal' --scheduler $SCHED --token-file '$DATA/sched/admin.token' exec -it ex.1 -- sleep 30 </dev/tty &
+i=0
+while [ "\$(stty -g)" = "\$a" ] && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i + 1)); done
+[ "\$(stty -g)" != "\$a" ] && echo raw
+kill -TERM \$!
+wait \$!
+[ "\$a" = "\$(stty -g)" ] && echo restored
+S
+	run lab exec sched timeout 60 script -qfc "sh '$BATS_TEST_TMPDIR/killed.sh'" /dev/null </dev/null
+	echo "$output" >&3
+	[[ "$output" == *raw*restored* ]]
 }
 
 @test "shoalrt exec -i and -t on the node" {
