@@ -270,6 +270,9 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 	case SHOAL__ENVELOPE__BODY_EXEC:
 		exec_request(&s->agent->logs, env->id, env->exec);
 		break;
+	case SHOAL__ENVELOPE__BODY_EXEC_INPUT:
+		exec_input(&s->agent->logs, env->id, env->exec_input);
+		break;
 	case SHOAL__ENVELOPE__BODY_ASSIGNMENTS:
 		if (s->state == SESSION_READY)
 			tasks_apply(&s->agent->tasks, env->assignments);

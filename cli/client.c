@@ -70,11 +70,12 @@ struct client_stream_state {
 	client_stream_cb cb;
 	void *arg;
 	struct shoal_err *err;
-	const char *where; /* HOST:PORT */
-	int timeout_ms;    /* connect and handshake */
-	int idle_ms;       /* between replies once the request is sent; 0 = none */
-	bool ready;        /* handshake done, request sent */
-	int done;          /* 0 running, 1 the callback stopped, -1 failed (err set) */
+	const char *where;                 /* HOST:PORT */
+	int timeout_ms;                    /* connect and handshake */
+	int idle_ms;                       /* between replies once the request is sent; 0 = none */
+	const struct client_stream_io *io; /* NULL: a plain stream */
+	bool ready;                        /* handshake done, request sent */
+	int done; /* 0 running, 1 the callback stopped, -1 failed (err set) */
 };
 
 static void
@@ -109,6 +110,8 @@ client_stream_ready(struct rpc_conn *c, void *arg)
 	st->ready = true;
 	/* The connect deadline is over; from now on only the caller's idle bound applies. */
 	client_stream_arm(st, st->idle_ms);
+	if (st->io && st->io->ready)
+		st->io->ready(st->base, c, st->req->id, st->arg);
 }
 
 static void
@@ -176,12 +179,19 @@ int
 client_stream(const struct cli_ctx *ctx, Shoal__Envelope *req, int idle_ms, client_stream_cb cb,
               void *arg, struct shoal_err *err)
 {
+	return client_stream_io(ctx, req, idle_ms, cb, NULL, arg, err);
+}
+
+int
+client_stream_io(const struct cli_ctx *ctx, Shoal__Envelope *req, int idle_ms, client_stream_cb cb,
+                 const struct client_stream_io *io, void *arg, struct shoal_err *err)
+{
 	static const struct rpc_callbacks rcb = {
 	    .ready = client_stream_ready,
 	    .message = client_stream_message,
 	    .closed = client_stream_closed,
 	};
-	struct client_stream_state st = {.req = req, .cb = cb, .arg = arg, .err = err};
+	struct client_stream_state st = {.req = req, .cb = cb, .arg = arg, .err = err, .io = io};
 	struct rpc_limits limits = {0};
 	struct sigaction sa;
 	struct token tok;
@@ -228,6 +238,8 @@ client_stream(const struct cli_ctx *ctx, Shoal__Envelope *req, int idle_ms, clie
 			break;
 	if (st.done == 0)
 		err_set(err, 0, "scheduler at %s: event loop failed", where);
+	if (st.ready && io && io->end)
+		io->end(arg);
 	rpc_free(st.c);
 	event_free(st.timer);
 	event_base_free(st.base);

@@ -46,4 +46,18 @@ typedef enum client_stream_action (*client_stream_cb)(const Shoal__Envelope *env
 int client_stream(const struct cli_ctx *ctx, Shoal__Envelope *req, int idle_ms, client_stream_cb cb,
                   void *arg, struct shoal_err *err);
 
+/*
+ * A stream that sends too (exec -i): ready is called once the request is sent, with the private
+ * loop and connection, to add events to the loop and send more envelopes with the request's id;
+ * end once the stream is over, before the loop and connection go, to free them.
+ */
+struct event_base;
+struct client_stream_io {
+	void (*ready)(struct event_base *base, struct rpc_conn *c, uint64_t id, void *arg);
+	void (*end)(void *arg);
+};
+int client_stream_io(const struct cli_ctx *ctx, Shoal__Envelope *req, int idle_ms,
+                     client_stream_cb cb, const struct client_stream_io *io, void *arg,
+                     struct shoal_err *err);
+
 #endif

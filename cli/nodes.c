@@ -38,7 +38,19 @@ const char nodes_activate_usage[] =
 
 const char nodes_node_usage[] =
     "usage: shoal node rm [-f|--force] NODE\n"
+    "       shoal node update [--label-add KEY=VALUE]... [--label-rm KEY]... NODE\n"
     "\n"
+    "node update: set or remove labels of a node at the scheduler, as `docker node update`\n"
+    "does. They are kept by the scheduler (a restart keeps them) and merged over the labels\n"
+    "the node's agent registers (its own label flags): on the same key the admin's win;\n"
+    "removing an admin label shows the agent's again, and an agent's own label is changed on\n"
+    "the agent only. Placement constraints (node.labels.KEY) see them at once: a pending task\n"
+    "that fits now is placed; running tasks stay where they are. All or nothing.\n"
+    "\n"
+    "  --label-add KEY=VALUE  set a label (repeatable)\n"
+    "  --label-rm KEY         remove a label set with --label-add (repeatable)\n"
+    "\n"
+    "node rm: "
     "Remove a node from the cluster: its record, its subnet and the node key its name is bound\n"
     "to. A node's name only comes back with its own key (DATA_DIR/node.key on the agent); a\n"
     "node that lost its key joins anew after `shoal node rm`. A node that is up (ready or\n"
@@ -259,12 +271,84 @@ nodes_rm(struct cli_ctx *ctx, int argc, char **argv)
 	return rc;
 }
 
+static int
+nodes_update(struct cli_ctx *ctx, int argc, char **argv)
+{
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	Shoal__UpdateNode un = SHOAL__UPDATE_NODE__INIT;
+	Shoal__Envelope *reply = NULL;
+	cleanup_free char **add = xcalloc((size_t)argc, sizeof(char *));
+	cleanup_free char **rm = xcalloc((size_t)argc, sizeof(char *));
+	const char *name = NULL;
+	struct shoal_err err;
+	int rc = 0;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = NULL;
+		bool is_add = strncmp(a, "--label-add", 11) == 0 && (a[11] == '\0' || a[11] == '=');
+		bool is_rm = strncmp(a, "--label-rm", 10) == 0 && (a[10] == '\0' || a[10] == '=');
+
+		if (is_add || is_rm) {
+			const char *eq = strchr(a, '=');
+			if (eq && eq < a + (is_add ? 12 : 11))
+				v = eq + 1;
+			else if (i + 1 < argc)
+				v = argv[++i];
+			if (v == NULL) {
+				fprintf(stderr, "shoal node update: %s wants a value\n%s", a,
+				        nodes_node_usage);
+				return 1;
+			}
+			if (is_add)
+				add[un.n_label_add++] = (char *)v;
+			else
+				rm[un.n_label_rm++] = (char *)v;
+		} else if (a[0] == '-' || name != NULL) {
+			fprintf(stderr, "shoal node update: unexpected argument %s\n%s", a,
+			        nodes_node_usage);
+			return 1;
+		} else {
+			name = a;
+		}
+	}
+	if (name == NULL) {
+		fprintf(stderr, "shoal node update: want one NODE\n%s", nodes_node_usage);
+		return 1;
+	}
+	if (un.n_label_add == 0 && un.n_label_rm == 0) {
+		fprintf(stderr,
+		        "shoal node update: nothing to change (--label-add, --label-rm)\n%s",
+		        nodes_node_usage);
+		return 1;
+	}
+	un.node = (char *)name;
+	un.label_add = add;
+	un.label_rm = rm;
+	req.body_case = SHOAL__ENVELOPE__BODY_UPDATE_NODE;
+	req.update_node = &un;
+	if (client_call(ctx, &req, &reply, &err) == -1) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return 1;
+	}
+	if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
+		printf("%s\n", name);
+	} else {
+		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
+		rc = 1;
+	}
+	shoal__envelope__free_unpacked(reply, NULL);
+	return rc;
+}
+
 int
 nodes_node_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
-	/* One subcommand today; `node ls`/`node inspect` would join it here. */
+	/* `node ls`/`node inspect` would join these here. */
 	if (argc >= 2 && strcmp(argv[1], "rm") == 0)
 		return nodes_rm(ctx, argc - 1, argv + 1);
-	fprintf(stderr, "shoal node: want a subcommand (rm)\n%s", nodes_node_usage);
+	if (argc >= 2 && strcmp(argv[1], "update") == 0)
+		return nodes_update(ctx, argc - 1, argv + 1);
+	fprintf(stderr, "shoal node: want a subcommand (rm, update)\n%s", nodes_node_usage);
 	return 1;
 }

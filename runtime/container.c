@@ -769,6 +769,39 @@ pid_t
 container_exec_start(const char *root, const char *id, char *const *argv, const int stdio[3],
                      struct shoal_err *err)
 {
+	return container_exec_start_tty(root, id, argv, stdio, -1, err);
+}
+
+int
+container_exec_recv_tty(int console)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	char byte;
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm;
+	ssize_t n;
+	int fd = -1;
+
+	do
+		n = recvmsg(console, &mh, MSG_CMSG_CLOEXEC);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (fd == -1)
+		errno = 0;
+	return fd;
+}
+
+pid_t
+container_exec_start_tty(const char *root, const char *id, char *const *argv, const int stdio[3],
+                         int console, struct shoal_err *err)
+{
 	cleanup_free char *shim = container_shim_path();
 	cleanup_close int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	cleanup_free char **args = NULL;
@@ -784,9 +817,11 @@ container_exec_start(const char *root, const char *id, char *const *argv, const 
 		return err_set(err, 0, "exec: no command");
 	/* Everything the child needs is made here: after a fork from a threaded process (the
 	 * agent), it may only make async-signal-safe calls. */
-	args = xcalloc(n + 8, sizeof(char *));
+	args = xcalloc(n + 9, sizeof(char *));
 	args[k++] = "shoal-shim";
 	args[k++] = "exec";
+	if (console >= 0)
+		args[k++] = "--tty"; /* the socket is its fd 3 */
 	args[k++] = "--root";
 	args[k++] = (char *)root;
 	args[k++] = "--id";
@@ -810,13 +845,17 @@ container_exec_start(const char *root, const char *id, char *const *argv, const 
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* Above 2 first, so placing one cannot clobber another. */
 		for (int i = 0; i < 3; i++)
-			if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) == -1)
+			if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 4)) == -1)
 				_exit(125);
+		if (console >= 0 && (console = fcntl(console, F_DUPFD_CLOEXEC, 4)) == -1)
+			_exit(125);
 		for (int i = 0; i < 3; i++)
 			if (dup2(fds[i], i) == -1)
 				_exit(125);
+		if (console >= 0 && dup2(console, 3) == -1)
+			_exit(125);
 		/* Nothing else of the caller's reaches the shim. */
-		(void)syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+		(void)syscall(SYS_close_range, console >= 0 ? 4U : 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 		execv(shim, args);
 		_exit(125);
 	}

@@ -148,6 +148,18 @@ int container_start(struct container *c, const struct container_attach *a, int *
  */
 pid_t container_exec_start(const char *root, const char *id, char *const *argv, const int stdio[3],
                            struct shoal_err *err);
+/*
+ * The same with a terminal (-t): console >= 0 (borrowed) is a unix stream socket down which
+ * the command, once in the container, sends the master of the pseudo-terminal it runs on
+ * (SCM_RIGHTS, one byte): it is allocated from the container's own devpts and is the
+ * command's controlling terminal, stdin, stdout and stderr. stdio then carries the shim's own
+ * messages only. EOF on console without a descriptor: the command never ran (see the status).
+ */
+pid_t container_exec_start_tty(const char *root, const char *id, char *const *argv,
+                               const int stdio[3], int console, struct shoal_err *err);
+/* Receive the master sent down console (blocking unless console is non-blocking): the fd
+ * (close-on-exec), or -1 with errno (0 at EOF: the command never ran; EAGAIN: not yet). */
+int container_exec_recv_tty(int console);
 
 /* Block until the shim reports the exit. Returns the shell-style status (code, or 128+signal). */
 int container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err);

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -340,6 +342,10 @@ child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_e
 	*stage = SPAWN_SETUP;
 	if (resolve_user(p->user, &uid, &gid, home, sizeof(home), err) == -1)
 		return -1;
+	/* The terminal is the user's, as a login's is (docker exec -t does the same): a program
+	 * that opens it by name (ttyname) can. */
+	if (p->tty && fchown(0, uid, (gid_t)-1) == -1)
+		return err_set(err, errno, "chown the pseudo-terminal");
 	if (p->cwd && p->cwd[0]) {
 		/* docker run creates a missing working directory. */
 		if (util_mkdir_p(p->cwd, 0755, err) == -1 || chdir(p->cwd) == -1)
@@ -800,6 +806,57 @@ exec_open(pid_t pid, uint64_t pid_start, struct exec_fds *f, struct shoal_err *e
 	return 0;
 }
 
+/*
+ * -t: a pseudo-terminal from the container's own devpts (we are in its mount namespace, so
+ * /dev/ptmx is its), made our controlling terminal and stdio; the master goes down console.
+ * Opened in here, never from the host through the container's root, whose paths the
+ * container controls.
+ */
+static int
+exec_child_tty(int console, struct shoal_err *err)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	char byte = 't';
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm;
+	int unlock = 0, m, s;
+
+	m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (m == -1)
+		return err_set(err, errno, "open the container's /dev/ptmx");
+	/* TIOCGPTPEER opens the slave of this very master: no path to look up. */
+	if (ioctl(m, TIOCSPTLCK, &unlock) == -1 ||
+	    (s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) == -1) {
+		close(m);
+		return err_set(err, errno, "pseudo-terminal");
+	}
+	if (setsid() == -1 || ioctl(s, TIOCSCTTY, 0) == -1) {
+		close(m);
+		close(s);
+		return err_set(err, errno, "make the pseudo-terminal ours");
+	}
+	for (int i = 0; i < 3; i++)
+		if (dup2(s, i) == -1) {
+			close(m);
+			close(s);
+			return err_set(err, errno, "dup2 the pseudo-terminal");
+		}
+	close(s);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &m, sizeof(int));
+	if (sendmsg(console, &mh, MSG_NOSIGNAL) != 1) {
+		close(m);
+		return err_set(err, errno, "send the pseudo-terminal");
+	}
+	close(m);
+	return 0;
+}
+
 /* The exec'd child: born in the container's pid namespace; returns only on failure. */
 static int
 exec_child_main(const struct spawn_process *p, const struct exec_fds *f, int *stage,
@@ -808,8 +865,9 @@ exec_child_main(const struct spawn_process *p, const struct exec_fds *f, int *st
 	*stage = SPAWN_SETUP;
 	if (child_begin(p, err) == -1)
 		return -1;
-	/* A group of its own: whoever ends it (a check's timeout) ends what it started too. */
-	if (setpgid(0, 0) == -1)
+	/* A group of its own: whoever ends it (a check's timeout) ends what it started too. With
+	 * a terminal, a session of its own (setsid, below), which is a group of its own too. */
+	if (!p->tty && setpgid(0, 0) == -1)
 		return err_set(err, errno, "setpgid");
 	/* Cgroups first, then the cgroup namespace, as the init did it (and a v2 host refuses a
 	 * move by a writer whose cgroup namespace does not hold the source cgroup). */
@@ -822,6 +880,8 @@ exec_child_main(const struct spawn_process *p, const struct exec_fds *f, int *st
 	for (size_t i = 0; i < ARRAY_SIZE(exec_ns); i++)
 		if (setns(f->ns[i], exec_ns[i].type) == -1)
 			return err_set(err, errno, "join the %s namespace", exec_ns[i].name);
+	if (p->tty && exec_child_tty(p->console, err) == -1)
+		return -1;
 	/* The init's limits, whatever it did with them since (it can only have lowered a hard
 	 * limit): ours are the agent's, which may be higher. */
 	for (int r = 0; r < RLIM_NLIMITS; r++) {

@@ -23,6 +23,11 @@ struct spawn_process {
 	const struct sock_fprog *seccomp; /* NULL: no filter */
 	bool no_new_privs; /* set PR_SET_NO_NEW_PRIVS: setuid and file caps then grant nothing */
 	int stdio[3];      /* its stdin, stdout, stderr */
+	/* spawn_exec only: run on a new pseudo-terminal of the container's own devpts (its
+	 * controlling terminal, as stdin, stdout and stderr); its master goes down console, a
+	 * unix socket (SCM_RIGHTS), to whoever relays it (runc's console socket). */
+	bool tty;
+	int console;
 };
 
 /* Everything the container's first process is made from. All fields are borrowed. */

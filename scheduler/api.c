@@ -900,6 +900,36 @@ handle_remove_node(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply_ok(sc, env->id, "%s", rn->node);
 }
 
+/*
+ * `shoal node update --label-add K=V --label-rm K`: admin labels, kept here and merged over
+ * the agent's. Placement looks again at once (a pending task may fit now); running tasks stay
+ * where they are, as in Swarm.
+ */
+static void
+handle_update_node(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	const Shoal__UpdateNode *un = env->update_node;
+	struct node *n = nodes_find(&srv->nodes, un->node);
+	struct shoal_err err;
+
+	if (n == NULL) {
+		api_reply_error(sc, env->id, ENOENT, "no such node: %.64s", un->node);
+		return;
+	}
+	if (nodes_update_labels(&srv->store, n, un->label_add, un->n_label_add, un->label_rm,
+	                        un->n_label_rm, &err) == -1) {
+		api_reply_error(sc, env->id, EINVAL, "%s", err.msg);
+		return;
+	}
+	shoal_log(LOG_INFO, "node %s labels: %s", n->name, n->labels[0] ? n->labels : "-");
+	events_emit(&srv->events, EVENTS_NODE, "updated", NULL, n->name, NULL, NULL, 0, 0,
+	            "labels %s", n->labels[0] ? n->labels : "-");
+	for (size_t i = 0; i < srv->services.n; i++)
+		reconcile_mark(srv, srv->services.v[i]);
+	reply_ok(sc, env->id, "%s", n->name);
+}
+
 static void
 handle_rollback(struct sched_conn *sc, const Shoal__Envelope *env)
 {
@@ -943,6 +973,8 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_EVENTS:
 	case SHOAL__ENVELOPE__BODY_EXEC:
 	case SHOAL__ENVELOPE__BODY_GET_VERSION:
+	case SHOAL__ENVELOPE__BODY_EXEC_INPUT:
+	case SHOAL__ENVELOPE__BODY_UPDATE_NODE:
 		return TOKEN_ROLE_ADMIN;
 	default:
 		return TOKEN_ROLE_NONE;
@@ -1028,6 +1060,12 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_EXEC_OUTPUT:
 		logs_exec_output(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_EXEC_INPUT:
+		logs_exec_input(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_UPDATE_NODE:
+		handle_update_node(sc, env);
 		break;
 	case SHOAL__ENVELOPE__BODY_GET_VERSION:
 		reply_ok(sc, env->id, "%s", version_string());

@@ -326,12 +326,32 @@ logs_exec_start(struct sched_conn *cli, const Shoal__Envelope *env)
 	er.task = t->name;
 	er.argv = req->argv;
 	er.n_argv = req->n_argv;
+	er.stdin = req->stdin;
+	er.tty = req->tty;
+	er.rows = req->rows;
+	er.cols = req->cols;
 	fwd.id = r->agent_id;
 	fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
 	fwd.exec = &er;
 	shoal_log(LOG_INFO, "exec in %s on %s: %s%s", t->name, t->node->name, req->argv[0],
 	          req->n_argv > 1 ? " ..." : "");
 	send_env(r->agent, &fwd);
+}
+
+void
+logs_exec_input(struct sched_conn *cli, const Shoal__Envelope *env)
+{
+	for (struct log_relay *r = cli->srv->relays; r; r = r->next) {
+		Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
+		if (!r->exec || r->cli != cli || r->cli_id != env->id)
+			continue;
+		fwd.id = r->agent_id;
+		fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC_INPUT;
+		fwd.exec_input = env->exec_input;
+		send_env(r->agent, &fwd);
+		return;
+	}
+	/* The command ended meanwhile: its input goes nowhere. */
 }
 
 void

@@ -42,6 +42,8 @@ void logs_free(struct sched_server *srv);
  * the ExecOutput frames come back through logs_exec_output, the last carries the status. */
 void logs_exec_start(struct sched_conn *cli, const Shoal__Envelope *env);
 void logs_exec_output(struct sched_conn *agent, const Shoal__Envelope *env);
+/* -i/-t: the CLI's ExecInput for its running exec goes to the agent as that exec's. */
+void logs_exec_input(struct sched_conn *cli, const Shoal__Envelope *env);
 /* A task is running: follows of its service that started before it relay it too. */
 void logs_task_running(struct sched_server *srv, struct task *t);
 

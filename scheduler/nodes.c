@@ -126,6 +126,8 @@ node_free(struct node *n)
 	free(n->name);
 	free(n->address);
 	free(n->labels);
+	free(n->agent_labels);
+	free(n->admin_labels);
 	free(n);
 }
 
@@ -218,10 +220,19 @@ load_one(const struct store_node *sn, void *arg)
 	struct shoal_err err;
 	if (labels_check_joined(sn->labels, &err) == -1) {
 		shoal_log(LOG_WARNING, "store: node %.64s: labels dropped: %s", sn->name, err.msg);
-		n->labels = xstrdup("");
+		n->agent_labels = xstrdup("");
 	} else {
-		n->labels = xstrdup(sn->labels);
+		n->agent_labels = xstrdup(sn->labels);
 	}
+	/* The admin's are never written past the caps; a record that holds more was not. */
+	if (sn->admin_labels && labels_check_joined(sn->admin_labels, &err) == -1) {
+		shoal_log(LOG_WARNING, "store: node %.64s: admin labels dropped: %s", sn->name,
+		          err.msg);
+		n->admin_labels = xstrdup("");
+	} else {
+		n->admin_labels = xstrdup(sn->admin_labels ? sn->admin_labels : "");
+	}
+	n->labels = nodes_labels_merge(n->agent_labels, n->admin_labels);
 	n->drain = strcmp(sn->availability, "drain") == 0;
 	n->cpu_millis = sn->cpu_millis;
 	n->memory_bytes = sn->memory_bytes;
@@ -253,7 +264,8 @@ nodes_persist(struct store *st, const struct node *n, struct shoal_err *err)
 	    .id = (char *)n->id,
 	    .name = n->name,
 	    .address = n->address,
-	    .labels = n->labels,
+	    .labels = n->agent_labels ? n->agent_labels : "",
+	    .admin_labels = n->admin_labels ? n->admin_labels : "",
 	    .availability = n->drain ? "drain" : "active",
 	    .cpu_millis = n->cpu_millis,
 	    .memory_bytes = n->memory_bytes,
@@ -295,6 +307,165 @@ nodes_labels_join(Shoal__Label *const *labels, size_t n, struct shoal_err *err)
 	}
 	out[off] = '\0';
 	return out;
+}
+
+/* One parsed "k=v" of joined text: spans into it. */
+struct label_span {
+	const char *k, *v;
+	size_t klen, vlen;
+};
+
+/* Split joined "k=v,k=v" into at most max spans; returns how many. */
+static size_t
+labels_spans(const char *s, struct label_span *out, size_t max)
+{
+	size_t n = 0;
+
+	for (const char *p = s; p && *p && n < max;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		if (eq) {
+			out[n].k = p;
+			out[n].klen = (size_t)(eq - p);
+			out[n].v = eq + 1;
+			out[n].vlen = len - out[n].klen - 1;
+			n++;
+		}
+		p = comma ? comma + 1 : p + len;
+	}
+	return n;
+}
+
+static ssize_t
+span_find(const struct label_span *v, size_t n, const char *k, size_t klen)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].klen == klen && memcmp(v[i].k, k, klen) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static char *
+spans_join(const struct label_span *const *v, size_t n)
+{
+	size_t len = 1, off = 0;
+	char *out;
+
+	for (size_t i = 0; i < n; i++)
+		len += v[i]->klen + v[i]->vlen + 2;
+	out = xmalloc(len);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			out[off++] = ',';
+		memcpy(out + off, v[i]->k, v[i]->klen);
+		off += v[i]->klen;
+		out[off++] = '=';
+		memcpy(out + off, v[i]->v, v[i]->vlen);
+		off += v[i]->vlen;
+	}
+	out[off] = '\0';
+	return out;
+}
+
+char *
+nodes_labels_merge(const char *agent, const char *admin)
+{
+	struct label_span ag[LABELS_MAX], ad[LABELS_MAX];
+	const struct label_span *out[LABELS_MAX];
+	size_t nag = labels_spans(agent, ag, LABELS_MAX), nad = labels_spans(admin, ad, LABELS_MAX);
+	size_t n = 0, room = LABELS_MAX - nad;
+
+	for (size_t i = 0; i < nag && room > 0; i++)
+		if (span_find(ad, nad, ag[i].k, ag[i].klen) < 0) {
+			out[n++] = &ag[i];
+			room--;
+		}
+	for (size_t i = 0; i < nad; i++)
+		out[n++] = &ad[i];
+	return spans_join(out, n);
+}
+
+int
+nodes_update_labels(struct store *st, struct node *n, char *const *add, size_t nadd,
+                    char *const *rm, size_t nrm, struct shoal_err *err)
+{
+	struct label_span ad[LABELS_MAX], ag[LABELS_MAX];
+	const struct label_span *out[LABELS_MAX];
+	size_t nad = labels_spans(n->admin_labels, ad, LABELS_MAX);
+	size_t nag = labels_spans(n->agent_labels, ag, LABELS_MAX);
+	char *joined, *merged;
+
+	if (labels_check_count(nadd, err) == -1 || labels_check_count(nrm, err) == -1)
+		return err_prefix(err, "node update");
+	for (size_t i = 0; i < nrm; i++) {
+		size_t kl = strlen(rm[i]);
+		ssize_t at = span_find(ad, nad, rm[i], kl);
+		if (at >= 0) {
+			ad[at] = ad[--nad];
+			continue;
+		}
+		if (span_find(ag, nag, rm[i], kl) >= 0)
+			return err_set(
+			    err, 0,
+			    "label %.64s of node %s is its agent's (shoal-agent --label): "
+			    "change it there",
+			    rm[i], n->name);
+		return err_set(err, 0, "node %s has no label %.64s", n->name, rm[i]);
+	}
+	for (size_t i = 0; i < nadd; i++) {
+		const char *eq = strchr(add[i], '=');
+		struct label_span sp;
+		char key[LABEL_KEY_MAX + 1];
+		ssize_t at;
+
+		if (eq == NULL)
+			return err_set(err, 0, "--label-add %.64s: want KEY=VALUE", add[i]);
+		if ((size_t)(eq - add[i]) > LABEL_KEY_MAX)
+			return err_set(err, 0, "label key \"%.32s...\": longer than %d bytes",
+			               add[i], LABEL_KEY_MAX);
+		memcpy(key, add[i], (size_t)(eq - add[i]));
+		key[eq - add[i]] = '\0';
+		if (labels_check(key, eq + 1, err) == -1)
+			return -1;
+		sp = (struct label_span){add[i], eq + 1, (size_t)(eq - add[i]), strlen(eq + 1)};
+		at = span_find(ad, nad, sp.k, sp.klen);
+		if (at >= 0) {
+			ad[at] = sp;
+		} else {
+			if (labels_check_count(nad + 1, err) == -1)
+				return err_prefix(err, "node %s", n->name);
+			ad[nad++] = sp;
+		}
+	}
+	/* Agent's and admin's together are what a ListNodes reply carries: the same cap. */
+	{
+		size_t total = nad;
+		for (size_t i = 0; i < nag; i++)
+			if (span_find(ad, nad, ag[i].k, ag[i].klen) < 0)
+				total++;
+		if (labels_check_count(total, err) == -1)
+			return err_prefix(err, "node %s with its agent's labels", n->name);
+	}
+	for (size_t i = 0; i < nad; i++)
+		out[i] = &ad[i];
+	joined = spans_join(out, nad);
+	merged = nodes_labels_merge(n->agent_labels, joined);
+	{
+		char *old_admin = n->admin_labels, *old = n->labels;
+		n->admin_labels = joined;
+		n->labels = merged;
+		if (nodes_persist(st, n, err) == -1) {
+			n->admin_labels = old_admin;
+			n->labels = old;
+			free(joined);
+			free(merged);
+			return -1;
+		}
+		free(old_admin);
+		free(old);
+	}
+	return 0;
 }
 
 int
@@ -372,7 +543,9 @@ nodes_register(struct nodes *ns, struct store *st, const char *name, const char 
 		n->has_key = bind = true;
 	}
 	set_str(&n->address, address);
-	set_str(&n->labels, labels);
+	set_str(&n->agent_labels, labels);
+	free(n->labels);
+	n->labels = nodes_labels_merge(n->agent_labels, n->admin_labels);
 	n->cpu_millis = cpu_millis;
 	n->memory_bytes = memory_bytes;
 	if (nodes_persist(st, n, err) == -1) {

@@ -43,8 +43,10 @@ struct node {
 	char id[16]; /* 12 hex chars, stable across re-registrations */
 	char *name;
 	char *address;
-	char *labels; /* "k=v,k=v" as the agent sent them */
-	bool drain;   /* availability: drain keeps new tasks off */
+	char *labels; /* "k=v,k=v": the agent's merged with the admin's, what placement reads */
+	char *agent_labels; /* "k=v,k=v" as the agent sent them (shoal-agent --label) */
+	char *admin_labels; /* "k=v,k=v" set by `shoal node update`; they win */
+	bool drain;         /* availability: drain keeps new tasks off */
 	enum node_status status;
 	int64_t cpu_millis; /* capacity */
 	int64_t memory_bytes;
@@ -188,6 +190,20 @@ char *nodes_labels_join(struct Shoal__Label *const *labels, size_t n, struct sho
  */
 int nodes_check_task_ip(const struct nodes *ns, const struct node *n, bool host_network,
                         const char *ip, struct shoal_err *err);
+
+/*
+ * `shoal node update`: set (add, "KEY=VALUE") and remove (rm, "KEY") admin labels of n, all or
+ * nothing, and persist them. An admin label wins over the agent's of the same key; removing
+ * it shows the agent's again. A key only the agent sets cannot be removed here (its next
+ * Register would bring it back): -1 saying so, as for a key n does not have at all. The
+ * merged set is held to LABELS_MAX. The caller makes placement look again.
+ */
+int nodes_update_labels(struct store *st, struct node *n, char *const *add, size_t nadd,
+                        char *const *rm, size_t nrm, struct shoal_err *err);
+
+/* The labels placement reads: agent's with admin's over them ("k=v,k=v"; caller frees). The
+ * agent's that do not fit beside the admin's under LABELS_MAX are left out. */
+char *nodes_labels_merge(const char *agent, const char *admin);
 
 /* Write n's durable record (availability, capacity, ...). */
 int nodes_persist(struct store *st, const struct node *n, struct shoal_err *err);

@@ -66,6 +66,9 @@ static const char *const migrations[][3] = {
     /* The node's Ed25519 public key (hex), "" until bound: nodes of an older store get theirs
      * bound at their next registration (trust on first use). */
     {"nodes", "node_key", "TEXT NOT NULL DEFAULT ''"},
+    /* Labels set by `shoal node update`, kept apart from the agent's (which it re-sends at
+     * every registration): merged over them in memory. */
+    {"nodes", "admin_labels", "TEXT NOT NULL DEFAULT ''"},
 };
 
 static int
@@ -167,11 +170,13 @@ store_node_put(struct store *s, const struct store_node *n, struct shoal_err *er
 {
 	static const char sql[] =
 	    "INSERT INTO nodes(id, name, address, labels, availability, cpu_millis,"
-	    " memory_bytes, subnet_index, created_ms, node_key) VALUES(?,?,?,?,?,?,?,?,?,?)"
+	    " memory_bytes, subnet_index, created_ms, node_key, admin_labels)"
+	    " VALUES(?,?,?,?,?,?,?,?,?,?,?)"
 	    " ON CONFLICT(id) DO UPDATE SET name=excluded.name, address=excluded.address,"
 	    " labels=excluded.labels, availability=excluded.availability,"
 	    " cpu_millis=excluded.cpu_millis, memory_bytes=excluded.memory_bytes,"
-	    " subnet_index=excluded.subnet_index, node_key=excluded.node_key";
+	    " subnet_index=excluded.subnet_index, node_key=excluded.node_key,"
+	    " admin_labels=excluded.admin_labels";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -187,6 +192,7 @@ store_node_put(struct store *s, const struct store_node *n, struct shoal_err *er
 	sqlite3_bind_int(st, 8, n->subnet_index);
 	sqlite3_bind_int64(st, 9, n->created_ms);
 	sqlite3_bind_text(st, 10, n->node_key ? n->node_key : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 11, n->admin_labels ? n->admin_labels : "", -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -207,7 +213,8 @@ store_node_each(struct store *s, void (*fn)(const struct store_node *n, void *ar
 {
 	static const char sql[] =
 	    "SELECT id, name, address, labels, availability, cpu_millis,"
-	    " memory_bytes, subnet_index, created_ms, node_key FROM nodes ORDER BY name";
+	    " memory_bytes, subnet_index, created_ms, node_key, admin_labels FROM nodes"
+	    " ORDER BY name";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -225,6 +232,7 @@ store_node_each(struct store *s, void (*fn)(const struct store_node *n, void *ar
 		    .subnet_index = sqlite3_column_int(st, 7),
 		    .created_ms = sqlite3_column_int64(st, 8),
 		    .node_key = col_text(st, 9),
+		    .admin_labels = col_text(st, 10),
 		};
 		fn(&n, arg);
 		store_node_clear(&n);
@@ -258,6 +266,7 @@ store_node_clear(struct store_node *n)
 	free(n->name);
 	free(n->address);
 	free(n->labels);
+	free(n->admin_labels);
 	free(n->availability);
 	free(n->node_key);
 	memset(n, 0, sizeof(*n));

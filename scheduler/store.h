@@ -29,7 +29,8 @@ struct store_node {
 	char *id;
 	char *name;
 	char *address;
-	char *labels;       /* "k=v,k=v" */
+	char *labels;       /* "k=v,k=v": the agent's */
+	char *admin_labels; /* "k=v,k=v": set by `shoal node update` (NULL read as "") */
 	char *availability; /* "active" | "drain" */
 	int64_t cpu_millis;
 	int64_t memory_bytes;

@@ -90,12 +90,13 @@ char *
 store_etcd_node_encode(const struct store_node *n)
 {
 	return dump(json_pack(
-	    "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:s}", "id", n->id, "name", n->name,
+	    "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:s, s:s}", "id", n->id, "name", n->name,
 	    "address", n->address ? n->address : "", "labels", n->labels ? n->labels : "",
 	    "availability", n->availability ? n->availability : "active", "cpu_millis",
 	    (json_int_t)n->cpu_millis, "memory_bytes", (json_int_t)n->memory_bytes, "subnet_index",
 	    n->subnet_index, "created_ms", (json_int_t)n->created_ms, "node_key",
-	    n->node_key ? n->node_key : ""));
+	    n->node_key ? n->node_key : "", "admin_labels",
+	    n->admin_labels ? n->admin_labels : ""));
 }
 
 /* A string member copied, "" when absent if optional; -1 when present but not a string. */
@@ -138,6 +139,8 @@ store_etcd_node_decode(const char *text, struct store_node *n, struct shoal_err 
 	bad |= get_str(o, "address", 0, &n->address) | get_str(o, "labels", 0, &n->labels);
 	bad |= get_str(o, "availability", 0, &n->availability);
 	bad |= get_str(o, "node_key", 0, &n->node_key);
+	/* Absent in records written before `shoal node update`. */
+	bad |= get_str(o, "admin_labels", 1, &n->admin_labels);
 	bad |=
 	    get_int(o, "cpu_millis", &n->cpu_millis) | get_int(o, "memory_bytes", &n->memory_bytes);
 	bad |= get_int(o, "subnet_index", &subnet) | get_int(o, "created_ms", &n->created_ms);

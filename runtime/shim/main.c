@@ -353,7 +353,17 @@ exec_main(int argc, char **argv)
 			i++;
 			break;
 		}
-		if (strcmp(argv[i], "--root") == 0 && i + 1 < argc)
+		if (strcmp(argv[i], "--tty") == 0) {
+			/* fd 3: where the command sends its terminal's master
+			 * (container_exec_start_tty); nothing of ours is left on it once it is
+			 * sent, so the relay sees the end. */
+			p.tty = true;
+			p.console = 3;
+			if (fcntl(3, F_SETFD, FD_CLOEXEC) == -1) {
+				perror("shoal-shim exec: --tty wants a socket on fd 3");
+				return 125;
+			}
+		} else if (strcmp(argv[i], "--root") == 0 && i + 1 < argc)
 			root = argv[++i];
 		else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
 			id = argv[++i];
@@ -361,7 +371,7 @@ exec_main(int argc, char **argv)
 			break;
 	}
 	if (root == NULL || id == NULL || i >= argc) {
-		fputs("usage: shoal-shim exec --root ROOT --id ID [--] CMD...\n", stderr);
+		fputs("usage: shoal-shim exec [--tty] --root ROOT --id ID [--] CMD...\n", stderr);
 		return 125;
 	}
 	sigemptyset(&sa.sa_mask);
@@ -397,6 +407,8 @@ exec_main(int argc, char **argv)
 	p.no_new_privs = c->spec.no_new_privs;
 	pid = spawn_exec(c->pid, c->pid_start, &p, &code, &err);
 	container_free(c);
+	if (p.tty)
+		close(3); /* the command has sent the master (or failed): the relay sees EOF */
 	if (pid == -1) {
 		fprintf(stderr, "shoal-shim exec: %s\n", err.msg);
 		_exit(code);

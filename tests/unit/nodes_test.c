@@ -423,6 +423,65 @@ test_remove(void **state)
 	store_close(&st);
 }
 
+/* `shoal node update`: admin labels over the agent's, all or nothing, kept across a restart
+ * and across the agent's next Register. */
+static void
+test_admin_labels(void **state)
+{
+	struct fixture *f = *state;
+	struct store st;
+	struct nodes ns;
+	struct shoal_err err;
+	struct node *n;
+	char *add1[] = {"tier=gold", "zone=z"}, *rm_zone[] = {"zone"}, *rm_no[] = {"nosuch"};
+	char *bad[] = {"ok=1", "bad key=x"}, *noeq[] = {"novalue"}, *rm_tier[] = {"tier"};
+	char *m;
+
+	m = nodes_labels_merge("zone=a,disk=ssd", "zone=b,tier=gold");
+	assert_string_equal(m, "disk=ssd,zone=b,tier=gold");
+	free(m);
+	m = nodes_labels_merge("", "");
+	assert_string_equal(m, "");
+	free(m);
+
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, NULL, &err);
+	assert_non_null(n);
+	assert_int_equal(nodes_update_labels(&st, n, add1, 2, NULL, 0, &err), 0);
+	assert_string_equal(n->labels, "tier=gold,zone=z");
+	/* A bad one refuses all: nothing changes. */
+	assert_int_equal(nodes_update_labels(&st, n, bad, 2, NULL, 0, &err), -1);
+	assert_non_null(strstr(err.msg, "bad key"));
+	assert_int_equal(nodes_update_labels(&st, n, noeq, 1, NULL, 0, &err), -1);
+	assert_int_equal(nodes_update_labels(&st, n, NULL, 0, rm_no, 1, &err), -1);
+	assert_non_null(strstr(err.msg, "no label nosuch"));
+	assert_string_equal(n->labels, "tier=gold,zone=z");
+	/* The admin's zone goes: the agent's shows again; the agent's own cannot go here. */
+	assert_int_equal(nodes_update_labels(&st, n, NULL, 0, rm_zone, 1, &err), 0);
+	assert_string_equal(n->labels, "zone=a,tier=gold");
+	assert_int_equal(nodes_update_labels(&st, n, NULL, 0, rm_zone, 1, &err), -1);
+	assert_non_null(strstr(err.msg, "agent"));
+	/* The agent registers again with other labels: the admin's stay over them. */
+	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=c", 2000, 1 << 30, NULL, &err);
+	assert_string_equal(n->labels, "zone=c,tier=gold");
+	nodes_free(&ns);
+	store_close(&st);
+
+	/* A restart: both sets come back from the store. */
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	assert_int_equal(nodes_load(&ns, &st, &err), 0);
+	n = nodes_find(&ns, "node1");
+	assert_non_null(n);
+	assert_string_equal(n->labels, "zone=c,tier=gold");
+	assert_string_equal(n->admin_labels, "tier=gold");
+	assert_int_equal(nodes_update_labels(&st, n, NULL, 0, rm_tier, 1, &err), 0);
+	assert_string_equal(n->labels, "zone=c");
+	nodes_free(&ns);
+	store_close(&st);
+}
+
 int
 main(void)
 {
@@ -438,6 +497,7 @@ main(void)
 	    cmocka_unit_test(test_join_rate),
 	    cmocka_unit_test(test_capacity_bounds),
 	    cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_admin_labels, setup, teardown),
 	};
 	if (sodium_init() < 0)
 		return 1;
