@@ -383,5 +383,10 @@ main(int argc, char **argv)
 		write_stats(stats);
 	format_counts(line, sizeof(line));
 	fputs(line, stdout);
+	fflush(stdout);
+	for (size_t n = 0; n < ntargets; n++)
+		if (targets[n].fd >= 0)
+			close(targets[n].fd);
+	free(targets);
 	return 0;
 }
