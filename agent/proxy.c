@@ -59,6 +59,8 @@
 #define PX_DEFAULT_MAX_CONNS_CAP 65536
 /* How long a listener pauses when accept() finds the fd table full. */
 #define PX_ACCEPT_PAUSE_MS 200
+/* How many such pauses an accepted client waits through for an fd of its own (10 s). */
+#define PX_FD_WAITS 50
 /* Accepts per wakeup: the workers share one accept queue, and a worker that took a whole
  * burst would serve it alone while the others idle. */
 #define PX_ACCEPT_BATCH 4
@@ -586,12 +588,17 @@ struct px_conn {
 	struct proxy_http_conn *http;
 	struct proxy_http_config hcfg;
 	bool http_over; /* proxy_http is done with it while a slot was on its way */
+	/* No fd was left for its backend socket: it retries after PX_ACCEPT_PAUSE_MS. */
+	bool fdwait;
+	unsigned fdwaits;
 };
 
 static void px_conn_cb(evutil_socket_t fd, short what, void *arg);
 static void px_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void px_conn_connected(struct px_conn *c);
 static void px_conn_run(struct px_conn *c);
+static void px_conn_start(struct px_conn *c, struct px_backend *b);
+static void px_worker_pause_accepts(struct px_worker *w, int code);
 
 /* A non-blocking connect() says EINPROGRESS even when the handshake finished before it
  * returned, which is what loopback and a local bridge do: the softirq that carries the SYN
@@ -926,8 +933,28 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 		c->attempts++;
 		fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1) {
-			shoal_log(LOG_ERR, "proxy: %s: socket: %s", svc->name, strerror(errno));
+			code = errno;
 			px_slot_release(p, svc, b);
+			c->attempts--;
+			/*
+			 * The fd table is full. The client is accepted and has done nothing wrong:
+			 * closing it would turn a moment of fd pressure into a refused request.
+			 * Stop accepting more, and try again once connections have ended.
+			 */
+			if ((code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM) &&
+			    c->fdwaits < PX_FD_WAITS) {
+				struct timeval tv = {0, PX_ACCEPT_PAUSE_MS * 1000};
+
+				px_worker_pause_accepts(w, code);
+				c->fdwait = true;
+				c->fdwaits++;
+				c->connected_early = false;
+				if (c->timer_on)
+					event_del(&c->tev);
+				px_timer_arm(c, &tv);
+				return 0;
+			}
+			shoal_log(LOG_ERR, "proxy: %s: socket: %s", svc->name, strerror(code));
 			return -1;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1201,6 +1228,11 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	w->now_ms = px_now_ms();
 	c->timer_on = false;
+	if (c->fdwait) {
+		c->fdwait = false;
+		px_conn_start(c, NULL);
+		return;
+	}
 	if (c->waiting) {
 		/* Not in the queue any more: a slot is on its way, the command comes next. */
 		if (px_conn_unqueue(c))
@@ -1557,6 +1589,14 @@ px_accept_pause(struct px_listener *l, int code)
 	event_add(&l->pause, &tv);
 	shoal_log(LOG_WARNING, "proxy: %s: accept: %s: pausing accepts for %dms", l->svc->name,
 	          strerror(code), PX_ACCEPT_PAUSE_MS);
+}
+
+/* No fd for a backend socket: no listener of w takes a client it could not serve. */
+static void
+px_worker_pause_accepts(struct px_worker *w, int code)
+{
+	for (struct px_listener *l = w->listeners; l; l = l->next)
+		px_accept_pause(l, code);
 }
 
 static void

@@ -418,7 +418,8 @@ ph_start_on(struct proxy_http_conn *c, void *given)
 		sa = c->ops->addr(be, &len);
 		fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1) {
-			ph_error(c, 502);
+			/* No fd left here is this proxy's overload, not the backend's fault. */
+			ph_error(c, errno == EMFILE || errno == ENFILE ? 503 : 502);
 			return;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

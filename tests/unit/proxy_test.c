@@ -901,6 +901,50 @@ test_emfile_pauses(void **state)
 	close(backend);
 }
 
+/* Hostile: the last fd goes to an accepted client, none is left for its backend socket.
+ * The client was accepted and did nothing wrong: it waits for an fd and is then served,
+ * never closed (closing it was what turned fd pressure into refused requests). */
+static void
+test_emfile_backend_waits(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1, .max_conns = 100000};
+	struct rlimit saved, low;
+	struct proxy_stats st;
+	int cl, lowest;
+
+	(void)state;
+	fx.nb = 1;
+	fx.b[0] = tb_start(TB_ECHO, "E");
+	px_start(&fx, &o);
+	px_serve(&fx, &fx.b[0]->port, 1);
+	cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(cl >= 0);
+	lowest = dup(0);
+	assert_true(lowest >= 0);
+	close(lowest);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = (rlim_t)lowest + 1; /* accept() gets `lowest`, socket() gets nothing */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	{
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+		                          .sin_port = htons(fx.port),
+		                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+		assert_int_equal(connect(cl, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	}
+	usleep(300 * 1000);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	assert_int_equal(active_conns(fx.p), 1); /* accepted and waiting, not closed */
+	proxy_stats(fx.p, &st);
+	assert_int_equal(st.services[0].c.rejected, 0);
+	proxy_stats_free(&st);
+	echo_roundtrip(cl); /* served once an fd is free again */
+	close(cl);
+	fx_free(&fx);
+}
+
 static void
 test_max_conns(void **state)
 {
@@ -1387,6 +1431,7 @@ main(void)
 	    cmocka_unit_test(test_first_byte_timeout),
 	    cmocka_unit_test(test_default_max_conns),
 	    cmocka_unit_test(test_emfile_pauses),
+	    cmocka_unit_test(test_emfile_backend_waits),
 	    cmocka_unit_test(test_worker_balance),
 	    cmocka_unit_test(test_backlog),
 	    cmocka_unit_test(test_idle_timeout),
