@@ -122,7 +122,7 @@ run_one() {
 			"$i" "$per"
 	done >"$work/services.yaml"
 	if [ -n "${SCALE_PERF:-}" ]; then
-		perf record -g -o "$work/perf.data" -p "$sched_pid" >/dev/null 2>&1 &
+		perf record ${SCALE_PERF_ARGS:--g} -o "$work/perf.data" -p "$sched_pid" >/dev/null 2>&1 &
 		perf_pid=$!
 		sleep 0.5
 	fi

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "err.h"
 #include "log.h"
 #include "reconcile.h"
@@ -272,6 +274,14 @@ pack_part(Shoal__Endpoints *ep, size_t *len)
 	return buf;
 }
 
+static void
+endpoints_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	reconcile_schedule(arg);
+}
+
 void
 endpoints_flush(struct sched_server *srv)
 {
@@ -284,6 +294,22 @@ endpoints_flush(struct sched_server *srv)
 
 	if (!e->dirty)
 		return;
+	/*
+	 * A build walks every slot of every service: at a million tasks that is tens of ms, and
+	 * a burst of reports asks for one per pass. Rebuild at most once per 4 build times, so
+	 * the table costs at most a fifth of the scheduler's CPU; small clusters (a build under
+	 * 1 ms) are never held back. The change waits, it is not lost: dirty stays set.
+	 */
+	if (now < e->next_build) {
+		if (e->defer == NULL)
+			e->defer = evtimer_new(srv->base, endpoints_defer_cb, srv);
+		if (!evtimer_pending(e->defer, NULL)) {
+			int64_t left = e->next_build - now;
+			struct timeval tv = {left / 1000, (left % 1000) * 1000};
+			evtimer_add(e->defer, &tv);
+		}
+		return;
+	}
 	e->dirty = false;
 	/* Services: every change goes out at once. */
 	build(srv, &tb, false);
@@ -323,6 +349,7 @@ endpoints_flush(struct sched_server *srv)
 	free_table(&tb);
 	if (nodes_due)
 		free_table(&nt);
+	e->next_build = now + 4 * (util_now_ms() - now);
 }
 
 void
@@ -330,15 +357,19 @@ endpoints_send_services(struct sched_server *srv, struct node *n)
 {
 	struct endpoints *e = &srv->endpoints;
 	struct table tb;
-	uint8_t *frame;
-	size_t len;
 
-	build(srv, &tb, false);
-	tb.ep.generation = e->generation;
-	frame = pack_env(&tb.ep, &len);
-	send_bytes(n, frame, len);
-	free(frame);
-	free_table(&tb);
+	/* Built once per generation: after a stall thousands of nodes resume at once, and a
+	 * build per node (a walk of every task) made the stall longer and took more nodes
+	 * down. What changed since that generation reaches the node with the next one. */
+	if (e->svc_frame == NULL || e->svc_frame_gen != e->generation) {
+		build(srv, &tb, false);
+		tb.ep.generation = e->generation;
+		free(e->svc_frame);
+		e->svc_frame = pack_env(&tb.ep, &e->svc_frame_len);
+		e->svc_frame_gen = e->generation;
+		free_table(&tb);
+	}
+	send_bytes(n, e->svc_frame, e->svc_frame_len);
 }
 
 void
@@ -457,6 +488,9 @@ endpoints_free(struct endpoints *e)
 	free(e->content);
 	free(e->nodes_content);
 	free(e->frame);
+	free(e->svc_frame);
 	free(e->draining);
+	if (e->defer)
+		event_free(e->defer);
 	memset(e, 0, sizeof(*e));
 }

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct event;
+
 struct sched_server;
 struct node;
 struct task;
@@ -34,6 +36,11 @@ struct endpoints {
 	int64_t frame_built;    /* monotonic ms */
 	struct task **draining; /* tasks waiting for the acknowledgements */
 	size_t ndraining, capdraining;
+	uint8_t *svc_frame; /* the services of the last generation, for nodes that come back */
+	size_t svc_frame_len;
+	uint64_t svc_frame_gen;
+	int64_t next_build;   /* monotonic ms: no rebuild of the services before (throttle) */
+	struct event *defer;  /* brings a throttled rebuild back at next_build */
 };
 
 /*
