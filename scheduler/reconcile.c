@@ -11,12 +11,16 @@
 
 #include "endpoints.h"
 #include "err.h"
+#include "reconcile_pass.h"
 #include "update.h"
+#include "update_text.h"
 #include "log.h"
 #include "logs.h"
 #include "manifest.h"
 #include "place.h"
-#include "server.h"
+#include "server-t.h"
+#include "service.h"
+#include "task.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 
@@ -25,9 +29,6 @@
 #define PASS_BUDGET_MS   50    /* a reconcile pass yields to the loop after this much work */
 #define DISPATCH_WAIT_MS 1000  /* longest a node's Assignments wait for a burst to settle */
 #define TX_MAX_MS        1000  /* longest a burst keeps its store transaction open */
-
-/* Roles a task row can have in the store. */
-enum { ROLE_CUR = 0, ROLE_NEXT = 1, ROLE_STOPPING = 2, ROLE_FINISHED = 3 };
 
 static void
 store_warn(struct shoal_err *err)
@@ -83,190 +84,6 @@ emit_task_state(struct sched_server *srv, const struct task *t, enum task_state 
 	}
 }
 
-static void
-schedule_pass(struct sched_server *srv)
-{
-	if (srv->pass && !event_pending(srv->pass, EV_TIMEOUT, NULL))
-		event_active(srv->pass, EV_TIMEOUT, 0);
-}
-
-void
-reconcile_schedule(struct sched_server *srv)
-{
-	schedule_pass(srv);
-}
-
-static void
-ensure_tx(struct sched_server *srv)
-{
-	struct shoal_err err;
-
-	if (!srv->store.in_tx) {
-		if (store_tx_begin(&srv->store, &err) == -1)
-			store_warn(&err);
-		srv->tx_since = util_now_ms();
-	}
-	schedule_pass(srv);
-}
-
-void
-reconcile_mark(struct sched_server *srv, struct service *svc)
-{
-	if (svc->dirty)
-		return;
-	svc->dirty = true;
-	if (srv->ndirty_svcs == srv->capdirty_svcs) {
-		srv->capdirty_svcs = srv->capdirty_svcs ? srv->capdirty_svcs * 2 : 16;
-		srv->dirty_svcs =
-		    xrealloc(srv->dirty_svcs, srv->capdirty_svcs * sizeof(*srv->dirty_svcs));
-	}
-	srv->dirty_svcs[srv->ndirty_svcs++] = svc;
-	schedule_pass(srv);
-}
-
-void
-reconcile_mark_node(struct sched_server *srv, struct node *n)
-{
-	if (n->dirty)
-		return;
-	n->dirty = true;
-	if (srv->ndirty_nodes == 0)
-		srv->dirty_nodes_since = util_now_ms();
-	if (srv->ndirty_nodes == srv->capdirty_nodes) {
-		srv->capdirty_nodes = srv->capdirty_nodes ? srv->capdirty_nodes * 2 : 16;
-		srv->dirty_nodes =
-		    xrealloc(srv->dirty_nodes, srv->capdirty_nodes * sizeof(*srv->dirty_nodes));
-	}
-	srv->dirty_nodes[srv->ndirty_nodes++] = n;
-	schedule_pass(srv);
-}
-
-static int
-task_role(const struct slot *sl, const struct task *t)
-{
-	if (task_terminal(t))
-		return ROLE_FINISHED;
-	if (sl && sl->cur == t)
-		return ROLE_CUR;
-	if (sl && sl->next == t)
-		return ROLE_NEXT;
-	return ROLE_STOPPING;
-}
-
-/*
- * Record t's durable fields. The row is written once, at the end of the pass, however many
- * times the pass changes the task (a new task is created, then placed: one write, not two).
- */
-void
-reconcile_persist_task(struct sched_server *srv, struct task *t)
-{
-	t->persisted = true;
-	schedule_pass(srv);
-	if (t->queued)
-		return;
-	if (srv->ndirty_tasks == srv->capdirty_tasks) {
-		srv->capdirty_tasks = srv->capdirty_tasks ? srv->capdirty_tasks * 2 : 64;
-		srv->dirty_tasks =
-		    xrealloc(srv->dirty_tasks, srv->capdirty_tasks * sizeof(*srv->dirty_tasks));
-	}
-	t->queued = true;
-	t->queue_idx = (uint32_t)srv->ndirty_tasks;
-	srv->dirty_tasks[srv->ndirty_tasks++] = t;
-}
-
-static void
-dequeue_task(struct sched_server *srv, struct task *t)
-{
-	struct task *last = srv->dirty_tasks[--srv->ndirty_tasks];
-
-	SHOAL_ASSERT(t->queued && srv->dirty_tasks[t->queue_idx] == t);
-	srv->dirty_tasks[t->queue_idx] = last;
-	last->queue_idx = t->queue_idx;
-	t->queued = false;
-}
-
-static int
-task_id_cmp(const void *a, const void *b)
-{
-	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
-
-	return strcmp(x->id, y->id);
-}
-
-/*
- * Write the rows the pass queued, in its transaction. In id order: ids are random, and
- * sorted inserts walk the id index's pages once, in order (20% faster for 10,000 rows).
- */
-static void
-write_tasks(struct sched_server *srv)
-{
-	struct shoal_err err;
-
-	if (srv->ndirty_tasks)
-		ensure_tx(srv);
-	if (srv->ndirty_tasks > 1)
-		qsort(srv->dirty_tasks, srv->ndirty_tasks, sizeof(*srv->dirty_tasks), task_id_cmp);
-	for (size_t i = 0; i < srv->ndirty_tasks; i++) {
-		struct task *t = srv->dirty_tasks[i];
-		struct store_task st = {
-		    .id = t->id,
-		    .name = t->name,
-		    .service = t->svc->name,
-		    .slot = t->slot,
-		    .version = t->version,
-		    .node_id = t->node ? t->node->id : "",
-		    .desired = t->desired,
-		    .role = task_role(service_slot_find(t->svc, t->slot), t),
-		    .restarts = t->restarts,
-		    .created_ms = t->created_ms,
-		};
-		t->queued = false;
-		t->stored = true;
-		if (store_task_put(&srv->store, &st, &err) == -1)
-			store_warn(&err);
-	}
-	srv->ndirty_tasks = 0;
-}
-
-static void
-unpersist_task(struct sched_server *srv, struct task *t)
-{
-	struct shoal_err err;
-
-	if (!t->persisted)
-		return;
-	t->persisted = false;
-	if (t->queued)
-		dequeue_task(srv, t);
-	if (!t->stored)
-		return; /* queued in this pass, never written: nothing to delete */
-	t->stored = false;
-	ensure_tx(srv);
-	if (store_task_delete(&srv->store, t->id, &err) == -1)
-		store_warn(&err);
-}
-
-void
-reconcile_persist_service(struct sched_server *srv, struct service *svc)
-{
-	struct store_service sv = {
-	    .name = svc->name,
-	    .spec_json = svc->spec_json,
-	    .prev_spec_json = svc->prev_spec_json,
-	    .version = svc->version,
-	    .created_ms = svc->created_ms,
-	    .updated_ms = svc->updated_ms,
-	    .removed = svc->removed,
-	    .prev_version = svc->prev_version,
-	};
-	struct shoal_err err;
-	cleanup_free char *ustate = update_text(svc);
-
-	sv.update_state = ustate;
-	ensure_tx(srv);
-	if (store_service_put(&srv->store, &sv, &err) == -1)
-		store_warn(&err);
-}
 
 /* ---- binding tasks to nodes ---- */
 
@@ -317,7 +134,7 @@ drop_task(struct sched_server *srv, struct task *t)
 		return;
 	endpoints_forget(srv, t);
 	unbind_task(srv, t);
-	unpersist_task(srv, t);
+	reconcile_pass_forget_task(srv, t);
 	task_map_del(&srv->tasks, t);
 	task_free(t);
 }
@@ -326,7 +143,7 @@ static void
 to_history(struct sched_server *srv, struct slot *sl, struct task *t)
 {
 	/* History is memory only: after a restart a slot starts from its live tasks. */
-	unpersist_task(srv, t);
+	reconcile_pass_forget_task(srv, t);
 	drop_task(srv, slot_push_history(sl, t));
 }
 
@@ -925,7 +742,7 @@ delete_service(struct sched_server *srv, struct service *svc)
 
 	for (size_t i = 0; i < svc->nslots; i++)
 		free_slot_tasks(srv, &svc->slots[i]);
-	ensure_tx(srv);
+	reconcile_pass_tx(srv);
 	if (store_service_delete(&srv->store, svc->name, &err) == -1)
 		store_warn(&err);
 	shoal_log(LOG_INFO, "service %s removed", svc->name);
@@ -1105,7 +922,7 @@ reconcile_flush(struct sched_server *srv)
 		                                 sizeof(struct node *));
 		srv->dirty_nodes_since = start;
 	}
-	write_tasks(srv);
+	reconcile_pass_write_tasks(srv);
 	/* A burst's slices share one transaction (a commit rewrites every index page the slice
 	 * touched: committing 1,000,000 rows 10,000 at a time costs 3 times as much as 100,000
 	 * at a time). Commit when the burst is done, before any Assignments leave, and at
@@ -1255,7 +1072,7 @@ pin_version(struct sched_server *srv, struct task *t, const char *digest)
 		return;
 	shoal_log(LOG_INFO, "service %s: version %llu pinned to %s (reported by %s)", svc->name,
 	          (unsigned long long)t->version, digest, t->name);
-	ensure_tx(srv);
+	reconcile_pass_tx(srv);
 	if (store_pin_put(&srv->store, svc->name, t->version, digest,
 	                  t->version == svc->version ? svc->prev_version : svc->version,
 	                  &err) == -1)
