@@ -92,23 +92,22 @@ register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__R
 	struct node *n;
 
 	if (sc->refused >= REGISTER_REFUSALS_PER_CONN) {
-		reply_error(
-		    sc, env->id, EACCES,
-		    "%u registrations refused on this connection: reconnect to try again",
-		    sc->refused);
+		reply_error(sc, env->id, EACCES,
+		            "%u registrations refused on this connection: reconnect to try again",
+		            sc->refused);
 		goto refused;
 	}
 	if (sc->node != NULL && strcmp(sc->node->name, r->node_name) != 0) {
 		log_refused(sc, r->node_name, "this connection is node %s", sc->node->name);
 		reply_error(sc, env->id, EPROTO,
-		                "this connection registered node %s; one node per connection",
-		                sc->node->name);
+		            "this connection registered node %s; one node per connection",
+		            sc->node->name);
 		goto refused;
 	}
 	if (r->node_key.len != NODEKEY_PK_BYTES || r->node_signature.len != NODEKEY_SIG_BYTES) {
 		log_refused(sc, r->node_name, "no node key");
 		reply_error(sc, env->id, EACCES,
-		                "registration needs a node key and its signature (agent too old?)");
+		            "registration needs a node key and its signature (agent too old?)");
 		goto refused;
 	}
 	if (!nodekey_verify(r->node_key.data, rpc_conn_binding(sc->rpc), RPC_BINDING_BYTES,
@@ -127,9 +126,9 @@ register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__R
 		    "shoal node rm %s)",
 		    nodekey_fingerprint(n->key, have), fp, r->node_name);
 		reply_error(sc, env->id, EACCES,
-		                "node name %s is bound to another node key; if this node lost its "
-		                "key, an admin removes the old node first (shoal node rm %s)",
-		                r->node_name, r->node_name);
+		            "node name %s is bound to another node key; if this node lost its "
+		            "key, an admin removes the old node first (shoal node rm %s)",
+		            r->node_name, r->node_name);
 		goto refused;
 	case NODES_KEY_NEW:
 		if (nodes_join_admit(&srv->nodes.join, util_now_ms(), &sc->new_names, &err) == -1) {
@@ -173,8 +172,8 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 
 	if (!valid_name(r->node_name)) {
 		reply_error(sc, env->id, EINVAL,
-		                "invalid node name \"%.64s\" (letters, digits, '-', '_', '.')",
-		                r->node_name);
+		            "invalid node name \"%.64s\" (letters, digits, '-', '_', '.')",
+		            r->node_name);
 		return;
 	}
 	if (register_admit(sc, env, r) == -1)
@@ -691,9 +690,8 @@ handle_remove_service(struct sched_conn *sc, const Shoal__Envelope *env)
 			         "%s%s", nmiss++ ? ", " : "", rs->names[i]);
 		}
 		if (nmiss) {
-			reply_error(sc, env->id, ENOENT,
-			                "no such service%s: %s; nothing removed",
-			                nmiss == 1 ? "" : "s", missing);
+			reply_error(sc, env->id, ENOENT, "no such service%s: %s; nothing removed",
+			            nmiss == 1 ? "" : "s", missing);
 			return;
 		}
 		for (size_t i = 0; i < rs->n_names; i++) {
@@ -758,9 +756,9 @@ handle_remove_node(struct sched_conn *sc, const Shoal__Envelope *env)
 	}
 	if ((n->status == NODE_READY || n->conn != NULL) && !rn->force) {
 		reply_error(sc, env->id, EBUSY,
-		                "node %s is %s: stop its agent first (or use --force to remove it "
-		                "anyway)",
-		                n->name, n->status == NODE_READY ? "ready" : "connected");
+		            "node %s is %s: stop its agent first (or use --force to remove it "
+		            "anyway)",
+		            n->name, n->status == NODE_READY ? "ready" : "connected");
 		return;
 	}
 	for (struct sched_conn *o = srv->conns, *next; o; o = next) {
@@ -827,8 +825,8 @@ handle_rollback(struct sched_conn *sc, const Shoal__Envelope *env)
 		return;
 	}
 	if (update_rollback(sc->srv, svc, "rollback requested") == -1) {
-		reply_error(sc, env->id, EINVAL,
-		                "service %s has no previous spec to roll back to", svc->name);
+		reply_error(sc, env->id, EINVAL, "service %s has no previous spec to roll back to",
+		            svc->name);
 		return;
 	}
 	reply_ok_since(sc, env->id, seq, "%s rolling back", svc->name);
@@ -875,7 +873,7 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 
 	if (need == TOKEN_ROLE_NONE) {
 		reply_error(sc, env->id, EOPNOTSUPP, "unsupported request (body %d)",
-		                (int)env->body_case);
+		            (int)env->body_case);
 		return;
 	}
 	if (need != have) {
@@ -883,13 +881,13 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		          rpc_conn_peer(sc->rpc), token_role_name(need), token_role_name(have));
 		if (need == TOKEN_ROLE_ADMIN)
 			reply_error(sc, env->id, EACCES,
-			                "permission denied: this is a worker token; admin "
-			                "requests need the admin token (admin.token in the "
-			                "scheduler's data dir)");
+			            "permission denied: this is a worker token; admin "
+			            "requests need the admin token (admin.token in the "
+			            "scheduler's data dir)");
 		else
 			reply_error(sc, env->id, EACCES,
-			                "permission denied: only agents (worker token) may send "
-			                "this");
+			            "permission denied: only agents (worker token) may send "
+			            "this");
 		return;
 	}
 	switch (env->body_case) {

@@ -11,7 +11,6 @@ struct sched_server;
 struct node;
 struct task;
 
-
 /*
  * The node list (for routes) is O(nodes) per copy and every node needs it, so spreading a
  * change costs O(nodes^2) bytes: its broadcasts are throttled (at most one per

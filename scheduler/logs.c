@@ -198,16 +198,15 @@ logs_start(struct sched_conn *cli, const Shoal__Envelope *env)
 	}
 	if (req->previous) {
 		if (svc) {
-			reply_error(
-			    cli, env->id, EINVAL,
-			    "--previous wants a task or SERVICE.SLOT, not the service %s",
-			    req->task);
+			reply_error(cli, env->id, EINVAL,
+			            "--previous wants a task or SERVICE.SLOT, not the service %s",
+			            req->task);
 			return;
 		}
 		one = sl ? previous_of(sl, one) : NULL;
 		if (one == NULL) {
 			reply_error(cli, env->id, ENOENT, "%s: no earlier task in the history",
-			                req->task);
+			            req->task);
 			return;
 		}
 	}
@@ -222,8 +221,8 @@ logs_start(struct sched_conn *cli, const Shoal__Envelope *env)
 		add_target(targets, &n, one);
 	}
 	if (n == 0 && !(svc && req->follow)) {
-		reply_error(cli, env->id, EHOSTUNREACH,
-		                "%s: no task of it is on a reachable node", req->task);
+		reply_error(cli, env->id, EHOSTUNREACH, "%s: no task of it is on a reachable node",
+		            req->task);
 		free(targets);
 		return;
 	}
@@ -313,7 +312,7 @@ logs_exec_start(struct sched_conn *cli, const Shoal__Envelope *env)
 	if (t->state != TASK_STATE_RUNNING || !t->bound || t->node == NULL ||
 	    t->node->conn == NULL || t->node->status != NODE_READY) {
 		reply_error(cli, env->id, EHOSTUNREACH,
-		                "task %s is not running on a reachable node", t->name);
+		            "task %s is not running on a reachable node", t->name);
 		return;
 	}
 	r = xcalloc(1, sizeof(*r));
@@ -392,7 +391,7 @@ logs_conn_closed(struct sched_server *srv, struct sched_conn *sc)
 			relay_drop(srv, r);
 		} else if (r->agent == sc->rpc && r->exec) {
 			reply_error(r->cli, r->cli_id, EHOSTUNREACH,
-			                "the task's node went away while the command ran");
+			            "the task's node went away while the command ran");
 			relay_drop(srv, r);
 		} else if (r->cli == sc) {
 			/* The user pressed ^C: stop the agent's follow too. */

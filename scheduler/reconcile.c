@@ -84,7 +84,6 @@ emit_task_state(struct sched_server *srv, const struct task *t, enum task_state 
 	}
 }
 
-
 /* ---- binding tasks to nodes ---- */
 
 static void

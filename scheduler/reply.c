@@ -39,8 +39,8 @@ reply_send(struct sched_conn *sc, Shoal__Envelope *env)
 		          "reply to %s: %s of %zu bytes exceeds the frame limit of %zu",
 		          rpc_conn_peer(sc->rpc), body_name(env->body_case), len, max);
 		reply_error(sc, env->id, EMSGSIZE,
-		                "the reply (%s, %zu bytes) exceeds the frame limit of %zu bytes",
-		                body_name(env->body_case), len, max);
+		            "the reply (%s, %zu bytes) exceeds the frame limit of %zu bytes",
+		            body_name(env->body_case), len, max);
 		return;
 	}
 	if (rpc_send(sc->rpc, env, &err) == -1)

@@ -7,8 +7,6 @@
 
 #include "service-t.h"
 
-
-
 struct service *service_new(const char *name, int64_t now_wall);
 void service_free(struct service *s);
 
@@ -46,7 +44,6 @@ void service_rollout_begin(struct service *s);
 
 /* Tasks of s that count as replicas (live). */
 uint32_t service_running(const struct service *s);
-
 
 struct service *services_find(struct services *ss, const char *name);
 void services_add(struct services *ss, struct service *s);

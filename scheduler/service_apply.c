@@ -1,6 +1,5 @@
 #include "service_apply.h"
 
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

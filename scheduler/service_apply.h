@@ -9,7 +9,6 @@ struct sched_server;
 struct shoal_err;
 struct manifest_errors;
 
-
 void service_changes_free(struct service_changes *c);
 
 /*
@@ -27,7 +26,6 @@ int service_apply(struct sched_server *srv, char *const *specs_json, size_t n,
 int service_apply_dry_run(struct sched_server *srv, char *const *specs_json, size_t n,
                           struct service_changes *out, struct manifest_errors *errs,
                           struct shoal_err *err);
-
 
 /*
  * Set the replica counts, all or nothing, through the same check as Apply, stored and

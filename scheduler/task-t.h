@@ -9,9 +9,9 @@ struct node;
 struct service;
 
 /*
- * A task is one replica slot of one service version (README.md "Concepts", docs/state-machines.md). A slot keeps its
- * number for life; each (re)start of the slot is a new task with a new id, so a task's
- * history never changes meaning. Observed states are the wire's TaskState values.
+ * A task is one replica slot of one service version (README.md "Concepts", docs/state-machines.md).
+ * A slot keeps its number for life; each (re)start of the slot is a new task with a new id, so a
+ * task's history never changes meaning. Observed states are the wire's TaskState values.
  */
 
 enum task_desired {

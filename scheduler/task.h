@@ -10,7 +10,6 @@
 struct node;
 struct service;
 
-
 /* Create a task (not yet in any map or node list). */
 struct task *task_new(struct service *svc, uint32_t slot, uint64_t version, int64_t now_wall);
 void task_free(struct task *t);
@@ -31,7 +30,6 @@ const char *task_state_name(enum task_state st);
 const char *task_desired_name(enum task_desired d);
 /* Parse the names above; -1 when unknown. */
 int task_state_parse(const char *s);
-
 
 void task_map_init(struct task_map *m);
 void task_map_free(struct task_map *m);

@@ -10,7 +10,6 @@ struct sched_server;
 struct service;
 struct task;
 
-
 /* A changing apply (new version) starts an update. */
 void update_begin(struct sched_server *srv, struct service *svc);
 /* `shoal rollback`: back to the previous spec, as an update. -1 when there is none. */
