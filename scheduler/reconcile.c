@@ -12,6 +12,7 @@
 #include "endpoints.h"
 #include "err.h"
 #include "reconcile_pass.h"
+#include "reconcile_slot.h"
 #include "update.h"
 #include "update_text.h"
 #include "log.h"
@@ -24,11 +25,9 @@
 #include "shoal.pb-c.h"
 #include "util.h"
 
-#define BACKOFF_MAX_MS   60000
-#define BACKOFF_RESET_MS 10000 /* a task that ran this long resets its slot's back-off */
-#define PASS_BUDGET_MS   50    /* a reconcile pass yields to the loop after this much work */
-#define DISPATCH_WAIT_MS 1000  /* longest a node's Assignments wait for a burst to settle */
-#define TX_MAX_MS        1000  /* longest a burst keeps its store transaction open */
+#define PASS_BUDGET_MS   50   /* a reconcile pass yields to the loop after this much work */
+#define DISPATCH_WAIT_MS 1000 /* longest a node's Assignments wait for a burst to settle */
+#define TX_MAX_MS        1000 /* longest a burst keeps its store transaction open */
 
 static void
 store_warn(struct shoal_err *err)
@@ -230,47 +229,6 @@ reconcile_service_recreated(struct sched_server *srv, struct service *svc)
 
 /* ---- the per-service pass ---- */
 
-static int64_t
-backoff_ms(const struct service *svc, uint32_t restarts)
-{
-	int64_t d = svc->spec.restart.delay_ms;
-
-	for (uint32_t i = 1; i < restarts && d < BACKOFF_MAX_MS; i++)
-		d *= 2;
-	return d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d;
-}
-
-/* Decide what a slot whose current task finished needs. Returns true if it waits on time. */
-static bool
-restart_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
-{
-	struct task *t = sl->cur;
-	const struct service_spec *sp = &svc->spec;
-	bool failed = t->state == TASK_STATE_FAILED || t->exit_code != 0 || t->oom_killed;
-	bool ran_long;
-	uint32_t restarts;
-	int64_t due;
-
-	if (sp->restart.policy == MANIFEST_RESTART_NEVER)
-		return false;
-	if (sp->restart.policy == MANIFEST_RESTART_ON_FAILURE && !failed)
-		return false;
-	ran_long = t->running_since && t->finished_mono - t->running_since >= BACKOFF_RESET_MS;
-	restarts = ran_long ? 1 : t->restarts + 1;
-	if (sp->restart.max_attempts && restarts > sp->restart.max_attempts) {
-		if (t->message == NULL || strstr(t->message, "restart") == NULL)
-			task_set_message(t, "%s; not restarted: max_attempts=%u reached",
-			                 t->message ? t->message : "exited",
-			                 sp->restart.max_attempts);
-		return false;
-	}
-	due = t->finished_mono + backoff_ms(svc, restarts);
-	if (now < due)
-		return true;
-	replace_cur(srv, sl, new_task(srv, svc, sl->num, restarts), NULL);
-	return false;
-}
-
 /* Pick which slots a scale-down removes: those on the most loaded nodes first (keeps the
  * spread even), then the highest slot numbers. */
 struct victim {
@@ -381,136 +339,146 @@ free_slot_tasks(struct sched_server *srv, struct slot *sl)
 	sl->nstopping = 0;
 }
 
-/* Has a task the update started had its chance to become healthy? monitor counts from when
- * it ran; a task that never got to run gets a further 30 s (placement, image import). */
-static bool
-monitor_expired(const struct service *svc, const struct task *t, int64_t now)
+/* An update's task (or a replacement) fails its update and stops: history once ended. */
+static void
+stop_into_slot(struct sched_server *srv, struct slot *sl, struct task *t, const char *why)
 {
-	int64_t monitor = svc->spec.update.monitor_ms;
-
-	if (t->running_since)
-		return now - t->running_since > monitor;
-	return util_wall_ms() - t->created_ms > monitor + 30000;
+	shutdown_task(srv, t, why);
+	if (task_terminal(t)) {
+		to_history(srv, sl, t);
+	} else {
+		slot_add_stopping(sl, t);
+		reconcile_persist_task(srv, t);
+	}
 }
 
 static void
-failure_text(const struct task *t, char *buf, size_t len)
+monitor_text(const struct service *svc, char *buf, size_t len)
 {
-	if (t->health && strncmp(t->health, "unhealthy", 9) == 0)
-		snprintf(buf, len, "%s", t->health);
-	else if (t->message)
-		snprintf(buf, len, "failed: %s", t->message);
-	else
-		snprintf(buf, len, "exited with code %d", t->exit_code);
+	snprintf(buf, len, "not healthy within monitor (%lldms)",
+	         (long long)svc->spec.update.monitor_ms);
 }
 
-/* Any task of the slot that is still shutting down (stop-first waits for them)? */
-static bool
-slot_stopping(const struct slot *sl)
+/* Apply a's action about sl->next (reconcile_slot.h). */
+static void
+apply_next(struct sched_server *srv, struct service *svc, struct slot *sl,
+           struct reconcile_slot_action a, int64_t now)
 {
-	for (size_t i = 0; i < sl->nstopping; i++)
-		if (!task_terminal(sl->stopping[i]) && sl->stopping[i]->bound &&
-		    sl->stopping[i]->node->status != NODE_DOWN)
-			return true;
-	return false;
-}
-
-static bool
-reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
-{
-	struct task *t;
+	struct task *n = sl->next;
 	char why[200];
 
-	/* A replacement that is healthy takes over; one that died is history. */
-	if (sl->next && task_terminal(sl->next)) {
-		if (sl->next->from_update) {
-			failure_text(sl->next, why, sizeof(why));
-			update_task_failed(srv, svc, sl->next, why);
+	switch (a.act) {
+	case RS_NEXT_ENDED:
+		if (n->from_update) {
+			reconcile_slot_failure_text(n, why, sizeof(why));
+			update_task_failed(srv, svc, n, why);
 		}
-		to_history(srv, sl, sl->next);
+		to_history(srv, sl, n);
 		sl->next = NULL;
-	} else if (sl->next && sl->next->lost) {
-		shutdown_task(srv, sl->next, NULL);
-		slot_add_stopping(sl, sl->next);
-		reconcile_persist_task(srv, sl->next);
+		break;
+	case RS_NEXT_LOST:
+		shutdown_task(srv, n, NULL);
+		slot_add_stopping(sl, n);
+		reconcile_persist_task(srv, n);
 		sl->next = NULL;
-	} else if (sl->next && task_healthy(sl->next)) {
-		struct task *fresh = sl->next;
+		break;
+	case RS_NEXT_TAKEOVER:
 		sl->next = NULL;
-		if (fresh->from_update)
-			update_task_done(svc, fresh, now);
-		replace_cur(srv, sl, fresh,
+		if (n->from_update)
+			update_task_done(svc, n, now);
+		replace_cur(srv, sl, n,
 		            sl->cur && sl->cur->node && sl->cur->node->drain ? "node drained"
 		                                                             : "replaced");
-	} else if (sl->next && sl->next->from_update && monitor_expired(svc, sl->next, now)) {
-		struct task *bad = sl->next;
-		snprintf(why, sizeof(why), "not healthy within monitor (%lldms)",
-		         (long long)svc->spec.update.monitor_ms);
+		break;
+	case RS_NEXT_MONITOR:
+		monitor_text(svc, why, sizeof(why));
 		sl->next = NULL;
-		update_task_failed(srv, svc, bad, why);
-		shutdown_task(srv, bad, why);
-		if (task_terminal(bad)) {
-			to_history(srv, sl, bad);
-		} else {
-			slot_add_stopping(sl, bad);
-			reconcile_persist_task(srv, bad);
-		}
+		update_task_failed(srv, svc, n, why);
+		stop_into_slot(srv, sl, n, why);
+		break;
+	default:
+		break;
 	}
-	t = sl->cur;
-	if (t == NULL) {
+}
+
+/* Apply a's action about sl->cur; returns whether the slot waits on time. */
+static bool
+apply_cur(struct sched_server *srv, struct service *svc, struct slot *sl,
+          struct reconcile_slot_action a, int64_t now)
+{
+	struct task *t = sl->cur, *fresh;
+	char why[200];
+
+	switch (a.act) {
+	case RS_START:
 		sl->cur = new_task(srv, svc, sl->num, 0);
 		reconcile_persist_task(srv, sl->cur);
-		return false;
-	}
-	if (t->lost) {
-		replace_cur(srv, sl, new_task(srv, svc, sl->num, t->restarts), NULL);
-		return false;
-	}
-	/* Stop-first: the new task waits, unplaced, until the old one has stopped. */
-	if (t->hold && !slot_stopping(sl))
+		break;
+	case RS_REPLACE_LOST:
+	case RS_RESTART:
+		replace_cur(srv, sl, new_task(srv, svc, sl->num, a.restarts), NULL);
+		break;
+	case RS_UNHOLD:
 		t->hold = false;
-	if (t->from_update) {
-		if (task_terminal(t)) {
-			failure_text(t, why, sizeof(why));
-			update_task_failed(srv, svc, t, why);
-		} else if (task_healthy(t)) {
-			update_task_done(svc, t, now);
-		} else if (monitor_expired(svc, t, now)) {
-			snprintf(why, sizeof(why), "not healthy within monitor (%lldms)",
-			         (long long)svc->spec.update.monitor_ms);
-			update_task_failed(srv, svc, t, why);
-		} else {
-			return true; /* look again when the monitor runs out */
-		}
-	}
-	if (task_terminal(t))
-		return restart_slot(srv, svc, sl, now);
-	if (sl->next)
-		return sl->next->from_update; /* its monitor needs the tick */
-	if (t->version != svc->version) {
-		struct task *fresh;
-		if (!update_may_start(svc))
-			return svc->update.state == UPDATE_UPDATING ||
-			       svc->update.state == UPDATE_ROLLING_BACK;
+		break;
+	case RS_UPDATE_ENDED:
+		reconcile_slot_failure_text(t, why, sizeof(why));
+		update_task_failed(srv, svc, t, why);
+		break;
+	case RS_UPDATE_DONE:
+		update_task_done(svc, t, now);
+		break;
+	case RS_UPDATE_MONITOR:
+		monitor_text(svc, why, sizeof(why));
+		update_task_failed(srv, svc, t, why);
+		break;
+	case RS_GIVE_UP:
+		if (t->message == NULL || strstr(t->message, "restart") == NULL)
+			task_set_message(t, "%s; not restarted: max_attempts=%u reached",
+			                 t->message ? t->message : "exited",
+			                 svc->spec.restart.max_attempts);
+		break;
+	case RS_UPDATE_START_FIRST:
+	case RS_UPDATE_STOP_FIRST:
+		update_may_start(svc); /* consumes the budget reconcile_slot_cur saw */
 		fresh = new_task(srv, svc, sl->num, 0);
-		fresh->from_update = svc->update.state == UPDATE_UPDATING ||
-		                     svc->update.state == UPDATE_ROLLING_BACK;
-		if (svc->spec.update.order == MANIFEST_ORDER_START_FIRST) {
+		fresh->from_update = a.from_update;
+		if (a.act == RS_UPDATE_START_FIRST) {
 			sl->next = fresh;
 			reconcile_persist_task(srv, fresh);
 		} else {
 			fresh->hold = true;
 			replace_cur(srv, sl, fresh, "updated");
-			if (!slot_stopping(sl))
+			if (!reconcile_slot_stopping(sl))
 				fresh->hold = false;
 		}
-		return fresh->from_update;
-	} else if (t->node && t->node->drain) {
+		break;
+	case RS_DRAIN:
 		sl->next = new_task(srv, svc, sl->num, 0);
 		task_set_message(sl->next, "moving off drained node %s", t->node->name);
 		reconcile_persist_task(srv, sl->next);
+		break;
+	default:
+		break;
 	}
-	return false;
+	return a.wait;
+}
+
+/* One slot's turn in the pass: the rules decide (reconcile_slot.c), this applies. Returns
+ * whether the slot waits on time. */
+static bool
+reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
+{
+	int64_t wall = util_wall_ms();
+	struct reconcile_slot_action a = reconcile_slot_next(svc, sl, now, wall);
+
+	apply_next(srv, svc, sl, a, now);
+	for (;;) {
+		a = reconcile_slot_cur(svc, sl, now, wall);
+		if (!reconcile_slot_again(a.act))
+			return apply_cur(srv, svc, sl, a, now);
+		apply_cur(srv, svc, sl, a, now);
+	}
 }
 
 #define REBALANCE_RETRY_MS     5000

@@ -114,16 +114,25 @@ update_pass_begin(struct service *svc, int64_t now)
 }
 
 bool
+update_can_start(const struct service *svc)
+{
+	const struct update *u = &svc->update;
+
+	/* A service that never updated (first deploy, restarts) is not throttled. */
+	return u->state == UPDATE_NONE || u->state == UPDATE_COMPLETED ||
+	       u->state == UPDATE_ROLLED_BACK || u->budget > 0;
+}
+
+bool
 update_may_start(struct service *svc)
 {
 	struct update *u = &svc->update;
 
-	/* A service that never updated (first deploy, restarts) is not throttled. */
+	if (!update_can_start(svc))
+		return false;
 	if (u->state == UPDATE_NONE || u->state == UPDATE_COMPLETED ||
 	    u->state == UPDATE_ROLLED_BACK)
 		return true;
-	if (u->budget == 0)
-		return false;
 	u->budget--;
 	return true;
 }

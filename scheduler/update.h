@@ -17,7 +17,9 @@ int update_rollback(struct sched_server *srv, struct service *svc, const char *w
 
 /* Before a pass over the slots: count what is in flight and how many may start. */
 void update_pass_begin(struct service *svc, int64_t now);
-/* May one more slot start moving to the new version now? (Consumes the budget.) */
+/* May one more slot start moving to the new version now? update_can_start asks, update_may_start
+ * also consumes the budget. */
+bool update_can_start(const struct service *svc);
 bool update_may_start(struct service *svc);
 /* A task the update started is healthy: its slot is done; the delay starts. */
 void update_task_done(struct service *svc, struct task *t, int64_t now);
