@@ -17,62 +17,16 @@
 #include "nodekey.h"
 #include "reconcile.h"
 #include "update.h"
-#include "server.h"
+#include "update_text.h"
+#include "conn.h"
+#include "reconcile_pass.h"
+#include "reply.h"
+#include "server-t.h"
+#include "service.h"
+#include "service_apply.h"
+#include "task.h"
 #include "shoal.pb-c.h"
 #include "util.h"
-
-static const char *
-body_name(Shoal__Envelope__BodyCase c)
-{
-	const ProtobufCFieldDescriptor *f =
-	    protobuf_c_message_descriptor_get_field(&shoal__envelope__descriptor, (unsigned)c);
-
-	return f ? f->name : "message";
-}
-
-/*
- * Every reply goes through here. A request is never answered with silence: a reply too big
- * for one frame (a listing of a huge cluster) is replaced by an error reply with the same id,
- * so the client fails at once with a reason instead of waiting for its timeout.
- */
-static void
-send_or_log(struct sched_conn *sc, Shoal__Envelope *env)
-{
-	size_t max = sc->srv->limits.max_frame ? sc->srv->limits.max_frame : RPC_DEFAULT_MAX_FRAME;
-	size_t len = shoal__envelope__get_packed_size(env);
-	struct shoal_err err;
-
-	if (len > max && env->body_case != SHOAL__ENVELOPE__BODY_ERROR) {
-		shoal_log(LOG_WARNING,
-		          "reply to %s: %s of %zu bytes exceeds the frame limit of %zu",
-		          rpc_conn_peer(sc->rpc), body_name(env->body_case), len, max);
-		api_reply_error(sc, env->id, EMSGSIZE,
-		                "the reply (%s, %zu bytes) exceeds the frame limit of %zu bytes",
-		                body_name(env->body_case), len, max);
-		return;
-	}
-	if (rpc_send(sc->rpc, env, &err) == -1)
-		shoal_log(LOG_WARNING, "reply to %s: %s", rpc_conn_peer(sc->rpc), err.msg);
-}
-
-void
-api_reply_error(struct sched_conn *sc, uint64_t id, unsigned code, const char *fmt, ...)
-{
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__Error e = SHOAL__ERROR__INIT;
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	e.code = code;
-	e.message = msg;
-	env.id = id;
-	env.body_case = SHOAL__ENVELOPE__BODY_ERROR;
-	env.error = &e;
-	send_or_log(sc, &env);
-}
 
 /* Node names become hostnames, file names and log keys: keep them to a safe alphabet. */
 static bool
@@ -138,29 +92,28 @@ register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__R
 	struct node *n;
 
 	if (sc->refused >= REGISTER_REFUSALS_PER_CONN) {
-		api_reply_error(
-		    sc, env->id, EACCES,
-		    "%u registrations refused on this connection: reconnect to try again",
-		    sc->refused);
+		reply_error(sc, env->id, EACCES,
+		            "%u registrations refused on this connection: reconnect to try again",
+		            sc->refused);
 		goto refused;
 	}
 	if (sc->node != NULL && strcmp(sc->node->name, r->node_name) != 0) {
 		log_refused(sc, r->node_name, "this connection is node %s", sc->node->name);
-		api_reply_error(sc, env->id, EPROTO,
-		                "this connection registered node %s; one node per connection",
-		                sc->node->name);
+		reply_error(sc, env->id, EPROTO,
+		            "this connection registered node %s; one node per connection",
+		            sc->node->name);
 		goto refused;
 	}
 	if (r->node_key.len != NODEKEY_PK_BYTES || r->node_signature.len != NODEKEY_SIG_BYTES) {
 		log_refused(sc, r->node_name, "no node key");
-		api_reply_error(sc, env->id, EACCES,
-		                "registration needs a node key and its signature (agent too old?)");
+		reply_error(sc, env->id, EACCES,
+		            "registration needs a node key and its signature (agent too old?)");
 		goto refused;
 	}
 	if (!nodekey_verify(r->node_key.data, rpc_conn_binding(sc->rpc), RPC_BINDING_BYTES,
 	                    r->node_signature.data)) {
 		log_refused(sc, r->node_name, "bad node key signature");
-		api_reply_error(sc, env->id, EACCES, "node key signature does not verify");
+		reply_error(sc, env->id, EACCES, "node key signature does not verify");
 		goto refused;
 	}
 	nodekey_fingerprint(r->node_key.data, fp);
@@ -172,15 +125,15 @@ register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__R
 		    "the name is bound to key %s, this is key %s (if the node lost its key: "
 		    "shoal node rm %s)",
 		    nodekey_fingerprint(n->key, have), fp, r->node_name);
-		api_reply_error(sc, env->id, EACCES,
-		                "node name %s is bound to another node key; if this node lost its "
-		                "key, an admin removes the old node first (shoal node rm %s)",
-		                r->node_name, r->node_name);
+		reply_error(sc, env->id, EACCES,
+		            "node name %s is bound to another node key; if this node lost its "
+		            "key, an admin removes the old node first (shoal node rm %s)",
+		            r->node_name, r->node_name);
 		goto refused;
 	case NODES_KEY_NEW:
 		if (nodes_join_admit(&srv->nodes.join, util_now_ms(), &sc->new_names, &err) == -1) {
 			log_refused(sc, r->node_name, "%s", err.msg);
-			api_reply_error(sc, env->id, EAGAIN, "%s", err.msg);
+			reply_error(sc, env->id, EAGAIN, "%s", err.msg);
 			goto refused;
 		}
 		shoal_log(LOG_INFO, "new node %s with key %s", r->node_name, fp);
@@ -195,7 +148,7 @@ register_admit(struct sched_conn *sc, const Shoal__Envelope *env, const Shoal__R
 	if (nodes_check_capacity(r->capacity ? r->capacity->cpu_millis : 0,
 	                         r->capacity ? r->capacity->memory_bytes : 0, &err) == -1) {
 		log_refused(sc, r->node_name, "%s", err.msg);
-		api_reply_error(sc, env->id, EINVAL, "%s", err.msg);
+		reply_error(sc, env->id, EINVAL, "%s", err.msg);
 		goto refused;
 	}
 	return 0;
@@ -218,9 +171,9 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	char subnet[32], mem[32];
 
 	if (!valid_name(r->node_name)) {
-		api_reply_error(sc, env->id, EINVAL,
-		                "invalid node name \"%.64s\" (letters, digits, '-', '_', '.')",
-		                r->node_name);
+		reply_error(sc, env->id, EINVAL,
+		            "invalid node name \"%.64s\" (letters, digits, '-', '_', '.')",
+		            r->node_name);
 		return;
 	}
 	if (register_admit(sc, env, r) == -1)
@@ -229,7 +182,7 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	if (labels == NULL) {
 		shoal_log(LOG_WARNING, "register %.64s from %s refused: %s", r->node_name,
 		          rpc_conn_peer(sc->rpc), err.msg);
-		api_reply_error(sc, env->id, EINVAL, "register refused: %s", err.msg);
+		reply_error(sc, env->id, EINVAL, "register refused: %s", err.msg);
 		return;
 	}
 	n = nodes_register(&srv->nodes, &srv->store, r->node_name, r->address, labels,
@@ -239,7 +192,7 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	if (n == NULL) {
 		shoal_log(LOG_ERR, "register %s from %s: %s", r->node_name, rpc_conn_peer(sc->rpc),
 		          err.msg);
-		api_reply_error(sc, env->id, EIO, "%s", err.msg);
+		reply_error(sc, env->id, EIO, "%s", err.msg);
 		return;
 	}
 	/* A node that reconnects before its old session noticed the loss replaces it. */
@@ -277,7 +230,7 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_REGISTER_REPLY;
 	reply.register_reply = &rr;
-	send_or_log(sc, &reply);
+	reply_send(sc, &reply);
 	/* Its proxy and routes start from the current table; acknowledgements restart too. */
 	n->endpoints_acked = 0;
 	endpoints_send(srv, n);
@@ -292,7 +245,7 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 	struct node *n = sc->node;
 
 	if (n == NULL) {
-		api_reply_error(sc, env->id, EPROTO, "heartbeat before register");
+		reply_error(sc, env->id, EPROTO, "heartbeat before register");
 		return;
 	}
 	n->last_seen = util_now_ms();
@@ -357,7 +310,7 @@ handle_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY;
 	reply.heartbeat_reply = &hr;
-	send_or_log(sc, &reply);
+	reply_send(sc, &reply);
 }
 
 static Shoal__Label **
@@ -427,7 +380,7 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_LIST_NODES_REPLY;
 	reply.list_nodes_reply = &lr;
-	send_or_log(sc, &reply);
+	reply_send(sc, &reply);
 	for (size_t i = 0; i < count; i++) {
 		for (size_t j = 0; j < infos[i].n_labels; j++) {
 			free(infos[i].labels[j]->key);
@@ -444,47 +397,6 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 	free(fps);
 }
 
-static void reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
-{
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__Ok ok = SHOAL__OK__INIT;
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ok.message = msg;
-	env.id = id;
-	env.body_case = SHOAL__ENVELOPE__BODY_OK;
-	env.ok = &ok;
-	send_or_log(sc, &env);
-}
-
-/* An Ok that tells the CLI where in the event stream to watch the change from. */
-static void __attribute__((format(printf, 4, 5)))
-reply_ok_since(struct sched_conn *sc, uint64_t id, uint64_t seq, const char *fmt, ...)
-{
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__Ok ok = SHOAL__OK__INIT;
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ok.message = msg;
-	ok.events_seq = seq;
-	env.id = id;
-	env.body_case = SHOAL__ENVELOPE__BODY_OK;
-	env.ok = &ok;
-	send_or_log(sc, &env);
-}
-
 static void
 handle_task_report(struct sched_conn *sc, const Shoal__Envelope *env)
 {
@@ -495,33 +407,6 @@ handle_task_report(struct sched_conn *sc, const Shoal__Envelope *env)
 	sc->node->last_seen = util_now_ms();
 	for (size_t i = 0; i < tr->n_statuses; i++)
 		reconcile_task_status(sc->srv, sc->node, tr->statuses[i]);
-}
-
-/*
- * An Error reply whose message is head, then each line of errs on a line of its own: every
- * problem of a refused request reaches the client, not the first 255 bytes of them.
- */
-static void
-reply_error_lines(struct sched_conn *sc, uint64_t id, unsigned code, const char *head,
-                  const struct manifest_errors *errs)
-{
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__Error e = SHOAL__ERROR__INIT;
-	size_t len = strlen(head) + 1, o;
-	cleanup_free char *msg = NULL;
-
-	for (size_t i = 0; i < errs->n; i++)
-		len += strlen(errs->lines[i]) + 1;
-	msg = xmalloc(len);
-	o = (size_t)snprintf(msg, len, "%s", head);
-	for (size_t i = 0; i < errs->n; i++)
-		o += (size_t)snprintf(msg + o, len - o, "\n%s", errs->lines[i]);
-	e.code = code;
-	e.message = msg;
-	env.id = id;
-	env.body_case = SHOAL__ENVELOPE__BODY_ERROR;
-	env.error = &e;
-	send_or_log(sc, &env);
 }
 
 static void
@@ -557,7 +442,7 @@ handle_apply(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_APPLY_REPLY;
 	reply.apply_reply = &ar;
-	send_or_log(sc, &reply);
+	reply_send(sc, &reply);
 	free(changes);
 	free(cp);
 	service_changes_free(&ch);
@@ -663,14 +548,14 @@ handle_list_services(struct sched_conn *sc, const Shoal__Envelope *env)
 		lr.services[k++] = si;
 	}
 	if (only && only[0] && k == 0) {
-		api_reply_error(sc, env->id, ENOENT, "no such service: %s", only);
+		reply_error(sc, env->id, ENOENT, "no such service: %s", only);
 		goto out;
 	}
 	lr.n_services = k;
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_LIST_SERVICES_REPLY;
 	reply.list_services_reply = &lr;
-	send_or_log(sc, &reply);
+	reply_send(sc, &reply);
 out:
 	for (size_t i = 0; i < k; i++) {
 		free(ustates[i]);
@@ -747,7 +632,7 @@ handle_list_tasks(struct sched_conn *sc, const Shoal__Envelope *env)
 		}
 	}
 	if (lt->service && lt->service[0] && !found) {
-		api_reply_error(sc, env->id, ENOENT, "no such service: %s", lt->service);
+		reply_error(sc, env->id, ENOENT, "no such service: %s", lt->service);
 		free(l.infos);
 		return;
 	}
@@ -761,7 +646,7 @@ handle_list_tasks(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_LIST_TASKS_REPLY;
 	reply.list_tasks_reply = &lr;
-	send_or_log(sc, &reply);
+	reply_send(sc, &reply);
 	nodes_port_errors_free(lr.port_errors, lr.n_port_errors);
 	free(l.infos);
 	free(l.ptrs);
@@ -805,14 +690,13 @@ handle_remove_service(struct sched_conn *sc, const Shoal__Envelope *env)
 			         "%s%s", nmiss++ ? ", " : "", rs->names[i]);
 		}
 		if (nmiss) {
-			api_reply_error(sc, env->id, ENOENT,
-			                "no such service%s: %s; nothing removed",
-			                nmiss == 1 ? "" : "s", missing);
+			reply_error(sc, env->id, ENOENT, "no such service%s: %s; nothing removed",
+			            nmiss == 1 ? "" : "s", missing);
 			return;
 		}
 		for (size_t i = 0; i < rs->n_names; i++) {
 			if (service_remove(sc->srv, rs->names[i], &err) == -1) {
-				api_reply_error(sc, env->id, (unsigned)err.code, "%s", err.msg);
+				reply_error(sc, env->id, (unsigned)err.code, "%s", err.msg);
 				return;
 			}
 		}
@@ -820,7 +704,7 @@ handle_remove_service(struct sched_conn *sc, const Shoal__Envelope *env)
 		return;
 	}
 	if (service_remove(sc->srv, env->remove_service->name, &err) == -1) {
-		api_reply_error(sc, env->id, (unsigned)err.code, "%s", err.msg);
+		reply_error(sc, env->id, (unsigned)err.code, "%s", err.msg);
 		return;
 	}
 	reply_ok(sc, env->id, "%s", env->remove_service->name);
@@ -835,7 +719,7 @@ handle_set_availability(struct sched_conn *sc, const Shoal__Envelope *env)
 	struct shoal_err err;
 
 	if (n == NULL) {
-		api_reply_error(sc, env->id, ENOENT, "no such node: %s", sa->node);
+		reply_error(sc, env->id, ENOENT, "no such node: %s", sa->node);
 		return;
 	}
 	if (n->drain != sa->drain) {
@@ -867,14 +751,14 @@ handle_remove_node(struct sched_conn *sc, const Shoal__Envelope *env)
 	uint32_t ntasks;
 
 	if (n == NULL) {
-		api_reply_error(sc, env->id, ENOENT, "no such node: %.64s", rn->node);
+		reply_error(sc, env->id, ENOENT, "no such node: %.64s", rn->node);
 		return;
 	}
 	if ((n->status == NODE_READY || n->conn != NULL) && !rn->force) {
-		api_reply_error(sc, env->id, EBUSY,
-		                "node %s is %s: stop its agent first (or use --force to remove it "
-		                "anyway)",
-		                n->name, n->status == NODE_READY ? "ready" : "connected");
+		reply_error(sc, env->id, EBUSY,
+		            "node %s is %s: stop its agent first (or use --force to remove it "
+		            "anyway)",
+		            n->name, n->status == NODE_READY ? "ready" : "connected");
 		return;
 	}
 	for (struct sched_conn *o = srv->conns, *next; o; o = next) {
@@ -889,7 +773,7 @@ handle_remove_node(struct sched_conn *sc, const Shoal__Envelope *env)
 	reconcile_node_removed(srv, n);
 	if (nodes_remove(&srv->nodes, &srv->store, n, &err) == -1) {
 		shoal_log(LOG_ERR, "node rm %s: %s", rn->node, err.msg);
-		api_reply_error(sc, env->id, EIO, "%s", err.msg);
+		reply_error(sc, env->id, EIO, "%s", err.msg);
 		return;
 	}
 	shoal_log(LOG_INFO, "node %s removed%s (%u task%s ended)", rn->node,
@@ -914,12 +798,12 @@ handle_update_node(struct sched_conn *sc, const Shoal__Envelope *env)
 	struct shoal_err err;
 
 	if (n == NULL) {
-		api_reply_error(sc, env->id, ENOENT, "no such node: %.64s", un->node);
+		reply_error(sc, env->id, ENOENT, "no such node: %.64s", un->node);
 		return;
 	}
 	if (nodes_update_labels(&srv->store, n, un->label_add, un->n_label_add, un->label_rm,
 	                        un->n_label_rm, &err) == -1) {
-		api_reply_error(sc, env->id, EINVAL, "%s", err.msg);
+		reply_error(sc, env->id, EINVAL, "%s", err.msg);
 		return;
 	}
 	shoal_log(LOG_INFO, "node %s labels: %s", n->name, n->labels[0] ? n->labels : "-");
@@ -937,12 +821,12 @@ handle_rollback(struct sched_conn *sc, const Shoal__Envelope *env)
 	uint64_t seq = sc->srv->events.last_seq;
 
 	if (svc == NULL || svc->removed) {
-		api_reply_error(sc, env->id, ENOENT, "no such service: %s", env->rollback->name);
+		reply_error(sc, env->id, ENOENT, "no such service: %s", env->rollback->name);
 		return;
 	}
 	if (update_rollback(sc->srv, svc, "rollback requested") == -1) {
-		api_reply_error(sc, env->id, EINVAL,
-		                "service %s has no previous spec to roll back to", svc->name);
+		reply_error(sc, env->id, EINVAL, "service %s has no previous spec to roll back to",
+		            svc->name);
 		return;
 	}
 	reply_ok_since(sc, env->id, seq, "%s rolling back", svc->name);
@@ -988,22 +872,22 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 	enum token_role have = rpc_conn_role(sc->rpc);
 
 	if (need == TOKEN_ROLE_NONE) {
-		api_reply_error(sc, env->id, EOPNOTSUPP, "unsupported request (body %d)",
-		                (int)env->body_case);
+		reply_error(sc, env->id, EOPNOTSUPP, "unsupported request (body %d)",
+		            (int)env->body_case);
 		return;
 	}
 	if (need != have) {
 		shoal_log(LOG_WARNING, "%s: refused a %s request from a %s token",
 		          rpc_conn_peer(sc->rpc), token_role_name(need), token_role_name(have));
 		if (need == TOKEN_ROLE_ADMIN)
-			api_reply_error(sc, env->id, EACCES,
-			                "permission denied: this is a worker token; admin "
-			                "requests need the admin token (admin.token in the "
-			                "scheduler's data dir)");
+			reply_error(sc, env->id, EACCES,
+			            "permission denied: this is a worker token; admin "
+			            "requests need the admin token (admin.token in the "
+			            "scheduler's data dir)");
 		else
-			api_reply_error(sc, env->id, EACCES,
-			                "permission denied: only agents (worker token) may send "
-			                "this");
+			reply_error(sc, env->id, EACCES,
+			            "permission denied: only agents (worker token) may send "
+			            "this");
 		return;
 	}
 	switch (env->body_case) {

@@ -8,8 +8,4 @@ struct sched_conn;
 /* Handle one request or report from a connection: role checks, then the message's handler. */
 void api_handle(struct sched_conn *sc, const Shoal__Envelope *env);
 
-/* Send an Error reply {code, message} for request id. */
-void api_reply_error(struct sched_conn *sc, uint64_t id, unsigned code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 #endif

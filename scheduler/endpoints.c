@@ -8,8 +8,10 @@
 
 #include "err.h"
 #include "log.h"
-#include "reconcile.h"
-#include "server.h"
+#include "reconcile_pass.h"
+#include "server-t.h"
+#include "service.h"
+#include "task.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 #include "vip.h"

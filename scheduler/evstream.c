@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "reply.h"
 #include "err.h"
 #include "events.h"
 #include "log.h"
 #include "rpc.h"
-#include "server.h"
+#include "server-t.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 
@@ -107,7 +107,7 @@ evstream_start(struct sched_conn *cli, const Shoal__Envelope *env)
 	for (size_t i = 0; i < req->n_filters; i++) {
 		c->values[c->nvalues] = xstrdup(req->filters[i]);
 		if (events_filter_add(&c->filter, c->values[c->nvalues++], &err) == -1) {
-			api_reply_error(cli, env->id, EINVAL, "%s", err.msg);
+			reply_error(cli, env->id, EINVAL, "%s", err.msg);
 			goto out;
 		}
 	}

@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "err.h"
 #include "log.h"
+#include "reply.h"
 #include "rpc.h"
-#include "server.h"
+#include "server-t.h"
+#include "service.h"
+#include "task.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 
@@ -191,21 +193,20 @@ logs_start(struct sched_conn *cli, const Shoal__Envelope *env)
 	size_t n = 0, cap = 2;
 
 	if (svc == NULL && one == NULL && sl == NULL) {
-		api_reply_error(cli, env->id, ENOENT, "no such service or task: %s", req->task);
+		reply_error(cli, env->id, ENOENT, "no such service or task: %s", req->task);
 		return;
 	}
 	if (req->previous) {
 		if (svc) {
-			api_reply_error(
-			    cli, env->id, EINVAL,
-			    "--previous wants a task or SERVICE.SLOT, not the service %s",
-			    req->task);
+			reply_error(cli, env->id, EINVAL,
+			            "--previous wants a task or SERVICE.SLOT, not the service %s",
+			            req->task);
 			return;
 		}
 		one = sl ? previous_of(sl, one) : NULL;
 		if (one == NULL) {
-			api_reply_error(cli, env->id, ENOENT, "%s: no earlier task in the history",
-			                req->task);
+			reply_error(cli, env->id, ENOENT, "%s: no earlier task in the history",
+			            req->task);
 			return;
 		}
 	}
@@ -220,8 +221,8 @@ logs_start(struct sched_conn *cli, const Shoal__Envelope *env)
 		add_target(targets, &n, one);
 	}
 	if (n == 0 && !(svc && req->follow)) {
-		api_reply_error(cli, env->id, EHOSTUNREACH,
-		                "%s: no task of it is on a reachable node", req->task);
+		reply_error(cli, env->id, EHOSTUNREACH, "%s: no task of it is on a reachable node",
+		            req->task);
 		free(targets);
 		return;
 	}
@@ -301,17 +302,17 @@ logs_exec_start(struct sched_conn *cli, const Shoal__Envelope *env)
 		return;
 	}
 	if (t == NULL) {
-		api_reply_error(cli, env->id, ENOENT, "no such task: %s", req->task);
+		reply_error(cli, env->id, ENOENT, "no such task: %s", req->task);
 		return;
 	}
 	if (req->n_argv == 0) {
-		api_reply_error(cli, env->id, EINVAL, "exec: no command");
+		reply_error(cli, env->id, EINVAL, "exec: no command");
 		return;
 	}
 	if (t->state != TASK_STATE_RUNNING || !t->bound || t->node == NULL ||
 	    t->node->conn == NULL || t->node->status != NODE_READY) {
-		api_reply_error(cli, env->id, EHOSTUNREACH,
-		                "task %s is not running on a reachable node", t->name);
+		reply_error(cli, env->id, EHOSTUNREACH,
+		            "task %s is not running on a reachable node", t->name);
 		return;
 	}
 	r = xcalloc(1, sizeof(*r));
@@ -389,8 +390,8 @@ logs_conn_closed(struct sched_server *srv, struct sched_conn *sc)
 			send_env(r->agent, &fwd);
 			relay_drop(srv, r);
 		} else if (r->agent == sc->rpc && r->exec) {
-			api_reply_error(r->cli, r->cli_id, EHOSTUNREACH,
-			                "the task's node went away while the command ran");
+			reply_error(r->cli, r->cli_id, EHOSTUNREACH,
+			            "the task's node went away while the command ran");
 			relay_drop(srv, r);
 		} else if (r->cli == sc) {
 			/* The user pressed ^C: stop the agent's follow too. */

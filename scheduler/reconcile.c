@@ -11,23 +11,23 @@
 
 #include "endpoints.h"
 #include "err.h"
+#include "reconcile_pass.h"
+#include "reconcile_slot.h"
 #include "update.h"
+#include "update_text.h"
 #include "log.h"
 #include "logs.h"
 #include "manifest.h"
 #include "place.h"
-#include "server.h"
+#include "server-t.h"
+#include "service.h"
+#include "task.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 
-#define BACKOFF_MAX_MS   60000
-#define BACKOFF_RESET_MS 10000 /* a task that ran this long resets its slot's back-off */
-#define PASS_BUDGET_MS   50    /* a reconcile pass yields to the loop after this much work */
-#define DISPATCH_WAIT_MS 1000  /* longest a node's Assignments wait for a burst to settle */
-#define TX_MAX_MS        1000  /* longest a burst keeps its store transaction open */
-
-/* Roles a task row can have in the store. */
-enum { ROLE_CUR = 0, ROLE_NEXT = 1, ROLE_STOPPING = 2, ROLE_FINISHED = 3 };
+#define PASS_BUDGET_MS   50   /* a reconcile pass yields to the loop after this much work */
+#define DISPATCH_WAIT_MS 1000 /* longest a node's Assignments wait for a burst to settle */
+#define TX_MAX_MS        1000 /* longest a burst keeps its store transaction open */
 
 static void
 store_warn(struct shoal_err *err)
@@ -83,191 +83,6 @@ emit_task_state(struct sched_server *srv, const struct task *t, enum task_state 
 	}
 }
 
-static void
-schedule_pass(struct sched_server *srv)
-{
-	if (srv->pass && !event_pending(srv->pass, EV_TIMEOUT, NULL))
-		event_active(srv->pass, EV_TIMEOUT, 0);
-}
-
-void
-reconcile_schedule(struct sched_server *srv)
-{
-	schedule_pass(srv);
-}
-
-static void
-ensure_tx(struct sched_server *srv)
-{
-	struct shoal_err err;
-
-	if (!srv->store.in_tx) {
-		if (store_tx_begin(&srv->store, &err) == -1)
-			store_warn(&err);
-		srv->tx_since = util_now_ms();
-	}
-	schedule_pass(srv);
-}
-
-void
-reconcile_mark(struct sched_server *srv, struct service *svc)
-{
-	if (svc->dirty)
-		return;
-	svc->dirty = true;
-	if (srv->ndirty_svcs == srv->capdirty_svcs) {
-		srv->capdirty_svcs = srv->capdirty_svcs ? srv->capdirty_svcs * 2 : 16;
-		srv->dirty_svcs =
-		    xrealloc(srv->dirty_svcs, srv->capdirty_svcs * sizeof(*srv->dirty_svcs));
-	}
-	srv->dirty_svcs[srv->ndirty_svcs++] = svc;
-	schedule_pass(srv);
-}
-
-void
-reconcile_mark_node(struct sched_server *srv, struct node *n)
-{
-	if (n->dirty)
-		return;
-	n->dirty = true;
-	if (srv->ndirty_nodes == 0)
-		srv->dirty_nodes_since = util_now_ms();
-	if (srv->ndirty_nodes == srv->capdirty_nodes) {
-		srv->capdirty_nodes = srv->capdirty_nodes ? srv->capdirty_nodes * 2 : 16;
-		srv->dirty_nodes =
-		    xrealloc(srv->dirty_nodes, srv->capdirty_nodes * sizeof(*srv->dirty_nodes));
-	}
-	srv->dirty_nodes[srv->ndirty_nodes++] = n;
-	schedule_pass(srv);
-}
-
-static int
-task_role(const struct slot *sl, const struct task *t)
-{
-	if (task_terminal(t))
-		return ROLE_FINISHED;
-	if (sl && sl->cur == t)
-		return ROLE_CUR;
-	if (sl && sl->next == t)
-		return ROLE_NEXT;
-	return ROLE_STOPPING;
-}
-
-/*
- * Record t's durable fields. The row is written once, at the end of the pass, however many
- * times the pass changes the task (a new task is created, then placed: one write, not two).
- */
-void
-reconcile_persist_task(struct sched_server *srv, struct task *t)
-{
-	t->persisted = true;
-	schedule_pass(srv);
-	if (t->queued)
-		return;
-	if (srv->ndirty_tasks == srv->capdirty_tasks) {
-		srv->capdirty_tasks = srv->capdirty_tasks ? srv->capdirty_tasks * 2 : 64;
-		srv->dirty_tasks =
-		    xrealloc(srv->dirty_tasks, srv->capdirty_tasks * sizeof(*srv->dirty_tasks));
-	}
-	t->queued = true;
-	t->queue_idx = (uint32_t)srv->ndirty_tasks;
-	srv->dirty_tasks[srv->ndirty_tasks++] = t;
-}
-
-static void
-dequeue_task(struct sched_server *srv, struct task *t)
-{
-	struct task *last = srv->dirty_tasks[--srv->ndirty_tasks];
-
-	SHOAL_ASSERT(t->queued && srv->dirty_tasks[t->queue_idx] == t);
-	srv->dirty_tasks[t->queue_idx] = last;
-	last->queue_idx = t->queue_idx;
-	t->queued = false;
-}
-
-static int
-task_id_cmp(const void *a, const void *b)
-{
-	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
-
-	return strcmp(x->id, y->id);
-}
-
-/*
- * Write the rows the pass queued, in its transaction. In id order: ids are random, and
- * sorted inserts walk the id index's pages once, in order (20% faster for 10,000 rows).
- */
-static void
-write_tasks(struct sched_server *srv)
-{
-	struct shoal_err err;
-
-	if (srv->ndirty_tasks)
-		ensure_tx(srv);
-	if (srv->ndirty_tasks > 1)
-		qsort(srv->dirty_tasks, srv->ndirty_tasks, sizeof(*srv->dirty_tasks), task_id_cmp);
-	for (size_t i = 0; i < srv->ndirty_tasks; i++) {
-		struct task *t = srv->dirty_tasks[i];
-		struct store_task st = {
-		    .id = t->id,
-		    .name = t->name,
-		    .service = t->svc->name,
-		    .slot = t->slot,
-		    .version = t->version,
-		    .node_id = t->node ? t->node->id : "",
-		    .desired = t->desired,
-		    .role = task_role(service_slot_find(t->svc, t->slot), t),
-		    .restarts = t->restarts,
-		    .created_ms = t->created_ms,
-		};
-		t->queued = false;
-		t->stored = true;
-		if (store_task_put(&srv->store, &st, &err) == -1)
-			store_warn(&err);
-	}
-	srv->ndirty_tasks = 0;
-}
-
-static void
-unpersist_task(struct sched_server *srv, struct task *t)
-{
-	struct shoal_err err;
-
-	if (!t->persisted)
-		return;
-	t->persisted = false;
-	if (t->queued)
-		dequeue_task(srv, t);
-	if (!t->stored)
-		return; /* queued in this pass, never written: nothing to delete */
-	t->stored = false;
-	ensure_tx(srv);
-	if (store_task_delete(&srv->store, t->id, &err) == -1)
-		store_warn(&err);
-}
-
-void
-reconcile_persist_service(struct sched_server *srv, struct service *svc)
-{
-	struct store_service sv = {
-	    .name = svc->name,
-	    .spec_json = svc->spec_json,
-	    .prev_spec_json = svc->prev_spec_json,
-	    .version = svc->version,
-	    .created_ms = svc->created_ms,
-	    .updated_ms = svc->updated_ms,
-	    .removed = svc->removed,
-	    .prev_version = svc->prev_version,
-	};
-	struct shoal_err err;
-	cleanup_free char *ustate = update_text(svc);
-
-	sv.update_state = ustate;
-	ensure_tx(srv);
-	if (store_service_put(&srv->store, &sv, &err) == -1)
-		store_warn(&err);
-}
-
 /* ---- binding tasks to nodes ---- */
 
 static void
@@ -317,7 +132,7 @@ drop_task(struct sched_server *srv, struct task *t)
 		return;
 	endpoints_forget(srv, t);
 	unbind_task(srv, t);
-	unpersist_task(srv, t);
+	reconcile_pass_forget_task(srv, t);
 	task_map_del(&srv->tasks, t);
 	task_free(t);
 }
@@ -326,7 +141,7 @@ static void
 to_history(struct sched_server *srv, struct slot *sl, struct task *t)
 {
 	/* History is memory only: after a restart a slot starts from its live tasks. */
-	unpersist_task(srv, t);
+	reconcile_pass_forget_task(srv, t);
 	drop_task(srv, slot_push_history(sl, t));
 }
 
@@ -413,47 +228,6 @@ reconcile_service_recreated(struct sched_server *srv, struct service *svc)
 }
 
 /* ---- the per-service pass ---- */
-
-static int64_t
-backoff_ms(const struct service *svc, uint32_t restarts)
-{
-	int64_t d = svc->spec.restart.delay_ms;
-
-	for (uint32_t i = 1; i < restarts && d < BACKOFF_MAX_MS; i++)
-		d *= 2;
-	return d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d;
-}
-
-/* Decide what a slot whose current task finished needs. Returns true if it waits on time. */
-static bool
-restart_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
-{
-	struct task *t = sl->cur;
-	const struct service_spec *sp = &svc->spec;
-	bool failed = t->state == TASK_STATE_FAILED || t->exit_code != 0 || t->oom_killed;
-	bool ran_long;
-	uint32_t restarts;
-	int64_t due;
-
-	if (sp->restart.policy == MANIFEST_RESTART_NEVER)
-		return false;
-	if (sp->restart.policy == MANIFEST_RESTART_ON_FAILURE && !failed)
-		return false;
-	ran_long = t->running_since && t->finished_mono - t->running_since >= BACKOFF_RESET_MS;
-	restarts = ran_long ? 1 : t->restarts + 1;
-	if (sp->restart.max_attempts && restarts > sp->restart.max_attempts) {
-		if (t->message == NULL || strstr(t->message, "restart") == NULL)
-			task_set_message(t, "%s; not restarted: max_attempts=%u reached",
-			                 t->message ? t->message : "exited",
-			                 sp->restart.max_attempts);
-		return false;
-	}
-	due = t->finished_mono + backoff_ms(svc, restarts);
-	if (now < due)
-		return true;
-	replace_cur(srv, sl, new_task(srv, svc, sl->num, restarts), NULL);
-	return false;
-}
 
 /* Pick which slots a scale-down removes: those on the most loaded nodes first (keeps the
  * spread even), then the highest slot numbers. */
@@ -565,136 +339,146 @@ free_slot_tasks(struct sched_server *srv, struct slot *sl)
 	sl->nstopping = 0;
 }
 
-/* Has a task the update started had its chance to become healthy? monitor counts from when
- * it ran; a task that never got to run gets a further 30 s (placement, image import). */
-static bool
-monitor_expired(const struct service *svc, const struct task *t, int64_t now)
+/* An update's task (or a replacement) fails its update and stops: history once ended. */
+static void
+stop_into_slot(struct sched_server *srv, struct slot *sl, struct task *t, const char *why)
 {
-	int64_t monitor = svc->spec.update.monitor_ms;
-
-	if (t->running_since)
-		return now - t->running_since > monitor;
-	return util_wall_ms() - t->created_ms > monitor + 30000;
+	shutdown_task(srv, t, why);
+	if (task_terminal(t)) {
+		to_history(srv, sl, t);
+	} else {
+		slot_add_stopping(sl, t);
+		reconcile_persist_task(srv, t);
+	}
 }
 
 static void
-failure_text(const struct task *t, char *buf, size_t len)
+monitor_text(const struct service *svc, char *buf, size_t len)
 {
-	if (t->health && strncmp(t->health, "unhealthy", 9) == 0)
-		snprintf(buf, len, "%s", t->health);
-	else if (t->message)
-		snprintf(buf, len, "failed: %s", t->message);
-	else
-		snprintf(buf, len, "exited with code %d", t->exit_code);
+	snprintf(buf, len, "not healthy within monitor (%lldms)",
+	         (long long)svc->spec.update.monitor_ms);
 }
 
-/* Any task of the slot that is still shutting down (stop-first waits for them)? */
-static bool
-slot_stopping(const struct slot *sl)
+/* Apply a's action about sl->next (reconcile_slot.h). */
+static void
+apply_next(struct sched_server *srv, struct service *svc, struct slot *sl,
+           struct reconcile_slot_action a, int64_t now)
 {
-	for (size_t i = 0; i < sl->nstopping; i++)
-		if (!task_terminal(sl->stopping[i]) && sl->stopping[i]->bound &&
-		    sl->stopping[i]->node->status != NODE_DOWN)
-			return true;
-	return false;
-}
-
-static bool
-reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
-{
-	struct task *t;
+	struct task *n = sl->next;
 	char why[200];
 
-	/* A replacement that is healthy takes over; one that died is history. */
-	if (sl->next && task_terminal(sl->next)) {
-		if (sl->next->from_update) {
-			failure_text(sl->next, why, sizeof(why));
-			update_task_failed(srv, svc, sl->next, why);
+	switch (a.act) {
+	case RS_NEXT_ENDED:
+		if (n->from_update) {
+			reconcile_slot_failure_text(n, why, sizeof(why));
+			update_task_failed(srv, svc, n, why);
 		}
-		to_history(srv, sl, sl->next);
+		to_history(srv, sl, n);
 		sl->next = NULL;
-	} else if (sl->next && sl->next->lost) {
-		shutdown_task(srv, sl->next, NULL);
-		slot_add_stopping(sl, sl->next);
-		reconcile_persist_task(srv, sl->next);
+		break;
+	case RS_NEXT_LOST:
+		shutdown_task(srv, n, NULL);
+		slot_add_stopping(sl, n);
+		reconcile_persist_task(srv, n);
 		sl->next = NULL;
-	} else if (sl->next && task_healthy(sl->next)) {
-		struct task *fresh = sl->next;
+		break;
+	case RS_NEXT_TAKEOVER:
 		sl->next = NULL;
-		if (fresh->from_update)
-			update_task_done(svc, fresh, now);
-		replace_cur(srv, sl, fresh,
+		if (n->from_update)
+			update_task_done(svc, n, now);
+		replace_cur(srv, sl, n,
 		            sl->cur && sl->cur->node && sl->cur->node->drain ? "node drained"
 		                                                             : "replaced");
-	} else if (sl->next && sl->next->from_update && monitor_expired(svc, sl->next, now)) {
-		struct task *bad = sl->next;
-		snprintf(why, sizeof(why), "not healthy within monitor (%lldms)",
-		         (long long)svc->spec.update.monitor_ms);
+		break;
+	case RS_NEXT_MONITOR:
+		monitor_text(svc, why, sizeof(why));
 		sl->next = NULL;
-		update_task_failed(srv, svc, bad, why);
-		shutdown_task(srv, bad, why);
-		if (task_terminal(bad)) {
-			to_history(srv, sl, bad);
-		} else {
-			slot_add_stopping(sl, bad);
-			reconcile_persist_task(srv, bad);
-		}
+		update_task_failed(srv, svc, n, why);
+		stop_into_slot(srv, sl, n, why);
+		break;
+	default:
+		break;
 	}
-	t = sl->cur;
-	if (t == NULL) {
+}
+
+/* Apply a's action about sl->cur; returns whether the slot waits on time. */
+static bool
+apply_cur(struct sched_server *srv, struct service *svc, struct slot *sl,
+          struct reconcile_slot_action a, int64_t now)
+{
+	struct task *t = sl->cur, *fresh;
+	char why[200];
+
+	switch (a.act) {
+	case RS_START:
 		sl->cur = new_task(srv, svc, sl->num, 0);
 		reconcile_persist_task(srv, sl->cur);
-		return false;
-	}
-	if (t->lost) {
-		replace_cur(srv, sl, new_task(srv, svc, sl->num, t->restarts), NULL);
-		return false;
-	}
-	/* Stop-first: the new task waits, unplaced, until the old one has stopped. */
-	if (t->hold && !slot_stopping(sl))
+		break;
+	case RS_REPLACE_LOST:
+	case RS_RESTART:
+		replace_cur(srv, sl, new_task(srv, svc, sl->num, a.restarts), NULL);
+		break;
+	case RS_UNHOLD:
 		t->hold = false;
-	if (t->from_update) {
-		if (task_terminal(t)) {
-			failure_text(t, why, sizeof(why));
-			update_task_failed(srv, svc, t, why);
-		} else if (task_healthy(t)) {
-			update_task_done(svc, t, now);
-		} else if (monitor_expired(svc, t, now)) {
-			snprintf(why, sizeof(why), "not healthy within monitor (%lldms)",
-			         (long long)svc->spec.update.monitor_ms);
-			update_task_failed(srv, svc, t, why);
-		} else {
-			return true; /* look again when the monitor runs out */
-		}
-	}
-	if (task_terminal(t))
-		return restart_slot(srv, svc, sl, now);
-	if (sl->next)
-		return sl->next->from_update; /* its monitor needs the tick */
-	if (t->version != svc->version) {
-		struct task *fresh;
-		if (!update_may_start(svc))
-			return svc->update.state == UPDATE_UPDATING ||
-			       svc->update.state == UPDATE_ROLLING_BACK;
+		break;
+	case RS_UPDATE_ENDED:
+		reconcile_slot_failure_text(t, why, sizeof(why));
+		update_task_failed(srv, svc, t, why);
+		break;
+	case RS_UPDATE_DONE:
+		update_task_done(svc, t, now);
+		break;
+	case RS_UPDATE_MONITOR:
+		monitor_text(svc, why, sizeof(why));
+		update_task_failed(srv, svc, t, why);
+		break;
+	case RS_GIVE_UP:
+		if (t->message == NULL || strstr(t->message, "restart") == NULL)
+			task_set_message(t, "%s; not restarted: max_attempts=%u reached",
+			                 t->message ? t->message : "exited",
+			                 svc->spec.restart.max_attempts);
+		break;
+	case RS_UPDATE_START_FIRST:
+	case RS_UPDATE_STOP_FIRST:
+		update_may_start(svc); /* consumes the budget reconcile_slot_cur saw */
 		fresh = new_task(srv, svc, sl->num, 0);
-		fresh->from_update = svc->update.state == UPDATE_UPDATING ||
-		                     svc->update.state == UPDATE_ROLLING_BACK;
-		if (svc->spec.update.order == MANIFEST_ORDER_START_FIRST) {
+		fresh->from_update = a.from_update;
+		if (a.act == RS_UPDATE_START_FIRST) {
 			sl->next = fresh;
 			reconcile_persist_task(srv, fresh);
 		} else {
 			fresh->hold = true;
 			replace_cur(srv, sl, fresh, "updated");
-			if (!slot_stopping(sl))
+			if (!reconcile_slot_stopping(sl))
 				fresh->hold = false;
 		}
-		return fresh->from_update;
-	} else if (t->node && t->node->drain) {
+		break;
+	case RS_DRAIN:
 		sl->next = new_task(srv, svc, sl->num, 0);
 		task_set_message(sl->next, "moving off drained node %s", t->node->name);
 		reconcile_persist_task(srv, sl->next);
+		break;
+	default:
+		break;
 	}
-	return false;
+	return a.wait;
+}
+
+/* One slot's turn in the pass: the rules decide (reconcile_slot.c), this applies. Returns
+ * whether the slot waits on time. */
+static bool
+reconcile_slot(struct sched_server *srv, struct service *svc, struct slot *sl, int64_t now)
+{
+	int64_t wall = util_wall_ms();
+	struct reconcile_slot_action a = reconcile_slot_next(svc, sl, now, wall);
+
+	apply_next(srv, svc, sl, a, now);
+	for (;;) {
+		a = reconcile_slot_cur(svc, sl, now, wall);
+		if (!reconcile_slot_again(a.act))
+			return apply_cur(srv, svc, sl, a, now);
+		apply_cur(srv, svc, sl, a, now);
+	}
 }
 
 #define REBALANCE_RETRY_MS     5000
@@ -925,7 +709,7 @@ delete_service(struct sched_server *srv, struct service *svc)
 
 	for (size_t i = 0; i < svc->nslots; i++)
 		free_slot_tasks(srv, &svc->slots[i]);
-	ensure_tx(srv);
+	reconcile_pass_tx(srv);
 	if (store_service_delete(&srv->store, svc->name, &err) == -1)
 		store_warn(&err);
 	shoal_log(LOG_INFO, "service %s removed", svc->name);
@@ -1105,7 +889,7 @@ reconcile_flush(struct sched_server *srv)
 		                                 sizeof(struct node *));
 		srv->dirty_nodes_since = start;
 	}
-	write_tasks(srv);
+	reconcile_pass_write_tasks(srv);
 	/* A burst's slices share one transaction (a commit rewrites every index page the slice
 	 * touched: committing 1,000,000 rows 10,000 at a time costs 3 times as much as 100,000
 	 * at a time). Commit when the burst is done, before any Assignments leave, and at
@@ -1255,7 +1039,7 @@ pin_version(struct sched_server *srv, struct task *t, const char *digest)
 		return;
 	shoal_log(LOG_INFO, "service %s: version %llu pinned to %s (reported by %s)", svc->name,
 	          (unsigned long long)t->version, digest, t->name);
-	ensure_tx(srv);
+	reconcile_pass_tx(srv);
 	if (store_pin_put(&srv->store, svc->name, t->version, digest,
 	                  t->version == svc->version ? svc->prev_version : svc->version,
 	                  &err) == -1)

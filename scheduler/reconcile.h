@@ -22,14 +22,6 @@ typedef struct Shoal__TaskStatus Shoal__TaskStatus;
 /* Load services and tasks from the store (after nodes). */
 int reconcile_load(struct sched_server *srv, struct shoal_err *err);
 
-/* Something about svc changed: reconcile it in this iteration's pass. */
-void reconcile_mark(struct sched_server *srv, struct service *svc);
-/* Node n's task set changed: send it Assignments in this iteration's pass. */
-void reconcile_mark_node(struct sched_server *srv, struct node *n);
-
-/* Run the deferred pass at the end of this loop iteration. */
-void reconcile_schedule(struct sched_server *srv);
-
 /* The deferred pass (also run by the 1 s tick). */
 void reconcile_flush(struct sched_server *srv);
 /* Every second: services waiting on a back-off or for room get another look. */
@@ -48,12 +40,8 @@ void reconcile_node_removed(struct sched_server *srv, struct node *n);
 void reconcile_node_registered(struct sched_server *srv, struct node *n,
                                Shoal__TaskStatus *const *running, size_t nrunning);
 
-/* Record t's durable fields (batched into the pass's transaction). */
-void reconcile_persist_task(struct sched_server *srv, struct task *t);
 /* A removed service was applied again: its slots start afresh (old tasks keep stopping). */
 void reconcile_service_recreated(struct sched_server *srv, struct service *svc);
-/* Record svc's durable fields. */
-void reconcile_persist_service(struct sched_server *srv, struct service *svc);
 
 /* Send n its Assignments now (normally done by the pass). */
 void reconcile_dispatch(struct sched_server *srv, struct node *n);

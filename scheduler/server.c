@@ -15,6 +15,9 @@
 #include <event2/listener.h>
 
 #include "admit.h"
+#include "endpoints.h"
+#include "service.h"
+#include "task.h"
 #include "api.h"
 #include "evstream.h"
 #include "http.h"

@@ -7,7 +7,7 @@
 
 #include <sodium.h>
 
-#include "service.h"
+#include "service-t.h"
 #include "util.h"
 
 static const char *const state_names[] = {

@@ -7,8 +7,11 @@
 #include "err.h"
 #include "log.h"
 #include "manifest.h"
-#include "reconcile.h"
-#include "server.h"
+#include "reconcile_pass.h"
+#include "server-t.h"
+#include "service.h"
+#include "task.h"
+#include "update_text.h"
 #include "util.h"
 
 static void
@@ -111,16 +114,25 @@ update_pass_begin(struct service *svc, int64_t now)
 }
 
 bool
+update_can_start(const struct service *svc)
+{
+	const struct update *u = &svc->update;
+
+	/* A service that never updated (first deploy, restarts) is not throttled. */
+	return u->state == UPDATE_NONE || u->state == UPDATE_COMPLETED ||
+	       u->state == UPDATE_ROLLED_BACK || u->budget > 0;
+}
+
+bool
 update_may_start(struct service *svc)
 {
 	struct update *u = &svc->update;
 
-	/* A service that never updated (first deploy, restarts) is not throttled. */
+	if (!update_can_start(svc))
+		return false;
 	if (u->state == UPDATE_NONE || u->state == UPDATE_COMPLETED ||
 	    u->state == UPDATE_ROLLED_BACK)
 		return true;
-	if (u->budget == 0)
-		return false;
 	u->budget--;
 	return true;
 }
@@ -222,69 +234,4 @@ update_pass_end(struct sched_server *srv, struct service *svc, int64_t now)
 		return false;
 	}
 	return now < u->next_start;
-}
-
-char *
-update_text(const struct service *svc)
-{
-	const struct update *u = &svc->update;
-
-	switch (u->state) {
-	case UPDATE_NONE:
-		return xstrdup("");
-	case UPDATE_UPDATING:
-		return xasprintf("updating %u/%u", u->done, u->total);
-	case UPDATE_ROLLING_BACK:
-		return xasprintf("rolling back %u/%u%s%s", u->done, u->total,
-		                 u->message ? ": " : "", u->message ? u->message : "");
-	case UPDATE_PAUSED:
-		return xasprintf("paused: %s", u->message ? u->message : "");
-	case UPDATE_ROLLED_BACK:
-		return xasprintf("rolled back%s%s", u->message ? ": " : "",
-		                 u->message ? u->message : "");
-	case UPDATE_COMPLETED:
-		return xstrdup("completed");
-	}
-	return xstrdup("");
-}
-
-char *
-update_status(const struct service *svc)
-{
-	char *text, *s;
-
-	if (svc->pending_reason == NULL)
-		return update_text(svc);
-	/* A rollout that is over says only what keeps tasks pending now. */
-	if (svc->update.state == UPDATE_NONE || svc->update.state == UPDATE_COMPLETED)
-		return xasprintf("waiting: %s", svc->pending_reason);
-	text = update_text(svc);
-	s = xasprintf("%s, waiting: %s", text, svc->pending_reason);
-	free(text);
-	return s;
-}
-
-void
-update_restore(struct service *svc, const char *text)
-{
-	struct update *u = &svc->update;
-	const char *colon;
-
-	if (text == NULL || text[0] == '\0')
-		return;
-	colon = strstr(text, ": ");
-	if (strncmp(text, "updating", 8) == 0) {
-		u->state = UPDATE_UPDATING;
-	} else if (strncmp(text, "rolling back", 12) == 0) {
-		u->state = UPDATE_ROLLING_BACK;
-		set_message(u, colon ? colon + 2 : NULL);
-	} else if (strncmp(text, "paused", 6) == 0) {
-		u->state = UPDATE_PAUSED;
-		set_message(u, colon ? colon + 2 : NULL);
-	} else if (strncmp(text, "rolled back", 11) == 0) {
-		u->state = UPDATE_ROLLED_BACK;
-		set_message(u, colon ? colon + 2 : NULL);
-	} else if (strcmp(text, "completed") == 0) {
-		u->state = UPDATE_COMPLETED;
-	}
 }

@@ -58,6 +58,11 @@ if [ "$run_unit" = 1 ]; then
 		sed "s/^/[$name] /" "$log"
 		count "$log" "$st" "$name"
 	done
+	# No include cycle among a program's own headers (tests/tools/include-cycles.sh).
+	bash tests/tools/include-cycles.sh scheduler >"$log" 2>&1
+	st=$?
+	sed "s/^/[include-cycles] /" "$log"
+	count "$log" "$st" include-cycles
 fi
 
 if [ "$run_integ" = 1 ]; then

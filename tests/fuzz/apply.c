@@ -14,6 +14,7 @@
 #include "manifest.h"
 #include "scheduler/server.h"
 #include "scheduler/service.h"
+#include "scheduler/service_apply.h"
 #include "scheduler/store.h"
 #include "util.h"
 

@@ -17,6 +17,7 @@
 #include "manifest.h"
 #include "scheduler/server.h"
 #include "scheduler/service.h"
+#include "scheduler/service_apply.h"
 #include "scheduler/store.h"
 #include "scheduler/update.h"
 #include "util.h"

@@ -1,0 +1,11 @@
+#ifndef SHOAL_SCHEDULER_CONN_H
+#define SHOAL_SCHEDULER_CONN_H
+
+struct sched_conn;
+
+/* Close one connection without its callback and forget it (defined in server.c, which owns
+ * the connections; declared apart so the handlers that drop one need not include server.h,
+ * which includes them). */
+void sched_conn_drop(struct sched_conn *sc);
+
+#endif
