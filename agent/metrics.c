@@ -12,7 +12,7 @@
 
 #include "err.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifest_spec.h"
 #include "prom.h"
 #include "proxy.h"
 #include "rpc.h"

@@ -6,7 +6,8 @@
 
 #include "err.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifest_json.h"
+#include "manifest_spec.h"
 #include "reconcile.h"
 #include "server.h"
 #include "store.h"
