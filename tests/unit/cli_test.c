@@ -30,6 +30,7 @@
 #include "cli/ps.h"
 #include "cli/services.h"
 #include "err.h"
+#include "fixture.h"
 #include "log.h"
 #include "manifest_json.h"
 #include "manifest_spec.h"
@@ -442,9 +443,7 @@ enum fake_mode {
 };
 
 struct fake {
-	int lfd;
-	uint16_t port;
-	struct event_base *base;
+	struct fixture_rpc_server srv;
 	enum fake_mode mode;
 	uint64_t seen_id;
 	bool follow;
@@ -479,7 +478,7 @@ fake_hangup(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	rpc_free(f->hang);
 	f->hang = NULL;
-	event_base_loopexit(f->base, &tv);
+	event_base_loopexit(f->srv.base, &tv);
 }
 
 static void
@@ -510,7 +509,7 @@ fake_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		/* Close once the chunk is out; the loop then runs on to finish the close. */
 		struct timeval tv = {0, 100 * 1000};
 		f->hang = c;
-		event_base_once(f->base, -1, EV_TIMEOUT, fake_hangup, f, &tv);
+		event_base_once(f->srv.base, -1, EV_TIMEOUT, fake_hangup, f, &tv);
 		return;
 	}
 	fake_send_chunk(c, env->id, "web.2.b", "two\n", false);
@@ -524,48 +523,13 @@ fake_closed(struct rpc_conn *c, const char *reason, void *arg)
 
 	(void)c;
 	(void)reason;
-	event_base_loopbreak(f->base);
+	event_base_loopbreak(f->srv.base);
 }
 
-static void
-fake_accept(evutil_socket_t fd, short what, void *arg)
-{
-	static const struct rpc_callbacks cb = {.message = fake_message, .closed = fake_closed};
-	struct fake *f = arg;
-	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+static const struct rpc_callbacks fake_cb = {.message = fake_message, .closed = fake_closed};
 
-	(void)what;
-	if (cfd >= 0)
-		rpc_accept(f->base, cfd, "cli", &ident, NULL, &cb, f);
-}
 
-static void *
-fake_main(void *arg)
-{
-	struct fake *f = arg;
-	struct event *ev = event_new(f->base, f->lfd, EV_READ | EV_PERSIST, fake_accept, f);
 
-	event_add(ev, NULL);
-	event_base_dispatch(f->base);
-	event_free(ev);
-	return NULL;
-}
-
-static int
-listen_loopback(uint16_t *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(fd, 8), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
 
 struct collected {
 	struct logs_printer p;
@@ -597,19 +561,19 @@ run_stream(struct tmpdir *d, enum fake_mode mode, char **out, struct shoal_err *
 	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
 	struct collected c = {.p = {.prefix = true}};
 	size_t len = 0;
-	pthread_t th;
 	int rc;
 
 	token_format(&ident.admin, tokstr, sizeof(tokstr));
 	tokpath = write_file(d, "admin.token", tokstr);
 	memset(f, 0, sizeof(*f));
 	f->mode = mode;
-	f->lfd = listen_loopback(&f->port);
-	f->base = event_base_new();
-	snprintf(where, sizeof(where), "127.0.0.1:%u", f->port);
+	f->srv.cb = &fake_cb;
+	f->srv.arg = f;
+	f->srv.ident = &ident;
+	fixture_rpc_server_start(&f->srv);
+	snprintf(where, sizeof(where), "127.0.0.1:%u", f->srv.port);
 	ctx.scheduler = where;
 	ctx.token_file = tokpath;
-	assert_int_equal(pthread_create(&th, NULL, fake_main, f), 0);
 	lr.task = "web";
 	lr.follow = true;
 	lr.tail = -1;
@@ -620,9 +584,7 @@ run_stream(struct tmpdir *d, enum fake_mode mode, char **out, struct shoal_err *
 	logs_printer_flush(&c.p, c.out);
 	logs_printer_free(&c.p);
 	fclose(c.out);
-	pthread_join(th, NULL);
-	event_base_free(f->base);
-	close(f->lfd);
+	fixture_rpc_server_join(&f->srv);
 	assert_int_equal(f->seen_id, req.id);
 	return rc;
 }
@@ -650,7 +612,7 @@ test_client_stream(void **state)
 	assert_int_equal(run_stream(d, FAKE_HANGUP, &out, &err, &f), -1);
 	assert_string_equal(out, "web.1.a | one\n");
 	snprintf(want, sizeof(want), "scheduler at 127.0.0.1:%u: connection closed by peer",
-	         f.port);
+	         f.srv.port);
 	assert_string_equal(err.msg, want);
 	free(out);
 }
@@ -678,7 +640,7 @@ test_client_stream_unreachable(void **state)
 	req.logs = &lr;
 
 	/* Nobody listening. */
-	fd = listen_loopback(&port);
+	fd = fixture_listen_loopback(&port);
 	close(fd);
 	snprintf(where, sizeof(where), "127.0.0.1:%u", port);
 	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
@@ -686,7 +648,7 @@ test_client_stream_unreachable(void **state)
 	assert_string_equal(err.msg, want);
 
 	/* A listener that never answers: the handshake deadline holds even when following. */
-	fd = listen_loopback(&port);
+	fd = fixture_listen_loopback(&port);
 	snprintf(where, sizeof(where), "127.0.0.1:%u", port);
 	t0 = util_now_ms();
 	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
