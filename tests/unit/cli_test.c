@@ -528,9 +528,6 @@ fake_closed(struct rpc_conn *c, const char *reason, void *arg)
 
 static const struct rpc_callbacks fake_cb = {.message = fake_message, .closed = fake_closed};
 
-
-
-
 struct collected {
 	struct logs_printer p;
 	FILE *out;

@@ -77,7 +77,6 @@ test_prom_format(void **state)
 	evbuffer_free(b);
 }
 
-
 struct fixture {
 	char dir[64];
 	struct sched_server srv;

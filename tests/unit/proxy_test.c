@@ -826,8 +826,6 @@ test_default_max_conns(void **state)
 	assert_int_equal(proxy_default_max_conns(100), 1);
 }
 
-
-
 /* Hostile: clients waiting while the fd table is full. accept() fails with EMFILE and the
  * listener stays readable: the worker must pause accepting, not spin on it (a scheduler spun
  * at 75% of a core and wrote 584,504 lines in 4 s that way). */
@@ -852,7 +850,8 @@ test_emfile_pauses(void **state)
 	}
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
 	low = saved;
-	low.rlim_cur = (rlim_t)fixture_open_fds() + 20; /* room for ~10 proxied clients (2 fds each) */
+	low.rlim_cur =
+	    (rlim_t)fixture_open_fds() + 20; /* room for ~10 proxied clients (2 fds each) */
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
 	for (int i = 0; i < 40; i++) {
 		struct sockaddr_in sin = {.sin_family = AF_INET,

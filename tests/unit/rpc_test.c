@@ -767,9 +767,6 @@ st_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 
 static const struct rpc_callbacks st_cb = {.message = st_message, .closed = st_closed};
 
-
-
-
 static void
 test_rpc_call(void **state)
 {

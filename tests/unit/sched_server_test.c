@@ -25,9 +25,6 @@
 #include "log.h"
 #include "scheduler/server.h"
 
-
-
-
 /*
  * Hostile: clients wait while the scheduler's fd table is full. accept() fails with EMFILE
  * and the listening socket stays readable: the loop must pause accepting (and shed one
