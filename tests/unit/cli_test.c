@@ -27,6 +27,7 @@
 #include "cli/apply.h"
 #include "cli/client.h"
 #include "cli/logs.h"
+#include "cli/nodes.h"
 #include "cli/ps.h"
 #include "cli/services.h"
 #include "err.h"
@@ -678,6 +679,64 @@ group_setup(void **state)
 	return 0;
 }
 
+/* The stderr of cmd(ctx, argc, argv), whose exit code must be 1: a usage mistake is caught
+ * before any request (no scheduler here). Caller frees. */
+static char *
+usage_error(int (*cmd)(struct cli_ctx *, int, char **), int argc, char **argv)
+{
+	struct cli_ctx ctx = {.timeout_ms = 100, .scheduler = "127.0.0.1:1"};
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = tmpfile();
+	int saved = dup(2), rc;
+
+	assert_non_null(f);
+	fflush(stderr);
+	dup2(fileno(f), 2);
+	rc = cmd(&ctx, argc, argv);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	assert_int_equal(rc, 1);
+	rewind(f);
+	assert_true(getdelim(&buf, &len, '\0', f) > 0);
+	fclose(f);
+	return buf;
+}
+
+/* `shoal node rm` and `node update` share their argument handling: the same words for the
+ * same mistakes. */
+static void
+test_node_args(void **state)
+{
+	static const struct {
+		char *argv[5];
+		const char *want;
+	} cases[] = {
+	    {{"node", "rm"}, "shoal node rm: want one NODE\n"},
+	    {{"node", "rm", "a", "b"}, "shoal node rm: unexpected argument b\n"},
+	    {{"node", "rm", "-x", "a"}, "shoal node rm: unexpected argument -x\n"},
+	    {{"node", "update", "--label-add", "k=v"}, "shoal node update: want one NODE\n"},
+	    {{"node", "update", "a", "b"}, "shoal node update: unexpected argument b\n"},
+	    {{"node", "update", "a"}, "shoal node update: nothing to change"},
+	    {{"node", "update", "a", "--label-rm"}, "shoal node update: --label-rm wants a value"},
+	    {{"node", "ls"}, "shoal node: want a subcommand (rm, update)"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int argc = 0;
+		char *out;
+
+		while (argc < 5 && cases[i].argv[argc] != NULL)
+			argc++;
+		out = usage_error(nodes_node_cmd, argc, (char **)cases[i].argv);
+		if (strncmp(out, cases[i].want, strlen(cases[i].want)) != 0)
+			fail_msg("case %zu: got \"%s\"", i, out);
+		free(out);
+	}
+}
+
 int
 main(void)
 {
@@ -693,6 +752,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_apply_stdin, tmp_setup, tmp_teardown),
 	    cmocka_unit_test(test_logs_printer),
 	    cmocka_unit_test(test_logs_args),
+	    cmocka_unit_test(test_node_args),
 	    cmocka_unit_test_setup_teardown(test_client_stream, tmp_setup, tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_client_stream_unreachable, tmp_setup,
 	                                    tmp_teardown),
