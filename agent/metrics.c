@@ -153,7 +153,8 @@ stats_from_report(const Shoal__IngressReport *r, struct proxy_stats *out)
 		const Shoal__ServiceStats *row = r->stats[i];
 		if (row->backend == NULL || row->backend[0] == '\0') {
 			sv = &out->services[out->nservices++];
-			snprintf(sv->name, sizeof(sv->name), "%s", row->service ? row->service : "");
+			snprintf(sv->name, sizeof(sv->name), "%s",
+			         row->service ? row->service : "");
 			counters_from(&sv->c, row);
 			sv->queue_len = (int64_t)row->queue_len;
 			sv->queue_max_wait = (int64_t)row->queue_max_wait_ms;

@@ -10,537 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <yaml.h>
-
 #include "err.h"
 #include "manifest_internal.h"
+#include "manifest_yaml.h"
 #include "util.h"
-
-/* A manifest nests four levels at most; anything far deeper is a mistake or an attack, and
- * bounding it keeps the recursive walkers off the end of the stack. */
-#define MAX_DEPTH 32
-
-/* ------------------------------------------------------------- YAML tree */
-
-/*
- * The documents are read from libyaml's events into this small tree rather
- * than with yaml_parser_load(): the events show aliases (which we reject at
- * their position) and keep every mapping key, so duplicates can be reported.
- */
-enum ykind { Y_SCALAR, Y_SEQ, Y_MAP, Y_BAD /* already reported: skip silently */ };
-
-struct ynode {
-	enum ykind kind;
-	yaml_mark_t mark;
-	char *text; /* scalar, NUL-terminated; len may be shorter than strlen if it holds a NUL */
-	size_t len;
-	bool null;           /* plain ~, null or empty */
-	struct ynode **kids; /* sequence items; mapping keys and values alternate */
-	size_t n, cap;
-};
-
-static void
-ynode_free(struct ynode *n)
-{
-	if (n == NULL)
-		return;
-	for (size_t i = 0; i < n->n; i++)
-		ynode_free(n->kids[i]);
-	free(n->kids);
-	free(n->text);
-	free(n);
-}
-
-static struct ynode *
-ynode_new(enum ykind kind, yaml_mark_t mark)
-{
-	struct ynode *n = xcalloc(1, sizeof(*n));
-	n->kind = kind;
-	n->mark = mark;
-	return n;
-}
-
-struct builder {
-	struct ynode *root;
-	struct ynode *stack[MAX_DEPTH];
-	int depth;
-	int skip;  /* > 0 while inside a subtree past MAX_DEPTH: its nesting level */
-	bool stop; /* nested too deeply: the parse ends here */
-};
-
-static void
-builder_attach(struct builder *b, struct ynode *n)
-{
-	struct ynode *parent;
-
-	if (b->depth == 0) {
-		ynode_free(b->root);
-		b->root = n;
-		return;
-	}
-	parent = b->stack[b->depth - 1];
-	if (parent->n == parent->cap) {
-		parent->cap = parent->cap ? parent->cap * 2 : 8;
-		parent->kids = xrealloc(parent->kids, parent->cap * sizeof(*parent->kids));
-	}
-	parent->kids[parent->n++] = n;
-}
-
-/* ------------------------------------------------------------ validation */
-
-/* An error waiting to be sorted into file order. */
-struct pending {
-	size_t line, column, seq;
-	char *text;
-};
-
-struct vctx {
-	const char *file;
-	struct manifest_errors *errs;
-	struct pending *pending; /* this parse's errors, flushed in file order by vctx_flush */
-	size_t nerr;             /* errors reported by this parse */
-	char who[112];           /* "service web" or "document 2", for messages */
-};
-
-static void perr(struct vctx *c, yaml_mark_t m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-perr(struct vctx *c, yaml_mark_t m, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	va_start(ap, fmt);
-	msg = manifest_xvasprintf(fmt, ap);
-	va_end(ap);
-	c->pending = xrealloc(c->pending, (c->nerr + 1) * sizeof(*c->pending));
-	c->pending[c->nerr] =
-	    (struct pending){m.line + 1, m.column + 1, c->nerr,
-	                     xasprintf("%s:%zu:%zu: %s", c->file, m.line + 1, m.column + 1, msg)};
-	c->nerr++;
-	free(msg);
-}
-
-static int
-pending_cmp(const void *a, const void *b)
-{
-	const struct pending *x = a, *y = b;
-
-	if (x->line != y->line)
-		return x->line < y->line ? -1 : 1;
-	if (x->column != y->column)
-		return x->column < y->column ? -1 : 1;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/*
- * Hand the errors to the caller sorted by position: some are found while
- * reading (aliases), others after a document or after the file (duplicates),
- * and a user reads a file top to bottom.
- */
-static void
-vctx_flush(struct vctx *c)
-{
-	if (c->nerr == 0)
-		return;
-	qsort(c->pending, c->nerr, sizeof(*c->pending), pending_cmp);
-	for (size_t i = 0; i < c->nerr; i++) {
-		manifest_errs_add(c->errs, c->pending[i].text);
-		free(c->pending[i].text);
-	}
-	free(c->pending);
-	c->pending = NULL;
-}
-
-/* What the user wrote, as "got ..." reads it. */
-static const char *
-describe(const struct ynode *n, char *buf, size_t size)
-{
-	switch (n->kind) {
-	case Y_MAP:
-		return "a mapping";
-	case Y_SEQ:
-		return "a sequence";
-	case Y_BAD:
-		return "an alias";
-	case Y_SCALAR:
-		break;
-	}
-	if (n->null)
-		return "null";
-	return manifest_quote(n->text, n->len, buf, size);
-}
-
-/* Keys are compared to our names byte for byte; a key holding a NUL never matches. */
-static bool
-scalar_is(const struct ynode *n, const char *s)
-{
-	return n->kind == Y_SCALAR && strlen(s) == n->len && memcmp(n->text, s, n->len) == 0;
-}
-
-/* A string value: any non-null scalar (numbers and booleans are their text, as in Compose). */
-static bool
-get_str(struct vctx *c, const char *path, const struct ynode *v, const char **out)
-{
-	manifest_qbuf q;
-
-	if (v->kind != Y_SCALAR || v->null) {
-		perr(c, v->mark, "%s: expected a string, got %s", path, describe(v, q, sizeof(q)));
-		return false;
-	}
-	if (strlen(v->text) != v->len) {
-		perr(c, v->mark, "%s: a string must not contain a NUL character", path);
-		return false;
-	}
-	*out = v->text;
-	return true;
-}
-
-static bool
-get_int(struct vctx *c, const char *path, const struct ynode *v, long long min, long long max,
-        long long *out)
-{
-	manifest_qbuf q;
-	const char *s;
-	char *end;
-	long long x;
-
-	if (v->kind != Y_SCALAR || v->null || v->len == 0)
-		goto bad;
-	s = v->text;
-	if (!(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
-		goto bad;
-	errno = 0;
-	x = strtoll(s, &end, 10);
-	if (end != s + v->len)
-		goto bad;
-	if (errno == ERANGE || x < min || x > max) {
-		perr(c, v->mark, "%s: must be between %lld and %lld, got %s", path, min, max,
-		     describe(v, q, sizeof(q)));
-		return false;
-	}
-	*out = x;
-	return true;
-bad:
-	perr(c, v->mark, "%s: expected an integer, got %s", path, describe(v, q, sizeof(q)));
-	return false;
-}
-
-static bool
-get_u32(struct vctx *c, const char *path, const struct ynode *v, long long min, long long max,
-        uint32_t *out)
-{
-	long long x;
-
-	if (!get_int(c, path, v, min, max, &x))
-		return false;
-	*out = (uint32_t)x;
-	return true;
-}
-
-/* A duration with a unit ("2s", "1500ms"); a bare 0 needs none. */
-static bool
-get_duration(struct vctx *c, const char *path, const struct ynode *v, bool positive, int64_t *out)
-{
-	struct shoal_err err;
-	const char *s;
-	int64_t ms;
-
-	if (!get_str(c, path, v, &s))
-		return false;
-	if (strcmp(s, "0") == 0) {
-		ms = 0;
-	} else if (util_parse_duration_ms(s, &ms, &err) == -1) {
-		perr(c, v->mark, "%s: %s", path, err.msg);
-		return false;
-	}
-	if (positive && ms <= 0) {
-		perr(c, v->mark, "%s: must be greater than 0", path);
-		return false;
-	}
-	if (ms > manifest_limits[LIM_DURATION].max) {
-		perr(c, v->mark, "%s: must be at most %lld ms", path,
-		     manifest_limits[LIM_DURATION].max);
-		return false;
-	}
-	*out = ms;
-	return true;
-}
-
-/* Pick names[i] for the value; the message lists every choice. */
-static bool
-get_enum(struct vctx *c, const char *path, const struct ynode *v, const char *const *names,
-         size_t n, int *out)
-{
-	char want[160] = "";
-	manifest_qbuf q;
-
-	if (v->kind == Y_SCALAR && !v->null) {
-		for (size_t i = 0; i < n; i++) {
-			if (scalar_is(v, names[i])) {
-				*out = (int)i;
-				return true;
-			}
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		size_t o = strlen(want);
-		snprintf(want + o, sizeof(want) - o, "%s%s", names[i],
-		         i + 2 == n   ? " or "
-		         : i + 1 == n ? ""
-		                      : ", ");
-	}
-	perr(c, v->mark, "%s: invalid value %s (want %s)", path, describe(v, q, sizeof(q)), want);
-	return false;
-}
-
-/* true or false, as YAML 1.2's core schema spells them (Compose's booleans). */
-static bool
-get_bool(struct vctx *c, const char *path, const struct ynode *v, bool *out)
-{
-	static const char *const yes[] = {"true", "True", "TRUE"};
-	static const char *const no[] = {"false", "False", "FALSE"};
-	manifest_qbuf q;
-
-	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
-		if (scalar_is(v, yes[i]) || scalar_is(v, no[i])) {
-			*out = scalar_is(v, yes[i]);
-			return true;
-		}
-	}
-	perr(c, v->mark, "%s: expected true or false, got %s", path, describe(v, q, sizeof(q)));
-	return false;
-}
-
-/*
- * Split a command string into words as a POSIX shell would, without
- * expansions: Compose does the same (shlex), and it lets an argument hold a
- * space by quoting it. Returns NULL or why the string cannot be split.
- */
-static const char *
-shell_split(const char *s, struct manifest_argv *out)
-{
-	cleanup_free char *word = xmalloc(strlen(s) + 1);
-	size_t wl = 0;
-	bool in_word = false;
-	const char *p = s;
-
-	while (*p != '\0') {
-		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
-			if (in_word)
-				manifest_argv_push(out, word, wl);
-			in_word = false;
-			wl = 0;
-			p++;
-			continue;
-		}
-		in_word = true;
-		if (*p == '\'') {
-			for (p++; *p != '\0' && *p != '\''; p++)
-				word[wl++] = *p;
-			if (*p == '\0')
-				return "unterminated single quote";
-			p++;
-		} else if (*p == '"') {
-			for (p++; *p != '\0' && *p != '"'; p++) {
-				if (*p == '\\' && p[1] != '\0' && strchr("\"\\$`", p[1]) != NULL)
-					p++;
-				word[wl++] = *p;
-			}
-			if (*p == '\0')
-				return "unterminated double quote";
-			p++;
-		} else if (*p == '\\') {
-			if (p[1] == '\0')
-				return "trailing backslash";
-			word[wl++] = p[1];
-			p += 2;
-		} else {
-			word[wl++] = *p++;
-		}
-	}
-	if (in_word)
-		manifest_argv_push(out, word, wl);
-	return NULL;
-}
-
-/*
- * A list of strings, or one string: split like a shell (command, entrypoint)
- * or, with shell_form, run as ["sh", "-c", STRING] (a health cmd, Docker's
- * CMD-SHELL).
- */
-static bool
-get_argv(struct vctx *c, const char *path, const struct ynode *v, bool shell_form,
-         struct manifest_argv *out)
-{
-	struct manifest_argv a = {.set = true};
-	const char *s, *why;
-	manifest_qbuf q;
-	bool ok = true;
-
-	if (v->kind == Y_SCALAR) {
-		if (!get_str(c, path, v, &s))
-			return false;
-		if (shell_form) {
-			manifest_argv_push(&a, "sh", 2);
-			manifest_argv_push(&a, "-c", 2);
-			manifest_argv_push(&a, s, strlen(s));
-		} else if ((why = shell_split(s, &a)) != NULL) {
-			perr(c, v->mark, "%s: cannot split %s into words: %s", path,
-			     describe(v, q, sizeof(q)), why);
-			manifest_argv_free(&a);
-			return false;
-		}
-		if (a.n == 0) {
-			perr(c, v->mark, "%s: must not be empty", path);
-			manifest_argv_free(&a);
-			return false;
-		}
-	} else if (v->kind == Y_SEQ) {
-		for (size_t i = 0; i < v->n; i++) {
-			char ipath[96];
-			if (v->kids[i]->kind == Y_BAD) {
-				ok = false;
-				continue;
-			}
-			snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-			if (get_str(c, ipath, v->kids[i], &s))
-				manifest_argv_push(&a, s, strlen(s));
-			else
-				ok = false;
-		}
-		if (ok && shell_form && a.n == 0) {
-			perr(c, v->mark, "%s: must not be empty", path);
-			ok = false;
-		}
-	} else {
-		perr(c, v->mark, "%s: expected a list of strings or a string, got %s", path,
-		     describe(v, q, sizeof(q)));
-		ok = false;
-	}
-	if (!ok) {
-		manifest_argv_free(&a);
-		return false;
-	}
-	manifest_argv_free(out);
-	*out = a;
-	return true;
-}
-
-static bool
-want_map(struct vctx *c, const char *path, const struct ynode *v)
-{
-	manifest_qbuf q;
-
-	if (v->kind == Y_MAP)
-		return true;
-	perr(c, v->mark, "%s: expected a mapping, got %s", path, describe(v, q, sizeof(q)));
-	return false;
-}
-
-/* Optimal string alignment distance (Levenshtein plus transpositions), for "did you mean". */
-static size_t
-edit_distance(const char *a, size_t la, const char *b)
-{
-	size_t lb = strlen(b);
-	size_t d[3][40];
-
-	if (la >= 40 || lb >= 40)
-		return 99;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t *cur = d[i % 3], *prev = d[(i + 2) % 3], *prev2 = d[(i + 1) % 3];
-		cur[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t cost = tolower((unsigned char)a[i - 1]) == b[j - 1] ? 0 : 1;
-			size_t best = prev[j] + 1;
-			if (cur[j - 1] + 1 < best)
-				best = cur[j - 1] + 1;
-			if (prev[j - 1] + cost < best)
-				best = prev[j - 1] + cost;
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    prev2[j - 2] + 1 < best)
-				best = prev2[j - 2] + 1;
-			cur[j] = best;
-		}
-	}
-	return d[la % 3][lb];
-}
-
-struct docstate;
-typedef void (*field_fn)(struct vctx *c, struct docstate *d, const char *path,
-                         const struct ynode *v);
-struct field {
-	const char *name;
-	field_fn fn;
-};
-
-/*
- * Walk a mapping of known keys: report unknown keys (with the closest known
- * one), duplicate keys and non-string keys; call each field's handler once.
- * seen[i] is set to the key node of fields[i] when present. section is the
- * path of this mapping ("health", "ports[0]") or NULL at the top.
- */
-static void
-walk_map(struct vctx *c, struct docstate *d, const struct ynode *map, const char *section,
-         const struct field *fields, size_t nfields, const struct ynode **seen)
-{
-	for (size_t i = 0; i < nfields; i++)
-		seen[i] = NULL;
-	for (size_t i = 0; i + 1 < map->n; i += 2) {
-		const struct ynode *k = map->kids[i], *v = map->kids[i + 1];
-		char path[128], where[160], hint[80] = "";
-		size_t idx, best = 0, bestd = 99;
-		manifest_qbuf q;
-
-		if (section)
-			snprintf(where, sizeof(where), "in %s of %s", section, c->who);
-		else
-			snprintf(where, sizeof(where), "in %s", c->who);
-		if (k->kind == Y_BAD)
-			continue;
-		if (k->kind != Y_SCALAR || k->null) {
-			perr(c, k->mark, "keys must be strings, got %s %s",
-			     describe(k, q, sizeof(q)), where);
-			continue;
-		}
-		for (idx = 0; idx < nfields; idx++)
-			if (scalar_is(k, fields[idx].name))
-				break;
-		if (idx == nfields) {
-			size_t limit = k->len / 3 < 1 ? 1 : k->len / 3 > 3 ? 3 : k->len / 3;
-			for (size_t j = 0; j < nfields; j++) {
-				size_t dist = edit_distance(k->text, k->len, fields[j].name);
-				if (dist < bestd) {
-					bestd = dist;
-					best = j;
-				}
-			}
-			if (bestd <= limit)
-				snprintf(hint, sizeof(hint), " (did you mean \"%s\"?)",
-				         fields[best].name);
-			perr(c, k->mark, "unknown key %s %s%s",
-			     manifest_quote(k->text, k->len, q, sizeof(q)), where, hint);
-			continue;
-		}
-		if (seen[idx] != NULL) {
-			perr(c, k->mark, "duplicate key \"%s\" %s (first at %zu:%zu)",
-			     fields[idx].name, where, seen[idx]->mark.line + 1,
-			     seen[idx]->mark.column + 1);
-			continue;
-		}
-		seen[idx] = k;
-		if (v->kind == Y_BAD)
-			continue;
-		if (section)
-			snprintf(path, sizeof(path), "%s.%s", section, fields[idx].name);
-		else
-			snprintf(path, sizeof(path), "%s", fields[idx].name);
-		fields[idx].fn(c, d, path, v);
-	}
-}
 
 /* One ports entry being read: the spec's port plus where its published value was. */
 struct port_state {
@@ -564,13 +37,14 @@ f_service(struct vctx *c, struct docstate *d, const char *path, const struct yno
 	const char *s;
 	manifest_qbuf q;
 
-	if (!get_str(c, path, v, &s))
+	if (!manifest_yaml_get_str(c, path, v, &s))
 		return;
 	if (!manifest_service_name_ok(s)) {
-		perr(c, v->mark,
-		     "%s: invalid name %s (want a DNS label: lowercase letters, digits and '-', "
-		     "at most 63 characters, not starting or ending with '-')",
-		     path, describe(v, q, sizeof(q)));
+		manifest_yaml_error(
+		    c, v->mark,
+		    "%s: invalid name %s (want a DNS label: lowercase letters, digits and '-', "
+		    "at most 63 characters, not starting or ending with '-')",
+		    path, manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	free(d->spec.name);
@@ -584,10 +58,10 @@ f_image(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 	struct shoal_err err;
 	const char *s;
 
-	if (!get_str(c, path, v, &s))
+	if (!manifest_yaml_get_str(c, path, v, &s))
 		return;
 	if (manifest_check_image(s, &err) == -1) {
-		perr(c, v->mark, "%s: %s", path, err.msg);
+		manifest_yaml_error(c, v->mark, "%s: %s", path, err.msg);
 		return;
 	}
 	free(d->spec.image);
@@ -597,19 +71,19 @@ f_image(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 static void
 f_replicas(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_REPLICAS), &d->spec.replicas);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_REPLICAS), &d->spec.replicas);
 }
 
 static void
 f_command(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_argv(c, path, v, false, &d->spec.command);
+	manifest_yaml_get_argv(c, path, v, false, &d->spec.command);
 }
 
 static void
 f_entrypoint(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_argv(c, path, v, false, &d->spec.entrypoint);
+	manifest_yaml_get_argv(c, path, v, false, &d->spec.entrypoint);
 }
 
 struct env_item {
@@ -650,12 +124,12 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 			if (k->kind == Y_BAD || val->kind == Y_BAD)
 				continue;
 			if (k->kind != Y_SCALAR || !manifest_env_name_ok(k->text, k->len)) {
-				perr(c, k->mark, "%s: invalid variable name %s", path,
-				     describe(k, q, sizeof(q)));
+				manifest_yaml_error(c, k->mark, "%s: invalid variable name %s",
+				                    path, manifest_yaml_describe(k, q, sizeof(q)));
 				continue;
 			}
 			snprintf(vpath, sizeof(vpath), "%s.%.64s", path, k->text);
-			if (!get_str(c, vpath, val, &s))
+			if (!manifest_yaml_get_str(c, vpath, val, &s))
 				continue;
 			items[n] = (struct env_item){k->text, k->len, s, k, n};
 			n++;
@@ -673,12 +147,13 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 			if (it->kind == Y_BAD)
 				continue;
 			snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-			if (!get_str(c, ipath, it, &s))
+			if (!manifest_yaml_get_str(c, ipath, it, &s))
 				continue;
 			eq = strchr(s, '=');
 			if (eq == NULL || !manifest_env_name_ok(s, (size_t)(eq - s))) {
-				perr(c, it->mark, "%s: expected NAME=VALUE, got %s", ipath,
-				     describe(it, q, sizeof(q)));
+				manifest_yaml_error(c, it->mark, "%s: expected NAME=VALUE, got %s",
+				                    ipath,
+				                    manifest_yaml_describe(it, q, sizeof(q)));
 				continue;
 			}
 			memcpy(names + off, s, (size_t)(eq - s));
@@ -688,17 +163,19 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 			off += (size_t)(eq - s) + 1;
 		}
 	} else {
-		perr(c, v->mark, "%s: expected a mapping or a list of NAME=VALUE, got %s", path,
-		     describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark,
+		                    "%s: expected a mapping or a list of NAME=VALUE, got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	qsort(items, n, sizeof(*items), env_item_cmp);
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(items[i].name, items[i - 1].name) != 0)
 			continue;
-		perr(c, items[i].node->mark, "%s: duplicate variable \"%s\" (first at %zu:%zu)",
-		     path, items[i].name, items[i - 1].node->mark.line + 1,
-		     items[i - 1].node->mark.column + 1);
+		manifest_yaml_error(c, items[i].node->mark,
+		                    "%s: duplicate variable \"%s\" (first at %zu:%zu)", path,
+		                    items[i].name, items[i - 1].node->mark.line + 1,
+		                    items[i - 1].node->mark.column + 1);
 	}
 	if (c->nerr != nerr)
 		return;
@@ -715,7 +192,7 @@ f_port_published(struct vctx *c, struct docstate *d, const char *path, const str
 {
 	long long x;
 
-	if (get_int(c, path, v, LIM(LIM_PORT), &x)) {
+	if (manifest_yaml_get_int(c, path, v, LIM(LIM_PORT), &x)) {
 		d->port->port.published = (uint16_t)x;
 		d->port->pos = (struct manifest_pos){v->mark.line + 1, v->mark.column + 1};
 	}
@@ -727,7 +204,7 @@ f_port_target(struct vctx *c, struct docstate *d, const char *path, const struct
 	long long x;
 
 	d->port->have_target = true;
-	if (get_int(c, path, v, LIM(LIM_PORT), &x))
+	if (manifest_yaml_get_int(c, path, v, LIM(LIM_PORT), &x))
 		d->port->port.target = (uint16_t)x;
 }
 
@@ -772,8 +249,8 @@ f_ports(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 	manifest_qbuf q;
 
 	if (v->kind != Y_SEQ) {
-		perr(c, v->mark, "%s: expected a list of ports, got %s", path,
-		     describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark, "%s: expected a list of ports, got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	d->spec.ports = xcalloc(v->n + 1, sizeof(*d->spec.ports));
@@ -788,30 +265,33 @@ f_ports(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 			continue;
 		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
 		if (it->kind == Y_SCALAR) {
-			if (!get_str(c, ipath, it, &s))
+			if (!manifest_yaml_get_str(c, ipath, it, &s))
 				continue;
 			if (!parse_port_short(s, &ps.port)) {
-				perr(c, it->mark,
-				     "%s: invalid port %s (want PUBLISHED:TARGET or a mapping with "
-				     "published and target, ports 1 to 65535)",
-				     ipath, describe(it, q, sizeof(q)));
+				manifest_yaml_error(
+				    c, it->mark,
+				    "%s: invalid port %s (want PUBLISHED:TARGET or a mapping with "
+				    "published and target, ports 1 to 65535)",
+				    ipath, manifest_yaml_describe(it, q, sizeof(q)));
 				continue;
 			}
 			ps.pos = (struct manifest_pos){it->mark.line + 1, it->mark.column + 1};
 		} else if (it->kind == Y_MAP) {
 			size_t before = c->nerr;
 			d->port = &ps;
-			walk_map(c, d, it, ipath, fields, ARRAY_SIZE(fields), seen);
+			manifest_yaml_walk_map(c, d, it, ipath, fields, ARRAY_SIZE(fields), seen);
 			d->port = NULL;
 			if (!ps.have_target) {
-				perr(c, it->mark, "%s: missing required key \"target\"", ipath);
+				manifest_yaml_error(c, it->mark,
+				                    "%s: missing required key \"target\"", ipath);
 				continue;
 			}
 			if (c->nerr != before)
 				continue;
 		} else {
-			perr(c, it->mark, "%s: expected a mapping or \"PUBLISHED:TARGET\", got %s",
-			     ipath, describe(it, q, sizeof(q)));
+			manifest_yaml_error(
+			    c, it->mark, "%s: expected a mapping or \"PUBLISHED:TARGET\", got %s",
+			    ipath, manifest_yaml_describe(it, q, sizeof(q)));
 			continue;
 		}
 		d->origin.ports[d->spec.n_ports] = ps.pos;
@@ -835,14 +315,15 @@ f_cpus(struct vctx *c, struct docstate *d, const char *path, const struct ynode 
 		goto bad;
 	if (!(x >= (double)manifest_limits[LIM_CPU_MILLIS].min / 1000 &&
 	      x <= (double)manifest_limits[LIM_CPU_MILLIS].max / 1000)) {
-		perr(c, v->mark, "%s: must be between 0.001 and 1024, got %s", path,
-		     describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark, "%s: must be between 0.001 and 1024, got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	d->spec.resources.cpu_millis = (uint32_t)llround(x * 1000);
 	return;
 bad:
-	perr(c, v->mark, "%s: expected a number of CPUs, got %s", path, describe(v, q, sizeof(q)));
+	manifest_yaml_error(c, v->mark, "%s: expected a number of CPUs, got %s", path,
+	                    manifest_yaml_describe(v, q, sizeof(q)));
 }
 
 static void
@@ -853,21 +334,23 @@ f_memory(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 	int64_t b;
 	manifest_qbuf q;
 
-	if (!get_str(c, path, v, &s))
+	if (!manifest_yaml_get_str(c, path, v, &s))
 		return;
 	if (util_parse_bytes(s, &b, &err) == -1) {
-		perr(c, v->mark, "%s: %s", path, err.msg);
+		manifest_yaml_error(c, v->mark, "%s: %s", path, err.msg);
 		return;
 	}
 	if (b < manifest_limits[LIM_MEMORY].min) {
-		perr(c, v->mark, "%s: must be at least 4Mi (omit it for no limit), got %s", path,
-		     describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark,
+		                    "%s: must be at least 4Mi (omit it for no limit), got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	/* util_parse_bytes has a cap of its own; the table's is the one that counts. */
 	if (b > manifest_limits[LIM_MEMORY].max) {
-		perr(c, v->mark, "%s: must be at most %lld bytes, got %s", path,
-		     manifest_limits[LIM_MEMORY].max, describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark, "%s: must be at most %lld bytes, got %s", path,
+		                    manifest_limits[LIM_MEMORY].max,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	d->spec.resources.memory_bytes = b;
@@ -879,7 +362,7 @@ f_pids(struct vctx *c, struct docstate *d, const char *path, const struct ynode 
 	long long x;
 
 	/* 4194304 is the kernel's PID_MAX_LIMIT: no cgroup can hold more. */
-	if (get_int(c, path, v, LIM(LIM_PIDS), &x))
+	if (manifest_yaml_get_int(c, path, v, LIM(LIM_PIDS), &x))
 		d->spec.resources.pids = x;
 }
 
@@ -893,8 +376,8 @@ f_resources(struct vctx *c, struct docstate *d, const char *path, const struct y
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static void
@@ -903,7 +386,7 @@ f_restart_policy(struct vctx *c, struct docstate *d, const char *path, const str
 	int x;
 
 	/* Swarm's name for it: a Swarm user's file works, and learns the word Shoal uses. */
-	if (v->kind == Y_SCALAR && !v->null && scalar_is(v, "any")) {
+	if (v->kind == Y_SCALAR && !v->null && manifest_yaml_scalar_is(v, "any")) {
 		d->spec.restart.policy = MANIFEST_RESTART_ALWAYS;
 		c->errs->warnings = xrealloc(c->errs->warnings,
 		                             (c->errs->nwarnings + 1) * sizeof(*c->errs->warnings));
@@ -913,20 +396,21 @@ f_restart_policy(struct vctx *c, struct docstate *d, const char *path, const str
 		    c->file, (size_t)v->mark.line + 1, (size_t)v->mark.column + 1, path);
 		return;
 	}
-	if (get_enum(c, path, v, manifest_restart_names, ARRAY_SIZE(manifest_restart_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_restart_names,
+	                           ARRAY_SIZE(manifest_restart_names), &x))
 		d->spec.restart.policy = (enum manifest_restart_policy)x;
 }
 
 static void
 f_restart_max(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_RESTART_MAX), &d->spec.restart.max_attempts);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_RESTART_MAX), &d->spec.restart.max_attempts);
 }
 
 static void
 f_restart_delay(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.restart.delay_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.restart.delay_ms);
 }
 
 static void
@@ -939,8 +423,8 @@ f_restart(struct vctx *c, struct docstate *d, const char *path, const struct yno
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static int
@@ -960,8 +444,8 @@ f_constraints(struct vctx *c, struct docstate *d, const char *path, const struct
 	manifest_qbuf q;
 
 	if (v->kind != Y_SEQ) {
-		perr(c, v->mark, "%s: expected a list of constraints, got %s", path,
-		     describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark, "%s: expected a list of constraints, got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	s->placement.constraints = xcalloc(v->n + 1, sizeof(*s->placement.constraints));
@@ -973,11 +457,11 @@ f_constraints(struct vctx *c, struct docstate *d, const char *path, const struct
 		if (v->kids[i]->kind == Y_BAD)
 			continue;
 		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-		if (!get_str(c, ipath, v->kids[i], &str))
+		if (!manifest_yaml_get_str(c, ipath, v->kids[i], &str))
 			continue;
 		if (manifest_constraint_parse(
 		        str, &s->placement.constraints[s->placement.n_constraints], &err) == -1) {
-			perr(c, v->kids[i]->mark, "%s: %s", ipath, err.msg);
+			manifest_yaml_error(c, v->kids[i]->mark, "%s: %s", ipath, err.msg);
 			continue;
 		}
 		s->placement.n_constraints++;
@@ -989,7 +473,7 @@ f_constraints(struct vctx *c, struct docstate *d, const char *path, const struct
 static void
 f_max_per_node(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_MAX_PER_NODE), &d->spec.placement.max_per_node);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_MAX_PER_NODE), &d->spec.placement.max_per_node);
 }
 
 static void
@@ -1001,8 +485,8 @@ f_placement(struct vctx *c, struct docstate *d, const char *path, const struct y
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static void
@@ -1011,11 +495,12 @@ f_health_http(struct vctx *c, struct docstate *d, const char *path, const struct
 	const char *s;
 	manifest_qbuf q;
 
-	if (!get_str(c, path, v, &s))
+	if (!manifest_yaml_get_str(c, path, v, &s))
 		return;
 	if (s[0] != '/' || strpbrk(s, " \t\r\n") != NULL) {
-		perr(c, v->mark, "%s: invalid path %s (want an absolute URL path like /healthz)",
-		     path, describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark,
+		                    "%s: invalid path %s (want an absolute URL path like /healthz)",
+		                    path, manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	free(d->spec.health.http_path);
@@ -1028,7 +513,7 @@ f_health_tcp(struct vctx *c, struct docstate *d, const char *path, const struct 
 {
 	long long x;
 
-	if (!get_int(c, path, v, LIM(LIM_PORT), &x))
+	if (!manifest_yaml_get_int(c, path, v, LIM(LIM_PORT), &x))
 		return;
 	d->spec.health.port = (uint16_t)x;
 	d->spec.health.kind = MANIFEST_HEALTH_TCP;
@@ -1037,7 +522,7 @@ f_health_tcp(struct vctx *c, struct docstate *d, const char *path, const struct 
 static void
 f_health_cmd(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	if (get_argv(c, path, v, true, &d->spec.health.cmd))
+	if (manifest_yaml_get_argv(c, path, v, true, &d->spec.health.cmd))
 		d->spec.health.kind = MANIFEST_HEALTH_CMD;
 }
 
@@ -1047,32 +532,32 @@ f_health_port(struct vctx *c, struct docstate *d, const char *path, const struct
 	long long x;
 
 	d->health_port = v;
-	if (get_int(c, path, v, LIM(LIM_PORT), &x))
+	if (manifest_yaml_get_int(c, path, v, LIM(LIM_PORT), &x))
 		d->spec.health.port = (uint16_t)x;
 }
 
 static void
 f_health_interval(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, true, &d->spec.health.interval_ms);
+	manifest_yaml_get_duration(c, path, v, true, &d->spec.health.interval_ms);
 }
 
 static void
 f_health_timeout(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, true, &d->spec.health.timeout_ms);
+	manifest_yaml_get_duration(c, path, v, true, &d->spec.health.timeout_ms);
 }
 
 static void
 f_health_start(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.health.start_period_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.health.start_period_ms);
 }
 
 static void
 f_health_retries(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_RETRIES), &d->spec.health.retries);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_RETRIES), &d->spec.health.retries);
 }
 
 static void
@@ -1089,53 +574,56 @@ f_health(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 	const struct ynode *kind = NULL;
 	size_t kind_idx = 0;
 
-	if (!want_map(c, path, v))
+	if (!manifest_yaml_want_map(c, path, v))
 		return;
 	d->health = v;
-	walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 	for (size_t i = 0; i < 3; i++) {
 		if (seen[i] == NULL)
 			continue;
 		if (kind != NULL) {
-			perr(c, seen[i]->mark,
-			     "%s: %s and %s cannot be combined (want exactly one of http, tcp or "
-			     "cmd)",
-			     path, fields[kind_idx].name, fields[i].name);
+			manifest_yaml_error(
+			    c, seen[i]->mark,
+			    "%s: %s and %s cannot be combined (want exactly one of http, tcp or "
+			    "cmd)",
+			    path, fields[kind_idx].name, fields[i].name);
 			continue;
 		}
 		kind = seen[i];
 		kind_idx = i;
 	}
 	if (kind == NULL)
-		perr(c, v->mark, "%s: missing the check (want exactly one of http, tcp or cmd)",
-		     path);
+		manifest_yaml_error(c, v->mark,
+		                    "%s: missing the check (want exactly one of http, tcp or cmd)",
+		                    path);
 	else if (kind_idx != 0 && seen[3] != NULL)
-		perr(c, seen[3]->mark, "%s.port: only applies to an http check (%s)", path,
-		     kind_idx == 1 ? "tcp names its own port" : "a cmd check has none");
+		manifest_yaml_error(
+		    c, seen[3]->mark, "%s.port: only applies to an http check (%s)", path,
+		    kind_idx == 1 ? "tcp names its own port" : "a cmd check has none");
 }
 
 static void
 f_update_parallelism(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_PARALLELISM), &d->spec.update.parallelism);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_PARALLELISM), &d->spec.update.parallelism);
 }
 
 static void
 f_update_delay(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.update.delay_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.update.delay_ms);
 }
 
 static void
 f_update_monitor(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.update.monitor_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.update.monitor_ms);
 }
 
 static void
 f_update_timeout(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.update.timeout_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.update.timeout_ms);
 }
 
 static void
@@ -1143,7 +631,8 @@ f_update_order(struct vctx *c, struct docstate *d, const char *path, const struc
 {
 	int x;
 
-	if (get_enum(c, path, v, manifest_order_names, ARRAY_SIZE(manifest_order_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_order_names,
+	                           ARRAY_SIZE(manifest_order_names), &x))
 		d->spec.update.order = (enum manifest_update_order)x;
 }
 
@@ -1152,7 +641,8 @@ f_update_action(struct vctx *c, struct docstate *d, const char *path, const stru
 {
 	int x;
 
-	if (get_enum(c, path, v, manifest_action_names, ARRAY_SIZE(manifest_action_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_action_names,
+	                           ARRAY_SIZE(manifest_action_names), &x))
 		d->spec.update.failure_action = (enum manifest_failure_action)x;
 }
 
@@ -1169,14 +659,14 @@ f_update(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static void
 f_stop_grace(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.stop_grace_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.stop_grace_ms);
 }
 
 static void
@@ -1184,20 +674,21 @@ f_network(struct vctx *c, struct docstate *d, const char *path, const struct yno
 {
 	int x;
 
-	if (get_enum(c, path, v, manifest_network_names, ARRAY_SIZE(manifest_network_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_network_names,
+	                           ARRAY_SIZE(manifest_network_names), &x))
 		d->spec.network = (enum manifest_network)x;
 }
 
 static void
 f_proxy_max_conns(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_MAX_CONNS), &d->spec.proxy.max_conns_per_replica);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_MAX_CONNS), &d->spec.proxy.max_conns_per_replica);
 }
 
 static void
 f_proxy_queue_timeout(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, true, &d->spec.proxy.queue_timeout_ms);
+	manifest_yaml_get_duration(c, path, v, true, &d->spec.proxy.queue_timeout_ms);
 }
 
 static void
@@ -1205,8 +696,8 @@ f_proxy_protocol(struct vctx *c, struct docstate *d, const char *path, const str
 {
 	int x;
 
-	if (get_enum(c, path, v, manifest_proxy_protocol_names,
-	             ARRAY_SIZE(manifest_proxy_protocol_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_proxy_protocol_names,
+	                           ARRAY_SIZE(manifest_proxy_protocol_names), &x))
 		d->spec.proxy.protocol = (enum manifest_proxy_protocol)x;
 }
 
@@ -1215,8 +706,8 @@ f_proxy_mode(struct vctx *c, struct docstate *d, const char *path, const struct 
 {
 	int x;
 
-	if (get_enum(c, path, v, manifest_proxy_mode_names, ARRAY_SIZE(manifest_proxy_mode_names),
-	             &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_proxy_mode_names,
+	                           ARRAY_SIZE(manifest_proxy_mode_names), &x))
 		d->spec.proxy.mode = (enum manifest_proxy_mode)x;
 }
 
@@ -1231,14 +722,14 @@ f_proxy(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static void
 f_no_new_privileges(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_bool(c, path, v, &d->spec.no_new_privileges);
+	manifest_yaml_get_bool(c, path, v, &d->spec.no_new_privileges);
 }
 
 /* The top-level keys; service and image come first, they are required. */
@@ -1288,15 +779,16 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 	if (root->kind == Y_BAD)
 		return;
 	if (root->kind != Y_MAP) {
-		perr(c, root->mark, "expected a mapping describing one service, got %s",
-		     describe(root, q, sizeof(q)));
+		manifest_yaml_error(c, root->mark,
+		                    "expected a mapping describing one service, got %s",
+		                    manifest_yaml_describe(root, q, sizeof(q)));
 		return;
 	}
 	/* Name the service in messages before its keys are checked, whatever their order. */
 	for (size_t i = 0; i + 1 < root->n; i += 2) {
 		const struct ynode *v = root->kids[i + 1];
-		if (scalar_is(root->kids[i], "service") && v->kind == Y_SCALAR && !v->null &&
-		    strlen(v->text) == v->len) {
+		if (manifest_yaml_scalar_is(root->kids[i], "service") && v->kind == Y_SCALAR &&
+		    !v->null && strlen(v->text) == v->len) {
 			snprintf(c->who, sizeof(c->who), "service %s",
 			         manifest_quote(v->text, v->len, q, sizeof(q)));
 			if (manifest_service_name_ok(v->text))
@@ -1305,19 +797,20 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 		}
 	}
 	manifest_spec_init(&d.spec);
-	walk_map(c, &d, root, NULL, service_fields, ARRAY_SIZE(service_fields), seen);
+	manifest_yaml_walk_map(c, &d, root, NULL, service_fields, ARRAY_SIZE(service_fields), seen);
 	for (size_t i = 0; i < 2; i++)
 		if (seen[i] == NULL)
-			perr(c, doc_mark, "missing required key \"%s\" in %s",
-			     service_fields[i].name, c->who);
+			manifest_yaml_error(c, doc_mark, "missing required key \"%s\" in %s",
+			                    service_fields[i].name, c->who);
 	if (d.spec.health.kind == MANIFEST_HEALTH_HTTP && d.health_port == NULL) {
 		/* The check probes the container, so the natural default is its first port. */
 		if (d.spec.n_ports > 0)
 			d.spec.health.port = d.spec.ports[0].target;
 		else
-			perr(c, d.health->mark,
-			     "health.port: required for an http check when the service has no "
-			     "ports");
+			manifest_yaml_error(
+			    c, d.health->mark,
+			    "health.port: required for an http check when the service has no "
+			    "ports");
 	}
 	if (c->nerr == nerr) {
 		/* The scheduler's check, on what the fields above built: whatever passes here
@@ -1325,7 +818,8 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 		struct manifest_errors more = {0};
 		if (manifest_spec_check(&d.spec, NULL, &more) == -1)
 			for (size_t i = 0; i < more.n; i++)
-				perr(c, pos_mark(d.origin.service), "%s", more.lines[i]);
+				manifest_yaml_error(c, pos_mark(d.origin.service), "%s",
+				                    more.lines[i]);
 		manifest_errors_free(&more);
 	}
 	if (c->nerr != nerr) {
@@ -1338,119 +832,6 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 	m->services[m->n_services] = d.spec;
 	m->origins[m->n_services] = d.origin;
 	m->n_services++;
-}
-
-/* 1-based line and column of byte offset off in buf, for reader errors that carry no mark. */
-static yaml_mark_t
-mark_at(const char *buf, size_t len, size_t off)
-{
-	yaml_mark_t m = {0};
-
-	for (size_t i = 0; i < off && i < len; i++) {
-		if (buf[i] == '\n') {
-			m.line++;
-			m.column = 0;
-		} else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
-			m.column++;
-		}
-	}
-	m.index = off;
-	return m;
-}
-
-static void
-syntax_error(struct vctx *c, const yaml_parser_t *p, const char *buf, size_t len)
-{
-	yaml_mark_t m = p->problem_mark;
-	const char *problem = p->problem ? p->problem : "unknown problem";
-
-	switch (p->error) {
-	case YAML_MEMORY_ERROR:
-		SHOAL_ASSERT(!"libyaml out of memory");
-		break;
-	case YAML_READER_ERROR:
-		/* The reader reports a byte offset, not a mark. */
-		perr(c, mark_at(buf, len, p->problem_offset), "invalid input: %s", problem);
-		return;
-	default:
-		break;
-	}
-	if (p->context != NULL)
-		perr(c, m, "YAML syntax error: %s (%s at %zu:%zu)", problem, p->context,
-		     p->context_mark.line + 1, p->context_mark.column + 1);
-	else
-		perr(c, m, "YAML syntax error: %s", problem);
-}
-
-/* True when a plain scalar means null in YAML's core schema. */
-static bool
-plain_null(const yaml_event_t *ev)
-{
-	const char *s = (const char *)ev->data.scalar.value;
-
-	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || ev->data.scalar.tag != NULL)
-		return false;
-	return ev->data.scalar.length == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-	       strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
-}
-
-static void
-builder_event(struct vctx *c, struct builder *b, const yaml_event_t *ev)
-{
-	struct ynode *n;
-	enum ykind kind;
-
-	switch (ev->type) {
-	case YAML_SCALAR_EVENT:
-		if (b->skip > 0)
-			return;
-		n = ynode_new(Y_SCALAR, ev->start_mark);
-		n->len = ev->data.scalar.length;
-		n->text = xmalloc(n->len + 1);
-		memcpy(n->text, ev->data.scalar.value, n->len);
-		n->text[n->len] = '\0';
-		n->null = plain_null(ev);
-		builder_attach(b, n);
-		return;
-	case YAML_ALIAS_EVENT:
-		if (b->skip > 0)
-			return;
-		perr(c, ev->start_mark,
-		     "aliases are not supported (*%.64s): write the value out in full",
-		     (const char *)ev->data.alias.anchor);
-		builder_attach(b, ynode_new(Y_BAD, ev->start_mark));
-		return;
-	case YAML_SEQUENCE_START_EVENT:
-	case YAML_MAPPING_START_EVENT:
-		kind = ev->type == YAML_MAPPING_START_EVENT ? Y_MAP : Y_SEQ;
-		if (b->skip > 0) {
-			b->skip++;
-			return;
-		}
-		if (b->depth == MAX_DEPTH) {
-			perr(c, ev->start_mark, "nested too deeply (more than %d levels)",
-			     MAX_DEPTH);
-			builder_attach(b, ynode_new(Y_BAD, ev->start_mark));
-			b->skip = 1;
-			/* libyaml's scanner costs O(depth) per token on flow nesting (a 200 KB file
-			 * of brackets took 20 s): read no further than the first error. */
-			b->stop = true;
-			return;
-		}
-		n = ynode_new(kind, ev->start_mark);
-		builder_attach(b, n);
-		b->stack[b->depth++] = n;
-		return;
-	case YAML_SEQUENCE_END_EVENT:
-	case YAML_MAPPING_END_EVENT:
-		if (b->skip > 0)
-			b->skip--;
-		else if (b->depth > 0)
-			b->depth--;
-		return;
-	default:
-		return;
-	}
 }
 
 /* One service name or published port of a set, where it was written. */
@@ -1564,14 +945,16 @@ check_set(struct vctx *c, const struct manifest *set, size_t n)
 
 		c->file = set[e->a].file;
 		if (e->port == 0)
-			perr(c, pos_mark(o->service),
-			     "service: duplicate service name \"%s\" (first defined at %s:%u:%u)",
-			     e->name, set[f->a].file, fo->service.line, fo->service.column);
+			manifest_yaml_error(
+			    c, pos_mark(o->service),
+			    "service: duplicate service name \"%s\" (first defined at %s:%u:%u)",
+			    e->name, set[f->a].file, fo->service.line, fo->service.column);
 		else
-			perr(c, pos_mark(o->ports[e->p]),
-			     "ports[%zu]: port %u is already published by service %s (%s:%u:%u)",
-			     e->p, e->port, f->name, set[f->a].file, fo->ports[f->p].line,
-			     fo->ports[f->p].column);
+			manifest_yaml_error(
+			    c, pos_mark(o->ports[e->p]),
+			    "ports[%zu]: port %u is already published by service %s (%s:%u:%u)",
+			    e->p, e->port, f->name, set[f->a].file, fo->ports[f->p].line,
+			    fo->ports[f->p].column);
 	}
 }
 
@@ -1581,7 +964,7 @@ manifest_check_set(const struct manifest *set, size_t n, struct manifest_errors 
 	struct vctx c = {.errs = errs};
 
 	check_set(&c, set, n);
-	vctx_flush(&c);
+	manifest_yaml_flush(&c);
 	return c.nerr == 0 ? 0 : -1;
 }
 
@@ -1628,7 +1011,7 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 		yaml_event_t ev;
 
 		if (!yaml_parser_parse(&parser, &ev)) {
-			syntax_error(&c, &parser, buf, len);
+			manifest_yaml_syntax_error(&c, &parser, buf, len);
 			break;
 		}
 		switch (ev.type) {
@@ -1645,25 +1028,25 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 			 * does. */
 			if (b.root != NULL && !(b.root->kind == Y_SCALAR && b.root->null))
 				validate_document(&c, b.root, doc_mark, doc_no, doc_nerr, &m);
-			ynode_free(b.root);
+			manifest_yaml_node_free(b.root);
 			b = (struct builder){0};
 			break;
 		default:
-			builder_event(&c, &b, &ev);
+			manifest_yaml_builder_event(&c, &b, &ev);
 			done = b.stop;
 			break;
 		}
 		yaml_event_delete(&ev);
 	}
 	yaml_parser_delete(&parser);
-	ynode_free(b.root);
+	manifest_yaml_node_free(b.root);
 
 	if (c.nerr == 0 && m.n_services == 0)
-		perr(&c, (yaml_mark_t){0},
-		     "no service defined (want one YAML document per service)");
+		manifest_yaml_error(&c, (yaml_mark_t){0},
+		                    "no service defined (want one YAML document per service)");
 	/* The documents that were valid on their own must still agree with each other. */
 	check_set(&c, &m, 1);
-	vctx_flush(&c);
+	manifest_yaml_flush(&c);
 	if (c.nerr != 0) {
 		manifest_free(&m);
 		return -1;

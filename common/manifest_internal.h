@@ -2,9 +2,10 @@
 #define SHOAL_COMMON_MANIFEST_INTERNAL_H
 
 /*
- * What the spec's three files share: manifest.c (the YAML reader), manifest_spec.c (the spec,
- * its limits and its check) and manifest_json.c (the JSON form). Not for use outside them and
- * their unit test: everything else goes through manifest.h, manifest_spec.h, manifest_json.h.
+ * What the spec's files share: manifest.c and manifest_yaml.c (the YAML reader),
+ * manifest_spec.c (the spec, its limits and its check) and manifest_json.c (the JSON form).
+ * Not for use outside them and their unit test: everything else goes through manifest.h,
+ * manifest_spec.h and manifest_json.h.
  */
 #include <stdarg.h>
 #include <stdbool.h>
