@@ -233,8 +233,7 @@ tmp_setup(void **state)
 {
 	struct tmpdir *d = xcalloc(1, sizeof(*d));
 
-	snprintf(d->dir, sizeof(d->dir), "/tmp/shoal-cli-test.XXXXXX");
-	if (mkdtemp(d->dir) == NULL)
+	if (fixture_tmpdir(d->dir, sizeof(d->dir), "cli") == -1)
 		return -1;
 	*state = d;
 	return 0;
@@ -244,9 +243,8 @@ static int
 tmp_teardown(void **state)
 {
 	struct tmpdir *d = *state;
-	cleanup_free char *cmd = xasprintf("rm -rf '%s'", d->dir);
 
-	if (system(cmd) != 0)
+	if (fixture_rmtree(d->dir) == -1)
 		return -1;
 	free(d);
 	return 0;

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -13,7 +15,31 @@
 
 #include <event2/event.h>
 
+#include "err.h"
 #include "rpc.h"
+#include "runtime/layer.h"
+
+int
+fixture_tmpdir(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "/tmp/shoal-%s-test.XXXXXX", name);
+	return mkdtemp(buf) == NULL ? -1 : 0;
+}
+
+int
+fixture_rmtree(const char *dir)
+{
+	struct shoal_err err;
+
+	return layer_remove_tree(dir, &err);
+}
+
+void
+fixture_need_root(void)
+{
+	if (geteuid() != 0)
+		skip();
+}
 
 int
 fixture_listen_loopback(uint16_t *port)

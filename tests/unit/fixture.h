@@ -2,17 +2,26 @@
 #define SHOAL_TESTS_UNIT_FIXTURE_H
 
 /*
- * What several unit tests need and used to copy: a loopback listener, a free port, an RPC server
- * on its own thread, and the process's open descriptors and CPU time. Linked into every unit
+ * What several unit tests need and used to copy: a temporary directory, a root check, a
+ * loopback listener, a free port, an RPC server on its own thread, and the process's open
+ * descriptors and CPU time. Linked into every unit
  * test by the Makefile; failures end the test through cmocka's asserts.
  */
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
 struct rpc_callbacks;
 struct rpc_identity;
+
+/* Make "/tmp/shoal-NAME-test.XXXXXX" into buf (size bytes): 0, or -1 (a cmocka setup's failure). */
+int fixture_tmpdir(char *buf, size_t size, const char *name);
+/* Remove dir and everything below it: 0, or -1. */
+int fixture_rmtree(const char *dir);
+/* Skip the calling test unless it runs as root (mounts, chown, device nodes). */
+void fixture_need_root(void);
 
 /* A TCP socket listening on 127.0.0.1 at a port the kernel picks (*port). */
 int fixture_listen_loopback(uint16_t *port);
