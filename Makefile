@@ -148,9 +148,11 @@ endif
 $(BUILD)/shoal-shim: $(SHIM_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
 	$(CC) $(LDFLAGS) $(SHIM_LINK) -o $@ $^ $(SHIM_LIBS)
 
-# A unit test links the module libraries, never a main.c.
-$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIBS)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS) $(shell pkg-config --libs cmocka)
+# A unit test links the module libraries and the shared fixtures (tests/unit/fixture.c),
+# never a main.c.
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/fixture.o $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/tests/unit/fixture.o $(LIBS) $(LDLIBS) \
+		$(shell pkg-config --libs cmocka)
 
 # A test tool links the libraries like a unit test, never a main.c.
 $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(LIBS)

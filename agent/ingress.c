@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "fdio.h"
 #include "err.h"
 #include "log.h"
 #include "runtime/spawn.h"
@@ -100,22 +101,6 @@ ingress_frame_take(struct bufferevent *bev, Shoal__IngressFrame **out)
 }
 
 static int
-write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (k == -1 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-static int
 read_all(int fd, uint8_t *p, size_t n)
 {
 	while (n > 0) {
@@ -145,7 +130,7 @@ ingress_frame_write_fd(int fd, const Shoal__IngressFrame *f, struct shoal_err *e
 	buf[2] = (uint8_t)(n >> 8);
 	buf[3] = (uint8_t)n;
 	shoal__ingress_frame__pack(f, buf + 4);
-	if (write_all(fd, buf, n + 4) == -1)
+	if (fdio_send_all(fd, buf, n + 4) == -1)
 		return err_set(err, errno, "send");
 	return 0;
 }

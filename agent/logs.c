@@ -182,7 +182,7 @@ logs_reset(struct logs *l)
 }
 
 void
-logs_free(struct logs *l)
+agent_logs_free(struct logs *l)
 {
 	logs_reset(l);
 	if (l->poll)

@@ -33,6 +33,7 @@ void logs_init(struct logs *l, struct agent_server *a);
 void logs_request(struct logs *l, uint64_t id, const Shoal__LogsRequest *req);
 /* The session dropped: every follow ends (the scheduler's relays are gone too). */
 void logs_reset(struct logs *l);
-void logs_free(struct logs *l);
+/* Named apart from scheduler/logs.c's logs_free: no two programs define one name. */
+void agent_logs_free(struct logs *l);
 
 #endif

@@ -11,8 +11,9 @@
 #include <event2/http.h>
 
 #include "err.h"
+#include "httpd.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifest_spec.h"
 #include "prom.h"
 #include "proxy.h"
 #include "rpc.h"
@@ -152,7 +153,8 @@ stats_from_report(const Shoal__IngressReport *r, struct proxy_stats *out)
 		const Shoal__ServiceStats *row = r->stats[i];
 		if (row->backend == NULL || row->backend[0] == '\0') {
 			sv = &out->services[out->nservices++];
-			snprintf(sv->name, sizeof(sv->name), "%s", row->service ? row->service : "");
+			snprintf(sv->name, sizeof(sv->name), "%s",
+			         row->service ? row->service : "");
 			counters_from(&sv->c, row);
 			sv->queue_len = (int64_t)row->queue_len;
 			sv->queue_max_wait = (int64_t)row->queue_max_wait_ms;
@@ -344,48 +346,31 @@ on_request(struct evhttp_request *req, void *arg)
 int
 metrics_start(struct agent_server *a, const char *spec, struct shoal_err *err)
 {
-	struct evhttp_bound_socket *bound;
 	struct agent_metrics *m;
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	struct in_addr in;
-	char host[64];
-	uint16_t port;
+	struct httpd_addr addr;
+	struct shoal_err berr;
 
 	counts_init();
 	if (strcmp(spec, "off") == 0)
 		return 0;
-	if (util_parse_hostport(spec, host, sizeof(host), &port, err) == -1)
-		return err_prefix(err, "--http");
-	if (host[0] == '\0' || strcmp(host, "*") == 0)
-		snprintf(host, sizeof(host), "0.0.0.0");
-	if (inet_pton(AF_INET, host, &in) != 1)
-		return err_set(err, 0, "--http %s: host must be an IPv4 address", spec);
+	if (httpd_parse(spec, &addr, err) == -1)
+		return -1;
 	m = xcalloc(1, sizeof(*m));
 	a->metrics = m;
-	m->http = evhttp_new(a->base);
+	m->http = httpd_new(a->base, on_request, a, err);
 	if (m->http == NULL) {
 		metrics_free(a);
-		return err_set(err, 0, "--http: cannot create the HTTP server");
+		return -1;
 	}
-	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_max_headers_size(m->http, 16384);
-	evhttp_set_max_body_size(m->http, 4096);
-	evhttp_set_timeout(m->http, 10);
-	evhttp_set_gencb(m->http, on_request, a);
-	bound = evhttp_bind_socket_with_handle(m->http, host, port);
-	if (bound == NULL) {
+	if (httpd_bind(m->http, &addr, spec, &m->port, &berr) == -1) {
 		/* A node runs its tasks without metrics rather than not at all (a second agent on
 		 * the host, or another exporter on the port): said once, loudly. */
 		shoal_log(LOG_WARNING, "http: /metrics off: cannot listen on %s: %s", spec,
-		          strerror(errno));
+		          strerror(berr.code));
 		metrics_free(a);
 		return 0;
 	}
-	m->port = port;
-	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sin, &len) == 0)
-		m->port = ntohs(sin.sin_port);
-	shoal_log(LOG_INFO, "http: /metrics on %s:%u", host, m->port);
+	shoal_log(LOG_INFO, "http: /metrics on %s:%u", addr.host, m->port);
 	return 0;
 }
 

@@ -5,13 +5,9 @@
  *   connections  accept, connect with retry, the pump, timers, close
  *   main thread  proxy_create/destroy, proxy_set_services, stats
  *
- * Why not bufferevents (le-proxy.c): measured here a straight le-proxy copy reached
- * 0.67-0.98x HAProxy. Its costs are an evbuffer copy per direction, deferred callbacks and
- * an epoll_ctl each time a side is throttled. This file keeps the pairing and the
- * watermark idea but registers each socket once, edge-triggered for read and write, and
- * moves bytes straight from recv() to send() through a per-thread scratch buffer; only
- * what the receiver could not take is copied into the connection's own buffer, and while
- * that is non-empty the sender is not read (the high watermark is buf_size, the low one 0).
+ * No bufferevents: each socket is registered once, edge-triggered, and bytes move from recv()
+ * to send() through a per-thread scratch buffer; only what the receiver could not take is
+ * copied, and while that is non-empty the sender is not read (docs/facts.md, "The proxy").
  */
 #include "proxy.h"
 
@@ -1528,14 +1524,9 @@ px_conn_slot(struct px_conn *c, struct px_backend *b)
 
 /*
  * The worker that serves a connection w accepted: w itself unless another worker carries
- * at least PX_STEER_MARGIN fewer connections. Whoever is awake first takes from the shared
- * accept queue, so a burst of keep-alive connections can land 30/20 on two workers, and
- * the busier one's share then waits longer for every request (the p99). Looking at up to
- * PX_STEER_PEERS other workers (all of them on most machines; in turn on bigger ones, as
- * HAProxy compares two) keeps the counts level at a few load reads per connection. Under
- * Connection: close churn the counts drift all the time and about a third of connections
- * are handed over; a margin relative to the load (measured: 2 + load/4) hands fewer and
- * gave close-c200 a few % but lost the keep-alive balance, so it stays fixed.
+ * at least PX_STEER_MARGIN fewer connections, so a burst of keep-alive connections does not
+ * land unevenly on whichever worker woke first. Up to PX_STEER_PEERS others are looked at,
+ * in turn. Why the margin is fixed: docs/facts.md, "The proxy".
  */
 static struct px_worker *
 px_steer(struct px_worker *w)
@@ -1649,16 +1640,8 @@ px_accept_cb(evutil_socket_t fd, short what, void *arg)
 			px_worker_wake(&p->workers[k]);
 		}
 	}
-	/*
-	 * A full batch means a backlog: give the CPU up before taking more. The backends and
-	 * clients of a node share its CPUs with the proxy, and a worker that admits a backlog
-	 * at full speed runs them off the CPU: the new connections then wait on a starved
-	 * backend, come back all at once and refill the queue, which swung between ~185 of 200
-	 * and empty every ~10 ms (sampled). A yield per full batch breaks that cycle; with
-	 * Connection: close and 200 clients on 2 CPUs the latency stdev fell from 1.3x
-	 * HAProxy's to 0.87x, p99 from ~1.1x to ~0.95x (bench/README.md). Without a backlog
-	 * there is no yield, and with nothing else runnable a yield returns at once.
-	 */
+	/* A full batch means a backlog: give the CPU up to the node's backends and clients before
+	 * taking more (docs/facts.md, "The proxy"). */
 	if (i == PX_ACCEPT_BATCH)
 		sched_yield();
 }
@@ -1856,14 +1839,8 @@ px_take_adopted(struct proxy *p, const struct sockaddr_storage *ss, socklen_t le
  * Open the service's listening socket, and one duplicate of it per further worker (each
  * worker closes its own when the service goes; the socket lives until the last one).
  *
- * One accept queue for all workers, not one SO_REUSEPORT socket each: with per-worker
- * queues a connection waits for the worker its address hashes to, even while another one
- * idles, and under load the two queues drift apart. Measured with bench/proxy.sh
- * (Connection: close, 200 connections, 2 threads), that gave a latency stdev of ~5.3 ms
- * against ~3.4 ms for a shared queue, and a p99 1.2-1.4x HAProxy's (which shares one
- * socket between its threads too). The price is a herd: every worker polls the socket and
- * all idle ones wake for a connection; with accepts taken PX_ACCEPT_BATCH at a time that
- * measured no dearer in CPU per request.
+ * One accept queue for all workers, not one SO_REUSEPORT socket each: a connection then
+ * never waits for a busy worker while another idles (docs/facts.md, "The proxy").
  */
 static struct px_service *
 px_service_new(struct proxy *p, const struct proxy_service_spec *spec, struct shoal_err *err)
@@ -1963,6 +1940,168 @@ px_err_add(struct shoal_err *all, int *nerr, const struct shoal_err *one)
 	(*nerr)++;
 }
 
+/* True when t already holds a service of spec's name or (for a fixed port) its address:port. */
+static bool
+px_table_has_clash(const struct px_table *t, const struct proxy_service_spec *spec)
+{
+	for (size_t j = 0; j < t->nsvc; j++) {
+		const struct px_service *s = t->svcs[j].svc;
+
+		if (strcmp(s->name, spec->name) == 0 ||
+		    (spec->port != 0 && s->spec_port == spec->port &&
+		     px_same_str(s->listen_spec, spec->listen_addr)))
+			return true;
+	}
+	return false;
+}
+
+/* Remember why spec's listener could not be opened, for proxy_bind_errors. */
+static void
+px_note_bind_error(struct proxy *p, const struct proxy_service_spec *spec,
+                   const struct shoal_err *one)
+{
+	struct proxy_bind_error *be = &p->bind_errs[p->nbind_errs++];
+
+	snprintf(be->service, sizeof(be->service), "%s", spec->name);
+	be->port = spec->port;
+	be->code = one->code;
+	snprintf(be->msg, sizeof(be->msg), "%s", one->msg);
+}
+
+/* The backend of prev with bs's id and address (a new ref), or a new one. NULL: bad address. */
+static struct px_backend *
+px_backend_get(const struct px_tsvc *prev, const struct proxy_backend_spec *bs)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct px_backend *b;
+
+	if (px_parse_addr(bs->ip, bs->port, &ss, &len) == -1 || bs->port == 0)
+		return NULL;
+	for (size_t m = 0; prev && m < prev->nbe; m++) {
+		b = prev->be[m];
+		if (px_same_str(b->id, bs->id) && b->addrlen == len &&
+		    memcmp(&b->addr, &ss, len) == 0) {
+			atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+			return b;
+		}
+	}
+	b = xcalloc(1, sizeof(*b));
+	atomic_init(&b->refs, 1);
+	b->id = xstrdup(bs->id ? bs->id : "");
+	b->addr = ss;
+	b->addrlen = len;
+	snprintf(b->addr_str, sizeof(b->addr_str), ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+	         bs->ip, (unsigned)bs->port);
+	return b;
+}
+
+/* Fill entry e of the new table from spec: its settings on the (kept or new) service and its
+ * backends, keeping those of prev that did not change. A bad backend is left out and added to
+ * err. */
+static void
+px_tsvc_fill(struct px_tsvc *e, const struct px_tsvc *prev, const struct proxy_service_spec *spec,
+             struct shoal_err *err, int *nerr)
+{
+	atomic_store(&e->svc->max_per_be, spec->max_conns_per_backend);
+	atomic_store(&e->svc->protocol, (int)spec->protocol);
+	atomic_store(&e->svc->http, spec->http);
+	atomic_store(&e->svc->queue_ms,
+	             spec->queue_timeout_ms > 0 ? spec->queue_timeout_ms : PX_DEFAULT_QUEUE_MS);
+	e->be = xcalloc(spec->nbackends ? spec->nbackends : 1, sizeof(*e->be));
+	for (size_t k = 0; k < spec->nbackends; k++) {
+		const struct proxy_backend_spec *bs = &spec->backends[k];
+		struct px_backend *b = px_backend_get(prev, bs);
+
+		if (b == NULL) {
+			struct shoal_err one;
+
+			err_set(&one, 0, "service %s: backend %s: bad address %s:%u", spec->name,
+			        bs->id ? bs->id : "?", bs->ip, (unsigned)bs->port);
+			px_err_add(err, nerr, &one);
+			continue;
+		}
+		e->be[e->nbe++] = b;
+	}
+}
+
+/* Slots: a kept service keeps its own; new ones (is_new) take the lowest free. */
+static void
+px_table_assign_slots(struct px_table *t, const bool *is_new)
+{
+	t->nslots = t->nsvc;
+	for (size_t i = 0; i < t->nsvc; i++)
+		if (!is_new[i] && t->svcs[i].svc->slot + 1 > t->nslots)
+			t->nslots = t->svcs[i].svc->slot + 1;
+	t->by_slot = xcalloc(t->nslots ? t->nslots : 1, sizeof(*t->by_slot));
+	for (size_t i = 0; i < t->nsvc; i++)
+		if (!is_new[i])
+			t->by_slot[t->svcs[i].svc->slot] = &t->svcs[i];
+	for (size_t i = 0, slot = 0; i < t->nsvc; i++) {
+		if (!is_new[i])
+			continue;
+		while (t->by_slot[slot])
+			slot++;
+		t->svcs[i].svc->slot = slot;
+		t->by_slot[slot] = &t->svcs[i];
+	}
+}
+
+/* Post one command of this kind to every worker: ADD_LISTENER gives each worker its own
+ * duplicate of svc's socket and a ref of svc; DEL_LISTENER names svc; RETIRE names table. */
+static void
+px_post_all(struct proxy *p, enum px_cmd_kind kind, struct px_service *svc, struct px_table *table)
+{
+	for (int w = 0; w < p->nthreads; w++) {
+		struct px_cmd *cmd = xcalloc(1, sizeof(*cmd));
+
+		cmd->kind = kind;
+		cmd->svc = svc;
+		cmd->table = table;
+		if (kind == PX_CMD_ADD_LISTENER) {
+			cmd->fd = svc->fds[w];
+			atomic_fetch_add_explicit(&svc->refs, 1, memory_order_relaxed);
+		}
+		px_worker_post(&p->workers[w], cmd);
+	}
+}
+
+/* Publish t, then hand new listeners to the workers (so the first accept finds its service),
+ * close listeners of services gone, wake queued clients, and retire the old table. */
+static void
+px_table_publish(struct proxy *p, struct px_table *t, struct px_table *old, const bool *is_new)
+{
+	atomic_init(&t->refs, p->nthreads);
+	atomic_store_explicit(&p->table, t, memory_order_release);
+	for (size_t i = 0; i < t->nsvc; i++) {
+		struct px_service *s = t->svcs[i].svc;
+
+		if (!is_new[i])
+			continue;
+		shoal_log(LOG_INFO, "proxy: service %s listening on %s:%u", s->name,
+		          s->listen_spec ? s->listen_spec : "0.0.0.0", (unsigned)s->port);
+		px_post_all(p, PX_CMD_ADD_LISTENER, s, NULL);
+	}
+	for (size_t i = 0; old && i < old->nsvc; i++) {
+		struct px_service *s = old->svcs[i].svc;
+
+		if (px_table_find(t, s))
+			continue;
+		shoal_log(LOG_INFO, "proxy: service %s no longer listening on port %u", s->name,
+		          (unsigned)s->port);
+		px_post_all(p, PX_CMD_DEL_LISTENER, s, NULL);
+	}
+	/* A raised limit or a new backend frees slots for clients already waiting; the clients
+	 * of a service gone are closed. */
+	for (size_t i = 0; i < t->nsvc; i++)
+		px_queue_kick(p, t->svcs[i].svc);
+	for (size_t i = 0; old && i < old->nsvc; i++)
+		if (px_table_find(t, old->svcs[i].svc) == NULL)
+			px_queue_kick(p, old->svcs[i].svc);
+	if (old)
+		px_post_all(p, PX_CMD_RETIRE, NULL, old);
+}
+
 int
 proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_t n,
                    struct shoal_err *err)
@@ -1980,17 +2119,8 @@ proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_
 	for (size_t i = 0; i < n; i++) {
 		const struct proxy_service_spec *spec = &svcs[i];
 		struct px_tsvc *prev, *e;
-		bool dup = false;
 
-		for (size_t j = 0; j < t->nsvc; j++) {
-			struct px_service *s = t->svcs[j].svc;
-
-			if (strcmp(s->name, spec->name) == 0 ||
-			    (spec->port != 0 && s->spec_port == spec->port &&
-			     px_same_str(s->listen_spec, spec->listen_addr)))
-				dup = true;
-		}
-		if (dup) {
+		if (px_table_has_clash(t, spec)) {
 			err_set(&one, 0, "service %s: name or address:port given twice",
 			        spec->name);
 			px_err_add(err, &nerr, &one);
@@ -2004,127 +2134,17 @@ proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_
 		} else {
 			e->svc = px_service_new(p, spec, &one);
 			if (e->svc == NULL) {
-				struct proxy_bind_error *be = &p->bind_errs[p->nbind_errs++];
-
-				snprintf(be->service, sizeof(be->service), "%s", spec->name);
-				be->port = spec->port;
-				be->code = one.code;
-				snprintf(be->msg, sizeof(be->msg), "%s", one.msg);
+				px_note_bind_error(p, spec, &one);
 				px_err_add(err, &nerr, &one);
 				continue;
 			}
 			is_new[t->nsvc] = true;
 		}
-		atomic_store(&e->svc->max_per_be, spec->max_conns_per_backend);
-		atomic_store(&e->svc->protocol, (int)spec->protocol);
-		atomic_store(&e->svc->http, spec->http);
-		atomic_store(&e->svc->queue_ms, spec->queue_timeout_ms > 0 ? spec->queue_timeout_ms
-		                                                           : PX_DEFAULT_QUEUE_MS);
-		e->be = xcalloc(spec->nbackends ? spec->nbackends : 1, sizeof(*e->be));
-		for (size_t k = 0; k < spec->nbackends; k++) {
-			const struct proxy_backend_spec *bs = &spec->backends[k];
-			struct sockaddr_storage ss;
-			socklen_t len;
-			struct px_backend *b = NULL;
-
-			if (px_parse_addr(bs->ip, bs->port, &ss, &len) == -1 || bs->port == 0) {
-				err_set(&one, 0, "service %s: backend %s: bad address %s:%u",
-				        spec->name, bs->id ? bs->id : "?", bs->ip,
-				        (unsigned)bs->port);
-				px_err_add(err, &nerr, &one);
-				continue;
-			}
-			for (size_t m = 0; prev && m < prev->nbe; m++)
-				if (px_same_str(prev->be[m]->id, bs->id) &&
-				    prev->be[m]->addrlen == len &&
-				    memcmp(&prev->be[m]->addr, &ss, len) == 0)
-					b = prev->be[m];
-			if (b) {
-				atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
-			} else {
-				b = xcalloc(1, sizeof(*b));
-				atomic_init(&b->refs, 1);
-				b->id = xstrdup(bs->id ? bs->id : "");
-				b->addr = ss;
-				b->addrlen = len;
-				snprintf(b->addr_str, sizeof(b->addr_str),
-				         ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", bs->ip,
-				         (unsigned)bs->port);
-			}
-			e->be[e->nbe++] = b;
-		}
+		px_tsvc_fill(e, prev, spec, err, &nerr);
 		t->nsvc++;
 	}
-	/* Slots: a kept service keeps its own; new ones take the lowest free. */
-	t->nslots = t->nsvc;
-	for (size_t i = 0; i < t->nsvc; i++)
-		if (!is_new[i] && t->svcs[i].svc->slot + 1 > t->nslots)
-			t->nslots = t->svcs[i].svc->slot + 1;
-	t->by_slot = xcalloc(t->nslots ? t->nslots : 1, sizeof(*t->by_slot));
-	for (size_t i = 0; i < t->nsvc; i++)
-		if (!is_new[i])
-			t->by_slot[t->svcs[i].svc->slot] = &t->svcs[i];
-	for (size_t i = 0, slot = 0; i < t->nsvc; i++) {
-		if (!is_new[i])
-			continue;
-		while (t->by_slot[slot])
-			slot++;
-		t->svcs[i].svc->slot = slot;
-		t->by_slot[slot] = &t->svcs[i];
-	}
-
-	/* Publish, then hand new listeners to the workers (so the first accept finds its
-	 * service), close listeners of services gone, and retire the old table. */
-	atomic_init(&t->refs, p->nthreads);
-	atomic_store_explicit(&p->table, t, memory_order_release);
-	for (size_t i = 0; i < t->nsvc; i++) {
-		struct px_service *s = t->svcs[i].svc;
-
-		if (!is_new[i])
-			continue;
-		shoal_log(LOG_INFO, "proxy: service %s listening on %s:%u", s->name,
-		          s->listen_spec ? s->listen_spec : "0.0.0.0", (unsigned)s->port);
-		for (int w = 0; w < p->nthreads; w++) {
-			struct px_cmd *cmd = xcalloc(1, sizeof(*cmd));
-
-			cmd->kind = PX_CMD_ADD_LISTENER;
-			cmd->svc = s;
-			cmd->fd = s->fds[w];
-			atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-			px_worker_post(&p->workers[w], cmd);
-		}
-	}
-	for (size_t i = 0; old && i < old->nsvc; i++) {
-		struct px_service *s = old->svcs[i].svc;
-
-		if (px_table_find(t, s))
-			continue;
-		shoal_log(LOG_INFO, "proxy: service %s no longer listening on port %u", s->name,
-		          (unsigned)s->port);
-		for (int w = 0; w < p->nthreads; w++) {
-			struct px_cmd *cmd = xcalloc(1, sizeof(*cmd));
-
-			cmd->kind = PX_CMD_DEL_LISTENER;
-			cmd->svc = s;
-			px_worker_post(&p->workers[w], cmd);
-		}
-	}
-	/* A raised limit or a new backend frees slots for clients already waiting; the clients
-	 * of a service gone are closed. */
-	for (size_t i = 0; i < t->nsvc; i++)
-		px_queue_kick(p, t->svcs[i].svc);
-	for (size_t i = 0; old && i < old->nsvc; i++)
-		if (px_table_find(t, old->svcs[i].svc) == NULL)
-			px_queue_kick(p, old->svcs[i].svc);
-	if (old) {
-		for (int w = 0; w < p->nthreads; w++) {
-			struct px_cmd *cmd = xcalloc(1, sizeof(*cmd));
-
-			cmd->kind = PX_CMD_RETIRE;
-			cmd->table = old;
-			px_worker_post(&p->workers[w], cmd);
-		}
-	}
+	px_table_assign_slots(t, is_new);
+	px_table_publish(p, t, old, is_new);
 	free(is_new);
 	return nerr ? -1 : 0;
 }

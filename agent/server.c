@@ -161,7 +161,7 @@ agent_server_free(struct agent_server *a)
 	if (a->ingress.sock_path)
 		ingress_free(&a->ingress);
 	if (a->logs.poll)
-		logs_free(&a->logs);
+		agent_logs_free(&a->logs);
 	if (a->tasks.root)
 		tasks_free(&a->tasks);
 	netnode_free(&a->netnode);

@@ -21,6 +21,7 @@
 #include "runtime/prune.h"
 #include "runtime/registry.h"
 #include "log.h"
+#include "manifest_json.h"
 #include "metrics.h"
 #include "reference.h"
 #include "retired.h"

@@ -8,7 +8,7 @@
 #include <sys/types.h>
 
 #include "health.h"
-#include "manifest.h"
+#include "manifest_spec.h"
 
 struct agent_server;
 struct event;

@@ -11,6 +11,7 @@
 #include "client.h"
 #include "err.h"
 #include "manifest.h"
+#include "manifest_json.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 #include "watch.h"

@@ -13,6 +13,7 @@
 #include "err.h"
 #include "shoal.pb-c.h"
 #include "util.h"
+#include "when.h"
 
 const char events_usage[] =
     "usage: shoal events [--since TIME] [--until TIME] [--filter KEY=VALUE]... [-o json]\n"
@@ -32,62 +33,6 @@ const char events_usage[] =
     "                       update; one key given twice matches either value (repeatable)\n"
     "  -o json              one JSON object per line\n";
 
-/* Digits at *p, exactly n of them. */
-static int
-take_num(const char **p, int n)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++, (*p)++) {
-		if (!isdigit((unsigned char)**p))
-			return -1;
-		v = v * 10 + (**p - '0');
-	}
-	return v;
-}
-
-static int
-parse_rfc3339(const char *s, int64_t *ms)
-{
-	const char *p = s;
-	struct tm tm = {0};
-	int y, mo, d, h, mi, sec, frac_ms = 0;
-	int64_t off = 0;
-
-	if ((y = take_num(&p, 4)) < 0 || *p++ != '-' || (mo = take_num(&p, 2)) < 0 || *p++ != '-' ||
-	    (d = take_num(&p, 2)) < 0 || (*p != 'T' && *p != 't' && *p != ' '))
-		return -1;
-	p++;
-	if ((h = take_num(&p, 2)) < 0 || *p++ != ':' || (mi = take_num(&p, 2)) < 0 || *p++ != ':' ||
-	    (sec = take_num(&p, 2)) < 0)
-		return -1;
-	if (*p == '.') {
-		int scale = 100;
-		for (p++; isdigit((unsigned char)*p); p++, scale /= 10)
-			frac_ms += (*p - '0') * scale;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int sign = *p++ == '-' ? -1 : 1, oh, om;
-		if ((oh = take_num(&p, 2)) < 0 || *p++ != ':' || (om = take_num(&p, 2)) < 0)
-			return -1;
-		off = sign * ((int64_t)oh * 3600 + om * 60);
-	} else {
-		return -1;
-	}
-	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return -1;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	*ms = ((int64_t)timegm(&tm) - off) * 1000 + frac_ms;
-	return 0;
-}
-
 int
 events_parse_time(const char *s, int64_t now_ms, int64_t *ms, struct shoal_err *err)
 {
@@ -98,7 +43,10 @@ events_parse_time(const char *s, int64_t now_ms, int64_t *ms, struct shoal_err *
 
 	if (s[0] == '\0')
 		return err_set(err, 0, "empty time");
-	if (parse_rfc3339(s, ms) == 0)
+	/* RFC 3339 and the simple durations ago (10s, 5m, 2h, 1d): the same parser as --since
+	 * elsewhere. What is left is the events' own: Unix seconds, and durations in ms or with a
+	 * fraction. */
+	if (when_parse(s, now_ms, ms) == 0)
 		return 0;
 	errno = 0;
 	secs = strtod(s, &end);

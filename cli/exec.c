@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "fdio.h"
 #include "client.h"
 #include "err.h"
 #include "shoal.pb-c.h"
@@ -51,19 +52,6 @@ struct exec_state {
 	struct event *in_ev, *winch_ev;
 };
 
-static int
-write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void pump_input(struct exec_state *st);
 
 static enum client_stream_action
@@ -82,7 +70,7 @@ exec_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 		pump_input(st);
 	}
 	if (eo->data.len)
-		(void)write_all(eo->stream == 2 ? 2 : 1, eo->data.data, eo->data.len);
+		(void)fdio_write_all(eo->stream == 2 ? 2 : 1, eo->data.data, eo->data.len);
 	if (!eo->exited)
 		return CLIENT_STREAM_MORE;
 	st->code = eo->exit_code;

@@ -183,15 +183,59 @@ nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
+/* Send req, expect Ok and print line (a node's name, or name and state). Returns the exit code. */
+static int
+nodes_call_ok(struct cli_ctx *ctx, Shoal__Envelope *req, const char *line)
+{
+	Shoal__Envelope *reply = NULL;
+	struct shoal_err err;
+	int rc = 0;
+
+	if (client_call(ctx, req, &reply, &err) == -1) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return 1;
+	}
+	if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
+		printf("%s\n", line);
+	} else {
+		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
+		rc = 1;
+	}
+	shoal__envelope__free_unpacked(reply, NULL);
+	return rc;
+}
+
+/* a, an argument of `shoal node CMD` that is no option of CMD's, as its one NODE: -1 (said,
+ * with the usage) for an unknown option or a second name. */
+static int
+nodes_take_name(const char *cmd, const char *a, const char **name)
+{
+	if (a[0] == '-' || *name != NULL) {
+		fprintf(stderr, "shoal node %s: unexpected argument %s\n%s", cmd, a,
+		        nodes_node_usage);
+		return -1;
+	}
+	*name = a;
+	return 0;
+}
+
+/* -1 (said, with the usage) when `shoal node CMD` was given no NODE. */
+static int
+nodes_want_name(const char *cmd, const char *name)
+{
+	if (name != NULL)
+		return 0;
+	fprintf(stderr, "shoal node %s: want one NODE\n%s", cmd, nodes_node_usage);
+	return -1;
+}
+
 /* drain and activate are one request with a flag. */
 static int
 nodes_set_availability(struct cli_ctx *ctx, int argc, char **argv, bool drain, const char *usage)
 {
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
 	Shoal__SetAvailability sa = SHOAL__SET_AVAILABILITY__INIT;
-	Shoal__Envelope *reply = NULL;
-	struct shoal_err err;
-	int rc = 0;
+	cleanup_free char *line = NULL;
 
 	if (argc != 2 || argv[1][0] == '-') {
 		fprintf(stderr, "shoal %s: want one NODE\n%s", argv[0], usage);
@@ -201,18 +245,8 @@ nodes_set_availability(struct cli_ctx *ctx, int argc, char **argv, bool drain, c
 	sa.drain = drain;
 	req.body_case = SHOAL__ENVELOPE__BODY_SET_AVAILABILITY;
 	req.set_availability = &sa;
-	if (client_call(ctx, &req, &reply, &err) == -1) {
-		fprintf(stderr, "shoal: %s\n", err.msg);
-		return 1;
-	}
-	if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
-		printf("%s %s\n", argv[1], drain ? "drain" : "active");
-	} else {
-		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
-		rc = 1;
-	}
-	shoal__envelope__free_unpacked(reply, NULL);
-	return rc;
+	line = xasprintf("%s %s", argv[1], drain ? "drain" : "active");
+	return nodes_call_ok(ctx, &req, line);
 }
 
 int
@@ -232,43 +266,20 @@ nodes_rm(struct cli_ctx *ctx, int argc, char **argv)
 {
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
 	Shoal__RemoveNode rn = SHOAL__REMOVE_NODE__INIT;
-	Shoal__Envelope *reply = NULL;
 	const char *name = NULL;
-	struct shoal_err err;
-	bool force = false;
-	int rc = 0;
 
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--force") == 0) {
-			force = true;
-		} else if (argv[i][0] == '-' || name != NULL) {
-			fprintf(stderr, "shoal node rm: unexpected argument %s\n%s", argv[i],
-			        nodes_node_usage);
+		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--force") == 0)
+			rn.force = true;
+		else if (nodes_take_name("rm", argv[i], &name) == -1)
 			return 1;
-		} else {
-			name = argv[i];
-		}
 	}
-	if (name == NULL) {
-		fprintf(stderr, "shoal node rm: want one NODE\n%s", nodes_node_usage);
+	if (nodes_want_name("rm", name) == -1)
 		return 1;
-	}
 	rn.node = (char *)name;
-	rn.force = force;
 	req.body_case = SHOAL__ENVELOPE__BODY_REMOVE_NODE;
 	req.remove_node = &rn;
-	if (client_call(ctx, &req, &reply, &err) == -1) {
-		fprintf(stderr, "shoal: %s\n", err.msg);
-		return 1;
-	}
-	if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
-		printf("%s\n", name);
-	} else {
-		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
-		rc = 1;
-	}
-	shoal__envelope__free_unpacked(reply, NULL);
-	return rc;
+	return nodes_call_ok(ctx, &req, name);
 }
 
 static int
@@ -276,12 +287,9 @@ nodes_update(struct cli_ctx *ctx, int argc, char **argv)
 {
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
 	Shoal__UpdateNode un = SHOAL__UPDATE_NODE__INIT;
-	Shoal__Envelope *reply = NULL;
 	cleanup_free char **add = xcalloc((size_t)argc, sizeof(char *));
 	cleanup_free char **rm = xcalloc((size_t)argc, sizeof(char *));
 	const char *name = NULL;
-	struct shoal_err err;
-	int rc = 0;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -304,18 +312,12 @@ nodes_update(struct cli_ctx *ctx, int argc, char **argv)
 				add[un.n_label_add++] = (char *)v;
 			else
 				rm[un.n_label_rm++] = (char *)v;
-		} else if (a[0] == '-' || name != NULL) {
-			fprintf(stderr, "shoal node update: unexpected argument %s\n%s", a,
-			        nodes_node_usage);
+		} else if (nodes_take_name("update", a, &name) == -1) {
 			return 1;
-		} else {
-			name = a;
 		}
 	}
-	if (name == NULL) {
-		fprintf(stderr, "shoal node update: want one NODE\n%s", nodes_node_usage);
+	if (nodes_want_name("update", name) == -1)
 		return 1;
-	}
 	if (un.n_label_add == 0 && un.n_label_rm == 0) {
 		fprintf(stderr,
 		        "shoal node update: nothing to change (--label-add, --label-rm)\n%s",
@@ -327,18 +329,7 @@ nodes_update(struct cli_ctx *ctx, int argc, char **argv)
 	un.label_rm = rm;
 	req.body_case = SHOAL__ENVELOPE__BODY_UPDATE_NODE;
 	req.update_node = &un;
-	if (client_call(ctx, &req, &reply, &err) == -1) {
-		fprintf(stderr, "shoal: %s\n", err.msg);
-		return 1;
-	}
-	if (reply->body_case == SHOAL__ENVELOPE__BODY_OK) {
-		printf("%s\n", name);
-	} else {
-		fprintf(stderr, "shoal: unexpected reply from the scheduler\n");
-		rc = 1;
-	}
-	shoal__envelope__free_unpacked(reply, NULL);
-	return rc;
+	return nodes_call_ok(ctx, &req, name);
 }
 
 int

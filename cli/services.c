@@ -9,7 +9,8 @@
 
 #include "client.h"
 #include "err.h"
-#include "manifest.h"
+#include "manifest_json.h"
+#include "manifest_spec.h"
 #include "ps.h"
 #include "shoal.pb-c.h"
 #include "table.h"

@@ -10,658 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-#include <yaml.h>
-
 #include "err.h"
-#include "reference.h"
+#include "manifest_internal.h"
+#include "manifest_yaml.h"
 #include "util.h"
-
-/* A manifest nests four levels at most; anything far deeper is a mistake or an attack, and
- * bounding it keeps the recursive walkers off the end of the stack. */
-#define MAX_DEPTH 32
-
-/*
- * Every bounded number of a spec, in one table. The YAML reader takes its ranges from here,
- * and manifest_spec_check (the CLI's last step, and the scheduler's check of every spec it is
- * sent) holds a finished spec to the same ranges: the two can no longer drift apart.
- */
-enum limit_id {
-	LIM_REPLICAS,
-	LIM_RESTART_MAX,
-	LIM_MAX_PER_NODE,
-	LIM_PARALLELISM,
-	LIM_RETRIES,
-	LIM_PORT,
-	LIM_CPU_MILLIS, /* when set: cpus 0.001 to 1024 */
-	LIM_MEMORY,     /* when set: 4Mi up to util_parse_bytes's own cap */
-	LIM_PIDS,       /* when set: up to the kernel's PID_MAX_LIMIT */
-	LIM_DURATION,   /* ms, up to util_parse_duration_ms's own cap */
-	LIM_MAX_CONNS,  /* proxy.max_conns_per_replica: 0 = unlimited */
-};
-
-static const struct limit {
-	long long min, max;
-} limits[] = {
-    [LIM_REPLICAS] = {0, 10000},     [LIM_RESTART_MAX] = {0, 1000000},
-    [LIM_MAX_PER_NODE] = {0, 10000}, [LIM_PARALLELISM] = {0, 10000},
-    [LIM_RETRIES] = {1, 1000},       [LIM_PORT] = {1, 65535},
-    [LIM_CPU_MILLIS] = {1, 1024000}, [LIM_MEMORY] = {4LL * 1024 * 1024, 9000000000000000000LL},
-    [LIM_PIDS] = {1, 4194304},       [LIM_DURATION] = {0, 1000000000000000LL},
-    [LIM_MAX_CONNS] = {0, 1000000},
-};
-
-#define LIM(id) limits[id].min, limits[id].max
-
-/* ------------------------------------------------------------------ errors */
-
-static void
-errs_add(struct manifest_errors *errs, const char *line)
-{
-	if (errs->n > MANIFEST_MAX_ERRORS)
-		return;
-	errs->lines = xrealloc(errs->lines, (errs->n + 1) * sizeof(*errs->lines));
-	if (errs->n == MANIFEST_MAX_ERRORS)
-		errs->lines[errs->n++] =
-		    xasprintf("too many errors; only the first %d are shown", MANIFEST_MAX_ERRORS);
-	else
-		errs->lines[errs->n++] = xstrdup(line);
-}
-
-static char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
-
-static char *
-xvasprintf(const char *fmt, va_list ap)
-{
-	va_list ap2;
-	int n;
-	char *s;
-
-	va_copy(ap2, ap);
-	n = vsnprintf(NULL, 0, fmt, ap2);
-	va_end(ap2);
-	SHOAL_ASSERT(n >= 0);
-	s = xmalloc((size_t)n + 1);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
-	return s;
-}
-
-void
-manifest_errors_free(struct manifest_errors *errs)
-{
-	if (errs == NULL)
-		return;
-	for (size_t i = 0; i < errs->n; i++)
-		free(errs->lines[i]);
-	free(errs->lines);
-	errs->lines = NULL;
-	errs->n = 0;
-	for (size_t i = 0; i < errs->nwarnings; i++)
-		free(errs->warnings[i]);
-	free(errs->warnings);
-	errs->warnings = NULL;
-	errs->nwarnings = 0;
-}
-
-/* ------------------------------------------------------------- YAML tree */
-
-/*
- * The documents are read from libyaml's events into this small tree rather
- * than with yaml_parser_load(): the events show aliases (which we reject at
- * their position) and keep every mapping key, so duplicates can be reported.
- */
-enum ykind { Y_SCALAR, Y_SEQ, Y_MAP, Y_BAD /* already reported: skip silently */ };
-
-struct ynode {
-	enum ykind kind;
-	yaml_mark_t mark;
-	char *text; /* scalar, NUL-terminated; len may be shorter than strlen if it holds a NUL */
-	size_t len;
-	bool null;           /* plain ~, null or empty */
-	struct ynode **kids; /* sequence items; mapping keys and values alternate */
-	size_t n, cap;
-};
-
-static void
-ynode_free(struct ynode *n)
-{
-	if (n == NULL)
-		return;
-	for (size_t i = 0; i < n->n; i++)
-		ynode_free(n->kids[i]);
-	free(n->kids);
-	free(n->text);
-	free(n);
-}
-
-static struct ynode *
-ynode_new(enum ykind kind, yaml_mark_t mark)
-{
-	struct ynode *n = xcalloc(1, sizeof(*n));
-	n->kind = kind;
-	n->mark = mark;
-	return n;
-}
-
-struct builder {
-	struct ynode *root;
-	struct ynode *stack[MAX_DEPTH];
-	int depth;
-	int skip;  /* > 0 while inside a subtree past MAX_DEPTH: its nesting level */
-	bool stop; /* nested too deeply: the parse ends here */
-};
-
-static void
-builder_attach(struct builder *b, struct ynode *n)
-{
-	struct ynode *parent;
-
-	if (b->depth == 0) {
-		ynode_free(b->root);
-		b->root = n;
-		return;
-	}
-	parent = b->stack[b->depth - 1];
-	if (parent->n == parent->cap) {
-		parent->cap = parent->cap ? parent->cap * 2 : 8;
-		parent->kids = xrealloc(parent->kids, parent->cap * sizeof(*parent->kids));
-	}
-	parent->kids[parent->n++] = n;
-}
-
-/* ------------------------------------------------------------ validation */
-
-/* An error waiting to be sorted into file order. */
-struct pending {
-	size_t line, column, seq;
-	char *text;
-};
-
-struct vctx {
-	const char *file;
-	struct manifest_errors *errs;
-	struct pending *pending; /* this parse's errors, flushed in file order by vctx_flush */
-	size_t nerr;             /* errors reported by this parse */
-	char who[112];           /* "service web" or "document 2", for messages */
-};
-
-static void perr(struct vctx *c, yaml_mark_t m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-perr(struct vctx *c, yaml_mark_t m, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	va_start(ap, fmt);
-	msg = xvasprintf(fmt, ap);
-	va_end(ap);
-	c->pending = xrealloc(c->pending, (c->nerr + 1) * sizeof(*c->pending));
-	c->pending[c->nerr] =
-	    (struct pending){m.line + 1, m.column + 1, c->nerr,
-	                     xasprintf("%s:%zu:%zu: %s", c->file, m.line + 1, m.column + 1, msg)};
-	c->nerr++;
-	free(msg);
-}
-
-static int
-pending_cmp(const void *a, const void *b)
-{
-	const struct pending *x = a, *y = b;
-
-	if (x->line != y->line)
-		return x->line < y->line ? -1 : 1;
-	if (x->column != y->column)
-		return x->column < y->column ? -1 : 1;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/*
- * Hand the errors to the caller sorted by position: some are found while
- * reading (aliases), others after a document or after the file (duplicates),
- * and a user reads a file top to bottom.
- */
-static void
-vctx_flush(struct vctx *c)
-{
-	if (c->nerr == 0)
-		return;
-	qsort(c->pending, c->nerr, sizeof(*c->pending), pending_cmp);
-	for (size_t i = 0; i < c->nerr; i++) {
-		errs_add(c->errs, c->pending[i].text);
-		free(c->pending[i].text);
-	}
-	free(c->pending);
-	c->pending = NULL;
-}
-
-/* Quote user text for a message: at most 40 characters, control bytes escaped. */
-static const char *
-quote(const char *s, size_t len, char *buf, size_t size)
-{
-	size_t o = 0;
-
-	buf[o++] = '"';
-	for (size_t i = 0; i < len && o + 8 < size; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (i == 40) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\')
-			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
-		else
-			buf[o++] = (char)ch;
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
-	return buf;
-}
-
-/* What the user wrote, as "got ..." reads it. */
-static const char *
-describe(const struct ynode *n, char *buf, size_t size)
-{
-	switch (n->kind) {
-	case Y_MAP:
-		return "a mapping";
-	case Y_SEQ:
-		return "a sequence";
-	case Y_BAD:
-		return "an alias";
-	case Y_SCALAR:
-		break;
-	}
-	if (n->null)
-		return "null";
-	return quote(n->text, n->len, buf, size);
-}
-
-typedef char qbuf[200];
-
-/* Keys are compared to our names byte for byte; a key holding a NUL never matches. */
-static bool
-scalar_is(const struct ynode *n, const char *s)
-{
-	return n->kind == Y_SCALAR && strlen(s) == n->len && memcmp(n->text, s, n->len) == 0;
-}
-
-/* A string value: any non-null scalar (numbers and booleans are their text, as in Compose). */
-static bool
-get_str(struct vctx *c, const char *path, const struct ynode *v, const char **out)
-{
-	qbuf q;
-
-	if (v->kind != Y_SCALAR || v->null) {
-		perr(c, v->mark, "%s: expected a string, got %s", path, describe(v, q, sizeof(q)));
-		return false;
-	}
-	if (strlen(v->text) != v->len) {
-		perr(c, v->mark, "%s: a string must not contain a NUL character", path);
-		return false;
-	}
-	*out = v->text;
-	return true;
-}
-
-static bool
-get_int(struct vctx *c, const char *path, const struct ynode *v, long long min, long long max,
-        long long *out)
-{
-	qbuf q;
-	const char *s;
-	char *end;
-	long long x;
-
-	if (v->kind != Y_SCALAR || v->null || v->len == 0)
-		goto bad;
-	s = v->text;
-	if (!(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
-		goto bad;
-	errno = 0;
-	x = strtoll(s, &end, 10);
-	if (end != s + v->len)
-		goto bad;
-	if (errno == ERANGE || x < min || x > max) {
-		perr(c, v->mark, "%s: must be between %lld and %lld, got %s", path, min, max,
-		     describe(v, q, sizeof(q)));
-		return false;
-	}
-	*out = x;
-	return true;
-bad:
-	perr(c, v->mark, "%s: expected an integer, got %s", path, describe(v, q, sizeof(q)));
-	return false;
-}
-
-static bool
-get_u32(struct vctx *c, const char *path, const struct ynode *v, long long min, long long max,
-        uint32_t *out)
-{
-	long long x;
-
-	if (!get_int(c, path, v, min, max, &x))
-		return false;
-	*out = (uint32_t)x;
-	return true;
-}
-
-/* A duration with a unit ("2s", "1500ms"); a bare 0 needs none. */
-static bool
-get_duration(struct vctx *c, const char *path, const struct ynode *v, bool positive, int64_t *out)
-{
-	struct shoal_err err;
-	const char *s;
-	int64_t ms;
-
-	if (!get_str(c, path, v, &s))
-		return false;
-	if (strcmp(s, "0") == 0) {
-		ms = 0;
-	} else if (util_parse_duration_ms(s, &ms, &err) == -1) {
-		perr(c, v->mark, "%s: %s", path, err.msg);
-		return false;
-	}
-	if (positive && ms <= 0) {
-		perr(c, v->mark, "%s: must be greater than 0", path);
-		return false;
-	}
-	*out = ms;
-	return true;
-}
-
-/* Pick names[i] for the value; the message lists every choice. */
-static bool
-get_enum(struct vctx *c, const char *path, const struct ynode *v, const char *const *names,
-         size_t n, int *out)
-{
-	char want[160] = "";
-	qbuf q;
-
-	if (v->kind == Y_SCALAR && !v->null) {
-		for (size_t i = 0; i < n; i++) {
-			if (scalar_is(v, names[i])) {
-				*out = (int)i;
-				return true;
-			}
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		size_t o = strlen(want);
-		snprintf(want + o, sizeof(want) - o, "%s%s", names[i],
-		         i + 2 == n   ? " or "
-		         : i + 1 == n ? ""
-		                      : ", ");
-	}
-	perr(c, v->mark, "%s: invalid value %s (want %s)", path, describe(v, q, sizeof(q)), want);
-	return false;
-}
-
-/* true or false, as YAML 1.2's core schema spells them (Compose's booleans). */
-static bool
-get_bool(struct vctx *c, const char *path, const struct ynode *v, bool *out)
-{
-	static const char *const yes[] = {"true", "True", "TRUE"};
-	static const char *const no[] = {"false", "False", "FALSE"};
-	qbuf q;
-
-	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
-		if (scalar_is(v, yes[i]) || scalar_is(v, no[i])) {
-			*out = scalar_is(v, yes[i]);
-			return true;
-		}
-	}
-	perr(c, v->mark, "%s: expected true or false, got %s", path, describe(v, q, sizeof(q)));
-	return false;
-}
-
-static void
-argv_free(struct manifest_argv *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		free(a->v[i]);
-	free(a->v);
-	memset(a, 0, sizeof(*a));
-}
-
-static void
-argv_push(struct manifest_argv *a, const char *s, size_t len)
-{
-	a->v = xrealloc(a->v, (a->n + 1) * sizeof(*a->v));
-	a->v[a->n++] = strndup(s, len);
-	SHOAL_ASSERT(a->v[a->n - 1] != NULL);
-}
-
-/*
- * Split a command string into words as a POSIX shell would, without
- * expansions: Compose does the same (shlex), and it lets an argument hold a
- * space by quoting it. Returns NULL or why the string cannot be split.
- */
-static const char *
-shell_split(const char *s, struct manifest_argv *out)
-{
-	cleanup_free char *word = xmalloc(strlen(s) + 1);
-	size_t wl = 0;
-	bool in_word = false;
-	const char *p = s;
-
-	while (*p != '\0') {
-		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
-			if (in_word)
-				argv_push(out, word, wl);
-			in_word = false;
-			wl = 0;
-			p++;
-			continue;
-		}
-		in_word = true;
-		if (*p == '\'') {
-			for (p++; *p != '\0' && *p != '\''; p++)
-				word[wl++] = *p;
-			if (*p == '\0')
-				return "unterminated single quote";
-			p++;
-		} else if (*p == '"') {
-			for (p++; *p != '\0' && *p != '"'; p++) {
-				if (*p == '\\' && p[1] != '\0' && strchr("\"\\$`", p[1]) != NULL)
-					p++;
-				word[wl++] = *p;
-			}
-			if (*p == '\0')
-				return "unterminated double quote";
-			p++;
-		} else if (*p == '\\') {
-			if (p[1] == '\0')
-				return "trailing backslash";
-			word[wl++] = p[1];
-			p += 2;
-		} else {
-			word[wl++] = *p++;
-		}
-	}
-	if (in_word)
-		argv_push(out, word, wl);
-	return NULL;
-}
-
-/*
- * A list of strings, or one string: split like a shell (command, entrypoint)
- * or, with shell_form, run as ["sh", "-c", STRING] (a health cmd, Docker's
- * CMD-SHELL).
- */
-static bool
-get_argv(struct vctx *c, const char *path, const struct ynode *v, bool shell_form,
-         struct manifest_argv *out)
-{
-	struct manifest_argv a = {.set = true};
-	const char *s, *why;
-	qbuf q;
-	bool ok = true;
-
-	if (v->kind == Y_SCALAR) {
-		if (!get_str(c, path, v, &s))
-			return false;
-		if (shell_form) {
-			argv_push(&a, "sh", 2);
-			argv_push(&a, "-c", 2);
-			argv_push(&a, s, strlen(s));
-		} else if ((why = shell_split(s, &a)) != NULL) {
-			perr(c, v->mark, "%s: cannot split %s into words: %s", path,
-			     describe(v, q, sizeof(q)), why);
-			argv_free(&a);
-			return false;
-		}
-		if (a.n == 0) {
-			perr(c, v->mark, "%s: must not be empty", path);
-			argv_free(&a);
-			return false;
-		}
-	} else if (v->kind == Y_SEQ) {
-		for (size_t i = 0; i < v->n; i++) {
-			char ipath[96];
-			if (v->kids[i]->kind == Y_BAD) {
-				ok = false;
-				continue;
-			}
-			snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-			if (get_str(c, ipath, v->kids[i], &s))
-				argv_push(&a, s, strlen(s));
-			else
-				ok = false;
-		}
-		if (ok && shell_form && a.n == 0) {
-			perr(c, v->mark, "%s: must not be empty", path);
-			ok = false;
-		}
-	} else {
-		perr(c, v->mark, "%s: expected a list of strings or a string, got %s", path,
-		     describe(v, q, sizeof(q)));
-		ok = false;
-	}
-	if (!ok) {
-		argv_free(&a);
-		return false;
-	}
-	argv_free(out);
-	*out = a;
-	return true;
-}
-
-static bool
-want_map(struct vctx *c, const char *path, const struct ynode *v)
-{
-	qbuf q;
-
-	if (v->kind == Y_MAP)
-		return true;
-	perr(c, v->mark, "%s: expected a mapping, got %s", path, describe(v, q, sizeof(q)));
-	return false;
-}
-
-/* Optimal string alignment distance (Levenshtein plus transpositions), for "did you mean". */
-static size_t
-edit_distance(const char *a, size_t la, const char *b)
-{
-	size_t lb = strlen(b);
-	size_t d[3][40];
-
-	if (la >= 40 || lb >= 40)
-		return 99;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t *cur = d[i % 3], *prev = d[(i + 2) % 3], *prev2 = d[(i + 1) % 3];
-		cur[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t cost = tolower((unsigned char)a[i - 1]) == b[j - 1] ? 0 : 1;
-			size_t best = prev[j] + 1;
-			if (cur[j - 1] + 1 < best)
-				best = cur[j - 1] + 1;
-			if (prev[j - 1] + cost < best)
-				best = prev[j - 1] + cost;
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    prev2[j - 2] + 1 < best)
-				best = prev2[j - 2] + 1;
-			cur[j] = best;
-		}
-	}
-	return d[la % 3][lb];
-}
-
-struct docstate;
-typedef void (*field_fn)(struct vctx *c, struct docstate *d, const char *path,
-                         const struct ynode *v);
-struct field {
-	const char *name;
-	field_fn fn;
-};
-
-/*
- * Walk a mapping of known keys: report unknown keys (with the closest known
- * one), duplicate keys and non-string keys; call each field's handler once.
- * seen[i] is set to the key node of fields[i] when present. section is the
- * path of this mapping ("health", "ports[0]") or NULL at the top.
- */
-static void
-walk_map(struct vctx *c, struct docstate *d, const struct ynode *map, const char *section,
-         const struct field *fields, size_t nfields, const struct ynode **seen)
-{
-	for (size_t i = 0; i < nfields; i++)
-		seen[i] = NULL;
-	for (size_t i = 0; i + 1 < map->n; i += 2) {
-		const struct ynode *k = map->kids[i], *v = map->kids[i + 1];
-		char path[128], where[160], hint[80] = "";
-		size_t idx, best = 0, bestd = 99;
-		qbuf q;
-
-		if (section)
-			snprintf(where, sizeof(where), "in %s of %s", section, c->who);
-		else
-			snprintf(where, sizeof(where), "in %s", c->who);
-		if (k->kind == Y_BAD)
-			continue;
-		if (k->kind != Y_SCALAR || k->null) {
-			perr(c, k->mark, "keys must be strings, got %s %s",
-			     describe(k, q, sizeof(q)), where);
-			continue;
-		}
-		for (idx = 0; idx < nfields; idx++)
-			if (scalar_is(k, fields[idx].name))
-				break;
-		if (idx == nfields) {
-			size_t limit = k->len / 3 < 1 ? 1 : k->len / 3 > 3 ? 3 : k->len / 3;
-			for (size_t j = 0; j < nfields; j++) {
-				size_t dist = edit_distance(k->text, k->len, fields[j].name);
-				if (dist < bestd) {
-					bestd = dist;
-					best = j;
-				}
-			}
-			if (bestd <= limit)
-				snprintf(hint, sizeof(hint), " (did you mean \"%s\"?)",
-				         fields[best].name);
-			perr(c, k->mark, "unknown key %s %s%s",
-			     quote(k->text, k->len, q, sizeof(q)), where, hint);
-			continue;
-		}
-		if (seen[idx] != NULL) {
-			perr(c, k->mark, "duplicate key \"%s\" %s (first at %zu:%zu)",
-			     fields[idx].name, where, seen[idx]->mark.line + 1,
-			     seen[idx]->mark.column + 1);
-			continue;
-		}
-		seen[idx] = k;
-		if (v->kind == Y_BAD)
-			continue;
-		if (section)
-			snprintf(path, sizeof(path), "%s.%s", section, fields[idx].name);
-		else
-			snprintf(path, sizeof(path), "%s", fields[idx].name);
-		fields[idx].fn(c, d, path, v);
-	}
-}
 
 /* One ports entry being read: the spec's port plus where its published value was. */
 struct port_state {
@@ -679,33 +31,20 @@ struct docstate {
 	struct port_state *port; /* the ports entry being read */
 };
 
-/* RFC 1123 label, as Docker and Kubernetes require of names that become DNS names. */
-static bool
-valid_service_name(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-'))
-			return false;
-	return true;
-}
-
 static void
 f_service(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	const char *s;
-	qbuf q;
+	manifest_qbuf q;
 
-	if (!get_str(c, path, v, &s))
+	if (!manifest_yaml_get_str(c, path, v, &s))
 		return;
-	if (!valid_service_name(s)) {
-		perr(c, v->mark,
-		     "%s: invalid name %s (want a DNS label: lowercase letters, digits and '-', "
-		     "at most 63 characters, not starting or ending with '-')",
-		     path, describe(v, q, sizeof(q)));
+	if (!manifest_service_name_ok(s)) {
+		manifest_yaml_error(
+		    c, v->mark,
+		    "%s: invalid name %s (want a DNS label: lowercase letters, digits and '-', "
+		    "at most 63 characters, not starting or ending with '-')",
+		    path, manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	free(d->spec.name);
@@ -719,10 +58,10 @@ f_image(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 	struct shoal_err err;
 	const char *s;
 
-	if (!get_str(c, path, v, &s))
+	if (!manifest_yaml_get_str(c, path, v, &s))
 		return;
 	if (manifest_check_image(s, &err) == -1) {
-		perr(c, v->mark, "%s: %s", path, err.msg);
+		manifest_yaml_error(c, v->mark, "%s: %s", path, err.msg);
 		return;
 	}
 	free(d->spec.image);
@@ -732,19 +71,19 @@ f_image(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 static void
 f_replicas(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_REPLICAS), &d->spec.replicas);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_REPLICAS), &d->spec.replicas);
 }
 
 static void
 f_command(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_argv(c, path, v, false, &d->spec.command);
+	manifest_yaml_get_argv(c, path, v, false, &d->spec.command);
 }
 
 static void
 f_entrypoint(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_argv(c, path, v, false, &d->spec.entrypoint);
+	manifest_yaml_get_argv(c, path, v, false, &d->spec.entrypoint);
 }
 
 struct env_item {
@@ -766,17 +105,6 @@ env_item_cmp(const void *a, const void *b)
 	return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static bool
-valid_env_name(const char *s, size_t len)
-{
-	if (len == 0 || strlen(s) < len)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (s[i] == '=' || isspace((unsigned char)s[i]))
-			return false;
-	return true;
-}
-
 /* env: a mapping NAME: VALUE or a list of "NAME=VALUE", as Compose accepts both. */
 static void
 f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
@@ -785,7 +113,7 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 	size_t n = 0;
 	cleanup_free char *names = NULL; /* list form: "NAME\0" copies, one per item */
 	size_t nerr = c->nerr;
-	qbuf q;
+	manifest_qbuf q;
 
 	if (v->kind == Y_MAP) {
 		items = xcalloc(v->n / 2 + 1, sizeof(*items));
@@ -795,13 +123,13 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 			const char *s;
 			if (k->kind == Y_BAD || val->kind == Y_BAD)
 				continue;
-			if (k->kind != Y_SCALAR || !valid_env_name(k->text, k->len)) {
-				perr(c, k->mark, "%s: invalid variable name %s", path,
-				     describe(k, q, sizeof(q)));
+			if (k->kind != Y_SCALAR || !manifest_env_name_ok(k->text, k->len)) {
+				manifest_yaml_error(c, k->mark, "%s: invalid variable name %s",
+				                    path, manifest_yaml_describe(k, q, sizeof(q)));
 				continue;
 			}
 			snprintf(vpath, sizeof(vpath), "%s.%.64s", path, k->text);
-			if (!get_str(c, vpath, val, &s))
+			if (!manifest_yaml_get_str(c, vpath, val, &s))
 				continue;
 			items[n] = (struct env_item){k->text, k->len, s, k, n};
 			n++;
@@ -819,12 +147,13 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 			if (it->kind == Y_BAD)
 				continue;
 			snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-			if (!get_str(c, ipath, it, &s))
+			if (!manifest_yaml_get_str(c, ipath, it, &s))
 				continue;
 			eq = strchr(s, '=');
-			if (eq == NULL || !valid_env_name(s, (size_t)(eq - s))) {
-				perr(c, it->mark, "%s: expected NAME=VALUE, got %s", ipath,
-				     describe(it, q, sizeof(q)));
+			if (eq == NULL || !manifest_env_name_ok(s, (size_t)(eq - s))) {
+				manifest_yaml_error(c, it->mark, "%s: expected NAME=VALUE, got %s",
+				                    ipath,
+				                    manifest_yaml_describe(it, q, sizeof(q)));
 				continue;
 			}
 			memcpy(names + off, s, (size_t)(eq - s));
@@ -834,17 +163,19 @@ f_env(struct vctx *c, struct docstate *d, const char *path, const struct ynode *
 			off += (size_t)(eq - s) + 1;
 		}
 	} else {
-		perr(c, v->mark, "%s: expected a mapping or a list of NAME=VALUE, got %s", path,
-		     describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark,
+		                    "%s: expected a mapping or a list of NAME=VALUE, got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	qsort(items, n, sizeof(*items), env_item_cmp);
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(items[i].name, items[i - 1].name) != 0)
 			continue;
-		perr(c, items[i].node->mark, "%s: duplicate variable \"%s\" (first at %zu:%zu)",
-		     path, items[i].name, items[i - 1].node->mark.line + 1,
-		     items[i - 1].node->mark.column + 1);
+		manifest_yaml_error(c, items[i].node->mark,
+		                    "%s: duplicate variable \"%s\" (first at %zu:%zu)", path,
+		                    items[i].name, items[i - 1].node->mark.line + 1,
+		                    items[i - 1].node->mark.column + 1);
 	}
 	if (c->nerr != nerr)
 		return;
@@ -861,7 +192,7 @@ f_port_published(struct vctx *c, struct docstate *d, const char *path, const str
 {
 	long long x;
 
-	if (get_int(c, path, v, LIM(LIM_PORT), &x)) {
+	if (manifest_yaml_get_int(c, path, v, LIM(LIM_PORT), &x)) {
 		d->port->port.published = (uint16_t)x;
 		d->port->pos = (struct manifest_pos){v->mark.line + 1, v->mark.column + 1};
 	}
@@ -873,7 +204,7 @@ f_port_target(struct vctx *c, struct docstate *d, const char *path, const struct
 	long long x;
 
 	d->port->have_target = true;
-	if (get_int(c, path, v, LIM(LIM_PORT), &x))
+	if (manifest_yaml_get_int(c, path, v, LIM(LIM_PORT), &x))
 		d->port->port.target = (uint16_t)x;
 }
 
@@ -888,8 +219,8 @@ parse_port_short(const char *s, struct manifest_port *p)
 		return false;
 	a = strtoul(s, &end, 10);
 	if (*end == '\0') {
-		if (a < (unsigned long)limits[LIM_PORT].min ||
-		    a > (unsigned long)limits[LIM_PORT].max)
+		if (a < (unsigned long)manifest_limits[LIM_PORT].min ||
+		    a > (unsigned long)manifest_limits[LIM_PORT].max)
 			return false;
 		p->target = (uint16_t)a;
 		return true;
@@ -897,9 +228,10 @@ parse_port_short(const char *s, struct manifest_port *p)
 	if (*end != ':' || !isdigit((unsigned char)end[1]))
 		return false;
 	b = strtoul(end + 1, &end, 10);
-	if (*end != '\0' || a < (unsigned long)limits[LIM_PORT].min ||
-	    a > (unsigned long)limits[LIM_PORT].max || b < (unsigned long)limits[LIM_PORT].min ||
-	    b > (unsigned long)limits[LIM_PORT].max)
+	if (*end != '\0' || a < (unsigned long)manifest_limits[LIM_PORT].min ||
+	    a > (unsigned long)manifest_limits[LIM_PORT].max ||
+	    b < (unsigned long)manifest_limits[LIM_PORT].min ||
+	    b > (unsigned long)manifest_limits[LIM_PORT].max)
 		return false;
 	p->published = (uint16_t)a;
 	p->target = (uint16_t)b;
@@ -914,11 +246,11 @@ f_ports(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 	    {"target", f_port_target},
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
-	qbuf q;
+	manifest_qbuf q;
 
 	if (v->kind != Y_SEQ) {
-		perr(c, v->mark, "%s: expected a list of ports, got %s", path,
-		     describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark, "%s: expected a list of ports, got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	d->spec.ports = xcalloc(v->n + 1, sizeof(*d->spec.ports));
@@ -933,30 +265,33 @@ f_ports(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 			continue;
 		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
 		if (it->kind == Y_SCALAR) {
-			if (!get_str(c, ipath, it, &s))
+			if (!manifest_yaml_get_str(c, ipath, it, &s))
 				continue;
 			if (!parse_port_short(s, &ps.port)) {
-				perr(c, it->mark,
-				     "%s: invalid port %s (want PUBLISHED:TARGET or a mapping with "
-				     "published and target, ports 1 to 65535)",
-				     ipath, describe(it, q, sizeof(q)));
+				manifest_yaml_error(
+				    c, it->mark,
+				    "%s: invalid port %s (want PUBLISHED:TARGET or a mapping with "
+				    "published and target, ports 1 to 65535)",
+				    ipath, manifest_yaml_describe(it, q, sizeof(q)));
 				continue;
 			}
 			ps.pos = (struct manifest_pos){it->mark.line + 1, it->mark.column + 1};
 		} else if (it->kind == Y_MAP) {
 			size_t before = c->nerr;
 			d->port = &ps;
-			walk_map(c, d, it, ipath, fields, ARRAY_SIZE(fields), seen);
+			manifest_yaml_walk_map(c, d, it, ipath, fields, ARRAY_SIZE(fields), seen);
 			d->port = NULL;
 			if (!ps.have_target) {
-				perr(c, it->mark, "%s: missing required key \"target\"", ipath);
+				manifest_yaml_error(c, it->mark,
+				                    "%s: missing required key \"target\"", ipath);
 				continue;
 			}
 			if (c->nerr != before)
 				continue;
 		} else {
-			perr(c, it->mark, "%s: expected a mapping or \"PUBLISHED:TARGET\", got %s",
-			     ipath, describe(it, q, sizeof(q)));
+			manifest_yaml_error(
+			    c, it->mark, "%s: expected a mapping or \"PUBLISHED:TARGET\", got %s",
+			    ipath, manifest_yaml_describe(it, q, sizeof(q)));
 			continue;
 		}
 		d->origin.ports[d->spec.n_ports] = ps.pos;
@@ -967,7 +302,7 @@ f_ports(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 static void
 f_cpus(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	qbuf q;
+	manifest_qbuf q;
 	char *end;
 	double x;
 
@@ -978,16 +313,17 @@ f_cpus(struct vctx *c, struct docstate *d, const char *path, const struct ynode 
 	x = strtod(v->text, &end);
 	if (end != v->text + v->len || errno != 0 || !isfinite(x))
 		goto bad;
-	if (!(x >= (double)limits[LIM_CPU_MILLIS].min / 1000 &&
-	      x <= (double)limits[LIM_CPU_MILLIS].max / 1000)) {
-		perr(c, v->mark, "%s: must be between 0.001 and 1024, got %s", path,
-		     describe(v, q, sizeof(q)));
+	if (!(x >= (double)manifest_limits[LIM_CPU_MILLIS].min / 1000 &&
+	      x <= (double)manifest_limits[LIM_CPU_MILLIS].max / 1000)) {
+		manifest_yaml_error(c, v->mark, "%s: must be between 0.001 and 1024, got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	d->spec.resources.cpu_millis = (uint32_t)llround(x * 1000);
 	return;
 bad:
-	perr(c, v->mark, "%s: expected a number of CPUs, got %s", path, describe(v, q, sizeof(q)));
+	manifest_yaml_error(c, v->mark, "%s: expected a number of CPUs, got %s", path,
+	                    manifest_yaml_describe(v, q, sizeof(q)));
 }
 
 static void
@@ -996,17 +332,25 @@ f_memory(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 	struct shoal_err err;
 	const char *s;
 	int64_t b;
-	qbuf q;
+	manifest_qbuf q;
 
-	if (!get_str(c, path, v, &s))
+	if (!manifest_yaml_get_str(c, path, v, &s))
 		return;
 	if (util_parse_bytes(s, &b, &err) == -1) {
-		perr(c, v->mark, "%s: %s", path, err.msg);
+		manifest_yaml_error(c, v->mark, "%s: %s", path, err.msg);
 		return;
 	}
-	if (b < limits[LIM_MEMORY].min) {
-		perr(c, v->mark, "%s: must be at least 4Mi (omit it for no limit), got %s", path,
-		     describe(v, q, sizeof(q)));
+	if (b < manifest_limits[LIM_MEMORY].min) {
+		manifest_yaml_error(c, v->mark,
+		                    "%s: must be at least 4Mi (omit it for no limit), got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
+		return;
+	}
+	/* util_parse_bytes has a cap of its own; the table's is the one that counts. */
+	if (b > manifest_limits[LIM_MEMORY].max) {
+		manifest_yaml_error(c, v->mark, "%s: must be at most %lld bytes, got %s", path,
+		                    manifest_limits[LIM_MEMORY].max,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	d->spec.resources.memory_bytes = b;
@@ -1018,7 +362,7 @@ f_pids(struct vctx *c, struct docstate *d, const char *path, const struct ynode 
 	long long x;
 
 	/* 4194304 is the kernel's PID_MAX_LIMIT: no cgroup can hold more. */
-	if (get_int(c, path, v, LIM(LIM_PIDS), &x))
+	if (manifest_yaml_get_int(c, path, v, LIM(LIM_PIDS), &x))
 		d->spec.resources.pids = x;
 }
 
@@ -1032,11 +376,9 @@ f_resources(struct vctx *c, struct docstate *d, const char *path, const struct y
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
-
-static const char *const restart_names[] = {"always", "on-failure", "never"};
 
 static void
 f_restart_policy(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
@@ -1044,7 +386,7 @@ f_restart_policy(struct vctx *c, struct docstate *d, const char *path, const str
 	int x;
 
 	/* Swarm's name for it: a Swarm user's file works, and learns the word Shoal uses. */
-	if (v->kind == Y_SCALAR && !v->null && scalar_is(v, "any")) {
+	if (v->kind == Y_SCALAR && !v->null && manifest_yaml_scalar_is(v, "any")) {
 		d->spec.restart.policy = MANIFEST_RESTART_ALWAYS;
 		c->errs->warnings = xrealloc(c->errs->warnings,
 		                             (c->errs->nwarnings + 1) * sizeof(*c->errs->warnings));
@@ -1054,20 +396,21 @@ f_restart_policy(struct vctx *c, struct docstate *d, const char *path, const str
 		    c->file, (size_t)v->mark.line + 1, (size_t)v->mark.column + 1, path);
 		return;
 	}
-	if (get_enum(c, path, v, restart_names, ARRAY_SIZE(restart_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_restart_names,
+	                           ARRAY_SIZE(manifest_restart_names), &x))
 		d->spec.restart.policy = (enum manifest_restart_policy)x;
 }
 
 static void
 f_restart_max(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_RESTART_MAX), &d->spec.restart.max_attempts);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_RESTART_MAX), &d->spec.restart.max_attempts);
 }
 
 static void
 f_restart_delay(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.restart.delay_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.restart.delay_ms);
 }
 
 static void
@@ -1080,8 +423,8 @@ f_restart(struct vctx *c, struct docstate *d, const char *path, const struct yno
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static int
@@ -1098,11 +441,11 @@ static void
 f_constraints(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	struct service_spec *s = &d->spec;
-	qbuf q;
+	manifest_qbuf q;
 
 	if (v->kind != Y_SEQ) {
-		perr(c, v->mark, "%s: expected a list of constraints, got %s", path,
-		     describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark, "%s: expected a list of constraints, got %s", path,
+		                    manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	s->placement.constraints = xcalloc(v->n + 1, sizeof(*s->placement.constraints));
@@ -1114,11 +457,11 @@ f_constraints(struct vctx *c, struct docstate *d, const char *path, const struct
 		if (v->kids[i]->kind == Y_BAD)
 			continue;
 		snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
-		if (!get_str(c, ipath, v->kids[i], &str))
+		if (!manifest_yaml_get_str(c, ipath, v->kids[i], &str))
 			continue;
 		if (manifest_constraint_parse(
 		        str, &s->placement.constraints[s->placement.n_constraints], &err) == -1) {
-			perr(c, v->kids[i]->mark, "%s: %s", ipath, err.msg);
+			manifest_yaml_error(c, v->kids[i]->mark, "%s: %s", ipath, err.msg);
 			continue;
 		}
 		s->placement.n_constraints++;
@@ -1130,7 +473,7 @@ f_constraints(struct vctx *c, struct docstate *d, const char *path, const struct
 static void
 f_max_per_node(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_MAX_PER_NODE), &d->spec.placement.max_per_node);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_MAX_PER_NODE), &d->spec.placement.max_per_node);
 }
 
 static void
@@ -1142,21 +485,22 @@ f_placement(struct vctx *c, struct docstate *d, const char *path, const struct y
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static void
 f_health_http(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	const char *s;
-	qbuf q;
+	manifest_qbuf q;
 
-	if (!get_str(c, path, v, &s))
+	if (!manifest_yaml_get_str(c, path, v, &s))
 		return;
 	if (s[0] != '/' || strpbrk(s, " \t\r\n") != NULL) {
-		perr(c, v->mark, "%s: invalid path %s (want an absolute URL path like /healthz)",
-		     path, describe(v, q, sizeof(q)));
+		manifest_yaml_error(c, v->mark,
+		                    "%s: invalid path %s (want an absolute URL path like /healthz)",
+		                    path, manifest_yaml_describe(v, q, sizeof(q)));
 		return;
 	}
 	free(d->spec.health.http_path);
@@ -1169,7 +513,7 @@ f_health_tcp(struct vctx *c, struct docstate *d, const char *path, const struct 
 {
 	long long x;
 
-	if (!get_int(c, path, v, LIM(LIM_PORT), &x))
+	if (!manifest_yaml_get_int(c, path, v, LIM(LIM_PORT), &x))
 		return;
 	d->spec.health.port = (uint16_t)x;
 	d->spec.health.kind = MANIFEST_HEALTH_TCP;
@@ -1178,7 +522,7 @@ f_health_tcp(struct vctx *c, struct docstate *d, const char *path, const struct 
 static void
 f_health_cmd(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	if (get_argv(c, path, v, true, &d->spec.health.cmd))
+	if (manifest_yaml_get_argv(c, path, v, true, &d->spec.health.cmd))
 		d->spec.health.kind = MANIFEST_HEALTH_CMD;
 }
 
@@ -1188,32 +532,32 @@ f_health_port(struct vctx *c, struct docstate *d, const char *path, const struct
 	long long x;
 
 	d->health_port = v;
-	if (get_int(c, path, v, LIM(LIM_PORT), &x))
+	if (manifest_yaml_get_int(c, path, v, LIM(LIM_PORT), &x))
 		d->spec.health.port = (uint16_t)x;
 }
 
 static void
 f_health_interval(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, true, &d->spec.health.interval_ms);
+	manifest_yaml_get_duration(c, path, v, true, &d->spec.health.interval_ms);
 }
 
 static void
 f_health_timeout(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, true, &d->spec.health.timeout_ms);
+	manifest_yaml_get_duration(c, path, v, true, &d->spec.health.timeout_ms);
 }
 
 static void
 f_health_start(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.health.start_period_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.health.start_period_ms);
 }
 
 static void
 f_health_retries(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_RETRIES), &d->spec.health.retries);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_RETRIES), &d->spec.health.retries);
 }
 
 static void
@@ -1230,68 +574,65 @@ f_health(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 	const struct ynode *kind = NULL;
 	size_t kind_idx = 0;
 
-	if (!want_map(c, path, v))
+	if (!manifest_yaml_want_map(c, path, v))
 		return;
 	d->health = v;
-	walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 	for (size_t i = 0; i < 3; i++) {
 		if (seen[i] == NULL)
 			continue;
 		if (kind != NULL) {
-			perr(c, seen[i]->mark,
-			     "%s: %s and %s cannot be combined (want exactly one of http, tcp or "
-			     "cmd)",
-			     path, fields[kind_idx].name, fields[i].name);
+			manifest_yaml_error(
+			    c, seen[i]->mark,
+			    "%s: %s and %s cannot be combined (want exactly one of http, tcp or "
+			    "cmd)",
+			    path, fields[kind_idx].name, fields[i].name);
 			continue;
 		}
 		kind = seen[i];
 		kind_idx = i;
 	}
 	if (kind == NULL)
-		perr(c, v->mark, "%s: missing the check (want exactly one of http, tcp or cmd)",
-		     path);
+		manifest_yaml_error(c, v->mark,
+		                    "%s: missing the check (want exactly one of http, tcp or cmd)",
+		                    path);
 	else if (kind_idx != 0 && seen[3] != NULL)
-		perr(c, seen[3]->mark, "%s.port: only applies to an http check (%s)", path,
-		     kind_idx == 1 ? "tcp names its own port" : "a cmd check has none");
+		manifest_yaml_error(
+		    c, seen[3]->mark, "%s.port: only applies to an http check (%s)", path,
+		    kind_idx == 1 ? "tcp names its own port" : "a cmd check has none");
 }
 
 static void
 f_update_parallelism(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_PARALLELISM), &d->spec.update.parallelism);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_PARALLELISM), &d->spec.update.parallelism);
 }
 
 static void
 f_update_delay(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.update.delay_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.update.delay_ms);
 }
 
 static void
 f_update_monitor(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.update.monitor_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.update.monitor_ms);
 }
 
 static void
 f_update_timeout(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.update.timeout_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.update.timeout_ms);
 }
-
-static const char *const order_names[] = {"stop-first", "start-first"};
-static const char *const action_names[] = {"pause", "rollback", "continue"};
-static const char *const health_names[] = {"none", "http", "tcp", "cmd"};
-static const char *const network_names[] = {"bridge", "host"};
-static const char *const proxy_protocol_names[] = {"none", "proxy-v1", "proxy-v2"};
-static const char *const proxy_mode_names[] = {"tcp", "http"};
 
 static void
 f_update_order(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
 	int x;
 
-	if (get_enum(c, path, v, order_names, ARRAY_SIZE(order_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_order_names,
+	                           ARRAY_SIZE(manifest_order_names), &x))
 		d->spec.update.order = (enum manifest_update_order)x;
 }
 
@@ -1300,7 +641,8 @@ f_update_action(struct vctx *c, struct docstate *d, const char *path, const stru
 {
 	int x;
 
-	if (get_enum(c, path, v, action_names, ARRAY_SIZE(action_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_action_names,
+	                           ARRAY_SIZE(manifest_action_names), &x))
 		d->spec.update.failure_action = (enum manifest_failure_action)x;
 }
 
@@ -1317,14 +659,14 @@ f_update(struct vctx *c, struct docstate *d, const char *path, const struct ynod
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static void
 f_stop_grace(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, false, &d->spec.stop_grace_ms);
+	manifest_yaml_get_duration(c, path, v, false, &d->spec.stop_grace_ms);
 }
 
 static void
@@ -1332,20 +674,21 @@ f_network(struct vctx *c, struct docstate *d, const char *path, const struct yno
 {
 	int x;
 
-	if (get_enum(c, path, v, network_names, ARRAY_SIZE(network_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_network_names,
+	                           ARRAY_SIZE(manifest_network_names), &x))
 		d->spec.network = (enum manifest_network)x;
 }
 
 static void
 f_proxy_max_conns(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_u32(c, path, v, LIM(LIM_MAX_CONNS), &d->spec.proxy.max_conns_per_replica);
+	manifest_yaml_get_u32(c, path, v, LIM(LIM_MAX_CONNS), &d->spec.proxy.max_conns_per_replica);
 }
 
 static void
 f_proxy_queue_timeout(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_duration(c, path, v, true, &d->spec.proxy.queue_timeout_ms);
+	manifest_yaml_get_duration(c, path, v, true, &d->spec.proxy.queue_timeout_ms);
 }
 
 static void
@@ -1353,7 +696,8 @@ f_proxy_protocol(struct vctx *c, struct docstate *d, const char *path, const str
 {
 	int x;
 
-	if (get_enum(c, path, v, proxy_protocol_names, ARRAY_SIZE(proxy_protocol_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_proxy_protocol_names,
+	                           ARRAY_SIZE(manifest_proxy_protocol_names), &x))
 		d->spec.proxy.protocol = (enum manifest_proxy_protocol)x;
 }
 
@@ -1362,7 +706,8 @@ f_proxy_mode(struct vctx *c, struct docstate *d, const char *path, const struct 
 {
 	int x;
 
-	if (get_enum(c, path, v, proxy_mode_names, ARRAY_SIZE(proxy_mode_names), &x))
+	if (manifest_yaml_get_enum(c, path, v, manifest_proxy_mode_names,
+	                           ARRAY_SIZE(manifest_proxy_mode_names), &x))
 		d->spec.proxy.mode = (enum manifest_proxy_mode)x;
 }
 
@@ -1377,14 +722,14 @@ f_proxy(struct vctx *c, struct docstate *d, const char *path, const struct ynode
 	};
 	const struct ynode *seen[ARRAY_SIZE(fields)];
 
-	if (want_map(c, path, v))
-		walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
+	if (manifest_yaml_want_map(c, path, v))
+		manifest_yaml_walk_map(c, d, v, path, fields, ARRAY_SIZE(fields), seen);
 }
 
 static void
 f_no_new_privileges(struct vctx *c, struct docstate *d, const char *path, const struct ynode *v)
 {
-	get_bool(c, path, v, &d->spec.no_new_privileges);
+	manifest_yaml_get_bool(c, path, v, &d->spec.no_new_privileges);
 }
 
 /* The top-level keys; service and image come first, they are required. */
@@ -1428,42 +773,44 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 {
 	const struct ynode *seen[ARRAY_SIZE(service_fields)];
 	struct docstate d = {0};
-	qbuf q;
+	manifest_qbuf q;
 
 	snprintf(c->who, sizeof(c->who), "document %zu", doc_no);
 	if (root->kind == Y_BAD)
 		return;
 	if (root->kind != Y_MAP) {
-		perr(c, root->mark, "expected a mapping describing one service, got %s",
-		     describe(root, q, sizeof(q)));
+		manifest_yaml_error(c, root->mark,
+		                    "expected a mapping describing one service, got %s",
+		                    manifest_yaml_describe(root, q, sizeof(q)));
 		return;
 	}
 	/* Name the service in messages before its keys are checked, whatever their order. */
 	for (size_t i = 0; i + 1 < root->n; i += 2) {
 		const struct ynode *v = root->kids[i + 1];
-		if (scalar_is(root->kids[i], "service") && v->kind == Y_SCALAR && !v->null &&
-		    strlen(v->text) == v->len) {
+		if (manifest_yaml_scalar_is(root->kids[i], "service") && v->kind == Y_SCALAR &&
+		    !v->null && strlen(v->text) == v->len) {
 			snprintf(c->who, sizeof(c->who), "service %s",
-			         quote(v->text, v->len, q, sizeof(q)));
-			if (valid_service_name(v->text))
+			         manifest_quote(v->text, v->len, q, sizeof(q)));
+			if (manifest_service_name_ok(v->text))
 				snprintf(c->who, sizeof(c->who), "service %s", v->text);
 			break;
 		}
 	}
 	manifest_spec_init(&d.spec);
-	walk_map(c, &d, root, NULL, service_fields, ARRAY_SIZE(service_fields), seen);
+	manifest_yaml_walk_map(c, &d, root, NULL, service_fields, ARRAY_SIZE(service_fields), seen);
 	for (size_t i = 0; i < 2; i++)
 		if (seen[i] == NULL)
-			perr(c, doc_mark, "missing required key \"%s\" in %s",
-			     service_fields[i].name, c->who);
+			manifest_yaml_error(c, doc_mark, "missing required key \"%s\" in %s",
+			                    service_fields[i].name, c->who);
 	if (d.spec.health.kind == MANIFEST_HEALTH_HTTP && d.health_port == NULL) {
 		/* The check probes the container, so the natural default is its first port. */
 		if (d.spec.n_ports > 0)
 			d.spec.health.port = d.spec.ports[0].target;
 		else
-			perr(c, d.health->mark,
-			     "health.port: required for an http check when the service has no "
-			     "ports");
+			manifest_yaml_error(
+			    c, d.health->mark,
+			    "health.port: required for an http check when the service has no "
+			    "ports");
 	}
 	if (c->nerr == nerr) {
 		/* The scheduler's check, on what the fields above built: whatever passes here
@@ -1471,7 +818,8 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 		struct manifest_errors more = {0};
 		if (manifest_spec_check(&d.spec, NULL, &more) == -1)
 			for (size_t i = 0; i < more.n; i++)
-				perr(c, pos_mark(d.origin.service), "%s", more.lines[i]);
+				manifest_yaml_error(c, pos_mark(d.origin.service), "%s",
+				                    more.lines[i]);
 		manifest_errors_free(&more);
 	}
 	if (c->nerr != nerr) {
@@ -1484,119 +832,6 @@ validate_document(struct vctx *c, const struct ynode *root, yaml_mark_t doc_mark
 	m->services[m->n_services] = d.spec;
 	m->origins[m->n_services] = d.origin;
 	m->n_services++;
-}
-
-/* 1-based line and column of byte offset off in buf, for reader errors that carry no mark. */
-static yaml_mark_t
-mark_at(const char *buf, size_t len, size_t off)
-{
-	yaml_mark_t m = {0};
-
-	for (size_t i = 0; i < off && i < len; i++) {
-		if (buf[i] == '\n') {
-			m.line++;
-			m.column = 0;
-		} else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
-			m.column++;
-		}
-	}
-	m.index = off;
-	return m;
-}
-
-static void
-syntax_error(struct vctx *c, const yaml_parser_t *p, const char *buf, size_t len)
-{
-	yaml_mark_t m = p->problem_mark;
-	const char *problem = p->problem ? p->problem : "unknown problem";
-
-	switch (p->error) {
-	case YAML_MEMORY_ERROR:
-		SHOAL_ASSERT(!"libyaml out of memory");
-		break;
-	case YAML_READER_ERROR:
-		/* The reader reports a byte offset, not a mark. */
-		perr(c, mark_at(buf, len, p->problem_offset), "invalid input: %s", problem);
-		return;
-	default:
-		break;
-	}
-	if (p->context != NULL)
-		perr(c, m, "YAML syntax error: %s (%s at %zu:%zu)", problem, p->context,
-		     p->context_mark.line + 1, p->context_mark.column + 1);
-	else
-		perr(c, m, "YAML syntax error: %s", problem);
-}
-
-/* True when a plain scalar means null in YAML's core schema. */
-static bool
-plain_null(const yaml_event_t *ev)
-{
-	const char *s = (const char *)ev->data.scalar.value;
-
-	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || ev->data.scalar.tag != NULL)
-		return false;
-	return ev->data.scalar.length == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-	       strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
-}
-
-static void
-builder_event(struct vctx *c, struct builder *b, const yaml_event_t *ev)
-{
-	struct ynode *n;
-	enum ykind kind;
-
-	switch (ev->type) {
-	case YAML_SCALAR_EVENT:
-		if (b->skip > 0)
-			return;
-		n = ynode_new(Y_SCALAR, ev->start_mark);
-		n->len = ev->data.scalar.length;
-		n->text = xmalloc(n->len + 1);
-		memcpy(n->text, ev->data.scalar.value, n->len);
-		n->text[n->len] = '\0';
-		n->null = plain_null(ev);
-		builder_attach(b, n);
-		return;
-	case YAML_ALIAS_EVENT:
-		if (b->skip > 0)
-			return;
-		perr(c, ev->start_mark,
-		     "aliases are not supported (*%.64s): write the value out in full",
-		     (const char *)ev->data.alias.anchor);
-		builder_attach(b, ynode_new(Y_BAD, ev->start_mark));
-		return;
-	case YAML_SEQUENCE_START_EVENT:
-	case YAML_MAPPING_START_EVENT:
-		kind = ev->type == YAML_MAPPING_START_EVENT ? Y_MAP : Y_SEQ;
-		if (b->skip > 0) {
-			b->skip++;
-			return;
-		}
-		if (b->depth == MAX_DEPTH) {
-			perr(c, ev->start_mark, "nested too deeply (more than %d levels)",
-			     MAX_DEPTH);
-			builder_attach(b, ynode_new(Y_BAD, ev->start_mark));
-			b->skip = 1;
-			/* libyaml's scanner costs O(depth) per token on flow nesting (a 200 KB file
-			 * of brackets took 20 s): read no further than the first error. */
-			b->stop = true;
-			return;
-		}
-		n = ynode_new(kind, ev->start_mark);
-		builder_attach(b, n);
-		b->stack[b->depth++] = n;
-		return;
-	case YAML_SEQUENCE_END_EVENT:
-	case YAML_MAPPING_END_EVENT:
-		if (b->skip > 0)
-			b->skip--;
-		else if (b->depth > 0)
-			b->depth--;
-		return;
-	default:
-		return;
-	}
 }
 
 /* One service name or published port of a set, where it was written. */
@@ -1710,14 +945,16 @@ check_set(struct vctx *c, const struct manifest *set, size_t n)
 
 		c->file = set[e->a].file;
 		if (e->port == 0)
-			perr(c, pos_mark(o->service),
-			     "service: duplicate service name \"%s\" (first defined at %s:%u:%u)",
-			     e->name, set[f->a].file, fo->service.line, fo->service.column);
+			manifest_yaml_error(
+			    c, pos_mark(o->service),
+			    "service: duplicate service name \"%s\" (first defined at %s:%u:%u)",
+			    e->name, set[f->a].file, fo->service.line, fo->service.column);
 		else
-			perr(c, pos_mark(o->ports[e->p]),
-			     "ports[%zu]: port %u is already published by service %s (%s:%u:%u)",
-			     e->p, e->port, f->name, set[f->a].file, fo->ports[f->p].line,
-			     fo->ports[f->p].column);
+			manifest_yaml_error(
+			    c, pos_mark(o->ports[e->p]),
+			    "ports[%zu]: port %u is already published by service %s (%s:%u:%u)",
+			    e->p, e->port, f->name, set[f->a].file, fo->ports[f->p].line,
+			    fo->ports[f->p].column);
 	}
 }
 
@@ -1727,7 +964,7 @@ manifest_check_set(const struct manifest *set, size_t n, struct manifest_errors 
 	struct vctx c = {.errs = errs};
 
 	check_set(&c, set, n);
-	vctx_flush(&c);
+	manifest_yaml_flush(&c);
 	return c.nerr == 0 ? 0 : -1;
 }
 
@@ -1763,7 +1000,7 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 		cleanup_free char *line =
 		    xasprintf("%s: too large (more than %d bytes); split it into several files",
 		              name, MANIFEST_MAX_BYTES);
-		errs_add(errs, line);
+		manifest_errs_add(errs, line);
 		manifest_free(&m);
 		return -1;
 	}
@@ -1774,7 +1011,7 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 		yaml_event_t ev;
 
 		if (!yaml_parser_parse(&parser, &ev)) {
-			syntax_error(&c, &parser, buf, len);
+			manifest_yaml_syntax_error(&c, &parser, buf, len);
 			break;
 		}
 		switch (ev.type) {
@@ -1791,25 +1028,25 @@ manifest_parse_buffer(const char *name, const char *buf, size_t len, struct mani
 			 * does. */
 			if (b.root != NULL && !(b.root->kind == Y_SCALAR && b.root->null))
 				validate_document(&c, b.root, doc_mark, doc_no, doc_nerr, &m);
-			ynode_free(b.root);
+			manifest_yaml_node_free(b.root);
 			b = (struct builder){0};
 			break;
 		default:
-			builder_event(&c, &b, &ev);
+			manifest_yaml_builder_event(&c, &b, &ev);
 			done = b.stop;
 			break;
 		}
 		yaml_event_delete(&ev);
 	}
 	yaml_parser_delete(&parser);
-	ynode_free(b.root);
+	manifest_yaml_node_free(b.root);
 
 	if (c.nerr == 0 && m.n_services == 0)
-		perr(&c, (yaml_mark_t){0},
-		     "no service defined (want one YAML document per service)");
+		manifest_yaml_error(&c, (yaml_mark_t){0},
+		                    "no service defined (want one YAML document per service)");
 	/* The documents that were valid on their own must still agree with each other. */
 	check_set(&c, &m, 1);
-	vctx_flush(&c);
+	manifest_yaml_flush(&c);
 	if (c.nerr != 0) {
 		manifest_free(&m);
 		return -1;
@@ -1862,875 +1099,10 @@ manifest_parse_file(const char *path, struct manifest *out, struct manifest_erro
 	buf = read_capped(path, &len, &err);
 	if (buf == NULL) {
 		line = xasprintf("%s: %s", path, err.msg);
-		errs_add(errs, line);
+		manifest_errs_add(errs, line);
 		free(line);
 		return -1;
 	}
 	r = manifest_parse_buffer(path, buf, len, out, errs);
 	return r;
-}
-
-/* ---------------------------------------------------------- constraints */
-
-void
-manifest_constraint_free(struct manifest_constraint *c)
-{
-	if (c == NULL)
-		return;
-	free(c->label);
-	free(c->value);
-	c->label = NULL;
-	c->value = NULL;
-}
-
-char *
-manifest_constraint_format(const struct manifest_constraint *c)
-{
-	const char *op = c->equal ? "==" : "!=";
-
-	switch (c->field) {
-	case MANIFEST_NODE_NAME:
-		return xasprintf("node.name %s %s", op, c->value);
-	case MANIFEST_NODE_ID:
-		return xasprintf("node.id %s %s", op, c->value);
-	case MANIFEST_NODE_LABEL:
-		break;
-	}
-	return xasprintf("node.labels.%s %s %s", c->label, op, c->value);
-}
-
-static bool
-valid_constraint_word(const char *s, size_t n)
-{
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f || s[i] == '=' || s[i] == '!')
-			return false;
-	return true;
-}
-
-int
-manifest_constraint_parse(const char *s, struct manifest_constraint *out, struct shoal_err *err)
-{
-	const char *op = strstr(s, "==");
-	const char *ne = strstr(s, "!=");
-	const char *l, *le, *r, *re;
-	char q[200];
-
-	memset(out, 0, sizeof(*out));
-	if (op == NULL || (ne != NULL && ne < op))
-		op = ne;
-	if (op == NULL)
-		goto bad;
-	out->equal = op[0] == '=';
-	for (l = s; *l == ' ' || *l == '\t'; l++)
-		;
-	for (le = op; le > l && (le[-1] == ' ' || le[-1] == '\t'); le--)
-		;
-	for (r = op + 2; *r == ' ' || *r == '\t'; r++)
-		;
-	for (re = r + strlen(r); re > r && (re[-1] == ' ' || re[-1] == '\t'); re--)
-		;
-	if (!valid_constraint_word(r, (size_t)(re - r)))
-		goto bad;
-	if ((size_t)(le - l) == 9 && memcmp(l, "node.name", 9) == 0) {
-		out->field = MANIFEST_NODE_NAME;
-	} else if ((size_t)(le - l) == 7 && memcmp(l, "node.id", 7) == 0) {
-		out->field = MANIFEST_NODE_ID;
-	} else if ((size_t)(le - l) > 12 && memcmp(l, "node.labels.", 12) == 0 &&
-	           valid_constraint_word(l + 12, (size_t)(le - l) - 12)) {
-		out->field = MANIFEST_NODE_LABEL;
-		out->label = strndup(l + 12, (size_t)(le - l) - 12);
-		SHOAL_ASSERT(out->label != NULL);
-	} else {
-		goto bad;
-	}
-	out->value = strndup(r, (size_t)(re - r));
-	SHOAL_ASSERT(out->value != NULL);
-	return 0;
-bad:
-	manifest_constraint_free(out);
-	return err_set(err, 0,
-	               "invalid constraint %s (want node.name, node.id or node.labels.KEY, then == "
-	               "or !=, then a value)",
-	               quote(s, strlen(s), q, sizeof(q)));
-}
-
-/* ------------------------------------------------------------ image refs */
-
-int
-manifest_check_image(const char *ref, struct shoal_err *err)
-{
-	struct reference r;
-
-	if (reference_parse(ref, &r, err) == -1)
-		return -1;
-	reference_free(&r);
-	return 0;
-}
-
-/* ------------------------------------------------------------ spec check */
-
-bool
-manifest_service_name_ok(const char *name)
-{
-	return name != NULL && valid_service_name(name);
-}
-
-void
-manifest_errors_add(struct manifest_errors *errs, const char *fmt, ...)
-{
-	cleanup_free char *line = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	line = xvasprintf(fmt, ap);
-	va_end(ap);
-	errs_add(errs, line);
-}
-
-struct check {
-	const char *prefix; /* put before every line: "t.yaml:1:10: " or "service web: " */
-	struct manifest_errors *errs;
-	size_t n; /* lines this check added */
-};
-
-static void cerr(struct check *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-cerr(struct check *k, const char *fmt, ...)
-{
-	va_list ap;
-	cleanup_free char *msg = NULL;
-	cleanup_free char *line = NULL;
-
-	va_start(ap, fmt);
-	msg = xvasprintf(fmt, ap);
-	va_end(ap);
-	line = xasprintf("%s%s", k->prefix, msg);
-	errs_add(k->errs, line);
-	k->n++;
-}
-
-static void
-check_range(struct check *k, const char *path, long long x, enum limit_id id)
-{
-	if (x < limits[id].min || x > limits[id].max)
-		cerr(k, "%s: must be between %lld and %lld, got %lld", path, LIM(id), x);
-}
-
-static void
-check_duration(struct check *k, const char *path, int64_t ms, bool positive)
-{
-	if (positive && ms <= 0)
-		cerr(k, "%s: must be greater than 0, got %lld ms", path, (long long)ms);
-	else
-		check_range(k, path, ms, LIM_DURATION);
-}
-
-static void
-check_argv(struct check *k, const char *path, const struct manifest_argv *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		if (a->v[i] == NULL)
-			cerr(k, "%s[%zu]: missing", path, i);
-}
-
-int
-manifest_spec_check(const struct service_spec *s, const char *prefix, struct manifest_errors *errs)
-{
-	struct check k = {.prefix = prefix ? prefix : "", .errs = errs};
-	struct shoal_err err;
-	qbuf q;
-
-	if (s->name == NULL || !valid_service_name(s->name))
-		cerr(&k,
-		     "service: invalid name %s (want a DNS label: lowercase letters, digits and "
-		     "'-', at most 63 characters, not starting or ending with '-')",
-		     s->name ? quote(s->name, strlen(s->name), q, sizeof(q)) : "(none)");
-	if (s->image == NULL)
-		cerr(&k, "image: missing");
-	else if (manifest_check_image(s->image, &err) == -1)
-		cerr(&k, "image: %s", err.msg);
-	check_range(&k, "replicas", s->replicas, LIM_REPLICAS);
-	check_argv(&k, "entrypoint", &s->entrypoint);
-	check_argv(&k, "command", &s->command);
-
-	for (size_t i = 0; i < s->n_env; i++) {
-		const char *nm = s->env[i].name;
-		if (nm == NULL || !valid_env_name(nm, strlen(nm)) || s->env[i].value == NULL) {
-			cerr(&k, "env: invalid variable name %s (want no '=', no space, not empty)",
-			     nm ? quote(nm, strlen(nm), q, sizeof(q)) : "(none)");
-			continue;
-		}
-		/* Sorted by name (the readers sort), so a duplicate is the previous entry. */
-		if (i > 0 && s->env[i - 1].name != NULL && strcmp(s->env[i - 1].name, nm) >= 0)
-			cerr(&k, "env: %s \"%s\"",
-			     strcmp(s->env[i - 1].name, nm) == 0 ? "duplicate variable"
-			                                         : "not sorted by name at",
-			     nm);
-	}
-
-	/* A port published twice is a clash between services as much as within one: the set
-	 * checks (manifest_check_set, the scheduler's against its services) report it. */
-	for (size_t i = 0; i < s->n_ports; i++) {
-		char path[48];
-		snprintf(path, sizeof(path), "ports[%zu].target", i);
-		check_range(&k, path, s->ports[i].target, LIM_PORT);
-	}
-
-	if (s->resources.cpu_millis != 0)
-		check_range(&k, "resources.cpu_millis", s->resources.cpu_millis, LIM_CPU_MILLIS);
-	if (s->resources.memory_bytes != 0)
-		check_range(&k, "resources.memory", s->resources.memory_bytes, LIM_MEMORY);
-	if (s->resources.pids != 0)
-		check_range(&k, "resources.pids", s->resources.pids, LIM_PIDS);
-
-	if ((unsigned)s->restart.policy >= ARRAY_SIZE(restart_names))
-		cerr(&k, "restart.policy: invalid value %d", (int)s->restart.policy);
-	check_range(&k, "restart.max_attempts", s->restart.max_attempts, LIM_RESTART_MAX);
-	check_duration(&k, "restart.delay", s->restart.delay_ms, false);
-
-	for (size_t i = 0; i < s->placement.n_constraints; i++) {
-		const struct manifest_constraint *c = &s->placement.constraints[i];
-		bool label = c->field == MANIFEST_NODE_LABEL;
-		if ((unsigned)c->field > MANIFEST_NODE_LABEL || c->value == NULL ||
-		    !valid_constraint_word(c->value, strlen(c->value)) ||
-		    (label &&
-		     (c->label == NULL || !valid_constraint_word(c->label, strlen(c->label)))))
-			cerr(&k, "placement.constraints[%zu]: invalid constraint", i);
-	}
-	check_range(&k, "placement.max_per_node", s->placement.max_per_node, LIM_MAX_PER_NODE);
-
-	switch (s->health.kind) {
-	case MANIFEST_HEALTH_NONE:
-		break;
-	case MANIFEST_HEALTH_HTTP:
-		if (s->health.http_path == NULL || s->health.http_path[0] != '/' ||
-		    strpbrk(s->health.http_path, " \t\r\n") != NULL)
-			cerr(&k,
-			     "health.http: invalid path (want an absolute URL path like /healthz)");
-		check_range(&k, "health.port", s->health.port, LIM_PORT);
-		break;
-	case MANIFEST_HEALTH_TCP:
-		check_range(&k, "health.tcp", s->health.port, LIM_PORT);
-		break;
-	case MANIFEST_HEALTH_CMD:
-		if (!s->health.cmd.set || s->health.cmd.n == 0)
-			cerr(&k, "health.cmd: must not be empty");
-		check_argv(&k, "health.cmd", &s->health.cmd);
-		break;
-	default:
-		cerr(&k, "health: invalid kind %d", (int)s->health.kind);
-		break;
-	}
-	check_duration(&k, "health.interval", s->health.interval_ms, true);
-	check_duration(&k, "health.timeout", s->health.timeout_ms, true);
-	check_duration(&k, "health.start_period", s->health.start_period_ms, false);
-	check_range(&k, "health.retries", s->health.retries, LIM_RETRIES);
-
-	check_range(&k, "update.parallelism", s->update.parallelism, LIM_PARALLELISM);
-	check_duration(&k, "update.delay", s->update.delay_ms, false);
-	check_duration(&k, "update.monitor", s->update.monitor_ms, false);
-	check_duration(&k, "update.timeout", s->update.timeout_ms, false);
-	if ((unsigned)s->update.order >= ARRAY_SIZE(order_names))
-		cerr(&k, "update.order: invalid value %d", (int)s->update.order);
-	if ((unsigned)s->update.failure_action >= ARRAY_SIZE(action_names))
-		cerr(&k, "update.failure_action: invalid value %d", (int)s->update.failure_action);
-	check_duration(&k, "stop_grace", s->stop_grace_ms, false);
-	if ((unsigned)s->network >= ARRAY_SIZE(network_names))
-		cerr(&k, "network: invalid value %d", (int)s->network);
-	check_range(&k, "proxy.max_conns_per_replica", s->proxy.max_conns_per_replica,
-	            LIM_MAX_CONNS);
-	check_duration(&k, "proxy.queue_timeout", s->proxy.queue_timeout_ms, true);
-	if ((unsigned)s->proxy.protocol >= ARRAY_SIZE(proxy_protocol_names))
-		cerr(&k, "proxy.protocol: invalid value %d", (int)s->proxy.protocol);
-	if ((unsigned)s->proxy.mode >= ARRAY_SIZE(proxy_mode_names))
-		cerr(&k, "proxy.mode: invalid value %d", (int)s->proxy.mode);
-	/* Last, once the enums are known to index their names. The spec travels whole in every
-	 * listing and in each node's Assignments (current and previous version in one frame):
-	 * one huge spec must not push those past the frame limit. */
-	if (k.n == 0) {
-		cleanup_free char *json = manifest_spec_to_json(s);
-		size_t len = strlen(json);
-		if (len > MANIFEST_MAX_SPEC_BYTES)
-			cerr(&k,
-			     "spec: %zu bytes as JSON, more than %d (keep large data such as "
-			     "certificates in the image or a mounted file, not in env or command)",
-			     len, MANIFEST_MAX_SPEC_BYTES);
-	}
-	return k.n == 0 ? 0 : -1;
-}
-
-/* ------------------------------------------------------------------ spec */
-
-void
-manifest_spec_init(struct service_spec *spec)
-{
-	memset(spec, 0, sizeof(*spec));
-	spec->replicas = 1;
-	spec->restart.policy = MANIFEST_RESTART_ALWAYS;
-	spec->restart.delay_ms = 5000;
-	spec->health.interval_ms = 30000;
-	spec->health.timeout_ms = 30000;
-	spec->health.retries = 3;
-	spec->update.parallelism = 1;
-	spec->update.order = MANIFEST_ORDER_STOP_FIRST;
-	spec->update.failure_action = MANIFEST_FAILURE_PAUSE;
-	spec->update.monitor_ms = 5000;
-	spec->update.timeout_ms = MANIFEST_UPDATE_TIMEOUT_MS;
-	spec->stop_grace_ms = 10000;
-	spec->network = MANIFEST_NETWORK_BRIDGE;
-	spec->proxy.queue_timeout_ms = 30000; /* HAProxy's timeout queue in the same role */
-}
-
-void
-manifest_spec_free(struct service_spec *spec)
-{
-	if (spec == NULL)
-		return;
-	free(spec->name);
-	free(spec->image);
-	argv_free(&spec->entrypoint);
-	argv_free(&spec->command);
-	for (size_t i = 0; i < spec->n_env; i++) {
-		free(spec->env[i].name);
-		free(spec->env[i].value);
-	}
-	free(spec->env);
-	free(spec->ports);
-	for (size_t i = 0; i < spec->placement.n_constraints; i++)
-		manifest_constraint_free(&spec->placement.constraints[i]);
-	free(spec->placement.constraints);
-	free(spec->health.http_path);
-	argv_free(&spec->health.cmd);
-	memset(spec, 0, sizeof(*spec));
-}
-
-static char *
-strdup_or_null(const char *s)
-{
-	return s ? xstrdup(s) : NULL;
-}
-
-static void
-argv_copy(struct manifest_argv *dst, const struct manifest_argv *src)
-{
-	dst->set = src->set;
-	dst->n = src->n;
-	dst->v = NULL;
-	if (src->n == 0)
-		return;
-	dst->v = xcalloc(src->n, sizeof(*dst->v));
-	for (size_t i = 0; i < src->n; i++)
-		dst->v[i] = xstrdup(src->v[i]);
-}
-
-void
-manifest_spec_copy(struct service_spec *dst, const struct service_spec *src)
-{
-	/* Scalars by assignment, then every owned pointer replaced by its own copy. */
-	*dst = *src;
-	dst->name = strdup_or_null(src->name);
-	dst->image = strdup_or_null(src->image);
-	argv_copy(&dst->entrypoint, &src->entrypoint);
-	argv_copy(&dst->command, &src->command);
-	dst->env = NULL;
-	if (src->n_env > 0) {
-		dst->env = xcalloc(src->n_env, sizeof(*dst->env));
-		for (size_t i = 0; i < src->n_env; i++) {
-			dst->env[i].name = xstrdup(src->env[i].name);
-			dst->env[i].value = xstrdup(src->env[i].value);
-		}
-	}
-	dst->ports = NULL;
-	if (src->n_ports > 0) {
-		dst->ports = xcalloc(src->n_ports, sizeof(*dst->ports));
-		memcpy(dst->ports, src->ports, src->n_ports * sizeof(*dst->ports));
-	}
-	dst->placement.constraints = NULL;
-	if (src->placement.n_constraints > 0) {
-		dst->placement.constraints =
-		    xcalloc(src->placement.n_constraints, sizeof(*dst->placement.constraints));
-		for (size_t i = 0; i < src->placement.n_constraints; i++) {
-			const struct manifest_constraint *sc = &src->placement.constraints[i];
-			struct manifest_constraint *dc = &dst->placement.constraints[i];
-			*dc = *sc;
-			dc->label = strdup_or_null(sc->label);
-			dc->value = strdup_or_null(sc->value);
-		}
-	}
-	dst->health.http_path = strdup_or_null(src->health.http_path);
-	argv_copy(&dst->health.cmd, &src->health.cmd);
-}
-
-static bool
-str_eq(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
-}
-
-static bool
-argv_eq(const struct manifest_argv *a, const struct manifest_argv *b)
-{
-	if (a->set != b->set || a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (!str_eq(a->v[i], b->v[i]))
-			return false;
-	return true;
-}
-
-bool
-manifest_spec_equal(const struct service_spec *a, const struct service_spec *b)
-{
-	if (!str_eq(a->name, b->name) || !str_eq(a->image, b->image) ||
-	    a->replicas != b->replicas || !argv_eq(&a->entrypoint, &b->entrypoint) ||
-	    !argv_eq(&a->command, &b->command) || a->n_env != b->n_env ||
-	    a->n_ports != b->n_ports || a->resources.cpu_millis != b->resources.cpu_millis ||
-	    a->resources.memory_bytes != b->resources.memory_bytes ||
-	    a->resources.pids != b->resources.pids || a->restart.policy != b->restart.policy ||
-	    a->restart.max_attempts != b->restart.max_attempts ||
-	    a->restart.delay_ms != b->restart.delay_ms ||
-	    a->placement.n_constraints != b->placement.n_constraints ||
-	    a->placement.max_per_node != b->placement.max_per_node ||
-	    a->health.kind != b->health.kind || !str_eq(a->health.http_path, b->health.http_path) ||
-	    a->health.port != b->health.port || !argv_eq(&a->health.cmd, &b->health.cmd) ||
-	    a->health.interval_ms != b->health.interval_ms ||
-	    a->health.timeout_ms != b->health.timeout_ms ||
-	    a->health.start_period_ms != b->health.start_period_ms ||
-	    a->health.retries != b->health.retries ||
-	    a->update.parallelism != b->update.parallelism ||
-	    a->update.delay_ms != b->update.delay_ms || a->update.order != b->update.order ||
-	    a->update.failure_action != b->update.failure_action ||
-	    a->update.monitor_ms != b->update.monitor_ms ||
-	    a->update.timeout_ms != b->update.timeout_ms || a->stop_grace_ms != b->stop_grace_ms ||
-	    a->network != b->network || a->no_new_privileges != b->no_new_privileges ||
-	    a->proxy.max_conns_per_replica != b->proxy.max_conns_per_replica ||
-	    a->proxy.queue_timeout_ms != b->proxy.queue_timeout_ms ||
-	    a->proxy.protocol != b->proxy.protocol || a->proxy.mode != b->proxy.mode)
-		return false;
-	for (size_t i = 0; i < a->n_env; i++)
-		if (!str_eq(a->env[i].name, b->env[i].name) ||
-		    !str_eq(a->env[i].value, b->env[i].value))
-			return false;
-	for (size_t i = 0; i < a->n_ports; i++)
-		if (a->ports[i].published != b->ports[i].published ||
-		    a->ports[i].target != b->ports[i].target)
-			return false;
-	for (size_t i = 0; i < a->placement.n_constraints; i++) {
-		const struct manifest_constraint *x = &a->placement.constraints[i];
-		const struct manifest_constraint *y = &b->placement.constraints[i];
-		if (x->field != y->field || x->equal != y->equal || !str_eq(x->label, y->label) ||
-		    !str_eq(x->value, y->value))
-			return false;
-	}
-	return true;
-}
-
-/* ------------------------------------------------------------------ JSON */
-
-static json_t *
-argv_to_json(const struct manifest_argv *a)
-{
-	json_t *arr = json_array();
-
-	for (size_t i = 0; i < a->n; i++)
-		json_array_append_new(arr, json_string(a->v[i]));
-	return arr;
-}
-
-char *
-manifest_spec_to_json(const struct service_spec *s)
-{
-	json_t *o = json_object(), *env = json_object(), *ports = json_array(),
-	       *cons = json_array(), *health;
-	char *text;
-
-	json_object_set_new(o, "name", json_string(s->name ? s->name : ""));
-	json_object_set_new(o, "image", json_string(s->image ? s->image : ""));
-	json_object_set_new(o, "replicas", json_integer(s->replicas));
-	if (s->entrypoint.set)
-		json_object_set_new(o, "entrypoint", argv_to_json(&s->entrypoint));
-	if (s->command.set)
-		json_object_set_new(o, "command", argv_to_json(&s->command));
-	for (size_t i = 0; i < s->n_env; i++)
-		json_object_set_new(env, s->env[i].name, json_string(s->env[i].value));
-	json_object_set_new(o, "env", env);
-	for (size_t i = 0; i < s->n_ports; i++)
-		json_array_append_new(ports, json_pack("{s:i,s:i}", "published",
-		                                       (int)s->ports[i].published, "target",
-		                                       (int)s->ports[i].target));
-	json_object_set_new(o, "ports", ports);
-	json_object_set_new(o, "resources",
-	                    json_pack("{s:I,s:I,s:I}", "cpu_millis",
-	                              (json_int_t)s->resources.cpu_millis, "memory_bytes",
-	                              (json_int_t)s->resources.memory_bytes, "pids",
-	                              (json_int_t)s->resources.pids));
-	json_object_set_new(o, "restart",
-	                    json_pack("{s:s,s:I,s:I}", "policy", restart_names[s->restart.policy],
-	                              "max_attempts", (json_int_t)s->restart.max_attempts,
-	                              "delay_ms", (json_int_t)s->restart.delay_ms));
-	for (size_t i = 0; i < s->placement.n_constraints; i++) {
-		char *t = manifest_constraint_format(&s->placement.constraints[i]);
-		json_array_append_new(cons, json_string(t));
-		free(t);
-	}
-	json_object_set_new(o, "placement",
-	                    json_pack("{s:o,s:I}", "constraints", cons, "max_per_node",
-	                              (json_int_t)s->placement.max_per_node));
-	health = json_pack("{s:s,s:I,s:I,s:I,s:I}", "kind", health_names[s->health.kind],
-	                   "interval_ms", (json_int_t)s->health.interval_ms, "timeout_ms",
-	                   (json_int_t)s->health.timeout_ms, "start_period_ms",
-	                   (json_int_t)s->health.start_period_ms, "retries",
-	                   (json_int_t)s->health.retries);
-	if (s->health.http_path)
-		json_object_set_new(health, "http", json_string(s->health.http_path));
-	if (s->health.kind == MANIFEST_HEALTH_HTTP || s->health.kind == MANIFEST_HEALTH_TCP)
-		json_object_set_new(health, "port", json_integer(s->health.port));
-	if (s->health.cmd.set)
-		json_object_set_new(health, "cmd", argv_to_json(&s->health.cmd));
-	json_object_set_new(o, "health", health);
-	json_object_set_new(o, "update",
-	                    json_pack("{s:I,s:I,s:s,s:s,s:I}", "parallelism",
-	                              (json_int_t)s->update.parallelism, "delay_ms",
-	                              (json_int_t)s->update.delay_ms, "order",
-	                              order_names[s->update.order], "failure_action",
-	                              action_names[s->update.failure_action], "monitor_ms",
-	                              (json_int_t)s->update.monitor_ms));
-	/* Only when not the default: specs stored before the key keep their exact text. */
-	if (s->update.timeout_ms != MANIFEST_UPDATE_TIMEOUT_MS)
-		json_object_set_new(json_object_get(o, "update"), "timeout_ms",
-		                    json_integer(s->update.timeout_ms));
-	json_object_set_new(o, "stop_grace_ms", json_integer(s->stop_grace_ms));
-	json_object_set_new(o, "network", json_string(network_names[s->network]));
-	/* Only when not the defaults: specs stored before these keys keep their exact text. */
-	if (s->proxy.max_conns_per_replica != 0 || s->proxy.queue_timeout_ms != 30000 ||
-	    s->proxy.protocol != MANIFEST_PROXY_PROTOCOL_NONE ||
-	    s->proxy.mode != MANIFEST_PROXY_MODE_TCP) {
-		json_t *px = json_pack("{s:I,s:I}", "max_conns_per_replica",
-		                       (json_int_t)s->proxy.max_conns_per_replica,
-		                       "queue_timeout_ms", (json_int_t)s->proxy.queue_timeout_ms);
-
-		/* The same rule one level down: a spec without them keeps its exact text. */
-		if (s->proxy.protocol != MANIFEST_PROXY_PROTOCOL_NONE)
-			json_object_set_new(px, "protocol",
-			                    json_string(proxy_protocol_names[s->proxy.protocol]));
-		if (s->proxy.mode != MANIFEST_PROXY_MODE_TCP)
-			json_object_set_new(px, "mode",
-			                    json_string(proxy_mode_names[s->proxy.mode]));
-		json_object_set_new(o, "proxy", px);
-	}
-	json_object_set_new(o, "no_new_privileges", json_boolean(s->no_new_privileges));
-	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-	SHOAL_ASSERT(text != NULL);
-	json_decref(o);
-	return text;
-}
-
-static int
-env_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct manifest_env *)a)->name,
-	              ((const struct manifest_env *)b)->name);
-}
-
-/* Readers for manifest_spec_from_json: absent keys keep the default. */
-static int
-js_int(json_t *o, const char *key, json_int_t min, json_int_t max, json_int_t *out,
-       struct shoal_err *err)
-{
-	json_t *v = json_object_get(o, key);
-
-	if (v == NULL)
-		return 0;
-	if (!json_is_integer(v))
-		return err_set(err, 0, "%s: expected an integer", key);
-	if (json_integer_value(v) < min || json_integer_value(v) > max)
-		return err_set(err, 0, "%s: %" JSON_INTEGER_FORMAT " out of range", key,
-		               json_integer_value(v));
-	*out = json_integer_value(v);
-	return 0;
-}
-
-static int
-js_u32(json_t *o, const char *key, uint32_t *out, struct shoal_err *err)
-{
-	json_int_t x = *out;
-
-	if (js_int(o, key, 0, UINT32_MAX, &x, err) == -1)
-		return -1;
-	*out = (uint32_t)x;
-	return 0;
-}
-
-static int
-js_i64(json_t *o, const char *key, int64_t *out, struct shoal_err *err)
-{
-	json_int_t x = *out;
-
-	if (js_int(o, key, 0, INT64_MAX, &x, err) == -1)
-		return -1;
-	*out = x;
-	return 0;
-}
-
-static int
-js_bool(json_t *o, const char *key, bool *out, struct shoal_err *err)
-{
-	json_t *v = json_object_get(o, key);
-
-	if (v == NULL)
-		return 0;
-	if (!json_is_boolean(v))
-		return err_set(err, 0, "%s: expected true or false", key);
-	*out = json_is_true(v);
-	return 0;
-}
-
-static int
-js_str(json_t *o, const char *key, char **out, struct shoal_err *err)
-{
-	json_t *v = json_object_get(o, key);
-
-	if (v == NULL)
-		return 0;
-	if (!json_is_string(v))
-		return err_set(err, 0, "%s: expected a string", key);
-	free(*out);
-	*out = xstrdup(json_string_value(v));
-	return 0;
-}
-
-static int
-js_enum(json_t *o, const char *key, const char *const *names, size_t n, int *out,
-        struct shoal_err *err)
-{
-	json_t *v = json_object_get(o, key);
-
-	if (v == NULL)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if (json_is_string(v) && strcmp(json_string_value(v), names[i]) == 0) {
-			*out = (int)i;
-			return 0;
-		}
-	}
-	return err_set(err, 0, "%s: invalid value", key);
-}
-
-static int
-js_argv(json_t *o, const char *key, struct manifest_argv *out, struct shoal_err *err)
-{
-	json_t *v = json_object_get(o, key), *it;
-	size_t i;
-
-	if (v == NULL)
-		return 0;
-	if (!json_is_array(v))
-		return err_set(err, 0, "%s: expected an array", key);
-	argv_free(out);
-	out->set = true;
-	json_array_foreach(v, i, it)
-	{
-		if (!json_is_string(it))
-			return err_set(err, 0, "%s[%zu]: expected a string", key, i);
-		argv_push(out, json_string_value(it), strlen(json_string_value(it)));
-	}
-	return 0;
-}
-
-/* Get a nested object, or an empty one when absent, so its fields take their defaults. */
-static json_t *
-js_obj(json_t *o, const char *key, struct shoal_err *err)
-{
-	json_t *v = json_object_get(o, key);
-
-	if (v == NULL)
-		return json_object();
-	if (!json_is_object(v)) {
-		err_set(err, 0, "%s: expected an object", key);
-		return NULL;
-	}
-	return json_incref(v);
-}
-
-static int
-spec_from_json(json_t *root, struct service_spec *s, struct shoal_err *err)
-{
-	json_t *v, *it, *sec = NULL;
-	const char *k;
-	json_int_t x;
-	size_t i;
-	int e;
-
-	if (!json_is_object(root))
-		return err_set(err, 0, "expected an object");
-	if (js_str(root, "name", &s->name, err) == -1 ||
-	    js_str(root, "image", &s->image, err) == -1 ||
-	    js_u32(root, "replicas", &s->replicas, err) == -1 ||
-	    js_argv(root, "entrypoint", &s->entrypoint, err) == -1 ||
-	    js_argv(root, "command", &s->command, err) == -1 ||
-	    js_i64(root, "stop_grace_ms", &s->stop_grace_ms, err) == -1 ||
-	    js_bool(root, "no_new_privileges", &s->no_new_privileges, err) == -1)
-		return -1;
-	if (s->name == NULL || s->image == NULL)
-		return err_set(err, 0, "name and image are required");
-	e = (int)s->network;
-	if (js_enum(root, "network", network_names, ARRAY_SIZE(network_names), &e, err) == -1)
-		return -1;
-	s->network = (enum manifest_network)e;
-
-	if ((v = json_object_get(root, "env")) != NULL) {
-		if (!json_is_object(v))
-			return err_set(err, 0, "env: expected an object");
-		s->env = xcalloc(json_object_size(v) + 1, sizeof(*s->env));
-		json_object_foreach(v, k, it)
-		{
-			if (!json_is_string(it))
-				return err_set(err, 0, "env.%s: expected a string", k);
-			s->env[s->n_env].name = xstrdup(k);
-			s->env[s->n_env++].value = xstrdup(json_string_value(it));
-		}
-		/* The parser's order, whatever order the text had. */
-		qsort(s->env, s->n_env, sizeof(*s->env), env_cmp);
-	}
-	if ((v = json_object_get(root, "ports")) != NULL) {
-		if (!json_is_array(v))
-			return err_set(err, 0, "ports: expected an array");
-		s->ports = xcalloc(json_array_size(v) + 1, sizeof(*s->ports));
-		json_array_foreach(v, i, it)
-		{
-			if (!json_is_object(it))
-				return err_set(err, 0, "ports[%zu]: expected an object", i);
-			x = 0;
-			if (js_int(it, "published", 0, 65535, &x, err) == -1)
-				return -1;
-			s->ports[i].published = (uint16_t)x;
-			x = 0;
-			if (js_int(it, "target", 1, 65535, &x, err) == -1)
-				return -1;
-			s->ports[i].target = (uint16_t)x;
-			s->n_ports++;
-		}
-	}
-
-	if ((sec = js_obj(root, "resources", err)) == NULL)
-		return -1;
-	if (js_u32(sec, "cpu_millis", &s->resources.cpu_millis, err) == -1 ||
-	    js_i64(sec, "memory_bytes", &s->resources.memory_bytes, err) == -1 ||
-	    js_i64(sec, "pids", &s->resources.pids, err) == -1)
-		goto fail;
-	json_decref(sec);
-
-	if ((sec = js_obj(root, "restart", err)) == NULL)
-		return -1;
-	e = (int)s->restart.policy;
-	if (js_enum(sec, "policy", restart_names, ARRAY_SIZE(restart_names), &e, err) == -1 ||
-	    js_u32(sec, "max_attempts", &s->restart.max_attempts, err) == -1 ||
-	    js_i64(sec, "delay_ms", &s->restart.delay_ms, err) == -1)
-		goto fail;
-	s->restart.policy = (enum manifest_restart_policy)e;
-	json_decref(sec);
-
-	if ((sec = js_obj(root, "placement", err)) == NULL)
-		return -1;
-	if (js_u32(sec, "max_per_node", &s->placement.max_per_node, err) == -1)
-		goto fail;
-	if ((v = json_object_get(sec, "constraints")) != NULL) {
-		if (!json_is_array(v)) {
-			err_set(err, 0, "constraints: expected an array");
-			goto fail;
-		}
-		s->placement.constraints =
-		    xcalloc(json_array_size(v) + 1, sizeof(*s->placement.constraints));
-		json_array_foreach(v, i, it)
-		{
-			if (!json_is_string(it)) {
-				err_set(err, 0, "constraints[%zu]: expected a string", i);
-				goto fail;
-			}
-			if (manifest_constraint_parse(json_string_value(it),
-			                              &s->placement.constraints[i], err) == -1)
-				goto fail;
-			s->placement.n_constraints++;
-		}
-	}
-	json_decref(sec);
-
-	if ((sec = js_obj(root, "health", err)) == NULL)
-		return -1;
-	e = (int)s->health.kind;
-	x = s->health.port;
-	if (js_enum(sec, "kind", health_names, ARRAY_SIZE(health_names), &e, err) == -1 ||
-	    js_str(sec, "http", &s->health.http_path, err) == -1 ||
-	    js_int(sec, "port", 0, 65535, &x, err) == -1 ||
-	    js_argv(sec, "cmd", &s->health.cmd, err) == -1 ||
-	    js_i64(sec, "interval_ms", &s->health.interval_ms, err) == -1 ||
-	    js_i64(sec, "timeout_ms", &s->health.timeout_ms, err) == -1 ||
-	    js_i64(sec, "start_period_ms", &s->health.start_period_ms, err) == -1 ||
-	    js_u32(sec, "retries", &s->health.retries, err) == -1)
-		goto fail;
-	s->health.kind = (enum manifest_health_kind)e;
-	s->health.port = (uint16_t)x;
-	json_decref(sec);
-
-	if ((sec = js_obj(root, "update", err)) == NULL)
-		return -1;
-	if (js_u32(sec, "parallelism", &s->update.parallelism, err) == -1 ||
-	    js_i64(sec, "delay_ms", &s->update.delay_ms, err) == -1 ||
-	    js_i64(sec, "monitor_ms", &s->update.monitor_ms, err) == -1 ||
-	    js_i64(sec, "timeout_ms", &s->update.timeout_ms, err) == -1)
-		goto fail;
-	e = (int)s->update.order;
-	if (js_enum(sec, "order", order_names, ARRAY_SIZE(order_names), &e, err) == -1)
-		goto fail;
-	s->update.order = (enum manifest_update_order)e;
-	e = (int)s->update.failure_action;
-	if (js_enum(sec, "failure_action", action_names, ARRAY_SIZE(action_names), &e, err) == -1)
-		goto fail;
-	s->update.failure_action = (enum manifest_failure_action)e;
-	json_decref(sec);
-
-	if ((sec = js_obj(root, "proxy", err)) == NULL)
-		return -1;
-	if (js_u32(sec, "max_conns_per_replica", &s->proxy.max_conns_per_replica, err) == -1 ||
-	    js_i64(sec, "queue_timeout_ms", &s->proxy.queue_timeout_ms, err) == -1)
-		goto fail;
-	e = (int)s->proxy.protocol;
-	if (js_enum(sec, "protocol", proxy_protocol_names, ARRAY_SIZE(proxy_protocol_names), &e,
-	            err) == -1)
-		goto fail;
-	s->proxy.protocol = (enum manifest_proxy_protocol)e;
-	e = (int)s->proxy.mode;
-	if (js_enum(sec, "mode", proxy_mode_names, ARRAY_SIZE(proxy_mode_names), &e, err) == -1)
-		goto fail;
-	s->proxy.mode = (enum manifest_proxy_mode)e;
-	json_decref(sec);
-	return 0;
-fail:
-	json_decref(sec);
-	return -1;
-}
-
-int
-manifest_spec_from_json(const char *json, struct service_spec *out, struct shoal_err *err)
-{
-	json_error_t jerr;
-	json_t *root;
-
-	manifest_spec_init(out);
-	root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL)
-		return err_set(err, 0, "spec json: %d:%d: %s", jerr.line, jerr.column, jerr.text);
-	if (spec_from_json(root, out, err) == -1) {
-		json_decref(root);
-		manifest_spec_free(out);
-		return err_prefix(err, "spec json");
-	}
-	json_decref(root);
-	return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "fdio.h"
 #include "err.h"
 #include "util.h"
 
@@ -51,22 +52,6 @@ digest_buf(const void *buf, size_t len, char *out)
 	util_hex(h, sizeof(h), out + 7);
 }
 
-static int
-write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int
 digest_fd(int fd, int dst_fd, char *out, uint64_t *size, struct shoal_err *err)
 {
@@ -86,7 +71,7 @@ digest_fd(int fd, int dst_fd, char *out, uint64_t *size, struct shoal_err *err)
 		if (r == 0)
 			break;
 		crypto_hash_sha256_update(&st, buf, (unsigned long long)r);
-		if (dst_fd >= 0 && write_all(dst_fd, buf, (size_t)r) == -1)
+		if (dst_fd >= 0 && fdio_write_all(dst_fd, buf, (size_t)r) == -1)
 			return err_set(err, errno, "write");
 		total += (uint64_t)r;
 	}

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "fdio.h"
 #include "digest.h"
 #include "err.h"
 #include "image.h"
@@ -198,21 +199,6 @@ on_header(char *p, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Call the caller's progress callback: always with force, else at most every 200 ms. */
 static void
 progress(struct reg *r, int force)
@@ -274,7 +260,7 @@ on_body(char *p, size_t size, size_t nmemb, void *arg)
 		k->overflow = 1;
 		return 0;
 	}
-	if (write_all(k->fd, p, n) == -1) {
+	if (fdio_write_all(k->fd, p, n) == -1) {
 		k->io_errno = errno;
 		return 0;
 	}

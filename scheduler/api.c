@@ -13,7 +13,7 @@
 #include "log.h"
 #include "logs.h"
 #include "version.h"
-#include "manifest.h"
+#include "manifest_spec.h"
 #include "nodekey.h"
 #include "reconcile.h"
 #include "update.h"

@@ -16,6 +16,7 @@
 
 #include "err.h"
 #include "events.h"
+#include "httpd.h"
 #include "identity.h"
 #include "log.h"
 #include "page.h"
@@ -499,55 +500,26 @@ on_request(struct evhttp_request *req, void *arg)
 int
 http_start(struct sched_server *srv, const char *spec, struct shoal_err *err)
 {
-	struct evhttp_bound_socket *bound;
 	struct sched_http *h;
-	struct in_addr a;
-	char host[64];
-	uint16_t port;
+	struct httpd_addr addr;
 	bool made;
 
 	if (strcmp(spec, "off") == 0)
 		return 0;
-	if (util_parse_hostport(spec, host, sizeof(host), &port, err) == -1)
-		return err_prefix(err, "--http");
-	if (host[0] == '\0' || strcmp(host, "*") == 0)
-		snprintf(host, sizeof(host), "0.0.0.0");
-	if (inet_pton(AF_INET, host, &a) != 1)
-		return err_set(err, 0, "--http %s: host must be an IPv4 address", spec);
+	if (httpd_parse(spec, &addr, err) == -1)
+		return -1;
 	h = xcalloc(1, sizeof(*h));
 	srv->http = h;
-	h->open = (ntohl(a.s_addr) >> 24) == 127;
-	h->port = port;
+	h->open = addr.loopback;
 	if (identity_read_token(srv->data_dir, srv->id.sign_pk, &h->read, &made, err) == -1)
 		goto fail;
 	if (made)
 		shoal_log(LOG_NOTICE, "made a read-only token for the status page: %s/read.token",
 		          srv->data_dir);
-	h->http = evhttp_new(srv->base);
-	if (h->http == NULL) {
-		err_set(err, 0, "--http: cannot create the HTTP server");
+	h->http = httpd_new(srv->base, on_request, srv, err);
+	if (h->http == NULL || httpd_bind(h->http, &addr, spec, &h->port, err) == -1)
 		goto fail;
-	}
-	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_max_headers_size(h->http, 16384);
-	evhttp_set_max_body_size(h->http, 4096);
-	/* An idle connection holds an fd the RPC side may need: evhttp 2.1 has no connection
-	 * cap, so idle ones go soon. */
-	evhttp_set_timeout(h->http, 10);
-	evhttp_set_gencb(h->http, on_request, srv);
-	bound = evhttp_bind_socket_with_handle(h->http, host, port);
-	if (bound == NULL) {
-		err_set(err, errno, "--http: listen on %s", spec);
-		goto fail;
-	}
-	{
-		struct sockaddr_in sin;
-		socklen_t len = sizeof(sin);
-		if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sin, &len) ==
-		    0)
-			h->port = ntohs(sin.sin_port);
-	}
-	shoal_log(LOG_INFO, "http: status page and /metrics on %s:%u%s", host, h->port,
+	shoal_log(LOG_INFO, "http: status page and /metrics on %s:%u%s", addr.host, h->port,
 	          h->open ? "" : " (token required)");
 	return 0;
 fail:

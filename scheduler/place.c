@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manifest.h"
+#include "manifest_spec.h"
 #include "nodes.h"
 #include "service.h"
 #include "task.h"

@@ -3,7 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "manifest.h"
+#include "manifest_json.h"
+#include "manifest_spec.h"
 #include "nodes.h"
 #include "service-t.h"
 #include "task.h"

@@ -8,7 +8,8 @@
 
 #include "err.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifest_json.h"
+#include "manifest_spec.h"
 #include "server-t.h"
 #include "shoal.pb-c.h"
 #include "util.h"

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "manifest.h"
+#include "manifest_spec.h"
 #include "update-t.h"
 
 struct task;

@@ -7,7 +7,8 @@
 
 #include "err.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifest_json.h"
+#include "manifest_spec.h"
 #include "task.h"
 #include "util.h"
 

@@ -6,7 +6,8 @@
 
 #include "err.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifest_json.h"
+#include "manifest_spec.h"
 #include "reconcile_pass.h"
 #include "server-t.h"
 #include "service.h"

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "runtime/container.h"
+#include "fdio.h"
 #include "runtime/cgroup.h"
 #include "runtime/logfile.h"
 #include "err.h"
@@ -57,22 +58,6 @@ notify(struct shim *s, const struct container_msg *m)
 	}
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void
 log_rotate(struct shim *s)
 {
@@ -89,7 +74,7 @@ log_write(struct shim *s, const char *p, size_t n)
 		log_rotate(s);
 	/* A full disk must not stop the relay (the container would block on a full pipe): the
 	 * output is then lost, not the container. */
-	if (s->log_fd >= 0 && write_all(s->log_fd, p, n) == 0)
+	if (s->log_fd >= 0 && fdio_write_all(s->log_fd, p, n) == 0)
 		s->log_size += (off_t)n;
 }
 
@@ -125,7 +110,7 @@ relay(struct shim *s, int i)
 		return 0;
 	}
 	log_records(s, i + 1, buf, (size_t)n);
-	if (s->attach[i] >= 0 && write_all(s->attach[i], buf, (size_t)n) == -1) {
+	if (s->attach[i] >= 0 && fdio_write_all(s->attach[i], buf, (size_t)n) == -1) {
 		close(s->attach[i]);
 		s->attach[i] = -1;
 	}

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fdio.h"
 #include "runtime/container.h"
 #include "verb.h"
 
@@ -24,21 +25,6 @@ on_winch(int sig)
 {
 	(void)sig;
 	winch = 1;
-}
-
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 /*
@@ -84,20 +70,20 @@ relay_tty(int master, pid_t pid, bool input)
 		if (pf[0].revents) {
 			ssize_t n = read(0, buf, sizeof(buf));
 			if (n > 0) {
-				(void)write_all(master, buf, (size_t)n);
+				(void)fdio_write_all(master, buf, (size_t)n);
 			} else if (n == 0 || errno != EINTR) {
 				struct termios t;
 				/* Input ended (a pipe): the terminal's end-of-file key, so a shell
 				 * reading it ends as it would at a keyboard. */
 				in_open = false;
 				if (tcgetattr(master, &t) == 0)
-					(void)write_all(master, (const char *)&t.c_cc[VEOF], 1);
+					(void)fdio_write_all(master, (const char *)&t.c_cc[VEOF], 1);
 			}
 		}
 		if (pf[1].revents) {
 			ssize_t n = read(master, buf, sizeof(buf));
 			if (n > 0)
-				(void)write_all(1, buf, (size_t)n);
+				(void)fdio_write_all(1, buf, (size_t)n);
 			else if (n == 0 || errno != EINTR)
 				out_open = false; /* EIO: nothing holds the terminal any more */
 		}
@@ -108,7 +94,7 @@ relay_tty(int master, pid_t pid, bool input)
 
 			(void)fcntl(master, F_SETFL, fl | O_NONBLOCK);
 			while (out_open && (n = read(master, buf, sizeof(buf))) > 0)
-				(void)write_all(1, buf, (size_t)n);
+				(void)fdio_write_all(1, buf, (size_t)n);
 			done = true;
 		}
 	}

@@ -24,12 +24,9 @@
 	"                              (default this machine's)\n"
 
 /* The options pull and push share; argv is consumed up to the first operand. */
-int shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
-                          const char *usage);
-
-int
-shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
-                      const char *usage)
+static int
+registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
+              const char *usage)
 {
 	size_t n = 0;
 	int i;
@@ -52,6 +49,29 @@ shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char
 	return i;
 }
 
+int
+shoalrt_registry_begin(struct shoalrt_ctx *ctx, int argc, char **argv, int nargs, bool platform_ok,
+                       const char *usage, struct registry_opts *o, const char ***insecure,
+                       struct image_store **store)
+{
+	struct shoal_err err = {0};
+	int i = registry_opts(argc, argv, o, insecure, usage);
+
+	if (i == -1 || i != argc - nargs || (o->platform && !platform_ok)) {
+		if (i != -1)
+			fputs(usage, stderr);
+		free(*insecure);
+		return -1;
+	}
+	*store = image_store_open(ctx->root, &err);
+	if (*store == NULL) {
+		fprintf(stderr, "shoalrt: store %s: %s\n", ctx->root, err.msg);
+		free(*insecure);
+		return -1;
+	}
+	return i;
+}
+
 static int
 pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 {
@@ -64,19 +84,9 @@ pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	char size[32];
 	int i;
 
-	i = shoalrt_registry_opts(argc, argv, &o, &insecure, PULL_USAGE);
-	if (i == -1 || i != argc - 1) {
-		if (i != -1)
-			fputs(PULL_USAGE, stderr);
-		free(insecure);
+	i = shoalrt_registry_begin(ctx, argc, argv, 1, true, PULL_USAGE, &o, &insecure, &s);
+	if (i == -1)
 		return 1;
-	}
-	s = image_store_open(ctx->root, &err);
-	if (s == NULL) {
-		fprintf(stderr, "shoalrt: store %s: %s\n", ctx->root, err.msg);
-		free(insecure);
-		return 1;
-	}
 	if (registry_pull(s, argv[i], &o, &st, &stored, &err) == -1) {
 		fprintf(stderr, "shoalrt: %s\n", err.msg);
 		image_store_close(s);

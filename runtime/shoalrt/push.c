@@ -20,9 +20,6 @@
 	"                              (default $REGISTRY_AUTH_FILE)\n"                            \
 	"  --insecure-registry H:P     speak plain HTTP to registry H:P (repeatable)\n"
 
-int shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
-                          const char *usage);
-
 static int
 push_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 {
@@ -34,19 +31,9 @@ push_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	char size[32];
 	int i;
 
-	i = shoalrt_registry_opts(argc, argv, &o, &insecure, PUSH_USAGE);
-	if (i == -1 || i != argc - 2 || o.platform) {
-		if (i != -1)
-			fputs(PUSH_USAGE, stderr);
-		free(insecure);
+	i = shoalrt_registry_begin(ctx, argc, argv, 2, false, PUSH_USAGE, &o, &insecure, &s);
+	if (i == -1)
 		return 1;
-	}
-	s = image_store_open(ctx->root, &err);
-	if (s == NULL) {
-		fprintf(stderr, "shoalrt: store %s: %s\n", ctx->root, err.msg);
-		free(insecure);
-		return 1;
-	}
 	if (registry_push(s, argv[i], argv[i + 1], &o, &st, &err) == -1) {
 		fprintf(stderr, "shoalrt: %s\n", err.msg);
 		image_store_close(s);

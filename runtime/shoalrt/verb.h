@@ -5,6 +5,8 @@
  * shoalrt is a thin front end over the runtime library, one file per verb (crun's layout).
  * Each verb file registers itself with SHOALRT_VERB, so adding a verb touches no shared table.
  */
+#include <stdbool.h>
+
 struct shoalrt_ctx {
 	const char *root; /* --root, else $SHOAL_ROOT, else /var/lib/shoal */
 	int json;         /* -o json */
@@ -31,6 +33,19 @@ struct shoal_err;
  */
 int shoalrt_each(struct shoalrt_ctx *ctx, const char *verb, int argc, char **argv,
                  int (*op)(struct container *c, void *arg, struct shoal_err *err), void *arg);
+
+struct image_store;
+struct registry_opts;
+
+/*
+ * What pull and push do first: their shared options into *o (--insecure-registry into
+ * *insecure), then exactly nargs operands (--platform only when platform_ok), then the store
+ * open. Returns the index of the first operand, with *insecure to free and *store to close; -1
+ * after saying why (nothing left to free).
+ */
+int shoalrt_registry_begin(struct shoalrt_ctx *ctx, int argc, char **argv, int nargs,
+                           bool platform_ok, const char *usage, struct registry_opts *o,
+                           const char ***insecure, struct image_store **store);
 
 #define SHOALRT_VERB(id, vname, vsummary, vusage, fn)                                              \
 	static struct shoalrt_verb verb_##id = {vname, vsummary, vusage, fn, 0};                   \

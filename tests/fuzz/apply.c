@@ -11,7 +11,7 @@
 
 #include "err.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifest_spec.h"
 #include "scheduler/server.h"
 #include "scheduler/service.h"
 #include "scheduler/service_apply.h"

@@ -27,11 +27,14 @@
 #include "cli/apply.h"
 #include "cli/client.h"
 #include "cli/logs.h"
+#include "cli/nodes.h"
 #include "cli/ps.h"
 #include "cli/services.h"
 #include "err.h"
+#include "fixture.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifest_json.h"
+#include "manifest_spec.h"
 #include "rpc.h"
 #include "token.h"
 #include "util.h"
@@ -230,8 +233,7 @@ tmp_setup(void **state)
 {
 	struct tmpdir *d = xcalloc(1, sizeof(*d));
 
-	snprintf(d->dir, sizeof(d->dir), "/tmp/shoal-cli-test.XXXXXX");
-	if (mkdtemp(d->dir) == NULL)
+	if (fixture_tmpdir(d->dir, sizeof(d->dir), "cli") == -1)
 		return -1;
 	*state = d;
 	return 0;
@@ -241,9 +243,8 @@ static int
 tmp_teardown(void **state)
 {
 	struct tmpdir *d = *state;
-	cleanup_free char *cmd = xasprintf("rm -rf '%s'", d->dir);
 
-	if (system(cmd) != 0)
+	if (fixture_rmtree(d->dir) == -1)
 		return -1;
 	free(d);
 	return 0;
@@ -441,9 +442,7 @@ enum fake_mode {
 };
 
 struct fake {
-	int lfd;
-	uint16_t port;
-	struct event_base *base;
+	struct fixture_rpc_server srv;
 	enum fake_mode mode;
 	uint64_t seen_id;
 	bool follow;
@@ -478,7 +477,7 @@ fake_hangup(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	rpc_free(f->hang);
 	f->hang = NULL;
-	event_base_loopexit(f->base, &tv);
+	event_base_loopexit(f->srv.base, &tv);
 }
 
 static void
@@ -509,7 +508,7 @@ fake_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		/* Close once the chunk is out; the loop then runs on to finish the close. */
 		struct timeval tv = {0, 100 * 1000};
 		f->hang = c;
-		event_base_once(f->base, -1, EV_TIMEOUT, fake_hangup, f, &tv);
+		event_base_once(f->srv.base, -1, EV_TIMEOUT, fake_hangup, f, &tv);
 		return;
 	}
 	fake_send_chunk(c, env->id, "web.2.b", "two\n", false);
@@ -523,48 +522,10 @@ fake_closed(struct rpc_conn *c, const char *reason, void *arg)
 
 	(void)c;
 	(void)reason;
-	event_base_loopbreak(f->base);
+	event_base_loopbreak(f->srv.base);
 }
 
-static void
-fake_accept(evutil_socket_t fd, short what, void *arg)
-{
-	static const struct rpc_callbacks cb = {.message = fake_message, .closed = fake_closed};
-	struct fake *f = arg;
-	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-
-	(void)what;
-	if (cfd >= 0)
-		rpc_accept(f->base, cfd, "cli", &ident, NULL, &cb, f);
-}
-
-static void *
-fake_main(void *arg)
-{
-	struct fake *f = arg;
-	struct event *ev = event_new(f->base, f->lfd, EV_READ | EV_PERSIST, fake_accept, f);
-
-	event_add(ev, NULL);
-	event_base_dispatch(f->base);
-	event_free(ev);
-	return NULL;
-}
-
-static int
-listen_loopback(uint16_t *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(fd, 8), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
+static const struct rpc_callbacks fake_cb = {.message = fake_message, .closed = fake_closed};
 
 struct collected {
 	struct logs_printer p;
@@ -596,19 +557,19 @@ run_stream(struct tmpdir *d, enum fake_mode mode, char **out, struct shoal_err *
 	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
 	struct collected c = {.p = {.prefix = true}};
 	size_t len = 0;
-	pthread_t th;
 	int rc;
 
 	token_format(&ident.admin, tokstr, sizeof(tokstr));
 	tokpath = write_file(d, "admin.token", tokstr);
 	memset(f, 0, sizeof(*f));
 	f->mode = mode;
-	f->lfd = listen_loopback(&f->port);
-	f->base = event_base_new();
-	snprintf(where, sizeof(where), "127.0.0.1:%u", f->port);
+	f->srv.cb = &fake_cb;
+	f->srv.arg = f;
+	f->srv.ident = &ident;
+	fixture_rpc_server_start(&f->srv);
+	snprintf(where, sizeof(where), "127.0.0.1:%u", f->srv.port);
 	ctx.scheduler = where;
 	ctx.token_file = tokpath;
-	assert_int_equal(pthread_create(&th, NULL, fake_main, f), 0);
 	lr.task = "web";
 	lr.follow = true;
 	lr.tail = -1;
@@ -619,9 +580,7 @@ run_stream(struct tmpdir *d, enum fake_mode mode, char **out, struct shoal_err *
 	logs_printer_flush(&c.p, c.out);
 	logs_printer_free(&c.p);
 	fclose(c.out);
-	pthread_join(th, NULL);
-	event_base_free(f->base);
-	close(f->lfd);
+	fixture_rpc_server_join(&f->srv);
 	assert_int_equal(f->seen_id, req.id);
 	return rc;
 }
@@ -649,7 +608,7 @@ test_client_stream(void **state)
 	assert_int_equal(run_stream(d, FAKE_HANGUP, &out, &err, &f), -1);
 	assert_string_equal(out, "web.1.a | one\n");
 	snprintf(want, sizeof(want), "scheduler at 127.0.0.1:%u: connection closed by peer",
-	         f.port);
+	         f.srv.port);
 	assert_string_equal(err.msg, want);
 	free(out);
 }
@@ -677,7 +636,7 @@ test_client_stream_unreachable(void **state)
 	req.logs = &lr;
 
 	/* Nobody listening. */
-	fd = listen_loopback(&port);
+	fd = fixture_listen_loopback(&port);
 	close(fd);
 	snprintf(where, sizeof(where), "127.0.0.1:%u", port);
 	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
@@ -685,7 +644,7 @@ test_client_stream_unreachable(void **state)
 	assert_string_equal(err.msg, want);
 
 	/* A listener that never answers: the handshake deadline holds even when following. */
-	fd = listen_loopback(&port);
+	fd = fixture_listen_loopback(&port);
 	snprintf(where, sizeof(where), "127.0.0.1:%u", port);
 	t0 = util_now_ms();
 	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
@@ -718,6 +677,64 @@ group_setup(void **state)
 	return 0;
 }
 
+/* The stderr of cmd(ctx, argc, argv), whose exit code must be 1: a usage mistake is caught
+ * before any request (no scheduler here). Caller frees. */
+static char *
+usage_error(int (*cmd)(struct cli_ctx *, int, char **), int argc, char **argv)
+{
+	struct cli_ctx ctx = {.timeout_ms = 100, .scheduler = "127.0.0.1:1"};
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = tmpfile();
+	int saved = dup(2), rc;
+
+	assert_non_null(f);
+	fflush(stderr);
+	dup2(fileno(f), 2);
+	rc = cmd(&ctx, argc, argv);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	assert_int_equal(rc, 1);
+	rewind(f);
+	assert_true(getdelim(&buf, &len, '\0', f) > 0);
+	fclose(f);
+	return buf;
+}
+
+/* `shoal node rm` and `node update` share their argument handling: the same words for the
+ * same mistakes. */
+static void
+test_node_args(void **state)
+{
+	static const struct {
+		char *argv[5];
+		const char *want;
+	} cases[] = {
+	    {{"node", "rm"}, "shoal node rm: want one NODE\n"},
+	    {{"node", "rm", "a", "b"}, "shoal node rm: unexpected argument b\n"},
+	    {{"node", "rm", "-x", "a"}, "shoal node rm: unexpected argument -x\n"},
+	    {{"node", "update", "--label-add", "k=v"}, "shoal node update: want one NODE\n"},
+	    {{"node", "update", "a", "b"}, "shoal node update: unexpected argument b\n"},
+	    {{"node", "update", "a"}, "shoal node update: nothing to change"},
+	    {{"node", "update", "a", "--label-rm"}, "shoal node update: --label-rm wants a value"},
+	    {{"node", "ls"}, "shoal node: want a subcommand (rm, update)"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int argc = 0;
+		char *out;
+
+		while (argc < 5 && cases[i].argv[argc] != NULL)
+			argc++;
+		out = usage_error(nodes_node_cmd, argc, (char **)cases[i].argv);
+		if (strncmp(out, cases[i].want, strlen(cases[i].want)) != 0)
+			fail_msg("case %zu: got \"%s\"", i, out);
+		free(out);
+	}
+}
+
 int
 main(void)
 {
@@ -733,6 +750,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_apply_stdin, tmp_setup, tmp_teardown),
 	    cmocka_unit_test(test_logs_printer),
 	    cmocka_unit_test(test_logs_args),
+	    cmocka_unit_test(test_node_args),
 	    cmocka_unit_test_setup_teardown(test_client_stream, tmp_setup, tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_client_stream_unreachable, tmp_setup,
 	                                    tmp_teardown),

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <sodium.h>
 
+#include "fixture.h"
 #include "err.h"
 #include "scheduler/events.h"
 #include "log.h"
@@ -76,19 +77,6 @@ test_prom_format(void **state)
 	evbuffer_free(b);
 }
 
-static uint16_t
-free_port(void)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, len), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	return ntohs(sin.sin_port);
-}
-
 struct fixture {
 	char dir[64];
 	struct sched_server srv;
@@ -114,8 +102,8 @@ fixture_up(struct fixture *f, const char *http_host)
 	assert_true(made);
 	token_format(&rd, f->read, sizeof(f->read));
 	identity_wipe(&id);
-	snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
-	snprintf(http, sizeof(http), "%s:%u", http_host, free_port());
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", fixture_free_port());
+	snprintf(http, sizeof(http), "%s:%u", http_host, fixture_free_port());
 	so.data_dir = f->dir;
 	so.listen = listen;
 	so.http = http;

@@ -21,6 +21,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "fixture.h"
 #include "err.h"
 #include "runtime/digest.h"
 #include "runtime/image.h"
@@ -231,8 +232,7 @@ setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	snprintf(f->top, sizeof(f->top), "/tmp/shoal-image-test.XXXXXX");
-	if (mkdtemp(f->top) == NULL)
+	if (fixture_tmpdir(f->top, sizeof(f->top), "image") == -1)
 		return -1;
 	snprintf(f->root, sizeof(f->root), "%s/root", f->top);
 	snprintf(f->src, sizeof(f->src), "%s/src", f->top);
@@ -245,18 +245,10 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	struct shoal_err err;
-	int rc = layer_remove_tree(f->top, &err);
+	int rc = fixture_rmtree(f->top);
 
 	free(f);
 	return rc;
-}
-
-static void
-need_root(void)
-{
-	if (geteuid() != 0)
-		skip();
 }
 
 static void
@@ -366,7 +358,7 @@ test_import_roundtrip(void **state)
 	struct stat sb;
 	size_t n;
 
-	need_root();
+	fixture_need_root();
 	make_app(f, &l, "app_v1", "test/app:v1", 1);
 	s = image_store_open(f->root, &err);
 	assert_non_null(s);
@@ -431,7 +423,7 @@ test_shared_base_and_rmi(void **state)
 	struct image_gc_stats st;
 	char path[512], layers[256], blobs[256];
 
-	need_root();
+	fixture_need_root();
 	make_app(f, &a, "app_1", "test/app:1", 1);
 	make_app(f, &b, "app_2", "test/app:2", 2);
 	assert_string_equal(a.layers[0], b.layers[0]);
@@ -500,7 +492,7 @@ test_failed_imports_leave_store_unchanged(void **state)
 	struct image_store *s;
 	char path[512], *want;
 
-	need_root();
+	fixture_need_root();
 	/* A store with something in it already: the shared base must survive untouched. */
 	make_app(f, &good, "good", "test/app:1", 1);
 	s = image_store_open(f->root, &err);
@@ -687,7 +679,7 @@ test_layers_by_diff_id(void **state)
 	size_t tlen, gzlen, zstlen;
 	int have_zstd;
 
-	need_root();
+	fixture_need_root();
 	tar_bytes(base_files, ARRAY_SIZE(base_files), &tar, &tlen);
 	digest_buf(tar, tlen, diff);
 	assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_GZIP, &gzb, &gzlen), 1);
@@ -774,7 +766,7 @@ test_old_store_layer_dirs(void **state)
 	char *tar, *gzb, diff[DIGEST_STR_LEN + 1], from[1024], to[1024], layers[256];
 	size_t tlen, gzlen;
 
-	need_root();
+	fixture_need_root();
 	tar_bytes(base_files, ARRAY_SIZE(base_files), &tar, &tlen);
 	digest_buf(tar, tlen, diff);
 	assert_int_equal(compress_bytes(tar, tlen, ARCHIVE_FILTER_GZIP, &gzb, &gzlen), 1);
@@ -823,7 +815,7 @@ test_diff_id_mismatch(void **state)
 	char *tar, *top, *gzb, diff[DIGEST_STR_LEN + 1], wrong[DIGEST_STR_LEN + 1];
 	size_t tlen, toplen, gzlen;
 
-	need_root();
+	fixture_need_root();
 	tar_bytes(base_files, ARRAY_SIZE(base_files), &tar, &tlen);
 	digest_buf(tar, tlen, diff);
 	tar_bytes(top1_files, ARRAY_SIZE(top1_files), &top, &toplen);
@@ -859,7 +851,7 @@ test_size_cap(void **state)
 	static char big[8193];
 	char *want;
 
-	need_root();
+	fixture_need_root();
 	make_app(f, &good, "good", "test/app:1", 1);
 	s = image_store_open(f->root, &err);
 	assert_int_equal(image_import(s, good.dir, NULL, NULL, &err), 0);

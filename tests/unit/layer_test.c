@@ -22,6 +22,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "fixture.h"
 #include "err.h"
 #include "runtime/layer.h"
 #include "util.h"
@@ -102,8 +103,7 @@ setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	snprintf(f->top, sizeof(f->top), "/tmp/shoal-layer-test.XXXXXX");
-	if (mkdtemp(f->top) == NULL)
+	if (fixture_tmpdir(f->top, sizeof(f->top), "layer") == -1)
 		return -1;
 	snprintf(f->archive, sizeof(f->archive), "%s/layer.tar", f->top);
 	snprintf(f->dest, sizeof(f->dest), "%s/layer", f->top);
@@ -118,18 +118,10 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	struct shoal_err err;
-	int rc = layer_remove_tree(f->top, &err);
+	int rc = fixture_rmtree(f->top);
 
 	free(f);
 	return rc;
-}
-
-static void
-need_root(void)
-{
-	if (geteuid() != 0)
-		skip();
 }
 
 static int
@@ -161,7 +153,7 @@ test_whiteouts(void **state)
 	char path[256], val[8];
 	ssize_t n;
 
-	need_root();
+	fixture_need_root();
 	write_tar(f->archive, e, ARRAY_SIZE(e), 1);
 	assert_int_equal(layer_unpack(f->archive, f->dest, LAYER_OCI, &st, &err), 0);
 
@@ -210,7 +202,7 @@ test_owners_modes_links(void **state)
 	char path[256], link[64], val[16];
 	ssize_t n;
 
-	need_root();
+	fixture_need_root();
 	write_tar(f->archive, e, ARRAY_SIZE(e), 0);
 	if (layer_unpack(f->archive, f->dest, LAYER_OCI, NULL, &err) != 0)
 		fail_msg("%s", err.msg);
@@ -256,7 +248,7 @@ test_refuse_dotdot(void **state)
 	struct fixture *f = *state;
 	const struct ent e[] = {{"a/../../outside/evil", AE_IFREG, "x", 0644, 0, 0, 0, NULL}};
 
-	need_root();
+	fixture_need_root();
 	expect_refused(f, e, 1, "a/../../outside/evil", "\"..\" refused");
 }
 
@@ -267,7 +259,7 @@ test_refuse_absolute(void **state)
 	char abs[160];
 	struct ent e[] = {{abs, AE_IFREG, "x", 0644, 0, 0, 0, NULL}};
 
-	need_root();
+	fixture_need_root();
 	snprintf(abs, sizeof(abs), "%s/evil", f->outside);
 	expect_refused(f, e, 1, abs, "absolute path refused");
 }
@@ -284,7 +276,7 @@ test_refuse_hardlink_escape(void **state)
 	};
 	struct shoal_err err;
 
-	need_root();
+	fixture_need_root();
 	/* A file outside that a hardlink through a symlink would pin into the layer. */
 	snprintf(target, sizeof(target), "%s/secret", f->outside);
 	expect_refused(f, dotdot, 1, "\"h\"", "hardlink target");
@@ -316,7 +308,7 @@ test_refuse_write_through_symlink(void **state)
 	    {"s/evil", AE_IFREG, "x", 0644, 0, 0, 0, NULL},
 	};
 
-	need_root();
+	fixture_need_root();
 	expect_refused(f, e, 2, "s/evil", "symlink");
 }
 
@@ -329,7 +321,7 @@ test_refuse_whiteout_through_symlink(void **state)
 	    {"s/.wh.x", AE_IFREG, NULL, 0, 0, 0, 0, NULL},
 	};
 
-	need_root();
+	fixture_need_root();
 	expect_refused(f, e, 2, "s/.wh.x", "symlink");
 }
 
@@ -345,7 +337,7 @@ test_refuse_devices(void **state)
 	struct stat sb;
 	char path[256];
 
-	need_root();
+	fixture_need_root();
 	expect_refused(f, chr, 1, "dev/null", "device node refused (char 1:3)");
 	expect_refused(f, blk, 1, "dev/sda", "device node refused (block 8:0)");
 	snprintf(path, sizeof(path), "%s/dev/null", f->dest);
@@ -431,7 +423,7 @@ test_size_and_remove(void **state)
 	uint64_t bytes;
 	struct stat sb;
 
-	need_root();
+	fixture_need_root();
 	write_tar(f->archive, e, ARRAY_SIZE(e), 0);
 	assert_int_equal(layer_unpack(f->archive, f->dest, LAYER_OCI, NULL, &err), 0);
 	assert_int_equal(layer_size(f->dest, &bytes, &err), 0);
@@ -477,7 +469,7 @@ test_refuse_decompression_bomb(void **state)
 	uint64_t bytes = 1;
 	struct stat sb;
 
-	need_root();
+	fixture_need_root();
 	write_zero_bomb(f->archive, 200);
 	assert_int_equal(stat(f->archive, &sb), 0);
 	assert_true(sb.st_size < 512 * 1024);
@@ -511,7 +503,7 @@ test_max_bytes(void **state)
 	struct stat sb;
 	char path[256];
 
-	need_root();
+	fixture_need_root();
 	memset(big, 'x', sizeof(big) - 1);
 	write_tar(f->archive, e, ARRAY_SIZE(e), 0);
 	assert_int_equal(layer_unpack_limited(f->archive, f->dest, LAYER_OCI, &lim, NULL, &err),

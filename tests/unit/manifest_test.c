@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "manifest.h"
+#include "manifest_internal.h"
+#include "manifest_json.h"
 #include "err.h"
 #include "util.h"
 
@@ -1188,22 +1190,165 @@ test_proxy_mode_keys(void **state)
 	manifest_spec_free(&s);
 }
 
+/*
+ * Each limit of the one table (manifest_internal.h) holds the same for the YAML reader and for a
+ * JSON spec as the scheduler takes it (manifest_spec_from_json, then manifest_spec_check: apply
+ * and scale alike): both accept the bounds, both refuse one past them, and where the message
+ * names the range it names the same one. A limit changed in one reader only fails here.
+ */
+struct limit_case {
+	enum limit_id id;
+	const char *yaml; /* the key, with %s for the value */
+	const char *json; /* the key, with %s for the value */
+	int scale;        /* the value in YAML is the number / scale, three decimals (cpus) */
+	bool zero_unset;  /* 0 in the spec means unset: min - 1 == 0 is not a violation */
+	long long past;   /* how far past max to test (0: 1); a size in YAML is read as a double */
+};
+
+/* tmpl with its one %s replaced by val. Caller frees. */
+static char *
+limit_subst(const char *tmpl, const char *val)
+{
+	const char *at = strstr(tmpl, "%s");
+	char *out;
+
+	assert_non_null(at);
+	assert_true(asprintf(&out, "%.*s%s%s", (int)(at - tmpl), tmpl, val, at + 2) > 0);
+	return out;
+}
+
+static bool
+limit_yaml(const struct limit_case *lc, long long v, char *msg, size_t size)
+{
+	struct manifest_errors errs = {0};
+	struct manifest m;
+	char val[64], *key, *doc;
+	int r;
+
+	if (lc->scale)
+		snprintf(val, sizeof(val), "%.3f", (double)v / lc->scale);
+	else
+		snprintf(val, sizeof(val), "%lld", v);
+	key = limit_subst(lc->yaml, val);
+	assert_true(asprintf(&doc, "service: web\nimage: x\n%s\n", key) > 0);
+	r = manifest_parse_buffer("t.yaml", doc, strlen(doc), &m, &errs);
+	snprintf(msg, size, "%s", errs.n ? errs.lines[0] : "");
+	if (r == 0)
+		manifest_free(&m);
+	manifest_errors_free(&errs);
+	free(key);
+	free(doc);
+	return r == 0;
+}
+
+static bool
+limit_json(const struct limit_case *lc, long long v, char *msg, size_t size)
+{
+	struct manifest_errors errs = {0};
+	struct service_spec s;
+	struct shoal_err err;
+	char val[32], *key, *doc;
+	int r;
+
+	snprintf(val, sizeof(val), "%lld", v);
+	key = limit_subst(lc->json, val);
+	assert_true(asprintf(&doc, "{\"name\":\"web\",\"image\":\"x\",%s}", key) > 0);
+	if (manifest_spec_from_json(doc, &s, &err) == -1) {
+		snprintf(msg, size, "%s", err.msg);
+		r = -1;
+	} else {
+		r = manifest_spec_check(&s, NULL, &errs);
+		snprintf(msg, size, "%s", errs.n ? errs.lines[0] : "");
+		manifest_spec_free(&s);
+	}
+	manifest_errors_free(&errs);
+	free(key);
+	free(doc);
+	return r == 0;
+}
+
+static void
+test_limits_one_table(void **state)
+{
+	static const struct limit_case cases[] = {
+	    {LIM_REPLICAS, "replicas: %s", "\"replicas\":%s", 0, false, 0},
+	    {LIM_RESTART_MAX, "restart: {max_attempts: %s}", "\"restart\":{\"max_attempts\":%s}", 0,
+	     false, 0},
+	    {LIM_MAX_PER_NODE, "placement: {max_per_node: %s}",
+	     "\"placement\":{\"max_per_node\":%s}", 0, false, 0},
+	    {LIM_PARALLELISM, "update: {parallelism: %s}", "\"update\":{\"parallelism\":%s}", 0,
+	     false, 0},
+	    {LIM_RETRIES, "health: {tcp: 80, retries: %s}",
+	     "\"health\":{\"kind\":\"tcp\",\"port\":80,\"retries\":%s}", 0, false, 0},
+	    {LIM_PORT, "ports: [{published: 80, target: %s}]",
+	     "\"ports\":[{\"published\":80,\"target\":%s}]", 0, false, 0},
+	    {LIM_CPU_MILLIS, "resources: {cpus: %s}", "\"resources\":{\"cpu_millis\":%s}", 1000,
+	     true, 0},
+	    {LIM_MEMORY, "resources: {memory: %s}", "\"resources\":{\"memory_bytes\":%s}", 0, true,
+	     1000000000000000LL},
+	    {LIM_PIDS, "resources: {pids: %s}", "\"resources\":{\"pids\":%s}", 0, true, 0},
+	    {LIM_DURATION, "restart: {delay: %sms}", "\"restart\":{\"delay_ms\":%s}", 0, false, 0},
+	    {LIM_MAX_CONNS, "proxy: {max_conns_per_replica: %s}",
+	     "\"proxy\":{\"max_conns_per_replica\":%s}", 0, false, 0},
+	};
+	char ym[512], jm[512], range[96];
+
+	(void)state;
+	assert_int_equal(ARRAY_SIZE(cases), LIM_COUNT);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const struct limit_case *lc = &cases[i];
+		long long min = manifest_limits[lc->id].min, max = manifest_limits[lc->id].max;
+		long long bad[2] = {max + (lc->past ? lc->past : 1), min - 1};
+
+		assert_int_equal(lc->id, i);
+		print_message("limit %zu: %lld to %lld\n", i, min, max);
+		assert_true(limit_yaml(lc, min, ym, sizeof(ym)));
+		assert_true(limit_json(lc, min, jm, sizeof(jm)));
+		assert_true(limit_yaml(lc, max, ym, sizeof(ym)));
+		assert_true(limit_json(lc, max, jm, sizeof(jm)));
+		for (int k = 0; k < 2; k++) {
+			if (k == 1 && bad[k] == 0 && lc->zero_unset)
+				continue;
+			assert_false(limit_yaml(lc, bad[k], ym, sizeof(ym)));
+			assert_false(limit_json(lc, bad[k], jm, sizeof(jm)));
+			snprintf(range, sizeof(range), "must be between %lld and %lld", min, max);
+			if (strstr(ym, range) != NULL && strstr(jm, "out of range") == NULL) {
+				print_message("  yaml: %s\n  json: %s\n", ym, jm);
+				assert_non_null(strstr(jm, range));
+			}
+		}
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_web_example),        cmocka_unit_test(test_block_equals_flow),
-	    cmocka_unit_test(test_defaults),           cmocka_unit_test(test_multiple_documents),
-	    cmocka_unit_test(test_units_and_forms),    cmocka_unit_test(test_examples_dir),
-	    cmocka_unit_test(test_errors_keys),        cmocka_unit_test(test_errors_values),
-	    cmocka_unit_test(test_errors_health),      cmocka_unit_test(test_errors_syntax),
-	    cmocka_unit_test(test_three_mistakes),     cmocka_unit_test(test_duplicates),
-	    cmocka_unit_test(test_error_cap),          cmocka_unit_test(test_deep_nesting),
-	    cmocka_unit_test(test_deep_nesting_fast),  cmocka_unit_test(test_size_cap),
-	    cmocka_unit_test(test_image_reference),    cmocka_unit_test(test_spec_check),
-	    cmocka_unit_test(test_parse_file_missing), cmocka_unit_test(test_json_round_trip),
-	    cmocka_unit_test(test_from_json),          cmocka_unit_test(test_spec_equal_and_copy),
-	    cmocka_unit_test(test_constraint),         cmocka_unit_test(test_proxy_keys),
+	    cmocka_unit_test(test_web_example),
+	    cmocka_unit_test(test_limits_one_table),
+	    cmocka_unit_test(test_block_equals_flow),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_multiple_documents),
+	    cmocka_unit_test(test_units_and_forms),
+	    cmocka_unit_test(test_examples_dir),
+	    cmocka_unit_test(test_errors_keys),
+	    cmocka_unit_test(test_errors_values),
+	    cmocka_unit_test(test_errors_health),
+	    cmocka_unit_test(test_errors_syntax),
+	    cmocka_unit_test(test_three_mistakes),
+	    cmocka_unit_test(test_duplicates),
+	    cmocka_unit_test(test_error_cap),
+	    cmocka_unit_test(test_deep_nesting),
+	    cmocka_unit_test(test_deep_nesting_fast),
+	    cmocka_unit_test(test_size_cap),
+	    cmocka_unit_test(test_image_reference),
+	    cmocka_unit_test(test_spec_check),
+	    cmocka_unit_test(test_parse_file_missing),
+	    cmocka_unit_test(test_json_round_trip),
+	    cmocka_unit_test(test_from_json),
+	    cmocka_unit_test(test_spec_equal_and_copy),
+	    cmocka_unit_test(test_constraint),
+	    cmocka_unit_test(test_proxy_keys),
 	    cmocka_unit_test(test_proxy_mode_keys),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);

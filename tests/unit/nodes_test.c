@@ -12,6 +12,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "fixture.h"
 #include "err.h"
 #include "scheduler/nodes.h"
 #include "scheduler/store.h"
@@ -27,8 +28,7 @@ setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/shoal-nodes-test.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (fixture_tmpdir(f->dir, sizeof(f->dir), "nodes") == -1)
 		return -1;
 	snprintf(f->db, sizeof(f->db), "%s/state.db", f->dir);
 	*state = f;
@@ -39,9 +39,8 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	cleanup_free char *cmd = xasprintf("rm -rf '%s'", f->dir);
 
-	if (system(cmd) != 0)
+	if (fixture_rmtree(f->dir) == -1)
 		return -1;
 	free(f);
 	return 0;

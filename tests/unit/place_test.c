@@ -11,7 +11,7 @@
 #include <sodium.h>
 
 #include "err.h"
-#include "manifest.h"
+#include "manifest_spec.h"
 #include "scheduler/nodes.h"
 #include "scheduler/place.h"
 #include "scheduler/service.h"

@@ -26,6 +26,7 @@
 
 #include <event2/event.h>
 
+#include "fixture.h"
 #include "err.h"
 #include "agent/lb_rr.h"
 #include "log.h"
@@ -825,29 +826,6 @@ test_default_max_conns(void **state)
 	assert_int_equal(proxy_default_max_conns(100), 1);
 }
 
-static int
-open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d) != NULL)
-		n++;
-	closedir(d);
-	return n;
-}
-
-static int64_t
-cpu_ms(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
-	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
-}
-
 /* Hostile: clients waiting while the fd table is full. accept() fails with EMFILE and the
  * listener stays readable: the worker must pause accepting, not spin on it (a scheduler spun
  * at 75% of a core and wrote 584,504 lines in 4 s that way). */
@@ -872,7 +850,8 @@ test_emfile_pauses(void **state)
 	}
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
 	low = saved;
-	low.rlim_cur = (rlim_t)open_fds() + 20; /* room for ~10 proxied clients (2 fds each) */
+	low.rlim_cur =
+	    (rlim_t)fixture_open_fds() + 20; /* room for ~10 proxied clients (2 fds each) */
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
 	for (int i = 0; i < 40; i++) {
 		struct sockaddr_in sin = {.sin_family = AF_INET,
@@ -882,9 +861,9 @@ test_emfile_pauses(void **state)
 		assert_int_equal(connect(cl[i], (struct sockaddr *)&sin, sizeof(sin)), 0);
 	}
 	usleep(200 * 1000);
-	cpu0 = cpu_ms();
+	cpu0 = fixture_cpu_ms();
 	usleep(1000 * 1000);
-	used = cpu_ms() - cpu0;
+	used = fixture_cpu_ms() - cpu0;
 	n = (int)active_conns(fx.p);
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 	assert_true(n >= 1 && n < 40);

@@ -25,6 +25,7 @@
 
 #include "shoal.pb-c.h"
 #include "err.h"
+#include "fixture.h"
 #include "log.h"
 #include "rpc.h"
 #include "token.h"
@@ -740,9 +741,7 @@ test_free_in_callback(void **state)
 /* ---- rpc_call against a server thread on 127.0.0.1 ---- */
 
 struct server_thread {
-	int lfd;
-	uint16_t port;
-	struct event_base *base;
+	struct fixture_rpc_server fx;
 	struct side srv;
 	int served;
 };
@@ -755,7 +754,7 @@ st_closed(struct rpc_conn *c, const char *reason, void *arg)
 	(void)c;
 	(void)reason;
 	t->served++;
-	event_base_loopbreak(t->base);
+	event_base_loopbreak(t->fx.base);
 }
 
 static void
@@ -766,45 +765,7 @@ st_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 	on_message(c, env, &t->srv);
 }
 
-static void
-st_accept(evutil_socket_t fd, short what, void *arg)
-{
-	static const struct rpc_callbacks cb = {.message = st_message, .closed = st_closed};
-	struct server_thread *t = arg;
-	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-
-	(void)what;
-	if (cfd >= 0)
-		rpc_accept(t->base, cfd, "cli", &ident, NULL, &cb, t);
-}
-
-static void *
-server_main(void *arg)
-{
-	struct server_thread *t = arg;
-	struct event *ev = event_new(t->base, t->lfd, EV_READ | EV_PERSIST, st_accept, t);
-
-	event_add(ev, NULL);
-	event_base_dispatch(t->base);
-	event_free(ev);
-	return NULL;
-}
-
-static int
-listen_loopback(uint16_t *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(fd, 8), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
+static const struct rpc_callbacks st_cb = {.message = st_message, .closed = st_closed};
 
 static void
 test_rpc_call(void **state)
@@ -813,19 +774,19 @@ test_rpc_call(void **state)
 	Shoal__ListNodes ln = SHOAL__LIST_NODES__INIT;
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT, *reply = NULL;
 	struct shoal_err err;
-	pthread_t th;
 	char want[128];
 	int64_t t0;
 	uint16_t port;
 	int fd;
 
 	(void)state;
-	t.lfd = listen_loopback(&t.port);
-	t.base = event_base_new();
-	assert_int_equal(pthread_create(&th, NULL, server_main, &t), 0);
+	t.fx.cb = &st_cb;
+	t.fx.arg = &t;
+	t.fx.ident = &ident;
+	fixture_rpc_server_start(&t.fx);
 	req.body_case = SHOAL__ENVELOPE__BODY_LIST_NODES;
 	req.list_nodes = &ln;
-	if (rpc_call("127.0.0.1", t.port, &admin_tok, &req, &reply, 5000, &err) != 0)
+	if (rpc_call("127.0.0.1", t.fx.port, &admin_tok, &req, &reply, 5000, &err) != 0)
 		fail_msg("rpc_call: %s", err.msg);
 	assert_true(req.id != 0);
 	assert_non_null(reply);
@@ -833,13 +794,11 @@ test_rpc_call(void **state)
 	assert_int_equal(reply->body_case, SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY);
 	assert_int_equal(reply->heartbeat_reply->heartbeat_interval_ms, 1000);
 	shoal__envelope__free_unpacked(reply, NULL);
-	pthread_join(th, NULL);
+	fixture_rpc_server_join(&t.fx);
 	assert_int_equal(t.served, 1);
-	event_base_free(t.base);
-	close(t.lfd);
 
 	/* Nobody listening: refused, promptly. */
-	fd = listen_loopback(&port);
+	fd = fixture_listen_loopback(&port);
 	close(fd);
 	t0 = util_now_ms();
 	assert_int_equal(rpc_call("127.0.0.1", port, &admin_tok, &req, &reply, 5000, &err), -1);
@@ -850,7 +809,7 @@ test_rpc_call(void **state)
 	assert_true(util_now_ms() - t0 < 2000);
 
 	/* A listener that never answers: the call gives up at its deadline. */
-	fd = listen_loopback(&port);
+	fd = fixture_listen_loopback(&port);
 	t0 = util_now_ms();
 	assert_int_equal(rpc_call("127.0.0.1", port, &admin_tok, &req, &reply, 300, &err), -1);
 	snprintf(want, sizeof(want), "scheduler at 127.0.0.1:%u: no handshake within 300ms", port);

@@ -19,47 +19,11 @@
 #include <event2/event.h>
 #include <sodium.h>
 
+#include "fixture.h"
 #include "err.h"
 #include "scheduler/identity.h"
 #include "log.h"
 #include "scheduler/server.h"
-
-static int
-open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d) != NULL)
-		n++;
-	closedir(d);
-	return n;
-}
-
-static int64_t
-cpu_ms(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
-	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
-}
-
-/* A free loopback port (bound, then released: the scheduler binds it next). */
-static uint16_t
-free_port(void)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, len), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	return ntohs(sin.sin_port);
-}
 
 /*
  * Hostile: clients wait while the scheduler's fd table is full. accept() fails with EMFILE
@@ -77,7 +41,7 @@ test_emfile_pauses(void **state)
 	struct rpc_identity id;
 	struct rlimit saved, low;
 	struct timeval one_s = {1, 0};
-	uint16_t port = free_port();
+	uint16_t port = fixture_free_port();
 	int cl[60], shed = 0;
 	int64_t cpu0, used;
 
@@ -96,7 +60,7 @@ test_emfile_pauses(void **state)
 	}
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
 	low = saved;
-	low.rlim_cur = (rlim_t)open_fds() + 10; /* room for ~10 connections */
+	low.rlim_cur = (rlim_t)fixture_open_fds() + 10; /* room for ~10 connections */
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
 	for (int i = 0; i < 60; i++) {
 		struct sockaddr_in sin = {.sin_family = AF_INET,
@@ -105,10 +69,10 @@ test_emfile_pauses(void **state)
 
 		assert_int_equal(connect(cl[i], (struct sockaddr *)&sin, sizeof(sin)), 0);
 	}
-	cpu0 = cpu_ms();
+	cpu0 = fixture_cpu_ms();
 	event_base_loopexit(srv.base, &one_s);
 	event_base_dispatch(srv.base);
-	used = cpu_ms() - cpu0;
+	used = fixture_cpu_ms() - cpu0;
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 	if (used >= 300)
 		fail_msg("the scheduler spun on a full fd table: %lld ms of CPU in 1 s",

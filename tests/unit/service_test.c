@@ -14,7 +14,7 @@
 #include <sqlite3.h>
 
 #include "err.h"
-#include "manifest.h"
+#include "manifest_spec.h"
 #include "scheduler/server.h"
 #include "scheduler/service.h"
 #include "scheduler/service_apply.h"

@@ -179,6 +179,13 @@ test_parse_time(void **state)
 	assert_int_equal(ms, now);
 	assert_int_equal(events_parse_time("1796378400.5", now, &ms, &err), 0);
 	assert_int_equal(ms, now + 500);
+	/* common/when's forms (days too), and the fractions and ms only events took. */
+	assert_int_equal(events_parse_time("1d", now, &ms, &err), 0);
+	assert_int_equal(ms, now - 86400000);
+	assert_int_equal(events_parse_time("1.5h", now, &ms, &err), 0);
+	assert_int_equal(ms, now - 5400000);
+	assert_int_equal(events_parse_time("500ms", now, &ms, &err), 0);
+	assert_int_equal(ms, now - 500);
 	assert_int_equal(events_parse_time("yesterday", now, &ms, &err), -1);
 	assert_non_null(strstr(err.msg, "invalid time"));
 	assert_int_equal(events_parse_time("2026-13-04T10:00:00Z", now, &ms, &err), -1);
