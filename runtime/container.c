@@ -29,6 +29,7 @@
 #include "etcfiles.h"
 #include "rootfs.h"
 #include "spawn.h"
+#include "trace.h"
 #include "util.h"
 
 const char *
@@ -746,9 +747,11 @@ container_start(struct container *c, const struct container_attach *a, int *sync
 		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return err_set(err, 0, "could not start the shim");
+	trace_mark("shim-fork");
 	do
 		n = recv(mine, &m, sizeof(m), 0);
 	while (n == -1 && errno == EINTR);
+	trace_mark("started-reported");
 	if (n != (ssize_t)sizeof(m))
 		return err_set(err, n == -1 ? errno : EIO, "shim %s exited before reporting", shim);
 	if (m.type == CONTAINER_MSG_ERROR) {
@@ -872,6 +875,7 @@ container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err)
 	while (n == -1 && errno == EINTR);
 	if (n != (ssize_t)sizeof(*m) || m->type != CONTAINER_MSG_EXITED)
 		return err_set(err, n == -1 ? errno : 0, "shim exited without reporting the exit");
+	trace_mark("exit-reported");
 	return m->signal ? 128 + m->signal : m->exit_code;
 }
 

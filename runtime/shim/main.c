@@ -32,6 +32,7 @@
 #include "err.h"
 #include "runtime/seccomp.h"
 #include "runtime/spawn.h"
+#include "runtime/trace.h"
 #include "util.h"
 
 /* The shim's whole state: one container, its output pipes and where the output goes. */
@@ -152,9 +153,13 @@ finish(struct shim *s, int status)
 	if (cgroup_oom_killed(s->cg, &oom, &err) == 0)
 		c->oom_killed = oom;
 	(void)cgroup_destroy(s->cg, &err);
+	trace_mark("exit-cgroup-rm");
 	(void)container_save(c, &err);
-	if (c->spec.autoremove)
+	trace_mark("exit-state-saved");
+	if (c->spec.autoremove) {
 		(void)container_remove_files(c, &err);
+		trace_mark("exit-files-rm");
+	}
 	m.exit_code = c->exit_code;
 	m.signal = c->exit_signal;
 	m.oom = c->oom_killed;
@@ -218,10 +223,12 @@ run(struct shim *s, const char *root)
 	c->cgroup_manager = xstrdup(s->cg->ops->name);
 	if (cgroup_create(s->cg, &c->spec.limits, &err) == -1)
 		return fail_start(s, 125, &err);
+	trace_mark("shim-cgroup");
 	cleanup_free char *cache = xasprintf("%s/cache", root);
 	const struct sock_fprog *prog = seccomp_default_prog(cache, &err);
 	if (prog == NULL)
 		return fail_start(s, 125, &err);
+	trace_mark("shim-seccomp-load");
 	if (pipe2(out, O_CLOEXEC) == -1 || pipe2(errp, O_CLOEXEC) == -1) {
 		err_set(&err, errno, "pipe");
 		return fail_start(s, 125, &err);
@@ -271,6 +278,7 @@ run(struct shim *s, const char *root)
 	s->pipe_rd[1] = errp[0];
 	if (pid == -1)
 		return fail_start(s, code, &err);
+	trace_mark("shim-exec-seen");
 
 	c->pid = pid;
 	c->pid_start = spawn_proc_start_time(pid);
@@ -279,6 +287,7 @@ run(struct shim *s, const char *root)
 	/* state.json first: whoever hears "started" can see it running at once. */
 	(void)container_save(c, &err);
 	struct container_msg m = {.type = CONTAINER_MSG_STARTED, .pid = pid};
+	trace_mark("shim-state-running");
 	notify(s, &m);
 
 	for (;;) {
@@ -307,12 +316,14 @@ run(struct shim *s, const char *root)
 			while (read(sfd, &si, sizeof(si)) > 0)
 				;
 			if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
+				trace_mark("exit-reaped");
 				reaped = true;
 				reaped_at = util_now_ms();
 			}
 		}
 	}
 	close(sfd);
+	trace_mark("exit-output-drained");
 	finish(s, status);
 	return 0;
 }
@@ -438,6 +449,7 @@ main(int argc, char **argv)
 	const char *root = NULL, *id = NULL;
 	struct shoal_err err;
 
+	trace_mark("shim-exec");
 	if (argc > 1 && strcmp(argv[1], "exec") == 0)
 		return exec_main(argc - 1, argv + 1);
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -478,6 +490,7 @@ main(int argc, char **argv)
 	}
 	s.c->shim_pid = getpid();
 	s.c->shim_start = spawn_proc_start_time(s.c->shim_pid);
+	trace_mark("shim-load");
 	int rc = run(&s, root);
 	cgroup_free(s.cg);
 	container_free(s.c);
