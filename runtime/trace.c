@@ -17,8 +17,8 @@ trace_init(void)
 	if (trace_fd != -2)
 		return;
 	path = getenv("SHOALRT_TRACE");
-	trace_fd = path && path[0] ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
-	                           : -1;
+	trace_fd =
+	    path && path[0] ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
 }
 
 void

@@ -72,6 +72,7 @@ main(int argc, char **argv)
 	int i;
 
 	trace_mark("shoalrt-exec");
+	ctx.argv = argv;
 	if (sodium_init() < 0) {
 		fputs("shoalrt: cannot initialise libsodium\n", stderr);
 		return 1;

@@ -457,3 +457,24 @@ CAPS_PROBE='grep NoNewPrivs /proc/self/status
 		prev=$mono
 	done
 }
+
+@test "shoalrt loads none of the image libraries; its pull, push and import still work" {
+	# libcurl and libarchive bring ~45 shared libraries, loaded at every exec: they belong
+	# to shoalrt-image, which shoalrt runs for the verbs that need them.
+	! readelf -d "$SHOALRT" | grep -E 'NEEDED.*(curl|archive|crypto)'
+	readelf -d "${SHOALRT%/*}/shoalrt-image" | grep -q 'NEEDED.*curl'
+	run rt import --help
+	[ "$status" -eq 0 ]
+	[[ "$output" == "usage: shoalrt import PATH [NAME:TAG]"* ]]
+	local build=${SHOAL_SHIM%/*}
+	run rt import "$build/images/web_2" shoal/traced:2
+	[ "$status" -eq 0 ]
+	[[ "$output" == "imported shoal/traced:2 sha256:"* ]]
+	rt rmi shoal/traced:2
+	run rt pull --insecure-registry 127.0.0.1:1 127.0.0.1:1/none:1
+	[ "$status" -eq 1 ]
+	[[ "$output" == "shoalrt: "*127.0.0.1:1* ]]
+	run rt nosuchverb
+	[ "$status" -eq 1 ]
+	[[ "$output" == 'shoalrt: unknown verb "nosuchverb"'* ]]
+}
