@@ -6,7 +6,7 @@
  * records exit code, signal, OOM kill and times in state.json, removes the cgroup, and for
  * --rm everything else. It outlives whoever started it.
  *
- * usage: shoal-shim --root ROOT --id ID [--sync-fd N] [--stdout-fd N] [--stderr-fd N]
+ * usage: shoal-shim [--daemon] --root ROOT --id ID [--sync-fd N] [--stdout-fd N] [--stderr-fd N]
  *
  * `shoal-shim exec --root ROOT --id ID -- CMD...` runs CMD inside that running container,
  * confined exactly as its init (spawn_exec), for health checks and `shoalrt exec`.
@@ -448,10 +448,16 @@ main(int argc, char **argv)
 	struct shim s = {.sync_fd = -1, .attach = {-1, -1}, .pipe_rd = {-1, -1}, .log_fd = -1};
 	const char *root = NULL, *id = NULL;
 	struct shoal_err err;
+	bool daemon = false;
 
 	trace_mark("shim-exec");
 	if (argc > 1 && strcmp(argv[1], "exec") == 0)
 		return exec_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "--daemon") == 0) {
+		argc--;
+		argv++;
+		daemon = true;
+	}
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--root") == 0)
 			root = argv[i + 1];
@@ -465,8 +471,8 @@ main(int argc, char **argv)
 			s.attach[1] = atoi(argv[i + 1]);
 	}
 	if (root == NULL || id == NULL) {
-		fputs("usage: shoal-shim --root ROOT --id ID [--sync-fd N] [--stdout-fd N] "
-		      "[--stderr-fd N]\n",
+		fputs("usage: shoal-shim [--daemon] --root ROOT --id ID [--sync-fd N] "
+		      "[--stdout-fd N] [--stderr-fd N]\n",
 		      stderr);
 		return 2;
 	}
@@ -475,6 +481,20 @@ main(int argc, char **argv)
 			fcntl(s.attach[i], F_SETFD, FD_CLOEXEC);
 	if (s.sync_fd >= 0)
 		fcntl(s.sync_fd, F_SETFD, FD_CLOEXEC);
+	/* --daemon: the starter waits for this process to exit, and we go on in a child, which
+	 * is then nobody's but init's (container_start). A fork of this small static program is
+	 * cheap; a fork of the starter (the agent) would copy its page tables. */
+	if (daemon) {
+		pid_t pid = fork();
+		if (pid == -1) {
+			struct container_msg m = {.type = CONTAINER_MSG_ERROR, .exit_code = 125};
+			err_set(&m.err, errno, "shim: fork");
+			notify(&s, &m);
+			return 1;
+		}
+		if (pid > 0)
+			_exit(0);
+	}
 	/* The starter may go away at any time: a closed attach pipe or socket is not fatal. */
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);

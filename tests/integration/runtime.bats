@@ -436,14 +436,17 @@ CAPS_PROBE='grep NoNewPrivs /proc/self/status
 	cat "$f"
 	# The trace file never reaches the container: stdio and ls's own directory fd only.
 	[ "$(cat "$BATS_TEST_TMPDIR/fds")" = "0 1 2 3 " ]
-	local rt_pid shim_pid
+	local rt_pid first_pid shim_pid
 	rt_pid=$(awk '$1 == "shoalrt-exec" { print $2 }' "$f")
-	shim_pid=$(awk '$1 == "shim-exec" { print $2 }' "$f")
+	# The shim is exec'd, then forks (--daemon): its first process exits at once.
+	first_pid=$(awk '$1 == "shim-exec" { print $2 }' "$f")
+	shim_pid=$(awk '$1 == "shim-load" { print $2 }' "$f")
 	[ -n "$rt_pid" ] && [ -n "$shim_pid" ] && [ "$rt_pid" != "$shim_pid" ]
+	[ -n "$first_pid" ] && [ "$first_pid" != "$rt_pid" ] && [ "$first_pid" != "$shim_pid" ]
 	# The phases of one start, in order on the one monotonic clock, each by its process:
 	# the container's child is PID 1 of its namespace.
 	local want="shoalrt-exec:$rt_pid image-lookup:$rt_pid create-state:$rt_pid
-		shim-exec:$shim_pid shim-cgroup:$shim_pid shim-seccomp-load:$shim_pid
+		shim-exec:$first_pid shim-load:$shim_pid shim-cgroup:$shim_pid shim-seccomp-load:$shim_pid
 		ct-clone:1 ct-cgroup-join:1 ct-overlay:1 ct-mounts:1 ct-pivot-root:1
 		ct-seccomp-execve:1 shim-exec-seen:$shim_pid started-reported:$rt_pid
 		exit-reaped:$shim_pid exit-files-rm:$shim_pid exit-reported:$rt_pid"
