@@ -44,10 +44,15 @@ LIBS := $(BUILD)/libshoal_sched.a $(BUILD)/libshoal_agent.a $(BUILD)/libshoal_ru
 
 BINS := $(BUILD)/shoal-scheduler $(BUILD)/shoal-agent $(BUILD)/shoal
 # Front ends of the runtime library: shoalrt (one file per verb) and the per-container shim.
-SHOALRT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard runtime/shoalrt/*.c))
+# The verbs that need libcurl and libarchive (pull, push, import) are shoalrt-image's, which
+# shoalrt runs for them (runtime/shoalrt/delegate.h): shoalrt itself links statically.
+SHOALRT_ALL := $(patsubst %.c,$(BUILD)/%.o,$(wildcard runtime/shoalrt/*.c))
+SHOALRT_IMAGE_VERBS := $(patsubst %,$(BUILD)/runtime/shoalrt/%.o,pull push import)
+SHOALRT_OBJ := $(filter-out $(SHOALRT_IMAGE_VERBS),$(SHOALRT_ALL))
+SHOALRT_IMAGE_OBJ := $(BUILD)/runtime/shoalrt/main.o $(SHOALRT_IMAGE_VERBS)
 SHIM_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard runtime/shim/*.c))
 ifneq ($(SHOALRT_OBJ),)
-BINS += $(BUILD)/shoalrt
+BINS += $(BUILD)/shoalrt $(BUILD)/shoalrt-image
 endif
 ifneq ($(SHIM_OBJ),)
 BINS += $(BUILD)/shoal-shim
@@ -133,18 +138,24 @@ $(BUILD)/shoal-agent: $(BUILD)/agent/main.o $(BUILD)/libshoal_agent.a $(BUILD)/l
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/shoal: $(BUILD)/cli/main.o $(BUILD)/libshoal_cli.a $(BUILD)/libshoal_common.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/shoalrt: $(SHOALRT_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 # The shim is exec'd once per container start: linked statically it skips the dynamic loader
 # (0.6 -> 0.3 ms per exec measured; it used to load 20 libraries, 2 ms, before it stopped
-# pulling in the image store). Sanitizer builds stay dynamic: ASan needs its shared runtime.
+# pulling in the image store). shoalrt likewise: `shoalrt run` spent ~30 ms loading the 47
+# libraries of libcurl and libarchive on a loaded host. Sanitizer builds stay dynamic: ASan
+# needs its shared runtime.
 ifeq ($(SAN),)
 SHIM_LINK := -static-pie
 SHIM_LIBS := $(shell pkg-config --static --libs jansson libseccomp libsodium 2>/dev/null) -lpthread -lm
+SHOALRT_LIBS := $(SHIM_LIBS)
 else
 SHIM_LINK :=
 SHIM_LIBS := $(LDLIBS)
+SHOALRT_LIBS := -Wl,--as-needed $(LDLIBS)
 endif
+$(BUILD)/shoalrt: $(SHOALRT_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
+	$(CC) $(LDFLAGS) $(SHIM_LINK) -o $@ $^ $(SHOALRT_LIBS)
+$(BUILD)/shoalrt-image: $(SHOALRT_IMAGE_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/shoal-shim: $(SHIM_OBJ) $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
 	$(CC) $(LDFLAGS) $(SHIM_LINK) -o $@ $^ $(SHIM_LIBS)
 

@@ -235,42 +235,78 @@ op_pull(struct op *op, struct image_store *st, const char *ref)
 }
 
 /*
- * The image for op: from the store, else imported from --image-dir (the offline path), else
- * pulled from the registry the reference names. With a pinned digest only that manifest
- * will do.
+ * Make sure the image ref (run_ref) is in the store: there already, else imported from
+ * --image-dir (the offline path), else pulled from the registry the reference names. With a
+ * pinned digest only that manifest will do. 0, or -1 with op->err.
  */
-static struct image *
-op_image(struct op *op, struct image_store *st)
+static int
+op_image(struct op *op, struct image_store *st, const char *ref)
 {
-	cleanup_free char *ref = run_ref(op->spec.image, op->pin, &op->err);
 	cleanup_free char *dir = NULL;
 	cleanup_free char *base = NULL;
 	struct image *img;
 	char **refs = NULL;
 
-	if (ref == NULL)
-		return NULL;
 	img = image_get(st, ref, &op->err);
-	if (img)
-		return img;
-	if (op->image_dir) {
+	if (img == NULL && op->image_dir) {
 		base = tasks_image_dirname(op->spec.image);
 		dir = xasprintf("%s/%s", op->image_dir, base);
 		if (access(dir, F_OK) == 0) {
 			if (image_import(st, dir, op->spec.image, &refs, &op->err) == -1) {
 				err_prefix(&op->err, "import %s", dir);
-				return NULL;
+				return -1;
 			}
 			image_refs_free(refs);
 			img = image_get(st, ref, &op->err);
-			if (img)
-				return img;
 		}
 	}
-	if (names_registry(op->spec.image))
-		return op_pull(op, st, ref);
-	err_set(&op->err, 0, "image %s not found on %s", op->spec.image, op->node);
-	return NULL;
+	if (img == NULL && names_registry(op->spec.image))
+		img = op_pull(op, st, ref);
+	else if (img == NULL)
+		err_set(&op->err, 0, "image %s not found on %s", op->spec.image, op->node);
+	if (img == NULL)
+		return -1;
+	image_free(img);
+	return 0;
+}
+
+/* The spec's parts that are not the image's: names, entrypoint, limits, network. */
+static void
+op_container_spec(const struct op *op, struct container_spec *cs)
+{
+	cs->name = xstrdup(op->name);
+	cs->hostname = xstrdup(op->name);
+	cs->image = xstrdup(op->spec.image);
+	if (op->spec.entrypoint.set) {
+		/* An entrypoint given in the manifest drops the image's command, as in Docker. */
+		cs->entrypoint = xcalloc(op->spec.entrypoint.n + 1, sizeof(char *));
+		for (size_t i = 0; i < op->spec.entrypoint.n; i++)
+			cs->entrypoint[i] = xstrdup(op->spec.entrypoint.v[i]);
+	}
+	if (op->spec.resources.cpu_millis) {
+		cs->limits.cpu_period_us = 100000;
+		cs->limits.cpu_quota_us = (int64_t)op->spec.resources.cpu_millis * 100;
+	}
+	cs->limits.memory_bytes = op->spec.resources.memory_bytes;
+	cs->limits.pids = op->spec.resources.pids;
+	cs->no_new_privs = op->spec.no_new_privileges;
+	if (op->spec.network == MANIFEST_NETWORK_HOST) {
+		cs->net = NETNS_HOST;
+	} else if (op->address) {
+		cs->net = NETNS_BRIDGE;
+		cs->bridge = xstrdup(NETNODE_BRIDGE);
+		cs->address = xstrdup(op->address);
+		cs->gateway = xstrdup(op->gateway);
+		/* The agent's DNS server listens on the bridge address (agent/dns.h). */
+		cs->dns = xcalloc(2, sizeof(char *));
+		cs->dns[0] = xstrdup(op->gateway);
+		/* The cluster domain as the first search domain: "web" is then also asked as
+		 * "web.shoal", never as "web.<the task name's tail>". */
+		cs->dns_search = xcalloc(2, sizeof(char *));
+		cs->dns_search[0] = xstrdup(DNSMSG_DOMAIN);
+	} else {
+		cs->net = NETNS_NONE;
+	}
 }
 
 static void
@@ -278,85 +314,47 @@ op_start(struct op *op)
 {
 	struct container_spec cs = {0};
 	struct container_attach at = {.stdout_fd = -1, .stderr_fd = -1};
+	cleanup_free char *ref = NULL;
 	struct image_store *st;
-	struct image *img;
 	struct container *c = NULL, *old;
 	char **cmd = strv_from_argv(&op->spec.command);
 	char **env = xcalloc(op->spec.n_env + 1, sizeof(*env));
-	bool locked = false;
+	int rc;
 
 	op->rc = -1;
 	op->sync_fd = -1;
 	op->exit_code = 125;
 	for (size_t i = 0; i < op->spec.n_env; i++)
 		env[i] = xasprintf("%s=%s", op->spec.env[i].name, op->spec.env[i].value);
+	ref = run_ref(op->spec.image, op->pin, &op->err);
+	if (ref == NULL)
+		goto out;
 	st = image_store_open(op->root, &op->err);
 	if (st == NULL)
 		goto out;
-	/* No prune between finding the image and the container recording its layers. */
+	/* No prune of our own gc worker between finding the image and the container recording
+	 * its layers; container_create_from_image holds the store's lock against any other
+	 * process's rmi or gc for its part (it finds the image again under that lock: if an rmi
+	 * came in between, the start fails cleanly and is retried). */
 	pthread_rwlock_rdlock(&op->ts->image_lock);
-	locked = true;
-	img = op_image(op, st);
-	if (img == NULL) {
-		image_store_close(st);
-		goto out;
-	}
-	snprintf(op->image_digest, sizeof(op->image_digest), "%s", img->digest);
-	cs.name = xstrdup(op->name);
-	cs.hostname = xstrdup(op->name);
-	cs.image = xstrdup(op->spec.image);
-	container_spec_apply_image(&cs, img, cmd, env);
-	image_free(img);
+	rc = op_image(op, st, ref);
 	image_store_close(st);
-	if (op->spec.entrypoint.set) {
-		/* An entrypoint given in the manifest drops the image's command, as in Docker. */
-		size_t n = op->spec.entrypoint.n + (op->spec.command.set ? op->spec.command.n : 0),
-		       k = 0;
-		for (size_t i = 0; cs.argv && cs.argv[i]; i++)
-			free(cs.argv[i]);
-		free(cs.argv);
-		cs.argv = xcalloc(n + 1, sizeof(char *));
-		for (size_t i = 0; i < op->spec.entrypoint.n; i++)
-			cs.argv[k++] = xstrdup(op->spec.entrypoint.v[i]);
-		for (size_t i = 0; op->spec.command.set && i < op->spec.command.n; i++)
-			cs.argv[k++] = xstrdup(op->spec.command.v[i]);
+	if (rc == 0) {
+		op_container_spec(op, &cs);
+		/* A container of this name is left from an attempt the agent did not see finish. */
+		old = container_load(op->root, op->name, NULL);
+		if (old) {
+			container_remove(old, true, NULL);
+			container_free(old);
+		}
+		c = container_create_from_image(op->root, &cs, ref, cmd, env, &op->err);
 	}
-	if (op->spec.resources.cpu_millis) {
-		cs.limits.cpu_period_us = 100000;
-		cs.limits.cpu_quota_us = (int64_t)op->spec.resources.cpu_millis * 100;
-	}
-	cs.limits.memory_bytes = op->spec.resources.memory_bytes;
-	cs.limits.pids = op->spec.resources.pids;
-	cs.no_new_privs = op->spec.no_new_privileges;
-	if (op->spec.network == MANIFEST_NETWORK_HOST) {
-		cs.net = NETNS_HOST;
-	} else if (op->address) {
-		cs.net = NETNS_BRIDGE;
-		cs.bridge = xstrdup(NETNODE_BRIDGE);
-		cs.address = xstrdup(op->address);
-		cs.gateway = xstrdup(op->gateway);
-		/* The agent's DNS server listens on the bridge address (agent/dns.h). */
-		cs.dns = xcalloc(2, sizeof(char *));
-		cs.dns[0] = xstrdup(op->gateway);
-		/* The cluster domain as the first search domain: "web" is then also asked as
-		 * "web.shoal", never as "web.<the task name's tail>". */
-		cs.dns_search = xcalloc(2, sizeof(char *));
-		cs.dns_search[0] = xstrdup(DNSMSG_DOMAIN);
-	} else {
-		cs.net = NETNS_NONE;
-	}
-	/* A container of this name is left from an attempt the agent did not see finish. */
-	old = container_load(op->root, op->name, NULL);
-	if (old) {
-		container_remove(old, true, NULL);
-		container_free(old);
-	}
-	c = container_create(op->root, &cs, &op->err);
 	pthread_rwlock_unlock(&op->ts->image_lock);
-	locked = false;
 	if (c == NULL)
 		goto out;
 	snprintf(op->container_id, sizeof(op->container_id), "%s", c->id);
+	snprintf(op->image_digest, sizeof(op->image_digest), "%s",
+	         c->spec.image_digest ? c->spec.image_digest : "");
 	if (container_start(c, &at, &op->sync_fd, &op->exit_code, &op->err) == -1)
 		goto out;
 	op->pid = c->pid;
@@ -369,8 +367,6 @@ op_start(struct op *op)
 	}
 	op->rc = 0;
 out:
-	if (locked)
-		pthread_rwlock_unlock(&op->ts->image_lock);
 	container_spec_clear(&cs);
 	container_free(c);
 	free(cmd);
@@ -481,6 +477,8 @@ worker(void *arg)
 {
 	struct op *op = arg;
 
+	/* Named, so that ps, top and a test can tell a start from a stop. */
+	pthread_setname_np(pthread_self(), op->kind == OP_START ? "shoal-start" : "shoal-stop");
 	if (op->kind == OP_START)
 		op_start(op);
 	else

@@ -12,7 +12,9 @@
 # 2. start request -> the container's execve: the container runs busybox sh printing
 #    $EPOCHREALTIME (its first act after exec), minus the timestamp taken just before the start
 #    command (the same busybox sh forked directly is the floor row).
-# 3. `shoalrt run --detach` -> busybox httpd of shoal/web:1 accepting a TCP connection on a free
+# 3. where the time of a `shoalrt run --rm` goes, phase by phase: the same start traced with
+#    SHOALRT_TRACE (runtime/trace.h) in each process, medians by bench/phases.awk.
+# 4. `shoalrt run --detach` -> busybox httpd of shoal/web:1 accepting a TCP connection on a free
 #    127.0.0.1 port (--network host).
 #
 # The equivalent crun config: namespaces pid, mount, uts, ipc, network and cgroup; Docker's 14
@@ -76,9 +78,12 @@ layers=$(python3 - "$bin/images/web_1" <<'PY'
 import json, sys
 d = sys.argv[1]
 ix = json.load(open(d + "/index.json"))
-m = json.load(open(d + "/blobs/sha256/" + ix["manifests"][0]["digest"].split(":")[1]))
+blob = lambda dg: d + "/blobs/sha256/" + dg.split(":")[1]
+m = json.load(open(blob(ix["manifests"][0]["digest"])))
+# The store unpacks a layer under its diff_id (the uncompressed digest, in the config).
+ids = json.load(open(blob(m["config"]["digest"])))["rootfs"]["diff_ids"]
 # overlayfs wants the nearest parent first.
-print(":".join(reversed([l["digest"].split(":")[1] for l in m["layers"]])))
+print(":".join(reversed([i.split(":")[1] for i in ids])))
 PY
 )
 lower=$(echo "$layers" | tr ':' '\n' | sed "s|^|$root/layers/|" | paste -sd:)
@@ -95,8 +100,12 @@ python3 - "$work" "$(ulimit -Hn)" runtime/seccomp.c /usr/include/x86_64-linux-gn
 import json, re, sys
 work, nofile, seccomp_c, unistd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 src = open(seccomp_c).read()
-blocked = set(re.findall(r'"(\w+)"', src[src.index("blocked[] = {"):src.index("};", src.index("blocked[] = {"))]))
-names = sorted(set(re.findall(r"#define __NR_(\w+)", open(unistd).read())) - blocked - {"clone", "clone3"})
+# The same allowlist as runtime/seccomp.c's: its allowed[] names, socket without AF_ALG and
+# AF_VSOCK, Docker's personality values, clone without namespace flags, clone3 ENOSYS.
+start = src.index("allowed[] = {")
+allowed = sorted(set(re.findall(r'"(\w+)"', src[start:src.index("};", start)])))
+known = set(re.findall(r"#define __NR_(\w+)", open(unistd).read()))
+names = [n for n in allowed if n in known]
 NS = 0x00020000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x02000000
 caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
         "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -133,6 +142,17 @@ for b, args in (("true", ["/bin/true"]), ("stamp", ["/bin/sh", "-c", "echo $EPOC
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
         "syscalls": [
             {"names": names, "action": "SCMP_ACT_ALLOW"},
+            {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": 38, "op": "SCMP_CMP_LT"}]},
+        ] + [
+            {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": f, "op": "SCMP_CMP_EQ"}]}
+            for f in range(39, 64) if f != 40
+        ] + [
+            {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]}
+            for v in (0x0, 0x0008, 0x20000, 0x20008, 0xffffffff)
+        ] + [
             {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
              "args": [{"index": 0, "value": NS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
             {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
@@ -178,6 +198,13 @@ for ((i = 0; i < N; i++)); do
 	x_crun+=($((${x/./} - s)))
 	s=$(now); x=$(/bin/busybox sh -c 'echo $EPOCHREALTIME')
 	x_fork+=($((${x/./} - s)))
+
+	# The same start traced phase by phase (runtime/trace.h), with this script's own clock
+	# before the exec and after the exit.
+	tr=$work/trace.$i
+	echo "bench-start 0 0 $(now)" >"$tr"
+	SHOALRT_TRACE=$tr rt run --rm "${lim[@]}" shoal/web:1 /bin/true
+	echo "bench-end 0 0 $(now)" >>"$tr"
 done
 
 # Detached start -> the web server accepts: connect() every 0.2 ms until it succeeds.
@@ -250,6 +277,10 @@ if [ -n "$ab" ]; then
 fi
 row "crun run" "$cm" "$cp" "$cm"
 row "fork+exec busybox sh (floor)" "$fm" "$fp" "$cm"
+echo "runtime: where shoalrt run --rm of /bin/true spends its time (SHOALRT_TRACE; $N runs)"
+echo "  (each phase: time since the mark before it on the start's timeline; bench-start is"
+echo "  this script's clock before it forks shoalrt, bench-end after shoalrt exited)"
+awk -f bench/phases.awk "$work"/trace.*
 mapfile -t a_ret < <(echo "$accept" | cut -d' ' -f1)
 mapfile -t a_acc < <(echo "$accept" | cut -d' ' -f2)
 read -r dm dp < <(stats "${a_ret[@]}")

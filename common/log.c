@@ -65,12 +65,17 @@ log_libevent(int severity, const char *msg)
 	shoal_log(level, "libevent: %s", msg);
 }
 
+/* Weak: a program without libevent (shoalrt, linked statically) has no messages of its to
+ * route, and this reference alone must not pull libevent in. */
+extern __typeof__(event_set_log_callback) event_set_log_callback __attribute__((weak));
+
 void
 log_init(const char *component, int level)
 {
 	snprintf(log_component, sizeof(log_component), "%s", component);
 	log_level = level;
-	event_set_log_callback(log_libevent);
+	if (event_set_log_callback != NULL)
+		event_set_log_callback(log_libevent);
 }
 
 void

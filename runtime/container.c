@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "etcfiles.h"
 #include "rootfs.h"
 #include "spawn.h"
+#include "trace.h"
 #include "util.h"
 
 const char *
@@ -87,6 +89,7 @@ container_spec_clear(struct container_spec *s)
 	free(s->layers);
 	free(s->layer_digests);
 	strv_free(s->argv);
+	strv_free(s->entrypoint);
 	strv_free(s->env);
 	free(s->cwd);
 	free(s->user);
@@ -134,11 +137,17 @@ container_spec_apply_image(struct container_spec *s, const struct image *img, ch
 	}
 	if (img->digest[0] && s->image_digest == NULL)
 		s->image_digest = xstrdup(img->digest);
-	/* docker run: the entrypoint stays, arguments replace the image's cmd. */
+	/* docker run: the entrypoint stays, arguments replace the image's cmd; an entrypoint of
+	 * the caller's replaces the image's and its cmd. */
 	strv_free(s->argv);
 	s->argv = NULL;
-	strv_extend(&s->argv, img->entrypoint);
-	strv_extend(&s->argv, cmd && cmd[0] ? cmd : img->cmd);
+	if (s->entrypoint) {
+		strv_extend(&s->argv, s->entrypoint);
+		strv_extend(&s->argv, cmd);
+	} else {
+		strv_extend(&s->argv, img->entrypoint);
+		strv_extend(&s->argv, cmd && cmd[0] ? cmd : img->cmd);
+	}
 	for (size_t i = 0; img->env && img->env[i]; i++)
 		env_set(&s->env, img->env[i]);
 	for (size_t i = 0; env && env[i]; i++)
@@ -655,51 +664,74 @@ container_shim_path(void)
 	return xasprintf("%s/shoal-shim", dirname(self));
 }
 
-/* Move fd to exactly target in a child about to exec (without close-on-exec). */
-static int
-place_fd(int fd, int target)
+/*
+ * Start the shim: posix_spawn (a vfork-like clone, no copy of our page tables: the agent's
+ * are large) into a new session, with /dev/null on 0-2, the sync socket on 3 and the attached
+ * stdout/stderr on 4 and 5. The shim forks once more and its first process exits at once
+ * (--daemon), so the shim is nobody's child but init's (or the subreaper's) and outlives its
+ * starter, as after a double fork. Returns that first process's pid, or -1 with err.
+ */
+static pid_t
+spawn_shim(const char *shim, const struct container *c, int sync, const struct container_attach *a,
+           struct shoal_err *err)
 {
-	if (fd == target)
-		return fcntl(fd, F_SETFD, 0);
-	return dup2(fd, target) == -1 ? -1 : 0;
-}
+	/* Sources above 5 first, so placing one cannot clobber another. */
+	cleanup_close int s = fcntl(sync, F_DUPFD_CLOEXEC, 6);
+	cleanup_close int o = a && a->stdout_fd >= 0 ? fcntl(a->stdout_fd, F_DUPFD_CLOEXEC, 6) : -1;
+	cleanup_close int e = a && a->stderr_fd >= 0 ? fcntl(a->stderr_fd, F_DUPFD_CLOEXEC, 6) : -1;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	char *argv[13];
+	pid_t pid = -1;
+	int k = 0, rc;
 
-/* The grandchild: becomes the shim. fds arrive above 100 so placing them cannot clobber. */
-static void __attribute__((noreturn))
-exec_shim(const char *shim, const char *root, const char *id, int sync, int out, int errfd)
-{
-	struct container_msg m = {.type = CONTAINER_MSG_ERROR, .exit_code = 125};
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	char *argv[12];
-	int k = 0;
-
-	if (null == -1 || place_fd(null, 0) == -1 || place_fd(null, 1) == -1 ||
-	    place_fd(null, 2) == -1 || place_fd(sync, 3) == -1 ||
-	    (out >= 0 && place_fd(out, 4) == -1) || (errfd >= 0 && place_fd(errfd, 5) == -1)) {
-		err_set(&m.err, errno, "shim: arrange fds");
-		(void)!send(sync, &m, sizeof(m), MSG_NOSIGNAL);
-		_exit(1);
-	}
+	if (s == -1 || (a && a->stdout_fd >= 0 && o == -1) || (a && a->stderr_fd >= 0 && e == -1))
+		return err_set(err, errno, "shim: arrange fds");
 	argv[k++] = "shoal-shim";
+	argv[k++] = "--daemon";
 	argv[k++] = "--root";
-	argv[k++] = (char *)root;
+	argv[k++] = c->root;
 	argv[k++] = "--id";
-	argv[k++] = (char *)id;
+	argv[k++] = (char *)c->id;
 	argv[k++] = "--sync-fd";
 	argv[k++] = "3";
-	if (out >= 0) {
+	if (o >= 0) {
 		argv[k++] = "--stdout-fd";
 		argv[k++] = "4";
 	}
-	if (errfd >= 0) {
+	if (e >= 0) {
 		argv[k++] = "--stderr-fd";
 		argv[k++] = "5";
 	}
 	argv[k] = NULL;
-	execv(shim, argv);
-	err_set(&m.err, errno, "exec %s", shim);
-	(void)!send(3, &m, sizeof(m), MSG_NOSIGNAL);
-	_exit(1);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	/* dup2 onto a target clears its close-on-exec flag: these are the fds the shim keeps. */
+	rc = posix_spawn_file_actions_adddup2(&fa, s, 3);
+	if (rc == 0 && o >= 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, o, 4);
+	if (rc == 0 && e >= 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, e, 5);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+	/* A session of its own (no terminal's signals), and none of our blocked signals. */
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawn(&pid, shim, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc != 0)
+		return err_set(err, rc, "exec %s", shim);
+	return pid;
 }
 
 int
@@ -721,34 +753,19 @@ container_start(struct container *c, const struct container_attach *a, int *sync
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
 		return err_set(err, errno, "socketpair");
 	mine = sv[0];
-	pid = fork();
-	if (pid == -1) {
-		close(sv[1]);
-		return err_set(err, errno, "fork");
-	}
-	if (pid == 0) {
-		/* Double fork: a new session, and a parent that exits at once, so the shim is
-		 * nobody's child but init's (or the subreaper's) and outlives its starter. */
-		int s = fcntl(sv[1], F_DUPFD_CLOEXEC, 100);
-		int o = a && a->stdout_fd >= 0 ? fcntl(a->stdout_fd, F_DUPFD_CLOEXEC, 100) : -1;
-		int e = a && a->stderr_fd >= 0 ? fcntl(a->stderr_fd, F_DUPFD_CLOEXEC, 100) : -1;
-		if (setsid() == -1)
-			_exit(1);
-		pid_t p = fork();
-		if (p == -1)
-			_exit(1);
-		if (p > 0)
-			_exit(0);
-		exec_shim(shim, c->root, c->id, s, o, e);
-	}
+	pid = spawn_shim(shim, c, sv[1], a, err);
 	close(sv[1]);
+	if (pid == -1)
+		return -1;
 	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
 		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return err_set(err, 0, "could not start the shim");
+	trace_mark("shim-fork");
 	do
 		n = recv(mine, &m, sizeof(m), 0);
 	while (n == -1 && errno == EINTR);
+	trace_mark("started-reported");
 	if (n != (ssize_t)sizeof(m))
 		return err_set(err, n == -1 ? errno : EIO, "shim %s exited before reporting", shim);
 	if (m.type == CONTAINER_MSG_ERROR) {
@@ -872,6 +889,7 @@ container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err)
 	while (n == -1 && errno == EINTR);
 	if (n != (ssize_t)sizeof(*m) || m->type != CONTAINER_MSG_EXITED)
 		return err_set(err, n == -1 ? errno : 0, "shim exited without reporting the exit");
+	trace_mark("exit-reported");
 	return m->signal ? 128 + m->signal : m->exit_code;
 }
 

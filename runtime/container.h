@@ -42,7 +42,10 @@ struct container_spec {
 	char **layers;        /* unpacked layer dirs, base first */
 	char **layer_digests; /* their hex digests, same order */
 	char **argv;          /* entrypoint + cmd */
-	char **env;           /* KEY=VALUE */
+	/* Set (even empty): replaces the image's entrypoint and drops its cmd (docker run
+	 * --entrypoint): argv is then this + the cmd given. Read by container_spec_apply_image. */
+	char **entrypoint;
+	char **env; /* KEY=VALUE */
 	char *cwd, *user, *hostname;
 	struct cgroup_limits limits;
 	enum netns_mode net;
@@ -110,8 +113,9 @@ const char *container_status_name(enum container_status s);
 void container_spec_clear(struct container_spec *s);
 
 /* Fill spec's image part from img: layers, digests, and entrypoint/cmd/env/workdir/user unless
- * the spec already overrides them (cmd replaces the image's cmd, env entries replace the
- * image's same keys). cmd/env are borrowed NULL-terminated arrays, may be NULL. */
+ * the spec already overrides them (cmd replaces the image's cmd, s->entrypoint the image's
+ * entrypoint and cmd, env entries replace the image's same keys). cmd/env are borrowed
+ * NULL-terminated arrays, may be NULL. */
 void container_spec_apply_image(struct container_spec *s, const struct image *img, char **cmd,
                                 char **env);
 

@@ -8,6 +8,7 @@
 
 #include "err.h"
 #include "image.h"
+#include "trace.h"
 
 struct container *
 container_create_from_image(const char *root, struct container_spec *spec, const char *ref,
@@ -28,7 +29,9 @@ container_create_from_image(const char *root, struct container_spec *spec, const
 		goto out;
 	container_spec_apply_image(spec, img, cmd, env);
 	image_free(img);
+	trace_mark("image-lookup");
 	c = container_create(root, spec, err);
+	trace_mark("create-state");
 out:
 	image_store_unlock(st);
 	image_store_close(st);

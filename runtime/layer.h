@@ -76,4 +76,7 @@ int layer_size(const char *dir, uint64_t *bytes, struct shoal_err *err);
 /* rm -rf path without following symlinks or crossing mounts; a missing path is fine. */
 int layer_remove_tree(const char *path, struct shoal_err *err);
 
+/* The same for name in the directory parent (an fd). */
+int layer_remove_at(int parent, const char *name, struct shoal_err *err);
+
 #endif

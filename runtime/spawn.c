@@ -29,6 +29,7 @@
 #include "err.h"
 #include "rootfs.h"
 #include "seccomp.h"
+#include "trace.h"
 #include "util.h"
 
 /* What a failing child writes down the sync pipe. */
@@ -359,6 +360,7 @@ child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_e
 		return -1;
 	if (drop_capabilities(uid, gid, err) == -1)
 		return -1;
+	trace_mark("ct-user-caps");
 	env = complete_env(p->env, home);
 	*stage = SPAWN_EXEC;
 	if (p->argv == NULL || p->argv[0] == NULL)
@@ -387,6 +389,7 @@ child_exec(const struct spawn_process *p, int parent, int *stage, struct shoal_e
 	if (p->no_new_privs && p->seccomp && seccomp_install(p->seccomp, err) == -1)
 		return -1;
 	*stage = SPAWN_EXEC;
+	trace_mark("ct-seccomp-execve");
 	execve(exe, p->argv, env);
 	if (errno == ENOENT)
 		return err_set(err, 0, "executable file not found: %s", p->argv[0]);
@@ -444,6 +447,7 @@ static int
 child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err *err)
 {
 	*stage = SPAWN_SETUP;
+	trace_mark("ct-clone");
 	if (child_begin(&c->proc, err) == -1)
 		return -1;
 	if (c->cg != NULL) {
@@ -453,6 +457,7 @@ child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err
 		if (unshare(CLONE_NEWCGROUP) == -1)
 			return err_set(err, errno, "unshare cgroup namespace");
 	}
+	trace_mark("ct-cgroup-join");
 	if (netns_enter(&c->net, err) == -1)
 		return err_prefix(err, "network");
 	if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) == -1)
@@ -460,17 +465,22 @@ child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err
 	/* Nothing we mount may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1)
 		return err_set(err, errno, "make / private");
+	trace_mark("ct-netns-uts");
 	if (rootfs_mount_overlay(c->layers, c->nlayers, c->upper, c->work, c->rootfs, err) == -1)
 		return -1;
+	trace_mark("ct-overlay");
 	if (rootfs_setup_mounts(c->rootfs, err) == -1)
 		return -1;
 	if (c->etc_dir && rootfs_bind_etc_files(c->rootfs, c->etc_dir, err) == -1)
 		return -1;
+	trace_mark("ct-mounts");
 	/* As late as possible before pivot_root: the starter creates our veth meanwhile. */
 	if (go_fd >= 0 && child_network(c, go_fd, err) == -1)
 		return -1;
+	trace_mark("ct-net-wait");
 	if (rootfs_pivot(c->rootfs, err) == -1)
 		return -1;
+	trace_mark("ct-pivot-root");
 	set_rlimits();
 	/* The container's init outlives the shim's death: it is the container. */
 	return child_exec(&c->proc, -1, stage, err);
@@ -498,7 +508,10 @@ spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *
 	}
 	/* A fork-like clone (no new stack): the child runs on a copy of ours. We are single-
 	 * threaded here, which this needs. The cgroup namespace is unshared by the child once it
-	 * joined its cgroup. */
+	 * joined its cgroup. The trace file is opened first, so the child has it after its
+	 * pivot_root. */
+	trace_init();
+	trace_mark("shim-clone-start");
 	pid = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, NULL);
 	if (pid == -1) {
 		err_set(err, errno, "clone");

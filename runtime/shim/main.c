@@ -6,7 +6,7 @@
  * records exit code, signal, OOM kill and times in state.json, removes the cgroup, and for
  * --rm everything else. It outlives whoever started it.
  *
- * usage: shoal-shim --root ROOT --id ID [--sync-fd N] [--stdout-fd N] [--stderr-fd N]
+ * usage: shoal-shim [--daemon] --root ROOT --id ID [--sync-fd N] [--stdout-fd N] [--stderr-fd N]
  *
  * `shoal-shim exec --root ROOT --id ID -- CMD...` runs CMD inside that running container,
  * confined exactly as its init (spawn_exec), for health checks and `shoalrt exec`.
@@ -33,6 +33,7 @@
 #include "err.h"
 #include "runtime/seccomp.h"
 #include "runtime/spawn.h"
+#include "runtime/trace.h"
 #include "util.h"
 
 /* The shim's whole state: one container, its output pipes and where the output goes. */
@@ -137,9 +138,13 @@ finish(struct shim *s, int status)
 	if (cgroup_oom_killed(s->cg, &oom, &err) == 0)
 		c->oom_killed = oom;
 	(void)cgroup_destroy(s->cg, &err);
+	trace_mark("exit-cgroup-rm");
 	(void)container_save(c, &err);
-	if (c->spec.autoremove)
+	trace_mark("exit-state-saved");
+	if (c->spec.autoremove) {
 		(void)container_remove_files(c, &err);
+		trace_mark("exit-files-rm");
+	}
 	m.exit_code = c->exit_code;
 	m.signal = c->exit_signal;
 	m.oom = c->oom_killed;
@@ -203,10 +208,12 @@ run(struct shim *s, const char *root)
 	c->cgroup_manager = xstrdup(s->cg->ops->name);
 	if (cgroup_create(s->cg, &c->spec.limits, &err) == -1)
 		return fail_start(s, 125, &err);
+	trace_mark("shim-cgroup");
 	cleanup_free char *cache = xasprintf("%s/cache", root);
 	const struct sock_fprog *prog = seccomp_default_prog(cache, &err);
 	if (prog == NULL)
 		return fail_start(s, 125, &err);
+	trace_mark("shim-seccomp-load");
 	if (pipe2(out, O_CLOEXEC) == -1 || pipe2(errp, O_CLOEXEC) == -1) {
 		err_set(&err, errno, "pipe");
 		return fail_start(s, 125, &err);
@@ -256,6 +263,7 @@ run(struct shim *s, const char *root)
 	s->pipe_rd[1] = errp[0];
 	if (pid == -1)
 		return fail_start(s, code, &err);
+	trace_mark("shim-exec-seen");
 
 	c->pid = pid;
 	c->pid_start = spawn_proc_start_time(pid);
@@ -264,6 +272,7 @@ run(struct shim *s, const char *root)
 	/* state.json first: whoever hears "started" can see it running at once. */
 	(void)container_save(c, &err);
 	struct container_msg m = {.type = CONTAINER_MSG_STARTED, .pid = pid};
+	trace_mark("shim-state-running");
 	notify(s, &m);
 
 	for (;;) {
@@ -292,12 +301,14 @@ run(struct shim *s, const char *root)
 			while (read(sfd, &si, sizeof(si)) > 0)
 				;
 			if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
+				trace_mark("exit-reaped");
 				reaped = true;
 				reaped_at = util_now_ms();
 			}
 		}
 	}
 	close(sfd);
+	trace_mark("exit-output-drained");
 	finish(s, status);
 	return 0;
 }
@@ -422,9 +433,16 @@ main(int argc, char **argv)
 	struct shim s = {.sync_fd = -1, .attach = {-1, -1}, .pipe_rd = {-1, -1}, .log_fd = -1};
 	const char *root = NULL, *id = NULL;
 	struct shoal_err err;
+	bool daemon = false;
 
+	trace_mark("shim-exec");
 	if (argc > 1 && strcmp(argv[1], "exec") == 0)
 		return exec_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "--daemon") == 0) {
+		argc--;
+		argv++;
+		daemon = true;
+	}
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--root") == 0)
 			root = argv[i + 1];
@@ -438,8 +456,8 @@ main(int argc, char **argv)
 			s.attach[1] = atoi(argv[i + 1]);
 	}
 	if (root == NULL || id == NULL) {
-		fputs("usage: shoal-shim --root ROOT --id ID [--sync-fd N] [--stdout-fd N] "
-		      "[--stderr-fd N]\n",
+		fputs("usage: shoal-shim [--daemon] --root ROOT --id ID [--sync-fd N] "
+		      "[--stdout-fd N] [--stderr-fd N]\n",
 		      stderr);
 		return 2;
 	}
@@ -448,6 +466,20 @@ main(int argc, char **argv)
 			fcntl(s.attach[i], F_SETFD, FD_CLOEXEC);
 	if (s.sync_fd >= 0)
 		fcntl(s.sync_fd, F_SETFD, FD_CLOEXEC);
+	/* --daemon: the starter waits for this process to exit, and we go on in a child, which
+	 * is then nobody's but init's (container_start). A fork of this small static program is
+	 * cheap; a fork of the starter (the agent) would copy its page tables. */
+	if (daemon) {
+		pid_t pid = fork();
+		if (pid == -1) {
+			struct container_msg m = {.type = CONTAINER_MSG_ERROR, .exit_code = 125};
+			err_set(&m.err, errno, "shim: fork");
+			notify(&s, &m);
+			return 1;
+		}
+		if (pid > 0)
+			_exit(0);
+	}
 	/* The starter may go away at any time: a closed attach pipe or socket is not fatal. */
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
@@ -463,6 +495,7 @@ main(int argc, char **argv)
 	}
 	s.c->shim_pid = getpid();
 	s.c->shim_start = spawn_proc_start_time(s.c->shim_pid);
+	trace_mark("shim-load");
 	int rc = run(&s, root);
 	cgroup_free(s.cg);
 	container_free(s.c);

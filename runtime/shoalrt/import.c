@@ -5,6 +5,7 @@
 #include "err.h"
 #include "runtime/image.h"
 #include "util.h"
+#include "delegate.h"
 #include "verb.h"
 
 static int
@@ -48,10 +49,4 @@ import_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	return rc;
 }
 
-SHOALRT_VERB(import, "import", "import an OCI image layout (dir or tar) or a docker save archive",
-             "usage: shoalrt import PATH [NAME:TAG]\n\n"
-             "Import the image(s) at PATH: an OCI image layout directory, a tar of one, or a\n"
-             "`docker save` archive. Every digest is verified; a failed import leaves the store\n"
-             "unchanged. NAME:TAG names the image; by default the layout's\n"
-             "org.opencontainers.image.ref.name annotation or docker's RepoTags name it.\n",
-             import_run)
+SHOALRT_VERB(import, "import", IMPORT_SUMMARY, IMPORT_USAGE, import_run)

@@ -8,6 +8,7 @@
 #include "err.h"
 #include "log.h"
 #include "runtime/container.h"
+#include "runtime/trace.h"
 #include "verb.h"
 
 static struct shoalrt_verb *verbs;
@@ -70,6 +71,8 @@ main(int argc, char **argv)
 	struct shoalrt_ctx ctx = {0};
 	int i;
 
+	trace_mark("shoalrt-exec");
+	ctx.argv = argv;
 	if (sodium_init() < 0) {
 		fputs("shoalrt: cannot initialise libsodium\n", stderr);
 		return 1;

@@ -7,21 +7,8 @@
 #include "runtime/image.h"
 #include "runtime/registry.h"
 #include "util.h"
+#include "delegate.h"
 #include "verb.h"
-
-#define PULL_USAGE                                                                                 \
-	"usage: shoalrt pull [--registry-auth FILE] [--insecure-registry HOST:PORT]...\n"          \
-	"                    [--platform OS/ARCH] REF\n\n"                                         \
-	"Pull REF (host[:port]/path/name[:tag][@sha256:...]; docker.io, library/ and :latest\n"    \
-	"by default, as Docker) from its registry into the store. Only the layers the store\n"     \
-	"lacks are fetched, each verified against its digest as it streams; an interrupted\n"      \
-	"pull resumes where it stopped, and a failed one leaves the store unchanged.\n\n"          \
-	"Options:\n"                                                                               \
-	"  --registry-auth FILE        credentials, auth.json as podman and skopeo write it\n"     \
-	"                              (default $REGISTRY_AUTH_FILE)\n"                            \
-	"  --insecure-registry H:P     speak plain HTTP to registry H:P (repeatable)\n"            \
-	"  --platform OS/ARCH          the image of a multi-platform index to take\n"              \
-	"                              (default this machine's)\n"
 
 /* The options pull and push share; argv is consumed up to the first operand. */
 static int
@@ -105,5 +92,4 @@ pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
-SHOALRT_VERB(pull, "pull", "fetch an image from a registry, only the layers the store lacks",
-             PULL_USAGE, pull_run)
+SHOALRT_VERB(pull, "pull", PULL_SUMMARY, PULL_USAGE, pull_run)

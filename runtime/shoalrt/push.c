@@ -7,18 +7,9 @@
 #include "runtime/image.h"
 #include "runtime/registry.h"
 #include "util.h"
+#include "delegate.h"
 #include "verb.h"
 
-#define PUSH_USAGE                                                                                 \
-	"usage: shoalrt push [--registry-auth FILE] [--insecure-registry HOST:PORT]...\n"          \
-	"                    IMAGE REF\n\n"                                                        \
-	"Push the store's IMAGE (NAME[:TAG]) to the registry as REF\n"                             \
-	"(host[:port]/path/name[:tag]). Each blob is asked for first (HEAD) and uploaded only\n"   \
-	"when the registry lacks it; the manifest goes last, byte for byte as stored.\n\n"         \
-	"Options:\n"                                                                               \
-	"  --registry-auth FILE        credentials, auth.json as podman and skopeo write it\n"     \
-	"                              (default $REGISTRY_AUTH_FILE)\n"                            \
-	"  --insecure-registry H:P     speak plain HTTP to registry H:P (repeatable)\n"
 
 static int
 push_run(struct shoalrt_ctx *ctx, int argc, char **argv)
@@ -48,5 +39,4 @@ push_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
-SHOALRT_VERB(push, "push", "send an image to a registry, only the blobs it lacks", PUSH_USAGE,
-             push_run)
+SHOALRT_VERB(push, "push", PUSH_SUMMARY, PUSH_USAGE, push_run)

@@ -10,6 +10,7 @@
 struct shoalrt_ctx {
 	const char *root; /* --root, else $SHOAL_ROOT, else /var/lib/shoal */
 	int json;         /* -o json */
+	char **argv;      /* main's, whole: what shoalrt_delegate passes on */
 };
 
 struct shoalrt_verb {

@@ -429,3 +429,55 @@ CAPS_PROBE='grep NoNewPrivs /proc/self/status
 	run rt exec "$id2" grep NoNewPrivs /proc/self/status
 	[ "$output" = "NoNewPrivs:	0" ]
 }
+
+@test "SHOALRT_TRACE times each phase of a start in shoalrt, the shim and the container" {
+	local f="$BATS_TEST_TMPDIR/trace"
+	SHOALRT_TRACE=$f rt run --rm "$IMG" sh -c 'ls /proc/self/fd | tr "\n" " "' >"$BATS_TEST_TMPDIR/fds"
+	cat "$f"
+	# The trace file never reaches the container: stdio and ls's own directory fd only.
+	[ "$(cat "$BATS_TEST_TMPDIR/fds")" = "0 1 2 3 " ]
+	local rt_pid first_pid shim_pid
+	rt_pid=$(awk '$1 == "shoalrt-exec" { print $2 }' "$f")
+	# The shim is exec'd, then forks (--daemon): its first process exits at once.
+	first_pid=$(awk '$1 == "shim-exec" { print $2 }' "$f")
+	shim_pid=$(awk '$1 == "shim-load" { print $2 }' "$f")
+	[ -n "$rt_pid" ] && [ -n "$shim_pid" ] && [ "$rt_pid" != "$shim_pid" ]
+	[ -n "$first_pid" ] && [ "$first_pid" != "$rt_pid" ] && [ "$first_pid" != "$shim_pid" ]
+	# The phases of one start, in order on the one monotonic clock, each by its process:
+	# the container's child is PID 1 of its namespace.
+	local want="shoalrt-exec:$rt_pid image-lookup:$rt_pid create-state:$rt_pid
+		shim-exec:$first_pid shim-load:$shim_pid shim-cgroup:$shim_pid shim-seccomp-load:$shim_pid
+		ct-clone:1 ct-cgroup-join:1 ct-overlay:1 ct-mounts:1 ct-pivot-root:1
+		ct-seccomp-execve:1 shim-exec-seen:$shim_pid started-reported:$rt_pid
+		exit-reaped:$shim_pid exit-files-rm:$shim_pid exit-reported:$rt_pid"
+	local prev=0 p line
+	for p in $want; do
+		line=$(awk -v n="${p%%:*}" '$1 == n' "$f")
+		[ "$(echo "$line" | wc -l)" -eq 1 ] || { echo "phase ${p%%:*}: '$line'"; return 1; }
+		read -r _ pid mono _ <<<"$line"
+		[ "$pid" = "${p#*:}" ] || { echo "phase $p: pid $pid"; return 1; }
+		[ "$mono" -ge "$prev" ] || { echo "phase $p before the one above"; return 1; }
+		prev=$mono
+	done
+}
+
+@test "shoalrt loads none of the image libraries; its pull, push and import still work" {
+	# libcurl and libarchive bring ~45 shared libraries, loaded at every exec: they belong
+	# to shoalrt-image, which shoalrt runs for the verbs that need them.
+	! readelf -d "$SHOALRT" | grep -E 'NEEDED.*(curl|archive|crypto)'
+	readelf -d "${SHOALRT%/*}/shoalrt-image" | grep -q 'NEEDED.*curl'
+	run rt import --help
+	[ "$status" -eq 0 ]
+	[[ "$output" == "usage: shoalrt import PATH [NAME:TAG]"* ]]
+	local build=${SHOAL_SHIM%/*}
+	run rt import "$build/images/web_2" shoal/traced:2
+	[ "$status" -eq 0 ]
+	[[ "$output" == "imported shoal/traced:2 sha256:"* ]]
+	rt rmi shoal/traced:2
+	run rt pull --insecure-registry 127.0.0.1:1 127.0.0.1:1/none:1
+	[ "$status" -eq 1 ]
+	[[ "$output" == "shoalrt: "*127.0.0.1:1* ]]
+	run rt nosuchverb
+	[ "$status" -eq 1 ]
+	[[ "$output" == 'shoalrt: unknown verb "nosuchverb"'* ]]
+}

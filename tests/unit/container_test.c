@@ -251,6 +251,28 @@ test_apply_image(void **state)
 	assert_null(s.env[3]);
 	assert_string_equal(s.user, "root");
 	container_spec_clear(&s);
+
+	/* An entrypoint of the caller's replaces the image's and drops its cmd (the agent's
+	 * manifest entrypoint, docker run --entrypoint): the arguments given follow it. */
+	s.entrypoint = xcalloc(2, sizeof(char *));
+	s.entrypoint[0] = xstrdup("/other");
+	container_spec_apply_image(&s, &img, NULL, NULL);
+	assert_string_equal(s.argv[0], "/other");
+	assert_null(s.argv[1]);
+	container_spec_clear(&s);
+	s.entrypoint = xcalloc(2, sizeof(char *));
+	s.entrypoint[0] = xstrdup("/other");
+	container_spec_apply_image(&s, &img, over_cmd, NULL);
+	assert_string_equal(s.argv[0], "/other");
+	assert_string_equal(s.argv[1], "debug");
+	assert_null(s.argv[2]);
+	container_spec_clear(&s);
+	/* Set but empty: only the arguments given. */
+	s.entrypoint = xcalloc(1, sizeof(char *));
+	container_spec_apply_image(&s, &img, over_cmd, NULL);
+	assert_string_equal(s.argv[0], "debug");
+	assert_null(s.argv[1]);
+	container_spec_clear(&s);
 }
 
 int
