@@ -937,7 +937,8 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 			 * closing it would turn a moment of fd pressure into a refused request.
 			 * Stop accepting more, and try again once connections have ended.
 			 */
-			if ((code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM) &&
+			if ((code == EMFILE || code == ENFILE || code == ENOBUFS ||
+			     code == ENOMEM) &&
 			    c->fdwaits < PX_FD_WAITS) {
 				struct timeval tv = {0, PX_ACCEPT_PAUSE_MS * 1000};
 

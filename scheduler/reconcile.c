@@ -23,6 +23,7 @@
 #include "server-t.h"
 #include "service.h"
 #include "task.h"
+#include "store.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 

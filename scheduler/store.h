@@ -4,42 +4,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* How long a write waits for a lock another process holds before it fails (ms). */
-#define STORE_BUSY_TIMEOUT_MS 100
-
-struct shoal_err;
-struct sqlite3;
-
-/*
- * The scheduler's durable state in SQLite (WAL) in its data dir. Writes happen on changes
- * (a node registers, a subnet is assigned), never per heartbeat: a heartbeat only touches
- * memory, so 10,000 nodes cost no disk I/O per second.
- */
-struct sqlite3_stmt;
-
-struct store {
-	struct sqlite3 *db;
-	int in_tx;                     /* a transaction is open */
-	struct sqlite3_stmt *task_put; /* prepared once: the hot statements */
-	struct sqlite3_stmt *task_delete;
-};
-
-/* A node's durable record. Strings are owned by the record. */
-struct store_node {
-	char *id;
-	char *name;
-	char *address;
-	char *labels;       /* "k=v,k=v": the agent's */
-	char *admin_labels; /* "k=v,k=v": set by `shoal node update` (NULL read as "") */
-	char *availability; /* "active" | "drain" */
-	int64_t cpu_millis;
-	int64_t memory_bytes;
-	int subnet_index; /* index of the node's /24 in the cluster CIDR */
-	int64_t created_ms;
-	char *node_key; /* hex of its Ed25519 public key, "" while not bound yet */
-};
+#include "store-t.h"
 
 int store_open(struct store *s, const char *path, struct shoal_err *err);
+/* The etcd back end on client e (borrowed, must outlive the store), keys under prefix. */
+int store_open_etcd(struct store *s, struct etcd *e, const char *prefix, struct shoal_err *err);
 void store_close(struct store *s);
 
 /* Insert or replace a node record (keyed by id). */
@@ -50,36 +19,6 @@ int store_node_each(struct store *s, void (*fn)(const struct store_node *n, void
                     struct shoal_err *err);
 
 int store_node_delete(struct store *s, const char *id, struct shoal_err *err);
-
-void store_node_clear(struct store_node *n);
-
-/* A service's durable record. Strings borrowed by store_service_put, owned in each(). */
-struct store_service {
-	char *name;
-	char *spec_json;
-	char *prev_spec_json; /* may be NULL */
-	uint64_t version;
-	uint64_t prev_version;
-	int64_t created_ms;
-	int64_t updated_ms;
-	int removed;
-	char *update_state; /* may be NULL */
-};
-
-/* A task's durable record: identity and desired state; observed state is re-learnt from the
- * agents, so status reports cost no write. */
-struct store_task {
-	char *id;
-	char *service;
-	uint32_t slot;
-	uint64_t version;
-	char *node_id; /* "" while pending */
-	int desired;   /* enum task_desired */
-	int role;      /* 0 = slot's current task, 1 = its replacement, 2 = stopping */
-	uint32_t restarts;
-	int64_t created_ms;
-	char *name;
-};
 
 int store_service_put(struct store *s, const struct store_service *sv, struct shoal_err *err);
 /*

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "scheduler/store.h"
+#include "scheduler/store-t.h"
 
 /*
  * The scheduler's durable state in etcd: the operations of store.h (same signatures, prefix

@@ -77,7 +77,8 @@ relay_tty(int master, pid_t pid, bool input)
 				 * reading it ends as it would at a keyboard. */
 				in_open = false;
 				if (tcgetattr(master, &t) == 0)
-					(void)fdio_write_all(master, (const char *)&t.c_cc[VEOF], 1);
+					(void)fdio_write_all(master, (const char *)&t.c_cc[VEOF],
+					                     1);
 			}
 		}
 		if (pf[1].revents) {

@@ -10,7 +10,6 @@
 #include "delegate.h"
 #include "verb.h"
 
-
 static int
 push_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 {
