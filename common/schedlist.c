@@ -80,7 +80,7 @@ schedlist_addr_str(const struct sched_addr *a, char *buf, size_t len)
 bool
 schedlist_not_leader(uint32_t code, const char *leader_field, const char **leader)
 {
-	if (code != SHOAL_ERR_NOT_LEADER)
+	if (code != SHOAL_ENOTLEADER)
 		return false;
 	*leader = leader_field != NULL ? leader_field : "";
 	return true;

@@ -5,10 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct shoal_err;
+#include "err.h"
 
-/* PLACEHOLDER until ha-protocol.md */
-#define SHOAL_ERR_NOT_LEADER 10421
+/* A follower's Error code (common/err.h has it once the scheduler side is merged). */
+#ifndef SHOAL_ENOTLEADER
+#define SHOAL_ENOTLEADER 10001
+#endif
 
 /*
  * Every scheduler a client knows (`--scheduler H1:7100,H2:7100,H3:7100`) and which one to

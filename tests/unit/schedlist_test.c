@@ -267,9 +267,9 @@ test_not_leader(void **state)
 
 	(void)state;
 	assert_false(schedlist_not_leader(0, "a:1", &leader));
-	assert_true(schedlist_not_leader(SHOAL_ERR_NOT_LEADER, "a:1", &leader));
+	assert_true(schedlist_not_leader(SHOAL_ENOTLEADER, "a:1", &leader));
 	assert_string_equal(leader, "a:1");
-	assert_true(schedlist_not_leader(SHOAL_ERR_NOT_LEADER, NULL, &leader));
+	assert_true(schedlist_not_leader(SHOAL_ENOTLEADER, NULL, &leader));
 	assert_string_equal(leader, "");
 }
 
