@@ -161,6 +161,9 @@ nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		json_decref(arr);
 	} else {
 		struct table t;
+		/* Several schedulers (etcd store): say which one leads. */
+		if (lr->leader_id && lr->leader_id[0])
+			printf("Leader: %s\n", lr->leader_address);
 		table_init(&t, ARRAY_SIZE(header), header);
 		for (size_t i = 0; i < lr->n_nodes; i++) {
 			const Shoal__NodeInfo *n = lr->nodes[i];

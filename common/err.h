@@ -13,6 +13,13 @@ struct shoal_err {
 	char msg[256]; /* human-readable, NUL-terminated, never holds secrets */
 };
 
+/*
+ * Error.code of a reply from a scheduler that does not lead (several schedulers on etcd):
+ * Error.leader names the one that does ("H:P", "" while none does) and the client goes
+ * there. Far above any errno so it cannot be mistaken for one.
+ */
+#define SHOAL_ENOTLEADER 10001
+
 /* Set *err to fmt; when code is non-zero, append ": strerror(code)". Returns -1. */
 int err_set(struct shoal_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -424,6 +424,8 @@ handle_list_nodes(struct sched_conn *sc, const Shoal__Envelope *env)
 		ni->key_fingerprint = n->has_key ? nodekey_fingerprint(n->key, fps[i]) : "";
 		lr.nodes[i] = ni;
 	}
+	lr.leader_id = (char *)srv->leader_id;
+	lr.leader_address = srv->advertise;
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_LIST_NODES_REPLY;
 	reply.list_nodes_reply = &lr;

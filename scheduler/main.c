@@ -43,6 +43,17 @@ static const char usage_text[] =
     "                            (default 127.0.0.1:7180; off: disables it). On an\n"
     "                            address other than loopback every request needs\n"
     "                            Authorization: Bearer <admin or read token>\n"
+    "  --store URL               where the cluster state lives: sqlite (default: DIR/state.db,\n"
+    "                            one scheduler) or etcd://H1:2379,H2:2379,H3:2379 (several\n"
+    "                            schedulers, one leads; the others answer with its address)\n"
+    "  --store-prefix PREFIX     etcd: the keys' prefix (default /shoal/)\n"
+    "  --etcd-cacert FILE        etcd: CA bundle that signed its certificates (https)\n"
+    "  --etcd-cert FILE          etcd: client certificate (with --etcd-key)\n"
+    "  --etcd-key FILE           etcd: client certificate's key\n"
+    "  --advertise HOST:PORT     the address agents and the CLI reach this scheduler at\n"
+    "                            (default: --listen's; its host name for a wildcard)\n"
+    "  --lease-ttl SECONDS       etcd: the leader's lease (default 3): a dead leader is\n"
+    "                            replaced within about this\n"
     "  --log-level LEVEL         error, warn, notice, info (default) or debug\n"
     "  -h, --help                this text\n";
 
@@ -102,6 +113,13 @@ main(int argc, char **argv)
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"http", required_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"store", required_argument, NULL, 'S'},
+	    {"store-prefix", required_argument, NULL, 'P'},
+	    {"etcd-cacert", required_argument, NULL, 'A'},
+	    {"etcd-cert", required_argument, NULL, 'C'},
+	    {"etcd-key", required_argument, NULL, 'K'},
+	    {"advertise", required_argument, NULL, 'a'},
+	    {"lease-ttl", required_argument, NULL, 'T'},
 	    {0, 0, 0, 0},
 	};
 	struct sched_options so = {.http = "127.0.0.1:7180"};
@@ -174,6 +192,42 @@ main(int argc, char **argv)
 		case 'H':
 			so.http = optarg;
 			break;
+		case 'S':
+			if (strcmp(optarg, "sqlite") != 0 && strncmp(optarg, "etcd://", 7) != 0) {
+				fprintf(stderr,
+				        "shoal-scheduler: --store %s: want sqlite or "
+				        "etcd://HOST:PORT[,HOST:PORT...]\n",
+				        optarg);
+				return 1;
+			}
+			so.store = optarg;
+			break;
+		case 'P':
+			so.store_prefix = optarg;
+			break;
+		case 'A':
+			so.etcd_cacert = optarg;
+			break;
+		case 'C':
+			so.etcd_cert = optarg;
+			break;
+		case 'K':
+			so.etcd_key = optarg;
+			break;
+		case 'a':
+			so.advertise = optarg;
+			break;
+		case 'T': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (end == optarg || *end || v < 1 || v > 60) {
+				fprintf(stderr, "shoal-scheduler: --lease-ttl %s: want 1 to 60 seconds\n",
+				        optarg);
+				return 1;
+			}
+			so.lease_ttl_s = v;
+			break;
+		}
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
@@ -196,6 +250,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "shoal-scheduler: unknown command \"%s\" (init or run)\n", cmd);
 		return 1;
 	}
+	so.argv = argv;
 	log_init("sched", level);
 	if (sched_server_init(&srv, &so, &err) == -1) {
 		shoal_log(LOG_ERR, "cannot start: %s", err.msg);

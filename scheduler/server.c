@@ -17,6 +17,7 @@
 #include "admit.h"
 #include "api.h"
 #include "evstream.h"
+#include "ha.h"
 #include "http.h"
 #include "logs.h"
 #include "reconcile.h"
@@ -74,6 +75,8 @@ static void
 on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 {
 	(void)c;
+	if (ha_refuse(arg, env))
+		return;
 	api_handle(arg, env);
 }
 
@@ -225,6 +228,8 @@ cron(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (!ha_acting(srv))
+		return;
 	nodes_expire(&srv->nodes, now, 3 * (int64_t)srv->heartbeat_ms, node_went_down, srv);
 	if (now >= srv->next_tick) {
 		srv->next_tick = now + 1000;
@@ -246,7 +251,8 @@ on_pass(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	reconcile_flush(arg);
+	if (ha_acting(arg))
+		reconcile_flush(arg);
 }
 
 static void
@@ -283,11 +289,41 @@ listen_on(struct sched_server *srv, const char *spec, struct shoal_err *err)
 	return 0;
 }
 
+/* The address clients are sent to: --advertise, else --listen's (the host name for a wildcard
+ * host). */
+static int
+advertise_address(struct sched_server *srv, const struct sched_options *opt,
+                  struct shoal_err *err)
+{
+	const char *listen = opt->listen ? opt->listen : ":7100";
+	char host[256];
+	uint16_t port;
+
+	if (opt->advertise) {
+		if (util_parse_hostport(opt->advertise, host, sizeof(host), &port, err) == -1)
+			return err_prefix(err, "--advertise");
+		if (host[0] == '\0')
+			return err_set(err, 0, "--advertise %s: want HOST:PORT", opt->advertise);
+		srv->advertise = xstrdup(opt->advertise);
+		return 0;
+	}
+	if (util_parse_hostport(listen, host, sizeof(host), &port, err) == -1)
+		return err_prefix(err, "--listen");
+	if (host[0] == '\0' || strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0) {
+		if (gethostname(host, sizeof(host) - 1) == -1)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+	}
+	srv->advertise = xasprintf("%s:%u", host, port);
+	return 0;
+}
+
 int
 sched_server_init(struct sched_server *srv, const struct sched_options *opt, struct shoal_err *err)
 {
 	struct timeval tv = {0, CRON_MS * 1000};
 	cleanup_free char *dbpath = NULL;
+	bool etcd = opt->store && strcmp(opt->store, "sqlite") != 0;
 
 	memset(srv, 0, sizeof(*srv));
 	srv->reserve_fd = -1;
@@ -309,8 +345,11 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 	srv->no_routes = opt->no_routes;
 	if (identity_load(opt->data_dir, &srv->id, err) == -1)
 		goto fail;
+	srv->leader_id = "";
+	if (advertise_address(srv, opt, err) == -1)
+		goto fail;
 	dbpath = xasprintf("%s/state.db", opt->data_dir);
-	if (store_open(&srv->store, dbpath, err) == -1)
+	if (!etcd && store_open(&srv->store, dbpath, err) == -1)
 		goto fail;
 	if (nodes_init(&srv->nodes, opt->cluster_cidr ? opt->cluster_cidr : "10.244.0.0/16", err) ==
 	    -1)
@@ -325,19 +364,22 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 	 * grace grows with it. */
 	if (8 * (int64_t)srv->heartbeat_ms > srv->nodes.restart_grace_ms)
 		srv->nodes.restart_grace_ms = 8 * (int64_t)srv->heartbeat_ms;
-	if (nodes_load(&srv->nodes, &srv->store, err) == -1)
+	/* With etcd, the state is loaded when this scheduler is elected (ha.c). */
+	if (!etcd && nodes_load(&srv->nodes, &srv->store, err) == -1)
 		goto fail;
 	srv->base = event_base_new();
 	if (srv->base == NULL) {
 		err_set(err, 0, "cannot create event base");
 		goto fail;
 	}
+	if (etcd && ha_init(srv, opt, err) == -1)
+		goto fail;
 	/* The reconcile pass runs after the callbacks of an iteration (lowest priority is not
 	 * needed: event_active queues it behind what is already active). */
 	srv->pass = event_new(srv->base, -1, 0, on_pass, srv);
 	srv->started = util_now_ms();
 	task_map_init(&srv->tasks);
-	if (reconcile_load(srv, err) == -1)
+	if (!etcd && reconcile_load(srv, err) == -1)
 		goto fail;
 	if (listen_on(srv, opt->listen ? opt->listen : ":7100", err) == -1)
 		goto fail;
@@ -355,6 +397,7 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 	event_add(srv->cron, &tv);
 	event_add(srv->sig_term, NULL);
 	event_add(srv->sig_int, NULL);
+	ha_start(srv);
 	return 0;
 fail:
 	sched_server_free(srv);
@@ -401,12 +444,14 @@ sched_server_free(struct sched_server *srv)
 		event_free(srv->sig_term);
 	if (srv->sig_int)
 		event_free(srv->sig_int);
+	ha_free(srv);
 	if (srv->base)
 		event_base_free(srv->base);
 	nodes_free(&srv->nodes);
 	store_close(&srv->store);
 	identity_wipe(&srv->id);
 	free(srv->data_dir);
+	free(srv->advertise);
 	memset(srv, 0, sizeof(*srv));
 	srv->reserve_fd = -1;
 }

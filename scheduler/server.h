@@ -22,6 +22,7 @@ struct evstream_client;
 struct admit;
 struct shoal_err;
 struct sched_http;
+struct ha;
 
 /* One accepted connection: an agent's session or a short CLI call. */
 struct sched_conn {
@@ -45,6 +46,16 @@ struct sched_options {
 	bool no_routes;           /* container subnets are routed by the network itself */
 	double join_rate;         /* new node names a second; 0 = NODES_JOIN_RATE */
 	const char *http;         /* status page and /metrics: "ADDR:PORT", "off" or NULL */
+	/* Several schedulers (ha.h): "etcd://H:P,..." (NULL or "sqlite": SQLite in data_dir),
+	 * the keys' prefix, TLS files, the address clients are sent to (default: --listen's,
+	 * the host name for a wildcard), the lease TTL (0: default) and the command line to
+	 * restart with when deposed. */
+	const char *store;
+	const char *store_prefix;
+	const char *etcd_cacert, *etcd_cert, *etcd_key;
+	const char *advertise;
+	int64_t lease_ttl_s;
+	char *const *argv;
 };
 
 /* The scheduler daemon's state: the only mutable global, owner of everything below. */
@@ -95,6 +106,9 @@ struct sched_server {
 	char *data_dir;
 	struct sched_http *http;       /* the status page and /metrics (http.c), NULL if off */
 	struct prom_hist pass_seconds; /* how long reconcile passes held the loop */
+	struct ha *ha;                 /* several schedulers on etcd (ha.h); NULL: SQLite */
+	char *advertise;               /* "H:P" clients are told to use for this scheduler */
+	const char *leader_id;         /* "" (SQLite) or this scheduler's id as a contender */
 };
 
 int sched_server_init(struct sched_server *srv, const struct sched_options *opt,

@@ -6,7 +6,31 @@
 #include <sqlite3.h>
 
 #include "err.h"
+#include "store_etcd.h"
 #include "util.h"
+
+/* The etcd back end's result r of a write: one refused by the fence means another scheduler
+ * leads, and this one must stop acting at once, not at its next lease check. */
+static int
+via_etcd(struct store *s, int r, struct shoal_err *err)
+{
+	if (r == -1 && err->code == SHOAL_ENOTLEADER && s->fenced)
+		s->fenced(err->msg, s->fenced_arg);
+	return r;
+}
+
+int
+store_open_etcd(struct store *s, struct etcd *e, const char *prefix, struct shoal_err *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->etcd = xcalloc(1, sizeof(*s->etcd));
+	if (store_etcd_open(s->etcd, e, prefix, err) == -1) {
+		free(s->etcd);
+		s->etcd = NULL;
+		return -1;
+	}
+	return 0;
+}
 
 /* synchronous=FULL: in WAL mode NORMAL skips the fsync at commit, so a power loss could undo a
  * commit the CLI was already told about ("service created"); FULL syncs the WAL at every
@@ -154,6 +178,12 @@ store_open(struct store *s, const char *path, struct shoal_err *err)
 void
 store_close(struct store *s)
 {
+	if (s->etcd) {
+		store_etcd_close(s->etcd);
+		free(s->etcd);
+		memset(s, 0, sizeof(*s));
+		return;
+	}
 	if (s->in_tx)
 		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	s->in_tx = 0;
@@ -168,6 +198,8 @@ store_close(struct store *s)
 int
 store_node_put(struct store *s, const struct store_node *n, struct shoal_err *err)
 {
+	if (s->etcd)
+		return via_etcd(s, store_etcd_node_put(s->etcd, n, err), err);
 	static const char sql[] =
 	    "INSERT INTO nodes(id, name, address, labels, availability, cpu_millis,"
 	    " memory_bytes, subnet_index, created_ms, node_key, admin_labels)"
@@ -211,6 +243,8 @@ int
 store_node_each(struct store *s, void (*fn)(const struct store_node *n, void *arg), void *arg,
                 struct shoal_err *err)
 {
+	if (s->etcd)
+		return store_etcd_node_each(s->etcd, fn, arg, err);
 	static const char sql[] =
 	    "SELECT id, name, address, labels, availability, cpu_millis,"
 	    " memory_bytes, subnet_index, created_ms, node_key, admin_labels FROM nodes"
@@ -249,6 +283,8 @@ store_node_delete(struct store *s, const char *id, struct shoal_err *err)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
+	if (s->etcd)
+		return via_etcd(s, store_etcd_node_delete(s->etcd, id, err), err);
 	if (sqlite3_prepare_v2(s->db, "DELETE FROM nodes WHERE id=?", -1, &st, NULL) != SQLITE_OK)
 		return db_err(s, err, "prepare node delete");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -279,6 +315,8 @@ store_meta_get(struct store *s, const char *key, struct shoal_err *err)
 	char *v = NULL;
 	int rc;
 
+	if (s->etcd)
+		return store_etcd_meta_get(s->etcd, key, err);
 	if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL) !=
 	    SQLITE_OK) {
 		db_err(s, err, "prepare meta get");
@@ -302,6 +340,8 @@ store_meta_put(struct store *s, const char *key, const char *value, struct shoal
 	sqlite3_stmt *st = NULL;
 	int rc;
 
+	if (s->etcd)
+		return via_etcd(s, store_etcd_meta_put(s->etcd, key, value, err), err);
 	if (sqlite3_prepare_v2(s->db,
 	                       "INSERT INTO meta(key, value) VALUES(?,?)"
 	                       " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -319,6 +359,10 @@ store_meta_put(struct store *s, const char *key, const char *value, struct shoal
 int
 store_tx_begin(struct store *s, struct shoal_err *err)
 {
+	if (s->etcd) {
+		s->in_tx = 1;
+		return store_etcd_tx_begin(s->etcd, err);
+	}
 	if (s->in_tx)
 		return 0;
 	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
@@ -340,6 +384,10 @@ rollback_open_tx(struct store *s)
 int
 store_tx_commit(struct store *s, struct shoal_err *err)
 {
+	if (s->etcd) {
+		s->in_tx = 0;
+		return via_etcd(s, store_etcd_tx_commit(s->etcd, err), err);
+	}
 	if (!s->in_tx)
 		return 0;
 	s->in_tx = 0;
@@ -355,6 +403,8 @@ int
 store_service_put_now(struct store *s, const struct store_service *rows, size_t n,
                       struct shoal_err *err)
 {
+	if (s->etcd)
+		return via_etcd(s, store_etcd_service_put_now(s->etcd, rows, n, err), err);
 	/* The open batch first, on its own: this write must neither wait for it nor be undone
 	 * with it. A batch that cannot commit means the store fails, and so does this. */
 	if (store_tx_commit(s, err) == -1)
@@ -386,6 +436,8 @@ bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
 int
 store_service_put(struct store *s, const struct store_service *sv, struct shoal_err *err)
 {
+	if (s->etcd)
+		return via_etcd(s, store_etcd_service_put(s->etcd, sv, err), err);
 	static const char sql[] =
 	    "INSERT INTO services(name, spec_json, prev_spec_json, version, created_ms,"
 	    " updated_ms, removed, update_state, prev_version) VALUES(?,?,?,?,?,?,?,?,?)"
@@ -420,6 +472,8 @@ store_service_delete(struct store *s, const char *name, struct shoal_err *err)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
+	if (s->etcd)
+		return via_etcd(s, store_etcd_service_delete(s->etcd, name, err), err);
 	if (sqlite3_prepare_v2(s->db, "DELETE FROM services WHERE name=?", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return db_err(s, err, "prepare service delete");
@@ -448,6 +502,8 @@ store_pin_put(struct store *s, const char *service, uint64_t version, const char
 	sqlite3_stmt *st = NULL;
 	int rc;
 
+	if (s->etcd)
+		return via_etcd(s, store_etcd_pin_put(s->etcd, service, version, digest, keep, err), err);
 	if (sqlite3_prepare_v2(s->db,
 	                       "INSERT OR IGNORE INTO pins(service, version, digest) VALUES(?,?,?)",
 	                       -1, &st, NULL) != SQLITE_OK)
@@ -481,6 +537,8 @@ store_pin_each(struct store *s,
 	sqlite3_stmt *st = NULL;
 	int rc;
 
+	if (s->etcd)
+		return store_etcd_pin_each(s->etcd, fn, arg, err);
 	if (sqlite3_prepare_v2(s->db, "SELECT service, version, digest FROM pins ORDER BY version",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return db_err(s, err, "prepare pin list");
@@ -504,6 +562,8 @@ int
 store_service_each(struct store *s, void (*fn)(const struct store_service *sv, void *arg),
                    void *arg, struct shoal_err *err)
 {
+	if (s->etcd)
+		return store_etcd_service_each(s->etcd, fn, arg, err);
 	static const char sql[] = "SELECT name, spec_json, prev_spec_json, version, created_ms,"
 	                          " updated_ms, removed, update_state, prev_version FROM services"
 	                          " ORDER BY name";
@@ -539,6 +599,8 @@ store_service_each(struct store *s, void (*fn)(const struct store_service *sv, v
 int
 store_task_put(struct store *s, const struct store_task *t, struct shoal_err *err)
 {
+	if (s->etcd)
+		return via_etcd(s, store_etcd_task_put(s->etcd, t, err), err);
 	static const char sql[] =
 	    "INSERT INTO tasks(id, name, service, slot, version, node_id, desired, role,"
 	    " restarts, created_ms) VALUES(?,?,?,?,?,?,?,?,?,?)"
@@ -574,6 +636,8 @@ store_task_delete(struct store *s, const char *id, struct shoal_err *err)
 {
 	int rc;
 
+	if (s->etcd)
+		return via_etcd(s, store_etcd_task_delete(s->etcd, id, err), err);
 	if (s->task_delete == NULL && sqlite3_prepare_v2(s->db, "DELETE FROM tasks WHERE id=?", -1,
 	                                                 &s->task_delete, NULL) != SQLITE_OK)
 		return db_err(s, err, "prepare task delete");
@@ -589,6 +653,8 @@ int
 store_task_each(struct store *s, void (*fn)(const struct store_task *t, void *arg), void *arg,
                 struct shoal_err *err)
 {
+	if (s->etcd)
+		return store_etcd_task_each(s->etcd, fn, arg, err);
 	static const char sql[] =
 	    "SELECT id, name, service, slot, version, node_id, desired, role,"
 	    " restarts, created_ms FROM tasks ORDER BY service, slot, created_ms";

@@ -17,7 +17,18 @@ struct sqlite3;
  */
 struct sqlite3_stmt;
 
+struct store_etcd;
+struct etcd;
+
+/*
+ * Two back ends behind one API: SQLite (the default, one scheduler) or etcd (several
+ * schedulers, one leading: store_etcd.h). Every function below dispatches on etcd.
+ */
 struct store {
+	struct store_etcd *etcd; /* non-NULL: the etcd back end, db unused */
+	/* etcd: called when a write was refused because another scheduler leads (why). */
+	void (*fenced)(const char *why, void *arg);
+	void *fenced_arg;
 	struct sqlite3 *db;
 	int in_tx;                     /* a transaction is open */
 	struct sqlite3_stmt *task_put; /* prepared once: the hot statements */
@@ -40,6 +51,8 @@ struct store_node {
 };
 
 int store_open(struct store *s, const char *path, struct shoal_err *err);
+/* The etcd back end on client e (borrowed, must outlive the store), keys under prefix. */
+int store_open_etcd(struct store *s, struct etcd *e, const char *prefix, struct shoal_err *err);
 void store_close(struct store *s);
 
 /* Insert or replace a node record (keyed by id). */

@@ -321,9 +321,10 @@ built_free(struct built *b)
 static int
 refused(int64_t fence, struct shoal_err *err)
 {
-	return err_set(err, 0,
-	               "store: write refused: this scheduler no longer leads (fence %" PRId64 ")",
-	               fence);
+	err_set(err, 0, "store: write refused: this scheduler no longer leads (fence %" PRId64 ")",
+	        fence);
+	err->code = SHOAL_ENOTLEADER; /* after err_set: no strerror appended */
+	return -1;
 }
 
 /* Send ops[0..n) as one transaction fenced by the leadership. */
@@ -446,7 +447,9 @@ flush(struct store_etcd *s, struct shoal_err *err)
 		return 0;
 	if (s->fence == 0 || s->fence_key == NULL) {
 		ops_clear(s);
-		return err_set(err, 0, "store: write refused: this scheduler does not lead");
+		err_set(err, 0, "store: write refused: this scheduler does not lead");
+		err->code = SHOAL_ENOTLEADER;
+		return -1;
 	}
 	k = plan(s->ops, s->nops, &starts, &barrier);
 	for (size_t i = 0; i < k && rc == 0; i++)
@@ -543,7 +546,9 @@ store_etcd_tx_commit_async(struct store_etcd *s,
 	}
 	if (s->fence == 0 || s->fence_key == NULL) {
 		ops_clear(s);
-		return err_set(err, 0, "store: write refused: this scheduler does not lead");
+		err_set(err, 0, "store: write refused: this scheduler does not lead");
+		err->code = SHOAL_ENOTLEADER;
+		return -1;
 	}
 	b = xcalloc(1, sizeof(*b));
 	b->e = s->e;
