@@ -182,11 +182,13 @@ schedlist_walk(const struct schedlist *l, sched_try_fn fn, void *arg, struct sho
 		/* A follower. */
 		follower = true;
 		if (leader[0] == '\0') {
-			schedlist_note(notes, sizeof(notes), "%s: a follower, no leader elected", where);
+			schedlist_note(notes, sizeof(notes), "%s: a follower, no leader elected",
+			               where);
 			continue;
 		}
 		if (redirected || schedlist_parse_one(leader, NULL, &lead, err) == -1) {
-			schedlist_note(notes, sizeof(notes), "%s: a follower, names %s", where, leader);
+			schedlist_note(notes, sizeof(notes), "%s: a follower, names %s", where,
+			               leader);
 			continue;
 		}
 		redirected = true;
@@ -201,8 +203,8 @@ schedlist_walk(const struct schedlist *l, sched_try_fn fn, void *arg, struct sho
 			schedlist_note(notes, sizeof(notes), "%s names leader %s: %s", where,
 			               schedlist_addr_str(&lead, leader, sizeof(leader)), err->msg);
 		} else {
-			schedlist_note(notes, sizeof(notes), "%s names leader %s, a follower too", where,
-			               schedlist_addr_str(&lead, leader, sizeof(leader)));
+			schedlist_note(notes, sizeof(notes), "%s names leader %s, a follower too",
+			               where, schedlist_addr_str(&lead, leader, sizeof(leader)));
 		}
 	}
 	/* One scheduler that was unreachable: its own message, as before lists existed. */

@@ -5,12 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
-
-/* A follower's Error code (common/err.h has it once the scheduler side is merged). */
-#ifndef SHOAL_ENOTLEADER
-#define SHOAL_ENOTLEADER 10001
-#endif
+#include "err.h" /* SHOAL_ENOTLEADER: a follower's Error code */
 
 /*
  * Every scheduler a client knows (`--scheduler H1:7100,H2:7100,H3:7100`) and which one to

@@ -141,9 +141,9 @@ test_cursor_single(void **state)
 /* ---- the CLI's walk, over a mock transport ---- */
 
 struct mock_host {
-	const char *addr;     /* "host:port" */
-	enum sched_try r;     /* what it answers */
-	const char *leader;   /* on SCHED_TRY_NOT_LEADER */
+	const char *addr;   /* "host:port" */
+	enum sched_try r;   /* what it answers */
+	const char *leader; /* on SCHED_TRY_NOT_LEADER */
 };
 
 struct mock {
@@ -277,9 +277,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_one),   cmocka_unit_test(test_parse_list),
-	    cmocka_unit_test(test_cursor),      cmocka_unit_test(test_cursor_single),
-	    cmocka_unit_test(test_walk),        cmocka_unit_test(test_walk_fails),
+	    cmocka_unit_test(test_parse_one),  cmocka_unit_test(test_parse_list),
+	    cmocka_unit_test(test_cursor),     cmocka_unit_test(test_cursor_single),
+	    cmocka_unit_test(test_walk),       cmocka_unit_test(test_walk_fails),
 	    cmocka_unit_test(test_not_leader),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
