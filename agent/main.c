@@ -73,6 +73,8 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  --scheduler HOST:PORT  the scheduler (port 7100 by default on its side)\n"
+    "                         several as H1:P,H2:P,...: tried in turn within the back-off,\n"
+    "                         a follower's leader at once\n"
     "  --token-file FILE      the worker join token (DATA_DIR/worker.token on the scheduler)\n"
     "  --name NAME            this node's name, stable across restarts (its identity)\n"
     "  --address ADDR         this node's IPv4 address as other nodes reach it\n"

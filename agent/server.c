@@ -37,15 +37,12 @@ on_log_tick(evutil_socket_t fd, short what, void *arg)
 int
 agent_server_init(struct agent_server *a, const struct agent_options *opt, struct shoal_err *err)
 {
-	char host[256];
 	struct in_addr in;
 	char mem[32];
 
 	memset(a, 0, sizeof(*a));
-	if (util_parse_hostport(opt->scheduler, host, sizeof(host), &a->scheduler_port, err) == -1)
+	if (schedlist_parse(&a->scheds, opt->scheduler, NULL, err) == -1)
 		return err_prefix(err, "--scheduler");
-	if (host[0] == '\0')
-		return err_set(err, 0, "--scheduler %s: needs a host", opt->scheduler);
 	if (inet_pton(AF_INET, opt->address, &in) != 1)
 		return err_set(err, 0, "--address %s: must be an IPv4 address", opt->address);
 	for (size_t i = 0; i < opt->nlabels; i++)
@@ -73,7 +70,6 @@ agent_server_init(struct agent_server *a, const struct agent_options *opt, struc
 		token_wipe(&a->token);
 		return err_prefix(err, "--data-dir");
 	}
-	a->scheduler_host = xstrdup(host);
 	a->name = xstrdup(opt->name);
 	a->address = xstrdup(opt->address);
 	a->data_dir = xstrdup(opt->data_dir);
@@ -178,7 +174,6 @@ agent_server_free(struct agent_server *a)
 	for (size_t i = 0; i < a->nlabels; i++)
 		free(a->labels[i]);
 	free(a->labels);
-	free(a->scheduler_host);
 	free(a->name);
 	free(a->address);
 	free(a->data_dir);

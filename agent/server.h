@@ -10,6 +10,7 @@
 #include "logs.h"
 #include "netnode.h"
 #include "resources.h"
+#include "schedlist.h"
 #include "session.h"
 #include "tasks.h"
 #include "token.h"
@@ -53,8 +54,8 @@ struct agent_server {
 	struct netnode netnode; /* bridge, addresses, routes of the containers */
 	struct ingress ingress; /* the node's proxy process: every published service */
 	struct token token;     /* worker join token (secret) */
-	char *scheduler_host;
-	uint16_t scheduler_port;
+	/* --scheduler: every scheduler, and which to try next */
+	struct schedlist scheds;
 	char *name;
 	char *address;
 	char *data_dir;

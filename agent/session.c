@@ -183,9 +183,9 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 	s->heartbeat_ms = rr->heartbeat_interval_ms ? rr->heartbeat_interval_ms : 1000;
 	s->state = SESSION_READY;
 	s->failures = 0;
-	shoal_log(LOG_INFO, "registered with scheduler %s:%u as %s id=%s subnet=%s heartbeat=%ums",
-	          s->agent->scheduler_host, s->agent->scheduler_port, s->agent->name, s->node_id,
-	          s->subnet, s->heartbeat_ms);
+	shoal_log(LOG_INFO, "registered with scheduler %s as %s id=%s subnet=%s heartbeat=%ums",
+	          s->where, s->agent->name, s->node_id, s->subnet, s->heartbeat_ms);
+	schedlist_connected(&s->agent->scheds);
 	/* Before any Assignments: bridged tasks need the bridge and the subnet's addresses.
 	 * Idempotent, so every re-registration repairs what is missing. */
 	if (netnode_setup(&s->agent->netnode, s->subnet, &err) == -1) {
@@ -247,10 +247,48 @@ on_endpoints(struct session *s, const Shoal__Endpoints *ep)
 		send_heartbeat(s);
 }
 
+/*
+ * A follower (or a leader deposed since) answered: go to the scheduler it names at once, or,
+ * when it names none or it was itself named by one, to the list's next one after the back-off.
+ * The tasks keep running meanwhile: the leader adopts them at registration.
+ */
+static void
+on_not_leader(struct session *s, const char *leader)
+{
+	bool was_ready = s->state == SESSION_READY;
+
+	rpc_free(s->conn);
+	s->conn = NULL;
+	logs_reset(&s->agent->logs);
+	event_del(s->heartbeat);
+	if (schedlist_redirect(&s->agent->scheds, leader)) {
+		shoal_log(LOG_INFO, "scheduler %s is not the leader; going to %s", s->where,
+		          leader);
+		/* A redirect costs no back-off step: the leader is known and up. */
+		s->state = SESSION_IDLE;
+		arm(s->retry, 0);
+		return;
+	}
+	if (was_ready || s->failures == 0) {
+		if (leader[0])
+			shoal_log(
+			    LOG_WARNING,
+			    "scheduler %s is not the leader (it names %s); trying the next one",
+			    s->where, leader);
+		else
+			shoal_log(
+			    LOG_WARNING,
+			    "scheduler %s is not the leader and knows none; trying the next one",
+			    s->where);
+	}
+	schedule_retry(s);
+}
+
 static void
 on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 {
 	struct session *s = arg;
+	const char *leader;
 
 	(void)c;
 	switch (env->body_case) {
@@ -278,12 +316,17 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 			tasks_apply(&s->agent->tasks, env->assignments);
 		break;
 	case SHOAL__ENVELOPE__BODY_ERROR:
+		if (schedlist_not_leader(env->error->code, env->error->leader, &leader)) {
+			on_not_leader(s, leader);
+			break;
+		}
 		shoal_log(LOG_ERR, "scheduler refused %s: %s",
 		          env->id == s->register_id ? "registration" : "a request",
 		          env->error->message);
 		if (env->id == s->register_id) {
 			rpc_free(s->conn);
 			s->conn = NULL;
+			schedlist_failed(&s->agent->scheds);
 			schedule_retry(s);
 		}
 		break;
@@ -302,11 +345,11 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 	s->conn = NULL;
 	logs_reset(&s->agent->logs);
 	if (s->state == SESSION_READY)
-		shoal_log(LOG_WARNING, "lost scheduler %s:%u: %s; reconnecting",
-		          s->agent->scheduler_host, s->agent->scheduler_port, reason);
+		shoal_log(LOG_WARNING, "lost scheduler %s: %s; reconnecting", s->where, reason);
 	else if (s->failures == 0)
-		shoal_log(LOG_WARNING, "cannot reach scheduler %s:%u: %s; retrying with back-off",
-		          s->agent->scheduler_host, s->agent->scheduler_port, reason);
+		shoal_log(LOG_WARNING, "cannot reach scheduler %s: %s; retrying with back-off",
+		          s->where, reason);
+	schedlist_failed(&s->agent->scheds);
 	schedule_retry(s);
 }
 
@@ -320,15 +363,17 @@ static void
 session_connect(struct session *s)
 {
 	struct agent_server *a = s->agent;
+	const struct sched_addr *to = schedlist_target(&a->scheds);
 	struct shoal_err err;
 
+	schedlist_addr_str(to, s->where, sizeof(s->where));
 	s->state = SESSION_CONNECTING;
-	s->conn = rpc_connect(a->base, a->scheduler_host, a->scheduler_port, &a->token, NULL,
-	                      &session_cbs, s, &err);
+	s->conn = rpc_connect(a->base, to->host, to->port, &a->token, NULL, &session_cbs, s, &err);
 	if (s->conn == NULL) {
 		if (s->failures == 0)
 			shoal_log(LOG_WARNING, "cannot reach scheduler: %s; retrying with back-off",
 			          err.msg);
+		schedlist_failed(&a->scheds);
 		schedule_retry(s);
 	}
 }

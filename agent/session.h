@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "nodekey.h"
+#include "schedlist.h"
 
 struct agent_server;
 struct shoal_err;
@@ -37,6 +38,7 @@ struct session {
 	uint64_t endpoints_gen; /* last Endpoints applied (acknowledged in heartbeats) */
 	int failures;           /* consecutive failed attempts (for quiet logging) */
 	struct nodekey key;     /* this node's identity, proven in every Register (secret) */
+	char where[SCHEDLIST_ADDR_MAX]; /* the scheduler of this attempt or session */
 };
 
 void session_init(struct session *s, struct agent_server *a);

@@ -60,6 +60,7 @@ usage(FILE *f)
 	           "Options (before or after the command):\n"
 	           "  --scheduler HOST:PORT  the scheduler (default $SHOAL_SCHEDULER, else "
 	           "127.0.0.1:7100)\n"
+	           "                         several: H1:P,H2:P,... tried in turn\n"
 	           "  --token-file FILE      the admin token (default $SHOAL_TOKEN_FILE)\n"
 	           "  -o json, --json       print listings as JSON\n"
 	           "  -h, --help             this text; `shoal COMMAND --help` for a command\n"

@@ -904,7 +904,8 @@ struct rpc_call_state {
 	struct shoal_err *err;
 	const char *where; /* HOST:PORT */
 	int timeout_ms;
-	int done; /* 0 running, 1 got the reply, -1 failed (err set) */
+	bool sent; /* the request went out: a failure now must not be retried elsewhere */
+	int done;  /* 0 running, 1 got the reply, -1 failed (err set) */
 };
 
 static void
@@ -923,6 +924,8 @@ rpc_call_ready(struct rpc_conn *c, void *arg)
 
 	if (rpc_send(c, st->req, st->err) == -1)
 		rpc_call_finish(st, -1);
+	else
+		st->sent = true;
 }
 
 static void
@@ -991,6 +994,13 @@ int
 rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
          Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err)
 {
+	return rpc_call_sent(host, port, token, req, reply, timeout_ms, NULL, err);
+}
+
+int
+rpc_call_sent(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
+              Shoal__Envelope **reply, int timeout_ms, bool *sent, struct shoal_err *err)
+{
 	static const struct rpc_callbacks cb = {
 	    .ready = rpc_call_ready,
 	    .message = rpc_call_message,
@@ -1004,6 +1014,8 @@ rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Enve
 	char where[80];
 
 	*reply = NULL;
+	if (sent != NULL)
+		*sent = false;
 	if (sodium_init() < 0)
 		return err_set(err, 0, "libsodium: cannot initialise");
 	/* A CLI has no SIGPIPE handler; a scheduler that hangs up must not kill it. */
@@ -1044,6 +1056,8 @@ rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Enve
 			break;
 	if (st.done == 0)
 		err_set(err, 0, "scheduler at %s: event loop failed", where);
+	if (sent != NULL)
+		*sent = st.sent;
 	rpc_free(st.c);
 	event_free(timer);
 	event_base_free(st.base);

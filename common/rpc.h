@@ -1,6 +1,7 @@
 #ifndef SHOAL_COMMON_RPC_H
 #define SHOAL_COMMON_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -160,5 +161,11 @@ void *rpc_get_user(const struct rpc_conn *c);
  */
 int rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
              Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err);
+/*
+ * rpc_call that also says whether the request went out (*sent): a client that knows several
+ * schedulers tries the next one only when it did not, so no request is ever carried out twice.
+ */
+int rpc_call_sent(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
+                  Shoal__Envelope **reply, int timeout_ms, bool *sent, struct shoal_err *err);
 
 #endif

@@ -6,6 +6,8 @@
 #   ShoalTopology.load(path).hosts(nodes)
 #   # => [{name: "sched", ip: "192.168.56.10", labels: {}},
 #   #     {name: "node1", ip: "192.168.56.11", labels: {"zone" => "a"}}, ...]
+#   ShoalTopology.load(path).hosts(nodes, 3)
+#   # => [{name: "sched1", ...}, {name: "sched2", ...}, {name: "sched3", ...}, node1, ...]
 #
 # Nodes beyond those listed follow the file's pattern: nodeI has the network's address
 # .(10+I) and zone a for odd I, b for even I.
@@ -14,7 +16,7 @@ require "ipaddr"
 class ShoalTopology
   class Error < StandardError; end
 
-  HOST_RE = /\A(sched|node[1-9][0-9]{0,2})\z/.freeze
+  HOST_RE = /\A(sched[1-9]?|node[1-9][0-9]{0,2})\z/.freeze
   IPV4_RE = /\A(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\z/.freeze
 
   attr_reader :network, :cluster_cidr
@@ -32,16 +34,24 @@ class ShoalTopology
     raise Error, "#{path}: no 'sched' line" unless @hosts["sched"]
   end
 
-  # The scheduler and nodes 1..nodes, each {name:, ip:, labels:}.
-  def hosts(nodes)
+  # The scheduler hosts (sched, or sched1..schedN for schedulers > 1) and nodes 1..nodes,
+  # each {name:, ip:, labels:}.
+  def hosts(nodes, schedulers = 1)
     raise Error, "NODES must be at least 1, got #{nodes}" if nodes < 1
 
-    list = ["sched"] + (1..nodes).map { |i| "node#{i}" }
+    list = sched_names(schedulers) + (1..nodes).map { |i| "node#{i}" }
     result = list.map { |h| { name: h, ip: address(h), labels: labels(h) } }
     dup = result.group_by { |h| h[:ip] }.find { |_, v| v.size > 1 }
     raise Error, "#{@path}: address #{dup[0]} appears twice" if dup
 
     result
+  end
+
+  def sched_names(schedulers)
+    raise Error, "SCHEDULERS must be 1 to 9, got #{schedulers}" unless (1..9).cover?(schedulers)
+    return ["sched"] if schedulers == 1
+
+    (1..schedulers).map { |i| "sched#{i}" }
   end
 
   def address(host)

@@ -141,7 +141,9 @@ shoal() {
 	case "${1:-}" in
 	apply | scale | rollback) [ "${SHOAL_WATCH:-}" = 1 ] || detach=(--detach) ;;
 	esac
-	lab exec sched "$SHOAL_BIN/shoal" --scheduler "$SCHED" --token-file "$DATA/sched/admin.token" "$@" "${detach[@]}"
+	# SHOAL_CLI_HOST: where the CLI runs (a lab with SCHEDULERS=3 has no host sched).
+	lab exec "${SHOAL_CLI_HOST:-sched}" "$SHOAL_BIN/shoal" --scheduler "$SCHED" \
+		--token-file "$DATA/sched/admin.token" "$@" "${detach[@]}"
 }
 
 # rt NODE ARGS...: that node's runtime, for checks from the outside.

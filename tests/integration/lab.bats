@@ -13,7 +13,7 @@ CLUSTER=10.244.0.0/16
 
 # Lab namespaces (any other shoal-* namespace is not ours to judge).
 lab_ns() {
-	ip netns list | awk '{print $1}' | grep -E '^shoal-(lab-br|sched|node[0-9]+)$' || true
+	ip netns list | awk '{print $1}' | grep -E '^shoal-(lab-br|sched[1-9]?|node[0-9]+)$' || true
 }
 
 # A snapshot of what `up` manages, to compare before and after a second `up`.
@@ -212,6 +212,19 @@ teardown_file() {
 	after=$(lab_snapshot)
 	diff <(echo "$before") <(echo "$after") || true
 	[ "$after" = "$before" ]
+}
+
+@test "SCHEDULERS=3 up adds sched1..3 with their topology addresses; they reach each other and the nodes" {
+	SCHEDULERS=3 lab up 5
+	[ "$(lab hosts | tr '\n' ' ')" = "sched sched1 sched2 sched3 node1 node2 node3 node4 node5 " ]
+	for i in 1 2 3; do
+		lab exec "sched$i" ip -4 -o addr show dev eth0 | grep -q " inet $(lab addr "sched$i")/24 "
+	done
+	lab exec sched1 busybox ping -c1 -W1 "$(lab addr sched3)"
+	lab exec node2 busybox ping -c1 -W1 "$(lab addr sched2)"
+	run env SCHEDULERS=x bash "$LAB_BIN" up 5
+	[ "$status" -ne 0 ]
+	[[ $output == *"SCHEDULERS must be 1 to 9"* ]]
 }
 
 @test "down stops daemons and strays, removes namespaces, routes and run dir" {

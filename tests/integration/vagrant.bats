@@ -117,6 +117,32 @@ daemon_pids() {
 	[[ $output == *"node12 192.168.56.22 zone=b"* ]]
 }
 
+@test "SCHEDULERS=3: vagrant validate -p with sched1..3 and 3 nodes, both providers; a bad SCHEDULERS refused" {
+	vagrant plugin list | grep -q vagrant-libvirt
+	for provider in virtualbox libvirt; do
+		SCHEDULERS=3 run vagrant_validate "$provider" 3
+		echo "$provider SCHEDULERS=3: $output"
+		[ "$status" -eq 0 ]
+		[[ $output == *"validated successfully"* ]]
+		[ "$(grep -c 'Ignoring provider config' <<<"$output")" -eq 6 ]
+	done
+	SCHEDULERS=0 run vagrant_validate virtualbox 3
+	[ "$status" -ne 0 ]
+	[[ $output == *"SCHEDULERS must be a number"* ]]
+}
+
+@test "both labs read topology.conf alike with SCHEDULERS=3: sched1..3 and the nodes" {
+	run ruby -r "$VAGRANT_DIR/topology.rb" -e '
+		ShoalTopology.load(ARGV[0]).hosts(2, 3).each { |h| puts [h[:name], h[:ip]].join(" ") }' \
+		"$VAGRANT_DIR/topology.conf"
+	[ "$status" -eq 0 ]
+	expected=""
+	for h in sched1 sched2 sched3 node1 node2; do
+		expected+="${expected:+$'\n'}$h $(lab addr "$h")"
+	done
+	diff <(echo "$output") <(echo "$expected")
+}
+
 @test "shellcheck: every shell script of the repository" {
 	cd "$SHOAL_ROOT"
 	local f scripts=()

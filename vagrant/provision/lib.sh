@@ -15,13 +15,19 @@
 # Environment, set by the driver (vagrant/Vagrantfile or tests/lab/lab provision):
 #   SHOAL_PROVISION_MODE  systemd (default) or lab
 #   SHOAL_SRC             the source tree (default: the tree these scripts are in)
-#   SHOAL_SCHEDULER_ADDR  the scheduler host's address (topology.conf: sched); port 7100
+#   SHOAL_SCHEDULER_ADDR  the scheduler host's address (topology.conf: sched); port 7100.
+#                         On a scheduler host of several: that host's own address
+#   SHOAL_SCHEDULER_ADDRS every scheduler host's address, comma-separated (SCHEDULERS=3:
+#                         sched1..3 of topology.conf; default SHOAL_SCHEDULER_ADDR alone).
+#                         Several: each runs an etcd member beside its scheduler, the
+#                         schedulers keep the cluster in etcd, the first holds the registry
+#                         and hands the cluster's identity to the others
 #   SHOAL_SHARE           a directory every host sees (the synced folder): the worker
 #                         token is handed over there, mode 0600 (default
 #                         $SHOAL_SRC/vagrant/.share)
 #   SHOAL_BUILD           where make builds (default /var/lib/shoal/build)
 #   SHOAL_NODES           how many nodes the lab has (apply.sh waits for them)
-#   lab mode: SHOAL_LAB (the lab script), SHOAL_HOST (sched or nodeI), SHOAL_HOST_ROOT,
+#   lab mode: SHOAL_LAB (the lab script), SHOAL_HOST (sched, schedI or nodeI), SHOAL_HOST_ROOT,
 #             LAB_ID / LAB_RUN (passed on to the lab script)
 # Secrets (tokens) are never printed: they only travel in files of mode 0600.
 
@@ -64,7 +70,15 @@ esac
 	IMAGE_DIR=$VAR_DIR/images
 	PROFILE=$ROOT/etc/profile.d/shoal.sh
 	SCHEDULER=$SHOAL_SCHEDULER_ADDR:$SHOAL_PORT
-	REGISTRY=$SHOAL_SCHEDULER_ADDR:5000 # the lab's image registry (plain HTTP), on sched
+	SCHED_ADDRS=${SHOAL_SCHEDULER_ADDRS:-$SHOAL_SCHEDULER_ADDR}
+	FIRST_SCHED=${SCHED_ADDRS%%,*}
+	# What agents and the CLI get: every scheduler ("A:7100,B:7100,C:7100"), or the one.
+	SCHEDULERS=$(echo "$SCHED_ADDRS" | sed "s/,/:$SHOAL_PORT,/g; s/\$/:$SHOAL_PORT/")
+	# Several schedulers: their etcd members' client endpoints, the --store of each.
+	ETCD_STORE="etcd://$(echo "$SCHED_ADDRS" | sed 's/,/:2379,/g; s/$/:2379/')"
+	HA=0
+	[[ $SCHED_ADDRS != *,* ]] || HA=1
+	REGISTRY=$FIRST_SCHED:5000 # the lab's image registry (plain HTTP), on the first sched
 }
 
 # lab ARGS...: the namespace lab's script (lab mode only).

@@ -15,7 +15,7 @@
 #      node's ingress proxy, `shoal-agent ingress`, outlive an agent restart and are
 #      adopted) with the labels; its store starts empty and it pulls
 #      what it runs from the registry on sched (--insecure-registry SCHED_ADDR:5000: plain
-#      HTTP inside the lab's private network)
+#      HTTP inside the lab's private network); --scheduler lists every scheduler
 set -euo pipefail
 # shellcheck source=lib.sh
 . "${SHOAL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/vagrant/provision/lib.sh"
@@ -54,7 +54,7 @@ for l in ${SHOAL_LABELS:-}; do
 done
 mkdir -p "$DATA"
 write_unit shoal-agent "Shoal agent ($NAME)" "KillMode=process" \
-	"$BIN_DIR/shoal-agent" --scheduler "$SCHEDULER" --token-file "$TOKEN" --name "$NAME" \
+	"$BIN_DIR/shoal-agent" --scheduler "$SCHEDULERS" --token-file "$TOKEN" --name "$NAME" \
 	--address "$SHOAL_ADDRESS" "${labels[@]}" --data-dir "$DATA" --insecure-registry "$REGISTRY"
 run_service shoal-agent "agent${NAME#node}" "$BIN_DIR/shoal-agent" "$TOKEN"
-say "agent $NAME ($SHOAL_ADDRESS${SHOAL_LABELS:+, $SHOAL_LABELS}) joins $SCHEDULER"
+say "agent $NAME ($SHOAL_ADDRESS${SHOAL_LABELS:+, $SHOAL_LABELS}) joins $SCHEDULERS"

@@ -10,6 +10,15 @@
 #   4. `shoal` without flags for logins: /etc/profile.d/shoal.sh (SHOAL_SCHEDULER,
 #      SHOAL_TOKEN_FILE) and a copy of the admin token for the login user (VMs: vagrant)
 #   5. shoal-scheduler.service (Restart=on-failure), listening on SHOAL_SCHEDULER_ADDR:7100
+#   SHOAL_SCHEDULER_ADDRS with several addresses (SCHEDULERS=3; lib.sh): the first host
+#   makes the cluster and leaves its identity (key and both tokens, mode 0600) in
+#   SHOAL_SHARE/identity for the others, which wait for it and copy it (every scheduler
+#   has the same identity, so a join token stays good across a failover); each host runs
+#   an etcd member (shoal-etcd.service, Debian's etcd-server, data in VAR_DIR/etcd,
+#   client port 2379, peers on 2380) and its scheduler on the etcd store
+#   (--store etcd://A:2379,B:2379,C:2379 --advertise ITS_ADDR:7100); the registry runs
+#   on the first only. The schedulers answer once a quorum of members runs: apply.sh
+#   waits for a leader, this script does not.
 #   6. the image registry: Debian's docker-registry (the CNCF distribution registry) as
 #      shoal-registry.service on SHOAL_SCHEDULER_ADDR:5000, plain HTTP, storage in
 #      VAR_DIR/registry; the demo images shoal/web:1 and :2 pushed there with `shoalrt push`
@@ -30,6 +39,26 @@ have=0
 for f in scheduler.key worker.token admin.token; do
 	[ ! -e "$DATA/$f" ] || have=$((have + 1))
 done
+IDENTITY=$SHOAL_SHARE/identity
+if [ "$HA" = 1 ] && [ "$SHOAL_SCHEDULER_ADDR" != "$FIRST_SCHED" ] && [ "$have" = 0 ]; then
+	# Another scheduler of this cluster: the first one's identity, not a new one.
+	waited=0
+	wait_for=${SHOAL_TOKEN_WAIT:-900}
+	until [ -s "$IDENTITY/scheduler.key" ] && [ -s "$IDENTITY/worker.token" ] &&
+		[ -s "$IDENTITY/admin.token" ]; do
+		[ "$waited" -lt "$wait_for" ] ||
+			die "no cluster identity in $IDENTITY after ${wait_for}s: provision the first scheduler ($FIRST_SCHED) first"
+		sleep 1
+		waited=$((waited + 1))
+	done
+	mkdir -p "$DATA"
+	chmod 0700 "$DATA"
+	for f in scheduler.key worker.token admin.token; do
+		install -m 0600 "$IDENTITY/$f" "$DATA/$f"
+	done
+	say "joined the cluster of $FIRST_SCHED: its identity copied from $IDENTITY into $DATA"
+	have=3
+fi
 case $have in
 3) say "cluster exists in $DATA: keeping it and its tokens" ;;
 0)
@@ -50,6 +79,13 @@ if ! cmp -s "$DATA/worker.token" "$SHOAL_SHARE/worker.token" 2>/dev/null; then
 	say "worker token handed over in $SHOAL_SHARE/worker.token (mode 0600)"
 fi
 chmod 0600 "$SHOAL_SHARE/worker.token"
+if [ "$HA" = 1 ] && [ "$SHOAL_SCHEDULER_ADDR" = "$FIRST_SCHED" ]; then
+	install -d -m 0700 "$IDENTITY"
+	for f in scheduler.key worker.token admin.token; do
+		cmp -s "$DATA/$f" "$IDENTITY/$f" 2>/dev/null || install -m 0600 "$DATA/$f" "$IDENTITY/$f"
+	done
+	say "cluster identity for the other schedulers in $IDENTITY (mode 0600)"
+fi
 
 # 4. `shoal` needs no flags: root reads the token in DATA, the login user its own copy.
 profile_token="export SHOAL_TOKEN_FILE=$DATA/admin.token"
@@ -74,23 +110,55 @@ write_if_changed "$PROFILE" 0644 <<PROFILE || true
 # shellcheck shell=sh
 # Written by vagrant/provision/scheduler.sh: \`shoal\` on this host needs no flags.
 $profile_path
-export SHOAL_SCHEDULER=$SCHEDULER
+export SHOAL_SCHEDULER=$SCHEDULERS
 $profile_token
 PROFILE
 
-# 5. The service.
+# 5. The service (several schedulers: after this host's etcd member).
+store=()
+if [ "$HA" = 1 ]; then
+	me='' cluster='' i=0
+	for a in ${SCHED_ADDRS//,/ }; do
+		i=$((i + 1))
+		cluster+="${cluster:+,}sched$i=http://$a:2380"
+		[ "$a" != "$SHOAL_SCHEDULER_ADDR" ] || me=sched$i
+	done
+	[ -n "$me" ] || die "this host's address $SHOAL_SCHEDULER_ADDR is not in SHOAL_SCHEDULER_ADDRS ($SCHED_ADDRS)"
+	ETCD_BIN=$(command -v etcd) || die "etcd is missing (deps.sh installs etcd-server)"
+	mkdir -p "$VAR_DIR/etcd"
+	chmod 0700 "$VAR_DIR/etcd"
+	write_unit shoal-etcd "etcd member $me of the Shoal schedulers" "" \
+		"$ETCD_BIN" --name "$me" --data-dir "$VAR_DIR/etcd" \
+		--listen-client-urls "http://$SHOAL_SCHEDULER_ADDR:2379" \
+		--advertise-client-urls "http://$SHOAL_SCHEDULER_ADDR:2379" \
+		--listen-peer-urls "http://$SHOAL_SCHEDULER_ADDR:2380" \
+		--initial-advertise-peer-urls "http://$SHOAL_SCHEDULER_ADDR:2380" \
+		--initial-cluster "$cluster" --initial-cluster-state new \
+		--initial-cluster-token shoal-lab
+	run_service shoal-etcd "etcd${me#sched}" "$ETCD_BIN"
+	store=(--store "$ETCD_STORE" --advertise "$SCHEDULER")
+fi
+sched_name=${SHOAL_HOST:-sched}
 write_unit shoal-scheduler "Shoal scheduler" "" \
-	"$BIN_DIR/shoal-scheduler" run --data-dir "$DATA" --listen "$SCHEDULER"
-run_service shoal-scheduler sched "$BIN_DIR/shoal-scheduler" "$DATA/scheduler.key"
+	"$BIN_DIR/shoal-scheduler" run --data-dir "$DATA" --listen "$SCHEDULER" "${store[@]}"
+run_service shoal-scheduler "$sched_name" "$BIN_DIR/shoal-scheduler" "$DATA/scheduler.key"
 
-for _ in $(seq 1 100); do
-	"$BIN_DIR/shoal" --scheduler "$SCHEDULER" --token-file "$DATA/admin.token" nodes \
-		>/dev/null 2>&1 && break
-	sleep 0.1
-done
-"$BIN_DIR/shoal" --scheduler "$SCHEDULER" --token-file "$DATA/admin.token" nodes >/dev/null ||
-	die "the scheduler does not answer on $SCHEDULER"
-say "scheduler ready on $SCHEDULER"
+if [ "$HA" = 1 ]; then
+	say "scheduler runs on $SCHEDULER (it serves once a quorum of etcd members runs; apply.sh waits for a leader)"
+	if [ "$SHOAL_SCHEDULER_ADDR" != "$FIRST_SCHED" ]; then
+		exit 0 # the registry is the first scheduler host's
+	fi
+fi
+if [ "$HA" = 0 ]; then
+	for _ in $(seq 1 100); do
+		"$BIN_DIR/shoal" --scheduler "$SCHEDULER" --token-file "$DATA/admin.token" nodes \
+			>/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	"$BIN_DIR/shoal" --scheduler "$SCHEDULER" --token-file "$DATA/admin.token" nodes >/dev/null ||
+		die "the scheduler does not answer on $SCHEDULER"
+	say "scheduler ready on $SCHEDULER"
+fi
 
 # 6. The registry the nodes pull from, and the demo images in it.
 REGISTRY_BIN=$(command -v docker-registry) || die "docker-registry is missing (deps.sh --registry)"
