@@ -179,6 +179,19 @@ leader() {
 	[[ $output == *"/5"* ]]
 }
 
+@test "SIGTERM of the leader: it resigns and exits, another leads" {
+	old=$(leader)
+	pid=$(cat "$H/s$old.pid")
+	kill -TERM "$pid"
+	# Exits (a resignation must not restart it as a follower).
+	wait_until 30 sh -c "! kill -0 $pid 2>/dev/null"
+	rm -f "$H/s$old.pid"
+	wait_until 30 leader
+	[ "$(leader)" != "$old" ]
+	sched_start "$old"
+	wait_until 30 sh -c "$SHOAL_BIN/shoal --token-file $H/s1/admin.token --scheduler $(addr "$old") nodes 2>&1 | grep -q 'the leader is'"
+}
+
 @test "etcd loses 2 of 3 members: writes refused with a clear error, the schedulers stay up" {
 	l=$(leader)
 	f=$(etcd_follower)
