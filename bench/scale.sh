@@ -187,7 +187,7 @@ run_one() {
 # times kill -9 the leader, time until the other answers as leader, start the killed one again.
 fover=()
 failover() {
-	local rounds=$1 p1 p2 pids=() ports=() l o t0 i k
+	local rounds=$1 pids=() ports=() l o t0 i k
 	work=$(mktemp -d /tmp/shoal-scale.XXXXXX)
 	"$sched_bin" init --data-dir "$work/data" >/dev/null
 	next_store

@@ -95,7 +95,9 @@ cli() {
 leader() {
 	local i found=""
 	for i in 1 2 3; do
-		[ -e "$H/s$i.pid" ] && kill -0 "$(cat "$H/s$i.pid")" 2>/dev/null || continue
+		if [ ! -e "$H/s$i.pid" ] || ! kill -0 "$(cat "$H/s$i.pid")" 2>/dev/null; then
+			continue
+		fi
 		if cli --scheduler "$(addr "$i")" nodes >/dev/null 2>&1; then
 			[ -z "$found" ] || return 1
 			found=$i
