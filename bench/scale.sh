@@ -10,6 +10,8 @@
 #   STORE=etcd bench/scale.sh            the etcd store: a local 3-member etcd on loopback
 #                                        (tests/integration/etcd_cluster.bash), the scheduler
 #                                        leading it alone; default sizes then: 1,000 nodes
+#   STORE=etcd SCALE_LEASE_TTL=15 bench/scale.sh
+#                                        the leader's lease TTL (default 3 s)
 #   STORE=etcd SCALE_FAILOVER=10 bench/scale.sh
 #                                        then also the failover time, N times: two schedulers,
 #                                        kill -9 of the leader -> the other answers as leader
@@ -81,7 +83,8 @@ next_store() {
 	etcd_args=()
 	[ "$STORE" = etcd ] || return 0
 	etcd_run=$((etcd_run + 1))
-	etcd_args=(--store "$ETCD_ENDPOINTS" --store-prefix "/scale$$-$etcd_run/" --http off)
+	etcd_args=(--store "$ETCD_ENDPOINTS" --store-prefix "/scale$$-$etcd_run/" --http off
+		--lease-ttl "${SCALE_LEASE_TTL:-3}")
 }
 
 now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
@@ -243,6 +246,6 @@ printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' "" "" s s s
 printf '%s\n' "${rows[@]}"
 if [ "${#fover[@]}" -gt 0 ]; then
 	printf '%s\n' "${fover[@]}" | sort -n | awk '{ v[NR] = $1 } END {
-		printf "failover (kill -9 of the leader -> the other leads, lease TTL 3s), %d runs: min %.2fs, median %.2fs, max %.2fs\n",
+		printf "failover (kill -9 of the leader -> the other leads, lease TTL '"${SCALE_LEASE_TTL:-3}"'s), %d runs: min %.2fs, median %.2fs, max %.2fs\n",
 			NR, v[1] / 1000, (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) / 1000, v[NR] / 1000 }'
 fi
