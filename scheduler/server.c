@@ -23,6 +23,8 @@
 #include "http.h"
 #include "logs.h"
 #include "reconcile.h"
+#include "reconcile_load.h"
+#include "reconcile_report.h"
 #include "err.h"
 #include "identity.h"
 #include "log.h"
