@@ -432,7 +432,7 @@ stuck_reason(const struct service *svc, uint32_t up, char *buf, size_t len)
 		if (t->restarts && prev && task_terminal(prev))
 			snprintf(buf, len, "task %s %s (restarting)", prev->name,
 			         prev->message ? prev->message : "exited");
-		else if (t->health && strncmp(t->health, "unhealthy", 9) == 0)
+		else if (t->health_state == TASK_HEALTH_UNHEALTHY)
 			snprintf(buf, len, "task %s %s", t->name, t->health);
 		else if (t->message)
 			snprintf(buf, len, "task %s %s: %s", t->name, task_state_name(t->state),

@@ -118,6 +118,8 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 	const char *ip = ts->container_ip;
 	struct shoal_err err;
 	struct slot *sl;
+	enum task_health health;
+	const char *reason;
 
 	if (t == NULL || t->node != n || !t->bound)
 		return; /* stale: a task this node no longer has */
@@ -147,12 +149,18 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		}
 		reconcile_task_emit_state(srv, t, st);
 	}
-	if (ts->health && (t->health == NULL || strcmp(ts->health, t->health) != 0)) {
-		free(t->health);
-		t->health = xstrdup(ts->health);
-		if (strncmp(t->health, "healthy", 7) == 0)
+	/* The verdict as a type; an agent of an older version sends only its text. */
+	if (ts->health_state != SHOAL__HEALTH_STATE__HEALTH_STATE_UNSET &&
+	    ts->health_state <= SHOAL__HEALTH_STATE__HEALTH_STATE_UNHEALTHY) {
+		health = (enum task_health)ts->health_state;
+		reason = ts->health_reason;
+	} else {
+		health = task_health_parse(ts->health, &reason);
+	}
+	if (task_set_health(t, health, reason)) {
+		if (t->health_state == TASK_HEALTH_HEALTHY)
 			reconcile_task_emit(srv, t, "healthy", NULL);
-		else if (strncmp(t->health, "unhealthy", 9) == 0)
+		else if (t->health_state == TASK_HEALTH_UNHEALTHY)
 			reconcile_task_emit(srv, t, "unhealthy", "%s", t->health);
 		/* An update waits for its new tasks to be healthy. */
 		if (t->from_update)
