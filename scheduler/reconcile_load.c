@@ -32,7 +32,15 @@ load_service(const struct store_service *sv, void *arg)
 	svc->version = sv->version;
 	svc->prev_version = sv->prev_version;
 	svc->updated_ms = sv->updated_ms;
-	update_restore(svc, sv->update_state);
+	/* The state as a type; a row with only the text (or a kind this version does not know)
+	 * is read from the text. */
+	if (sv->update_typed && sv->update_kind >= UPDATE_NONE &&
+	    sv->update_kind <= UPDATE_COMPLETED) {
+		svc->update.state = (enum update_state)sv->update_kind;
+		svc->update.message = sv->update_message ? xstrdup(sv->update_message) : NULL;
+	} else {
+		update_restore(svc, sv->update_state);
+	}
 	svc->removed = sv->removed != 0;
 	services_add(&srv->services, svc);
 }

@@ -200,6 +200,9 @@ reconcile_persist_service(struct sched_server *srv, struct service *svc)
 	cleanup_free char *ustate = update_text(svc);
 
 	sv.update_state = ustate;
+	sv.update_typed = true;
+	sv.update_kind = (int)svc->update.state;
+	sv.update_message = svc->update.message;
 	reconcile_pass_tx(srv);
 	if (store_service_put(&srv->store, &sv, &err) == -1)
 		reconcile_pass_warn(&err);
