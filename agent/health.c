@@ -22,6 +22,7 @@
 #include "runtime/container.h"
 #include "server.h"
 #include "tasks.h"
+#include "shoal.pb-c.h"
 #include "util.h"
 
 #define FIRST_CHECK_MS 500 /* the first verdict should not wait a whole interval */
@@ -349,4 +350,20 @@ health_text(const struct health *h, char *buf, size_t len)
 		break;
 	}
 	return buf;
+}
+
+int
+health_wire_state(const struct health *h)
+{
+	switch (h->status) {
+	case HEALTH_NONE:
+		return SHOAL__HEALTH_STATE__HEALTH_STATE_NONE;
+	case HEALTH_STARTING:
+		return SHOAL__HEALTH_STATE__HEALTH_STATE_STARTING;
+	case HEALTH_HEALTHY:
+		return SHOAL__HEALTH_STATE__HEALTH_STATE_HEALTHY;
+	case HEALTH_UNHEALTHY:
+		return SHOAL__HEALTH_STATE__HEALTH_STATE_UNHEALTHY;
+	}
+	return SHOAL__HEALTH_STATE__HEALTH_STATE_UNSET;
 }

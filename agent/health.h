@@ -48,6 +48,9 @@ void health_stop(struct health *h);
 
 /* "" | "starting" | "healthy" | "unhealthy: REASON" */
 const char *health_text(const struct health *h, char *buf, size_t len);
+/* h's verdict as the wire's HealthState (TaskStatus.health_state; the reason is h->reason
+ * when unhealthy). */
+int health_wire_state(const struct health *h);
 
 /* Parse an HTTP status line; returns the code or -1. */
 int health_http_status(const char *line, size_t len);

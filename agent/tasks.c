@@ -586,6 +586,8 @@ fill_status(const struct agent_task *t, Shoal__TaskStatus *s)
 	/* The text lives in a buffer the task owns, as long as the status is used. */
 	s->health = (char *)health_text(&t->health, ((struct agent_task *)t)->health_buf,
 	                                sizeof(t->health_buf));
+	s->health_state = (Shoal__HealthState)health_wire_state(&t->health);
+	s->health_reason = t->health.status == HEALTH_UNHEALTHY ? (char *)t->health.reason : "";
 }
 
 static void

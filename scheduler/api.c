@@ -15,7 +15,7 @@
 #include "version.h"
 #include "manifest_spec.h"
 #include "nodekey.h"
-#include "reconcile.h"
+#include "reconcile_report.h"
 #include "update.h"
 #include "update_text.h"
 #include "conn.h"

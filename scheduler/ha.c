@@ -14,6 +14,7 @@
 #include "log.h"
 #include "reconcile.h"
 #include "server-t.h"
+#include "reconcile_load.h"
 #include "shoal.pb-c.h"
 #include "store.h"
 #include "store_etcd.h"

@@ -153,21 +153,48 @@ previous_of(struct slot *sl, struct task *t)
 	return sl->history[0] != t ? sl->history[0] : NULL;
 }
 
-static void
-relay_task(struct sched_server *srv, struct sched_conn *cli, uint64_t cli_id, struct task *t,
-           bool follow, int32_t tail, int64_t since_ms, bool timestamps)
+/* One relay of the CLI's request cli_id to the agent of t (logs, or an exec), listed. */
+static struct log_relay *
+relay_new(struct sched_server *srv, struct sched_conn *cli, uint64_t cli_id, const struct task *t,
+          bool exec)
 {
 	struct log_relay *r = xcalloc(1, sizeof(*r));
-	Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
-	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
 
 	r->agent_id = ++srv->next_relay_id;
 	r->agent = t->node->conn;
 	r->cli = cli;
 	r->cli_id = cli_id;
+	r->exec = exec;
 	snprintf(r->task_id, sizeof(r->task_id), "%s", t->id);
 	r->next = srv->relays;
 	srv->relays = r;
+	return r;
+}
+
+/* Tell the agent to end r's command (the CLI cancelled or went away), and forget r. */
+static void
+exec_cancel(struct sched_server *srv, struct log_relay *r)
+{
+	Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
+	Shoal__ExecRequest er = SHOAL__EXEC_REQUEST__INIT;
+
+	er.task = "";
+	er.cancel = true;
+	fwd.id = r->agent_id;
+	fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
+	fwd.exec = &er;
+	send_env(r->agent, &fwd);
+	relay_drop(srv, r);
+}
+
+static void
+relay_task(struct sched_server *srv, struct sched_conn *cli, uint64_t cli_id, struct task *t,
+           bool follow, int32_t tail, int64_t since_ms, bool timestamps)
+{
+	struct log_relay *r = relay_new(srv, cli, cli_id, t, false);
+	Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
+	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
+
 	/* By name: an ended task is no longer on the agent's list, its kept container is
 	 * found by its name. */
 	lr.task = t->name;
@@ -290,15 +317,8 @@ logs_exec_start(struct sched_conn *cli, const Shoal__Envelope *env)
 		for (r = srv->relays; r; r = r->next)
 			if (r->exec && r->cli == cli && r->cli_id == env->id)
 				break;
-		if (r) {
-			er.cancel = true;
-			er.task = "";
-			fwd.id = r->agent_id;
-			fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
-			fwd.exec = &er;
-			send_env(r->agent, &fwd);
-			relay_drop(srv, r);
-		}
+		if (r)
+			exec_cancel(srv, r);
 		return;
 	}
 	if (t == NULL) {
@@ -315,15 +335,7 @@ logs_exec_start(struct sched_conn *cli, const Shoal__Envelope *env)
 		            "task %s is not running on a reachable node", t->name);
 		return;
 	}
-	r = xcalloc(1, sizeof(*r));
-	r->agent_id = ++srv->next_relay_id;
-	r->agent = t->node->conn;
-	r->cli = cli;
-	r->cli_id = env->id;
-	r->exec = true;
-	snprintf(r->task_id, sizeof(r->task_id), "%s", t->id);
-	r->next = srv->relays;
-	srv->relays = r;
+	r = relay_new(srv, cli, env->id, t, true);
 	er.task = t->name;
 	er.argv = req->argv;
 	er.n_argv = req->n_argv;
@@ -380,15 +392,7 @@ logs_conn_closed(struct sched_server *srv, struct sched_conn *sc)
 	for (struct log_relay *r = srv->relays, *next; r; r = next) {
 		next = r->next;
 		if (r->cli == sc && r->exec) {
-			Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
-			Shoal__ExecRequest er = SHOAL__EXEC_REQUEST__INIT;
-			er.task = "";
-			er.cancel = true;
-			fwd.id = r->agent_id;
-			fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
-			fwd.exec = &er;
-			send_env(r->agent, &fwd);
-			relay_drop(srv, r);
+			exec_cancel(srv, r);
 		} else if (r->agent == sc->rpc && r->exec) {
 			reply_error(r->cli, r->cli_id, EHOSTUNREACH,
 			            "the task's node went away while the command ran");

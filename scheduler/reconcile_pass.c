@@ -14,8 +14,8 @@
 #include "update_text.h"
 #include "util.h"
 
-static void
-store_warn(struct shoal_err *err)
+void
+reconcile_pass_warn(const struct shoal_err *err)
 {
 	shoal_log(LOG_ERR, "store: %s", err->msg);
 }
@@ -40,7 +40,7 @@ reconcile_pass_tx(struct sched_server *srv)
 
 	if (!srv->store.in_tx) {
 		if (store_tx_begin(&srv->store, &err) == -1)
-			store_warn(&err);
+			reconcile_pass_warn(&err);
 		srv->tx_since = util_now_ms();
 	}
 	schedule_pass(srv);
@@ -160,7 +160,7 @@ reconcile_pass_write_tasks(struct sched_server *srv)
 		t->queued = false;
 		t->stored = true;
 		if (store_task_put(&srv->store, &st, &err) == -1)
-			store_warn(&err);
+			reconcile_pass_warn(&err);
 	}
 	srv->ndirty_tasks = 0;
 }
@@ -180,7 +180,7 @@ reconcile_pass_forget_task(struct sched_server *srv, struct task *t)
 	t->stored = false;
 	reconcile_pass_tx(srv);
 	if (store_task_delete(&srv->store, t->id, &err) == -1)
-		store_warn(&err);
+		reconcile_pass_warn(&err);
 }
 
 void
@@ -200,7 +200,10 @@ reconcile_persist_service(struct sched_server *srv, struct service *svc)
 	cleanup_free char *ustate = update_text(svc);
 
 	sv.update_state = ustate;
+	sv.update_typed = true;
+	sv.update_kind = (int)svc->update.state;
+	sv.update_message = svc->update.message;
 	reconcile_pass_tx(srv);
 	if (store_service_put(&srv->store, &sv, &err) == -1)
-		store_warn(&err);
+		reconcile_pass_warn(&err);
 }

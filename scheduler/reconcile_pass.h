@@ -5,6 +5,7 @@ struct sched_server;
 struct service;
 struct node;
 struct task;
+struct shoal_err;
 
 /*
  * The pass's bookkeeping (the pass itself is reconcile_flush): what changed is marked here
@@ -35,5 +36,8 @@ void reconcile_pass_tx(struct sched_server *srv);
 void reconcile_pass_write_tasks(struct sched_server *srv);
 /* t goes away: its row too (dequeued if never written). */
 void reconcile_pass_forget_task(struct sched_server *srv, struct task *t);
+
+/* A store write failed: say so in the log (the pass goes on). */
+void reconcile_pass_warn(const struct shoal_err *err);
 
 #endif

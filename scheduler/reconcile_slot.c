@@ -50,7 +50,7 @@ reconcile_slot_monitor_expired(const struct service *svc, const struct task *t, 
 void
 reconcile_slot_failure_text(const struct task *t, char *buf, size_t len)
 {
-	if (t->health && strncmp(t->health, "unhealthy", 9) == 0)
+	if (t->health_state == TASK_HEALTH_UNHEALTHY)
 		snprintf(buf, len, "%s", t->health);
 	else if (t->message)
 		snprintf(buf, len, "failed: %s", t->message);

@@ -66,6 +66,9 @@ row_of(const struct service *next, char **ustate)
 	    .updated_ms = next->updated_ms,
 	    .removed = next->removed,
 	    .update_state = *ustate,
+	    .update_typed = true,
+	    .update_kind = (int)next->update.state,
+	    .update_message = next->update.message,
 	};
 }
 

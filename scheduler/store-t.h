@@ -1,6 +1,7 @@
 #ifndef SHOAL_SCHEDULER_STORE_T_H
 #define SHOAL_SCHEDULER_STORE_T_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,7 +64,13 @@ struct store_service {
 	int64_t created_ms;
 	int64_t updated_ms;
 	int removed;
-	char *update_state; /* may be NULL */
+	char *update_state; /* its text as listed, may be NULL */
+	/* The update's state as a type (numbered as enum update_state) and why it paused or
+	 * rolled back. update_typed false: a row that has only the text above (written by an
+	 * older scheduler after the migration; store.c converts the rows it finds at open). */
+	bool update_typed;
+	int update_kind;
+	char *update_message; /* may be NULL */
 };
 
 /* A task's durable record: identity and desired state; observed state is re-learnt from the

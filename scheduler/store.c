@@ -93,7 +93,28 @@ static const char *const migrations[][3] = {
     /* Labels set by `shoal node update`, kept apart from the agent's (which it re-sends at
      * every registration): merged over them in memory. */
     {"nodes", "admin_labels", "TEXT NOT NULL DEFAULT ''"},
+    /* The update's state as a type and its reason (store_service): rows with only the text
+     * are converted by update_rows_sql. */
+    {"services", "update_kind", "INTEGER"},
+    {"services", "update_message", "TEXT"},
 };
+
+/* Rows whose update state is only text (written before update_kind existed): the type read
+ * from the text's prefix, as the scheduler used to parse it back, numbered as enum
+ * update_state (scheduler/update-t.h; store_update_test checks every text the scheduler
+ * writes), and the reason after ": " for the states that have one. */
+static const char update_rows_sql[] =
+    "UPDATE services SET update_kind = CASE"
+    "  WHEN update_state LIKE 'updating%' THEN 1"
+    "  WHEN update_state LIKE 'paused%' THEN 2"
+    "  WHEN update_state LIKE 'rolling back%' THEN 3"
+    "  WHEN update_state LIKE 'rolled back%' THEN 4"
+    "  WHEN update_state = 'completed' THEN 5 ELSE 0 END,"
+    " update_message = CASE"
+    "  WHEN (update_state LIKE 'paused%' OR update_state LIKE 'rolling back%'"
+    "        OR update_state LIKE 'rolled back%') AND instr(update_state, ': ') > 0"
+    "  THEN substr(update_state, instr(update_state, ': ') + 2) END"
+    " WHERE update_kind IS NULL AND update_state IS NOT NULL";
 
 static int
 has_column(sqlite3 *db, const char *table, const char *column)
@@ -115,9 +136,11 @@ has_column(sqlite3 *db, const char *table, const char *column)
 static int
 migrate(sqlite3 *db, struct shoal_err *err)
 {
+	char *msg = NULL;
+
 	for (size_t i = 0; i < ARRAY_SIZE(migrations); i++) {
 		int have = has_column(db, migrations[i][0], migrations[i][1]);
-		char *sql, *msg = NULL;
+		char *sql;
 		int rc;
 
 		if (have == 1)
@@ -135,6 +158,11 @@ migrate(sqlite3 *db, struct shoal_err *err)
 			sqlite3_free(msg);
 			return -1;
 		}
+	}
+	if (sqlite3_exec(db, update_rows_sql, NULL, NULL, &msg) != SQLITE_OK) {
+		err_set(err, 0, "store: convert update states: %s", msg ? msg : "?");
+		sqlite3_free(msg);
+		return -1;
 	}
 	return 0;
 }
@@ -440,11 +468,13 @@ store_service_put(struct store *s, const struct store_service *sv, struct shoal_
 		return via_etcd(s, store_etcd_service_put(s->etcd, sv, err), err);
 	static const char sql[] =
 	    "INSERT INTO services(name, spec_json, prev_spec_json, version, created_ms,"
-	    " updated_ms, removed, update_state, prev_version) VALUES(?,?,?,?,?,?,?,?,?)"
+	    " updated_ms, removed, update_state, prev_version, update_kind, update_message)"
+	    " VALUES(?,?,?,?,?,?,?,?,?,?,?)"
 	    " ON CONFLICT(name) DO UPDATE SET spec_json=excluded.spec_json,"
 	    " prev_spec_json=excluded.prev_spec_json, version=excluded.version,"
 	    " updated_ms=excluded.updated_ms, removed=excluded.removed,"
-	    " update_state=excluded.update_state, prev_version=excluded.prev_version";
+	    " update_state=excluded.update_state, prev_version=excluded.prev_version,"
+	    " update_kind=excluded.update_kind, update_message=excluded.update_message";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -459,6 +489,11 @@ store_service_put(struct store *s, const struct store_service *sv, struct shoal_
 	sqlite3_bind_int(st, 7, sv->removed);
 	bind_text_or_null(st, 8, sv->update_state);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)sv->prev_version);
+	if (sv->update_typed)
+		sqlite3_bind_int(st, 10, sv->update_kind);
+	else
+		sqlite3_bind_null(st, 10);
+	bind_text_or_null(st, 11, sv->update_message);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -566,7 +601,8 @@ store_service_each(struct store *s, void (*fn)(const struct store_service *sv, v
 	if (s->etcd)
 		return store_etcd_service_each(s->etcd, fn, arg, err);
 	static const char sql[] = "SELECT name, spec_json, prev_spec_json, version, created_ms,"
-	                          " updated_ms, removed, update_state, prev_version FROM services"
+	                          " updated_ms, removed, update_state, prev_version, update_kind,"
+	                          " update_message FROM services"
 	                          " ORDER BY name";
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -584,12 +620,16 @@ store_service_each(struct store *s, void (*fn)(const struct store_service *sv, v
 		    .removed = sqlite3_column_int(st, 6),
 		    .update_state = col_text_or_null(st, 7),
 		    .prev_version = (uint64_t)sqlite3_column_int64(st, 8),
+		    .update_typed = sqlite3_column_type(st, 9) != SQLITE_NULL,
+		    .update_kind = sqlite3_column_int(st, 9),
+		    .update_message = col_text_or_null(st, 10),
 		};
 		fn(&sv, arg);
 		free(sv.name);
 		free(sv.spec_json);
 		free(sv.prev_spec_json);
 		free(sv.update_state);
+		free(sv.update_message);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)

@@ -1,6 +1,7 @@
 #ifndef SHOAL_SCHEDULER_STORE_H
 #define SHOAL_SCHEDULER_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

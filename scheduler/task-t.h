@@ -31,6 +31,16 @@ enum task_state {
 	TASK_STATE_FAILED = 7,
 };
 
+/* A task's health check verdict, as its agent reports it (numbered as the wire's HealthState):
+ * decisions read this, never the text. */
+enum task_health {
+	TASK_HEALTH_UNKNOWN = 0, /* nothing reported yet */
+	TASK_HEALTH_NONE = 1,    /* no check configured */
+	TASK_HEALTH_STARTING = 2,
+	TASK_HEALTH_HEALTHY = 3,
+	TASK_HEALTH_UNHEALTHY = 4,
+};
+
 struct task {
 	char id[13];         /* 12 hex, random */
 	char *name;          /* service.slot.shortid */
@@ -61,10 +71,11 @@ struct task {
 	uint64_t cpu_millis;    /* reservation held on node while bound */
 	int64_t memory_bytes;
 	char ip[16];
-	char *health;      /* "" (no check), starting, healthy, unhealthy: why */
-	bool from_update;  /* started by a rolling update, not yet healthy */
-	bool hold;         /* stop-first: not placed until its slot's old task stopped */
-	char *message;     /* why it is pending, failed, ...; NULL if nothing to say */
+	enum task_health health_state;
+	char *health;     /* its text as listed: "" (no check), starting, healthy, unhealthy: why */
+	bool from_update; /* started by a rolling update, not yet healthy */
+	bool hold;        /* stop-first: not placed until its slot's old task stopped */
+	char *message;    /* why it is pending, failed, ...; NULL if nothing to say */
 	char *last_output; /* its last lines of output once it ended (agent's report), or NULL */
 	struct task *node_prev, *node_next; /* node's list of bound tasks */
 };

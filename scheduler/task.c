@@ -84,7 +84,53 @@ task_healthy(const struct task *t)
 		return false;
 	if (t->svc->spec.health.kind == MANIFEST_HEALTH_NONE)
 		return true;
-	return t->health && strcmp(t->health, "healthy") == 0;
+	return t->health_state == TASK_HEALTH_HEALTHY;
+}
+
+bool
+task_set_health(struct task *t, enum task_health h, const char *reason)
+{
+	char *text;
+
+	switch (h) {
+	case TASK_HEALTH_STARTING:
+		text = xstrdup("starting");
+		break;
+	case TASK_HEALTH_HEALTHY:
+		text = xstrdup("healthy");
+		break;
+	case TASK_HEALTH_UNHEALTHY:
+		text = xasprintf("unhealthy: %s", reason ? reason : "");
+		break;
+	default:
+		text = xstrdup("");
+		break;
+	}
+	if (t->health && t->health_state == h && strcmp(t->health, text) == 0) {
+		free(text);
+		return false;
+	}
+	free(t->health);
+	t->health = text;
+	t->health_state = h;
+	return true;
+}
+
+enum task_health
+task_health_parse(const char *text, const char **reason)
+{
+	*reason = "";
+	if (text == NULL || text[0] == '\0')
+		return TASK_HEALTH_NONE;
+	if (strcmp(text, "starting") == 0)
+		return TASK_HEALTH_STARTING;
+	if (strcmp(text, "healthy") == 0)
+		return TASK_HEALTH_HEALTHY;
+	if (strncmp(text, "unhealthy", 9) == 0) {
+		*reason = strncmp(text, "unhealthy: ", 11) == 0 ? text + 11 : text + 9;
+		return TASK_HEALTH_UNHEALTHY;
+	}
+	return TASK_HEALTH_UNKNOWN;
 }
 
 bool

@@ -26,6 +26,12 @@ void task_set_state(struct task *t, enum task_state st, int64_t now_wall);
 /* Replace the message (fmt NULL clears it). */
 void task_set_message(struct task *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Set t's health (reason: why it is unhealthy) and its text; true if either changed. */
+bool task_set_health(struct task *t, enum task_health h, const char *reason);
+/* The health an agent of an older version sent as text ("", starting, healthy,
+ * "unhealthy: why"); *reason points into text. */
+enum task_health task_health_parse(const char *text, const char **reason);
+
 const char *task_state_name(enum task_state st);
 const char *task_desired_name(enum task_desired d);
 /* Parse the names above; -1 when unknown. */

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "scheduler/task.h"
 #include "tests/unit/sched_harness.h"
 
 static int
@@ -299,6 +300,87 @@ test_task_address_checked(void **state)
 	assert_string_equal(ip, "10.244.1.9");
 }
 
+/* Report the task running with a health verdict: as a type (state, reason) and as the text
+ * an agent of an older version sends alone. */
+static void
+report_health(struct harness *h, const char *id, int state, const char *reason, const char *text)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__TaskReport tr = SHOAL__TASK_REPORT__INIT;
+	Shoal__TaskStatus ts = SHOAL__TASK_STATUS__INIT, *tsp = &ts;
+	struct shoal_err err;
+
+	ts.task_id = (char *)id;
+	ts.state = SHOAL__TASK_STATE__TASK_RUNNING;
+	ts.timestamp_ms = util_wall_ms();
+	ts.container_ip = "10.244.1.9";
+	ts.health_state = (Shoal__HealthState)state;
+	ts.health_reason = (char *)reason;
+	ts.health = (char *)text;
+	tr.statuses = &tsp;
+	tr.n_statuses = 1;
+	env.id = ++h->next_id;
+	env.body_case = SHOAL__ENVELOPE__BODY_TASK_REPORT;
+	env.task_report = &tr;
+	assert_int_equal(rpc_send(h->cli[HARNESS_WORKER], &env, &err), 0);
+	spin(h, 50);
+}
+
+/*
+ * Health crosses the wire as a type: the scheduler decides on health_state (and lists
+ * "unhealthy: <reason>"), not on the text; an agent of an older version, which sends the text
+ * alone, is read into the same type.
+ */
+static void
+test_health_is_a_type(void **state)
+{
+	struct harness *h = *state;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
+	Shoal__Apply ap = SHOAL__APPLY__INIT;
+	char *specs[] = {"{\"name\":\"web\",\"image\":\"shoal/web:1\",\"replicas\":1,"
+	                 "\"health\":{\"kind\":\"tcp\",\"port\":8090},"
+	                 "\"placement\":{\"constraints\":[\"node.name == evil\"]}}"};
+	char id[16], ip[16];
+	struct task *t;
+	int st;
+
+	r = do_register(h, "evil", "192.168.56.66", 0, false);
+	assert_non_null(r);
+	shoal__envelope__free_unpacked(r, NULL);
+	ap.specs_json = specs;
+	ap.n_specs_json = 1;
+	env.body_case = SHOAL__ENVELOPE__BODY_APPLY;
+	env.apply = &ap;
+	r = harness_call(h, HARNESS_ADMIN, &env, 1000);
+	assert_non_null(r);
+	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_APPLY_REPLY);
+	shoal__envelope__free_unpacked(r, NULL);
+	spin(h, 100);
+	assert_true(web_task(h, id, &st, ip));
+	t = task_map_get(&h->srv.tasks, id);
+	assert_non_null(t);
+
+	/* The type wins over a text that says otherwise. */
+	report_health(h, id, SHOAL__HEALTH_STATE__HEALTH_STATE_UNHEALTHY, "connect: refused",
+	              "healthy");
+	assert_int_equal(t->health_state, TASK_HEALTH_UNHEALTHY);
+	assert_string_equal(t->health, "unhealthy: connect: refused");
+	assert_false(task_healthy(t));
+	report_health(h, id, SHOAL__HEALTH_STATE__HEALTH_STATE_HEALTHY, "", "unhealthy: stale");
+	assert_int_equal(t->health_state, TASK_HEALTH_HEALTHY);
+	assert_true(task_healthy(t));
+
+	/* An older agent: the text alone. */
+	report_health(h, id, SHOAL__HEALTH_STATE__HEALTH_STATE_UNSET, "", "unhealthy: GET /: 500");
+	assert_int_equal(t->health_state, TASK_HEALTH_UNHEALTHY);
+	assert_string_equal(t->health, "unhealthy: GET /: 500");
+	report_health(h, id, SHOAL__HEALTH_STATE__HEALTH_STATE_UNSET, "", "healthy");
+	assert_true(task_healthy(t));
+	/* A value from a newer agent this one does not know: read the text. */
+	report_health(h, id, 99, "", "starting");
+	assert_int_equal(t->health_state, TASK_HEALTH_STARTING);
+}
+
 int
 main(void)
 {
@@ -308,6 +390,7 @@ main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_task_address_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_one_node_per_connection, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_health_is_a_type, setup, teardown),
 	};
 	if (sodium_init() < 0)
 		return 1;

@@ -291,11 +291,10 @@ test_monitor(void **state)
 	f->sl->cur = running(f, 1, &f->up, 0);
 	n = f->sl->next = running(f, 2, &f->up, 10000);
 	n->from_update = true;
-	n->health = xstrdup("starting");
+	task_set_health(n, TASK_HEALTH_STARTING, NULL);
 	assert_int_equal(reconcile_slot_next(f->svc, f->sl, 15000, WALL).act, RS_NONE);
 	assert_int_equal(reconcile_slot_next(f->svc, f->sl, 15001, WALL).act, RS_NEXT_MONITOR);
-	free(n->health);
-	n->health = xstrdup("healthy");
+	task_set_health(n, TASK_HEALTH_HEALTHY, NULL);
 	assert_int_equal(reconcile_slot_next(f->svc, f->sl, 15001, WALL).act, RS_NEXT_TAKEOVER);
 	ended(n, 1, 15001);
 	assert_int_equal(reconcile_slot_next(f->svc, f->sl, 15001, WALL).act, RS_NEXT_ENDED);
@@ -319,14 +318,13 @@ test_monitor_current(void **state)
 
 	f->svc->spec.health.kind = MANIFEST_HEALTH_TCP;
 	t->from_update = true;
-	t->health = xstrdup("unhealthy: connection refused");
+	task_set_health(t, TASK_HEALTH_UNHEALTHY, "connection refused");
 	assert_int_equal(cur_act(f, 15000), RS_WAIT);
 	assert_int_equal(cur_act(f, 15001), RS_UPDATE_MONITOR);
-	free(t->health);
-	t->health = xstrdup("healthy");
+	task_set_health(t, TASK_HEALTH_HEALTHY, NULL);
 	assert_int_equal(cur_act(f, 15001), RS_UPDATE_DONE);
 	ended(t, 3, 15001);
-	t->health[0] = '\0';
+	task_set_health(t, TASK_HEALTH_NONE, NULL);
 	assert_int_equal(cur_act(f, 15001), RS_UPDATE_ENDED);
 	assert_true(reconcile_slot_again(RS_UPDATE_ENDED));
 	/* Once the update counted it (from_update cleared), the slot restarts as any other. */
@@ -334,10 +332,42 @@ test_monitor_current(void **state)
 	assert_int_equal(cur_act(f, 15001 + 1000), RS_RESTART);
 	reconcile_slot_failure_text(t, why, sizeof(why));
 	assert_string_equal(why, "exited with code 3");
-	free(t->health);
-	t->health = xstrdup("unhealthy: connection refused");
+	task_set_health(t, TASK_HEALTH_UNHEALTHY, "connection refused");
 	reconcile_slot_failure_text(t, why, sizeof(why));
 	assert_string_equal(why, "unhealthy: connection refused");
+}
+
+/* Health is a type: an agent's verdict sets it (and the listed text), an older agent's text
+ * is read into the same type, and only a change counts. */
+static void
+test_health_state(void **state)
+{
+	struct fx *f = *state;
+	struct task *t = f->sl->cur = running(f, 2, &f->up, 1000);
+	const char *reason;
+
+	f->svc->spec.health.kind = MANIFEST_HEALTH_HTTP;
+	assert_false(task_healthy(t)); /* nothing reported yet */
+	assert_true(task_set_health(t, TASK_HEALTH_STARTING, NULL));
+	assert_false(task_set_health(t, TASK_HEALTH_STARTING, NULL));
+	assert_false(task_healthy(t));
+	assert_true(task_set_health(t, TASK_HEALTH_HEALTHY, NULL));
+	assert_true(task_healthy(t));
+	assert_string_equal(t->health, "healthy");
+	assert_true(task_set_health(t, TASK_HEALTH_UNHEALTHY, "GET /healthz: 500"));
+	assert_false(task_healthy(t));
+	assert_string_equal(t->health, "unhealthy: GET /healthz: 500");
+	assert_true(task_set_health(t, TASK_HEALTH_UNHEALTHY, "GET /healthz: 503"));
+	assert_false(task_set_health(t, TASK_HEALTH_UNHEALTHY, "GET /healthz: 503"));
+
+	assert_int_equal(task_health_parse("", &reason), TASK_HEALTH_NONE);
+	assert_int_equal(task_health_parse("starting", &reason), TASK_HEALTH_STARTING);
+	assert_int_equal(task_health_parse("healthy", &reason), TASK_HEALTH_HEALTHY);
+	assert_int_equal(task_health_parse("unhealthy: GET /: 500", &reason),
+	                 TASK_HEALTH_UNHEALTHY);
+	assert_string_equal(reason, "GET /: 500");
+	/* "healthy" is not a prefix match: a text that only starts with it is not healthy. */
+	assert_int_equal(task_health_parse("healthyish", &reason), TASK_HEALTH_UNKNOWN);
 }
 
 int
@@ -357,6 +387,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_stop_first_hold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_monitor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_monitor_current, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_health_state, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
