@@ -1,4 +1,5 @@
 /* shoalrt pull: fetch an image from a registry into the store, only the blobs it lacks. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,14 @@
 #include "delegate.h"
 #include "verb.h"
 
-/* The options pull and push share; argv is consumed up to the first operand. */
+/* The options pull and push share; argv is consumed up to the first operand. progress: NULL
+ * refuses --progress (push), else it is set when given. */
 int shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
-                          const char *usage);
+                          bool *progress, const char *usage);
 
 int
 shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
-                      const char *usage)
+                      bool *progress, const char *usage)
 {
 	size_t n = 0;
 	int i;
@@ -30,6 +32,8 @@ shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char
 			(*insecure)[n++] = argv[++i];
 		} else if (strcmp(argv[i], "--platform") == 0 && i + 1 < argc) {
 			o->platform = argv[++i];
+		} else if (progress && strcmp(argv[i], "--progress") == 0) {
+			*progress = true;
 		} else {
 			fprintf(stderr, "shoalrt: unknown option %s\n%s", argv[i], usage);
 			return -1;
@@ -37,6 +41,15 @@ shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char
 	}
 	o->insecure = *insecure;
 	return i;
+}
+
+/* --progress: one line per report, flushed, for a program reading our stdout (the agent). */
+static void
+print_progress(void *arg, size_t done, size_t layers, uint64_t bytes)
+{
+	(void)arg;
+	printf("progress %zu %zu %llu\n", done, layers, (unsigned long long)bytes);
+	fflush(stdout);
 }
 
 static int
@@ -49,9 +62,10 @@ pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	struct image_store *s;
 	char *stored = NULL;
 	char size[32];
+	bool progress = false;
 	int i;
 
-	i = shoalrt_registry_opts(argc, argv, &o, &insecure, PULL_USAGE);
+	i = shoalrt_registry_opts(argc, argv, &o, &insecure, &progress, PULL_USAGE);
 	if (i == -1 || i != argc - 1) {
 		if (i != -1)
 			fputs(PULL_USAGE, stderr);
@@ -64,12 +78,18 @@ pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 		free(insecure);
 		return 1;
 	}
+	if (progress)
+		o.progress = print_progress;
 	if (registry_pull(s, argv[i], &o, &st, &stored, &err) == -1) {
 		fprintf(stderr, "shoalrt: %s\n", err.msg);
 		image_store_close(s);
 		free(insecure);
 		return 1;
 	}
+	/* --progress: the figures whole, in one line a program can read. */
+	if (progress)
+		printf("result %s %zu %zu %llu\n", st.digest, st.blobs, st.blobs_fetched,
+		       (unsigned long long)st.bytes);
 	printf("pulled %s %.19s (%zu blobs, %zu fetched, %llu bytes = %s", stored, st.digest,
 	       st.blobs, st.blobs_fetched, (unsigned long long)st.bytes,
 	       util_format_bytes((int64_t)st.bytes, size, sizeof(size)));

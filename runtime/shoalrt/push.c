@@ -1,4 +1,5 @@
 /* shoalrt push: send an image of the store to a registry, only the blobs it lacks. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 #include "verb.h"
 
 int shoalrt_registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
-                          const char *usage);
+                          bool *progress, const char *usage);
 
 static int
 push_run(struct shoalrt_ctx *ctx, int argc, char **argv)
@@ -24,7 +25,7 @@ push_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	char size[32];
 	int i;
 
-	i = shoalrt_registry_opts(argc, argv, &o, &insecure, PUSH_USAGE);
+	i = shoalrt_registry_opts(argc, argv, &o, &insecure, NULL, PUSH_USAGE);
 	if (i == -1 || i != argc - 2 || o.platform) {
 		if (i != -1)
 			fputs(PUSH_USAGE, stderr);
