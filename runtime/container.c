@@ -1046,8 +1046,7 @@ container_trash(struct container *c, struct shoal_err *err)
 	ssize_t n;
 
 	if (util_mkdir_p(trash, 0700, err) == -1 || rename(c->dir, to) == -1) {
-		if (container_remove_files(c, err) == -1)
-			return NULL;
+		(void)container_remove_files(c, err);
 		return NULL;
 	}
 	n = readlink(link, target, sizeof(target) - 1);
