@@ -134,8 +134,10 @@ $(LIBS):
 
 $(BUILD)/shoal-scheduler: $(BUILD)/scheduler/main.o $(BUILD)/libshoal_sched.a $(BUILD)/libshoal_common.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# --as-needed: the agent runs pulls and imports in shoalrt-image and must not load libcurl,
+# libarchive or libcrypto (~8 MiB of RSS); the sanitizers' link turns the default off.
 $(BUILD)/shoal-agent: $(BUILD)/agent/main.o $(BUILD)/libshoal_agent.a $(BUILD)/libshoal_runtime.a $(BUILD)/libshoal_common.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ -Wl,--as-needed $(LDLIBS)
 $(BUILD)/shoal: $(BUILD)/cli/main.o $(BUILD)/libshoal_cli.a $(BUILD)/libshoal_common.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 # The shim is exec'd once per container start: linked statically it skips the dynamic loader

@@ -3,12 +3,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -177,6 +181,145 @@ pulling_has(struct tasks *ts, const char *ref)
 }
 
 /*
+ * Pulls and imports run in shoalrt-image, the program beside ours, so that the agent links
+ * none of libcurl, libarchive and libcrypto: loaded, those ~45 libraries held ~8 MiB of the
+ * agent's RSS for its whole life (bench/agent_mem.sh), to serve a pull now and then.
+ */
+static char *
+image_tool_path(void)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n <= 0)
+		return xstrdup("shoalrt-image");
+	self[n] = '\0';
+	return xasprintf("%s/shoalrt-image", dirname(self));
+}
+
+/*
+ * Run `shoalrt-image --root ROOT ARGS...` (args NULL-terminated) and wait for it: each line
+ * of its stdout goes to on_line (may be NULL); when it fails, its last line on stderr is
+ * op->err. Blocks: a worker's job. 0, or -1.
+ */
+static int
+run_image_tool(struct op *op, char *const *args,
+               void (*on_line)(struct op *op, const char *line, void *arg), void *arg)
+{
+	cleanup_free char *tool = image_tool_path();
+	cleanup_free char **argv = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, all;
+	char errbuf[1024], *line = NULL, *last;
+	size_t n = 0, cap = 0, got = 0;
+	int out[2], errp[2], status, rc;
+	pid_t pid;
+	FILE *f;
+
+	while (args[n])
+		n++;
+	argv = xcalloc(n + 4, sizeof(char *));
+	argv[0] = "shoalrt-image";
+	argv[1] = "--root";
+	argv[2] = op->root;
+	memcpy(argv + 3, args, n * sizeof(char *));
+	if (pipe2(out, O_CLOEXEC) == -1)
+		return err_set(&op->err, errno, "pipe");
+	if (pipe2(errp, O_CLOEXEC) == -1) {
+		close(out[0]);
+		close(out[1]);
+		return err_set(&op->err, errno, "pipe");
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigfillset(&all);
+	rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+	/* None of the agent's sockets, whatever their flags. */
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	/* Workers block every signal, and the loop's handlers are ours: a clean slate. */
+	if (rc == 0)
+		rc =
+		    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigdefault(&attr, &all);
+	if (rc == 0)
+		rc = posix_spawn(&pid, tool, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(out[1]);
+	close(errp[1]);
+	if (rc != 0) {
+		close(out[0]);
+		close(errp[0]);
+		return err_set(&op->err, rc, "run %s", tool);
+	}
+	f = fdopen(out[0], "r");
+	if (f == NULL) {
+		close(out[0]);
+	} else {
+		ssize_t len;
+		while ((len = getline(&line, &cap, f)) > 0) {
+			if (line[len - 1] == '\n')
+				line[len - 1] = '\0';
+			if (on_line)
+				on_line(op, line, arg);
+		}
+		free(line);
+		fclose(f);
+	}
+	/* What it says on stderr is one line per failure: keep the last that fits. */
+	for (;;) {
+		ssize_t r = read(errp[0], errbuf + got, sizeof(errbuf) - 1 - got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (got == sizeof(errbuf) - 1)
+			got = 0; /* longer than we keep: its tail is what counts */
+	}
+	close(errp[0]);
+	errbuf[got] = '\0';
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	while (got > 0 && errbuf[got - 1] == '\n')
+		errbuf[--got] = '\0';
+	last = strrchr(errbuf, '\n');
+	last = last ? last + 1 : errbuf;
+	if (strncmp(last, "shoalrt: ", 9) == 0)
+		last += 9;
+	if (last[0] == '\0')
+		return err_set(&op->err, 0, "%s %s failed (status %d)", tool, args[0], status);
+	return err_set(&op->err, 0, "%s", last);
+}
+
+/* A line of `shoalrt-image pull --progress`: progress reports and the final figures. */
+static void
+on_pull_line(struct op *op, const char *line, void *arg)
+{
+	struct registry_stats *st = arg;
+	unsigned long long bytes;
+	size_t done, layers;
+
+	if (sscanf(line, "progress %zu %zu %llu", &done, &layers, &bytes) == 3)
+		on_pull_progress(op, done, layers, bytes);
+	else if (sscanf(line, "result %79s %zu %zu %llu", st->digest, &st->blobs,
+	                &st->blobs_fetched, &bytes) == 4)
+		st->bytes = bytes;
+}
+
+/*
  * Pull ref into st, once per reference in this agent: a worker that finds ref being pulled
  * waits for that pull and then looks in the store again. Blocks (a worker's job).
  */
@@ -184,12 +327,10 @@ static struct image *
 op_pull(struct op *op, struct image_store *st, const char *ref)
 {
 	struct tasks *ts = op->ts;
-	struct registry_opts o = {.auth_file = ts->registry_auth,
-	                          .insecure = (const char *const *)ts->insecure,
-	                          .progress = on_pull_progress,
-	                          .progress_arg = op};
 	struct registry_stats stats = {0};
+	cleanup_free char **args = NULL;
 	struct image *img;
+	size_t k = 0, ninsecure = 0;
 	char b[32];
 	int rc;
 
@@ -208,10 +349,27 @@ op_pull(struct op *op, struct image_store *st, const char *ref)
 	}
 	ts->pulling = xrealloc(ts->pulling, (ts->npulling + 1) * sizeof(char *));
 	ts->pulling[ts->npulling++] = xstrdup(ref);
+	while (ts->insecure && ts->insecure[ninsecure])
+		ninsecure++;
+	/* Under the mutex: tasks_set_registry may replace these on the loop's thread. */
+	args = xcalloc(2 * ninsecure + 6, sizeof(char *));
+	args[k++] = "pull";
+	args[k++] = "--progress";
+	if (ts->registry_auth) {
+		args[k++] = "--registry-auth";
+		args[k++] = xstrdup(ts->registry_auth);
+	}
+	for (size_t i = 0; i < ninsecure; i++) {
+		args[k++] = "--insecure-registry";
+		args[k++] = xstrdup(ts->insecure[i]);
+	}
+	args[k++] = (char *)ref;
 	pthread_mutex_unlock(&ts->pull_mu);
 
 	op_post(op, 0, "pulling");
-	rc = registry_pull(st, ref, &o, &stats, NULL, &op->err);
+	rc = run_image_tool(op, args, on_pull_line, &stats);
+	for (size_t i = 2; i + 1 < k; i += 2)
+		free(args[i + 1]);
 
 	pthread_mutex_lock(&ts->pull_mu);
 	for (size_t i = 0; i < ts->npulling; i++) {
@@ -245,18 +403,16 @@ op_image(struct op *op, struct image_store *st, const char *ref)
 	cleanup_free char *dir = NULL;
 	cleanup_free char *base = NULL;
 	struct image *img;
-	char **refs = NULL;
 
 	img = image_get(st, ref, &op->err);
 	if (img == NULL && op->image_dir) {
 		base = tasks_image_dirname(op->spec.image);
 		dir = xasprintf("%s/%s", op->image_dir, base);
 		if (access(dir, F_OK) == 0) {
-			if (image_import(st, dir, op->spec.image, &refs, &op->err) == -1) {
-				err_prefix(&op->err, "import %s", dir);
+			char *args[] = {"import", dir, op->spec.image, NULL};
+			/* Its message names the import and the directory. */
+			if (run_image_tool(op, args, NULL, NULL) == -1)
 				return -1;
-			}
-			image_refs_free(refs);
 			img = image_get(st, ref, &op->err);
 		}
 	}

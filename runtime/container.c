@@ -1035,6 +1035,37 @@ container_remove_files(struct container *c, struct shoal_err *err)
 	return rc;
 }
 
+char *
+container_trash(struct container *c, struct shoal_err *err)
+{
+	cleanup_free char *trash = xasprintf("%s/trash", c->root);
+	cleanup_free char *to = xasprintf("%s/%s", trash, c->id);
+	cleanup_free char *link =
+	    xasprintf("%s/names/%s", c->root, c->spec.name ? c->spec.name : "");
+	char target[80];
+	ssize_t n;
+
+	if (util_mkdir_p(trash, 0700, err) == -1 || rename(c->dir, to) == -1) {
+		(void)container_remove_files(c, err);
+		return NULL;
+	}
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n > 0) {
+		target[n] = '\0';
+		if (strcmp(target, c->id) == 0)
+			unlink(link);
+	}
+	return steal_ptr(&to);
+}
+
+int
+container_remove_tree(const char *dir, struct shoal_err *err)
+{
+	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == -1 && errno != ENOENT)
+		return err_set(err, errno, "remove %s", dir);
+	return 0;
+}
+
 int
 container_strip(struct container *c, struct shoal_err *err)
 {

@@ -196,6 +196,18 @@ int container_unplug(const struct container *c, struct shoal_err *err);
 /* Remove what a stopped container left; the shim calls this for --rm. */
 int container_remove_files(struct container *c, struct shoal_err *err);
 
+/*
+ * --rm without making the starter wait for a tree walk: the state dir moves out of
+ * ROOT/containers to ROOT/trash/<id> (one rename: nothing lists or loads the container any
+ * more) and the name is freed. Returns that dir, for container_remove_tree once the starter
+ * knows (caller frees); NULL when the container was removed in place instead (the rename
+ * failed) or could not be (err). The cgroup is the caller's to have removed already.
+ */
+char *container_trash(struct container *c, struct shoal_err *err);
+
+/* rm -rf dir without following symlinks or crossing mounts; a missing dir is fine. */
+int container_remove_tree(const char *dir, struct shoal_err *err);
+
 /* Keep only what tells an exited container's story (state.json, log, log.1): its overlay and
  * layer list go, so it holds no disk and no image. Refused while it runs. */
 int container_strip(struct container *c, struct shoal_err *err);

@@ -123,6 +123,7 @@ finish(struct shim *s, int status)
 {
 	struct container *c = s->c;
 	struct container_msg m = {.type = CONTAINER_MSG_EXITED};
+	cleanup_free char *trash = NULL;
 	struct shoal_err err;
 	bool oom = false;
 
@@ -139,10 +140,13 @@ finish(struct shim *s, int status)
 		c->oom_killed = oom;
 	(void)cgroup_destroy(s->cg, &err);
 	trace_mark("exit-cgroup-rm");
-	(void)container_save(c, &err);
+	/* A state about to be removed is not worth writing (--rm). */
+	if (!c->spec.autoremove)
+		(void)container_save(c, &err);
 	trace_mark("exit-state-saved");
+	/* --rm: out of sight (and the name free) before we tell; the tree walk comes after. */
 	if (c->spec.autoremove) {
-		(void)container_remove_files(c, &err);
+		trash = container_trash(c, &err);
 		trace_mark("exit-files-rm");
 	}
 	m.exit_code = c->exit_code;
@@ -156,6 +160,8 @@ finish(struct shim *s, int status)
 	 * nobody waiting for the exit should pay. */
 	if (c->spec.net == NETNS_BRIDGE)
 		(void)container_unplug(c, &err);
+	if (trash)
+		(void)container_remove_tree(trash, &err);
 }
 
 /* Spawn failed: record it as an exit with the 125/126/127 code docker uses, and tell. */

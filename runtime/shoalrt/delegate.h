@@ -27,7 +27,11 @@ struct shoalrt_ctx;
 	"                              (default $REGISTRY_AUTH_FILE)\n"                            \
 	"  --insecure-registry H:P     speak plain HTTP to registry H:P (repeatable)\n"            \
 	"  --platform OS/ARCH          the image of a multi-platform index to take\n"              \
-	"                              (default this machine's)\n"
+	"                              (default this machine's)\n"                                 \
+	"  --progress                  also print \"progress LAYERS_DONE LAYERS BYTES\" lines "    \
+	"as\n"                                                                                     \
+	"                              it goes and \"result DIGEST BLOBS FETCHED BYTES\" at the\n" \
+	"                              end (what the agent reads)\n"
 
 #define PUSH_USAGE                                                                                 \
 	"usage: shoalrt push [--registry-auth FILE] [--insecure-registry HOST:PORT]...\n"          \

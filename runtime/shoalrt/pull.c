@@ -1,4 +1,5 @@
 /* shoalrt pull: fetch an image from a registry into the store, only the blobs it lacks. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +11,11 @@
 #include "delegate.h"
 #include "verb.h"
 
-/* The options pull and push share; argv is consumed up to the first operand. */
+/* The options pull and push share; argv is consumed up to the first operand. progress: NULL
+ * refuses --progress (push), else it is set when given. */
 static int
 registry_opts(int argc, char **argv, struct registry_opts *o, const char ***insecure,
-              const char *usage)
+              bool *progress, const char *usage)
 {
 	size_t n = 0;
 	int i;
@@ -27,6 +29,8 @@ registry_opts(int argc, char **argv, struct registry_opts *o, const char ***inse
 			(*insecure)[n++] = argv[++i];
 		} else if (strcmp(argv[i], "--platform") == 0 && i + 1 < argc) {
 			o->platform = argv[++i];
+		} else if (progress && strcmp(argv[i], "--progress") == 0) {
+			*progress = true;
 		} else {
 			fprintf(stderr, "shoalrt: unknown option %s\n%s", argv[i], usage);
 			return -1;
@@ -38,11 +42,11 @@ registry_opts(int argc, char **argv, struct registry_opts *o, const char ***inse
 
 int
 shoalrt_registry_begin(struct shoalrt_ctx *ctx, int argc, char **argv, int nargs, bool platform_ok,
-                       const char *usage, struct registry_opts *o, const char ***insecure,
-                       struct image_store **store)
+                       bool *progress, const char *usage, struct registry_opts *o,
+                       const char ***insecure, struct image_store **store)
 {
 	struct shoal_err err = {0};
-	int i = registry_opts(argc, argv, o, insecure, usage);
+	int i = registry_opts(argc, argv, o, insecure, progress, usage);
 
 	if (i == -1 || i != argc - nargs || (o->platform && !platform_ok)) {
 		if (i != -1)
@@ -59,6 +63,15 @@ shoalrt_registry_begin(struct shoalrt_ctx *ctx, int argc, char **argv, int nargs
 	return i;
 }
 
+/* --progress: one line per report, flushed, for a program reading our stdout (the agent). */
+static void
+print_progress(void *arg, size_t done, size_t layers, uint64_t bytes)
+{
+	(void)arg;
+	printf("progress %zu %zu %llu\n", done, layers, (unsigned long long)bytes);
+	fflush(stdout);
+}
+
 static int
 pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 {
@@ -69,17 +82,25 @@ pull_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	struct image_store *s;
 	char *stored = NULL;
 	char size[32];
+	bool progress = false;
 	int i;
 
-	i = shoalrt_registry_begin(ctx, argc, argv, 1, true, PULL_USAGE, &o, &insecure, &s);
+	i = shoalrt_registry_begin(ctx, argc, argv, 1, true, &progress, PULL_USAGE, &o, &insecure,
+	                           &s);
 	if (i == -1)
 		return 1;
+	if (progress)
+		o.progress = print_progress;
 	if (registry_pull(s, argv[i], &o, &st, &stored, &err) == -1) {
 		fprintf(stderr, "shoalrt: %s\n", err.msg);
 		image_store_close(s);
 		free(insecure);
 		return 1;
 	}
+	/* --progress: the figures whole, in one line a program can read. */
+	if (progress)
+		printf("result %s %zu %zu %llu\n", st.digest, st.blobs, st.blobs_fetched,
+		       (unsigned long long)st.bytes);
 	printf("pulled %s %.19s (%zu blobs, %zu fetched, %llu bytes = %s", stored, st.digest,
 	       st.blobs, st.blobs_fetched, (unsigned long long)st.bytes,
 	       util_format_bytes((int64_t)st.bytes, size, sizeof(size)));

@@ -1,4 +1,5 @@
 /* shoalrt push: send an image of the store to a registry, only the blobs it lacks. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ push_run(struct shoalrt_ctx *ctx, int argc, char **argv)
 	char size[32];
 	int i;
 
-	i = shoalrt_registry_begin(ctx, argc, argv, 2, false, PUSH_USAGE, &o, &insecure, &s);
+	i = shoalrt_registry_begin(ctx, argc, argv, 2, false, NULL, PUSH_USAGE, &o, &insecure, &s);
 	if (i == -1)
 		return 1;
 	if (registry_push(s, argv[i], argv[i + 1], &o, &st, &err) == -1) {

@@ -40,13 +40,15 @@ struct registry_opts;
 
 /*
  * What pull and push do first: their shared options into *o (--insecure-registry into
- * *insecure), then exactly nargs operands (--platform only when platform_ok), then the store
+ * *insecure; --progress into *progress, refused when it is NULL), then exactly nargs operands
+ * (--platform only when platform_ok), then the store
  * open. Returns the index of the first operand, with *insecure to free and *store to close; -1
  * after saying why (nothing left to free).
  */
 int shoalrt_registry_begin(struct shoalrt_ctx *ctx, int argc, char **argv, int nargs,
-                           bool platform_ok, const char *usage, struct registry_opts *o,
-                           const char ***insecure, struct image_store **store);
+                           bool platform_ok, bool *progress, const char *usage,
+                           struct registry_opts *o, const char ***insecure,
+                           struct image_store **store);
 
 #define SHOALRT_VERB(id, vname, vsummary, vusage, fn)                                              \
 	static struct shoalrt_verb verb_##id = {vname, vsummary, vusage, fn, 0};                   \

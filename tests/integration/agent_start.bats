@@ -27,6 +27,7 @@ Y
 
 teardown() {
 	exec 9<&-
+	rmdir "$IMAGES/bad_1" 2>/dev/null || true
 	dump_logs_on_failure
 }
 
@@ -43,6 +44,10 @@ start_waits_for_lock() {
 		[ "$(cut -d' ' -f1 "$t/syscall" 2>/dev/null)" = 73 ] && return 0
 	done
 	return 1
+}
+
+bad_failed() {
+	shoal ps bad | grep -q 'failed.*import '
 }
 
 lk_containers() {
@@ -88,4 +93,25 @@ lk_containers() {
 	shoal ps lk
 	task=$(shoal ps lk | awk 'NR > 1 && $5 == "running" { print $1 }')
 	shoal exec "$task" -- ls /bin/busybox
+}
+
+@test "the agent imports in shoalrt-image: it maps no libcurl, libarchive nor libcrypto" {
+	# Test 1 made the agent import shoal/web:1 from --image-dir. Loaded, those libraries held
+	# ~8 MiB of an idle agent's RSS (bench/agent_mem.sh).
+	pid=$(lab pid agent1)
+	! grep -E 'lib(curl|archive|crypto|ssl|gnutls)' "/proc/$pid/maps"
+	! readelf -d "$SHOAL_BIN/shoal-agent" | grep -E 'NEEDED.*(curl|archive|crypto)'
+	# An import's failure still reaches the task, in shoalrt-image's words: an image dir
+	# that is no image layout.
+	cat >"$M/bad.yaml" <<'Y'
+service: bad
+image: shoal/bad:1
+replicas: 1
+Y
+	mkdir "$IMAGES/bad_1"
+	shoal apply -f "$M/bad.yaml"
+	wait_until 30 bad_failed
+	shoal ps bad
+	shoal ps bad | grep -q "import $IMAGES/bad_1: "
+	shoal rm bad
 }

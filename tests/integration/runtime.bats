@@ -304,6 +304,13 @@ teardown_file() {
 	rt run --rm --name gone "$IMG" true
 	[ -z "$(ids)" ]
 	[ ! -e "$RT_ROOT/names/gone" ]
+	# The name is free at once; the files, moved out of sight first, go right after.
+	rt run --rm --name gone "$IMG" true
+	for _ in $(seq 100); do
+		[ -z "$(ls -A "$RT_ROOT/trash" 2>/dev/null)" ] && break
+		sleep 0.1
+	done
+	[ -z "$(ls -A "$RT_ROOT/trash" 2>/dev/null)" ]
 	[ -z "$(ls /sys/fs/cgroup/memory/shoal/ | grep -E '^[0-9a-f]{64}$' | while read -r c; do grep -l . /dev/null; done)" ]
 }
 
