@@ -25,6 +25,8 @@
  * retries after 100 ms (failures reset at registration). */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
+/* Connect and handshake with one of several schedulers must finish within this. */
+#define SESSION_LIST_CONNECT_MS 2500
 
 static void session_connect(struct session *s);
 
@@ -366,9 +368,17 @@ session_connect(struct session *s)
 	const struct sched_addr *to = schedlist_target(&a->scheds);
 	struct shoal_err err;
 
+	/* With several schedulers, one that is cut off (a SYN never answered) must not hold the
+	 * agent past the new leader's grace for known nodes (10 s): on the lab a follower still
+	 * naming a dead leader cost a 5 s connect, and its 2 tasks were replaced. One scheduler
+	 * keeps the default: there is nothing else to try. */
+	struct rpc_limits limits = {.handshake_timeout_ms =
+	                                a->scheds.n > 1 ? SESSION_LIST_CONNECT_MS : 0};
+
 	schedlist_addr_str(to, s->where, sizeof(s->where));
 	s->state = SESSION_CONNECTING;
-	s->conn = rpc_connect(a->base, to->host, to->port, &a->token, NULL, &session_cbs, s, &err);
+	s->conn =
+	    rpc_connect(a->base, to->host, to->port, &a->token, &limits, &session_cbs, s, &err);
 	if (s->conn == NULL) {
 		if (s->failures == 0)
 			shoal_log(LOG_WARNING, "cannot reach scheduler: %s; retrying with back-off",

@@ -99,8 +99,14 @@ schedlist_target(struct schedlist *l)
 void
 schedlist_failed(struct schedlist *l)
 {
-	/* A redirect is one attempt, and the list's cursor moved on when it was made. */
+	/* A redirect is one attempt, and the list's cursor moved on when it was made; but when
+	 * the list's next entry is the very scheduler that just failed, it is skipped too (a
+	 * follower that still names a dead leader must not cost a second connect timeout). */
 	if (l->has_redirect || l->via_redirect) {
+		const struct sched_addr *next = &l->addr[l->cur % l->n];
+		if (l->n > 1 && next->port == l->redirect.port &&
+		    strcmp(next->host, l->redirect.host) == 0)
+			l->cur = (l->cur + 1) % l->n;
 		l->has_redirect = false;
 		l->via_redirect = false;
 		return;

@@ -119,9 +119,33 @@ test_cursor(void **state)
 	/* After a session, a redirect may be followed again at once. */
 	assert_true(schedlist_redirect(&l, "c:1"));
 	assert_string_equal(target_str(&l, b, sizeof(b)), "c:1");
-	/* The redirect target unreachable: the list's cursor, not a jump. */
+	/* The redirect target unreachable: the list's cursor, not a jump, and past c, which
+	 * just failed. */
+	schedlist_failed(&l);
+	assert_string_equal(target_str(&l, b, sizeof(b)), "a:1");
+}
+
+/* A follower names a leader that has died (its lease has not run out yet) and that is the
+ * list's next entry: once the redirect fails, the list skips it instead of trying it again
+ * (on the lab, a second connect timeout made an agent miss the new leader's grace). */
+static void
+test_cursor_dead_leader(void **state)
+{
+	struct shoal_err err;
+	struct schedlist l;
+	char b[SCHEDLIST_ADDR_MAX];
+
+	(void)state;
+	assert_int_equal(schedlist_parse(&l, "a:1,b:1,c:1", NULL, &err), 0);
+	assert_true(schedlist_redirect(&l, "b:1"));
+	assert_string_equal(target_str(&l, b, sizeof(b)), "b:1");
 	schedlist_failed(&l);
 	assert_string_equal(target_str(&l, b, sizeof(b)), "c:1");
+	/* The same after a session with a leader reached through a redirect. */
+	assert_true(schedlist_redirect(&l, "a:1"));
+	schedlist_connected(&l);
+	schedlist_failed(&l);
+	assert_string_equal(target_str(&l, b, sizeof(b)), "b:1");
 }
 
 static void
@@ -277,9 +301,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_one),  cmocka_unit_test(test_parse_list),
-	    cmocka_unit_test(test_cursor),     cmocka_unit_test(test_cursor_single),
-	    cmocka_unit_test(test_walk),       cmocka_unit_test(test_walk_fails),
+	    cmocka_unit_test(test_parse_one),
+	    cmocka_unit_test(test_parse_list),
+	    cmocka_unit_test(test_cursor),
+	    cmocka_unit_test(test_cursor_single),
+	    cmocka_unit_test(test_cursor_dead_leader),
+	    cmocka_unit_test(test_walk),
+	    cmocka_unit_test(test_walk_fails),
 	    cmocka_unit_test(test_not_leader),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
