@@ -7,6 +7,15 @@
 #   SCALE_KEEP=1 bench/scale.sh          keep the work dirs (logs, state.db) in /tmp
 #   SCALE_PERF=1 bench/scale.sh          perf record -g the scheduler during each apply
 #   BENCH_AB=DIR bench/scale.sh          use the shoal-scheduler built in DIR (an A/B)
+#   STORE=etcd bench/scale.sh            the etcd store: a local 3-member etcd on loopback
+#                                        (tests/integration/etcd_cluster.bash), the scheduler
+#                                        leading it alone; default sizes then: 1,000 nodes
+#   STORE=etcd SCALE_LEASE_TTL=15 bench/scale.sh
+#                                        the leader's lease TTL (default 3 s)
+#   STORE=etcd SCALE_FAILOVER=10 bench/scale.sh
+#                                        then also the failover time, N times: two schedulers,
+#                                        kill -9 of the leader -> the other answers as leader
+#                                        (its state loaded from etcd); min/median/max
 #
 # For each size: init and start a scheduler with a fresh data dir on a free port, start
 # simagents, wait until every node is registered, then `shoal apply` nodes/100 services of
@@ -28,7 +37,8 @@
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-NODES=${SCALE_NODES:-100 1000 10000}
+STORE=${STORE:-sqlite}
+if [ "$STORE" = etcd ]; then NODES=${SCALE_NODES:-1000}; else NODES=${SCALE_NODES:-100 1000 10000}; fi
 PER_NODE=100
 PER_SERVICE=10000
 TIMEOUT=${SCALE_TIMEOUT:-300}
@@ -58,7 +68,24 @@ stop_all() {
 	if [ -n "$work" ] && [ -z "${SCALE_KEEP:-}" ]; then rm -rf "$work"; fi
 	work=
 }
-trap stop_all EXIT
+etcd_args=()
+etcd_run=0
+if [ "$STORE" = etcd ]; then
+	command -v etcd >/dev/null || { echo "bench/scale.sh: etcd-server is not installed" >&2; exit 1; }
+	# shellcheck source=tests/integration/etcd_cluster.bash
+	. tests/integration/etcd_cluster.bash
+	etcd_cluster_up "$(mktemp -d /tmp/shoal-scale-etcd.XXXXXX)"
+fi
+trap 'stop_all; [ "$STORE" != etcd ] || etcd_cluster_down' EXIT
+trap 'exit 1' TERM INT
+# The scheduler's store arguments for the next run: a fresh prefix each time.
+next_store() {
+	etcd_args=()
+	[ "$STORE" = etcd ] || return 0
+	etcd_run=$((etcd_run + 1))
+	etcd_args=(--store "$ETCD_ENDPOINTS" --store-prefix "/scale$$-$etcd_run/" --http off
+		--lease-ttl "${SCALE_LEASE_TTL:-3}")
+}
 
 now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 free_port() {
@@ -106,10 +133,11 @@ run_one() {
 	work=$(mktemp -d /tmp/shoal-scale.XXXXXX)
 	port=$(free_port)
 	"$sched_bin" init --data-dir "$work/data" >/dev/null
+	next_store
 	# A /8 cluster CIDR: one /24 per node for up to 65,535 nodes.
-	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 --no-routes --join-rate 1000000 2>"$work/sched.log" &
+	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 --no-routes --join-rate 1000000 ${etcd_args[@]+"${etcd_args[@]}"} 2>"$work/sched.log" &
 	sched_pid=$!
-	for _ in $(seq 100); do cli nodes >/dev/null 2>&1 && break; sleep 0.05; done
+	for _ in $(seq 200); do cli nodes >/dev/null 2>&1 && break; sleep 0.05; done
 	t_start=$(now_ms)
 	"$bin/bench/simagents" --scheduler "127.0.0.1:$port" --token-file "$work/data/worker.token" \
 		--nodes "$n" --expect "$tasks" >"$work/sim.out" 2>"$work/sim.err" &
@@ -158,11 +186,66 @@ run_one() {
 	stop_all
 }
 
+# failover N: two schedulers on one etcd prefix with a service of 1,000 replicas stored; N
+# times kill -9 the leader, time until the other answers as leader, start the killed one again.
+fover=()
+failover() {
+	local rounds=$1 pids=() ports=() l o t0 i k
+	work=$(mktemp -d /tmp/shoal-scale.XXXXXX)
+	"$sched_bin" init --data-dir "$work/data" >/dev/null
+	next_store
+	ports=("$(free_port)" "$(free_port)")
+	start() {
+		"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:${ports[$1]}" \
+			--advertise "127.0.0.1:${ports[$1]}" "${etcd_args[@]}" 2>>"$work/sched$1.log" &
+		pids[$1]=$!
+	}
+	start 0
+	start 1
+	lead() {
+		for k in 0 1; do
+			"$bin/shoal" --scheduler "127.0.0.1:${ports[$k]}" --token-file "$work/data/admin.token" \
+				nodes >/dev/null 2>&1 && { echo "$k"; return 0; }
+		done
+		return 1
+	}
+	for _ in $(seq 200); do l=$(lead) && break; sleep 0.05; done
+	port=${ports[$l]}
+	printf -- 'service: f\nimage: shoal/web:1\nreplicas: 1000\n' >"$work/f.yaml"
+	cli apply --detach -f "$work/f.yaml" >/dev/null
+	for ((i = 0; i < rounds; i++)); do
+		l=$(lead)
+		o=$((1 - l))
+		t0=$(now_ms)
+		kill -9 "${pids[$l]}"
+		wait "${pids[$l]}" 2>/dev/null || true
+		until [ "$(lead || true)" = "$o" ]; do
+			[ $(($(now_ms) - t0)) -lt 30000 ] || { echo "bench/scale.sh: no new leader in 30s" >&2; return 1; }
+			sleep 0.02
+		done
+		fover+=($(($(now_ms) - t0)))
+		start "$l"
+		sleep 1
+	done
+	kill "${pids[0]}" "${pids[1]}" 2>/dev/null || true
+	wait "${pids[0]}" "${pids[1]}" 2>/dev/null || true
+	[ -n "${SCALE_KEEP:-}" ] || rm -rf "$work"
+	work=
+}
+
 for n in $NODES; do
 	run_one "$n"
 done
-echo "scale: shoal-scheduler with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat 1s ($(nproc) CPUs)"
+if [ "$STORE" = etcd ] && [ "${SCALE_FAILOVER:-0}" -gt 0 ]; then
+	failover "$SCALE_FAILOVER"
+fi
+echo "scale: shoal-scheduler ($STORE store) with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat 1s ($(nproc) CPUs)"
 printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' nodes tasks "register" "assigned" \
 	"running" "CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon
 printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' "" "" s s s s "" "" "" "" "" "" CPU ""
 printf '%s\n' "${rows[@]}"
+if [ "${#fover[@]}" -gt 0 ]; then
+	printf '%s\n' "${fover[@]}" | sort -n | awk '{ v[NR] = $1 } END {
+		printf "failover (kill -9 of the leader -> the other leads, lease TTL '"${SCALE_LEASE_TTL:-3}"'s), %d runs: min %.2fs, median %.2fs, max %.2fs\n",
+			NR, v[1] / 1000, (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) / 1000, v[NR] / 1000 }'
+fi

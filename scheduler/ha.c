@@ -112,6 +112,15 @@ on_fenced(const char *why, void *arg)
 	restart_as_follower(arg, why);
 }
 
+/* Between the transactions of a long synchronous commit: keep the lease. */
+static void
+on_commit_progress(void *arg)
+{
+	struct ha *ha = arg;
+
+	leader_renew_sync(ha->leader);
+}
+
 int
 ha_init(struct sched_server *srv, const struct sched_options *opt, struct shoal_err *err)
 {
@@ -142,6 +151,8 @@ ha_init(struct sched_server *srv, const struct sched_options *opt, struct shoal_
 		return err_prefix(err, "--store-prefix");
 	srv->store.fenced = on_fenced;
 	srv->store.fenced_arg = ha;
+	srv->store.etcd->between = on_commit_progress;
+	srv->store.etcd->between_arg = ha;
 	ha->leader = leader_new(ha->etcd, srv->base, &lc, &ha_leader_ops, ha, err);
 	if (ha->leader == NULL)
 		return -1;
@@ -167,6 +178,8 @@ ha_free(struct sched_server *srv)
 	if (ha == NULL)
 		return;
 	if (ha->leader) {
+		/* Shutting down: the resignation's deposed callback must not restart us. */
+		ha->leading = false;
 		if (leader_is_leader(ha->leader))
 			leader_resign(ha->leader);
 		leader_free(ha->leader);

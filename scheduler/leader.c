@@ -175,6 +175,9 @@ on_keepalive(int64_t id, int64_t ttl, const struct shoal_err *err, void *arg)
 		step_down(l, "lease expired");
 		return;
 	}
+	/* A synchronous renewal (leader_renew_sync) may have confirmed a later send. */
+	if (l->ka_sent_ms < l->renewed_ms)
+		return;
 	l->renewed_ms = l->ka_sent_ms;
 	if (l->leading) {
 		l->deadline_ms = l->renewed_ms + ttl * 1000 - margin_ms(l);
@@ -316,6 +319,27 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	campaign(l);
 	start_watch(l);
+}
+
+int
+leader_renew_sync(struct leader *l)
+{
+	struct shoal_err err;
+	int64_t sent = util_now_ms(), ttl;
+
+	if (!l->leading || l->lease == 0 || sent - l->renewed_ms < l->ttl_ms / 3)
+		return 0;
+	if (etcd_sync_lease_keepalive(l->e, l->lease, &ttl, &err) == -1) {
+		shoal_log(LOG_WARNING, "leader: lease keepalive: %s", err.msg);
+		return -1;
+	}
+	/* Gone: the loop's next keepalive or the fence of the next write finds out. */
+	if (ttl <= 0)
+		return -1;
+	l->renewed_ms = sent;
+	l->deadline_ms = sent + ttl * 1000 - margin_ms(l);
+	arm_deadline(l);
+	return 0;
 }
 
 struct leader *

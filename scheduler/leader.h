@@ -54,6 +54,11 @@ void leader_start(struct leader *l);
 void leader_resign(struct leader *l);
 void leader_free(struct leader *l);
 
+/* Renew the lease now, blocking, when a third of the TTL passed since the last renewal: for
+ * a leader inside a long synchronous etcd commit, whose loop cannot run the keepalive timer.
+ * -1 when the renewal failed (nothing changes then). */
+int leader_renew_sync(struct leader *l);
+
 /* True while this contender leads and its lease is known to be alive (checked against the
  * local deadline now, not only when the step-down timer fires). */
 int leader_is_leader(const struct leader *l);

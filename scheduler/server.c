@@ -21,6 +21,7 @@
 #include "http.h"
 #include "logs.h"
 #include "reconcile.h"
+#include "shoal.pb-c.h"
 #include "err.h"
 #include "identity.h"
 #include "log.h"
@@ -71,12 +72,34 @@ sched_conn_drop(struct sched_conn *sc)
 	free(sc);
 }
 
+/*
+ * etcd: an agent's writes (a Register's node record) join the loop's batch, which the pass
+ * scheduled here commits, as they do in SQLite when a batch is open. One synchronous etcd
+ * transaction per Register would hold the loop for a round trip each: 256 registering at once
+ * kept it busy past the lease TTL and the leader stepped down. CLI writes stay immediate.
+ */
+static void
+batch_agent_writes(struct sched_conn *sc, const Shoal__Envelope *env)
+{
+	struct sched_server *srv = sc->srv;
+	struct shoal_err err;
+
+	if (srv->ha == NULL || srv->store.in_tx ||
+	    (sc->node == NULL && env->body_case != SHOAL__ENVELOPE__BODY_REGISTER))
+		return;
+	if (store_tx_begin(&srv->store, &err) == -1)
+		return;
+	srv->tx_since = util_now_ms();
+	reconcile_schedule(srv);
+}
+
 static void
 on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 {
 	(void)c;
 	if (ha_refuse(arg, env))
 		return;
+	batch_agent_writes(arg, env);
 	api_handle(arg, env);
 }
 

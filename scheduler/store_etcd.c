@@ -452,8 +452,11 @@ flush(struct store_etcd *s, struct shoal_err *err)
 		return -1;
 	}
 	k = plan(s->ops, s->nops, &starts, &barrier);
-	for (size_t i = 0; i < k && rc == 0; i++)
+	for (size_t i = 0; i < k && rc == 0; i++) {
+		if (i > 0 && s->between)
+			s->between(s->between_arg);
 		rc = send_txn(s, s->ops + starts[i], starts[i + 1] - starts[i], err);
+	}
 	free(starts);
 	free(barrier);
 	ops_clear(s);

@@ -48,6 +48,10 @@ struct store_etcd {
 	int64_t fence; /* its create revision while this scheduler leads */
 	int in_tx;
 	struct store_etcd_op *ops; /* queued writes of the open transaction */
+	/* Called between the transactions of a synchronous commit (may be NULL): a commit of
+	 * many transactions holds the loop, and the leader's lease needs renewing meanwhile. */
+	void (*between)(void *arg);
+	void *between_arg;
 	size_t nops, capops;
 };
 

@@ -9,6 +9,12 @@
  *   etcdprobe ENDPOINTS fenced-put FENCE ID KEY VALUE
  *                                              a write fenced as leader ID with FENCE: "ok", or
  *                                              exit 3 with the refusal
+ *   etcdprobe ENDPOINTS store-fenced-put FENCE ID NODE
+ *                                              a node row NODE written through store.h's
+ *                                              etcd back end as the scheduler leading with
+ *                                              id ID (address ID) and FENCE: "ok", or
+ *                                              "fenced: WHY" (the store's step-down hook)
+ *                                              and exit 3
  *   etcdprobe ENDPOINTS store-roundtrip DB     the same rows into the SQLite store DB and into
  *                                              etcd; both read back; "equal N" or the diff
  *   etcdprobe ENDPOINTS bench N                N task rows in transactions of 100 into etcd
@@ -117,6 +123,47 @@ cmd_fenced_put(struct etcd *e, int64_t fence, const char *id, const char *key, c
 	etcd_txn_result_clear(&r);
 	printf("ok\n");
 	return 0;
+}
+
+static void
+on_store_fenced(const char *why, void *arg)
+{
+	*(int *)arg = 1;
+	printf("fenced: %s\n", why);
+}
+
+/* A write through store.h as the scheduler does it (ha.c): the dispatch to the etcd back end,
+ * its fence, and the hook that makes a deposed scheduler step down. */
+static int
+cmd_store_fenced_put(struct etcd *e, int64_t fence, const char *id, const char *node)
+{
+	cleanup_free char *lkey = xasprintf("%sleader", prefix);
+	cleanup_free char *lval = leader_value_encode(id, id);
+	struct store st;
+	struct store_node n = {.id = (char *)node,
+	                       .name = (char *)node,
+	                       .address = "127.0.0.1",
+	                       .labels = "",
+	                       .admin_labels = "",
+	                       .availability = "active",
+	                       .node_key = ""};
+	struct shoal_err err;
+	int fenced = 0, rc;
+
+	if (store_open_etcd(&st, e, prefix, &err) == -1)
+		return die(&err);
+	st.fenced = on_store_fenced;
+	st.fenced_arg = &fenced;
+	store_etcd_set_fence(st.etcd, lkey, fence, lval);
+	rc = store_node_put(&st, &n, &err);
+	store_close(&st);
+	if (rc == 0) {
+		printf("ok\n");
+		return 0;
+	}
+	if (!fenced)
+		return die(&err);
+	return 3;
 }
 
 /* Lead for the tools: a lease and the leader key, both synchronously. */
@@ -532,6 +579,8 @@ main(int argc, char **argv)
 		}
 	} else if (strcmp(cmd, "fenced-put") == 0 && argc == 7) {
 		rc = cmd_fenced_put(e, strtoll(argv[3], NULL, 10), argv[4], argv[5], argv[6]);
+	} else if (strcmp(cmd, "store-fenced-put") == 0 && argc == 6) {
+		rc = cmd_store_fenced_put(e, strtoll(argv[3], NULL, 10), argv[4], argv[5]);
 	} else if (strcmp(cmd, "store-roundtrip") == 0 && argc == 4) {
 		rc = cmd_roundtrip(e, argv[3]);
 	} else if (strcmp(cmd, "bench") == 0 && argc == 4) {
