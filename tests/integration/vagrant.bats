@@ -246,3 +246,28 @@ daemon_pids() {
 		[ ! -e "/proc/$p" ] || [ "$(sed 's/.*) //' "/proc/$p/stat" | cut -d' ' -f1)" = Z ]
 	done
 }
+
+@test "SCHEDULERS=3 lab provision 2: etcd and a scheduler on sched1..3 with one identity, one leads, web runs; down removes it all" {
+	local i n pids=""
+	SCHEDULERS=3 run timeout 600 bash "$LAB_BIN" provision 2
+	echo "$output" | tail -30
+	[ "$status" -eq 0 ]
+	[[ $output == *"Leader: 192.168.56."* ]]
+	[[ $output == *"3 replicas of web run"* ]]
+	for i in 1 2 3; do
+		[ -d "$LAB_RUN/hosts/sched$i/var/lib/shoal/etcd/member" ]
+		cmp "$LAB_RUN/hosts/sched1/var/lib/shoal/scheduler/scheduler.key" \
+			"$LAB_RUN/hosts/sched$i/var/lib/shoal/scheduler/scheduler.key"
+		[ "$(stat -c %a "$LAB_RUN/hosts/sched$i/var/lib/shoal/scheduler/admin.token")" = 600 ]
+	done
+	grep -q -- "--scheduler 192.168.56.5:7100,192.168.56.6:7100,192.168.56.7:7100 " \
+		"$LAB_RUN/hosts/node1/etc/systemd/system/shoal-agent.service"
+	for n in etcd1 etcd2 etcd3 sched1 sched2 sched3 registry agent1 agent2; do
+		pids+=" $(lab pid "$n")"
+	done
+	timeout 60 bash "$LAB_BIN" down
+	[ ! -e "$LAB_RUN" ]
+	for p in $pids; do
+		[ ! -e "/proc/$p" ] || [ "$(sed 's/.*) //' "/proc/$p/stat" | cut -d' ' -f1)" = Z ]
+	done
+}

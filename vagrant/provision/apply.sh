@@ -51,7 +51,12 @@ if exists; then
 else
 	say "shoal apply -f $MANIFEST"
 	# Detached: the wait below names what is missing after RUNNING_WAIT.
-	shoal apply --detach -f "$MANIFEST"
+	# The manifest names the registry on sched; with several schedulers it is on the first
+	# one (REGISTRY, lib.sh): the image is pulled from there.
+	applied=$(mktemp)
+	sed -E "s#^(image:[[:space:]]*)[0-9.]+:5000/#\1$REGISTRY/#" "$MANIFEST" >"$applied"
+	shoal apply --detach -f "$applied"
+	rm -f "$applied"
 fi
 deadline=$((SECONDS + RUNNING_WAIT))
 until [ "$(running)" -ge "$replicas" ]; do
