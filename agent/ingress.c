@@ -30,6 +30,9 @@
 #define RETRY_MAX_MS 2000
 /* How long the agent waits for a starting ingress, or for a hello. */
 #define START_TIMEOUT_MS 5000
+/* A report request unanswered this long: the ingress is alive but stuck (or the answer was
+ * lost); the gauges of the last report are no longer "now". */
+#define REPORT_STALE_MS 3000
 
 char *
 ingress_socket_path(const char *data_dir)
@@ -191,6 +194,23 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	ingress_connect(arg);
 }
 
+/*
+ * The connection is gone: the last report's counters stay true (they only grow), but its
+ * gauges (connections open, clients queued, the oldest wait) said "now" and now is unknown.
+ * Heartbeats keep sending this report until a new one comes, which after a crash can take
+ * the whole reconnect back-off: a queue gauge frozen at its last value read as clients
+ * waiting long after they had all gone.
+ */
+static void
+report_forget_gauges(Shoal__IngressReport *r)
+{
+	for (size_t i = 0; r && i < r->n_stats; i++) {
+		r->stats[i]->active = 0;
+		r->stats[i]->queue_len = 0;
+		r->stats[i]->queue_max_wait_ms = 0;
+	}
+}
+
 static void
 drop_conn(struct ingress *g, const char *why)
 {
@@ -200,6 +220,7 @@ drop_conn(struct ingress *g, const char *why)
 	bufferevent_free(g->bev);
 	g->bev = NULL;
 	g->report_pending = false;
+	report_forget_gauges(g->report);
 	retry_later(g);
 }
 
@@ -529,12 +550,25 @@ ingress_request_report(struct ingress *g)
 {
 	Shoal__IngressFrame f = SHOAL__INGRESS_FRAME__INIT;
 
-	if (g->bev == NULL || g->report_pending)
+	if (g->bev == NULL)
 		return false;
+	if (g->report_pending) {
+		if (util_now_ms() - g->report_asked_ms < REPORT_STALE_MS)
+			return false;
+		/* Stop passing on frozen gauges, and ask again (a late answer is harmless); the
+		 * caller still goes on now, as none may come. */
+		report_forget_gauges(g->report);
+		f.body_case = SHOAL__INGRESS_FRAME__BODY_REPORT_REQUEST;
+		f.report_request = true;
+		ingress_frame_send(g->bev, &f);
+		g->report_asked_ms = util_now_ms();
+		return false;
+	}
 	f.body_case = SHOAL__INGRESS_FRAME__BODY_REPORT_REQUEST;
 	f.report_request = true;
 	ingress_frame_send(g->bev, &f);
 	g->report_pending = true;
+	g->report_asked_ms = util_now_ms();
 	return true;
 }
 

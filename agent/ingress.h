@@ -77,6 +77,7 @@ struct ingress {
 	size_t apply_len;
 	Shoal__IngressReport *report; /* the last report (owned), NULL before the first */
 	bool report_pending;          /* a request is out and unanswered */
+	int64_t report_asked_ms;      /* when that request went (util_now_ms) */
 	pid_t pid;                    /* of the ingress, from its hello */
 };
 
@@ -101,7 +102,8 @@ void ingress_free(struct ingress *g);
 void ingress_apply(struct ingress *g, const Shoal__Endpoints *ep, const char *address);
 
 /* Ask for a report; false when none can come (not connected, or the last one is still
- * unanswered): then the caller goes on with ingress_report's last one. */
+ * unanswered): then the caller goes on with ingress_report's last one, whose gauges read 0
+ * once the connection is lost or a request has gone unanswered for 3 s. */
 bool ingress_request_report(struct ingress *g);
 
 /* The last report, or NULL. */

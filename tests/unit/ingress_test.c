@@ -16,7 +16,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <cmocka.h>
 
 #include <event2/buffer.h>
@@ -212,6 +214,167 @@ test_specs_from_endpoints(void **state)
 	ingress_specs_free(&sp);
 }
 
+/* A fake ingress: says hello, answers the first report request with a service whose queue
+ * holds 8 clients and 3 open connections, then its connection drops (a crash). */
+struct fake_ingress {
+	int lfd;
+	bool mute; /* after the report: reads on, answers nothing more, until the agent leaves */
+};
+
+static void *
+fake_ingress_main(void *arg)
+{
+	struct fake_ingress *fi = arg;
+	Shoal__IngressFrame f = SHOAL__INGRESS_FRAME__INIT, *req;
+	Shoal__IngressHello hello = SHOAL__INGRESS_HELLO__INIT;
+	Shoal__IngressReport r = SHOAL__INGRESS_REPORT__INIT;
+	Shoal__ServiceStats row = SHOAL__SERVICE_STATS__INIT, *rows[1] = {&row};
+	struct shoal_err err;
+	int fd = accept(fi->lfd, NULL, NULL);
+
+	if (fd == -1)
+		return NULL;
+	hello.version = (char *)ingress_version();
+	hello.pid = 4242;
+	f.body_case = SHOAL__INGRESS_FRAME__BODY_HELLO;
+	f.hello = &hello;
+	ingress_frame_write_fd(fd, &f, &err);
+	while ((req = ingress_frame_read_fd(fd, &err)) != NULL) {
+		bool asked = req->body_case == SHOAL__INGRESS_FRAME__BODY_REPORT_REQUEST;
+
+		shoal__ingress_frame__free_unpacked(req, NULL);
+		if (asked)
+			break;
+	}
+	row.service = "web";
+	row.backend = "";
+	row.task_id = "";
+	row.connections = 20;
+	row.active = 3;
+	row.queue_len = 8;
+	row.queue_max_wait_ms = 700;
+	row.queued = 12;
+	r.stats = rows;
+	r.n_stats = 1;
+	f.body_case = SHOAL__INGRESS_FRAME__BODY_REPORT;
+	f.report = &r;
+	ingress_frame_write_fd(fd, &f, &err);
+	while (fi->mute && (req = ingress_frame_read_fd(fd, &err)) != NULL)
+		shoal__ingress_frame__free_unpacked(req, NULL);
+	usleep(50 * 1000);
+	close(fd);
+	return NULL;
+}
+
+static void
+count_report(const Shoal__IngressReport *r, void *arg)
+{
+	(void)r;
+	(*(int *)arg)++;
+}
+
+/*
+ * The agent keeps the last report after its ingress connection drops (heartbeats send it
+ * until a new one comes), but not its gauges: a queue length frozen at 8 read as clients
+ * waiting long after the ingress that had them was gone. Counters stay.
+ */
+static void
+test_report_gauges_dropped_with_the_connection(void **state)
+{
+	char dir[] = "/tmp/shoal-ingress-test.XXXXXX";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct ingress_ops ops = {.on_report = count_report};
+	struct ingress_spawn_opts so = {0};
+	struct fake_ingress fi = {0};
+	struct event_base *base;
+	struct ingress g;
+	struct shoal_err err;
+	pthread_t th;
+	char *path;
+	int reports = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	path = ingress_socket_path(dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fi.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(fi.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fi.lfd, 4), 0);
+	pthread_create(&th, NULL, fake_ingress_main, &fi);
+	base = event_base_new();
+	assert_int_equal(ingress_init(&g, base, dir, &so, &ops, &reports, &err), 0);
+	for (int i = 0; i < 200 && reports == 0; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
+	assert_int_equal(reports, 1);
+	assert_int_equal(ingress_report(&g)->stats[0]->queue_len, 8);
+	/* The fake closes: the loss is seen before the reconnect (100 ms later) is tried. */
+	close(fi.lfd);
+	pthread_join(th, NULL);
+	for (int i = 0; i < 100 && g.bev; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	assert_null(g.bev);
+	assert_non_null(ingress_report(&g));
+	assert_int_equal(ingress_report(&g)->stats[0]->queue_len, 0);
+	assert_int_equal(ingress_report(&g)->stats[0]->active, 0);
+	assert_int_equal(ingress_report(&g)->stats[0]->queue_max_wait_ms, 0);
+	assert_int_equal(ingress_report(&g)->stats[0]->queued, 12);
+	assert_int_equal(ingress_report(&g)->stats[0]->connections, 20);
+	ingress_free(&g);
+	event_base_free(base);
+	unlink(path);
+	free(path);
+	rmdir(dir);
+}
+
+/* An ingress that is connected but stops answering report requests: after 3 s unanswered
+ * the last report's gauges read 0 too, and the caller is told to go on without one. */
+static void
+test_report_gauges_dropped_when_unanswered(void **state)
+{
+	char dir[] = "/tmp/shoal-ingress-test.XXXXXX";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct ingress_ops ops = {.on_report = count_report};
+	struct ingress_spawn_opts so = {0};
+	struct fake_ingress fi = {.mute = true};
+	struct event_base *base;
+	struct ingress g;
+	struct shoal_err err;
+	pthread_t th;
+	char *path;
+	int reports = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	path = ingress_socket_path(dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fi.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(fi.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fi.lfd, 4), 0);
+	pthread_create(&th, NULL, fake_ingress_main, &fi);
+	base = event_base_new();
+	assert_int_equal(ingress_init(&g, base, dir, &so, &ops, &reports, &err), 0);
+	for (int i = 0; i < 200 && reports == 0; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
+	assert_int_equal(reports, 1);
+	assert_true(ingress_request_report(&g)); /* never answered */
+	assert_false(ingress_request_report(&g));
+	assert_int_equal(ingress_report(&g)->stats[0]->queue_len, 8); /* a moment: still now */
+	g.report_asked_ms -= 3500; /* 3.5 s later */
+	assert_false(ingress_request_report(&g));
+	assert_non_null(g.bev);
+	assert_int_equal(ingress_report(&g)->stats[0]->queue_len, 0);
+	assert_int_equal(ingress_report(&g)->stats[0]->active, 0);
+	assert_int_equal(ingress_report(&g)->stats[0]->queued, 12);
+	ingress_free(&g);
+	event_base_loop(base, EVLOOP_NONBLOCK); /* libevent closes a freed bufferevent's fd here */
+	pthread_join(th, NULL);
+	close(fi.lfd);
+	event_base_free(base);
+	unlink(path);
+	free(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -221,6 +384,8 @@ main(void)
 	    cmocka_unit_test(test_bind_error_reported_then_retried),
 	    cmocka_unit_test(test_listener_handover),
 	    cmocka_unit_test(test_specs_from_endpoints),
+	    cmocka_unit_test(test_report_gauges_dropped_with_the_connection),
+	    cmocka_unit_test(test_report_gauges_dropped_when_unanswered),
 	};
 
 	log_init("test", LOG_ERR);

@@ -1390,6 +1390,75 @@ test_overload_slow_accept(void **state)
 	fx_free(&fx);
 }
 
+/*
+ * The queue gauge after a storm: slow-accepting backends, clients that give up at once or
+ * after a while, the backend set swapped and the limit changed while they wait. Once every
+ * client is gone and queue_timeout has passed, no one is waiting: queue_len reads 0 and a
+ * new client is served (a client counted twice, or freed while still queued, would leave
+ * the gauge up for ever or spin the worker that hands slots out).
+ */
+static void
+test_queue_storm(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2, .connect_timeout_ms = 100};
+	uint16_t ports[2];
+	int c[60];
+	char buf[8];
+	struct proxy_service_stats ss;
+
+	(void)state;
+	fx.nb = 2;
+	for (int i = 0; i < 2; i++) {
+		fx.b[i] = calloc(1, sizeof(*fx.b[i]));
+		fx.b[i]->mode = TB_ID;
+		fx.b[i]->accept_delay_ms = 30;
+		snprintf(fx.b[i]->id, sizeof(fx.b[i]->id), "%c", 'A' + i);
+		fx.b[i]->fd = tb_bind(&fx.b[i]->port);
+		assert_int_equal(listen(fx.b[i]->fd, 0), 0);
+		pthread_create(&fx.b[i]->thread, NULL, tb_main, fx.b[i]);
+		ports[i] = fx.b[i]->port;
+	}
+	px_start(&fx, &o);
+	px_serve_limited(&fx, ports, 2, 1, 400);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 60; i++) {
+			c[i] = cl_connect(fx.port);
+			assert_true(c[i] >= 0);
+			if (i % 3 == 0) { /* gives up at once: closed while queued or in hand-off */
+				close(c[i]);
+				c[i] = -1;
+			}
+			if (i == 20)
+				px_serve_limited(&fx, &ports[1], 1, 1, 400); /* A removed */
+			if (i == 40)
+				px_serve_limited(&fx, ports, 2, 2, 400); /* A back, limit 2 */
+		}
+		usleep(50 * 1000);
+		for (int i = 0; i < 60; i++)
+			if (c[i] >= 0 && i % 2 == 0) {
+				close(c[i]);
+				c[i] = -1;
+			}
+		px_serve_limited(&fx, ports, 2, 1, 400);
+		usleep(100 * 1000);
+		for (int i = 0; i < 60; i++)
+			if (c[i] >= 0)
+				close(c[i]);
+	}
+	/* Every client is gone and queue_timeout (400 ms) has passed well before 3 s. */
+	for (int i = 0; i < 300 && svc_stats(fx.p).queue_len != 0; i++)
+		usleep(10 * 1000);
+	ss = svc_stats(fx.p);
+	assert_int_equal(ss.queue_len, 0);
+	c[0] = cl_connect(fx.port);
+	assert_true(c[0] >= 0);
+	assert_true(cl_ready(c[0], 3000));
+	assert_int_equal(cl_read_all(c[0], buf, sizeof(buf) - 1), 1);
+	close(c[0]);
+	fx_free(&fx);
+}
+
 int
 main(void)
 {
@@ -1420,6 +1489,7 @@ main(void)
 	    cmocka_unit_test(test_queue),
 	    cmocka_unit_test(test_overload_slow_accept),
 	    cmocka_unit_test(test_queue_service_gone),
+	    cmocka_unit_test(test_queue_storm),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
