@@ -863,10 +863,18 @@ px_conn_enqueue(struct px_conn *c)
 	struct px_worker *w = c->w;
 	int64_t left;
 
+	pthread_mutex_lock(&svc->qlock);
+	/* Twice in one queue would corrupt the list (its own qnext) and leave qlen stuck above
+	 * 0: a client already queued keeps its place, one with a slot on its way waits for it. */
+	if (c->queued || c->handoff) {
+		pthread_mutex_unlock(&svc->qlock);
+		shoal_log(LOG_ERR, "proxy: %s: a client already waiting asked to wait again",
+		          svc->name);
+		return;
+	}
 	if (!c->waiting && c->wait_start_ms == 0)
 		c->wait_start_ms = w->now_ms;
 	c->waiting = true;
-	pthread_mutex_lock(&svc->qlock);
 	c->queued = true;
 	c->qprev = svc->qtail;
 	c->qnext = NULL;
