@@ -64,7 +64,7 @@ struct agent_server {
 	struct resources capacity; /* advertised */
 	struct resources_cpu_sample cpu_sample;
 	struct agent_metrics *metrics; /* /metrics (metrics.c), NULL when off */
-	struct dns_server dns; /* service names for the containers, on the bridge address */
+	struct dns_server dns;         /* service names for the containers, on the bridge address */
 };
 
 int agent_server_init(struct agent_server *a, const struct agent_options *opt,
