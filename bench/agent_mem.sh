@@ -66,4 +66,4 @@ awk '
 	$1 == "Rss:" { rss[name] += $2 }
 	END { for (n in rss) if (rss[n] > 0) printf "  %8d  %s\n", rss[n], n }
 ' "/proc/$agent/smaps" | sort -rn | head -"${AGENT_MEM_TOP:-25}"
-echo "  threads: $(ls "/proc/$agent/task" | wc -l)"
+echo "  threads: $(find "/proc/$agent/task" -mindepth 1 -maxdepth 1 | wc -l)"

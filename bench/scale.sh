@@ -6,6 +6,7 @@
 #   SCALE_NODES="100 1000" bench/scale.sh   other sizes
 #   SCALE_KEEP=1 bench/scale.sh          keep the work dirs (logs, state.db) in /tmp
 #   SCALE_PERF=1 bench/scale.sh          perf record -g the scheduler during each apply
+#   SCALE_PERF_ARGS="--call-graph dwarf" other perf record options (default -g)
 #   BENCH_AB=DIR bench/scale.sh          use the shoal-scheduler built in DIR (an A/B)
 #   STORE=etcd bench/scale.sh            the etcd store: a local 3-member etcd on loopback
 #                                        (tests/integration/etcd_cluster.bash), the scheduler
@@ -150,7 +151,8 @@ run_one() {
 			"$i" "$per"
 	done >"$work/services.yaml"
 	if [ -n "${SCALE_PERF:-}" ]; then
-		perf record ${SCALE_PERF_ARGS:--g} -o "$work/perf.data" -p "$sched_pid" >/dev/null 2>&1 &
+		read -ra perf_args <<<"${SCALE_PERF_ARGS:--g}"
+		perf record "${perf_args[@]}" -o "$work/perf.data" -p "$sched_pid" >/dev/null 2>&1 &
 		perf_pid=$!
 		sleep 0.5
 	fi

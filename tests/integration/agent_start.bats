@@ -54,6 +54,11 @@ lk_containers() {
 	rt node1 ps -a | awk 'NR > 1 && $2 ~ /^lk\./' | wc -l
 }
 
+# Exactly one container of lk runs on node1.
+one_lk_up() {
+	[ "$(rt node1 ps | awk '$2 ~ /^lk\./ && / Up /' | wc -l)" -eq 1 ]
+}
+
 @test "a start holds the image store's lock: an rmi racing it cannot take the layers away" {
 	[ "$(uname -m)" = x86_64 ] || skip "syscall numbers of x86_64"
 	# First run: the image is imported into the node's store; then none is left running.
@@ -82,6 +87,8 @@ lk_containers() {
 	# the start, rmi removes the name and keeps what the container uses; before it, the
 	# start finds no image, fails cleanly, and the retry imports it again.
 	wait_until 60 running_is lk 1
+	# The task the scale to 0 stopped may still be on its way out (SIGTERM, stop_grace).
+	wait_until 30 one_lk_up
 	rt node1 ps
 	id=$(rt node1 ps | awk '$2 ~ /^lk\./ && / Up / { print $1 }')
 	[ "$(echo "$id" | wc -w)" -eq 1 ]
