@@ -5,12 +5,13 @@
 #   - `shoal rm` then `shoal apply` creates the service afresh (created, slots 1..N)
 #   - spread holds (one replica per node) after a start-first rolling update and a rollback
 # Tests run in order on one cluster of 3 nodes.
-#   RESTARTS=N        scheduler restarts (default 8)
-#   RESTART_DOWN=A-B  each downtime, random in A..B seconds (default 5-15)
+#   RESTARTS=N        scheduler restarts (default 4)
+#   RESTART_DOWN=A-B  downtimes in A..B seconds (default 5-15): the first is A, the last B
+#                     (below and above the agents' back-off and the grace), the rest random
 
 load helpers
 
-RESTARTS=${RESTARTS:-8}
+RESTARTS=${RESTARTS:-4}
 RESTART_DOWN=${RESTART_DOWN:-5-15}
 # Per test; the restarts take the longest: each downtime, plus ~10 s to be ready again.
 # shellcheck disable=SC2034 # read by bats
@@ -74,6 +75,8 @@ state_is() {
 	lo=${RESTART_DOWN%-*} hi=${RESTART_DOWN#*-}
 	for ((r = 1; r <= RESTARTS; r++)); do
 		down=$((lo + RANDOM % (hi - lo + 1)))
+		[ "$r" -ne 1 ] || down=$lo
+		[ "$r" -ne "$RESTARTS" ] || down=$hi
 		echo "# restart $r/$RESTARTS: scheduler down ${down}s" >&3
 		# Each spawn starts a fresh log: keep every run's.
 		cat "$LAB_RUN/sched.log" >>"$BATS_TEST_TMPDIR/sched.log"
