@@ -88,6 +88,12 @@ lab() { bash "$SHOAL_LAB" "$@"; }
 # make only rebuilds what changed. The log stays in VAR_DIR/build.log.
 step_build() {
 	mkdir -p "$VAR_DIR"
+	# The namespace lab's hosts share one source tree and one build directory: the first
+	# host's build serves them all (a VM builds on its own).
+	if [ "${SHOAL_BUILT:-}" = 1 ]; then
+		say "dependencies and build: done by this lab's first host ($SHOAL_BUILD)"
+		return 0
+	fi
 	say "dependencies (deps.sh --build-only)"
 	bash "$SHOAL_SRC/vagrant/provision/deps.sh" --build-only
 	say "building into $SHOAL_BUILD (make bins images; log $VAR_DIR/build.log)"
