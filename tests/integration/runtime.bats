@@ -495,12 +495,13 @@ CAPS_PROBE='grep NoNewPrivs /proc/self/status
 		[ "$mono" -ge "$prev" ] || { echo "phase $p before the one above"; return 1; }
 		prev=$mono
 	done
-	# The shim creates the cgroup while the child builds its root; the child joins it only
-	# once it exists, before anything of the image runs.
-	local cg join
+	# The shim creates the cgroup after the clone, while the child builds its root; the
+	# child joins it only once it exists, before anything of the image runs.
+	local clone cg join
+	clone=$(awk '$1 == "shim-clone-start" { print $3 }' "$f")
 	cg=$(awk '$1 == "shim-cgroup" && $2 == '"$shim_pid"' { print $3 }' "$f")
 	join=$(awk '$1 == "ct-cgroup-join" { print $3 }' "$f")
-	[ -n "$cg" ] && [ "$cg" -le "$join" ]
+	[ -n "$cg" ] && [ "$clone" -le "$cg" ] && [ "$cg" -le "$join" ]
 }
 
 @test "shoalrt loads none of the image libraries; its pull, push and import still work" {
