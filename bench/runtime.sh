@@ -12,6 +12,9 @@
 # 2. start request -> the container's execve: the container runs busybox sh printing
 #    $EPOCHREALTIME (its first act after exec), minus the timestamp taken just before the start
 #    command (the same busybox sh forked directly is the floor row).
+#    shoalrt forks its shim (runtime/shim.h); the agent, a threaded daemon, starts its
+#    containers in-process through an exec'd shoal-shim (container_start): measure that path
+#    with BENCH_AB pointing at a shoalrt built to call container_start.
 # 3. where the time of a `shoalrt run --rm` goes, phase by phase: the same start traced with
 #    SHOALRT_TRACE (runtime/trace.h) in each process, medians by bench/phases.awk.
 # 4. `shoalrt run --detach` -> busybox httpd of shoal/web:1 accepting a TCP connection on a free
@@ -167,7 +170,9 @@ ip link add shoalbench0 type bridge
 ip addr add 10.99.0.1/24 dev shoalbench0
 ip link set shoalbench0 up
 brnet=(--network bridge --ip 10.99.0.2/24 --gateway 10.99.0.1 --bridge shoalbench0)
-now() { echo "${EPOCHREALTIME/./}"; }
+# Timestamps in microseconds, read by this shell itself: a $(...) to get one would fork a
+# subshell whose exit and reaping then sit inside every interval, inflating the floor rows
+# most (they used to: 6-10 ms for fork+exec of /bin/true instead of ~3).
 # Warm-up: page cache, the seccomp BPF cache file; and a check that each path works.
 rt run --rm "${lim[@]}" shoal/web:1 /bin/true
 rt run --rm "${lim[@]}" "${brnet[@]}" shoal/web:1 /bin/true
@@ -178,33 +183,33 @@ declare -a t_shoal t_bridge t_crun t_fork x_shoal x_crun x_fork t_ab x_ab
 [ -z "$ab" ] || rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/true
 for ((i = 0; i < N; i++)); do
 	if [ -n "$ab" ]; then
-		s=$(now); rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/true; e=$(now)
+		s=${EPOCHREALTIME/./}; rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/true; e=${EPOCHREALTIME/./}
 		t_ab+=($((e - s)))
-		s=$(now); x=$(rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/sh -c 'echo $EPOCHREALTIME')
+		s=${EPOCHREALTIME/./}; x=$(rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/sh -c 'echo $EPOCHREALTIME')
 		x_ab+=($((${x/./} - s)))
 	fi
-	s=$(now); rt run --rm "${lim[@]}" shoal/web:1 /bin/true; e=$(now)
+	s=${EPOCHREALTIME/./}; rt run --rm "${lim[@]}" shoal/web:1 /bin/true; e=${EPOCHREALTIME/./}
 	t_shoal+=($((e - s)))
-	s=$(now); rt run --rm "${lim[@]}" "${brnet[@]}" shoal/web:1 /bin/true; e=$(now)
+	s=${EPOCHREALTIME/./}; rt run --rm "${lim[@]}" "${brnet[@]}" shoal/web:1 /bin/true; e=${EPOCHREALTIME/./}
 	t_bridge+=($((e - s)))
-	s=$(now); crun run --bundle "$work/bundle-true" "$cid"; e=$(now)
+	s=${EPOCHREALTIME/./}; crun run --bundle "$work/bundle-true" "$cid"; e=${EPOCHREALTIME/./}
 	t_crun+=($((e - s)))
-	s=$(now); /bin/true; e=$(now)
+	s=${EPOCHREALTIME/./}; /bin/true; e=${EPOCHREALTIME/./}
 	t_fork+=($((e - s)))
 
-	s=$(now); x=$(rt run --rm "${lim[@]}" shoal/web:1 /bin/sh -c 'echo $EPOCHREALTIME')
+	s=${EPOCHREALTIME/./}; x=$(rt run --rm "${lim[@]}" shoal/web:1 /bin/sh -c 'echo $EPOCHREALTIME')
 	x_shoal+=($((${x/./} - s)))
-	s=$(now); x=$(crun run --bundle "$work/bundle-stamp" "$cid")
+	s=${EPOCHREALTIME/./}; x=$(crun run --bundle "$work/bundle-stamp" "$cid")
 	x_crun+=($((${x/./} - s)))
-	s=$(now); x=$(/bin/busybox sh -c 'echo $EPOCHREALTIME')
+	s=${EPOCHREALTIME/./}; x=$(/bin/busybox sh -c 'echo $EPOCHREALTIME')
 	x_fork+=($((${x/./} - s)))
 
 	# The same start traced phase by phase (runtime/trace.h), with this script's own clock
 	# before the exec and after the exit.
 	tr=$work/trace.$i
-	echo "bench-start 0 0 $(now)" >"$tr"
+	echo "bench-start 0 0 ${EPOCHREALTIME/./}" >"$tr"
 	SHOALRT_TRACE=$tr rt run --rm "${lim[@]}" shoal/web:1 /bin/true
-	echo "bench-end 0 0 $(now)" >>"$tr"
+	echo "bench-end 0 0 ${EPOCHREALTIME/./}" >>"$tr"
 done
 
 # Detached start -> the web server accepts: connect() every 0.2 ms until it succeeds.
@@ -277,6 +282,7 @@ if [ -n "$ab" ]; then
 fi
 row "crun run" "$cm" "$cp" "$cm"
 row "fork+exec busybox sh (floor)" "$fm" "$fp" "$cm"
+printf '  shoalrt / floor: %.2fx (issue 18 target: <= 2x)\n' "$(echo "$sm / $fm" | bc -l)"
 echo "runtime: where shoalrt run --rm of /bin/true spends its time (SHOALRT_TRACE; $N runs)"
 echo "  (each phase: time since the mark before it on the start's timeline; bench-start is"
 echo "  this script's clock before it forks shoalrt, bench-end after shoalrt exited)"

@@ -734,15 +734,40 @@ spawn_shim(const char *shim, const struct container *c, int sync, const struct c
 	return pid;
 }
 
+/* container_start's launcher: exec shoal-shim --daemon and wait for its first process, which
+ * exits once the shim proper is on its own. */
+static int
+exec_shim(struct container *c, int sync, const struct container_attach *a, struct shoal_err *err)
+{
+	cleanup_free char *shim = container_shim_path();
+	int status;
+	pid_t pid;
+
+	pid = spawn_shim(shim, c, sync, a, err);
+	if (pid == -1)
+		return -1;
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return err_set(err, 0, "could not start the shim %s", shim);
+	return 0;
+}
+
 int
 container_start(struct container *c, const struct container_attach *a, int *sync_fd, int *exit_code,
                 struct shoal_err *err)
 {
-	cleanup_free char *shim = container_shim_path();
+	return container_start_via(c, a, exec_shim, sync_fd, exit_code, err);
+}
+
+int
+container_start_via(struct container *c, const struct container_attach *a,
+                    container_shim_launcher launch, int *sync_fd, int *exit_code,
+                    struct shoal_err *err)
+{
 	cleanup_close int mine = -1;
 	struct container_msg m;
-	int sv[2], status;
-	pid_t pid;
+	int sv[2], rc;
 	ssize_t n;
 
 	*exit_code = 125;
@@ -753,21 +778,17 @@ container_start(struct container *c, const struct container_attach *a, int *sync
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
 		return err_set(err, errno, "socketpair");
 	mine = sv[0];
-	pid = spawn_shim(shim, c, sv[1], a, err);
+	rc = launch(c, sv[1], a, err);
 	close(sv[1]);
-	if (pid == -1)
+	if (rc == -1)
 		return -1;
-	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
-		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return err_set(err, 0, "could not start the shim");
 	trace_mark("shim-fork");
 	do
 		n = recv(mine, &m, sizeof(m), 0);
 	while (n == -1 && errno == EINTR);
 	trace_mark("started-reported");
 	if (n != (ssize_t)sizeof(m))
-		return err_set(err, n == -1 ? errno : EIO, "shim %s exited before reporting", shim);
+		return err_set(err, n == -1 ? errno : EIO, "the shim exited before reporting");
 	if (m.type == CONTAINER_MSG_ERROR) {
 		*exit_code = m.exit_code;
 		*err = m.err;

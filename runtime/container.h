@@ -135,10 +135,24 @@ struct container *container_create_from_image(const char *root, struct container
 /*
  * Start c through a new shim and return once its process has exec'd (0) or failed (-1, with
  * *exit_code 125/126/127 and the reason in err). *sync_fd receives the shim's end of the
- * conversation: read the exit with container_wait_exit, or close it to detach.
+ * conversation: read the exit with container_wait_exit, or close it to detach. The shim is
+ * shoal-shim, exec'd (container_shim_path): what a large or threaded caller (the agent) needs.
  */
 int container_start(struct container *c, const struct container_attach *a, int *sync_fd,
                     int *exit_code, struct shoal_err *err);
+
+/*
+ * How a shim comes to be: start a process that serves c (runtime/shim.h) over sync, the
+ * shim's end of the conversation (borrowed: the launcher gives the shim its own copy), with
+ * a's outputs (may be NULL), detached from the caller; return 0 once it is on its way, or -1.
+ */
+typedef int (*container_shim_launcher)(struct container *c, int sync,
+                                       const struct container_attach *a, struct shoal_err *err);
+
+/* container_start with the shim started by launch (shim_fork: a fork of a small caller). */
+int container_start_via(struct container *c, const struct container_attach *a,
+                        container_shim_launcher launch, int *sync_fd, int *exit_code,
+                        struct shoal_err *err);
 
 /*
  * Run argv inside the running container id under root, confined exactly as its init (its

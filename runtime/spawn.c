@@ -424,20 +424,49 @@ await_exec(pid_t pid, int fd, int *exit_code, struct shoal_err *err)
 
 /* ---- a container's first process ---- */
 
-/* NETNS_BRIDGE: wait for the starter to have made our eth0, then configure it. */
+/*
+ * Wait for the starter's go (spawn_container): one byte, with the join files of our cgroup
+ * when there is one. Then join it and unshare the cgroup namespace (join first: the new
+ * namespace is rooted at our cgroup), and with a bridge, configure the eth0 it has made.
+ * Nothing of the image has run yet: the cgroup holds every process of the container.
+ */
 static int
-child_network(const struct spawn_config *c, int go_fd, struct shoal_err *err)
+child_go(const struct spawn_config *c, int go_fd, struct shoal_err *err)
 {
+	char cbuf[CMSG_SPACE(sizeof(int) * CGROUP_MAX_FDS)];
 	char b;
+	struct iovec iov = {&b, 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	int fds[CGROUP_MAX_FDS], nfds = 0, rc = 0;
 	ssize_t n;
 
 	do
-		n = read(go_fd, &b, 1);
+		n = recvmsg(go_fd, &mh, MSG_CMSG_CLOEXEC);
 	while (n == -1 && errno == EINTR);
 	close(go_fd);
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (nfds > CGROUP_MAX_FDS)
+				nfds = CGROUP_MAX_FDS;
+			memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
+		}
 	if (n != 1)
-		return err_set(err, 0, "network: the runtime did not plug the container in");
-	if (netns_configure(&c->net, err) == -1)
+		rc = err_set(err, 0, "the runtime did not prepare the container");
+	else if (mh.msg_flags & MSG_CTRUNC)
+		rc = err_set(err, 0, "cgroup: too many join files");
+	/* v1: "tasks" with "0" moves this thread alone (cgroup.c: no global lock). */
+	for (int i = 0; i < nfds; i++) {
+		if (rc == 0 && write(fds[i], "0", 1) != 1)
+			rc = err_set(err, errno, "join cgroup %s", c->cg ? c->cg->path : "?");
+		close(fds[i]);
+	}
+	if (rc == -1)
+		return -1;
+	if (c->cg != NULL && unshare(CLONE_NEWCGROUP) == -1)
+		return err_set(err, errno, "unshare cgroup namespace");
+	if (netns_needs_attach(&c->net) && netns_configure(&c->net, err) == -1)
 		return err_prefix(err, "network");
 	return 0;
 }
@@ -450,14 +479,6 @@ child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err
 	trace_mark("ct-clone");
 	if (child_begin(&c->proc, err) == -1)
 		return -1;
-	if (c->cg != NULL) {
-		/* Join first, then unshare: the new cgroup namespace is rooted at our cgroup. */
-		if (cgroup_enter_self(c->cg, err) == -1)
-			return -1;
-		if (unshare(CLONE_NEWCGROUP) == -1)
-			return err_set(err, errno, "unshare cgroup namespace");
-	}
-	trace_mark("ct-cgroup-join");
 	if (netns_enter(&c->net, err) == -1)
 		return err_prefix(err, "network");
 	if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) == -1)
@@ -474,16 +495,40 @@ child_main(const struct spawn_config *c, int go_fd, int *stage, struct shoal_err
 	if (c->etc_dir && rootfs_bind_etc_files(c->rootfs, c->etc_dir, err) == -1)
 		return -1;
 	trace_mark("ct-mounts");
-	/* As late as possible before pivot_root: the starter creates our veth meanwhile. */
-	if (go_fd >= 0 && child_network(c, go_fd, err) == -1)
+	/* As late as possible: the starter creates our cgroup (and our veth) meanwhile. */
+	if (go_fd >= 0 && child_go(c, go_fd, err) == -1)
 		return -1;
-	trace_mark("ct-net-wait");
+	trace_mark("ct-cgroup-join");
 	if (rootfs_pivot(c->rootfs, err) == -1)
 		return -1;
 	trace_mark("ct-pivot-root");
 	set_rlimits();
 	/* The container's init outlives the shim's death: it is the container. */
 	return child_exec(&c->proc, -1, stage, err);
+}
+
+/* The starter's go (child_go): one byte, and the cgroup's join files if there is one. */
+static int
+send_go(int fd, const struct cgroup *cg, struct shoal_err *err)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * CGROUP_MAX_FDS)] = {0};
+	char b = 'g';
+	struct iovec iov = {&b, 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	if (cg != NULL && cg->nprocs > 0) {
+		struct cmsghdr *cm;
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)cg->nprocs);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)cg->nprocs);
+		memcpy(CMSG_DATA(cm), cg->procs_fd, sizeof(int) * (size_t)cg->nprocs);
+	}
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != 1)
+		return err_set(err, errno, "tell the container to go on");
+	return 0;
 }
 
 pid_t
@@ -498,10 +543,13 @@ spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *
 	*exit_code = 125;
 	if (pipe2(sync, O_CLOEXEC) == -1)
 		return err_set(err, errno, "pipe");
-	/* A bridged child needs its veth, which only we (in the host's namespace) can make once
-	 * its namespace exists: it waits on this pipe for one byte saying "eth0 is there". */
-	if (netns_needs_attach(&c->net) && pipe2(go, O_CLOEXEC) == -1) {
-		err_set(err, errno, "pipe");
+	/* The child builds its root while we create its cgroup (and, bridged, its veth, which
+	 * only we in the host's namespace can make once its namespace exists): work of two
+	 * processes that need not wait for each other until the child must join. It waits on
+	 * this socket for one byte saying "go", with the cgroup's join files. */
+	if ((c->cg != NULL || netns_needs_attach(&c->net)) &&
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, go) == -1) {
+		err_set(err, errno, "socketpair");
 		close(sync[0]);
 		close(sync[1]);
 		return -1;
@@ -525,27 +573,35 @@ spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *
 	}
 	if (pid == 0) {
 		close(sync[0]);
-		if (go[1] >= 0)
-			close(go[1]);
+		if (go[0] >= 0)
+			close(go[0]);
 		memset(&rep, 0, sizeof(rep));
-		child_main(c, go[0], &rep.stage, &rep.err);
+		child_main(c, go[1], &rep.stage, &rep.err);
 		(void)!write(sync[1], &rep, sizeof(rep));
 		_exit(127);
 	}
 	close(sync[1]);
 	if (go[0] >= 0) {
+		int rc = 0;
+
+		close(go[1]);
+		if (c->cg != NULL) {
+			rc = cgroup_create(c->cg, c->limits, err);
+			trace_mark("shim-cgroup");
+		}
+		if (rc == 0 && netns_needs_attach(&c->net) && netns_attach(&c->net, pid, err) == -1)
+			rc = err_prefix(err, "network");
+		/* A child that failed meanwhile has left: its report is on sync. */
+		if (rc == 0 && send_go(go[0], c->cg, err) == -1 && err->code != EPIPE)
+			rc = -1;
 		close(go[0]);
-		if (netns_attach(&c->net, pid, err) == -1) {
-			err_prefix(err, "network");
-			close(go[1]);
+		if (rc == -1) {
 			kill(pid, SIGKILL);
 			while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
 				;
 			close(sync[0]);
 			return -1;
 		}
-		(void)!write(go[1], "g", 1);
-		close(go[1]);
 	}
 	return await_exec(pid, sync[0], exit_code, err);
 }

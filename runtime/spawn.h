@@ -10,6 +10,7 @@
 
 struct shoal_err;
 struct cgroup;
+struct cgroup_limits;
 struct sock_fprog;
 struct rlimit;
 
@@ -40,7 +41,11 @@ struct spawn_config {
 	/* A dir with hosts, hostname, resolv.conf bound over the root's /etc ones; NULL: none. */
 	const char *etc_dir;
 	struct netns_config net;
-	struct cgroup *cg; /* created with its procs files open; NULL: none */
+	/* The container's cgroup, not created yet: spawn_container creates it with limits while
+	 * the child builds its root, and the child joins it before anything of the image runs.
+	 * NULL: none. */
+	struct cgroup *cg;
+	const struct cgroup_limits *limits;
 };
 
 /* How a start failed: in the runtime's setup (125), or at the exec itself (126 when the file

@@ -42,3 +42,10 @@ trace_mark(const char *phase)
 	if (n > 0 && (size_t)n < sizeof(line))
 		(void)!write(trace_fd, line, (size_t)n);
 }
+
+void
+trace_reopen(void)
+{
+	if (trace_fd >= 0)
+		trace_fd = -2;
+}

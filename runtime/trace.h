@@ -20,4 +20,8 @@ void trace_mark(const char *phase);
  * (before a pivot_root) calls this first. */
 void trace_init(void);
 
+/* The trace file's fd was closed (a forked child closing every fd it inherited): open the
+ * file anew at the next mark, if it was open. */
+void trace_reopen(void);
+
 #endif

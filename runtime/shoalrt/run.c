@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "runtime/container.h"
+#include "runtime/shim.h"
 #include "util.h"
 #include "verb.h"
 
@@ -111,7 +112,10 @@ run_main(struct shoalrt_ctx *ctx, int argc, char **argv)
 	env = NULL;
 	if (c == NULL)
 		goto fail;
-	if (container_start(c, detach ? NULL : &attach, &sync_fd, &code, &err) == -1) {
+	/* The shim is a fork of ours: shoalrt is small, static and single-threaded, so a fork
+	 * costs less than an exec of shoal-shim and its reload of the state just written. */
+	if (container_start_via(c, detach ? NULL : &attach, shim_fork, &sync_fd, &code, &err) ==
+	    -1) {
 		fprintf(stderr, "shoalrt: %s\n", err.msg);
 		container_free(c);
 		return code;

@@ -106,6 +106,28 @@ teardown_file() {
 	[ -z "$(ids)" ]
 }
 
+@test "a start failing while the shim creates the cgroup leaves no cgroup, mount or shim" {
+	# The layers gone from the store: the child's overlay mount fails while the shim, in
+	# parallel, creates the container's cgroup. Both are undone; the container is recorded as
+	# exited with the reason, as a failed start always is.
+	mv "$RT_ROOT/layers" "$RT_ROOT/layers.away"
+	run rt run --name broken "$IMG" true
+	# (the store made an empty layers dir anew)
+	rmdir "$RT_ROOT/layers" 2>/dev/null || true
+	mv "$RT_ROOT/layers.away" "$RT_ROOT/layers"
+	[ "$status" -eq 125 ]
+	[[ "$output" == "shoalrt: mount overlay on "*"No such file or directory" ]]
+	local id
+	id=$(ids)
+	[ ${#id} -eq 64 ]
+	rt inspect broken | grep -q '"state": "exited"'
+	for c in /sys/fs/cgroup/*/shoal/"$id"; do [ ! -e "$c" ] || { echo "left: $c"; false; }; done
+	! grep -q "$id" /proc/mounts
+	! pgrep -f -- "--id $id"
+	rt rm broken
+	assert_gone "$id"
+}
+
 @test "bad input prints one line and changes nothing" {
 	run rt run nosuch:1 true
 	[ "$status" -eq 1 ]
@@ -244,9 +266,17 @@ teardown_file() {
 	id=$(rt run -d --name bg "$IMG" sh -c 'trap "exit 0" TERM; while true; do sleep 0.1; done')
 	[ ${#id} -eq 64 ]
 	shim=$(grep -oE '"shim_pid": [0-9]+' "$RT_ROOT/containers/$id/state.json" | grep -oE '[0-9]+$')
-	# The shim is nobody's child here: double-forked, own session.
+	# The shim is nobody's child here: forked by shoalrt, which has exited, own session.
 	[ "$(ps -o ppid= -p "$shim" | tr -d ' ')" != "$$" ]
 	[ "$(ps -o sid= -p "$shim" | tr -d ' ')" != "$(ps -o sid= -p $$ | tr -d ' ')" ]
+	# Set up as an exec'd shoal-shim is: its name, /dev/null on 0-2, and of its starter's
+	# fds only the sync socket (3); then the log, two output pipes and a signalfd.
+	[ "$(cat "/proc/$shim/comm")" = shoal-shim ]
+	for i in 0 1 2; do [ "$(readlink "/proc/$shim/fd/$i")" = /dev/null ]; done
+	[[ "$(readlink "/proc/$shim/fd/3")" == socket:* ]]
+	ls -l "/proc/$shim/fd"
+	[ "$(ls "/proc/$shim/fd" | wc -l)" -eq 8 ]
+	[ "$(pgrep -f -- "--id $id")" = "$shim" ]
 	run rt ps
 	[[ "$output" == *"bg"*"Up"* ]]
 	run rt stop bg
@@ -443,18 +473,17 @@ CAPS_PROBE='grep NoNewPrivs /proc/self/status
 	cat "$f"
 	# The trace file never reaches the container: stdio and ls's own directory fd only.
 	[ "$(cat "$BATS_TEST_TMPDIR/fds")" = "0 1 2 3 " ]
-	local rt_pid first_pid shim_pid
+	local rt_pid shim_pid
 	rt_pid=$(awk '$1 == "shoalrt-exec" { print $2 }' "$f")
-	# The shim is exec'd, then forks (--daemon): its first process exits at once.
-	first_pid=$(awk '$1 == "shim-exec" { print $2 }' "$f")
-	shim_pid=$(awk '$1 == "shim-load" { print $2 }' "$f")
+	# The shim is a fork of shoalrt, not an exec of shoal-shim (nor a reload of its state).
+	! grep -Eq '^(shim-exec|shim-load) ' "$f"
+	shim_pid=$(awk '$1 == "shim-forked" { print $2 }' "$f")
 	[ -n "$rt_pid" ] && [ -n "$shim_pid" ] && [ "$rt_pid" != "$shim_pid" ]
-	[ -n "$first_pid" ] && [ "$first_pid" != "$rt_pid" ] && [ "$first_pid" != "$shim_pid" ]
 	# The phases of one start, in order on the one monotonic clock, each by its process:
 	# the container's child is PID 1 of its namespace.
 	local want="shoalrt-exec:$rt_pid image-lookup:$rt_pid create-state:$rt_pid
-		shim-exec:$first_pid shim-load:$shim_pid shim-cgroup:$shim_pid shim-seccomp-load:$shim_pid
-		ct-clone:1 ct-cgroup-join:1 ct-overlay:1 ct-mounts:1 ct-pivot-root:1
+		shim-fork:$rt_pid shim-forked:$shim_pid shim-seccomp-load:$shim_pid
+		ct-clone:1 ct-overlay:1 ct-mounts:1 ct-cgroup-join:1 ct-pivot-root:1
 		ct-seccomp-execve:1 shim-exec-seen:$shim_pid started-reported:$rt_pid
 		exit-reaped:$shim_pid exit-files-rm:$shim_pid exit-reported:$rt_pid"
 	local prev=0 p line
@@ -466,6 +495,13 @@ CAPS_PROBE='grep NoNewPrivs /proc/self/status
 		[ "$mono" -ge "$prev" ] || { echo "phase $p before the one above"; return 1; }
 		prev=$mono
 	done
+	# The shim creates the cgroup after the clone, while the child builds its root; the
+	# child joins it only once it exists, before anything of the image runs.
+	local clone cg join
+	clone=$(awk '$1 == "shim-clone-start" { print $3 }' "$f")
+	cg=$(awk '$1 == "shim-cgroup" && $2 == '"$shim_pid"' { print $3 }' "$f")
+	join=$(awk '$1 == "ct-cgroup-join" { print $3 }' "$f")
+	[ -n "$cg" ] && [ "$clone" -le "$cg" ] && [ "$cg" -le "$join" ]
 }
 
 @test "shoalrt loads none of the image libraries; its pull, push and import still work" {
