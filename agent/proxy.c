@@ -1035,11 +1035,13 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 
 /*
  * The backend connect failed (code). Refused or reset: the backend is down, bench it, and
- * the client spends one of its attempts on another. Timed out: busy when it answered within
- * PX_BUSY_WINDOW_MS (a full accept queue drops SYNs), which is no reason to bench it: it is
- * full at the connections it holds besides this one (a learned limit), and the client, no
- * attempt spent, goes to another backend with a free slot or to the head of the queue, for
- * at most queue_timeout in all. A timeout with no recent answer is down. -1: close it.
+ * the client spends one of its 1 + 3 attempts on another. Timed out: busy when it answered
+ * within PX_BUSY_WINDOW_MS (a full accept queue drops SYNs), which is no reason to bench it:
+ * it is full at the connections it holds besides this one (a learned limit). A timeout with
+ * no recent answer benches it (it may be dead, or busy since before this proxy saw it). After
+ * a timeout the client spends no attempt: it goes to another backend with a free slot or to
+ * the head of the queue, and is closed only once queue_timeout has passed since its first
+ * connect that timed out. -1: close it.
  */
 static int
 px_conn_connect_failed(struct px_conn *c, int code)
@@ -1061,11 +1063,13 @@ px_conn_connect_failed(struct px_conn *c, int code)
 		                      memory_order_relaxed);
 		atomic_store_explicit(&b->learned_ok, 0, memory_order_relaxed);
 		atomic_store_explicit(&b->learned_at_ms, now, memory_order_relaxed);
+	} else {
+		px_backend_failed(p, c->svc, b, now, code);
+	}
+	if (code == ETIMEDOUT) {
 		c->attempts--;
 		if (c->wait_start_ms == 0)
 			c->wait_start_ms = now - p->connect_ms;
-	} else {
-		px_backend_failed(p, c->svc, b, now, code);
 	}
 	event_del(&c->bev);
 	close(c->bfd);
@@ -1078,7 +1082,7 @@ px_conn_connect_failed(struct px_conn *c, int code)
 	px_backend_unref(c->avoid);
 	c->avoid = b; /* takes c->be's ref */
 	px_slot_release(p, c->svc, b);
-	if (busy && now - c->wait_start_ms >= atomic_load(&c->svc->queue_ms)) {
+	if (code == ETIMEDOUT && now - c->wait_start_ms >= atomic_load(&c->svc->queue_ms)) {
 		atomic_fetch_add_explicit(&c->svc->c.queue_timeouts, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
 		return -1;
