@@ -575,6 +575,8 @@ struct px_conn {
 	struct px_half half[2];
 	/* Edge-triggered readiness, cleared when a syscall says EAGAIN (or a send is short). */
 	bool c_readable, c_writable, b_readable, b_writable;
+	/* The peer sent FIN or RST (EV_CLOSED: EPOLLRDHUP): read on to EOF or the error. */
+	bool c_hup, b_hup;
 	bool connecting;
 	bool connected_early; /* the connect was done when connect() returned (loopback) */
 	bool timer_on;
@@ -1006,10 +1008,11 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 			c->slot = true;
 			c->bfd = fd;
 			c->connecting = true;
-			c->b_readable = c->b_writable = false;
+			c->b_readable = c->b_writable = c->b_hup = false;
 			c->connected_early = rc == 0 || px_established(fd);
-			event_assign(&c->bev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST,
-			             px_conn_cb, c);
+			event_assign(&c->bev, w->base, fd,
+			             EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, px_conn_cb,
+			             c);
 			event_add(&c->bev, NULL);
 			if (c->timer_on)
 				event_del(&c->tev);
@@ -1108,6 +1111,7 @@ px_pump(struct px_conn *c, int dir)
 	int src = dir == PX_UP ? c->cfd : c->bfd;
 	int dst = dir == PX_UP ? c->bfd : c->cfd;
 	bool *src_r = dir == PX_UP ? &c->c_readable : &c->b_readable;
+	bool src_hup = dir == PX_UP ? c->c_hup : c->b_hup;
 	bool *dst_w = dir == PX_UP ? &c->b_writable : &c->c_writable;
 	ssize_t n, s;
 
@@ -1172,11 +1176,16 @@ px_pump(struct px_conn *c, int dir)
 			c->unflushed_in += (uint64_t)n;
 		else
 			c->unflushed_out += (uint64_t)n;
-		/* Read on until EAGAIN even after a short read. Skipping that recv() (the next
-		 * byte brings a new edge) saved ~9% CPU per keep-alive request, but a reset
-		 * that lands with the last bytes then goes unseen: libevent reports EPOLLHUP/ERR
-		 * as plain read+write, no new edge follows, and the client would wait for the
-		 * idle timeout (test_late_handshake caught it). */
+		/* A short read from the client drained its socket: its next byte brings a new
+		 * edge, so the recv() that would say EAGAIN is skipped (one syscall per
+		 * keep-alive request). Not once it sent FIN (EV_CLOSED): that comes with no
+		 * new edge. A reset comes as EPOLLHUP, which libevent reports as plain
+		 * read+write: a client's reset is then seen at the next send to it, but a
+		 * backend's that lands with its last bytes would be seen by no one and the
+		 * client would wait for the idle timeout (test_late_handshake), so the backend
+		 * is always read on to EAGAIN. */
+		if (dir == PX_UP && (size_t)n < bufsz && !src_hup)
+			*src_r = false;
 		s = 0;
 		if (*dst_w) {
 			s = send(dst, w->scratch, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1270,13 +1279,15 @@ px_conn_cb(evutil_socket_t fd, short what, void *arg)
 
 	c->w->now_ms = px_now_ms();
 	if (fd == c->cfd) {
-		c->c_readable |= (what & EV_READ) != 0;
+		c->c_readable |= (what & (EV_READ | EV_CLOSED)) != 0;
+		c->c_hup |= (what & EV_CLOSED) != 0;
 		c->c_writable |= (what & EV_WRITE) != 0;
 		if (c->connecting || c->be == NULL)
 			return; /* the client is read once the backend is up: a retry or a wait in
 			         * the queue loses nothing */
 	} else {
-		c->b_readable |= (what & EV_READ) != 0;
+		c->b_readable |= (what & (EV_READ | EV_CLOSED)) != 0;
+		c->b_hup |= (what & EV_CLOSED) != 0;
 		c->b_writable |= (what & EV_WRITE) != 0;
 		if (c->connecting) {
 			int soerr = 0;
@@ -1529,7 +1540,8 @@ px_conn_new(struct px_worker *w, struct px_service *svc, int fd)
 		c->http = proxy_http_conn_new(w->base, fd, &c->hcfg, &px_http_ops, c);
 		return;
 	}
-	event_assign(&c->cev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, px_conn_cb, c);
+	event_assign(&c->cev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED,
+	             px_conn_cb, c);
 	event_add(&c->cev, NULL);
 	px_conn_start(c, NULL);
 }
