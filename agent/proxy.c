@@ -102,6 +102,15 @@ struct px_backend {
 	/* Slots taken: connections connecting to it or open, from every worker, against the
 	 * service's max_per_be. Counted even when unlimited. */
 	_Atomic int inflight;
+	/* A limit discovered, not configured: a connect that timed out while the backend was
+	 * answering means its accept queue is full at the connections it had (HAProxy's
+	 * maxconn, learned). 0 = none. It grows by one per learned_max connects completed
+	 * (learned_ok counts them), so a backend that speeds up gets its slots back; the next
+	 * busy timeout sets it again. */
+	_Atomic int learned_max;
+	_Atomic int learned_ok;
+	_Atomic int64_t learned_at_ms; /* the busy timeout that set it: forgotten after
+	                                * PX_BUSY_WINDOW_MS without another */
 	struct px_counters c;
 };
 
@@ -566,6 +575,8 @@ struct px_conn {
 	struct px_half half[2];
 	/* Edge-triggered readiness, cleared when a syscall says EAGAIN (or a send is short). */
 	bool c_readable, c_writable, b_readable, b_writable;
+	/* The peer sent FIN or RST (EV_CLOSED: EPOLLRDHUP): read on to EOF or the error. */
+	bool c_hup, b_hup;
 	bool connecting;
 	bool connected_early; /* the connect was done when connect() returned (loopback) */
 	bool timer_on;
@@ -626,13 +637,26 @@ struct px_pick_ctx {
 	enum px_pick_rule rule;
 };
 
+/* b's limit at now: the service's max (0 = none) or the one learned from b, the lower. */
+static int
+px_backend_max(const struct px_backend *b, uint32_t max, int64_t now)
+{
+	int learned = atomic_load_explicit(&b->learned_max, memory_order_relaxed);
+
+	if (learned > 0 && (max == 0 || learned < (int)max) &&
+	    now - atomic_load_explicit(&b->learned_at_ms, memory_order_relaxed) < PX_BUSY_WINDOW_MS)
+		return learned;
+	return (int)max;
+}
+
 static bool
 px_backend_usable(void *ctx, size_t i)
 {
 	struct px_pick_ctx *pc = ctx;
 	struct px_backend *b = pc->e->be[i];
+	int max = px_backend_max(b, pc->max, pc->now);
 
-	if (pc->max > 0 && atomic_load(&b->inflight) >= (int)pc->max)
+	if (max > 0 && atomic_load(&b->inflight) >= max)
 		return false;
 	if ((pc->rule == PX_PICK_FRESH || pc->rule == PX_PICK_OTHER) && b == pc->avoid)
 		return false;
@@ -640,17 +664,18 @@ px_backend_usable(void *ctx, size_t i)
 	       atomic_load_explicit(&b->bench_until_ms, memory_order_relaxed) <= pc->now;
 }
 
-/* Take a slot of b: false when it is at max (0 = unlimited). */
+/* Take a slot of b: false when it is at its limit (px_backend_max; 0 = unlimited). */
 static bool
-px_slot_take(struct px_backend *b, uint32_t max)
+px_slot_take(struct px_backend *b, uint32_t svc_max, int64_t now)
 {
 	int cur = atomic_load(&b->inflight);
+	int max = px_backend_max(b, svc_max, now);
 
 	if (max == 0) {
 		atomic_fetch_add(&b->inflight, 1);
 		return true;
 	}
-	while (cur < (int)max)
+	while (cur < max)
 		if (atomic_compare_exchange_weak(&b->inflight, &cur, cur + 1))
 			return true;
 	return false;
@@ -674,7 +699,7 @@ px_pick(struct px_service *svc, struct px_tsvc *e, int64_t now, const struct px_
 			i = svc->lb->next(svc->lb_state, e->nbe, px_backend_usable, &pc);
 		if (i < 0)
 			return NULL;
-		if (px_slot_take(e->be[i], pc.max))
+		if (px_slot_take(e->be[i], pc.max, now))
 			return e->be[i];
 	}
 	return NULL;
@@ -855,10 +880,13 @@ px_timer_arm(struct px_conn *c, const struct timeval *tv)
 }
 
 /* Every backend is at its limit: wait in the service's queue (FIFO) for a slot, at most
- * queue_ms from the first wait. */
+ * queue_ms from the first wait. A client that waited before (a connect that found its backend
+ * busy, a slot whose connect failed) goes to the head: it is older than those behind. */
 static void
 px_conn_enqueue(struct px_conn *c)
 {
+	bool front = c->wait_start_ms != 0;
+
 	struct px_service *svc = c->svc;
 	struct px_worker *w = c->w;
 	int64_t left;
@@ -876,13 +904,23 @@ px_conn_enqueue(struct px_conn *c)
 		c->wait_start_ms = w->now_ms;
 	c->waiting = true;
 	c->queued = true;
-	c->qprev = svc->qtail;
-	c->qnext = NULL;
-	if (svc->qtail)
-		svc->qtail->qnext = c;
-	else
+	if (front) {
+		c->qprev = NULL;
+		c->qnext = svc->qhead;
+		if (svc->qhead)
+			svc->qhead->qprev = c;
+		else
+			svc->qtail = c;
 		svc->qhead = c;
-	svc->qtail = c;
+	} else {
+		c->qprev = svc->qtail;
+		c->qnext = NULL;
+		if (svc->qtail)
+			svc->qtail->qnext = c;
+		else
+			svc->qhead = c;
+		svc->qtail = c;
+	}
 	atomic_fetch_add(&svc->qlen, 1);
 	pthread_mutex_unlock(&svc->qlock);
 	/* + 5 ms: libevent's timers and now_ms read the coarse monotonic clock (a 4 ms tick
@@ -924,12 +962,12 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 
 			if (e == NULL || e->nbe == 0)
 				return -1;
-			/* Clients already waiting go first (FIFO), new ones line up behind. */
-			if (atomic_load(&svc->qlen) == 0)
+			/* Clients already waiting go first (FIFO), new ones line up behind; one
+			 * that waited already is as old as the head. */
+			if (atomic_load(&svc->qlen) == 0 || c->wait_start_ms != 0)
 				b = px_pick(svc, e, w->now_ms, c->avoid);
+			/* Every backend at its limit, configured or learned: wait for a slot. */
 			if (b == NULL) {
-				if (atomic_load(&svc->max_per_be) == 0)
-					return -1;
 				px_conn_enqueue(c);
 				return 0;
 			}
@@ -970,10 +1008,11 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 			c->slot = true;
 			c->bfd = fd;
 			c->connecting = true;
-			c->b_readable = c->b_writable = false;
+			c->b_readable = c->b_writable = c->b_hup = false;
 			c->connected_early = rc == 0 || px_established(fd);
-			event_assign(&c->bev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST,
-			             px_conn_cb, c);
+			event_assign(&c->bev, w->base, fd,
+			             EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, px_conn_cb,
+			             c);
 			event_add(&c->bev, NULL);
 			if (c->timer_on)
 				event_del(&c->tev);
@@ -998,23 +1037,42 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 }
 
 /*
- * The backend connect failed (code). Refused or reset: the backend is down, bench it. Timed
- * out: busy when it completed a connect within PX_BUSY_WINDOW_MS (a full accept queue drops
- * SYNs), which is no reason to bench it; down otherwise. Then try another one. -1: none left.
+ * The backend connect failed (code). Refused or reset: the backend is down, bench it, and
+ * the client spends one of its 1 + 3 attempts on another. Timed out: busy when it answered
+ * within PX_BUSY_WINDOW_MS (a full accept queue drops SYNs), which is no reason to bench it:
+ * it is full at the connections it holds besides this one (a learned limit). A timeout with
+ * no recent answer benches it (it may be dead, or busy since before this proxy saw it). After
+ * a timeout the client spends no attempt: it goes to another backend with a free slot or to
+ * the head of the queue, and is closed only once queue_timeout has passed since its first
+ * connect that timed out. -1: close it.
  */
 static int
 px_conn_connect_failed(struct px_conn *c, int code)
 {
 	struct proxy *p = c->w->p;
 	struct px_backend *b = c->be;
+	int64_t now = c->w->now_ms;
 	int64_t ok = atomic_load_explicit(&b->last_ok_ms, memory_order_relaxed);
+	bool busy = code == ETIMEDOUT && ok != 0 && now - ok < PX_BUSY_WINDOW_MS;
 
-	if (code == ETIMEDOUT && ok != 0 && c->w->now_ms - ok < PX_BUSY_WINDOW_MS) {
+	if (busy) {
+		int others = atomic_load(&b->inflight) - 1;
+
 		atomic_fetch_add_explicit(&b->c.connect_failures, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&b->c.busy_timeouts, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&c->svc->c.busy_timeouts, 1, memory_order_relaxed);
+		/* At least 1: a backend with no slot at all would never be tried again. */
+		atomic_store_explicit(&b->learned_max, others > 1 ? others : 1,
+		                      memory_order_relaxed);
+		atomic_store_explicit(&b->learned_ok, 0, memory_order_relaxed);
+		atomic_store_explicit(&b->learned_at_ms, now, memory_order_relaxed);
 	} else {
-		px_backend_failed(p, c->svc, b, c->w->now_ms, code);
+		px_backend_failed(p, c->svc, b, now, code);
+	}
+	if (code == ETIMEDOUT) {
+		c->attempts--;
+		if (c->wait_start_ms == 0)
+			c->wait_start_ms = now - p->connect_ms;
 	}
 	event_del(&c->bev);
 	close(c->bfd);
@@ -1027,6 +1085,11 @@ px_conn_connect_failed(struct px_conn *c, int code)
 	px_backend_unref(c->avoid);
 	c->avoid = b; /* takes c->be's ref */
 	px_slot_release(p, c->svc, b);
+	if (code == ETIMEDOUT && now - c->wait_start_ms >= atomic_load(&c->svc->queue_ms)) {
+		atomic_fetch_add_explicit(&c->svc->c.queue_timeouts, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
+		return -1;
+	}
 	if (px_conn_connect(c, NULL) == -1) {
 		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
 		return -1;
@@ -1048,6 +1111,7 @@ px_pump(struct px_conn *c, int dir)
 	int src = dir == PX_UP ? c->cfd : c->bfd;
 	int dst = dir == PX_UP ? c->bfd : c->cfd;
 	bool *src_r = dir == PX_UP ? &c->c_readable : &c->b_readable;
+	bool src_hup = dir == PX_UP ? c->c_hup : c->b_hup;
 	bool *dst_w = dir == PX_UP ? &c->b_writable : &c->c_writable;
 	ssize_t n, s;
 
@@ -1092,6 +1156,9 @@ px_pump(struct px_conn *c, int dir)
 			 * now rather than once this client has read the answer and closed too. */
 			if (dir == PX_DOWN && c->slot) {
 				c->slot = false;
+				/* It answered: alive (a later timeout on it is busy, not down). */
+				atomic_store_explicit(&c->be->last_ok_ms, w->now_ms,
+				                      memory_order_relaxed);
 				px_slot_release(w->p, c->svc, c->be);
 			}
 			continue;
@@ -1109,11 +1176,16 @@ px_pump(struct px_conn *c, int dir)
 			c->unflushed_in += (uint64_t)n;
 		else
 			c->unflushed_out += (uint64_t)n;
-		/* Read on until EAGAIN even after a short read. Skipping that recv() (the next
-		 * byte brings a new edge) saved ~9% CPU per keep-alive request, but a reset
-		 * that lands with the last bytes then goes unseen: libevent reports EPOLLHUP/ERR
-		 * as plain read+write, no new edge follows, and the client would wait for the
-		 * idle timeout (test_late_handshake caught it). */
+		/* A short read from the client drained its socket: its next byte brings a new
+		 * edge, so the recv() that would say EAGAIN is skipped (one syscall per
+		 * keep-alive request). Not once it sent FIN (EV_CLOSED): that comes with no
+		 * new edge. A reset comes as EPOLLHUP, which libevent reports as plain
+		 * read+write: a client's reset is then seen at the next send to it, but a
+		 * backend's that lands with its last bytes would be seen by no one and the
+		 * client would wait for the idle timeout (test_late_handshake), so the backend
+		 * is always read on to EAGAIN. */
+		if (dir == PX_UP && (size_t)n < bufsz && !src_hup)
+			*src_r = false;
 		s = 0;
 		if (*dst_w) {
 			s = send(dst, w->scratch, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1172,11 +1244,27 @@ px_conn_proxy_header(struct px_conn *c)
 	atomic_fetch_add_explicit(&c->w->buffered, h->len, memory_order_relaxed);
 }
 
+/* A connect to b completed: a learned limit rises by one per learned_max of them (additive
+ * increase, as TCP's congestion window per round trip), and the slot it adds goes to the
+ * queue's head. */
+static void
+px_backend_learn_ok(struct proxy *p, struct px_service *svc, struct px_backend *b)
+{
+	int lm = atomic_load_explicit(&b->learned_max, memory_order_relaxed);
+
+	if (lm == 0 || atomic_fetch_add_explicit(&b->learned_ok, 1, memory_order_relaxed) + 1 < lm)
+		return;
+	atomic_store_explicit(&b->learned_ok, 0, memory_order_relaxed);
+	if (atomic_compare_exchange_strong(&b->learned_max, &lm, lm + 1))
+		px_queue_kick(p, svc);
+}
+
 static void
 px_conn_connected(struct px_conn *c)
 {
 	px_conn_proxy_header(c);
 	c->connecting = false;
+	px_backend_learn_ok(c->w->p, c->svc, c->be);
 	atomic_store_explicit(&c->be->last_ok_ms, c->w->now_ms, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->be->c.conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->be->c.active, 1, memory_order_relaxed);
@@ -1191,13 +1279,15 @@ px_conn_cb(evutil_socket_t fd, short what, void *arg)
 
 	c->w->now_ms = px_now_ms();
 	if (fd == c->cfd) {
-		c->c_readable |= (what & EV_READ) != 0;
+		c->c_readable |= (what & (EV_READ | EV_CLOSED)) != 0;
+		c->c_hup |= (what & EV_CLOSED) != 0;
 		c->c_writable |= (what & EV_WRITE) != 0;
 		if (c->connecting || c->be == NULL)
 			return; /* the client is read once the backend is up: a retry or a wait in
 			         * the queue loses nothing */
 	} else {
-		c->b_readable |= (what & EV_READ) != 0;
+		c->b_readable |= (what & (EV_READ | EV_CLOSED)) != 0;
+		c->b_hup |= (what & EV_CLOSED) != 0;
 		c->b_writable |= (what & EV_WRITE) != 0;
 		if (c->connecting) {
 			int soerr = 0;
@@ -1450,7 +1540,8 @@ px_conn_new(struct px_worker *w, struct px_service *svc, int fd)
 		c->http = proxy_http_conn_new(w->base, fd, &c->hcfg, &px_http_ops, c);
 		return;
 	}
-	event_assign(&c->cev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, px_conn_cb, c);
+	event_assign(&c->cev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED,
+	             px_conn_cb, c);
 	event_add(&c->cev, NULL);
 	px_conn_start(c, NULL);
 }

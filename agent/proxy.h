@@ -26,14 +26,19 @@ struct proxy;
  *
  * A backend whose connect is refused or reset is down: benched for bench_ms, and the client
  * is retried on another backend at once. A connect that times out while the backend
- * completed one within the last PX_BUSY_WINDOW_MS (10 s) is busy, not down: retried
- * elsewhere, never benched (an overloaded replica's full accept queue drops SYNs; benching
- * it would turn a spike into an outage). A timeout with no recent answer benches. When every
- * backend is benched they are all tried anyway: a bench orders the choice, it never closes a
- * client on its own. A client gets at most 1 + 3 connects (HAProxy's retries 3), each to
- * another backend when there is one.
+ * completed one within the last PX_BUSY_WINDOW_MS (10 s) is busy, not down: never benched
+ * (an overloaded replica's full accept queue drops SYNs; benching it would turn a spike into
+ * an outage), and the backend is taken as full at the connections it holds (a learned limit,
+ * HAProxy's maxconn discovered: it rises by one per that many connects completed, and is
+ * forgotten 10 s after the last busy timeout). A timeout with no recent answer benches. When
+ * every backend is benched they are all tried anyway: a bench orders the choice, it never
+ * closes a client on its own. Refused and reset connects are bounded: 1 + 3 (HAProxy's
+ * retries 3), each to another backend when there is one. A client whose connect timed out
+ * spends no attempt: it is tried on a backend with a free slot or waits at the head of the
+ * queue, and is closed only once queue_timeout has passed since its first timeout.
  *
- * max_conns_per_backend bounds the connections (connecting or open) to each backend,
+ * max_conns_per_backend bounds the connections (connecting or open) to each backend (with the
+ * learned limit, the lower of the two),
  * counted across workers with atomics. A client that finds every backend at its limit
  * waits in the service's FIFO queue (a list under a mutex: no loop blocks on it) for up to
  * queue_timeout_ms, then is closed; a freed slot goes to the queue's head, at once, on the

@@ -6,6 +6,8 @@
 #   BENCH_AB=DIR                 adds rows for the shoal-agent built in DIR (an A/B of a change)
 #   BENCH_ONLY=overload          only the overload row (below)
 #   BENCH_ONLY=http              only the HTTP-mode rows (below)
+#   BENCH_ONLY=tcp               only the TCP cells; BENCH_MODES="keepalive" and
+#                                BENCH_CONNS="50" narrow them (an A/B of the keep-alive path)
 #   OVERLOAD_MAXCONN=N           per-backend limit of the overload row (default 4; 0 = none)
 #   OVERLOAD_SECONDS=N           seconds per wrk run of the overload row (default 8)
 #
@@ -197,13 +199,13 @@ summary() {
 			r ? t / hz * 1e6 / r : 0, e, nc ? "-" : c1, nc ? "-" : c2, nc ? "-" : c3 }' "$work/$1"
 }
 
-modes="keepalive close"
-[ -z "${BENCH_ONLY:-}" ] || modes=""
+modes=${BENCH_MODES:-keepalive close}
+case ${BENCH_ONLY:-} in "" | tcp) ;; *) modes="" ;; esac
 [ -z "$modes" ] || echo "proxy: wrk -t2 to 3 $backend backends on 127.0.0.1-3, $THREADS proxy threads, ${SECS}s x $ROUNDS interleaved rounds per cell"
 [ -z "$modes" ] || printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" "p50 us" \
 	"p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "conns per backend (spread)"
 for mode in $modes; do
-	for conns in 50 200; do
+	for conns in ${BENCH_CONNS:-50 200}; do
 		hdr=""
 		[ "$mode" = close ] && hdr="Connection: close"
 		cell="$mode-c$conns"
@@ -348,7 +350,7 @@ http_rows() {
 	printf '  %-16s %-10s %9s %8s %8s %9s %6s | %7s %6s %6s %6s | %s\n' "cell" "target" "req/s" \
 		"p50 us" "p99 us" "cpu us/rq" "errors" "x req/s" "x p50" "x p99" "x cpu" "backend conns"
 	for mode in keepalive close; do
-		for conns in 50 200; do
+		for conns in ${BENCH_CONNS:-50 200}; do
 			hdr=""
 			[ "$mode" = close ] && hdr="Connection: close"
 			cell="http-$mode-c$conns"

@@ -1149,7 +1149,8 @@ svc_stats(struct proxy *p)
 
 /* A backend that completed a connect a moment ago and now times out (its accept queue is
  * full: the kernel drops the SYN) is busy, not down: the client goes to the other one, and
- * the busy one is neither benched nor reported, so it keeps its turns. */
+ * the busy one is neither benched nor reported. It is full at the one connection it holds
+ * (a learned limit): the next clients go to A at once instead of timing out on it again. */
 static void
 test_busy_not_benched(void **state)
 {
@@ -1181,17 +1182,21 @@ test_busy_not_benched(void **state)
 	assert_true(c2 >= 0);
 	assert_int_equal(cl_read_all(c2, id, sizeof(id)), 1);
 	close(c2);
-	/* T's turn: it times out, A serves; the retry took A's turn, so T's comes again, and
-	 * since T is not benched, the connect timeout again. */
+	/* T's turn: it times out, A serves. */
+	t0 = now_ms();
+	cl_get_id(fx.port, id, sizeof(id));
+	assert_string_equal(id, "A");
+	assert_true(now_ms() - t0 >= 150);
+	/* T is full at one connection: its turns pass to A without a timeout. */
 	for (int i = 0; i < 3; i++) {
 		t0 = now_ms();
 		cl_get_id(fx.port, id, sizeof(id));
 		assert_string_equal(id, "A");
-		assert_true(now_ms() - t0 >= 150);
+		assert_true(now_ms() - t0 < 150);
 	}
 	proxy_stats(fx.p, &st);
 	assert_false(st.services[0].backends[0].benched);
-	assert_int_equal(st.services[0].backends[0].c.busy_timeouts, 3);
+	assert_int_equal(st.services[0].backends[0].c.busy_timeouts, 1);
 	assert_int_equal(st.services[0].c.rejected, 0);
 	proxy_stats_free(&st);
 	assert_int_equal(atomic_load(&fx.failures), 0);
@@ -1459,6 +1464,73 @@ test_queue_storm(void **state)
 	fx_free(&fx);
 }
 
+/*
+ * Every backend's accept queue full (backlog 0, never accepted: the kernel drops further
+ * SYNs), no configured limit: a client whose connects time out on backends that answered a
+ * moment ago is not closed after its 1 + 3 connects, as before, but waits (each backend is
+ * full at the connections it holds) and is served by the first backend that frees a slot.
+ * Refused connects still close after 1 + 3 (test_all_benched_still_tried).
+ */
+static void
+test_full_accept_queues_wait(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 2, .connect_timeout_ms = 100};
+	struct proxy_service_stats ss;
+	uint16_t ports[2];
+	char id[16];
+	int hold[2], c3;
+	ssize_t n;
+
+	(void)state;
+	fx.nb = 2;
+	for (int i = 0; i < 2; i++) {
+		fx.b[i] = calloc(1, sizeof(*fx.b[i]));
+		fx.b[i]->mode = TB_ID;
+		snprintf(fx.b[i]->id, sizeof(fx.b[i]->id), "%c", 'A' + i);
+		fx.b[i]->fd = tb_bind(&fx.b[i]->port);
+		assert_int_equal(listen(fx.b[i]->fd, 0), 0); /* room for one, never accepted */
+		ports[i] = fx.b[i]->port;
+	}
+	px_start(&fx, &o);
+	px_serve_limited(&fx, ports, 2, 0, 5000);
+	/* One client on each: their connects complete and fill both accept queues. */
+	for (int i = 0; i < 2; i++) {
+		hold[i] = cl_connect(fx.port);
+		assert_true(hold[i] >= 0);
+		for (int k = 0; k < 200 && svc_stats(fx.p).c.active < i + 1; k++)
+			usleep(5000);
+	}
+	usleep(50 * 1000);
+	/* The third times out on both (busy) and waits: 8 connect timeouts later it is still
+	 * open (before: closed after 4). */
+	c3 = cl_connect(fx.port);
+	assert_true(c3 >= 0);
+	assert_false(cl_ready(c3, 800));
+	ss = svc_stats(fx.p);
+	assert_int_equal(ss.c.rejected, 0);
+	assert_true(ss.c.busy_timeouts >= 2);
+	assert_int_equal(ss.queue_len, 1);
+	/* The backends serve: the holders get their answers, their slots free, and the waiting
+	 * client is served too. */
+	tb_serve(fx.b[0]);
+	tb_serve(fx.b[1]);
+	n = cl_read_all(c3, id, sizeof(id) - 1);
+	assert_int_equal(n, 1);
+	id[n] = '\0';
+	assert_true(id[0] == 'A' || id[0] == 'B');
+	for (int i = 0; i < 2; i++) {
+		n = cl_read_all(hold[i], id, sizeof(id) - 1);
+		assert_int_equal(n, 1);
+		close(hold[i]);
+	}
+	close(c3);
+	ss = svc_stats(fx.p);
+	assert_int_equal(ss.c.rejected, 0);
+	assert_int_equal(ss.queue_len, 0);
+	fx_free(&fx);
+}
+
 int
 main(void)
 {
@@ -1490,6 +1562,7 @@ main(void)
 	    cmocka_unit_test(test_overload_slow_accept),
 	    cmocka_unit_test(test_queue_service_gone),
 	    cmocka_unit_test(test_queue_storm),
+	    cmocka_unit_test(test_full_accept_queues_wait),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
