@@ -797,7 +797,7 @@ store_etcd_node_each(struct store_etcd *s, void (*fn)(const struct store_node *n
 	int rc = scan(s, "nodes/", node_row, &r, err);
 
 	v = r.v;
-	if (rc == 0) {
+	if (rc == 0 && r.n > 0) { /* qsort(NULL, 0) is undefined */
 		qsort(v, r.n, sizeof(*v), node_cmp);
 		for (size_t i = 0; i < r.n; i++)
 			fn(&v[i], arg);
@@ -834,7 +834,7 @@ store_etcd_service_each(struct store_etcd *s, void (*fn)(const struct store_serv
 	int rc = scan(s, "services/", service_row, &r, err);
 
 	v = r.v;
-	if (rc == 0) {
+	if (rc == 0 && r.n > 0) {
 		qsort(v, r.n, sizeof(*v), service_cmp);
 		for (size_t i = 0; i < r.n; i++)
 			fn(&v[i], arg);
@@ -880,7 +880,7 @@ store_etcd_task_each(struct store_etcd *s, void (*fn)(const struct store_task *t
 	int rc = scan(s, "tasks/", task_row, &r, err);
 
 	v = r.v;
-	if (rc == 0) {
+	if (rc == 0 && r.n > 0) {
 		qsort(v, r.n, sizeof(*v), task_cmp);
 		for (size_t i = 0; i < r.n; i++)
 			fn(&v[i], arg);
@@ -941,7 +941,7 @@ store_etcd_pin_each(struct store_etcd *s,
 	int rc = scan(s, "pins/", pin_row, &r, err);
 
 	v = r.v;
-	if (rc == 0) {
+	if (rc == 0 && r.n > 0) {
 		qsort(v, r.n, sizeof(*v), pin_cmp);
 		for (size_t i = 0; i < r.n; i++)
 			fn(v[i].service, v[i].version, v[i].digest, arg);
