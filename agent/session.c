@@ -99,7 +99,9 @@ session_ingress_report(const Shoal__IngressReport *r, void *arg)
 {
 	struct session *s = arg;
 
-	(void)r;
+	/* The proxy serves that table now: DNS answers that waited for it go out. */
+	if (r)
+		dns_applied(&s->agent->dns, r->endpoints_generation);
 	if (s->state == SESSION_READY && s->conn)
 		send_heartbeat(s);
 }
@@ -153,6 +155,9 @@ send_register(struct session *s)
 	/* The tasks this node runs: a restarted scheduler adopts them instead of restarting. */
 	reg.n_tasks_running = tasks_status_all(&a->tasks, &reg.tasks_running);
 	reg.version = "0.1";
+	/* What its DNS server follows: the first table then carries those tasks again. */
+	reg.endpoints_subscribed = a->dns.subs;
+	reg.n_endpoints_subscribed = a->dns.nsubs;
 	/* The key proves itself on this connection only: the signature covers its binding. */
 	nodekey_sign_register(&s->key, s->conn, &reg, sig);
 	env.id = s->register_id = ++s->next_id;
@@ -243,6 +248,8 @@ on_endpoints(struct session *s, const Shoal__Endpoints *ep)
 	 * report acknowledges the table (session_ingress_report). */
 	ingress_apply(&s->agent->ingress, ep, s->agent->address);
 	dns_update(&s->agent->dns, ep, s->agent->address);
+	if (s->agent->ingress.bev == NULL)
+		dns_applied(&s->agent->dns, ep->generation);
 	shoal_log(LOG_DEBUG, "endpoints generation %llu: %zu services, %zu nodes",
 	          (unsigned long long)ep->generation, ep->n_services, ep->n_nodes);
 	if (s->agent->ingress.bev == NULL)
@@ -396,11 +403,35 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	session_connect(arg);
 }
 
+/* The node's DNS server was asked for a service whose tasks it lacks. */
+static void
+on_dns_subscribe(const char *service, void *arg)
+{
+	struct session *s = arg;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__EndpointsSubscribe sub = SHOAL__ENDPOINTS_SUBSCRIBE__INIT;
+	char *names[1] = {(char *)service};
+	struct shoal_err err;
+
+	/* Not registered: the Register carries it. */
+	if (s->state != SESSION_READY || s->conn == NULL)
+		return;
+	sub.services = names;
+	sub.n_services = 1;
+	env.id = ++s->next_id;
+	env.body_case = SHOAL__ENVELOPE__BODY_ENDPOINTS_SUBSCRIBE;
+	env.endpoints_subscribe = &sub;
+	if (rpc_send(s->conn, &env, &err) == -1)
+		shoal_log(LOG_WARNING, "endpoints subscribe %s: %s", service, err.msg);
+}
+
 void
 session_init(struct session *s, struct agent_server *a)
 {
 	memset(s, 0, sizeof(*s));
 	s->agent = a;
+	a->dns.subscribe = on_dns_subscribe;
+	a->dns.subscribe_arg = s;
 	s->retry = evtimer_new(a->base, on_retry, s);
 	s->heartbeat = evtimer_new(a->base, on_heartbeat_timer, s);
 }

@@ -29,6 +29,16 @@ void endpoints_send_services(struct sched_server *srv, struct node *n);
 /* n applied generation gen. */
 void endpoints_ack(struct sched_server *srv, struct node *n, uint64_t gen);
 
+#define ENDPOINTS_NAME_MAX      255  /* a service name a node may follow */
+#define ENDPOINTS_SUBS_PER_NODE 1024 /* services one node may follow */
+
+/* n's DNS server was asked for these services (EndpointsSubscribe, or Register after a
+ * reconnect): from now on its Endpoints carry their tasks. Unknown names are ignored. */
+void endpoints_subscribe(struct sched_server *srv, struct node *n, char *const *names,
+                         size_t count);
+/* Does node follow service? */
+bool endpoints_subscribed(const struct endpoints *e, const char *node, const char *service);
+
 /* Start draining t before it stops; false when it need not drain (not in Endpoints). */
 bool endpoints_drain(struct sched_server *srv, struct task *t);
 /* Finish drains whose generation every ready node acknowledged or whose deadline passed. */
