@@ -80,6 +80,7 @@ struct dns_server {
 	size_t nomitted;
 	char **subs; /* services followed, as the scheduler was asked (re-sent in Register) */
 	size_t nsubs;
+	size_t subs_saved; /* how many of subs the agent has written down (session.c) */
 	struct dns_hold hold[DNS_MAX_HOLD];
 	uint64_t gen; /* the generation of the table */
 	/* Ask the scheduler for a service's tasks (session.c sends EndpointsSubscribe). */

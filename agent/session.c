@@ -403,6 +403,59 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	session_connect(arg);
 }
 
+/*
+ * The services the node's DNS server follows, kept in DATA_DIR/endpoints.follow (one a line):
+ * after an agent restart its first Register names them again, so the VIP proxy (the ingress
+ * process outlives the agent) keeps their backends for clients that resolved before.
+ */
+static char *
+follow_path(const struct session *s)
+{
+	return xasprintf("%s/endpoints.follow", s->agent->data_dir);
+}
+
+static void
+follow_load(struct session *s)
+{
+	struct dns_server *d = &s->agent->dns;
+	cleanup_free char *path = follow_path(s);
+	cleanup_free char *text = util_read_file(path, NULL, NULL);
+	char *save = NULL;
+
+	for (char *l = text ? strtok_r(text, "\n", &save) : NULL; l && d->nsubs < DNS_MAX_SUBS;
+	     l = strtok_r(NULL, "\n", &save)) {
+		char name[256];
+		if (!dns_service_of(l, name, sizeof(name)) || strcmp(name, l) != 0)
+			continue; /* not a name this agent wrote */
+		d->subs = xrealloc(d->subs, (d->nsubs + 1) * sizeof(*d->subs));
+		d->subs[d->nsubs++] = xstrdup(name);
+	}
+	s->agent->dns.subs_saved = d->nsubs;
+}
+
+static void
+follow_save(struct session *s)
+{
+	struct dns_server *d = &s->agent->dns;
+	cleanup_free char *path = follow_path(s);
+	char *text = xstrdup("");
+	struct shoal_err err;
+
+	if (d->nsubs == s->agent->dns.subs_saved)
+		return;
+	for (size_t i = 0; i < d->nsubs; i++) {
+		char *t = xasprintf("%s%s\n", text, d->subs[i]);
+		free(text);
+		text = t;
+	}
+	if (util_write_file_atomic(path, text, strlen(text), 0600, &err) == -1)
+		shoal_log(LOG_WARNING, "dns: %s (an agent restart forgets what it followed)",
+		          err.msg);
+	else
+		s->agent->dns.subs_saved = d->nsubs;
+	free(text);
+}
+
 /* The node's DNS server was asked for a service whose tasks it lacks. */
 static void
 on_dns_subscribe(const char *service, void *arg)
@@ -413,6 +466,7 @@ on_dns_subscribe(const char *service, void *arg)
 	char *names[1] = {(char *)service};
 	struct shoal_err err;
 
+	follow_save(s);
 	/* Not registered: the Register carries it. */
 	if (s->state != SESSION_READY || s->conn == NULL)
 		return;
@@ -432,6 +486,8 @@ session_init(struct session *s, struct agent_server *a)
 	s->agent = a;
 	a->dns.subscribe = on_dns_subscribe;
 	a->dns.subscribe_arg = s;
+	if (a->data_dir)
+		follow_load(s);
 	s->retry = evtimer_new(a->base, on_retry, s);
 	s->heartbeat = evtimer_new(a->base, on_heartbeat_timer, s);
 }

@@ -123,7 +123,7 @@ sim_stat() {
 cli() { "$bin/shoal" --scheduler "127.0.0.1:$port" --token-file "$work/data/admin.token" "$@"; }
 running() { cli services -o json | jq '[.[].replicas.running] | add // 0'; }
 
-declare -a rows
+declare -a rows eprows
 run_one() {
 	local n=$1 tasks nsvc per t_start t_ready t0 t_assigned t_running rss0 rss1 hwm
 	local c0 c1 k0 k1 h0 h1 w0 w1 a0 a1 recon perf_pid=
@@ -179,6 +179,8 @@ run_one() {
 	sleep "$IDLE_S"
 	c1=$(cpu_ns) k1=$(cpu_ticks) h1=$(sim_stat replies) w1=$(now_ms)
 	recon=$(sim_stat closed)
+	eprows+=("$(awk -v n="$n" -v f="$(sim_stat endpoints)" -v b="$(sim_stat epbytes)" 'BEGIN {
+		printf "  %6d %9d %10.1f %10.1f\n", n, f, b / 1048576, b / 1024 / n }')")
 	rows+=("$(awk -v n="$n" -v t="$tasks" -v reg=$((t_ready - t_start)) -v as=$((t_assigned - t0)) \
 		-v run=$((t_running - t0)) -v acpu=$((a1 - a0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
 		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v recon="$recon" 'BEGIN {
@@ -246,6 +248,9 @@ printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' nodes tasks
 	"running" "CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon
 printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' "" "" s s s s "" "" "" "" "" "" CPU ""
 printf '%s\n' "${rows[@]}"
+echo "Endpoints the agents received, registration to the end of the idle window:"
+printf '  %6s %9s %10s %10s\n' nodes frames "MiB" "KiB/node"
+printf '%s\n' "${eprows[@]}"
 if [ "${#fover[@]}" -gt 0 ]; then
 	printf '%s\n' "${fover[@]}" | sort -n | awk '{ v[NR] = $1 } END {
 		printf "failover (kill -9 of the leader -> the other leads, lease TTL '"${SCALE_LEASE_TTL:-3}"'s), %d runs: min %.2fs, median %.2fs, max %.2fs\n",

@@ -20,6 +20,7 @@
  *   assigned WALL_MS tasks=T          the nodes hold --expect tasks between them
  *   acked WALL_MS tasks=T             and reported each of them running
  *   stats WALL_MS ready=R tasks=T acked=A heartbeats=H replies=HR reports=P closed=C
+ *         refused=F endpoints=E epbytes=B  (Endpoints frames received, their bytes)
  *                                     on SIGUSR1, every --stats-ms if set, and at exit
  */
 #include <arpa/inet.h>
@@ -97,6 +98,7 @@ struct sim {
 	/* counters */
 	uint32_t ready;
 	uint64_t tasks, acked, heartbeats, replies, reports, closed, refused;
+	uint64_t endpoints, endpoints_bytes; /* Endpoints frames received, their bytes */
 	bool ready_said, assigned_said, acked_said;
 	struct event *sig_int, *sig_term, *sig_usr1, *stats_ev;
 };
@@ -124,11 +126,12 @@ say_stats(struct sim *s)
 {
 	say("stats",
 	    "ready=%u tasks=%llu acked=%llu heartbeats=%llu replies=%llu reports=%llu "
-	    "closed=%llu refused=%llu",
+	    "closed=%llu refused=%llu endpoints=%llu epbytes=%llu",
 	    s->ready, (unsigned long long)s->tasks, (unsigned long long)s->acked,
 	    (unsigned long long)s->heartbeats, (unsigned long long)s->replies,
 	    (unsigned long long)s->reports, (unsigned long long)s->closed,
-	    (unsigned long long)s->refused);
+	    (unsigned long long)s->refused, (unsigned long long)s->endpoints,
+	    (unsigned long long)s->endpoints_bytes);
 }
 
 static void
@@ -424,6 +427,12 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 	case SHOAL__ENVELOPE__BODY_ASSIGNMENTS:
 		if (n->state == SIM_READY)
 			on_assignments(n, env->assignments);
+		break;
+	case SHOAL__ENVELOPE__BODY_ENDPOINTS:
+		/* Counted (the volume every node receives is what scales with tasks x nodes), not
+		 * applied: no proxy here. */
+		n->sim->endpoints++;
+		n->sim->endpoints_bytes += shoal__endpoints__get_packed_size(env->endpoints);
 		break;
 	case SHOAL__ENVELOPE__BODY_ERROR:
 		n->sim->refused++;
