@@ -752,6 +752,12 @@ viewed(const struct endpoints *e, const struct service *svc)
 }
 
 bool
+endpoints_viewed(struct sched_server *srv, const struct service *svc)
+{
+	return viewed(&srv->endpoints, svc);
+}
+
+bool
 endpoints_drain(struct sched_server *srv, struct task *t)
 {
 	struct endpoints *e = &srv->endpoints;

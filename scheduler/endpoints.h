@@ -10,6 +10,7 @@
 struct sched_server;
 struct node;
 struct task;
+struct service;
 
 /*
  * The node list (for routes) is O(nodes) per copy and every node needs it, so spreading a
@@ -36,6 +37,8 @@ void endpoints_ack(struct sched_server *srv, struct node *n, uint64_t gen);
  * reconnect): from now on its Endpoints carry their tasks. Unknown names are ignored. */
 void endpoints_subscribe(struct sched_server *srv, struct node *n, char *const *names,
                          size_t count);
+/* Does a change of svc's tasks change some node's Endpoints (published, or followed)? */
+bool endpoints_viewed(struct sched_server *srv, const struct service *svc);
 /* Does node follow service? */
 bool endpoints_subscribed(const struct endpoints *e, const char *node, const char *service);
 

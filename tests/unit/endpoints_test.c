@@ -331,6 +331,27 @@ test_followers_across_reconnects(void **state)
 	assert_true(endpoints_subscribed(&h->srv.endpoints, "n2", "api"));
 }
 
+/*
+ * A service without ports (a worker its callers find by tasks.NAME): a follower sees its
+ * replicas as they start. Before, only a service with ports had its Endpoints rebuilt when a
+ * task started, so a follower's view stayed behind.
+ */
+static void
+test_portless_follower_sees_starts(void **state)
+{
+	struct harness *h = *state;
+
+	do_register(h, "n1", NULL, 0);
+	apply(h, "{\"name\":\"api\",\"image\":\"shoal/web:1\",\"replicas\":1}");
+	run_all(h, "api", 10);
+	subscribe(h, "api");
+	assert_int_equal(name_of("api")->n_tasks, 1);
+	apply(h, "{\"name\":\"api\",\"image\":\"shoal/web:1\",\"replicas\":2}");
+	run_all(h, "api", 10);
+	assert_false(name_of("api")->tasks_omitted);
+	assert_int_equal(name_of("api")->n_tasks, 2);
+}
+
 int
 main(void)
 {
@@ -338,6 +359,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_unpublished_tasks_only_to_followers, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_followers_across_reconnects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_portless_follower_sees_starts, setup, teardown),
 	};
 
 	log_level = LOG_ERR;
