@@ -186,15 +186,16 @@ run_one() {
 	if [ -n "${SCALE_RECONNECT:-}" ]; then
 		# Every agent comes back at once (a scheduler restart, a network cut): each gets the
 		# full table at registration, so its size times the nodes is what the storm costs.
-		kill "$sim_pid"
-		wait "$sim_pid" 2>/dev/null || true
+		local n_ready
+		n_ready=$(grep -c '^ready ' "$work/sim.out" || true)
 		r0=$(now_ms)
-		"$bin/bench/simagents" --scheduler "127.0.0.1:$port" --token-file "$work/data/worker.token" \
-			--nodes "$n" --expect "$tasks" >"$work/sim.out" 2>"$work/sim.err" &
-		sim_pid=$!
-		wait_line ready >/dev/null
+		kill -USR2 "$sim_pid"
+		until [ "$(grep -c '^ready ' "$work/sim.out" || true)" -gt "$n_ready" ]; do
+			[ $(($(now_ms) - r0)) -lt $((TIMEOUT * 1000)) ] || { echo "bench/scale.sh: agents not back within ${TIMEOUT}s" >&2; return 1; }
+			sleep 0.05
+		done
 		rc_s=$(awk -v ms=$(($(now_ms) - r0)) 'BEGIN { printf "%.2f", ms / 1000 }')
-		rc_b=$(sim_stat epbytes)
+		rc_b=$(($(sim_stat epbytes) - ep_b))
 	fi
 	eprows+=("$(awk -v n="$n" -v f="$ep_f" -v b="$ep_b" -v rs="$rc_s" -v rb="$rc_b" 'BEGIN {
 		printf "  %6d %9d %10.1f %10.1f %12s %12.1f\n", n, f, b / 1048576, b / 1024 / n, rs, rb / 1048576 }')")
