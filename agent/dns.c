@@ -19,6 +19,8 @@
 #include "shoal.pb-c.h"
 #include "util.h"
 
+static void release(struct dns_server *d, struct dns_hold *h);
+
 void
 dns_init(struct dns_server *d, struct event_base *base)
 {
@@ -142,6 +144,17 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		servfail(d, p->query, p->qlen, &p->client);
 		pending_clear(p);
 	}
+	for (size_t k = 0; k < DNS_MAX_HOLD; k++) {
+		struct dns_hold *h = &d->hold[k];
+		if (!h->used)
+			continue;
+		if (now < h->deadline) {
+			any = true;
+			continue;
+		}
+		/* No tasks came (a scheduler away, a service gone): the table's answer. */
+		release(d, h);
+	}
 	if (any) {
 		struct timeval tv = {0, 250 * 1000};
 		evtimer_add(d->timer, &tv);
@@ -159,6 +172,15 @@ upstream_socket(struct dns_server *d)
 	d->up_ev = event_new(d->base, d->up_fd, EV_READ | EV_PERSIST, on_upstream, d);
 	event_add(d->up_ev, NULL);
 	return 0;
+}
+
+static void
+arm_timer(struct dns_server *d)
+{
+	if (!evtimer_pending(d->timer, NULL)) {
+		struct timeval tv = {0, 250 * 1000};
+		evtimer_add(d->timer, &tv);
+	}
 }
 
 /* Ask the first upstream; SERVFAIL at once when that cannot even be tried. */
@@ -203,46 +225,144 @@ forward(struct dns_server *d, const uint8_t *q, size_t qlen, const struct sockad
 		pending_clear(p);
 		return;
 	}
-	if (!evtimer_pending(d->timer, NULL)) {
-		struct timeval tv = {0, 250 * 1000};
-		evtimer_add(d->timer, &tv);
+	arm_timer(d);
+}
+
+/* ---- queries that wait for a service's tasks ---- */
+
+bool
+dns_service_of(const char *qname, char *out, size_t cap)
+{
+	size_t len = strlen(qname), dl = strlen(DNSMSG_DOMAIN);
+
+	if (len > dl && qname[len - dl - 1] == '.' && strcmp(qname + len - dl, DNSMSG_DOMAIN) == 0)
+		len -= dl + 1;
+	if (len > 6 && strncmp(qname, "tasks.", 6) == 0) {
+		qname += 6;
+		len -= 6;
 	}
+	if (len == 0 || len >= cap || memchr(qname, '.', len) != NULL)
+		return false;
+	memcpy(out, qname, len);
+	out[len] = '\0';
+	for (char *c = out; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c + 32);
+	return true;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool
+is_omitted(const struct dns_server *d, const char *name)
+{
+	return d->nomitted &&
+	       bsearch(&name, d->omitted, d->nomitted, sizeof(*d->omitted), cmp_str) != NULL;
+}
+
+static void answer_udp(struct dns_server *d, const uint8_t *q, size_t n,
+                       const struct sockaddr_in *from);
+
+/* Hold q when it names a service whose tasks the table lacks, asking the scheduler for them
+ * once; false when it can be answered now. */
+static bool
+hold(struct dns_server *d, const uint8_t *q, size_t n, const struct sockaddr_in *from)
+{
+	struct dnsmsg_question qu;
+	char name[256];
+	struct dns_hold *h = NULL;
+	bool asked = false;
+
+	if (d->nomitted == 0 || n > DNSMSG_UDP_MAX || dnsmsg_parse_query(q, n, &qu) == -1 ||
+	    !dns_service_of(qu.name, name, sizeof(name)) || !is_omitted(d, name))
+		return false;
+	for (size_t k = 0; k < DNS_MAX_HOLD && h == NULL; k++)
+		if (!d->hold[k].used)
+			h = &d->hold[k];
+	if (h == NULL)
+		return false; /* a flood: answer from what we have */
+	for (size_t i = 0; i < d->nsubs && !asked; i++)
+		asked = strcmp(d->subs[i], name) == 0;
+	if (!asked) {
+		if (d->nsubs >= DNS_MAX_SUBS)
+			return false;
+		d->subs = xrealloc(d->subs, (d->nsubs + 1) * sizeof(*d->subs));
+		d->subs[d->nsubs++] = xstrdup(name);
+	}
+	/* Asked again too: a scheduler that restarted may not know this node follows it. */
+	if (d->subscribe)
+		d->subscribe(name, d->subscribe_arg);
+	h->used = 1;
+	memcpy(h->q, q, n);
+	h->qlen = n;
+	h->client = *from;
+	snprintf(h->service, sizeof(h->service), "%s", name);
+	h->ready_gen = 0;
+	h->deadline = util_now_ms() + DNS_HOLD_TIMEOUT_MS;
+	arm_timer(d);
+	return true;
+}
+
+static void
+release(struct dns_server *d, struct dns_hold *h)
+{
+	h->used = 0;
+	answer_udp(d, h->q, h->qlen, &h->client);
+}
+
+void
+dns_applied(struct dns_server *d, uint64_t gen)
+{
+	for (size_t k = 0; k < DNS_MAX_HOLD; k++)
+		if (d->hold[k].used && d->hold[k].ready_gen && d->hold[k].ready_gen <= gen)
+			release(d, &d->hold[k]);
 }
 
 /* ---- UDP ---- */
 
 static void
+answer_udp(struct dns_server *d, const uint8_t *q, size_t n, const struct sockaddr_in *from)
+{
+	uint8_t out[DNSMSG_UDP_MAX];
+	size_t olen;
+
+	switch (dnsmsg_answer(&d->table, q, n, out, sizeof(out), &olen, d->rotate++)) {
+	case DNSMSG_REPLY:
+		send_to(d, from, out, olen);
+		break;
+	case DNSMSG_FORWARD:
+		forward(d, q, n, from);
+		break;
+	case DNSMSG_DROP:
+		if (d->dropped++ % 1000 == 0)
+			shoal_log(LOG_INFO, "dns: dropped a malformed query from %s (%llu so far)",
+			          inet_ntoa(from->sin_addr), (unsigned long long)d->dropped);
+		break;
+	}
+}
+
+static void
 on_udp(evutil_socket_t fd, short what, void *arg)
 {
 	struct dns_server *d = arg;
-	uint8_t q[4096], out[DNSMSG_UDP_MAX];
+	uint8_t q[4096];
 
 	(void)what;
 	/* A bounded batch per turn: a flood must not starve the rest of the agent. */
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_in from;
 		socklen_t fl = sizeof(from);
-		size_t olen;
 		ssize_t n = recvfrom(fd, q, sizeof(q), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
 		if (n == -1)
 			return;
 		if (fl != sizeof(from) || from.sin_port == 0)
 			continue;
-		switch (
-		    dnsmsg_answer(&d->table, q, (size_t)n, out, sizeof(out), &olen, d->rotate++)) {
-		case DNSMSG_REPLY:
-			send_to(d, &from, out, olen);
-			break;
-		case DNSMSG_FORWARD:
-			forward(d, q, (size_t)n, &from);
-			break;
-		case DNSMSG_DROP:
-			if (d->dropped++ % 1000 == 0)
-				shoal_log(LOG_INFO,
-				          "dns: dropped a malformed query from %s (%llu so far)",
-				          inet_ntoa(from.sin_addr), (unsigned long long)d->dropped);
-			break;
-		}
+		if (!hold(d, q, (size_t)n, &from))
+			answer_udp(d, q, (size_t)n, &from);
 	}
 }
 
@@ -447,6 +567,25 @@ dns_update(struct dns_server *d, const Shoal__Endpoints *ep, const char *node_ad
 	dnsmsg_table_sort(&t);
 	dnsmsg_table_clear(&d->table);
 	d->table = t;
+	for (size_t i = 0; i < d->nomitted; i++)
+		free(d->omitted[i]);
+	free(d->omitted);
+	d->omitted = xcalloc(ep->n_names + 1, sizeof(*d->omitted));
+	d->nomitted = 0;
+	for (size_t i = 0; i < ep->n_names; i++) {
+		char name[256];
+		if (ep->names[i]->tasks_omitted && ep->names[i]->name &&
+		    dns_service_of(ep->names[i]->name, name, sizeof(name)))
+			d->omitted[d->nomitted++] = xstrdup(name);
+	}
+	qsort(d->omitted, d->nomitted, sizeof(*d->omitted), cmp_str);
+	d->gen = ep->generation;
+	/* Queries whose tasks came (or whose service went): answered once the proxy serves
+	 * this table (dns_applied). */
+	for (size_t k = 0; k < DNS_MAX_HOLD; k++)
+		if (d->hold[k].used && d->hold[k].ready_gen == 0 &&
+		    !is_omitted(d, d->hold[k].service))
+			d->hold[k].ready_gen = ep->generation ? ep->generation : 1;
 }
 
 void
@@ -466,6 +605,12 @@ dns_free(struct dns_server *d)
 		if (d->pending[k].used)
 			pending_clear(&d->pending[k]);
 	dnsmsg_table_clear(&d->table);
+	for (size_t i = 0; i < d->nomitted; i++)
+		free(d->omitted[i]);
+	free(d->omitted);
+	for (size_t i = 0; i < d->nsubs; i++)
+		free(d->subs[i]);
+	free(d->subs);
 	memset(d, 0, sizeof(*d));
 	d->udp_fd = d->up_fd = -1;
 }

@@ -99,7 +99,9 @@ session_ingress_report(const Shoal__IngressReport *r, void *arg)
 {
 	struct session *s = arg;
 
-	(void)r;
+	/* The proxy serves that table now: DNS answers that waited for it go out. */
+	if (r)
+		dns_applied(&s->agent->dns, r->endpoints_generation);
 	if (s->state == SESSION_READY && s->conn)
 		send_heartbeat(s);
 }
@@ -153,6 +155,9 @@ send_register(struct session *s)
 	/* The tasks this node runs: a restarted scheduler adopts them instead of restarting. */
 	reg.n_tasks_running = tasks_status_all(&a->tasks, &reg.tasks_running);
 	reg.version = "0.1";
+	/* What its DNS server follows: the first table then carries those tasks again. */
+	reg.endpoints_subscribed = a->dns.subs;
+	reg.n_endpoints_subscribed = a->dns.nsubs;
 	/* The key proves itself on this connection only: the signature covers its binding. */
 	nodekey_sign_register(&s->key, s->conn, &reg, sig);
 	env.id = s->register_id = ++s->next_id;
@@ -243,6 +248,8 @@ on_endpoints(struct session *s, const Shoal__Endpoints *ep)
 	 * report acknowledges the table (session_ingress_report). */
 	ingress_apply(&s->agent->ingress, ep, s->agent->address);
 	dns_update(&s->agent->dns, ep, s->agent->address);
+	if (s->agent->ingress.bev == NULL)
+		dns_applied(&s->agent->dns, ep->generation);
 	shoal_log(LOG_DEBUG, "endpoints generation %llu: %zu services, %zu nodes",
 	          (unsigned long long)ep->generation, ep->n_services, ep->n_nodes);
 	if (s->agent->ingress.bev == NULL)
@@ -396,11 +403,91 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	session_connect(arg);
 }
 
+/*
+ * The services the node's DNS server follows, kept in DATA_DIR/endpoints.follow (one a line):
+ * after an agent restart its first Register names them again, so the VIP proxy (the ingress
+ * process outlives the agent) keeps their backends for clients that resolved before.
+ */
+static char *
+follow_path(const struct session *s)
+{
+	return xasprintf("%s/endpoints.follow", s->agent->data_dir);
+}
+
+static void
+follow_load(struct session *s)
+{
+	struct dns_server *d = &s->agent->dns;
+	cleanup_free char *path = follow_path(s);
+	cleanup_free char *text = util_read_file(path, NULL, NULL);
+	char *save = NULL;
+
+	for (char *l = text ? strtok_r(text, "\n", &save) : NULL; l && d->nsubs < DNS_MAX_SUBS;
+	     l = strtok_r(NULL, "\n", &save)) {
+		char name[256];
+		if (!dns_service_of(l, name, sizeof(name)) || strcmp(name, l) != 0)
+			continue; /* not a name this agent wrote */
+		d->subs = xrealloc(d->subs, (d->nsubs + 1) * sizeof(*d->subs));
+		d->subs[d->nsubs++] = xstrdup(name);
+	}
+	s->agent->dns.subs_saved = d->nsubs;
+}
+
+static void
+follow_save(struct session *s)
+{
+	struct dns_server *d = &s->agent->dns;
+	cleanup_free char *path = follow_path(s);
+	char *text = xstrdup("");
+	struct shoal_err err;
+
+	if (d->nsubs == s->agent->dns.subs_saved)
+		return;
+	for (size_t i = 0; i < d->nsubs; i++) {
+		char *t = xasprintf("%s%s\n", text, d->subs[i]);
+		free(text);
+		text = t;
+	}
+	if (util_write_file_atomic(path, text, strlen(text), 0600, &err) == -1)
+		shoal_log(LOG_WARNING, "dns: %s (an agent restart forgets what it followed)",
+		          err.msg);
+	else
+		s->agent->dns.subs_saved = d->nsubs;
+	free(text);
+}
+
+/* The node's DNS server was asked for a service whose tasks it lacks. */
+static void
+on_dns_subscribe(const char *service, void *arg)
+{
+	struct session *s = arg;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__EndpointsSubscribe sub = SHOAL__ENDPOINTS_SUBSCRIBE__INIT;
+	char *names[1] = {(char *)service};
+	struct shoal_err err;
+
+	follow_save(s);
+	/* Not registered: the Register carries it. */
+	if (s->state != SESSION_READY || s->conn == NULL)
+		return;
+	sub.services = names;
+	sub.n_services = 1;
+	env.id = ++s->next_id;
+	env.body_case = SHOAL__ENVELOPE__BODY_ENDPOINTS_SUBSCRIBE;
+	env.endpoints_subscribe = &sub;
+	if (rpc_send(s->conn, &env, &err) == -1)
+		shoal_log(LOG_WARNING, "endpoints subscribe %s: %s", service, err.msg);
+}
+
 void
 session_init(struct session *s, struct agent_server *a)
 {
 	memset(s, 0, sizeof(*s));
 	s->agent = a;
+	a->dns.subscribe = on_dns_subscribe;
+	a->dns.subscribe_arg = s;
+	if (a->data_dir)
+		follow_load(s);
 	s->retry = evtimer_new(a->base, on_retry, s);
 	s->heartbeat = evtimer_new(a->base, on_heartbeat_timer, s);
 }

@@ -6,6 +6,8 @@
 #   SCALE_NODES="100 1000" bench/scale.sh   other sizes
 #   SCALE_KEEP=1 bench/scale.sh          keep the work dirs (logs, state.db) in /tmp
 #   SCALE_PERF=1 bench/scale.sh          perf record -g the scheduler during each apply
+#   SCALE_RECONNECT=1 bench/scale.sh     then every agent re-registers at once: the time until
+#                                        all are back and the Endpoints bytes they received
 #   SCALE_PERF_ARGS="--call-graph dwarf" other perf record options (default -g)
 #   BENCH_AB=DIR bench/scale.sh          use the shoal-scheduler built in DIR (an A/B)
 #   STORE=etcd bench/scale.sh            the etcd store: a local 3-member etcd on loopback
@@ -123,7 +125,7 @@ sim_stat() {
 cli() { "$bin/shoal" --scheduler "127.0.0.1:$port" --token-file "$work/data/admin.token" "$@"; }
 running() { cli services -o json | jq '[.[].replicas.running] | add // 0'; }
 
-declare -a rows
+declare -a rows eprows
 run_one() {
 	local n=$1 tasks nsvc per t_start t_ready t0 t_assigned t_running rss0 rss1 hwm
 	local c0 c1 k0 k1 h0 h1 w0 w1 a0 a1 recon perf_pid=
@@ -179,6 +181,24 @@ run_one() {
 	sleep "$IDLE_S"
 	c1=$(cpu_ns) k1=$(cpu_ticks) h1=$(sim_stat replies) w1=$(now_ms)
 	recon=$(sim_stat closed)
+	local rc_s=- rc_b=0 r0 ep_f ep_b
+	ep_f=$(sim_stat endpoints) ep_b=$(sim_stat epbytes)
+	if [ -n "${SCALE_RECONNECT:-}" ]; then
+		# Every agent comes back at once (a scheduler restart, a network cut): each gets the
+		# full table at registration, so its size times the nodes is what the storm costs.
+		local n_ready
+		n_ready=$(grep -c '^ready ' "$work/sim.out" || true)
+		r0=$(now_ms)
+		kill -USR2 "$sim_pid"
+		until [ "$(grep -c '^ready ' "$work/sim.out" || true)" -gt "$n_ready" ]; do
+			[ $(($(now_ms) - r0)) -lt $((TIMEOUT * 1000)) ] || { echo "bench/scale.sh: agents not back within ${TIMEOUT}s" >&2; return 1; }
+			sleep 0.05
+		done
+		rc_s=$(awk -v ms=$(($(now_ms) - r0)) 'BEGIN { printf "%.2f", ms / 1000 }')
+		rc_b=$(($(sim_stat epbytes) - ep_b))
+	fi
+	eprows+=("$(awk -v n="$n" -v f="$ep_f" -v b="$ep_b" -v rs="$rc_s" -v rb="$rc_b" 'BEGIN {
+		printf "  %6d %9d %10.1f %10.1f %12s %12.1f\n", n, f, b / 1048576, b / 1024 / n, rs, rb / 1048576 }')")
 	rows+=("$(awk -v n="$n" -v t="$tasks" -v reg=$((t_ready - t_start)) -v as=$((t_assigned - t0)) \
 		-v run=$((t_running - t0)) -v acpu=$((a1 - a0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
 		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v recon="$recon" 'BEGIN {
@@ -246,6 +266,9 @@ printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' nodes tasks
 	"running" "CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon
 printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' "" "" s s s s "" "" "" "" "" "" CPU ""
 printf '%s\n' "${rows[@]}"
+echo "Endpoints the agents received, registration to the end of the idle window:"
+printf '  %6s %9s %10s %10s %12s %12s\n' nodes frames "MiB" "KiB/node" "reconnect s" "reconnect MiB"
+printf '%s\n' "${eprows[@]}"
 if [ "${#fover[@]}" -gt 0 ]; then
 	printf '%s\n' "${fover[@]}" | sort -n | awk '{ v[NR] = $1 } END {
 		printf "failover (kill -9 of the leader -> the other leads, lease TTL '"${SCALE_LEASE_TTL:-3}"'s), %d runs: min %.2fs, median %.2fs, max %.2fs\n",

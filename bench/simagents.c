@@ -19,7 +19,9 @@
  *   ready WALL_MS nodes=N             every node registered
  *   assigned WALL_MS tasks=T          the nodes hold --expect tasks between them
  *   acked WALL_MS tasks=T             and reported each of them running
+ * SIGUSR2: every node drops its session and registers again ("ready" is said again).
  *   stats WALL_MS ready=R tasks=T acked=A heartbeats=H replies=HR reports=P closed=C
+ *         refused=F endpoints=E epbytes=B  (Endpoints frames received, their bytes)
  *                                     on SIGUSR1, every --stats-ms if set, and at exit
  */
 #include <arpa/inet.h>
@@ -97,8 +99,9 @@ struct sim {
 	/* counters */
 	uint32_t ready;
 	uint64_t tasks, acked, heartbeats, replies, reports, closed, refused;
+	uint64_t endpoints, endpoints_bytes; /* Endpoints frames received, their bytes */
 	bool ready_said, assigned_said, acked_said;
-	struct event *sig_int, *sig_term, *sig_usr1, *stats_ev;
+	struct event *sig_int, *sig_term, *sig_usr1, *sig_usr2, *stats_ev;
 };
 
 static void node_connect(struct sim_node *n);
@@ -124,11 +127,12 @@ say_stats(struct sim *s)
 {
 	say("stats",
 	    "ready=%u tasks=%llu acked=%llu heartbeats=%llu replies=%llu reports=%llu "
-	    "closed=%llu refused=%llu",
+	    "closed=%llu refused=%llu endpoints=%llu epbytes=%llu",
 	    s->ready, (unsigned long long)s->tasks, (unsigned long long)s->acked,
 	    (unsigned long long)s->heartbeats, (unsigned long long)s->replies,
 	    (unsigned long long)s->reports, (unsigned long long)s->closed,
-	    (unsigned long long)s->refused);
+	    (unsigned long long)s->refused, (unsigned long long)s->endpoints,
+	    (unsigned long long)s->endpoints_bytes);
 }
 
 static void
@@ -425,6 +429,12 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		if (n->state == SIM_READY)
 			on_assignments(n, env->assignments);
 		break;
+	case SHOAL__ENVELOPE__BODY_ENDPOINTS:
+		/* Counted (the volume every node receives is what scales with tasks x nodes), not
+		 * applied: no proxy here. */
+		n->sim->endpoints++;
+		n->sim->endpoints_bytes += shoal__endpoints__get_packed_size(env->endpoints);
+		break;
 	case SHOAL__ENVELOPE__BODY_ERROR:
 		n->sim->refused++;
 		shoal_log(LOG_ERR, "node %u: scheduler refused a request: %s", n->idx,
@@ -516,6 +526,21 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	if (sig == SIGUSR1) {
 		say_stats(s);
+		return;
+	}
+	if (sig == SIGUSR2) {
+		/* Every node drops its session and registers again (with its own key): the storm
+		 * a scheduler restart or a network cut brings. "ready" is said again when all are
+		 * back. */
+		s->ready_said = false;
+		for (uint32_t i = 0; i < s->n; i++) {
+			struct sim_node *n = &s->nodes[i];
+			if (n->state != SIM_READY || n->conn == NULL)
+				continue;
+			rpc_free(n->conn);
+			n->failures = 0;
+			on_closed(NULL, "SIGUSR2", n);
+		}
 		return;
 	}
 	s->stopping = true;
@@ -694,6 +719,8 @@ main(int argc, char **argv)
 	s.sig_int = evsignal_new(s.base, SIGINT, on_signal, &s);
 	s.sig_term = evsignal_new(s.base, SIGTERM, on_signal, &s);
 	s.sig_usr1 = evsignal_new(s.base, SIGUSR1, on_signal, &s);
+	s.sig_usr2 = evsignal_new(s.base, SIGUSR2, on_signal, &s);
+	event_add(s.sig_usr2, NULL);
 	event_add(s.sig_int, NULL);
 	event_add(s.sig_term, NULL);
 	event_add(s.sig_usr1, NULL);
@@ -715,6 +742,7 @@ main(int argc, char **argv)
 	event_free(s.sig_int);
 	event_free(s.sig_term);
 	event_free(s.sig_usr1);
+	event_free(s.sig_usr2);
 	if (s.stats_ev)
 		event_free(s.stats_ev);
 	event_base_free(s.base);

@@ -233,6 +233,7 @@ handle_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	reply_send(sc, &reply);
 	/* Its proxy and routes start from the current table; acknowledgements restart too. */
 	n->endpoints_acked = 0;
+	endpoints_subscribe(srv, n, r->endpoints_subscribed, r->n_endpoints_subscribed);
 	endpoints_send(srv, n);
 }
 
@@ -845,6 +846,7 @@ required_role(Shoal__Envelope__BodyCase c)
 	case SHOAL__ENVELOPE__BODY_LOG_CHUNK:
 	case SHOAL__ENVELOPE__BODY_PROXY_HINT:
 	case SHOAL__ENVELOPE__BODY_EXEC_OUTPUT:
+	case SHOAL__ENVELOPE__BODY_ENDPOINTS_SUBSCRIBE:
 		return TOKEN_ROLE_WORKER;
 	case SHOAL__ENVELOPE__BODY_LOGS:
 	case SHOAL__ENVELOPE__BODY_LIST_NODES:
@@ -937,6 +939,10 @@ api_handle(struct sched_conn *sc, const Shoal__Envelope *env)
 		break;
 	case SHOAL__ENVELOPE__BODY_REMOVE_NODE:
 		handle_remove_node(sc, env);
+		break;
+	case SHOAL__ENVELOPE__BODY_ENDPOINTS_SUBSCRIBE: /* no reply: the Endpoints are the answer */
+		endpoints_subscribe(sc->srv, sc->node, env->endpoints_subscribe->services,
+		                    env->endpoints_subscribe->n_services);
 		break;
 	case SHOAL__ENVELOPE__BODY_EVENTS:
 		evstream_start(sc, env);

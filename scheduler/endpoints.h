@@ -10,6 +10,7 @@
 struct sched_server;
 struct node;
 struct task;
+struct service;
 
 /*
  * The node list (for routes) is O(nodes) per copy and every node needs it, so spreading a
@@ -28,6 +29,18 @@ void endpoints_send(struct sched_server *srv, struct node *n);
 void endpoints_send_services(struct sched_server *srv, struct node *n);
 /* n applied generation gen. */
 void endpoints_ack(struct sched_server *srv, struct node *n, uint64_t gen);
+
+#define ENDPOINTS_NAME_MAX      255  /* a service name a node may follow */
+#define ENDPOINTS_SUBS_PER_NODE 1024 /* services one node may follow */
+
+/* n's DNS server was asked for these services (EndpointsSubscribe, or Register after a
+ * reconnect): from now on its Endpoints carry their tasks. Unknown names are ignored. */
+void endpoints_subscribe(struct sched_server *srv, struct node *n, char *const *names,
+                         size_t count);
+/* Does a change of svc's tasks change some node's Endpoints (published, or followed)? */
+bool endpoints_viewed(struct sched_server *srv, const struct service *svc);
+/* Does node follow service? */
+bool endpoints_subscribed(const struct endpoints *e, const char *node, const char *service);
 
 /* Start draining t before it stops; false when it need not drain (not in Endpoints). */
 bool endpoints_drain(struct sched_server *srv, struct task *t);

@@ -553,8 +553,9 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 	bool waiting = false;
 
 	svc->dirty = false;
-	if (svc->spec.n_ports)
-		endpoints_mark(srv);
+	/* Its name and VIP are in every node's Endpoints (its tasks only where viewed): a
+	 * rebuild without a million unpublished tasks is cheap, and compared before it goes. */
+	endpoints_mark(srv);
 	scale(srv, svc);
 	update_pass_begin(svc, now);
 	for (size_t i = 0; i < svc->nslots;) {

@@ -177,7 +177,7 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 		t->running_since = util_now_ms();
 		logs_task_running(srv, t);
 	}
-	if (t->svc->spec.n_ports)
+	if (endpoints_viewed(srv, t->svc))
 		endpoints_mark(srv);
 	if (task_terminal(t)) {
 		if (ts->last_output && ts->last_output[0]) {
