@@ -26,7 +26,6 @@ typedef struct Shoal__TaskStatus Shoal__TaskStatus;
  * container is which task and reports them to the scheduler without restarting anything.
  */
 
-
 int tasks_init(struct tasks *ts, struct agent_server *a, const char *root, const char *image_dir,
                struct shoal_err *err);
 /* Where missing images come from besides --image-dir: a registry named in the reference,
