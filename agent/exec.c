@@ -18,10 +18,11 @@
 
 #include "err.h"
 #include "log.h"
-#include "logs.h"
+#include "logs-t.h"
 #include "rpc.h"
 #include "runtime/container.h"
-#include "server.h"
+#include "server-t.h"
+#include "tasks.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 

@@ -20,8 +20,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "runtime/container.h"
-#include "server.h"
-#include "tasks.h"
+#include "server-t.h"
+#include "tasks-t.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 

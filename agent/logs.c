@@ -11,7 +11,8 @@
 #include "rpc.h"
 #include "runtime/container.h"
 #include "runtime/logfile.h"
-#include "server.h"
+#include "server-t.h"
+#include "tasks.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 

@@ -2,6 +2,7 @@
 #define SHOAL_AGENT_LOGS_H
 
 #include <stdint.h>
+#include "logs-t.h"
 
 struct agent_server;
 struct event;
@@ -12,22 +13,6 @@ typedef struct Shoal__LogsRequest Shoal__LogsRequest;
  * gets the task's last lines as LogChunks; with follow, new output is polled every 200 ms
  * and sent until the container ends, the request is cancelled, or the session drops.
  */
-struct log_follow {
-	uint64_t id; /* the request's envelope id: every chunk echoes it */
-	char task_id[16];
-	struct logfile *lf;
-	struct log_follow *next;
-};
-
-/* A `shoal exec` command running in a task's container (exec.c). */
-struct agent_exec;
-
-struct logs {
-	struct agent_server *agent;
-	struct log_follow *follows;
-	struct event *poll;       /* runs while any follow is open */
-	struct agent_exec *execs; /* commands of `shoal exec` running now */
-};
 
 void logs_init(struct logs *l, struct agent_server *a);
 void logs_request(struct logs *l, uint64_t id, const Shoal__LogsRequest *req);

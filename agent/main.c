@@ -15,6 +15,7 @@
 #include "netnode.h"
 #include "proxy.h"
 #include "server.h"
+#include "tasks.h"
 #include "util.h"
 
 static const char cleanup_usage[] =

@@ -17,7 +17,7 @@
 #include "prom.h"
 #include "proxy.h"
 #include "rpc.h"
-#include "server.h"
+#include "server-t.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 

@@ -1,4 +1,7 @@
 #include "server.h"
+#include "logs.h"
+#include "session.h"
+#include "tasks.h"
 
 #include <arpa/inet.h>
 #include <signal.h>

@@ -14,7 +14,9 @@
 #include "log.h"
 #include "ingress.h"
 #include "rpc.h"
-#include "server.h"
+#include "server-t.h"
+#include "logs.h"
+#include "tasks.h"
 #include "shoal.pb-c.h"
 #include "util.h"
 

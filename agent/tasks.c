@@ -1,4 +1,5 @@
 #include "tasks.h"
+#include "health.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,7 +32,7 @@
 #include "retired.h"
 #include "netnode.h"
 #include "rpc.h"
-#include "server.h"
+#include "server-t.h"
 #include "shoal.pb-c.h"
 #include "dnsmsg.h"
 #include "util.h"

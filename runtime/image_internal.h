@@ -9,10 +9,10 @@
 #include <stdint.h>
 
 #include "digest.h"
-#include "image.h"
 #include "layer.h"
 
 struct shoal_err;
+struct image_gc_stats; /* image.h: the internals need no more of it, and image.h is above them */
 
 struct image_store {
 	char *root;              /* absolute, canonical */
