@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "manifest_check.h"
 #include "manifest_internal.h"
 #include "manifest_yaml.h"
 #include "util.h"

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "manifest_spec.h"
+#include "manifest_spec-t.h"
 
 /*
  * Every bounded number of a spec, in one table. The YAML reader takes its ranges from here,

@@ -8,6 +8,7 @@
 #include "err.h"
 #include "log.h"
 #include "manifest_json.h"
+#include "manifest_check.h"
 #include "manifest_spec.h"
 #include "reconcile.h"
 #include "reconcile_pass.h"

@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "manifest_check.h"
 #include "manifest_spec.h"
 #include "scheduler/server.h"
 #include "scheduler/service.h"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "manifest.h"
+#include "manifest_check.h"
 #include "manifest_json.h"
 #include "err.h"
 #include "util.h"

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "manifest.h"
+#include "manifest_check.h"
 #include "manifest_internal.h"
 #include "manifest_json.h"
 #include "err.h"

@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "manifest.h"
+#include "manifest_check.h"
 #include "manifest_json.h"
 #include "util.h"
 
