@@ -164,6 +164,12 @@ store_etcd_service_encode(const struct store_service *sv)
 
 	json_object_set_new(o, "prev_spec_json", str_or_null(sv->prev_spec_json));
 	json_object_set_new(o, "update_state", str_or_null(sv->update_state));
+	/* The typed state, as the SQLite store's columns; a record without it (an older
+	 * scheduler's) reads as text only and reconcile_load parses the text. */
+	if (sv->update_typed) {
+		json_object_set_new(o, "update_kind", json_integer(sv->update_kind));
+		json_object_set_new(o, "update_message", str_or_null(sv->update_message));
+	}
 	return dump(o);
 }
 
@@ -174,6 +180,7 @@ store_etcd_service_clear(struct store_service *sv)
 	free(sv->spec_json);
 	free(sv->prev_spec_json);
 	free(sv->update_state);
+	free(sv->update_message);
 	memset(sv, 0, sizeof(*sv));
 }
 
@@ -193,6 +200,14 @@ store_etcd_service_decode(const char *text, struct store_service *sv, struct sho
 	bad |=
 	    get_int(o, "created_ms", &sv->created_ms) | get_int(o, "updated_ms", &sv->updated_ms);
 	bad |= get_int(o, "removed", &removed);
+	if (json_object_get(o, "update_kind") != NULL) {
+		int64_t kind = 0;
+
+		bad |= get_int(o, "update_kind", &kind) | (kind < 0 || kind > INT32_MAX);
+		bad |= get_str(o, "update_message", 1, &sv->update_message);
+		sv->update_typed = true;
+		sv->update_kind = (int)kind;
+	}
 	sv->version = (uint64_t)version;
 	sv->prev_version = (uint64_t)prev;
 	sv->removed = (int)removed;

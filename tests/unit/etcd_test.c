@@ -431,6 +431,21 @@ test_store_rows(void **state)
 	assert_null(sv2.prev_spec_json);
 	assert_null(sv2.update_state);
 	assert_int_equal(sv2.removed, 1);
+	assert_false(sv2.update_typed);
+	store_etcd_service_clear(&sv2);
+	free(s);
+
+	/* The update's state as a type survives the record, as in the SQLite store. */
+	sv.update_state = "paused: task web.2 failed";
+	sv.update_typed = true;
+	sv.update_kind = 2;
+	sv.update_message = "task web.2 failed";
+	s = store_etcd_service_encode(&sv);
+	assert_int_equal(store_etcd_service_decode(s, &sv2, &err), 0);
+	assert_true(sv2.update_typed);
+	assert_int_equal(sv2.update_kind, 2);
+	assert_string_equal(sv2.update_message, "task web.2 failed");
+	assert_string_equal(sv2.update_state, "paused: task web.2 failed");
 	store_etcd_service_clear(&sv2);
 	free(s);
 
