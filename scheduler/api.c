@@ -593,7 +593,7 @@ add_task_info(struct task_list *l, const struct task *t)
 	ti->service = t->svc->name;
 	ti->slot = t->slot;
 	ti->node = t->node ? t->node->name : "";
-	ti->desired = (char *)task_desired_name(t->desired);
+	ti->desired = (char *)task_desired_name(task_desired(t));
 	ti->state = (Shoal__TaskState)t->state;
 	ti->state_since_ms = t->state_since;
 	ti->ip = (char *)t->ip;
