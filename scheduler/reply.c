@@ -67,42 +67,41 @@ reply_error(struct sched_conn *sc, uint64_t id, unsigned code, const char *fmt, 
 	reply_send(sc, &env);
 }
 
-void
-reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
+/* An Ok whose events_seq (0: none) tells the CLI where in the event stream to watch from. */
+static void
+reply_vok(struct sched_conn *sc, uint64_t id, uint64_t seq, const char *fmt, va_list ap)
 {
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
 	Shoal__Ok ok = SHOAL__OK__INIT;
 	char msg[256];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ok.message = msg;
-	env.id = id;
-	env.body_case = SHOAL__ENVELOPE__BODY_OK;
-	env.ok = &ok;
-	reply_send(sc, &env);
-}
-
-/* An Ok that tells the CLI where in the event stream to watch the change from. */
-void
-reply_ok_since(struct sched_conn *sc, uint64_t id, uint64_t seq, const char *fmt, ...)
-{
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__Ok ok = SHOAL__OK__INIT;
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	ok.message = msg;
 	ok.events_seq = seq;
 	env.id = id;
 	env.body_case = SHOAL__ENVELOPE__BODY_OK;
 	env.ok = &ok;
 	reply_send(sc, &env);
+}
+
+void
+reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_vok(sc, id, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+reply_ok_since(struct sched_conn *sc, uint64_t id, uint64_t seq, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_vok(sc, id, seq, fmt, ap);
+	va_end(ap);
 }
 
 /*
