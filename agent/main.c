@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <sodium.h>
 
+#include "cmdline.h"
 #include "err.h"
 #include "ingress.h"
 #include "ingress_host.h"
@@ -353,12 +354,9 @@ proxy_main(int argc, char **argv)
 			}
 			break;
 		case 'L':
-			level = log_level_parse(optarg);
-			if (level < 0) {
-				fprintf(stderr, "shoal-agent proxy: unknown log level %s\n",
-				        optarg);
+			level = cmdline_log_level("shoal-agent proxy", optarg);
+			if (level < 0)
 				goto out;
-			}
 			break;
 		case 'H':
 		case 'P':
@@ -376,19 +374,13 @@ proxy_main(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case 'h':
-			fputs(proxy_usage, stdout);
-			rc = 0;
-			goto out;
-		default:
-			fputs(proxy_usage, stderr);
+		default: /* -h, or an option getopt refused */
+			rc = cmdline_usage(c, proxy_usage);
 			goto out;
 		}
 	}
-	if (optind != argc) {
-		fprintf(stderr, "shoal-agent proxy: unexpected argument %s\n", argv[optind]);
+	if (!cmdline_no_rest("shoal-agent proxy", argc, argv))
 		goto out;
-	}
 	if (listen == NULL || svc.nbackends == 0) {
 		fprintf(stderr, "shoal-agent proxy: needs --listen and at least one --backend\n");
 		goto out;
@@ -597,24 +589,16 @@ main(int argc, char **argv)
 			o.http = optarg;
 			break;
 		case 'L':
-			level = log_level_parse(optarg);
-			if (level < 0) {
-				fprintf(stderr, "shoal-agent: unknown log level %s\n", optarg);
+			level = cmdline_log_level("shoal-agent", optarg);
+			if (level < 0)
 				return 1;
-			}
 			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
-		default:
-			fputs(usage_text, stderr);
-			return 1;
+		default: /* -h, or an option getopt refused */
+			return cmdline_usage(c, usage_text);
 		}
 	}
-	if (optind != argc) {
-		fprintf(stderr, "shoal-agent: unexpected argument %s\n", argv[optind]);
+	if (!cmdline_no_rest("shoal-agent", argc, argv))
 		return 1;
-	}
 	if (!o.scheduler || !o.token_file || !o.name || !o.address || !o.data_dir) {
 		fprintf(stderr, "shoal-agent: --scheduler, --token-file, --name, --address and "
 		                "--data-dir are required (see --help)\n");

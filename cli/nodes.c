@@ -115,13 +115,10 @@ nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	bool quiet = false;
 
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
-			quiet = true;
-		} else if ((strcmp(argv[i], "--filter") == 0 || strcmp(argv[i], "-f") == 0) &&
-		           i + 1 < argc) {
-			if (ps_filter_add(&filter, argv[++i], keys, "nodes") == -1)
-				return 1;
-		} else {
+		int o = ps_list_option("nodes", argc, argv, &i, keys, &filter, &quiet);
+		if (o == -1)
+			return 1;
+		if (o == 0) {
 			fprintf(stderr, "shoal nodes: unexpected argument %s\n%s", argv[i],
 			        nodes_usage);
 			return 1;
@@ -156,9 +153,7 @@ nodes_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		json_t *arr = json_array();
 		for (size_t i = 0; i < lr->n_nodes; i++)
 			json_array_append_new(arr, node_json(lr->nodes[i]));
-		json_dumpf(arr, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(arr);
+		ps_print_json(arr);
 	} else {
 		struct table t;
 		/* Several schedulers (etcd store): say which one leads. */

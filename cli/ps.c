@@ -167,6 +167,33 @@ ps_filter_add(struct cli_filter *f, const char *arg, const char *const *keys, co
 	return -1;
 }
 
+int
+ps_list_option(const char *cmd, int argc, char **argv, int *i, const char *const *keys,
+               struct cli_filter *f, bool *quiet)
+{
+	const char *a = argv[*i];
+
+	if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+		*quiet = true;
+		return 1;
+	}
+	if (strcmp(a, "--filter") != 0 && strcmp(a, "-f") != 0)
+		return 0;
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "shoal %s: %s needs KEY=VALUE\n", cmd, a);
+		return -1;
+	}
+	return ps_filter_add(f, argv[++*i], keys, cmd) == -1 ? -1 : 1;
+}
+
+void
+ps_print_json(json_t *v)
+{
+	json_dumpf(v, stdout, JSON_INDENT(2));
+	fputc('\n', stdout);
+	json_decref(v);
+}
+
 /* The value of key in f for which ok(value) fails, if any: the row is filtered out. */
 bool
 ps_filter_match(const struct cli_filter *f, const char *key, const char *value)
@@ -201,17 +228,13 @@ ps_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	int64_t now = util_wall_ms();
 
 	for (int i = 1; i < argc; i++) {
+		int o = ps_list_option("ps", argc, argv, &i, keys, &filter, &quiet);
+		if (o == -1)
+			return 1;
+		if (o == 1)
+			continue;
 		if (strcmp(argv[i], "-a") == 0 || strcmp(argv[i], "--all") == 0) {
 			lt.all = true;
-		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
-			quiet = true;
-		} else if (strcmp(argv[i], "--filter") == 0 || strcmp(argv[i], "-f") == 0) {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "shoal ps: %s needs KEY=VALUE\n", argv[i]);
-				return 1;
-			}
-			if (ps_filter_add(&filter, argv[++i], keys, "ps") == -1)
-				return 1;
 		} else if (argv[i][0] == '-' || lt.service[0] != '\0') {
 			fprintf(stderr, "shoal ps: unexpected argument %s\n%s", argv[i], ps_usage);
 			return 1;
@@ -248,9 +271,7 @@ ps_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		json_t *arr = json_array();
 		for (size_t i = 0; i < lr->n_tasks; i++)
 			json_array_append_new(arr, ps_task_json(lr->tasks[i]));
-		json_dumpf(arr, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(arr);
+		ps_print_json(arr);
 	} else {
 		struct table t;
 		table_init(&t, ARRAY_SIZE(header), header);

@@ -22,6 +22,16 @@ struct cli_filter {
 int ps_filter_add(struct cli_filter *f, const char *arg, const char *const *keys, const char *cmd);
 /* Whether every filter on key accepts value. */
 bool ps_filter_match(const struct cli_filter *f, const char *key, const char *value);
+/*
+ * The options every listing (ps, services, nodes) shares: -q/--quiet and -f/--filter
+ * KEY=VALUE. Looks at argv[*i]: 1 when it was one of them (*i moved past its value), 0 when
+ * it is not, -1 with a message on stderr (cmd names the command) when its value is missing
+ * or bad.
+ */
+int ps_list_option(const char *cmd, int argc, char **argv, int *i, const char *const *keys,
+                   struct cli_filter *f, bool *quiet);
+/* Print a listing's JSON (indented, one newline) and free it. */
+void ps_print_json(struct json_t *v);
 
 /* The lower-case name of a TaskState ("running"), "unknown" out of range. */
 const char *ps_state_name(int state);

@@ -274,14 +274,13 @@ services_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	bool stats = false, quiet = false;
 
 	for (int i = 1; i < argc; i++) {
+		int o = ps_list_option("services", argc, argv, &i, keys, &filter, &quiet);
+		if (o == -1)
+			return 1;
+		if (o == 1)
+			continue;
 		if (strcmp(argv[i], "--stats") == 0) {
 			stats = true;
-		} else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
-			quiet = true;
-		} else if ((strcmp(argv[i], "--filter") == 0 || strcmp(argv[i], "-f") == 0) &&
-		           i + 1 < argc) {
-			if (ps_filter_add(&filter, argv[++i], keys, "services") == -1)
-				return 1;
 		} else {
 			fprintf(stderr, "shoal services: unexpected argument %s\n%s", argv[i],
 			        services_usage);
@@ -309,9 +308,7 @@ services_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		json_t *arr = json_array();
 		for (size_t i = 0; i < lr->n_services; i++)
 			json_array_append_new(arr, services_info_json(lr->services[i], stats));
-		json_dumpf(arr, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(arr);
+		ps_print_json(arr);
 	} else {
 		struct table t;
 		table_init(&t, ARRAY_SIZE(header), header);
@@ -405,9 +402,7 @@ services_inspect_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	for (size_t i = 0; i < tr->n_tasks; i++)
 		json_array_append_new(tasks, ps_task_json(tr->tasks[i]));
 	json_object_set_new(o, "tasks", tasks);
-	json_dumpf(o, stdout, JSON_INDENT(2));
-	fputc('\n', stdout);
-	json_decref(o);
+	ps_print_json(o);
 	shoal__envelope__free_unpacked(treply, NULL);
 	shoal__envelope__free_unpacked(sreply, NULL);
 	return 0;

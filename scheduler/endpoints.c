@@ -30,8 +30,8 @@ published(const struct service *svc)
 bool
 endpoints_serves(const struct task *t)
 {
-	if (t->desired != TASK_DESIRED_RUNNING || !task_healthy(t) || t->lost || !t->bound ||
-	    t->node == NULL || t->node->status != NODE_READY)
+	if (t->phase != TASK_PHASE_RUN || !task_healthy(t) || !t->bound || t->node == NULL ||
+	    t->node->status != NODE_READY)
 		return false;
 	return t->svc->spec.network == MANIFEST_NETWORK_HOST || t->ip[0] != '\0';
 }
@@ -762,14 +762,14 @@ endpoints_drain(struct sched_server *srv, struct task *t)
 {
 	struct endpoints *e = &srv->endpoints;
 
-	if (t->draining)
+	if (t->phase == TASK_PHASE_DRAINING)
 		return true;
 	/* Only a task some proxy (published port or VIP) may be sending to, or some DNS server
 	 * may be naming, has anything to drain: a serving task of a published service, or of
 	 * one some node follows. */
 	if (!endpoints_serves(t) || !viewed(e, t->svc))
 		return false;
-	t->draining = true;
+	task_phase_set(t, TASK_PHASE_DRAINING);
 	/* The next generation is the first without it: endpoints_flush runs in this pass. */
 	t->drain_gen = e->generation + 1;
 	t->drain_deadline = util_now_ms() + DRAIN_ACK_TIMEOUT_MS;
@@ -819,7 +819,7 @@ endpoints_check_drains(struct sched_server *srv)
 			          "task %s: not every proxy confirmed it left in %d ms; "
 			          "stopping it anyway",
 			          t->name, DRAIN_ACK_TIMEOUT_MS);
-		t->draining = false;
+		task_phase_set(t, TASK_PHASE_SHUTDOWN);
 		e->draining[i] = e->draining[--e->ndraining];
 		if (t->bound)
 			reconcile_mark_node(srv, t->node);
@@ -831,7 +831,7 @@ endpoints_forget(struct sched_server *srv, struct task *t)
 {
 	struct endpoints *e = &srv->endpoints;
 
-	if (!t->draining)
+	if (t->phase != TASK_PHASE_DRAINING)
 		return;
 	for (size_t i = 0; i < e->ndraining; i++) {
 		if (e->draining[i] == t) {
@@ -839,7 +839,7 @@ endpoints_forget(struct sched_server *srv, struct task *t)
 			break;
 		}
 	}
-	t->draining = false;
+	task_phase_set(t, TASK_PHASE_SHUTDOWN);
 }
 
 void

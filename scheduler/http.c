@@ -297,11 +297,11 @@ task_json(const struct task *t, const char *role)
 	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:s}",
 	                 "id", t->id, "name", t->name ? t->name : "", "service", t->svc->name,
 	                 "slot", (json_int_t)t->slot, "version", (json_int_t)t->version, "node",
-	                 t->node ? t->node->name : "", "desired", task_desired_name(t->desired),
-	                 "state", task_state_name(t->state), "health", t->health ? t->health : "",
-	                 "message", t->message ? t->message : "", "ip", t->ip, "exit_code",
-	                 (int)t->exit_code, "state_since_ms", (json_int_t)t->state_since, "role",
-	                 role);
+	                 t->node ? t->node->name : "", "desired",
+	                 task_desired_name(task_desired(t)), "state", task_state_name(t->state),
+	                 "health", t->health ? t->health : "", "message",
+	                 t->message ? t->message : "", "ip", t->ip, "exit_code", (int)t->exit_code,
+	                 "state_since_ms", (json_int_t)t->state_since, "role", role);
 }
 
 void

@@ -171,18 +171,27 @@ relay_new(struct sched_server *srv, struct sched_conn *cli, uint64_t cli_id, con
 	return r;
 }
 
-/* Tell the agent to end r's command (the CLI cancelled or went away), and forget r. */
+/* Tell the agent to end what r relays (the CLI cancelled or went away): the same request
+ * with cancel set, an Exec for a command, a Logs for a follow. Then forget r. */
 static void
-exec_cancel(struct sched_server *srv, struct log_relay *r)
+relay_cancel(struct sched_server *srv, struct log_relay *r)
 {
 	Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
 	Shoal__ExecRequest er = SHOAL__EXEC_REQUEST__INIT;
+	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
 
-	er.task = "";
-	er.cancel = true;
 	fwd.id = r->agent_id;
-	fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
-	fwd.exec = &er;
+	if (r->exec) {
+		er.task = "";
+		er.cancel = true;
+		fwd.body_case = SHOAL__ENVELOPE__BODY_EXEC;
+		fwd.exec = &er;
+	} else {
+		lr.task = "";
+		lr.cancel = true;
+		fwd.body_case = SHOAL__ENVELOPE__BODY_LOGS;
+		fwd.logs = &lr;
+	}
 	send_env(r->agent, &fwd);
 	relay_drop(srv, r);
 }
@@ -318,7 +327,7 @@ logs_exec_start(struct sched_conn *cli, const Shoal__Envelope *env)
 			if (r->exec && r->cli == cli && r->cli_id == env->id)
 				break;
 		if (r)
-			exec_cancel(srv, r);
+			relay_cancel(srv, r);
 		return;
 	}
 	if (t == NULL) {
@@ -391,22 +400,13 @@ logs_conn_closed(struct sched_server *srv, struct sched_conn *sc)
 {
 	for (struct log_relay *r = srv->relays, *next; r; r = next) {
 		next = r->next;
-		if (r->cli == sc && r->exec) {
-			exec_cancel(srv, r);
+		if (r->cli == sc) {
+			/* The user pressed ^C (or went away): the agent ends the command or the
+			 * follow too. */
+			relay_cancel(srv, r);
 		} else if (r->agent == sc->rpc && r->exec) {
 			reply_error(r->cli, r->cli_id, EHOSTUNREACH,
 			            "the task's node went away while the command ran");
-			relay_drop(srv, r);
-		} else if (r->cli == sc) {
-			/* The user pressed ^C: stop the agent's follow too. */
-			Shoal__Envelope fwd = SHOAL__ENVELOPE__INIT;
-			Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
-			lr.task = "";
-			lr.cancel = true;
-			fwd.id = r->agent_id;
-			fwd.body_case = SHOAL__ENVELOPE__BODY_LOGS;
-			fwd.logs = &lr;
-			send_env(r->agent, &fwd);
 			relay_drop(srv, r);
 		} else if (r->agent == sc->rpc) {
 			r->agent = NULL;

@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "cmdline.h"
 #include "err.h"
 #include "identity.h"
 #include "log.h"
@@ -183,11 +184,9 @@ main(int argc, char **argv)
 			break;
 		}
 		case 'L':
-			level = log_level_parse(optarg);
-			if (level < 0) {
-				fprintf(stderr, "shoal-scheduler: unknown log level %s\n", optarg);
+			level = cmdline_log_level("shoal-scheduler", optarg);
+			if (level < 0)
 				return 1;
-			}
 			break;
 		case 'H':
 			so.http = optarg;
@@ -229,18 +228,12 @@ main(int argc, char **argv)
 			so.lease_ttl_s = v;
 			break;
 		}
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
-		default:
-			fputs(usage_text, stderr);
-			return 1;
+		default: /* -h, or an option getopt refused */
+			return cmdline_usage(c, usage_text);
 		}
 	}
-	if (optind != argc) {
-		fprintf(stderr, "shoal-scheduler: unexpected argument %s\n", argv[optind]);
+	if (!cmdline_no_rest("shoal-scheduler", argc, argv))
 		return 1;
-	}
 	if (so.data_dir == NULL) {
 		fprintf(stderr, "shoal-scheduler: %s needs --data-dir DIR\n", cmd);
 		return 1;

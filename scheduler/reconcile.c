@@ -244,7 +244,7 @@ apply_cur(struct sched_server *srv, struct service *svc, struct slot *sl,
 		                           reconcile_task_new(srv, svc, sl->num, a.restarts), NULL);
 		break;
 	case RS_UNHOLD:
-		t->hold = false;
+		task_phase_set(t, TASK_PHASE_RUN);
 		break;
 	case RS_UPDATE_ENDED:
 		reconcile_slot_failure_text(t, why, sizeof(why));
@@ -272,10 +272,10 @@ apply_cur(struct sched_server *srv, struct service *svc, struct slot *sl,
 			sl->next = fresh;
 			reconcile_persist_task(srv, fresh);
 		} else {
-			fresh->hold = true;
+			/* Held (unplaced) while the old task stops somewhere we hear from. */
 			reconcile_task_replace_cur(srv, sl, fresh, "updated");
-			if (!reconcile_slot_stopping(sl))
-				fresh->hold = false;
+			if (reconcile_slot_stopping(sl))
+				task_phase_set(fresh, TASK_PHASE_HELD);
 		}
 		break;
 	case RS_DRAIN:
@@ -372,8 +372,7 @@ place_pending(struct sched_server *srv, struct service *svc)
 		for (size_t k = 0; k < ARRAY_SIZE(ts); k++) {
 			struct task *t = ts[k];
 			struct node *n;
-			if (t == NULL || t->node || t->desired != TASK_DESIRED_RUNNING || t->hold ||
-			    task_terminal(t))
+			if (t == NULL || t->node || t->phase != TASK_PHASE_RUN || task_terminal(t))
 				continue;
 			if (b == NULL)
 				b = place_begin(&srv->nodes, svc);

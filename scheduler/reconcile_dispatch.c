@@ -31,7 +31,7 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 	for (struct task *t = n->tasks; t; t = t->node_next) {
 		Shoal__TaskSpec *ts;
 		size_t k;
-		if ((t->desired != TASK_DESIRED_RUNNING && !t->draining) || task_terminal(t))
+		if (t->phase == TASK_PHASE_SHUTDOWN || task_terminal(t))
 			continue;
 		ts = &specs[nt];
 		shoal__task_spec__init(ts);

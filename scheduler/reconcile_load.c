@@ -74,12 +74,13 @@ load_task(const struct store_task *st, void *arg)
 	t->svc = svc;
 	t->slot = st->slot;
 	t->version = st->version;
-	t->desired = (enum task_desired)st->desired;
+	if (st->desired == TASK_DESIRED_SHUTDOWN)
+		task_phase_set(t, TASK_PHASE_SHUTDOWN);
 	t->restarts = st->restarts;
 	t->created_ms = st->created_ms;
 	t->state_since = util_wall_ms();
 	t->exit_code = -1;
-	t->persisted = t->stored = true;
+	t->row.written = true;
 	/* Observed state comes back with the agents' registrations: until then a placed task is
 	 * "assigned" (its agent will start it if it is not running). */
 	t->state = n ? TASK_STATE_ASSIGNED : TASK_STATE_PENDING;
@@ -105,7 +106,7 @@ load_task(const struct store_task *st, void *arg)
 		slot_add_stopping(sl, t);
 		break;
 	}
-	if (t->desired == TASK_DESIRED_SHUTDOWN && sl->cur == t && svc->removed)
+	if (task_desired(t) == TASK_DESIRED_SHUTDOWN && sl->cur == t && svc->removed)
 		sl->removed = true;
 }
 

@@ -97,17 +97,16 @@ task_role(const struct slot *sl, const struct task *t)
 void
 reconcile_persist_task(struct sched_server *srv, struct task *t)
 {
-	t->persisted = true;
 	schedule_pass(srv);
-	if (t->queued)
+	if (t->row.queued)
 		return;
 	if (srv->ndirty_tasks == srv->capdirty_tasks) {
 		srv->capdirty_tasks = srv->capdirty_tasks ? srv->capdirty_tasks * 2 : 64;
 		srv->dirty_tasks =
 		    xrealloc(srv->dirty_tasks, srv->capdirty_tasks * sizeof(*srv->dirty_tasks));
 	}
-	t->queued = true;
-	t->queue_idx = (uint32_t)srv->ndirty_tasks;
+	t->row.queued = true;
+	t->row.queue_idx = (uint32_t)srv->ndirty_tasks;
 	srv->dirty_tasks[srv->ndirty_tasks++] = t;
 }
 
@@ -116,10 +115,10 @@ dequeue_task(struct sched_server *srv, struct task *t)
 {
 	struct task *last = srv->dirty_tasks[--srv->ndirty_tasks];
 
-	SHOAL_ASSERT(t->queued && srv->dirty_tasks[t->queue_idx] == t);
-	srv->dirty_tasks[t->queue_idx] = last;
-	last->queue_idx = t->queue_idx;
-	t->queued = false;
+	SHOAL_ASSERT(t->row.queued && srv->dirty_tasks[t->row.queue_idx] == t);
+	srv->dirty_tasks[t->row.queue_idx] = last;
+	last->row.queue_idx = t->row.queue_idx;
+	t->row.queued = false;
 }
 
 static int
@@ -152,13 +151,13 @@ reconcile_pass_write_tasks(struct sched_server *srv)
 		    .slot = t->slot,
 		    .version = t->version,
 		    .node_id = t->node ? t->node->id : "",
-		    .desired = t->desired,
+		    .desired = task_desired(t),
 		    .role = task_role(service_slot_find(t->svc, t->slot), t),
 		    .restarts = t->restarts,
 		    .created_ms = t->created_ms,
 		};
-		t->queued = false;
-		t->stored = true;
+		t->row.queued = false;
+		t->row.written = true;
 		if (store_task_put(&srv->store, &st, &err) == -1)
 			reconcile_pass_warn(&err);
 	}
@@ -170,14 +169,13 @@ reconcile_pass_forget_task(struct sched_server *srv, struct task *t)
 {
 	struct shoal_err err;
 
-	if (!t->persisted)
+	if (!task_row_kept(t))
 		return;
-	t->persisted = false;
-	if (t->queued)
+	if (t->row.queued)
 		dequeue_task(srv, t);
-	if (!t->stored)
+	if (!t->row.written)
 		return; /* queued in this pass, never written: nothing to delete */
-	t->stored = false;
+	t->row.written = false;
 	reconcile_pass_tx(srv);
 	if (store_task_delete(&srv->store, t->id, &err) == -1)
 		reconcile_pass_warn(&err);

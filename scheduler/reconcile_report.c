@@ -44,7 +44,7 @@ finished(struct sched_server *srv, struct task *t)
 			}
 		}
 	}
-	if (t->persisted)
+	if (task_row_kept(t))
 		reconcile_persist_task(srv, t);
 	reconcile_mark(srv, t->svc);
 }
@@ -141,7 +141,7 @@ reconcile_task_status(struct sched_server *srv, struct node *n, const Shoal__Tas
 	task_set_state(t, st, ts->timestamp_ms ? ts->timestamp_ms : util_wall_ms());
 	if (ts->message && ts->message[0])
 		task_set_message(t, "%s", ts->message);
-	else if (st == TASK_STATE_RUNNING && t->desired == TASK_DESIRED_RUNNING)
+	else if (st == TASK_STATE_RUNNING && task_desired(t) == TASK_DESIRED_RUNNING)
 		task_set_message(t, NULL);
 	if (st != old) {
 		if (task_terminal(t)) {
@@ -204,9 +204,9 @@ reconcile_node_down(struct sched_server *srv, struct node *n)
 	size_t lost = 0;
 
 	for (struct task *t = n->tasks; t; t = t->node_next) {
-		if (t->desired != TASK_DESIRED_RUNNING || task_terminal(t) || t->lost)
+		if (!task_wanted(t) || task_terminal(t))
 			continue;
-		t->lost = true;
+		task_phase_set(t, TASK_PHASE_LOST);
 		task_set_message(t, "node %s down", n->name);
 		reconcile_task_emit(srv, t, "lost", "node %s down", n->name);
 		reconcile_mark(srv, t->svc);
@@ -230,7 +230,7 @@ reconcile_node_registered(struct sched_server *srv, struct node *n,
 		struct task *t = task_map_get(&srv->tasks, running[i]->task_id);
 		if (t == NULL || t->node != n || !t->bound)
 			continue;
-		if (!t->lost && t->desired == TASK_DESIRED_RUNNING)
+		if (task_wanted(t))
 			adopted++;
 		reconcile_task_status(srv, n, running[i]);
 	}
@@ -240,13 +240,13 @@ reconcile_node_registered(struct sched_server *srv, struct node *n,
 		next = t->node_next;
 		/* Not yet started there: its Assignments will start it. Wanted stopped: it is. */
 		if (task_terminal(t) ||
-		    (t->state < TASK_STATE_STARTING && t->desired == TASK_DESIRED_RUNNING))
+		    (t->state < TASK_STATE_STARTING && task_desired(t) == TASK_DESIRED_RUNNING))
 			continue;
 		for (size_t i = 0; i < nrunning && !reported; i++)
 			reported = strcmp(running[i]->task_id, t->id) == 0;
 		if (reported)
 			continue;
-		if (t->desired == TASK_DESIRED_SHUTDOWN) {
+		if (task_desired(t) == TASK_DESIRED_SHUTDOWN) {
 			task_set_state(t, TASK_STATE_STOPPED, util_wall_ms());
 		} else {
 			task_set_state(t, TASK_STATE_FAILED, util_wall_ms());
@@ -278,8 +278,8 @@ reconcile_node_removed(struct sched_server *srv, struct node *n)
 		struct task *t = n->tasks;
 		if (!task_terminal(t)) {
 			task_set_state(t,
-			               t->desired == TASK_DESIRED_SHUTDOWN ? TASK_STATE_STOPPED
-			                                                   : TASK_STATE_FAILED,
+			               task_desired(t) == TASK_DESIRED_SHUTDOWN ? TASK_STATE_STOPPED
+			                                                        : TASK_STATE_FAILED,
 			               util_wall_ms());
 			task_set_message(t, "node %s removed", n->name);
 			reconcile_task_emit_state(srv, t, t->state);

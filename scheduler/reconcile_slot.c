@@ -77,7 +77,7 @@ reconcile_slot_next(const struct service *svc, const struct slot *sl, int64_t no
 		return none;
 	if (task_terminal(n))
 		return act(RS_NEXT_ENDED, false);
-	if (n->lost)
+	if (n->phase == TASK_PHASE_LOST)
 		return act(RS_NEXT_LOST, false);
 	if (task_healthy(n))
 		return act(RS_NEXT_TAKEOVER, false);
@@ -118,13 +118,13 @@ reconcile_slot_cur(const struct service *svc, const struct slot *sl, int64_t now
 
 	if (t == NULL)
 		return act(RS_START, false);
-	if (t->lost) {
+	if (t->phase == TASK_PHASE_LOST) {
 		a = act(RS_REPLACE_LOST, false);
 		a.restarts = t->restarts;
 		return a;
 	}
 	/* Stop-first: the new task waits, unplaced, until the old one has stopped. */
-	if (t->hold && !reconcile_slot_stopping(sl))
+	if (t->phase == TASK_PHASE_HELD && !reconcile_slot_stopping(sl))
 		return act(RS_UNHOLD, false);
 	if (t->from_update) {
 		if (task_terminal(t))

@@ -47,7 +47,7 @@ reconcile_task_emit_state(struct sched_server *srv, const struct task *t, enum t
 		reconcile_task_emit(srv, t, "stopping", "%s", t->message ? t->message : "");
 		break;
 	case TASK_STATE_STOPPED:
-		if (t->desired == TASK_DESIRED_SHUTDOWN)
+		if (task_desired(t) == TASK_DESIRED_SHUTDOWN)
 			reconcile_task_emit(srv, t, "stopped", "%s", t->message ? t->message : "");
 		else
 			reconcile_task_emit(srv, t, "exited", "exited with code %d%s", t->exit_code,
@@ -135,11 +135,12 @@ reconcile_task_new(struct sched_server *srv, struct service *svc, uint32_t slot,
 void
 reconcile_task_shutdown(struct sched_server *srv, struct task *t, const char *why)
 {
-	if (t->desired == TASK_DESIRED_SHUTDOWN)
+	if (task_desired(t) == TASK_DESIRED_SHUTDOWN)
 		return;
-	/* Out of every proxy's rotation first; the node stops it once they all confirmed. */
-	endpoints_drain(srv, t);
-	t->desired = TASK_DESIRED_SHUTDOWN;
+	/* Out of every proxy's rotation first (draining); the node stops it once they all
+	 * confirmed. A task no proxy sends to stops now. */
+	if (!endpoints_drain(srv, t))
+		task_phase_set(t, TASK_PHASE_SHUTDOWN);
 	if (why)
 		task_set_message(t, "%s", why);
 	/* Scaled away or the service removed: the slot goes; anything else replaces the task.

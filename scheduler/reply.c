@@ -48,17 +48,13 @@ reply_send(struct sched_conn *sc, Shoal__Envelope *env)
 		shoal_log(LOG_WARNING, "reply to %s: %s", rpc_conn_peer(sc->rpc), err.msg);
 }
 
-void
-reply_error(struct sched_conn *sc, uint64_t id, unsigned code, const char *fmt, ...)
+/* The Error reply {code, msg} for request id. */
+static void
+send_error(struct sched_conn *sc, uint64_t id, unsigned code, char *msg)
 {
 	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
 	Shoal__Error e = SHOAL__ERROR__INIT;
-	char msg[256];
-	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	e.code = code;
 	e.message = msg;
 	env.id = id;
@@ -68,24 +64,17 @@ reply_error(struct sched_conn *sc, uint64_t id, unsigned code, const char *fmt, 
 }
 
 void
-reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
+reply_error(struct sched_conn *sc, uint64_t id, unsigned code, const char *fmt, ...)
 {
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__Ok ok = SHOAL__OK__INIT;
 	char msg[256];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	ok.message = msg;
-	env.id = id;
-	env.body_case = SHOAL__ENVELOPE__BODY_OK;
-	env.ok = &ok;
-	reply_send(sc, &env);
+	send_error(sc, id, code, msg);
 }
 
-/* An Ok that tells the CLI where in the event stream to watch the change from. */
 void
 reply_ok_since(struct sched_conn *sc, uint64_t id, uint64_t seq, const char *fmt, ...)
 {
@@ -113,8 +102,6 @@ void
 reply_error_lines(struct sched_conn *sc, uint64_t id, unsigned code, const char *head,
                   const struct manifest_errors *errs)
 {
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__Error e = SHOAL__ERROR__INIT;
 	size_t len = strlen(head) + 1, o;
 	cleanup_free char *msg = NULL;
 
@@ -124,10 +111,5 @@ reply_error_lines(struct sched_conn *sc, uint64_t id, unsigned code, const char 
 	o = (size_t)snprintf(msg, len, "%s", head);
 	for (size_t i = 0; i < errs->n; i++)
 		o += (size_t)snprintf(msg + o, len - o, "\n%s", errs->lines[i]);
-	e.code = code;
-	e.message = msg;
-	env.id = id;
-	env.body_case = SHOAL__ENVELOPE__BODY_ERROR;
-	env.error = &e;
-	reply_send(sc, &env);
+	send_error(sc, id, code, msg);
 }

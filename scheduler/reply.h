@@ -22,10 +22,11 @@ void reply_error(struct sched_conn *sc, uint64_t id, unsigned code, const char *
 /* An Error whose message is head, then each line of errs on a line of its own. */
 void reply_error_lines(struct sched_conn *sc, uint64_t id, unsigned code, const char *head,
                        const struct manifest_errors *errs);
-void reply_ok(struct sched_conn *sc, uint64_t id, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* An Ok that tells the CLI where in the event stream to watch the change from. */
+/* An Ok whose events_seq (0: none) tells the CLI where in the event stream to watch the change
+ * from. */
 void reply_ok_since(struct sched_conn *sc, uint64_t id, uint64_t seq, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* An Ok with nothing to watch: reply_ok(sc, id, fmt, ...). */
+#define reply_ok(sc, id, ...) reply_ok_since((sc), (id), 0, __VA_ARGS__)
 
 #endif

@@ -11,12 +11,40 @@ struct service;
 /*
  * A task is one replica slot of one service version (README.md "Concepts", docs/state-machines.md).
  * A slot keeps its number for life; each (re)start of the slot is a new task with a new id, so a
- * task's history never changes meaning. Observed states are the wire's TaskState values.
+ * task's history never changes meaning.
+ *
+ * Its lifecycle has two axes, each one enum: the scheduler's phase (what it wants of the task,
+ * changed only through task_phase_set, which refuses a transition its table does not list) and
+ * the observed state its agent reports (the wire's TaskState). They are independent: a task
+ * draining is still running, a lost one may report it stopped when its node returns.
  */
 
+/* What the wire and the store say the scheduler wants: derived from the phase (task_desired). */
 enum task_desired {
 	TASK_DESIRED_RUNNING = 0,
 	TASK_DESIRED_SHUTDOWN = 1,
+};
+
+/*
+ * The scheduler's phase of a task (the table of transitions is in task.c and
+ * docs/state-machines.md): held -> run; run -> held (not yet placed), lost, draining;
+ * held, run, lost, draining -> shutdown. held, run and lost want it running; draining and
+ * shutdown want it stopped. Nothing comes back from lost or shutdown.
+ */
+enum task_phase {
+	TASK_PHASE_RUN = 0,  /* wanted running: waiting for a node, or placed on one */
+	TASK_PHASE_HELD,     /* stop-first: not placed until its slot's old task stopped */
+	TASK_PHASE_LOST,     /* its node went down: no longer a replica, its slot replaces it */
+	TASK_PHASE_DRAINING, /* wanted stopped, leaving Endpoints first: still assigned */
+	TASK_PHASE_SHUTDOWN, /* wanted stopped: out of its node's Assignments (final) */
+};
+#define TASK_PHASE_COUNT (TASK_PHASE_SHUTDOWN + 1)
+
+/* The store's bookkeeping of the task's row (reconcile_pass.c), not a phase of the task. */
+struct task_row {
+	bool queued;        /* on the server's list of rows to write at the end of the pass */
+	bool written;       /* the row is in the store (it exists when queued or written) */
+	uint32_t queue_idx; /* index on that list while queued */
 };
 
 /* Same numbering as Shoal__TaskState on the wire. */
@@ -46,10 +74,10 @@ struct task {
 	char *name;          /* service.slot.shortid */
 	struct service *svc; /* owner */
 	uint32_t slot;
-	uint64_t version;  /* the service spec version it runs */
-	struct node *node; /* NULL while pending */
-	enum task_desired desired;
-	enum task_state state;
+	uint64_t version;      /* the service spec version it runs */
+	struct node *node;     /* NULL while pending */
+	enum task_phase phase; /* the scheduler's: only through task_phase_set */
+	enum task_state state; /* the agent's */
 	int64_t state_since;   /* wall ms of the last state change */
 	int64_t created_ms;    /* wall ms */
 	int64_t started_at;    /* wall ms the container started, 0 if never */
@@ -57,25 +85,21 @@ struct task {
 	int64_t finished_mono; /* monotonic ms it reached a terminal state */
 	int64_t not_before;    /* monotonic ms: a restart waits for its back-off */
 	int32_t exit_code;
-	bool oom_killed;
-	bool lost;              /* its node went down: it no longer counts as live */
-	bool persisted;         /* a row exists in the store, or is queued to be written */
-	bool stored;            /* the row is written (persisted, not just queued) */
-	bool queued;            /* on the server's list of rows to write at the end of the pass */
-	bool bound;             /* on node's task list, holding its reservation */
-	bool draining;          /* leaving Endpoints before it stops: still assigned */
-	uint64_t drain_gen;     /* Endpoints generation without it: stop once all acked */
-	int64_t drain_deadline; /* monotonic ms: stop anyway (an agent that never acks) */
+	bool oom_killed;        /* how it ended, with exit_code: a fact, not a phase */
+	bool bound;             /* node's bookkeeping: on its task list, holding its reservation */
+	struct task_row row;    /* the store's bookkeeping */
+	uint64_t drain_gen;     /* draining: Endpoints generation without it, stop once all acked */
+	int64_t drain_deadline; /* draining: monotonic ms, stop anyway (an agent that never acks) */
 	uint32_t restarts;      /* consecutive restarts of the slot before this task */
-	uint32_t queue_idx;     /* index on that list while queued */
 	uint64_t cpu_millis;    /* reservation held on node while bound */
 	int64_t memory_bytes;
 	char ip[16];
 	enum task_health health_state;
-	char *health;     /* its text as listed: "" (no check), starting, healthy, unhealthy: why */
-	bool from_update; /* started by a rolling update, not yet healthy */
-	bool hold;        /* stop-first: not placed until its slot's old task stopped */
-	char *message;    /* why it is pending, failed, ...; NULL if nothing to say */
+	char *health; /* its text as listed: "" (no check), starting, healthy, unhealthy: why */
+	/* Started by a rolling update and not yet counted by it (healthy, or a failure): a fact
+	 * about its origin beside any phase (a held task, a lost one may be the update's). */
+	bool from_update;
+	char *message;     /* why it is pending, failed, ...; NULL if nothing to say */
 	char *last_output; /* its last lines of output once it ended (agent's report), or NULL */
 	struct task *node_prev, *node_next; /* node's list of bound tasks */
 };

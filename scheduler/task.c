@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "log.h"
 #include "service-t.h"
 #include "util.h"
 
@@ -136,7 +137,82 @@ task_health_parse(const char *text, const char **reason)
 bool
 task_live(const struct task *t)
 {
-	return t->desired == TASK_DESIRED_RUNNING && !task_terminal(t) && !t->lost;
+	return task_wanted(t) && !task_terminal(t);
+}
+
+/* ---- the phase ---- */
+
+static const char *const phase_names[] = {
+    [TASK_PHASE_RUN] = "run",           [TASK_PHASE_HELD] = "held",
+    [TASK_PHASE_LOST] = "lost",         [TASK_PHASE_DRAINING] = "draining",
+    [TASK_PHASE_SHUTDOWN] = "shutdown",
+};
+
+/* The allowed transitions, from (row) -> to (column). Why each exists:
+ *   run -> held      stop-first: a new task waits for the old one (only while unplaced)
+ *   held -> run      the old task stopped: it may be placed
+ *   run -> lost      its node went down
+ *   run -> draining  asked to stop while some proxy may send to it
+ *   * -> shutdown    asked to stop (held, run, lost), or the drain is over (draining) */
+static const bool phase_table[TASK_PHASE_COUNT][TASK_PHASE_COUNT] = {
+    [TASK_PHASE_RUN] = {[TASK_PHASE_HELD] = true,
+                        [TASK_PHASE_LOST] = true,
+                        [TASK_PHASE_DRAINING] = true,
+                        [TASK_PHASE_SHUTDOWN] = true},
+    [TASK_PHASE_HELD] = {[TASK_PHASE_RUN] = true, [TASK_PHASE_SHUTDOWN] = true},
+    [TASK_PHASE_LOST] = {[TASK_PHASE_SHUTDOWN] = true},
+    [TASK_PHASE_DRAINING] = {[TASK_PHASE_SHUTDOWN] = true},
+    [TASK_PHASE_SHUTDOWN] = {0},
+};
+
+const char *
+task_phase_name(enum task_phase p)
+{
+	if ((size_t)p < ARRAY_SIZE(phase_names) && phase_names[p])
+		return phase_names[p];
+	return "unknown";
+}
+
+bool
+task_phase_allowed(enum task_phase from, enum task_phase to)
+{
+	if ((size_t)from >= TASK_PHASE_COUNT || (size_t)to >= TASK_PHASE_COUNT)
+		return false;
+	return from == to || phase_table[from][to];
+}
+
+bool
+task_phase_set(struct task *t, enum task_phase p)
+{
+	/* Held means not placed: a task on a node is never held back. */
+	if (!task_phase_allowed(t->phase, p) || (p == TASK_PHASE_HELD && t->bound)) {
+		shoal_log(LOG_ERR, "task %s: phase %s -> %s refused (a bug: it stays %s)",
+		          t->name ? t->name : t->id, task_phase_name(t->phase), task_phase_name(p),
+		          task_phase_name(t->phase));
+		return false;
+	}
+	t->phase = p;
+	return true;
+}
+
+enum task_desired
+task_desired(const struct task *t)
+{
+	return t->phase == TASK_PHASE_DRAINING || t->phase == TASK_PHASE_SHUTDOWN
+	           ? TASK_DESIRED_SHUTDOWN
+	           : TASK_DESIRED_RUNNING;
+}
+
+bool
+task_wanted(const struct task *t)
+{
+	return t->phase == TASK_PHASE_RUN || t->phase == TASK_PHASE_HELD;
+}
+
+bool
+task_row_kept(const struct task *t)
+{
+	return t->row.queued || t->row.written;
 }
 
 void

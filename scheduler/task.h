@@ -22,6 +22,22 @@ bool task_healthy(const struct task *t);
 /* Counts as a replica: wanted running, not terminal, not lost with its node. */
 bool task_live(const struct task *t);
 
+/*
+ * Move t to phase p if the table allows it (a phase to itself is allowed and changes nothing).
+ * An illegal transition is refused and logged, and t keeps its phase: the combinations the
+ * table does not list (a lost task draining, a held task placed...) cannot be reached.
+ */
+bool task_phase_set(struct task *t, enum task_phase p);
+/* Does the table allow from -> to? */
+bool task_phase_allowed(enum task_phase from, enum task_phase to);
+const char *task_phase_name(enum task_phase p);
+/* What the scheduler wants of t, as the wire and the store say it. */
+enum task_desired task_desired(const struct task *t);
+/* Wanted running and not lost: held or run. */
+bool task_wanted(const struct task *t);
+/* Has t a row in the store, written or queued to be? */
+bool task_row_kept(const struct task *t);
+
 void task_set_state(struct task *t, enum task_state st, int64_t now_wall);
 /* Replace the message (fmt NULL clears it). */
 void task_set_message(struct task *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

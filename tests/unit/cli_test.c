@@ -161,6 +161,36 @@ test_ps_state_text(void **state)
 	assert_string_equal(ps_state_name(-1), "unknown");
 }
 
+/* -q and -f/--filter, one parser for ps, services and nodes: a missing value is an error
+ * (services and nodes once took it for an unknown argument). */
+static void
+test_ps_list_option(void **state)
+{
+	static const char *const keys[] = {"name", "status", NULL};
+	char *argv[] = {"nodes", "-q",      "--filter", "status=down", "-x",
+	                "-f",    "bogus=1", "-f",       NULL};
+	struct cli_filter f = {0};
+	bool quiet = false;
+	int argc = 8, i = 1;
+
+	(void)state;
+	assert_int_equal(ps_list_option("nodes", argc, argv, &i, keys, &f, &quiet), 1);
+	assert_true(quiet);
+	assert_int_equal(i, 1);
+	i = 2;
+	assert_int_equal(ps_list_option("nodes", argc, argv, &i, keys, &f, &quiet), 1);
+	assert_int_equal(i, 3); /* past its value */
+	assert_int_equal(f.n, 1);
+	assert_false(ps_filter_match(&f, "status", "ready"));
+	assert_true(ps_filter_match(&f, "status", "down"));
+	i = 4;
+	assert_int_equal(ps_list_option("nodes", argc, argv, &i, keys, &f, &quiet), 0);
+	i = 5;
+	assert_int_equal(ps_list_option("nodes", argc, argv, &i, keys, &f, &quiet), -1);
+	i = 7;
+	assert_int_equal(ps_list_option("nodes", argc, argv, &i, keys, &f, &quiet), -1);
+}
+
 static void
 test_ps_sort(void **state)
 {
@@ -742,6 +772,7 @@ main(void)
 	    cmocka_unit_test(test_scale_parse),
 	    cmocka_unit_test(test_format_ports),
 	    cmocka_unit_test(test_ps_state_text),
+	    cmocka_unit_test(test_ps_list_option),
 	    cmocka_unit_test(test_ps_sort),
 	    cmocka_unit_test(test_ps_task_json),
 	    cmocka_unit_test_setup_teardown(test_apply_bad_manifest, tmp_setup, tmp_teardown),

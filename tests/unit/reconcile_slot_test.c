@@ -193,17 +193,17 @@ test_node_down(void **state)
 	struct reconcile_slot_action a;
 	struct task *t = f->sl->cur = running(f, 2, &f->down, 1000);
 
-	t->lost = true;
+	assert_true(task_phase_set(t, TASK_PHASE_LOST));
 	t->restarts = 2;
 	a = reconcile_slot_cur(f->svc, f->sl, 5000, WALL);
 	assert_int_equal(a.act, RS_REPLACE_LOST);
 	assert_int_equal(a.restarts, 2);
 
-	t->lost = false;
-	t->node = &f->up;
+	f->sl->cur = running(f, 2, &f->up, 1000);
+	f->owned[f->nowned++] = t; /* no longer the slot's */
 	f->sl->next = running(f, 2, &f->down, 0);
 	f->sl->next->state = TASK_STATE_STARTING;
-	f->sl->next->lost = true;
+	assert_true(task_phase_set(f->sl->next, TASK_PHASE_LOST));
 	assert_int_equal(reconcile_slot_next(f->svc, f->sl, 5000, WALL).act, RS_NEXT_LOST);
 }
 
@@ -267,9 +267,10 @@ test_stop_first_hold(void **state)
 	struct task *t = f->sl->cur = running(f, 2, NULL, 0);
 
 	t->state = TASK_STATE_PENDING;
-	t->hold = true;
+	t->bound = false; /* not placed: only then may it be held */
+	assert_true(task_phase_set(t, TASK_PHASE_HELD));
 	slot_add_stopping(f->sl, old);
-	old->desired = TASK_DESIRED_SHUTDOWN;
+	assert_true(task_phase_set(old, TASK_PHASE_SHUTDOWN));
 	assert_int_equal(cur_act(f, 5000), RS_NONE);
 	old->node = &f->down; /* stopping on a node that went down: does not hold it up */
 	assert_int_equal(cur_act(f, 5000), RS_UNHOLD);
