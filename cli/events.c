@@ -120,19 +120,19 @@ struct events_state {
 	bool gap_told;
 };
 
-static enum client_stream_action
+static enum rpc_call_action
 events_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 {
 	struct events_state *st = arg;
 	const Shoal__EventBatch *b;
 
 	if (env->body_case != SHOAL__ENVELOPE__BODY_EVENT_BATCH)
-		return err_set(err, 0, "unexpected reply from the scheduler"), CLIENT_STREAM_FAIL;
+		return err_set(err, 0, "unexpected reply from the scheduler"), RPC_CALL_FAIL;
 	b = env->event_batch;
 	for (size_t i = 0; i < b->n_events; i++) {
 		const Shoal__Event *e = b->events[i];
 		if (st->until_ms && e->time_ms > st->until_ms)
-			return CLIENT_STREAM_STOP;
+			return RPC_CALL_STOP;
 		if (st->json)
 			events_print_json(e, stdout);
 		else
@@ -141,7 +141,7 @@ events_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 	}
 	/* A follower reads as it comes; a pipe would otherwise hold lines back. */
 	fflush(stdout);
-	return b->eof ? CLIENT_STREAM_STOP : CLIENT_STREAM_MORE;
+	return b->eof ? RPC_CALL_STOP : RPC_CALL_MORE;
 }
 
 int
@@ -212,7 +212,7 @@ events_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	if (er.until_ms > now)
 		idle =
 		    (int)(er.until_ms - now + 1 > 0x7fffffff ? 0x7fffffff : er.until_ms - now + 1);
-	if (client_stream(ctx, &req, idle, events_on_message, &st, &err) == -1) {
+	if (client_stream(ctx, &req, idle, events_on_message, NULL, &st, &err) == -1) {
 		if (!(er.until_ms > now && util_wall_ms() >= er.until_ms &&
 		      strstr(err.msg, "no reply within"))) {
 			fprintf(stderr, "shoal: %s\n", err.msg);

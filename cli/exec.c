@@ -54,7 +54,7 @@ struct exec_state {
 
 static void pump_input(struct exec_state *st);
 
-static enum client_stream_action
+static enum rpc_call_action
 exec_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 {
 	struct exec_state *st = arg;
@@ -62,7 +62,7 @@ exec_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 
 	if (env->body_case != SHOAL__ENVELOPE__BODY_EXEC_OUTPUT) {
 		err_set(err, 0, "unexpected reply from the scheduler");
-		return CLIENT_STREAM_FAIL;
+		return RPC_CALL_FAIL;
 	}
 	eo = env->exec_output;
 	if (eo->input_written > st->taken) {
@@ -72,9 +72,9 @@ exec_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 	if (eo->data.len)
 		(void)fdio_write_all(eo->stream == 2 ? 2 : 1, eo->data.data, eo->data.len);
 	if (!eo->exited)
-		return CLIENT_STREAM_MORE;
+		return RPC_CALL_MORE;
 	st->code = eo->exit_code;
-	return CLIENT_STREAM_STOP;
+	return RPC_CALL_STOP;
 }
 
 static void
@@ -222,7 +222,7 @@ exec_cmd(struct cli_ctx *ctx, int argc, char **argv)
 {
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
 	Shoal__ExecRequest er = SHOAL__EXEC_REQUEST__INIT;
-	static const struct client_stream_io io = {exec_ready, exec_end};
+	static const struct rpc_call_io io = {exec_ready, exec_end};
 	struct exec_state st = {.code = 1};
 	struct shoal_err err;
 	struct winsize ws;
@@ -282,7 +282,7 @@ exec_cmd(struct cli_ctx *ctx, int argc, char **argv)
 		signal(SIGQUIT, on_fatal_signal);
 	}
 	/* The command runs as long as it runs: no idle limit once connected. */
-	rc = client_stream_io(ctx, &req, 0, exec_on_message, &io, &st, &err);
+	rc = client_stream(ctx, &req, 0, exec_on_message, &io, &st, &err);
 	restore_tty();
 	if (rc == -1) {
 		fprintf(stderr, "shoal: %s\n", err.msg);

@@ -129,17 +129,17 @@ struct logs_state {
 	bool follow;
 };
 
-static enum client_stream_action
+static enum rpc_call_action
 logs_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 {
 	struct logs_state *st = arg;
 	const Shoal__LogChunk *ch;
 
 	if (env->body_case == SHOAL__ENVELOPE__BODY_OK)
-		return CLIENT_STREAM_STOP; /* nothing to send: no task has output */
+		return RPC_CALL_STOP; /* nothing to send: no task has output */
 	if (env->body_case != SHOAL__ENVELOPE__BODY_LOG_CHUNK) {
 		err_set(err, 0, "unexpected reply from the scheduler");
-		return CLIENT_STREAM_FAIL;
+		return RPC_CALL_FAIL;
 	}
 	ch = env->log_chunk;
 	if (ch->data.len)
@@ -147,7 +147,7 @@ logs_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 	/* A follower reads as it comes; a pipe would otherwise hold lines for minutes. */
 	if (st->follow)
 		fflush(stdout);
-	return ch->eof ? CLIENT_STREAM_STOP : CLIENT_STREAM_MORE;
+	return ch->eof ? RPC_CALL_STOP : RPC_CALL_MORE;
 }
 
 int
@@ -201,7 +201,8 @@ logs_cmd(struct cli_ctx *ctx, int argc, char **argv)
 	st.follow = lr.follow;
 	st.printer.prefix = logs_names_service(target) && !lr.previous;
 	/* Following waits for output as long as it takes; a plain read must not hang. */
-	rc = client_stream(ctx, &req, lr.follow ? 0 : ctx->timeout_ms, logs_on_message, &st, &err);
+	rc = client_stream(ctx, &req, lr.follow ? 0 : ctx->timeout_ms, logs_on_message, NULL, &st,
+	                   &err);
 	logs_printer_flush(&st.printer, stdout);
 	logs_printer_free(&st.printer);
 	fflush(stdout);

@@ -184,7 +184,7 @@ watch_draw(struct watch_state *st)
 	fflush(st->out);
 }
 
-static enum client_stream_action
+static enum rpc_call_action
 watch_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 {
 	struct watch_state *st = arg;
@@ -192,7 +192,7 @@ watch_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 	bool changed = false;
 
 	if (env->body_case != SHOAL__ENVELOPE__BODY_EVENT_BATCH)
-		return err_set(err, 0, "unexpected reply from the scheduler"), CLIENT_STREAM_FAIL;
+		return err_set(err, 0, "unexpected reply from the scheduler"), RPC_CALL_FAIL;
 	b = env->event_batch;
 	/* The history batch: the ring moved past where the change began (a burst of more than
 	 * it holds), events were lost. Say so; the outcome still comes as an event. Later
@@ -206,10 +206,10 @@ watch_on_message(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 	if (st->tty && (changed || st->drawn == 0))
 		watch_draw(st);
 	if (watch_finished(st))
-		return CLIENT_STREAM_STOP;
+		return RPC_CALL_STOP;
 	if (b->eof)
-		return err_set(err, 0, "the event stream ended"), CLIENT_STREAM_FAIL;
-	return CLIENT_STREAM_MORE;
+		return err_set(err, 0, "the event stream ended"), RPC_CALL_FAIL;
+	return RPC_CALL_MORE;
 }
 
 bool
@@ -258,7 +258,7 @@ watch_rollout(struct cli_ctx *ctx, const char *const *services, size_t n, uint64
 	req.body_case = SHOAL__ENVELOPE__BODY_EVENTS;
 	req.events = &er;
 	/* No idle bound: the scheduler's update.timeout ends a rollout that stalls. */
-	if (client_stream(ctx, &req, 0, watch_on_message, &st, &err) == -1) {
+	if (client_stream(ctx, &req, 0, watch_on_message, NULL, &st, &err) == -1) {
 		fprintf(stderr,
 		        "shoal: watching the rollout: %s (it goes on; `shoal services` "
 		        "shows it)\n",

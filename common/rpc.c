@@ -5,7 +5,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -94,7 +93,7 @@ struct rpc_conn {
 	int frame_ms;      /* a started frame must be complete within this */
 	int hs_ms;
 	int idle_ms;
-	int sys_errno;   /* errno of a connect or socket failure, for rpc_call's message */
+	int sys_errno;   /* errno of a connect or socket failure */
 	uint8_t state;   /* enum rpc_state */
 	uint8_t role;    /* enum token_role, once ready */
 	uint8_t depth;   /* our own callbacks on the stack: free only when it drops to 0 */
@@ -864,6 +863,12 @@ rpc_conn_peer(const struct rpc_conn *c)
 	return c->peer;
 }
 
+bool
+rpc_conn_connecting(const struct rpc_conn *c)
+{
+	return c->connecting;
+}
+
 size_t
 rpc_conn_pending(const struct rpc_conn *c)
 {
@@ -892,174 +897,4 @@ void *
 rpc_get_user(const struct rpc_conn *c)
 {
 	return c->user;
-}
-
-/* ---- rpc_call: one request, one reply, on a private loop ---- */
-
-struct rpc_call_state {
-	struct event_base *base;
-	struct rpc_conn *c;
-	Shoal__Envelope *req;
-	Shoal__Envelope **reply;
-	struct shoal_err *err;
-	const char *where; /* HOST:PORT */
-	int timeout_ms;
-	bool sent; /* the request went out: a failure now must not be retried elsewhere */
-	int done;  /* 0 running, 1 got the reply, -1 failed (err set) */
-};
-
-static void
-rpc_call_finish(struct rpc_call_state *st, int done)
-{
-	st->done = done;
-	rpc_free(st->c);
-	st->c = NULL;
-	event_base_loopbreak(st->base);
-}
-
-static void
-rpc_call_ready(struct rpc_conn *c, void *arg)
-{
-	struct rpc_call_state *st = arg;
-
-	if (rpc_send(c, st->req, st->err) == -1)
-		rpc_call_finish(st, -1);
-	else
-		st->sent = true;
-}
-
-static void
-rpc_call_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
-{
-	struct rpc_call_state *st = arg;
-	size_t len;
-	uint8_t *buf;
-
-	(void)c;
-	/* Pushes (id 0) and stray replies are not ours. */
-	if (env->id != st->req->id)
-		return;
-	/* env is borrowed; the caller gets its own copy to keep. */
-	len = shoal__envelope__get_packed_size(env);
-	buf = xmalloc(len);
-	shoal__envelope__pack(env, buf);
-	*st->reply = shoal__envelope__unpack(NULL, len, buf);
-	free(buf);
-	if (*st->reply == NULL) {
-		err_set(st->err, 0, "scheduler at %s: unparsable reply", st->where);
-		rpc_call_finish(st, -1);
-		return;
-	}
-	rpc_call_finish(st, 1);
-}
-
-static void
-rpc_call_closed(struct rpc_conn *c, const char *reason, void *arg)
-{
-	struct rpc_call_state *st = arg;
-
-	if (c->connecting)
-		err_set(st->err, 0, "cannot reach scheduler at %s: %s", st->where,
-		        strerror(c->sys_errno));
-	else
-		err_set(st->err, 0, "scheduler at %s: %s", st->where, reason);
-	st->c = NULL;
-	st->done = -1;
-	event_base_loopbreak(st->base);
-}
-
-static void
-rpc_call_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct rpc_call_state *st = arg;
-	char span[32];
-
-	(void)fd;
-	(void)what;
-	if (st->timeout_ms % 1000 == 0)
-		snprintf(span, sizeof(span), "%ds", st->timeout_ms / 1000);
-	else
-		snprintf(span, sizeof(span), "%dms", st->timeout_ms);
-	if (st->c == NULL || st->c->connecting)
-		err_set(st->err, 0, "cannot reach scheduler at %s: timed out after %s", st->where,
-		        span);
-	else if (st->c->state != RPC_READY)
-		err_set(st->err, 0, "scheduler at %s: no handshake within %s", st->where, span);
-	else
-		err_set(st->err, 0, "scheduler at %s: no reply within %s", st->where, span);
-	rpc_call_finish(st, -1);
-}
-
-int
-rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
-         Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err)
-{
-	return rpc_call_sent(host, port, token, req, reply, timeout_ms, NULL, err);
-}
-
-int
-rpc_call_sent(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
-              Shoal__Envelope **reply, int timeout_ms, bool *sent, struct shoal_err *err)
-{
-	static const struct rpc_callbacks cb = {
-	    .ready = rpc_call_ready,
-	    .message = rpc_call_message,
-	    .closed = rpc_call_closed,
-	};
-	struct rpc_call_state st = {.req = req, .reply = reply, .err = err};
-	struct rpc_limits limits = {0};
-	struct sigaction sa;
-	struct event *timer;
-	struct timeval tv;
-	char where[80];
-
-	*reply = NULL;
-	if (sent != NULL)
-		*sent = false;
-	if (sodium_init() < 0)
-		return err_set(err, 0, "libsodium: cannot initialise");
-	/* A CLI has no SIGPIPE handler; a scheduler that hangs up must not kill it. */
-	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-		signal(SIGPIPE, SIG_IGN);
-	if (timeout_ms <= 0)
-		timeout_ms = RPC_DEFAULT_HANDSHAKE_MS;
-	snprintf(where, sizeof(where), "%s:%u", host != NULL && host[0] ? host : "127.0.0.1", port);
-	st.where = where;
-	st.timeout_ms = timeout_ms;
-	do
-		randombytes_buf(&req->id, sizeof(req->id));
-	while (req->id == 0);
-	/* Our own deadline covers connect, handshake and reply; the handshake's must not win. */
-	limits.handshake_timeout_ms = timeout_ms + 1000;
-
-	st.base = event_base_new();
-	if (st.base == NULL)
-		return err_set(err, 0, "cannot create an event loop");
-	timer = evtimer_new(st.base, rpc_call_timeout, &st);
-	st.c = rpc_connect(st.base, host, port, token, &limits, &cb, &st, err);
-	if (timer == NULL || st.c == NULL) {
-		if (st.c == NULL && timer != NULL)
-			err_prefix(err, "cannot reach scheduler at %s", where);
-		else
-			err_set(err, 0, "cannot create a timer");
-		rpc_free(st.c);
-		if (timer != NULL)
-			event_free(timer);
-		event_base_free(st.base);
-		return -1;
-	}
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
-	evtimer_add(timer, &tv);
-	while (st.done == 0)
-		if (event_base_loop(st.base, EVLOOP_ONCE) == -1)
-			break;
-	if (st.done == 0)
-		err_set(err, 0, "scheduler at %s: event loop failed", where);
-	if (sent != NULL)
-		*sent = st.sent;
-	rpc_free(st.c);
-	event_free(timer);
-	event_base_free(st.base);
-	return st.done == 1 ? 0 : -1;
 }

@@ -48,7 +48,7 @@ typedef struct Shoal__Envelope Shoal__Envelope;
  * debug level only and reported to the callback with reason "connection closed by peer".
  *
  * Writes to a peer that hung up raise SIGPIPE: a daemon using this module ignores SIGPIPE
- * (rpc_call() does so itself for the CLI when SIGPIPE is at its default).
+ * (rpc_call_stream() does so itself for the CLI when SIGPIPE is at its default).
  */
 
 #define RPC_DEFAULT_MAX_FRAME    (4u << 20)
@@ -147,25 +147,12 @@ enum token_role rpc_conn_role(const struct rpc_conn *c);
  */
 const uint8_t *rpc_conn_binding(const struct rpc_conn *c);
 const char *rpc_conn_peer(const struct rpc_conn *c);
+/* rpc_connect's connect has not completed yet (a failure now is "cannot reach"). */
+bool rpc_conn_connecting(const struct rpc_conn *c);
 /* Bytes queued for sending and not yet written to the socket. */
 size_t rpc_conn_pending(const struct rpc_conn *c);
 void rpc_set_idle_timeout(struct rpc_conn *c, int ms);
 void rpc_set_user(struct rpc_conn *c, void *user);
 void *rpc_get_user(const struct rpc_conn *c);
-
-/*
- * One request, one reply, for short-lived clients like the CLI: connect, handshake, send req
- * (its id is set here), wait for the envelope with the same id. *reply is the caller's to free
- * with shoal__envelope__free_unpacked(*reply, NULL). Fails with a one-line error within
- * timeout_ms when the scheduler is unreachable.
- */
-int rpc_call(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
-             Shoal__Envelope **reply, int timeout_ms, struct shoal_err *err);
-/*
- * rpc_call that also says whether the request went out (*sent): a client that knows several
- * schedulers tries the next one only when it did not, so no request is ever carried out twice.
- */
-int rpc_call_sent(const char *host, uint16_t port, const struct token *token, Shoal__Envelope *req,
-                  Shoal__Envelope **reply, int timeout_ms, bool *sent, struct shoal_err *err);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * Unit tests for the shoal CLI: what a user sees without a scheduler (argument checks, the
- * columns of ps and services, apply's local validation) and client_stream() against a fake
- * scheduler thread on 127.0.0.1.
+ * columns of ps and services, apply's local validation, a call without a token); the client
+ * engine itself is tested in rpc_call_test.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -461,235 +461,39 @@ test_logs_args(void **state)
 	assert_int_equal(logs_parse_tail("99999999999", &tail), -1);
 }
 
-/* ---- client_stream against a fake scheduler ---- */
+/* ---- the CLI's side of a call: no admin token, no request ---- */
 
 static struct rpc_identity ident;
 
-enum fake_mode {
-	FAKE_CHUNKS, /* three chunks of two tasks, then eof */
-	FAKE_ERROR,  /* an Error reply */
-	FAKE_HANGUP, /* one chunk, then close */
-};
-
-struct fake {
-	struct fixture_rpc_server srv;
-	enum fake_mode mode;
-	uint64_t seen_id;
-	bool follow;
-	char task[32];
-	struct rpc_conn *hang; /* FAKE_HANGUP: the connection to close */
-};
-
-static void
-fake_send_chunk(struct rpc_conn *c, uint64_t id, const char *task, const char *data, bool eof)
+static enum rpc_call_action
+never(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
 {
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__LogChunk ch = SHOAL__LOG_CHUNK__INIT;
-	struct shoal_err err;
-
-	ch.task = (char *)task;
-	ch.data.data = (uint8_t *)data;
-	ch.data.len = strlen(data);
-	ch.eof = eof;
-	env.id = id;
-	env.body_case = SHOAL__ENVELOPE__BODY_LOG_CHUNK;
-	env.log_chunk = &ch;
-	assert_int_equal(rpc_send(c, &env, &err), 0);
-}
-
-static void
-fake_hangup(evutil_socket_t fd, short what, void *arg)
-{
-	struct fake *f = arg;
-	struct timeval tv = {0, 100 * 1000};
-
-	(void)fd;
-	(void)what;
-	rpc_free(f->hang);
-	f->hang = NULL;
-	event_base_loopexit(f->srv.base, &tv);
-}
-
-static void
-fake_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
-{
-	struct fake *f = arg;
-
-	if (env->body_case != SHOAL__ENVELOPE__BODY_LOGS)
-		return;
-	f->seen_id = env->id;
-	f->follow = env->logs->follow;
-	snprintf(f->task, sizeof(f->task), "%s", env->logs->task);
-	if (f->mode == FAKE_ERROR) {
-		Shoal__Envelope e = SHOAL__ENVELOPE__INIT;
-		Shoal__Error er = SHOAL__ERROR__INIT;
-		struct shoal_err err;
-		er.message = "no such task: web";
-		e.id = env->id;
-		e.body_case = SHOAL__ENVELOPE__BODY_ERROR;
-		e.error = &er;
-		assert_int_equal(rpc_send(c, &e, &err), 0);
-		return;
-	}
-	/* A push (id 0) in between is not part of the answer. */
-	fake_send_chunk(c, 0, "x", "not ours\n", true);
-	fake_send_chunk(c, env->id, "web.1.a", "one\n", false);
-	if (f->mode == FAKE_HANGUP) {
-		/* Close once the chunk is out; the loop then runs on to finish the close. */
-		struct timeval tv = {0, 100 * 1000};
-		f->hang = c;
-		event_base_once(f->srv.base, -1, EV_TIMEOUT, fake_hangup, f, &tv);
-		return;
-	}
-	fake_send_chunk(c, env->id, "web.2.b", "two\n", false);
-	fake_send_chunk(c, env->id, "web.1.a", "three\n", true);
-}
-
-static void
-fake_closed(struct rpc_conn *c, const char *reason, void *arg)
-{
-	struct fake *f = arg;
-
-	(void)c;
-	(void)reason;
-	event_base_loopbreak(f->srv.base);
-}
-
-static const struct rpc_callbacks fake_cb = {.message = fake_message, .closed = fake_closed};
-
-struct collected {
-	struct logs_printer p;
-	FILE *out;
-	int n;
-};
-
-static enum client_stream_action
-collect(const Shoal__Envelope *env, void *arg, struct shoal_err *err)
-{
-	struct collected *c = arg;
-
+	(void)env;
+	(void)arg;
 	(void)err;
-	assert_int_equal(env->body_case, SHOAL__ENVELOPE__BODY_LOG_CHUNK);
-	c->n++;
-	logs_printer_write(&c->p, env->log_chunk->task, env->log_chunk->data.data,
-	                   env->log_chunk->data.len, c->out);
-	return env->log_chunk->eof ? CLIENT_STREAM_STOP : CLIENT_STREAM_MORE;
-}
-
-/* Run one client_stream against a fake in mode; returns its rc, output in *out. */
-static int
-run_stream(struct tmpdir *d, enum fake_mode mode, char **out, struct shoal_err *err, struct fake *f)
-{
-	cleanup_free char *tokpath = NULL;
-	char tokstr[256], where[64];
-	struct cli_ctx ctx = {.timeout_ms = 5000};
-	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
-	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
-	struct collected c = {.p = {.prefix = true}};
-	size_t len = 0;
-	int rc;
-
-	token_format(&ident.admin, tokstr, sizeof(tokstr));
-	tokpath = write_file(d, "admin.token", tokstr);
-	memset(f, 0, sizeof(*f));
-	f->mode = mode;
-	f->srv.cb = &fake_cb;
-	f->srv.arg = f;
-	f->srv.ident = &ident;
-	fixture_rpc_server_start(&f->srv);
-	snprintf(where, sizeof(where), "127.0.0.1:%u", f->srv.port);
-	ctx.scheduler = where;
-	ctx.token_file = tokpath;
-	lr.task = "web";
-	lr.follow = true;
-	lr.tail = -1;
-	req.body_case = SHOAL__ENVELOPE__BODY_LOGS;
-	req.logs = &lr;
-	c.out = open_memstream(out, &len);
-	rc = client_stream(&ctx, &req, 0, collect, &c, err);
-	logs_printer_flush(&c.p, c.out);
-	logs_printer_free(&c.p);
-	fclose(c.out);
-	fixture_rpc_server_join(&f->srv);
-	assert_int_equal(f->seen_id, req.id);
-	return rc;
+	fail_msg("no reply expected");
+	return RPC_CALL_FAIL;
 }
 
 static void
-test_client_stream(void **state)
+test_client_no_token(void **state)
 {
-	struct tmpdir *d = *state;
-	struct shoal_err err;
-	struct fake f;
-	char *out = NULL, want[128];
-
-	assert_int_equal(run_stream(d, FAKE_CHUNKS, &out, &err, &f), 0);
-	assert_true(f.follow);
-	assert_string_equal(f.task, "web");
-	assert_string_equal(out, "web.1.a | one\nweb.2.b | two\nweb.1.a | three\n");
-	free(out);
-
-	assert_int_equal(run_stream(d, FAKE_ERROR, &out, &err, &f), -1);
-	assert_string_equal(err.msg, "no such task: web");
-	assert_string_equal(out, "");
-	free(out);
-
-	/* The scheduler went away before the last chunk: what came is printed, then an error. */
-	assert_int_equal(run_stream(d, FAKE_HANGUP, &out, &err, &f), -1);
-	assert_string_equal(out, "web.1.a | one\n");
-	snprintf(want, sizeof(want), "scheduler at 127.0.0.1:%u: connection closed by peer",
-	         f.srv.port);
-	assert_string_equal(err.msg, want);
-	free(out);
-}
-
-static void
-test_client_stream_unreachable(void **state)
-{
-	struct tmpdir *d = *state;
-	cleanup_free char *tokpath = NULL;
-	char tokstr[256], where[64], want[128];
-	struct cli_ctx ctx = {.timeout_ms = 300};
-	Shoal__Envelope req = SHOAL__ENVELOPE__INIT;
+	struct cli_ctx ctx = {.timeout_ms = 300, .scheduler = "127.0.0.1:1"};
+	Shoal__Envelope req = SHOAL__ENVELOPE__INIT, *reply = NULL;
 	Shoal__LogsRequest lr = SHOAL__LOGS_REQUEST__INIT;
-	struct collected c = {0};
 	struct shoal_err err;
-	uint16_t port;
-	int64_t t0;
-	int fd;
 
-	token_format(&ident.admin, tokstr, sizeof(tokstr));
-	tokpath = write_file(d, "admin.token", tokstr);
-	ctx.token_file = tokpath;
-	ctx.scheduler = where;
+	(void)state;
 	req.body_case = SHOAL__ENVELOPE__BODY_LOGS;
 	req.logs = &lr;
-
-	/* Nobody listening. */
-	fd = fixture_listen_loopback(&port);
-	close(fd);
-	snprintf(where, sizeof(where), "127.0.0.1:%u", port);
-	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
-	snprintf(want, sizeof(want), "cannot reach scheduler at %s: Connection refused", where);
-	assert_string_equal(err.msg, want);
-
-	/* A listener that never answers: the handshake deadline holds even when following. */
-	fd = fixture_listen_loopback(&port);
-	snprintf(where, sizeof(where), "127.0.0.1:%u", port);
-	t0 = util_now_ms();
-	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
-	snprintf(want, sizeof(want), "cannot reach scheduler at %s: no handshake within 300ms",
-	         where);
-	assert_string_equal(err.msg, want);
-	assert_true(util_now_ms() - t0 >= 250);
-	assert_true(util_now_ms() - t0 < 2000);
-	close(fd);
-
-	/* No token. */
-	ctx.token_file = NULL;
-	assert_int_equal(client_stream(&ctx, &req, 0, collect, &c, &err), -1);
+	assert_int_equal(client_stream(&ctx, &req, 0, never, NULL, NULL, &err), -1);
 	assert_non_null(strstr(err.msg, "no admin token"));
-	assert_int_equal(c.n, 0);
+	assert_int_equal(client_call(&ctx, &req, &reply, &err), -1);
+	assert_non_null(strstr(err.msg, "no admin token"));
+	assert_null(reply);
+	ctx.scheduler = "127.0.0.1:99999";
+	assert_int_equal(client_call(&ctx, &req, &reply, &err), -1);
+	assert_memory_equal(err.msg, "--scheduler: ", 13);
 }
 
 static int
@@ -782,9 +586,7 @@ main(void)
 	    cmocka_unit_test(test_logs_printer),
 	    cmocka_unit_test(test_logs_args),
 	    cmocka_unit_test(test_node_args),
-	    cmocka_unit_test_setup_teardown(test_client_stream, tmp_setup, tmp_teardown),
-	    cmocka_unit_test_setup_teardown(test_client_stream_unreachable, tmp_setup,
-	                                    tmp_teardown),
+	    cmocka_unit_test(test_client_no_token),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -1,6 +1,6 @@
 /*
  * Unit tests for common/rpc: the handshake and framing every agent and CLI relies on, over
- * socketpairs on one event_base (and loopback for rpc_call). Each failure test asserts the
+ * socketpairs on one event_base. Each failure test asserts the
  * reason handed to the closed callback, which is what the daemon logs.
  */
 #include <stdarg.h>
@@ -738,87 +738,6 @@ test_free_in_callback(void **state)
 	event_base_free(base);
 }
 
-/* ---- rpc_call against a server thread on 127.0.0.1 ---- */
-
-struct server_thread {
-	struct fixture_rpc_server fx;
-	struct side srv;
-	int served;
-};
-
-static void
-st_closed(struct rpc_conn *c, const char *reason, void *arg)
-{
-	struct server_thread *t = arg;
-
-	(void)c;
-	(void)reason;
-	t->served++;
-	event_base_loopbreak(t->fx.base);
-}
-
-static void
-st_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
-{
-	struct server_thread *t = arg;
-
-	on_message(c, env, &t->srv);
-}
-
-static const struct rpc_callbacks st_cb = {.message = st_message, .closed = st_closed};
-
-static void
-test_rpc_call(void **state)
-{
-	struct server_thread t = {.srv = {.echo = true}};
-	Shoal__ListNodes ln = SHOAL__LIST_NODES__INIT;
-	Shoal__Envelope req = SHOAL__ENVELOPE__INIT, *reply = NULL;
-	struct shoal_err err;
-	char want[128];
-	int64_t t0;
-	uint16_t port;
-	int fd;
-
-	(void)state;
-	t.fx.cb = &st_cb;
-	t.fx.arg = &t;
-	t.fx.ident = &ident;
-	fixture_rpc_server_start(&t.fx);
-	req.body_case = SHOAL__ENVELOPE__BODY_LIST_NODES;
-	req.list_nodes = &ln;
-	if (rpc_call("127.0.0.1", t.fx.port, &admin_tok, &req, &reply, 5000, &err) != 0)
-		fail_msg("rpc_call: %s", err.msg);
-	assert_true(req.id != 0);
-	assert_non_null(reply);
-	assert_int_equal(reply->id, req.id);
-	assert_int_equal(reply->body_case, SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY);
-	assert_int_equal(reply->heartbeat_reply->heartbeat_interval_ms, 1000);
-	shoal__envelope__free_unpacked(reply, NULL);
-	fixture_rpc_server_join(&t.fx);
-	assert_int_equal(t.served, 1);
-
-	/* Nobody listening: refused, promptly. */
-	fd = fixture_listen_loopback(&port);
-	close(fd);
-	t0 = util_now_ms();
-	assert_int_equal(rpc_call("127.0.0.1", port, &admin_tok, &req, &reply, 5000, &err), -1);
-	assert_null(reply);
-	snprintf(want, sizeof(want), "cannot reach scheduler at 127.0.0.1:%u: Connection refused",
-	         port);
-	assert_string_equal(err.msg, want);
-	assert_true(util_now_ms() - t0 < 2000);
-
-	/* A listener that never answers: the call gives up at its deadline. */
-	fd = fixture_listen_loopback(&port);
-	t0 = util_now_ms();
-	assert_int_equal(rpc_call("127.0.0.1", port, &admin_tok, &req, &reply, 300, &err), -1);
-	snprintf(want, sizeof(want), "scheduler at 127.0.0.1:%u: no handshake within 300ms", port);
-	assert_string_equal(err.msg, want);
-	assert_true(util_now_ms() - t0 >= 250);
-	assert_true(util_now_ms() - t0 < 2000);
-	close(fd);
-}
-
 /* Write len bytes to fd without blocking the loop that reads the other end: whatever the
  * socket does not take now goes after a loop turn. Stops early when the peer hung up. */
 static void
@@ -990,7 +909,6 @@ main(void)
 	    cmocka_unit_test(test_idle_timeout),
 	    cmocka_unit_test(test_keeps_serving),
 	    cmocka_unit_test(test_free_in_callback),
-	    cmocka_unit_test(test_rpc_call),
 	    cmocka_unit_test(test_non_reading_peer),
 	    cmocka_unit_test(test_partial_frame_timeout),
 	    cmocka_unit_test(test_partial_frame_budget),
