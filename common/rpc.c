@@ -21,24 +21,12 @@
 #include "shoal.pb-c.h"
 #include "err.h"
 #include "log.h"
+#include "rpc_handshake.h"
+#include "rpc_conn-t.h"
 #include "util.h"
 
-#define RPC_MAGIC     "SHL1"
-#define RPC_MAGIC_LEN 4
-#define RPC_PK        crypto_kx_PUBLICKEYBYTES
-#define RPC_HDR       crypto_secretstream_xchacha20poly1305_HEADERBYTES
-#define RPC_ABYTES    crypto_secretstream_xchacha20poly1305_ABYTES
-#define RPC_TAG       crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
-#define RPC_HELLO_LEN (RPC_MAGIC_LEN + 1 + RPC_PK)
-#define RPC_ACCEPT_LEN                                                                             \
-	(RPC_PK + crypto_auth_BYTES + crypto_sign_PUBLICKEYBYTES + crypto_sign_BYTES + RPC_HDR)
-#define RPC_FINISH_LEN (crypto_auth_BYTES + RPC_HDR)
-/* "S"|role|cpk|spk for the MACs; "shoal-hs1"|role|cpk|spk for the signature. */
-#define RPC_MAC_MSG_LEN (1 + 1 + 2 * RPC_PK)
-#define RPC_SIG_CTX     "shoal-hs1"
-#define RPC_SIG_MSG_LEN (sizeof(RPC_SIG_CTX) - 1 + 1 + 2 * RPC_PK)
-#define RPC_MAC_CTX     "shoal-mac-v1"
-#define RPC_BIND_CTX    "shoal-bind1"
+#define RPC_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
+#define RPC_TAG    crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 /* Frames up to this size are packed and decrypted on the stack, without a malloc. */
 #define RPC_SMALL_FRAME 4096
 /* Input held by a connection that is not worth judging against the budget: frames this small
@@ -55,53 +43,6 @@
 static size_t rpc_held_total;
 static size_t rpc_held_budget = RPC_DEFAULT_INPUT_BUDGET;
 static struct rpc_counters rpc_counted;
-
-enum rpc_state {
-	RPC_SERVER_HELLO,  /* server: waiting for HELLO */
-	RPC_SERVER_FINISH, /* server: ACCEPT sent, waiting for FINISH */
-	RPC_CLIENT_ACCEPT, /* client: HELLO sent, waiting for ACCEPT */
-	RPC_READY,         /* frames both ways */
-};
-
-/* What only the handshake needs: allocated with the connection, wiped and freed once ready, so
- * an established connection carries just its two stream states. */
-struct rpc_hs {
-	uint8_t pk[RPC_PK]; /* our ephemeral X25519 key pair */
-	uint8_t sk[crypto_kx_SECRETKEYBYTES];
-	uint8_t cpk[RPC_PK];                       /* server: the client's ephemeral key */
-	uint8_t mac_key[crypto_auth_KEYBYTES];     /* K_role */
-	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES]; /* server: until the client's header */
-	uint8_t ca_hash[TOKEN_HASH_BYTES];         /* client: the scheduler we expect */
-	uint8_t role;                              /* the role being proved */
-};
-
-struct rpc_conn {
-	struct bufferevent *bev;
-	struct event *timer;           /* handshake deadline; NULL once ready */
-	struct event *frame_timer;     /* a partial frame's deadline (lazy) */
-	struct event *kill;            /* closes c from the loop after an overflow (lazy) */
-	const struct rpc_identity *id; /* server side only; borrowed */
-	struct rpc_hs *hs;             /* NULL once ready */
-	struct rpc_callbacks cb;
-	void *arg;
-	void *user;
-	crypto_secretstream_xchacha20poly1305_state tx, rx;
-	uint8_t binding[RPC_BINDING_BYTES]; /* names this session's handshake (rpc_conn_binding) */
-	uint32_t max_frame;
-	size_t max_queued; /* bytes queued for the peer beyond which it is dropped */
-	size_t held;       /* input bytes counted in rpc_held_total */
-	int frame_ms;      /* a started frame must be complete within this */
-	int hs_ms;
-	int idle_ms;
-	int sys_errno;   /* errno of a connect or socket failure */
-	uint8_t state;   /* enum rpc_state */
-	uint8_t role;    /* enum token_role, once ready */
-	uint8_t depth;   /* our own callbacks on the stack: free only when it drops to 0 */
-	bool connecting; /* rpc_connect started a connect that has not completed */
-	bool dead;       /* closed or rpc_free()d inside a callback; freed on the way out */
-	bool closing;    /* an overflow: the kill event closes it on the next loop turn */
-	char peer[48];
-};
 
 static void
 rpc_destroy(struct rpc_conn *c)
@@ -179,51 +120,6 @@ rpc_fail(struct rpc_conn *c, int level, const char *fmt, ...)
 	return -1;
 }
 
-/* K_role: a MAC key bound to this protocol, derived from the role's token secret. */
-static void
-rpc_mac_key(const uint8_t *secret, uint8_t key[crypto_auth_KEYBYTES])
-{
-	crypto_generichash(key, crypto_auth_KEYBYTES, (const uint8_t *)RPC_MAC_CTX,
-	                   sizeof(RPC_MAC_CTX) - 1, secret, TOKEN_SECRET_BYTES);
-}
-
-static void
-rpc_mac_msg(uint8_t out[RPC_MAC_MSG_LEN], char who, uint8_t role, const uint8_t *cpk,
-            const uint8_t *spk)
-{
-	out[0] = (uint8_t)who;
-	out[1] = role;
-	memcpy(out + 2, cpk, RPC_PK);
-	memcpy(out + 2 + RPC_PK, spk, RPC_PK);
-}
-
-static void
-rpc_sig_msg(uint8_t out[RPC_SIG_MSG_LEN], uint8_t role, const uint8_t *cpk, const uint8_t *spk)
-{
-	size_t n = sizeof(RPC_SIG_CTX) - 1;
-
-	memcpy(out, RPC_SIG_CTX, n);
-	out[n] = role;
-	memcpy(out + n + 1, cpk, RPC_PK);
-	memcpy(out + n + 1 + RPC_PK, spk, RPC_PK);
-}
-
-/* The channel binding: a hash of the handshake transcript, the same on both ends and unique to
- * this session (both ephemeral keys are fresh), so a signature over it cannot be replayed on
- * another connection. */
-static void
-rpc_bind(struct rpc_conn *c, uint8_t role, const uint8_t *cpk, const uint8_t *spk)
-{
-	crypto_generichash_state st;
-
-	crypto_generichash_init(&st, NULL, 0, sizeof(c->binding));
-	crypto_generichash_update(&st, (const uint8_t *)RPC_BIND_CTX, sizeof(RPC_BIND_CTX) - 1);
-	crypto_generichash_update(&st, &role, 1);
-	crypto_generichash_update(&st, cpk, RPC_PK);
-	crypto_generichash_update(&st, spk, RPC_PK);
-	crypto_generichash_final(&st, c->binding, sizeof(c->binding));
-}
-
 /* The handshake is done: drop its material and timer, and tell the owner. */
 static int
 rpc_ready(struct rpc_conn *c)
@@ -239,135 +135,6 @@ rpc_ready(struct rpc_conn *c)
 	if (c->cb.ready != NULL)
 		c->cb.ready(c, c->arg);
 	return c->dead ? -1 : 0;
-}
-
-/* Parsers below return 0 after consuming a message, 1 when more bytes are needed, -1 once c
- * is closed. */
-static int
-rpc_server_hello(struct rpc_conn *c, struct evbuffer *in, size_t have)
-{
-	uint8_t hello[RPC_HELLO_LEN], acc[RPC_ACCEPT_LEN], tx_key[crypto_kx_SESSIONKEYBYTES];
-	uint8_t mac_msg[RPC_MAC_MSG_LEN], sig_msg[RPC_SIG_MSG_LEN];
-	size_t n = have < sizeof(hello) ? have : sizeof(hello);
-	const struct token *tok;
-	struct rpc_hs *hs = c->hs;
-	uint8_t *p = acc;
-
-	if (n == 0)
-		return 1;
-	/* Judge the prefix as it arrives, so garbage is refused without waiting for more. */
-	evbuffer_copyout(in, hello, n);
-	if (memcmp(hello, RPC_MAGIC, n < RPC_MAGIC_LEN ? n : RPC_MAGIC_LEN) != 0)
-		return rpc_fail(c, LOG_WARNING, "bad magic (not a Shoal client?)");
-	if (n > RPC_MAGIC_LEN && hello[RPC_MAGIC_LEN] != TOKEN_ROLE_WORKER &&
-	    hello[RPC_MAGIC_LEN] != TOKEN_ROLE_ADMIN)
-		return rpc_fail(c, LOG_WARNING, "unknown role %u", hello[RPC_MAGIC_LEN]);
-	if (n < sizeof(hello))
-		return 1;
-	evbuffer_drain(in, sizeof(hello));
-
-	hs->role = hello[RPC_MAGIC_LEN];
-	tok = hs->role == TOKEN_ROLE_WORKER ? &c->id->worker : &c->id->admin;
-	if (tok->role != hs->role)
-		return rpc_fail(c, LOG_WARNING, "role %s not accepted here",
-		                token_role_name(hs->role));
-	memcpy(hs->cpk, hello + RPC_MAGIC_LEN + 1, RPC_PK);
-	crypto_kx_keypair(hs->pk, hs->sk);
-	if (crypto_kx_server_session_keys(hs->rx_key, tx_key, hs->pk, hs->sk, hs->cpk) != 0)
-		return rpc_fail(c, LOG_WARNING, "bad handshake key");
-	sodium_memzero(hs->sk, sizeof(hs->sk));
-	rpc_mac_key(tok->secret, hs->mac_key);
-	rpc_bind(c, hs->role, hs->cpk, hs->pk);
-
-	memcpy(p, hs->pk, RPC_PK);
-	p += RPC_PK;
-	rpc_mac_msg(mac_msg, 'S', hs->role, hs->cpk, hs->pk);
-	crypto_auth(p, mac_msg, sizeof(mac_msg), hs->mac_key);
-	p += crypto_auth_BYTES;
-	memcpy(p, c->id->sign_pk, crypto_sign_PUBLICKEYBYTES);
-	p += crypto_sign_PUBLICKEYBYTES;
-	rpc_sig_msg(sig_msg, hs->role, hs->cpk, hs->pk);
-	crypto_sign_detached(p, NULL, sig_msg, sizeof(sig_msg), c->id->sign_sk);
-	p += crypto_sign_BYTES;
-	crypto_secretstream_xchacha20poly1305_init_push(&c->tx, p, tx_key);
-	sodium_memzero(tx_key, sizeof(tx_key));
-	bufferevent_write(c->bev, acc, sizeof(acc));
-	c->state = RPC_SERVER_FINISH;
-	return 0;
-}
-
-static int
-rpc_server_finish(struct rpc_conn *c, struct evbuffer *in, size_t have)
-{
-	uint8_t fin[RPC_FINISH_LEN], mac_msg[RPC_MAC_MSG_LEN];
-	struct rpc_hs *hs = c->hs;
-
-	if (have < sizeof(fin))
-		return 1;
-	evbuffer_remove(in, fin, sizeof(fin));
-	rpc_mac_msg(mac_msg, 'C', hs->role, hs->cpk, hs->pk);
-	if (crypto_auth_verify(fin, mac_msg, sizeof(mac_msg), hs->mac_key) != 0)
-		return rpc_fail(c, LOG_WARNING, "bad handshake MAC (wrong token?)");
-	if (crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, fin + crypto_auth_BYTES,
-	                                                    hs->rx_key) != 0)
-		return rpc_fail(c, LOG_WARNING, "bad stream header");
-	return rpc_ready(c);
-}
-
-static int
-rpc_client_accept(struct rpc_conn *c, struct evbuffer *in, size_t have)
-{
-	uint8_t acc[RPC_ACCEPT_LEN], fin[RPC_FINISH_LEN], hash[TOKEN_HASH_BYTES];
-	uint8_t rx_key[crypto_kx_SESSIONKEYBYTES], tx_key[crypto_kx_SESSIONKEYBYTES];
-	uint8_t mac_msg[RPC_MAC_MSG_LEN], sig_msg[RPC_SIG_MSG_LEN];
-	const uint8_t *spk = acc, *mac = spk + RPC_PK, *sign_pk = mac + crypto_auth_BYTES;
-	const uint8_t *sig = sign_pk + crypto_sign_PUBLICKEYBYTES, *hdr = sig + crypto_sign_BYTES;
-	struct rpc_hs *hs = c->hs;
-	int r;
-
-	if (have < sizeof(acc))
-		return 1;
-	evbuffer_remove(in, acc, sizeof(acc));
-	rpc_mac_msg(mac_msg, 'S', hs->role, hs->pk, spk);
-	if (crypto_auth_verify(mac, mac_msg, sizeof(mac_msg), hs->mac_key) != 0) {
-		/*
-		 * Send FINISH anyway, best effort and straight to the socket (nothing else is
-		 * queued: the server answered our whole HELLO), so that the scheduler's log too
-		 * says a node came with the wrong token. It reveals nothing: the MAC covers a
-		 * transcript with the other side's fresh key.
-		 */
-		rpc_mac_msg(mac_msg, 'C', hs->role, hs->pk, spk);
-		crypto_auth(fin, mac_msg, sizeof(mac_msg), hs->mac_key);
-		memset(fin + crypto_auth_BYTES, 0, RPC_HDR);
-		/* The server may be gone already; the local reason is what matters. */
-		(void)!send(bufferevent_getfd(c->bev), fin, sizeof(fin),
-		            MSG_NOSIGNAL | MSG_DONTWAIT);
-		return rpc_fail(c, LOG_WARNING, "bad handshake MAC (wrong token?)");
-	}
-	token_ca_hash(sign_pk, hash);
-	if (sodium_memcmp(hash, hs->ca_hash, sizeof(hash)) != 0)
-		return rpc_fail(c, LOG_WARNING,
-		                "CA hash mismatch (scheduler key is not the one in our token: "
-		                "not our scheduler)");
-	rpc_sig_msg(sig_msg, hs->role, hs->pk, spk);
-	if (crypto_sign_verify_detached(sig, sig_msg, sizeof(sig_msg), sign_pk) != 0)
-		return rpc_fail(c, LOG_WARNING, "bad handshake signature (not our scheduler)");
-	r = crypto_kx_client_session_keys(rx_key, tx_key, hs->pk, hs->sk, spk);
-	if (r == 0)
-		r = crypto_secretstream_xchacha20poly1305_init_pull(&c->rx, hdr, rx_key);
-	if (r == 0) {
-		crypto_secretstream_xchacha20poly1305_init_push(&c->tx, fin + crypto_auth_BYTES,
-		                                                tx_key);
-		rpc_mac_msg(mac_msg, 'C', hs->role, hs->pk, spk);
-		crypto_auth(fin, mac_msg, sizeof(mac_msg), hs->mac_key);
-	}
-	sodium_memzero(rx_key, sizeof(rx_key));
-	sodium_memzero(tx_key, sizeof(tx_key));
-	if (r != 0)
-		return rpc_fail(c, LOG_WARNING, "bad handshake key");
-	rpc_bind(c, hs->role, hs->pk, spk);
-	bufferevent_write(c->bev, fin, sizeof(fin));
-	return rpc_ready(c);
 }
 
 static uint32_t
@@ -477,11 +244,28 @@ rpc_hold(struct rpc_conn *c, size_t held, bool progressed)
 	return 0;
 }
 
+/* One handshake step's outcome as a parser's: 0 parse on, 1 more bytes needed, -1 closed. */
+static int
+rpc_handshake_step(struct rpc_conn *c, enum rpc_hs_step step, const struct rpc_hs_why *why)
+{
+	switch (step) {
+	case RPC_HS_NEXT:
+		return 0;
+	case RPC_HS_MORE:
+		return 1;
+	case RPC_HS_DONE:
+		return rpc_ready(c);
+	default:
+		return rpc_fail(c, LOG_WARNING, "%s", why->text);
+	}
+}
+
 static void
 rpc_readcb(struct bufferevent *bev, void *arg)
 {
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct rpc_conn *c = arg;
+	struct rpc_hs_why why;
 	bool progressed = false;
 	int r = 0;
 
@@ -491,13 +275,16 @@ rpc_readcb(struct bufferevent *bev, void *arg)
 
 		switch (c->state) {
 		case RPC_SERVER_HELLO:
-			r = rpc_server_hello(c, in, have);
+			r = rpc_handshake_step(c, rpc_handshake_server_hello(c, in, have, &why),
+			                       &why);
 			break;
 		case RPC_SERVER_FINISH:
-			r = rpc_server_finish(c, in, have);
+			r = rpc_handshake_step(c, rpc_handshake_server_finish(c, in, have, &why),
+			                       &why);
 			break;
 		case RPC_CLIENT_ACCEPT:
-			r = rpc_client_accept(c, in, have);
+			r = rpc_handshake_step(c, rpc_handshake_client_accept(c, in, have, &why),
+			                       &why);
 			break;
 		default:
 			r = rpc_frame(c, in, have);
@@ -542,14 +329,12 @@ rpc_eventcb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		c->connecting = false;
 	} else if (c->connecting && (what & BEV_EVENT_ERROR)) {
-		c->sys_errno = e ? e : ECONNREFUSED;
-		rpc_fail(c, LOG_WARNING, "connect %s: %s", c->peer, strerror(c->sys_errno));
+		rpc_fail(c, LOG_WARNING, "connect %s: %s", c->peer, strerror(e ? e : ECONNREFUSED));
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		rpc_fail(c, LOG_WARNING, "idle timeout (nothing read for %d ms)", c->idle_ms);
 	} else if (what & BEV_EVENT_EOF) {
 		rpc_eof(c);
 	} else if (what & BEV_EVENT_ERROR) {
-		c->sys_errno = e;
 		rpc_fail(c, LOG_WARNING, "%s error: %s",
 		         (what & BEV_EVENT_READING) ? "read" : "write", strerror(e));
 	}
@@ -565,7 +350,6 @@ rpc_timeoutcb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	rpc_enter(c);
 	if (c->connecting) {
-		c->sys_errno = ETIMEDOUT;
 		rpc_fail(c, LOG_WARNING, "connect %s: timed out after %d ms", c->peer, c->hs_ms);
 	} else {
 		rpc_fail(c, LOG_WARNING, "handshake timeout after %d ms", c->hs_ms);
@@ -647,23 +431,6 @@ rpc_accept(struct event_base *base, int fd, const char *peer, const struct rpc_i
 	return c;
 }
 
-/* Queue HELLO; it goes out as soon as the socket is connected. */
-static void
-rpc_client_start(struct rpc_conn *c, const struct token *token)
-{
-	uint8_t hello[RPC_HELLO_LEN];
-
-	c->state = RPC_CLIENT_ACCEPT;
-	c->hs->role = (uint8_t)token->role;
-	rpc_mac_key(token->secret, c->hs->mac_key);
-	memcpy(c->hs->ca_hash, token->ca_hash, TOKEN_HASH_BYTES);
-	crypto_kx_keypair(c->hs->pk, c->hs->sk);
-	memcpy(hello, RPC_MAGIC, RPC_MAGIC_LEN);
-	hello[RPC_MAGIC_LEN] = (uint8_t)token->role;
-	memcpy(hello + RPC_MAGIC_LEN + 1, c->hs->pk, RPC_PK);
-	bufferevent_write(c->bev, hello, sizeof(hello));
-}
-
 struct rpc_conn *
 rpc_client(struct event_base *base, int fd, const char *peer, const struct token *token,
            const struct rpc_limits *limits, const struct rpc_callbacks *cb, void *arg)
@@ -671,7 +438,7 @@ rpc_client(struct event_base *base, int fd, const char *peer, const struct token
 	struct rpc_conn *c = rpc_new(base, fd, peer, limits, cb, arg);
 
 	if (c != NULL)
-		rpc_client_start(c, token);
+		rpc_handshake_client_start(c, token);
 	return c;
 }
 
@@ -722,7 +489,7 @@ rpc_connect(struct event_base *base, const char *host, uint16_t port, const stru
 	if (fd != -1)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->connecting = true;
-	rpc_client_start(c, token);
+	rpc_handshake_client_start(c, token);
 	return c;
 }
 

@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "rpc-t.h"
 #include "token.h"
 
 struct event_base;
@@ -52,7 +53,6 @@ typedef struct Shoal__Envelope Shoal__Envelope;
  */
 
 #define RPC_DEFAULT_MAX_FRAME    (4u << 20)
-#define RPC_BINDING_BYTES        32
 #define RPC_DEFAULT_HANDSHAKE_MS 5000
 /* Bytes queued for a peer past which it is taken for one that stopped reading and dropped. */
 #define RPC_DEFAULT_MAX_QUEUED (16u << 20)
@@ -62,23 +62,6 @@ typedef struct Shoal__Envelope Shoal__Envelope;
 #define RPC_DEFAULT_INPUT_BUDGET (32u << 20)
 
 struct rpc_conn;
-
-/* The scheduler's side of the handshake: its signing key and the secret of each role. */
-struct rpc_identity {
-	uint8_t sign_pk[crypto_sign_PUBLICKEYBYTES];
-	uint8_t sign_sk[crypto_sign_SECRETKEYBYTES];
-	struct token worker; /* agents present this one */
-	struct token admin;  /* the CLI presents this one */
-};
-
-struct rpc_callbacks {
-	/* The handshake completed; rpc_conn_role() now tells who the peer is. May be NULL. */
-	void (*ready)(struct rpc_conn *c, void *arg);
-	/* One decoded envelope, borrowed for the duration of the call. */
-	void (*message)(struct rpc_conn *c, const Shoal__Envelope *env, void *arg);
-	/* The connection closed; c is freed right after this returns. Drop every reference. */
-	void (*closed)(struct rpc_conn *c, const char *reason, void *arg);
-};
 
 /* Limits; zero fields take the defaults. */
 struct rpc_limits {

@@ -125,7 +125,7 @@ fake_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		fake_chunk(c, 0, "x", "not ours\n", true);
 		fake_chunk(c, env->id, "web.1.a", "one\n", false);
 		if (f->mode == FAKE_HANGUP) {
-			/* Close once the chunk is out; the loop then runs on to finish the close. */
+			/* Close once the chunk is out; the loop runs on to finish the close. */
 			f->hang = c;
 			event_base_once(f->srv.base, -1, EV_TIMEOUT, fake_hangup, f, &tv);
 			break;
@@ -412,7 +412,8 @@ test_stream(void **state)
 	assert_string_equal(err.msg, "no such task: web");
 	assert_int_equal(c.n, 0);
 
-	/* The scheduler went away before the last chunk: what came is handed over, then an error. */
+	/* The scheduler went away before the last chunk: what came is handed over, then an
+	 * error. */
 	assert_int_equal(run_stream(FAKE_HANGUP, false, 0, &c, &err), -1);
 	assert_string_equal(c.out, "web.1.a | one\n");
 	assert_string_equal(why(err.msg), "connection closed by peer");
@@ -492,9 +493,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_call_reply),        cmocka_unit_test(test_call_redirect),
-	    cmocka_unit_test(test_call_failures),     cmocka_unit_test(test_stream),
-	    cmocka_unit_test(test_stream_idle),       cmocka_unit_test(test_stream_unreachable),
+	    cmocka_unit_test(test_call_reply),    cmocka_unit_test(test_call_redirect),
+	    cmocka_unit_test(test_call_failures), cmocka_unit_test(test_stream),
+	    cmocka_unit_test(test_stream_idle),   cmocka_unit_test(test_stream_unreachable),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
