@@ -275,12 +275,13 @@ test_call_redirect(void **state)
 	assert_non_null(strstr(err.msg, "no scheduler leads"));
 }
 
-/* Refused, no handshake, no reply: one message each, within the deadline. */
+/* Refused, no handshake, no reply, a failed handshake: one message each, within the deadline. */
 static void
 test_call_failures(void **state)
 {
 	Shoal__ListNodes ln = SHOAL__LIST_NODES__INIT;
 	Shoal__Envelope req = SHOAL__ENVELOPE__INIT, *reply = NULL;
+	struct token wrong;
 	struct schedlist l;
 	struct shoal_err err;
 	struct fake f;
@@ -324,6 +325,18 @@ test_call_failures(void **state)
 	assert_int_equal(f.requests, 1);
 	assert_true(util_now_ms() - t0 >= 950);
 	assert_true(util_now_ms() - t0 < 3000);
+
+	/* Another cluster's token: the handshake fails, nothing was sent, and it says why. */
+	token_generate(TOKEN_ROLE_ADMIN, ident.sign_pk, &wrong);
+	fake_start(&f, FAKE_ECHO);
+	list_of(&l, &f.srv.port, 1);
+	assert_int_equal(rpc_call_one(&l, &wrong, &req, 5000, &reply, &err), -1);
+	fixture_rpc_server_join(&f.srv);
+	snprintf(want, sizeof(want),
+	         "cannot reach scheduler at 127.0.0.1:%u: bad handshake MAC (wrong token?)",
+	         f.srv.port);
+	assert_string_equal(err.msg, want);
+	assert_int_equal(f.requests, 0);
 }
 
 /* ---- a stream ---- */
