@@ -873,14 +873,10 @@ container_exec_start_tty(const char *root, const char *id, char *const *argv, co
 	if (pid == -1)
 		return err_set(err, errno, "fork");
 	if (pid == 0) {
-		sigset_t none;
+		struct shoal_err ignored;
 
 		/* The caller's handlers (libevent's) and mask must not reach the shim. */
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP)
-				signal(sig, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		(void)spawn_signals_default(&ignored);
 		/* Above 2 first, so placing one cannot clobber another. */
 		for (int i = 0; i < 3; i++)
 			if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 4)) == -1)

@@ -414,14 +414,10 @@ fork_child(struct container *c, const int keep[3])
 {
 	struct container_msg m = {.type = CONTAINER_MSG_ERROR, .exit_code = 125};
 	int moved[3] = {-1, -1, -1}, attach[2] = {-1, -1}, null, tell = keep[0];
-	sigset_t none;
+	struct shoal_err ignored;
 
 	/* None of the starter's handlers (shoalrt run's signal forwarding) nor its mask. */
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	(void)spawn_signals_default(&ignored);
 	/* A session of our own: no terminal's signals, and out of the starter's process group
 	 * (a Ctrl-C in the shell reaches the container through shoalrt's forwarding, not us). */
 	setsid();

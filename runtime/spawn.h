@@ -64,43 +64,15 @@ enum spawn_stage {
  */
 pid_t spawn_container(const struct spawn_config *c, int *exit_code, struct shoal_err *err);
 
-/*
- * Run p in the running container whose init is pid (started at pid_start, see
- * spawn_proc_start_time), exactly as confined as that init: its cgroup in every hierarchy,
- * its pid, mount, UTS, IPC, network and cgroup namespaces, its resource limits, then the very
- * steps spawn_container ends with (user, capabilities, no_new_privs, seccomp filter, exec).
- * no_new_privs is set when p asks for it or when the init has it (read from its
- * /proc/PID/status): an exec is never less confined than the init.
- * This is how anything runs inside a container after its start (health checks, shoalrt
- * exec): never by joining namespaces alone, which keeps the runtime's capabilities.
- *
- * Returns the new process's pid (in our pid namespace) once it has exec'd; it leads a process
- * group of its own, so kill(-pid, sig) reaches what it started. It keeps SIGKILL as its
- * parent-death signal: it dies with the caller. On failure *exit_code is 125, 126 or 127 as
- * for spawn_container.
- *
- * Joining a pid namespace cannot be undone, and every later child of the caller is born in
- * the container's: call this from a process of its own (`shoal-shim exec`). The caller itself
- * joins nothing else and stays out of the container's reach.
- */
-pid_t spawn_exec(pid_t pid, uint64_t pid_start, const struct spawn_process *p, int *exit_code,
-                 struct shoal_err *err);
-
 /* The start time of pid in clock ticks since boot (field 22 of /proc/PID/stat): with the pid
  * it names a process for good, as pids are reused. 0 if pid does not exist. */
 uint64_t spawn_proc_start_time(pid_t pid);
 
+/* Every signal to its default action and none blocked: what a child of a process with
+ * handlers (libevent's, shoalrt run's forwarding) starts from before it execs or serves. */
+int spawn_signals_default(struct shoal_err *err);
+
 /* The default capability set, as a bit mask (Docker's). */
 uint64_t spawn_default_caps(void);
-
-/*
- * Find the directory of the cgroup named by one line of /proc/PID/cgroup ("4:cpu,cpuacct:/a"
- * or "0::/a") among the cgroup mounts listed in mountinfo (the text of /proc/self/mountinfo).
- * Writes it to out; -1 when no mount shows that hierarchy or that part of it.
- */
-int spawn_cgroup_dir(const char *mountinfo, const char *line, char *out, size_t outlen);
-
-/* Parse the text of /proc/PID/limits into limits[RLIM_NLIMITS] (RLIMIT_* order). */
-int spawn_parse_limits(const char *text, struct rlimit *limits, struct shoal_err *err);
 
 #endif

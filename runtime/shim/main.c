@@ -25,7 +25,7 @@
 #include "err.h"
 #include "runtime/seccomp.h"
 #include "runtime/shim.h"
-#include "runtime/spawn.h"
+#include "runtime/spawn_exec.h"
 #include "runtime/trace.h"
 #include "util.h"
 

@@ -12,7 +12,7 @@
 
 #include "err.h"
 #include "util.h"
-#include "runtime/spawn.h"
+#include "runtime/spawn_exec.h"
 
 /* A hybrid host as this machine's: v1 controllers, some co-mounted, systemd's named
  * hierarchy, the unified one at unified/, and one subtree bind mount. */
@@ -36,7 +36,7 @@ dir_of(const char *mountinfo, const char *line)
 {
 	static char out[256];
 
-	if (spawn_cgroup_dir(mountinfo, line, out, sizeof(out)) == -1)
+	if (spawn_exec_cgroup_dir(mountinfo, line, out, sizeof(out)) == -1)
 		return "(none)";
 	return out;
 }
@@ -115,7 +115,7 @@ test_parse_limits_self(void **state)
 
 	(void)state;
 	assert_non_null(text);
-	assert_int_equal(spawn_parse_limits(text, got, &err), 0);
+	assert_int_equal(spawn_exec_parse_limits(text, got, &err), 0);
 	for (int r = 0; r < RLIM_NLIMITS; r++) {
 		assert_int_equal(getrlimit((enum __rlimit_resource)r, &want), 0);
 		assert_true(got[r].rlim_cur == want.rlim_cur);
@@ -131,18 +131,18 @@ test_parse_limits_bad(void **state)
 	struct shoal_err err;
 
 	(void)state;
-	assert_int_equal(spawn_parse_limits("", got, &err), -1);
-	assert_int_equal(spawn_parse_limits("Limit   Soft Limit  Hard Limit  Units\n", got, &err),
+	assert_int_equal(spawn_exec_parse_limits("", got, &err), -1);
+	assert_int_equal(spawn_exec_parse_limits("Limit   Soft Limit  Hard Limit  Units\n", got, &err),
 	                 -1);
 	assert_string_equal(err.msg, "0 limits, want 16");
-	assert_int_equal(spawn_parse_limits("Limit\n"
+	assert_int_equal(spawn_exec_parse_limits("Limit\n"
 	                                    "Max cpu time              lots                 "
 	                                    "unlimited            seconds\n",
 	                                    got, &err),
 	                 -1);
 	assert_string_equal(err.msg, "cannot parse limit \"Max cpu time              lots"
 	                             "                 unlimited            seconds\"");
-	assert_int_equal(spawn_parse_limits("Limit\nshort\n", got, &err), -1);
+	assert_int_equal(spawn_exec_parse_limits("Limit\nshort\n", got, &err), -1);
 }
 
 int
