@@ -1329,6 +1329,122 @@ test_queue_service_gone(void **state)
 	fx_free(&fx);
 }
 
+/* The queue gauge once it has reached want or ms have passed: its value then. */
+static int64_t
+queue_len_within(struct proxy *p, int64_t want, int ms)
+{
+	for (int i = 0; i < ms / 5 && svc_stats(p).queue_len != want; i++)
+		usleep(5000);
+	return svc_stats(p).queue_len;
+}
+
+/* One echo backend with a limit of 1 and a 10 s queue timeout, held by *holder: the next
+ * client waits. */
+static void
+queue_fixture(struct fixture *fx, int *holder)
+{
+	struct proxy_options o = {.threads = 2};
+
+	fx->nb = 1;
+	fx->b[0] = tb_start(TB_ECHO, "E");
+	px_start(fx, &o);
+	px_serve_limited(fx, &fx->b[0]->port, 1, 1, 10000);
+	*holder = cl_connect(fx->port);
+	echo_roundtrip(*holder);
+}
+
+/*
+ * The queue gauge on each way a client leaves the queue (served and timed out: test_queue;
+ * service gone: test_queue_service_gone; a storm of all: test_queue_storm). A client that
+ * closes while it waits leaves at once: the gauge drops then, not at queue_timeout (10 s
+ * here; before, it stayed up that long after every client had gone), and the slot freed
+ * next goes to a client still there, not to it. One that half-closed after its bytes still
+ * waits, and is served.
+ */
+static void
+test_queue_client_gone(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_service_stats ss;
+	char buf[8];
+	int hold, gone, half;
+
+	(void)state;
+	queue_fixture(&fx, &hold);
+	gone = cl_connect(fx.port);
+	assert_true(gone >= 0);
+	assert_int_equal(queue_len_within(fx.p, 1, 2000), 1);
+	close(gone);
+	assert_int_equal(queue_len_within(fx.p, 0, 1000), 0);
+	half = cl_connect(fx.port);
+	assert_true(half >= 0);
+	assert_int_equal(write(half, "h", 1), 1);
+	shutdown(half, SHUT_WR);
+	assert_int_equal(queue_len_within(fx.p, 1, 2000), 1);
+	usleep(100 * 1000);
+	assert_int_equal(svc_stats(fx.p).queue_len, 1);
+	shutdown(hold, SHUT_WR);
+	assert_true(cl_ready(half, 2000));
+	assert_int_equal(cl_read_all(half, buf, sizeof(buf)), 4); /* "h" + "bye" */
+	assert_int_equal(buf[0], 'h');
+	ss = svc_stats(fx.p);
+	assert_int_equal(ss.queue_len, 0);
+	assert_int_equal(ss.c.queued, 1);
+	assert_int_equal(ss.c.queue_timeouts, 0);
+	assert_int_equal(ss.c.rejected, 0);
+	assert_int_equal(atomic_load(&fx.b[0]->accepted), 2); /* hold and half, not gone */
+	close(hold);
+	close(half);
+	fx_free(&fx);
+}
+
+/* A table swap that raises the limit serves the client waiting at once: the gauge drops. */
+static void
+test_queue_limit_raised(void **state)
+{
+	struct fixture fx = {0};
+	int hold, c2;
+
+	(void)state;
+	queue_fixture(&fx, &hold);
+	c2 = cl_connect(fx.port);
+	assert_true(c2 >= 0);
+	assert_int_equal(queue_len_within(fx.p, 1, 2000), 1);
+	px_serve_limited(&fx, &fx.b[0]->port, 1, 2, 10000);
+	echo_roundtrip(c2);
+	assert_int_equal(svc_stats(fx.p).queue_len, 0);
+	assert_int_equal(svc_stats(fx.p).c.queued, 1);
+	close(hold);
+	close(c2);
+	fx_free(&fx);
+}
+
+/* The proxy destroyed while clients wait: they are closed, nothing leaks (the sanitizer run
+ * checks), the gauge goes with the proxy. */
+static void
+test_queue_destroy_waiting(void **state)
+{
+	struct fixture fx = {0};
+	char buf[8];
+	int hold, c[3];
+
+	(void)state;
+	queue_fixture(&fx, &hold);
+	for (int i = 0; i < 3; i++) {
+		c[i] = cl_connect(fx.port);
+		assert_true(c[i] >= 0);
+	}
+	assert_int_equal(queue_len_within(fx.p, 3, 2000), 3);
+	proxy_destroy(fx.p);
+	fx.p = NULL;
+	for (int i = 0; i < 3; i++) {
+		assert_true(cl_read_all(c[i], buf, sizeof(buf)) <= 0);
+		close(c[i]);
+	}
+	close(hold);
+	fx_free(&fx);
+}
+
 struct overload_client {
 	uint16_t port;
 	char id[16];
@@ -1562,6 +1678,9 @@ main(void)
 	    cmocka_unit_test(test_overload_slow_accept),
 	    cmocka_unit_test(test_queue_service_gone),
 	    cmocka_unit_test(test_queue_storm),
+	    cmocka_unit_test(test_queue_client_gone),
+	    cmocka_unit_test(test_queue_limit_raised),
+	    cmocka_unit_test(test_queue_destroy_waiting),
 	    cmocka_unit_test(test_full_accept_queues_wait),
 	};
 
