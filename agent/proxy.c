@@ -2091,16 +2091,20 @@ px_err_add(struct shoal_err *all, int *nerr, const struct shoal_err *one)
 	(*nerr)++;
 }
 
-/* True when t already holds a service of spec's name or (for a fixed port) its address:port. */
+/*
+ * True when t already holds spec's listener: the same name on the same address and port, or
+ * (for a fixed port) anything on its address:port. One name on several ports is one service
+ * listening on each (a virtual IP per target port, agent/vipproxy.c): its listeners keep
+ * apart by address and port, as px_table_lookup_spec does, and their stats sum by name.
+ */
 static bool
 px_table_has_clash(const struct px_table *t, const struct proxy_service_spec *spec)
 {
 	for (size_t j = 0; j < t->nsvc; j++) {
 		const struct px_service *s = t->svcs[j].svc;
+		bool addr = s->spec_port == spec->port && px_same_str(s->listen_spec, spec->listen_addr);
 
-		if (strcmp(s->name, spec->name) == 0 ||
-		    (spec->port != 0 && s->spec_port == spec->port &&
-		     px_same_str(s->listen_spec, spec->listen_addr)))
+		if (addr && (spec->port != 0 || strcmp(s->name, spec->name) == 0))
 			return true;
 	}
 	return false;

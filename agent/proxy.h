@@ -131,7 +131,8 @@ void proxy_destroy(struct proxy *p);
 int proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_t n,
                        struct shoal_err *err);
 
-/* The port a service listens on (useful with port 0); 0 when there is no such service. */
+/* The port a service listens on (useful with port 0; its first listener's when it has several,
+ * one per port); 0 when there is no such service. */
 uint16_t proxy_listen_port(struct proxy *p, const char *service);
 
 struct proxy_counters {

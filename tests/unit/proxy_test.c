@@ -1093,6 +1093,45 @@ test_swap(void **state)
 	fx_free(&fx);
 }
 
+/* One name on two ports (a service's virtual IP for each of its target ports): two
+ * listeners of one service, both served (before, the second was refused as "given twice"
+ * on every table, and that port never listened); the same name on the same address and port
+ * is still refused. */
+static void
+test_one_name_two_ports(void **state)
+{
+	struct fixture fx = {0};
+	struct proxy_options o = {.threads = 1};
+	struct proxy_backend_spec be = {"a", "127.0.0.1", 0};
+	struct proxy_service_spec svc[3];
+	struct proxy_stats st;
+	struct shoal_err err;
+	uint16_t port[2];
+	char id[16];
+
+	(void)state;
+	for (int i = 0; i < 2; i++) /* two free ports */
+		close(tb_bind(&port[i]));
+	fx_one(&fx, &o, tb_start(TB_ID, "A"));
+	be.port = fx.b[0]->port;
+	for (int i = 0; i < 3; i++)
+		svc[i] = (struct proxy_service_spec){.name = "db",
+		                                     .listen_addr = "127.0.0.1",
+		                                     .port = port[i % 2],
+		                                     .backends = &be,
+		                                     .nbackends = 1};
+	assert_int_equal(proxy_set_services(fx.p, svc, 2, &err), 0);
+	for (int i = 0; i < 2; i++) {
+		cl_get_id(port[i], id, sizeof(id));
+		assert_string_equal(id, "A");
+	}
+	proxy_stats(fx.p, &st);
+	assert_int_equal(st.nservices, 2);
+	proxy_stats_free(&st);
+	assert_int_equal(proxy_set_services(fx.p, svc, 3, &err), -1);
+	fx_free(&fx);
+}
+
 /* ---- overload: busy is not down, the queue --------------------------------------------- */
 
 /* Serve "web" over ports with a per-backend limit and a queue timeout. */
@@ -1648,6 +1687,7 @@ main(void)
 	    cmocka_unit_test(test_backlog),
 	    cmocka_unit_test(test_idle_timeout),
 	    cmocka_unit_test(test_swap),
+	    cmocka_unit_test(test_one_name_two_ports),
 	    cmocka_unit_test(test_busy_not_benched),
 	    cmocka_unit_test(test_all_benched_still_tried),
 	    cmocka_unit_test(test_queue),
