@@ -595,6 +595,9 @@ struct px_conn {
 	struct proxy_http_conn *http;
 	struct proxy_http_config hcfg;
 	bool http_over; /* proxy_http is done with it while a slot was on its way */
+	/* The client left while it waited (px_client_gone) and a slot was already on its way:
+	 * the slot goes to the next one waiting when it comes. */
+	bool gone;
 	/* No fd was left for its backend socket: it retries after PX_ACCEPT_PAUSE_MS. */
 	bool fdwait;
 	unsigned fdwaits;
@@ -879,6 +882,26 @@ px_timer_arm(struct px_conn *c, const struct timeval *tv)
 	c->timer_on = true;
 }
 
+/*
+ * A waiting client that sent FIN with no byte left unread (or whose socket has an error)
+ * has left: it has nothing to send, and a waiting client has been sent nothing, so a backend
+ * would only get an empty connection. Without this it held its place, and the queue gauge,
+ * until queue_timeout (30 s by default) after every client was gone, and a freed slot went
+ * to it rather than to a client still there (HAProxy's abortonclose). A client that
+ * half-closed after its request (bytes unread here) still waits.
+ */
+static bool
+px_client_gone(struct px_conn *c)
+{
+	char b;
+	ssize_t n;
+
+	if (c->http || !c->c_hup)
+		return false;
+	n = recv(c->cfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR);
+}
+
 /* Every backend is at its limit: wait in the service's queue (FIFO) for a slot, at most
  * queue_ms from the first wait. A client that waited before (a connect that found its backend
  * busy, a slot whose connect failed) goes to the head: it is older than those behind. */
@@ -926,7 +949,8 @@ px_conn_enqueue(struct px_conn *c)
 	/* + 5 ms: libevent's timers and now_ms read the coarse monotonic clock (a 4 ms tick
 	 * here), so a timer at exactly queue_ms closed clients ~3 ms before their due time. */
 	left = atomic_load(&svc->queue_ms) - (w->now_ms - c->wait_start_ms) + 5;
-	if (left < 1)
+	/* Left before it was queued (its FIN came while it connected): out at the next turn. */
+	if (left < 1 || px_client_gone(c))
 		left = 1;
 	struct timeval tv = {left / 1000, (left % 1000) * 1000};
 	if (c->timer_on)
@@ -1085,7 +1109,10 @@ px_conn_connect_failed(struct px_conn *c, int code)
 	px_backend_unref(c->avoid);
 	c->avoid = b; /* takes c->be's ref */
 	px_slot_release(p, c->svc, b);
-	if (code == ETIMEDOUT && now - c->wait_start_ms >= atomic_load(&c->svc->queue_ms)) {
+	/* + 5 ms as in px_conn_enqueue: now and wait_start_ms are the coarse clock's (a 4 ms
+	 * tick), so without it a client was closed here up to 4 ms before its queue_timeout
+	 * (overload.bats saw closed_min_ms=999 under load, when connects time out most). */
+	if (code == ETIMEDOUT && now - c->wait_start_ms >= atomic_load(&c->svc->queue_ms) + 5) {
 		atomic_fetch_add_explicit(&c->svc->c.queue_timeouts, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&c->svc->c.rejected, 1, memory_order_relaxed);
 		return -1;
@@ -1272,6 +1299,21 @@ px_conn_connected(struct px_conn *c)
 	px_timer_arm(c, c->quiet && c->w->first_byte_tv ? c->w->first_byte_tv : c->w->idle_tv);
 }
 
+/* A waiting client left (px_client_gone): out of the queue and closed, counted neither as a
+ * queue timeout nor as rejected; one with a slot on its way is closed when the slot comes,
+ * and the slot goes on to the next waiting client. */
+static void
+px_conn_leave_queue(struct px_conn *c)
+{
+	shoal_log(LOG_DEBUG, "proxy: %s: a client left after waiting %lldms for a slot",
+	          c->svc->name, (long long)(c->w->now_ms - c->wait_start_ms));
+	if (px_conn_unqueue(c)) {
+		c->gone = true;
+		return;
+	}
+	px_conn_close(c);
+}
+
 static void
 px_conn_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1282,6 +1324,10 @@ px_conn_cb(evutil_socket_t fd, short what, void *arg)
 		c->c_readable |= (what & (EV_READ | EV_CLOSED)) != 0;
 		c->c_hup |= (what & EV_CLOSED) != 0;
 		c->c_writable |= (what & EV_WRITE) != 0;
+		if (c->waiting && px_client_gone(c)) {
+			px_conn_leave_queue(c);
+			return;
+		}
 		if (c->connecting || c->be == NULL)
 			return; /* the client is read once the backend is up: a retry or a wait in
 			         * the queue loses nothing */
@@ -1329,6 +1375,10 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (c->waiting) {
+		if (px_client_gone(c)) {
+			px_conn_leave_queue(c);
+			return;
+		}
 		/* Not in the queue any more: a slot is on its way, the command comes next. */
 		if (px_conn_unqueue(c))
 			return;
@@ -1595,9 +1645,12 @@ px_conn_slot(struct px_conn *c, struct px_backend *b)
 	c->handoff = false;
 	pthread_mutex_unlock(&svc->qlock);
 	c->waiting = false;
-	atomic_fetch_add_explicit(&svc->c.queued, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&svc->c.queue_wait_ms, (uint64_t)(w->now_ms - c->wait_start_ms),
-	                          memory_order_relaxed);
+	if (!c->gone) {
+		atomic_fetch_add_explicit(&svc->c.queued, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&svc->c.queue_wait_ms,
+		                          (uint64_t)(w->now_ms - c->wait_start_ms),
+		                          memory_order_relaxed);
+	}
 	if (c->timer_on) {
 		event_del(&c->tev);
 		c->timer_on = false;
@@ -1608,10 +1661,11 @@ px_conn_slot(struct px_conn *c, struct px_backend *b)
 		proxy_http_conn_slot(c->http, b); /* takes b's slot and reference */
 		return;
 	}
-	/* the workers are stopping, the service went, or its HTTP client is over */
-	if (w->stopped || b == NULL || c->http_over) {
+	/* the workers are stopping, the service went, or its client is over: the slot goes to
+	 * the next one waiting (no one while stopping) */
+	if (w->stopped || b == NULL || c->http_over || c->gone) {
 		if (b)
-			atomic_fetch_sub(&b->inflight, 1);
+			px_slot_release(w->p, svc, b);
 		px_backend_unref(b);
 		if (b == NULL)
 			atomic_fetch_add_explicit(&svc->c.rejected, 1, memory_order_relaxed);
@@ -2040,16 +2094,20 @@ px_err_add(struct shoal_err *all, int *nerr, const struct shoal_err *one)
 	(*nerr)++;
 }
 
-/* True when t already holds a service of spec's name or (for a fixed port) its address:port. */
+/*
+ * True when t already holds spec's listener: the same name on the same address and port, or
+ * (for a fixed port) anything on its address:port. One name on several ports is one service
+ * listening on each (a virtual IP per target port, agent/vipproxy.c): its listeners keep
+ * apart by address and port, as px_table_lookup_spec does, and their stats sum by name.
+ */
 static bool
 px_table_has_clash(const struct px_table *t, const struct proxy_service_spec *spec)
 {
 	for (size_t j = 0; j < t->nsvc; j++) {
 		const struct px_service *s = t->svcs[j].svc;
+		bool addr = s->spec_port == spec->port && px_same_str(s->listen_spec, spec->listen_addr);
 
-		if (strcmp(s->name, spec->name) == 0 ||
-		    (spec->port != 0 && s->spec_port == spec->port &&
-		     px_same_str(s->listen_spec, spec->listen_addr)))
+		if (addr && (spec->port != 0 || strcmp(s->name, spec->name) == 0))
 			return true;
 	}
 	return false;

@@ -41,7 +41,8 @@ struct proxy;
  * learned limit, the lower of the two),
  * counted across workers with atomics. A client that finds every backend at its limit
  * waits in the service's FIFO queue (a list under a mutex: no loop blocks on it) for up to
- * queue_timeout_ms, then is closed; a freed slot goes to the queue's head, at once, on the
+ * queue_timeout_ms, then is closed; one that closes meanwhile with nothing sent leaves it at
+ * once (HAProxy's abortonclose); a freed slot goes to the queue's head, at once, on the
  * backend that freed it or the next free one in rotation. The waiting client's worker is
  * told by a command; its bytes stay in its socket meanwhile. Data moves with recv/send through a
  * per-thread scratch buffer: bytes are copied into a per-connection buffer (at most buf_size per
@@ -131,7 +132,8 @@ void proxy_destroy(struct proxy *p);
 int proxy_set_services(struct proxy *p, const struct proxy_service_spec *svcs, size_t n,
                        struct shoal_err *err);
 
-/* The port a service listens on (useful with port 0); 0 when there is no such service. */
+/* The port a service listens on (useful with port 0; its first listener's when it has several,
+ * one per port); 0 when there is no such service. */
 uint16_t proxy_listen_port(struct proxy *p, const char *service);
 
 struct proxy_counters {

@@ -152,3 +152,19 @@ rt() {
 	shift
 	"$SHOAL_BIN/shoalrt" --root "$DATA/$n" "$@"
 }
+
+# healthy_is SERVICE N: N of its tasks run and pass their health check.
+healthy_is() {
+	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
+}
+
+# The proxy suites' lab (proxy, proxymode, overload.bats): 3 nodes, each agent's proxy on 2
+# threads, up for the whole file; their setup_file, teardown and teardown_file call these.
+proxy_lab_up() {
+	export AGENT_ARGS="--proxy-threads 2"
+	cluster_setup 3
+}
+
+proxy_lab_down() {
+	timeout 60 bash "$LAB_BIN" down
+}

@@ -9,14 +9,6 @@ load helpers
 BATS_TEST_TIMEOUT=120
 M="$BATS_TEST_DIRNAME/manifests"
 
-
-
-
-
-healthy_is() {
-	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
-}
-
 # get ADDR: one request from the scheduler's host; prints the page ("web v1 on TASK").
 get() {
 	lab exec sched timeout 3 busybox wget -qO- "http://$1:8080/"
@@ -29,18 +21,9 @@ serves() {
 	[ "$(for ((i = 0; i < n; i++)); do get "$addr"; done | sort -u | wc -l)" -eq "$n" ]
 }
 
-setup_file() {
-	export AGENT_ARGS="--proxy-threads 2"
-	cluster_setup 3
-}
-
-teardown() {
-	dump_logs_on_failure
-}
-
-teardown_file() {
-	timeout 60 bash "$LAB_BIN" down
-}
+setup_file() { proxy_lab_up; }
+teardown() { dump_logs_on_failure; }
+teardown_file() { proxy_lab_down; }
 
 @test "30 requests through each node's address give exactly 10 per replica, in rotation" {
 	shoal apply -f "$M/webnet.yaml"

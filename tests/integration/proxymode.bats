@@ -11,10 +11,6 @@ BATS_TEST_TIMEOUT=120
 M="$BATS_TEST_DIRNAME/manifests"
 HTTPKA="$SHOAL_BIN/tests/tools/httpka"
 
-healthy_is() {
-	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
-}
-
 # echo_through ADDR PORT: what the echo replica behind ADDR:PORT got, the PROXY header first,
 # as hex bytes.
 echo_through() {
@@ -38,18 +34,9 @@ hexip() {
 	printf '%02x' $1
 }
 
-setup_file() {
-	export AGENT_ARGS="--proxy-threads 2"
-	cluster_setup 3
-}
-
-teardown() {
-	dump_logs_on_failure
-}
-
-teardown_file() {
-	timeout 60 bash "$LAB_BIN" down
-}
+setup_file() { proxy_lab_up; }
+teardown() { dump_logs_on_failure; }
+teardown_file() { proxy_lab_down; }
 
 @test "proxy-v1 and proxy-v2: the replica reads the client's lab address before its bytes" {
 	shoal apply -f "$M/ppecho.yaml"

@@ -27,6 +27,7 @@
 #include "agent/proxy_http.h"
 #include "agent/proxy_http_parse.h"
 #include "agent/proxy_pp.h"
+#include "proxy_serve.h"
 
 /* ---- parser ------------------------------------------------------------------------- */
 
@@ -523,26 +524,15 @@ start_proxy_limited(const uint16_t *ports, size_t n, bool http, enum proxy_proto
                     uint32_t max_per_be, int64_t queue_ms, uint16_t *listen)
 {
 	struct proxy_options po = {.threads = 2};
-	struct proxy_backend_spec be[8];
-	char ids[8][24];
-	struct proxy_service_spec svc = {.name = "web",
-	                                 .listen_addr = "127.0.0.1",
-	                                 .backends = be,
-	                                 .nbackends = n,
-	                                 .http = http,
-	                                 .protocol = pp,
-	                                 .max_conns_per_backend = max_per_be,
-	                                 .queue_timeout_ms = queue_ms};
+	struct proxy_service_spec opts = {.http = http,
+	                                  .protocol = pp,
+	                                  .max_conns_per_backend = max_per_be,
+	                                  .queue_timeout_ms = queue_ms};
 	struct shoal_err err;
 	struct proxy *p = proxy_create(&po, &err);
 
 	assert_non_null(p);
-	for (size_t i = 0; i < n; i++) {
-		snprintf(ids[i], sizeof(ids[i]), "t%u", (unsigned)i);
-		be[i] = (struct proxy_backend_spec){ids[i], "127.0.0.1", ports[i]};
-	}
-	assert_int_equal(proxy_set_services(p, &svc, 1, &err), 0);
-	*listen = proxy_listen_port(p, "web");
+	*listen = proxy_serve_web(p, &opts, ports, n);
 	return p;
 }
 
