@@ -16,30 +16,7 @@
 
 #include <sodium.h>
 
-static size_t
-query(uint8_t *q, const char *name)
-{
-	size_t off = 12;
-
-	memset(q, 0, 12);
-	q[0] = 0x42;
-	q[1] = 0x42;
-	q[2] = 0x01;
-	q[5] = 1;
-	while (*name) {
-		size_t l = strcspn(name, ".");
-		q[off++] = (uint8_t)l;
-		memcpy(q + off, name, l);
-		off += l;
-		name += l + (name[l] == '.');
-	}
-	q[off++] = 0;
-	q[off++] = 0;
-	q[off++] = 1;
-	q[off++] = 0;
-	q[off++] = 1;
-	return off;
-}
+#include "../unit/dns_query.h"
 
 int
 main(int argc, char **argv)
@@ -61,7 +38,7 @@ main(int argc, char **argv)
 		randombytes_buf(buf, n);
 		sent += sendto(u, buf, n, 0, (struct sockaddr *)&sa, sizeof(sa)) != -1;
 	}
-	ql = query(q, "web");
+	ql = dns_query_build(q, "web", 0x4242);
 	for (size_t n = 0; n < ql; n++)
 		sent += sendto(u, q, n, 0, (struct sockaddr *)&sa, sizeof(sa)) != -1;
 	/* A pointer loop where the name starts; a reply; a label of 64; a name of 300 bytes. */

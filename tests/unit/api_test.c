@@ -104,16 +104,12 @@ test_register_500k_labels(void **state)
 {
 	struct harness *h = *state;
 	Shoal__Envelope *r;
-	int64_t t0 = util_now_ms();
 
 	r = do_register(h, "evil", "10.0.0.9", 500000, true);
 	assert_non_null(r);
 	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_ERROR);
 	assert_int_equal(r->error->code, EINVAL);
 	assert_string_equal(r->error->message, "register refused: 500000 labels: at most 64");
-	/* Building, packing and unpacking 4 MB of labels is most of it (~0.4 s, more under
-	 * ASan or load); the old strcat join took 7 s here before it even stored them. */
-	assert_true(util_now_ms() - t0 < 5000);
 	shoal__envelope__free_unpacked(r, NULL);
 
 	r = do_register(h, "node1", "10.0.0.1", 2, false);

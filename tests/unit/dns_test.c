@@ -20,6 +20,7 @@
 #include "agent/dns.h"
 #include "err.h"
 #include "shoal.pb-c.h"
+#include "dns_query.h"
 
 static void
 test_upstreams(void **state)
@@ -39,27 +40,6 @@ test_upstreams(void **state)
 	assert_int_equal(ntohl(out[1].sin_addr.s_addr), 0x7f000035);
 	assert_int_equal(ntohs(out[0].sin_port), 53);
 	assert_int_equal(dns_parse_upstreams(NULL, self, out, 3), 0);
-}
-
-static size_t
-query(uint8_t *q, const char *name, uint16_t id)
-{
-	size_t off = 12;
-
-	memset(q, 0, 12);
-	q[0] = (uint8_t)(id >> 8);
-	q[1] = (uint8_t)id;
-	q[2] = 1;
-	q[5] = 1;
-	while (*name) {
-		size_t l = strcspn(name, ".");
-		q[off++] = (uint8_t)l;
-		memcpy(q + off, name, l);
-		off += l;
-		name += l + (name[l] == '.');
-	}
-	memcpy(q + off, "\0\0\1\0\1", 5);
-	return off + 5;
 }
 
 /* Run the loop until fd is readable (at most ~3 s), then read one datagram. */
@@ -130,7 +110,7 @@ test_answer_and_forward(void **state)
 	d.upstream[0] = up;
 	d.nupstream = 1;
 
-	ql = query(q, "web", 0x1111);
+	ql = dns_query_build(q, "web", 0x1111);
 	sendto(c, q, ql, 0, (struct sockaddr *)&srv, sizeof(srv));
 	n = await(base, c, r, sizeof(r), &from);
 	assert_int_equal(n, (ssize_t)ql + 16);
@@ -138,7 +118,7 @@ test_answer_and_forward(void **state)
 	assert_memory_equal(r + n - 4, "\xc0\xa8\x38\x0b", 4);
 
 	/* Forwarded: the upstream sees another id, the client gets its own back. */
-	ql = query(q, "example.com", 0x2222);
+	ql = dns_query_build(q, "example.com", 0x2222);
 	sendto(c, q, ql, 0, (struct sockaddr *)&srv, sizeof(srv));
 	n = await(base, u, r, sizeof(r), &from);
 	assert_int_equal(n, (ssize_t)ql);
@@ -152,7 +132,7 @@ test_answer_and_forward(void **state)
 
 	/* No upstream: SERVFAIL at once. */
 	d.nupstream = 0;
-	ql = query(q, "example.org", 0x3333);
+	ql = dns_query_build(q, "example.org", 0x3333);
 	sendto(c, q, ql, 0, (struct sockaddr *)&srv, sizeof(srv));
 	n = await(base, c, r, sizeof(r), &from);
 	assert_int_equal(n, (ssize_t)ql);

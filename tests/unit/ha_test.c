@@ -46,6 +46,18 @@ static const struct store_node node = {.id = "n1",
                                        .availability = "active",
                                        .node_key = ""};
 
+/* A store on etcd E under /t/ whose step-down hook counts into fenced_calls (reset). */
+static void
+open_fenced_store(struct store *s, struct etcd *e)
+{
+	struct shoal_err err;
+
+	fenced_calls = 0;
+	assert_int_equal(store_open_etcd(s, e, "/t/", &err), 0);
+	assert_non_null(s->etcd);
+	s->fenced = on_fenced;
+}
+
 /* A write through store.h reaches the etcd back end; refused for want of leadership, it
  * calls the step-down hook with SHOAL_ENOTLEADER. */
 static void
@@ -56,10 +68,7 @@ test_write_without_fence_steps_down(void **state)
 	struct shoal_err err;
 
 	(void)state;
-	fenced_calls = 0;
-	assert_int_equal(store_open_etcd(&s, e, "/t/", &err), 0);
-	assert_non_null(s.etcd);
-	s.fenced = on_fenced;
+	open_fenced_store(&s, e);
 	assert_int_equal(store_node_put(&s, &node, &err), -1);
 	assert_int_equal(err.code, SHOAL_ENOTLEADER);
 	assert_int_equal(fenced_calls, 1);
@@ -85,9 +94,7 @@ test_unreachable_is_not_fenced(void **state)
 	struct shoal_err err;
 
 	(void)state;
-	fenced_calls = 0;
-	assert_int_equal(store_open_etcd(&s, e, "/t/", &err), 0);
-	s.fenced = on_fenced;
+	open_fenced_store(&s, e);
 	store_etcd_set_fence(s.etcd, "/t/leader", 7, "{\"address\":\"a\",\"id\":\"a\"}");
 	assert_int_equal(store_node_put(&s, &node, &err), -1);
 	assert_int_not_equal(err.code, SHOAL_ENOTLEADER);

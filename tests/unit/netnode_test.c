@@ -50,6 +50,16 @@ ipam_path(void)
 	return xasprintf("%s/ipam.json", tmpdir);
 }
 
+/* A fresh IPAM at PATH (no record yet) handing out addresses of SUBNET. */
+static void
+ipam_open(struct netnode_ipam *ip, const char *path, const char *subnet)
+{
+	struct shoal_err err;
+
+	assert_int_equal(netnode_ipam_load(ip, path, &err), 0);
+	assert_int_equal(netnode_ipam_set_subnet(ip, subnet, &err), 0);
+}
+
 static const char *
 ntoa(struct in_addr a)
 {
@@ -107,8 +117,7 @@ test_ipam_persists_and_reloads(void **state)
 	struct in_addr a;
 
 	(void)state;
-	assert_int_equal(netnode_ipam_load(&ip, path, &err), 0);
-	assert_int_equal(netnode_ipam_set_subnet(&ip, "10.244.7.0/24", &err), 0);
+	ipam_open(&ip, path, "10.244.7.0/24");
 	for (int i = 0; i < 3; i++) {
 		char owner[16];
 		snprintf(owner, sizeof(owner), "t%d", i);
@@ -143,8 +152,7 @@ test_ipam_exhaustion_and_never_a_held_address(void **state)
 	bool seen[256] = {false};
 
 	(void)state;
-	assert_int_equal(netnode_ipam_load(&ip, path, &err), 0);
-	assert_int_equal(netnode_ipam_set_subnet(&ip, "10.244.3.0/24", &err), 0);
+	ipam_open(&ip, path, "10.244.3.0/24");
 	for (int i = 0; i < 253; i++) {
 		char owner[16];
 		snprintf(owner, sizeof(owner), "t%d", i);
@@ -175,8 +183,7 @@ test_ipam_hold_wins_over_the_record(void **state)
 	struct in_addr a;
 
 	(void)state;
-	assert_int_equal(netnode_ipam_load(&ip, path, &err), 0);
-	assert_int_equal(netnode_ipam_set_subnet(&ip, "10.244.2.0/24", &err), 0);
+	ipam_open(&ip, path, "10.244.2.0/24");
 	assert_int_equal(netnode_ipam_alloc(&ip, "a", &a, &err), 0); /* .2 */
 	assert_int_equal(netnode_ipam_alloc(&ip, "b", &a, &err), 0); /* .3 */
 	/* A re-adopted container holds .2 for task c (ipam.json was stale): c gets it, a not. */
