@@ -1,4 +1,7 @@
+/* Manifests and pull: the manifest (an index picks the platform), then only the blobs the
+ * store lacks, each streamed and verified, into an OCI layout image_import() commits. */
 #include "registry.h"
+#include "registry_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,9 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-#include <jansson.h>
-#include <openssl/evp.h>
 #include <sodium.h>
 
 #include "fdio.h"
@@ -23,88 +23,7 @@
 #include "log.h"
 #include "oci.h"
 #include "reference.h"
-#include "regauth.h"
 #include "util.h"
-
-#define cleanup_json __attribute__((cleanup(json_decrefp)))
-
-#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
-#define MT_SCHEMA1         "application/vnd.docker.distribution.manifest.v1+json"
-#define MT_SCHEMA1_SIGNED  "application/vnd.docker.distribution.manifest.v1+prettyjws"
-
-/* Every manifest type we read: without the OCI type a registry answers 404 for an OCI
- * manifest, without Docker's v2 it converts a schema 2 manifest to schema 1. */
-#define ACCEPT_MANIFESTS                                                                           \
-	"Accept: " OCI_MT_MANIFEST ", " OCI_MT_INDEX ", " MT_DOCKER_MANIFEST ", " MT_DOCKER_LIST
-
-#define MANIFEST_MAX (4 << 20) /* the distribution registry's own limit */
-#define TOKEN_MAX    (1 << 20)
-#define ERRBODY_MAX  (64 << 10)
-
-/* One registry and repository, one libcurl handle (its connections are reused). */
-struct reg {
-	CURL *curl;
-	char *host;    /* as the reference spells it: "localhost:5000", "docker.io" */
-	char *base;    /* "https://registry-1.docker.io", "http://10.0.0.1:5000" */
-	char *repo;    /* "library/busybox" */
-	char *actions; /* token scope: "pull" or "pull,push" */
-	int insecure;
-	struct regauth_cred cred; /* from auth.json; may be empty */
-	int have_cred;
-	char *authz; /* "Authorization: ..." header line in use; secret, never logged */
-	struct registry_stats *stats;
-	char **partials; /* verified partial files this pull linked into its layout */
-	size_t npartials;
-	const struct registry_opts *o; /* for its progress callback; may be NULL */
-	size_t layers_done, layers;
-	int64_t progress_ms; /* when progress was last called (monotonic) */
-};
-
-/* Where a response body goes: memory (fd < 0) or a file, hashed as it arrives. */
-struct sink {
-	CURL *curl;
-	char *buf; /* memory mode */
-	size_t len, max;
-	int fd; /* file mode */
-	/* SHA-256 by OpenSSL (libcurl's TLS library): it uses the CPU's SHA extensions, ~1.4
-	 * GB/s here against libsodium's portable ~100 MB/s, which capped a pull's speed. */
-	EVP_MD_CTX *h;
-	uint64_t got;         /* bytes in the file, resumed ones included */
-	int64_t want;         /* expected total size, -1 unknown */
-	uint64_t resumed;     /* bytes on disk before this request */
-	int started;          /* first 2xx byte seen */
-	int overflow;         /* more than want / max: the transfer was cut */
-	int io_errno;         /* a failed write */
-	uint64_t *counter;    /* stats->bytes, may be NULL */
-	struct reg *progress; /* tell its progress callback as bytes flow; may be NULL */
-	char *errbody;        /* a non-2xx body (the registry's JSON error) */
-	size_t errlen;
-};
-
-/* What we keep of a response's headers; reset at each new status line (redirects, 401s). */
-struct resp {
-	long status;
-	char ctype[128];
-	char digest[DIGEST_STR_LEN + 8];
-	char location[2048];
-	char *www_auth;
-};
-
-static void
-resp_clear(struct resp *r)
-{
-	free(r->www_auth);
-	memset(r, 0, sizeof(*r));
-}
-
-static void
-sink_free(struct sink *k)
-{
-	free(k->buf);
-	free(k->errbody);
-	k->buf = k->errbody = NULL;
-}
 
 const char *
 registry_platform(void)
@@ -161,446 +80,6 @@ registry_manifest_type(const char *json, const char *ctype, struct shoal_err *er
 	return NULL;
 }
 
-/* ---- HTTP -------------------------------------------------------------------------------- */
-
-static size_t
-on_header(char *p, size_t size, size_t nmemb, void *arg)
-{
-	struct resp *r = arg;
-	size_t n = size * nmemb, klen;
-	const char *colon;
-	char *val;
-
-	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-		resp_clear(r);
-		return n;
-	}
-	colon = memchr(p, ':', n);
-	if (colon == NULL)
-		return n;
-	klen = (size_t)(colon - p);
-	colon++;
-	while (colon < p + n && (*colon == ' ' || *colon == '\t'))
-		colon++;
-	val = xasprintf("%.*s", (int)(p + n - colon), colon);
-	val[strcspn(val, "\r\n")] = '\0';
-	if (klen == 12 && strncasecmp(p, "Content-Type", 12) == 0) {
-		val[strcspn(val, "; ")] = '\0';
-		snprintf(r->ctype, sizeof(r->ctype), "%s", val);
-	} else if (klen == 21 && strncasecmp(p, "Docker-Content-Digest", 21) == 0) {
-		snprintf(r->digest, sizeof(r->digest), "%s", val);
-	} else if (klen == 8 && strncasecmp(p, "Location", 8) == 0) {
-		snprintf(r->location, sizeof(r->location), "%s", val);
-	} else if (klen == 16 && strncasecmp(p, "WWW-Authenticate", 16) == 0 &&
-	           r->www_auth == NULL) {
-		r->www_auth = steal_ptr(&val);
-	}
-	free(val);
-	return n;
-}
-
-/* Call the caller's progress callback: always with force, else at most every 200 ms. */
-static void
-progress(struct reg *r, int force)
-{
-	int64_t now;
-
-	if (r->o == NULL || r->o->progress == NULL)
-		return;
-	now = util_now_ms();
-	if (!force && now - r->progress_ms < 200)
-		return;
-	r->progress_ms = now;
-	r->o->progress(r->o->progress_arg, r->layers_done, r->layers,
-	               r->stats ? r->stats->bytes : 0);
-}
-
-static size_t
-on_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-	struct sink *k = arg;
-	size_t n = size * nmemb;
-	long status = 0;
-
-	curl_easy_getinfo(k->curl, CURLINFO_RESPONSE_CODE, &status);
-	if (status < 200 || status >= 300) {
-		size_t room = ERRBODY_MAX - k->errlen;
-		if (n < room)
-			room = n;
-		k->errbody = xrealloc(k->errbody, k->errlen + room + 1);
-		memcpy(k->errbody + k->errlen, p, room);
-		k->errlen += room;
-		k->errbody[k->errlen] = '\0';
-		return n;
-	}
-	if (k->fd < 0) {
-		if (k->len + n > k->max) {
-			k->overflow = 1;
-			return 0;
-		}
-		k->buf = xrealloc(k->buf, k->len + n + 1);
-		memcpy(k->buf + k->len, p, n);
-		k->len += n;
-		k->buf[k->len] = '\0';
-		return n;
-	}
-	if (!k->started) {
-		k->started = 1;
-		/* Asked for a range, got the whole blob: start the file and the hash over. */
-		if (status == 200 && k->got > 0) {
-			if (ftruncate(k->fd, 0) == -1 || lseek(k->fd, 0, SEEK_SET) == -1) {
-				k->io_errno = errno;
-				return 0;
-			}
-			EVP_DigestInit_ex(k->h, EVP_sha256(), NULL);
-			k->got = 0;
-		}
-	}
-	if (k->want >= 0 && k->got + n > (uint64_t)k->want) {
-		k->overflow = 1;
-		return 0;
-	}
-	if (fdio_write_all(k->fd, p, n) == -1) {
-		k->io_errno = errno;
-		return 0;
-	}
-	EVP_DigestUpdate(k->h, p, n);
-	k->got += n;
-	if (k->counter)
-		*k->counter += n;
-	if (k->progress)
-		progress(k->progress, 0);
-	return n;
-}
-
-/* One request: the method and URL, what to send and where the body goes. */
-struct req {
-	const char *method; /* GET HEAD POST PUT */
-	const char *url;
-	const char *what; /* for messages: "manifest shoal/web:1", "blob sha256:ab…" */
-	struct curl_slist *headers;
-	const char *body; /* PUT/POST from memory */
-	size_t body_len;
-	FILE *upload; /* PUT from a file */
-	uint64_t upload_len;
-	int follow; /* follow redirects (blob GETs go to storage backends) */
-	int token;  /* the token request: credentials go to the realm, another host */
-};
-
-int
-registry_same_origin(const char *base, const char *url)
-{
-	size_t n = strlen(base);
-
-	return strncmp(url, base, n) == 0 && (url[n] == '/' || url[n] == '\0' || url[n] == '?');
-}
-
-static int
-same_origin(const struct reg *r, const char *url)
-{
-	return registry_same_origin(r->base, url);
-}
-
-/* "MANIFEST_UNKNOWN: manifest unknown" from the registry's JSON error body, printable only. */
-static void
-registry_reason(const char *body, char *out, size_t len)
-{
-	cleanup_json json_t *j = body ? json_loads(body, 0, NULL) : NULL;
-	json_t *e = json_array_get(json_object_get(j, "errors"), 0);
-	const char *code = json_string_value(json_object_get(e, "code"));
-	const char *msg = json_string_value(json_object_get(e, "message"));
-	size_t i;
-
-	out[0] = '\0';
-	if (code == NULL && msg == NULL)
-		return;
-	snprintf(out, len, "%s%s%s", msg ? msg : "", msg && code ? " " : "", "");
-	if (code) {
-		size_t n = strlen(out);
-		snprintf(out + n, len - n, "(%s)", code);
-	}
-	for (i = 0; out[i]; i++)
-		if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
-			out[i] = '?';
-}
-
-static int reg_authenticate(struct reg *r, const char *challenge, struct shoal_err *err);
-
-static CURLcode
-reg_perform(struct reg *r, struct req *q, struct sink *k, struct resp *rs)
-{
-	struct curl_slist *h = NULL;
-	CURLcode rc;
-
-	curl_easy_reset(r->curl);
-	curl_easy_setopt(r->curl, CURLOPT_URL, q->url);
-	curl_easy_setopt(r->curl, CURLOPT_PROTOCOLS_STR, r->insecure ? "http,https" : "https");
-	curl_easy_setopt(r->curl, CURLOPT_REDIR_PROTOCOLS_STR,
-	                 r->insecure ? "http,https" : "https");
-	curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(r->curl, CURLOPT_CONNECTTIMEOUT, 10L);
-	/* A stalled transfer (a registry killed mid-pull) ends instead of hanging. */
-	curl_easy_setopt(r->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(r->curl, CURLOPT_LOW_SPEED_TIME, 30L);
-	curl_easy_setopt(r->curl, CURLOPT_USERAGENT, "shoal");
-	/* Fewer, larger writes and hash updates per blob than the 16 KiB default. */
-	curl_easy_setopt(r->curl, CURLOPT_BUFFERSIZE, 256L << 10);
-	curl_easy_setopt(r->curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(r->curl, CURLOPT_HEADERDATA, rs);
-	curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, k);
-	if (q->follow) {
-		/* curl drops our Authorization header when a redirect changes host. */
-		curl_easy_setopt(r->curl, CURLOPT_FOLLOWLOCATION, 1L);
-		curl_easy_setopt(r->curl, CURLOPT_MAXREDIRS, 5L);
-	}
-	for (struct curl_slist *p = q->headers; p; p = p->next)
-		h = curl_slist_append(h, p->data);
-	h = curl_slist_append(h, "Expect:");
-	if (r->authz && (q->token || same_origin(r, q->url)))
-		h = curl_slist_append(h, r->authz);
-	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, h);
-	if (strcmp(q->method, "HEAD") == 0) {
-		curl_easy_setopt(r->curl, CURLOPT_NOBODY, 1L);
-	} else if (strcmp(q->method, "POST") == 0) {
-		curl_easy_setopt(r->curl, CURLOPT_POST, 1L);
-		curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, q->body ? q->body : "");
-		curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
-	} else if (strcmp(q->method, "PUT") == 0 && q->upload) {
-		rewind(q->upload);
-		curl_easy_setopt(r->curl, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(r->curl, CURLOPT_READDATA, q->upload);
-		curl_easy_setopt(r->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)q->upload_len);
-	} else if (strcmp(q->method, "PUT") == 0) {
-		curl_easy_setopt(r->curl, CURLOPT_CUSTOMREQUEST, "PUT");
-		curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, q->body ? q->body : "");
-		curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
-	}
-	k->curl = r->curl;
-	rc = curl_easy_perform(r->curl);
-	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &rs->status);
-	curl_slist_free_all(h);
-	return rc;
-}
-
-/*
- * Do q; on 401 authenticate from the challenge and do it once more. Returns 0 with the final
- * status in rs->status (any status: the caller judges), -1 when no HTTP answer came.
- */
-static int
-reg_request(struct reg *r, struct req *q, struct sink *k, struct resp *rs, struct shoal_err *err)
-{
-	for (int attempt = 0;; attempt++) {
-		CURLcode rc;
-
-		resp_clear(rs);
-		free(k->errbody);
-		k->errbody = NULL;
-		k->errlen = 0;
-		rc = reg_perform(r, q, k, rs);
-		if (k->io_errno)
-			return err_set(err, k->io_errno, "%s: write", q->what);
-		if (k->overflow)
-			return err_set(err, 0, "%s: the registry sent more than %s", q->what,
-			               k->fd < 0 ? "the size limit" : "the descriptor's size");
-		if (rc != CURLE_OK)
-			return err_set(err, 0, "%s: %s %s: %s", q->what, q->method, r->host,
-			               curl_easy_strerror(rc));
-		if (rs->status != 401 || attempt > 0 || rs->www_auth == NULL)
-			return 0;
-		if (reg_authenticate(r, rs->www_auth, err) == -1)
-			return err_prefix(err, "%s", q->what);
-	}
-}
-
-/* The error for an unexpected status: the registry's reason when it gave one. */
-static int
-status_error(struct reg *r, struct req *q, struct sink *k, struct resp *rs, struct shoal_err *err)
-{
-	char reason[160];
-
-	registry_reason(k->errbody, reason, sizeof(reason));
-	if (rs->status == 401)
-		return err_set(err, 0, "%s: unauthorized by %s%s%s%s", q->what, r->host,
-		               reason[0] ? ": " : "", reason,
-		               r->have_cred ? " (credentials refused)"
-		                            : " (no credentials for it in the auth file)");
-	return err_set(err, 0, "%s: %s %s answered %ld%s%s", q->what, q->method, r->host,
-	               rs->status, reason[0] ? ": " : "", reason);
-}
-
-static char *
-escape(CURL *c, const char *s)
-{
-	char *e = curl_easy_escape(c, s, 0);
-	char *r = xstrdup(e ? e : "");
-
-	curl_free(e);
-	return r;
-}
-
-static int
-reg_authenticate(struct reg *r, const char *challenge, struct shoal_err *err)
-{
-	struct regauth_challenge c;
-	cleanup_free char *url = NULL;
-	cleanup_free char *scope = NULL;
-	cleanup_free char *svc = NULL;
-	cleanup_free char *esc_scope = NULL;
-	cleanup_json json_t *j = NULL;
-	struct sink k = {.fd = -1, .max = TOKEN_MAX, .want = -1};
-	struct resp rs = {0};
-	struct req q = {.method = "GET", .what = "token"};
-	const char *tok;
-	char *saved;
-	int rc = -1;
-
-	if (regauth_parse_challenge(challenge, &c, err) == -1)
-		return err_prefix(err, "registry %s", r->host);
-	if (c.scheme == REGAUTH_BASIC) {
-		cleanup_free char *b = NULL;
-		if (!r->have_cred) {
-			regauth_challenge_free(&c);
-			return err_set(err, 0,
-			               "unauthorized by %s: it wants Basic credentials (no "
-			               "credentials for it in the auth file)",
-			               r->host);
-		}
-		b = regauth_basic(&r->cred);
-		free(r->authz);
-		r->authz = xasprintf("Authorization: %s", b);
-		sodium_memzero(b, strlen(b));
-		regauth_challenge_free(&c);
-		return 0;
-	}
-	/* Bearer: ask the realm for a token for our repository, with our credentials if any. */
-	scope = c.scope ? xstrdup(c.scope) : xasprintf("repository:%s:%s", r->repo, r->actions);
-	esc_scope = escape(r->curl, scope);
-	svc = c.service ? escape(r->curl, c.service) : NULL;
-	url = xasprintf("%s%sscope=%s%s%s", c.realm, strchr(c.realm, '?') ? "&" : "?", esc_scope,
-	                svc ? "&service=" : "", svc ? svc : "");
-	q.url = url;
-	q.follow = 1;
-	q.token = 1;
-	if (r->have_cred && strncmp(c.realm, "https://", 8) != 0 && !r->insecure) {
-		regauth_challenge_free(&c);
-		return err_set(err, 0,
-		               "registry %s: refusing to send credentials to a plain-HTTP token "
-		               "realm",
-		               r->host);
-	}
-	saved = steal_ptr(&r->authz);
-	if (r->have_cred) {
-		cleanup_free char *b = regauth_basic(&r->cred);
-		r->authz = xasprintf("Authorization: %s", b);
-		sodium_memzero(b, strlen(b));
-	}
-	if (reg_perform(r, &q, &k, &rs) != CURLE_OK) {
-		err_set(err, 0, "token from %s: %s", r->host, "the token server did not answer");
-		goto out;
-	}
-	if (rs.status != 200) {
-		char reason[160];
-		registry_reason(k.errbody, reason, sizeof(reason));
-		err_set(err, 0, "unauthorized: the token server of %s answered %ld%s%s%s", r->host,
-		        rs.status, reason[0] ? ": " : "", reason,
-		        r->have_cred ? " (credentials refused)" : "");
-		goto out;
-	}
-	j = k.buf ? json_loads(k.buf, 0, NULL) : NULL;
-	tok = json_string_value(json_object_get(j, "token"));
-	if (tok == NULL)
-		tok = json_string_value(json_object_get(j, "access_token"));
-	if (tok == NULL || tok[0] == '\0' || strpbrk(tok, "\r\n")) {
-		err_set(err, 0, "token from %s: no token in the answer", r->host);
-		goto out;
-	}
-	rc = 0;
-out:
-	if (r->authz) {
-		sodium_memzero(r->authz, strlen(r->authz));
-		free(r->authz);
-	}
-	r->authz = rc == 0 ? xasprintf("Authorization: Bearer %s", tok) : saved;
-	if (rc == 0 && saved) {
-		sodium_memzero(saved, strlen(saved));
-		free(saved);
-	}
-	if (k.buf)
-		sodium_memzero(k.buf, k.len);
-	sink_free(&k);
-	resp_clear(&rs);
-	regauth_challenge_free(&c);
-	return rc;
-}
-
-static int
-is_insecure(const struct registry_opts *o, const char *host)
-{
-	for (size_t i = 0; o && o->insecure && o->insecure[i]; i++)
-		if (strcmp(o->insecure[i], host) == 0)
-			return 1;
-	return 0;
-}
-
-static void
-reg_free(struct reg *r)
-{
-	if (r->curl)
-		curl_easy_cleanup(r->curl);
-	free(r->host);
-	free(r->base);
-	free(r->repo);
-	free(r->actions);
-	regauth_cred_free(&r->cred);
-	for (size_t i = 0; i < r->npartials; i++)
-		free(r->partials[i]);
-	free(r->partials);
-	if (r->authz) {
-		sodium_memzero(r->authz, strlen(r->authz));
-		free(r->authz);
-	}
-	memset(r, 0, sizeof(*r));
-}
-
-static int
-reg_open(struct reg *r, const struct reference *ref, const struct registry_opts *o,
-         const char *actions, struct registry_stats *stats, struct shoal_err *err)
-{
-	static int global_done;
-	int found;
-
-	memset(r, 0, sizeof(*r));
-	if (!global_done) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			return err_set(err, 0, "libcurl: cannot initialise");
-		global_done = 1;
-	}
-	r->host = xstrdup(ref->domain);
-	r->repo = xstrdup(ref->path);
-	r->actions = xstrdup(actions);
-	r->insecure = is_insecure(o, ref->domain);
-	r->stats = stats;
-	r->o = o;
-	/* Docker's hub answers the API on another name than the one references use. */
-	r->base =
-	    xasprintf("%s://%s", r->insecure ? "http" : "https",
-	              strcmp(ref->domain, REFERENCE_DEFAULT_DOMAIN) == 0 ? "registry-1.docker.io"
-	                                                                 : ref->domain);
-	found = regauth_load(o ? o->auth_file : NULL, ref->domain, &r->cred, err);
-	if (found == -1) {
-		reg_free(r);
-		return -1;
-	}
-	r->have_cred = found;
-	r->curl = curl_easy_init();
-	if (r->curl == NULL) {
-		reg_free(r);
-		return err_set(err, 0, "libcurl: cannot create a handle");
-	}
-	return 0;
-}
-
 /* ---- pull -------------------------------------------------------------------------------- */
 
 /* GET a manifest by tag or digest into *text (its type in mt, its digest in digest). */
@@ -618,10 +97,10 @@ get_manifest(struct reg *r, const char *tag_or_digest, const char *expect_digest
 	int rc = -1;
 
 	q.headers = curl_slist_append(NULL, ACCEPT_MANIFESTS);
-	if (reg_request(r, &q, &k, &rs, err) == -1)
+	if (registry_http_request(r, &q, &k, &rs, err) == -1)
 		goto out;
 	if (rs.status != 200) {
-		status_error(r, &q, &k, &rs, err);
+		registry_http_status_error(r, &q, &k, &rs, err);
 		goto out;
 	}
 	if (k.buf == NULL || k.len != strlen(k.buf)) {
@@ -649,8 +128,8 @@ get_manifest(struct reg *r, const char *tag_or_digest, const char *expect_digest
 	rc = 0;
 out:
 	curl_slist_free_all(q.headers);
-	sink_free(&k);
-	resp_clear(&rs);
+	registry_http_sink_free(&k);
+	registry_http_resp_clear(&rs);
 	return rc;
 }
 
@@ -733,10 +212,10 @@ fetch_blob(struct reg *r, const char *root, const struct oci_desc *d, const char
 			if (r->stats)
 				r->stats->resumed += k.got;
 		}
-		if (reg_request(r, &q, &k, &rs, err) == -1)
+		if (registry_http_request(r, &q, &k, &rs, err) == -1)
 			goto out;
 		if (rs.status != 200 && rs.status != 206) {
-			status_error(r, &q, &k, &rs, err);
+			registry_http_status_error(r, &q, &k, &rs, err);
 			goto out;
 		}
 		if (rs.status == 200 && r->stats) /* the registry ignored the Range */
@@ -777,8 +256,8 @@ out:
 	close(k.fd);
 	EVP_MD_CTX_free(k.h);
 	curl_slist_free_all(q.headers);
-	sink_free(&k);
-	resp_clear(&rs);
+	registry_http_sink_free(&k);
+	registry_http_resp_clear(&rs);
 	return rc;
 }
 
@@ -851,7 +330,7 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 	memset(stats, 0, sizeof(*stats));
 	if (reference_parse(refstr, &ref, err) == -1)
 		return -1;
-	if (reg_open(&r, &ref, o, "pull", stats, err) == -1) {
+	if (registry_http_open(&r, &ref, o, "pull", stats, err) == -1) {
 		reference_free(&ref);
 		return -1;
 	}
@@ -915,7 +394,7 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 			goto out;
 	}
 	r.layers = m.nlayers;
-	progress(&r, 1);
+	registry_http_progress(&r, 1);
 	if (layout_blob(&r, root, &m.config, layout, "config", err) == -1)
 		goto out;
 	{
@@ -944,14 +423,14 @@ registry_pull(struct image_store *s, const char *refstr, const struct registry_o
 				if (r.stats)
 					r.stats->blobs++;
 				r.layers_done = i + 1;
-				progress(&r, 1);
+				registry_http_progress(&r, 1);
 				continue;
 			}
 		}
 		if (layout_blob(&r, root, &m.layers[i], layout, "layer", err) == -1)
 			goto out;
 		r.layers_done = i + 1;
-		progress(&r, 1);
+		registry_http_progress(&r, 1);
 	}
 	if (write_layout(layout, mtext, mt, digest, storeref, err) == -1)
 		goto out;
@@ -974,165 +453,7 @@ out:
 		oci_manifest_free(&m);
 	if (have_c)
 		oci_config_free(&cfg);
-	reg_free(&r);
-	reference_free(&ref);
-	return rc;
-}
-
-/* ---- push -------------------------------------------------------------------------------- */
-
-/* The upload URL the registry gave (absolute or relative), with digest= added. */
-static char *
-upload_url(struct reg *r, const char *location, const char *digest)
-{
-	const char *sep = strchr(location, '?') ? "&" : "?";
-	cleanup_free char *d = escape(r->curl, digest);
-
-	if (strncmp(location, "http://", 7) == 0 || strncmp(location, "https://", 8) == 0)
-		return xasprintf("%s%sdigest=%s", location, sep, d);
-	return xasprintf("%s%s%s%sdigest=%s", r->base, location[0] == '/' ? "" : "/", location, sep,
-	                 d);
-}
-
-static int
-push_blob(struct reg *r, const char *root, const struct oci_desc *d, const char *kind,
-          struct shoal_err *err)
-{
-	cleanup_free char *url = xasprintf("%s/v2/%s/blobs/%s", r->base, r->repo, d->digest);
-	cleanup_free char *post = xasprintf("%s/v2/%s/blobs/uploads/", r->base, r->repo);
-	cleanup_free char *path = xasprintf("%s/blobs/sha256/%s", root, d->digest + 7);
-	cleanup_free char *put = NULL;
-	char what[64], a[40];
-	struct sink k = {.fd = -1, .max = ERRBODY_MAX, .want = -1};
-	struct resp rs = {0};
-	struct req q = {.method = "HEAD", .url = url, .what = what, .follow = 1};
-	FILE *f = NULL;
-	struct stat st;
-	int rc = -1;
-
-	snprintf(what, sizeof(what), "%s %s", kind, digest_short(d->digest, a, sizeof(a)));
-	r->stats->blobs++;
-	if (reg_request(r, &q, &k, &rs, err) == -1)
-		goto out;
-	if (rs.status == 200) {
-		rc = 0;
-		goto out;
-	}
-	if (rs.status != 404) {
-		status_error(r, &q, &k, &rs, err);
-		goto out;
-	}
-	f = fopen(path, "re");
-	if (f == NULL || fstat(fileno(f), &st) == -1) {
-		err_set(err, errno, "%s: open %s", what, path);
-		goto out;
-	}
-	q = (struct req){.method = "POST", .url = post, .what = what};
-	if (reg_request(r, &q, &k, &rs, err) == -1)
-		goto out;
-	if (rs.status != 202 || rs.location[0] == '\0') {
-		status_error(r, &q, &k, &rs, err);
-		goto out;
-	}
-	put = upload_url(r, rs.location, d->digest);
-	q = (struct req){.method = "PUT",
-	                 .url = put,
-	                 .what = what,
-	                 .upload = f,
-	                 .upload_len = (uint64_t)st.st_size};
-	q.headers = curl_slist_append(NULL, "Content-Type: application/octet-stream");
-	rc = reg_request(r, &q, &k, &rs, err);
-	curl_slist_free_all(q.headers);
-	if (rc == -1)
-		goto out;
-	rc = -1;
-	if (rs.status != 201) {
-		status_error(r, &q, &k, &rs, err);
-		goto out;
-	}
-	r->stats->blobs_fetched++;
-	r->stats->bytes += (uint64_t)st.st_size;
-	rc = 0;
-out:
-	if (f)
-		fclose(f);
-	sink_free(&k);
-	resp_clear(&rs);
-	return rc;
-}
-
-int
-registry_push(struct image_store *s, const char *image, const char *refstr,
-              const struct registry_opts *o, struct registry_stats *stats, struct shoal_err *err)
-{
-	const char *root = image_store_root(s);
-	struct registry_stats local = {0};
-	struct reference ref;
-	struct reg r;
-	struct image *img = NULL;
-	cleanup_free char *mpath = NULL;
-	cleanup_free char *mtext = NULL;
-	cleanup_free char *url = NULL;
-	cleanup_free char *ctype = NULL;
-	cleanup_free char *what = NULL;
-	struct oci_manifest m = {0};
-	struct sink k = {.fd = -1, .max = ERRBODY_MAX, .want = -1};
-	struct resp rs = {0};
-	struct req q = {.method = "PUT"};
-	const char *mt;
-	int have_m = 0, rc = -1;
-
-	if (stats == NULL)
-		stats = &local;
-	memset(stats, 0, sizeof(*stats));
-	if (reference_parse(refstr, &ref, err) == -1)
-		return -1;
-	if (reg_open(&r, &ref, o, "pull,push", stats, err) == -1) {
-		reference_free(&ref);
-		return -1;
-	}
-	img = image_get(s, image, err);
-	if (img == NULL)
-		goto out;
-	mpath = xasprintf("%s/blobs/sha256/%s", root, img->digest + 7);
-	mtext = util_read_file(mpath, NULL, err);
-	if (mtext == NULL)
-		goto out;
-	mt = registry_manifest_type(mtext, NULL, err);
-	if (mt == NULL || oci_parse_manifest(mtext, mt, &m, err) == -1)
-		goto out;
-	have_m = 1;
-	snprintf(stats->digest, sizeof(stats->digest), "%s", img->digest);
-	if (push_blob(&r, root, &m.config, "config", err) == -1)
-		goto out;
-	for (size_t i = 0; i < m.nlayers; i++)
-		if (push_blob(&r, root, &m.layers[i], "layer", err) == -1)
-			goto out;
-	url = xasprintf("%s/v2/%s/manifests/%s", r.base, r.repo, ref.tag ? ref.tag : ref.digest);
-	what = xasprintf("manifest %s", refstr);
-	ctype = xasprintf("Content-Type: %s", mt);
-	q.url = url;
-	q.what = what;
-	q.body = mtext;
-	q.body_len = strlen(mtext);
-	q.headers = curl_slist_append(NULL, ctype);
-	if (reg_request(&r, &q, &k, &rs, err) == -1)
-		goto out;
-	if (rs.status != 201) {
-		status_error(&r, &q, &k, &rs, err);
-		goto out;
-	}
-	rc = 0;
-out:
-	if (rc == -1)
-		err_prefix(err, "push %s", refstr);
-	curl_slist_free_all(q.headers);
-	sink_free(&k);
-	resp_clear(&rs);
-	if (have_m)
-		oci_manifest_free(&m);
-	image_free(img);
-	reg_free(&r);
+	registry_http_free(&r);
 	reference_free(&ref);
 	return rc;
 }
