@@ -433,6 +433,76 @@ etcd_sync_txn(struct etcd *e, const struct etcd_txn *t, struct etcd_txn_result *
 }
 
 int
+etcd_sync_txns(struct etcd *e, const struct etcd_txn *t, size_t n, struct etcd_txn_result *out,
+               struct shoal_err *err)
+{
+	CURLM *m = curl_multi_init();
+	struct etcd_req **r = xcalloc(n, sizeof(*r));
+	CURLcode *code = xcalloc(n, sizeof(*code));
+	size_t pending = 0;
+	int rc = 0;
+
+	SHOAL_ASSERT(m != NULL);
+	for (size_t i = 0; i < n; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		r[i] = req_new(e, REQ_TXN, "/v3/kv/txn", etcd_json_txn(&t[i]), NULL);
+		if (rc == 0 && req_prepare(r[i], err) == -1)
+			rc = -1;
+		if (rc == 0) {
+			curl_multi_add_handle(m, r[i]->easy);
+			pending++;
+		}
+	}
+	while (rc == 0 && pending > 0) {
+		CURLMsg *msg;
+		int running, left;
+
+		curl_multi_perform(m, &running);
+		while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+			struct etcd_req *q = NULL;
+			size_t i;
+			struct shoal_err e2;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&q);
+			for (i = 0; i < n && r[i] != q; i++)
+				;
+			SHOAL_ASSERT(i < n);
+			code[i] = msg->data.result;
+			curl_multi_remove_handle(m, q->easy);
+			/* As sync_run: the next member, while one is left. */
+			if (attempt_failed(q, code[i]) && q->tries < e->nendpoints &&
+			    req_prepare(q, &e2) == 0) {
+				curl_multi_add_handle(m, q->easy);
+				continue;
+			}
+			pending--;
+		}
+		if (pending > 0)
+			curl_multi_poll(m, NULL, 0, 100, NULL);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (rc == 0) {
+			json_t *reply = req_reply(r[i], code[i], err);
+
+			if (reply == NULL || etcd_parse_txn(reply, &out[i], err) == -1)
+				rc = -1;
+			json_decref(reply);
+		}
+		curl_multi_remove_handle(m, r[i]->easy);
+		req_free(r[i]);
+	}
+	if (rc == -1)
+		for (size_t i = 0; i < n; i++)
+			etcd_txn_result_clear(&out[i]);
+	curl_multi_cleanup(m);
+	free(r);
+	free(code);
+	return rc;
+}
+
+int
 etcd_sync_put(struct etcd *e, const char *key, const char *value, size_t value_len, int64_t lease,
               struct shoal_err *err)
 {
