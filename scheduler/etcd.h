@@ -205,13 +205,6 @@ int etcd_sync_delete(struct etcd *e, const char *key, int prefix, int64_t *delet
                      struct shoal_err *err);
 int etcd_sync_txn(struct etcd *e, const struct etcd_txn *t, struct etcd_txn_result *out,
                   struct shoal_err *err);
-/*
- * n transactions at once on the calling thread (the caller makes sure their order does not
- * matter: disjoint keys), each tried on the members as etcd_sync_txn is; out[i] is t[i]'s
- * result. -1 with the first error when any of them got no answer (out then all cleared).
- */
-int etcd_sync_txns(struct etcd *e, const struct etcd_txn *t, size_t n,
-                   struct etcd_txn_result *out, struct shoal_err *err);
 int etcd_sync_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id, struct shoal_err *err);
 int etcd_sync_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl, struct shoal_err *err);
 int etcd_sync_lease_revoke(struct etcd *e, int64_t id, struct shoal_err *err);

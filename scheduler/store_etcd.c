@@ -342,37 +342,22 @@ refused(int64_t fence, struct shoal_err *err)
 	return -1;
 }
 
-/* Transactions of one commit in flight at once (disjoint keys: any order). */
-#define WINDOW 8
-
-/* Send transactions [from, to) of ops cut at starts at once, each fenced by the leadership. */
+/* Send ops[0..n) as one transaction fenced by the leadership. */
 static int
-send_txns(struct store_etcd *s, const size_t *starts, size_t from, size_t to,
-          struct shoal_err *err)
+send_txn(struct store_etcd *s, const struct store_etcd_op *ops, size_t n, struct shoal_err *err)
 {
-	struct built b[WINDOW];
-	struct etcd_txn t[WINDOW];
-	struct etcd_txn_result res[WINDOW];
-	size_t n = to - from;
-	int rc;
+	struct built b;
+	struct etcd_txn_result res;
+	int rc = -1;
 
-	SHOAL_ASSERT(n > 0 && n <= WINDOW);
-	for (size_t i = 0; i < n; i++) {
-		build(&b[i], s->fence_key, s->fence, s->fence_value, s->ops + starts[from + i],
-		      starts[from + i + 1] - starts[from + i]);
-		t[i] = b[i].t;
-	}
-	rc = etcd_sync_txns(s->e, t, n, res, err);
-	if (rc == -1)
+	build(&b, s->fence_key, s->fence, s->fence_value, ops, n);
+	if (etcd_sync_txn(s->e, &b.t, &res, err) == -1) {
 		err_prefix(err, "store: write");
-	else
-		for (size_t i = 0; i < n; i++) {
-			if (rc == 0 && !res[i].succeeded)
-				rc = refused(s->fence, err);
-			etcd_txn_result_clear(&res[i]);
-		}
-	for (size_t i = 0; i < n; i++)
-		built_free(&b[i]);
+	} else {
+		rc = res.succeeded ? 0 : refused(s->fence, err);
+		etcd_txn_result_clear(&res);
+	}
+	built_free(&b);
 	return rc;
 }
 
@@ -482,21 +467,19 @@ flush(struct store_etcd *s, struct shoal_err *err)
 		return -1;
 	}
 	k = plan(s->ops, s->nops, &starts, &barrier);
-	/* Waves of up to WINDOW transactions at once (a round trip each, not one per
-	 * transaction); a transaction sharing a key with an earlier one starts a wave, so a
-	 * later write of a key lands last. */
-	for (size_t i = 0, j; i < k && rc == 0; i = j) {
+	for (size_t i = 0; i < k && rc == 0; i++) {
 		if (i > 0 && s->between)
 			s->between(s->between_arg);
-		for (j = i + 1; j < k && j - i < WINDOW && !barrier[j]; j++)
-			;
-		rc = send_txns(s, starts, i, j, err);
+		rc = send_txn(s, s->ops + starts[i], starts[i + 1] - starts[i], err);
 	}
 	free(starts);
 	free(barrier);
 	ops_clear(s);
 	return rc;
 }
+
+/* Transactions of one asynchronous commit in flight at once (disjoint keys: any order). */
+#define WINDOW 8
 
 struct batch {
 	struct etcd *e;
