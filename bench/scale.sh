@@ -224,10 +224,14 @@ failover() {
 	}
 	start 0
 	start 1
+	# The one `shoal nodes` names as leader (a follower's answer is followed to the leader,
+	# so that one answering at all says nothing about who leads).
 	lead() {
+		local a
+		a=$("$bin/shoal" --scheduler "127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}" \
+			--token-file "$work/data/admin.token" nodes 2>/dev/null | awk '$1 == "Leader:" {print $2}') || return 1
 		for k in 0 1; do
-			"$bin/shoal" --scheduler "127.0.0.1:${ports[$k]}" --token-file "$work/data/admin.token" \
-				nodes >/dev/null 2>&1 && { echo "$k"; return 0; }
+			[ "$a" = "127.0.0.1:${ports[$k]}" ] && { echo "$k"; return 0; }
 		done
 		return 1
 	}

@@ -388,12 +388,11 @@ sync_run(struct etcd *e, const char *path, json_t *body, struct shoal_err *err)
 	return reply;
 }
 
-int
-etcd_sync_range(struct etcd *e, const char *key, int prefix, int64_t revision, int64_t limit,
-                struct etcd_range *out, struct shoal_err *err)
+/* Runs the range request REQ (taken) and parses its reply into out. */
+static int
+sync_range(struct etcd *e, json_t *req, struct etcd_range *out, struct shoal_err *err)
 {
-	json_t *reply =
-	    sync_run(e, "/v3/kv/range", etcd_json_range(key, prefix, revision, limit), err);
+	json_t *reply = sync_run(e, "/v3/kv/range", req, err);
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -405,19 +404,17 @@ etcd_sync_range(struct etcd *e, const char *key, int prefix, int64_t revision, i
 }
 
 int
+etcd_sync_range(struct etcd *e, const char *key, int prefix, int64_t revision, int64_t limit,
+                struct etcd_range *out, struct shoal_err *err)
+{
+	return sync_range(e, etcd_json_range(key, prefix, revision, limit), out, err);
+}
+
+int
 etcd_sync_range_end(struct etcd *e, const char *key, const char *range_end, int64_t revision,
                     int64_t limit, struct etcd_range *out, struct shoal_err *err)
 {
-	json_t *reply =
-	    sync_run(e, "/v3/kv/range", etcd_json_range_end(key, range_end, revision, limit), err);
-	int rc;
-
-	memset(out, 0, sizeof(*out));
-	if (reply == NULL)
-		return -1;
-	rc = etcd_parse_range(reply, out, err);
-	json_decref(reply);
-	return rc;
+	return sync_range(e, etcd_json_range_end(key, range_end, revision, limit), out, err);
 }
 
 int

@@ -772,28 +772,29 @@ scan(struct store_etcd *s, const char *sub,
 	return rc;
 }
 
-struct rows {
-	void *v;
-	size_t n, cap, size;
+struct pin {
+	char *service;
+	uint64_t version;
+	char *digest;
 };
 
-static void *
-rows_add(struct rows *r)
-{
-	if (r->n == r->cap) {
-		r->cap = r->cap ? 2 * r->cap : 64;
-		r->v = xrealloc(r->v, r->cap * r->size);
-	}
-	return (char *)r->v + r->size * r->n++;
-}
-
 static int
-node_row(const struct etcd_kv *kv, void *arg, struct shoal_err *err)
+pin_decode(const struct etcd_kv *kv, struct pin *p, struct shoal_err *err)
 {
-	if (store_etcd_node_decode(kv->value, rows_add(arg), err) == -1) {
-		((struct rows *)arg)->n--;
-		return err_prefix(err, "%s", kv->key);
-	}
+	const char *rest = strstr(kv->key, "pins/"), *slash;
+	char *end;
+	unsigned long long v;
+
+	/* PREFIX pins/SERVICE/VERSION: the service name has no '/'. */
+	if (rest == NULL || (slash = strrchr(rest + 5, '/')) == NULL || slash == rest + 5)
+		return err_set(err, 0, "store: malformed pin key");
+	v = strtoull(slash + 1, &end, 10);
+	if (*end != '\0' || end == slash + 1)
+		return err_set(err, 0, "store: malformed pin key");
+	p->service = strndup(rest + 5, (size_t)(slash - rest - 5));
+	SHOAL_ASSERT(p->service != NULL);
+	p->version = v;
+	p->digest = xstrdup(kv->value);
 	return 0;
 }
 
@@ -803,71 +804,11 @@ node_cmp(const void *a, const void *b)
 	return strcmp(((const struct store_node *)a)->name, ((const struct store_node *)b)->name);
 }
 
-int
-store_etcd_node_each(struct store_etcd *s, void (*fn)(const struct store_node *n, void *arg),
-                     void *arg, struct shoal_err *err)
-{
-	struct rows r = {.size = sizeof(struct store_node)};
-	struct store_node *v;
-	int rc = scan(s, "nodes/", node_row, &r, err);
-
-	v = r.v;
-	if (rc == 0 && r.n > 0) { /* qsort(NULL, 0) is undefined */
-		qsort(v, r.n, sizeof(*v), node_cmp);
-		for (size_t i = 0; i < r.n; i++)
-			fn(&v[i], arg);
-	}
-	for (size_t i = 0; i < r.n; i++)
-		store_node_clear(&v[i]);
-	free(v);
-	return rc;
-}
-
-static int
-service_row(const struct etcd_kv *kv, void *arg, struct shoal_err *err)
-{
-	if (store_etcd_service_decode(kv->value, rows_add(arg), err) == -1) {
-		((struct rows *)arg)->n--;
-		return err_prefix(err, "%s", kv->key);
-	}
-	return 0;
-}
-
 static int
 service_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct store_service *)a)->name,
 	              ((const struct store_service *)b)->name);
-}
-
-int
-store_etcd_service_each(struct store_etcd *s, void (*fn)(const struct store_service *sv, void *arg),
-                        void *arg, struct shoal_err *err)
-{
-	struct rows r = {.size = sizeof(struct store_service)};
-	struct store_service *v;
-	int rc = scan(s, "services/", service_row, &r, err);
-
-	v = r.v;
-	if (rc == 0 && r.n > 0) {
-		qsort(v, r.n, sizeof(*v), service_cmp);
-		for (size_t i = 0; i < r.n; i++)
-			fn(&v[i], arg);
-	}
-	for (size_t i = 0; i < r.n; i++)
-		store_etcd_service_clear(&v[i]);
-	free(v);
-	return rc;
-}
-
-static int
-task_row(const struct etcd_kv *kv, void *arg, struct shoal_err *err)
-{
-	if (store_etcd_task_decode(kv->value, rows_add(arg), err) == -1) {
-		((struct rows *)arg)->n--;
-		return err_prefix(err, "%s", kv->key);
-	}
-	return 0;
 }
 
 /* The SQLite store's order: service, slot, created_ms. */
@@ -886,55 +827,6 @@ task_cmp(const void *pa, const void *pb)
 	return strcmp(a->id, b->id);
 }
 
-int
-store_etcd_task_each(struct store_etcd *s, void (*fn)(const struct store_task *t, void *arg),
-                     void *arg, struct shoal_err *err)
-{
-	struct rows r = {.size = sizeof(struct store_task)};
-	struct store_task *v;
-	int rc = scan(s, "tasks/", task_row, &r, err);
-
-	v = r.v;
-	if (rc == 0 && r.n > 0) {
-		qsort(v, r.n, sizeof(*v), task_cmp);
-		for (size_t i = 0; i < r.n; i++)
-			fn(&v[i], arg);
-	}
-	for (size_t i = 0; i < r.n; i++)
-		store_etcd_task_clear(&v[i]);
-	free(v);
-	return rc;
-}
-
-struct pin {
-	char *service;
-	uint64_t version;
-	char *digest;
-};
-
-static int
-pin_row(const struct etcd_kv *kv, void *arg, struct shoal_err *err)
-{
-	struct rows *r = arg;
-	const char *rest = strstr(kv->key, "pins/"), *slash;
-	char *end;
-	struct pin *p;
-	unsigned long long v;
-
-	/* PREFIX pins/SERVICE/VERSION: the service name has no '/'. */
-	if (rest == NULL || (slash = strrchr(rest + 5, '/')) == NULL || slash == rest + 5)
-		return err_set(err, 0, "store: malformed pin key %.100s", kv->key);
-	v = strtoull(slash + 1, &end, 10);
-	if (*end != '\0' || end == slash + 1)
-		return err_set(err, 0, "store: malformed pin key %.100s", kv->key);
-	p = rows_add(r);
-	p->service = strndup(rest + 5, (size_t)(slash - rest - 5));
-	SHOAL_ASSERT(p->service != NULL);
-	p->version = v;
-	p->digest = xstrdup(kv->value);
-	return 0;
-}
-
 static int
 pin_cmp(const void *pa, const void *pb)
 {
@@ -945,28 +837,160 @@ pin_cmp(const void *pa, const void *pb)
 	return strcmp(a->service, b->service);
 }
 
+/* The kinds of record listed under a key prefix; one loader serves them all, the switches
+ * below say what differs (decode, the caller's callback, free). */
+enum kind { KIND_NODE, KIND_SERVICE, KIND_TASK, KIND_PIN };
+
+static const struct {
+	const char *sub;
+	size_t size;
+	int (*cmp)(const void *a, const void *b); /* the SQLite store's order */
+} kinds[] = {
+    [KIND_NODE] = {"nodes/", sizeof(struct store_node), node_cmp},
+    [KIND_SERVICE] = {"services/", sizeof(struct store_service), service_cmp},
+    [KIND_TASK] = {"tasks/", sizeof(struct store_task), task_cmp},
+    [KIND_PIN] = {"pins/", sizeof(struct pin), pin_cmp},
+};
+
+/* The caller's callback, typed per kind. */
+union each_fn {
+	void (*node)(const struct store_node *n, void *arg);
+	void (*service)(const struct store_service *sv, void *arg);
+	void (*task)(const struct store_task *t, void *arg);
+	void (*pin)(const char *service, uint64_t version, const char *digest, void *arg);
+};
+
+struct rows {
+	enum kind k;
+	void *v;
+	size_t n, cap;
+};
+
+static int
+row_decode(enum kind k, const struct etcd_kv *kv, void *row, struct shoal_err *err)
+{
+	switch (k) {
+	case KIND_NODE:
+		return store_etcd_node_decode(kv->value, row, err);
+	case KIND_SERVICE:
+		return store_etcd_service_decode(kv->value, row, err);
+	case KIND_TASK:
+		return store_etcd_task_decode(kv->value, row, err);
+	case KIND_PIN:
+		return pin_decode(kv, row, err);
+	}
+	return err_set(err, 0, "store: unknown record kind %d", (int)k);
+}
+
+static void
+row_visit(enum kind k, void *row, union each_fn fn, void *arg)
+{
+	const struct pin *p = row;
+
+	switch (k) {
+	case KIND_NODE:
+		fn.node(row, arg);
+		break;
+	case KIND_SERVICE:
+		fn.service(row, arg);
+		break;
+	case KIND_TASK:
+		fn.task(row, arg);
+		break;
+	case KIND_PIN:
+		fn.pin(p->service, p->version, p->digest, arg);
+		break;
+	}
+}
+
+static void
+row_clear(enum kind k, void *row)
+{
+	struct pin *p = row;
+
+	switch (k) {
+	case KIND_NODE:
+		store_node_clear(row);
+		break;
+	case KIND_SERVICE:
+		store_etcd_service_clear(row);
+		break;
+	case KIND_TASK:
+		store_etcd_task_clear(row);
+		break;
+	case KIND_PIN:
+		free(p->service);
+		free(p->digest);
+		break;
+	}
+}
+
+static int
+rows_add(const struct etcd_kv *kv, void *arg, struct shoal_err *err)
+{
+	struct rows *r = arg;
+	size_t size = kinds[r->k].size;
+
+	if (r->n == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 64;
+		r->v = xrealloc(r->v, r->cap * size);
+	}
+	/* A row that fails to decode owns nothing and is not counted. */
+	if (row_decode(r->k, kv, (char *)r->v + size * r->n, err) == -1)
+		return err_prefix(err, "%s", kv->key);
+	r->n++;
+	return 0;
+}
+
+/* Every record of kind k, read at one revision, sorted, each handed to fn; nothing is handed
+ * on if one fails to read. */
+static int
+each_sorted(struct store_etcd *s, enum kind k, union each_fn fn, void *arg,
+            struct shoal_err *err)
+{
+	struct rows r = {.k = k};
+	size_t size = kinds[k].size;
+	int rc = scan(s, kinds[k].sub, rows_add, &r, err);
+
+	if (rc == 0 && r.n > 0) { /* qsort(NULL, 0) is undefined */
+		qsort(r.v, r.n, size, kinds[k].cmp);
+		for (size_t i = 0; i < r.n; i++)
+			row_visit(k, (char *)r.v + size * i, fn, arg);
+	}
+	for (size_t i = 0; i < r.n; i++)
+		row_clear(k, (char *)r.v + size * i);
+	free(r.v);
+	return rc;
+}
+
+int
+store_etcd_node_each(struct store_etcd *s, void (*fn)(const struct store_node *n, void *arg),
+                     void *arg, struct shoal_err *err)
+{
+	return each_sorted(s, KIND_NODE, (union each_fn){.node = fn}, arg, err);
+}
+
+int
+store_etcd_service_each(struct store_etcd *s, void (*fn)(const struct store_service *sv, void *arg),
+                        void *arg, struct shoal_err *err)
+{
+	return each_sorted(s, KIND_SERVICE, (union each_fn){.service = fn}, arg, err);
+}
+
+int
+store_etcd_task_each(struct store_etcd *s, void (*fn)(const struct store_task *t, void *arg),
+                     void *arg, struct shoal_err *err)
+{
+	return each_sorted(s, KIND_TASK, (union each_fn){.task = fn}, arg, err);
+}
+
 int
 store_etcd_pin_each(struct store_etcd *s,
                     void (*fn)(const char *service, uint64_t version, const char *digest,
                                void *arg),
                     void *arg, struct shoal_err *err)
 {
-	struct rows r = {.size = sizeof(struct pin)};
-	struct pin *v;
-	int rc = scan(s, "pins/", pin_row, &r, err);
-
-	v = r.v;
-	if (rc == 0 && r.n > 0) {
-		qsort(v, r.n, sizeof(*v), pin_cmp);
-		for (size_t i = 0; i < r.n; i++)
-			fn(v[i].service, v[i].version, v[i].digest, arg);
-	}
-	for (size_t i = 0; i < r.n; i++) {
-		free(v[i].service);
-		free(v[i].digest);
-	}
-	free(v);
-	return rc;
+	return each_sorted(s, KIND_PIN, (union each_fn){.pin = fn}, arg, err);
 }
 
 char *
