@@ -27,6 +27,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "timer.h"
 #include "util.h"
 
 /* After an error answer the client gets this long to read it before the close. */
@@ -89,9 +90,7 @@ proxy_http_now_ms(void)
 void
 proxy_http_arm(struct proxy_http_conn *c, int64_t ms)
 {
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-	event_add(&c->tmr, &tv);
+	timer_add_ms(&c->tmr, ms);
 }
 
 void
