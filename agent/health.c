@@ -23,6 +23,7 @@
 #include "server-t.h"
 #include "tasks-t.h"
 #include "shoal.pb-c.h"
+#include "timer.h"
 #include "util.h"
 
 #define FIRST_CHECK_MS 500 /* the first verdict should not wait a whole interval */
@@ -33,13 +34,6 @@ static struct event_base *
 base_of(struct health *h)
 {
 	return h->task->owner->agent->base;
-}
-
-static void
-arm(struct event *ev, int64_t ms)
-{
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-	event_add(ev, &tv);
 }
 
 /* End the check in flight, if any, without a verdict. */
@@ -283,7 +277,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (h->task->pid <= 0)
 		return;
-	arm(h->deadline, h->task->spec.health.timeout_ms);
+	timer_add_ms(h->deadline, h->task->spec.health.timeout_ms);
 	if (h->task->spec.health.kind == MANIFEST_HEALTH_CMD)
 		start_cmd_check(h);
 	else
@@ -294,7 +288,7 @@ static void
 schedule(struct health *h, int64_t ms)
 {
 	if (h->timer)
-		arm(h->timer, ms);
+		timer_add_ms(h->timer, ms);
 }
 
 void

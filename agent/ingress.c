@@ -23,6 +23,7 @@
 #include "log.h"
 #include "runtime/spawn.h"
 #include "shoal.pb-c.h"
+#include "timer.h"
 #include "util.h"
 
 /* Reconnection back-off after the ingress went away: 100 ms doubling to 2 s. */
@@ -174,16 +175,13 @@ static void
 retry_later(struct ingress *g)
 {
 	int64_t ms = RETRY_MIN_MS;
-	struct timeval tv;
 
 	for (int i = 0; i < g->failures && ms < RETRY_MAX_MS; i++)
 		ms *= 2;
 	if (ms > RETRY_MAX_MS)
 		ms = RETRY_MAX_MS;
 	g->failures++;
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-	event_add(g->retry, &tv);
+	timer_add_ms(g->retry, ms);
 }
 
 static void

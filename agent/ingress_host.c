@@ -20,6 +20,7 @@
 #include "log.h"
 #include "runtime/spawn.h"
 #include "shoal.pb-c.h"
+#include "timer.h"
 #include "util.h"
 
 #define BIND_RETRY_MIN_MS 500
@@ -138,13 +139,6 @@ ingress_specs_free(struct ingress_specs *s)
 
 /* ---- serving the table ---- */
 
-static void
-arm_ms(struct event *ev, int64_t ms)
-{
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-	event_add(ev, &tv);
-}
-
 /* Serve h->cur; log the ports that cannot listen when that set changes, and retry them. */
 static void
 host_apply(struct host *h)
@@ -181,7 +175,7 @@ host_apply(struct host *h)
 	h->bind_sig = sig;
 	event_del(h->bind_retry);
 	if (n > 0)
-		arm_ms(h->bind_retry, ingress_bind_backoff_ms(h->bind_attempts++));
+		timer_add_ms(h->bind_retry, ingress_bind_backoff_ms(h->bind_attempts++));
 }
 
 static void
@@ -482,7 +476,7 @@ host_retire(struct host *h, struct host_client *c)
 	(void)proxy_set_services(h->proxy, NULL, 0, &err);
 	h->drain_deadline = util_now_ms() + DRAIN_MAX_MS;
 	h->drain_tick = event_new(h->base, -1, EV_PERSIST, on_drain_tick, h);
-	arm_ms(h->drain_tick, 200);
+	timer_add_ms(h->drain_tick, 200);
 }
 
 /* The successor's side: take the table and listeners of the ingress on sock_path. */

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util.h"
+
 /* RFC 9110 tchar */
 static bool
 ph_tchar(unsigned char ch)
@@ -373,18 +375,6 @@ enum {
 	PH_CH_FINAL_LF,
 };
 
-static int
-ph_hex(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 ssize_t
 proxy_http_parse_chunk(struct proxy_http_chunk *st, const char *p, size_t n)
 {
@@ -395,7 +385,7 @@ proxy_http_parse_chunk(struct proxy_http_chunk *st, const char *p, size_t n)
 
 		switch (st->state) {
 		case PH_CH_SIZE: {
-			int d = ph_hex(ch);
+			int d = util_hexval(ch);
 
 			if (d >= 0) {
 				/* 15 hex digits: more than any body, and no overflow. */

@@ -18,6 +18,7 @@
 #include "logs.h"
 #include "tasks.h"
 #include "shoal.pb-c.h"
+#include "timer.h"
 #include "util.h"
 
 /* The cap is kept short so that a scheduler coming back after a restart finds its agents
@@ -43,13 +44,6 @@ session_backoff_ms(int n)
 }
 
 static void
-arm(struct event *ev, int64_t ms)
-{
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-	event_add(ev, &tv);
-}
-
-static void
 schedule_retry(struct session *s)
 {
 	int64_t ms;
@@ -58,7 +52,7 @@ schedule_retry(struct session *s)
 	ms = util_jitter(session_backoff_ms(s->failures), 20);
 	s->state = SESSION_IDLE;
 	event_del(s->heartbeat);
-	arm(s->retry, ms);
+	timer_add_ms(s->retry, ms);
 	shoal_log(LOG_DEBUG, "reconnecting in %lldms", (long long)ms);
 }
 
@@ -122,7 +116,7 @@ on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
 	if (!ingress_request_report(&s->agent->ingress))
 		send_heartbeat(s);
 	/* Jitter each beat (+/-10%) so a thousand agents started together do not beat together. */
-	arm(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
+	timer_add_ms(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
 }
 
 static void
@@ -209,7 +203,7 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 	 * when TCP has not noticed (a partition, a frozen peer). */
 	rpc_set_idle_timeout(s->conn, (int)(5 * s->heartbeat_ms));
 	send_heartbeat(s);
-	arm(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
+	timer_add_ms(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
 }
 
 const char *
@@ -277,7 +271,7 @@ on_not_leader(struct session *s, const char *leader)
 		          leader);
 		/* A redirect costs no back-off step: the leader is known and up. */
 		s->state = SESSION_IDLE;
-		arm(s->retry, 0);
+		timer_add_ms(s->retry, 0);
 		return;
 	}
 	if (was_ready || s->failures == 0) {

@@ -30,18 +30,6 @@ token_role_name(enum token_role role)
 	}
 }
 
-static int
-token_hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Decode exactly 2*len hex digits; anything else (short, long, non-hex) fails. */
 static int
 token_unhex(const char *s, size_t slen, uint8_t *out, size_t len)
@@ -49,7 +37,7 @@ token_unhex(const char *s, size_t slen, uint8_t *out, size_t len)
 	if (slen != 2 * len)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
-		int hi = token_hexval(s[2 * i]), lo = token_hexval(s[2 * i + 1]);
+		int hi = util_hexval(s[2 * i]), lo = util_hexval(s[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -1;

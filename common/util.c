@@ -358,6 +358,18 @@ util_hex(const uint8_t *in, size_t len, char *out)
 }
 
 int
+util_hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+int
 util_raise_nofile(uint64_t *soft, struct shoal_err *err)
 {
 	struct rlimit rl;

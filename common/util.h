@@ -87,6 +87,8 @@ int64_t util_jitter(int64_t value, int pct);
 
 /* Hex-encode len bytes into out (2*len+1 bytes). */
 void util_hex(const uint8_t *in, size_t len, char *out);
+/* The value of one hex digit (either case), or -1. */
+int util_hexval(char ch);
 
 /*
  * Raise RLIMIT_NOFILE's soft limit to its hard limit, as a daemon serving many connections

@@ -108,6 +108,20 @@ test_jitter(void **state)
 	}
 }
 
+/* One hex-digit decoder for the token parser and the HTTP chunk parser. */
+static void
+test_hexval(void **state)
+{
+	(void)state;
+	assert_int_equal(util_hexval('0'), 0);
+	assert_int_equal(util_hexval('9'), 9);
+	assert_int_equal(util_hexval('a'), 10);
+	assert_int_equal(util_hexval('F'), 15);
+	assert_int_equal(util_hexval('g'), -1);
+	assert_int_equal(util_hexval(';'), -1);
+	assert_int_equal(util_hexval('\0'), -1);
+}
+
 int
 main(void)
 {
@@ -115,6 +129,7 @@ main(void)
 	    cmocka_unit_test(test_duration),   cmocka_unit_test(test_bytes),
 	    cmocka_unit_test(test_format),     cmocka_unit_test(test_hostport),
 	    cmocka_unit_test(test_err_prefix), cmocka_unit_test(test_jitter),
+	    cmocka_unit_test(test_hexval),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
