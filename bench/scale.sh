@@ -128,12 +128,14 @@ running() { cli services -o json | jq '[.[].replicas.running] | add // 0'; }
 declare -a rows eprows
 run_one() {
 	local n=$1 tasks nsvc per t_start t_ready t0 t_assigned t_running rss0 rss1 hwm
-	local c0 c1 k0 k1 h0 h1 w0 w1 a0 a1 recon perf_pid=
+	local c0 c1 k0 k1 h0 h1 w0 w1 a0 a1 recon downs load perf_pid=
 	tasks=$((n * PER_NODE))
 	nsvc=$(((tasks + PER_SERVICE - 1) / PER_SERVICE))
 	per=$((tasks / nsvc))
 	tasks=$((per * nsvc))
 	work=$(mktemp -d /tmp/shoal-scale.XXXXXX)
+	# The machine may be shared: each row says how loaded it was when the row started.
+	load=$(cut -d' ' -f1 /proc/loadavg)
 	port=$(free_port)
 	"$sched_bin" init --data-dir "$work/data" >/dev/null
 	next_store
@@ -181,6 +183,8 @@ run_one() {
 	sleep "$IDLE_S"
 	c1=$(cpu_ns) k1=$(cpu_ticks) h1=$(sim_stat replies) w1=$(now_ms)
 	recon=$(sim_stat closed)
+	# Nodes the scheduler declared down meanwhile (none should be: every agent heartbeats).
+	downs=$(grep -c 'down (no heartbeat' "$work/sched.log" || true)
 	local rc_s=- rc_b=0 r0 ep_f ep_b
 	ep_f=$(sim_stat endpoints) ep_b=$(sim_stat epbytes)
 	if [ -n "${SCALE_RECONNECT:-}" ]; then
@@ -201,10 +205,10 @@ run_one() {
 		printf "  %6d %9d %10.1f %10.1f %12s %12.1f\n", n, f, b / 1048576, b / 1024 / n, rs, rb / 1048576 }')")
 	rows+=("$(awk -v n="$n" -v t="$tasks" -v reg=$((t_ready - t_start)) -v as=$((t_assigned - t0)) \
 		-v run=$((t_running - t0)) -v acpu=$((a1 - a0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
-		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v recon="$recon" 'BEGIN {
-		printf "  %6d %8d %9.2f %9.2f %9.2f %7.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %6.1f%% %5d\n",
+		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v recon="$recon" -v downs="$downs" -v load="$load" 'BEGIN {
+		printf "  %6d %8d %9.2f %9.2f %9.2f %7.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %6.1f%% %5d %5d %5s\n",
 			n, t, reg / 1000, as / 1000, run / 1000, acpu / 1e9, t / (as / 1000), r1 / 1024, hwm / 1024,
-			(r1 - r0) * 1024 / t, c / 1000 / h, k * 10000 / h, c / 1e4 / w, recon }')")
+			(r1 - r0) * 1024 / t, c / 1000 / h, k * 10000 / h, c / 1e4 / w, recon, downs, load }')")
 	stop_all
 }
 
@@ -266,9 +270,9 @@ if [ "$STORE" = etcd ] && [ "${SCALE_FAILOVER:-0}" -gt 0 ]; then
 	failover "$SCALE_FAILOVER"
 fi
 echo "scale: shoal-scheduler ($STORE store) with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat 1s ($(nproc) CPUs)"
-printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' nodes tasks "register" "assigned" \
-	"running" "CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon
-printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s\n' "" "" s s s s "" "" "" "" "" "" CPU ""
+printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' nodes tasks "register" "assigned" \
+	"running" "CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon down load
+printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' "" "" s s s s "" "" "" "" "" "" CPU "" "" 1min
 printf '%s\n' "${rows[@]}"
 echo "Endpoints the agents received, registration to the end of the idle window:"
 printf '  %6s %9s %10s %10s %12s %12s\n' nodes frames "MiB" "KiB/node" "reconnect s" "reconnect MiB"

@@ -202,7 +202,7 @@ api_agent_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	n->conn = sc->rpc;
 	sc->node = n;
 	n->status = NODE_READY;
-	n->last_seen = util_now_ms();
+	nodes_seen(&srv->nodes, n, util_now_ms());
 	n->last_seen_wall = util_wall_ms();
 	nodes_subnet(&srv->nodes, n, subnet, sizeof(subnet));
 	if (!was_ready) {
@@ -240,7 +240,7 @@ api_agent_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 		reply_error(sc, env->id, EPROTO, "heartbeat before register");
 		return;
 	}
-	n->last_seen = util_now_ms();
+	nodes_seen(&sc->srv->nodes, n, util_now_ms());
 	n->last_seen_wall = util_wall_ms();
 	if (hb->usage) {
 		n->used_cpu_millis = (int64_t)hb->usage->cpu_millis;
@@ -312,7 +312,7 @@ api_agent_task_report(struct sched_conn *sc, const Shoal__Envelope *env)
 
 	if (sc->node == NULL)
 		return;
-	sc->node->last_seen = util_now_ms();
+	nodes_seen(&sc->srv->nodes, sc->node, util_now_ms());
 	for (size_t i = 0; i < tr->n_statuses; i++)
 		reconcile_task_status(sc->srv, sc->node, tr->statuses[i]);
 }

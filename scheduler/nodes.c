@@ -239,7 +239,7 @@ load_one(const struct store_node *sn, void *arg)
 	n->subnet_index = sn->subnet_index;
 	n->created_ms = sn->created_ms;
 	n->status = NODE_UNKNOWN;
-	n->last_seen = util_now_ms();
+	nodes_seen(ns, n, util_now_ms());
 	/* A key that does not parse is treated as none: bound again at the next registration. */
 	n->has_key = sodium_hex2bin(n->key, sizeof(n->key), sn->node_key, strlen(sn->node_key),
 	                            NULL, &keylen, NULL) == 0 &&
@@ -542,6 +542,12 @@ nodes_register(struct nodes *ns, struct store *st, const char *name, const char 
 		memcpy(n->key, key, sizeof(n->key));
 		n->has_key = bind = true;
 	}
+	/* A node coming back as it was (every agent after a scheduler restart, or a network
+	 * blip) changes no row: no write, no commit to wait for. */
+	if (!fresh && !bind && n->address && n->agent_labels &&
+	    strcmp(n->address, address) == 0 && strcmp(n->agent_labels, labels) == 0 &&
+	    n->cpu_millis == cpu_millis && n->memory_bytes == memory_bytes)
+		return n;
 	set_str(&n->address, address);
 	set_str(&n->agent_labels, labels);
 	free(n->labels);
@@ -648,7 +654,9 @@ nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
 		int64_t limit = n->status == NODE_UNKNOWN && ns->restart_grace_ms > timeout_ms
 		                    ? ns->restart_grace_ms
 		                    : timeout_ms;
-		if (n->status == NODE_DOWN || now - n->last_seen <= limit)
+		/* Silence while our own loop was held up is ours, not the node's. */
+		int64_t silent = now - n->last_seen - (ns->stalled_ms - n->stalled_at_seen);
+		if (n->status == NODE_DOWN || silent <= limit)
 			continue;
 		n->status = NODE_DOWN;
 		changed++;
@@ -656,4 +664,20 @@ nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
 			fn(n, arg);
 	}
 	return changed;
+}
+
+void
+nodes_seen(struct nodes *ns, struct node *n, int64_t now)
+{
+	n->last_seen = now;
+	n->stalled_at_seen = ns->stalled_ms;
+}
+
+void
+nodes_tick(struct nodes *ns, int64_t now, int64_t period_ms)
+{
+	/* A tick up to one period late is the timer's ordinary slack, not a stall. */
+	if (ns->last_tick_ms != 0 && now - ns->last_tick_ms > 2 * period_ms)
+		ns->stalled_ms += now - ns->last_tick_ms - period_ms;
+	ns->last_tick_ms = now;
 }

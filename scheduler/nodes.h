@@ -68,6 +68,7 @@ struct node {
 	int64_t created_ms; /* wall clock of first registration */
 	int64_t last_seen;  /* monotonic ms of the last message */
 	int64_t last_seen_wall;
+	int64_t stalled_at_seen; /* nodes.stalled_ms when last_seen was set */
 	struct rpc_conn *conn;         /* the live session, NULL while disconnected (borrowed) */
 	uint8_t key[NODEKEY_PK_BYTES]; /* its identity: only this key registers the name */
 	bool has_key;           /* false for a node of an older store until it registers again */
@@ -119,6 +120,8 @@ struct nodes {
 	uint8_t *subnet_used; /* one byte per /24 in the CIDR */
 	size_t nsubnets;
 	int64_t restart_grace_ms; /* how long a node loaded at start has to come back */
+	int64_t stalled_ms;       /* how long this scheduler's loop has been held up, in all */
+	int64_t last_tick_ms;     /* monotonic ms of the last nodes_tick */
 };
 
 /*
@@ -230,5 +233,15 @@ char *nodes_subnet(const struct nodes *ns, const struct node *n, char *buf, size
  */
 size_t nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
                     void (*fn)(struct node *n, void *arg), void *arg);
+
+/* A message from n arrived now (monotonic ms): it is alive. */
+void nodes_seen(struct nodes *ns, struct node *n, int64_t now);
+
+/*
+ * Called by a timer every period_ms: a tick that comes late means the loop was held up (a long
+ * pass, a burst of registrations) and read nothing meanwhile. That time does not count as a
+ * node's silence in nodes_expire: its heartbeat may be sitting unread in our socket buffer.
+ */
+void nodes_tick(struct nodes *ns, int64_t now, int64_t period_ms);
 
 #endif

@@ -240,6 +240,79 @@ test_expire_restart_grace(void **state)
 	store_close(&st);
 }
 
+/* The scheduler's own hold-ups (a long pass, a burst of registrations) are not a node's
+ * silence: its heartbeat may be sitting unread in our socket buffer. */
+static void
+test_expire_not_our_stall(void **state)
+{
+	struct fixture *f = *state;
+	struct store st;
+	struct nodes ns;
+	struct shoal_err err;
+	struct node *a, *b;
+
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, NULL, &err);
+	b = nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err);
+	a->status = b->status = NODE_READY;
+	nodes_tick(&ns, 10000, 100);
+	nodes_seen(&ns, a, 10000);
+	nodes_seen(&ns, b, 10000);
+	/* Ticks on time (with a timer's slack): no stall. */
+	nodes_tick(&ns, 10100, 100);
+	nodes_tick(&ns, 10250, 100);
+	assert_int_equal(ns.stalled_ms, 0);
+	/* The loop is held up for 5 s: the next tick comes at 15250. */
+	nodes_tick(&ns, 15250, 100);
+	assert_int_equal(ns.stalled_ms, 4900);
+	downs = 0;
+	assert_int_equal(nodes_expire(&ns, 15250, 3000, count_down, NULL), 0);
+	/* b's heartbeat, read once the loop runs again, counts from there. */
+	nodes_seen(&ns, b, 15260);
+	/* a's silence is 5350 ms of wall time, 450 ms of it ours to answer for: not yet. */
+	assert_int_equal(nodes_expire(&ns, 15350, 3000, count_down, NULL), 0);
+	/* Silent for 3000 ms of a running loop: down; b, seen since, stays. */
+	assert_int_equal(nodes_expire(&ns, 10000 + 4900 + 3001, 3000, count_down, NULL), 1);
+	assert_int_equal(a->status, NODE_DOWN);
+	assert_int_equal(b->status, NODE_READY);
+	assert_int_equal(nodes_expire(&ns, 15260 + 3001, 3000, count_down, NULL), 1);
+	assert_int_equal(b->status, NODE_DOWN);
+	assert_int_equal(downs, 2);
+	nodes_free(&ns);
+	store_close(&st);
+}
+
+/* A node that registers again unchanged (every node after a scheduler restart) writes no row:
+ * with the store refusing writes, that Register still succeeds; a changed one does not. */
+static void
+test_register_unchanged_no_write(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t k[NODEKEY_PK_BYTES];
+	struct store st;
+	struct nodes ns;
+	struct shoal_err err;
+	struct node *n;
+
+	randombytes_buf(k, sizeof(k));
+	assert_int_equal(store_open(&st, f->db, &err), 0);
+	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	n = nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 1000, 1 << 30, k, &err);
+	assert_non_null(n);
+	assert_int_equal(sqlite3_exec(st.db, "PRAGMA query_only=1", NULL, NULL, NULL), SQLITE_OK);
+	assert_ptr_equal(nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 1000, 1 << 30, k, &err),
+	                 n);
+	assert_null(nodes_register(&ns, &st, "n1", "10.0.0.9", "zone=a", 1000, 1 << 30, k, &err));
+	assert_null(nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=b", 1000, 1 << 30, k, &err));
+	assert_null(nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 2000, 1 << 30, k, &err));
+	/* A record of an older store without a key: binding it is a write. */
+	n->has_key = false;
+	assert_null(nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 1000, 1 << 30, k, &err));
+	nodes_free(&ns);
+	store_close(&st);
+}
+
 /* A name comes back only with its key; an impostor's Register changes nothing. */
 static void
 test_key_binding(void **state)
@@ -497,6 +570,8 @@ main(void)
 	    cmocka_unit_test(test_capacity_bounds),
 	    cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_admin_labels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expire_not_our_stall, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_register_unchanged_no_write, setup, teardown),
 	};
 	if (sodium_init() < 0)
 		return 1;
