@@ -1035,8 +1035,8 @@ px_conn_connect(struct px_conn *c, struct px_backend *b)
 			c->b_readable = c->b_writable = c->b_hup = false;
 			c->connected_early = rc == 0 || px_established(fd);
 			event_assign(&c->bev, w->base, fd,
-			             EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, px_conn_cb,
-			             c);
+			             EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED,
+			             px_conn_cb, c);
 			event_add(&c->bev, NULL);
 			if (c->timer_on)
 				event_del(&c->tev);
@@ -2105,7 +2105,8 @@ px_table_has_clash(const struct px_table *t, const struct proxy_service_spec *sp
 {
 	for (size_t j = 0; j < t->nsvc; j++) {
 		const struct px_service *s = t->svcs[j].svc;
-		bool addr = s->spec_port == spec->port && px_same_str(s->listen_spec, spec->listen_addr);
+		bool addr =
+		    s->spec_port == spec->port && px_same_str(s->listen_spec, spec->listen_addr);
 
 		if (addr && (spec->port != 0 || strcmp(s->name, spec->name) == 0))
 			return true;

@@ -544,9 +544,9 @@ nodes_register(struct nodes *ns, struct store *st, const char *name, const char 
 	}
 	/* A node coming back as it was (every agent after a scheduler restart, or a network
 	 * blip) changes no row: no write, no commit to wait for. */
-	if (!fresh && !bind && n->address && n->agent_labels &&
-	    strcmp(n->address, address) == 0 && strcmp(n->agent_labels, labels) == 0 &&
-	    n->cpu_millis == cpu_millis && n->memory_bytes == memory_bytes)
+	if (!fresh && !bind && n->address && n->agent_labels && strcmp(n->address, address) == 0 &&
+	    strcmp(n->agent_labels, labels) == 0 && n->cpu_millis == cpu_millis &&
+	    n->memory_bytes == memory_bytes)
 		return n;
 	set_str(&n->address, address);
 	set_str(&n->agent_labels, labels);

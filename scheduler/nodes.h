@@ -68,7 +68,7 @@ struct node {
 	int64_t created_ms; /* wall clock of first registration */
 	int64_t last_seen;  /* monotonic ms of the last message */
 	int64_t last_seen_wall;
-	int64_t stalled_at_seen; /* nodes.stalled_ms when last_seen was set */
+	int64_t stalled_at_seen;       /* nodes.stalled_ms when last_seen was set */
 	struct rpc_conn *conn;         /* the live session, NULL while disconnected (borrowed) */
 	uint8_t key[NODEKEY_PK_BYTES]; /* its identity: only this key registers the name */
 	bool has_key;           /* false for a node of an older store until it registers again */

@@ -945,8 +945,7 @@ rows_add(const struct etcd_kv *kv, void *arg, struct shoal_err *err)
 /* Every record of kind k, read at one revision, sorted, each handed to fn; nothing is handed
  * on if one fails to read. */
 static int
-each_sorted(struct store_etcd *s, enum kind k, union each_fn fn, void *arg,
-            struct shoal_err *err)
+each_sorted(struct store_etcd *s, enum kind k, union each_fn fn, void *arg, struct shoal_err *err)
 {
 	struct rows r = {.k = k};
 	size_t size = kinds[k].size;

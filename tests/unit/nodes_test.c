@@ -301,8 +301,8 @@ test_register_unchanged_no_write(void **state)
 	n = nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 1000, 1 << 30, k, &err);
 	assert_non_null(n);
 	assert_int_equal(sqlite3_exec(st.db, "PRAGMA query_only=1", NULL, NULL, NULL), SQLITE_OK);
-	assert_ptr_equal(nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 1000, 1 << 30, k, &err),
-	                 n);
+	assert_ptr_equal(
+	    nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 1000, 1 << 30, k, &err), n);
 	assert_null(nodes_register(&ns, &st, "n1", "10.0.0.9", "zone=a", 1000, 1 << 30, k, &err));
 	assert_null(nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=b", 1000, 1 << 30, k, &err));
 	assert_null(nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 2000, 1 << 30, k, &err));

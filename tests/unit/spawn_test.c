@@ -132,13 +132,13 @@ test_parse_limits_bad(void **state)
 
 	(void)state;
 	assert_int_equal(spawn_exec_parse_limits("", got, &err), -1);
-	assert_int_equal(spawn_exec_parse_limits("Limit   Soft Limit  Hard Limit  Units\n", got, &err),
-	                 -1);
+	assert_int_equal(
+	    spawn_exec_parse_limits("Limit   Soft Limit  Hard Limit  Units\n", got, &err), -1);
 	assert_string_equal(err.msg, "0 limits, want 16");
 	assert_int_equal(spawn_exec_parse_limits("Limit\n"
-	                                    "Max cpu time              lots                 "
-	                                    "unlimited            seconds\n",
-	                                    got, &err),
+	                                         "Max cpu time              lots                 "
+	                                         "unlimited            seconds\n",
+	                                         got, &err),
 	                 -1);
 	assert_string_equal(err.msg, "cannot parse limit \"Max cpu time              lots"
 	                             "                 unlimited            seconds\"");
