@@ -24,7 +24,7 @@
 # each node) after the update must all come from v2 ("web v2 on TASK").
 # Failed requests must be 0: a replica leaves every proxy's rotation before it is stopped
 # (scheduler/endpoints.c waits for every node to acknowledge the table without it), and the
-# agent waits for its established connections to close before SIGTERM (agent/tasks.c
+# agent waits for its established connections to close before SIGTERM (agent/tasks_op.c
 # drain_connections). The script exits 1 when a request failed or a page is not v2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
