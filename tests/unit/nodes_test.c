@@ -169,20 +169,31 @@ count_down(struct node *n, void *arg)
 	downs++;
 }
 
+/* A store and a node table with two ready nodes, a and b, for the expiry tests. */
+static void
+two_ready_nodes(struct fixture *f, struct store *st, struct nodes *ns, struct node **a,
+                struct node **b)
+{
+	struct shoal_err err;
+
+	assert_int_equal(store_open(st, f->db, &err), 0);
+	assert_int_equal(nodes_init(ns, "10.244.0.0/16", &err), 0);
+	*a = nodes_register(ns, st, "a", "10.0.0.1", "", 1000, 1, NULL, &err);
+	*b = nodes_register(ns, st, "b", "10.0.0.2", "", 1000, 1, NULL, &err);
+	assert_non_null(*a);
+	assert_non_null(*b);
+	(*a)->status = (*b)->status = NODE_READY;
+}
+
 static void
 test_expire(void **state)
 {
 	struct fixture *f = *state;
 	struct store st;
 	struct nodes ns;
-	struct shoal_err err;
 	struct node *a, *b;
 
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
-	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, NULL, &err);
-	b = nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err);
-	a->status = b->status = NODE_READY;
+	two_ready_nodes(f, &st, &ns, &a, &b);
 	a->last_seen = 10000;
 	b->last_seen = 12500;
 	downs = 0;
@@ -248,14 +259,9 @@ test_expire_not_our_stall(void **state)
 	struct fixture *f = *state;
 	struct store st;
 	struct nodes ns;
-	struct shoal_err err;
 	struct node *a, *b;
 
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
-	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, NULL, &err);
-	b = nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err);
-	a->status = b->status = NODE_READY;
+	two_ready_nodes(f, &st, &ns, &a, &b);
 	nodes_tick(&ns, 10000, 100);
 	nodes_seen(&ns, a, 10000);
 	nodes_seen(&ns, b, 10000);
