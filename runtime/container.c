@@ -1,26 +1,23 @@
+/*
+ * Containers on one host (container.h): the spec and its image part, create (name, state dir,
+ * etc files, layers file), load and list, and the end of a container's life: kill, stop,
+ * remove. Its state file is container_state.c, its shim's starting and messages
+ * container_shim.c.
+ */
 #include "container.h"
+#include "container_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
-#include <inttypes.h>
-#include <libgen.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-#include <linux/close_range.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -30,9 +27,7 @@
 #include "etcfiles.h"
 #include "rootfs.h"
 #include "spawn.h"
-#include "trace.h"
 #include "util.h"
-
 const char *
 container_status_name(enum container_status s)
 {
@@ -55,8 +50,8 @@ strv_free(char **v)
 	free(v);
 }
 
-static size_t
-strv_len(char *const *v)
+size_t
+container_strv_len(char *const *v)
 {
 	size_t n = 0;
 	while (v && v[n])
@@ -68,7 +63,7 @@ strv_len(char *const *v)
 static void
 strv_extend(char ***dst, char *const *src)
 {
-	size_t n = strv_len(*dst), m = strv_len(src);
+	size_t n = container_strv_len(*dst), m = container_strv_len(src);
 
 	*dst = xrealloc(*dst, (n + m + 1) * sizeof(char *));
 	for (size_t i = 0; i < m; i++)
@@ -110,7 +105,7 @@ env_set(char ***env, const char *kv)
 {
 	const char *eq = strchr(kv, '=');
 	size_t kl = eq ? (size_t)(eq - kv) : strlen(kv);
-	size_t n = strv_len(*env);
+	size_t n = container_strv_len(*env);
 
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp((*env)[i], kv, kl) == 0 && (*env)[i][kl] == '=') {
@@ -156,208 +151,6 @@ container_spec_apply_image(struct container_spec *s, const struct image *img, ch
 		s->cwd = xstrdup(img->workdir);
 	if (s->user == NULL && img->user && img->user[0])
 		s->user = xstrdup(img->user);
-}
-
-/* ---- state file ---- */
-
-static json_t *
-strv_json(char *const *v, size_t n)
-{
-	json_t *a = json_array();
-
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(a, json_string(v[i]));
-	return a;
-}
-
-static void
-set_str(json_t *o, const char *k, const char *v)
-{
-	json_object_set_new(o, k, v ? json_string(v) : json_null());
-}
-
-json_t *
-container_to_json(const struct container *c)
-{
-	const struct container_spec *s = &c->spec;
-	json_t *o = json_object(), *spec = json_object(), *lim = json_object();
-
-	json_object_set_new(o, "id", json_string(c->id));
-	set_str(o, "name", s->name);
-	set_str(o, "image", s->image);
-	set_str(o, "image_digest", s->image_digest);
-	json_object_set_new(o, "state", json_string(container_status_name(c->status)));
-	json_object_set_new(o, "pid", json_integer(c->pid));
-	json_object_set_new(o, "pid_start", json_integer((json_int_t)c->pid_start));
-	json_object_set_new(o, "shim_pid", json_integer(c->shim_pid));
-	json_object_set_new(o, "shim_start", json_integer((json_int_t)c->shim_start));
-	json_object_set_new(o, "exit_code", json_integer(c->exit_code));
-	json_object_set_new(o, "exit_signal", json_integer(c->exit_signal));
-	json_object_set_new(o, "oom_killed", json_boolean(c->oom_killed));
-	json_object_set_new(o, "created_ms", json_integer(c->created_ms));
-	json_object_set_new(o, "started_ms", json_integer(c->started_ms));
-	json_object_set_new(o, "finished_ms", json_integer(c->finished_ms));
-	cleanup_free char *rootfs = xasprintf("%s/rootfs", c->dir);
-	json_object_set_new(o, "rootfs", json_string(rootfs));
-	set_str(o, "cgroup", c->cgroup);
-	set_str(o, "cgroup_manager", c->cgroup_manager);
-	set_str(o, "ip", c->ip);
-	set_str(o, "error", c->error);
-
-	json_object_set_new(spec, "layers", strv_json(s->layers, s->nlayers));
-	json_object_set_new(spec, "layer_digests", strv_json(s->layer_digests, s->nlayers));
-	json_object_set_new(spec, "argv", strv_json(s->argv, strv_len(s->argv)));
-	json_object_set_new(spec, "env", strv_json(s->env, strv_len(s->env)));
-	set_str(spec, "cwd", s->cwd);
-	set_str(spec, "user", s->user);
-	set_str(spec, "hostname", s->hostname);
-	json_object_set_new(lim, "cpu_quota_us", json_integer(s->limits.cpu_quota_us));
-	json_object_set_new(lim, "cpu_period_us", json_integer(s->limits.cpu_period_us));
-	json_object_set_new(lim, "memory_bytes", json_integer(s->limits.memory_bytes));
-	json_object_set_new(lim, "pids", json_integer(s->limits.pids));
-	json_object_set_new(spec, "limits", lim);
-	json_object_set_new(spec, "network", json_string(netns_mode_name(s->net)));
-	set_str(spec, "netns_path", s->netns_path);
-	set_str(spec, "bridge", s->bridge);
-	set_str(spec, "address", s->address);
-	set_str(spec, "gateway", s->gateway);
-	json_object_set_new(spec, "autoremove", json_boolean(s->autoremove));
-	json_object_set_new(spec, "no_new_privileges", json_boolean(s->no_new_privs));
-	json_object_set_new(o, "config", spec);
-	return o;
-}
-
-static char *
-get_str(json_t *o, const char *k)
-{
-	json_t *v = json_object_get(o, k);
-	return json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
-}
-
-static int64_t
-get_int(json_t *o, const char *k)
-{
-	return (int64_t)json_integer_value(json_object_get(o, k));
-}
-
-/* A NULL-terminated copy of a JSON string array; *n gets its length. */
-static char **
-get_strv(json_t *o, const char *k, size_t *n)
-{
-	json_t *a = json_object_get(o, k), *v;
-	size_t i, len = json_is_array(a) ? json_array_size(a) : 0;
-	char **out = xcalloc(len + 1, sizeof(char *));
-
-	json_array_foreach(a, i, v) out[i] = xstrdup(json_is_string(v) ? json_string_value(v) : "");
-	if (n)
-		*n = len;
-	return out;
-}
-
-struct container *
-container_from_json(const char *root, json_t *o, struct shoal_err *err)
-{
-	struct container *c;
-	json_t *spec = json_object_get(o, "config"), *lim;
-	const char *id = json_string_value(json_object_get(o, "id"));
-	const char *st = json_string_value(json_object_get(o, "state"));
-	const char *net = json_string_value(json_object_get(spec, "network"));
-	size_t nd = 0;
-
-	if (id == NULL || strlen(id) != 64 || !json_is_object(spec) || st == NULL) {
-		err_set(err, 0, "malformed state");
-		return NULL;
-	}
-	c = xcalloc(1, sizeof(*c));
-	c->root = xstrdup(root);
-	memcpy(c->id, id, 65);
-	c->dir = xasprintf("%s/containers/%s", root, id);
-	c->spec.name = get_str(o, "name");
-	c->spec.image = get_str(o, "image");
-	c->spec.image_digest = get_str(o, "image_digest");
-	c->status = strcmp(st, "running") == 0  ? CONTAINER_RUNNING
-	            : strcmp(st, "exited") == 0 ? CONTAINER_EXITED
-	                                        : CONTAINER_CREATED;
-	c->pid = (pid_t)get_int(o, "pid");
-	c->pid_start = (uint64_t)get_int(o, "pid_start");
-	c->shim_pid = (pid_t)get_int(o, "shim_pid");
-	c->shim_start = (uint64_t)get_int(o, "shim_start");
-	c->exit_code = (int)get_int(o, "exit_code");
-	c->exit_signal = (int)get_int(o, "exit_signal");
-	c->oom_killed = json_is_true(json_object_get(o, "oom_killed"));
-	c->created_ms = get_int(o, "created_ms");
-	c->started_ms = get_int(o, "started_ms");
-	c->finished_ms = get_int(o, "finished_ms");
-	c->cgroup = get_str(o, "cgroup");
-	c->cgroup_manager = get_str(o, "cgroup_manager");
-	c->ip = get_str(o, "ip");
-	c->error = get_str(o, "error");
-
-	c->spec.layers = get_strv(spec, "layers", &c->spec.nlayers);
-	c->spec.layer_digests = get_strv(spec, "layer_digests", &nd);
-	if (nd != c->spec.nlayers) {
-		err_set(err, 0, "malformed state: %zu layers, %zu digests", c->spec.nlayers, nd);
-		container_free(c);
-		return NULL;
-	}
-	c->spec.argv = get_strv(spec, "argv", NULL);
-	c->spec.env = get_strv(spec, "env", NULL);
-	c->spec.cwd = get_str(spec, "cwd");
-	c->spec.user = get_str(spec, "user");
-	c->spec.hostname = get_str(spec, "hostname");
-	lim = json_object_get(spec, "limits");
-	c->spec.limits.cpu_quota_us = get_int(lim, "cpu_quota_us");
-	c->spec.limits.cpu_period_us = get_int(lim, "cpu_period_us");
-	c->spec.limits.memory_bytes = get_int(lim, "memory_bytes");
-	c->spec.limits.pids = get_int(lim, "pids");
-	c->spec.net = net && strcmp(net, "host") == 0     ? NETNS_HOST
-	              : net && strcmp(net, "join") == 0   ? NETNS_JOIN
-	              : net && strcmp(net, "bridge") == 0 ? NETNS_BRIDGE
-	                                                  : NETNS_NONE;
-	c->spec.netns_path = get_str(spec, "netns_path");
-	c->spec.bridge = get_str(spec, "bridge");
-	c->spec.address = get_str(spec, "address");
-	c->spec.gateway = get_str(spec, "gateway");
-	c->spec.autoremove = json_is_true(json_object_get(spec, "autoremove"));
-	c->spec.no_new_privs = json_is_true(json_object_get(spec, "no_new_privileges"));
-	return c;
-}
-
-/* Atomic replace without fsync: readers never see a torn file, and a container's state does
- * not need to survive a power loss (its processes would not either); an fsync would cost
- * milliseconds on every start and exit. */
-static int
-write_atomic(const char *path, const char *data, size_t len, struct shoal_err *err)
-{
-	cleanup_free char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-	cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd == -1)
-		return err_set(err, errno, "create %s", tmp);
-	if (write(fd, data, len) != (ssize_t)len) {
-		err_set(err, errno, "write %s", tmp);
-		unlink(tmp);
-		return -1;
-	}
-	if (rename(tmp, path) == -1) {
-		err_set(err, errno, "rename %s", tmp);
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
-
-int
-container_save(const struct container *c, struct shoal_err *err)
-{
-	json_t *o = container_to_json(c);
-	cleanup_free char *data = json_dumps(o, JSON_INDENT(2));
-	cleanup_free char *path = xasprintf("%s/state.json", c->dir);
-
-	json_decref(o);
-	if (data == NULL)
-		return err_set(err, ENOMEM, "encode state");
-	return write_atomic(path, data, strlen(data), err);
 }
 
 void
@@ -507,7 +300,8 @@ container_create(const char *root, struct container_spec *spec, struct shoal_err
 		strcat(layers, "\n");
 	}
 	lpath = xasprintf("%s/layers", c->dir);
-	if (write_atomic(lpath, layers, len, err) == -1 || container_save(c, err) == -1)
+	if (container_state_write_atomic(lpath, layers, len, err) == -1 ||
+	    container_save(c, err) == -1)
 		goto fail_dir;
 	return c;
 fail_dir:
@@ -646,270 +440,6 @@ container_list_free(struct container **v, size_t n)
 	free(v);
 }
 
-/* ---- start ---- */
-
-char *
-container_shim_path(void)
-{
-	const char *env = getenv("SHOAL_SHIM");
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (env && env[0])
-		return xstrdup(env);
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return xstrdup("shoal-shim");
-	self[n] = '\0';
-	return xasprintf("%s/shoal-shim", dirname(self));
-}
-
-/*
- * Start the shim: posix_spawn (a vfork-like clone, no copy of our page tables: the agent's
- * are large) into a new session, with /dev/null on 0-2, the sync socket on 3 and the attached
- * stdout/stderr on 4 and 5. The shim forks once more and its first process exits at once
- * (--daemon), so the shim is nobody's child but init's (or the subreaper's) and outlives its
- * starter, as after a double fork. Returns that first process's pid, or -1 with err.
- */
-static pid_t
-spawn_shim(const char *shim, const struct container *c, int sync, const struct container_attach *a,
-           struct shoal_err *err)
-{
-	/* Sources above 5 first, so placing one cannot clobber another. */
-	cleanup_close int s = fcntl(sync, F_DUPFD_CLOEXEC, 6);
-	cleanup_close int o = a && a->stdout_fd >= 0 ? fcntl(a->stdout_fd, F_DUPFD_CLOEXEC, 6) : -1;
-	cleanup_close int e = a && a->stderr_fd >= 0 ? fcntl(a->stderr_fd, F_DUPFD_CLOEXEC, 6) : -1;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none;
-	char *argv[13];
-	pid_t pid = -1;
-	int k = 0, rc;
-
-	if (s == -1 || (a && a->stdout_fd >= 0 && o == -1) || (a && a->stderr_fd >= 0 && e == -1))
-		return err_set(err, errno, "shim: arrange fds");
-	argv[k++] = "shoal-shim";
-	argv[k++] = "--daemon";
-	argv[k++] = "--root";
-	argv[k++] = c->root;
-	argv[k++] = "--id";
-	argv[k++] = (char *)c->id;
-	argv[k++] = "--sync-fd";
-	argv[k++] = "3";
-	if (o >= 0) {
-		argv[k++] = "--stdout-fd";
-		argv[k++] = "4";
-	}
-	if (e >= 0) {
-		argv[k++] = "--stderr-fd";
-		argv[k++] = "5";
-	}
-	argv[k] = NULL;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	/* dup2 onto a target clears its close-on-exec flag: these are the fds the shim keeps. */
-	rc = posix_spawn_file_actions_adddup2(&fa, s, 3);
-	if (rc == 0 && o >= 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, o, 4);
-	if (rc == 0 && e >= 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, e, 5);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
-	/* A session of its own (no terminal's signals), and none of our blocked signals. */
-	if (rc == 0)
-		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
-	if (rc == 0)
-		rc = posix_spawnattr_setsigmask(&attr, &none);
-	if (rc == 0)
-		rc = posix_spawn(&pid, shim, &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (rc != 0)
-		return err_set(err, rc, "exec %s", shim);
-	return pid;
-}
-
-/* container_start's launcher: exec shoal-shim --daemon and wait for its first process, which
- * exits once the shim proper is on its own. */
-static int
-exec_shim(struct container *c, int sync, const struct container_attach *a, struct shoal_err *err)
-{
-	cleanup_free char *shim = container_shim_path();
-	int status;
-	pid_t pid;
-
-	pid = spawn_shim(shim, c, sync, a, err);
-	if (pid == -1)
-		return -1;
-	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
-		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return err_set(err, 0, "could not start the shim %s", shim);
-	return 0;
-}
-
-int
-container_start(struct container *c, const struct container_attach *a, int *sync_fd, int *exit_code,
-                struct shoal_err *err)
-{
-	return container_start_via(c, a, exec_shim, sync_fd, exit_code, err);
-}
-
-int
-container_start_via(struct container *c, const struct container_attach *a,
-                    container_shim_launcher launch, int *sync_fd, int *exit_code,
-                    struct shoal_err *err)
-{
-	cleanup_close int mine = -1;
-	struct container_msg m;
-	int sv[2], rc;
-	ssize_t n;
-
-	*exit_code = 125;
-	*sync_fd = -1;
-	if (c->status != CONTAINER_CREATED)
-		return err_set(err, 0, "container %s is %s", c->spec.name,
-		               container_status_name(c->status));
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
-		return err_set(err, errno, "socketpair");
-	mine = sv[0];
-	rc = launch(c, sv[1], a, err);
-	close(sv[1]);
-	if (rc == -1)
-		return -1;
-	trace_mark("shim-fork");
-	do
-		n = recv(mine, &m, sizeof(m), 0);
-	while (n == -1 && errno == EINTR);
-	trace_mark("started-reported");
-	if (n != (ssize_t)sizeof(m))
-		return err_set(err, n == -1 ? errno : EIO, "the shim exited before reporting");
-	if (m.type == CONTAINER_MSG_ERROR) {
-		*exit_code = m.exit_code;
-		*err = m.err;
-		return -1;
-	}
-	if (m.type != CONTAINER_MSG_STARTED)
-		return err_set(err, EPROTO, "shim sent message %d", m.type);
-	c->status = CONTAINER_RUNNING;
-	c->pid = m.pid;
-	*exit_code = 0;
-	*sync_fd = steal_fd(&mine);
-	return 0;
-}
-
-pid_t
-container_exec_start(const char *root, const char *id, char *const *argv, const int stdio[3],
-                     struct shoal_err *err)
-{
-	return container_exec_start_tty(root, id, argv, stdio, -1, err);
-}
-
-int
-container_exec_recv_tty(int console)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	char byte;
-	struct iovec iov = {&byte, 1};
-	struct msghdr mh = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm;
-	ssize_t n;
-	int fd = -1;
-
-	do
-		n = recvmsg(console, &mh, MSG_CMSG_CLOEXEC);
-	while (n == -1 && errno == EINTR);
-	if (n == -1)
-		return -1;
-	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	if (fd == -1)
-		errno = 0;
-	return fd;
-}
-
-pid_t
-container_exec_start_tty(const char *root, const char *id, char *const *argv, const int stdio[3],
-                         int console, struct shoal_err *err)
-{
-	cleanup_free char *shim = container_shim_path();
-	cleanup_close int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	cleanup_free char **args = NULL;
-	size_t n = 0, k = 0;
-	int fds[3];
-	pid_t pid;
-
-	if (null == -1)
-		return err_set(err, errno, "open /dev/null");
-	while (argv && argv[n])
-		n++;
-	if (n == 0)
-		return err_set(err, 0, "exec: no command");
-	/* Everything the child needs is made here: after a fork from a threaded process (the
-	 * agent), it may only make async-signal-safe calls. */
-	args = xcalloc(n + 9, sizeof(char *));
-	args[k++] = "shoal-shim";
-	args[k++] = "exec";
-	if (console >= 0)
-		args[k++] = "--tty"; /* the socket is its fd 3 */
-	args[k++] = "--root";
-	args[k++] = (char *)root;
-	args[k++] = "--id";
-	args[k++] = (char *)id;
-	args[k++] = "--";
-	for (size_t i = 0; i < n; i++)
-		args[k++] = argv[i];
-	for (int i = 0; i < 3; i++)
-		fds[i] = stdio && stdio[i] >= 0 ? stdio[i] : null;
-	pid = fork();
-	if (pid == -1)
-		return err_set(err, errno, "fork");
-	if (pid == 0) {
-		struct shoal_err ignored;
-
-		/* The caller's handlers (libevent's) and mask must not reach the shim. */
-		(void)spawn_signals_default(&ignored);
-		/* Above 2 first, so placing one cannot clobber another. */
-		for (int i = 0; i < 3; i++)
-			if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 4)) == -1)
-				_exit(125);
-		if (console >= 0 && (console = fcntl(console, F_DUPFD_CLOEXEC, 4)) == -1)
-			_exit(125);
-		for (int i = 0; i < 3; i++)
-			if (dup2(fds[i], i) == -1)
-				_exit(125);
-		if (console >= 0 && dup2(console, 3) == -1)
-			_exit(125);
-		/* Nothing else of the caller's reaches the shim. */
-		(void)syscall(SYS_close_range, console >= 0 ? 4U : 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-		execv(shim, args);
-		_exit(125);
-	}
-	return pid;
-}
-
-int
-container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err)
-{
-	ssize_t n;
-
-	do
-		n = recv(sync_fd, m, sizeof(*m), 0);
-	while (n == -1 && errno == EINTR);
-	if (n != (ssize_t)sizeof(*m) || m->type != CONTAINER_MSG_EXITED)
-		return err_set(err, n == -1 ? errno : 0, "shim exited without reporting the exit");
-	trace_mark("exit-reported");
-	return m->signal ? 128 + m->signal : m->exit_code;
-}
-
 /* ---- signals, stop, remove ---- */
 
 int
@@ -1024,12 +554,34 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 }
 
 int
-container_remove_files(struct container *c, struct shoal_err *err)
+container_remove_tree(const char *dir, struct shoal_err *err)
+{
+	/* FTW_MOUNT: never cross into a mount, should one exist there against all odds. */
+	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == -1 && errno != ENOENT)
+		return err_set(err, errno, "remove %s", dir);
+	return 0;
+}
+
+/* Free c's name, unless the link already names another container (the name was taken over). */
+static void
+release_name(const struct container *c)
 {
 	cleanup_free char *link =
 	    xasprintf("%s/names/%s", c->root, c->spec.name ? c->spec.name : "");
 	char target[80];
 	ssize_t n;
+
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n > 0) {
+		target[n] = '\0';
+		if (strcmp(target, c->id) == 0)
+			unlink(link);
+	}
+}
+
+int
+container_remove_files(struct container *c, struct shoal_err *err)
+{
 	int rc = 0;
 
 	if (c->cgroup) {
@@ -1040,15 +592,9 @@ container_remove_files(struct container *c, struct shoal_err *err)
 		rc = cgroup_destroy(cg, err);
 		cgroup_free(cg);
 	}
-	/* FTW_MOUNT: never cross into a mount, should one exist there against all odds. */
-	if (nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == -1 && errno != ENOENT)
-		rc = err_set(err, errno, "remove %s", c->dir);
-	n = readlink(link, target, sizeof(target) - 1);
-	if (n > 0) {
-		target[n] = '\0';
-		if (strcmp(target, c->id) == 0)
-			unlink(link);
-	}
+	if (container_remove_tree(c->dir, err) == -1)
+		rc = -1;
+	release_name(c);
 	return rc;
 }
 
@@ -1057,30 +603,13 @@ container_trash(struct container *c, struct shoal_err *err)
 {
 	cleanup_free char *trash = xasprintf("%s/trash", c->root);
 	cleanup_free char *to = xasprintf("%s/%s", trash, c->id);
-	cleanup_free char *link =
-	    xasprintf("%s/names/%s", c->root, c->spec.name ? c->spec.name : "");
-	char target[80];
-	ssize_t n;
 
 	if (util_mkdir_p(trash, 0700, err) == -1 || rename(c->dir, to) == -1) {
 		(void)container_remove_files(c, err);
 		return NULL;
 	}
-	n = readlink(link, target, sizeof(target) - 1);
-	if (n > 0) {
-		target[n] = '\0';
-		if (strcmp(target, c->id) == 0)
-			unlink(link);
-	}
+	release_name(c);
 	return steal_ptr(&to);
-}
-
-int
-container_remove_tree(const char *dir, struct shoal_err *err)
-{
-	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == -1 && errno != ENOENT)
-		return err_set(err, errno, "remove %s", dir);
-	return 0;
 }
 
 int
@@ -1092,9 +621,8 @@ container_strip(struct container *c, struct shoal_err *err)
 		return err_set(err, 0, "container %s is running", c->spec.name);
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
 		cleanup_free char *p = xasprintf("%s/%s", c->dir, parts[i]);
-		if (nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == -1 &&
-		    errno != ENOENT)
-			return err_set(err, errno, "remove %s", p);
+		if (container_remove_tree(p, err) == -1)
+			return -1;
 	}
 	return 0;
 }

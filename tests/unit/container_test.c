@@ -275,14 +275,62 @@ test_apply_image(void **state)
 	container_spec_clear(&s);
 }
 
+/* --rm's trash and strip: the name goes with the container unless another has taken it over
+ * since, and strip keeps the story (state.json) while the overlay and layers file go. */
+static void
+test_trash_strip(void **state)
+{
+	char root[] = "/tmp/shoal-ctest-XXXXXX";
+	struct container_spec s;
+	struct container *c, *d;
+	struct shoal_err err;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	fill_spec(&s, "web");
+	c = container_create(root, &s, &err);
+	assert_non_null(c);
+	cleanup_free char *trashed = container_trash(c, &err);
+	assert_non_null(trashed);
+	assert_null(container_load(root, "web", &err)); /* gone from the list, name freed */
+	cleanup_free char *state_json = xasprintf("%s/state.json", trashed);
+	assert_int_equal(access(state_json, F_OK), 0);
+
+	fill_spec(&s, "web");
+	d = container_create(root, &s, &err);
+	assert_non_null(d);
+	/* Removing the first container again must not free the name the second holds. */
+	free(c->cgroup);
+	c->cgroup = NULL;
+	assert_int_equal(container_remove_files(c, &err), 0);
+	container_free(c);
+	c = container_load(root, "web", &err);
+	assert_non_null(c);
+	assert_string_equal(c->id, d->id);
+	container_free(c);
+	assert_int_equal(container_remove_tree(trashed, &err), 0);
+	assert_int_equal(access(trashed, F_OK), -1);
+
+	assert_int_equal(container_strip(d, &err), 0);
+	cleanup_free char *layers = xasprintf("%s/layers", d->dir);
+	cleanup_free char *rootfs = xasprintf("%s/rootfs", d->dir);
+	cleanup_free char *kept = xasprintf("%s/state.json", d->dir);
+	assert_int_equal(access(layers, F_OK), -1);
+	assert_int_equal(access(rootfs, F_OK), -1);
+	assert_int_equal(access(kept, F_OK), 0);
+	assert_int_equal(container_remove(d, false, &err), 0);
+	container_free(d);
+	assert_int_equal(container_remove_tree(root, &err), 0);
+	assert_int_equal(access(root, F_OK), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_round_trip),
-	    cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_create_load_remove),
-	    cmocka_unit_test(test_apply_image),
+	    cmocka_unit_test(test_round_trip),         cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_create_load_remove), cmocka_unit_test(test_apply_image),
+	    cmocka_unit_test(test_trash_strip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,289 @@
+/*
+ * A container's shim (shoal-shim, runtime/shim.h) seen from its starter: where the binary is,
+ * spawning it detached and reading what it reports over the sync socket (started, failed,
+ * exited), and running a command in a running container through a `shoal-shim exec` child.
+ */
+#include "container.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/close_range.h>
+
+#include "err.h"
+#include "spawn.h"
+#include "trace.h"
+#include "util.h"
+
+char *
+container_shim_path(void)
+{
+	const char *env = getenv("SHOAL_SHIM");
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (env && env[0])
+		return xstrdup(env);
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return xstrdup("shoal-shim");
+	self[n] = '\0';
+	return xasprintf("%s/shoal-shim", dirname(self));
+}
+
+/*
+ * Start the shim: posix_spawn (a vfork-like clone, no copy of our page tables: the agent's
+ * are large) into a new session, with /dev/null on 0-2, the sync socket on 3 and the attached
+ * stdout/stderr on 4 and 5. The shim forks once more and its first process exits at once
+ * (--daemon), so the shim is nobody's child but init's (or the subreaper's) and outlives its
+ * starter, as after a double fork. Returns that first process's pid, or -1 with err.
+ */
+static pid_t
+spawn_shim(const char *shim, const struct container *c, int sync, const struct container_attach *a,
+           struct shoal_err *err)
+{
+	/* Sources above 5 first, so placing one cannot clobber another. */
+	cleanup_close int s = fcntl(sync, F_DUPFD_CLOEXEC, 6);
+	cleanup_close int o = a && a->stdout_fd >= 0 ? fcntl(a->stdout_fd, F_DUPFD_CLOEXEC, 6) : -1;
+	cleanup_close int e = a && a->stderr_fd >= 0 ? fcntl(a->stderr_fd, F_DUPFD_CLOEXEC, 6) : -1;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	char *argv[13];
+	pid_t pid = -1;
+	int k = 0, rc;
+
+	if (s == -1 || (a && a->stdout_fd >= 0 && o == -1) || (a && a->stderr_fd >= 0 && e == -1))
+		return err_set(err, errno, "shim: arrange fds");
+	argv[k++] = "shoal-shim";
+	argv[k++] = "--daemon";
+	argv[k++] = "--root";
+	argv[k++] = c->root;
+	argv[k++] = "--id";
+	argv[k++] = (char *)c->id;
+	argv[k++] = "--sync-fd";
+	argv[k++] = "3";
+	if (o >= 0) {
+		argv[k++] = "--stdout-fd";
+		argv[k++] = "4";
+	}
+	if (e >= 0) {
+		argv[k++] = "--stderr-fd";
+		argv[k++] = "5";
+	}
+	argv[k] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	/* dup2 onto a target clears its close-on-exec flag: these are the fds the shim keeps. */
+	rc = posix_spawn_file_actions_adddup2(&fa, s, 3);
+	if (rc == 0 && o >= 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, o, 4);
+	if (rc == 0 && e >= 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, e, 5);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+	/* A session of its own (no terminal's signals), and none of our blocked signals. */
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawn(&pid, shim, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc != 0)
+		return err_set(err, rc, "exec %s", shim);
+	return pid;
+}
+
+/* container_start's launcher: exec shoal-shim --daemon and wait for its first process, which
+ * exits once the shim proper is on its own. */
+static int
+exec_shim(struct container *c, int sync, const struct container_attach *a, struct shoal_err *err)
+{
+	cleanup_free char *shim = container_shim_path();
+	int status;
+	pid_t pid;
+
+	pid = spawn_shim(shim, c, sync, a, err);
+	if (pid == -1)
+		return -1;
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return err_set(err, 0, "could not start the shim %s", shim);
+	return 0;
+}
+
+int
+container_start(struct container *c, const struct container_attach *a, int *sync_fd, int *exit_code,
+                struct shoal_err *err)
+{
+	return container_start_via(c, a, exec_shim, sync_fd, exit_code, err);
+}
+
+int
+container_start_via(struct container *c, const struct container_attach *a,
+                    container_shim_launcher launch, int *sync_fd, int *exit_code,
+                    struct shoal_err *err)
+{
+	cleanup_close int mine = -1;
+	struct container_msg m;
+	int sv[2], rc;
+	ssize_t n;
+
+	*exit_code = 125;
+	*sync_fd = -1;
+	if (c->status != CONTAINER_CREATED)
+		return err_set(err, 0, "container %s is %s", c->spec.name,
+		               container_status_name(c->status));
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return err_set(err, errno, "socketpair");
+	mine = sv[0];
+	rc = launch(c, sv[1], a, err);
+	close(sv[1]);
+	if (rc == -1)
+		return -1;
+	trace_mark("shim-fork");
+	do
+		n = recv(mine, &m, sizeof(m), 0);
+	while (n == -1 && errno == EINTR);
+	trace_mark("started-reported");
+	if (n != (ssize_t)sizeof(m))
+		return err_set(err, n == -1 ? errno : EIO, "the shim exited before reporting");
+	if (m.type == CONTAINER_MSG_ERROR) {
+		*exit_code = m.exit_code;
+		*err = m.err;
+		return -1;
+	}
+	if (m.type != CONTAINER_MSG_STARTED)
+		return err_set(err, EPROTO, "shim sent message %d", m.type);
+	c->status = CONTAINER_RUNNING;
+	c->pid = m.pid;
+	*exit_code = 0;
+	*sync_fd = steal_fd(&mine);
+	return 0;
+}
+
+pid_t
+container_exec_start(const char *root, const char *id, char *const *argv, const int stdio[3],
+                     struct shoal_err *err)
+{
+	return container_exec_start_tty(root, id, argv, stdio, -1, err);
+}
+
+int
+container_exec_recv_tty(int console)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	char byte;
+	struct iovec iov = {&byte, 1};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm;
+	ssize_t n;
+	int fd = -1;
+
+	do
+		n = recvmsg(console, &mh, MSG_CMSG_CLOEXEC);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (fd == -1)
+		errno = 0;
+	return fd;
+}
+
+pid_t
+container_exec_start_tty(const char *root, const char *id, char *const *argv, const int stdio[3],
+                         int console, struct shoal_err *err)
+{
+	cleanup_free char *shim = container_shim_path();
+	cleanup_close int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	cleanup_free char **args = NULL;
+	size_t n = 0, k = 0;
+	int fds[3];
+	pid_t pid;
+
+	if (null == -1)
+		return err_set(err, errno, "open /dev/null");
+	while (argv && argv[n])
+		n++;
+	if (n == 0)
+		return err_set(err, 0, "exec: no command");
+	/* Everything the child needs is made here: after a fork from a threaded process (the
+	 * agent), it may only make async-signal-safe calls. */
+	args = xcalloc(n + 9, sizeof(char *));
+	args[k++] = "shoal-shim";
+	args[k++] = "exec";
+	if (console >= 0)
+		args[k++] = "--tty"; /* the socket is its fd 3 */
+	args[k++] = "--root";
+	args[k++] = (char *)root;
+	args[k++] = "--id";
+	args[k++] = (char *)id;
+	args[k++] = "--";
+	for (size_t i = 0; i < n; i++)
+		args[k++] = argv[i];
+	for (int i = 0; i < 3; i++)
+		fds[i] = stdio && stdio[i] >= 0 ? stdio[i] : null;
+	pid = fork();
+	if (pid == -1)
+		return err_set(err, errno, "fork");
+	if (pid == 0) {
+		struct shoal_err ignored;
+
+		/* The caller's handlers (libevent's) and mask must not reach the shim. */
+		(void)spawn_signals_default(&ignored);
+		/* Above 2 first, so placing one cannot clobber another. */
+		for (int i = 0; i < 3; i++)
+			if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 4)) == -1)
+				_exit(125);
+		if (console >= 0 && (console = fcntl(console, F_DUPFD_CLOEXEC, 4)) == -1)
+			_exit(125);
+		for (int i = 0; i < 3; i++)
+			if (dup2(fds[i], i) == -1)
+				_exit(125);
+		if (console >= 0 && dup2(console, 3) == -1)
+			_exit(125);
+		/* Nothing else of the caller's reaches the shim. */
+		(void)syscall(SYS_close_range, console >= 0 ? 4U : 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+		execv(shim, args);
+		_exit(125);
+	}
+	return pid;
+}
+
+int
+container_wait_exit(int sync_fd, struct container_msg *m, struct shoal_err *err)
+{
+	ssize_t n;
+
+	do
+		n = recv(sync_fd, m, sizeof(*m), 0);
+	while (n == -1 && errno == EINTR);
+	if (n != (ssize_t)sizeof(*m) || m->type != CONTAINER_MSG_EXITED)
+		return err_set(err, n == -1 ? errno : 0, "shim exited without reporting the exit");
+	trace_mark("exit-reported");
+	return m->signal ? 128 + m->signal : m->exit_code;
+}
