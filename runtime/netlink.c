@@ -240,17 +240,27 @@ on_link(const struct nlmsghdr *h, void *arg)
 	return 0;
 }
 
+/* A link request (RTM_*LINK): its ifinfomsg addresses link index (0: none, by name or new). */
+static struct nlmsghdr *
+link_req(union req *r, uint16_t type, uint16_t flags, int index)
+{
+	struct nlmsghdr *h = req_init(r, type, flags, sizeof(struct ifinfomsg));
+	struct ifinfomsg *ifi = NLMSG_DATA(h);
+
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = index;
+	return h;
+}
+
 int
 netlink_link_get(struct netlink *nl, const char *name, struct netlink_link *out,
                  struct shoal_err *err)
 {
 	union req r;
-	struct nlmsghdr *h = req_init(&r, RTM_GETLINK, 0, sizeof(struct ifinfomsg));
-	struct ifinfomsg *ifi = NLMSG_DATA(h);
+	struct nlmsghdr *h = link_req(&r, RTM_GETLINK, 0, 0);
 
 	if (strlen(name) >= IFNAMSIZ)
 		return err_set(err, ENODEV, "link %s", name);
-	ifi->ifi_family = AF_UNSPEC;
 	attr_str(h, IFLA_IFNAME, name);
 	memset(out, 0, sizeof(*out));
 	if (request(nl, h, on_link, out, err) == -1)
@@ -284,10 +294,9 @@ int
 netlink_link_list(struct netlink *nl, struct netlink_link **out, size_t *n, struct shoal_err *err)
 {
 	union req r;
-	struct nlmsghdr *h = req_init(&r, RTM_GETLINK, NLM_F_DUMP, sizeof(struct ifinfomsg));
+	struct nlmsghdr *h = link_req(&r, RTM_GETLINK, NLM_F_DUMP, 0);
 	struct link_vec lv = {0};
 
-	((struct ifinfomsg *)NLMSG_DATA(h))->ifi_family = AF_UNSPEC;
 	if (request(nl, h, on_link_list, &lv, err) == -1) {
 		free(lv.v);
 		return fail(err, "list links");
@@ -301,13 +310,11 @@ int
 netlink_bridge_create(struct netlink *nl, const char *name, struct shoal_err *err)
 {
 	union req r;
-	struct nlmsghdr *h =
-	    req_init(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, sizeof(struct ifinfomsg));
+	struct nlmsghdr *h = link_req(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
 	struct rtattr *li;
 
 	if (strlen(name) >= IFNAMSIZ)
 		return err_set(err, EINVAL, "bridge name %s is too long", name);
-	((struct ifinfomsg *)NLMSG_DATA(h))->ifi_family = AF_UNSPEC;
 	attr_str(h, IFLA_IFNAME, name);
 	li = nest_begin(h, IFLA_LINKINFO);
 	attr_str(h, IFLA_INFO_KIND, "bridge");
@@ -321,14 +328,12 @@ int
 netlink_veth_create(struct netlink *nl, const struct netlink_veth *v, struct shoal_err *err)
 {
 	union req r;
-	struct nlmsghdr *h =
-	    req_init(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, sizeof(struct ifinfomsg));
+	struct nlmsghdr *h = link_req(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
 	struct ifinfomsg *ifi = NLMSG_DATA(h), *peer;
 	struct rtattr *li, *data, *pe;
 
 	if (strlen(v->name) >= IFNAMSIZ || strlen(v->peer) >= IFNAMSIZ)
 		return err_set(err, EINVAL, "veth %s: name too long", v->name);
-	ifi->ifi_family = AF_UNSPEC;
 	if (v->up) {
 		ifi->ifi_flags = IFF_UP;
 		ifi->ifi_change = IFF_UP;
@@ -368,10 +373,9 @@ netlink_link_set(struct netlink *nl, int index, int up, int master, const char *
                  struct shoal_err *err)
 {
 	union req r;
-	struct nlmsghdr *h = req_init(&r, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));
+	struct nlmsghdr *h = link_req(&r, RTM_NEWLINK, 0, index);
 	struct ifinfomsg *ifi = NLMSG_DATA(h);
-	ifi->ifi_family = AF_UNSPEC;
-	ifi->ifi_index = index;
+
 	if (up >= 0) {
 		ifi->ifi_change = IFF_UP;
 		ifi->ifi_flags = up ? IFF_UP : 0;
@@ -390,11 +394,8 @@ netlink_link_set_mac(struct netlink *nl, int index, const unsigned char mac[6],
                      struct shoal_err *err)
 {
 	union req r;
-	struct nlmsghdr *h = req_init(&r, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));
-	struct ifinfomsg *ifi = NLMSG_DATA(h);
+	struct nlmsghdr *h = link_req(&r, RTM_NEWLINK, 0, index);
 
-	ifi->ifi_family = AF_UNSPEC;
-	ifi->ifi_index = index;
 	attr_put(h, IFLA_ADDRESS, mac, 6);
 	if (request(nl, h, NULL, NULL, err) == -1)
 		return fail(err, "set address of link %d", index);
@@ -405,11 +406,8 @@ int
 netlink_link_del(struct netlink *nl, int index, struct shoal_err *err)
 {
 	union req r;
-	struct nlmsghdr *h = req_init(&r, RTM_DELLINK, 0, sizeof(struct ifinfomsg));
-	struct ifinfomsg *ifi = NLMSG_DATA(h);
+	struct nlmsghdr *h = link_req(&r, RTM_DELLINK, 0, index);
 
-	ifi->ifi_family = AF_UNSPEC;
-	ifi->ifi_index = index;
 	if (request(nl, h, NULL, NULL, err) == -1)
 		return fail(err, "delete link %d", index);
 	return 0;
