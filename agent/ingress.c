@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "backoff.h"
 #include "fdio.h"
 #include "err.h"
 #include "log.h"
@@ -27,8 +28,7 @@
 #include "util.h"
 
 /* Reconnection back-off after the ingress went away: 100 ms doubling to 2 s. */
-#define RETRY_MIN_MS 100
-#define RETRY_MAX_MS 2000
+static const struct backoff reconnect_backoff = {.base_ms = 100, .cap_ms = 2000};
 /* How long the agent waits for a starting ingress, or for a hello. */
 #define START_TIMEOUT_MS 5000
 /* A report request unanswered this long: the ingress is alive but stuck (or the answer was
@@ -174,12 +174,8 @@ static void ingress_connect(struct ingress *g);
 static void
 retry_later(struct ingress *g)
 {
-	int64_t ms = RETRY_MIN_MS;
+	int64_t ms = backoff_ms(&reconnect_backoff, g->failures);
 
-	for (int i = 0; i < g->failures && ms < RETRY_MAX_MS; i++)
-		ms *= 2;
-	if (ms > RETRY_MAX_MS)
-		ms = RETRY_MAX_MS;
 	g->failures++;
 	timer_add_ms(g->retry, ms);
 }

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "addr.h"
+#include "backoff.h"
 #include "err.h"
 #include "ingress.h"
 #include "log.h"
@@ -23,8 +24,8 @@
 #include "timer.h"
 #include "util.h"
 
-#define BIND_RETRY_MIN_MS 500
-#define BIND_RETRY_MAX_MS 5000
+/* A port that cannot listen is retried from 500 ms, doubling to 5 s. */
+static const struct backoff bind_backoff = {.base_ms = 500, .cap_ms = 5000};
 /* Listening sockets per hand-over message (SCM_MAX_FD is 253). */
 #define HANDOVER_BATCH 200
 /* A retired ingress waits at most this long for its last connections. */
@@ -60,11 +61,7 @@ struct host {
 int64_t
 ingress_bind_backoff_ms(int attempts)
 {
-	int64_t ms = BIND_RETRY_MIN_MS;
-
-	for (int i = 0; i < attempts && ms < BIND_RETRY_MAX_MS; i++)
-		ms *= 2;
-	return ms > BIND_RETRY_MAX_MS ? BIND_RETRY_MAX_MS : ms;
+	return backoff_ms(&bind_backoff, attempts);
 }
 
 /* ---- Endpoints -> proxy services ---- */

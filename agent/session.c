@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "addr.h"
+#include "backoff.h"
 #include "err.h"
 #include "exec.h"
 #include "log.h"
@@ -26,8 +27,7 @@
  * (NODES_RESTART_GRACE_MS, 10 s): at 5 s, an agent could miss the 3-beat down timer of a
  * restarted scheduler and have its healthy replicas replaced. A lost session that was up
  * retries after 100 ms (failures reset at registration). */
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
+static const struct backoff session_backoff = {.base_ms = 100, .cap_ms = 2000, .jitter_pct = 20};
 /* Connect and handshake with one of several schedulers must finish within this. */
 #define SESSION_LIST_CONNECT_MS 2500
 
@@ -36,11 +36,7 @@ static void session_connect(struct session *s);
 int64_t
 session_backoff_ms(int n)
 {
-	int64_t ms = BACKOFF_MIN_MS;
-
-	for (int i = 1; i < n && ms < BACKOFF_MAX_MS; i++)
-		ms *= 2;
-	return ms > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms;
+	return backoff_ms(&session_backoff, n - 1);
 }
 
 static void
@@ -49,7 +45,7 @@ schedule_retry(struct session *s)
 	int64_t ms;
 
 	s->failures++;
-	ms = util_jitter(session_backoff_ms(s->failures), 20);
+	ms = backoff_delay_ms(&session_backoff, s->failures - 1);
 	s->state = SESSION_IDLE;
 	event_del(s->heartbeat);
 	timer_add_ms(s->retry, ms);

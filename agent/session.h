@@ -14,8 +14,8 @@ struct rpc_conn;
 
 /*
  * The agent's one long-lived session with the scheduler: connect, register, heartbeat, and on
- * any loss reconnect with exponential back-off (100 ms doubling to 5 s, jittered). Each state
- * change is logged once, not once per retry.
+ * any loss reconnect with exponential back-off (100 ms doubling to 2 s, jittered +/-20%:
+ * common/backoff.h). Each state change is logged once, not once per retry.
  */
 
 void session_init(struct session *s, struct agent_server *a);
