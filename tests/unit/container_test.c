@@ -143,6 +143,20 @@ test_malformed(void **state)
 	json_decref(j);
 }
 
+/* A container "web" created from fill_spec under root (not NULL); s keeps what create left of the
+ * spec. */
+static struct container *
+create_web(const char *root, struct container_spec *s, struct shoal_err *err)
+{
+	struct container *c;
+
+	assert_non_null(root);
+	fill_spec(s, "web");
+	c = container_create(root, s, err);
+	assert_non_null(c);
+	return c;
+}
+
 static void
 test_create_load_remove(void **state)
 {
@@ -152,10 +166,7 @@ test_create_load_remove(void **state)
 	struct shoal_err err;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	fill_spec(&s, "web");
-	c = container_create(root, &s, &err);
-	assert_non_null(c);
+	c = create_web(mkdtemp(root), &s, &err);
 	assert_null(s.name); /* taken */
 	assert_int_equal(c->status, CONTAINER_CREATED);
 	assert_int_equal(strlen(c->id), 64);
@@ -286,19 +297,14 @@ test_trash_strip(void **state)
 	struct shoal_err err;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	fill_spec(&s, "web");
-	c = container_create(root, &s, &err);
-	assert_non_null(c);
+	c = create_web(mkdtemp(root), &s, &err);
 	cleanup_free char *trashed = container_trash(c, &err);
 	assert_non_null(trashed);
 	assert_null(container_load(root, "web", &err)); /* gone from the list, name freed */
 	cleanup_free char *state_json = xasprintf("%s/state.json", trashed);
 	assert_int_equal(access(state_json, F_OK), 0);
 
-	fill_spec(&s, "web");
-	d = container_create(root, &s, &err);
-	assert_non_null(d);
+	d = create_web(root, &s, &err);
 	/* Removing the first container again must not free the name the second holds. */
 	free(c->cgroup);
 	c->cgroup = NULL;
