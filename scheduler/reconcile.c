@@ -649,7 +649,7 @@ pass_committed(const struct shoal_err *err, void *arg)
 	}
 	/* Out of budget: the rest waits for the next pass, as dirty nodes, after the I/O that
 	 * waits (the timer first: marking then does not make the pass active at once). */
-	if (err == NULL && i < c->n) {
+	if (err == NULL && i < c->n && srv->pass) {
 		struct timeval now = {0, 0};
 		evtimer_add(srv->pass, &now);
 	}
