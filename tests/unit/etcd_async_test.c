@@ -50,6 +50,8 @@ struct fake {
 	struct held held[MAX_HELD];
 	size_t nheld;
 	size_t received; /* txns received in all */
+	struct store s;  /* the store under test, on this fake */
+	struct etcd *e;
 };
 
 /* What the store's users saw: the order of done calls and step-downs. */
@@ -164,6 +166,23 @@ run_until_held(struct fake *f, size_t n)
 		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
+/* The store under test on the fake (f->s), leading with fence 7, the step-down hook counting
+ * into seen. */
+static void
+store_on_fake(struct fake *f)
+{
+	char ep[64];
+	struct etcd_config cfg = {.endpoints = ep, .timeout_ms = 30000};
+	struct shoal_err err;
+
+	snprintf(ep, sizeof(ep), "etcd://127.0.0.1:%d", f->port);
+	f->e = etcd_new(f->base, &cfg, &err);
+	assert_non_null(f->e);
+	assert_int_equal(store_open_etcd(&f->s, f->e, "/t/", &err), 0);
+	f->s.fenced = on_fenced;
+	store_etcd_set_fence(f->s.etcd, LEADER_KEY, 7, LEADER_VALUE);
+}
+
 static void
 fake_open(struct fake *f)
 {
@@ -182,33 +201,16 @@ fake_open(struct fake *f)
 	                 0);
 	f->port = ntohs(sin.sin_port);
 	f->leader_rev = 7;
-}
-
-/* A store on the fake, leading with fence 7, the step-down hook counting into seen. */
-static struct etcd *
-store_on_fake(struct fake *f, struct store *s)
-{
-	char ep[64];
-	struct etcd_config cfg = {.endpoints = ep, .timeout_ms = 30000};
-	struct shoal_err err;
-	struct etcd *e;
-
-	snprintf(ep, sizeof(ep), "etcd://127.0.0.1:%d", f->port);
-	e = etcd_new(f->base, &cfg, &err);
-	assert_non_null(e);
-	assert_int_equal(store_open_etcd(s, e, "/t/", &err), 0);
-	s->fenced = on_fenced;
-	store_etcd_set_fence(s->etcd, LEADER_KEY, 7, LEADER_VALUE);
-	return e;
+	store_on_fake(f);
 }
 
 static void
-fake_close(struct fake *f, struct store *s, struct etcd *e)
+fake_close(struct fake *f)
 {
 	while (f->nheld > 0)
 		answer(f, 0, ERROR);
-	etcd_free(e); /* before the store: see store_etcd_tx_commit_async */
-	store_close(s);
+	etcd_free(f->e); /* before the store: see store_etcd_tx_commit_async */
+	store_close(&f->s);
 	evhttp_free(f->http);
 	event_base_free(f->base);
 }
@@ -235,21 +237,18 @@ static void
 test_next_commit_waits_for_the_previous(void **state)
 {
 	struct fake f;
-	struct store s;
-	struct etcd *e;
 
 	(void)state;
 	fake_open(&f);
-	e = store_on_fake(&f, &s);
-	pass(&s, 1);
-	pass(&s, 2);
+	pass(&f.s, 1);
+	pass(&f.s, 2);
 	run_until_held(&f, 1);
 	/* Only commit 1 reached etcd; its done has not run. */
 	assert_int_equal(f.nheld, 1);
 	assert_string_equal(f.held[0].key, "/t/tasks/task1");
 	assert_string_equal(seen.log, "");
 	/* A third pass queues too. */
-	pass(&s, 3);
+	pass(&f.s, 3);
 	run_until_held(&f, 1);
 	assert_int_equal(f.nheld, 1);
 	answer(&f, 0, OK);
@@ -265,7 +264,7 @@ test_next_commit_waits_for_the_previous(void **state)
 	assert_string_equal(seen.log, "1 2 3 ");
 	assert_int_equal(seen.fenced, 0);
 	assert_int_equal(f.received, 3);
-	fake_close(&f, &s, e);
+	fake_close(&f);
 }
 
 /* A pass that wrote nothing (its Assignments carry nothing new) still waits for the commit
@@ -274,24 +273,21 @@ static void
 test_empty_commit_waits_its_turn(void **state)
 {
 	struct fake f;
-	struct store s;
-	struct etcd *e;
 	struct shoal_err err;
 
 	(void)state;
 	fake_open(&f);
-	e = store_on_fake(&f, &s);
-	pass(&s, 1);
-	assert_int_equal(store_tx_commit_then(&s, on_done, (void *)(intptr_t)2, &err), 0);
+	pass(&f.s, 1);
+	assert_int_equal(store_tx_commit_then(&f.s, on_done, (void *)(intptr_t)2, &err), 0);
 	run_until_held(&f, 1);
 	assert_string_equal(seen.log, "");
 	answer(&f, 0, OK);
 	run_until_held(&f, 0);
 	assert_string_equal(seen.log, "1 2 ");
 	/* With nothing in flight, an empty commit is done at once. */
-	assert_int_equal(store_tx_commit_then(&s, on_done, (void *)(intptr_t)3, &err), 0);
+	assert_int_equal(store_tx_commit_then(&f.s, on_done, (void *)(intptr_t)3, &err), 0);
 	assert_string_equal(seen.log, "1 2 3 ");
-	fake_close(&f, &s, e);
+	fake_close(&f);
 }
 
 /* Commits 1 and 2 made, 1 answered with a (a fence of another leader when leader_rev is not
@@ -301,25 +297,22 @@ static void
 lose_commit(enum answer a, int64_t leader_rev)
 {
 	struct fake f;
-	struct store s;
-	struct etcd *e;
 	struct shoal_err err;
 
 	fake_open(&f);
-	e = store_on_fake(&f, &s);
-	pass(&s, 1);
-	pass(&s, 2);
+	pass(&f.s, 1);
+	pass(&f.s, 2);
 	run_until_held(&f, 1);
 	f.leader_rev = leader_rev;
 	answer(&f, 0, a);
 	run_until_held(&f, 0);
 	assert_string_equal(seen.log, "F x1 x2 ");
 	assert_int_equal(f.received, 1);
-	assert_int_equal(store_tx_begin(&s, &err), 0);
-	assert_int_equal(store_tx_commit_then(&s, on_done, (void *)(intptr_t)3, &err), -1);
+	assert_int_equal(store_tx_begin(&f.s, &err), 0);
+	assert_int_equal(store_tx_commit_then(&f.s, on_done, (void *)(intptr_t)3, &err), -1);
 	assert_string_equal(seen.log, "F x1 x2 x3 ");
 	assert_int_equal(seen.fenced, 1);
-	fake_close(&f, &s, e);
+	fake_close(&f);
 }
 
 /* Another scheduler was elected: etcd refuses commit 1 by its fence. */
@@ -344,22 +337,19 @@ static void
 test_split_commit_completes_as_one(void **state)
 {
 	struct fake f;
-	struct store s;
-	struct etcd *e;
 	struct shoal_err err;
 
 	(void)state;
 	fake_open(&f);
-	e = store_on_fake(&f, &s);
-	assert_int_equal(store_tx_begin(&s, &err), 0);
+	assert_int_equal(store_tx_begin(&f.s, &err), 0);
 	for (int i = 0; i < 300; i++) {
 		char id[16];
 		struct store_task t = {.id = id, .service = "web", .node_id = "n1", .name = id};
 		snprintf(id, sizeof(id), "t%03d", i);
-		assert_int_equal(store_task_put(&s, &t, &err), 0);
+		assert_int_equal(store_task_put(&f.s, &t, &err), 0);
 	}
-	assert_int_equal(store_tx_commit_then(&s, on_done, (void *)(intptr_t)1, &err), 0);
-	pass(&s, 2);
+	assert_int_equal(store_tx_commit_then(&f.s, on_done, (void *)(intptr_t)1, &err), 0);
+	pass(&f.s, 2);
 	run_until_held(&f, 3);
 	assert_int_equal(f.nheld, 3); /* 127 + 127 + 46: all three at once, not commit 2 */
 	answer(&f, 2, OK);
@@ -373,7 +363,7 @@ test_split_commit_completes_as_one(void **state)
 	answer(&f, 0, OK);
 	run_until_held(&f, 0);
 	assert_string_equal(seen.log, "1 2 ");
-	fake_close(&f, &s, e);
+	fake_close(&f);
 }
 
 /* The SQLite store: done runs within the call, as the pass always dispatched. */
