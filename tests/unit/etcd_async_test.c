@@ -26,6 +26,10 @@
 
 #include "err.h"
 #include "fixture.h"
+#include "nodekey.h"
+#include "sched_harness.h"
+#include "scheduler/nodes.h"
+#include "scheduler/reconcile_pass.h"
 #include "scheduler/etcd.h"
 #include "scheduler/store.h"
 #include "scheduler/store_etcd.h"
@@ -166,10 +170,10 @@ run_until_held(struct fake *f, size_t n)
 		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
-/* The store under test on the fake (f->s), leading with fence 7, the step-down hook counting
+/* A store s on the fake, leading with fence 7, the step-down hook counting
  * into seen. */
 static void
-store_on_fake(struct fake *f)
+store_on_fake(struct fake *f, struct store *s)
 {
 	char ep[64];
 	struct etcd_config cfg = {.endpoints = ep, .timeout_ms = 30000};
@@ -178,13 +182,14 @@ store_on_fake(struct fake *f)
 	snprintf(ep, sizeof(ep), "etcd://127.0.0.1:%d", f->port);
 	f->e = etcd_new(f->base, &cfg, &err);
 	assert_non_null(f->e);
-	assert_int_equal(store_open_etcd(&f->s, f->e, "/t/", &err), 0);
-	f->s.fenced = on_fenced;
-	store_etcd_set_fence(f->s.etcd, LEADER_KEY, 7, LEADER_VALUE);
+	assert_int_equal(store_open_etcd(s, f->e, "/t/", &err), 0);
+	s->fenced = on_fenced;
+	store_etcd_set_fence(s->etcd, LEADER_KEY, 7, LEADER_VALUE);
 }
 
+/* The fake on base (a new one when NULL), no store yet. */
 static void
-fake_open(struct fake *f)
+fake_listen(struct fake *f, struct event_base *base)
 {
 	struct evhttp_bound_socket *bs;
 	struct sockaddr_in sin;
@@ -192,7 +197,7 @@ fake_open(struct fake *f)
 
 	memset(f, 0, sizeof(*f));
 	memset(&seen, 0, sizeof(seen));
-	f->base = event_base_new();
+	f->base = base ? base : event_base_new();
 	f->http = evhttp_new(f->base);
 	evhttp_set_gencb(f->http, on_http, f);
 	bs = evhttp_bind_socket_with_handle(f->http, "127.0.0.1", 0);
@@ -201,7 +206,14 @@ fake_open(struct fake *f)
 	                 0);
 	f->port = ntohs(sin.sin_port);
 	f->leader_rev = 7;
-	store_on_fake(f);
+}
+
+/* The fake and the store under test on it (f->s). */
+static void
+fake_open(struct fake *f)
+{
+	fake_listen(f, NULL);
+	store_on_fake(f, &f->s);
 }
 
 static void
@@ -387,6 +399,99 @@ test_sqlite_commit_is_synchronous(void **state)
 	assert_int_equal(fixture_rmtree(dir), 0);
 }
 
+/* Run the harness's loop a little (a pass, its commit's request, a reply). */
+static void
+spin(struct fake *f)
+{
+	run_until_held(f, f->nheld);
+}
+
+/* A queued write (a meta row), so that the pass made next has a commit of its own to send. */
+static void
+queue_write(struct sched_server *srv, const char *v)
+{
+	struct shoal_err err;
+
+	reconcile_pass_tx(srv);
+	assert_int_equal(store_meta_put(&srv->store, "k", v, &err), 0);
+}
+
+/*
+ * The reconcile pass (reconcile_flush) on the etcd store: a node's Assignments leave only
+ * once the commit of the pass that took it is applied. Registered, node1 is taken by pass 1,
+ * whose commit (its node row) etcd holds: no Assignments yet. Then passes 2 and 3 take node1
+ * again while 2's commit is held: 2 applied must not send node1 what pass 3 decided (3 is
+ * not durable yet); only 3 applied sends it, once.
+ */
+static void
+test_pass_dispatches_only_what_is_durable(void **state)
+{
+	struct harness h;
+	struct fake f;
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
+	Shoal__Register reg = SHOAL__REGISTER__INIT;
+	Shoal__Capacity cap = SHOAL__CAPACITY__INIT;
+	uint8_t sig[NODEKEY_SIG_BYTES];
+	struct node *n;
+	uint64_t gen;
+	struct shoal_err err;
+
+	(void)state;
+	assert_int_equal(harness_open(&h, 0), 0);
+	fake_listen(&f, h.srv.base);
+	store_close(&h.srv.store);
+	store_on_fake(&f, &h.srv.store);
+
+	cap.cpu_millis = 4000;
+	cap.memory_bytes = 1ull << 32;
+	reg.node_name = "node1";
+	reg.address = "10.0.0.1";
+	reg.capacity = &cap;
+	harness_sign_register(&h, HARNESS_WORKER, &reg, sig);
+	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
+	env.register_ = &reg;
+	/* As server.c does for a Register: its writes join the pass's transaction. */
+	assert_int_equal(store_tx_begin(&h.srv.store, &err), 0);
+	r = harness_call(&h, HARNESS_WORKER, &env, 5000);
+	assert_non_null(r);
+	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_REGISTER_REPLY);
+	shoal__envelope__free_unpacked(r, NULL);
+	n = nodes_find(&h.srv.nodes, "node1");
+	assert_non_null(n);
+	run_until_held(&f, 1);
+	assert_int_equal(f.nheld, 1);
+	assert_non_null(strstr(f.held[0].key, "/t/nodes/"));
+	gen = n->assign_gen;
+	reconcile_mark_node(&h.srv, n);
+	spin(&f);
+	assert_int_equal(n->assign_gen, gen); /* pass 1's commit is held: nothing sent */
+	answer(&f, 0, OK);
+	spin(&f);
+	assert_true(n->assign_gen > gen); /* applied: sent */
+	gen = n->assign_gen;
+
+	queue_write(&h.srv, "2");
+	reconcile_mark_node(&h.srv, n);
+	spin(&f);
+	assert_int_equal(f.nheld, 1); /* pass 2's commit */
+	queue_write(&h.srv, "3");
+	reconcile_mark_node(&h.srv, n);
+	spin(&f);
+	assert_int_equal(f.nheld, 1); /* pass 3's waits behind it */
+	answer(&f, 0, OK);
+	spin(&f);
+	assert_int_equal(n->assign_gen, gen); /* 2 applied: node1 is 3's to send */
+	assert_int_equal(f.nheld, 1);
+	answer(&f, 0, OK);
+	spin(&f);
+	assert_int_equal(n->assign_gen, gen + 1);
+	assert_int_equal(seen.fenced, 0);
+
+	evhttp_free(f.http);
+	etcd_free(f.e);
+	harness_close(&h);
+}
+
 int
 main(void)
 {
@@ -397,6 +502,7 @@ main(void)
 	    cmocka_unit_test(test_failed_commit_dispatches_nothing),
 	    cmocka_unit_test(test_split_commit_completes_as_one),
 	    cmocka_unit_test(test_sqlite_commit_is_synchronous),
+	    cmocka_unit_test(test_pass_dispatches_only_what_is_durable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
