@@ -74,6 +74,7 @@ struct node {
 	bool has_key;           /* false for a node of an older store until it registers again */
 	int64_t refused_log_ms; /* monotonic ms of the last "refused a task status" line */
 	uint32_t refused_quiet; /* refusals since that line, not logged one by one */
+	uint64_t commit_seq;    /* the pass commit whose completion sends its Assignments */
 };
 
 /*

@@ -594,11 +594,83 @@ list_consume(void *v, size_t len, size_t n, size_t size)
 	return len - n;
 }
 
+/* The nodes a pass sends Assignments to, once its store commit is durable. */
+struct pass_commit {
+	struct sched_server *srv;
+	uint64_t seq;
+	int64_t deadline; /* the pass's budget, for a commit that completes within it */
+	size_t n;
+	struct node *nodes[];
+};
+
+/* True while reconcile_flush commits: a commit_then that calls back at once (SQLite) does so
+ * within the pass and its budget. */
+static bool committing;
+
+static int
+ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (struct node *const *)a;
+	uintptr_t y = (uintptr_t) * (struct node *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * A pass's commit completed: send its nodes their Assignments, but only what is durable. A
+ * node a later pass took again (commit_seq) or marked again (dirty) has changes in a commit
+ * not yet done (or not yet made): that one sends. A node removed meanwhile is skipped (the
+ * list is checked against the nodes there are, not dereferenced). Lost (err): nothing goes
+ * out; the store has made the scheduler step down.
+ */
+static void
+pass_committed(const struct shoal_err *err, void *arg)
+{
+	struct pass_commit *c = arg;
+	struct sched_server *srv = c->srv;
+	struct node **live = NULL;
+	size_t i = 0;
+
+	if (err == NULL && c->n > 0) {
+		live = xmalloc(srv->nodes.n * sizeof(*live) + 1);
+		memcpy(live, srv->nodes.v, srv->nodes.n * sizeof(*live));
+		if (srv->nodes.n > 0)
+			qsort(live, srv->nodes.n, sizeof(*live), ptr_cmp);
+		if (!committing) /* from the loop, later: a budget of its own */
+			c->deadline = util_now_ms() + PASS_BUDGET_MS;
+	}
+	/* As many as the budget allows, one at least. */
+	while (err == NULL && i < c->n && (i == 0 || util_now_ms() < c->deadline)) {
+		struct node *n = c->nodes[i++];
+
+		if (bsearch(&n, live, srv->nodes.n, sizeof(*live), ptr_cmp) != NULL &&
+		    n->commit_seq == c->seq && !n->dirty)
+			reconcile_dispatch(srv, n);
+	}
+	/* Out of budget: the rest waits for the next pass, as dirty nodes, after the I/O that
+	 * waits (the timer first: marking then does not make the pass active at once). */
+	if (err == NULL && i < c->n && srv->pass) {
+		struct timeval now = {0, 0};
+		evtimer_add(srv->pass, &now);
+	}
+	for (; err == NULL && i < c->n; i++) {
+		struct node *n = c->nodes[i];
+
+		if (bsearch(&n, live, srv->nodes.n, sizeof(*live), ptr_cmp) != NULL &&
+		    n->commit_seq == c->seq && !n->dirty)
+			reconcile_mark_node(srv, n);
+	}
+	free(live);
+	free(c);
+}
+
 void
 reconcile_flush(struct sched_server *srv)
 {
+	static uint64_t commits; /* pass commits made: every node's commit_seq is one of them */
 	int64_t start = util_now_ms(), deadline = start + PASS_BUDGET_MS;
 	size_t i = 0, nsvcs = 0, nnodes = 0;
+	struct pass_commit *c = NULL;
 	struct shoal_err err;
 	struct timespec t0; /* the pass's duration for /metrics, finer than ms */
 
@@ -621,27 +693,41 @@ reconcile_flush(struct sched_server *srv)
 	srv->ndirty_svcs =
 	    list_consume(srv->dirty_svcs, srv->ndirty_svcs, i, sizeof(struct service *));
 	/* Assignments carry a node's whole set: send them once the services are reconciled
-	 * (or a node has waited long enough), not after every slice of a burst. */
+	 * (or a node has waited long enough), not after every slice of a burst, and only once
+	 * the store holds what they say (pass_committed): an agent never runs a task whose
+	 * record a successor would not find. */
 	if (srv->ndirty_svcs == 0 || start - srv->dirty_nodes_since >= DISPATCH_WAIT_MS) {
-		while (nnodes < srv->ndirty_nodes) {
-			struct node *n = srv->dirty_nodes[nnodes++];
+		nnodes = srv->ndirty_nodes;
+		c = xmalloc(sizeof(*c) + nnodes * sizeof(c->nodes[0]));
+		*c = (struct pass_commit){
+		    .srv = srv, .seq = ++commits, .deadline = deadline, .n = nnodes};
+		for (size_t k = 0; k < nnodes; k++) {
+			struct node *n = srv->dirty_nodes[k];
 			n->dirty = false;
-			reconcile_dispatch(srv, n);
-			if (util_now_ms() >= deadline)
-				break;
+			n->commit_seq = c->seq;
+			c->nodes[k] = n;
 		}
-		srv->ndirty_nodes = list_consume(srv->dirty_nodes, srv->ndirty_nodes, nnodes,
-		                                 sizeof(struct node *));
+		srv->ndirty_nodes = 0;
 		srv->dirty_nodes_since = start;
 	}
 	reconcile_pass_write_tasks(srv);
 	/* A burst's slices share one transaction (a commit rewrites every index page the slice
 	 * touched: committing 1,000,000 rows 10,000 at a time costs 3 times as much as 100,000
 	 * at a time). Commit when the burst is done, before any Assignments leave, and at
-	 * least every second. */
+	 * least every second. SQLite commits here and now; etcd sends the commit and the loop
+	 * goes on (a next pass's commit queues behind it). */
 	if (srv->ndirty_svcs == 0 || nnodes > 0 || start - srv->tx_since >= TX_MAX_MS) {
-		if (store_tx_commit(&srv->store, &err) == -1)
+		if (c == NULL) {
+			c = xmalloc(sizeof(*c));
+			*c = (struct pass_commit){
+			    .srv = srv, .seq = ++commits, .deadline = deadline};
+		}
+		committing = true;
+		if (store_tx_commit_then(&srv->store, pass_committed, c, &err) == -1)
 			reconcile_pass_warn(&err);
+		committing = false;
+	} else {
+		free(c); /* no nodes taken (nnodes 0) */
 	}
 	if (srv->ndirty_svcs || srv->ndirty_nodes) {
 		/* More to do: after the I/O that waits (a timer, where event_active would run the

@@ -27,7 +27,8 @@ struct etcd;
  */
 struct store {
 	struct store_etcd *etcd; /* non-NULL: the etcd back end, db unused */
-	/* etcd: called when a write was refused because another scheduler leads (why). */
+	/* etcd: called when a write was refused because another scheduler leads, or an
+	 * asynchronous commit was lost (why): stop acting. */
 	void (*fenced)(const char *why, void *arg);
 	void *fenced_arg;
 	struct sqlite3 *db;

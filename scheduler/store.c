@@ -19,6 +19,17 @@ via_etcd(struct store *s, int r, struct shoal_err *err)
 	return r;
 }
 
+/* An asynchronous commit was lost (any error: its writes are not in etcd, while the
+ * scheduler's memory already has them): stop acting, as for a refused write. */
+static void
+lost_etcd(const struct shoal_err *err, void *arg)
+{
+	struct store *s = arg;
+
+	if (s->fenced)
+		s->fenced(err->msg, s->fenced_arg);
+}
+
 int
 store_open_etcd(struct store *s, struct etcd *e, const char *prefix, struct shoal_err *err)
 {
@@ -29,6 +40,8 @@ store_open_etcd(struct store *s, struct etcd *e, const char *prefix, struct shoa
 		s->etcd = NULL;
 		return -1;
 	}
+	s->etcd->on_lost = lost_etcd;
+	s->etcd->lost_arg = s;
 	return 0;
 }
 
@@ -425,6 +438,28 @@ store_tx_commit(struct store *s, struct shoal_err *err)
 		return -1;
 	}
 	return 0;
+}
+
+int
+store_tx_commit_then(struct store *s, void (*done)(const struct shoal_err *err, void *arg),
+                     void *arg, struct shoal_err *err)
+{
+	int rc;
+
+	if (s->etcd) {
+		int lost = s->etcd->lost; /* the fenced hook ran then */
+
+		s->in_tx = 0;
+		rc = store_etcd_tx_commit_async(s->etcd, done, arg, err);
+		if (!lost)
+			rc = via_etcd(s, rc, err);
+		if (rc == -1)
+			done(err, arg);
+		return rc;
+	}
+	rc = store_tx_commit(s, err);
+	done(NULL, arg);
+	return rc;
 }
 
 int

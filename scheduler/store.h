@@ -55,6 +55,18 @@ int store_task_each(struct store *s, void (*fn)(const struct store_task *t, void
  */
 int store_tx_begin(struct store *s, struct shoal_err *err);
 int store_tx_commit(struct store *s, struct shoal_err *err);
+/*
+ * Commit, and call done once (never before this call has queued the writes) when what
+ * depends on them may go out: done(NULL) once they are durable, done(err) when they are lost
+ * (act on nothing then). SQLite: synchronous, done(NULL) before returning, whatever the
+ * commit's outcome (returned here as by store_tx_commit; the scheduler goes on from memory as
+ * it always has). etcd: asynchronous (store_etcd_tx_commit_async): commits complete and call
+ * back in the order they were made; a lost one calls the fenced hook (step down), and its
+ * done and every later one's get the error. -1 with err when the commit failed at once (done
+ * has run too).
+ */
+int store_tx_commit_then(struct store *s, void (*done)(const struct shoal_err *err, void *arg),
+                         void *arg, struct shoal_err *err);
 
 /* Small key/value settings (cluster CIDR, ...): value malloc'd or NULL when absent. */
 char *store_meta_get(struct store *s, const char *key, struct shoal_err *err);

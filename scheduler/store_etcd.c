@@ -1,6 +1,7 @@
 #include "store_etcd.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,20 +37,29 @@ store_etcd_open(struct store_etcd *s, struct etcd *e, const char *prefix, struct
 	return 0;
 }
 
+static void batches_drop(struct store_etcd *s);
+
+static void
+ops_free(struct store_etcd_op *ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(ops[i].key);
+		free(ops[i].end);
+		free(ops[i].value);
+	}
+}
+
 static void
 ops_clear(struct store_etcd *s)
 {
-	for (size_t i = 0; i < s->nops; i++) {
-		free(s->ops[i].key);
-		free(s->ops[i].end);
-		free(s->ops[i].value);
-	}
+	ops_free(s->ops, s->nops);
 	s->nops = 0;
 }
 
 void
 store_etcd_close(struct store_etcd *s)
 {
+	batches_drop(s);
 	ops_clear(s);
 	free(s->ops);
 	free(s->prefix);
@@ -99,58 +109,125 @@ store_etcd_node_encode(const struct store_node *n)
 	    n->admin_labels ? n->admin_labels : ""));
 }
 
-/* A string member copied, "" when absent if optional; -1 when present but not a string. */
-static int
-get_str(const json_t *o, const char *name, int nullable, char **out)
-{
-	const json_t *v = json_object_get(o, name);
+/* One member of a record: its name, type and place in the row (offsetof). */
+enum field_type {
+	F_STR,     /* char *: required */
+	F_STR_OPT, /* char *: NULL when absent or null */
+	F_I64,     /* int64_t */
+	F_INT,     /* int */
+	F_U32,     /* uint32_t */
+	F_U64,     /* uint64_t */
+};
 
-	*out = NULL;
-	if (v == NULL || json_is_null(v))
-		return nullable ? 0 : -1;
-	if (!json_is_string(v))
-		return -1;
-	*out = xstrdup(json_string_value(v));
+struct field {
+	const char *name;
+	enum field_type type;
+	size_t off;
+};
+
+/* Fill row's members from object o by the table f; 1 when one is missing or of the wrong
+ * type (what was copied stays, for the caller's clear). */
+static int
+decode_fields(const json_t *o, const struct field *f, size_t n, void *row)
+{
+	int bad = !json_is_object(o);
+
+	for (size_t i = 0; i < n; i++) {
+		const json_t *v = json_object_get(o, f[i].name);
+		char *p = (char *)row + f[i].off;
+		json_int_t x = json_integer_value(v);
+
+		if (f[i].type == F_STR || f[i].type == F_STR_OPT) {
+			if (json_is_string(v))
+				*(char **)p = xstrdup(json_string_value(v));
+			else
+				bad |= !(f[i].type == F_STR_OPT && (v == NULL || json_is_null(v)));
+			continue;
+		}
+		bad |= !json_is_integer(v);
+		switch (f[i].type) {
+		case F_I64:
+			*(int64_t *)p = x;
+			break;
+		case F_INT: /* enums, counts, indexes: never negative */
+			bad |= x < 0 || x > INT32_MAX;
+			*(int *)p = (int)x;
+			break;
+		case F_U32:
+			*(uint32_t *)p = (uint32_t)x;
+			break;
+		default:
+			*(uint64_t *)p = (uint64_t)x;
+			break;
+		}
+	}
+	return bad;
+}
+
+/* A kind of record: its members, and an optional group decoded only when its first member
+ * is present (then the bool at typed_off is set). */
+struct record {
+	const char *what;
+	const struct field *f, *opt;
+	size_t n, nopt, typed_off;
+	void (*clear)(void *row);
+};
+
+/* Decode text into row by r; on a malformed value row is cleared and -1 returned with err. */
+static int
+decode_record(const struct record *r, const char *text, void *row, size_t size,
+              struct shoal_err *err)
+{
+	json_t *o = json_loads(text, 0, NULL);
+	int bad;
+
+	memset(row, 0, size);
+	bad = decode_fields(o, r->f, r->n, row);
+	if (r->opt && json_object_get(o, r->opt[0].name) != NULL) {
+		bad |= decode_fields(o, r->opt, r->nopt, row);
+		*(bool *)((char *)row + r->typed_off) = true;
+	}
+	json_decref(o);
+	if (bad) {
+		r->clear(row);
+		return err_set(err, 0, "store: malformed %s record", r->what);
+	}
 	return 0;
 }
 
-static int
-get_int(const json_t *o, const char *name, int64_t *out)
-{
-	const json_t *v = json_object_get(o, name);
+#define FIELD(type, name, t)                                                                       \
+	{                                                                                          \
+#name, t, offsetof(type, name)                                                     \
+	}
 
-	*out = 0;
-	if (!json_is_integer(v))
-		return -1;
-	*out = json_integer_value(v);
-	return 0;
+static const struct field node_fields[] = {
+    FIELD(struct store_node, id, F_STR),
+    FIELD(struct store_node, name, F_STR),
+    FIELD(struct store_node, address, F_STR),
+    FIELD(struct store_node, labels, F_STR),
+    FIELD(struct store_node, availability, F_STR),
+    FIELD(struct store_node, node_key, F_STR),
+    /* Absent in records written before `shoal node update`. */
+    FIELD(struct store_node, admin_labels, F_STR_OPT),
+    FIELD(struct store_node, cpu_millis, F_I64),
+    FIELD(struct store_node, memory_bytes, F_I64),
+    FIELD(struct store_node, subnet_index, F_INT),
+    FIELD(struct store_node, created_ms, F_I64),
+};
+
+static void
+node_clear(void *row)
+{
+	store_node_clear(row);
 }
 
 int
 store_etcd_node_decode(const char *text, struct store_node *n, struct shoal_err *err)
 {
-	json_t *o = json_loads(text, 0, NULL);
-	int64_t subnet = 0;
-	int bad = 0;
+	static const struct record r = {
+	    .what = "node", .f = node_fields, .n = ARRAY_SIZE(node_fields), .clear = node_clear};
 
-	memset(n, 0, sizeof(*n));
-	bad |= !json_is_object(o);
-	bad |= get_str(o, "id", 0, &n->id) | get_str(o, "name", 0, &n->name);
-	bad |= get_str(o, "address", 0, &n->address) | get_str(o, "labels", 0, &n->labels);
-	bad |= get_str(o, "availability", 0, &n->availability);
-	bad |= get_str(o, "node_key", 0, &n->node_key);
-	/* Absent in records written before `shoal node update`. */
-	bad |= get_str(o, "admin_labels", 1, &n->admin_labels);
-	bad |=
-	    get_int(o, "cpu_millis", &n->cpu_millis) | get_int(o, "memory_bytes", &n->memory_bytes);
-	bad |= get_int(o, "subnet_index", &subnet) | get_int(o, "created_ms", &n->created_ms);
-	n->subnet_index = (int)subnet;
-	json_decref(o);
-	if (bad) {
-		store_node_clear(n);
-		return err_set(err, 0, "store: malformed node record");
-	}
-	return 0;
+	return decode_record(&r, text, n, sizeof(*n), err);
 }
 
 char *
@@ -184,39 +261,42 @@ store_etcd_service_clear(struct store_service *sv)
 	memset(sv, 0, sizeof(*sv));
 }
 
+static const struct field service_fields[] = {
+    FIELD(struct store_service, name, F_STR),
+    FIELD(struct store_service, spec_json, F_STR),
+    FIELD(struct store_service, prev_spec_json, F_STR_OPT),
+    FIELD(struct store_service, update_state, F_STR_OPT),
+    FIELD(struct store_service, version, F_U64),
+    FIELD(struct store_service, prev_version, F_U64),
+    FIELD(struct store_service, created_ms, F_I64),
+    FIELD(struct store_service, updated_ms, F_I64),
+    FIELD(struct store_service, removed, F_INT),
+};
+
+/* The typed update state: only in records that have it. */
+static const struct field service_update_fields[] = {
+    FIELD(struct store_service, update_kind, F_INT),
+    FIELD(struct store_service, update_message, F_STR_OPT),
+};
+
+static void
+service_clear(void *row)
+{
+	store_etcd_service_clear(row);
+}
+
 int
 store_etcd_service_decode(const char *text, struct store_service *sv, struct shoal_err *err)
 {
-	json_t *o = json_loads(text, 0, NULL);
-	int64_t version = 0, prev = 0, removed = 0;
-	int bad = 0;
+	static const struct record r = {.what = "service",
+	                                .f = service_fields,
+	                                .n = ARRAY_SIZE(service_fields),
+	                                .opt = service_update_fields,
+	                                .nopt = ARRAY_SIZE(service_update_fields),
+	                                .typed_off = offsetof(struct store_service, update_typed),
+	                                .clear = service_clear};
 
-	memset(sv, 0, sizeof(*sv));
-	bad |= !json_is_object(o);
-	bad |= get_str(o, "name", 0, &sv->name) | get_str(o, "spec_json", 0, &sv->spec_json);
-	bad |= get_str(o, "prev_spec_json", 1, &sv->prev_spec_json);
-	bad |= get_str(o, "update_state", 1, &sv->update_state);
-	bad |= get_int(o, "version", &version) | get_int(o, "prev_version", &prev);
-	bad |=
-	    get_int(o, "created_ms", &sv->created_ms) | get_int(o, "updated_ms", &sv->updated_ms);
-	bad |= get_int(o, "removed", &removed);
-	if (json_object_get(o, "update_kind") != NULL) {
-		int64_t kind = 0;
-
-		bad |= get_int(o, "update_kind", &kind) | (kind < 0 || kind > INT32_MAX);
-		bad |= get_str(o, "update_message", 1, &sv->update_message);
-		sv->update_typed = true;
-		sv->update_kind = (int)kind;
-	}
-	sv->version = (uint64_t)version;
-	sv->prev_version = (uint64_t)prev;
-	sv->removed = (int)removed;
-	json_decref(o);
-	if (bad) {
-		store_etcd_service_clear(sv);
-		return err_set(err, 0, "store: malformed service record");
-	}
-	return 0;
+	return decode_record(&r, text, sv, sizeof(*sv), err);
 }
 
 char *
@@ -239,31 +319,27 @@ store_etcd_task_clear(struct store_task *t)
 	memset(t, 0, sizeof(*t));
 }
 
+static const struct field task_fields[] = {
+    FIELD(struct store_task, id, F_STR),       FIELD(struct store_task, service, F_STR),
+    FIELD(struct store_task, node_id, F_STR),  FIELD(struct store_task, name, F_STR),
+    FIELD(struct store_task, slot, F_U32),     FIELD(struct store_task, version, F_U64),
+    FIELD(struct store_task, desired, F_INT),  FIELD(struct store_task, role, F_INT),
+    FIELD(struct store_task, restarts, F_U32), FIELD(struct store_task, created_ms, F_I64),
+};
+
+static void
+task_clear(void *row)
+{
+	store_etcd_task_clear(row);
+}
+
 int
 store_etcd_task_decode(const char *text, struct store_task *t, struct shoal_err *err)
 {
-	json_t *o = json_loads(text, 0, NULL);
-	int64_t slot = 0, version = 0, desired = 0, role = 0, restarts = 0;
-	int bad = 0;
+	static const struct record r = {
+	    .what = "task", .f = task_fields, .n = ARRAY_SIZE(task_fields), .clear = task_clear};
 
-	memset(t, 0, sizeof(*t));
-	bad |= !json_is_object(o);
-	bad |= get_str(o, "id", 0, &t->id) | get_str(o, "service", 0, &t->service);
-	bad |= get_str(o, "node_id", 0, &t->node_id) | get_str(o, "name", 0, &t->name);
-	bad |= get_int(o, "slot", &slot) | get_int(o, "version", &version);
-	bad |= get_int(o, "desired", &desired) | get_int(o, "role", &role);
-	bad |= get_int(o, "restarts", &restarts) | get_int(o, "created_ms", &t->created_ms);
-	t->slot = (uint32_t)slot;
-	t->version = (uint64_t)version;
-	t->desired = (int)desired;
-	t->role = (int)role;
-	t->restarts = (uint32_t)restarts;
-	json_decref(o);
-	if (bad) {
-		store_etcd_task_clear(t);
-		return err_set(err, 0, "store: malformed task record");
-	}
-	return 0;
+	return decode_record(&r, text, t, sizeof(*t), err);
 }
 
 /* --- writes ------------------------------------------------------------------------------- */
@@ -452,6 +528,18 @@ plan(const struct store_etcd_op *ops, size_t n, size_t **starts, int **barrier)
 }
 
 static int
+not_leading(struct store_etcd *s, struct shoal_err *err)
+{
+	ops_clear(s);
+	err_set(err, 0, "store: write refused: this scheduler does not lead");
+	err->code = SHOAL_ENOTLEADER;
+	return -1;
+}
+
+static void batch_append(struct store_etcd *s, void (*done)(const struct shoal_err *, void *),
+                         void *arg);
+
+static int
 flush(struct store_etcd *s, struct shoal_err *err)
 {
 	size_t *starts, k;
@@ -460,12 +548,8 @@ flush(struct store_etcd *s, struct shoal_err *err)
 
 	if (s->nops == 0)
 		return 0;
-	if (s->fence == 0 || s->fence_key == NULL) {
-		ops_clear(s);
-		err_set(err, 0, "store: write refused: this scheduler does not lead");
-		err->code = SHOAL_ENOTLEADER;
-		return -1;
-	}
+	if (s->fence == 0 || s->fence_key == NULL)
+		return not_leading(s, err);
 	k = plan(s->ops, s->nops, &starts, &barrier);
 	for (size_t i = 0; i < k && rc == 0; i++) {
 		if (i > 0 && s->between)
@@ -474,6 +558,12 @@ flush(struct store_etcd *s, struct shoal_err *err)
 	}
 	free(starts);
 	free(barrier);
+	/* Asynchronous commits still on their way may land after these writes, with older
+	 * values of the same keys: write them once more behind those, so that the last word
+	 * is this one. (Until then a reader could see the older value; a successor elected in
+	 * that gap would too.) */
+	if (rc == 0 && s->head && !s->lost)
+		batch_append(s, NULL, NULL);
 	ops_clear(s);
 	return rc;
 }
@@ -481,8 +571,10 @@ flush(struct store_etcd *s, struct shoal_err *err)
 /* Transactions of one asynchronous commit in flight at once (disjoint keys: any order). */
 #define WINDOW 8
 
+/* One asynchronous commit. They form a queue (store_etcd.head): only the head is sent, so
+ * commits are applied, and their done called, in the order they were made. */
 struct batch {
-	struct etcd *e;
+	struct store_etcd *s;
 	struct store_etcd_op *ops; /* taken from the store's queue */
 	size_t nops;
 	size_t *starts;
@@ -492,11 +584,92 @@ struct batch {
 	int64_t fence;
 	int failed;
 	struct shoal_err err;
-	void (*done)(const struct shoal_err *err, void *arg);
+	void (*done)(const struct shoal_err *err, void *arg); /* NULL: none */
 	void *arg;
+	struct batch *next_batch;
 };
 
-static void pump(struct batch *b);
+static void
+batch_free(struct batch *b)
+{
+	ops_free(b->ops, b->nops);
+	free(b->ops);
+	free(b->starts);
+	free(b->barrier);
+	free(b->fence_key);
+	free(b->fence_value);
+	free(b);
+}
+
+/* Commits still queued end unsent (their requests went with the client, which is freed
+ * first): their done learns it. */
+static void
+batches_drop(struct store_etcd *s)
+{
+	struct shoal_err closed;
+
+	err_set(&closed, 0, "store: closed");
+	while (s->head) {
+		struct batch *b = s->head;
+
+		s->head = b->next_batch;
+		if (b->done)
+			b->done(&closed, b->arg);
+		batch_free(b);
+	}
+	s->tail = NULL;
+}
+
+static void on_batch_txn(const struct etcd_txn_result *r, const struct shoal_err *err, void *arg);
+
+/* Send what the window allows; 1 while b is not finished (sent or failed, and answered). */
+static int
+pump(struct batch *b)
+{
+	while (!b->failed && b->next < b->ntxn && b->inflight < WINDOW &&
+	       !(b->barrier[b->next] && b->inflight > 0)) {
+		struct built t;
+		size_t i = b->next;
+
+		build(&t, b->fence_key, b->fence, b->fence_value, b->ops + b->starts[i],
+		      b->starts[i + 1] - b->starts[i]);
+		if (etcd_txn(b->s->e, &t.t, on_batch_txn, b, &b->err) == NULL) {
+			err_prefix(&b->err, "store: write");
+			b->failed = 1;
+		} else {
+			b->inflight++;
+			b->next++;
+		}
+		built_free(&t);
+	}
+	return b->inflight > 0 || (!b->failed && b->next < b->ntxn);
+}
+
+/* The head commit finished: call it back, then start the next. After a failure every commit
+ * queued behind it ends too, unsent, with the same error: they were made on top of writes
+ * that are lost, and the scheduler steps down (on_lost, once). */
+static void
+finish_head(struct store_etcd *s)
+{
+	struct batch *b;
+
+	while ((b = s->head) != NULL) {
+		if (b->failed && !s->lost) {
+			s->lost = 1;
+			s->lost_err = b->err;
+			if (s->on_lost)
+				s->on_lost(&s->lost_err, s->lost_arg);
+		}
+		s->head = b->next_batch;
+		if (s->head == NULL)
+			s->tail = NULL;
+		if (b->done)
+			b->done(s->lost ? &s->lost_err : NULL, b->arg);
+		batch_free(b);
+		if (s->head && !s->lost && pump(s->head))
+			return;
+	}
+}
 
 static void
 on_batch_txn(const struct etcd_txn_result *r, const struct shoal_err *err, void *arg)
@@ -512,42 +685,35 @@ on_batch_txn(const struct etcd_txn_result *r, const struct shoal_err *err, void 
 		refused(b->fence, &b->err);
 		b->failed = 1;
 	}
-	pump(b);
+	if (!pump(b))
+		finish_head(b->s);
 }
 
+/* Take the queued writes as a commit behind the others; sent at once when it is the head. */
 static void
-pump(struct batch *b)
+batch_append(struct store_etcd *s, void (*done)(const struct shoal_err *, void *), void *arg)
 {
-	while (!b->failed && b->next < b->ntxn && b->inflight < WINDOW &&
-	       !(b->barrier[b->next] && b->inflight > 0)) {
-		struct built t;
-		size_t i = b->next;
+	struct batch *b = xcalloc(1, sizeof(*b));
 
-		build(&t, b->fence_key, b->fence, b->fence_value, b->ops + b->starts[i],
-		      b->starts[i + 1] - b->starts[i]);
-		if (etcd_txn(b->e, &t.t, on_batch_txn, b, &b->err) == NULL) {
-			err_prefix(&b->err, "store: write");
-			b->failed = 1;
-		} else {
-			b->inflight++;
-			b->next++;
-		}
-		built_free(&t);
-	}
-	if (b->inflight > 0 || (!b->failed && b->next < b->ntxn))
+	b->s = s;
+	b->ops = s->ops;
+	b->nops = s->nops;
+	s->ops = NULL;
+	s->nops = s->capops = 0;
+	b->ntxn = b->nops ? plan(b->ops, b->nops, &b->starts, &b->barrier) : 0;
+	b->fence_key = xstrdup(s->fence_key);
+	b->fence_value = xstrdup(s->fence_value);
+	b->fence = s->fence;
+	b->done = done;
+	b->arg = arg;
+	if (s->tail) {
+		s->tail->next_batch = b;
+		s->tail = b;
 		return;
-	b->done(b->failed ? &b->err : NULL, b->arg);
-	for (size_t i = 0; i < b->nops; i++) {
-		free(b->ops[i].key);
-		free(b->ops[i].end);
-		free(b->ops[i].value);
 	}
-	free(b->ops);
-	free(b->starts);
-	free(b->barrier);
-	free(b->fence_key);
-	free(b->fence_value);
-	free(b);
+	s->head = s->tail = b;
+	if (!pump(b))
+		finish_head(s);
 }
 
 int
@@ -555,33 +721,22 @@ store_etcd_tx_commit_async(struct store_etcd *s,
                            void (*done)(const struct shoal_err *err, void *arg), void *arg,
                            struct shoal_err *err)
 {
-	struct batch *b;
-
 	s->in_tx = 0;
-	if (s->nops == 0) {
-		done(NULL, arg);
-		return 0;
-	}
-	if (s->fence == 0 || s->fence_key == NULL) {
+	if (s->lost) {
 		ops_clear(s);
-		err_set(err, 0, "store: write refused: this scheduler does not lead");
-		err->code = SHOAL_ENOTLEADER;
+		*err = s->lost_err;
 		return -1;
 	}
-	b = xcalloc(1, sizeof(*b));
-	b->e = s->e;
-	b->ops = s->ops;
-	b->nops = s->nops;
-	s->ops = NULL;
-	s->nops = s->capops = 0;
-	b->ntxn = plan(b->ops, b->nops, &b->starts, &b->barrier);
-	b->fence_key = xstrdup(s->fence_key);
-	b->fence_value = xstrdup(s->fence_value);
-	b->fence = s->fence;
-	b->done = done;
-	b->arg = arg;
-	pump(b);
+	if (s->fence == 0 || s->fence_key == NULL)
+		return not_leading(s, err);
+	batch_append(s, done, arg);
 	return 0;
+}
+
+int
+store_etcd_tx_pending(const struct store_etcd *s)
+{
+	return s->head != NULL;
 }
 
 /* Queue an op (takes key, end, value); outside a transaction it is sent at once. */

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "scheduler/store-t.h"
 
 /*
@@ -39,6 +40,7 @@
 struct etcd;
 struct shoal_err;
 struct store_etcd_op;
+struct batch;
 
 struct store_etcd {
 	struct etcd *e;  /* borrowed */
@@ -53,6 +55,15 @@ struct store_etcd {
 	void (*between)(void *arg);
 	void *between_arg;
 	size_t nops, capops;
+	/* Asynchronous commits, oldest first: only the head is being sent. */
+	struct batch *head, *tail;
+	/* Called once when an asynchronous commit fails (etcd's error, or refused by the
+	 * fence): its writes and those of every commit queued behind it are lost, and the
+	 * scheduler must stop acting (may be NULL). Later commits are refused with err. */
+	void (*on_lost)(const struct shoal_err *err, void *arg);
+	void *lost_arg;
+	int lost;
+	struct shoal_err lost_err;
 };
 
 int store_etcd_open(struct store_etcd *s, struct etcd *e, const char *prefix,
@@ -104,6 +115,9 @@ int store_etcd_tx_commit(struct store_etcd *s, struct shoal_err *err);
 int store_etcd_tx_commit_async(struct store_etcd *s,
                                void (*done)(const struct shoal_err *err, void *arg), void *arg,
                                struct shoal_err *err);
+
+/* 1 while asynchronous commits are queued or being sent. */
+int store_etcd_tx_pending(const struct store_etcd *s);
 
 char *store_etcd_meta_get(struct store_etcd *s, const char *key, struct shoal_err *err);
 int store_etcd_meta_put(struct store_etcd *s, const char *key, const char *value,
