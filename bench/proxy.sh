@@ -10,6 +10,7 @@
 #                                BENCH_CONNS="50" narrow them (an A/B of the keep-alive path)
 #   OVERLOAD_MAXCONN=N           per-backend limit of the overload row (default 4; 0 = none)
 #   OVERLOAD_SECONDS=N           seconds per wrk run of the overload row (default 8)
+#                                (BENCH_AB adds an A/B row there too, its runs rotating with the others)
 #
 # Backends: nginx (3 servers on 127.0.0.1-3, one small file) when installed, else busybox httpd
 # (no keep-alive: the keep-alive cells then measure reconnects). wrk goes direct to one
@@ -27,7 +28,12 @@
 # `shoal-agent proxy --max-conns-per-backend OVERLOAD_MAXCONN --queue-timeout 30s
 # --connect-timeout 1s`, alternating. Counted: responses, connections closed with no response
 # (wrk's connect, read and write errors) and wrk's own 2 s timeouts (a client that gave up
-# waiting: not a close).
+# waiting: not a close). The backends' side (cpuacct): their CPU per response, the share of
+# CFS periods they were throttled in (~100%: they used their whole quota, so a proxy moves
+# the responses only through the backend CPU each one costs, and a difference of a few % is
+# the machine's noise: see the per-round pairs), and the CPU they still spent on the run's
+# clients after wrk left, waited out before the next run so it is not billed to that one.
+# The proxy's own CPU per response is from /proc/PID/stat.
 #
 # HTTP-mode rows: the same four cells through HAProxy `mode http` (option forwardfor, its
 # default keep-alive on both sides and http-reuse safe) and through `shoal-agent proxy --mode
@@ -61,9 +67,9 @@ trap cleanup EXIT
 [ -z "${BENCH_KEEP:-}" ] || trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 # Free loopback ports: bound to port 0 by the kernel, so nothing else holds them now.
-read -r P1 P2 P3 PH PS PA PO PHO PSO PHH PSH < <(python3 -c '
+read -r P1 P2 P3 PH PS PA PO PHO PSO PHH PSH PAO < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(11)]
+ss = [socket.socket() for _ in range(12)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 for s in ss: s.close()')
@@ -254,20 +260,23 @@ done
 # ---- overload: throttled backends, HAProxy and Shoal with the same queue settings ----------
 overload() {
 	local maxconn=${OVERLOAD_MAXCONN:-4} osecs=${OVERLOAD_SECONDS:-8} cg i t port out order
-	local addrs=() ohp osp
+	local addrs=() ohp osp oap="" ca targets u0 u1 th0 th1 pt0 pt1 pid lo
 	if [ "$(id -u)" != 0 ] || [ ! -w /sys/fs/cgroup/cpu ]; then
 		echo "overload: skipped (needs root and the cgroup v1 cpu controller)"
 		return 0
 	fi
 	cg=/sys/fs/cgroup/cpu/shoal-bench-$$
+	# cpuacct (when mounted apart, as cgroup v1 may be): the backends' CPU per response
+	ca=$cg
+	[ -f "$cg/cpuacct.usage" ] || [ ! -d /sys/fs/cgroup/cpuacct ] || ca=/sys/fs/cgroup/cpuacct/shoal-bench-$$
 	mkdir -p "$work/owww"
 	cp "$work/www/index.html" "$work/owww/"
 	for i in 1 2 3; do
-		mkdir -p "$cg-$i"
+		mkdir -p "$cg-$i" "$ca-$i"
 		echo 100000 >"$cg-$i/cpu.cfs_period_us"
 		echo 10000 >"$cg-$i/cpu.cfs_quota_us"
 		# The shell joins the cgroup, then execs httpd: its forks stay in it.
-		bash -c "echo \$\$ >$cg-$i/cgroup.procs; exec busybox httpd -f -p 127.0.0.$((i + 3)):$PO -h $work/owww" &
+		bash -c "echo \$\$ >$cg-$i/cgroup.procs; echo \$\$ >$ca-$i/cgroup.procs; exec busybox httpd -f -p 127.0.0.$((i + 3)):$PO -h $work/owww" &
 		pids+=("$!")
 		addrs+=("127.0.0.$((i + 3)):$PO")
 	done
@@ -294,39 +303,89 @@ overload() {
 		--queue-timeout 30s --connect-timeout 1s --log-level warn 2>"$work/shoal-overload.log" &
 	osp=$!
 	pids+=("$osp")
+	if [ -n "$ab" ]; then
+		"$ab" proxy --listen "127.0.0.1:$PAO" --backend "${addrs[0]}" --backend "${addrs[1]}" \
+			--backend "${addrs[2]}" --threads "$THREADS" --max-conns-per-backend "$maxconn" \
+			--queue-timeout 30s --connect-timeout 1s --log-level warn 2>"$work/ab-overload.log" &
+		oap=$!
+		pids+=("$oap")
+		wait_port 127.0.0.1 "$PAO"
+	fi
 	for i in 4 5 6; do wait_port "127.0.0.$i" "$PO"; done
 	wait_port 127.0.0.1 "$PHO"
 	wait_port 127.0.0.1 "$PSO"
 	echo
 	echo "overload: 3 busybox httpd at 0.1 CPU each (127.0.0.4-6), wrk -t2 -c50 Connection: close, ${osecs}s x $ROUNDS rounds, maxconn $maxconn per backend, timeout queue 30s, connect 1s"
-	printf '  %-10s %10s %22s %14s\n' "through" "responses" "closed, no response" "wrk timeouts"
+	# The backends' CPU so far (ns, their cpuacct groups).
+	be_usage() { cat "$ca"-{1,2,3}/cpuacct.usage 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+	# Until the backends are idle (under 3 ms of CPU in 0.2 s; 30 s at most): prints the
+	# CPU (ms) they spent meanwhile.
+	be_drain() {
+		local s a b n
+		s=$(be_usage)
+		b=$s
+		for ((n = 0; n < 150; n++)); do
+			a=$b
+			sleep 0.2
+			b=$(be_usage)
+			[ $((b - a)) -ge 3000000 ] || break
+		done
+		echo $(((b - s) / 1000000))
+	}
+	be_drain >/dev/null
+	printf '  %-10s %10s %22s %14s %14s %10s %16s %16s\n' "through" "responses" "closed, no response" \
+		"wrk timeouts" "be cpu us/rsp" "throttled" "left over be ms" "proxy cpu us/rsp"
 	rm -f "$work"/o-*
+	targets=(haproxy shoal)
+	[ -z "$ab" ] || targets+=(ab)
 	for ((i = 0; i < ROUNDS; i++)); do
-		# Who goes first alternates: a throttled backend is still busy with the last
+		# Who goes first rotates: a throttled backend is still busy with the last
 		# run's leftovers when the next one starts.
-		order="haproxy shoal"
-		[ $((i % 2)) = 0 ] || order="shoal haproxy"
-		for t in $order; do
+		order=("${targets[@]:i % ${#targets[@]}}" "${targets[@]:0:i % ${#targets[@]}}")
+		for t in "${order[@]}"; do
 			port=$PHO
 			[ "$t" = shoal ] && port=$PSO
+			[ "$t" = ab ] && port=$PAO
+			# the backends' CPU (cpuacct, ns) and CFS periods throttled / run, over the run
+			u0=$(be_usage)
+			pid=$ohp
+			[ "$t" = shoal ] && pid=$osp
+			[ "$t" = ab ] && pid=$oap
+			pt0=$(cpu_ticks "$pid")
+			th0=$(cat "$cg"-{1,2,3}/cpu.stat | awk '/^nr_periods/ { p += $2 } /^nr_throttled/ { t += $2 } END { print p + 0, t + 0 }')
 			out=$(wrk -t2 -c50 -d"${osecs}s" -H "Connection: close" "http://127.0.0.1:$port/index.html")
-			echo "$out" | awk '/requests in/ { r = $1 }
+			u1=$(be_usage)
+			pt1=$(cpu_ticks "$pid")
+			th1=$(cat "$cg"-{1,2,3}/cpu.stat | awk '/^nr_periods/ { p += $2 } /^nr_throttled/ { t += $2 } END { print p + 0, t + 0 }')
+			# What the backends still do for this run's clients once wrk has gone (a
+			# proxy that sends a client which left on to a backend): waited out here, so
+			# it is not billed to the next run, and shown as "left over".
+			lo=$(be_drain)
+			echo "$out" | awk -v u=$((u1 - u0)) -v th0="$th0" -v th1="$th1" -v lo="$lo" -v pt=$((pt1 - pt0)) '/requests in/ { r = $1 }
 				/Socket errors/ { gsub(",", ""); c = $4 + $6 + $8; to = $10 }
-				END { print r + 0, c + 0, to + 0 }' >>"$work/o-$t"
+				END { split(th0, a, " "); split(th1, b, " ")
+					print r + 0, c + 0, to + 0, u, b[1] - a[1], b[2] - a[2], lo, pt }' >>"$work/o-$t"
 			[ -z "${BENCH_KEEP:-}" ] || echo "$out" >>"$work/o-$t.wrk"
 		done
 	done
-	for t in haproxy shoal; do
-		awk -v t="$t" '{ r += $1; c += $2; to += $3 } END {
-			printf "  %-10s %10d %22d %14d\n", t, r, c, to }' "$work/o-$t"
+	for t in "${targets[@]}"; do
+		awk -v t="$t" -v hz="$hz" '{ r += $1; c += $2; to += $3; u += $4; p += $5; th += $6; lo += $7; pt += $8 } END {
+			if (t == "ab") t = "shoal(A/B)"
+			printf "  %-10s %10d %22d %14d %14.0f %9.0f%% %16d %16.0f\n", t, r, c, to, r ? u / 1000 / r : 0,
+				p ? th / p * 100 : 0, lo, r ? pt / hz * 1e6 / r : 0 }' "$work/o-$t"
 	done
+	# Each round on its own (the machine's load moves between rounds): shoal/haproxy responses.
+	printf '  %-10s %s\n' "pairs" "$(paste -d' ' "$work/o-haproxy" "$work/o-shoal" |
+		awk '{ printf "%d/%d=%.2f  ", $9, $1, $1 ? $9 / $1 : 0 }')"
+	[ -z "$ab" ] || printf '  %-10s %s\n' "A/B pairs" "$(paste -d' ' "$work/o-haproxy" "$work/o-ab" |
+		awk '{ printf "%d/%d=%.2f  ", $9, $1, $1 ? $9 / $1 : 0 }')"
 	echo "  (sums over the rounds; want Shoal's responses >= HAProxy's, closed with no response <= HAProxy's)"
 	# The httpds (and their forks) leave now, so their cgroups can go.
 	for i in 1 2 3; do
 		while read -r p; do kill "$p" 2>/dev/null || true; done <"$cg-$i/cgroup.procs"
 	done
 	sleep 0.3
-	for i in 1 2 3; do rmdir "$cg-$i" 2>/dev/null || true; done
+	for i in 1 2 3; do rmdir "$cg-$i" "$ca-$i" 2>/dev/null || true; done
 }
 case ${BENCH_ONLY:-} in "" | overload) overload ;; esac
 
