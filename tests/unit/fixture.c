@@ -34,6 +34,28 @@ fixture_rmtree(const char *dir)
 	return layer_remove_tree(dir, &err);
 }
 
+void *
+fixture_new(size_t size, const char *name)
+{
+	char *top = calloc(1, size);
+
+	if (top == NULL || fixture_tmpdir(top, FIXTURE_TOP, name) == -1) {
+		free(top);
+		return NULL;
+	}
+	return top;
+}
+
+int
+fixture_teardown(void **state)
+{
+	char *top = *state;
+	int rc = fixture_rmtree(top);
+
+	free(top);
+	return rc;
+}
+
 void
 fixture_need_root(void)
 {

@@ -20,6 +20,15 @@ struct rpc_identity;
 int fixture_tmpdir(char *buf, size_t size, const char *name);
 /* Remove dir and everything below it: 0, or -1. */
 int fixture_rmtree(const char *dir);
+/*
+ * The state of a test with a temp dir of its own: a struct of size bytes whose first member is
+ * char top[FIXTURE_TOP], zeroed, "/tmp/shoal-NAME-test.XXXXXX" made in top; NULL on failure.
+ * fixture_teardown is its cmocka teardown: the dir and all below it removed, state freed.
+ */
+#define FIXTURE_TOP 64
+void *fixture_new(size_t size, const char *name);
+int fixture_teardown(void **state);
+
 /* Skip the calling test unless it runs as root (mounts, chown, device nodes). */
 void fixture_need_root(void);
 

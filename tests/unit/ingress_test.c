@@ -358,14 +358,15 @@ test_report_gauges_dropped_when_unanswered(void **state)
 	assert_true(ingress_request_report(g)); /* never answered */
 	assert_false(ingress_request_report(g));
 	assert_int_equal(ingress_report(g)->stats[0]->queue_len, 8); /* a moment: still now */
-	g->report_asked_ms -= 3500;                                    /* 3.5 s later */
+	g->report_asked_ms -= 3500;                                  /* 3.5 s later */
 	assert_false(ingress_request_report(g));
 	assert_non_null(g->bev);
 	assert_int_equal(ingress_report(g)->stats[0]->queue_len, 0);
 	assert_int_equal(ingress_report(g)->stats[0]->active, 0);
 	assert_int_equal(ingress_report(g)->stats[0]->queued, 12);
 	ingress_free(g);
-	event_base_loop(fi.base, EVLOOP_NONBLOCK); /* libevent closes a freed bufferevent's fd here */
+	event_base_loop(fi.base,
+	                EVLOOP_NONBLOCK); /* libevent closes a freed bufferevent's fd here */
 	pthread_join(fi.th, NULL);
 	close(fi.lfd);
 	fake_ingress_remove(&fi);

@@ -134,9 +134,9 @@ harness_connect_cbs(struct harness *h, int role, const struct rpc_callbacks *cbs
 		srv->conns->prev = sc;
 	srv->conns = sc;
 	h->sc[role] = sc;
-	h->cli[role] =
-	    rpc_client(srv->base, sv[1], "sched",
-	               role == HARNESS_ADMIN ? &srv->id.admin : &srv->id.worker, &srv->limits, cbs, h);
+	h->cli[role] = rpc_client(srv->base, sv[1], "sched",
+	                          role == HARNESS_ADMIN ? &srv->id.admin : &srv->id.worker,
+	                          &srv->limits, cbs, h);
 	for (int64_t end = util_now_ms() + 2000; !h->ready[role] && util_now_ms() < end;)
 		event_base_loop(srv->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	return h->ready[role] ? 0 : -1;
