@@ -59,6 +59,13 @@ struct fixture_rpc_server {
 	pthread_t thread;
 };
 
+/*
+ * For a group setup of the RPC tests: libsodium ready, SIGPIPE ignored (a peer that hangs up
+ * is an error return, not the end of the run), and id (may be NULL) a fresh signing key with
+ * its worker and admin tokens. 0, or -1 (a cmocka setup's failure).
+ */
+int fixture_rpc_init(struct rpc_identity *id);
+
 void fixture_rpc_server_start(struct fixture_rpc_server *s);
 void fixture_rpc_server_join(struct fixture_rpc_server *s);
 
