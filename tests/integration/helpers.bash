@@ -168,3 +168,37 @@ proxy_lab_up() {
 proxy_lab_down() {
 	timeout 60 bash "$LAB_BIN" down
 }
+
+# ---- shared by several suites (dns, services, ha, lifecycle) ----
+
+# update_state SERVICE: its update state, as `shoal services` shows it.
+update_state() {
+	shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .update_state'
+}
+
+# settled SERVICE STATE N: the update state starts with STATE, N tasks healthy, every running
+# task on the service's current version.
+settled() {
+	local v
+	[[ "$(update_state "$1")" == "$2"* ]] || return 1
+	healthy_is "$1" "$3" || return 1
+	v=$(shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .version')
+	[ "$(shoal ps "$1" -o json | jq --argjson v "$v" \
+		'[.[] | select(.desired == "running" and .version != $v)] | length')" -eq 0 ]
+}
+
+# cluster_teardown_file: for teardown_file of a cluster_setup 3: the agents killed, every
+# container they left removed, the lab down.
+cluster_teardown_file() {
+	local n id
+	for n in node1 node2 node3; do
+		lab kill "agent${n#node}" KILL 2>/dev/null || true
+	done
+	for n in node1 node2 node3; do
+		[ -d "$DATA/$n" ] || continue
+		for id in $(rt "$n" -o json ps -a 2>/dev/null | jq -r '.[].id'); do
+			rt "$n" rm -f "$id" >/dev/null 2>&1 || true
+		done
+	done
+	timeout 60 bash "$LAB_BIN" down
+}
