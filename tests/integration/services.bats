@@ -71,17 +71,7 @@ teardown() {
 }
 
 teardown_file() {
-	local n
-	for n in node1 node2 node3; do
-		lab kill "agent${n#node}" KILL 2>/dev/null || true
-	done
-	for n in node1 node2 node3; do
-		[ -d "$DATA/$n" ] || continue
-		for id in $(rt "$n" -o json ps -a 2>/dev/null | jq -r '.[].id'); do
-			rt "$n" rm -f "$id" >/dev/null 2>&1 || true
-		done
-	done
-	timeout 60 bash "$LAB_BIN" down
+	cluster_teardown_file
 }
 
 @test "a bad manifest is refused with every FILE:LINE:COL error and changes nothing" {
