@@ -17,17 +17,6 @@
 #include "scheduler/task.h"
 #include "tests/unit/sched_harness.h"
 
-static int
-setup(void **state)
-{
-	struct harness *h = xcalloc(1, sizeof(*h));
-
-	if (harness_open(h, 0) == -1)
-		return -1;
-	*state = h;
-	return 0;
-}
-
 /* Frames of 4 KiB: a listing of a few dozen labelled nodes no longer fits in one. */
 static int
 setup_small_frames(void **state)
@@ -37,16 +26,6 @@ setup_small_frames(void **state)
 	if (harness_open(h, 4096) == -1)
 		return -1;
 	*state = h;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct harness *h = *state;
-
-	harness_close(h);
-	free(h);
 	return 0;
 }
 
@@ -342,12 +321,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_register_500k_labels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_register_500k_labels, harness_setup,
+	                                    harness_teardown),
 	    cmocka_unit_test_setup_teardown(test_oversized_reply_is_an_error, setup_small_frames,
-	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_task_address_checked, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_one_node_per_connection, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_health_is_a_type, setup, teardown),
+	                                    harness_teardown),
+	    cmocka_unit_test_setup_teardown(test_task_address_checked, harness_setup,
+	                                    harness_teardown),
+	    cmocka_unit_test_setup_teardown(test_one_node_per_connection, harness_setup,
+	                                    harness_teardown),
+	    cmocka_unit_test_setup_teardown(test_health_is_a_type, harness_setup, harness_teardown),
 	};
 	if (sodium_init() < 0)
 		return 1;

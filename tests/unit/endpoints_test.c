@@ -61,24 +61,21 @@ ep_connect(struct harness *h)
 static int
 setup(void **state)
 {
-	struct harness *h = xcalloc(1, sizeof(*h));
+	struct harness *h;
 
-	if (harness_open(h, 0) == -1)
+	if (harness_setup(state) == -1)
 		return -1;
+	h = *state;
 	memset(&P, 0, sizeof(P));
 	P.h = h;
 	ep_connect(h);
-	*state = h;
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct harness *h = *state;
-
-	harness_close(h);
-	free(h);
+	harness_teardown(state);
 	if (P.last)
 		shoal__endpoints__free_unpacked(P.last, NULL);
 	memset(&P, 0, sizeof(P));

@@ -21,6 +21,7 @@
 #include "nodekey.h"
 #include "rpc.h"
 #include "scheduler/api.h"
+#include "scheduler/conn.h"
 #include "scheduler/identity.h"
 #include "scheduler/server.h"
 #include "shoal.pb-c.h"
@@ -51,18 +52,10 @@ static void
 harness_srv_closed(struct rpc_conn *c, const char *reason, void *arg)
 {
 	struct sched_conn *sc = arg;
-	struct sched_server *srv = sc->srv;
 
 	(void)c;
 	(void)reason;
-	if (sc->node && sc->node->conn == sc->rpc)
-		sc->node->conn = NULL;
-	if (sc->prev)
-		sc->prev->next = sc->next;
-	else
-		srv->conns = sc->next;
-	if (sc->next)
-		sc->next->prev = sc->prev;
+	sched_conn_unlink(sc); /* the server's own, as its callback does */
 	free(sc);
 }
 
@@ -133,6 +126,7 @@ harness_connect_cbs(struct harness *h, int role, const struct rpc_callbacks *cbs
 	if (srv->conns)
 		srv->conns->prev = sc;
 	srv->conns = sc;
+	srv->nconns++; /* as the server counts an accepted one (sched_conn_unlink takes it off) */
 	h->sc[role] = sc;
 	h->cli[role] = rpc_client(srv->base, sv[1], "sched",
 	                          role == HARNESS_ADMIN ? &srv->id.admin : &srv->id.worker,
@@ -330,6 +324,26 @@ harness_close(struct harness *h)
 	nodekey_wipe(&h->key);
 	if (system(rm) != 0)
 		fprintf(stderr, "harness: cannot remove %s\n", h->dir);
+}
+
+/* A cmocka setup and teardown: a harness (default frames) as the test's state. */
+static inline int
+harness_setup(void **state)
+{
+	struct harness *h = xcalloc(1, sizeof(*h));
+
+	*state = h;
+	return harness_open(h, 0);
+}
+
+static inline int
+harness_teardown(void **state)
+{
+	struct harness *h = *state;
+
+	harness_close(h);
+	free(h);
+	return 0;
 }
 
 #endif
