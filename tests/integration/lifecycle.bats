@@ -48,24 +48,7 @@ teardown_file() {
 	timeout 60 bash "$LAB_BIN" down
 }
 
-healthy_is() {
-	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
-}
-
-update_state() {
-	shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .update_state'
-}
-
-# settled SERVICE STATE N: the update state starts with STATE, N tasks healthy, every running
-# task on the service's current version.
-settled() {
-	local v
-	[[ "$(update_state "$1")" == "$2"* ]] || return 1
-	healthy_is "$1" "$3" || return 1
-	v=$(shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .version')
-	[ "$(shoal ps "$1" -o json | jq --argjson v "$v" \
-		'[.[] | select(.desired == "running" and .version != $v)] | length')" -eq 0 ]
-}
+# healthy_is, update_state, settled SERVICE STATE N: helpers.bash.
 
 updating() {
 	[[ "$(update_state "$1")" == updating* ]]
