@@ -107,13 +107,25 @@ squat(uint16_t *port)
 	return fd;
 }
 
+/* Service web on 127.0.0.1 (the port is the test's) with the one backend be. */
+#define WEB_BACKEND                                                                                \
+	{                                                                                          \
+		.id = "t1", .ip = "127.0.0.1", .port = 9                                           \
+	}
+
+static struct proxy_service_spec
+web_service(struct proxy_backend_spec *be)
+{
+	return (struct proxy_service_spec){
+	    .name = "web", .listen_addr = "127.0.0.1", .backends = be, .nbackends = 1};
+}
+
 static void
 test_bind_error_reported_then_retried(void **state)
 {
 	struct proxy_options po = {.threads = 1};
-	struct proxy_backend_spec be = {.id = "t1", .ip = "127.0.0.1", .port = 9};
-	struct proxy_service_spec svc = {
-	    .name = "web", .listen_addr = "127.0.0.1", .backends = &be, .nbackends = 1};
+	struct proxy_backend_spec be = WEB_BACKEND;
+	struct proxy_service_spec svc = web_service(&be);
 	const struct proxy_bind_error *errs;
 	struct shoal_err err;
 	struct proxy *p;
@@ -141,9 +153,8 @@ static void
 test_listener_handover(void **state)
 {
 	struct proxy_options po = {.threads = 1};
-	struct proxy_backend_spec be = {.id = "t1", .ip = "127.0.0.1", .port = 9};
-	struct proxy_service_spec svc = {
-	    .name = "web", .listen_addr = "127.0.0.1", .backends = &be, .nbackends = 1};
+	struct proxy_backend_spec be = WEB_BACKEND;
+	struct proxy_service_spec svc = web_service(&be);
 	const struct proxy_bind_error *errs;
 	struct shoal_err err;
 	struct proxy *a, *b;
