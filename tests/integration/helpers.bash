@@ -216,6 +216,7 @@ ready_is() {
 
 # cluster_suite N: the hooks of a suite whose tests run in order on one cluster_setup N:
 # setup_file, teardown (logs of a failed test) and teardown_file (the lab down).
+# shellcheck disable=SC2317 # bats calls the hooks
 cluster_suite() {
 	CLUSTER_SUITE_NODES=$1
 	setup_file() {

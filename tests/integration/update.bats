@@ -27,10 +27,6 @@ ps_has() {
 	shoal ps "$1" -a | grep -q -- "$2"
 }
 
-update_state() {
-	shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .update_state'
-}
-
 state_is() {
 	[[ "$(update_state "$1")" == "$2"* ]]
 }
@@ -47,17 +43,7 @@ page() {
 	nsenter -t "$pid" -n timeout 2 busybox wget -qO- http://127.0.0.1:8080/
 }
 
-setup_file() {
-	cluster_setup 3
-}
-
-teardown() {
-	dump_logs_on_failure
-}
-
-teardown_file() {
-	timeout 60 bash "$LAB_BIN" down
-}
+cluster_suite 3
 
 @test "health checks: tasks show running (healthy) once /healthz answers" {
 	shoal apply -f "$M/webupd.yaml"
