@@ -13,15 +13,6 @@ M="$BATS_TEST_DIRNAME/manifests"
 
 
 
-# running SERVICE: how many of its tasks run (desired running).
-running() {
-	shoal ps "$1" | awk 'NR > 1 && $4 == "running" && $5 == "running"' | wc -l
-}
-
-running_is() {
-	[ "$(running "$1")" -eq "$2" ]
-}
-
 # per_node SERVICE: "node1 N" lines for its running tasks.
 per_node() {
 	shoal ps "$1" | awk 'NR > 1 && $4 == "running" && $5 == "running" {print $3}' | sort | uniq -c |

@@ -13,16 +13,6 @@ M="$BATS_TEST_DIRNAME/manifests"
 
 
 
-# healthy_count SERVICE: tasks wanted running whose check passes (replaced ones may still be
-# stopping).
-healthy_count() {
-	shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l
-}
-
-healthy_is() {
-	[ "$(healthy_count "$1")" -eq "$2" ]
-}
-
 ps_has() {
 	shoal ps "$1" -a | grep -q -- "$2"
 }
