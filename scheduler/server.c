@@ -51,8 +51,8 @@ conn_authenticated(struct sched_conn *sc)
 	}
 }
 
-static void
-conn_unlink(struct sched_conn *sc)
+void
+sched_conn_unlink(struct sched_conn *sc)
 {
 	struct sched_server *srv = sc->srv;
 
@@ -74,7 +74,7 @@ sched_conn_drop(struct sched_conn *sc)
 {
 	logs_conn_closed(sc->srv, sc);
 	evstream_conn_closed(sc->srv, sc);
-	conn_unlink(sc);
+	sched_conn_unlink(sc);
 	rpc_free(sc->rpc);
 	free(sc);
 }
@@ -127,7 +127,7 @@ on_closed(struct rpc_conn *c, const char *reason, void *arg)
 	evstream_conn_closed(sc->srv, sc);
 	if (sc->node)
 		shoal_log(LOG_INFO, "node %s disconnected: %s", sc->node->name, reason);
-	conn_unlink(sc);
+	sched_conn_unlink(sc);
 	free(sc);
 }
 

@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "tests/fuzz/fuzz_init.h"
 #include "tests/unit/sched_harness.h"
 
 #define FUZZ_MAX_INPUT (64 << 10)
@@ -51,11 +52,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	if (sodium_init() < 0)
-		abort();
-	signal(SIGPIPE, SIG_IGN);
-	/* SHOAL_FUZZ_LOG=1 shows the scheduler's lines when replaying an input by hand. */
-	log_level = getenv("SHOAL_FUZZ_LOG") != NULL ? LOG_DEBUG : -1;
+	fuzz_init_rpc();
 	/* Every Register and Apply writes the store: keep it in memory when we can. */
 	if (access("/dev/shm", W_OK) == 0)
 		setenv("TMPDIR", "/dev/shm", 0);

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "token.h"
+#include "tests/fuzz/fuzz_init.h"
 
 #define HELLO_LEN      (4 + 1 + crypto_kx_PUBLICKEYBYTES)
 #define ACCEPT_LEN     (32 + 32 + 32 + 64 + 24)
@@ -71,12 +72,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	if (sodium_init() < 0)
-		abort();
-	signal(SIGPIPE, SIG_IGN);
-	/* One warning per iteration would drown libFuzzer's output; SHOAL_FUZZ_LOG=1 shows why
-	 * each input was closed when replaying a corpus by hand. */
-	log_level = getenv("SHOAL_FUZZ_LOG") != NULL ? LOG_DEBUG : -1;
+	fuzz_init_rpc(); /* SHOAL_FUZZ_LOG=1: why each input was closed */
 	base = event_base_new();
 	crypto_sign_keypair(ident.sign_pk, ident.sign_sk);
 	token_generate(TOKEN_ROLE_WORKER, ident.sign_pk, &ident.worker);

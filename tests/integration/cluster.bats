@@ -21,20 +21,10 @@ node_is() {
 }
 
 all_ready() {
-	[ "$(shoal nodes | awk 'NR > 1 && $3 == "ready"' | wc -l)" -eq 3 ]
+	ready_is 3
 }
 
-setup_file() {
-	cluster_setup 3
-}
-
-teardown() {
-	dump_logs_on_failure
-}
-
-teardown_file() {
-	timeout 60 bash "$LAB_BIN" down
-}
+cluster_suite 3
 
 @test "init writes 0600 token files and refuses to replace a cluster without --force" {
 	[ "$(stat -c %a "$DATA/sched/worker.token")" = 600 ]

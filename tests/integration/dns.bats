@@ -19,17 +19,7 @@ teardown() {
 }
 
 teardown_file() {
-	local n id
-	for n in node1 node2 node3; do
-		lab kill "agent${n#node}" KILL 2>/dev/null || true
-	done
-	for n in node1 node2 node3; do
-		[ -d "$DATA/$n" ] || continue
-		for id in $(rt "$n" -o json ps -a 2>/dev/null | jq -r '.[].id'); do
-			rt "$n" rm -f "$id" >/dev/null 2>&1 || true
-		done
-	done
-	timeout 60 bash "$LAB_BIN" down
+	cluster_teardown_file
 }
 
 # task_on SERVICE NODE: the name of one of its running tasks on NODE.

@@ -12,18 +12,12 @@ load helpers
 # shellcheck disable=SC2034 # read by bats: every test runs under this timeout
 BATS_TEST_TIMEOUT=240
 M="$BATS_TEST_DIRNAME/manifests"
-CLIENT="$SHOAL_BIN/tests/tools/lifeclient"
 TTL=3
 
 setup_file() {
 	command -v etcd >/dev/null || skip "etcd-server is not installed"
 	export SCHEDULERS=3 SHOAL_CLI_HOST=node3
-	export DATA="$BATS_FILE_TMPDIR/data"
-	export IMAGES
-	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
-	make -s -C "$SHOAL_ROOT" BUILD="$(dirname "$IMAGES")" images >/dev/null
-	timeout 60 bash "$LAB_BIN" down
-	timeout 60 bash "$LAB_BIN" up 3
+	lab_fresh 3
 	local i a cluster=""
 	SCHED="" ETCD_EP=""
 	for i in 1 2 3; do
@@ -112,23 +106,7 @@ leads_other() {
 	h=$(leader_host) && [ "$h" != "$1" ]
 }
 
-healthy_is() {
-	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
-}
-
-update_state() {
-	shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .update_state'
-}
-
-# settled SERVICE STATE N (as lifecycle.bats): update state STATE, N healthy, all current.
-settled() {
-	local v
-	[[ "$(update_state "$1")" == "$2"* ]] || return 1
-	healthy_is "$1" "$3" || return 1
-	v=$(shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .version')
-	[ "$(shoal ps "$1" -o json | jq --argjson v "$v" \
-		'[.[] | select(.desired == "running" and .version != $v)] | length')" -eq 0 ]
-}
+# healthy_is, update_state, settled SERVICE STATE N: helpers.bash.
 
 # mid_update SERVICE: at least one running task is of the newest version, and one is not.
 mid_update() {
@@ -140,53 +118,7 @@ mid_update() {
 		and ($r | map(select(.version != $v)) | length) > 0' >/dev/null
 }
 
-answered() {
-	local f
-	for f in "$BATS_FILE_TMPDIR"/new.stats "$BATS_FILE_TMPDIR"/ka.stats; do
-		[[ "$(cat "$f" 2>/dev/null)" =~ ok=([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -gt 0 ] || return 1
-	done
-}
-
-load_start() {
-	local proxies
-	proxies="$(lab addr node1):9280 $(lab addr node2):9280"
-	rm -f "$BATS_FILE_TMPDIR/stop" "$BATS_FILE_TMPDIR"/*.stats
-	# shellcheck disable=SC2086 # proxies is a list
-	lab spawn lc-new node3 "$CLIENT" --stop-file "$BATS_FILE_TMPDIR/stop" \
-		--stats "$BATS_FILE_TMPDIR/new.stats" $proxies >/dev/null
-	# shellcheck disable=SC2086
-	lab spawn lc-ka node3 "$CLIENT" --keepalive --stop-file "$BATS_FILE_TMPDIR/stop" \
-		--stats "$BATS_FILE_TMPDIR/ka.stats" $proxies >/dev/null
-	wait_until 20 answered
-}
-
-stopped() {
-	! lab pid lc-new >/dev/null 2>&1 && ! lab pid lc-ka >/dev/null 2>&1
-}
-
-# load_stop CASE: stop the clients; fail when either saw a failed request.
-load_stop() {
-	local c line fails bad=0
-	sleep 1
-	touch "$BATS_FILE_TMPDIR/stop"
-	wait_until 20 stopped
-	for c in new ka; do
-		line=$(grep '^ok=' "$LAB_RUN/lc-$c.log" | tail -1)
-		[[ $line =~ ok=([0-9]+)\ refused=([0-9]+)\ reset=([0-9]+)\ timeout=([0-9]+)\ bad=([0-9]+) ]] || {
-			echo "client $c printed no counts:"
-			cat "$LAB_RUN/lc-$c.log"
-			return 1
-		}
-		echo "# $1 $c: $line" >&3
-		fails=$((BASH_REMATCH[2] + BASH_REMATCH[3] + BASH_REMATCH[4] + BASH_REMATCH[5]))
-		if [ "${BASH_REMATCH[1]}" -eq 0 ] || [ "$fails" -gt 0 ]; then
-			echo "client $c: $line"
-			grep -v '^ok=' "$LAB_RUN/lc-$c.log" | grep -v ' ok in ' | head -20
-			bad=1
-		fi
-	done
-	return "$bad"
-}
+# load_start HOST, load_stop CASE MAX: helpers.bash.
 
 # running_tasks SERVICE: "id started_at_ms version" of its running tasks, sorted.
 running_tasks() {
@@ -243,7 +175,7 @@ fails() { ! "$@"; }
 		>"$BATS_FILE_TMPDIR/life1.yaml"
 	shoal apply -f "$BATS_FILE_TMPDIR/life1.yaml"
 	wait_until 90 healthy_is life 6
-	load_start
+	load_start node3
 	sed "s#shoal/web:1#shoal/web:2#" "$BATS_FILE_TMPDIR/life1.yaml" >"$BATS_FILE_TMPDIR/life2.yaml"
 	shoal apply -f "$BATS_FILE_TMPDIR/life2.yaml"
 	wait_until 60 mid_update life
@@ -272,7 +204,7 @@ fails() { ! "$@"; }
 		fi
 	done <<<"$after"
 	[ "$(shoal ps life -a -o json | jq '[.[] | select(.state == "failed")] | length')" -eq 0 ]
-	load_stop "leader killed mid update"
+	load_stop "leader killed mid update" 0
 }
 
 @test "the old leader restarted rejoins as a follower" {
@@ -352,7 +284,7 @@ fails() { ! "$@"; }
 @test "etcd losing two members: writes refused with a clear error; containers and proxies keep serving" {
 	local n
 	wait_until 30 containers_is 6
-	load_start
+	load_start node3
 	n=$(containers_up)
 	lab kill etcd2 KILL
 	lab kill etcd3 KILL
@@ -364,7 +296,7 @@ fails() { ! "$@"; }
 	[[ $output == *"no scheduler leads"* || $output == *etcd* || $output == *quorum* ]]
 	sleep 3
 	[ "$(containers_up)" -eq "$n" ]
-	load_stop "two etcd members lost"
+	load_stop "two etcd members lost" 0
 	start_etcd 2
 	start_etcd 3
 	wait_until 60 etcd_healthy 3

@@ -109,12 +109,7 @@ start_agent() {
 # cluster_setup [N]: for setup_file: a fresh lab, a new cluster, its scheduler and N agents.
 cluster_setup() {
 	local n=${1:-3} i
-	export DATA="$BATS_FILE_TMPDIR/data"
-	export IMAGES
-	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
-	make -s -C "$SHOAL_ROOT" BUILD="$(dirname "$IMAGES")" images >/dev/null
-	timeout 60 bash "$LAB_BIN" down
-	timeout 60 bash "$LAB_BIN" up "$n"
+	lab_fresh "$n"
 	"$SHOAL_BIN/shoal-scheduler" init --data-dir "$DATA/sched" >"$BATS_FILE_TMPDIR/init.out"
 	start_sched
 	for ((i = 1; i <= n; i++)); do start_agent "$i"; done
@@ -167,4 +162,141 @@ proxy_lab_up() {
 
 proxy_lab_down() {
 	timeout 60 bash "$LAB_BIN" down
+}
+
+# ---- shared by several suites (dns, services, ha, lifecycle) ----
+
+# update_state SERVICE: its update state, as `shoal services` shows it.
+update_state() {
+	shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .update_state'
+}
+
+# settled SERVICE STATE N: the update state starts with STATE, N tasks healthy, every running
+# task on the service's current version.
+settled() {
+	local v
+	[[ "$(update_state "$1")" == "$2"* ]] || return 1
+	healthy_is "$1" "$3" || return 1
+	v=$(shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .version')
+	[ "$(shoal ps "$1" -o json | jq --argjson v "$v" \
+		'[.[] | select(.desired == "running" and .version != $v)] | length')" -eq 0 ]
+}
+
+# cluster_teardown_file: for teardown_file of a cluster_setup 3: the agents killed, every
+# container they left removed, the lab down.
+cluster_teardown_file() {
+	local n id
+	for n in node1 node2 node3; do
+		lab kill "agent${n#node}" KILL 2>/dev/null || true
+	done
+	for n in node1 node2 node3; do
+		[ -d "$DATA/$n" ] || continue
+		for id in $(rt "$n" -o json ps -a 2>/dev/null | jq -r '.[].id'); do
+			rt "$n" rm -f "$id" >/dev/null 2>&1 || true
+		done
+	done
+	timeout 60 bash "$LAB_BIN" down
+}
+
+# lab_fresh N: for setup_file: DATA and IMAGES set, the demo images made, a fresh lab of N
+# nodes (cluster_setup's first step; ha and observe start their daemons their own way).
+lab_fresh() {
+	export DATA="$BATS_FILE_TMPDIR/data"
+	export IMAGES
+	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
+	make -s -C "$SHOAL_ROOT" BUILD="$(dirname "$IMAGES")" images >/dev/null
+	timeout 60 bash "$LAB_BIN" down
+	timeout 60 bash "$LAB_BIN" up "$1"
+}
+
+# ready_is N: N nodes are ready.
+ready_is() {
+	[ "$(shoal nodes | awk 'NR > 1 && $3 == "ready"' | wc -l)" -eq "$1" ]
+}
+
+# cluster_suite N: the hooks of a suite whose tests run in order on one cluster_setup N:
+# setup_file, teardown (logs of a failed test) and teardown_file (the lab down).
+# shellcheck disable=SC2317 # bats calls the hooks
+cluster_suite() {
+	CLUSTER_SUITE_NODES=$1
+	setup_file() {
+		cluster_setup "$CLUSTER_SUITE_NODES"
+	}
+	teardown() {
+		dump_logs_on_failure
+	}
+	teardown_file() {
+		timeout 60 bash "$LAB_BIN" down
+	}
+}
+
+# shoalrt_setup: for setup_file of the runtime suites (shoalrt on this host, no lab): skipped
+# unless root; SHOALRT and SHOAL_SHIM the built ones; the demo images made.
+shoalrt_setup() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+	export SHOALRT=$SHOAL_BIN/shoalrt
+	export SHOAL_SHIM=$SHOAL_BIN/shoal-shim
+	[ -x "$SHOALRT" ] || {
+		echo "build shoalrt first (make)" >&2
+		return 1
+	}
+	make -s -C "$SHOAL_ROOT" BUILD="$SHOAL_BIN" images >/dev/null
+}
+
+# ---- load through a change (lifecycle, ha): two lifeclients, new-conn and keep-alive (as
+# lc-new and lc-ka), against the proxies of node1 and node2 (port 9280), each counting its
+# answers and failures in $BATS_FILE_TMPDIR/{new,ka}.stats ----
+
+# load_answered: both clients have had an answer.
+load_answered() {
+	local f
+	for f in "$BATS_FILE_TMPDIR"/new.stats "$BATS_FILE_TMPDIR"/ka.stats; do
+		[[ "$(cat "$f" 2>/dev/null)" =~ ok=([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -gt 0 ] || return 1
+	done
+}
+
+# load_start HOST: both clients running on HOST, each with an answer, before the event.
+load_start() {
+	local proxies client="$SHOAL_BIN/tests/tools/lifeclient"
+	proxies="$(lab addr node1):9280 $(lab addr node2):9280"
+	rm -f "$BATS_FILE_TMPDIR/stop" "$BATS_FILE_TMPDIR"/*.stats
+	# shellcheck disable=SC2086 # proxies is a list
+	lab spawn lc-new "$1" "$client" --stop-file "$BATS_FILE_TMPDIR/stop" \
+		--stats "$BATS_FILE_TMPDIR/new.stats" $proxies >/dev/null
+	# shellcheck disable=SC2086
+	lab spawn lc-ka "$1" "$client" --keepalive --stop-file "$BATS_FILE_TMPDIR/stop" \
+		--stats "$BATS_FILE_TMPDIR/ka.stats" $proxies >/dev/null
+	wait_until 20 load_answered
+}
+
+load_stopped() {
+	! lab pid lc-new >/dev/null 2>&1 && ! lab pid lc-ka >/dev/null 2>&1
+}
+
+# load_stop CASE MAX: stop the clients after a last second of load, add their counts to $TABLE
+# (when set), and fail when a client had no answer or more than MAX failed requests (printing
+# each failure).
+load_stop() {
+	local name=$1 max=$2 c line bad=0 fails
+	sleep 1
+	touch "$BATS_FILE_TMPDIR/stop"
+	wait_until 20 load_stopped
+	for c in new ka; do
+		line=$(grep '^ok=' "$LAB_RUN/lc-$c.log" | tail -1)
+		[[ $line =~ ok=([0-9]+)\ refused=([0-9]+)\ reset=([0-9]+)\ timeout=([0-9]+)\ bad=([0-9]+)\ slow=([0-9]+) ]] || {
+			echo "client $c printed no counts:"
+			cat "$LAB_RUN/lc-$c.log"
+			return 1
+		}
+		[ -z "${TABLE:-}" ] || printf '%-34s %-9s %6s %7s %5s %7s %3s %4s\n' "$name" \
+			"$([ $c = new ] && echo new-conn || echo keepalive)" "${BASH_REMATCH[@]:1}" >>"$TABLE"
+		fails=$((BASH_REMATCH[2] + BASH_REMATCH[3] + BASH_REMATCH[4] + BASH_REMATCH[5]))
+		echo "# $name $c: $line" >&3
+		if [ "${BASH_REMATCH[1]}" -eq 0 ] || [ "$fails" -gt "$max" ]; then
+			echo "client $c: $line (at most $max failures allowed)"
+			grep -v '^ok=' "$LAB_RUN/lc-$c.log" | grep -v ' ok in ' | head -20
+			bad=1
+		fi
+	done
+	return "$bad"
 }

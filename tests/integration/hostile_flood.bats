@@ -41,10 +41,6 @@ teardown_file() {
 	timeout 60 bash "$LAB_BIN" down
 }
 
-ready_is() {
-	[ "$(shoal nodes | awk 'NR > 1 && $3 == "ready"' | wc -l)" -eq "$1" ]
-}
-
 sched_lines() {
 	wc -l <"$LAB_RUN/sched.log"
 }

@@ -14,15 +14,11 @@ bats_require_minimum_version 1.5.0
 
 REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 
+load helpers
+
 setup_file() {
-	[ "$(id -u)" -eq 0 ] || skip "needs root"
-	local build=${BUILD:-build}
-	case "$build" in /*) ;; *) build=$REPO/$build ;; esac
-	export SHOALRT=$build/shoalrt
-	export SHOAL_SHIM=$build/shoal-shim
-	export WEB1=$build/images/web_1
-	[ -x "$SHOALRT" ] || { echo "build shoalrt first (make)" >&2; return 1; }
-	make -s -C "$REPO" BUILD="$build" images >/dev/null
+	shoalrt_setup || return 1
+	export WEB1=$SHOAL_BIN/images/web_1
 	export RT_ROOT WORK
 	RT_ROOT=$(mktemp -d /tmp/shoal-hostile-rt.XXXXXX)
 	WORK=$(mktemp -d /tmp/shoal-hostile-work.XXXXXX)

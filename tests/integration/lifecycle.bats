@@ -10,7 +10,6 @@ load helpers
 
 BATS_TEST_TIMEOUT=120
 M="$BATS_TEST_DIRNAME/manifests"
-CLIENT="$SHOAL_BIN/tests/tools/lifeclient"
 
 setup_file() {
 	cluster_setup 3
@@ -48,24 +47,7 @@ teardown_file() {
 	timeout 60 bash "$LAB_BIN" down
 }
 
-healthy_is() {
-	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
-}
-
-update_state() {
-	shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .update_state'
-}
-
-# settled SERVICE STATE N: the update state starts with STATE, N tasks healthy, every running
-# task on the service's current version.
-settled() {
-	local v
-	[[ "$(update_state "$1")" == "$2"* ]] || return 1
-	healthy_is "$1" "$3" || return 1
-	v=$(shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .version')
-	[ "$(shoal ps "$1" -o json | jq --argjson v "$v" \
-		'[.[] | select(.desired == "running" and .version != $v)] | length')" -eq 0 ]
-}
+# healthy_is, update_state, settled SERVICE STATE N: helpers.bash.
 
 updating() {
 	[[ "$(update_state "$1")" == updating* ]]
@@ -87,56 +69,7 @@ task_failed() {
 	shoal ps "$1" -a | grep -q "^$2 .*failed"
 }
 
-answered() {
-	local f
-	for f in "$BATS_FILE_TMPDIR"/new.stats "$BATS_FILE_TMPDIR"/ka.stats; do
-		[[ "$(cat "$f" 2>/dev/null)" =~ ok=([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -gt 0 ] || return 1
-	done
-}
-
-# load_start: both clients running, each with an answer, before the event.
-load_start() {
-	local proxies="$(lab addr node1):9280 $(lab addr node2):9280"
-	rm -f "$BATS_FILE_TMPDIR/stop" "$BATS_FILE_TMPDIR"/*.stats
-	# shellcheck disable=SC2086 # proxies is a list
-	lab spawn lc-new sched "$CLIENT" --stop-file "$BATS_FILE_TMPDIR/stop" \
-		--stats "$BATS_FILE_TMPDIR/new.stats" $proxies >/dev/null
-	# shellcheck disable=SC2086
-	lab spawn lc-ka sched "$CLIENT" --keepalive --stop-file "$BATS_FILE_TMPDIR/stop" \
-		--stats "$BATS_FILE_TMPDIR/ka.stats" $proxies >/dev/null
-	wait_until 20 answered
-}
-
-stopped() {
-	! lab pid lc-new >/dev/null 2>&1 && ! lab pid lc-ka >/dev/null 2>&1
-}
-
-# load_stop CASE MAX: stop the clients after a last second of load, add their counts to the
-# table, and fail when a client saw more than MAX failed requests (printing each failure).
-load_stop() {
-	local name=$1 max=$2 c line bad=0 fails
-	sleep 1
-	touch "$BATS_FILE_TMPDIR/stop"
-	wait_until 20 stopped
-	for c in new ka; do
-		line=$(grep '^ok=' "$LAB_RUN/lc-$c.log" | tail -1)
-		[[ $line =~ ok=([0-9]+)\ refused=([0-9]+)\ reset=([0-9]+)\ timeout=([0-9]+)\ bad=([0-9]+)\ slow=([0-9]+) ]] || {
-			echo "client $c printed no counts:"
-			cat "$LAB_RUN/lc-$c.log"
-			return 1
-		}
-		printf '%-34s %-9s %6s %7s %5s %7s %3s %4s\n' "$name" \
-			"$([ $c = new ] && echo new-conn || echo keepalive)" "${BASH_REMATCH[@]:1}" >>"$TABLE"
-		fails=$((BASH_REMATCH[2] + BASH_REMATCH[3] + BASH_REMATCH[4] + BASH_REMATCH[5]))
-		echo "# $name $c: $line" >&3
-		if [ "${BASH_REMATCH[1]}" -eq 0 ] || [ "$fails" -gt "$max" ]; then
-			echo "client $c: $line (at most $max failures allowed)"
-			grep -v '^ok=' "$LAB_RUN/lc-$c.log" | grep -v ' ok in ' | head -20
-			bad=1
-		fi
-	done
-	return "$bad"
-}
+# load_start HOST, load_stop CASE MAX: helpers.bash.
 
 # update_to IMAGE ORDER PARALLELISM: roll life to that spec and wait for the end.
 update_to() {
@@ -147,25 +80,25 @@ update_to() {
 }
 
 @test "rolling update start-first, parallelism 1: no request fails" {
-	load_start
+	load_start sched
 	update_to shoal/web:2 start-first 1
 	load_stop "update start-first p1" 0
 }
 
 @test "rolling update stop-first, parallelism 1: no request fails" {
-	load_start
+	load_start sched
 	update_to shoal/web:1 stop-first 1
 	load_stop "update stop-first p1" 0
 }
 
 @test "rolling update start-first, parallelism 3: no request fails" {
-	load_start
+	load_start sched
 	update_to shoal/web:2 start-first 3
 	load_stop "update start-first p3" 0
 }
 
 @test "rolling update stop-first, parallelism 3: no request fails" {
-	load_start
+	load_start sched
 	update_to shoal/web:1 stop-first 3
 	load_stop "update stop-first p3" 0
 }
@@ -179,7 +112,7 @@ update_to() {
 }
 
 @test "shoal rollback: no request fails" {
-	load_start
+	load_start sched
 	shoal rollback life
 	wait_until 90 settled life "rolled back" 6
 	run shoal services
@@ -188,7 +121,7 @@ update_to() {
 }
 
 @test "scale 6 -> 2 -> 6: no request fails" {
-	load_start
+	load_start sched
 	shoal scale life=2
 	wait_until 30 running_is life 2
 	shoal scale life=6
@@ -197,14 +130,14 @@ update_to() {
 }
 
 @test "shoal rm of another service: no request of this one fails" {
-	load_start
+	load_start sched
 	shoal rm other
 	wait_until 30 gone other
 	load_stop "rm other service" 0
 }
 
 @test "drain and activate a node: no request fails" {
-	load_start
+	load_start sched
 	shoal drain node1
 	wait_until 60 none_on node1
 	wait_until 60 healthy_is life 6
@@ -217,7 +150,7 @@ update_to() {
 @test "kill -9 of an agent: its containers keep serving, the restarted agent re-adopts them" {
 	before=$(shoal ps life -o json | jq -r '.[] | select(.node == "node3" and .desired == "running") | .id' | sort)
 	[ -n "$before" ]
-	load_start
+	load_start sched
 	lab kill agent3 KILL
 	sleep 0.5
 	start_agent 3 >/dev/null
@@ -232,7 +165,7 @@ update_to() {
 @test "kill -9 of the scheduler during an update: no request fails, the update completes" {
 	sed "s#delay: 300ms#delay: 1s#; s#parallelism: 2#parallelism: 1#" "$M/lifecycle-web.yaml" \
 		>"$BATS_FILE_TMPDIR/slow.yaml"
-	load_start
+	load_start sched
 	shoal apply -f "$BATS_FILE_TMPDIR/slow.yaml"
 	wait_until 20 updating life
 	sleep 1
@@ -246,7 +179,7 @@ update_to() {
 	line=$(shoal ps life | awk 'NR > 1 && $3 == "node3" && $5 == "running" {print $1; exit}')
 	pid=$(rt node3 inspect "$line" | jq -r .pid)
 	[ "$pid" -gt 1 ]
-	load_start
+	load_start sched
 	kill -9 "$pid"
 	wait_until 30 task_failed life "$line"
 	wait_until 60 healthy_is life 6
@@ -256,7 +189,7 @@ update_to() {
 @test "a replica whose health check starts failing leaves every proxy before it is replaced" {
 	line=$(shoal ps life | awk 'NR > 1 && $3 == "node2" && $5 == "running" {print $1; exit}')
 	pid=$(rt node2 inspect "$line" | jq -r .pid)
-	load_start
+	load_start sched
 	# Its / still answers: only the check fails, so any request lost is the platform's doing.
 	nsenter -t "$pid" -m rm /www/healthz
 	wait_until 30 task_failed life "$line"
@@ -277,7 +210,7 @@ not_on_node3() {
 }
 
 @test "a node cut off (link down): replicas replaced within 5 s; after it heals no slot runs twice" {
-	load_start
+	load_start sched
 	lab exec node3 ip link set eth0 down
 	# The scheduler gives up on node3 after its down timer (3 s) and places the replacements.
 	wait_until 5 not_on_node3

@@ -64,12 +64,7 @@ leases() {
 }
 
 setup_file() {
-	export DATA="$BATS_FILE_TMPDIR/data"
-	export IMAGES
-	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
-	make -s -C "$BATS_TEST_DIRNAME/../.." BUILD="$(dirname "$IMAGES")" images >/dev/null
-	timeout 60 bash "$LAB_BIN" down
-	timeout 60 bash "$LAB_BIN" up 3
+	lab_fresh 3
 	"$SHOAL_BIN/shoal-scheduler" init --data-dir "$DATA/sched" >/dev/null
 	export M="$BATS_FILE_TMPDIR/webnet.yaml"
 	cat >"$M" <<'EOF'

@@ -69,12 +69,7 @@ ready_nodes_is() {
 
 setup_file() {
 	local i
-	export DATA="$BATS_FILE_TMPDIR/data"
-	export IMAGES
-	IMAGES=$(cd "$SHOAL_BIN" && pwd)/images
-	make -s -C "$SHOAL_ROOT" BUILD="$(dirname "$IMAGES")" images >/dev/null
-	timeout 60 bash "$LAB_BIN" down
-	timeout 60 bash "$LAB_BIN" up 3
+	lab_fresh 3
 	"$SHOAL_BIN/shoal-scheduler" init --data-dir "$DATA/sched" >"$BATS_FILE_TMPDIR/init.out"
 	# The default --http: 127.0.0.1:7180 in the scheduler's namespace.
 	start_sched

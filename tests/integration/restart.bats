@@ -17,21 +17,7 @@ RESTART_DOWN=${RESTART_DOWN:-5-15}
 # shellcheck disable=SC2034 # read by bats
 BATS_TEST_TIMEOUT=$((RESTARTS * (${RESTART_DOWN#*-} + 10) + 60))
 
-setup_file() {
-	cluster_setup 3
-}
-
-teardown() {
-	dump_logs_on_failure
-}
-
-teardown_file() {
-	timeout 60 bash "$LAB_BIN" down
-}
-
-ready_is() {
-	[ "$(shoal nodes | awk 'NR > 1 && $3 == "ready"' | wc -l)" -eq "$1" ]
-}
+cluster_suite 3
 
 # containers: every container on every node (running or not) with its pid and start time;
 # a container restarted or replaced changes this.
@@ -49,10 +35,6 @@ per_node() {
 	for n in node1 node2 node3; do
 		jq --arg n "$n" '[.[] | select(.desired == "running" and .node == $n)] | length' <<<"$json"
 	done | tr '\n' ' ' | sed 's/ $//'
-}
-
-update_state() {
-	shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .update_state'
 }
 
 state_is() {

@@ -7,16 +7,11 @@
 
 bats_require_minimum_version 1.5.0
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+load helpers
 
 setup_file() {
-	[ "$(id -u)" -eq 0 ] || skip "needs root"
-	local build=${BUILD:-build}
-	case "$build" in /*) ;; *) build=$REPO/$build ;; esac
-	export SHOALRT=$build/shoalrt
-	export SHOAL_SHIM=$build/shoal-shim
-	[ -x "$SHOALRT" ] || { echo "build shoalrt first (make)" >&2; return 1; }
-	make -s -C "$REPO" BUILD="$build" images >/dev/null
+	shoalrt_setup || return 1
+	local build=$SHOAL_BIN
 	export RT_ROOT
 	RT_ROOT=$(mktemp -d /tmp/shoal-rt.XXXXXX)
 	export IMG=shoal/web:1

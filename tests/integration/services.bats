@@ -13,15 +13,6 @@ M="$BATS_TEST_DIRNAME/manifests"
 
 
 
-# running SERVICE: how many of its tasks run (desired running).
-running() {
-	shoal ps "$1" | awk 'NR > 1 && $4 == "running" && $5 == "running"' | wc -l
-}
-
-running_is() {
-	[ "$(running "$1")" -eq "$2" ]
-}
-
 # per_node SERVICE: "node1 N" lines for its running tasks.
 per_node() {
 	shoal ps "$1" | awk 'NR > 1 && $4 == "running" && $5 == "running" {print $3}' | sort | uniq -c |
@@ -71,17 +62,7 @@ teardown() {
 }
 
 teardown_file() {
-	local n
-	for n in node1 node2 node3; do
-		lab kill "agent${n#node}" KILL 2>/dev/null || true
-	done
-	for n in node1 node2 node3; do
-		[ -d "$DATA/$n" ] || continue
-		for id in $(rt "$n" -o json ps -a 2>/dev/null | jq -r '.[].id'); do
-			rt "$n" rm -f "$id" >/dev/null 2>&1 || true
-		done
-	done
-	timeout 60 bash "$LAB_BIN" down
+	cluster_teardown_file
 }
 
 @test "a bad manifest is refused with every FILE:LINE:COL error and changes nothing" {

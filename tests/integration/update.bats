@@ -13,22 +13,8 @@ M="$BATS_TEST_DIRNAME/manifests"
 
 
 
-# healthy_count SERVICE: tasks wanted running whose check passes (replaced ones may still be
-# stopping).
-healthy_count() {
-	shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l
-}
-
-healthy_is() {
-	[ "$(healthy_count "$1")" -eq "$2" ]
-}
-
 ps_has() {
 	shoal ps "$1" -a | grep -q -- "$2"
-}
-
-update_state() {
-	shoal services -o json | jq -r --arg s "$1" '.[] | select(.name == $s) | .update_state'
 }
 
 state_is() {
@@ -47,17 +33,7 @@ page() {
 	nsenter -t "$pid" -n timeout 2 busybox wget -qO- http://127.0.0.1:8080/
 }
 
-setup_file() {
-	cluster_setup 3
-}
-
-teardown() {
-	dump_logs_on_failure
-}
-
-teardown_file() {
-	timeout 60 bash "$LAB_BIN" down
-}
+cluster_suite 3
 
 @test "health checks: tasks show running (healthy) once /healthz answers" {
 	shoal apply -f "$M/webupd.yaml"

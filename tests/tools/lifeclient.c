@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 enum kind { K_OK, K_REFUSED, K_RESET, K_TIMEOUT, K_BAD, K_N };
 static const char *const kind_names[K_N] = {"ok", "refused", "reset", "timeout", "bad"};
 
@@ -49,15 +51,6 @@ struct target {
 static volatile sig_atomic_t stop_now;
 static long counts[K_N], slow;
 static int64_t t_start;
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 on_signal(int sig)
@@ -124,7 +117,7 @@ wait_fd(int fd, short events, int64_t deadline)
 	int rc;
 
 	for (;;) {
-		left = deadline - now_ms();
+		left = deadline - util_now_ms();
 		if (left <= 0)
 			return 0;
 		rc = poll(&p, 1, (int)left);
@@ -219,7 +212,7 @@ request(struct target *t, bool keepalive, int timeout_ms, const char **phase, bo
 	static const char req11[] = "GET / HTTP/1.1\r\nHost: lab\r\n\r\n";
 	const char *req = keepalive ? req11 : req10;
 	size_t reqlen = keepalive ? sizeof(req11) - 1 : sizeof(req10) - 1, len = 0, off = 0;
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = util_now_ms() + timeout_ms;
 	char buf[16384];
 	enum kind k = K_OK;
 	bool done = false, reusable = false, eof = false;
@@ -339,17 +332,17 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	setvbuf(stderr, NULL, _IOLBF, 0);
-	t_start = now_ms();
+	t_start = util_now_ms();
 	while (!stop_now && (max_count == 0 || sent < max_count)) {
 		struct target *t = &targets[next];
 		const char *phase = "";
 		bool reused = false;
-		int64_t t0 = now_ms(), t1;
+		int64_t t0 = util_now_ms(), t1;
 		enum kind k;
 
 		next = (next + 1) % ntargets;
 		k = request(t, keepalive, timeout_ms, &phase, &reused);
-		t1 = now_ms();
+		t1 = util_now_ms();
 		counts[k]++;
 		sent++;
 		if (k == K_OK && t1 - t0 >= SLOW_MS)

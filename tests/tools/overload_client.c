@@ -21,20 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 static struct addrinfo *target;
 static int64_t end_ms;
 static int wait_s = 25;
 static atomic_long responses, closed, timeouts;
 static atomic_long closed_min = -1, closed_max = -1;
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 note_closed(int64_t ms)
@@ -57,7 +50,7 @@ one(void)
 	struct timeval tv = {wait_s, 0};
 	char buf[4096], head[5];
 	size_t got = 0;
-	int64_t t0 = now_ms();
+	int64_t t0 = util_now_ms();
 	int fd = socket(target->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd == -1) {
@@ -70,12 +63,12 @@ one(void)
 		if (errno == EINPROGRESS || errno == ETIMEDOUT || errno == EAGAIN)
 			atomic_fetch_add(&timeouts, 1);
 		else
-			note_closed(now_ms() - t0);
+			note_closed(util_now_ms() - t0);
 		close(fd);
 		return;
 	}
 	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1) {
-		note_closed(now_ms() - t0);
+		note_closed(util_now_ms() - t0);
 		close(fd);
 		return;
 	}
@@ -99,7 +92,7 @@ one(void)
 		if (got == sizeof(head) && memcmp(head, "HTTP/", 5) == 0)
 			atomic_fetch_add(&responses, 1);
 		else
-			note_closed(now_ms() - t0);
+			note_closed(util_now_ms() - t0);
 		break;
 	}
 	close(fd);
@@ -109,7 +102,7 @@ static void *
 worker(void *arg)
 {
 	(void)arg;
-	while (now_ms() < end_ms)
+	while (util_now_ms() < end_ms)
 		one();
 	return NULL;
 }
@@ -138,7 +131,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "overload_client: %s:%s: %s\n", argv[1], argv[2], gai_strerror(rc));
 		return 2;
 	}
-	end_ms = now_ms() + (int64_t)secs * 1000;
+	end_ms = util_now_ms() + (int64_t)secs * 1000;
 	th = calloc((size_t)conns, sizeof(*th));
 	for (int i = 0; i < conns; i++)
 		pthread_create(&th[i], NULL, worker, NULL);

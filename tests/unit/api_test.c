@@ -17,17 +17,6 @@
 #include "scheduler/task.h"
 #include "tests/unit/sched_harness.h"
 
-static int
-setup(void **state)
-{
-	struct harness *h = xcalloc(1, sizeof(*h));
-
-	if (harness_open(h, 0) == -1)
-		return -1;
-	*state = h;
-	return 0;
-}
-
 /* Frames of 4 KiB: a listing of a few dozen labelled nodes no longer fits in one. */
 static int
 setup_small_frames(void **state)
@@ -40,27 +29,15 @@ setup_small_frames(void **state)
 	return 0;
 }
 
-static int
-teardown(void **state)
-{
-	struct harness *h = *state;
-
-	harness_close(h);
-	free(h);
-	return 0;
-}
-
 /* Register name with n labels "kI=vI" (or "k=v" n times when same). The reply, owned. */
 static Shoal__Envelope *
 do_register(struct harness *h, const char *name, const char *address, size_t n, bool same)
 {
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
+	Shoal__Envelope *r;
 	Shoal__Register reg = SHOAL__REGISTER__INIT;
-	Shoal__Capacity cap = SHOAL__CAPACITY__INIT;
 	Shoal__Label *lv = xcalloc(n + 1, sizeof(*lv));
 	Shoal__Label **lp = xcalloc(n + 1, sizeof(*lp));
 	char(*kv)[2][16] = xcalloc(n + 1, sizeof(*kv));
-	uint8_t sig[NODEKEY_SIG_BYTES];
 
 	for (size_t i = 0; i < n; i++) {
 		shoal__label__init(&lv[i]);
@@ -70,17 +47,11 @@ do_register(struct harness *h, const char *name, const char *address, size_t n, 
 		lv[i].value = kv[i][1];
 		lp[i] = &lv[i];
 	}
-	cap.cpu_millis = 4000;
-	cap.memory_bytes = 1ull << 32;
 	reg.node_name = (char *)name;
 	reg.address = (char *)address;
 	reg.labels = lp;
 	reg.n_labels = n;
-	reg.capacity = &cap;
-	harness_sign_register(h, HARNESS_WORKER, &reg, sig);
-	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
-	env.register_ = &reg;
-	r = harness_call(h, HARNESS_WORKER, &env, 10000);
+	r = harness_register(h, &reg);
 	free(lv);
 	free(lp);
 	free(kv);
@@ -189,14 +160,6 @@ test_one_node_per_connection(void **state)
 	shoal__envelope__free_unpacked(r, NULL);
 }
 
-/* Run the loop a little: the reconcile pass, the pushes. */
-static void
-spin(struct harness *h, int ms)
-{
-	for (int64_t end = util_now_ms() + ms; util_now_ms() < end;)
-		event_base_loop(h->srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-}
-
 /* The task of service web: its id, state and ip. false while there is none. */
 static bool
 web_task(struct harness *h, char id[16], int *st, char ip[16])
@@ -224,25 +187,57 @@ web_task(struct harness *h, char id[16], int *st, char ip[16])
 	return found;
 }
 
+/* Report the task running at ip with a health verdict: as a type (state, reason) and as the
+ * text an agent of an older version sends alone ("" and "": none). */
 static void
-report(struct harness *h, const char *id, const char *ip)
+report_running(struct harness *h, const char *id, const char *ip, int state, const char *reason,
+               const char *text)
 {
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__TaskReport tr = SHOAL__TASK_REPORT__INIT;
-	Shoal__TaskStatus ts = SHOAL__TASK_STATUS__INIT, *tsp = &ts;
-	struct shoal_err err;
+	Shoal__TaskStatus ts = SHOAL__TASK_STATUS__INIT;
 
 	ts.task_id = (char *)id;
 	ts.state = SHOAL__TASK_STATE__TASK_RUNNING;
 	ts.timestamp_ms = util_wall_ms();
 	ts.container_ip = (char *)ip;
-	tr.statuses = &tsp;
-	tr.n_statuses = 1;
-	env.id = ++h->next_id;
-	env.body_case = SHOAL__ENVELOPE__BODY_TASK_REPORT;
-	env.task_report = &tr;
-	assert_int_equal(rpc_send(h->cli[HARNESS_WORKER], &env, &err), 0);
-	spin(h, 50);
+	ts.health_state = (Shoal__HealthState)state;
+	ts.health_reason = (char *)reason;
+	ts.health = (char *)text;
+	assert_int_equal(harness_report(h, &ts), 0);
+	harness_spin(h, 50);
+}
+
+static void
+report(struct harness *h, const char *id, const char *ip)
+{
+	report_running(h, id, ip, SHOAL__HEALTH_STATE__HEALTH_STATE_UNSET, "", "");
+}
+
+static void
+report_health(struct harness *h, const char *id, int state, const char *reason, const char *text)
+{
+	report_running(h, id, "10.244.1.9", state, reason, text);
+}
+
+/*
+ * Node "evil" registers (it gets 10.244.1.0/24) and the admin applies spec, a service web
+ * placed on it: its task, assigned, in id, *st and ip.
+ */
+static void
+web_on_evil(struct harness *h, const char *spec, char id[16], int *st, char ip[16])
+{
+	Shoal__Envelope *r;
+
+	r = do_register(h, "evil", "192.168.56.66", 0, false);
+	assert_non_null(r);
+	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_REGISTER_REPLY);
+	assert_string_equal(r->register_reply->container_subnet, "10.244.1.0/24");
+	shoal__envelope__free_unpacked(r, NULL);
+	r = harness_apply(h, spec);
+	assert_non_null(r);
+	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_APPLY_REPLY);
+	shoal__envelope__free_unpacked(r, NULL);
+	harness_spin(h, 100);
+	assert_true(web_task(h, id, st, ip));
 }
 
 /*
@@ -254,30 +249,15 @@ static void
 test_task_address_checked(void **state)
 {
 	struct harness *h = *state;
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
-	Shoal__Apply ap = SHOAL__APPLY__INIT;
-	char *specs[] = {"{\"name\":\"web\",\"image\":\"shoal/web:1\",\"replicas\":1,"
-	                 "\"ports\":[{\"published\":8090,\"target\":8090}],"
-	                 "\"placement\":{\"constraints\":[\"node.name == evil\"]}}"};
+	const char *spec = "{\"name\":\"web\",\"image\":\"shoal/web:1\",\"replicas\":1,"
+	                   "\"ports\":[{\"published\":8090,\"target\":8090}],"
+	                   "\"placement\":{\"constraints\":[\"node.name == evil\"]}}";
 	const char *bad[] = {"127.0.0.1",  "10.244.2.7",    "169.254.169.254", "224.0.0.1",
 	                     "10.244.1.1", "192.168.56.11", "0.0.0.0",         "not-an-ip"};
 	char id[16], ip[16];
 	int st;
 
-	r = do_register(h, "evil", "192.168.56.66", 0, false);
-	assert_non_null(r);
-	assert_string_equal(r->register_reply->container_subnet, "10.244.1.0/24");
-	shoal__envelope__free_unpacked(r, NULL);
-	ap.specs_json = specs;
-	ap.n_specs_json = 1;
-	env.body_case = SHOAL__ENVELOPE__BODY_APPLY;
-	env.apply = &ap;
-	r = harness_call(h, HARNESS_ADMIN, &env, 1000);
-	assert_non_null(r);
-	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_APPLY_REPLY);
-	shoal__envelope__free_unpacked(r, NULL);
-	spin(h, 100);
-	assert_true(web_task(h, id, &st, ip));
+	web_on_evil(h, spec, id, &st, ip);
 	assert_int_equal(st, SHOAL__TASK_STATE__TASK_ASSIGNED);
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -296,32 +276,6 @@ test_task_address_checked(void **state)
 	assert_string_equal(ip, "10.244.1.9");
 }
 
-/* Report the task running with a health verdict: as a type (state, reason) and as the text
- * an agent of an older version sends alone. */
-static void
-report_health(struct harness *h, const char *id, int state, const char *reason, const char *text)
-{
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__TaskReport tr = SHOAL__TASK_REPORT__INIT;
-	Shoal__TaskStatus ts = SHOAL__TASK_STATUS__INIT, *tsp = &ts;
-	struct shoal_err err;
-
-	ts.task_id = (char *)id;
-	ts.state = SHOAL__TASK_STATE__TASK_RUNNING;
-	ts.timestamp_ms = util_wall_ms();
-	ts.container_ip = "10.244.1.9";
-	ts.health_state = (Shoal__HealthState)state;
-	ts.health_reason = (char *)reason;
-	ts.health = (char *)text;
-	tr.statuses = &tsp;
-	tr.n_statuses = 1;
-	env.id = ++h->next_id;
-	env.body_case = SHOAL__ENVELOPE__BODY_TASK_REPORT;
-	env.task_report = &tr;
-	assert_int_equal(rpc_send(h->cli[HARNESS_WORKER], &env, &err), 0);
-	spin(h, 50);
-}
-
 /*
  * Health crosses the wire as a type: the scheduler decides on health_state (and lists
  * "unhealthy: <reason>"), not on the text; an agent of an older version, which sends the text
@@ -331,28 +285,14 @@ static void
 test_health_is_a_type(void **state)
 {
 	struct harness *h = *state;
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
-	Shoal__Apply ap = SHOAL__APPLY__INIT;
-	char *specs[] = {"{\"name\":\"web\",\"image\":\"shoal/web:1\",\"replicas\":1,"
-	                 "\"health\":{\"kind\":\"tcp\",\"port\":8090},"
-	                 "\"placement\":{\"constraints\":[\"node.name == evil\"]}}"};
+	const char *spec = "{\"name\":\"web\",\"image\":\"shoal/web:1\",\"replicas\":1,"
+	                   "\"health\":{\"kind\":\"tcp\",\"port\":8090},"
+	                   "\"placement\":{\"constraints\":[\"node.name == evil\"]}}";
 	char id[16], ip[16];
 	struct task *t;
 	int st;
 
-	r = do_register(h, "evil", "192.168.56.66", 0, false);
-	assert_non_null(r);
-	shoal__envelope__free_unpacked(r, NULL);
-	ap.specs_json = specs;
-	ap.n_specs_json = 1;
-	env.body_case = SHOAL__ENVELOPE__BODY_APPLY;
-	env.apply = &ap;
-	r = harness_call(h, HARNESS_ADMIN, &env, 1000);
-	assert_non_null(r);
-	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_APPLY_REPLY);
-	shoal__envelope__free_unpacked(r, NULL);
-	spin(h, 100);
-	assert_true(web_task(h, id, &st, ip));
+	web_on_evil(h, spec, id, &st, ip);
 	t = task_map_get(&h->srv.tasks, id);
 	assert_non_null(t);
 
@@ -381,12 +321,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_register_500k_labels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_register_500k_labels, harness_setup,
+	                                    harness_teardown),
 	    cmocka_unit_test_setup_teardown(test_oversized_reply_is_an_error, setup_small_frames,
-	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_task_address_checked, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_one_node_per_connection, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_health_is_a_type, setup, teardown),
+	                                    harness_teardown),
+	    cmocka_unit_test_setup_teardown(test_task_address_checked, harness_setup,
+	                                    harness_teardown),
+	    cmocka_unit_test_setup_teardown(test_one_node_per_connection, harness_setup,
+	                                    harness_teardown),
+	    cmocka_unit_test_setup_teardown(test_health_is_a_type, harness_setup, harness_teardown),
 	};
 	if (sodium_init() < 0)
 		return 1;

@@ -14,6 +14,7 @@
 #include "err.h"
 #include "util.h"
 #include "runtime/cgroup.h"
+#include "fixture.h"
 
 static void
 test_parse_cpus(void **state)
@@ -87,13 +88,45 @@ put(const char *dir, const char *file, const char *data)
 	fclose(f);
 }
 
+/* The contents of dir/file are want. */
+static void
+assert_file(const char *dir, const char *file, const char *want)
+{
+	cleanup_free char *v = slurp(dir, file);
+
+	assert_non_null(v);
+	assert_string_equal(v, want);
+}
+
+/* A fake cgroupfs (rm with fixture_rmtree; a fake dir holds files, so rmdir fails). v1: one
+ * directory per controller of CTRLS. */
+static const char *const CTRLS[] = {"cpu", "cpuacct", "memory", "pids"};
+
+static void
+fake_v1(char dir[64])
+{
+	assert_int_equal(fixture_tmpdir(dir, 64, "cgroup"), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(CTRLS); i++) {
+		cleanup_free char *c = xasprintf("%s/%s", dir, CTRLS[i]);
+		assert_int_equal(mkdir(c, 0755), 0);
+	}
+}
+
+/* v2: one tree, its root listing the controllers. */
+static void
+fake_v2(char dir[64])
+{
+	assert_int_equal(fixture_tmpdir(dir, 64, "cgroup"), 0);
+	put(dir, "cgroup.controllers", "cpu memory pids\n");
+}
+
 static void
 test_detect(void **state)
 {
-	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
+	char dir[64];
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(fixture_tmpdir(dir, sizeof(dir), "cgroup"), 0);
 	/* No cgroup.controllers at the root: v1. */
 	assert_ptr_equal(cgroup_detect(dir), &cgroup_ops_v1);
 	/* A hybrid host's unified tree lists only hugetlb: still v1. */
@@ -111,83 +144,63 @@ test_detect(void **state)
 static void
 test_v1_writer(void **state)
 {
-	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
-	static const char *const ctrls[] = {"cpu", "cpuacct", "memory", "pids"};
+	char dir[64];
 	struct shoal_err err;
 	struct cgroup_limits l = {50000, 100000, 64 * 1024 * 1024, 256};
 	struct cgroup *cg;
-	char *v;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	for (size_t i = 0; i < 4; i++) {
-		cleanup_free char *c = xasprintf("%s/%s", dir, ctrls[i]);
-		assert_int_equal(mkdir(c, 0755), 0);
-	}
+	fake_v1(dir);
 	cg = cgroup_new(dir, "shoal/c1", &cgroup_ops_v1);
 	assert_int_equal(cgroup_create(cg, &l, &err), 0);
 	cleanup_free char *cpu = xasprintf("%s/cpu/shoal/c1", dir);
 	cleanup_free char *mem = xasprintf("%s/memory/shoal/c1", dir);
 	cleanup_free char *pids = xasprintf("%s/pids/shoal/c1", dir);
-	assert_string_equal((v = slurp(cpu, "cpu.cfs_quota_us")), "50000");
-	free(v);
-	assert_string_equal((v = slurp(mem, "memory.limit_in_bytes")), "67108864");
-	free(v);
-	assert_string_equal((v = slurp(pids, "pids.max")), "256");
-	free(v);
+	assert_file(cpu, "cpu.cfs_quota_us", "50000");
+	assert_file(mem, "memory.limit_in_bytes", "67108864");
+	assert_file(pids, "pids.max", "256");
 	assert_int_equal(cg->nprocs, 4);
 	assert_int_equal(cgroup_enter_self(cg, &err), 0);
 	for (size_t i = 0; i < 4; i++) {
-		cleanup_free char *leaf = xasprintf("%s/%s/shoal/c1", dir, ctrls[i]);
-		assert_string_equal((v = slurp(leaf, "tasks")), "0");
-		free(v);
+		cleanup_free char *leaf = xasprintf("%s/%s/shoal/c1", dir, CTRLS[i]);
+		assert_file(leaf, "tasks", "0");
 		assert_null(slurp(leaf, "cgroup.procs"));
 	}
 	cgroup_close_fds(cg);
-	v = xasprintf("rm -rf %s", dir);
-	assert_int_equal(system(v), 0);
-	free(v);
+	assert_int_equal(fixture_rmtree(dir), 0);
 	cgroup_free(cg);
 }
 
 static void
 test_v2_writer(void **state)
 {
-	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
+	char dir[64];
 	struct shoal_err err;
 	struct cgroup_limits l = {50000, 100000, 64 * 1024 * 1024, 256};
 	struct cgroup *cg;
 	bool oom = true;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	put(dir, "cgroup.controllers", "cpu memory pids\n");
+	fake_v2(dir);
 	cg = cgroup_new(dir, "shoal/c1", NULL);
 	assert_ptr_equal(cg->ops, &cgroup_ops_v2);
 	assert_int_equal(cgroup_create(cg, &l, &err), 0);
 	cleanup_free char *leaf = xasprintf("%s/shoal/c1", dir);
 	cleanup_free char *mid = xasprintf("%s/shoal", dir);
 	cleanup_free char *v;
-	assert_string_equal((v = slurp(leaf, "cpu.max")), "50000 100000");
-	free(v);
-	assert_string_equal((v = slurp(leaf, "memory.max")), "67108864");
-	free(v);
-	assert_string_equal((v = slurp(leaf, "memory.swap.max")), "0");
-	free(v);
-	assert_string_equal((v = slurp(leaf, "pids.max")), "256");
-	free(v);
+	assert_file(leaf, "cpu.max", "50000 100000");
+	assert_file(leaf, "memory.max", "67108864");
+	assert_file(leaf, "memory.swap.max", "0");
+	assert_file(leaf, "pids.max", "256");
 	/* Controllers enabled for children at the root and at shoal/, not in the leaf. */
-	assert_string_equal((v = slurp(dir, "cgroup.subtree_control")), "+cpu +memory +pids");
-	free(v);
-	assert_string_equal((v = slurp(mid, "cgroup.subtree_control")), "+cpu +memory +pids");
-	free(v);
+	assert_file(dir, "cgroup.subtree_control", "+cpu +memory +pids");
+	assert_file(mid, "cgroup.subtree_control", "+cpu +memory +pids");
 	v = slurp(leaf, "cgroup.subtree_control");
 	assert_null(v);
 	/* Joining writes "0" (the writer itself) to cgroup.procs. */
 	assert_int_equal(cg->nprocs, 1);
 	assert_int_equal(cgroup_enter_self(cg, &err), 0);
-	assert_string_equal((v = slurp(leaf, "cgroup.procs")), "0");
-	free(v);
+	assert_file(leaf, "cgroup.procs", "0");
 	cgroup_close_fds(cg);
 
 	put(leaf, "memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n");
@@ -197,9 +210,7 @@ test_v2_writer(void **state)
 	assert_int_equal(cgroup_oom_killed(cg, &oom, &err), 0);
 	assert_true(oom);
 
-	/* A fake dir holds files, so rmdir fails; remove by hand. */
-	v = xasprintf("rm -rf %s", dir);
-	assert_int_equal(system(v), 0);
+	assert_int_equal(fixture_rmtree(dir), 0);
 	cgroup_free(cg);
 }
 
@@ -208,19 +219,14 @@ test_v2_writer(void **state)
 static void
 test_v1_default_pids(void **state)
 {
-	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
-	static const char *const ctrls[] = {"cpu", "cpuacct", "memory", "pids"};
+	char dir[64];
 	struct shoal_err err;
 	struct cgroup_limits l = {0};
 	struct cgroup *cg;
 	char *v;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	for (size_t i = 0; i < 4; i++) {
-		cleanup_free char *c = xasprintf("%s/%s", dir, ctrls[i]);
-		assert_int_equal(mkdir(c, 0755), 0);
-	}
+	fake_v1(dir);
 	cg = cgroup_new(dir, "shoal/c1", &cgroup_ops_v1);
 	assert_int_equal(cgroup_create(cg, &l, &err), 0);
 	cleanup_free char *pids = xasprintf("%s/pids/shoal/c1", dir);
@@ -250,22 +256,19 @@ test_v1_default_pids(void **state)
 	assert_int_equal(cgroup_create(cg, &l, &err), -1);
 	cgroup_free(cg);
 
-	v = xasprintf("rm -rf %s", dir);
-	assert_int_equal(system(v), 0);
-	free(v);
+	assert_int_equal(fixture_rmtree(dir), 0);
 }
 
 static void
 test_v2_no_limits(void **state)
 {
-	char dir[] = "/tmp/shoal-cgtest-XXXXXX";
+	char dir[64];
 	struct shoal_err err;
 	struct cgroup_limits l = {0};
 	struct cgroup *cg;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	put(dir, "cgroup.controllers", "cpu memory pids\n");
+	fake_v2(dir);
 	cg = cgroup_new(dir, "shoal/c2", NULL);
 	assert_int_equal(cgroup_create(cg, &l, &err), 0);
 	cleanup_free char *leaf = xasprintf("%s/shoal/c2", dir);
@@ -276,8 +279,7 @@ test_v2_no_limits(void **state)
 	cleanup_free char *v = slurp(leaf, "pids.max");
 	assert_non_null(v);
 	assert_string_equal(v, "4096");
-	cleanup_free char *cmd = xasprintf("rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(fixture_rmtree(dir), 0);
 	cgroup_free(cg);
 }
 

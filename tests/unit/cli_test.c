@@ -498,9 +498,8 @@ static int
 group_setup(void **state)
 {
 	(void)state;
-	if (sodium_init() < 0)
+	if (fixture_rpc_init(NULL) == -1)
 		return -1;
-	signal(SIGPIPE, SIG_IGN);
 	log_init("cli_test", LOG_ERR);
 	return 0;
 }

@@ -55,64 +55,31 @@ static const struct rpc_callbacks ep_cbs = {
 static void
 ep_connect(struct harness *h)
 {
-	struct sched_server *srv = &h->srv;
-	struct sched_conn *sc;
-	int sv[2];
-
-	if (h->cli[HARNESS_WORKER]) {
-		rpc_free(h->cli[HARNESS_WORKER]);
-		h->cli[HARNESS_WORKER] = NULL;
-	}
-	h->ready[HARNESS_WORKER] = false;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-	sc = xcalloc(1, sizeof(*sc));
-	sc->srv = srv;
-	sc->rpc =
-	    rpc_accept(srv->base, sv[0], "test-peer", &srv->id, &srv->limits, &harness_srv_cbs, sc);
-	sc->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = sc;
-	srv->conns = sc;
-	h->sc[HARNESS_WORKER] = sc;
-	h->cli[HARNESS_WORKER] =
-	    rpc_client(srv->base, sv[1], "sched", &srv->id.worker, &srv->limits, &ep_cbs, h);
-	for (int64_t end = util_now_ms() + 2000; !h->ready[HARNESS_WORKER] && util_now_ms() < end;)
-		event_base_loop(srv->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-	assert_true(h->ready[HARNESS_WORKER]);
+	assert_int_equal(harness_reconnect_cbs(h, HARNESS_WORKER, &ep_cbs), 0);
 }
 
 static int
 setup(void **state)
 {
-	struct harness *h = xcalloc(1, sizeof(*h));
+	struct harness *h;
 
-	if (harness_open(h, 0) == -1)
+	if (harness_setup(state) == -1)
 		return -1;
+	h = *state;
 	memset(&P, 0, sizeof(P));
 	P.h = h;
 	ep_connect(h);
-	*state = h;
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct harness *h = *state;
-
-	harness_close(h);
-	free(h);
+	harness_teardown(state);
 	if (P.last)
 		shoal__endpoints__free_unpacked(P.last, NULL);
 	memset(&P, 0, sizeof(P));
 	return 0;
-}
-
-static void
-spin(struct harness *h, int ms)
-{
-	for (int64_t end = util_now_ms() + ms; util_now_ms() < end;)
-		event_base_loop(h->srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
 /* Register as name, following the services in subs, running what api's tasks on it run (an
@@ -120,10 +87,8 @@ spin(struct harness *h, int ms)
 static void
 do_register(struct harness *h, const char *name, char **subs, size_t nsubs)
 {
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
+	Shoal__Envelope *r;
 	Shoal__Register reg = SHOAL__REGISTER__INIT;
-	Shoal__Capacity cap = SHOAL__CAPACITY__INIT;
-	uint8_t sig[NODEKEY_SIG_BYTES];
 	Shoal__TaskStatus ts[8], *tsp[8];
 	const struct service *api = services_find(&h->srv.services, "api");
 
@@ -141,17 +106,11 @@ do_register(struct harness *h, const char *name, char **subs, size_t nsubs)
 	}
 	reg.tasks_running = tsp;
 
-	cap.cpu_millis = 4000;
-	cap.memory_bytes = 1ull << 32;
 	reg.node_name = (char *)name;
 	reg.address = "192.168.56.11";
-	reg.capacity = &cap;
 	reg.endpoints_subscribed = subs;
 	reg.n_endpoints_subscribed = nsubs;
-	harness_sign_register(h, HARNESS_WORKER, &reg, sig);
-	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
-	env.register_ = &reg;
-	r = harness_call(h, HARNESS_WORKER, &env, 10000);
+	r = harness_register(h, &reg);
 	assert_non_null(r);
 	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_REGISTER_REPLY);
 	shoal__envelope__free_unpacked(r, NULL);
@@ -160,15 +119,8 @@ do_register(struct harness *h, const char *name, char **subs, size_t nsubs)
 static void
 apply(struct harness *h, const char *json)
 {
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
-	Shoal__Apply ap = SHOAL__APPLY__INIT;
-	char *specs[] = {(char *)json};
+	Shoal__Envelope *r = harness_apply(h, json);
 
-	ap.specs_json = specs;
-	ap.n_specs_json = 1;
-	env.body_case = SHOAL__ENVELOPE__BODY_APPLY;
-	env.apply = &ap;
-	r = harness_call(h, HARNESS_ADMIN, &env, 1000);
 	assert_non_null(r);
 	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_APPLY_REPLY);
 	shoal__envelope__free_unpacked(r, NULL);
@@ -179,15 +131,12 @@ static void
 run_all(struct harness *h, const char *name, int base)
 {
 	const struct service *svc;
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
-	Shoal__TaskReport tr = SHOAL__TASK_REPORT__INIT;
-	struct shoal_err err;
 
-	spin(h, 100);
+	harness_spin(h, 100);
 	svc = services_find(&h->srv.services, name);
 	assert_non_null(svc);
 	for (size_t k = 0; k < svc->nslots; k++) {
-		Shoal__TaskStatus ts = SHOAL__TASK_STATUS__INIT, *tsp = &ts;
+		Shoal__TaskStatus ts = SHOAL__TASK_STATUS__INIT;
 		char ip[32];
 		assert_non_null(svc->slots[k].cur);
 		snprintf(ip, sizeof(ip), "10.244.1.%d", base + (int)k);
@@ -195,14 +144,9 @@ run_all(struct harness *h, const char *name, int base)
 		ts.state = SHOAL__TASK_STATE__TASK_RUNNING;
 		ts.timestamp_ms = util_wall_ms();
 		ts.container_ip = ip;
-		tr.statuses = &tsp;
-		tr.n_statuses = 1;
-		env.id = ++h->next_id;
-		env.body_case = SHOAL__ENVELOPE__BODY_TASK_REPORT;
-		env.task_report = &tr;
-		assert_int_equal(rpc_send(h->cli[HARNESS_WORKER], &env, &err), 0);
+		assert_int_equal(harness_report(h, &ts), 0);
 	}
-	spin(h, 200);
+	harness_spin(h, 200);
 }
 
 static void
@@ -219,7 +163,7 @@ subscribe(struct harness *h, const char *name)
 	env.body_case = SHOAL__ENVELOPE__BODY_ENDPOINTS_SUBSCRIBE;
 	env.endpoints_subscribe = &sub;
 	assert_int_equal(rpc_send(h->cli[HARNESS_WORKER], &env, &err), 0);
-	spin(h, 200);
+	harness_spin(h, 200);
 }
 
 static const Shoal__ServiceName *
@@ -311,7 +255,7 @@ test_followers_across_reconnects(void **state)
 	ep_connect(h);
 	before = P.count;
 	do_register(h, "n1", NULL, 0);
-	spin(h, 100);
+	harness_spin(h, 100);
 	assert_true(P.count > before);
 	assert_false(name_of("api")->tasks_omitted);
 	assert_int_equal(name_of("api")->n_tasks, 3);
@@ -319,13 +263,13 @@ test_followers_across_reconnects(void **state)
 	/* Another node does not follow it... */
 	ep_connect(h);
 	do_register(h, "n2", NULL, 0);
-	spin(h, 100);
+	harness_spin(h, 100);
 	assert_true(name_of("api")->tasks_omitted);
 	assert_int_equal(name_of("api")->n_tasks, 0);
 	/* ...until its Register says so. */
 	ep_connect(h);
 	do_register(h, "n2", subs, 1);
-	spin(h, 100);
+	harness_spin(h, 100);
 	assert_false(name_of("api")->tasks_omitted);
 	assert_int_equal(name_of("api")->n_tasks, 3);
 	assert_true(endpoints_subscribed(&h->srv.endpoints, "n2", "api"));

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <arpa/inet.h>
@@ -14,10 +15,12 @@
 #include <cmocka.h>
 
 #include <event2/event.h>
+#include <sodium.h>
 
 #include "err.h"
 #include "rpc.h"
 #include "runtime/layer.h"
+#include "token.h"
 
 int
 fixture_tmpdir(char *buf, size_t size, const char *name)
@@ -32,6 +35,28 @@ fixture_rmtree(const char *dir)
 	struct shoal_err err;
 
 	return layer_remove_tree(dir, &err);
+}
+
+void *
+fixture_new(size_t size, const char *name)
+{
+	char *top = calloc(1, size);
+
+	if (top == NULL || fixture_tmpdir(top, FIXTURE_TOP, name) == -1) {
+		free(top);
+		return NULL;
+	}
+	return top;
+}
+
+int
+fixture_teardown(void **state)
+{
+	char *top = *state;
+	int rc = fixture_rmtree(top);
+
+	free(top);
+	return rc;
 }
 
 void
@@ -91,6 +116,20 @@ fixture_cpu_ms(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
 	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+int
+fixture_rpc_init(struct rpc_identity *id)
+{
+	if (sodium_init() < 0)
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	if (id != NULL) {
+		crypto_sign_keypair(id->sign_pk, id->sign_sk);
+		token_generate(TOKEN_ROLE_WORKER, id->sign_pk, &id->worker);
+		token_generate(TOKEN_ROLE_ADMIN, id->sign_pk, &id->admin);
+	}
+	return 0;
 }
 
 static void

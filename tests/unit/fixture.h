@@ -20,6 +20,15 @@ struct rpc_identity;
 int fixture_tmpdir(char *buf, size_t size, const char *name);
 /* Remove dir and everything below it: 0, or -1. */
 int fixture_rmtree(const char *dir);
+/*
+ * The state of a test with a temp dir of its own: a struct of size bytes whose first member is
+ * char top[FIXTURE_TOP], zeroed, "/tmp/shoal-NAME-test.XXXXXX" made in top; NULL on failure.
+ * fixture_teardown is its cmocka teardown: the dir and all below it removed, state freed.
+ */
+#define FIXTURE_TOP 64
+void *fixture_new(size_t size, const char *name);
+int fixture_teardown(void **state);
+
 /* Skip the calling test unless it runs as root (mounts, chown, device nodes). */
 void fixture_need_root(void);
 
@@ -49,6 +58,13 @@ struct fixture_rpc_server {
 	struct event_base *base;
 	pthread_t thread;
 };
+
+/*
+ * For a group setup of the RPC tests: libsodium ready, SIGPIPE ignored (a peer that hangs up
+ * is an error return, not the end of the run), and id (may be NULL) a fresh signing key with
+ * its worker and admin tokens. 0, or -1 (a cmocka setup's failure).
+ */
+int fixture_rpc_init(struct rpc_identity *id);
 
 void fixture_rpc_server_start(struct fixture_rpc_server *s);
 void fixture_rpc_server_join(struct fixture_rpc_server *s);

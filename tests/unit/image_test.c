@@ -30,7 +30,7 @@
 #include "util.h"
 
 struct fixture {
-	char top[64];
+	char top[FIXTURE_TOP];
 	char root[96]; /* the store */
 	char src[96];  /* layouts are built under here */
 };
@@ -112,6 +112,44 @@ struct layout {
 	size_t nlayers;
 };
 
+/* An empty OCI layout at f->src/name (its blobs dir made) for l. */
+static void
+layout_begin(struct fixture *f, struct layout *l, const char *name)
+{
+	char path[256];
+
+	memset(l, 0, sizeof(*l));
+	snprintf(l->dir, sizeof(l->dir), "%s/%s", f->src, name);
+	snprintf(path, sizeof(path), "%s/blobs/sha256", l->dir);
+	assert_int_equal(util_mkdir_p(path, 0755, NULL), 0);
+}
+
+/* The rest of l once its layers are blobs: the config blob, a manifest of it and the layer
+ * descriptors descs (JSON, comma-separated), an index naming it ref, and oci-layout. */
+static void
+layout_finish(struct layout *l, const char *ref, const char *config, const char *descs)
+{
+	char *json, path[256];
+	size_t len;
+
+	put_blob(l->dir, config, strlen(config), l->config);
+	len = strlen(config);
+	json = xasprintf("{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+	                 "\"%s\",\"digest\":\"%s\",\"size\":%zu},\"layers\":[%s]}",
+	                 OCI_MT_MANIFEST, OCI_MT_CONFIG, l->config, len, descs);
+	put_blob(l->dir, json, strlen(json), l->manifest);
+	len = strlen(json);
+	free(json);
+	json = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":"
+	                 "\"%s\",\"size\":%zu,\"annotations\":{\"%s\":\"%s\"}}]}",
+	                 OCI_MT_MANIFEST, l->manifest, len, OCI_ANN_REF_NAME, ref);
+	snprintf(path, sizeof(path), "%s/index.json", l->dir);
+	write_file(path, json, strlen(json));
+	free(json);
+	snprintf(path, sizeof(path), "%s/oci-layout", l->dir);
+	write_file(path, "{\"imageLayoutVersion\":\"1.0.0\"}", 30);
+}
+
 /*
  * Build an OCI layout under f->src/name: one image named ref, whose layers are the given
  * file lists (base first), with layer_type as media type (NULL: plain tar).
@@ -121,13 +159,10 @@ make_layout(struct fixture *f, struct layout *l, const char *name, const char *r
             const struct file *const *layers, const size_t *nfiles, size_t nlayers,
             const char *layer_type)
 {
-	char *buf, *json, path[256], descs[2048] = "", diffs[1024] = "";
+	char *buf, *json, descs[2048] = "", diffs[1024] = "";
 	size_t len;
 
-	memset(l, 0, sizeof(*l));
-	snprintf(l->dir, sizeof(l->dir), "%s/%s", f->src, name);
-	snprintf(path, sizeof(path), "%s/blobs/sha256", l->dir);
-	assert_int_equal(util_mkdir_p(path, 0755, NULL), 0);
+	layout_begin(f, l, name);
 	for (size_t i = 0; i < nlayers; i++) {
 		size_t n = strlen(descs);
 		tar_bytes(layers[i], nfiles[i], &buf, &len);
@@ -146,23 +181,8 @@ make_layout(struct fixture *f, struct layout *l, const char *name, const char *r
 	              "\"Env\":[\"PATH=/bin\",\"MODE=test\"],\"WorkingDir\":\"/srv\","
 	              "\"User\":\"1000:1000\"},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}}",
 	              diffs);
-	put_blob(l->dir, json, strlen(json), l->config);
-	len = strlen(json);
+	layout_finish(l, ref, json, descs);
 	free(json);
-	json = xasprintf("{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
-	                 "\"%s\",\"digest\":\"%s\",\"size\":%zu},\"layers\":[%s]}",
-	                 OCI_MT_MANIFEST, OCI_MT_CONFIG, l->config, len, descs);
-	put_blob(l->dir, json, strlen(json), l->manifest);
-	len = strlen(json);
-	free(json);
-	json = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":"
-	                 "\"%s\",\"size\":%zu,\"annotations\":{\"%s\":\"%s\"}}]}",
-	                 OCI_MT_MANIFEST, l->manifest, len, OCI_ANN_REF_NAME, ref);
-	snprintf(path, sizeof(path), "%s/index.json", l->dir);
-	write_file(path, json, strlen(json));
-	free(json);
-	snprintf(path, sizeof(path), "%s/oci-layout", l->dir);
-	write_file(path, "{\"imageLayoutVersion\":\"1.0.0\"}", 30);
 }
 
 static const struct file base_files[] = {
@@ -230,25 +250,15 @@ count_entries(const char *dir)
 static int
 setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = fixture_new(sizeof(*f), "image");
 
-	if (fixture_tmpdir(f->top, sizeof(f->top), "image") == -1)
+	if (f == NULL)
 		return -1;
 	snprintf(f->root, sizeof(f->root), "%s/root", f->top);
 	snprintf(f->src, sizeof(f->src), "%s/src", f->top);
 	mkdir(f->src, 0755);
 	*state = f;
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-	int rc = fixture_rmtree(f->top);
-
-	free(f);
-	return rc;
 }
 
 static void
@@ -597,37 +607,20 @@ static void
 make_one_layer(struct fixture *f, struct layout *l, const char *name, const char *ref,
                const char *blob, size_t blen, const char *mt, const char *diff_id)
 {
-	char *json, path[256];
-	size_t len;
+	char *config, *descs;
 
-	memset(l, 0, sizeof(*l));
-	snprintf(l->dir, sizeof(l->dir), "%s/%s", f->src, name);
-	snprintf(path, sizeof(path), "%s/blobs/sha256", l->dir);
-	assert_int_equal(util_mkdir_p(path, 0755, NULL), 0);
+	layout_begin(f, l, name);
 	put_blob(l->dir, blob, blen, l->layers[0]);
 	l->nlayers = 1;
-	json = xasprintf("{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{"
-	                 "\"Cmd\":[\"/bin/app\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":"
-	                 "[\"%s\"]}}",
-	                 diff_id);
-	put_blob(l->dir, json, strlen(json), l->config);
-	len = strlen(json);
-	free(json);
-	json = xasprintf("{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
-	                 "\"%s\",\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":"
-	                 "\"%s\",\"digest\":\"%s\",\"size\":%zu}]}",
-	                 OCI_MT_MANIFEST, OCI_MT_CONFIG, l->config, len, mt, l->layers[0], blen);
-	put_blob(l->dir, json, strlen(json), l->manifest);
-	len = strlen(json);
-	free(json);
-	json = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":"
-	                 "\"%s\",\"size\":%zu,\"annotations\":{\"%s\":\"%s\"}}]}",
-	                 OCI_MT_MANIFEST, l->manifest, len, OCI_ANN_REF_NAME, ref);
-	snprintf(path, sizeof(path), "%s/index.json", l->dir);
-	write_file(path, json, strlen(json));
-	free(json);
-	snprintf(path, sizeof(path), "%s/oci-layout", l->dir);
-	write_file(path, "{\"imageLayoutVersion\":\"1.0.0\"}", 30);
+	config = xasprintf("{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{"
+	                   "\"Cmd\":[\"/bin/app\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":"
+	                   "[\"%s\"]}}",
+	                   diff_id);
+	descs = xasprintf("{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu}", mt, l->layers[0],
+	                  blen);
+	layout_finish(l, ref, config, descs);
+	free(config);
+	free(descs);
 }
 
 /* image_get(ref) resolves its one layer to ROOT/layers/hex, and the layer holds bin/app. */
@@ -903,14 +896,14 @@ main(void)
 	    cmocka_unit_test(test_ref),
 	    cmocka_unit_test(test_index_names),
 	    cmocka_unit_test(test_manifest_problems_collected),
-	    cmocka_unit_test_setup_teardown(test_import_roundtrip, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_shared_base_and_rmi, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_import_roundtrip, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_base_and_rmi, setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_imports_leave_store_unchanged, setup,
-	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_layers_by_diff_id, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_old_store_layer_dirs, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_diff_id_mismatch, setup, teardown),
+	                                    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_size_cap, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_layers_by_diff_id, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_old_store_layer_dirs, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_diff_id_mismatch, setup, fixture_teardown),
 	};
 	return cmocka_run_group_tests_name("image", tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@
 #include "err.h"
 #include "log.h"
 #include "agent/ingress.h"
+#include "fixture.h"
 #include "agent/ingress_host.h"
 #include "agent/proxy.h"
 #include "shoal.pb-c.h"
@@ -106,13 +107,25 @@ squat(uint16_t *port)
 	return fd;
 }
 
+/* Service web on 127.0.0.1 (the port is the test's) with the one backend be. */
+#define WEB_BACKEND                                                                                \
+	{                                                                                          \
+		.id = "t1", .ip = "127.0.0.1", .port = 9                                           \
+	}
+
+static struct proxy_service_spec
+web_service(struct proxy_backend_spec *be)
+{
+	return (struct proxy_service_spec){
+	    .name = "web", .listen_addr = "127.0.0.1", .backends = be, .nbackends = 1};
+}
+
 static void
 test_bind_error_reported_then_retried(void **state)
 {
 	struct proxy_options po = {.threads = 1};
-	struct proxy_backend_spec be = {.id = "t1", .ip = "127.0.0.1", .port = 9};
-	struct proxy_service_spec svc = {
-	    .name = "web", .listen_addr = "127.0.0.1", .backends = &be, .nbackends = 1};
+	struct proxy_backend_spec be = WEB_BACKEND;
+	struct proxy_service_spec svc = web_service(&be);
 	const struct proxy_bind_error *errs;
 	struct shoal_err err;
 	struct proxy *p;
@@ -140,9 +153,8 @@ static void
 test_listener_handover(void **state)
 {
 	struct proxy_options po = {.threads = 1};
-	struct proxy_backend_spec be = {.id = "t1", .ip = "127.0.0.1", .port = 9};
-	struct proxy_service_spec svc = {
-	    .name = "web", .listen_addr = "127.0.0.1", .backends = &be, .nbackends = 1};
+	struct proxy_backend_spec be = WEB_BACKEND;
+	struct proxy_service_spec svc = web_service(&be);
 	const struct proxy_bind_error *errs;
 	struct shoal_err err;
 	struct proxy *a, *b;
@@ -219,6 +231,13 @@ test_specs_from_endpoints(void **state)
 struct fake_ingress {
 	int lfd;
 	bool mute; /* after the report: reads on, answers nothing more, until the agent leaves */
+	/* The agent's side (fake_ingress_up): its ingress, connected to this one. */
+	char dir[40];
+	char *path;
+	pthread_t th;
+	struct event_base *base;
+	struct ingress g;
+	int reports;
 };
 
 static void *
@@ -273,6 +292,40 @@ count_report(const Shoal__IngressReport *r, void *arg)
 	(*(int *)arg)++;
 }
 
+/* Listen as an ingress in a fresh dir, on a thread (fake_ingress_main), and connect an agent's
+ * ingress to it on a loop of its own: back once its first report came. */
+static void
+fake_ingress_up(struct fake_ingress *fi)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	static const struct ingress_ops ops = {.on_report = count_report};
+	struct ingress_spawn_opts so = {0};
+	struct shoal_err err;
+
+	assert_int_equal(fixture_tmpdir(fi->dir, sizeof(fi->dir), "ingress"), 0);
+	fi->path = ingress_socket_path(fi->dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", fi->path);
+	fi->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(fi->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fi->lfd, 4), 0);
+	pthread_create(&fi->th, NULL, fake_ingress_main, fi);
+	fi->base = event_base_new();
+	assert_int_equal(ingress_init(&fi->g, fi->base, fi->dir, &so, &ops, &fi->reports, &err), 0);
+	for (int i = 0; i < 200 && fi->reports == 0; i++)
+		event_base_loop(fi->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
+	assert_int_equal(fi->reports, 1);
+}
+
+/* What fake_ingress_up made, once the ingress is freed and the thread joined. */
+static void
+fake_ingress_remove(struct fake_ingress *fi)
+{
+	event_base_free(fi->base);
+	unlink(fi->path);
+	free(fi->path);
+	rmdir(fi->dir);
+}
+
 /*
  * The agent keeps the last report after its ingress connection drops (heartbeats send it
  * until a new one comes), but not its gauges: a queue length frozen at 8 read as clients
@@ -281,49 +334,26 @@ count_report(const Shoal__IngressReport *r, void *arg)
 static void
 test_report_gauges_dropped_with_the_connection(void **state)
 {
-	char dir[] = "/tmp/shoal-ingress-test.XXXXXX";
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct ingress_ops ops = {.on_report = count_report};
-	struct ingress_spawn_opts so = {0};
 	struct fake_ingress fi = {0};
-	struct event_base *base;
-	struct ingress g;
-	struct shoal_err err;
-	pthread_t th;
-	char *path;
-	int reports = 0;
+	struct ingress *g = &fi.g;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	path = ingress_socket_path(dir);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	fi.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_int_equal(bind(fi.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(fi.lfd, 4), 0);
-	pthread_create(&th, NULL, fake_ingress_main, &fi);
-	base = event_base_new();
-	assert_int_equal(ingress_init(&g, base, dir, &so, &ops, &reports, &err), 0);
-	for (int i = 0; i < 200 && reports == 0; i++)
-		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
-	assert_int_equal(reports, 1);
-	assert_int_equal(ingress_report(&g)->stats[0]->queue_len, 8);
+	fake_ingress_up(&fi);
+	assert_int_equal(ingress_report(g)->stats[0]->queue_len, 8);
 	/* The fake closes: the loss is seen before the reconnect (100 ms later) is tried. */
 	close(fi.lfd);
-	pthread_join(th, NULL);
-	for (int i = 0; i < 100 && g.bev; i++)
-		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
-	assert_null(g.bev);
-	assert_non_null(ingress_report(&g));
-	assert_int_equal(ingress_report(&g)->stats[0]->queue_len, 0);
-	assert_int_equal(ingress_report(&g)->stats[0]->active, 0);
-	assert_int_equal(ingress_report(&g)->stats[0]->queue_max_wait_ms, 0);
-	assert_int_equal(ingress_report(&g)->stats[0]->queued, 12);
-	assert_int_equal(ingress_report(&g)->stats[0]->connections, 20);
-	ingress_free(&g);
-	event_base_free(base);
-	unlink(path);
-	free(path);
-	rmdir(dir);
+	pthread_join(fi.th, NULL);
+	for (int i = 0; i < 100 && g->bev; i++)
+		event_base_loop(fi.base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	assert_null(g->bev);
+	assert_non_null(ingress_report(g));
+	assert_int_equal(ingress_report(g)->stats[0]->queue_len, 0);
+	assert_int_equal(ingress_report(g)->stats[0]->active, 0);
+	assert_int_equal(ingress_report(g)->stats[0]->queue_max_wait_ms, 0);
+	assert_int_equal(ingress_report(g)->stats[0]->queued, 12);
+	assert_int_equal(ingress_report(g)->stats[0]->connections, 20);
+	ingress_free(g);
+	fake_ingress_remove(&fi);
 }
 
 /* An ingress that is connected but stops answering report requests: after 3 s unanswered
@@ -331,48 +361,26 @@ test_report_gauges_dropped_with_the_connection(void **state)
 static void
 test_report_gauges_dropped_when_unanswered(void **state)
 {
-	char dir[] = "/tmp/shoal-ingress-test.XXXXXX";
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct ingress_ops ops = {.on_report = count_report};
-	struct ingress_spawn_opts so = {0};
 	struct fake_ingress fi = {.mute = true};
-	struct event_base *base;
-	struct ingress g;
-	struct shoal_err err;
-	pthread_t th;
-	char *path;
-	int reports = 0;
+	struct ingress *g = &fi.g;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	path = ingress_socket_path(dir);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	fi.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_int_equal(bind(fi.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(fi.lfd, 4), 0);
-	pthread_create(&th, NULL, fake_ingress_main, &fi);
-	base = event_base_new();
-	assert_int_equal(ingress_init(&g, base, dir, &so, &ops, &reports, &err), 0);
-	for (int i = 0; i < 200 && reports == 0; i++)
-		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
-	assert_int_equal(reports, 1);
-	assert_true(ingress_request_report(&g)); /* never answered */
-	assert_false(ingress_request_report(&g));
-	assert_int_equal(ingress_report(&g)->stats[0]->queue_len, 8); /* a moment: still now */
-	g.report_asked_ms -= 3500;                                    /* 3.5 s later */
-	assert_false(ingress_request_report(&g));
-	assert_non_null(g.bev);
-	assert_int_equal(ingress_report(&g)->stats[0]->queue_len, 0);
-	assert_int_equal(ingress_report(&g)->stats[0]->active, 0);
-	assert_int_equal(ingress_report(&g)->stats[0]->queued, 12);
-	ingress_free(&g);
-	event_base_loop(base, EVLOOP_NONBLOCK); /* libevent closes a freed bufferevent's fd here */
-	pthread_join(th, NULL);
+	fake_ingress_up(&fi);
+	assert_true(ingress_request_report(g)); /* never answered */
+	assert_false(ingress_request_report(g));
+	assert_int_equal(ingress_report(g)->stats[0]->queue_len, 8); /* a moment: still now */
+	g->report_asked_ms -= 3500;                                  /* 3.5 s later */
+	assert_false(ingress_request_report(g));
+	assert_non_null(g->bev);
+	assert_int_equal(ingress_report(g)->stats[0]->queue_len, 0);
+	assert_int_equal(ingress_report(g)->stats[0]->active, 0);
+	assert_int_equal(ingress_report(g)->stats[0]->queued, 12);
+	ingress_free(g);
+	event_base_loop(fi.base,
+	                EVLOOP_NONBLOCK); /* libevent closes a freed bufferevent's fd here */
+	pthread_join(fi.th, NULL);
 	close(fi.lfd);
-	event_base_free(base);
-	unlink(path);
-	free(path);
-	rmdir(dir);
+	fake_ingress_remove(&fi);
 }
 
 int

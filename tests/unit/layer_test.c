@@ -39,10 +39,10 @@ struct ent {
 };
 
 struct fixture {
-	char top[64];     /* temp dir holding everything the test makes */
-	char archive[96]; /* top/layer.tar */
-	char dest[96];    /* top/layer: where it unpacks */
-	char outside[96]; /* top/outside: must stay empty */
+	char top[FIXTURE_TOP]; /* temp dir holding everything the test makes */
+	char archive[96];      /* top/layer.tar */
+	char dest[96];         /* top/layer: where it unpacks */
+	char outside[96];      /* top/outside: must stay empty */
 };
 
 /* Write entries as a tar (gz: 1 gzip, 2 zstd) with libarchive's writer. */
@@ -101,9 +101,9 @@ write_tar(const char *path, const struct ent *e, size_t n, int gz)
 static int
 setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = fixture_new(sizeof(*f), "layer");
 
-	if (fixture_tmpdir(f->top, sizeof(f->top), "layer") == -1)
+	if (f == NULL)
 		return -1;
 	snprintf(f->archive, sizeof(f->archive), "%s/layer.tar", f->top);
 	snprintf(f->dest, sizeof(f->dest), "%s/layer", f->top);
@@ -112,16 +112,6 @@ setup(void **state)
 	mkdir(f->outside, 0755);
 	*state = f;
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-	int rc = fixture_rmtree(f->top);
-
-	free(f);
-	return rc;
 }
 
 static int
@@ -533,21 +523,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_whiteouts, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_owners_modes_links, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refuse_dotdot, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refuse_absolute, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refuse_hardlink_escape, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refuse_write_through_symlink, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refuse_whiteout_through_symlink, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refuse_devices, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_whiteouts, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_owners_modes_links, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_dotdot, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_absolute, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_hardlink_escape, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_write_through_symlink, setup,
+	                                    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_whiteout_through_symlink, setup,
+	                                    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_devices, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated, setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_plain_archive_refuses_devices_and_owners, setup,
-	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_zstd, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_size_and_remove, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refuse_decompression_bomb, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_max_bytes, setup, teardown),
+	                                    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_zstd, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_size_and_remove, setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_decompression_bomb, setup,
+	                                    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_max_bytes, setup, fixture_teardown),
 	};
 	return cmocka_run_group_tests_name("layer", tests, NULL, NULL);
 }

@@ -206,16 +206,10 @@ test_block_equals_flow(void **state)
 	manifest_free(&b);
 }
 
+/* Every field of s has its default: a spec of only a name and an image, from YAML or JSON. */
 static void
-test_defaults(void **state)
+assert_defaults(const struct service_spec *s)
 {
-	struct manifest m;
-	const struct service_spec *s;
-
-	(void)state;
-	parse_ok("service: min\nimage: busybox\n", &m);
-	assert_int_equal(m.n_services, 1);
-	s = &m.services[0];
 	assert_int_equal(s->replicas, 1);
 	assert_false(s->entrypoint.set);
 	assert_false(s->command.set);
@@ -243,6 +237,19 @@ test_defaults(void **state)
 	assert_int_equal(s->network, MANIFEST_NETWORK_BRIDGE);
 	/* Docker's default: no no_new_privs, so setuid and file capabilities work. */
 	assert_false(s->no_new_privileges);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct manifest m;
+	const struct service_spec *s;
+
+	(void)state;
+	parse_ok("service: min\nimage: busybox\n", &m);
+	assert_int_equal(m.n_services, 1);
+	s = &m.services[0];
+	assert_defaults(s);
 	manifest_free(&m);
 }
 
@@ -797,9 +804,7 @@ test_from_json(void **state)
 	/* Missing keys take defaults; unknown keys are ignored (a newer writer). */
 	assert_int_equal(
 	    manifest_spec_from_json("{\"name\":\"a\",\"image\":\"x\",\"future\":1}", &s, &err), 0);
-	assert_int_equal(s.replicas, 1);
-	assert_int_equal(s.restart.delay_ms, 5000);
-	assert_int_equal(s.health.interval_ms, 30000);
+	assert_defaults(&s);
 	manifest_spec_free(&s);
 	assert_int_equal(manifest_spec_from_json("{\"name\":\"a\"", &s, &err), -1);
 	assert_int_equal(manifest_spec_from_json("[]", &s, &err), -1);

@@ -46,6 +46,23 @@ teardown(void **state)
 	return 0;
 }
 
+/* The store in f's dir and a node table of 10.244.0.0/16 on it. */
+static void
+open_table(struct fixture *f, struct store *st, struct nodes *ns)
+{
+	struct shoal_err err;
+
+	assert_int_equal(store_open(st, f->db, &err), 0);
+	assert_int_equal(nodes_init(ns, "10.244.0.0/16", &err), 0);
+}
+
+static void
+close_table(struct store *st, struct nodes *ns)
+{
+	nodes_free(ns);
+	store_close(st);
+}
+
 static void
 test_cidr(void **state)
 {
@@ -73,8 +90,7 @@ test_register_distinct_subnets(void **state)
 	char s1[32], s2[32], s3[32];
 	struct node *a, *b, *c;
 
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	a = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, NULL, &err);
 	b = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, NULL, &err);
 	c = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, NULL, &err);
@@ -94,8 +110,7 @@ test_register_distinct_subnets(void **state)
 	assert_string_equal(b->id, id);
 	assert_string_equal(b->address, "192.168.56.22");
 	assert_string_equal(nodes_subnet(&ns, b, s2, sizeof(s2)), "10.244.2.0/24");
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 static void
@@ -108,18 +123,15 @@ test_reload_keeps_identity(void **state)
 	char id1[16], id2[16], sub[32];
 	struct node *n;
 
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, NULL, &err);
 	snprintf(id1, sizeof(id1), "%s", n->id);
 	n = nodes_register(&ns, &st, "node2", "192.168.56.12", "zone=b", 2000, 1 << 30, NULL, &err);
 	snprintf(id2, sizeof(id2), "%s", n->id);
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 
 	/* As after a kill -9 and restart: everything comes back from SQLite, down until seen. */
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	assert_int_equal(nodes_load(&ns, &st, &err), 0);
 	assert_int_equal(ns.n, 2);
 	n = nodes_find(&ns, "node2");
@@ -132,8 +144,7 @@ test_reload_keeps_identity(void **state)
 	n = nodes_register(&ns, &st, "node3", "192.168.56.13", "", 1000, 1 << 29, NULL, &err);
 	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.3.0/24");
 	assert_string_equal(nodes_find(&ns, "node1")->id, id1);
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 static void
@@ -156,8 +167,7 @@ test_subnets_exhausted(void **state)
 	assert_null(nodes_register(&ns, &st, "n4", "10.0.0.1", "", 1000, 1, NULL, &err));
 	assert_string_equal(err.msg, "no free /24 left in the cluster CIDR for node n4");
 	assert_null(nodes_find(&ns, "n4"));
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 static int downs;
@@ -176,8 +186,7 @@ two_ready_nodes(struct fixture *f, struct store *st, struct nodes *ns, struct no
 {
 	struct shoal_err err;
 
-	assert_int_equal(store_open(st, f->db, &err), 0);
-	assert_int_equal(nodes_init(ns, "10.244.0.0/16", &err), 0);
+	open_table(f, st, ns);
 	*a = nodes_register(ns, st, "a", "10.0.0.1", "", 1000, 1, NULL, &err);
 	*b = nodes_register(ns, st, "b", "10.0.0.2", "", 1000, 1, NULL, &err);
 	assert_non_null(*a);
@@ -205,8 +214,7 @@ test_expire(void **state)
 	/* A node already down is not reported twice. */
 	assert_int_equal(nodes_expire(&ns, 20000, 3000, count_down, NULL), 1);
 	assert_int_equal(downs, 2);
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 /* A restarted scheduler: the nodes it loads get the grace period, not the 3-beat timer,
@@ -221,8 +229,7 @@ test_expire_restart_grace(void **state)
 	struct node *a, *b;
 	int64_t t0;
 
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	assert_non_null(nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, NULL, &err));
 	assert_non_null(nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err));
 	nodes_free(&ns);
@@ -247,8 +254,7 @@ test_expire_restart_grace(void **state)
 	                 1);
 	assert_int_equal(a->status, NODE_DOWN);
 	assert_int_equal(downs, 2);
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 /* The scheduler's own hold-ups (a long pass, a burst of registrations) are not a node's
@@ -285,8 +291,7 @@ test_expire_not_our_stall(void **state)
 	assert_int_equal(nodes_expire(&ns, 15260 + 3001, 3000, count_down, NULL), 1);
 	assert_int_equal(b->status, NODE_DOWN);
 	assert_int_equal(downs, 2);
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 /* A node that registers again unchanged (every node after a scheduler restart) writes no row:
@@ -302,8 +307,7 @@ test_register_unchanged_no_write(void **state)
 	struct node *n;
 
 	randombytes_buf(k, sizeof(k));
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	n = nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 1000, 1 << 30, k, &err);
 	assert_non_null(n);
 	assert_int_equal(sqlite3_exec(st.db, "PRAGMA query_only=1", NULL, NULL, NULL), SQLITE_OK);
@@ -315,8 +319,7 @@ test_register_unchanged_no_write(void **state)
 	/* A record of an older store without a key: binding it is a write. */
 	n->has_key = false;
 	assert_null(nodes_register(&ns, &st, "n1", "10.0.0.1", "zone=a", 1000, 1 << 30, k, &err));
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 /* A name comes back only with its key; an impostor's Register changes nothing. */
@@ -333,8 +336,7 @@ test_key_binding(void **state)
 
 	randombytes_buf(ka, sizeof(ka));
 	randombytes_buf(kb, sizeof(kb));
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	assert_int_equal(nodes_check_key(&ns, "node2", ka), NODES_KEY_NEW);
 	n = nodes_register(&ns, &st, "node2", "192.168.56.12", "", 2000, 1 << 30, ka, &err);
 	assert_non_null(n);
@@ -351,12 +353,10 @@ test_key_binding(void **state)
 	assert_string_equal(n->address, "192.168.56.22");
 	assert_string_equal(n->labels, "");
 	assert_int_equal(n->cpu_millis, 2000);
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 
 	/* The binding is durable. */
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	assert_int_equal(nodes_load(&ns, &st, &err), 0);
 	n = nodes_find(&ns, "node2");
 	assert_non_null(n);
@@ -364,8 +364,7 @@ test_key_binding(void **state)
 	assert_int_equal(nodes_check_key(&ns, "node2", ka), NODES_KEY_MATCH);
 	assert_int_equal(nodes_check_key(&ns, "node2", kb), NODES_KEY_MISMATCH);
 	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.1.0/24");
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 /* A store written before node keys existed: opened (migrated) as is, and each node gets the key
@@ -397,26 +396,22 @@ test_old_store_trust_on_first_use(void **state)
 	    SQLITE_OK);
 	sqlite3_close(db);
 
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	assert_int_equal(nodes_load(&ns, &st, &err), 0);
 	assert_int_equal(ns.n, 1);
 	assert_false(nodes_find(&ns, "old1")->has_key);
 	assert_int_equal(nodes_check_key(&ns, "old1", ka), NODES_KEY_UNBOUND);
 	assert_non_null(nodes_register(&ns, &st, "old1", "10.1.1.1", "", 1000, 1000, ka, &err));
 	assert_null(nodes_register(&ns, &st, "old1", "10.1.1.9", "", 1000, 1000, kb, &err));
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 
 	/* Opening a migrated store again changes nothing; the key stayed. */
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	assert_int_equal(nodes_load(&ns, &st, &err), 0);
 	assert_string_equal(nodes_find(&ns, "old1")->id, "aaaaaaaaaaaa");
 	assert_int_equal(nodes_check_key(&ns, "old1", ka), NODES_KEY_MATCH);
 	assert_int_equal(nodes_check_key(&ns, "old1", kb), NODES_KEY_MISMATCH);
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 static void
@@ -475,8 +470,7 @@ test_remove(void **state)
 
 	randombytes_buf(ka, sizeof(ka));
 	randombytes_buf(kb, sizeof(kb));
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	a = nodes_register(&ns, &st, "a", "10.0.0.1", "", 1000, 1, ka, &err);
 	assert_non_null(nodes_register(&ns, &st, "b", "10.0.0.2", "", 1000, 1, NULL, &err));
 	assert_non_null(a);
@@ -488,17 +482,14 @@ test_remove(void **state)
 	assert_non_null(n);
 	/* Its old /24 was free again. */
 	assert_string_equal(nodes_subnet(&ns, n, sub, sizeof(sub)), "10.244.1.0/24");
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	assert_int_equal(nodes_load(&ns, &st, &err), 0);
 	assert_int_equal(ns.n, 2);
 	assert_int_equal(nodes_check_key(&ns, "a", kb), NODES_KEY_MATCH);
 	assert_string_equal(nodes_find(&ns, "a")->address, "10.0.0.3");
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 /* `shoal node update`: admin labels over the agent's, all or nothing, kept across a restart
@@ -522,8 +513,7 @@ test_admin_labels(void **state)
 	assert_string_equal(m, "");
 	free(m);
 
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=a", 2000, 1 << 30, NULL, &err);
 	assert_non_null(n);
 	assert_int_equal(nodes_update_labels(&st, n, add1, 2, NULL, 0, &err), 0);
@@ -543,12 +533,10 @@ test_admin_labels(void **state)
 	/* The agent registers again with other labels: the admin's stay over them. */
 	n = nodes_register(&ns, &st, "node1", "192.168.56.11", "zone=c", 2000, 1 << 30, NULL, &err);
 	assert_string_equal(n->labels, "zone=c,tier=gold");
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 
 	/* A restart: both sets come back from the store. */
-	assert_int_equal(store_open(&st, f->db, &err), 0);
-	assert_int_equal(nodes_init(&ns, "10.244.0.0/16", &err), 0);
+	open_table(f, &st, &ns);
 	assert_int_equal(nodes_load(&ns, &st, &err), 0);
 	n = nodes_find(&ns, "node1");
 	assert_non_null(n);
@@ -556,8 +544,7 @@ test_admin_labels(void **state)
 	assert_string_equal(n->admin_labels, "tier=gold");
 	assert_int_equal(nodes_update_labels(&st, n, NULL, 0, rm_tier, 1, &err), 0);
 	assert_string_equal(n->labels, "zone=c");
-	nodes_free(&ns);
-	store_close(&st);
+	close_table(&st, &ns);
 }
 
 int

@@ -489,16 +489,12 @@ static int
 setup(void **state)
 {
 	(void)state;
-	if (sodium_init() < 0)
+	if (fixture_rpc_init(&ident) == -1)
 		return -1;
-	signal(SIGPIPE, SIG_IGN);
 	/* The refused connects are expected; their warnings would only clutter the TAP output. */
 	log_init("rpc_call_test", LOG_ERR);
 	/* A deadline that does not fire hangs a call: end the run with a failure instead. */
 	alarm(120);
-	crypto_sign_keypair(ident.sign_pk, ident.sign_sk);
-	token_generate(TOKEN_ROLE_WORKER, ident.sign_pk, &ident.worker);
-	token_generate(TOKEN_ROLE_ADMIN, ident.sign_pk, &ident.admin);
 	return 0;
 }
 

@@ -877,13 +877,9 @@ static int
 setup(void **state)
 {
 	(void)state;
-	if (sodium_init() < 0)
+	if (fixture_rpc_init(&ident) == -1)
 		return -1;
-	signal(SIGPIPE, SIG_IGN);
-	crypto_sign_keypair(ident.sign_pk, ident.sign_sk);
 	crypto_sign_keypair(other_pk, other_sk);
-	token_generate(TOKEN_ROLE_WORKER, ident.sign_pk, &ident.worker);
-	token_generate(TOKEN_ROLE_ADMIN, ident.sign_pk, &ident.admin);
 	worker_tok = ident.worker;
 	admin_tok = ident.admin;
 	return 0;

@@ -21,6 +21,7 @@
 #include "nodekey.h"
 #include "rpc.h"
 #include "scheduler/api.h"
+#include "scheduler/conn.h"
 #include "scheduler/identity.h"
 #include "scheduler/server.h"
 #include "shoal.pb-c.h"
@@ -51,18 +52,10 @@ static void
 harness_srv_closed(struct rpc_conn *c, const char *reason, void *arg)
 {
 	struct sched_conn *sc = arg;
-	struct sched_server *srv = sc->srv;
 
 	(void)c;
 	(void)reason;
-	if (sc->node && sc->node->conn == sc->rpc)
-		sc->node->conn = NULL;
-	if (sc->prev)
-		sc->prev->next = sc->next;
-	else
-		srv->conns = sc->next;
-	if (sc->next)
-		sc->next->prev = sc->prev;
+	sched_conn_unlink(sc); /* the server's own, as its callback does */
 	free(sc);
 }
 
@@ -114,8 +107,9 @@ static const struct rpc_callbacks harness_cli_cbs = {
     .closed = harness_cli_closed,
 };
 
+/* Connect role's client over a socketpair, its messages to cbs (arg: h): 0, or -1. */
 static int
-harness_connect(struct harness *h, int role)
+harness_connect_cbs(struct harness *h, int role, const struct rpc_callbacks *cbs)
 {
 	struct sched_server *srv = &h->srv;
 	struct sched_conn *sc;
@@ -132,13 +126,20 @@ harness_connect(struct harness *h, int role)
 	if (srv->conns)
 		srv->conns->prev = sc;
 	srv->conns = sc;
+	srv->nconns++; /* as the server counts an accepted one (sched_conn_unlink takes it off) */
 	h->sc[role] = sc;
 	h->cli[role] = rpc_client(srv->base, sv[1], "sched",
 	                          role == HARNESS_ADMIN ? &srv->id.admin : &srv->id.worker,
-	                          &srv->limits, &harness_cli_cbs, h);
+	                          &srv->limits, cbs, h);
 	for (int64_t end = util_now_ms() + 2000; !h->ready[role] && util_now_ms() < end;)
 		event_base_loop(srv->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	return h->ready[role] ? 0 : -1;
+}
+
+static int
+harness_connect(struct harness *h, int role)
+{
+	return harness_connect_cbs(h, role, &harness_cli_cbs);
 }
 
 /* A scheduler on a fresh data dir ($TMPDIR, default /tmp) with frames of at most max_frame bytes
@@ -214,15 +215,89 @@ harness_sign_register(struct harness *h, int role, Shoal__Register *reg,
 		nodekey_sign_register(&h->key, h->cli[role], reg, sig);
 }
 
-/* A fresh connection for role (the old one closed first): a new session. */
+/* A fresh connection for role (the old one closed first), its messages to cbs: a new
+ * session. A test that watches pushes passes callbacks that hand the rest to
+ * harness_cli_message. */
 static inline int
-harness_reconnect(struct harness *h, int role)
+harness_reconnect_cbs(struct harness *h, int role, const struct rpc_callbacks *cbs)
 {
 	if (h->cli[role]) {
 		rpc_free(h->cli[role]);
 		h->cli[role] = NULL;
 	}
-	return harness_connect(h, role);
+	return harness_connect_cbs(h, role, cbs);
+}
+
+/* A fresh connection for role (the old one closed first): a new session. */
+static inline int
+harness_reconnect(struct harness *h, int role)
+{
+	return harness_reconnect_cbs(h, role, &harness_cli_cbs);
+}
+
+/* Run the loop for ms: the reconcile pass, the pushes, what a report set off. */
+static inline void
+harness_spin(struct harness *h, int ms)
+{
+	for (int64_t end = util_now_ms() + ms; util_now_ms() < end;)
+		event_base_loop(h->srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+/* Register reg as the worker, signed, with 4 CPUs and 4 GiB unless it names a capacity: the
+ * reply (owned) or NULL. */
+static inline Shoal__Envelope *
+harness_register(struct harness *h, Shoal__Register *reg)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__Capacity cap = SHOAL__CAPACITY__INIT;
+	uint8_t sig[NODEKEY_SIG_BYTES];
+	Shoal__Envelope *r;
+
+	if (reg->capacity == NULL) {
+		cap.cpu_millis = 4000;
+		cap.memory_bytes = 1ull << 32;
+		reg->capacity = &cap;
+	}
+	harness_sign_register(h, HARNESS_WORKER, reg, sig);
+	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
+	env.register_ = reg;
+	r = harness_call(h, HARNESS_WORKER, &env, 10000);
+	if (reg->capacity == &cap)
+		reg->capacity = NULL;
+	return r;
+}
+
+/* Apply the one spec json (the API's JSON form) as the admin: the reply (owned) or NULL. */
+static inline Shoal__Envelope *
+harness_apply(struct harness *h, const char *json)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__Apply ap = SHOAL__APPLY__INIT;
+	char *specs[] = {(char *)json};
+
+	ap.specs_json = specs;
+	ap.n_specs_json = 1;
+	env.body_case = SHOAL__ENVELOPE__BODY_APPLY;
+	env.apply = &ap;
+	return harness_call(h, HARNESS_ADMIN, &env, 1000);
+}
+
+/* Send ts as the worker in a TaskReport of its own (no reply comes): 0, or -1. */
+static inline int
+harness_report(struct harness *h, Shoal__TaskStatus *ts)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT;
+	Shoal__TaskReport tr = SHOAL__TASK_REPORT__INIT;
+	struct shoal_err err;
+
+	if (h->cli[HARNESS_WORKER] == NULL)
+		return -1;
+	tr.statuses = &ts;
+	tr.n_statuses = 1;
+	env.id = ++h->next_id;
+	env.body_case = SHOAL__ENVELOPE__BODY_TASK_REPORT;
+	env.task_report = &tr;
+	return rpc_send(h->cli[HARNESS_WORKER], &env, &err);
 }
 
 /* Send raw packed bytes as role (what no Envelope packs to) and run the loop a little. */
@@ -249,6 +324,26 @@ harness_close(struct harness *h)
 	nodekey_wipe(&h->key);
 	if (system(rm) != 0)
 		fprintf(stderr, "harness: cannot remove %s\n", h->dir);
+}
+
+/* A cmocka setup and teardown: a harness (default frames) as the test's state. */
+static inline int
+harness_setup(void **state)
+{
+	struct harness *h = xcalloc(1, sizeof(*h));
+
+	*state = h;
+	return harness_open(h, 0);
+}
+
+static inline int
+harness_teardown(void **state)
+{
+	struct harness *h = *state;
+
+	harness_close(h);
+	free(h);
+	return 0;
 }
 
 #endif

@@ -47,102 +47,124 @@ setup_state(struct watch_state *st, struct watch_service *v, enum watch_kind kin
 	st->out = out;
 }
 
+/* Two watched services, web and api, printing to a memory stream (buf): the state of the
+ * watch tests. */
+struct watch_out {
+	struct watch_state st;
+	struct watch_service v[2];
+	char *buf;
+	size_t len;
+	FILE *out;
+};
+
+static int
+setup(void **state)
+{
+	struct watch_out *w = calloc(1, sizeof(*w));
+
+	if (w == NULL || (w->out = open_memstream(&w->buf, &w->len)) == NULL)
+		return -1;
+	setup_state(&w->st, w->v, WATCH_APPLY, w->out);
+	*state = w;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct watch_out *w = *state;
+
+	fclose(w->out);
+	free(w->buf);
+	free(w->v[0].slots);
+	free(w->v[1].slots);
+	free(w);
+	return 0;
+}
+
 static void
 test_converged_and_failures(void **state)
 {
-	struct watch_state st;
-	struct watch_service v[2];
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&buf, &len);
+	struct watch_out *w = *state;
+	struct watch_state *st = &w->st;
+	struct watch_service *v = w->v;
 	Shoal__Event e;
 
-	(void)state;
-	setup_state(&st, v, WATCH_APPLY, out);
 	e = ev(5, "task", "running", "web", 1, 2, "");
-	assert_true(watch_event(&st, &e));
+	assert_true(watch_event(st, &e));
 	e = ev(6, "task", "running", "other", 1, 2, "");
-	assert_false(watch_event(&st, &e)); /* not watched */
-	assert_false(watch_finished(&st));
+	assert_false(watch_event(st, &e)); /* not watched */
+	assert_false(watch_finished(st));
 	e = ev(7, "service", "converged", "web", 0, 2, "3/3 running");
-	watch_event(&st, &e);
+	watch_event(st, &e);
 	assert_true(v[0].done);
 	assert_false(v[0].failed);
-	assert_false(watch_finished(&st));
+	assert_false(watch_finished(st));
 	/* A rollback is a failure of an apply, with the reason. */
 	e = ev(8, "update", "rolled back", "api", 0, 1, "task api.1.x exited with code 3");
-	watch_event(&st, &e);
-	assert_true(watch_finished(&st));
+	watch_event(st, &e);
+	assert_true(watch_finished(st));
 	assert_true(v[1].failed);
 	assert_string_equal(v[1].status, "update rolled back: task api.1.x exited with code 3");
-	assert_int_equal(st.last_seq, 8);
-	fflush(out);
-	assert_non_null(strstr(buf, "web: slot 1: running web.1.abcd v2 on node1\n"));
-	assert_non_null(strstr(buf, "web: service converged: 3/3 running\n"));
-	assert_null(strstr(buf, "other"));
+	assert_int_equal(st->last_seq, 8);
+	fflush(w->out);
+	assert_non_null(strstr(w->buf, "web: slot 1: running web.1.abcd v2 on node1\n"));
+	assert_non_null(strstr(w->buf, "web: service converged: 3/3 running\n"));
+	assert_null(strstr(w->buf, "other"));
 	free(v[0].slots);
 	free(v[1].slots);
 
 	/* For `shoal rollback`, rolled back is the goal; paused and stuck fail. */
-	setup_state(&st, v, WATCH_ROLLBACK, out);
+	setup_state(st, v, WATCH_ROLLBACK, w->out);
 	e = ev(9, "update", "rolled back", "web", 0, 1, "rollback requested");
-	watch_event(&st, &e);
+	watch_event(st, &e);
 	assert_true(v[0].done);
 	assert_false(v[0].failed);
 	e = ev(10, "update", "paused", "api", 0, 1, "rollback paused: no progress for 300s");
-	watch_event(&st, &e);
+	watch_event(st, &e);
 	assert_true(v[1].failed);
 	assert_string_equal(v[1].status, "update paused: rollback paused: no progress for 300s");
-	setup_state(&st, v, WATCH_APPLY, out);
+	setup_state(st, v, WATCH_APPLY, w->out);
 	e = ev(11, "service", "stuck", "web", 0, 1, "no progress for 300s: waiting: x");
-	watch_event(&st, &e);
+	watch_event(st, &e);
 	assert_true(v[0].failed);
 	assert_string_equal(v[0].status, "stuck: no progress for 300s: waiting: x");
-	fclose(out);
-	free(buf);
 }
 
 static void
 test_slots_and_drawing(void **state)
 {
-	struct watch_state st;
-	struct watch_service v[2];
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&buf, &len);
+	struct watch_out *w = *state;
+	struct watch_state *st = &w->st;
+	struct watch_service *v = w->v;
 	Shoal__Event e;
 
-	(void)state;
-	setup_state(&st, v, WATCH_APPLY, out);
-	st.tty = true;
-	st.n = 1;
+	st->tty = true;
+	st->n = 1;
 	e = ev(1, "update", "started", "web", 0, 2, "");
-	watch_event(&st, &e);
+	watch_event(st, &e);
 	e = ev(2, "task", "running", "web", 2, 2, "");
-	watch_event(&st, &e);
+	watch_event(st, &e);
 	e = ev(3, "task", "healthy", "web", 1, 2, "");
-	watch_event(&st, &e);
+	watch_event(st, &e);
 	/* The old task of slot 1 stopping does not hide the new one. */
 	e = ev(4, "task", "stopped", "web", 1, 1, "replaced");
-	watch_event(&st, &e);
+	watch_event(st, &e);
 	assert_int_equal(v[0].nslots, 2);
 	assert_int_equal(v[0].slots[0].num, 1); /* sorted */
 	assert_string_equal(v[0].slots[0].action, "healthy");
 	assert_int_equal(v[0].slots[0].version, 2);
-	watch_draw(&st);
-	fflush(out);
+	watch_draw(st);
+	fflush(w->out);
 	/* Nothing printed line by line in a terminal: drawn lines only. */
-	assert_null(strstr(buf, "web: slot"));
-	assert_non_null(strstr(buf, "  slot 1   healthy   v2   [==========] node1"));
-	assert_non_null(strstr(buf, "  slot 2   running   v2   [========> ] node1"));
-	assert_int_equal(st.drawn, 3);
+	assert_null(strstr(w->buf, "web: slot"));
+	assert_non_null(strstr(w->buf, "  slot 1   healthy   v2   [==========] node1"));
+	assert_non_null(strstr(w->buf, "  slot 2   running   v2   [========> ] node1"));
+	assert_int_equal(st->drawn, 3);
 	/* A redraw goes back up over the lines drawn. */
-	watch_draw(&st);
-	fflush(out);
-	assert_non_null(strstr(buf, "\033[3A"));
-	fclose(out);
-	free(buf);
-	free(v[0].slots);
+	watch_draw(st);
+	fflush(w->out);
+	assert_non_null(strstr(w->buf, "\033[3A"));
 }
 
 static void
@@ -217,8 +239,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_converged_and_failures),
-	    cmocka_unit_test(test_slots_and_drawing),
+	    cmocka_unit_test_setup_teardown(test_converged_and_failures, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slots_and_drawing, setup, teardown),
 	    cmocka_unit_test(test_detach_arg),
 	    cmocka_unit_test(test_parse_time),
 	    cmocka_unit_test(test_print),
