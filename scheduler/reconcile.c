@@ -79,6 +79,8 @@ scale(struct sched_server *srv, struct service *svc)
 
 	for (size_t i = 0; i < svc->nslots; i++)
 		have += !svc->slots[i].removed;
+	if (have < want)
+		service_slots_reserve(svc, svc->nslots + (want - have));
 	while (have < want) {
 		struct slot *sl = service_slot(svc, service_free_slot_from(svc, from));
 		from = sl->num + 1;

@@ -134,6 +134,15 @@ service_slot(struct service *s, uint32_t num)
 }
 
 void
+service_slots_reserve(struct service *s, size_t n)
+{
+	if (n <= s->capslots)
+		return;
+	s->capslots = n;
+	s->slots = xrealloc(s->slots, s->capslots * sizeof(*s->slots));
+}
+
+void
 service_slot_remove(struct service *s, struct slot *sl)
 {
 	size_t i = (size_t)(sl - s->slots);

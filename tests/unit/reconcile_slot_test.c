@@ -371,6 +371,30 @@ test_health_state(void **state)
 	assert_int_equal(task_health_parse("healthyish", &reason), TASK_HEALTH_UNKNOWN);
 }
 
+/* Memory per task at a million replicas: the task fits a 224-byte malloc chunk (216 bytes
+ * of struct), an unhealthy text is freed when the verdict changes back (ASan checks the
+ * constants are never freed), and a service scaled to N gets exactly N slots. */
+static void
+test_task_memory(void **state)
+{
+	struct fx *f = *state;
+	struct task *t = f->sl->cur = running(f, 2, &f->up, 1000);
+	struct service *svc = service_new("big", WALL);
+
+	assert_true(sizeof(struct task) <= 216);
+	assert_true(task_set_health(t, TASK_HEALTH_UNHEALTHY, "refused"));
+	assert_true(task_set_health(t, TASK_HEALTH_NONE, NULL));
+	assert_string_equal(t->health, "");
+	assert_true(task_set_health(t, TASK_HEALTH_UNHEALTHY, "refused"));
+	/* teardown frees t with its unhealthy text */
+	service_slots_reserve(svc, 10000);
+	for (uint32_t i = 1; i <= 10000; i++)
+		service_slot(svc, i);
+	assert_int_equal(svc->nslots, 10000);
+	assert_int_equal(svc->capslots, 10000);
+	service_free(svc);
+}
+
 int
 main(void)
 {
@@ -389,6 +413,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_monitor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_monitor_current, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_health_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_task_memory, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
