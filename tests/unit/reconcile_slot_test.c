@@ -395,6 +395,32 @@ test_task_memory(void **state)
 	service_free(svc);
 }
 
+/* A slot is found by its number with or without gaps (the no-search path for 1..n, the
+ * binary search once a scale-down left holes), and a free number is the first gap. */
+static void
+test_slot_lookup(void **state)
+{
+	struct service *svc = service_new("gaps", WALL);
+	uint32_t nums[] = {1, 2, 4, 5, 9};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(nums); i++)
+		service_slot(svc, nums[i]);
+	for (uint32_t n = 0; n <= 10; n++) {
+		struct slot *sl = service_slot_find(svc, n);
+		bool have = n == 1 || n == 2 || n == 4 || n == 5 || n == 9;
+		assert_int_equal(sl != NULL, have);
+		if (sl)
+			assert_int_equal(sl->num, n);
+	}
+	assert_int_equal(service_free_slot(svc), 3);
+	assert_int_equal(service_free_slot_from(svc, 4), 6);
+	assert_int_equal(service_slot(svc, 3)->num, 3); /* inserted in order */
+	assert_int_equal(svc->slots[2].num, 3);
+	assert_int_equal(service_slot_find(svc, 4)->num, 4);
+	service_free(svc);
+}
+
 int
 main(void)
 {
@@ -414,6 +440,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_monitor_current, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_health_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_task_memory, setup, teardown),
+	    cmocka_unit_test(test_slot_lookup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
