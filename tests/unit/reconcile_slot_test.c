@@ -12,7 +12,9 @@
 
 #include "manifest.h"
 #include "scheduler/nodes.h"
+#include "scheduler/reconcile.h"
 #include "scheduler/reconcile_slot.h"
+#include "scheduler/server-t.h"
 #include "scheduler/service.h"
 #include "scheduler/task.h"
 #include "util.h"
@@ -421,6 +423,40 @@ test_slot_lookup(void **state)
 	service_free(svc);
 }
 
+/* A big scale-up comes in slices: each pass of the service creates RECONCILE_SCALE_SLICE
+ * slots at most and marks the service again, so the loop reads heartbeats between slices;
+ * the last slice leaves it clean. (No nodes here: the tasks stay pending.) */
+static void
+test_scale_in_slices(void **state)
+{
+	struct sched_server *srv = xcalloc(1, sizeof(*srv));
+	struct service *svc = service_new("big", WALL);
+
+	(void)state;
+	svc->version = 1;
+	svc->spec.replicas = 2 * RECONCILE_SCALE_SLICE + 1;
+	assert_true(reconcile_service(srv, svc, 1000));
+	assert_int_equal(svc->nslots, RECONCILE_SCALE_SLICE);
+	assert_true(svc->dirty);
+	assert_int_equal(srv->ndirty_svcs, 1);
+	assert_ptr_equal(srv->dirty_svcs[0], svc);
+	assert_true(reconcile_service(srv, svc, 1000));
+	assert_int_equal(svc->nslots, 2 * RECONCILE_SCALE_SLICE);
+	assert_true(reconcile_service(srv, svc, 1000));
+	assert_int_equal(svc->nslots, 2 * RECONCILE_SCALE_SLICE + 1);
+	assert_false(svc->dirty);
+	for (size_t i = 0; i < svc->nslots; i++) {
+		assert_int_equal(svc->slots[i].num, i + 1);
+		assert_non_null(svc->slots[i].cur);
+	}
+	assert_int_equal(srv->tasks.n, 2 * RECONCILE_SCALE_SLICE + 1);
+	task_map_free(&srv->tasks);
+	service_free(svc);
+	free(srv->dirty_svcs);
+	free(srv->dirty_tasks);
+	free(srv);
+}
+
 int
 main(void)
 {
@@ -441,6 +477,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_health_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_task_memory, setup, teardown),
 	    cmocka_unit_test(test_slot_lookup),
+	    cmocka_unit_test(test_scale_in_slices),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
