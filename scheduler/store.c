@@ -65,10 +65,6 @@ static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "  updated_ms INTEGER NOT NULL,"
                              "  removed INTEGER NOT NULL DEFAULT 0,"
                              "  update_state TEXT);"
-                             /* Tasks are looked up by id only: WITHOUT ROWID keeps one
-                              * B-tree keyed by id instead of a rowid table plus an index
-                              * on id, half the pages a million inserts write. A store
-                              * created before keeps its rowid table (same columns). */
                              "CREATE TABLE IF NOT EXISTS tasks ("
                              "  id TEXT PRIMARY KEY,"
                              "  name TEXT NOT NULL,"
@@ -79,7 +75,7 @@ static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "  desired INTEGER NOT NULL,"
                              "  role INTEGER NOT NULL DEFAULT 0,"
                              "  restarts INTEGER NOT NULL DEFAULT 0,"
-                             "  created_ms INTEGER NOT NULL) WITHOUT ROWID;"
+                             "  created_ms INTEGER NOT NULL);"
                              "CREATE TABLE IF NOT EXISTS pins ("
                              "  service TEXT NOT NULL,"
                              "  version INTEGER NOT NULL,"
