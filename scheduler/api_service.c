@@ -194,7 +194,7 @@ add_task_info(struct task_list *l, const struct task *t)
 	ti->exit_code = t->exit_code;
 	ti->version = t->version;
 	ti->started_at_ms = t->started_at;
-	ti->health = t->health ? t->health : "";
+	ti->health = (char *)(t->health ? t->health : "");
 	ti->last_output = t->last_output ? t->last_output : "";
 }
 

@@ -55,7 +55,11 @@ struct node {
 	uint32_t ntasks;             /* tasks bound here (live or stopping) */
 	int64_t reserved_cpu_millis; /* sum of bound tasks' reservations */
 	int64_t reserved_memory_bytes;
-	uint32_t scratch;         /* per-pass counter for placement (tasks of one service) */
+	uint32_t scratch; /* per-pass counter for placement (tasks of one service) */
+	/* Placement's scratch too: the node's index in nodes.v (sorted by name), set by
+	 * place_begin, so the spread's tie-break by name compares two integers, not two names,
+	 * in each of the million heap steps of a big burst. */
+	uint32_t name_rank;
 	bool dirty;               /* its task set changed: send Assignments */
 	uint64_t assign_gen;      /* generation of the last Assignments sent */
 	uint64_t endpoints_acked; /* the last Endpoints generation it applied */

@@ -40,7 +40,7 @@ before(const struct node *a, const struct node *b)
 		return a->scratch < b->scratch;
 	if (free_mem(a) != free_mem(b))
 		return free_mem(a) > free_mem(b);
-	return strcmp(a->name, b->name) < 0;
+	return a->name_rank < b->name_rank; /* the order of their names (place_begin) */
 }
 
 static void
@@ -159,8 +159,10 @@ place_begin(struct nodes *ns, struct service *svc)
 
 	b->ns = ns;
 	b->svc = svc;
-	for (size_t i = 0; i < ns->n; i++)
+	for (size_t i = 0; i < ns->n; i++) {
 		ns->v[i]->scratch = 0;
+		ns->v[i]->name_rank = (uint32_t)i;
+	}
 	/* Count this service's tasks per node, one per slot: the task the slot will keep. A
 	 * slot being replaced counts its replacement only (nowhere until it is placed), never
 	 * the task on its way out: counting both made a rolling update drift (3 replicas on 3

@@ -70,24 +70,34 @@ victim_cmp(const void *a, const void *b)
 	return x->sl->num > y->sl->num ? -1 : x->sl->num < y->sl->num;
 }
 
-static void
+/*
+ * Bring the service to its replica count. A scale-up creates at most RECONCILE_SCALE_SLICE
+ * new slots per pass and returns true when more are to come: the service is then marked
+ * again, so a 10,000-replica service is reconciled, placed and written in slices and the
+ * loop reads heartbeats in between (the pass budget is checked between services; a whole
+ * 10,000 took 0.5-1 s on a loaded 2-core machine, long enough for nodes to be declared down).
+ */
+static bool
 scale(struct sched_server *srv, struct service *svc)
 {
-	uint32_t want = svc->removed ? 0 : svc->spec.replicas, have = 0, from = 1;
+	uint32_t want = svc->removed ? 0 : svc->spec.replicas, have = 0, from = 1, made = 0;
 	struct victim *v;
 	size_t nv = 0;
 
 	for (size_t i = 0; i < svc->nslots; i++)
 		have += !svc->slots[i].removed;
-	while (have < want) {
+	if (have < want)
+		service_slots_reserve(svc, svc->nslots + (want - have));
+	while (have < want && made < RECONCILE_SCALE_SLICE) {
 		struct slot *sl = service_slot(svc, service_free_slot_from(svc, from));
 		from = sl->num + 1;
 		sl->cur = reconcile_task_new(srv, svc, sl->num, 0);
 		reconcile_persist_task(srv, sl->cur);
 		have++;
+		made++;
 	}
 	if (have <= want)
-		return;
+		return have < want;
 	/* Load per node = this service's tasks there. */
 	for (size_t i = 0; i < svc->nslots; i++)
 		if (svc->slots[i].cur && svc->slots[i].cur->node)
@@ -126,6 +136,7 @@ scale(struct sched_server *srv, struct service *svc)
 			sl->cur->node->scratch--;
 	}
 	free(v);
+	return false;
 }
 
 /* A removed slot goes once none of its tasks is still running somewhere. */
@@ -545,17 +556,16 @@ delete_service(struct sched_server *srv, struct service *svc)
 		reconcile_mark_node(srv, srv->nodes.v[i]);
 }
 
-/* Returns false when the service was deleted. */
-static bool
+bool
 reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 {
-	bool waiting = false;
+	bool waiting = false, more;
 
 	svc->dirty = false;
 	/* Its name and VIP are in every node's Endpoints (its tasks only where viewed): a
 	 * rebuild without a million unpublished tasks is cheap, and compared before it goes. */
 	endpoints_mark(srv);
-	scale(srv, svc);
+	more = scale(srv, svc);
 	update_pass_begin(svc, now);
 	for (size_t i = 0; i < svc->nslots;) {
 		struct slot *sl = &svc->slots[i];
@@ -582,6 +592,8 @@ reconcile_service(struct sched_server *srv, struct service *svc, int64_t now)
 	/* After placing: a pending reason is part of why it is stuck. The timer it may wait on
 	 * is reconcile_tick's (it needs no pass per second). */
 	watch_progress(srv, svc, now);
+	if (more)
+		reconcile_mark(srv, svc); /* the next slice: after the services already waiting */
 	return true;
 }
 

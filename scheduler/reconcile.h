@@ -1,7 +1,9 @@
 #ifndef SHOAL_SCHEDULER_RECONCILE_H
 #define SHOAL_SCHEDULER_RECONCILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sched_server;
 struct service;
@@ -26,5 +28,12 @@ void reconcile_watch_soon(struct sched_server *srv, struct service *svc);
 
 /* A removed service was applied again: its slots start afresh (old tasks keep stopping). */
 void reconcile_service_recreated(struct sched_server *srv, struct service *svc);
+
+/* Most new slots one pass of a service creates (and places, and writes); more make the
+ * service dirty again for the next slice. */
+#define RECONCILE_SCALE_SLICE 2000
+/* One service's turn in the pass (now: monotonic ms); false when the service was deleted.
+ * reconcile_flush runs it for each dirty service; public for tests. */
+bool reconcile_service(struct sched_server *srv, struct service *svc, int64_t now);
 
 #endif

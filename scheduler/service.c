@@ -97,6 +97,10 @@ slot_lower(const struct service *s, uint32_t num)
 {
 	size_t lo = 0, hi = s->nslots;
 
+	/* Slots numbered 1..n without a gap (every service that never scaled down): slot num
+	 * is at num - 1, no search (a million status reports each look their slot up). */
+	if (num >= 1 && num <= s->nslots && s->slots[num - 1].num == num)
+		return num - 1;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 		if (s->slots[mid].num < num)
@@ -131,6 +135,15 @@ service_slot(struct service *s, uint32_t num)
 	s->slots[i].num = num;
 	s->nslots++;
 	return &s->slots[i];
+}
+
+void
+service_slots_reserve(struct service *s, size_t n)
+{
+	if (n <= s->capslots)
+		return;
+	s->capslots = n;
+	s->slots = xrealloc(s->slots, s->capslots * sizeof(*s->slots));
 }
 
 void

@@ -21,6 +21,9 @@ bool service_pin_set(struct service *s, uint64_t version, const char *digest);
 
 /* Find or add slot num (kept sorted). */
 struct slot *service_slot(struct service *s, uint32_t num);
+/* Room for n slots in one allocation: a service scaled to 10,000 gets 10,000 slots, not the
+ * 16,384 that doubling reaches (64 bytes each, 40 bytes a task). */
+void service_slots_reserve(struct service *s, size_t n);
 struct slot *service_slot_find(struct service *s, uint32_t num);
 void service_slot_remove(struct service *s, struct slot *sl);
 /* The lowest slot number >= 1 that no slot uses. */

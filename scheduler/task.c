@@ -35,6 +35,15 @@ id_random(uint8_t *out, size_t n)
 	left -= n;
 }
 
+/* Only an unhealthy text is allocated (task_set_health); the others are constants. */
+static void
+health_free(struct task *t)
+{
+	if (t->health_state == TASK_HEALTH_UNHEALTHY)
+		free((char *)t->health);
+	t->health = NULL;
+}
+
 struct task *
 task_new(struct service *svc, uint32_t slot, uint64_t version, int64_t now_wall)
 {
@@ -67,7 +76,7 @@ task_free(struct task *t)
 		return;
 	free(t->name);
 	free(t->message);
-	free(t->health);
+	health_free(t);
 	free(t->last_output);
 	free(t);
 }
@@ -91,27 +100,28 @@ task_healthy(const struct task *t)
 bool
 task_set_health(struct task *t, enum task_health h, const char *reason)
 {
-	char *text;
+	const char *text;
+	char *owned = NULL;
 
 	switch (h) {
 	case TASK_HEALTH_STARTING:
-		text = xstrdup("starting");
+		text = "starting";
 		break;
 	case TASK_HEALTH_HEALTHY:
-		text = xstrdup("healthy");
+		text = "healthy";
 		break;
 	case TASK_HEALTH_UNHEALTHY:
-		text = xasprintf("unhealthy: %s", reason ? reason : "");
+		text = owned = xasprintf("unhealthy: %s", reason ? reason : "");
 		break;
 	default:
-		text = xstrdup("");
+		text = "";
 		break;
 	}
 	if (t->health && t->health_state == h && strcmp(t->health, text) == 0) {
-		free(text);
+		free(owned);
 		return false;
 	}
-	free(t->health);
+	health_free(t);
 	t->health = text;
 	t->health_state = h;
 	return true;

@@ -12,7 +12,9 @@
 
 #include "manifest.h"
 #include "scheduler/nodes.h"
+#include "scheduler/reconcile.h"
 #include "scheduler/reconcile_slot.h"
+#include "scheduler/server-t.h"
 #include "scheduler/service.h"
 #include "scheduler/task.h"
 #include "util.h"
@@ -371,6 +373,90 @@ test_health_state(void **state)
 	assert_int_equal(task_health_parse("healthyish", &reason), TASK_HEALTH_UNKNOWN);
 }
 
+/* Memory per task at a million replicas: the task fits a 224-byte malloc chunk (216 bytes
+ * of struct), an unhealthy text is freed when the verdict changes back (ASan checks the
+ * constants are never freed), and a service scaled to N gets exactly N slots. */
+static void
+test_task_memory(void **state)
+{
+	struct fx *f = *state;
+	struct task *t = f->sl->cur = running(f, 2, &f->up, 1000);
+	struct service *svc = service_new("big", WALL);
+
+	assert_true(sizeof(struct task) <= 216);
+	assert_true(task_set_health(t, TASK_HEALTH_UNHEALTHY, "refused"));
+	assert_true(task_set_health(t, TASK_HEALTH_NONE, NULL));
+	assert_string_equal(t->health, "");
+	assert_true(task_set_health(t, TASK_HEALTH_UNHEALTHY, "refused"));
+	/* teardown frees t with its unhealthy text */
+	service_slots_reserve(svc, 10000);
+	for (uint32_t i = 1; i <= 10000; i++)
+		service_slot(svc, i);
+	assert_int_equal(svc->nslots, 10000);
+	assert_int_equal(svc->capslots, 10000);
+	service_free(svc);
+}
+
+/* A slot is found by its number with or without gaps (the no-search path for 1..n, the
+ * binary search once a scale-down left holes), and a free number is the first gap. */
+static void
+test_slot_lookup(void **state)
+{
+	struct service *svc = service_new("gaps", WALL);
+	uint32_t nums[] = {1, 2, 4, 5, 9};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(nums); i++)
+		service_slot(svc, nums[i]);
+	for (uint32_t n = 0; n <= 10; n++) {
+		struct slot *sl = service_slot_find(svc, n);
+		bool have = n == 1 || n == 2 || n == 4 || n == 5 || n == 9;
+		assert_int_equal(sl != NULL, have);
+		if (sl)
+			assert_int_equal(sl->num, n);
+	}
+	assert_int_equal(service_free_slot(svc), 3);
+	assert_int_equal(service_free_slot_from(svc, 4), 6);
+	assert_int_equal(service_slot(svc, 3)->num, 3); /* inserted in order */
+	assert_int_equal(svc->slots[2].num, 3);
+	assert_int_equal(service_slot_find(svc, 4)->num, 4);
+	service_free(svc);
+}
+
+/* A big scale-up comes in slices: each pass of the service creates RECONCILE_SCALE_SLICE
+ * slots at most and marks the service again, so the loop reads heartbeats between slices;
+ * the last slice leaves it clean. (No nodes here: the tasks stay pending.) */
+static void
+test_scale_in_slices(void **state)
+{
+	struct sched_server *srv = xcalloc(1, sizeof(*srv));
+	struct service *svc = service_new("big", WALL);
+
+	(void)state;
+	svc->version = 1;
+	svc->spec.replicas = 2 * RECONCILE_SCALE_SLICE + 1;
+	assert_true(reconcile_service(srv, svc, 1000));
+	assert_int_equal(svc->nslots, RECONCILE_SCALE_SLICE);
+	assert_true(svc->dirty);
+	assert_int_equal(srv->ndirty_svcs, 1);
+	assert_ptr_equal(srv->dirty_svcs[0], svc);
+	assert_true(reconcile_service(srv, svc, 1000));
+	assert_int_equal(svc->nslots, 2 * RECONCILE_SCALE_SLICE);
+	assert_true(reconcile_service(srv, svc, 1000));
+	assert_int_equal(svc->nslots, 2 * RECONCILE_SCALE_SLICE + 1);
+	assert_false(svc->dirty);
+	for (size_t i = 0; i < svc->nslots; i++) {
+		assert_int_equal(svc->slots[i].num, i + 1);
+		assert_non_null(svc->slots[i].cur);
+	}
+	assert_int_equal(srv->tasks.n, 2 * RECONCILE_SCALE_SLICE + 1);
+	task_map_free(&srv->tasks);
+	service_free(svc);
+	free(srv->dirty_svcs);
+	free(srv->dirty_tasks);
+	free(srv);
+}
+
 int
 main(void)
 {
@@ -389,6 +475,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_monitor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_monitor_current, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_health_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_task_memory, setup, teardown),
+	    cmocka_unit_test(test_slot_lookup),
+	    cmocka_unit_test(test_scale_in_slices),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
