@@ -11,6 +11,7 @@
 #include "client.h"
 #include "err.h"
 #include "manifest.h"
+#include "manifest_set.h"
 #include "manifest_json.h"
 #include "shoal.pb-c.h"
 #include "util.h"
@@ -152,7 +153,7 @@ apply_build_owned(const char *const *files, size_t nfiles, FILE *in,
 	 * Names and published ports must also be unique across the files of one apply. A file
 	 * that failed is empty here, so the check still reports the clashes of the others.
 	 */
-	if (manifest_check_set(set, nfiles, errs) == -1)
+	if (manifest_set_check(set, nfiles, errs) == -1)
 		rc = -1;
 	if (apply_check_owners(set, nfiles, owners, nowners, errs) == -1)
 		rc = -1;

@@ -100,7 +100,7 @@ manifest_spec_check(const struct service_spec *s, const char *prefix, struct man
 	}
 
 	/* A port published twice is a clash between services as much as within one: the set
-	 * checks (manifest_check_set, the scheduler's against its services) report it. */
+	 * checks (manifest_set_check, the scheduler's against its services) report it. */
 	for (size_t i = 0; i < s->n_ports; i++) {
 		char path[48];
 		snprintf(path, sizeof(path), "ports[%zu].target", i);

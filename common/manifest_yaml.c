@@ -611,3 +611,13 @@ manifest_yaml_builder_event(struct vctx *c, struct builder *b, const yaml_event_
 		return;
 	}
 }
+
+yaml_mark_t
+manifest_yaml_pos_mark(struct manifest_pos p)
+{
+	yaml_mark_t m = {0};
+
+	m.line = p.line > 0 ? p.line - 1 : 0;
+	m.column = p.column > 0 ? p.column - 1 : 0;
+	return m;
+}

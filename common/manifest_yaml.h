@@ -13,6 +13,7 @@
 
 #include <yaml.h>
 
+#include "manifest-t.h"
 #include "manifest_spec.h"
 
 /* A manifest nests four levels at most; anything far deeper is a mistake or an attack, and
@@ -68,6 +69,9 @@ struct field {
 };
 
 void manifest_yaml_node_free(struct ynode *n);
+
+/* A position as libyaml counts it (0-based), for errors about a spec already read. */
+yaml_mark_t manifest_yaml_pos_mark(struct manifest_pos p);
 
 /* Record an error at mark m ("FILE:LINE:COL: message"); manifest_yaml_flush hands them over. */
 void manifest_yaml_error(struct vctx *c, yaml_mark_t m, const char *fmt, ...)

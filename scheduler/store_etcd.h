@@ -13,8 +13,8 @@
  *   PREFIX nodes/ID       PREFIX services/NAME      PREFIX tasks/ID
  *   PREFIX pins/SERVICE/VERSION (20 digits, so that keys sort by version)
  *   PREFIX meta/KEY
- * Rows are compact JSON objects of the SQLite columns (pins and meta: the bare value), so
- * `etcdctl get --prefix /shoal/` is readable and no second .proto is needed.
+ * Rows are compact JSON objects of the SQLite columns (store_etcd_row.h; pins and meta: the
+ * bare value).
  *
  * Every write is a transaction fenced by the leader key (leader_fence_cmp): once another
  * scheduler leads, this one's writes fail with "no longer the leader". Writes between
@@ -122,17 +122,5 @@ int store_etcd_tx_pending(const struct store_etcd *s);
 char *store_etcd_meta_get(struct store_etcd *s, const char *key, struct shoal_err *err);
 int store_etcd_meta_put(struct store_etcd *s, const char *key, const char *value,
                         struct shoal_err *err);
-
-/* Row encodings (pure; unit-tested). Encoders return malloc'd JSON; decoders fill a row whose
- * strings the caller frees (store_node_clear, store_etcd_service_clear, store_etcd_task_clear)
- * and return -1 with err for a malformed value. */
-char *store_etcd_node_encode(const struct store_node *n);
-int store_etcd_node_decode(const char *json, struct store_node *n, struct shoal_err *err);
-char *store_etcd_service_encode(const struct store_service *sv);
-int store_etcd_service_decode(const char *json, struct store_service *sv, struct shoal_err *err);
-void store_etcd_service_clear(struct store_service *sv);
-char *store_etcd_task_encode(const struct store_task *t);
-int store_etcd_task_decode(const char *json, struct store_task *t, struct shoal_err *err);
-void store_etcd_task_clear(struct store_task *t);
 
 #endif

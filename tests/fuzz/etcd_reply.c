@@ -11,6 +11,7 @@
 #include "err.h"
 #include "scheduler/etcd.h"
 #include "scheduler/store_etcd.h"
+#include "scheduler/store_etcd_row.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -65,12 +66,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct store_service sv;
 		struct store_task t;
 
-		if (store_etcd_node_decode(text, &n, &err) == 0)
+		if (store_etcd_row_node_decode(text, &n, &err) == 0)
 			store_node_clear(&n);
-		if (store_etcd_service_decode(text, &sv, &err) == 0)
-			store_etcd_service_clear(&sv);
-		if (store_etcd_task_decode(text, &t, &err) == 0)
-			store_etcd_task_clear(&t);
+		if (store_etcd_row_service_decode(text, &sv, &err) == 0)
+			store_etcd_row_service_clear(&sv);
+		if (store_etcd_row_task_decode(text, &t, &err) == 0)
+			store_etcd_row_task_clear(&t);
 	}
 	free(text);
 	return 0;

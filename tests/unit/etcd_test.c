@@ -16,6 +16,7 @@
 #include "scheduler/etcd.h"
 #include "scheduler/leader.h"
 #include "scheduler/store_etcd.h"
+#include "scheduler/store_etcd_row.h"
 #include "util.h"
 
 static json_t *
@@ -415,24 +416,24 @@ test_store_rows(void **state)
 	char *s;
 
 	(void)state;
-	s = store_etcd_task_encode(&t);
-	assert_int_equal(store_etcd_task_decode(s, &t2, &err), 0);
+	s = store_etcd_row_task_encode(&t);
+	assert_int_equal(store_etcd_row_task_decode(s, &t2, &err), 0);
 	assert_string_equal(t2.id, "t1");
 	assert_int_equal(t2.slot, 4000000000u);
 	assert_int_equal(t2.created_ms, 1700000000123);
 	assert_int_equal(t2.role, 1);
 	assert_string_equal(t2.node_id, "");
-	store_etcd_task_clear(&t2);
+	store_etcd_row_task_clear(&t2);
 	free(s);
 
-	s = store_etcd_service_encode(&sv);
-	assert_int_equal(store_etcd_service_decode(s, &sv2, &err), 0);
+	s = store_etcd_row_service_encode(&sv);
+	assert_int_equal(store_etcd_row_service_decode(s, &sv2, &err), 0);
 	assert_string_equal(sv2.spec_json, sv.spec_json);
 	assert_null(sv2.prev_spec_json);
 	assert_null(sv2.update_state);
 	assert_int_equal(sv2.removed, 1);
 	assert_false(sv2.update_typed);
-	store_etcd_service_clear(&sv2);
+	store_etcd_row_service_clear(&sv2);
 	free(s);
 
 	/* The update's state as a type survives the record, as in the SQLite store. */
@@ -440,27 +441,27 @@ test_store_rows(void **state)
 	sv.update_typed = true;
 	sv.update_kind = 2;
 	sv.update_message = "task web.2 failed";
-	s = store_etcd_service_encode(&sv);
-	assert_int_equal(store_etcd_service_decode(s, &sv2, &err), 0);
+	s = store_etcd_row_service_encode(&sv);
+	assert_int_equal(store_etcd_row_service_decode(s, &sv2, &err), 0);
 	assert_true(sv2.update_typed);
 	assert_int_equal(sv2.update_kind, 2);
 	assert_string_equal(sv2.update_message, "task web.2 failed");
 	assert_string_equal(sv2.update_state, "paused: task web.2 failed");
-	store_etcd_service_clear(&sv2);
+	store_etcd_row_service_clear(&sv2);
 	free(s);
 
-	s = store_etcd_node_encode(&n);
-	assert_int_equal(store_etcd_node_decode(s, &n2, &err), 0);
+	s = store_etcd_row_node_encode(&n);
+	assert_int_equal(store_etcd_row_node_decode(s, &n2, &err), 0);
 	assert_int_equal(n2.memory_bytes, 1LL << 40);
 	assert_string_equal(n2.availability, "drain");
 	store_node_clear(&n2);
 	free(s);
 
-	assert_int_equal(store_etcd_task_decode("{\"id\":\"x\"}", &t2, &err), -1);
+	assert_int_equal(store_etcd_row_task_decode("{\"id\":\"x\"}", &t2, &err), -1);
 	assert_non_null(strstr(err.msg, "malformed task"));
-	assert_int_equal(store_etcd_task_decode("not json", &t2, &err), -1);
-	assert_int_equal(store_etcd_node_decode("[]", &n2, &err), -1);
-	assert_int_equal(store_etcd_service_decode("{\"name\":1}", &sv2, &err), -1);
+	assert_int_equal(store_etcd_row_task_decode("not json", &t2, &err), -1);
+	assert_int_equal(store_etcd_row_node_decode("[]", &n2, &err), -1);
+	assert_int_equal(store_etcd_row_service_decode("{\"name\":1}", &sv2, &err), -1);
 }
 
 /* Without a fence no write leaves the process: the store refuses it. */

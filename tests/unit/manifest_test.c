@@ -15,6 +15,7 @@
 #include "manifest_check.h"
 #include "manifest_internal.h"
 #include "manifest_json.h"
+#include "manifest_set.h"
 #include "err.h"
 #include "util.h"
 
@@ -365,7 +366,7 @@ test_examples_dir(void **state)
 	assert_true(n >= 4);
 	{
 		struct manifest_errors errs = {0};
-		assert_int_equal(manifest_check_set(set, n, &errs), 0);
+		assert_int_equal(manifest_set_check(set, n, &errs), 0);
 		assert_int_equal(errs.n, 0);
 	}
 	for (size_t i = 0; i < n; i++)
@@ -595,8 +596,8 @@ test_duplicates(void **state)
 	/* Across files: each parses alone, the set does not. */
 	assert_int_equal(manifest_parse_buffer("a.yaml", a, strlen(a), &set[0], &errs), 0);
 	assert_int_equal(manifest_parse_buffer("b.yaml", b, strlen(b), &set[1], &errs), 0);
-	assert_int_equal(manifest_check_set(set, 1, &errs), 0);
-	assert_int_equal(manifest_check_set(set, 2, &errs), -1);
+	assert_int_equal(manifest_set_check(set, 1, &errs), 0);
+	assert_int_equal(manifest_set_check(set, 2, &errs), -1);
 	assert_int_equal(errs.n, 2);
 	assert_string_equal(errs.lines[0], "b.yaml:4:10: service: duplicate service name \"web\" "
 	                                   "(first defined at a.yaml:1:10)");
