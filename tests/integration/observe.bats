@@ -34,6 +34,14 @@ metric() {
 	awk -v s="$2" '$1 == s { print $2 }' <<<"$1"
 }
 
+# metric_at_least URL NAME N: NAME on URL's /metrics is at least N. An agent's proxy counters come
+# from its ingress process's last report (one per heartbeat), so they trail the traffic.
+metric_at_least() {
+	local v
+	v=$(metric "$(get "$1")" "$2")
+	[ -n "$v" ] && [ "$v" -ge "$3" ]
+}
+
 healthy_is() {
 	[ "$(shoal ps "$1" | awk '$4 == "running" && /running \(healthy\)/' | wc -l)" -eq "$2" ]
 }
@@ -134,8 +142,8 @@ teardown_file() {
 		[ "$(metric "$out" 'shoal_agent_tasks{state="running"}')" -ge 1 ]
 		[ "$(metric "$out" 'shoal_agent_scheduler_connected')" = 1 ]
 	done
+	wait_until 10 metric_at_least "http://$addr:7181/metrics" 'shoal_proxy_connections_total{service="obsweb"}' 6
 	out=$(get "http://$addr:7181/metrics")
-	[ "$(metric "$out" 'shoal_proxy_connections_total{service="obsweb"}')" -ge 6 ]
 	[ "$(metric "$out" 'shoal_proxy_backends{service="obsweb"}')" = 3 ]
 	[ "$(metric "$out" 'shoal_proxy_benched_backends{service="obsweb"}')" = 0 ]
 	# Round-robin: each of the 3 backends got 2 of the 6 connections, and bytes both ways.
