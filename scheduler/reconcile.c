@@ -609,54 +609,66 @@ list_consume(void *v, size_t len, size_t n, size_t size)
 /* The nodes a pass sends Assignments to, once its store commit is durable. */
 struct pass_commit {
 	struct sched_server *srv;
+	struct pass_commit *next; /* srv->commits, in the order made */
 	uint64_t seq;
 	int64_t deadline; /* the pass's budget, for a commit that completes within it */
 	size_t n;
-	struct node *nodes[];
+	struct node *nodes[]; /* NULL where a node was removed meanwhile */
 };
 
-/* True while reconcile_flush commits: a commit_then that calls back at once (SQLite) does so
- * within the pass and its budget. */
-static bool committing;
-
-static int
-ptr_cmp(const void *a, const void *b)
+void
+reconcile_commits_forget(struct sched_server *srv, const struct node *n)
 {
-	uintptr_t x = (uintptr_t) * (struct node *const *)a;
-	uintptr_t y = (uintptr_t) * (struct node *const *)b;
+	/* Only a commit n belongs to can hold it (a removal is an admin's act: the linear
+	 * walk of that one commit is fine). */
+	for (struct pass_commit *c = srv->commits; c != NULL; c = c->next) {
+		if (c->seq != n->commit_seq)
+			continue;
+		for (size_t i = 0; i < c->n; i++)
+			if (c->nodes[i] == n)
+				c->nodes[i] = NULL;
+	}
+}
 
-	return x < y ? -1 : x > y;
+/* Whether c may act for n: n is still there, no later pass took it (commit_seq) and none
+ * marked it again (dirty); those changes are in a commit not yet done (or not yet made),
+ * and that one acts. */
+static bool
+commit_holds(const struct pass_commit *c, const struct node *n)
+{
+	return n != NULL && n->commit_seq == c->seq && !n->dirty;
+}
+
+static void
+commit_unlink(struct pass_commit *c)
+{
+	struct pass_commit **p = &c->srv->commits;
+
+	while (*p != NULL && *p != c)
+		p = &(*p)->next;
+	if (*p == c)
+		*p = c->next;
 }
 
 /*
- * A pass's commit completed: send its nodes their Assignments, but only what is durable. A
- * node a later pass took again (commit_seq) or marked again (dirty) has changes in a commit
- * not yet done (or not yet made): that one sends. A node removed meanwhile is skipped (the
- * list is checked against the nodes there are, not dereferenced). Lost (err): nothing goes
- * out; the store has made the scheduler step down.
+ * A pass's commit completed: send its nodes their Assignments, but only what is durable
+ * (commit_holds). Lost (err): nothing goes out; the store has made the scheduler step down.
  */
 static void
 pass_committed(const struct shoal_err *err, void *arg)
 {
 	struct pass_commit *c = arg;
 	struct sched_server *srv = c->srv;
-	struct node **live = NULL;
 	size_t i = 0;
 
-	if (err == NULL && c->n > 0) {
-		live = xmalloc(srv->nodes.n * sizeof(*live) + 1);
-		memcpy(live, srv->nodes.v, srv->nodes.n * sizeof(*live));
-		if (srv->nodes.n > 0)
-			qsort(live, srv->nodes.n, sizeof(*live), ptr_cmp);
-		if (!committing) /* from the loop, later: a budget of its own */
-			c->deadline = util_now_ms() + PASS_BUDGET_MS;
-	}
+	commit_unlink(c);
+	if (err == NULL && c->n > 0 && !srv->committing) /* from the loop, later: own budget */
+		c->deadline = util_now_ms() + PASS_BUDGET_MS;
 	/* As many as the budget allows, one at least. */
 	while (err == NULL && i < c->n && (i == 0 || util_now_ms() < c->deadline)) {
 		struct node *n = c->nodes[i++];
 
-		if (bsearch(&n, live, srv->nodes.n, sizeof(*live), ptr_cmp) != NULL &&
-		    n->commit_seq == c->seq && !n->dirty)
+		if (commit_holds(c, n))
 			reconcile_dispatch(srv, n);
 	}
 	/* Out of budget: the rest waits for the next pass, as dirty nodes, after the I/O that
@@ -668,18 +680,26 @@ pass_committed(const struct shoal_err *err, void *arg)
 	for (; err == NULL && i < c->n; i++) {
 		struct node *n = c->nodes[i];
 
-		if (bsearch(&n, live, srv->nodes.n, sizeof(*live), ptr_cmp) != NULL &&
-		    n->commit_seq == c->seq && !n->dirty)
+		if (commit_holds(c, n))
 			reconcile_mark_node(srv, n);
 	}
-	free(live);
 	free(c);
+}
+
+/* c joins the commits not completed yet, at the end: they complete in order. */
+static void
+commit_enqueue(struct sched_server *srv, struct pass_commit *c)
+{
+	struct pass_commit **p = &srv->commits;
+
+	while (*p != NULL)
+		p = &(*p)->next;
+	*p = c;
 }
 
 void
 reconcile_flush(struct sched_server *srv)
 {
-	static uint64_t commits; /* pass commits made: every node's commit_seq is one of them */
 	int64_t start = util_now_ms(), deadline = start + PASS_BUDGET_MS;
 	size_t i = 0, nsvcs = 0, nnodes = 0;
 	struct pass_commit *c = NULL;
@@ -712,7 +732,7 @@ reconcile_flush(struct sched_server *srv)
 		nnodes = srv->ndirty_nodes;
 		c = xmalloc(sizeof(*c) + nnodes * sizeof(c->nodes[0]));
 		*c = (struct pass_commit){
-		    .srv = srv, .seq = ++commits, .deadline = deadline, .n = nnodes};
+		    .srv = srv, .seq = ++srv->commits_made, .deadline = deadline, .n = nnodes};
 		for (size_t k = 0; k < nnodes; k++) {
 			struct node *n = srv->dirty_nodes[k];
 			n->dirty = false;
@@ -732,12 +752,13 @@ reconcile_flush(struct sched_server *srv)
 		if (c == NULL) {
 			c = xmalloc(sizeof(*c));
 			*c = (struct pass_commit){
-			    .srv = srv, .seq = ++commits, .deadline = deadline};
+			    .srv = srv, .seq = ++srv->commits_made, .deadline = deadline};
 		}
-		committing = true;
+		commit_enqueue(srv, c);
+		srv->committing = true;
 		if (store_tx_commit_then(&srv->store, pass_committed, c, &err) == -1)
 			reconcile_pass_warn(&err);
-		committing = false;
+		srv->committing = false;
 	} else {
 		free(c); /* no nodes taken (nnodes 0) */
 	}

@@ -20,6 +20,8 @@ struct shoal_err;
 
 /* The deferred pass (also run by the 1 s tick). */
 void reconcile_flush(struct sched_server *srv);
+/* n is being removed: the pass commits not completed yet forget it, so none sends to it. */
+void reconcile_commits_forget(struct sched_server *srv, const struct node *n);
 /* Every second: services waiting on a back-off or for room get another look. */
 void reconcile_tick(struct sched_server *srv);
 /* A task of svc became healthy or ended: check the rollout now (or at the tick, for a big

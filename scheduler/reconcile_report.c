@@ -309,5 +309,6 @@ reconcile_node_removed(struct sched_server *srv, struct node *n)
 		}
 	}
 	n->dirty = false;
+	reconcile_commits_forget(srv, n);
 	endpoints_mark(srv);
 }

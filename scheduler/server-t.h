@@ -26,6 +26,7 @@ struct admit;
 struct shoal_err;
 struct sched_http;
 struct ha;
+struct pass_commit;
 
 /* One accepted connection: an agent's session or a short CLI call. */
 struct sched_conn {
@@ -90,7 +91,13 @@ struct sched_server {
 	struct node **dirty_nodes; /* nodes to send Assignments in the pass */
 	size_t ndirty_nodes, capdirty_nodes;
 	int64_t dirty_nodes_since; /* monotonic ms the oldest dirty node was marked */
-	int64_t tx_since;          /* monotonic ms the open store transaction began */
+	/* Pass commits not completed yet (etcd: in flight), oldest first: each holds the nodes
+	 * it sends Assignments to once durable; a node removed meanwhile is cleared from them
+	 * (reconcile_commits_forget). */
+	struct pass_commit *commits;
+	uint64_t commits_made; /* every node's commit_seq is one of them */
+	bool committing;       /* in reconcile_flush's commit: a callback now is in the pass */
+	int64_t tx_since;      /* monotonic ms the open store transaction began */
 	struct task *
 	    *dirty_tasks; /* tasks whose row the pass writes (once, however often marked) */
 	size_t ndirty_tasks, capdirty_tasks;

@@ -30,6 +30,7 @@
 #include "sched_harness.h"
 #include "scheduler/nodes.h"
 #include "scheduler/reconcile_pass.h"
+#include "scheduler/reconcile_report.h"
 #include "scheduler/etcd.h"
 #include "scheduler/store.h"
 #include "scheduler/store_etcd.h"
@@ -416,6 +417,45 @@ queue_write(struct sched_server *srv, const char *v)
 	assert_int_equal(store_meta_put(&srv->store, "k", v, &err), 0);
 }
 
+/* Open the harness on the fake and register node1, whose node row pass 1 commits: the commit
+ * is held (f->nheld 1), nothing answered. */
+static struct node *
+open_with_node1(struct harness *h, struct fake *f)
+{
+	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
+	Shoal__Register reg = SHOAL__REGISTER__INIT;
+	Shoal__Capacity cap = SHOAL__CAPACITY__INIT;
+	uint8_t sig[NODEKEY_SIG_BYTES];
+	struct node *n;
+	struct shoal_err err;
+
+	assert_int_equal(harness_open(h, 0), 0);
+	fake_listen(f, h->srv.base);
+	store_close(&h->srv.store);
+	store_on_fake(f, &h->srv.store);
+
+	cap.cpu_millis = 4000;
+	cap.memory_bytes = 1ull << 32;
+	reg.node_name = "node1";
+	reg.address = "10.0.0.1";
+	reg.capacity = &cap;
+	harness_sign_register(h, HARNESS_WORKER, &reg, sig);
+	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
+	env.register_ = &reg;
+	/* As server.c does for a Register: its writes join the pass's transaction. */
+	assert_int_equal(store_tx_begin(&h->srv.store, &err), 0);
+	r = harness_call(h, HARNESS_WORKER, &env, 5000);
+	assert_non_null(r);
+	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_REGISTER_REPLY);
+	shoal__envelope__free_unpacked(r, NULL);
+	n = nodes_find(&h->srv.nodes, "node1");
+	assert_non_null(n);
+	run_until_held(f, 1);
+	assert_int_equal(f->nheld, 1);
+	assert_non_null(strstr(f->held[0].key, "/t/nodes/"));
+	return n;
+}
+
 /*
  * The reconcile pass (reconcile_flush) on the etcd store: a node's Assignments leave only
  * once the commit of the pass that took it is applied. Registered, node1 is taken by pass 1,
@@ -428,39 +468,11 @@ test_pass_dispatches_only_what_is_durable(void **state)
 {
 	struct harness h;
 	struct fake f;
-	Shoal__Envelope env = SHOAL__ENVELOPE__INIT, *r;
-	Shoal__Register reg = SHOAL__REGISTER__INIT;
-	Shoal__Capacity cap = SHOAL__CAPACITY__INIT;
-	uint8_t sig[NODEKEY_SIG_BYTES];
 	struct node *n;
 	uint64_t gen;
-	struct shoal_err err;
 
 	(void)state;
-	assert_int_equal(harness_open(&h, 0), 0);
-	fake_listen(&f, h.srv.base);
-	store_close(&h.srv.store);
-	store_on_fake(&f, &h.srv.store);
-
-	cap.cpu_millis = 4000;
-	cap.memory_bytes = 1ull << 32;
-	reg.node_name = "node1";
-	reg.address = "10.0.0.1";
-	reg.capacity = &cap;
-	harness_sign_register(&h, HARNESS_WORKER, &reg, sig);
-	env.body_case = SHOAL__ENVELOPE__BODY_REGISTER;
-	env.register_ = &reg;
-	/* As server.c does for a Register: its writes join the pass's transaction. */
-	assert_int_equal(store_tx_begin(&h.srv.store, &err), 0);
-	r = harness_call(&h, HARNESS_WORKER, &env, 5000);
-	assert_non_null(r);
-	assert_int_equal(r->body_case, SHOAL__ENVELOPE__BODY_REGISTER_REPLY);
-	shoal__envelope__free_unpacked(r, NULL);
-	n = nodes_find(&h.srv.nodes, "node1");
-	assert_non_null(n);
-	run_until_held(&f, 1);
-	assert_int_equal(f.nheld, 1);
-	assert_non_null(strstr(f.held[0].key, "/t/nodes/"));
+	n = open_with_node1(&h, &f);
 	gen = n->assign_gen;
 	reconcile_mark_node(&h.srv, n);
 	spin(&f);
@@ -492,6 +504,41 @@ test_pass_dispatches_only_what_is_durable(void **state)
 	harness_close(&h);
 }
 
+/*
+ * A node removed while the commit of the pass that took it is in flight: the commit forgets
+ * it (reconcile_commits_forget, from reconcile_node_removed), so its completion sends nothing
+ * to a node that is no more, and needs no search of the node list to know.
+ */
+static void
+test_removed_node_is_forgotten(void **state)
+{
+	struct harness h;
+	struct fake f;
+	struct node *n;
+	uint64_t gen;
+
+	(void)state;
+	n = open_with_node1(&h, &f);
+	answer(&f, 0, OK);
+	spin(&f);
+	gen = n->assign_gen;
+	queue_write(&h.srv, "2");
+	reconcile_mark_node(&h.srv, n);
+	spin(&f);
+	assert_int_equal(f.nheld, 1); /* the pass's commit, which holds node1 */
+	assert_int_equal(n->assign_gen, gen);
+	reconcile_node_removed(&h.srv, n);
+	answer(&f, 0, OK);
+	spin(&f);
+	assert_int_equal(n->assign_gen, gen); /* removed: nothing sent */
+	assert_null(h.srv.commits);           /* and the commit is done with */
+	assert_int_equal(seen.fenced, 0);
+
+	evhttp_free(f.http);
+	etcd_free(f.e);
+	harness_close(&h);
+}
+
 int
 main(void)
 {
@@ -503,6 +550,7 @@ main(void)
 	    cmocka_unit_test(test_split_commit_completes_as_one),
 	    cmocka_unit_test(test_sqlite_commit_is_synchronous),
 	    cmocka_unit_test(test_pass_dispatches_only_what_is_durable),
+	    cmocka_unit_test(test_removed_node_is_forgotten),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
