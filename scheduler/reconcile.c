@@ -619,11 +619,9 @@ struct pass_commit {
 void
 reconcile_commits_forget(struct sched_server *srv, const struct node *n)
 {
-	/* Only a commit n belongs to can hold it (a removal is an admin's act: the linear
-	 * walk of that one commit is fine). */
+	/* Every one: an older commit still holds n too, and reads its commit_seq when done (a
+	 * removal is an admin's act, and few commits are in flight: the walk is fine). */
 	for (struct pass_commit *c = srv->commits; c != NULL; c = c->next) {
-		if (c->seq != n->commit_seq)
-			continue;
 		for (size_t i = 0; i < c->n; i++)
 			if (c->nodes[i] == n)
 				c->nodes[i] = NULL;

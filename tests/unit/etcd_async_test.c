@@ -505,7 +505,7 @@ test_pass_dispatches_only_what_is_durable(void **state)
 }
 
 /*
- * A node removed while the commit of the pass that took it is in flight: the commit forgets
+ * A node removed while the commits of two passes that took it are in flight: both forget
  * it (reconcile_commits_forget, from reconcile_node_removed), so its completion sends nothing
  * to a node that is no more, and needs no search of the node list to know.
  */
@@ -525,9 +525,15 @@ test_removed_node_is_forgotten(void **state)
 	queue_write(&h.srv, "2");
 	reconcile_mark_node(&h.srv, n);
 	spin(&f);
-	assert_int_equal(f.nheld, 1); /* the pass's commit, which holds node1 */
+	assert_int_equal(f.nheld, 1); /* pass 2's commit, which holds node1 */
+	queue_write(&h.srv, "3");
+	reconcile_mark_node(&h.srv, n);
+	spin(&f); /* pass 3's, which holds it too, queued behind */
 	assert_int_equal(n->assign_gen, gen);
 	reconcile_node_removed(&h.srv, n);
+	answer(&f, 0, OK);
+	spin(&f);
+	assert_int_equal(f.nheld, 1);
 	answer(&f, 0, OK);
 	spin(&f);
 	assert_int_equal(n->assign_gen, gen); /* removed: nothing sent */
