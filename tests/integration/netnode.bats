@@ -246,6 +246,9 @@ teardown_file() {
 	wait_until 30 running_is webnet 3
 	# Something the agent did not make: a route of another protocol must survive.
 	ip -n "$(ns node1)" route add 10.250.0.0/24 via "$(lab addr node2)" proto static
+	# The scheduler first: with it up, a node whose agent stopped first could be declared
+	# lost (a slow machine) before the next agent stops, and its replica move there.
+	lab kill sched TERM
 	for i in 1 2 3; do lab kill "agent$i" TERM; done
 	for i in 1 2 3; do
 		run lab exec "node$i" "$SHOAL_BIN/shoal-agent" cleanup --data-dir "$DATA/node$i"
