@@ -9,12 +9,15 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include <linux/close_range.h>
 
 #include "err.h"
+#include "shim.h"
 #include "spawn.h"
 #include "trace.h"
 #include "util.h"
@@ -131,11 +135,162 @@ exec_shim(struct container *c, int sync, const struct container_attach *a, struc
 	return 0;
 }
 
+/*
+ * The shim server of this process (shoal-shim --server, runtime/shim.h): started at the first
+ * start, then asked for a shim per start. Its shims are its children, so none is ours and
+ * none waits on a middle process; it exits at EOF on its socket, i.e. with us.
+ */
+static pthread_mutex_t server_lock = PTHREAD_MUTEX_INITIALIZER;
+static int server_fd = -1;
+static pid_t server_pid = -1;
+/* The binary it runs: another $SHOAL_SHIM, or a new file there (an upgrade: its identity is
+ * device, inode, size and mtime), gets a new server. */
+static char *server_bin;
+static struct stat server_st;
+
+static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* With server_lock held. */
+static void
+server_drop(void)
+{
+	if (server_fd >= 0)
+		close(server_fd);
+	server_fd = -1;
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		while (waitpid(server_pid, NULL, 0) == -1 && errno == EINTR)
+			;
+	}
+	server_pid = -1;
+	free(server_bin);
+	server_bin = NULL;
+}
+
+/* With server_lock held. posix_spawn, as spawn_shim: a threaded caller must not fork. */
+static int
+server_start(const char *shim, struct shoal_err *err)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	char *argv[] = {"shoal-shim", "--server", NULL};
+	sigset_t none;
+	int sv[2], rc;
+	ssize_t n;
+	char b;
+
+	if (stat(shim, &server_st) == -1)
+		return err_set(err, errno, "stat %s", shim);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return err_set(err, errno, "socketpair");
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawn(&server_pid, shim, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(sv[1]);
+	if (rc != 0) {
+		close(sv[0]);
+		server_pid = -1;
+		return err_set(err, rc, "exec %s --server", shim);
+	}
+	server_fd = sv[0];
+	server_bin = xstrdup(shim);
+	/* Its hello, or EOF: a shim that is no server (an older one) has exited. */
+	do
+		n = recv(server_fd, &b, 1, 0);
+	while (n == -1 && errno == EINTR);
+	if (n != 1) {
+		server_drop();
+		return err_set(err, 0, "%s is no shim server", shim);
+	}
+	return 0;
+}
+
+/* Ask the server for c's shim. -1: no server to ask (the caller execs a shim instead). */
+static int
+server_request(const char *shim, struct container *c, int sync, const struct container_attach *a)
+{
+	struct shim_request rq = {.has_stdout = a && a->stdout_fd >= 0,
+	                          .has_stderr = a && a->stderr_fd >= 0};
+	char cbuf[CMSG_SPACE(sizeof(int) * 3)] = {0};
+	struct iovec iov = {&rq, sizeof(rq)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf};
+	struct shoal_err ignored;
+	struct cmsghdr *cm;
+	struct stat st;
+	int fds[3], n = 0, rc = -1;
+
+	if (snprintf(rq.root, sizeof(rq.root), "%s", c->root) >= (int)sizeof(rq.root))
+		return -1;
+	memcpy(rq.id, c->id, sizeof(rq.id));
+	fds[n++] = sync;
+	if (rq.has_stdout)
+		fds[n++] = a->stdout_fd;
+	if (rq.has_stderr)
+		fds[n++] = a->stderr_fd;
+	mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
+	pthread_mutex_lock(&server_lock);
+	if (server_fd >= 0 &&
+	    (strcmp(server_bin, shim) != 0 || stat(shim, &st) == -1 || !same_file(&st, &server_st)))
+		server_drop();
+	if (server_fd < 0 && server_start(shim, &ignored) == -1)
+		goto out;
+	/* A server killed since: start a new one, once. */
+	for (int attempt = 0; attempt < 2 && rc == -1; attempt++) {
+		if (sendmsg(server_fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(rq)) {
+			rc = 0;
+			break;
+		}
+		server_drop();
+		if (attempt == 0 && server_start(shim, &ignored) == -1)
+			break;
+	}
+out:
+	pthread_mutex_unlock(&server_lock);
+	return rc;
+}
+
+/* container_start's launcher: a shim forked by our shim server; without one, an exec'd
+ * shoal-shim --daemon. */
+static int
+server_shim(struct container *c, int sync, const struct container_attach *a, struct shoal_err *err)
+{
+	cleanup_free char *shim = container_shim_path();
+
+	if (server_request(shim, c, sync, a) == 0)
+		return 0;
+	return exec_shim(c, sync, a, err);
+}
+
 int
 container_start(struct container *c, const struct container_attach *a, int *sync_fd, int *exit_code,
                 struct shoal_err *err)
 {
-	return container_start_via(c, a, exec_shim, sync_fd, exit_code, err);
+	return container_start_via(c, a, server_shim, sync_fd, exit_code, err);
 }
 
 int
