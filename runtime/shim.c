@@ -23,6 +23,8 @@
 
 #include <linux/close_range.h>
 
+#include <jansson.h>
+
 #include "cgroup.h"
 #include "container.h"
 #include "err.h"
@@ -492,6 +494,23 @@ server_refuse(int sync, const struct shoal_err *e)
 	(void)send(sync, &m, sizeof(m), MSG_NOSIGNAL);
 }
 
+/* Take now, while idle, the copy-on-write faults a start would: the pages of the stack and
+ * of the heap that loading a container's state writes (we share them with the server). */
+static void __attribute__((noinline)) spare_prefault(void)
+{
+	volatile char stack[128 * 1024];
+	void *p[64];
+
+	for (size_t i = 0; i < sizeof(stack); i += 4096)
+		stack[i] = 0;
+	for (int i = 0; i < 64; i++)
+		p[i] = xmalloc((size_t)(16 << (i % 8)));
+	for (int i = 0; i < 64; i++)
+		free(p[i]);
+	json_decref(json_loads("{\"a\": [1, 2, {\"b\": \"c\"}], \"d\": {\"e\": 1.5, \"f\": null}}",
+	                       0, NULL));
+}
+
 /*
  * The spare: a shim forked before there is a container for it, waiting for the next request
  * on fd. It tells the server on note that it took one ('r', the server then forks the next
@@ -511,6 +530,7 @@ server_spare(int fd, int note)
 	ssize_t n;
 
 	fork_child_prepare();
+	spare_prefault();
 	do
 		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
 	while (n == -1 && errno == EINTR);
