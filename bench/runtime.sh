@@ -216,10 +216,11 @@ if [ -n "$ab" ] && [ -x "$ab/tests/tools/rtinproc" ]; then
 	ab_ip=1
 	rtinproc ipab "$ab/shoal-shim" "$ab/tests/tools/rtinproc"
 	inproc_start ipab
+	# shellcheck disable=SC2034 # filled by inproc_start, read by abrow (by name)
 	x_ipab=()
 fi
 
-declare -a t_shoal t_bridge t_crun t_fork x_shoal x_crun x_fork t_ab x_ab x_ip x_ipab
+declare -a t_shoal t_bridge t_crun t_fork x_shoal x_crun x_fork t_ab x_ab x_ip
 [ -z "$ab" ] || rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/true
 for ((i = 0; i < N; i++)); do
 	if [ -n "$ab" ]; then
@@ -300,6 +301,12 @@ row() { # label median p95 [crun median]
 		printf '  %-34s %9s %9s %9s\n' "$1" "$2" "$3" "-"
 	fi
 }
+abrow() { # label array: its row vs crun's median $cm
+	local -n v=$2
+	local m p
+	read -r m p < <(stats "${v[@]}")
+	row "$1" "$m" "$p" "$cm"
+}
 read -r sm sp < <(stats "${t_shoal[@]}")
 read -r cm cp < <(stats "${t_crun[@]}")
 read -r fm fp < <(stats "${t_fork[@]}")
@@ -308,10 +315,7 @@ printf '  %-34s %9s %9s %9s\n' "" "median ms" "p95 ms" "vs crun"
 row "shoalrt run --rm" "$sm" "$sp" "$cm"
 read -r bm bp < <(stats "${t_bridge[@]}")
 row "shoalrt run --rm --network bridge" "$bm" "$bp" "$cm"
-if [ -n "$ab" ]; then
-	read -r am ap < <(stats "${t_ab[@]}")
-	row "shoalrt run --rm (A/B: \$BENCH_AB)" "$am" "$ap" "$cm"
-fi
+[ -z "$ab" ] || abrow "shoalrt run --rm (A/B: \$BENCH_AB)" t_ab
 row "crun run (equivalent config.json)" "$cm" "$cp" "$cm"
 row "fork+exec /bin/true (floor)" "$fm" "$fp" "$cm"
 read -r sm sp < <(stats "${x_shoal[@]}")
@@ -319,16 +323,10 @@ read -r cm cp < <(stats "${x_crun[@]}")
 read -r fm fp < <(stats "${x_fork[@]}")
 echo "runtime: start request -> container's execve (sh prints \$EPOCHREALTIME; $N runs, interleaved)"
 row "CLI: shoalrt run --rm" "$sm" "$sp" "$cm"
-if [ -n "$ab" ]; then
-	read -r am ap < <(stats "${x_ab[@]}")
-	row "CLI: shoalrt run --rm (A/B)" "$am" "$ap" "$cm"
-fi
+[ -z "$ab" ] || abrow "CLI: shoalrt run --rm (A/B)" x_ab
 read -r im ip < <(stats "${x_ip[@]}")
 row "agent: in-process container_start" "$im" "$ip" "$cm"
-if [ -n "$ab_ip" ]; then
-	read -r am ap < <(stats "${x_ipab[@]}")
-	row "agent: in-process (A/B)" "$am" "$ap" "$cm"
-fi
+[ -z "$ab_ip" ] || abrow "agent: in-process (A/B)" x_ipab
 row "crun run" "$cm" "$cp" "$cm"
 row "fork+exec busybox sh (floor)" "$fm" "$fp" "$cm"
 printf '  CLI / floor: %.2fx, agent / floor: %.2fx (issue 18 target: <= 2x)\n' \

@@ -47,11 +47,49 @@ container_shim_path(void)
 }
 
 /*
- * Start the shim: posix_spawn (a vfork-like clone, no copy of our page tables: the agent's
- * are large) into a new session, with /dev/null on 0-2, the sync socket on 3 and the attached
- * stdout/stderr on 4 and 5. The shim forks once more and its first process exits at once
- * (--daemon), so the shim is nobody's child but init's (or the subreaper's) and outlives its
- * starter, as after a double fork. Returns that first process's pid, or -1 with err.
+ * posix_spawn bin (a vfork-like clone, no copy of our page tables: the agent's are large)
+ * into a new session, with /dev/null on 0-2, fds[i] on 3 + i (those >= 0; sources above 5,
+ * so placing one cannot clobber another) and none of our blocked signals. Returns 0 or the
+ * error number.
+ */
+static int
+spawn_detached(const char *bin, char *const argv[], const int fds[3], pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	int rc = 0;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	/* dup2 onto a target clears its close-on-exec flag: these are the fds it keeps. */
+	for (int i = 0; i < 3 && rc == 0; i++)
+		if (fds[i] >= 0)
+			rc = posix_spawn_file_actions_adddup2(&fa, fds[i], 3 + i);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+	/* A session of its own (no terminal's signals), and none of our blocked signals. */
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawn(pid, bin, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	return rc;
+}
+
+/*
+ * Start the shim (spawn_detached) with the sync socket on 3 and the attached stdout/stderr
+ * on 4 and 5. The shim forks once more and its first process exits at once (--daemon), so
+ * the shim is nobody's child but init's (or the subreaper's) and outlives its starter, as
+ * after a double fork. Returns that first process's pid, or -1 with err.
  */
 static pid_t
 spawn_shim(const char *shim, const struct container *c, int sync, const struct container_attach *a,
@@ -61,9 +99,6 @@ spawn_shim(const char *shim, const struct container *c, int sync, const struct c
 	cleanup_close int s = fcntl(sync, F_DUPFD_CLOEXEC, 6);
 	cleanup_close int o = a && a->stdout_fd >= 0 ? fcntl(a->stdout_fd, F_DUPFD_CLOEXEC, 6) : -1;
 	cleanup_close int e = a && a->stderr_fd >= 0 ? fcntl(a->stderr_fd, F_DUPFD_CLOEXEC, 6) : -1;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none;
 	char *argv[13];
 	pid_t pid = -1;
 	int k = 0, rc;
@@ -87,30 +122,7 @@ spawn_shim(const char *shim, const struct container *c, int sync, const struct c
 		argv[k++] = "5";
 	}
 	argv[k] = NULL;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	/* dup2 onto a target clears its close-on-exec flag: these are the fds the shim keeps. */
-	rc = posix_spawn_file_actions_adddup2(&fa, s, 3);
-	if (rc == 0 && o >= 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, o, 4);
-	if (rc == 0 && e >= 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, e, 5);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
-	/* A session of its own (no terminal's signals), and none of our blocked signals. */
-	if (rc == 0)
-		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
-	if (rc == 0)
-		rc = posix_spawnattr_setsigmask(&attr, &none);
-	if (rc == 0)
-		rc = posix_spawn(&pid, shim, &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	rc = spawn_detached(shim, argv, (const int[3]){s, o, e}, &pid);
 	if (rc != 0)
 		return err_set(err, rc, "exec %s", shim);
 	return pid;
@@ -172,15 +184,12 @@ server_drop(void)
 	server_bin = NULL;
 }
 
-/* With server_lock held. posix_spawn, as spawn_shim: a threaded caller must not fork. */
+/* With server_lock held. */
 static int
 server_start(const char *shim, struct shoal_err *err)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
 	char *argv[] = {"shoal-shim", "--server", NULL};
-	sigset_t none;
-	int sv[2], rc;
+	int sv[2], rc, s;
 	ssize_t n;
 	char b;
 
@@ -188,25 +197,12 @@ server_start(const char *shim, struct shoal_err *err)
 		return err_set(err, errno, "stat %s", shim);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
 		return err_set(err, errno, "socketpair");
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
-	if (rc == 0)
-		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
-	if (rc == 0)
-		rc = posix_spawnattr_setsigmask(&attr, &none);
-	if (rc == 0)
-		rc = posix_spawn(&server_pid, shim, &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	/* Above 5, as spawn_detached wants its sources. */
+	s = fcntl(sv[1], F_DUPFD_CLOEXEC, 6);
 	close(sv[1]);
+	rc = s == -1 ? errno : spawn_detached(shim, argv, (const int[3]){s, -1, -1}, &server_pid);
+	if (s >= 0)
+		close(s);
 	if (rc != 0) {
 		close(sv[0]);
 		server_pid = -1;
