@@ -3,7 +3,8 @@
 # the caller adds "bench-start" and "bench-end" lines (PID 0, MONO_NS 0) with its own wall
 # clock before the program's exec and after it returned. Each phase is charged the time since
 # the mark before it on the start's timeline (all processes together), in wall-clock
-# microseconds, the one clock the caller shares with the traced processes.
+# microseconds, the one clock the caller shares with the traced processes. -v caller=NAME names
+# the starting process (default shoalrt).
 function median(key, n,    i, v, m, t) {
 	m = 0
 	for (i = 1; i <= n; i++)
@@ -64,7 +65,7 @@ function flush(    i, j, x, y, s) {
 		vals["step", p, c] = i > 1 ? t[i] - t[i - 1] : 0
 		vals["at", p, c] = t[i] - t[1]
 		if (!(p in who))
-			who[p] = pid[i] == 0 ? "bench" : pid[i] == 1 ? "container" : pid[i] == starter ? "shoalrt" : "shim"
+			who[p] = pid[i] == 0 ? "bench" : pid[i] == 1 ? "container" : pid[i] == starter ? (caller != "" ? caller : "shoalrt") : "shim"
 	}
 	nl = 0
 }

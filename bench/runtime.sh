@@ -12,11 +12,14 @@
 # 2. start request -> the container's execve: the container runs busybox sh printing
 #    $EPOCHREALTIME (its first act after exec), minus the timestamp taken just before the start
 #    command (the same busybox sh forked directly is the floor row).
-#    shoalrt forks its shim (runtime/shim.h); the agent, a threaded daemon, starts its
-#    containers in-process through an exec'd shoal-shim (container_start): measure that path
-#    with BENCH_AB pointing at a shoalrt built to call container_start.
+#    Two paths: the CLI's (`shoalrt run`, whose own exec is part of the interval; it forks
+#    its shim, runtime/shim.h), and the agent's: the agent never execs shoalrt, it calls the
+#    runtime library in-process (agent/tasks_op.c: container_create_from_image, then
+#    container_start, which execs shoal-shim). tests/tools/rtinproc does the same, a long-lived
+#    threaded process started once, one start per request, timed from just before the call.
 # 3. where the time of a `shoalrt run --rm` goes, phase by phase: the same start traced with
-#    SHOALRT_TRACE (runtime/trace.h) in each process, medians by bench/phases.awk.
+#    SHOALRT_TRACE (runtime/trace.h) in each process, medians by bench/phases.awk; and the
+#    same for the agent's path (rtinproc).
 # 4. `shoalrt run --detach` -> busybox httpd of shoal/web:1 accepting a TCP connection on a free
 #    127.0.0.1 port (--network host).
 #
@@ -43,7 +46,7 @@ for t in crun python3; do
 	command -v $t >/dev/null || { echo "bench/runtime.sh: needs $t (bash vagrant/provision/deps.sh --bench)" >&2; exit 1; }
 done
 bin=$(cd "$BUILD" && pwd)
-if [ ! -x "$bin/shoalrt" ] || [ ! -x "$bin/shoal-shim" ]; then
+if [ ! -x "$bin/shoalrt" ] || [ ! -x "$bin/shoal-shim" ] || [ ! -x "$bin/tests/tools/rtinproc" ]; then
 	echo "bench/runtime.sh: run make first" >&2
 	exit 1
 fi
@@ -60,7 +63,12 @@ work=$(mktemp -d /tmp/shoal-bench.XXXXXX)
 root=$work/root
 cid=shoal-bench-$$
 cleanup() {
-	local d
+	local d p
+	# The in-process starters end at EOF on their requests, after their last start.
+	for p in "${inproc_pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	for d in "$root"/containers/*; do
 		[ -d "$d" ] && "$bin/shoalrt" --root "$root" rm -f "${d##*/}" >/dev/null 2>&1
 	done
@@ -75,6 +83,7 @@ export SHOAL_SHIM="$bin/shoal-shim"
 rt() { "$bin/shoalrt" --root "$root" "$@"; }
 ab=${BENCH_AB:-}
 rt_ab() { SHOAL_SHIM="$ab/shoal-shim" "$ab/shoalrt" --root "$root" "$@"; }
+declare -a inproc_pids=()
 
 rt import "$bin/images/web_1" >/dev/null
 layers=$(python3 - "$bin/images/web_1" <<'PY'
@@ -179,7 +188,39 @@ rt run --rm "${lim[@]}" "${brnet[@]}" shoal/web:1 /bin/true
 crun run --bundle "$work/bundle-true" "$cid"
 [ "$(crun run --bundle "$work/bundle-stamp" "$cid" | cut -d. -f1)" -gt 0 ]
 
-declare -a t_shoal t_bridge t_crun t_fork x_shoal x_crun x_fork t_ab x_ab
+# The agent's path: rtinproc NAME SHIM TOOL [TRACE] starts a tests/tools/rtinproc (the same
+# limits as lim, network none, --rm) fed one line per start through fifos; its fds are then
+# ${NAME_w} (requests) and ${NAME_r} (replies "START_US STATUS OUTPUT").
+rtinproc() {
+	mkfifo "$work/$1.in" "$work/$1.out"
+	SHOAL_SHIM=$2 SHOALRT_TRACE=${4:-} "$3" "$root" shoal/web:1 /bin/sh -c 'echo $EPOCHREALTIME' \
+		<"$work/$1.in" >"$work/$1.out" &
+	inproc_pids+=($!)
+	eval "exec {${1}_w}>\"\$work/$1.in\" {${1}_r}<\"\$work/$1.out\""
+}
+# One start through it: the interval from its start to the container's exec in x_NAME.
+inproc_start() {
+	local w=${1}_w r=${1}_r s st x
+	echo go >&"${!w}"
+	read -r s st x <&"${!r}"
+	[ "$st" = 0 ] || { echo "bench/runtime.sh: $1: container exited $st" >&2; exit 1; }
+	eval "x_$1+=(\$((\${x/./} - s)))"
+}
+rtinproc ip "$bin/shoal-shim" "$bin/tests/tools/rtinproc"
+rtinproc iptr "$bin/shoal-shim" "$bin/tests/tools/rtinproc" "$work/agent-trace"
+inproc_start ip
+inproc_start iptr
+x_ip=()
+ab_ip=
+if [ -n "$ab" ] && [ -x "$ab/tests/tools/rtinproc" ]; then
+	ab_ip=1
+	rtinproc ipab "$ab/shoal-shim" "$ab/tests/tools/rtinproc"
+	inproc_start ipab
+	# shellcheck disable=SC2034 # filled by inproc_start, read by abrow (by name)
+	x_ipab=()
+fi
+
+declare -a t_shoal t_bridge t_crun t_fork x_shoal x_crun x_fork t_ab x_ab x_ip
 [ -z "$ab" ] || rt_ab run --rm "${lim[@]}" shoal/web:1 /bin/true
 for ((i = 0; i < N; i++)); do
 	if [ -n "$ab" ]; then
@@ -203,6 +244,9 @@ for ((i = 0; i < N; i++)); do
 	x_crun+=($((${x/./} - s)))
 	s=${EPOCHREALTIME/./}; x=$(/bin/busybox sh -c 'echo $EPOCHREALTIME')
 	x_fork+=($((${x/./} - s)))
+	inproc_start ip
+	[ -z "$ab_ip" ] || inproc_start ipab
+	inproc_start iptr
 
 	# The same start traced phase by phase (runtime/trace.h), with this script's own clock
 	# before the exec and after the exit.
@@ -257,6 +301,12 @@ row() { # label median p95 [crun median]
 		printf '  %-34s %9s %9s %9s\n' "$1" "$2" "$3" "-"
 	fi
 }
+abrow() { # label array: its row vs crun's median $cm
+	local -n v=$2
+	local m p
+	read -r m p < <(stats "${v[@]}")
+	row "$1" "$m" "$p" "$cm"
+}
 read -r sm sp < <(stats "${t_shoal[@]}")
 read -r cm cp < <(stats "${t_crun[@]}")
 read -r fm fp < <(stats "${t_fork[@]}")
@@ -265,28 +315,31 @@ printf '  %-34s %9s %9s %9s\n' "" "median ms" "p95 ms" "vs crun"
 row "shoalrt run --rm" "$sm" "$sp" "$cm"
 read -r bm bp < <(stats "${t_bridge[@]}")
 row "shoalrt run --rm --network bridge" "$bm" "$bp" "$cm"
-if [ -n "$ab" ]; then
-	read -r am ap < <(stats "${t_ab[@]}")
-	row "shoalrt run --rm (A/B: \$BENCH_AB)" "$am" "$ap" "$cm"
-fi
+[ -z "$ab" ] || abrow "shoalrt run --rm (A/B: \$BENCH_AB)" t_ab
 row "crun run (equivalent config.json)" "$cm" "$cp" "$cm"
 row "fork+exec /bin/true (floor)" "$fm" "$fp" "$cm"
 read -r sm sp < <(stats "${x_shoal[@]}")
 read -r cm cp < <(stats "${x_crun[@]}")
 read -r fm fp < <(stats "${x_fork[@]}")
 echo "runtime: start request -> container's execve (sh prints \$EPOCHREALTIME; $N runs, interleaved)"
-row "shoalrt run --rm" "$sm" "$sp" "$cm"
-if [ -n "$ab" ]; then
-	read -r am ap < <(stats "${x_ab[@]}")
-	row "shoalrt run --rm (A/B: \$BENCH_AB)" "$am" "$ap" "$cm"
-fi
+row "CLI: shoalrt run --rm" "$sm" "$sp" "$cm"
+[ -z "$ab" ] || abrow "CLI: shoalrt run --rm (A/B)" x_ab
+read -r im ip < <(stats "${x_ip[@]}")
+row "agent: in-process container_start" "$im" "$ip" "$cm"
+[ -z "$ab_ip" ] || abrow "agent: in-process (A/B)" x_ipab
 row "crun run" "$cm" "$cp" "$cm"
 row "fork+exec busybox sh (floor)" "$fm" "$fp" "$cm"
-printf '  shoalrt / floor: %.2fx (issue 18 target: <= 2x)\n' "$(echo "$sm / $fm" | bc -l)"
+printf '  CLI / floor: %.2fx, agent / floor: %.2fx (issue 18 target: <= 2x)\n' \
+	"$(echo "$sm / $fm" | bc -l)" "$(echo "$im / $fm" | bc -l)"
 echo "runtime: where shoalrt run --rm of /bin/true spends its time (SHOALRT_TRACE; $N runs)"
 echo "  (each phase: time since the mark before it on the start's timeline; bench-start is"
 echo "  this script's clock before it forks shoalrt, bench-end after shoalrt exited)"
 awk -f bench/phases.awk "$work"/trace.*
+echo "runtime: where the agent's in-process start of sh spends its time (rtinproc, SHOALRT_TRACE;"
+echo "  $N runs; bench-start is just before container_create_from_image, bench-end after the exit)"
+# One file per start, as phases.awk wants (the first start was the warm-up).
+awk -v d="$work" '/^bench-start/ { f = d "/atrace." ++n } n > 1 { print > f }' "$work/agent-trace"
+awk -v caller=agent -f bench/phases.awk "$work"/atrace.*
 mapfile -t a_ret < <(echo "$accept" | cut -d' ' -f1)
 mapfile -t a_acc < <(echo "$accept" | cut -d' ' -f2)
 read -r dm dp < <(stats "${a_ret[@]}")

@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "digest.h"
 #include "err.h"
 #include "image.h"
 #include "etcfiles.h"
@@ -371,6 +372,13 @@ container_load(const char *root, const char *ref, struct shoal_err *err)
 	if (valid_name(ref) && (n = readlink(link, target, sizeof(target) - 1)) > 0) {
 		target[n] = '\0';
 		return load_id(root, target, err);
+	}
+	/* A full id (what a shim and the agent load by, once per start): its own directory, not
+	 * a listing of every container's. */
+	if (digest_is_hex(ref)) {
+		cleanup_free char *own = xasprintf("%s/%s", dir, ref);
+		if (access(own, F_OK) == 0)
+			return load_id(root, ref, err);
 	}
 	d = rl > 0 ? opendir(dir) : NULL;
 	while (d && (e = readdir(d)) != NULL) {

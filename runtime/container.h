@@ -135,8 +135,10 @@ struct container *container_create_from_image(const char *root, struct container
 /*
  * Start c through a new shim and return once its process has exec'd (0) or failed (-1, with
  * *exit_code 125/126/127 and the reason in err). *sync_fd receives the shim's end of the
- * conversation: read the exit with container_wait_exit, or close it to detach. The shim is
- * shoal-shim, exec'd (container_shim_path): what a large or threaded caller (the agent) needs.
+ * conversation: read the exit with container_wait_exit, or close it to detach. Safe for a
+ * large or threaded caller (the agent): the shim is a fork of this process's shim server
+ * (shoal-shim --server, runtime/shim.h, spawned at the first start and again when
+ * container_shim_path's binary changes; it exits with us), else shoal-shim exec'd.
  */
 int container_start(struct container *c, const struct container_attach *a, int *sync_fd,
                     int *exit_code, struct shoal_err *err);

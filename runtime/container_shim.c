@@ -9,12 +9,15 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include <linux/close_range.h>
 
 #include "err.h"
+#include "shim.h"
 #include "spawn.h"
 #include "trace.h"
 #include "util.h"
@@ -43,11 +47,49 @@ container_shim_path(void)
 }
 
 /*
- * Start the shim: posix_spawn (a vfork-like clone, no copy of our page tables: the agent's
- * are large) into a new session, with /dev/null on 0-2, the sync socket on 3 and the attached
- * stdout/stderr on 4 and 5. The shim forks once more and its first process exits at once
- * (--daemon), so the shim is nobody's child but init's (or the subreaper's) and outlives its
- * starter, as after a double fork. Returns that first process's pid, or -1 with err.
+ * posix_spawn bin (a vfork-like clone, no copy of our page tables: the agent's are large)
+ * into a new session, with /dev/null on 0-2, fds[i] on 3 + i (those >= 0; sources above 5,
+ * so placing one cannot clobber another) and none of our blocked signals. Returns 0 or the
+ * error number.
+ */
+static int
+spawn_detached(const char *bin, char *const argv[], const int fds[3], pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
+	int rc = 0;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	/* dup2 onto a target clears its close-on-exec flag: these are the fds it keeps. */
+	for (int i = 0; i < 3 && rc == 0; i++)
+		if (fds[i] >= 0)
+			rc = posix_spawn_file_actions_adddup2(&fa, fds[i], 3 + i);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+	/* A session of its own (no terminal's signals), and none of our blocked signals. */
+	if (rc == 0)
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	if (rc == 0)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (rc == 0)
+		rc = posix_spawn(pid, bin, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	return rc;
+}
+
+/*
+ * Start the shim (spawn_detached) with the sync socket on 3 and the attached stdout/stderr
+ * on 4 and 5. The shim forks once more and its first process exits at once (--daemon), so
+ * the shim is nobody's child but init's (or the subreaper's) and outlives its starter, as
+ * after a double fork. Returns that first process's pid, or -1 with err.
  */
 static pid_t
 spawn_shim(const char *shim, const struct container *c, int sync, const struct container_attach *a,
@@ -57,9 +99,6 @@ spawn_shim(const char *shim, const struct container *c, int sync, const struct c
 	cleanup_close int s = fcntl(sync, F_DUPFD_CLOEXEC, 6);
 	cleanup_close int o = a && a->stdout_fd >= 0 ? fcntl(a->stdout_fd, F_DUPFD_CLOEXEC, 6) : -1;
 	cleanup_close int e = a && a->stderr_fd >= 0 ? fcntl(a->stderr_fd, F_DUPFD_CLOEXEC, 6) : -1;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none;
 	char *argv[13];
 	pid_t pid = -1;
 	int k = 0, rc;
@@ -83,30 +122,7 @@ spawn_shim(const char *shim, const struct container *c, int sync, const struct c
 		argv[k++] = "5";
 	}
 	argv[k] = NULL;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	/* dup2 onto a target clears its close-on-exec flag: these are the fds the shim keeps. */
-	rc = posix_spawn_file_actions_adddup2(&fa, s, 3);
-	if (rc == 0 && o >= 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, o, 4);
-	if (rc == 0 && e >= 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, e, 5);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, 0, 1);
-	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, 0, 2);
-	/* A session of its own (no terminal's signals), and none of our blocked signals. */
-	if (rc == 0)
-		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
-	if (rc == 0)
-		rc = posix_spawnattr_setsigmask(&attr, &none);
-	if (rc == 0)
-		rc = posix_spawn(&pid, shim, &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	rc = spawn_detached(shim, argv, (const int[3]){s, o, e}, &pid);
 	if (rc != 0)
 		return err_set(err, rc, "exec %s", shim);
 	return pid;
@@ -131,11 +147,146 @@ exec_shim(struct container *c, int sync, const struct container_attach *a, struc
 	return 0;
 }
 
+/*
+ * The shim server of this process (shoal-shim --server, runtime/shim.h): started at the first
+ * start, then asked for a shim per start. Its shims are its children, so none is ours and
+ * none waits on a middle process; it exits at EOF on its socket, i.e. with us.
+ */
+static pthread_mutex_t server_lock = PTHREAD_MUTEX_INITIALIZER;
+static int server_fd = -1;
+static pid_t server_pid = -1;
+/* The binary it runs: another $SHOAL_SHIM, or a new file there (an upgrade: its identity is
+ * device, inode, size and mtime), gets a new server. */
+static char *server_bin;
+static struct stat server_st;
+
+static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* With server_lock held. */
+static void
+server_drop(void)
+{
+	if (server_fd >= 0)
+		close(server_fd);
+	server_fd = -1;
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		while (waitpid(server_pid, NULL, 0) == -1 && errno == EINTR)
+			;
+	}
+	server_pid = -1;
+	free(server_bin);
+	server_bin = NULL;
+}
+
+/* With server_lock held. */
+static int
+server_start(const char *shim, struct shoal_err *err)
+{
+	char *argv[] = {"shoal-shim", "--server", NULL};
+	int sv[2], rc, s;
+	ssize_t n;
+	char b;
+
+	if (stat(shim, &server_st) == -1)
+		return err_set(err, errno, "stat %s", shim);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return err_set(err, errno, "socketpair");
+	/* Above 5, as spawn_detached wants its sources. */
+	s = fcntl(sv[1], F_DUPFD_CLOEXEC, 6);
+	close(sv[1]);
+	rc = s == -1 ? errno : spawn_detached(shim, argv, (const int[3]){s, -1, -1}, &server_pid);
+	if (s >= 0)
+		close(s);
+	if (rc != 0) {
+		close(sv[0]);
+		server_pid = -1;
+		return err_set(err, rc, "exec %s --server", shim);
+	}
+	server_fd = sv[0];
+	server_bin = xstrdup(shim);
+	/* Its hello, or EOF: a shim that is no server (an older one) has exited. */
+	do
+		n = recv(server_fd, &b, 1, 0);
+	while (n == -1 && errno == EINTR);
+	if (n != 1) {
+		server_drop();
+		return err_set(err, 0, "%s is no shim server", shim);
+	}
+	return 0;
+}
+
+/* Ask the server for c's shim. -1: no server to ask (the caller execs a shim instead). */
+static int
+server_request(const char *shim, struct container *c, int sync, const struct container_attach *a)
+{
+	struct shim_request rq = {.has_stdout = a && a->stdout_fd >= 0,
+	                          .has_stderr = a && a->stderr_fd >= 0};
+	char cbuf[CMSG_SPACE(sizeof(int) * 3)] = {0};
+	struct iovec iov = {&rq, sizeof(rq)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf};
+	struct shoal_err ignored;
+	struct cmsghdr *cm;
+	struct stat st;
+	int fds[3], n = 0, rc = -1;
+
+	if (snprintf(rq.root, sizeof(rq.root), "%s", c->root) >= (int)sizeof(rq.root))
+		return -1;
+	memcpy(rq.id, c->id, sizeof(rq.id));
+	fds[n++] = sync;
+	if (rq.has_stdout)
+		fds[n++] = a->stdout_fd;
+	if (rq.has_stderr)
+		fds[n++] = a->stderr_fd;
+	mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
+	pthread_mutex_lock(&server_lock);
+	if (server_fd >= 0 &&
+	    (strcmp(server_bin, shim) != 0 || stat(shim, &st) == -1 || !same_file(&st, &server_st)))
+		server_drop();
+	if (server_fd < 0 && server_start(shim, &ignored) == -1)
+		goto out;
+	/* A server killed since: start a new one, once. */
+	for (int attempt = 0; attempt < 2 && rc == -1; attempt++) {
+		if (sendmsg(server_fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(rq)) {
+			rc = 0;
+			break;
+		}
+		server_drop();
+		if (attempt == 0 && server_start(shim, &ignored) == -1)
+			break;
+	}
+out:
+	pthread_mutex_unlock(&server_lock);
+	return rc;
+}
+
+/* container_start's launcher: a shim forked by our shim server; without one, an exec'd
+ * shoal-shim --daemon. */
+static int
+server_shim(struct container *c, int sync, const struct container_attach *a, struct shoal_err *err)
+{
+	cleanup_free char *shim = container_shim_path();
+
+	if (server_request(shim, c, sync, a) == 0)
+		return 0;
+	return exec_shim(c, sync, a, err);
+}
+
 int
 container_start(struct container *c, const struct container_attach *a, int *sync_fd, int *exit_code,
                 struct shoal_err *err)
 {
-	return container_start_via(c, a, exec_shim, sync_fd, exit_code, err);
+	return container_start_via(c, a, server_shim, sync_fd, exit_code, err);
 }
 
 int

@@ -1,6 +1,6 @@
 /*
  * The shim of one container (shim.h): what shoal-shim runs after parsing its arguments, and
- * what a shim forked by container_start_forked runs at once.
+ * what a shim forked by shim_fork or by the shim server (shim_server) runs at once.
  */
 #include "shim.h"
 
@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include <linux/close_range.h>
+
+#include <jansson.h>
 
 #include "cgroup.h"
 #include "container.h"
@@ -407,22 +409,28 @@ set_title(const struct container *c)
 	snprintf(p, len, "shoal-shim --root %s --id %s", c->root, c->id);
 }
 
-/* The forked shim's first steps, in the child: a process like the one shoal-shim --daemon
- * becomes. Never returns. */
+/* The forked shim's first steps, before it knows its container: none of the starter's
+ * handlers (shoalrt run's signal forwarding) nor its mask; a session of our own (no
+ * terminal's signals, and out of the starter's process group: a Ctrl-C in the shell reaches
+ * the container through shoalrt's forwarding, not us); "shoal-shim" in ps and pgrep -x. */
 static void
-fork_child(struct container *c, const int keep[3])
+fork_child_prepare(void)
+{
+	struct shoal_err ignored;
+
+	(void)spawn_signals_default(&ignored);
+	setsid();
+	prctl(PR_SET_NAME, "shoal-shim", 0, 0, 0);
+}
+
+/* Then, with c: a process like the one shoal-shim --daemon becomes. Never returns. */
+static void
+fork_child_serve(struct container *c, const int keep[3])
 {
 	struct container_msg m = {.type = CONTAINER_MSG_ERROR, .exit_code = 125};
 	int moved[3] = {-1, -1, -1}, attach[2] = {-1, -1}, null, tell = keep[0];
-	struct shoal_err ignored;
 
-	/* None of the starter's handlers (shoalrt run's signal forwarding) nor its mask. */
-	(void)spawn_signals_default(&ignored);
-	/* A session of our own: no terminal's signals, and out of the starter's process group
-	 * (a Ctrl-C in the shell reaches the container through shoalrt's forwarding, not us). */
-	setsid();
-	/* What ps and pgrep -x show, as for an exec'd shoal-shim. */
-	prctl(PR_SET_NAME, "shoal-shim", 0, 0, 0);
+	/* What ps and pgrep -f show, as for an exec'd shoal-shim. */
 	set_title(c);
 	/* Keep the sync socket and the outputs on 3, 4, 5 (sources moved above 5 first, so
 	 * placing one cannot clobber another), /dev/null on 0-2, and nothing else of the
@@ -470,7 +478,131 @@ shim_fork(struct container *c, int sync, const struct container_attach *a, struc
 	pid = fork();
 	if (pid == -1)
 		return err_set(err, errno, "fork the shim");
-	if (pid == 0)
-		fork_child(c, keep);
+	if (pid == 0) {
+		fork_child_prepare();
+		fork_child_serve(c, keep);
+	}
 	return 0;
+}
+
+/* A failed request: tell its starter over its sync socket, the only channel it reads. */
+static void
+server_refuse(int sync, const struct shoal_err *e)
+{
+	struct container_msg m = {.type = CONTAINER_MSG_ERROR, .exit_code = 125, .err = *e};
+
+	(void)send(sync, &m, sizeof(m), MSG_NOSIGNAL);
+}
+
+/* Take now, while idle, the copy-on-write faults a start would: the pages of the stack and
+ * of the heap that loading a container's state writes (we share them with the server). */
+static void __attribute__((noinline)) spare_prefault(void)
+{
+	volatile char stack[128 * 1024];
+	void *p[64];
+
+	for (size_t i = 0; i < sizeof(stack); i += 4096)
+		stack[i] = 0;
+	for (int i = 0; i < 64; i++)
+		p[i] = xmalloc((size_t)(16 << (i % 8)));
+	for (int i = 0; i < 64; i++)
+		free(p[i]);
+	json_decref(json_loads("{\"a\": [1, 2, {\"b\": \"c\"}], \"d\": {\"e\": 1.5, \"f\": null}}",
+	                       0, NULL));
+}
+
+/*
+ * The spare: a shim forked before there is a container for it, waiting for the next request
+ * on fd. It tells the server on note that it took one ('r', the server then forks the next
+ * spare) or that the starter is gone ('e'), and becomes that container's shim. Never returns.
+ */
+static void
+server_spare(int fd, int note)
+{
+	struct shim_request rq;
+	char cbuf[CMSG_SPACE(sizeof(int) * 3)];
+	struct iovec iov = {&rq, sizeof(rq)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	int fds[3] = {-1, -1, -1}, nfds = 0;
+	struct shoal_err err;
+	struct container *c;
+	ssize_t n;
+
+	fork_child_prepare();
+	spare_prefault();
+	do
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n == -1 && errno == EINTR);
+	if (write(note, n > 0 ? "r" : "e", 1) != 1 || n <= 0)
+		_exit(0);
+	close(note);
+	trace_mark("server-request");
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (nfds > 3)
+				nfds = 3;
+			memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
+		}
+	/* A malformed request has nobody to answer but its sync socket, if any. */
+	if (n != (ssize_t)sizeof(rq) || nfds != 1 + !!rq.has_stdout + !!rq.has_stderr ||
+	    memchr(rq.root, '\0', sizeof(rq.root)) == NULL ||
+	    memchr(rq.id, '\0', sizeof(rq.id)) == NULL) {
+		err_set(&err, EPROTO, "shim server: malformed request");
+		if (nfds > 0)
+			server_refuse(fds[0], &err);
+		_exit(1);
+	}
+	c = container_load(rq.root, rq.id, &err);
+	if (c == NULL) {
+		server_refuse(fds[0], &err);
+		_exit(1);
+	}
+	trace_mark("server-load");
+	const int keep[3] = {fds[0], rq.has_stdout ? fds[1] : -1,
+	                     rq.has_stderr ? fds[rq.has_stdout ? 2 : 1] : -1};
+	fork_child_serve(c, keep);
+}
+
+int
+shim_server(int fd)
+{
+	struct sigaction sa = {.sa_handler = SIG_IGN};
+
+	/* Our shims are reaped by the kernel as they exit (each resets its signals first). */
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	/* Hello: the starter sends nothing before it knows we are a server (an older shim
+	 * would exit with a usage error, taking a request with it). */
+	if (send(fd, "s", 1, MSG_NOSIGNAL) != 1)
+		return 1;
+	/* One spare at a time, forked ahead: a start then costs no fork, only the spare's
+	 * wake-up. A spare that dies without a word ends us too: the starter sees the EOF and
+	 * starts a server anew, or execs its shims. */
+	for (;;) {
+		int note[2];
+		pid_t pid;
+		ssize_t n;
+		char b = 0;
+
+		if (pipe2(note, O_CLOEXEC) == -1)
+			return 1;
+		pid = fork();
+		if (pid == 0) {
+			close(note[0]);
+			server_spare(fd, note[1]);
+		}
+		close(note[1]);
+		if (pid == -1) {
+			close(note[0]);
+			return 1;
+		}
+		do
+			n = read(note[0], &b, 1);
+		while (n == -1 && errno == EINTR);
+		close(note[0]);
+		if (n != 1 || b != 'r')
+			return n == 1 && b == 'e' ? 0 : 1;
+	}
 }

@@ -7,8 +7,8 @@ struct shoal_err;
 
 /*
  * The shim's life with one created container, in the process that is to be its shim: the
- * body of shoal-shim (exec'd by container_start, for a large or threaded starter such as the
- * agent) and of the shim container_start_forked forks off a small single-threaded starter
+ * body of shoal-shim (exec'd, or forked by shim_server, for a large or threaded starter such
+ * as the agent) and of the shim shim_fork forks off a small single-threaded starter
  * (shoalrt). It spawns the container, tells the starter "exec happened" or why not over
  * sync_fd, relays the container's output to ROOT/containers/<id>/log (rotated to log.1 at
  * CONTAINER_LOG_MAX) and to attach[0] and attach[1] (stdout, stderr; -1: not attached), waits
@@ -30,5 +30,29 @@ int shim_serve(struct container *c, int sync_fd, const int attach[2]);
  */
 int shim_fork(struct container *c, int sync, const struct container_attach *a,
               struct shoal_err *err);
+
+/*
+ * A request to a shim server: serve container id under root. Sent over the server's
+ * SOCK_SEQPACKET socket with the starter's end of the sync socket, then the attached stdout
+ * and stderr if the flags say so, as SCM_RIGHTS.
+ */
+struct shim_request {
+	char root[4096];
+	char id[65];
+	unsigned char has_stdout, has_stderr;
+};
+
+/*
+ * shoal-shim --server: the body of a long-lived, single-threaded shim maker for a threaded
+ * starter (the agent, through container_start), spawned once by it with fd its end of a
+ * SOCK_SEQPACKET socketpair. Says hello (one byte), then keeps one spare shim forked ahead:
+ * the spare takes the next shim_request, tells us (we fork the next spare), loads the
+ * container and serves it as a shim_fork'ed shim does. A start so costs neither an exec of
+ * shoal-shim nor a fork (measured: ~2 ms of the agent's ~11 ms start-to-execve on the
+ * project's 2-core machine, bench/runtime.sh). The shims are our children, never the
+ * starter's (we reap them as they exit), and outlive us. Returns once the starter is gone
+ * (EOF), or 1 when a spare died without a word.
+ */
+int shim_server(int fd);
 
 #endif

@@ -3,9 +3,10 @@
  * itself (the agent: a copy of its page tables, and a threaded process). Started by
  * container_start (double-forked, in its own session), it loads the container's state and
  * serves it (shim_serve); it outlives whoever started it. shoalrt forks its shims instead
- * (container_start_forked).
+ * (shim_fork).
  *
  * usage: shoal-shim [--daemon] --root ROOT --id ID [--sync-fd N] [--stdout-fd N] [--stderr-fd N]
+ *        shoal-shim --server   (fd 3: a starter's socket; runtime/shim.h shim_server)
  *
  * `shoal-shim exec --root ROOT --id ID -- CMD...` runs CMD inside that running container,
  * confined exactly as its init (spawn_exec), for health checks and `shoalrt exec`.
@@ -155,6 +156,9 @@ main(int argc, char **argv)
 	trace_mark("shim-exec");
 	if (argc > 1 && strcmp(argv[1], "exec") == 0)
 		return exec_main(argc - 1, argv + 1);
+	/* container_start's shim maker: requests on fd 3 (runtime/shim.h). */
+	if (argc > 1 && strcmp(argv[1], "--server") == 0)
+		return shim_server(3);
 	if (argc > 1 && strcmp(argv[1], "--daemon") == 0) {
 		argc--;
 		argv++;
@@ -192,6 +196,7 @@ main(int argc, char **argv)
 		}
 		if (pid > 0)
 			_exit(0);
+		trace_mark("shim-daemon");
 	}
 	c = container_load(root, id, &err);
 	if (c == NULL) {

@@ -519,3 +519,33 @@ CAPS_PROBE='grep NoNewPrivs /proc/self/status
 	[ "$status" -eq 1 ]
 	[[ "$output" == 'shoalrt: unknown verb "nosuchverb"'* ]]
 }
+
+@test "the agent's in-process start (container_start via the shim server) confines as run does" {
+	# tests/tools/rtinproc starts containers as the agent does: in-process, through a shim
+	# server it spawns once (runtime/shim.h). Its shims are no child of the starter, and its
+	# containers get the same namespaces, seccomp filter and no_new_privs as shoalrt run's.
+	local dir=$BATS_TEST_TMPDIR tools=$SHOAL_BIN/tests/tools pid server out w
+	local probe='echo "$$ $(grep Seccomp: /proc/self/status | cut -f2) $(grep NoNewPrivs: /proc/self/status | cut -f2) $(hostname)"'
+	mkfifo "$dir/in"
+	timeout 30 "$tools/rtinproc" "$RT_ROOT" "$IMG" sh -c "$probe" <"$dir/in" >"$dir/out" &
+	pid=$!
+	exec {w}>"$dir/in"
+	echo go >&"$w"
+	wait_until 10 test -s "$dir/out"
+	read -r _ st ctpid seccomp nnp host <"$dir/out"
+	[ "$st" = 0 ] && [ "$ctpid" = 1 ] && [ "$seccomp" = 2 ] && [ "$nnp" = 1 ]
+	[ "$host" != "$(hostname)" ]
+	# (its spare, forked ahead for the next start, is its child: not ours either)
+	server=$(pgrep -P "$(pgrep -P "$pid")" -f -- 'shoal-shim --server')
+	[ -n "$server" ]
+	# It leaves with its starter: EOF on its socket.
+	exec {w}>&-
+	wait "$pid"
+	wait_until 10 bash -c "! kill -0 $server 2>/dev/null"
+	[ -z "$(ids)" ]
+	# A shim that is no server (an older one): the start execs it instead, as before.
+	printf '#!/bin/sh\n[ "$1" = --server ] && exit 2\nexec %s "$@"\n' "$SHOAL_SHIM" >"$dir/oldshim"
+	chmod +x "$dir/oldshim"
+	out=$(echo go | SHOAL_SHIM=$dir/oldshim timeout 30 "$tools/rtinproc" "$RT_ROOT" "$IMG" sh -c "$probe")
+	[[ "$out" == *" 0 1 2 1 "* ]]
+}

@@ -201,6 +201,17 @@ test_create_load_remove(void **state)
 	container_free(d);
 	assert_null(container_load(root, "nosuch", &err));
 	assert_string_equal(err.msg, "no such container: nosuch");
+	/* By full id (read straight from its directory), and a full id of none: the same answer
+	 * as a listing gives. */
+	d = container_load(root, c->id, &err);
+	assert_non_null(d);
+	assert_string_equal(d->id, c->id);
+	container_free(d);
+	char other[65];
+	memset(other, 'f', 64);
+	other[64] = '\0';
+	assert_null(container_load(root, other, &err));
+	assert_string_equal(err.msg + strlen("no such container: "), other);
 
 	size_t n;
 	struct container **v = container_list(root, &n, &err);
