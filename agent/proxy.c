@@ -887,6 +887,7 @@ px_timer_arm(struct px_conn *c, const struct timeval *tv)
 {
 	event_add(&c->tev, tv);
 	c->timer_on = true;
+	c->unsure_timer = false; /* px_pump's look is not what fires now */
 }
 
 /*
@@ -1230,8 +1231,8 @@ px_pump(struct px_conn *c, int dir)
 				if (!c->unsure_timer) {
 					struct timeval tv = {0, PX_UNSURE_MS * 1000};
 
-					c->unsure_timer = true;
 					px_timer_arm(c, &tv);
+					c->unsure_timer = true;
 				}
 			}
 		}
@@ -1399,7 +1400,6 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (c->unsure_timer) { /* armed by px_pump: the idle check is lazy, so it follows */
-		c->unsure_timer = false;
 		px_timer_arm(c, w->idle_tv);
 		if (c->b_unsure) {
 			c->b_unsure = false;
