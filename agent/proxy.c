@@ -38,7 +38,10 @@
 #include "proxy_pp.h"
 #include "util.h"
 
-#define PX_DEFAULT_IDLE_MS    (10 * 60 * 1000)
+#define PX_DEFAULT_IDLE_MS (10 * 60 * 1000)
+/* How soon a backend's reset that came with its last bytes is seen when nothing else shows it
+ * (px_pump). */
+#define PX_UNSURE_MS          50
 #define PX_DEFAULT_CONNECT_MS 1000
 #define PX_DEFAULT_BENCH_MS   2000
 #define PX_DEFAULT_BUF        (64 * 1024)
@@ -577,6 +580,10 @@ struct px_conn {
 	bool c_readable, c_writable, b_readable, b_writable;
 	/* The peer sent FIN or RST (EV_CLOSED: EPOLLRDHUP): read on to EOF or the error. */
 	bool c_hup, b_hup;
+	/* A short read from the backend stopped before EAGAIN: a reset that came with its last
+	 * bytes (EPOLLHUP: no EV_CLOSED, no new edge) is unseen until a send to it fails or
+	 * px_timer_cb reads it (unsure_timer: that timer is armed). */
+	bool b_unsure, unsure_timer;
 	bool connecting;
 	bool connected_early; /* the connect was done when connect() returned (loopback) */
 	bool timer_on;
@@ -880,6 +887,7 @@ px_timer_arm(struct px_conn *c, const struct timeval *tv)
 {
 	event_add(&c->tev, tv);
 	c->timer_on = true;
+	c->unsure_timer = false; /* px_pump's look is not what fires now */
 }
 
 /*
@@ -1155,6 +1163,9 @@ px_pump(struct px_conn *c, int dir)
 				return errno == EINTR ? 0 : -1;
 			}
 			atomic_fetch_sub_explicit(&w->buffered, s, memory_order_relaxed);
+			if (dir ==
+			    PX_UP) /* it took bytes: no reset was there, a later one is an edge */
+				c->b_unsure = false;
 			h->off += (uint32_t)s;
 			h->len -= (uint32_t)s;
 			if (h->len) { /* a short send: the socket buffer is full */
@@ -1209,10 +1220,22 @@ px_pump(struct px_conn *c, int dir)
 		 * new edge. A reset comes as EPOLLHUP, which libevent reports as plain
 		 * read+write: a client's reset is then seen at the next send to it, but a
 		 * backend's that lands with its last bytes would be seen by no one and the
-		 * client would wait for the idle timeout (test_late_handshake), so the backend
-		 * is always read on to EAGAIN. */
-		if (dir == PX_UP && (size_t)n < bufsz && !src_hup)
+		 * client would wait for the idle timeout (test_late_handshake): after the
+		 * backend's short read, the next send to it fails on that reset, and if none
+		 * comes within PX_UNSURE_MS px_timer_cb reads the backend once. Not once we shut
+		 * our side to it either: its FIN then comes as EPOLLHUP. */
+		if ((size_t)n < bufsz && !src_hup && (dir == PX_UP || !c->half[PX_UP].shut)) {
 			*src_r = false;
+			if (dir == PX_DOWN) {
+				c->b_unsure = true;
+				if (!c->unsure_timer) {
+					struct timeval tv = {0, PX_UNSURE_MS * 1000};
+
+					px_timer_arm(c, &tv);
+					c->unsure_timer = true;
+				}
+			}
+		}
 		s = 0;
 		if (*dst_w) {
 			s = send(dst, w->scratch, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1221,6 +1244,8 @@ px_pump(struct px_conn *c, int dir)
 					return -1;
 				s = 0;
 			}
+			if (s > 0 && dir == PX_UP)
+				c->b_unsure = false;
 		}
 		if (s < n) {
 			if (h->buf == NULL)
@@ -1372,6 +1397,15 @@ px_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->fdwait) {
 		c->fdwait = false;
 		px_conn_start(c, NULL);
+		return;
+	}
+	if (c->unsure_timer) { /* armed by px_pump: the idle check is lazy, so it follows */
+		px_timer_arm(c, w->idle_tv);
+		if (c->b_unsure) {
+			c->b_unsure = false;
+			c->b_readable = true;
+			px_conn_run(c);
+		}
 		return;
 	}
 	if (c->waiting) {
