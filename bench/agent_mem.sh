@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The agent's memory, idle, with one replica: RSS of shoal-agent and of its ingress process
-# (/proc/PID/smaps_rollup), on the namespace lab (1 scheduler, 1 node), and where it goes
+# The agent's memory, idle, with one replica: RSS of shoal-agent, of its ingress process and of
+# its shims (the shim server, its spare, the container's shim; /proc/PID/smaps_rollup), with the
+# node's total as PSS, on the namespace lab (1 scheduler, 1 node), and where it goes
 # (per kind of mapping, from /proc/PID/smaps). No peer runs here: the k3s agent's figure is
 # quoted as a constant reference (~275 MB RSS for k3s agent with containerd, idle, from
 # the k3s documentation's resource profiling; Docker/containerd are not installed here).
@@ -59,6 +60,27 @@ row "agent RSS, 1 replica, idle" "$agent"
 for p in $(pgrep -f -- "shoal-agent ingress --data-dir $work/node1" || true); do
 	row "  the node's ingress process (proxy)" "$p"
 done
+# The agent's start path (container_start) keeps a shim server, its child, with one spare shim
+# forked ahead; each container has its shim. They are the node's memory too: PSS is the fair
+# sum of processes that share pages (the spare shares nearly all of the server's).
+total=$(( $(kb "$agent" Pss) ))
+for p in $(pgrep -f -- "shoal-agent ingress --data-dir $work/node1" || true); do
+	total=$((total + $(kb "$p" Pss)))
+done
+children() { pgrep -P "$1" || true; }
+for srv in $(children "$agent"); do
+	[ "$(cat "/proc/$srv/comm")" = shoal-shim ] || continue
+	row "  the shim server (agent's child)" "$srv"
+	total=$((total + $(kb "$srv" Pss)))
+	for c in $(children "$srv"); do
+		case $(tr '\0' ' ' <"/proc/$c/cmdline") in
+		*--id*) row "  a container's shim" "$c" ;;
+		*) row "  the spare shim (forked ahead)" "$c" ;;
+		esac
+		total=$((total + $(kb "$c" Pss)))
+	done
+done
+printf '  %-40s %9s %9s\n' "node total (agent, ingress, shims)" "" "$(mib "$total")"
 printf '  %-40s %9s\n' "k3s agent (reference, not run here)" "~275"
 echo "agent memory by mapping (RSS KiB): the binary, shared libraries, heap, thread stacks and other anonymous"
 awk '

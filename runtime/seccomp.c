@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -669,6 +670,9 @@ seccomp_default_prog(const char *cache_dir, struct shoal_err *err)
 	}
 	if (buf == NULL) {
 		buf = seccomp_compile_default(&len, err);
+		/* libseccomp's rule database (~1 MB) is freed but stays in our heap: a shim that
+		 * compiled would hold it for its container's whole life. */
+		malloc_trim(0);
 		if (buf == NULL)
 			return NULL;
 		/* Best effort: a read-only or missing cache dir only costs the next start time. */
