@@ -548,4 +548,11 @@ CAPS_PROBE='grep NoNewPrivs /proc/self/status
 	chmod +x "$dir/oldshim"
 	out=$(echo go | SHOAL_SHIM=$dir/oldshim timeout 30 "$tools/rtinproc" "$RT_ROOT" "$IMG" sh -c "$probe")
 	[[ "$out" == *" 0 1 2 1 "* ]]
+	# Six starts at once from six threads (the agent's op threads when replicas come in a
+	# batch), serialised on the one server socket: each gets a confined container and its own
+	# output back.
+	timeout 60 "$tools/rtinproc" -j 6 "$RT_ROOT" "$IMG" sh -c "$probe" <<<go >"$dir/par"
+	[ "$(grep -c ' 0 1 2 1 ' "$dir/par")" -eq 6 ]
+	[ "$(awk '{ print $6 }' "$dir/par" | sort -u | wc -l)" -eq 6 ]
+	[ -z "$(ids)" ]
 }

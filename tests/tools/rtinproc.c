@@ -4,7 +4,7 @@
  * shoal-shim. For bench/runtime.sh's "agent's path" row: the agent never execs shoalrt, so the
  * start request that matters is this call, not a command.
  *
- *   rtinproc ROOT IMAGE CMD...
+ *   rtinproc [-j N] ROOT IMAGE CMD...
  *
  * A long-lived, multi-threaded process like the agent (warm: the library's code, the page
  * cache). Each line read from stdin starts one container (network none, --rm, the bench's
@@ -14,6 +14,8 @@
  * $EPOCHREALTIME its sh prints first thing after its execve). With SHOALRT_TRACE=FILE
  * (runtime/trace.h) every start is traced into FILE, between "bench-start" and "bench-end"
  * marks of our own around the call, as bench/runtime.sh writes around a shoalrt run.
+ * With -j N each line starts N containers at once, each from a thread of its own, as the
+ * agent's op threads do when several replicas are assigned together (tests: runtime.bats).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -114,22 +116,64 @@ start_one(const char *root, const char *image, char **cmd)
 	return 0;
 }
 
+struct job {
+	const char *root, *image;
+	char **cmd;
+	int rc;
+};
+
+static void *
+job_run(void *arg)
+{
+	struct job *j = arg;
+
+	j->rc = start_one(j->root, j->image, j->cmd);
+	return NULL;
+}
+
 int
 main(int argc, char **argv)
 {
 	char line[256];
-	pthread_t t;
+	pthread_t t, th[64];
+	int n = 1;
 
-	if (argc < 4) {
-		fputs("usage: rtinproc ROOT IMAGE CMD... (one start per line of stdin)\n", stderr);
+	if (argc >= 3 && strcmp(argv[1], "-j") == 0) {
+		n = atoi(argv[2]);
+		argc -= 2;
+		argv += 2;
+	}
+	if (argc < 4 || n < 1 || n > 64) {
+		fputs("usage: rtinproc [-j N<=64] ROOT IMAGE CMD... (N starts per line of stdin)\n",
+		      stderr);
 		return 2;
 	}
 	if (pthread_create(&t, NULL, idle, NULL) != 0) {
 		fputs("rtinproc: pthread_create failed\n", stderr);
 		return 1;
 	}
-	while (fgets(line, sizeof(line), stdin))
-		if (start_one(argv[1], argv[2], argv + 3) == -1)
+	while (fgets(line, sizeof(line), stdin)) {
+		struct job jobs[64];
+		int rc = 0;
+
+		if (n == 1) {
+			if (start_one(argv[1], argv[2], argv + 3) == -1)
+				return 1;
+			continue;
+		}
+		for (int i = 0; i < n; i++) {
+			jobs[i] = (struct job){argv[1], argv[2], argv + 3, -1};
+			if (pthread_create(&th[i], NULL, job_run, &jobs[i]) != 0) {
+				fputs("rtinproc: pthread_create failed\n", stderr);
+				return 1;
+			}
+		}
+		for (int i = 0; i < n; i++) {
+			pthread_join(th[i], NULL);
+			rc |= jobs[i].rc;
+		}
+		if (rc != 0)
 			return 1;
+	}
 	return 0;
 }
