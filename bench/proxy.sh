@@ -11,6 +11,8 @@
 #   OVERLOAD_MAXCONN=N           per-backend limit of the overload row (default 4; 0 = none)
 #   OVERLOAD_SECONDS=N           seconds per wrk run of the overload row (default 8)
 #                                (BENCH_AB adds an A/B row there too, its runs rotating with the others)
+#   OVERLOAD_PAIRED=0            skips the overload row's side-by-side form (both proxies at
+#                                once, each on its own throttled backends: see overload_paired)
 #
 # Backends: nginx (3 servers on 127.0.0.1-3, one small file) when installed, else busybox httpd
 # (no keep-alive: the keep-alive cells then measure reconnects). wrk goes direct to one
@@ -388,6 +390,128 @@ overload() {
 	for i in 1 2 3; do rmdir "$cg-$i" "$ca-$i" 2>/dev/null || true; done
 }
 case ${BENCH_ONLY:-} in "" | overload) overload ;; esac
+
+# ---- overload, side by side: both proxies at once, each on its own 3 throttled backends ------
+# The alternating row above compares runs seconds apart, and on a shared machine the backends'
+# CPU per response (fork, page faults, exit) moves by +-15% between such runs with the same
+# proxy: that drift, not the proxy, made most of its pairs. Here HAProxy and Shoal run at the
+# same moment, each against its own 3 busybox httpd at 0.1 CPU (sets A: 127.0.0.4-6, B:
+# 127.0.0.7-9), and swap sets every round, so the load of the moment and a set's placement
+# weigh on both alike. OVERLOAD_PAIRED=0 skips it.
+overload_paired() {
+	local maxconn=${OVERLOAD_MAXCONN:-4} osecs=${OVERLOAD_SECONDS:-8} cg ca i k set hp sp s
+	local pa ha hb sa sb ohp osa osb hset sset u u0h u0s u1h u1s th0 th1 wh ws port
+	if [ "$(id -u)" != 0 ] || [ ! -w /sys/fs/cgroup/cpu ]; then
+		echo "overload side by side: skipped (needs root and the cgroup v1 cpu controller)"
+		return 0
+	fi
+	read -r pa ha hb sa sb < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])
+for s in ss: s.close()')
+	cg=/sys/fs/cgroup/cpu/shoal-bench-p$$
+	ca=$cg
+	[ -f "$cg/cpuacct.usage" ] || [ ! -d /sys/fs/cgroup/cpuacct ] || ca=/sys/fs/cgroup/cpuacct/shoal-bench-p$$
+	mkdir -p "$work/owww"
+	cp "$work/www/index.html" "$work/owww/"
+	for i in 4 5 6 7 8 9; do
+		mkdir -p "$cg-$i" "$ca-$i"
+		echo 100000 >"$cg-$i/cpu.cfs_period_us"
+		echo 10000 >"$cg-$i/cpu.cfs_quota_us"
+		bash -c "echo \$\$ >$cg-$i/cgroup.procs; echo \$\$ >$ca-$i/cgroup.procs; exec busybox httpd -f -p 127.0.0.$i:$pa -h $work/owww" &
+		pids+=("$!")
+	done
+	{
+		printf 'global\n\tnbthread %s\n\tmaxconn 8000\n' "$THREADS"
+		printf 'defaults\n\tmode tcp\n\tbalance roundrobin\n\tretries 3\n\ttimeout connect 1s\n'
+		printf '\ttimeout queue 30s\n\ttimeout client 10m\n\ttimeout server 10m\n'
+		for set in a b; do
+			port=$ha
+			[ $set = b ] && port=$hb
+			printf 'frontend f%s\n\tbind 127.0.0.1:%s\n\tdefault_backend b%s\nbackend b%s\n' $set "$port" $set $set
+			for i in 4 5 6; do
+				[ $set = b ] && i=$((i + 3))
+				if [ "$maxconn" -gt 0 ]; then
+					printf '\tserver s%d 127.0.0.%d:%s maxconn %s\n' $i $i "$pa" "$maxconn"
+				else
+					printf '\tserver s%d 127.0.0.%d:%s\n' $i $i "$pa"
+				fi
+			done
+		done
+	} >"$work/haproxy-paired.cfg"
+	haproxy -f "$work/haproxy-paired.cfg" -db 2>"$work/haproxy-paired.log" &
+	ohp=$!
+	pids+=("$ohp")
+	for set in a b; do
+		port=$sa i=4
+		[ $set = b ] && port=$sb i=7
+		"$agent" proxy --listen "127.0.0.1:$port" --backend "127.0.0.$i:$pa" \
+			--backend "127.0.0.$((i + 1)):$pa" --backend "127.0.0.$((i + 2)):$pa" \
+			--threads "$THREADS" --max-conns-per-backend "$maxconn" --queue-timeout 30s \
+			--connect-timeout 1s --log-level warn 2>"$work/shoal-paired-$set.log" &
+		pids+=("$!")
+		[ $set = a ] && osa=$! || osb=$!
+	done
+	for i in 4 5 6 7 8 9; do wait_port "127.0.0.$i" "$pa"; done
+	for port in $ha $hb $sa $sb; do wait_port 127.0.0.1 "$port"; done
+	# CPU (ns) of the backends I J K, and their CFS periods run and throttled
+	p_usage() { for i in "$@"; do cat "$ca-$i/cpuacct.usage"; done | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+	p_thr() { for i in "$@"; do cat "$cg-$i/cpu.stat"; done | awk '/^nr_periods/ { p += $2 } /^nr_throttled/ { t += $2 } END { print p + 0, t + 0 }'; }
+	p_idle() { # until all 6 backends are idle (as be_drain, 30 s at most)
+		local a b n
+		b=$(p_usage 4 5 6 7 8 9)
+		for ((n = 0; n < 150; n++)); do
+			a=$b
+			sleep 0.2
+			b=$(p_usage 4 5 6 7 8 9)
+			[ $((b - a)) -ge 3000000 ] || break
+		done
+	}
+	echo
+	echo "overload side by side: HAProxy and Shoal at once, each on its own 3 busybox httpd at 0.1 CPU (sets 127.0.0.4-6 and 127.0.0.7-9, swapped each round), wrk -t2 -c50 Connection: close each, ${osecs}s x $ROUNDS rounds, maxconn $maxconn"
+	rm -f "$work"/p-*
+	p_idle
+	for ((k = 0; k < ROUNDS; k++)); do
+		hset="4 5 6" sset="7 8 9" hp=$ha sp=$sb
+		if ((k % 2)); then hset="7 8 9" sset="4 5 6" hp=$hb sp=$sa; fi
+		# shellcheck disable=SC2086 # the sets are lists of backends
+		{ u0h=$(p_usage $hset); u0s=$(p_usage $sset); th0="$(p_thr $hset) $(p_thr $sset)"; }
+		wrk -t2 -c50 -d"${osecs}s" -H "Connection: close" "http://127.0.0.1:$hp/index.html" >"$work/p-wh" &
+		wh=$!
+		wrk -t2 -c50 -d"${osecs}s" -H "Connection: close" "http://127.0.0.1:$sp/index.html" >"$work/p-ws" &
+		ws=$!
+		wait $wh $ws
+		# shellcheck disable=SC2086
+		{ u1h=$(p_usage $hset); u1s=$(p_usage $sset); th1="$(p_thr $hset) $(p_thr $sset)"; }
+		for s in h s; do
+			u=$((u1s - u0s))
+			[ $s = s ] || u=$((u1h - u0h))
+			awk -v u="$u" -v th0="$th0" -v th1="$th1" -v s=$s '/requests in/ { r = $1 }
+				/Socket errors/ { gsub(",", ""); c = $4 + $6 + $8; to = $10 }
+				END { split(th0, a, " "); split(th1, b, " "); o = s == "h" ? 0 : 2
+					print r + 0, c + 0, to + 0, u, b[1 + o] - a[1 + o], b[2 + o] - a[2 + o] }' "$work/p-w$s" >>"$work/p-$s"
+		done
+		p_idle
+	done
+	printf '  %-10s %10s %22s %14s %14s %10s\n' "through" "responses" "closed, no response" \
+		"wrk timeouts" "be cpu us/rsp" "throttled"
+	for s in h s; do
+		awk -v t="$([ $s = h ] && echo haproxy || echo shoal)" '{ r += $1; c += $2; to += $3; u += $4; p += $5; th += $6 } END {
+			printf "  %-10s %10d %22d %14d %14.0f %9.0f%%\n", t, r, c, to, r ? u / 1000 / r : 0, p ? th / p * 100 : 0 }' "$work/p-$s"
+	done
+	printf '  %-10s %s\n' "pairs" "$(paste -d' ' "$work/p-h" "$work/p-s" |
+		awk '{ printf "%d/%d=%.2f  ", $7, $1, $1 ? $7 / $1 : 0 }')"
+	echo "  (same moment, sets swapped each round; want Shoal's responses >= HAProxy's, closed with no response <= HAProxy's)"
+	kill "$ohp" "$osa" "$osb" 2>/dev/null || true
+	for i in 4 5 6 7 8 9; do
+		while read -r s; do kill "$s" 2>/dev/null || true; done <"$cg-$i/cgroup.procs"
+	done
+	sleep 0.3
+	for i in 4 5 6 7 8 9; do rmdir "$cg-$i" "$ca-$i" 2>/dev/null || true; done
+}
+case ${BENCH_ONLY:-} in "" | overload) [ "${OVERLOAD_PAIRED:-1}" = 0 ] || overload_paired ;; esac
 
 # ---- HTTP mode: HAProxy mode http and shoal-agent proxy --mode http -------------------------
 http_rows() {
