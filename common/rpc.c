@@ -52,6 +52,8 @@ rpc_destroy(struct rpc_conn *c)
 		event_free(c->frame_timer);
 	if (c->kill != NULL)
 		event_free(c->kill);
+	if (c->flush != NULL)
+		event_free(c->flush);
 	bufferevent_free(c->bev);
 	if (c->timer != NULL)
 		event_free(c->timer);
@@ -90,6 +92,8 @@ rpc_quiesce(struct rpc_conn *c)
 		event_del(c->frame_timer);
 	if (c->kill != NULL)
 		event_del(c->kill);
+	if (c->flush != NULL)
+		event_del(c->flush);
 }
 
 /*
@@ -120,6 +124,64 @@ rpc_fail(struct rpc_conn *c, int level, const char *fmt, ...)
 	return -1;
 }
 
+/*
+ * Writing. libevent's bufferevent registers for writability (epoll_ctl) when a frame is
+ * queued, writes on the next turn, then unregisters (epoll_ctl again). For a heartbeat and
+ * its reply that made 5.1 syscalls where 3 do (read, FIONREAD, write): a scheduler with
+ * 10,000 nodes spent 20-30% more CPU per heartbeat. Once ready, a connection instead writes
+ * everything a loop turn queued for it with one writev at the end of that turn (an event
+ * made active, not a descriptor watched), and has libevent watch for writability only while
+ * the socket is full.
+ */
+static void
+rpc_flushcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_conn *c = arg;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int n, e;
+
+	(void)fd;
+	(void)what;
+	c->flushing = false;
+	if (c->dead || c->writing || evbuffer_get_length(out) == 0)
+		return;
+	rpc_enter(c);
+	/* A bufferevent keeps its output's front frozen so that only it drains it; so do we. */
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, bufferevent_getfd(c->bev));
+	e = errno;
+	evbuffer_freeze(out, 1);
+	if (n < 0 && e != EAGAIN && e != EINTR)
+		rpc_fail(c, LOG_WARNING, "write error: %s", strerror(e));
+	else if (evbuffer_get_length(out) > 0) {
+		c->writing = true;
+		bufferevent_enable(c->bev, EV_WRITE);
+	}
+	rpc_leave(c);
+}
+
+/* libevent's write event drained what the full socket held back: stop watching it. */
+static void
+rpc_writecb(struct bufferevent *bev, void *arg)
+{
+	struct rpc_conn *c = arg;
+
+	if (c->state == RPC_READY && c->writing) {
+		c->writing = false;
+		bufferevent_disable(bev, EV_WRITE);
+	}
+}
+
+/* Something was queued for c: have it written at the end of this loop turn. */
+static void
+rpc_queued(struct rpc_conn *c)
+{
+	if (c->writing || c->flushing)
+		return;
+	c->flushing = true;
+	event_active(c->flush, EV_TIMEOUT, 1);
+}
+
 /* The handshake is done: drop its material and timer, and tell the owner. */
 static int
 rpc_ready(struct rpc_conn *c)
@@ -131,6 +193,10 @@ rpc_ready(struct rpc_conn *c)
 	event_free(c->timer);
 	c->timer = NULL;
 	c->state = RPC_READY;
+	/* From now on frames are written by rpc_flushcb, not by libevent's write event. */
+	bufferevent_disable(c->bev, EV_WRITE);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		rpc_queued(c);
 	rpc_set_idle_timeout(c, c->idle_ms);
 	if (c->cb.ready != NULL)
 		c->cb.ready(c, c->arg);
@@ -374,7 +440,8 @@ rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limi
 	}
 	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(base, rpc_timeoutcb, c);
-	if (c->bev == NULL || c->timer == NULL) {
+	c->flush = event_new(base, -1, 0, rpc_flushcb, c);
+	if (c->bev == NULL || c->timer == NULL || c->flush == NULL) {
 		shoal_log(LOG_WARNING, "rpc: %s: closing: cannot set up the connection", c->peer);
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
@@ -382,6 +449,8 @@ rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limi
 			close(fd);
 		if (c->timer != NULL)
 			event_free(c->timer);
+		if (c->flush != NULL)
+			event_free(c->flush);
 		free(c);
 		return NULL;
 	}
@@ -407,7 +476,7 @@ rpc_new(struct event_base *base, int fd, const char *peer, const struct rpc_limi
 		if (limits->frame_timeout_ms > 0)
 			c->frame_ms = limits->frame_timeout_ms;
 	}
-	bufferevent_setcb(c->bev, rpc_readcb, NULL, rpc_eventcb, c);
+	bufferevent_setcb(c->bev, rpc_readcb, rpc_writecb, rpc_eventcb, c);
 	/* The input never needs more than one whole frame: stop reading there (a peer that
 	 * pipelines frames is read on as they are consumed). */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, 4 + (size_t)c->max_frame + RPC_ABYTES);
@@ -557,6 +626,7 @@ rpc_send_bytes(struct rpc_conn *c, const void *data, size_t len, struct shoal_er
 		return err_set(err, ENOMEM, "rpc: %s: queue frame", c->peer);
 	rpc_counted.frames_out++;
 	rpc_counted.bytes_out += 4 + clen;
+	rpc_queued(c);
 	return 0;
 }
 

@@ -44,6 +44,7 @@ struct rpc_conn {
 	struct event *timer;           /* handshake deadline; NULL once ready */
 	struct event *frame_timer;     /* a partial frame's deadline (lazy) */
 	struct event *kill;            /* closes c from the loop after an overflow (lazy) */
+	struct event *flush;           /* writes what this loop turn queued (see rpc_queued) */
 	const struct rpc_identity *id; /* server side only; borrowed */
 	struct rpc_hs *hs;             /* NULL once ready */
 	struct rpc_callbacks cb;
@@ -63,6 +64,8 @@ struct rpc_conn {
 	bool connecting; /* rpc_connect started a connect that has not completed */
 	bool dead;       /* closed or rpc_free()d inside a callback; freed on the way out */
 	bool closing;    /* an overflow: the kill event closes it on the next loop turn */
+	bool flushing;   /* the flush event is active: this turn's frames are written at its end */
+	bool writing;    /* the socket was full: libevent's write event drains the rest */
 	char peer[48];
 };
 
