@@ -58,20 +58,25 @@ ab=${BENCH_AB:+$(cd "$BENCH_AB" && pwd)/shoal-agent}
 work=$(mktemp -d /tmp/shoal-proxy-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
+throttled=() # the overload rows' backends (127.0.0.N): their cgroups go on exit too
 cleanup() {
 	local p
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	[ ${#throttled[@]} -eq 0 ] || throttled_stop "${throttled[@]}"
 	wait 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# A signal ends the script through exit, so the EXIT trap (cleanup) runs.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # BENCH_KEEP=1 keeps the work dir (configs, logs) for a look by hand.
-[ -z "${BENCH_KEEP:-}" ] || trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+[ -z "${BENCH_KEEP:-}" ] || trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ ${#throttled[@]} -eq 0 ] || throttled_stop "${throttled[@]}"' EXIT
 
 # Free loopback ports: bound to port 0 by the kernel, so nothing else holds them now.
-read -r P1 P2 P3 PH PS PA PO PHO PSO PHH PSH PAO < <(python3 -c '
+read -r P1 P2 P3 PH PS PA PO PHO PSO PHH PSH PAO PPB PPHA PPHB PPSA PPSB < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(12)]
+ss = [socket.socket() for _ in range(17)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 for s in ss: s.close()')
@@ -259,82 +264,117 @@ done
 [ -z "$modes" ] || echo "  (x = ratio to HAProxy in the same cell; want req/s >= 1, p99 <= 1.1, cpu <= 1;"
 [ -z "$modes" ] || echo "   keep-alive cells open only one backend connection per wrk connection: 50 -> 17/17/16)"
 
+# ---- throttled backends, for both overload rows -------------------------------------------
+# busybox httpd on 127.0.0.N, each in its own cgroup v1 cpu group of 0.1 CPU (cfs_quota 10ms
+# per 100ms, as `resources.cpus: 0.1`) and cpuacct group (its CPU per response): OCG-N, OCA-N.
+OCG=/sys/fs/cgroup/cpu/shoal-bench-$$
+OCA=$OCG
+# cpuacct mounted apart from cpu (as cgroup v1 may be) has its own tree.
+[ -f /sys/fs/cgroup/cpu/cpuacct.usage ] || [ ! -d /sys/fs/cgroup/cpuacct ] || OCA=/sys/fs/cgroup/cpuacct/shoal-bench-$$
+throttled_ok() { [ "$(id -u)" = 0 ] && [ -w /sys/fs/cgroup/cpu ]; }
+throttled_start() { # PORT N...: an httpd on 127.0.0.N:PORT for each N
+	local port=$1 i
+	shift
+	mkdir -p "$work/owww"
+	cp "$work/www/index.html" "$work/owww/"
+	for i in "$@"; do
+		mkdir -p "$OCG-$i" "$OCA-$i"
+		throttled+=("$i")
+		echo 100000 >"$OCG-$i/cpu.cfs_period_us"
+		echo 10000 >"$OCG-$i/cpu.cfs_quota_us"
+		# The shell joins the groups, then execs httpd: its forks stay in them.
+		bash -c "echo \$\$ >$OCG-$i/cgroup.procs; echo \$\$ >$OCA-$i/cgroup.procs; exec busybox httpd -f -p 127.0.0.$i:$port -h $work/owww" &
+		pids+=("$!")
+	done
+	for i in "$@"; do wait_port "127.0.0.$i" "$port"; done
+}
+throttled_stop() { # N...: the httpds and their forks leave, then their groups
+	local i p
+	for i in "$@"; do
+		[ -f "$OCG-$i/cgroup.procs" ] || continue
+		while read -r p; do kill "$p" 2>/dev/null || true; done <"$OCG-$i/cgroup.procs"
+	done
+	sleep 0.3
+	for i in "$@"; do rmdir "$OCG-$i" "$OCA-$i" 2>/dev/null || true; done
+	throttled=()
+}
+be_usage() { # N...: their CPU so far (ns)
+	local i
+	for i in "$@"; do cat "$OCA-$i/cpuacct.usage"; done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+be_thr() { # N...: CFS periods they ran in and were throttled in, so far
+	local i
+	for i in "$@"; do cat "$OCG-$i/cpu.stat"; done | awk '/^nr_periods/ { p += $2 } /^nr_throttled/ { t += $2 } END { print p + 0, t + 0 }'
+}
+# N...: until they are idle (under 3 ms of CPU in 0.2 s; 30 s at most): prints the CPU (ms)
+# they spent meanwhile.
+be_drain() {
+	local s a b n
+	s=$(be_usage "$@")
+	b=$s
+	for ((n = 0; n < 150; n++)); do
+		a=$b
+		sleep 0.2
+		b=$(be_usage "$@")
+		[ $((b - a)) -ge 3000000 ] || break
+	done
+	echo $(((b - s) / 1000000))
+}
+# HAProxy in mode tcp with the overload rows' settings: then haproxy_tcp_backend per frontend.
+haproxy_tcp_head() {
+	printf 'global\n\tnbthread %s\n\tmaxconn 8000\n' "$THREADS"
+	printf 'defaults\n\tmode tcp\n\tbalance roundrobin\n\tretries 3\n\ttimeout connect 1s\n'
+	printf '\ttimeout queue 30s\n\ttimeout client 10m\n\ttimeout server 10m\n'
+}
+haproxy_tcp_backend() { # NAME LISTEN_PORT MAXCONN ADDR...
+	local name=$1 port=$2 maxconn=$3 a k=0
+	shift 3
+	printf 'frontend f%s\n\tbind 127.0.0.1:%s\n\tdefault_backend b%s\nbackend b%s\n' "$name" "$port" "$name" "$name"
+	for a in "$@"; do
+		# maxconn 0 means none, as Shoal's 0 (the issue's first measurement)
+		if [ "$maxconn" -gt 0 ]; then
+			printf '\tserver s%d %s maxconn %s\n' $((k++)) "$a" "$maxconn"
+		else
+			printf '\tserver s%d %s\n' $((k++)) "$a"
+		fi
+	done
+}
+shoal_overload_proxy() { # BINARY LISTEN_PORT MAXCONN LOG ADDR...: started, its pid in $!
+	local bin=$1 port=$2 maxconn=$3 log=$4 a args=()
+	shift 4
+	for a in "$@"; do args+=(--backend "$a"); done
+	"$bin" proxy --listen "127.0.0.1:$port" "${args[@]}" --threads "$THREADS" \
+		--max-conns-per-backend "$maxconn" --queue-timeout 30s --connect-timeout 1s \
+		--log-level warn 2>"$log" &
+	pids+=("$!")
+}
+
 # ---- overload: throttled backends, HAProxy and Shoal with the same queue settings ----------
 overload() {
-	local maxconn=${OVERLOAD_MAXCONN:-4} osecs=${OVERLOAD_SECONDS:-8} cg i t port out order
-	local addrs=() ohp osp oap="" ca targets u0 u1 th0 th1 pt0 pt1 pid lo
-	if [ "$(id -u)" != 0 ] || [ ! -w /sys/fs/cgroup/cpu ]; then
+	local maxconn=${OVERLOAD_MAXCONN:-4} osecs=${OVERLOAD_SECONDS:-8} i t port out order
+	local addrs=() ohp osp oap="" targets u0 u1 th0 th1 pt0 pt1 pid lo
+	if ! throttled_ok; then
 		echo "overload: skipped (needs root and the cgroup v1 cpu controller)"
 		return 0
 	fi
-	cg=/sys/fs/cgroup/cpu/shoal-bench-$$
-	# cpuacct (when mounted apart, as cgroup v1 may be): the backends' CPU per response
-	ca=$cg
-	[ -f "$cg/cpuacct.usage" ] || [ ! -d /sys/fs/cgroup/cpuacct ] || ca=/sys/fs/cgroup/cpuacct/shoal-bench-$$
-	mkdir -p "$work/owww"
-	cp "$work/www/index.html" "$work/owww/"
-	for i in 1 2 3; do
-		mkdir -p "$cg-$i" "$ca-$i"
-		echo 100000 >"$cg-$i/cpu.cfs_period_us"
-		echo 10000 >"$cg-$i/cpu.cfs_quota_us"
-		# The shell joins the cgroup, then execs httpd: its forks stay in it.
-		bash -c "echo \$\$ >$cg-$i/cgroup.procs; echo \$\$ >$ca-$i/cgroup.procs; exec busybox httpd -f -p 127.0.0.$((i + 3)):$PO -h $work/owww" &
-		pids+=("$!")
-		addrs+=("127.0.0.$((i + 3)):$PO")
-	done
-	{
-		printf 'global\n\tnbthread %s\n\tmaxconn 8000\n' "$THREADS"
-		printf 'defaults\n\tmode tcp\n\tbalance roundrobin\n\tretries 3\n\ttimeout connect 1s\n'
-		printf '\ttimeout queue 30s\n\ttimeout client 10m\n\ttimeout server 10m\n'
-		printf 'frontend fe\n\tbind 127.0.0.1:%s\n\tdefault_backend be\n' "$PHO"
-		printf 'backend be\n'
-		for i in 0 1 2; do
-			# maxconn 0 means none, as Shoal's 0 (the issue's first measurement)
-			if [ "$maxconn" -gt 0 ]; then
-				printf '\tserver s%d %s maxconn %s\n' "$i" "${addrs[$i]}" "$maxconn"
-			else
-				printf '\tserver s%d %s\n' "$i" "${addrs[$i]}"
-			fi
-		done
-	} >"$work/haproxy-overload.cfg"
+	throttled_start "$PO" 4 5 6
+	addrs=("127.0.0.4:$PO" "127.0.0.5:$PO" "127.0.0.6:$PO")
+	{ haproxy_tcp_head; haproxy_tcp_backend e "$PHO" "$maxconn" "${addrs[@]}"; } >"$work/haproxy-overload.cfg"
 	haproxy -f "$work/haproxy-overload.cfg" -db 2>"$work/haproxy-overload.log" &
 	ohp=$!
 	pids+=("$ohp")
-	"$agent" proxy --listen "127.0.0.1:$PSO" --backend "${addrs[0]}" --backend "${addrs[1]}" \
-		--backend "${addrs[2]}" --threads "$THREADS" --max-conns-per-backend "$maxconn" \
-		--queue-timeout 30s --connect-timeout 1s --log-level warn 2>"$work/shoal-overload.log" &
+	shoal_overload_proxy "$agent" "$PSO" "$maxconn" "$work/shoal-overload.log" "${addrs[@]}"
 	osp=$!
-	pids+=("$osp")
 	if [ -n "$ab" ]; then
-		"$ab" proxy --listen "127.0.0.1:$PAO" --backend "${addrs[0]}" --backend "${addrs[1]}" \
-			--backend "${addrs[2]}" --threads "$THREADS" --max-conns-per-backend "$maxconn" \
-			--queue-timeout 30s --connect-timeout 1s --log-level warn 2>"$work/ab-overload.log" &
+		shoal_overload_proxy "$ab" "$PAO" "$maxconn" "$work/ab-overload.log" "${addrs[@]}"
 		oap=$!
-		pids+=("$oap")
 		wait_port 127.0.0.1 "$PAO"
 	fi
-	for i in 4 5 6; do wait_port "127.0.0.$i" "$PO"; done
 	wait_port 127.0.0.1 "$PHO"
 	wait_port 127.0.0.1 "$PSO"
 	echo
 	echo "overload: 3 busybox httpd at 0.1 CPU each (127.0.0.4-6), wrk -t2 -c50 Connection: close, ${osecs}s x $ROUNDS rounds, maxconn $maxconn per backend, timeout queue 30s, connect 1s"
-	# The backends' CPU so far (ns, their cpuacct groups).
-	be_usage() { cat "$ca"-{1,2,3}/cpuacct.usage 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
-	# Until the backends are idle (under 3 ms of CPU in 0.2 s; 30 s at most): prints the
-	# CPU (ms) they spent meanwhile.
-	be_drain() {
-		local s a b n
-		s=$(be_usage)
-		b=$s
-		for ((n = 0; n < 150; n++)); do
-			a=$b
-			sleep 0.2
-			b=$(be_usage)
-			[ $((b - a)) -ge 3000000 ] || break
-		done
-		echo $(((b - s) / 1000000))
-	}
-	be_drain >/dev/null
+	be_drain 4 5 6 >/dev/null
 	printf '  %-10s %10s %22s %14s %14s %10s %16s %16s\n' "through" "responses" "closed, no response" \
 		"wrk timeouts" "be cpu us/rsp" "throttled" "left over be ms" "proxy cpu us/rsp"
 	rm -f "$work"/o-*
@@ -349,20 +389,20 @@ overload() {
 			[ "$t" = shoal ] && port=$PSO
 			[ "$t" = ab ] && port=$PAO
 			# the backends' CPU (cpuacct, ns) and CFS periods throttled / run, over the run
-			u0=$(be_usage)
+			u0=$(be_usage 4 5 6)
 			pid=$ohp
 			[ "$t" = shoal ] && pid=$osp
 			[ "$t" = ab ] && pid=$oap
 			pt0=$(cpu_ticks "$pid")
-			th0=$(cat "$cg"-{1,2,3}/cpu.stat | awk '/^nr_periods/ { p += $2 } /^nr_throttled/ { t += $2 } END { print p + 0, t + 0 }')
+			th0=$(be_thr 4 5 6)
 			out=$(wrk -t2 -c50 -d"${osecs}s" -H "Connection: close" "http://127.0.0.1:$port/index.html")
-			u1=$(be_usage)
+			u1=$(be_usage 4 5 6)
 			pt1=$(cpu_ticks "$pid")
-			th1=$(cat "$cg"-{1,2,3}/cpu.stat | awk '/^nr_periods/ { p += $2 } /^nr_throttled/ { t += $2 } END { print p + 0, t + 0 }')
+			th1=$(be_thr 4 5 6)
 			# What the backends still do for this run's clients once wrk has gone (a
 			# proxy that sends a client which left on to a backend): waited out here, so
 			# it is not billed to the next run, and shown as "left over".
-			lo=$(be_drain)
+			lo=$(be_drain 4 5 6)
 			echo "$out" | awk -v u=$((u1 - u0)) -v th0="$th0" -v th1="$th1" -v lo="$lo" -v pt=$((pt1 - pt0)) '/requests in/ { r = $1 }
 				/Socket errors/ { gsub(",", ""); c = $4 + $6 + $8; to = $10 }
 				END { split(th0, a, " "); split(th1, b, " ")
@@ -382,12 +422,8 @@ overload() {
 	[ -z "$ab" ] || printf '  %-10s %s\n' "A/B pairs" "$(paste -d' ' "$work/o-haproxy" "$work/o-ab" |
 		awk '{ printf "%d/%d=%.2f  ", $9, $1, $1 ? $9 / $1 : 0 }')"
 	echo "  (sums over the rounds; want Shoal's responses >= HAProxy's, closed with no response <= HAProxy's)"
-	# The httpds (and their forks) leave now, so their cgroups can go.
-	for i in 1 2 3; do
-		while read -r p; do kill "$p" 2>/dev/null || true; done <"$cg-$i/cgroup.procs"
-	done
-	sleep 0.3
-	for i in 1 2 3; do rmdir "$cg-$i" "$ca-$i" 2>/dev/null || true; done
+	kill "$ohp" "$osp" ${oap:+"$oap"} 2>/dev/null || true
+	throttled_stop 4 5 6
 }
 case ${BENCH_ONLY:-} in "" | overload) overload ;; esac
 
@@ -399,92 +435,42 @@ case ${BENCH_ONLY:-} in "" | overload) overload ;; esac
 # 127.0.0.7-9), and swap sets every round, so the load of the moment and a set's placement
 # weigh on both alike. OVERLOAD_PAIRED=0 skips it.
 overload_paired() {
-	local maxconn=${OVERLOAD_MAXCONN:-4} osecs=${OVERLOAD_SECONDS:-8} cg ca i k set hp sp s
-	local pa ha hb sa sb ohp osa osb hset sset u u0h u0s u1h u1s th0 th1 wh ws port
-	if [ "$(id -u)" != 0 ] || [ ! -w /sys/fs/cgroup/cpu ]; then
+	local maxconn=${OVERLOAD_MAXCONN:-4} osecs=${OVERLOAD_SECONDS:-8} k s u ohp osa osb
+	local hset sset hp sp u0h u0s u1h u1s th0 th1 wh ws port
+	if ! throttled_ok; then
 		echo "overload side by side: skipped (needs root and the cgroup v1 cpu controller)"
 		return 0
 	fi
-	read -r pa ha hb sa sb < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(5)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss: s.close()')
-	cg=/sys/fs/cgroup/cpu/shoal-bench-p$$
-	ca=$cg
-	[ -f "$cg/cpuacct.usage" ] || [ ! -d /sys/fs/cgroup/cpuacct ] || ca=/sys/fs/cgroup/cpuacct/shoal-bench-p$$
-	mkdir -p "$work/owww"
-	cp "$work/www/index.html" "$work/owww/"
-	for i in 4 5 6 7 8 9; do
-		mkdir -p "$cg-$i" "$ca-$i"
-		echo 100000 >"$cg-$i/cpu.cfs_period_us"
-		echo 10000 >"$cg-$i/cpu.cfs_quota_us"
-		bash -c "echo \$\$ >$cg-$i/cgroup.procs; echo \$\$ >$ca-$i/cgroup.procs; exec busybox httpd -f -p 127.0.0.$i:$pa -h $work/owww" &
-		pids+=("$!")
-	done
+	throttled_start "$PPB" 4 5 6 7 8 9
 	{
-		printf 'global\n\tnbthread %s\n\tmaxconn 8000\n' "$THREADS"
-		printf 'defaults\n\tmode tcp\n\tbalance roundrobin\n\tretries 3\n\ttimeout connect 1s\n'
-		printf '\ttimeout queue 30s\n\ttimeout client 10m\n\ttimeout server 10m\n'
-		for set in a b; do
-			port=$ha
-			[ $set = b ] && port=$hb
-			printf 'frontend f%s\n\tbind 127.0.0.1:%s\n\tdefault_backend b%s\nbackend b%s\n' $set "$port" $set $set
-			for i in 4 5 6; do
-				[ $set = b ] && i=$((i + 3))
-				if [ "$maxconn" -gt 0 ]; then
-					printf '\tserver s%d 127.0.0.%d:%s maxconn %s\n' $i $i "$pa" "$maxconn"
-				else
-					printf '\tserver s%d 127.0.0.%d:%s\n' $i $i "$pa"
-				fi
-			done
-		done
+		haproxy_tcp_head
+		haproxy_tcp_backend a "$PPHA" "$maxconn" 127.0.0.{4,5,6}:"$PPB"
+		haproxy_tcp_backend b "$PPHB" "$maxconn" 127.0.0.{7,8,9}:"$PPB"
 	} >"$work/haproxy-paired.cfg"
 	haproxy -f "$work/haproxy-paired.cfg" -db 2>"$work/haproxy-paired.log" &
 	ohp=$!
 	pids+=("$ohp")
-	for set in a b; do
-		port=$sa i=4
-		[ $set = b ] && port=$sb i=7
-		"$agent" proxy --listen "127.0.0.1:$port" --backend "127.0.0.$i:$pa" \
-			--backend "127.0.0.$((i + 1)):$pa" --backend "127.0.0.$((i + 2)):$pa" \
-			--threads "$THREADS" --max-conns-per-backend "$maxconn" --queue-timeout 30s \
-			--connect-timeout 1s --log-level warn 2>"$work/shoal-paired-$set.log" &
-		pids+=("$!")
-		[ $set = a ] && osa=$! || osb=$!
-	done
-	for i in 4 5 6 7 8 9; do wait_port "127.0.0.$i" "$pa"; done
-	for port in $ha $hb $sa $sb; do wait_port 127.0.0.1 "$port"; done
-	# CPU (ns) of the backends I J K, and their CFS periods run and throttled
-	p_usage() { for i in "$@"; do cat "$ca-$i/cpuacct.usage"; done | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
-	p_thr() { for i in "$@"; do cat "$cg-$i/cpu.stat"; done | awk '/^nr_periods/ { p += $2 } /^nr_throttled/ { t += $2 } END { print p + 0, t + 0 }'; }
-	p_idle() { # until all 6 backends are idle (as be_drain, 30 s at most)
-		local a b n
-		b=$(p_usage 4 5 6 7 8 9)
-		for ((n = 0; n < 150; n++)); do
-			a=$b
-			sleep 0.2
-			b=$(p_usage 4 5 6 7 8 9)
-			[ $((b - a)) -ge 3000000 ] || break
-		done
-	}
+	shoal_overload_proxy "$agent" "$PPSA" "$maxconn" "$work/shoal-paired-a.log" 127.0.0.{4,5,6}:"$PPB"
+	osa=$!
+	shoal_overload_proxy "$agent" "$PPSB" "$maxconn" "$work/shoal-paired-b.log" 127.0.0.{7,8,9}:"$PPB"
+	osb=$!
+	for port in $PPHA $PPHB $PPSA $PPSB; do wait_port 127.0.0.1 "$port"; done
 	echo
 	echo "overload side by side: HAProxy and Shoal at once, each on its own 3 busybox httpd at 0.1 CPU (sets 127.0.0.4-6 and 127.0.0.7-9, swapped each round), wrk -t2 -c50 Connection: close each, ${osecs}s x $ROUNDS rounds, maxconn $maxconn"
 	rm -f "$work"/p-*
-	p_idle
+	be_drain 4 5 6 7 8 9 >/dev/null
 	for ((k = 0; k < ROUNDS; k++)); do
-		hset="4 5 6" sset="7 8 9" hp=$ha sp=$sb
-		if ((k % 2)); then hset="7 8 9" sset="4 5 6" hp=$hb sp=$sa; fi
+		hset="4 5 6" sset="7 8 9" hp=$PPHA sp=$PPSB
+		if ((k % 2)); then hset="7 8 9" sset="4 5 6" hp=$PPHB sp=$PPSA; fi
 		# shellcheck disable=SC2086 # the sets are lists of backends
-		{ u0h=$(p_usage $hset); u0s=$(p_usage $sset); th0="$(p_thr $hset) $(p_thr $sset)"; }
+		{ u0h=$(be_usage $hset); u0s=$(be_usage $sset); th0="$(be_thr $hset) $(be_thr $sset)"; }
 		wrk -t2 -c50 -d"${osecs}s" -H "Connection: close" "http://127.0.0.1:$hp/index.html" >"$work/p-wh" &
 		wh=$!
 		wrk -t2 -c50 -d"${osecs}s" -H "Connection: close" "http://127.0.0.1:$sp/index.html" >"$work/p-ws" &
 		ws=$!
 		wait $wh $ws
 		# shellcheck disable=SC2086
-		{ u1h=$(p_usage $hset); u1s=$(p_usage $sset); th1="$(p_thr $hset) $(p_thr $sset)"; }
+		{ u1h=$(be_usage $hset); u1s=$(be_usage $sset); th1="$(be_thr $hset) $(be_thr $sset)"; }
 		for s in h s; do
 			u=$((u1s - u0s))
 			[ $s = s ] || u=$((u1h - u0h))
@@ -493,7 +479,7 @@ for s in ss: s.close()')
 				END { split(th0, a, " "); split(th1, b, " "); o = s == "h" ? 0 : 2
 					print r + 0, c + 0, to + 0, u, b[1 + o] - a[1 + o], b[2 + o] - a[2 + o] }' "$work/p-w$s" >>"$work/p-$s"
 		done
-		p_idle
+		be_drain 4 5 6 7 8 9 >/dev/null
 	done
 	printf '  %-10s %10s %22s %14s %14s %10s\n' "through" "responses" "closed, no response" \
 		"wrk timeouts" "be cpu us/rsp" "throttled"
@@ -505,11 +491,7 @@ for s in ss: s.close()')
 		awk '{ printf "%d/%d=%.2f  ", $7, $1, $1 ? $7 / $1 : 0 }')"
 	echo "  (same moment, sets swapped each round; want Shoal's responses >= HAProxy's, closed with no response <= HAProxy's)"
 	kill "$ohp" "$osa" "$osb" 2>/dev/null || true
-	for i in 4 5 6 7 8 9; do
-		while read -r s; do kill "$s" 2>/dev/null || true; done <"$cg-$i/cgroup.procs"
-	done
-	sleep 0.3
-	for i in 4 5 6 7 8 9; do rmdir "$cg-$i" "$ca-$i" 2>/dev/null || true; done
+	throttled_stop 4 5 6 7 8 9
 }
 case ${BENCH_ONLY:-} in "" | overload) [ "${OVERLOAD_PAIRED:-1}" = 0 ] || overload_paired ;; esac
 
