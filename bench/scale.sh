@@ -28,6 +28,8 @@
 #   running     apply -> `shoal services` counts every replica running, i.e. the scheduler
 #               has processed every agent's acknowledgement
 #   CPU         the scheduler's CPU time from the apply to all running
+#   sim CPU     simagents' over the same time: it shares the machine's CPUs with the
+#               scheduler, so (CPU + sim CPU) / CPUs bounds how soon all can be running
 #   place/s     tasks / assigned
 #   RSS, HWM    the scheduler's VmRSS after the apply, VmHWM (peak)
 #   B/task      (VmRSS after - VmRSS before the apply) / tasks
@@ -94,8 +96,8 @@ now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-# The scheduler's CPU time in ns, summed over its threads.
-cpu_ns() { cat /proc/"$sched_pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+# The scheduler's (or process $1's) CPU time in ns, summed over its threads.
+cpu_ns() { cat /proc/"${1:-$sched_pid}"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 # utime+stime in clock ticks, as a cross-check of the above.
 cpu_ticks() { awk '{ print $14 + $15 }' /proc/"$sched_pid"/stat; }
 status_kb() { awk -v k="$1:" '$1 == k { print $2 }' /proc/"$sched_pid"/status; }
@@ -128,7 +130,7 @@ running() { cli services -o json | jq '[.[].replicas.running] | add // 0'; }
 declare -a rows eprows
 run_one() {
 	local n=$1 tasks nsvc per t_start t_ready t0 t_assigned t_running rss0 rss1 hwm
-	local c0 c1 k0 k1 h0 h1 w0 w1 a0 a1 recon downs load perf_pid=
+	local c0 c1 k0 k1 h0 h1 w0 w1 a0 a1 s0 s1 recon downs load perf_pid=
 	tasks=$((n * PER_NODE))
 	nsvc=$(((tasks + PER_SERVICE - 1) / PER_SERVICE))
 	per=$((tasks / nsvc))
@@ -162,6 +164,7 @@ run_one() {
 	fi
 	t0=$(now_ms)
 	a0=$(cpu_ns)
+	s0=$(cpu_ns "$sim_pid")
 	cli apply --detach -f "$work/services.yaml" >/dev/null
 	t_assigned=$(wait_line assigned)
 	while [ "$(running)" -lt "$tasks" ]; do
@@ -170,6 +173,7 @@ run_one() {
 	done
 	t_running=$(now_ms)
 	a1=$(cpu_ns)
+	s1=$(cpu_ns "$sim_pid")
 	if [ -n "$perf_pid" ]; then
 		kill -INT "$perf_pid"
 		wait "$perf_pid" || true
@@ -185,8 +189,8 @@ run_one() {
 	recon=$(sim_stat closed)
 	# Nodes the scheduler declared down meanwhile (none should be: every agent heartbeats).
 	downs=$(grep -c 'down (no heartbeat' "$work/sched.log" || true)
-	local rc_s=- rc_b=0 r0 ep_f ep_b
-	ep_f=$(sim_stat endpoints) ep_b=$(sim_stat epbytes)
+	local rc_s=- rc_b=0 r0 ep_f ep_b as_b
+	ep_f=$(sim_stat endpoints) ep_b=$(sim_stat epbytes) as_b=$(sim_stat asbytes)
 	if [ -n "${SCALE_RECONNECT:-}" ]; then
 		# Every agent comes back at once (a scheduler restart, a network cut): each gets the
 		# full table at registration, so its size times the nodes is what the storm costs.
@@ -201,13 +205,13 @@ run_one() {
 		rc_s=$(awk -v ms=$(($(now_ms) - r0)) 'BEGIN { printf "%.2f", ms / 1000 }')
 		rc_b=$(($(sim_stat epbytes) - ep_b))
 	fi
-	eprows+=("$(awk -v n="$n" -v f="$ep_f" -v b="$ep_b" -v rs="$rc_s" -v rb="$rc_b" 'BEGIN {
-		printf "  %6d %9d %10.1f %10.1f %12s %12.1f\n", n, f, b / 1048576, b / 1024 / n, rs, rb / 1048576 }')")
+	eprows+=("$(awk -v n="$n" -v f="$ep_f" -v b="$ep_b" -v rs="$rc_s" -v rb="$rc_b" -v a="$as_b" 'BEGIN {
+		printf "  %6d %9d %10.1f %10.1f %12s %12.1f %14.1f\n", n, f, b / 1048576, b / 1024 / n, rs, rb / 1048576, a / 1048576 }')")
 	rows+=("$(awk -v n="$n" -v t="$tasks" -v reg=$((t_ready - t_start)) -v as=$((t_assigned - t0)) \
-		-v run=$((t_running - t0)) -v acpu=$((a1 - a0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
+		-v run=$((t_running - t0)) -v acpu=$((a1 - a0)) -v scpu=$((s1 - s0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
 		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v recon="$recon" -v downs="$downs" -v load="$load" 'BEGIN {
-		printf "  %6d %8d %9.2f %9.2f %9.2f %7.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %6.1f%% %5d %5d %5s\n",
-			n, t, reg / 1000, as / 1000, run / 1000, acpu / 1e9, t / (as / 1000), r1 / 1024, hwm / 1024,
+		printf "  %6d %8d %9.2f %9.2f %9.2f %7.2f %7.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %6.1f%% %5d %5d %5s\n",
+			n, t, reg / 1000, as / 1000, run / 1000, acpu / 1e9, scpu / 1e9, t / (as / 1000), r1 / 1024, hwm / 1024,
 			(r1 - r0) * 1024 / t, c / 1000 / h, k * 10000 / h, c / 1e4 / w, recon, downs, load }')")
 	stop_all
 }
@@ -270,12 +274,12 @@ if [ "$STORE" = etcd ] && [ "${SCALE_FAILOVER:-0}" -gt 0 ]; then
 	failover "$SCALE_FAILOVER"
 fi
 echo "scale: shoal-scheduler ($STORE store) with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat 1s ($(nproc) CPUs)"
-printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' nodes tasks "register" "assigned" \
-	"running" "CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon down load
-printf '  %6s %8s %9s %9s %9s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' "" "" s s s s "" "" "" "" "" "" CPU "" "" 1min
+printf '  %6s %8s %9s %9s %9s %7s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' nodes tasks "register" "assigned" \
+	"running" "CPU" "sim CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon down load
+printf '  %6s %8s %9s %9s %9s %7s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' "" "" s s s s s "" "" "" "" "" "" CPU "" "" 1min
 printf '%s\n' "${rows[@]}"
-echo "Endpoints the agents received, registration to the end of the idle window:"
-printf '  %6s %9s %10s %10s %12s %12s\n' nodes frames "MiB" "KiB/node" "reconnect s" "reconnect MiB"
+echo "Endpoints (and Assignments) the agents received, registration to the end of the idle window:"
+printf '  %6s %9s %10s %10s %12s %12s %14s\n' nodes frames "MiB" "KiB/node" "reconnect s" "reconnect MiB" "Assign. MiB"
 printf '%s\n' "${eprows[@]}"
 if [ "${#fover[@]}" -gt 0 ]; then
 	printf '%s\n' "${fover[@]}" | sort -n | awk '{ v[NR] = $1 } END {

@@ -22,6 +22,7 @@
  * SIGUSR2: every node drops its session and registers again ("ready" is said again).
  *   stats WALL_MS ready=R tasks=T acked=A heartbeats=H replies=HR reports=P closed=C
  *         refused=F endpoints=E epbytes=B  (Endpoints frames received, their bytes)
+ *         asbytes=A  (the Assignments frames' bytes)
  *                                     on SIGUSR1, every --stats-ms if set, and at exit
  */
 #include <arpa/inet.h>
@@ -100,6 +101,7 @@ struct sim {
 	uint32_t ready;
 	uint64_t tasks, acked, heartbeats, replies, reports, closed, refused;
 	uint64_t endpoints, endpoints_bytes; /* Endpoints frames received, their bytes */
+	uint64_t assign_bytes;               /* Assignments received, their bytes */
 	bool ready_said, assigned_said, acked_said;
 	struct event *sig_int, *sig_term, *sig_usr1, *sig_usr2, *stats_ev;
 };
@@ -127,12 +129,12 @@ say_stats(struct sim *s)
 {
 	say("stats",
 	    "ready=%u tasks=%llu acked=%llu heartbeats=%llu replies=%llu reports=%llu "
-	    "closed=%llu refused=%llu endpoints=%llu epbytes=%llu",
+	    "closed=%llu refused=%llu endpoints=%llu epbytes=%llu asbytes=%llu",
 	    s->ready, (unsigned long long)s->tasks, (unsigned long long)s->acked,
 	    (unsigned long long)s->heartbeats, (unsigned long long)s->replies,
 	    (unsigned long long)s->reports, (unsigned long long)s->closed,
 	    (unsigned long long)s->refused, (unsigned long long)s->endpoints,
-	    (unsigned long long)s->endpoints_bytes);
+	    (unsigned long long)s->endpoints_bytes, (unsigned long long)s->assign_bytes);
 }
 
 static void
@@ -426,6 +428,7 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		n->sim->replies++;
 		break;
 	case SHOAL__ENVELOPE__BODY_ASSIGNMENTS:
+		n->sim->assign_bytes += shoal__assignments__get_packed_size(env->assignments);
 		if (n->state == SIM_READY)
 			on_assignments(n, env->assignments);
 		break;
