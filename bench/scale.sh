@@ -9,6 +9,8 @@
 #   SCALE_RECONNECT=1 bench/scale.sh     then every agent re-registers at once: the time until
 #                                        all are back and the Endpoints bytes they received
 #   SCALE_PERF_ARGS="--call-graph dwarf" other perf record options (default -g)
+#   SCALE_HEARTBEAT=5s bench/scale.sh    the agents' heartbeat interval (default 1s, the
+#                                        scheduler's default; Swarm's is 5s)
 #   BENCH_AB=DIR bench/scale.sh          use the shoal-scheduler built in DIR (an A/B)
 #   STORE=etcd bench/scale.sh            the etcd store: a local 3-member etcd on loopback
 #                                        (tests/integration/etcd_cluster.bash), the scheduler
@@ -48,6 +50,7 @@ PER_NODE=100
 PER_SERVICE=10000
 TIMEOUT=${SCALE_TIMEOUT:-300}
 IDLE_S=${SCALE_IDLE:-5}
+HEARTBEAT=${SCALE_HEARTBEAT:-1s}
 
 make -s BUILD="$BUILD" "$BUILD/bench/simagents" >/dev/null
 bin=$(cd "$BUILD" && pwd)
@@ -142,7 +145,7 @@ run_one() {
 	"$sched_bin" init --data-dir "$work/data" >/dev/null
 	next_store
 	# A /8 cluster CIDR: one /24 per node for up to 65,535 nodes.
-	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 --no-routes --join-rate 1000000 ${etcd_args[@]+"${etcd_args[@]}"} 2>"$work/sched.log" &
+	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 --no-routes --join-rate 1000000 --heartbeat-interval "$HEARTBEAT" ${etcd_args[@]+"${etcd_args[@]}"} 2>"$work/sched.log" &
 	sched_pid=$!
 	for _ in $(seq 200); do cli nodes >/dev/null 2>&1 && break; sleep 0.05; done
 	t_start=$(now_ms)
@@ -273,7 +276,7 @@ done
 if [ "$STORE" = etcd ] && [ "${SCALE_FAILOVER:-0}" -gt 0 ]; then
 	failover "$SCALE_FAILOVER"
 fi
-echo "scale: shoal-scheduler ($STORE store) with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat 1s ($(nproc) CPUs)"
+echo "scale: shoal-scheduler ($STORE store) with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat $HEARTBEAT ($(nproc) CPUs)"
 printf '  %6s %8s %9s %9s %9s %7s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' nodes tasks "register" "assigned" \
 	"running" "CPU" "sim CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon down load
 printf '  %6s %8s %9s %9s %9s %7s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' "" "" s s s s s "" "" "" "" "" "" CPU "" "" 1min
