@@ -128,7 +128,7 @@ rpc_fail(struct rpc_conn *c, int level, const char *fmt, ...)
  * Writing. libevent's bufferevent registers for writability (epoll_ctl) when a frame is
  * queued, writes on the next turn, then unregisters (epoll_ctl again). For a heartbeat and
  * its reply that made 5.1 syscalls where 3 do (read, FIONREAD, write): a scheduler with
- * 10,000 nodes spent 20-30% more CPU per heartbeat. Once ready, a connection instead writes
+ * 10,000 nodes spent 20-40% more CPU per heartbeat. Once ready, a connection instead writes
  * everything a loop turn queued for it with one writev at the end of that turn (an event
  * made active, not a descriptor watched), and has libevent watch for writability only while
  * the socket is full.
