@@ -45,6 +45,7 @@ struct rpc_conn {
 	struct event *frame_timer;     /* a partial frame's deadline (lazy) */
 	struct event *kill;            /* closes c from the loop after an overflow (lazy) */
 	struct event *flush;           /* writes what this loop turn queued (see rpc_queued) */
+	struct event *rd;              /* reads once ready (see rpc_rdcb) */
 	const struct rpc_identity *id; /* server side only; borrowed */
 	struct rpc_hs *hs;             /* NULL once ready */
 	struct rpc_callbacks cb;
