@@ -91,7 +91,8 @@ awk '{ k = ($2 == "HAProxy") ? "HAProxy 2.6" : "Shoal"; r[k] += $(NF-2); c[k] +=
 # replaced meanwhile: its health check (1 s timeout) can fail while it is this busy, and the
 # connections it held then end with no response through either proxy, while HAProxy, which
 # knows only the three first addresses, goes on trying the one that is gone.
-echo "  Shoal's proxies' own count (shoal services --stats, all nodes): $(shoal services --stats |
-	awk '$1 == "web" && $2 == "total" { printf "%s connections, %s queued, %s queue timeouts", $3, $9, $NF }')"
+echo "  Shoal's proxies' own count (shoal services --stats, all nodes): $(shoal services --stats -o json |
+	jq -r '.[] | select(.name == "web") | .stats[] | select(.backend == "") |
+		"\(.connections) connections, \(.queued) queued, \(.queue_timeouts) queue timeouts"')"
 mapfile -t now < <(shoal ps web -o json | jq -r '.[] | select(.desired == "running" and .state == "running") | .ip' | sort)
 [ "${ips[*]}" = "${now[*]}" ] || echo "  replaced during the runs (health check failed under the load): ${ips[*]} -> ${now[*]}"
