@@ -202,6 +202,19 @@ on_register_reply(struct session *s, const Shoal__RegisterReply *rr)
 	timer_add_ms(s->heartbeat, util_jitter(s->heartbeat_ms, 10));
 }
 
+/* The scheduler stretches the interval as its cluster grows (--max-heartbeats), and
+ * shrinks it back: the next beat and the silence that means it is gone follow. */
+static void
+on_heartbeat_reply(struct session *s, const Shoal__HeartbeatReply *hr)
+{
+	if (hr->heartbeat_interval_ms == 0 || hr->heartbeat_interval_ms == s->heartbeat_ms)
+		return;
+	shoal_log(LOG_INFO, "scheduler %s: heartbeat=%ums (was %ums)", s->where,
+	          hr->heartbeat_interval_ms, s->heartbeat_ms);
+	s->heartbeat_ms = hr->heartbeat_interval_ms;
+	rpc_set_idle_timeout(s->conn, (int)(5 * s->heartbeat_ms));
+}
+
 const char *
 session_backend_refusal(const char *ip)
 {
@@ -298,6 +311,8 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 			on_register_reply(s, env->register_reply);
 		break;
 	case SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY:
+		if (s->state == SESSION_READY)
+			on_heartbeat_reply(s, env->heartbeat_reply);
 		break;
 	case SHOAL__ENVELOPE__BODY_ENDPOINTS:
 		if (s->state == SESSION_READY)

@@ -11,6 +11,9 @@
 #   SCALE_PERF_ARGS="--call-graph dwarf" other perf record options (default -g)
 #   SCALE_HEARTBEAT=5s bench/scale.sh    the agents' heartbeat interval (default 1s, the
 #                                        scheduler's default; Swarm's is 5s)
+#   SCALE_MAX_HEARTBEATS=0 bench/scale.sh
+#                                        the scheduler's --max-heartbeats (default: its own,
+#                                        5,000 a second; 0: the interval never grows)
 #   BENCH_AB=DIR bench/scale.sh          use the shoal-scheduler built in DIR (an A/B)
 #   STORE=etcd bench/scale.sh            the etcd store: a local 3-member etcd on loopback
 #                                        (tests/integration/etcd_cluster.bash), the scheduler
@@ -38,6 +41,8 @@
 #   hb us       scheduler CPU per heartbeat while idle: its CPU time (ns, /proc/PID/task/*/
 #               schedstat, which utime+stime would give only in 10 ms ticks) over an idle
 #               window with every node heartbeating, divided by the heartbeats answered
+#   told        the heartbeat interval the scheduler told the agents (s): HEARTBEAT, longer
+#               past --max-heartbeats (5,000 a second by default) nodes
 #   idle CPU    the scheduler's CPU share over that window
 #   recon       agent reconnections (a scheduler silent for 5 heartbeats loses its agents)
 # Other arguments (bench/run passes its own) are ignored.
@@ -51,6 +56,8 @@ PER_SERVICE=10000
 TIMEOUT=${SCALE_TIMEOUT:-300}
 IDLE_S=${SCALE_IDLE:-5}
 HEARTBEAT=${SCALE_HEARTBEAT:-1s}
+hb_args=()
+[ -z "${SCALE_MAX_HEARTBEATS:-}" ] || hb_args=(--max-heartbeats "$SCALE_MAX_HEARTBEATS")
 
 make -s BUILD="$BUILD" "$BUILD/bench/simagents" >/dev/null
 bin=$(cd "$BUILD" && pwd)
@@ -145,7 +152,7 @@ run_one() {
 	"$sched_bin" init --data-dir "$work/data" >/dev/null
 	next_store
 	# A /8 cluster CIDR: one /24 per node for up to 65,535 nodes.
-	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 --no-routes --join-rate 1000000 --heartbeat-interval "$HEARTBEAT" ${etcd_args[@]+"${etcd_args[@]}"} 2>"$work/sched.log" &
+	"$sched_bin" run --data-dir "$work/data" --listen "127.0.0.1:$port" --cluster-cidr 10.0.0.0/8 --no-routes --join-rate 1000000 --heartbeat-interval "$HEARTBEAT" ${hb_args[@]+"${hb_args[@]}"} ${etcd_args[@]+"${etcd_args[@]}"} 2>"$work/sched.log" &
 	sched_pid=$!
 	for _ in $(seq 200); do cli nodes >/dev/null 2>&1 && break; sleep 0.05; done
 	t_start=$(now_ms)
@@ -190,6 +197,7 @@ run_one() {
 	sleep "$IDLE_S"
 	c1=$(cpu_ns) k1=$(cpu_ticks) h1=$(sim_stat replies) w1=$(now_ms)
 	recon=$(sim_stat closed)
+	told=$(sim_stat hbms)
 	# Nodes the scheduler declared down meanwhile (none should be: every agent heartbeats).
 	downs=$(grep -c 'down (no heartbeat' "$work/sched.log" || true)
 	local rc_s=- rc_b=0 r0 ep_f ep_b as_b
@@ -212,10 +220,10 @@ run_one() {
 		printf "  %6d %9d %10.1f %10.1f %12s %12.1f %14.1f\n", n, f, b / 1048576, b / 1024 / n, rs, rb / 1048576, a / 1048576 }')")
 	rows+=("$(awk -v n="$n" -v t="$tasks" -v reg=$((t_ready - t_start)) -v as=$((t_assigned - t0)) \
 		-v run=$((t_running - t0)) -v acpu=$((a1 - a0)) -v scpu=$((s1 - s0)) -v r0="$rss0" -v r1="$rss1" -v hwm="$hwm" -v c=$((c1 - c0)) \
-		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v recon="$recon" -v downs="$downs" -v load="$load" 'BEGIN {
-		printf "  %6d %8d %9.2f %9.2f %9.2f %7.2f %7.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %6.1f%% %5d %5d %5s\n",
+		-v k=$((k1 - k0)) -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v told="$told" -v recon="$recon" -v downs="$downs" -v load="$load" 'BEGIN {
+		printf "  %6d %8d %9.2f %9.2f %9.2f %7.2f %7.2f %9.0f %8.1f %8.1f %7.0f %6.1f %6.1f %5.1f %6.1f%% %5d %5d %5s\n",
 			n, t, reg / 1000, as / 1000, run / 1000, acpu / 1e9, scpu / 1e9, t / (as / 1000), r1 / 1024, hwm / 1024,
-			(r1 - r0) * 1024 / t, c / 1000 / h, k * 10000 / h, c / 1e4 / w, recon, downs, load }')")
+			(r1 - r0) * 1024 / t, c / 1000 / h, k * 10000 / h, told / 1000, c / 1e4 / w, recon, downs, load }')")
 	stop_all
 }
 
@@ -276,10 +284,10 @@ done
 if [ "$STORE" = etcd ] && [ "${SCALE_FAILOVER:-0}" -gt 0 ]; then
 	failover "$SCALE_FAILOVER"
 fi
-echo "scale: shoal-scheduler ($STORE store) with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat $HEARTBEAT ($(nproc) CPUs)"
-printf '  %6s %8s %9s %9s %9s %7s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' nodes tasks "register" "assigned" \
-	"running" "CPU" "sim CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "idle" recon down load
-printf '  %6s %8s %9s %9s %9s %7s %7s %9s %8s %8s %7s %6s %6s %7s %5s %5s %5s\n' "" "" s s s s s "" "" "" "" "" "" CPU "" "" 1min
+echo "scale: shoal-scheduler ($STORE store) with simulated agents on 127.0.0.1, $PER_NODE replicas per node, heartbeat $HEARTBEAT, --max-heartbeats ${SCALE_MAX_HEARTBEATS:-default} ($(nproc) CPUs)"
+printf '  %6s %8s %9s %9s %9s %7s %7s %9s %8s %8s %7s %6s %6s %5s %7s %5s %5s %5s\n' nodes tasks "register" "assigned" \
+	"running" "CPU" "sim CPU" "place/s" "RSS MiB" "HWM MiB" "B/task" "hb us" "(tick)" "told" "idle" recon down load
+printf '  %6s %8s %9s %9s %9s %7s %7s %9s %8s %8s %7s %6s %6s %5s %7s %5s %5s %5s\n' "" "" s s s s s "" "" "" "" "" "" s CPU "" "" 1min
 printf '%s\n' "${rows[@]}"
 echo "Endpoints (and Assignments) the agents received, registration to the end of the idle window:"
 printf '  %6s %9s %10s %10s %12s %12s %14s\n' nodes frames "MiB" "KiB/node" "reconnect s" "reconnect MiB" "Assign. MiB"

@@ -23,6 +23,7 @@
  *   stats WALL_MS ready=R tasks=T acked=A heartbeats=H replies=HR reports=P closed=C
  *         refused=F endpoints=E epbytes=B  (Endpoints frames received, their bytes)
  *         asbytes=A  (the Assignments frames' bytes)
+ *         hbms=MS  (the longest heartbeat interval a reply has told)
  *                                     on SIGUSR1, every --stats-ms if set, and at exit
  */
 #include <arpa/inet.h>
@@ -102,6 +103,7 @@ struct sim {
 	uint64_t tasks, acked, heartbeats, replies, reports, closed, refused;
 	uint64_t endpoints, endpoints_bytes; /* Endpoints frames received, their bytes */
 	uint64_t assign_bytes;               /* Assignments received, their bytes */
+	uint32_t hb_ms;                      /* the last interval told, longest of a reply */
 	bool ready_said, assigned_said, acked_said;
 	struct event *sig_int, *sig_term, *sig_usr1, *sig_usr2, *stats_ev;
 };
@@ -129,12 +131,12 @@ say_stats(struct sim *s)
 {
 	say("stats",
 	    "ready=%u tasks=%llu acked=%llu heartbeats=%llu replies=%llu reports=%llu "
-	    "closed=%llu refused=%llu endpoints=%llu epbytes=%llu asbytes=%llu",
+	    "closed=%llu refused=%llu endpoints=%llu epbytes=%llu asbytes=%llu hbms=%u",
 	    s->ready, (unsigned long long)s->tasks, (unsigned long long)s->acked,
 	    (unsigned long long)s->heartbeats, (unsigned long long)s->replies,
 	    (unsigned long long)s->reports, (unsigned long long)s->closed,
 	    (unsigned long long)s->refused, (unsigned long long)s->endpoints,
-	    (unsigned long long)s->endpoints_bytes, (unsigned long long)s->assign_bytes);
+	    (unsigned long long)s->endpoints_bytes, (unsigned long long)s->assign_bytes, s->hb_ms);
 }
 
 static void
@@ -426,6 +428,14 @@ on_message(struct rpc_conn *c, const Shoal__Envelope *env, void *arg)
 		break;
 	case SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY:
 		n->sim->replies++;
+		/* As an agent does: the scheduler stretches the interval for a big cluster. */
+		if (env->heartbeat_reply->heartbeat_interval_ms &&
+		    env->heartbeat_reply->heartbeat_interval_ms != n->heartbeat_ms) {
+			n->heartbeat_ms = env->heartbeat_reply->heartbeat_interval_ms;
+			rpc_set_idle_timeout(n->conn, (int)(5 * n->heartbeat_ms));
+		}
+		if (n->heartbeat_ms > n->sim->hb_ms || n->sim->hb_ms == 0)
+			n->sim->hb_ms = n->heartbeat_ms;
 		break;
 	case SHOAL__ENVELOPE__BODY_ASSIGNMENTS:
 		n->sim->assign_bytes += shoal__assignments__get_packed_size(env->assignments);

@@ -217,7 +217,9 @@ api_agent_register(struct sched_conn *sc, const Shoal__Envelope *env)
 	reconcile_node_registered(srv, n, r->tasks_running, r->n_tasks_running);
 	rr.node_id = n->id;
 	rr.container_subnet = subnet;
-	rr.heartbeat_interval_ms = srv->heartbeat_ms;
+	rr.heartbeat_interval_ms =
+	    nodes_heartbeat_ms(&srv->nodes, srv->heartbeat_ms, srv->max_heartbeats);
+	nodes_told(n, rr.heartbeat_interval_ms);
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_REGISTER_REPLY;
 	reply.register_reply = &rr;
@@ -298,7 +300,9 @@ api_agent_heartbeat(struct sched_conn *sc, const Shoal__Envelope *env)
 		endpoints_send_services(sc->srv, n);
 	}
 	/* The reply lets the agent tell a dead scheduler from a quiet one. */
-	hr.heartbeat_interval_ms = sc->srv->heartbeat_ms;
+	hr.heartbeat_interval_ms =
+	    nodes_heartbeat_ms(&sc->srv->nodes, sc->srv->heartbeat_ms, sc->srv->max_heartbeats);
+	nodes_told(n, hr.heartbeat_interval_ms);
 	reply.id = env->id;
 	reply.body_case = SHOAL__ENVELOPE__BODY_HEARTBEAT_REPLY;
 	reply.heartbeat_reply = &hr;

@@ -38,6 +38,10 @@ static const char usage_text[] =
     "                            is the way\n"
     "  --heartbeat-interval DUR  how often agents report (default 1s); a node is down\n"
     "                            after 3 missed intervals\n"
+    "  --max-heartbeats N        heartbeats a second from all nodes at most (default 5000;\n"
+    "                            0: no cap): with more than N nodes the interval agents\n"
+    "                            are told grows to nodes/N seconds, and so does the time to\n"
+    "                            notice a lost node\n"
     "  --join-rate N             new node names accepted per second, after a burst of\n"
     "                            max(50, 10*N) (default 5); known nodes always rejoin\n"
     "  --http ADDR:PORT          serve /metrics (Prometheus) and the status page at /\n"
@@ -111,6 +115,7 @@ main(int argc, char **argv)
 	    {"no-routes", no_argument, NULL, 'R'},
 	    {"heartbeat-interval", required_argument, NULL, 'i'},
 	    {"join-rate", required_argument, NULL, 'J'},
+	    {"max-heartbeats", required_argument, NULL, 'B'},
 	    {"log-level", required_argument, NULL, 'L'},
 	    {"http", required_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
@@ -168,6 +173,20 @@ main(int argc, char **argv)
 				return 1;
 			}
 			so.heartbeat_ms = (uint32_t)ms;
+			break;
+		}
+		case 'B': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (end == optarg || *end || optarg[0] == '-' || v > 1000000) {
+				fprintf(stderr,
+				        "shoal-scheduler: --max-heartbeats %s: want 0 (no cap) to "
+				        "1000000 a second\n",
+				        optarg);
+				return 1;
+			}
+			so.max_heartbeats = (uint32_t)v;
+			so.no_heartbeat_cap = v == 0;
 			break;
 		}
 		case 'J': {

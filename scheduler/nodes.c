@@ -651,9 +651,10 @@ nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
 
 	for (size_t i = 0; i < ns->n; i++) {
 		struct node *n = ns->v[i];
-		int64_t limit = n->status == NODE_UNKNOWN && ns->restart_grace_ms > timeout_ms
+		int64_t own = n->expect_ms ? 3 * (int64_t)n->expect_ms : timeout_ms;
+		int64_t limit = n->status == NODE_UNKNOWN && ns->restart_grace_ms > own
 		                    ? ns->restart_grace_ms
-		                    : timeout_ms;
+		                    : own;
 		/* Silence while our own loop was held up is ours, not the node's. */
 		int64_t silent = now - n->last_seen - (ns->stalled_ms - n->stalled_at_seen);
 		if (n->status == NODE_DOWN || silent <= limit)
@@ -664,6 +665,26 @@ nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
 			fn(n, arg);
 	}
 	return changed;
+}
+
+uint32_t
+nodes_heartbeat_ms(const struct nodes *ns, uint32_t base_ms, uint32_t max_rate)
+{
+	uint64_t ms;
+
+	if (max_rate == 0)
+		return base_ms;
+	ms = ((uint64_t)ns->n * 1000 + max_rate - 1) / max_rate;
+	if (ms > NODES_HEARTBEAT_MAX_MS)
+		ms = NODES_HEARTBEAT_MAX_MS;
+	return ms > base_ms ? (uint32_t)ms : base_ms;
+}
+
+void
+nodes_told(struct node *n, uint32_t ms)
+{
+	n->expect_ms = n->told_ms > ms ? n->told_ms : ms;
+	n->told_ms = ms;
 }
 
 void

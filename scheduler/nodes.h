@@ -79,6 +79,9 @@ struct node {
 	int64_t refused_log_ms; /* monotonic ms of the last "refused a task status" line */
 	uint32_t refused_quiet; /* refusals since that line, not logged one by one */
 	uint64_t commit_seq;    /* the pass commit whose completion sends its Assignments */
+	uint32_t told_ms;       /* the heartbeat interval it was last told (0: none yet) */
+	uint32_t expect_ms;     /* what its silence is judged by: told_ms, or the one before if
+	                         * longer (its next heartbeat was timed by that one) */
 };
 
 /*
@@ -137,6 +140,12 @@ struct nodes {
  * so a restart replaced healthy replicas of nodes that were about to come back.
  */
 #define NODES_RESTART_GRACE_MS 10000
+
+/* The longest heartbeat interval a cap on the rate of heartbeats stretches to. */
+#define NODES_HEARTBEAT_MAX_MS 60000
+
+/* Heartbeats a second the scheduler takes at most by default (--max-heartbeats). */
+#define NODES_MAX_HEARTBEATS 5000
 
 /* Parse "10.244.0.0/16" into base and prefix (prefix 8..24). */
 int nodes_parse_cidr(const char *cidr, uint32_t *base, int *prefix, struct shoal_err *err);
@@ -232,12 +241,24 @@ void nodes_port_errors_free(char **v, size_t count);
 char *nodes_subnet(const struct nodes *ns, const struct node *n, char *buf, size_t len);
 
 /*
- * Mark nodes whose last message is older than timeout_ms as down; fn is called once for
- * each node that changes to down. A node not heard from since this scheduler started
- * (NODE_UNKNOWN) has ns->restart_grace_ms instead, if longer. Returns how many changed.
+ * Mark nodes silent for longer than 3 of their heartbeat intervals (expect_ms; timeout_ms
+ * for one not told any) as down; fn is called once for each node that changes to down. A
+ * node not heard from since this scheduler started (NODE_UNKNOWN) has ns->restart_grace_ms
+ * instead, if longer. Returns how many changed.
  */
 size_t nodes_expire(struct nodes *ns, int64_t now, int64_t timeout_ms,
                     void (*fn)(struct node *n, void *arg), void *arg);
+
+/*
+ * The heartbeat interval to tell agents: base_ms, or longer where the nodes would otherwise
+ * send more than max_rate heartbeats a second (0: no cap), as Nomad's
+ * max_heartbeats_per_second does. At 10,000 nodes a heartbeat a second took a third of the
+ * scheduler's core while idle; a big cluster trades failure detection (3 intervals) for it.
+ */
+uint32_t nodes_heartbeat_ms(const struct nodes *ns, uint32_t base_ms, uint32_t max_rate);
+
+/* n is told to heartbeat every ms from now on. */
+void nodes_told(struct node *n, uint32_t ms);
 
 /* A message from n arrived now (monotonic ms): it is alive. */
 void nodes_seen(struct nodes *ns, struct node *n, int64_t now);

@@ -47,6 +47,8 @@ struct sched_options {
 	const char *listen;       /* "ADDR:PORT", default ":7100" */
 	const char *cluster_cidr; /* default 10.244.0.0/16 */
 	uint32_t heartbeat_ms;    /* default 1000 */
+	uint32_t max_heartbeats;  /* a second, from all nodes (0 = NODES_MAX_HEARTBEATS) */
+	bool no_heartbeat_cap;    /* --max-heartbeats 0: the interval never grows */
 	bool no_routes;           /* container subnets are routed by the network itself */
 	double join_rate;         /* new node names a second; 0 = NODES_JOIN_RATE */
 	const char *http;         /* status page and /metrics: "ADDR:PORT", "off" or NULL */
@@ -111,8 +113,9 @@ struct sched_server {
 	struct events events;
 	struct evstream_client *evstreams;
 	uint64_t next_relay_id;
-	uint32_t heartbeat_ms; /* interval handed to agents */
-	bool no_routes;        /* send no node list: the network routes container subnets */
+	uint32_t heartbeat_ms;   /* interval handed to agents, with few of them */
+	uint32_t max_heartbeats; /* a second: with more nodes the interval grows (0: no cap) */
+	bool no_routes;          /* send no node list: the network routes container subnets */
 	char *data_dir;
 	struct sched_http *http;       /* the status page and /metrics (http.c), NULL if off */
 	struct prom_hist pass_seconds; /* how long reconcile passes held the loop */

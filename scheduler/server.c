@@ -257,6 +257,14 @@ node_went_down(struct node *n, void *arg)
 	reconcile_node_down(srv, n);
 }
 
+/* The heartbeat interval agents are told now (--heartbeat-interval, stretched by
+ * --max-heartbeats for the nodes known). */
+static uint32_t
+sched_heartbeat_ms(const struct sched_server *srv)
+{
+	return nodes_heartbeat_ms(&srv->nodes, srv->heartbeat_ms, srv->max_heartbeats);
+}
+
 static void
 cron(evutil_socket_t fd, short what, void *arg)
 {
@@ -268,7 +276,7 @@ cron(evutil_socket_t fd, short what, void *arg)
 	if (!ha_acting(srv))
 		return;
 	nodes_tick(&srv->nodes, now, CRON_MS);
-	nodes_expire(&srv->nodes, now, 3 * (int64_t)srv->heartbeat_ms, node_went_down, srv);
+	nodes_expire(&srv->nodes, now, 3 * (int64_t)sched_heartbeat_ms(srv), node_went_down, srv);
 	if (now >= srv->next_tick) {
 		srv->next_tick = now + 1000;
 		reconcile_tick(srv);
@@ -379,6 +387,9 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->data_dir = xstrdup(opt->data_dir);
 	srv->heartbeat_ms = opt->heartbeat_ms ? opt->heartbeat_ms : 1000;
+	srv->max_heartbeats = opt->no_heartbeat_cap ? 0
+	                      : opt->max_heartbeats ? opt->max_heartbeats
+	                                            : NODES_MAX_HEARTBEATS;
 	srv->no_routes = opt->no_routes;
 	if (identity_load(opt->data_dir, &srv->id, err) == -1)
 		goto fail;
@@ -397,13 +408,13 @@ sched_server_init(struct sched_server *srv, const struct sched_options *opt, str
 		    opt->join_rate * 10 > NODES_JOIN_BURST ? opt->join_rate * 10 : NODES_JOIN_BURST;
 		srv->nodes.join.tokens = srv->nodes.join.burst;
 	}
-	/* A slow heartbeat makes agents notice a lost scheduler later (5 silent beats): the
-	 * grace grows with it. */
-	if (8 * (int64_t)srv->heartbeat_ms > srv->nodes.restart_grace_ms)
-		srv->nodes.restart_grace_ms = 8 * (int64_t)srv->heartbeat_ms;
 	/* With etcd, the state is loaded when this scheduler is elected (ha.c). */
 	if (!etcd && nodes_load(&srv->nodes, &srv->store, err) == -1)
 		goto fail;
+	/* A slow heartbeat makes agents notice a lost scheduler later (5 silent beats): the
+	 * grace grows with it, as told to the nodes known now. */
+	if (8 * (int64_t)sched_heartbeat_ms(srv) > srv->nodes.restart_grace_ms)
+		srv->nodes.restart_grace_ms = 8 * (int64_t)sched_heartbeat_ms(srv);
 	srv->base = event_base_new();
 	if (srv->base == NULL) {
 		err_set(err, 0, "cannot create event base");

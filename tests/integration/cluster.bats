@@ -129,6 +129,28 @@ cluster_suite 3
 	done
 }
 
+@test "--max-heartbeats: 3 nodes at 1 a second are told 3 s, stay ready, and a lost one is down within 3 of them" {
+	wait_until 10 all_ready
+	lab kill sched
+	SCHED_ARGS="--max-heartbeats 1" start_sched
+	for i in 1 2 3; do
+		wait_until 10 grep -q 'heartbeat=3000ms' "$LAB_RUN/agent$i.log"
+	done
+	# Past 3 of the old 1 s intervals, no node is down: each is judged by what it was told.
+	sleep 5
+	all_ready
+	! grep -q 'down (no heartbeat' "$LAB_RUN/sched.log"
+	lab kill agent2 KILL
+	wait_until 12 node_is node2 down
+	node_is node1 ready
+	lab kill sched
+	start_sched
+	start_agent 2
+	wait_until 10 all_ready
+	# Registered again, at the configured interval.
+	[ "$(grep -c 'heartbeat=1000ms' "$LAB_RUN/agent1.log")" -ge 2 ]
+}
+
 @test "SIGTERM stops the scheduler and agents cleanly" {
 	lab kill agent3
 	lab kill sched

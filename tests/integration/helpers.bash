@@ -87,13 +87,14 @@ dump_logs_on_failure() {
 
 # ---- a cluster on the lab: one scheduler and N agents (services, update, proxy, netnode) ----
 # DATA holds every daemon's data dir; IMAGES the demo images (make images); AGENT_ARGS adds
-# flags to every agent.
+# flags to every agent, SCHED_ARGS to the scheduler.
 
 SCHED=${SCHED:-192.168.56.10:7100}
 
 start_sched() {
+	# shellcheck disable=SC2086 # SCHED_ARGS is a list of flags
 	lab spawn sched sched "$SHOAL_BIN/shoal-scheduler" run --data-dir "$DATA/sched" \
-		--listen "$SCHED" --heartbeat-interval 1s
+		--listen "$SCHED" --heartbeat-interval 1s ${SCHED_ARGS:-}
 }
 
 # start_agent I: the agent of nodeI, labelled with its zone, importing the demo images.

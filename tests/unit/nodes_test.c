@@ -217,6 +217,60 @@ test_expire(void **state)
 	close_table(&st, &ns);
 }
 
+/* --max-heartbeats: past that many nodes the interval grows with them, never below the
+ * configured one nor above a minute; each node's silence is judged by what it was told,
+ * and by the longer of its last two while a shorter one is reaching it. */
+static void
+test_heartbeat_cap(void **state)
+{
+	struct fixture *f = *state;
+	struct store st;
+	struct nodes ns;
+	struct shoal_err err;
+	struct node *a, *b;
+	char name[16];
+
+	open_table(f, &st, &ns);
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "n%d", i);
+		assert_non_null(
+		    nodes_register(&ns, &st, name, "10.0.0.1", "", 1000, 1, NULL, &err));
+	}
+	assert_int_equal(nodes_heartbeat_ms(&ns, 1000, 0), 1000);  /* no cap */
+	assert_int_equal(nodes_heartbeat_ms(&ns, 1000, 10), 1000); /* 10 nodes, 10 a second */
+	assert_int_equal(nodes_heartbeat_ms(&ns, 1000, 5), 2000);
+	assert_int_equal(nodes_heartbeat_ms(&ns, 1000, 3), 3334);
+	assert_int_equal(nodes_heartbeat_ms(&ns, 5000, 5), 5000);
+	assert_int_equal(nodes_heartbeat_ms(&ns, 1000, 0), 1000);
+	ns.n = 1000000; /* counted, not walked */
+	assert_int_equal(nodes_heartbeat_ms(&ns, 1000, 1), NODES_HEARTBEAT_MAX_MS);
+	ns.n = 10;
+
+	a = nodes_find(&ns, "n0");
+	b = nodes_find(&ns, "n1");
+	for (size_t i = 0; i < ns.n; i++) {
+		ns.v[i]->status = NODE_READY;
+		ns.v[i]->last_seen = 10000;
+	}
+	nodes_told(a, 2000);
+	nodes_told(a, 2000);
+	nodes_told(b, 2000);
+	nodes_told(b, 1000); /* its next beat was still timed by the 2000 */
+	downs = 0;
+	/* The others, never told, go by the 3000 ms given. */
+	assert_int_equal(nodes_expire(&ns, 13001, 3000, count_down, NULL), 8);
+	assert_int_equal(nodes_expire(&ns, 16000, 3000, count_down, NULL), 0);
+	assert_int_equal(nodes_expire(&ns, 16001, 3000, count_down, NULL), 2);
+	assert_int_equal(a->status, NODE_DOWN);
+	assert_int_equal(b->status, NODE_DOWN);
+	/* Told the shorter one twice: 3 of it. */
+	nodes_told(b, 1000);
+	b->status = NODE_READY;
+	b->last_seen = 20000;
+	assert_int_equal(nodes_expire(&ns, 23001, 3000, count_down, NULL), 1);
+	close_table(&st, &ns);
+}
+
 /* A restarted scheduler: the nodes it loads get the grace period, not the 3-beat timer,
  * while a node that came back and then went silent is held to the timer again. */
 static void
@@ -564,6 +618,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_admin_labels, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_not_our_stall, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_heartbeat_cap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_register_unchanged_no_write, setup, teardown),
 	};
 	if (sodium_init() < 0)
