@@ -128,6 +128,8 @@ send_register(struct session *s)
 	uint8_t sig[NODEKEY_SIG_BYTES];
 	struct shoal_err err;
 
+	reg.keeps_specs = true; /* tasks_apply takes a spec from a task of its version */
+
 	for (size_t i = 0; i < a->nlabels; i++) {
 		char *eq = strchr(a->labels[i], '=');
 		shoal__label__init(&labels[i]);

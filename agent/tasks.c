@@ -340,6 +340,22 @@ forget_removed(struct tasks *ts, const Shoal__Assignments *as)
 		container_list_free(v, n);
 }
 
+/*
+ * The spec of (service, version) from a task of that version that these Assignments list
+ * too (wanted), or NULL: the one the scheduler counted on. Not any task of that version: one
+ * no longer listed is on its way out, and a service removed and applied again numbers its
+ * versions anew.
+ */
+static const char *
+held_spec(const struct tasks *ts, const char *service, uint64_t version)
+{
+	for (size_t i = 0; i < ts->n; i++)
+		if (ts->v[i]->wanted && ts->v[i]->version == version &&
+		    strcmp(ts->v[i]->service, service) == 0)
+			return ts->v[i]->spec_json;
+	return NULL;
+}
+
 void
 tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 {
@@ -348,23 +364,30 @@ tasks_apply(struct tasks *ts, const Shoal__Assignments *as)
 	ts->generation = as->generation;
 	for (size_t i = 0; i < ts->n; i++)
 		ts->v[i]->wanted = false;
+	/* What it already runs first: a new task may take its spec from one listed after it. */
+	for (size_t i = 0; i < as->n_tasks; i++) {
+		struct agent_task *t = tasks_find(ts, as->tasks[i]->task_id);
+		if (t)
+			t->wanted = true;
+	}
 	for (size_t i = 0; i < as->n_tasks; i++) {
 		const Shoal__TaskSpec *sp = as->tasks[i];
-		struct agent_task *t = tasks_find(ts, sp->task_id);
 		const char *json = NULL, *pin = NULL;
 		struct service_spec spec;
 		struct shoal_err err;
+		struct agent_task *t;
 
-		if (t) {
-			t->wanted = true;
+		if (tasks_find(ts, sp->task_id))
 			continue;
-		}
 		for (size_t k = 0; k < as->n_specs; k++)
 			if (as->specs[k]->version == sp->version &&
 			    strcmp(as->specs[k]->service, sp->service) == 0) {
 				json = as->specs[k]->spec_json;
 				pin = as->specs[k]->image_digest;
 			}
+		/* Sent once a session (Register.keeps_specs): a task of the version has it. */
+		if (json != NULL && json[0] == '\0')
+			json = held_spec(ts, sp->service, sp->version);
 		if (json == NULL || manifest_spec_from_json(json, &spec, &err) == -1) {
 			shoal_log(LOG_ERR, "task %s: no usable spec in the assignments", sp->name);
 			continue;

@@ -356,6 +356,7 @@ send_register(struct sim_node *n)
 	snprintf(zone_value, sizeof(zone_value), "z%u", n->idx % 4);
 	zone.key = "zone";
 	zone.value = zone_value;
+	reg.keeps_specs = true; /* as an agent: each spec once a session */
 	cap.cpu_millis = (uint64_t)s->cpu_millis;
 	cap.memory_bytes = (uint64_t)s->memory_bytes;
 	/* After a reconnect: what it runs, so that the scheduler adopts it. */

@@ -214,6 +214,10 @@ api_agent_register(struct sched_conn *sc, const Shoal__Envelope *env)
 		events_emit(&srv->events, EVENTS_NODE, "ready", NULL, n->name, NULL, NULL, 0, 0,
 		            "registered, address %s", n->address);
 	}
+	/* A new session: the agent holds what it says it runs, and is sent every spec again. */
+	n->keeps_specs = r->keeps_specs;
+	for (struct task *t = n->tasks; t; t = t->node_next)
+		t->sent = false;
 	reconcile_node_registered(srv, n, r->tasks_running, r->n_tasks_running);
 	rr.node_id = n->id;
 	rr.container_subnet = subnet;

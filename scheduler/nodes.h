@@ -79,6 +79,7 @@ struct node {
 	int64_t refused_log_ms; /* monotonic ms of the last "refused a task status" line */
 	uint32_t refused_quiet; /* refusals since that line, not logged one by one */
 	uint64_t commit_seq;    /* the pass commit whose completion sends its Assignments */
+	bool keeps_specs;       /* its agent takes a spec it was sent once from a task it holds */
 	uint32_t told_ms;       /* the heartbeat interval it was last told (0: none yet) */
 	uint32_t expect_ms;     /* what its silence is judged by: told_ms, or the one before if
 	                         * longer (its next heartbeat was timed by that one) */

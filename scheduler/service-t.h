@@ -35,6 +35,10 @@ struct service {
 	uint64_t prev_version;    /* version of prev_spec_json (a rollback returns to it) */
 	struct update update;     /* the rolling update, if any */
 	int64_t created_ms, updated_ms;
+	/* reconcile_dispatch's: the index of its entry in the Assignments being packed (valid
+	 * while pack_stamp is that packing's), so finding it is not a scan of all of them. */
+	uint64_t pack_stamp;
+	size_t pack_idx;
 	bool removed;       /* `shoal rm`: goes once every task has stopped */
 	bool dirty;         /* needs a reconcile pass */
 	bool waiting;       /* something waits on time (back-off, pending): tick it */

@@ -95,12 +95,16 @@ struct task {
 	char *last_output; /* its last lines of output once it ended (agent's report), or NULL */
 	struct task *node_prev, *node_next; /* node's list of bound tasks */
 	char ip[16];
-	char id[13];     /* 12 hex, random */
-	bool oom_killed; /* how it ended, with exit_code: a fact, not a phase */
-	bool bound;      /* node's bookkeeping: on its task list, holding its reservation */
+	char id[13]; /* 12 hex, random */
+	/* Bit-fields: a fourth bool would have cost 8 bytes of padding (a 240-byte chunk). */
+	bool oom_killed : 1; /* how it ended, with exit_code: a fact, not a phase */
+	bool bound : 1;      /* node's bookkeeping: on its task list, holding its reservation */
 	/* Started by a rolling update and not yet counted by it (healthy, or a failure): a fact
 	 * about its origin beside any phase (a held task, a lost one may be the update's). */
-	bool from_update;
+	bool from_update : 1;
+	/* Listed in an Assignments of its node's current session: the agent holds it, and with
+	 * it its version's spec (reconcile_dispatch). Cleared when the node registers. */
+	bool sent : 1;
 	uint32_t slot;
 	enum task_phase phase; /* the scheduler's: only through task_phase_set */
 	enum task_state state; /* the agent's */

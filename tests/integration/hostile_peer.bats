@@ -23,7 +23,7 @@ setup_file() {
 
 teardown() {
 	local p
-	for p in peer-ok peer-lo peer-x; do
+	for p in peer-ok peer-lo peer-x peer-ks peer-nk; do
 		lab pid "$p" >/dev/null 2>&1 && lab kill "$p"
 	done
 	dump_logs_on_failure
@@ -64,6 +64,14 @@ reported() {
 spawn_peer() {
 	lab spawn "$1" sched "$PEER" --token "$W" --addr "$SCHED" --timeout 5000 report-task \
 		--name "$2" --address "$(lab addr sched)" --ip "$3" --hold 60
+}
+
+# spawn_peer_keeping NAME NODE: the same, registering as an agent that keeps specs
+# (Register.keeps_specs), with one node key across its runs.
+spawn_peer_keeping() {
+	lab spawn "$1" sched "$PEER" --token "$W" --addr "$SCHED" --timeout 5000 \
+		--key "$BATS_FILE_TMPDIR/$2.key" report-task --name "$2" --address "$(lab addr sched)" \
+		--ip own:5 --hold 60 --keeps-specs
 }
 
 @test "the lab: node1's loopback listener answers there, and only there" {
@@ -121,6 +129,32 @@ spawn_peer() {
 	[[ $(task_of web-x) != running* ]]
 	[[ $(task_of web-x) == *" -" ]]
 	shoal rm web-x
+}
+
+@test "a node that keeps specs is sent each spec once a session; one that does not, in every Assignments" {
+	local k port=8093 log
+	for k in ks nk; do
+		if [ "$k" = ks ]; then
+			spawn_peer_keeping peer-ks evil-ks
+		else
+			spawn_peer peer-nk evil-nk own:5
+		fi
+		log=$LAB_RUN/peer-$k.log
+		wait_until 10 grep -q '^reply register_reply' "$log"
+		apply_pinned "spec-$k" "evil-$k" "$port"
+		wait_until 10 grep -q '^assignments gen=[0-9]* tasks=1 specs=1 json=1$' "$log"
+		shoal scale -d "spec-$k=2"
+		wait_until 10 grep -q '^assignments gen=[0-9]* tasks=2 specs=1 ' "$log"
+		port=$((port + 1))
+	done
+	# The second frame: the version without its spec for the node that holds a task of it.
+	grep '^assignments gen=[0-9]* tasks=2 specs=1 json=0$' "$LAB_RUN/peer-ks.log"
+	! grep -q '^assignments gen=[0-9]* tasks=2 specs=1 json=0$' "$LAB_RUN/peer-nk.log"
+	# A new session (the node registers again) is sent the spec again.
+	lab kill peer-ks
+	spawn_peer_keeping peer-ks evil-ks
+	wait_until 10 grep -q '^assignments gen=[0-9]* tasks=2 specs=1 json=1$' "$LAB_RUN/peer-ks.log"
+	shoal rm spec-ks spec-nk
 }
 
 @test "a Register with 500,000 labels is refused at once; shoal nodes keeps its latency" {

@@ -17,16 +17,21 @@
  *   register     --name X [--address A] [--labels N] [--label K=V]... [--capacity CPU,MEM]
  *                one Register; prints its reply
  *   report-task  --name X [--address A] --ip IP|own:N [--state S] [--hold SECONDS]
+ *                [--keeps-specs]
  *                register as X, then report every task Assignments give it in state S
  *                (default running) with container_ip IP ("own:N": host N of the /24 the
  *                scheduler gave it); keeps heartbeating (acknowledging Endpoints like an
- *                agent) for --hold seconds (default 5), then exits
+ *                agent) for --hold seconds (default 5), then exits. --keeps-specs registers
+ *                as an agent that keeps specs (Register.keeps_specs)
  *   list-nodes   one ListNodes; prints how many nodes the reply held
  *
  * Output, one line per event, for tests to grep:
  *   reply BODY ms=ELAPSED [details]      a reply to this peer's request
  *   error code=N ms=ELAPSED message=...  an Error reply
  *   reported TASK_ID state=S ip=IP       a task status sent (report-task)
+ *   assignments gen=G tasks=T specs=S json=J
+ *                                        an Assignments came: its tasks, its service
+ *                                        versions, and how many of those carried a spec
  *   closed REASON                        the scheduler closed the connection
  * Exit status: 0 the expected reply came, 3 an Error reply, 2 no reply (timeout, closed,
  * connect failure), 1 bad usage.
@@ -82,6 +87,7 @@ struct peer {
 	size_t nlabels, gen_labels;
 	uint64_t cpu_millis, memory_bytes;
 	int timeout_ms, hold_s;
+	bool keeps_specs;
 	struct nodekey key; /* --key FILE, or a fresh one */
 	/* report-task */
 	uint32_t subnet; /* host order, from RegisterReply */
@@ -188,6 +194,7 @@ send_register(struct peer *p)
 	cap.cpu_millis = p->cpu_millis;
 	cap.memory_bytes = p->memory_bytes;
 	reg.node_name = (char *)p->name;
+	reg.keeps_specs = p->keeps_specs;
 	reg.address = (char *)p->address;
 	reg.labels = lp;
 	reg.n_labels = n;
@@ -314,6 +321,14 @@ report_assignments(struct peer *p, const Shoal__Assignments *as)
 	int64_t now = util_wall_ms();
 
 	p->assign_gen = as->generation;
+	{
+		size_t json = 0;
+		for (size_t k = 0; k < as->n_specs; k++)
+			json += as->specs[k]->spec_json[0] != '\0';
+		printf("assignments gen=%llu tasks=%zu specs=%zu json=%zu\n",
+		       (unsigned long long)as->generation, as->n_tasks, as->n_specs, json);
+		fflush(stdout);
+	}
 	report_ip(p, ip, sizeof(ip));
 	for (size_t i = 0; i < as->n_tasks; i++) {
 		const char *id = as->tasks[i]->task_id;
@@ -468,6 +483,7 @@ usage(FILE *f)
 	    "  register     --name X [--address A] [--labels N] [--label K=V]...\n"
 	    "               [--capacity CPU_MILLIS,MEMORY_BYTES]\n"
 	    "  report-task  --name X [--address A] --ip IP|own:N [--state S] [--hold SECONDS]\n"
+	    "               [--keeps-specs]\n"
 	    "  list-nodes\n"
 	    "exit: 0 reply, 3 error reply, 2 no reply, 1 usage\n");
 }
@@ -476,13 +492,21 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"token", required_argument, NULL, 't'},    {"addr", required_argument, NULL, 'a'},
-	    {"timeout", required_argument, NULL, 'T'},  {"key", required_argument, NULL, 'k'},
-	    {"name", required_argument, NULL, 'n'},     {"address", required_argument, NULL, 'A'},
-	    {"labels", required_argument, NULL, 'L'},   {"label", required_argument, NULL, 'l'},
-	    {"capacity", required_argument, NULL, 'c'}, {"ip", required_argument, NULL, 'i'},
-	    {"state", required_argument, NULL, 's'},    {"hold", required_argument, NULL, 'H'},
-	    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+	    {"token", required_argument, NULL, 't'},
+	    {"addr", required_argument, NULL, 'a'},
+	    {"timeout", required_argument, NULL, 'T'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"address", required_argument, NULL, 'A'},
+	    {"labels", required_argument, NULL, 'L'},
+	    {"label", required_argument, NULL, 'l'},
+	    {"capacity", required_argument, NULL, 'c'},
+	    {"ip", required_argument, NULL, 'i'},
+	    {"state", required_argument, NULL, 's'},
+	    {"hold", required_argument, NULL, 'H'},
+	    {"keeps-specs", no_argument, NULL, 'K'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct peer p = {
 	    .address = "127.0.0.1",
@@ -555,6 +579,9 @@ main(int argc, char **argv)
 			break;
 		case 'H':
 			p.hold_s = atoi(optarg);
+			break;
+		case 'K':
+			p.keeps_specs = true;
 			break;
 		case 'h':
 			usage(stdout);
