@@ -410,6 +410,57 @@ fail:
 	return -1;
 }
 
+/* Drop from o each key whose value equals the one def has; objects are compared key by key. */
+static void
+drop_defaults(json_t *o, json_t *def)
+{
+	const char *k;
+	json_t *v;
+	void *tmp;
+
+	json_object_foreach_safe(o, tmp, k, v)
+	{
+		json_t *d = json_object_get(def, k);
+
+		if (d == NULL)
+			continue;
+		if (json_is_object(v) && json_is_object(d)) {
+			drop_defaults(v, d);
+			if (json_object_size(v) == 0)
+				json_object_del(o, k);
+		} else if (json_equal(v, d)) {
+			json_object_del(o, k);
+		}
+	}
+}
+
+char *
+manifest_spec_json_wire(const char *json)
+{
+	struct service_spec def;
+	json_t *o, *d;
+	char *text;
+
+	o = json_loads(json, JSON_REJECT_DUPLICATES, NULL);
+	if (o == NULL || !json_is_object(o)) {
+		json_decref(o);
+		return NULL;
+	}
+	manifest_spec_init(&def);
+	text = manifest_spec_to_json(&def);
+	manifest_spec_free(&def);
+	d = json_loads(text, 0, NULL);
+	free(text);
+	SHOAL_ASSERT(d != NULL);
+	drop_defaults(o, d);
+	json_object_del(o, "replicas");
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	SHOAL_ASSERT(text != NULL);
+	json_decref(o);
+	json_decref(d);
+	return text;
+}
+
 int
 manifest_spec_from_json(const char *json, struct service_spec *out, struct shoal_err *err)
 {

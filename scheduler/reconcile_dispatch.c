@@ -68,10 +68,10 @@ reconcile_dispatch(struct sched_server *srv, struct node *n)
 			vers[nv].service = t->svc->name;
 			vers[nv].version = t->version;
 			/* A task of an older version runs the previous spec. */
-			vers[nv].spec_json =
-			    t->version == t->svc->version || !t->svc->prev_spec_json
-			        ? t->svc->spec_json
-			        : t->svc->prev_spec_json;
+			vers[nv].spec_json = (char *)service_wire_spec(
+			    t->svc, t->version == t->svc->version || !t->svc->prev_spec_json
+			                ? t->svc->spec_json
+			                : t->svc->prev_spec_json);
 			/* Pinned: the agent runs name@digest, whatever the tag says now. The pin is
 			 * sent every time: it may have come after the spec did. */
 			vers[nv].image_digest = (char *)service_pin_get(t->svc, t->version);

@@ -35,6 +35,12 @@ struct service {
 	uint64_t prev_version;    /* version of prev_spec_json (a rollback returns to it) */
 	struct update update;     /* the rolling update, if any */
 	int64_t created_ms, updated_ms;
+	/* spec_json and prev_spec_json as Assignments carry them (manifest_spec_json_wire),
+	 * each with the text it was made from: made again when that text changes. */
+	struct {
+		char *from;
+		char *json;
+	} wire[2];
 	/* reconcile_dispatch's: the index of its entry in the Assignments being packed (valid
 	 * while pack_stamp is that packing's), so finding it is not a scan of all of them. */
 	uint64_t pack_stamp;

@@ -51,6 +51,25 @@ service_pin_set(struct service *s, uint64_t version, const char *digest)
 	return true;
 }
 
+const char *
+service_wire_spec(struct service *s, const char *full)
+{
+	/* One place for the spec and one for the previous spec: the two a dispatch may ask for
+	 * are both kept, so a pointer handed out stays valid until either changes. Keyed by the
+	 * text, not the version: a rollback swaps the two, a scale rewrites the spec. */
+	size_t i = full == s->spec_json ? 0 : 1;
+
+	if (s->wire[i].from == NULL || strcmp(s->wire[i].from, full) != 0) {
+		free(s->wire[i].from);
+		free(s->wire[i].json);
+		s->wire[i].from = xstrdup(full);
+		s->wire[i].json = manifest_spec_json_wire(full);
+		if (s->wire[i].json == NULL)
+			s->wire[i].json = xstrdup(full); /* the agent says why it cannot parse it */
+	}
+	return s->wire[i].json;
+}
+
 static void
 slot_clear(struct slot *sl)
 {
@@ -75,6 +94,10 @@ service_free(struct service *s)
 	manifest_spec_free(&s->spec);
 	free(s->spec_json);
 	free(s->prev_spec_json);
+	for (size_t i = 0; i < ARRAY_SIZE(s->wire); i++) {
+		free(s->wire[i].from);
+		free(s->wire[i].json);
+	}
 	free(s->pending_reason);
 	free(s->update.message);
 	free(s->name);

@@ -15,6 +15,10 @@ void service_set_spec(struct service *s, struct service_spec *spec);
 
 /* The digest version is pinned to, or NULL. */
 const char *service_pin_get(const struct service *s, uint64_t version);
+
+/* full (s->spec_json or s->prev_spec_json) as Assignments carry it
+ * (manifest_spec_json_wire), made again only when that text changes. */
+const char *service_wire_spec(struct service *s, const char *full);
 /* Pin version to digest unless it has a pin: true if it was pinned now. A pin of a version
  * that is neither the current nor the previous one makes room. */
 bool service_pin_set(struct service *s, uint64_t version, const char *digest);

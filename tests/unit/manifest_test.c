@@ -743,6 +743,20 @@ round_trip(const struct service_spec *s)
 	assert_true(manifest_spec_equal(s, &back));
 	j2 = manifest_spec_to_json(&back);
 	assert_string_equal(j1, j2);
+	free(j2);
+	manifest_spec_free(&back);
+	/* The wire form (Assignments') reads back to the same spec but for replicas, and is
+	 * never longer. */
+	j2 = manifest_spec_json_wire(j1);
+	assert_non_null(j2);
+	assert_true(strlen(j2) <= strlen(j1));
+	assert_null(strstr(j2, "replicas"));
+	assert_int_equal(manifest_spec_from_json(j2, &back, &err), 0);
+	back.replicas = s->replicas;
+	assert_true(manifest_spec_equal(s, &back));
+	free(j2);
+	j2 = manifest_spec_to_json(&back);
+	assert_string_equal(j1, j2);
 	free(j1);
 	free(j2);
 	manifest_spec_free(&back);
@@ -789,6 +803,16 @@ test_json_round_trip(void **state)
 	manifest_free(&m);
 	parse_ok("service: u\nimage: x\nno_new_privileges: true\n", &m);
 	round_trip(&m.services[0]);
+	j = manifest_spec_to_json(&m.services[0]);
+	{
+		char *lean = manifest_spec_json_wire(j);
+		/* What is left is what differs from the defaults. */
+		assert_string_equal(lean,
+		                    "{\"image\":\"x\",\"name\":\"u\",\"no_new_privileges\":true}");
+		free(lean);
+	}
+	free(j);
+	assert_null(manifest_spec_json_wire("{\"name\""));
 	j = manifest_spec_to_json(&m.services[0]);
 	assert_non_null(strstr(j, "\"no_new_privileges\":true"));
 	free(j);
